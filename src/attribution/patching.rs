@@ -1,0 +1,103 @@
+//! Activation patching (SPEC "AP"): the fast sweep and the notebook's loop.
+
+use super::{Direction, Method, ScoreMap, Tracker};
+use crate::engine::{Answers, Array, Component, Engine, Site};
+use crate::error::Result;
+
+/// Components per engine call: bounds latency between progress updates.
+const CHUNK: usize = 256;
+
+/// AP(L, c) = (m_patched − m_base) / (m_base − m_other) for every component
+/// of one kind, via the engine's batched tail passes.
+#[allow(clippy::too_many_arguments)]
+pub fn activation_patching<E: Engine>(
+    e: &E,
+    base: &E::Run,
+    other: &E::Run,
+    component: Component,
+    first_diff: usize,
+    dir: Direction,
+    track: &mut Tracker<'_>,
+) -> Result<ScoreMap> {
+    let cfg = e.config();
+    let (m_base, m_other) = (e.metric(base), e.metric(other));
+    let denom = m_base - m_other;
+    let count = component.count(cfg);
+    let stage = format!("AP {} {}", dir.name(), component.name());
+    let mut map = Vec::with_capacity(cfg.n_layers);
+    for layer in 0..cfg.n_layers {
+        let site = Site { layer, component };
+        let mut row = Vec::with_capacity(count);
+        let mut c = 0;
+        while c < count {
+            let end = (c + CHUNK).min(count);
+            let m = e.patch_metrics(base, other, site, c..end, first_diff)?;
+            row.extend(m.into_iter().map(|m| (m - m_base) / denom));
+            track.advance(&stage, (end - c) as u64)?;
+            c = end;
+        }
+        track.partial(Method::Ap, dir, component, layer, &row);
+        map.push(row);
+    }
+    Ok(map)
+}
+
+/// The notebook's algorithm: one full hooked forward per component, the
+/// component replaced at every position. The reference the fast path is
+/// tested against, and the baseline of the benchmark. `components` limits
+/// the loop to some (layer, index) pairs; `None` does them all.
+pub fn activation_patching_naive<E: Engine>(
+    e: &E,
+    base_tokens: &[u32],
+    answers: Answers,
+    base: &E::Run,
+    other: &E::Run,
+    component: Component,
+    only: Option<&[(usize, usize)]>,
+) -> Result<Vec<((usize, usize), f32)>> {
+    let cfg = e.config();
+    let (m_base, m_other) = (e.metric(base), e.metric(other));
+    let all: Vec<(usize, usize)> = (0..cfg.n_layers)
+        .flat_map(|l| (0..component.count(cfg)).map(move |c| (l, c)))
+        .collect();
+    let list = only.map_or(all, |o| o.to_vec());
+    let mut out = Vec::with_capacity(list.len());
+    let mut cache: Option<(usize, Array, Array)> = None;
+    for (layer, c) in list {
+        let hook = component.hook(layer);
+        if cache.as_ref().map(|x| x.0) != Some(layer) {
+            cache = Some((
+                layer,
+                e.activation(base, &hook)?,
+                e.activation(other, &hook)?,
+            ));
+        }
+        let (_, b, o) = cache.as_ref().expect("set above");
+        let mut patched = b.clone();
+        replace_component(&mut patched, o, component, c);
+        let m = e.metric_with_substitutions(base_tokens, answers, &[(hook, patched)])?;
+        out.push(((layer, c), (m - m_base) / (m_base - m_other)));
+    }
+    Ok(out)
+}
+
+/// Copies component `c` of `src` into `dst` at every position:
+/// `hook_result[:, c, :]` for heads, `hook_post[:, c]` for neurons.
+pub fn replace_component(dst: &mut Array, src: &Array, component: Component, c: usize) {
+    let positions = dst.shape[0];
+    match component {
+        Component::Heads => {
+            let (h, d) = (dst.shape[1], dst.shape[2]);
+            for p in 0..positions {
+                let o = (p * h + c) * d;
+                dst.data[o..o + d].copy_from_slice(&src.data[o..o + d]);
+            }
+        }
+        Component::Neurons => {
+            let n = dst.shape[1];
+            for p in 0..positions {
+                dst.data[p * n + c] = src.data[p * n + c];
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! The whole analysis of one prompt pair, as the report describes it.
+
+use super::analysis::{asymmetry_ap, asymmetry_ig, flatten, jaccard, latent_sets, pearson, top_k};
+use super::atp::attribution_patching;
+use super::integrated_gradients::integrated_gradients;
+use super::patching::activation_patching;
+use super::quadrature::Rule;
+use super::{Direction, Method, Observer, Pair, ScoreMap, Tracker};
+use crate::clock::now_ms;
+use crate::engine::{Component, Engine};
+use crate::error::{Error, Result};
+use crate::model::Tokenizer;
+use crate::report::{
+    Analysis, Deltas, Latent, Maps, Maps1, Metric, ModelInfo, Prediction, Prompts, Report,
+    Settings, Tokens, TopEntry, SCHEMA,
+};
+use std::collections::BTreeMap;
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub methods: Vec<Method>,
+    pub directions: Vec<Direction>,
+    pub components: Vec<Component>,
+    pub ig_steps: usize,
+    pub ig_rule: Rule,
+    /// p of the latent-component highlight (0.9 = top 10 %).
+    pub percentile: f64,
+    /// Entries in each top-components list.
+    pub top: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            methods: Method::ALL.to_vec(),
+            directions: Direction::ALL.to_vec(),
+            components: vec![Component::Heads, Component::Neurons],
+            ig_steps: 50,
+            ig_rule: Rule::GaussLegendre,
+            percentile: 0.9,
+            top: 10,
+        }
+    }
+}
+
+impl Options {
+    fn check(&self) -> Result<()> {
+        if self.methods.is_empty() || self.directions.is_empty() || self.components.is_empty() {
+            return Err(Error::Input(
+                "choose at least one method, one direction and one component kind".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.percentile) {
+            return Err(Error::Input(format!(
+                "percentile {} is outside 0..1 (0.9 highlights the top 10 %)",
+                self.percentile
+            )));
+        }
+        super::quadrature::nodes_and_weights(self.ig_rule, self.ig_steps).map(|_| ())
+    }
+
+    /// Work units of the whole analysis, for progress and ETA.
+    pub fn work(&self, cfg: &crate::model::Config) -> u64 {
+        let dirs = self.directions.len() as u64;
+        let layers = cfg.n_layers as u64;
+        let mut total = 0;
+        for &c in &self.components {
+            for &m in &self.methods {
+                total += dirs
+                    * layers
+                    * match m {
+                        Method::Ap => c.count(cfg) as u64,
+                        Method::Ig => 3 * (self.ig_steps as u64 + 1),
+                        Method::Atp => 3,
+                    };
+            }
+        }
+        total
+    }
+}
+
+fn log_softmax_at(logits: &[f32], ids: [u32; 2]) -> [f32; 2] {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max as f64
+        + logits
+            .iter()
+            .map(|&x| ((x - max) as f64).exp())
+            .sum::<f64>()
+            .ln();
+    ids.map(|i| (logits[i as usize] as f64 - lse) as f32)
+}
+
+fn predictions(tok: &Tokenizer, logits: &[f32], k: usize) -> Vec<Prediction> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let z: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    let mut idx: Vec<usize> = (0..logits.len().min(tok.vocab_size().max(1))).collect();
+    idx.sort_by(|&a, &b| {
+        logits[b]
+            .partial_cmp(&logits[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    idx.truncate(k);
+    idx.into_iter()
+        .map(|i| Prediction {
+            id: i as u32,
+            text: tok.token_text(i as u32),
+            logit: logits[i],
+            prob: (((logits[i] - max) as f64).exp() / z) as f32,
+        })
+        .collect()
+}
+
+/// Runs every requested method on one pair and assembles the report.
+pub fn analyze_pair<E: Engine>(
+    e: &E,
+    model_name: &str,
+    tok: &Tokenizer,
+    prompts: &Prompts,
+    opts: &Options,
+    obs: &mut dyn Observer,
+) -> Result<Report> {
+    opts.check()?;
+    let t_start = now_ms();
+    let cfg = e.config().clone();
+    let pair = Pair::new(
+        tok,
+        &cfg,
+        &prompts.clean,
+        &prompts.corrupt,
+        &prompts.correct,
+        &prompts.incorrect,
+        prompts.bos,
+    )?;
+    let mut timings = BTreeMap::new();
+    let t0 = now_ms();
+    let clean = e.run(&pair.clean, pair.answers)?;
+    let corrupt = e.run(&pair.corrupt, pair.answers)?;
+    timings.insert("forward".to_string(), (now_ms() - t0) / 2.0);
+    let (m_clean, m_corrupt) = (e.metric(&clean), e.metric(&corrupt));
+    let (lc, lk) = (e.last_logits(&clean)?, e.last_logits(&corrupt)?);
+    let ids = [pair.answers.correct, pair.answers.incorrect];
+
+    let mut track = Tracker::new(obs, opts.work(&cfg));
+    track.advance("forward", 0)?;
+    let mut results: BTreeMap<Method, BTreeMap<Direction, Maps>> = BTreeMap::new();
+    let mut deltas: BTreeMap<String, Deltas> = BTreeMap::new();
+    // heads first (cheap, shown first), then neurons; cheap methods first
+    let mut comps = opts.components.clone();
+    comps.sort_by_key(|c| *c == Component::Neurons);
+    for &c in &comps {
+        for m in [Method::Atp, Method::Ig, Method::Ap] {
+            if !opts.methods.contains(&m) {
+                continue;
+            }
+            let t = now_ms();
+            for &d in &opts.directions {
+                let (base, other) = d.order(&clean, &corrupt);
+                let fd = pair.first_diff;
+                let map = match m {
+                    Method::Ap => activation_patching(e, base, other, c, fd, d, &mut track)?,
+                    Method::Atp => attribution_patching(e, base, other, c, fd, d, &mut track)?,
+                    Method::Ig => {
+                        let r = integrated_gradients(
+                            e,
+                            base,
+                            other,
+                            c,
+                            fd,
+                            opts.ig_steps,
+                            opts.ig_rule,
+                            d,
+                            &mut track,
+                        )?;
+                        let entry = deltas.entry(d.name().to_string()).or_default();
+                        match c {
+                            Component::Heads => entry.heads = Some(r.convergence_delta),
+                            Component::Neurons => entry.neurons = Some(r.convergence_delta),
+                        }
+                        r.scores
+                    }
+                };
+                results
+                    .entry(m)
+                    .or_default()
+                    .entry(d)
+                    .or_default()
+                    .set(c, map);
+            }
+            *timings
+                .entry(format!("{}_{}", m.name(), c.name()))
+                .or_insert(0.0) += now_ms() - t;
+        }
+    }
+    let analysis = analyse(&results, &opts.components, opts.percentile, opts.top);
+    timings.insert("total".to_string(), now_ms() - t_start);
+
+    Ok(Report {
+        schema: SCHEMA,
+        model: ModelInfo {
+            name: model_name.to_string(),
+            n_layers: cfg.n_layers,
+            n_heads: cfg.n_heads,
+            d_model: cfg.d_model,
+            d_mlp: cfg.d_mlp,
+            n_ctx: cfg.n_ctx,
+            d_vocab: cfg.d_vocab,
+        },
+        prompts: prompts.clone(),
+        tokens: Tokens {
+            clean: tok.tokens(&pair.clean),
+            corrupt: tok.tokens(&pair.corrupt),
+            first_diff: pair.first_diff,
+            correct: tok.tokens(&[pair.answers.correct]).remove(0),
+            incorrect: tok.tokens(&[pair.answers.incorrect]).remove(0),
+        },
+        metric: Metric {
+            name: "logit_diff".into(),
+            clean: m_clean,
+            corrupt: m_corrupt,
+            logprobs: BTreeMap::from([
+                ("clean".to_string(), log_softmax_at(&lc, ids)),
+                ("corrupt".to_string(), log_softmax_at(&lk, ids)),
+            ]),
+        },
+        predictions: BTreeMap::from([
+            ("clean".to_string(), predictions(tok, &lc, 10)),
+            ("corrupt".to_string(), predictions(tok, &lk, 10)),
+        ]),
+        settings: Settings {
+            methods: opts.methods.iter().map(|m| m.name().to_string()).collect(),
+            directions: opts
+                .directions
+                .iter()
+                .map(|d| d.name().to_string())
+                .collect(),
+            components: opts
+                .components
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
+            ig_steps: opts.ig_steps,
+            ig_rule: serde_json::to_value(opts.ig_rule)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            percentile: opts.percentile,
+        },
+        results: results
+            .into_iter()
+            .map(|(m, d)| {
+                (
+                    m.name().to_string(),
+                    d.into_iter()
+                        .map(|(d, x)| (d.name().to_string(), x))
+                        .collect(),
+                )
+            })
+            .collect(),
+        ig_convergence_delta: deltas,
+        analysis,
+        timings_ms: timings,
+        backend: e.backend().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+/// The order in which score maps are paired for correlations; keys are
+/// "<earlier>__vs__<later>".
+pub const MAP_ORDER: [(Method, Direction); 6] = [
+    (Method::Ig, Direction::CleanToCorrupt),
+    (Method::Ig, Direction::CorruptToClean),
+    (Method::Atp, Direction::CleanToCorrupt),
+    (Method::Atp, Direction::CorruptToClean),
+    (Method::Ap, Direction::CleanToCorrupt),
+    (Method::Ap, Direction::CorruptToClean),
+];
+
+pub fn map_name(m: Method, d: Direction) -> String {
+    format!("{}_{}", m.name(), d.name())
+}
+
+/// Correlations, asymmetry, latent components, overlaps and top lists.
+pub fn analyse(
+    results: &BTreeMap<Method, BTreeMap<Direction, Maps>>,
+    components: &[Component],
+    percentile: f64,
+    top: usize,
+) -> Analysis {
+    let get = |m: Method, d: Direction, c: Component| {
+        results
+            .get(&m)
+            .and_then(|x| x.get(&d))
+            .and_then(|x| x.get(c))
+    };
+    let mut a = Analysis {
+        percentile,
+        ..Default::default()
+    };
+    for &c in components {
+        let cname = c.name().to_string();
+        let mut corr = BTreeMap::new();
+        for (i, &(m1, d1)) in MAP_ORDER.iter().enumerate() {
+            for &(m2, d2) in &MAP_ORDER[i + 1..] {
+                if let (Some(x), Some(y)) = (get(m1, d1, c), get(m2, d2, c)) {
+                    corr.insert(
+                        format!("{}__vs__{}", map_name(m1, d1), map_name(m2, d2)),
+                        pearson(&flatten(x), &flatten(y)),
+                    );
+                }
+            }
+        }
+        let mut asym: BTreeMap<Method, ScoreMap> = BTreeMap::new();
+        for m in Method::ALL {
+            if let (Some(cc), Some(ccl)) = (
+                get(m, Direction::CleanToCorrupt, c),
+                get(m, Direction::CorruptToClean, c),
+            ) {
+                let s = if m == Method::Ig {
+                    asymmetry_ig(cc, ccl)
+                } else {
+                    asymmetry_ap(cc, ccl)
+                };
+                asym.insert(m, s);
+            }
+        }
+        if let (Some(ig), Some(ap)) = (asym.get(&Method::Ig), asym.get(&Method::Ap)) {
+            corr.insert(
+                "asym_ig__vs__asym_ap".into(),
+                pearson(&flatten(ig), &flatten(ap)),
+            );
+        }
+        a.correlations.insert(cname.clone(), corr);
+        let mut latent: BTreeMap<Method, Latent> = BTreeMap::new();
+        for (m, s) in &asym {
+            let (and, or) = latent_sets(s, percentile);
+            latent.insert(*m, Latent { and, or });
+            a.asymmetry
+                .entry(m.name().to_string())
+                .or_default()
+                .insert(cname.clone(), Maps1(s.clone()));
+        }
+        for (m, l) in &latent {
+            a.latent
+                .entry(m.name().to_string())
+                .or_default()
+                .insert(cname.clone(), l.clone());
+        }
+        if let (Some(ig), Some(ap)) = (latent.get(&Method::Ig), latent.get(&Method::Ap)) {
+            a.overlap.insert(
+                cname.clone(),
+                BTreeMap::from([
+                    ("and".to_string(), jaccard(&ig.and, &ap.and)),
+                    ("or".to_string(), jaccard(&ig.or, &ap.or)),
+                ]),
+            );
+        }
+        for (m, dirs) in results {
+            for (d, maps) in dirs {
+                if let Some(s) = maps.get(c) {
+                    let list = top_k(s, top)
+                        .into_iter()
+                        .map(|(layer, index, score)| TopEntry {
+                            layer,
+                            index,
+                            score,
+                        })
+                        .collect();
+                    a.top
+                        .entry(m.name().to_string())
+                        .or_default()
+                        .entry(d.name().to_string())
+                        .or_default()
+                        .insert(cname.clone(), list);
+                }
+            }
+        }
+    }
+    a
+}

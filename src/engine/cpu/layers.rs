@@ -1,0 +1,267 @@
+//! GPT-2's layers on candle tensors, forward and backward (activation
+//! gradients only), one small function each so the maths stays visible.
+
+use super::CpuBlock;
+use crate::error::Result;
+use crate::model::Config;
+use candle_core::{Device, Tensor, D};
+
+/// What layer norm keeps for its backward pass.
+pub(super) struct LnTape {
+    pub xhat: Tensor,
+    pub rstd: Tensor,
+}
+
+/// y = γ ⊙ (x − μ)/σ + β over the last dimension, σ = sqrt(var + eps).
+pub(super) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<(Tensor, LnTape)> {
+    let mu = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mu)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let rstd = (var + eps)?.sqrt()?.recip()?;
+    let xhat = xc.broadcast_mul(&rstd)?;
+    let y = xhat.broadcast_mul(w)?.broadcast_add(b)?;
+    Ok((y, LnTape { xhat, rstd }))
+}
+
+/// dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), with dx̂ = dy ⊙ γ.
+pub(super) fn layer_norm_backward(dy: &Tensor, w: &Tensor, t: &LnTape) -> Result<Tensor> {
+    let dxhat = dy.broadcast_mul(w)?;
+    let m1 = dxhat.mean_keepdim(D::Minus1)?;
+    let m2 = (&dxhat * &t.xhat)?.mean_keepdim(D::Minus1)?;
+    let dx = dxhat.broadcast_sub(&m1)?.sub(&t.xhat.broadcast_mul(&m2)?)?;
+    Ok(dx.broadcast_mul(&t.rstd)?)
+}
+
+/// x · W + b for x of shape [..., in] and a Conv1D weight W [in, out].
+pub(super) fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let y = matmul_rows(x, w)?;
+    Ok(y.broadcast_add(b)?)
+}
+
+/// x · W for x of shape [..., in].
+pub(super) fn matmul_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let k = dims.pop().expect("at least 1-d");
+    let rows: usize = dims.iter().product();
+    let y = x.reshape((rows, k))?.matmul(w)?;
+    dims.push(w.dim(1)?);
+    Ok(y.reshape(dims)?)
+}
+
+/// x · Wᵀ for x of shape [..., out]: the input gradient of `linear`.
+pub(super) fn matmul_rows_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    matmul_rows(x, &w.t()?)
+}
+
+const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2/π)
+const GELU_A: f64 = 0.044_715;
+
+/// GPT-2's gelu_new: 0.5·x·(1 + tanh(c·(x + a·x³))).
+pub(super) fn gelu_new(x: &Tensor) -> Result<Tensor> {
+    let u = ((x + (x.powf(3.0)? * GELU_A)?)? * GELU_C)?;
+    Ok(((x * 0.5)? * (u.tanh()? + 1.0)?)?)
+}
+
+/// d gelu_new / dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·c·(1 + 3a·x²), t = tanh(u).
+pub(super) fn gelu_new_grad(x: &Tensor) -> Result<Tensor> {
+    let x2 = x.sqr()?;
+    let t = ((x + (x.mul(&x2)? * GELU_A)?)? * GELU_C)?.tanh()?;
+    let left = ((&t + 1.0)? * 0.5)?;
+    let du = (((&x2 * (3.0 * GELU_A))? + 1.0)? * GELU_C)?;
+    let right = (((x * 0.5)? * (t.sqr()?.neg()? + 1.0)?)? * du)?;
+    Ok((left + right)?)
+}
+
+/// Softmax over the last dimension (masked entries are −inf and become 0).
+pub(super) fn softmax_last(s: &Tensor) -> Result<Tensor> {
+    let m = s.max_keepdim(D::Minus1)?;
+    let e = s.broadcast_sub(&m)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}
+
+/// dS = P ⊙ (dP − Σ_j dP ⊙ P).
+pub(super) fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
+    let s = (dp * p)?.sum_keepdim(D::Minus1)?;
+    Ok((dp.broadcast_sub(&s)? * p)?)
+}
+
+/// Additive causal mask [rows, keys] for query positions q0..q0+rows.
+pub(super) fn causal_mask(rows: usize, q0: usize, keys: usize) -> Result<Tensor> {
+    let m: Vec<f32> = (0..rows)
+        .flat_map(|i| (0..keys).map(move |j| if j <= q0 + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Ok(Tensor::from_vec(m, (rows, keys), &Device::Cpu)?)
+}
+
+pub(super) fn attn_scale(d_head: usize) -> f64 {
+    1.0 / (d_head as f64).sqrt()
+}
+
+/// [pos, heads, d_head] → [heads, pos, d_head].
+pub(super) fn heads_first(t: &Tensor) -> Result<Tensor> {
+    Ok(t.transpose(0, 1)?.contiguous()?)
+}
+
+/// What the MLP keeps for its backward pass.
+pub(super) struct MlpTape {
+    ln_2_w: Tensor,
+    ln: LnTape,
+    pre: Tensor,
+    c_fc_w: Tensor,
+    mlp_proj_w: Tensor,
+}
+
+/// x + W_out·gelu(W_in·ln_2(x) + b_in) + b_out, on rows [batch, rows, d].
+pub(super) fn mlp(
+    b: &CpuBlock,
+    x: &Tensor,
+    eps: f64,
+    record: bool,
+) -> Result<(Tensor, Option<MlpTape>)> {
+    let (h, ln) = layer_norm(x, &b.ln_2_w, &b.ln_2_b, eps)?;
+    let pre = linear(&h, &b.c_fc_w, &b.c_fc_b)?;
+    let out = linear(&gelu_new(&pre)?, &b.mlp_proj_w, &b.mlp_proj_b)?;
+    let y = (x + out)?;
+    let tape = record.then(|| MlpTape {
+        ln_2_w: b.ln_2_w.clone(),
+        ln,
+        pre,
+        c_fc_w: b.c_fc_w.clone(),
+        mlp_proj_w: b.mlp_proj_w.clone(),
+    });
+    Ok((y, tape))
+}
+
+pub(super) fn mlp_backward(t: &MlpTape, dy: &Tensor) -> Result<Tensor> {
+    let dpost = matmul_rows_t(dy, &t.mlp_proj_w)?;
+    let dpre = (dpost * gelu_new_grad(&t.pre)?)?;
+    let dh = matmul_rows_t(&dpre, &t.c_fc_w)?;
+    Ok((dy + layer_norm_backward(&dh, &t.ln_2_w, &t.ln)?)?)
+}
+
+/// What attention keeps for its backward pass.
+pub(super) struct AttnTape {
+    ln_1_w: Tensor,
+    ln: LnTape,
+    c_attn_w: Tensor,
+    c_proj_w: Tensor,
+    q: Tensor,
+    k_all: Tensor,
+    v_all: Tensor,
+    p: Tensor,
+    fd: usize,
+    n: usize,
+    last_only: bool,
+    scale: f64,
+}
+
+/// Attention sublayer plus residual on the rows fd..T of a batch
+/// x [batch, n, d]: keys and values of positions < fd come from the base run
+/// (they are the same for every perturbation). With `last_only`, only the last
+/// position's output is computed (the final block needs nothing else).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attention_tail(
+    b: &CpuBlock,
+    x: &Tensor,
+    base_keys: &Tensor,
+    base_values: &Tensor,
+    fd: usize,
+    last_only: bool,
+    eps: f64,
+    record: bool,
+    cfg: &Config,
+) -> Result<(Tensor, Option<AttnTape>)> {
+    let (bs, n, d) = x.dims3()?;
+    let (h, dh, t) = (cfg.n_heads, cfg.d_head, fd + n);
+    let (ln_x, ln) = layer_norm(x, &b.ln_1_w, &b.ln_1_b, eps)?;
+    let qkv = linear(&ln_x, &b.c_attn_w, &b.c_attn_b)?;
+    let split = |i: usize| -> Result<Tensor> {
+        Ok(qkv
+            .narrow(2, i * d, d)?
+            .reshape((bs, n, h, dh))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    let with_prefix = |base: &Tensor, new: Tensor| -> Result<Tensor> {
+        if fd == 0 {
+            return Ok(new);
+        }
+        let prefix = base
+            .narrow(1, 0, fd)?
+            .unsqueeze(0)?
+            .broadcast_as((bs, h, fd, dh))?;
+        Ok(Tensor::cat(&[&prefix, &new], 2)?.contiguous()?)
+    };
+    let k_all = with_prefix(base_keys, split(1)?)?; // [bs, h, t, dh]
+    let v_all = with_prefix(base_values, split(2)?)?;
+    let (q, q0, nq) = if last_only {
+        (split(0)?.narrow(2, n - 1, 1)?.contiguous()?, t - 1, 1)
+    } else {
+        (split(0)?, fd, n)
+    };
+    let scale = attn_scale(dh);
+    let scores = (q.matmul(&k_all.transpose(2, 3)?.contiguous()?)? * scale)?
+        .broadcast_add(&causal_mask(nq, q0, t)?)?;
+    let p = softmax_last(&scores)?;
+    let z = p
+        .matmul(&v_all)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((bs, nq, d))?;
+    let attn_out = linear(&z, &b.c_proj_w, &b.c_proj_b)?;
+    let x_rows = if last_only {
+        x.narrow(1, n - 1, 1)?
+    } else {
+        x.clone()
+    };
+    let y = (x_rows + attn_out)?;
+    let tape = record.then(|| AttnTape {
+        ln_1_w: b.ln_1_w.clone(),
+        ln,
+        c_attn_w: b.c_attn_w.clone(),
+        c_proj_w: b.c_proj_w.clone(),
+        q,
+        k_all,
+        v_all,
+        p,
+        fd,
+        n,
+        last_only,
+        scale,
+    });
+    Ok((y, tape))
+}
+
+/// Backward of `attention_tail`: from ∂m/∂y [batch, nq, d] to ∂m/∂x [batch, n, d].
+pub(super) fn attention_tail_backward(t: &AttnTape, dy: &Tensor) -> Result<Tensor> {
+    let (bs, nq, d) = dy.dims3()?;
+    let (_, h, _, dh) = t.k_all.dims4()?;
+    let n = t.n;
+    let dz = matmul_rows_t(dy, &t.c_proj_w)?
+        .reshape((bs, nq, h, dh))?
+        .transpose(1, 2)?
+        .contiguous()?; // [bs, h, nq, dh]
+    let dp = dz.matmul(&t.v_all.transpose(2, 3)?.contiguous()?)?;
+    let dv_all = t.p.transpose(2, 3)?.contiguous()?.matmul(&dz)?;
+    let ds = (softmax_backward(&t.p, &dp)? * t.scale)?;
+    let dq = ds.matmul(&t.k_all)?;
+    let dk_all = ds.transpose(2, 3)?.contiguous()?.matmul(&t.q)?;
+    let dk = dk_all.narrow(2, t.fd, n)?;
+    let dv = dv_all.narrow(2, t.fd, n)?;
+    let dq = if t.last_only {
+        dq.pad_with_zeros(2, n - 1, 0)?
+    } else {
+        dq
+    };
+    let rows =
+        |x: Tensor| -> Result<Tensor> { Ok(x.transpose(1, 2)?.contiguous()?.reshape((bs, n, d))?) };
+    let dqkv = Tensor::cat(&[&rows(dq)?, &rows(dk)?, &rows(dv)?], 2)?;
+    let dln = matmul_rows_t(&dqkv, &t.c_attn_w)?;
+    let dx = layer_norm_backward(&dln, &t.ln_1_w, &t.ln)?;
+    let dres = if t.last_only {
+        dy.pad_with_zeros(1, n - 1, 0)?
+    } else {
+        dy.clone()
+    };
+    Ok((dx + dres)?)
+}

@@ -1,0 +1,558 @@
+//! The CPU backend, on candle-core tensors: the reference every other backend
+//! is tested against, and the fallback where WebGPU is missing.
+//!
+//! `forward` is the plain TransformerLens-style hooked forward. The fast paths
+//! (`patch_metrics`, `path_gradients`) run only the *tail* of the network:
+//! from the patched layer on, only positions ≥ the first differing token
+//! (rows "n"), the final block only at the last position, and only the two
+//! answer logits, for a whole batch of perturbations at once.
+
+mod layers;
+
+use super::{check_tokens, split_hook, Answers, Array, Component, Engine, PathGrads, Site};
+use crate::error::{Error, Result};
+use crate::model::{Config, Param, Weights};
+use candle_core::{DType, Device, Tensor, D};
+use layers::*;
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// Rows (batch × positions) per tail pass: large enough for efficient matrix
+/// products, small enough to keep memory modest (also in wasm).
+const ROWS_PER_PASS: usize = 3072;
+
+pub(crate) struct CpuBlock {
+    ln_1_w: Tensor,
+    ln_1_b: Tensor,
+    c_attn_w: Tensor,
+    c_attn_b: Tensor,
+    c_proj_w: Tensor,
+    /// c_proj_w viewed as [heads, d_head, d_model]: each head's W_O.
+    w_o: Tensor,
+    c_proj_b: Tensor,
+    ln_2_w: Tensor,
+    ln_2_b: Tensor,
+    c_fc_w: Tensor,
+    c_fc_b: Tensor,
+    mlp_proj_w: Tensor,
+    mlp_proj_b: Tensor,
+}
+
+pub struct CpuEngine {
+    cfg: Config,
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<CpuBlock>,
+    ln_f_w: Tensor,
+    ln_f_b: Tensor,
+}
+
+/// One prompt's forward pass on the CPU backend.
+pub struct CpuRun {
+    tokens: Vec<u32>,
+    answers: Answers,
+    metric: f32,
+    last_logits: Vec<f32>,
+    hooks: HashMap<String, Tensor>,
+    /// Per layer, keys and values as [heads, pos, d_head] for the tail passes.
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+}
+
+impl CpuRun {
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    fn hook(&self, name: &str) -> Result<&Tensor> {
+        self.hooks
+            .get(name)
+            .ok_or_else(|| Error::Input(format!("unknown hook `{name}`")))
+    }
+}
+
+fn tensor(p: Param) -> Result<Tensor> {
+    Ok(Tensor::from_vec(p.data, p.shape, &Device::Cpu)?)
+}
+
+/// Where a tail pass starts.
+#[derive(Clone, Copy)]
+enum Start {
+    /// `blocks.L.hook_resid_mid` (after attention): layer L's MLP runs next.
+    Mid(usize),
+    /// `blocks.L.hook_resid_post`: layer L+1 runs next.
+    Post(usize),
+}
+
+impl Start {
+    fn of(site: Site) -> Start {
+        match site.component {
+            Component::Heads => Start::Mid(site.layer),
+            Component::Neurons => Start::Post(site.layer),
+        }
+    }
+}
+
+enum Tape {
+    Mlp(MlpTape),
+    Attn(AttnTape),
+}
+
+impl CpuEngine {
+    pub fn new(cfg: Config, w: Weights) -> Result<CpuEngine> {
+        let (h, dh, d) = (cfg.n_heads, cfg.d_head, cfg.d_model);
+        let blocks = w
+            .blocks
+            .into_iter()
+            .map(|b| {
+                let c_proj_w = tensor(b.c_proj_w)?;
+                Ok(CpuBlock {
+                    ln_1_w: tensor(b.ln_1_w)?,
+                    ln_1_b: tensor(b.ln_1_b)?,
+                    c_attn_w: tensor(b.c_attn_w)?,
+                    c_attn_b: tensor(b.c_attn_b)?,
+                    w_o: c_proj_w.reshape((h, dh, d))?,
+                    c_proj_w,
+                    c_proj_b: tensor(b.c_proj_b)?,
+                    ln_2_w: tensor(b.ln_2_w)?,
+                    ln_2_b: tensor(b.ln_2_b)?,
+                    c_fc_w: tensor(b.c_fc_w)?,
+                    c_fc_b: tensor(b.c_fc_b)?,
+                    mlp_proj_w: tensor(b.mlp_proj_w)?,
+                    mlp_proj_b: tensor(b.mlp_proj_b)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CpuEngine {
+            wte: tensor(w.wte)?,
+            wpe: tensor(w.wpe)?,
+            blocks,
+            ln_f_w: tensor(w.ln_f_w)?,
+            ln_f_b: tensor(w.ln_f_b)?,
+            cfg,
+        })
+    }
+
+    fn eps(&self) -> f64 {
+        self.cfg.layer_norm_eps as f64
+    }
+
+    /// The hooked forward pass over all positions. `hook` sees every
+    /// TransformerLens activation and returns it (possibly replaced).
+    /// Returns `ln_final.hook_normalized` [pos, d_model].
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        hook: &mut dyn FnMut(&str, Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        check_tokens(&self.cfg, tokens)?;
+        let (t, h, dh, d) = (
+            tokens.len(),
+            self.cfg.n_heads,
+            self.cfg.d_head,
+            self.cfg.d_model,
+        );
+        let ids = Tensor::new(tokens, &Device::Cpu)?;
+        let embed = hook("hook_embed", self.wte.index_select(&ids, 0)?)?;
+        let pos = hook("hook_pos_embed", self.wpe.narrow(0, 0, t)?)?;
+        let mut x = (embed + pos)?;
+        let mask = causal_mask(t, 0, t)?;
+        for (l, b) in self.blocks.iter().enumerate() {
+            let name = |s: &str| format!("blocks.{l}.{s}");
+            x = hook(&name("hook_resid_pre"), x)?;
+            let (ln1, ln1_tape) = layer_norm(&x, &b.ln_1_w, &b.ln_1_b, self.eps())?;
+            hook(&name("ln1.hook_scale"), ln1_tape.rstd.recip()?)?;
+            let ln1 = hook(&name("ln1.hook_normalized"), ln1)?;
+            let qkv = linear(&ln1, &b.c_attn_w, &b.c_attn_b)?;
+            let split = |i: usize| qkv.narrow(1, i * d, d)?.reshape((t, h, dh));
+            let q = hook(&name("attn.hook_q"), split(0)?)?;
+            let k = hook(&name("attn.hook_k"), split(1)?)?;
+            let v = hook(&name("attn.hook_v"), split(2)?)?;
+            let (q, k, v) = (heads_first(&q)?, heads_first(&k)?, heads_first(&v)?);
+            let scores =
+                (q.matmul(&k.t()?.contiguous()?)? * attn_scale(dh))?.broadcast_add(&mask)?;
+            let scores = hook(&name("attn.hook_attn_scores"), scores)?;
+            let pattern = hook(&name("attn.hook_pattern"), softmax_last(&scores)?)?;
+            let z = hook(
+                &name("attn.hook_z"),
+                pattern.matmul(&v)?.transpose(0, 1)?.contiguous()?,
+            )?;
+            // each head's output z_h · W_O[h]: [heads, pos, d_model] → [pos, heads, d_model]
+            let result = heads_first(&z)?
+                .matmul(&b.w_o)?
+                .transpose(0, 1)?
+                .contiguous()?;
+            let result = hook(&name("attn.hook_result"), result)?;
+            let attn_out = hook(
+                &name("hook_attn_out"),
+                result.sum(1)?.broadcast_add(&b.c_proj_b)?,
+            )?;
+            let mid = hook(&name("hook_resid_mid"), (x + attn_out)?)?;
+            // hook_mlp_in is the copy fed to ln_2; the skip path keeps resid_mid
+            let mlp_in = hook(&name("hook_mlp_in"), mid.clone())?;
+            let (ln2, ln2_tape) = layer_norm(&mlp_in, &b.ln_2_w, &b.ln_2_b, self.eps())?;
+            hook(&name("ln2.hook_scale"), ln2_tape.rstd.recip()?)?;
+            let ln2 = hook(&name("ln2.hook_normalized"), ln2)?;
+            let pre = hook(&name("mlp.hook_pre"), linear(&ln2, &b.c_fc_w, &b.c_fc_b)?)?;
+            let post = hook(&name("mlp.hook_post"), gelu_new(&pre)?)?;
+            let mlp_out = hook(
+                &name("hook_mlp_out"),
+                linear(&post, &b.mlp_proj_w, &b.mlp_proj_b)?,
+            )?;
+            x = hook(&name("hook_resid_post"), (mid + mlp_out)?)?;
+        }
+        let (norm, tape) = layer_norm(&x, &self.ln_f_w, &self.ln_f_b, self.eps())?;
+        hook("ln_final.hook_scale", tape.rstd.recip()?)?;
+        hook("ln_final.hook_normalized", norm)
+    }
+
+    fn answer_direction(&self, a: Answers) -> Result<Tensor> {
+        for id in [a.correct, a.incorrect] {
+            if id as usize >= self.cfg.d_vocab {
+                return Err(Error::Input(format!(
+                    "answer token id {id} is outside the vocabulary ({})",
+                    self.cfg.d_vocab
+                )));
+            }
+        }
+        Ok((self.wte.get(a.correct as usize)? - self.wte.get(a.incorrect as usize)?)?)
+    }
+
+    /// The start rows of a tail pass for each perturbation: the base run's
+    /// residual at the start point plus `delta` ([batch, rows, d_model]).
+    fn start_rows(&self, base: &CpuRun, start: Start, fd: usize, delta: &Tensor) -> Result<Tensor> {
+        let hook = match start {
+            Start::Mid(l) => format!("blocks.{l}.hook_resid_mid"),
+            Start::Post(l) => format!("blocks.{l}.hook_resid_post"),
+        };
+        let r = base.hook(&hook)?;
+        let rows = r.narrow(0, fd, r.dim(0)? - fd)?;
+        Ok(delta.broadcast_add(&rows)?)
+    }
+
+    /// Runs the model tail for a batch of start rows x [batch, n, d_model]
+    /// (positions fd..T). Returns the metric per batch element and, when
+    /// `record`, the tapes for the backward pass.
+    fn tail(
+        &self,
+        base: &CpuRun,
+        start: Start,
+        fd: usize,
+        x: Tensor,
+        answer_dir: &Tensor,
+        record: bool,
+    ) -> Result<(Tensor, Vec<Tape>, Option<LnTape>)> {
+        let last = self.cfg.n_layers - 1;
+        let n = x.dim(1)?;
+        let mut tapes = Vec::new();
+        let mut x = x;
+        let first = match start {
+            Start::Mid(l) => {
+                if l == last {
+                    x = x.narrow(1, n - 1, 1)?;
+                }
+                let (y, tape) = mlp(&self.blocks[l], &x, self.eps(), record)?;
+                tapes.extend(tape.map(Tape::Mlp));
+                x = y;
+                l + 1
+            }
+            Start::Post(l) => l + 1,
+        };
+        for l in first..=last {
+            let b = &self.blocks[l];
+            let last_only = l == last;
+            let (y, tape) = attention_tail(
+                b,
+                &x,
+                &base.keys[l],
+                &base.values[l],
+                fd,
+                last_only,
+                self.eps(),
+                record,
+                &self.cfg,
+            )?;
+            tapes.extend(tape.map(Tape::Attn));
+            let (y, tape) = mlp(b, &y, self.eps(), record)?;
+            tapes.extend(tape.map(Tape::Mlp));
+            x = y;
+        }
+        let rows = x.dim(1)?;
+        let x_last = x.narrow(1, rows - 1, 1)?.squeeze(1)?;
+        let (norm, ln_tape) = layer_norm(&x_last, &self.ln_f_w, &self.ln_f_b, self.eps())?;
+        let metric = norm.broadcast_mul(answer_dir)?.sum(D::Minus1)?;
+        Ok((metric, tapes, if record { Some(ln_tape) } else { None }))
+    }
+
+    /// Backward of `tail`: ∂metric/∂x for the start rows, [batch, n, d_model].
+    fn tail_backward(
+        &self,
+        tapes: Vec<Tape>,
+        ln_f: LnTape,
+        answer_dir: &Tensor,
+        batch: usize,
+        n: usize,
+    ) -> Result<Tensor> {
+        let d_norm = answer_dir
+            .unsqueeze(0)?
+            .broadcast_as((batch, self.cfg.d_model))?;
+        let dx_last = layer_norm_backward(&d_norm, &self.ln_f_w, &ln_f)?;
+        let mut dx = dx_last.unsqueeze(1)?;
+        for tape in tapes.into_iter().rev() {
+            dx = match tape {
+                Tape::Mlp(t) => mlp_backward(&t, &dx)?,
+                Tape::Attn(t) => attention_tail_backward(&t, &dx)?,
+            };
+        }
+        // a tail that started in the final block sees only the last row
+        let rows = dx.dim(1)?;
+        if rows < n {
+            dx = dx.pad_with_zeros(1, n - rows, 0)?;
+        }
+        Ok(dx)
+    }
+
+    /// Δ of the site's residual contribution for each component (rows fd..T):
+    /// heads: other's hook_result[:, h] − base's; neurons: Δhook_post[:, n] · W_out[n].
+    fn component_deltas(
+        &self,
+        base: &CpuRun,
+        other: &CpuRun,
+        site: Site,
+        comps: Range<usize>,
+        fd: usize,
+    ) -> Result<Tensor> {
+        let hook = site.component.hook(site.layer);
+        let (a, b) = (base.hook(&hook)?, other.hook(&hook)?);
+        let t = a.dim(0)?;
+        let diff = (b.narrow(0, fd, t - fd)? - a.narrow(0, fd, t - fd)?)?;
+        let k = comps.len();
+        match site.component {
+            // [n, heads, d] → [k, n, d]
+            Component::Heads => Ok(diff
+                .narrow(1, comps.start, k)?
+                .transpose(0, 1)?
+                .contiguous()?),
+            Component::Neurons => {
+                let w = self.blocks[site.layer]
+                    .mlp_proj_w
+                    .narrow(0, comps.start, k)?; // [k, d]
+                let dpost = diff.narrow(1, comps.start, k)?.t()?.contiguous()?; // [k, n]
+                Ok(dpost.unsqueeze(2)?.broadcast_mul(&w.unsqueeze(1)?)?)
+            }
+        }
+    }
+
+    /// Δ of the site's whole residual contribution (attn_out or mlp_out), [n, d].
+    fn site_delta(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<Tensor> {
+        let hook = match site.component {
+            Component::Heads => format!("blocks.{}.hook_attn_out", site.layer),
+            Component::Neurons => format!("blocks.{}.hook_mlp_out", site.layer),
+        };
+        let (a, b) = (base.hook(&hook)?, other.hook(&hook)?);
+        let t = a.dim(0)?;
+        Ok((b.narrow(0, fd, t - fd)? - a.narrow(0, fd, t - fd)?)?)
+    }
+
+    fn check_pair(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<()> {
+        if base.tokens.len() != other.tokens.len() {
+            return Err(Error::Input("the two runs have different lengths".into()));
+        }
+        if fd >= base.tokens.len() {
+            return Err(Error::Input(
+                "the clean and corrupt prompts are identical: there is nothing to patch".into(),
+            ));
+        }
+        if site.layer >= self.cfg.n_layers {
+            return Err(Error::Input(format!("layer {} does not exist", site.layer)));
+        }
+        Ok(())
+    }
+}
+
+impl Engine for CpuEngine {
+    type Run = CpuRun;
+
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn backend(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn run(&self, tokens: &[u32], answers: Answers) -> Result<CpuRun> {
+        let dir = self.answer_direction(answers)?;
+        let mut hooks = HashMap::new();
+        let norm = self.forward(tokens, &mut |name, t| {
+            hooks.insert(name.to_string(), t.clone());
+            Ok(t)
+        })?;
+        let last = norm.get(tokens.len() - 1)?;
+        let metric = (&last * &dir)?.sum_all()?.to_scalar::<f32>()?;
+        let last_logits = self
+            .wte
+            .matmul(&last.unsqueeze(1)?)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?;
+        let heads_first_of = |name: String| -> Result<Tensor> {
+            let t = hooks.get(&name).expect("forward sets every hook");
+            heads_first(t)
+        };
+        let n = self.cfg.n_layers;
+        let keys = (0..n)
+            .map(|l| heads_first_of(format!("blocks.{l}.attn.hook_k")))
+            .collect::<Result<_>>()?;
+        let values = (0..n)
+            .map(|l| heads_first_of(format!("blocks.{l}.attn.hook_v")))
+            .collect::<Result<_>>()?;
+        Ok(CpuRun {
+            tokens: tokens.to_vec(),
+            answers,
+            metric,
+            last_logits,
+            hooks,
+            keys,
+            values,
+        })
+    }
+
+    fn metric(&self, run: &CpuRun) -> f32 {
+        run.metric
+    }
+
+    fn last_logits(&self, run: &CpuRun) -> Result<Vec<f32>> {
+        Ok(run.last_logits.clone())
+    }
+
+    fn activation(&self, run: &CpuRun, hook: &str) -> Result<Array> {
+        let t = run.hook(hook)?;
+        Ok(Param::new(
+            t.dims().to_vec(),
+            t.flatten_all()?.to_vec1::<f32>()?,
+        ))
+    }
+
+    fn patch_metrics(
+        &self,
+        base: &CpuRun,
+        other: &CpuRun,
+        site: Site,
+        components: Range<usize>,
+        fd: usize,
+    ) -> Result<Vec<f32>> {
+        self.check_pair(base, other, site, fd)?;
+        let count = site.component.count(&self.cfg);
+        if components.end > count {
+            return Err(Error::Input(format!(
+                "component {} does not exist ({} per layer)",
+                components.end - 1,
+                count
+            )));
+        }
+        let n = base.tokens.len() - fd;
+        let dir = self.answer_direction(base.answers)?;
+        let per_pass = (ROWS_PER_PASS / n).max(1);
+        let mut out = Vec::with_capacity(components.len());
+        let mut c = components.start;
+        while c < components.end {
+            let k = per_pass.min(components.end - c);
+            let delta = self.component_deltas(base, other, site, c..c + k, fd)?;
+            let x = self.start_rows(base, Start::of(site), fd, &delta)?;
+            let (m, _, _) = self.tail(base, Start::of(site), fd, x, &dir, false)?;
+            out.extend(m.to_vec1::<f32>()?);
+            c += k;
+        }
+        Ok(out)
+    }
+
+    fn path_gradients(
+        &self,
+        base: &CpuRun,
+        other: &CpuRun,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        fd: usize,
+    ) -> Result<PathGrads> {
+        self.check_pair(base, other, site, fd)?;
+        if alphas.len() != weights.len() {
+            return Err(Error::Input("alphas and weights differ in length".into()));
+        }
+        let (t, d) = (base.tokens.len(), self.cfg.d_model);
+        let n = t - fd;
+        let dir = self.answer_direction(base.answers)?;
+        let delta = self.site_delta(base, other, site, fd)?; // [n, d]
+        let start = Start::of(site);
+        let per_pass = (ROWS_PER_PASS / n).max(1);
+        let mut metrics = Vec::with_capacity(alphas.len());
+        let mut grad = Tensor::zeros((n, d), DType::F32, &Device::Cpu)?;
+        for (a_chunk, w_chunk) in alphas.chunks(per_pass).zip(weights.chunks(per_pass)) {
+            let k = a_chunk.len();
+            let a = Tensor::new(a_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
+            let x = self.start_rows(base, start, fd, &delta.unsqueeze(0)?.broadcast_mul(&a)?)?;
+            let (m, tapes, ln_f) = self.tail(base, start, fd, x, &dir, true)?;
+            metrics.extend(m.to_vec1::<f32>()?);
+            let g = self.tail_backward(tapes, ln_f.expect("recorded"), &dir, k, n)?; // [k, n, d]
+            let w = Tensor::new(w_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
+            grad = (grad + g.broadcast_mul(&w)?.sum(0)?)?;
+        }
+        // ∂m/∂hook_post = ∂m/∂mlp_out · W_outᵀ; ∂m/∂hook_result[:, h] = ∂m/∂attn_out
+        let grad = match site.component {
+            Component::Heads => grad,
+            Component::Neurons => grad.matmul(&self.blocks[site.layer].mlp_proj_w.t()?)?,
+        };
+        let grad = grad.pad_with_zeros(0, fd, 0)?;
+        Ok(PathGrads {
+            metrics,
+            weighted_grad: Param::new(grad.dims().to_vec(), grad.flatten_all()?.to_vec1::<f32>()?),
+        })
+    }
+
+    fn metric_with_substitutions(
+        &self,
+        tokens: &[u32],
+        answers: Answers,
+        subs: &[(String, Array)],
+    ) -> Result<f32> {
+        self.answer_direction(answers)?;
+        for (name, _) in subs {
+            let known = matches!(name.as_str(), "hook_embed" | "hook_pos_embed")
+                || name.starts_with("ln_final.")
+                || split_hook(name).is_some_and(|(l, _)| l < self.cfg.n_layers);
+            if !known {
+                return Err(Error::Input(format!("unknown hook `{name}`")));
+            }
+        }
+        let mut used = 0;
+        let norm = self.forward(
+            tokens,
+            &mut |name, t| match subs.iter().find(|(n, _)| n == name) {
+                Some((_, v)) => {
+                    if v.shape != t.dims() {
+                        return Err(Error::Input(format!(
+                            "substitute for `{name}` has shape {:?}, the activation {:?}",
+                            v.shape,
+                            t.dims()
+                        )));
+                    }
+                    used += 1;
+                    Ok(Tensor::from_vec(
+                        v.data.clone(),
+                        v.shape.clone(),
+                        &Device::Cpu,
+                    )?)
+                }
+                None => Ok(t),
+            },
+        )?;
+        if used != subs.len() {
+            return Err(Error::Input("a substituted hook name was not found".into()));
+        }
+        // the notebook's model computes all logits; so does this reference path
+        let logits = norm.matmul(&self.wte.t()?)?;
+        let last = logits.get(tokens.len() - 1)?;
+        let c = last.get(answers.correct as usize)?.to_scalar::<f32>()?;
+        let i = last.get(answers.incorrect as usize)?.to_scalar::<f32>()?;
+        Ok(c - i)
+    }
+}

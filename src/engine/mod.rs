@@ -1,0 +1,163 @@
+//! The engine: a GPT-2 forward/backward with TransformerLens hook points,
+//! behind a small interface that every attribution method is written against.
+//!
+//! The interface is GPT-2 specific on purpose. Activation patching and
+//! integrated gradients only ever change one layer's residual-stream
+//! contribution (`attn_out` = Σ heads' `hook_result` + b_O, or `mlp_out` =
+//! `hook_post` · W_out + b_out) and then need the rest of the network, so a
+//! backend offers exactly that: run the tail of the model from a perturbed
+//! layer for a batch of perturbations, forward only or with activation
+//! gradients. Backends are free to make that fast (start at the patched layer,
+//! skip positions before the first differing token, compute only the last
+//! position in the final layer and only the two answer logits).
+
+pub mod cpu;
+
+use crate::error::{Error, Result};
+use crate::model::{Config, Param};
+use std::ops::Range;
+
+/// A host array: row-major values and their shape.
+pub type Array = Param;
+
+/// Which kind of component a sweep is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Component {
+    /// Attention heads: `blocks.L.attn.hook_result[:, h, :]`.
+    Heads,
+    /// MLP neurons: `blocks.L.mlp.hook_post[:, n]`.
+    Neurons,
+}
+
+impl Component {
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Heads => "heads",
+            Component::Neurons => "neurons",
+        }
+    }
+    /// Number of components of this kind in one layer.
+    pub fn count(self, cfg: &Config) -> usize {
+        match self {
+            Component::Heads => cfg.n_heads,
+            Component::Neurons => cfg.d_mlp,
+        }
+    }
+    /// The TransformerLens hook whose values define the components.
+    pub fn hook(self, layer: usize) -> String {
+        match self {
+            Component::Heads => format!("blocks.{layer}.attn.hook_result"),
+            Component::Neurons => format!("blocks.{layer}.mlp.hook_post"),
+        }
+    }
+}
+
+/// One layer's components of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Site {
+    pub layer: usize,
+    pub component: Component,
+}
+
+/// The two answer tokens of the logit-difference metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answers {
+    pub correct: u32,
+    pub incorrect: u32,
+}
+
+/// What a path-gradient call returns.
+#[derive(Debug, Clone)]
+pub struct PathGrads {
+    /// The metric at each α.
+    pub metrics: Vec<f32>,
+    /// Σ_k weight_k · ∂m/∂y at y(α_k), where y is the site's hook
+    /// (`hook_result`: the gradient is the same for every head, so one
+    /// [pos, d_model] array; `hook_post`: [pos, d_mlp]). Rows before
+    /// `from_pos` are zero: the perturbation is zero there.
+    pub weighted_grad: Array,
+}
+
+/// A GPT-2 backend. `Run` holds one prompt's forward pass (all activations
+/// the methods need, wherever the backend keeps them).
+pub trait Engine {
+    type Run;
+
+    fn config(&self) -> &Config;
+    /// "cpu" or "gpu".
+    fn backend(&self) -> &'static str;
+
+    /// Forward pass of one prompt, caching its activations.
+    fn run(&self, tokens: &[u32], answers: Answers) -> Result<Self::Run>;
+    /// logits[last, correct] − logits[last, incorrect] of a run.
+    fn metric(&self, run: &Self::Run) -> f32;
+    /// Logits at the last position (all of the vocabulary).
+    fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
+    /// Any cached TransformerLens activation of a run, e.g. `blocks.0.attn.hook_z`.
+    fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array>;
+
+    /// Activation patching: for each component c in `components` of `site`,
+    /// the metric of the base run with c's activation replaced by the other
+    /// run's at positions ≥ `from_pos` (earlier positions are equal in both).
+    fn patch_metrics(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        site: Site,
+        components: Range<usize>,
+        from_pos: usize,
+    ) -> Result<Vec<f32>>;
+
+    /// Gradients along the straight path y(α) = y_base + α (y_other − y_base)
+    /// of the whole site (all heads or all neurons of the layer).
+    fn path_gradients(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        from_pos: usize,
+    ) -> Result<PathGrads>;
+
+    /// The plain hooked forward (TransformerLens `run_with_hooks`): the metric
+    /// with the given hook activations replaced by full-shape values. Used by
+    /// the reference (naive) loop and tests, never by the fast paths.
+    fn metric_with_substitutions(
+        &self,
+        tokens: &[u32],
+        answers: Answers,
+        substitutions: &[(String, Array)],
+    ) -> Result<f32>;
+}
+
+/// Checks a token sequence against the model before it reaches a backend.
+pub fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(Error::Input(
+            "the prompt has no tokens: type some text (or keep the BOS token)".into(),
+        ));
+    }
+    if tokens.len() > cfg.n_ctx {
+        return Err(Error::Input(format!(
+            "the prompt has {} tokens but the model's context holds {}: shorten it",
+            tokens.len(),
+            cfg.n_ctx
+        )));
+    }
+    if let Some(t) = tokens.iter().find(|&&t| t as usize >= cfg.d_vocab) {
+        return Err(Error::Input(format!(
+            "token id {t} is outside the model's vocabulary of {}",
+            cfg.d_vocab
+        )));
+    }
+    Ok(())
+}
+
+/// Parses `blocks.L.<rest>` into (L, rest).
+pub fn split_hook(hook: &str) -> Option<(usize, &str)> {
+    let rest = hook.strip_prefix("blocks.")?;
+    let (l, rest) = rest.split_once('.')?;
+    Some((l.parse().ok()?, rest))
+}

@@ -1,0 +1,14 @@
+//! patchlab: activation patching, integrated gradients and attribution
+//! patching for every attention head and MLP neuron of GPT-2, with one engine
+//! interface and CPU / WebGPU backends.
+
+pub mod attribution;
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod report;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
+
+pub use error::{Error, Result};

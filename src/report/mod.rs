@@ -1,0 +1,213 @@
+//! The analysis report: the one contract between the CLI, wasm, the page,
+//! exports and embeds. Serialised as JSON (`schema` 1); non-finite scores
+//! are written as `null` and read back as NaN.
+
+pub mod npy;
+
+use crate::attribution::ScoreMap;
+use crate::model::Token;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: u32,
+    pub model: ModelInfo,
+    pub prompts: Prompts,
+    pub tokens: Tokens,
+    pub metric: Metric,
+    /// Top next-token predictions of each unpatched run.
+    pub predictions: BTreeMap<String, Vec<Prediction>>,
+    pub settings: Settings,
+    /// results[method][direction] — method ∈ ap, ig, atp;
+    /// direction ∈ clean_to_corrupt, corrupt_to_clean.
+    pub results: BTreeMap<String, BTreeMap<String, Maps>>,
+    /// ig_convergence_delta[direction].heads|neurons[layer].
+    pub ig_convergence_delta: BTreeMap<String, Deltas>,
+    pub analysis: Analysis,
+    pub timings_ms: BTreeMap<String, f64>,
+    pub backend: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_model: usize,
+    pub d_mlp: usize,
+    pub n_ctx: usize,
+    pub d_vocab: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prompts {
+    pub clean: String,
+    pub corrupt: String,
+    pub correct: String,
+    pub incorrect: String,
+    pub bos: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub clean: Vec<Token>,
+    pub corrupt: Vec<Token>,
+    pub first_diff: usize,
+    pub correct: Token,
+    pub incorrect: Token,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// "logit_diff": logits[last, correct] − logits[last, incorrect].
+    pub name: String,
+    pub clean: f32,
+    pub corrupt: f32,
+    /// log_softmax at the last position of [correct, incorrect], per run.
+    pub logprobs: BTreeMap<String, [f32; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub id: u32,
+    pub text: String,
+    pub logit: f32,
+    pub prob: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub methods: Vec<String>,
+    pub directions: Vec<String>,
+    pub components: Vec<String>,
+    pub ig_steps: usize,
+    pub ig_rule: String,
+    pub percentile: f64,
+}
+
+/// Score maps of one method and direction: [layer][head] and [layer][neuron].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Maps {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_map"
+    )]
+    pub heads: Option<ScoreMap>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_map"
+    )]
+    pub neurons: Option<ScoreMap>,
+}
+
+impl Maps {
+    pub fn get(&self, c: crate::engine::Component) -> Option<&ScoreMap> {
+        match c {
+            crate::engine::Component::Heads => self.heads.as_ref(),
+            crate::engine::Component::Neurons => self.neurons.as_ref(),
+        }
+    }
+    pub fn set(&mut self, c: crate::engine::Component, m: ScoreMap) {
+        match c {
+            crate::engine::Component::Heads => self.heads = Some(m),
+            crate::engine::Component::Neurons => self.neurons = Some(m),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Deltas {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_vec"
+    )]
+    pub heads: Option<Vec<f32>>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_vec"
+    )]
+    pub neurons: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Analysis {
+    pub percentile: f64,
+    /// correlations[heads|neurons]["A__vs__B"] = Pearson r (null if undefined).
+    pub correlations: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    /// asymmetry[method][heads|neurons] = A map (needs both directions).
+    pub asymmetry: BTreeMap<String, BTreeMap<String, Maps1>>,
+    /// latent[method][heads|neurons] = AND / OR components as [layer, index].
+    pub latent: BTreeMap<String, BTreeMap<String, Latent>>,
+    /// overlap[heads|neurons][and|or] = Jaccard of IG's and AP's sets.
+    pub overlap: BTreeMap<String, BTreeMap<String, f64>>,
+    /// top[method][direction][heads|neurons]: largest |score| first.
+    pub top: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<TopEntry>>>>,
+}
+
+/// A single score map wrapped so that nulls read back as NaN.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Maps1(#[serde(deserialize_with = "map")] pub ScoreMap);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latent {
+    pub and: Vec<[usize; 2]>,
+    pub or: Vec<[usize; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopEntry {
+    pub layer: usize,
+    pub index: usize,
+    pub score: f32,
+}
+
+fn nan(v: Option<f32>) -> f32 {
+    v.unwrap_or(f32::NAN)
+}
+
+fn map<'de, D: Deserializer<'de>>(d: D) -> Result<ScoreMap, D::Error> {
+    let v: Vec<Vec<Option<f32>>> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter()
+        .map(|r| r.into_iter().map(nan).collect())
+        .collect())
+}
+
+fn opt_map<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ScoreMap>, D::Error> {
+    let v: Option<Vec<Vec<Option<f32>>>> = Deserialize::deserialize(d)?;
+    Ok(v.map(|v| {
+        v.into_iter()
+            .map(|r| r.into_iter().map(nan).collect())
+            .collect()
+    }))
+}
+
+fn opt_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<f32>>, D::Error> {
+    let v: Option<Vec<Option<f32>>> = Deserialize::deserialize(d)?;
+    Ok(v.map(|v| v.into_iter().map(nan).collect()))
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("reports serialise")
+    }
+    pub fn from_json(s: &str) -> crate::Result<Report> {
+        let r: Report = serde_json::from_str(s)
+            .map_err(|e| crate::Error::Input(format!("not a patchlab report: {e}")))?;
+        if r.schema != SCHEMA {
+            return Err(crate::Error::Input(format!(
+                "report schema {} is not supported (this patchlab reads schema {SCHEMA})",
+                r.schema
+            )));
+        }
+        Ok(r)
+    }
+}
