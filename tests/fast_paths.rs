@@ -3,13 +3,15 @@
 
 mod common;
 
+use pollster::block_on;
+
 use common::*;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::{Direction, Quiet, Tracker};
 use patchlab::engine::{Answers, Component, Engine, Site};
 
 /// AP from the fast sweep equals the notebook's loop to float noise.
-fn check_ap(
+async fn check_ap(
     spec: &patchlab::model::random::RandomSpec,
     clean: &[u32],
     corrupt: &[u32],
@@ -18,8 +20,8 @@ fn check_ap(
     let e = engine(spec);
     let cfg = e.config().clone();
     let fd = clean.iter().zip(corrupt).position(|(a, b)| a != b).unwrap();
-    let c = e.run(clean, answers).unwrap();
-    let k = e.run(corrupt, answers).unwrap();
+    let c = e.run(clean, answers).await.unwrap();
+    let k = e.run(corrupt, answers).await.unwrap();
     for d in Direction::ALL {
         let (base, other) = d.order(&c, &k);
         let base_tokens = d.order(clean, corrupt).0;
@@ -28,6 +30,7 @@ fn check_ap(
             let mut q = Quiet;
             let fast =
                 activation_patching(&e, base, other, comp, fd, d, &mut Tracker::new(&mut q, 0))
+                    .await
                     .unwrap();
             // all heads; for neurons a spread-out sample including the edges
             let per = comp.count(&cfg);
@@ -50,6 +53,7 @@ fn check_ap(
                 comp,
                 Some(&sample),
             )
+            .await
             .unwrap();
             for ((l, i), s) in naive {
                 // compare the patched metrics, whose scale is the metric's
@@ -67,149 +71,167 @@ fn check_ap(
 
 #[test]
 fn ap_fast_equals_naive_loop_on_ioi() {
-    let (clean, corrupt) = ioi_ids();
-    check_ap(&spec(2, 4, 64, 1), &clean, &corrupt, ANSWERS);
+    block_on(async {
+        let (clean, corrupt) = ioi_ids();
+        check_ap(&spec(2, 4, 64, 1), &clean, &corrupt, ANSWERS).await;
+    })
 }
 
 #[test]
 fn ap_fast_equals_naive_loop_odd_shapes_and_positions() {
-    // d_model 48 (not a multiple of 64), three layers; prompts differing at the
-    // first token (nothing to skip), at the last token only, and length 1
-    let s = spec(3, 3, 48, 2);
-    let a = vec![464, 3139, 286, 4881, 318, 7, 33];
-    let mut b = a.clone();
-    b[0] = 818;
-    check_ap(
-        &s,
-        &a,
-        &b,
-        Answers {
-            correct: 6342,
-            incorrect: 10598,
-        },
-    );
-    let mut b = a.clone();
-    *b.last_mut().unwrap() = 40;
-    check_ap(
-        &s,
-        &a,
-        &b,
-        Answers {
-            correct: 6342,
-            incorrect: 10598,
-        },
-    );
-    check_ap(
-        &s,
-        &[464],
-        &[818],
-        Answers {
-            correct: 6342,
-            incorrect: 10598,
-        },
-    );
+    block_on(async {
+        // d_model 48 (not a multiple of 64), three layers; prompts differing at the
+        // first token (nothing to skip), at the last token only, and length 1
+        let s = spec(3, 3, 48, 2);
+        let a = vec![464, 3139, 286, 4881, 318, 7, 33];
+        let mut b = a.clone();
+        b[0] = 818;
+        check_ap(
+            &s,
+            &a,
+            &b,
+            Answers {
+                correct: 6342,
+                incorrect: 10598,
+            },
+        )
+        .await;
+        let mut b = a.clone();
+        *b.last_mut().unwrap() = 40;
+        check_ap(
+            &s,
+            &a,
+            &b,
+            Answers {
+                correct: 6342,
+                incorrect: 10598,
+            },
+        )
+        .await;
+        check_ap(
+            &s,
+            &[464],
+            &[818],
+            Answers {
+                correct: 6342,
+                incorrect: 10598,
+            },
+        )
+        .await;
+    })
 }
 
 #[test]
 fn thirty_three_token_prompts_batch_across_passes() {
-    // 33 positions with a late difference and a single layer
-    let s = spec(1, 2, 32, 3);
-    let a: Vec<u32> = (0..33).map(|i| 100 + 37 * i).collect();
-    let mut b = a.clone();
-    b[20] = 9999;
-    check_ap(
-        &s,
-        &a,
-        &b,
-        Answers {
-            correct: 11,
-            incorrect: 13,
-        },
-    );
+    block_on(async {
+        // 33 positions with a late difference and a single layer
+        let s = spec(1, 2, 32, 3);
+        let a: Vec<u32> = (0..33).map(|i| 100 + 37 * i).collect();
+        let mut b = a.clone();
+        b[20] = 9999;
+        check_ap(
+            &s,
+            &a,
+            &b,
+            Answers {
+                correct: 11,
+                incorrect: 13,
+            },
+        )
+        .await;
+    })
 }
 
 /// ∂m/∂hook at the base run, checked element by element against central
 /// differences of the plain hooked forward.
 #[test]
 fn gradients_match_finite_differences() {
-    let s = spec(2, 4, 64, 5);
-    let e = engine(&s);
-    let (clean, corrupt) = ioi_ids();
-    let c = e.run(&clean, ANSWERS).unwrap();
-    let k = e.run(&corrupt, ANSWERS).unwrap();
-    let fd = 10;
-    for comp in [Component::Heads, Component::Neurons] {
-        for layer in 0..2 {
-            let site = Site {
-                layer,
-                component: comp,
-            };
-            let g = e
-                .path_gradients(&c, &k, site, &[0.0], &[1.0], fd)
-                .unwrap()
-                .weighted_grad;
-            let hook = comp.hook(layer);
-            let base = e.activation(&c, &hook).unwrap();
-            let width = g.shape[1];
-            for (pos, j) in [(10, 0), (12, 5), (14, 7), (14, width - 1)] {
-                let h = 1e-2f32;
-                let mut m = [0f32; 2];
-                for (slot, sign) in [(0, 1.0f32), (1, -1.0)] {
-                    let mut v = base.clone();
-                    // heads: perturb head 1's output along d_model coordinate j
-                    let idx = match comp {
-                        Component::Heads => (pos * s.n_heads + 1) * s.d_model + j,
-                        Component::Neurons => pos * width + j,
-                    };
-                    v.data[idx] += sign * h;
-                    m[slot] = e
-                        .metric_with_substitutions(&clean, ANSWERS, &[(hook.clone(), v)])
-                        .unwrap();
+    block_on(async {
+        let s = spec(2, 4, 64, 5);
+        let e = engine(&s);
+        let (clean, corrupt) = ioi_ids();
+        let c = e.run(&clean, ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        let fd = 10;
+        for comp in [Component::Heads, Component::Neurons] {
+            for layer in 0..2 {
+                let site = Site {
+                    layer,
+                    component: comp,
+                };
+                let g = e
+                    .path_gradients(&c, &k, site, &[0.0], &[1.0], fd)
+                    .await
+                    .unwrap()
+                    .weighted_grad;
+                let hook = comp.hook(layer);
+                let base = e.activation(&c, &hook).await.unwrap();
+                let width = g.shape[1];
+                for (pos, j) in [(10, 0), (12, 5), (14, 7), (14, width - 1)] {
+                    let h = 1e-2f32;
+                    let mut m = [0f32; 2];
+                    for (slot, sign) in [(0, 1.0f32), (1, -1.0)] {
+                        let mut v = base.clone();
+                        // heads: perturb head 1's output along d_model coordinate j
+                        let idx = match comp {
+                            Component::Heads => (pos * s.n_heads + 1) * s.d_model + j,
+                            Component::Neurons => pos * width + j,
+                        };
+                        v.data[idx] += sign * h;
+                        m[slot] = e
+                            .metric_with_substitutions(&clean, ANSWERS, &[(hook.clone(), v)])
+                            .await
+                            .unwrap();
+                    }
+                    let numeric = (m[0] - m[1]) / (2.0 * h);
+                    let analytic = g.data[pos * width + j];
+                    assert!(
+                        (numeric - analytic).abs() < 2e-3 * (1.0 + analytic.abs()),
+                        "{comp:?} L{layer} pos {pos} #{j}: numeric {numeric} analytic {analytic}"
+                    );
                 }
-                let numeric = (m[0] - m[1]) / (2.0 * h);
-                let analytic = g.data[pos * width + j];
-                assert!(
-                    (numeric - analytic).abs() < 2e-3 * (1.0 + analytic.abs()),
-                    "{comp:?} L{layer} pos {pos} #{j}: numeric {numeric} analytic {analytic}"
-                );
+                // rows before the first difference carry no gradient (their Δ is zero)
+                assert!(g.data[..fd * width].iter().all(|&x| x == 0.0));
             }
-            // rows before the first difference carry no gradient (their Δ is zero)
-            assert!(g.data[..fd * width].iter().all(|&x| x == 0.0));
         }
-    }
+    })
 }
 
 /// The end of the IG path (α = 1) is the base run with the whole layer's
 /// target replaced by the other run's values.
 #[test]
 fn path_end_is_the_whole_layer_substitution() {
-    let s = spec(2, 4, 64, 6);
-    let e = engine(&s);
-    let (clean, corrupt) = ioi_ids();
-    let c = e.run(&clean, ANSWERS).unwrap();
-    let k = e.run(&corrupt, ANSWERS).unwrap();
-    for comp in [Component::Heads, Component::Neurons] {
-        for layer in 0..2 {
-            let site = Site {
-                layer,
-                component: comp,
-            };
-            let g = e
-                .path_gradients(&c, &k, site, &[0.0, 1.0], &[0.0, 0.0], 10)
-                .unwrap();
-            let hook = comp.hook(layer);
-            let naive = e
-                .metric_with_substitutions(
-                    &clean,
-                    ANSWERS,
-                    &[(hook.clone(), e.activation(&k, &hook).unwrap())],
-                )
-                .unwrap();
-            assert!(
-                (g.metrics[1] - naive).abs() < 2e-5 * (1.0 + naive.abs()),
-                "{comp:?} L{layer}"
-            );
-            assert!((g.metrics[0] - e.metric(&c)).abs() < 2e-5 * (1.0 + naive.abs()));
+    block_on(async {
+        let s = spec(2, 4, 64, 6);
+        let e = engine(&s);
+        let (clean, corrupt) = ioi_ids();
+        let c = e.run(&clean, ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        for comp in [Component::Heads, Component::Neurons] {
+            for layer in 0..2 {
+                let site = Site {
+                    layer,
+                    component: comp,
+                };
+                let g = e
+                    .path_gradients(&c, &k, site, &[0.0, 1.0], &[0.0, 0.0], 10)
+                    .await
+                    .unwrap();
+                let hook = comp.hook(layer);
+                let naive = e
+                    .metric_with_substitutions(
+                        &clean,
+                        ANSWERS,
+                        &[(hook.clone(), e.activation(&k, &hook).await.unwrap())],
+                    )
+                    .await
+                    .unwrap();
+                assert!(
+                    (g.metrics[1] - naive).abs() < 2e-5 * (1.0 + naive.abs()),
+                    "{comp:?} L{layer}"
+                );
+                assert!((g.metrics[0] - e.metric(&c)).abs() < 2e-5 * (1.0 + naive.abs()));
+            }
         }
-    }
+    })
 }

@@ -6,7 +6,7 @@ use super::{Direction, Method, ScoreMap, Tracker};
 use crate::engine::{Component, Engine, Site};
 use crate::error::Result;
 
-pub fn attribution_patching<E: Engine>(
+pub async fn attribution_patching<E: Engine>(
     e: &E,
     base: &E::Run,
     other: &E::Run,
@@ -21,9 +21,14 @@ pub fn attribution_patching<E: Engine>(
     let mut map = Vec::with_capacity(cfg.n_layers);
     for layer in 0..cfg.n_layers {
         let site = Site { layer, component };
-        let g = e.path_gradients(base, other, site, &[0.0], &[1.0], first_diff)?;
+        let g = e
+            .path_gradients(base, other, site, &[0.0], &[1.0], first_diff)
+            .await?;
         let hook = component.hook(layer);
-        let (yb, yo) = (e.activation(base, &hook)?, e.activation(other, &hook)?);
+        let (yb, yo) = (
+            e.activation(base, &hook).await?,
+            e.activation(other, &hook).await?,
+        );
         let (sums, _) = attribution_sums(&yb, &yo, &g.weighted_grad, component);
         let row: Vec<f32> = sums.iter().map(|s| (s / denom) as f32).collect();
         track.partial(Method::Atp, dir, component, layer, &row);

@@ -15,7 +15,7 @@ pub struct IgResult {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn integrated_gradients<E: Engine>(
+pub async fn integrated_gradients<E: Engine>(
     e: &E,
     base: &E::Run,
     other: &E::Run,
@@ -38,9 +38,14 @@ pub fn integrated_gradients<E: Engine>(
     let (mut scores, mut deltas) = (Vec::new(), Vec::new());
     for layer in 0..cfg.n_layers {
         let site = Site { layer, component };
-        let g = e.path_gradients(base, other, site, &alphas, &weights, first_diff)?;
+        let g = e
+            .path_gradients(base, other, site, &alphas, &weights, first_diff)
+            .await?;
         let hook = component.hook(layer);
-        let (yb, yo) = (e.activation(base, &hook)?, e.activation(other, &hook)?);
+        let (yb, yo) = (
+            e.activation(base, &hook).await?,
+            e.activation(other, &hook).await?,
+        );
         let (sums, total) = attribution_sums(&yb, &yo, &g.weighted_grad, component);
         // the notebook's reduction: mean over positions (and over d_model for heads)
         let per_pos = yb.shape[0]

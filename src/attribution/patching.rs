@@ -10,7 +10,7 @@ const CHUNK: usize = 256;
 /// AP(L, c) = (m_patched − m_base) / (m_base − m_other) for every component
 /// of one kind, via the engine's batched tail passes.
 #[allow(clippy::too_many_arguments)]
-pub fn activation_patching<E: Engine>(
+pub async fn activation_patching<E: Engine>(
     e: &E,
     base: &E::Run,
     other: &E::Run,
@@ -31,7 +31,9 @@ pub fn activation_patching<E: Engine>(
         let mut c = 0;
         while c < count {
             let end = (c + CHUNK).min(count);
-            let m = e.patch_metrics(base, other, site, c..end, first_diff)?;
+            let m = e
+                .patch_metrics(base, other, site, c..end, first_diff)
+                .await?;
             row.extend(m.into_iter().map(|m| (m - m_base) / denom));
             track.advance(&stage, (end - c) as u64)?;
             c = end;
@@ -46,7 +48,7 @@ pub fn activation_patching<E: Engine>(
 /// component replaced at every position. The reference the fast path is
 /// tested against, and the baseline of the benchmark. `components` limits
 /// the loop to some (layer, index) pairs; `None` does them all.
-pub fn activation_patching_naive<E: Engine>(
+pub async fn activation_patching_naive<E: Engine>(
     e: &E,
     base_tokens: &[u32],
     answers: Answers,
@@ -68,14 +70,16 @@ pub fn activation_patching_naive<E: Engine>(
         if cache.as_ref().map(|x| x.0) != Some(layer) {
             cache = Some((
                 layer,
-                e.activation(base, &hook)?,
-                e.activation(other, &hook)?,
+                e.activation(base, &hook).await?,
+                e.activation(other, &hook).await?,
             ));
         }
         let (_, b, o) = cache.as_ref().expect("set above");
         let mut patched = b.clone();
         replace_component(&mut patched, o, component, c);
-        let m = e.metric_with_substitutions(base_tokens, answers, &[(hook, patched)])?;
+        let m = e
+            .metric_with_substitutions(base_tokens, answers, &[(hook, patched)])
+            .await?;
         out.push(((layer, c), (m - m_base) / (m_base - m_other)));
     }
     Ok(out)

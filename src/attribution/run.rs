@@ -112,7 +112,7 @@ fn predictions(tok: &Tokenizer, logits: &[f32], k: usize) -> Vec<Prediction> {
 }
 
 /// Runs every requested method on one pair and assembles the report.
-pub fn analyze_pair<E: Engine>(
+pub async fn analyze_pair<E: Engine>(
     e: &E,
     model_name: &str,
     tok: &Tokenizer,
@@ -134,11 +134,11 @@ pub fn analyze_pair<E: Engine>(
     )?;
     let mut timings = BTreeMap::new();
     let t0 = now_ms();
-    let clean = e.run(&pair.clean, pair.answers)?;
-    let corrupt = e.run(&pair.corrupt, pair.answers)?;
+    let clean = e.run(&pair.clean, pair.answers).await?;
+    let corrupt = e.run(&pair.corrupt, pair.answers).await?;
     timings.insert("forward".to_string(), (now_ms() - t0) / 2.0);
     let (m_clean, m_corrupt) = (e.metric(&clean), e.metric(&corrupt));
-    let (lc, lk) = (e.last_logits(&clean)?, e.last_logits(&corrupt)?);
+    let (lc, lk) = (e.last_logits(&clean).await?, e.last_logits(&corrupt).await?);
     let ids = [pair.answers.correct, pair.answers.incorrect];
 
     let mut track = Tracker::new(obs, opts.work(&cfg));
@@ -158,8 +158,10 @@ pub fn analyze_pair<E: Engine>(
                 let (base, other) = d.order(&clean, &corrupt);
                 let fd = pair.first_diff;
                 let map = match m {
-                    Method::Ap => activation_patching(e, base, other, c, fd, d, &mut track)?,
-                    Method::Atp => attribution_patching(e, base, other, c, fd, d, &mut track)?,
+                    Method::Ap => activation_patching(e, base, other, c, fd, d, &mut track).await?,
+                    Method::Atp => {
+                        attribution_patching(e, base, other, c, fd, d, &mut track).await?
+                    }
                     Method::Ig => {
                         let r = integrated_gradients(
                             e,
@@ -171,7 +173,8 @@ pub fn analyze_pair<E: Engine>(
                             opts.ig_rule,
                             d,
                             &mut track,
-                        )?;
+                        )
+                        .await?;
                         let entry = deltas.entry(d.name().to_string()).or_default();
                         match c {
                             Component::Heads => entry.heads = Some(r.convergence_delta),

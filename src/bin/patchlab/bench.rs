@@ -44,6 +44,10 @@ fn secs(ms: f64) -> String {
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
+    pollster::block_on(run_bench(a))
+}
+
+async fn run_bench(a: BenchArgs) -> Result<()> {
     if a.backend != "cpu" {
         return Err(Error::Input(format!(
             "backend {:?} is not available in this build; use --backend cpu",
@@ -87,8 +91,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         e.backend(), model.name, cfg.n_layers, cfg.n_heads, cfg.d_model, pair.clean.len(), pair.first_diff
     );
     let t = now_ms();
-    let clean = e.run(&pair.clean, pair.answers)?;
-    let corrupt = e.run(&pair.corrupt, pair.answers)?;
+    let clean = e.run(&pair.clean, pair.answers).await?;
+    let corrupt = e.run(&pair.corrupt, pair.answers).await?;
     println!(
         "cached forward (per prompt): {:.1} ms",
         (now_ms() - t) / 2.0
@@ -96,7 +100,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let t = now_ms();
     let reps = 3;
     for _ in 0..reps {
-        e.metric_with_substitutions(&pair.clean, pair.answers, &[])?;
+        e.metric_with_substitutions(&pair.clean, pair.answers, &[])
+            .await?;
     }
     let fwd = (now_ms() - t) / reps as f64;
     println!("plain hooked forward (the naive loop's unit): {fwd:.1} ms\n");
@@ -122,19 +127,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 .zip((0..n).map(|i| (i * total / n) % per_layer))
                 .collect();
             let t = now_ms();
-            activation_patching_naive(
-                &e,
-                base_tokens,
-                pair.answers,
-                base,
-                other,
-                c,
-                Some(&sample),
-            )?;
+            activation_patching_naive(&e, base_tokens, pair.answers, base, other, c, Some(&sample))
+                .await?;
             let naive = (now_ms() - t) / n as f64 * total as f64;
             let mut tr = Tracker::new(&mut q, 0);
             let t = now_ms();
-            activation_patching(&e, base, other, c, pair.first_diff, d, &mut tr)?;
+            activation_patching(&e, base, other, c, pair.first_diff, d, &mut tr).await?;
             let fast = now_ms() - t;
             println!(
                 "{:<24} {:<17} {} {} {:>8.1}×",
@@ -163,7 +161,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 Rule::GaussLegendre,
                 d,
                 &mut tr,
-            )?;
+            )
+            .await?;
         }
         let fast = now_ms() - t;
         println!("{:<24} {:<17} {} {} {:>8.1}×  (naive estimated: 3 × steps forwards per layer and kind)", format!("IG heads+neurons ({})", a.ig_steps), d.name(), secs(naive_ig), secs(fast), naive_ig / fast);
@@ -173,7 +172,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         let naive_atp = 3.0 * fwd;
         let t = now_ms();
         for c in [Component::Heads, Component::Neurons] {
-            attribution_patching(&e, base, other, c, pair.first_diff, d, &mut tr)?;
+            attribution_patching(&e, base, other, c, pair.first_diff, d, &mut tr).await?;
         }
         let fast = now_ms() - t;
         println!(
@@ -208,7 +207,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             ..Options::default()
         };
         let t = now_ms();
-        analyze_pair(&e, &model.name, &model.tokenizer, &prompts, &opts, &mut q)?;
+        analyze_pair(&e, &model.name, &model.tokenizer, &prompts, &opts, &mut q).await?;
         let full = now_ms() - t;
         println!("\nfull analysis (patchlab analyze, all methods, both directions, heads + neurons): {:.1} s", full / 1e3);
     }

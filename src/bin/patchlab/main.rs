@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Score every head and neuron of a clean/corrupt prompt pair.
-    Analyze(AnalyzeArgs),
+    Analyze(Box<AnalyzeArgs>),
     /// Show how a text tokenizes (to build prompts of equal length).
     Tokenize(TokenizeArgs),
     /// Write a deterministic random-weight GPT-2 in the official layout.
@@ -210,14 +210,14 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         )
     };
     let mut obs = Bar(bar);
-    let report = analyze_pair(
+    let report = pollster::block_on(analyze_pair(
         &engine,
         &model.name,
         &model.tokenizer,
         &prompts,
         &opts,
         &mut obs,
-    )?;
+    ))?;
     obs.0.finish_and_clear();
     let to_stdout = a.out.as_deref() == Some("-");
     let summary = summary(&report);
@@ -369,7 +369,7 @@ pub(crate) fn write_random_model(
 ) -> Result<String> {
     use sha2::Digest;
     let cfg = spec.config();
-    if spec.n_heads == 0 || spec.d_model == 0 || spec.d_model % spec.n_heads != 0 {
+    if spec.n_heads == 0 || spec.d_model == 0 || !spec.d_model.is_multiple_of(spec.n_heads) {
         return Err(Error::Input(format!(
             "--d-model ({}) must be a positive multiple of --heads ({})",
             spec.d_model, spec.n_heads
@@ -427,7 +427,7 @@ fn serve(a: ServeArgs) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Analyze(a) => analyze(a),
+        Command::Analyze(a) => analyze(*a),
         Command::Tokenize(a) => tokenize(a),
         Command::RandomModel(a) => random_model(a),
         Command::Bench(a) => bench::bench(a),

