@@ -424,7 +424,24 @@ fn serve(a: ServeArgs) -> Result<()> {
     )
 }
 
+/// Dies quietly like other Unix tools when the reader of stdout goes away
+/// (`patchlab tokenize … | head`) instead of panicking on the broken pipe.
+#[cfg(unix)]
+fn default_sigpipe() {
+    extern "C" {
+        fn signal(sig: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: restoring the default disposition of a signal has no preconditions.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    default_sigpipe();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Analyze(a) => analyze(*a),
