@@ -125,6 +125,70 @@ pub fn random_weights(spec: &RandomSpec) -> Weights {
     }
 }
 
+fn tiny_config() -> Config {
+    Config {
+        n_layers: 1,
+        n_heads: 2,
+        d_model: 8,
+        d_head: 4,
+        d_mlp: 32,
+        n_ctx: 8,
+        d_vocab: 300,
+        layer_norm_eps: 1e-5,
+    }
+}
+
+/// A valid tiny checkpoint (config.json, model.safetensors, tokenizer.json
+/// with GPT-2's byte alphabet and two merges): the seed inputs of the
+/// loader's fuzzing.
+pub fn tiny_checkpoint() -> (String, Vec<u8>, String) {
+    let cfg = tiny_config();
+    let mut bytes: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    for (i, (name, shape)) in tensor_specs(&cfg).into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let data: Vec<u8> = (0..n)
+            .flat_map(|j| (((i * 31 + j) % 17) as f32 * 0.01).to_le_bytes())
+            .collect();
+        bytes.push((name, data, shape));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, b, s)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .expect("valid tiny checkpoint"),
+            )
+        })
+        .collect();
+    let st = safetensors::tensor::serialize(views, None).expect("valid tiny checkpoint");
+    // GPT-2's byte alphabet as the vocabulary, a few merges, and <|endoftext|>
+    let mut vocab = serde_json::Map::new();
+    // GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to U+0100…
+    let mut printable: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
+    let mut extra = 256;
+    for b in 0..256 {
+        if !printable.contains(&b) {
+            printable.push(extra);
+            extra += 1;
+        }
+    }
+    let alphabet: Vec<char> = printable.into_iter().filter_map(char::from_u32).collect();
+    for (i, c) in alphabet.iter().enumerate() {
+        vocab.insert(c.to_string(), (i as u64).into());
+    }
+    let n = vocab.len() as u64;
+    vocab.insert("Ġt".into(), n.into());
+    vocab.insert("he".into(), (n + 1).into());
+    let merges = "#version: 0.2\nĠ t\nh e\n";
+    let tok = super::tokenizer::tokenizer_json_from_vocab_merges(
+        &serde_json::Value::Object(vocab).to_string(),
+        merges,
+    )
+    .expect("valid tiny checkpoint");
+    (cfg.to_hf_json(), st, tok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,17 +34,36 @@ impl Tokenizer {
                 )
             })?;
         // ids run 0..n; added tokens usually repeat an id of the vocabulary
-        let max_id = |v: Option<&serde_json::Value>| -> Option<u64> {
-            match v? {
-                serde_json::Value::Object(o) => o.values().filter_map(|x| x.as_u64()).max(),
-                serde_json::Value::Array(a) => a.iter().filter_map(|t| t.get("id")?.as_u64()).max(),
-                _ => None,
+        let ids = |v: Option<&serde_json::Value>| -> Vec<u64> {
+            match v {
+                Some(serde_json::Value::Object(o)) => {
+                    o.values().filter_map(|x| x.as_u64()).collect()
+                }
+                Some(serde_json::Value::Array(a)) => {
+                    a.iter().filter_map(|t| t.get("id")?.as_u64()).collect()
+                }
+                _ => Vec::new(),
             }
         };
-        let vocab_size = max_id(model.get("vocab"))
-            .ok_or_else(|| Error::Tokenizer("tokenizer.json has no model.vocab".into()))?
-            .max(max_id(v.get("added_tokens")).unwrap_or(0)) as usize
-            + 1;
+        let mut all = ids(model.get("vocab"));
+        if all.is_empty() {
+            return Err(Error::Tokenizer(
+                "tokenizer.json has an empty or missing model.vocab".into(),
+            ));
+        }
+        all.extend(ids(v.get("added_tokens")));
+        all.sort_unstable();
+        all.dedup();
+        let max_id = *all.last().expect("non-empty");
+        // the tokenizer allocates a table up to the largest id: a corrupt id
+        // (found by fuzzing: 999999999) would cost gigabytes and minutes
+        if max_id >= 2 * all.len() as u64 + 1024 {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json has token id {max_id} but only {} tokens: the file is corrupt",
+                all.len()
+            )));
+        }
+        let vocab_size = max_id as usize + 1;
         let canonical = tokenizers::canonicalize_str(text)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be read: {e}")))?;
         let inner = tokenizers::from_json(&canonical)
