@@ -235,3 +235,45 @@ fn path_end_is_the_whole_layer_substitution() {
         }
     })
 }
+
+/// captum's input hooks: substituting `hook_z` (heads) or `hook_mlp_in`
+/// (neurons) with the other run's values lands on the same end point as the
+/// target-space path at α = 1 — the skip path of `hook_mlp_in` stays base.
+#[test]
+fn input_hook_substitution_reaches_the_path_end() {
+    block_on(async {
+        let s = spec(3, 3, 48, 9);
+        let e = engine(&s);
+        let (clean, corrupt) = ioi_ids();
+        let c = e.run(&clean, ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        for (comp, input) in [
+            (Component::Heads, "attn.hook_z"),
+            (Component::Neurons, "hook_mlp_in"),
+        ] {
+            for layer in 0..3 {
+                let site = Site {
+                    layer,
+                    component: comp,
+                };
+                let end = e
+                    .path_gradients(&c, &k, site, &[1.0], &[0.0], 10)
+                    .await
+                    .unwrap()
+                    .metrics[0];
+                let hook = format!("blocks.{layer}.{input}");
+                let v = e.activation(&k, &hook).await.unwrap();
+                let m = e
+                    .metric_with_substitutions(&clean, ANSWERS, &[(hook, v)])
+                    .await
+                    .unwrap();
+                assert!(
+                    (end - m).abs() < 2e-5 * (1.0 + m.abs()),
+                    "{comp:?} L{layer}: {end} vs {m}"
+                );
+                // and it is not a no-op
+                assert!((m - e.metric(&c)).abs() > 1e-4, "{comp:?} L{layer}");
+            }
+        }
+    })
+}

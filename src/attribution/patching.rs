@@ -5,7 +5,7 @@ use crate::engine::{Answers, Array, Component, Engine, Site};
 use crate::error::Result;
 
 /// Components per engine call: bounds latency between progress updates.
-const CHUNK: usize = 256;
+const CHUNK: usize = 512;
 
 /// AP(L, c) = (m_patched − m_base) / (m_base − m_other) for every component
 /// of one kind, via the engine's batched tail passes.

@@ -58,7 +58,8 @@ const GELU_A: f64 = 0.044_715;
 
 /// GPT-2's gelu_new: 0.5·x·(1 + tanh(c·(x + a·x³))).
 pub(super) fn gelu_new(x: &Tensor) -> Result<Tensor> {
-    let u = ((x + (x.powf(3.0)? * GELU_A)?)? * GELU_C)?;
+    let x3 = (x.sqr()? * x)?;
+    let u = ((x + (x3 * GELU_A)?)? * GELU_C)?;
     Ok(((x * 0.5)? * (u.tanh()? + 1.0)?)?)
 }
 

@@ -19,7 +19,7 @@ use std::ops::Range;
 
 /// Rows (batch × positions) per tail pass: large enough for efficient matrix
 /// products, small enough to keep memory modest (also in wasm).
-const ROWS_PER_PASS: usize = 3072;
+const ROWS_PER_PASS: usize = 4096;
 
 pub(crate) struct CpuBlock {
     ln_1_w: Tensor,
