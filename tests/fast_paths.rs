@@ -277,3 +277,38 @@ fn input_hook_substitution_reaches_the_path_end() {
         }
     })
 }
+
+/// AtP's one-pass gradients for all layers equal the per-layer path
+/// gradients at α = 0.
+#[test]
+fn one_pass_base_gradients_equal_per_layer_tails() {
+    block_on(async {
+        let s = spec(3, 3, 48, 4);
+        let e = engine(&s);
+        let (clean, corrupt) = ioi_ids();
+        let c = e.run(&clean, ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        for comp in [Component::Heads, Component::Neurons] {
+            let all = e.base_gradients(&c, &k, comp, 10).await.unwrap();
+            for (layer, g) in all.iter().enumerate() {
+                let site = Site {
+                    layer,
+                    component: comp,
+                };
+                let one = e
+                    .path_gradients(&c, &k, site, &[0.0], &[1.0], 10)
+                    .await
+                    .unwrap()
+                    .weighted_grad;
+                assert_eq!(g.shape, one.shape);
+                let scale = one.data.iter().fold(0f32, |m, x| m.max(x.abs()));
+                for (a, b) in g.data.iter().zip(&one.data) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + scale),
+                        "{comp:?} L{layer}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    })
+}

@@ -12,6 +12,7 @@
 //! position in the final layer and only the two answer logits).
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::{Error, Result};
 use crate::model::{Config, Param};
@@ -123,6 +124,29 @@ pub trait Engine {
         weights: &[f32],
         from_pos: usize,
     ) -> Result<PathGrads>;
+
+    /// ∂m/∂y at the base run for every layer's site hook of one kind
+    /// (`[pos, d_model]` for heads, `[pos, d_mlp]` for neurons), as
+    /// `path_gradients` at α = 0 gives them. Backends should do it in one
+    /// backward pass; this default takes one tail pass per layer.
+    async fn base_gradients(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        component: Component,
+        from_pos: usize,
+    ) -> Result<Vec<Array>> {
+        let mut out = Vec::with_capacity(self.config().n_layers);
+        for layer in 0..self.config().n_layers {
+            let site = Site { layer, component };
+            out.push(
+                self.path_gradients(base, other, site, &[0.0], &[1.0], from_pos)
+                    .await?
+                    .weighted_grad,
+            );
+        }
+        Ok(out)
+    }
 
     /// The plain hooked forward (TransformerLens `run_with_hooks`): the metric
     /// with the given hook activations replaced by full-shape values. Used by

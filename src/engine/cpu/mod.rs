@@ -81,6 +81,8 @@ enum Start {
     Mid(usize),
     /// `blocks.L.hook_resid_post`: layer L+1 runs next.
     Post(usize),
+    /// `blocks.0.hook_resid_pre`: the whole network runs.
+    Embed,
 }
 
 impl Start {
@@ -223,6 +225,7 @@ impl CpuEngine {
         let hook = match start {
             Start::Mid(l) => format!("blocks.{l}.hook_resid_mid"),
             Start::Post(l) => format!("blocks.{l}.hook_resid_post"),
+            Start::Embed => "blocks.0.hook_resid_pre".to_string(),
         };
         let r = base.hook(&hook)?;
         let rows = r.narrow(0, fd, r.dim(0)? - fd)?;
@@ -256,6 +259,7 @@ impl CpuEngine {
                 l + 1
             }
             Start::Post(l) => l + 1,
+            Start::Embed => 0,
         };
         for l in first..=last {
             let b = &self.blocks[l];
@@ -283,6 +287,14 @@ impl CpuEngine {
         Ok((metric, tapes, if record { Some(ln_tape) } else { None }))
     }
 
+    /// ∂metric/∂(final residual at the last position), [batch, 1, d_model].
+    fn metric_backward(&self, ln_f: &LnTape, answer_dir: &Tensor, batch: usize) -> Result<Tensor> {
+        let d_norm = answer_dir
+            .unsqueeze(0)?
+            .broadcast_as((batch, self.cfg.d_model))?;
+        Ok(layer_norm_backward(&d_norm, &self.ln_f_w, ln_f)?.unsqueeze(1)?)
+    }
+
     /// Backward of `tail`: ∂metric/∂x for the start rows, [batch, n, d_model].
     fn tail_backward(
         &self,
@@ -292,11 +304,7 @@ impl CpuEngine {
         batch: usize,
         n: usize,
     ) -> Result<Tensor> {
-        let d_norm = answer_dir
-            .unsqueeze(0)?
-            .broadcast_as((batch, self.cfg.d_model))?;
-        let dx_last = layer_norm_backward(&d_norm, &self.ln_f_w, &ln_f)?;
-        let mut dx = dx_last.unsqueeze(1)?;
+        let mut dx = self.metric_backward(&ln_f, answer_dir, batch)?;
         for tape in tapes.into_iter().rev() {
             dx = match tape {
                 Tape::Mlp(t) => mlp_backward(&t, &dx)?,
@@ -506,6 +514,64 @@ impl Engine for CpuEngine {
             metrics,
             weighted_grad: Param::new(grad.dims().to_vec(), grad.flatten_all()?.to_vec1::<f32>()?),
         })
+    }
+
+    async fn base_gradients(
+        &self,
+        base: &CpuRun,
+        other: &CpuRun,
+        component: Component,
+        fd: usize,
+    ) -> Result<Vec<Array>> {
+        self.check_pair(
+            base,
+            other,
+            Site {
+                layer: 0,
+                component,
+            },
+            fd,
+        )?;
+        let (t, d) = (base.tokens.len(), self.cfg.d_model);
+        let dir = self.answer_direction(base.answers)?;
+        // one forward of the whole network over rows fd..T and one backward,
+        // reading ∂m/∂resid_post (= ∂m/∂mlp_out) and ∂m/∂resid_mid
+        // (= ∂m/∂attn_out) at every block boundary
+        let zero = Tensor::zeros((1, t - fd, d), DType::F32, &Device::Cpu)?;
+        let x = self.start_rows(base, Start::Embed, fd, &zero)?;
+        let (_, tapes, ln_f) = self.tail(base, Start::Embed, fd, x, &dir, true)?;
+        let mut dx = self.metric_backward(&ln_f.expect("recorded"), &dir, 1)?;
+        // [1, rows, d] → [t, d], zero before fd (and before the last row in the final block)
+        let pad = |g: &Tensor| -> Result<Tensor> {
+            Ok(g.squeeze(0)?.pad_with_zeros(0, t - g.dim(1)?, 0)?)
+        };
+        let mut grads = vec![None; self.cfg.n_layers];
+        // the tapes run Attn(0), Mlp(0), Attn(1), Mlp(1), …
+        for (i, tape) in tapes.into_iter().enumerate().rev() {
+            let layer = i / 2;
+            match tape {
+                Tape::Mlp(tape) => {
+                    if component == Component::Neurons {
+                        grads[layer] = Some(pad(&dx)?.matmul(&self.blocks[layer].mlp_proj_w.t()?)?);
+                    }
+                    dx = mlp_backward(&tape, &dx)?;
+                    if component == Component::Heads {
+                        grads[layer] = Some(pad(&dx)?);
+                    }
+                }
+                Tape::Attn(tape) => dx = attention_tail_backward(&tape, &dx)?,
+            }
+        }
+        grads
+            .into_iter()
+            .map(|g| {
+                let g = g.expect("every block has an MLP tape");
+                Ok(Param::new(
+                    g.dims().to_vec(),
+                    g.flatten_all()?.to_vec1::<f32>()?,
+                ))
+            })
+            .collect()
     }
 
     async fn metric_with_substitutions(
