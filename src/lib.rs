@@ -10,5 +10,7 @@ pub mod model;
 pub mod report;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod serve;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::{Error, Result};

@@ -91,7 +91,8 @@ fn log_softmax_at(logits: &[f32], ids: [u32; 2]) -> [f32; 2] {
     ids.map(|i| (logits[i as usize] as f64 - lse) as f32)
 }
 
-fn predictions(tok: &Tokenizer, logits: &[f32], k: usize) -> Vec<Prediction> {
+/// The k most likely next tokens with their logits and probabilities.
+pub fn predictions(tok: &Tokenizer, logits: &[f32], k: usize) -> Vec<Prediction> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let z: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
     let mut idx: Vec<usize> = (0..logits.len().min(tok.vocab_size().max(1))).collect();

@@ -10,7 +10,6 @@ pub use tokenizer::{Token, Tokenizer};
 pub use weights::{Param, Weights};
 
 use crate::error::{Error, Result};
-use std::path::Path;
 
 /// Everything a checkpoint directory holds, loaded and checked.
 pub struct Model {
@@ -61,7 +60,7 @@ impl Model {
 
     /// Loads a checkpoint directory in the Hugging Face layout.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn from_dir(dir: &Path) -> Result<Model> {
+    pub fn from_dir(dir: &std::path::Path) -> Result<Model> {
         if !dir.is_dir() {
             return Err(Error::MissingFile {
                 path: dir.display().to_string(),

@@ -1,6 +1,7 @@
 //! GPT-2's layers on candle tensors, forward and backward (activation
 //! gradients only), one small function each so the maths stays visible.
 
+use super::fused;
 use super::CpuBlock;
 use crate::error::Result;
 use crate::model::Config;
@@ -14,22 +15,13 @@ pub(super) struct LnTape {
 
 /// y = γ ⊙ (x − μ)/σ + β over the last dimension, σ = sqrt(var + eps).
 pub(super) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<(Tensor, LnTape)> {
-    let mu = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mu)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    let rstd = (var + eps)?.sqrt()?.recip()?;
-    let xhat = xc.broadcast_mul(&rstd)?;
-    let y = xhat.broadcast_mul(w)?.broadcast_add(b)?;
+    let (y, xhat, rstd) = fused::layer_norm(&x.contiguous()?, w, b, eps)?;
     Ok((y, LnTape { xhat, rstd }))
 }
 
 /// dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), with dx̂ = dy ⊙ γ.
 pub(super) fn layer_norm_backward(dy: &Tensor, w: &Tensor, t: &LnTape) -> Result<Tensor> {
-    let dxhat = dy.broadcast_mul(w)?;
-    let m1 = dxhat.mean_keepdim(D::Minus1)?;
-    let m2 = (&dxhat * &t.xhat)?.mean_keepdim(D::Minus1)?;
-    let dx = dxhat.broadcast_sub(&m1)?.sub(&t.xhat.broadcast_mul(&m2)?)?;
-    Ok(dx.broadcast_mul(&t.rstd)?)
+    fused::layer_norm_backward(&dy.contiguous()?, w, &t.xhat, &t.rstd)
 }
 
 /// x · W + b for x of shape [..., in] and a Conv1D weight W [in, out].
@@ -53,24 +45,9 @@ pub(super) fn matmul_rows_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     matmul_rows(x, &w.t()?)
 }
 
-const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2/π)
-const GELU_A: f64 = 0.044_715;
-
 /// GPT-2's gelu_new: 0.5·x·(1 + tanh(c·(x + a·x³))).
 pub(super) fn gelu_new(x: &Tensor) -> Result<Tensor> {
-    let x3 = (x.sqr()? * x)?;
-    let u = ((x + (x3 * GELU_A)?)? * GELU_C)?;
-    Ok(((x * 0.5)? * (u.tanh()? + 1.0)?)?)
-}
-
-/// d gelu_new / dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·c·(1 + 3a·x²), t = tanh(u).
-pub(super) fn gelu_new_grad(x: &Tensor) -> Result<Tensor> {
-    let x2 = x.sqr()?;
-    let t = ((x + (x.mul(&x2)? * GELU_A)?)? * GELU_C)?.tanh()?;
-    let left = ((&t + 1.0)? * 0.5)?;
-    let du = (((&x2 * (3.0 * GELU_A))? + 1.0)? * GELU_C)?;
-    let right = (((x * 0.5)? * (t.sqr()?.neg()? + 1.0)?)? * du)?;
-    Ok((left + right)?)
+    fused::gelu_new(&x.contiguous()?)
 }
 
 /// Softmax over the last dimension (masked entries are −inf and become 0).
@@ -135,7 +112,7 @@ pub(super) fn mlp(
 
 pub(super) fn mlp_backward(t: &MlpTape, dy: &Tensor) -> Result<Tensor> {
     let dpost = matmul_rows_t(dy, &t.mlp_proj_w)?;
-    let dpre = (dpost * gelu_new_grad(&t.pre)?)?;
+    let dpre = fused::gelu_new_backward(&t.pre, &dpost.contiguous()?)?;
     let dh = matmul_rows_t(&dpre, &t.c_fc_w)?;
     Ok((dy + layer_norm_backward(&dh, &t.ln_2_w, &t.ln)?)?)
 }

@@ -7,6 +7,7 @@
 //! (rows "n"), the final block only at the last position, and only the two
 //! answer logits, for a whole batch of perturbations at once.
 
+mod fused;
 mod layers;
 
 use super::{check_tokens, split_hook, Answers, Array, Component, Engine, PathGrads, Site};

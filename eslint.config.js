@@ -1,0 +1,43 @@
+// ESLint for the browser lab (www/, ES modules in browsers and workers) and
+// the end-to-end tests (tests/e2e/, node). `npx eslint` checks both.
+import js from "@eslint/js";
+import globals from "globals";
+
+export default [
+  { ignores: ["www/pkg/**", "target/**", "node_modules/**", "fuzz/**"] },
+  js.configs.recommended,
+  {
+    files: ["www/**/*.js"],
+    languageOptions: {
+      ecmaVersion: 2024,
+      sourceType: "module",
+      globals: { ...globals.browser, ...globals.worker },
+    },
+    rules: {
+      "no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+      // user text must never become markup
+      "no-restricted-properties": [
+        "error",
+        { property: "innerHTML", message: "use textContent / DOM nodes: user text must stay text" },
+        { property: "outerHTML", message: "use textContent / DOM nodes: user text must stay text" },
+        { property: "insertAdjacentHTML", message: "use DOM nodes: user text must stay text" },
+      ],
+      "no-eval": "error",
+      "no-implied-eval": "error",
+      "no-new-func": "error",
+    },
+  },
+  {
+    files: ["tests/e2e/**/*.mjs", "eslint.config.js"],
+    languageOptions: {
+      ecmaVersion: 2024,
+      sourceType: "module",
+      globals: { ...globals.node },
+    },
+  },
+  {
+    // page.evaluate / waitForFunction bodies run in the browser
+    files: ["tests/e2e/**/*.mjs"],
+    languageOptions: { globals: { ...globals.node, ...globals.browser } },
+  },
+];

@@ -1,0 +1,509 @@
+//! WebAssembly bindings for the browser lab (`www/worker.js` is their one
+//! caller; `www/patchlab.js` is the public JavaScript API built on them).
+//!
+//! - [`ByteBuf`]: a buffer in wasm memory that the worker streams
+//!   `model.safetensors` into, so the weights' bytes are never held twice in
+//!   JavaScript and wasm at once.
+//! - [`Lab`]: a loaded model with its engine; `tokenize`, `predict` (the top
+//!   next tokens of one prompt) and `analyze` (the whole report of a pair, as
+//!   `patchlab analyze --out -` writes it).
+//!
+//! Errors reach JavaScript as `Error`s whose message is the crate's text.
+//! Requests and results cross the boundary as JSON strings: one format for
+//! the CLI, the page and exported files.
+
+use crate::attribution::quadrature::Rule;
+use crate::attribution::run::{analyze_pair, Options};
+use crate::attribution::{parse_component, Direction, Method, Observer, Progress};
+use crate::clock::now_ms;
+use crate::engine::cpu::CpuEngine;
+use crate::engine::{Answers, Array, Component, Engine, PathGrads, Site};
+use crate::error::{Error, Result};
+use crate::model::{Config, Model, ModelFiles, Tokenizer};
+use crate::report::Prompts;
+use js_sys::{Float32Array, Function, Promise};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+fn js_err(e: Error) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+/// Bytes in wasm memory, filled from JavaScript through a `Uint8Array` view
+/// of `memory.buffer` at [`ByteBuf::ptr`] (re-create the view after any call
+/// into wasm: memory growth detaches old views).
+#[wasm_bindgen]
+pub struct ByteBuf {
+    data: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl ByteBuf {
+    /// A zeroed buffer of `len` bytes; fails cleanly when memory runs out.
+    #[wasm_bindgen(constructor)]
+    pub fn new(len: usize) -> std::result::Result<ByteBuf, JsValue> {
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).map_err(|_| {
+            js_err(Error::Backend(format!(
+                "cannot allocate {len} bytes for the model in WebAssembly memory (4 GiB at most; close other tabs or use a smaller model)"
+            )))
+        })?;
+        data.resize(len, 0);
+        Ok(ByteBuf { data })
+    }
+    /// Address of the first byte in wasm memory.
+    pub fn ptr(&self) -> usize {
+        self.data.as_ptr() as usize
+    }
+    #[wasm_bindgen(getter)]
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// The compute backends a lab can run on. Only the CPU engine exists in this
+/// build; the WebGPU engine plugs in here as another variant.
+enum Backend {
+    Cpu(CpuEngine),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Cpu(_) => "cpu",
+        }
+    }
+}
+
+struct Inner {
+    name: String,
+    config: Config,
+    tokenizer: Tokenizer,
+    cpu: Backend,
+}
+
+impl Inner {
+    /// The engine for a requested backend: "auto", "cpu" or "gpu".
+    fn backend(&self, choice: &str) -> Result<&Backend> {
+        match choice {
+            "" | "auto" | "cpu" => Ok(&self.cpu),
+            "gpu" | "webgpu" => Err(Error::Input(
+                "the WebGPU backend is not part of this build yet; choose backend \"cpu\" or \"auto\""
+                    .into(),
+            )),
+            other => Err(Error::Input(format!(
+                "unknown backend {other:?}; choose auto, cpu or gpu"
+            ))),
+        }
+    }
+}
+
+/// A loaded model and its engines.
+#[wasm_bindgen]
+pub struct Lab {
+    inner: Rc<Inner>,
+}
+
+/// What `Lab.analyze` accepts (JSON). Field names match `PatchLab.analyze`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Request {
+    clean: String,
+    corrupt: String,
+    correct: String,
+    incorrect: String,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    directions: Option<Vec<String>>,
+    #[serde(default)]
+    components: Option<Vec<String>>,
+    #[serde(default)]
+    bos: Option<bool>,
+    #[serde(default)]
+    ig_steps: Option<usize>,
+    #[serde(default)]
+    ig_rule: Option<String>,
+    #[serde(default)]
+    percentile: Option<f64>,
+    #[serde(default)]
+    backend: Option<String>,
+}
+
+impl Request {
+    fn options(&self) -> Result<Options> {
+        let d = Options::default();
+        fn list<T>(
+            v: &Option<Vec<String>>,
+            all: Vec<T>,
+            p: fn(&str) -> Result<T>,
+        ) -> Result<Vec<T>> {
+            match v {
+                None => Ok(all),
+                Some(v) => v.iter().map(|s| p(s)).collect(),
+            }
+        }
+        Ok(Options {
+            methods: list(&self.methods, d.methods.clone(), Method::parse)?,
+            directions: list(&self.directions, d.directions.clone(), Direction::parse)?,
+            components: list(&self.components, d.components.clone(), parse_component)?,
+            ig_steps: self.ig_steps.unwrap_or(d.ig_steps),
+            ig_rule: match &self.ig_rule {
+                Some(r) => Rule::parse(r)?,
+                None => d.ig_rule,
+            },
+            percentile: self.percentile.unwrap_or(d.percentile),
+            ..d
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ModelInfoOut<'a> {
+    name: &'a str,
+    n_layers: usize,
+    n_heads: usize,
+    d_model: usize,
+    d_head: usize,
+    d_mlp: usize,
+    n_ctx: usize,
+    d_vocab: usize,
+    backends: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct PredictionOut {
+    id: u32,
+    text: String,
+    logit: f32,
+    prob: f32,
+}
+
+#[wasm_bindgen]
+impl Lab {
+    /// Loads a checkpoint from its files: `config.json` text, the weights
+    /// (consumed: their memory is freed once the tensors are built), and
+    /// either `tokenizer.json` or `vocab.json` + `merges.txt`.
+    pub fn load(
+        name: &str,
+        config_json: &str,
+        weights: ByteBuf,
+        tokenizer_json: Option<String>,
+        vocab_json: Option<String>,
+        merges_txt: Option<String>,
+    ) -> std::result::Result<Lab, JsValue> {
+        let vm = match (vocab_json.as_deref(), merges_txt.as_deref()) {
+            (Some(v), Some(m)) => Some((v, m)),
+            _ => None,
+        };
+        let model = Model::from_files(
+            name,
+            ModelFiles {
+                config_json,
+                safetensors: &weights.data,
+                tokenizer_json: tokenizer_json.as_deref(),
+                vocab_merges: vm,
+            },
+        )
+        .map_err(js_err)?;
+        drop(weights);
+        let Model {
+            name,
+            config,
+            weights,
+            tokenizer,
+        } = model;
+        let cpu = CpuEngine::new(config.clone(), weights).map_err(js_err)?;
+        Ok(Lab {
+            inner: Rc::new(Inner {
+                name,
+                config,
+                tokenizer,
+                cpu: Backend::Cpu(cpu),
+            }),
+        })
+    }
+
+    /// The model's name and shape, and the backends this build offers (JSON).
+    pub fn info(&self) -> String {
+        let c = &self.inner.config;
+        serde_json::to_string(&ModelInfoOut {
+            name: &self.inner.name,
+            n_layers: c.n_layers,
+            n_heads: c.n_heads,
+            d_model: c.d_model,
+            d_head: c.d_head,
+            d_mlp: c.d_mlp,
+            n_ctx: c.n_ctx,
+            d_vocab: c.d_vocab,
+            backends: vec![self.inner.cpu.name()],
+        })
+        .expect("json")
+    }
+
+    /// Tokens of `text` as JSON `[{"id", "text"}]`, BOS first when `bos`.
+    pub fn tokenize(&self, text: &str, bos: bool) -> std::result::Result<String, JsValue> {
+        let t = &self.inner.tokenizer;
+        let ids = t.encode(text, bos).map_err(js_err)?;
+        Ok(serde_json::to_string(&t.tokens(&ids)).expect("json"))
+    }
+
+    /// The `k` most likely next tokens after `text` (JSON
+    /// `[{"id", "text", "logit", "prob"}]`), as the report's predictions.
+    pub fn predict(&self, text: &str, bos: bool, k: usize, backend: Option<String>) -> Promise {
+        let inner = self.inner.clone();
+        let text = text.to_string();
+        future_to_promise(async move {
+            let ids = inner.tokenizer.encode(&text, bos).map_err(js_err)?;
+            let logits = match inner
+                .backend(backend.as_deref().unwrap_or("auto"))
+                .map_err(js_err)?
+            {
+                Backend::Cpu(e) => last_logits(e, &ids).await,
+            }
+            .map_err(js_err)?;
+            Ok(JsValue::from_str(&top_k_json(&inner.tokenizer, &logits, k)))
+        })
+    }
+
+    /// Runs the analysis of one prompt pair and resolves to the report JSON.
+    ///
+    /// - `request`: JSON of [`Request`] (prompts, answers, methods, …).
+    /// - `on_progress(stage, done, total)`: returning `false` cancels; the
+    ///   promise then rejects with "cancelled".
+    /// - `on_partial(method, direction, component, layer, Float32Array)`:
+    ///   one layer's scores as soon as they exist (heads come first).
+    /// - `pause()`: returns a Promise; awaited between engine calls (at most
+    ///   every ~30 ms) so that the worker can receive a cancel message.
+    pub fn analyze(
+        &self,
+        request: &str,
+        on_progress: Option<Function>,
+        on_partial: Option<Function>,
+        pause: Option<Function>,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let request = request.to_string();
+        future_to_promise(async move {
+            let req: Request = serde_json::from_str(&request)
+                .map_err(|e| js_err(Error::Input(format!("bad analyze request: {e}"))))?;
+            let opts = req.options().map_err(js_err)?;
+            let prompts = Prompts {
+                clean: req.clean.clone(),
+                corrupt: req.corrupt.clone(),
+                correct: req.correct.clone(),
+                incorrect: req.incorrect.clone(),
+                bos: req.bos.unwrap_or(true),
+            };
+            let mut obs = JsObserver {
+                on_progress,
+                on_partial,
+            };
+            let backend = inner
+                .backend(req.backend.as_deref().unwrap_or("auto"))
+                .map_err(js_err)?;
+            let report = match backend {
+                Backend::Cpu(e) => {
+                    let e = Pausing::new(e, pause);
+                    analyze_pair(&e, &inner.name, &inner.tokenizer, &prompts, &opts, &mut obs).await
+                }
+            }
+            .map_err(js_err)?;
+            Ok(JsValue::from_str(&report.to_json()))
+        })
+    }
+}
+
+async fn last_logits<E: Engine>(e: &E, ids: &[u32]) -> Result<Vec<f32>> {
+    let answers = Answers {
+        correct: 0,
+        incorrect: 0,
+    };
+    let run = e.run(ids, answers).await?;
+    e.last_logits(&run).await
+}
+
+/// The top `k` tokens with softmax probabilities, as `analyze_pair` reports them.
+fn top_k_json(tok: &Tokenizer, logits: &[f32], k: usize) -> String {
+    let n = logits.len().min(tok.vocab_size().max(1));
+    let max = logits[..n]
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let z: f64 = logits.iter().map(|&x| ((x - max) as f64).exp()).sum();
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| {
+        logits[b]
+            .partial_cmp(&logits[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    idx.truncate(k);
+    let out: Vec<PredictionOut> = idx
+        .into_iter()
+        .map(|i| PredictionOut {
+            id: i as u32,
+            text: tok.token_text(i as u32),
+            logit: logits[i],
+            prob: (((logits[i] - max) as f64).exp() / z) as f32,
+        })
+        .collect();
+    serde_json::to_string(&out).expect("json")
+}
+
+/// Forwards progress and partial results to JavaScript callbacks.
+struct JsObserver {
+    on_progress: Option<Function>,
+    on_partial: Option<Function>,
+}
+
+impl Observer for JsObserver {
+    fn progress(&mut self, p: &Progress<'_>) -> bool {
+        let Some(f) = &self.on_progress else {
+            return true;
+        };
+        let r = f.call3(
+            &JsValue::NULL,
+            &JsValue::from_str(p.stage),
+            &JsValue::from_f64(p.done as f64),
+            &JsValue::from_f64(p.total as f64),
+        );
+        // only an explicit `false` (or a throwing callback) cancels
+        match r {
+            Ok(v) => v.as_bool() != Some(false),
+            Err(_) => false,
+        }
+    }
+
+    fn partial(&mut self, m: Method, d: Direction, c: Component, layer: usize, scores: &[f32]) {
+        if let Some(f) = &self.on_partial {
+            let args = js_sys::Array::of5(
+                &JsValue::from_str(m.name()),
+                &JsValue::from_str(d.name()),
+                &JsValue::from_str(c.name()),
+                &JsValue::from_f64(layer as f64),
+                &Float32Array::from(scores),
+            );
+            let _ = f.apply(&JsValue::NULL, &args);
+        }
+    }
+}
+
+/// An engine that lets the JavaScript event loop run between the heavy calls
+/// of another engine (the CPU engine's futures are ready at once, so without
+/// this a worker could not receive "cancel" while it computes).
+struct Pausing<'a, E> {
+    inner: &'a E,
+    pause: Option<Function>,
+    last: std::cell::Cell<f64>,
+}
+
+/// Longest stretch of computation between two pauses.
+const PAUSE_EVERY_MS: f64 = 30.0;
+
+impl<'a, E> Pausing<'a, E> {
+    fn new(inner: &'a E, pause: Option<Function>) -> Self {
+        Pausing {
+            inner,
+            pause,
+            last: std::cell::Cell::new(now_ms()),
+        }
+    }
+
+    async fn maybe_pause(&self) -> Result<()> {
+        let Some(f) = &self.pause else {
+            return Ok(());
+        };
+        if now_ms() - self.last.get() < PAUSE_EVERY_MS {
+            return Ok(());
+        }
+        let p = f
+            .call0(&JsValue::NULL)
+            .map_err(|e| Error::Backend(format!("pause callback failed: {e:?}")))?;
+        if let Ok(p) = p.dyn_into::<Promise>() {
+            JsFuture::from(p)
+                .await
+                .map_err(|e| Error::Backend(format!("pause callback failed: {e:?}")))?;
+        }
+        self.last.set(now_ms());
+        Ok(())
+    }
+}
+
+impl<E: Engine> Engine for Pausing<'_, E> {
+    type Run = E::Run;
+
+    fn config(&self) -> &Config {
+        self.inner.config()
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<Self::Run> {
+        self.maybe_pause().await?;
+        self.inner.run(tokens, answers).await
+    }
+    fn metric(&self, run: &Self::Run) -> f32 {
+        self.inner.metric(run)
+    }
+    async fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>> {
+        self.inner.last_logits(run).await
+    }
+    async fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array> {
+        self.inner.activation(run, hook).await
+    }
+    async fn patch_metrics(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        site: Site,
+        components: Range<usize>,
+        from_pos: usize,
+    ) -> Result<Vec<f32>> {
+        self.maybe_pause().await?;
+        self.inner
+            .patch_metrics(base, other, site, components, from_pos)
+            .await
+    }
+    async fn path_gradients(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        from_pos: usize,
+    ) -> Result<PathGrads> {
+        self.maybe_pause().await?;
+        self.inner
+            .path_gradients(base, other, site, alphas, weights, from_pos)
+            .await
+    }
+    async fn base_gradients(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        component: Component,
+        from_pos: usize,
+    ) -> Result<Vec<Array>> {
+        self.maybe_pause().await?;
+        self.inner
+            .base_gradients(base, other, component, from_pos)
+            .await
+    }
+    async fn metric_with_substitutions(
+        &self,
+        tokens: &[u32],
+        answers: Answers,
+        substitutions: &[(String, Array)],
+    ) -> Result<f32> {
+        self.inner
+            .metric_with_substitutions(tokens, answers, substitutions)
+            .await
+    }
+}

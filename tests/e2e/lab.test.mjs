@@ -1,0 +1,320 @@
+// Browser end-to-end tests of the lab: Debian's Chromium (headless, through
+// playwright-core) against `patchlab serve --model-dir <tiny random model>`.
+// Run with scripts/test-e2e (it builds everything first) or
+// `node --test tests/e2e/` once www/pkg, target/debug/patchlab and Chromium exist.
+
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { IOI, ROOT, canvasStats, cliReport, launch, makeModel, reportDiffs, serve, unzipStored, waitReady } from "./helpers.mjs";
+
+let modelDir, server, browser;
+const dialogs = [];
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(ROOT, "www/pkg/patchlab_bg.wasm")), "www/pkg is missing: run scripts/build-wasm");
+  modelDir = makeModel();
+  server = await serve({ modelDir });
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+  if (modelDir) fs.rmSync(modelDir, { recursive: true, force: true });
+});
+
+async function newPage(t, { width = 1280, height = 900, scale = 2 } = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: scale, acceptDownloads: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    d.dismiss();
+  });
+  t.after(async () => {
+    await context.close();
+    assert.deepEqual(errors, [], "uncaught errors in the page");
+  });
+  return page;
+}
+
+/** Runs PatchLab.analyze in the page (the JS API, in its worker). */
+function apiReport(page, req) {
+  return page.evaluate(async (req) => {
+    const { PatchLab } = await import("/patchlab.js");
+    window.__lab ||= await PatchLab.load({ model: "/model/" });
+    return window.__lab.analyze(req);
+  }, req);
+}
+
+async function runInPage(page) {
+  const before = Number(await page.evaluate(() => document.body.dataset.runs || 0));
+  await page.click("#run");
+  await page.waitForFunction((n) => Number(document.body.dataset.runs || 0) > n || !document.getElementById("run-error").hidden, before, { timeout: 120000 });
+  assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
+}
+
+describe("the JS API (PatchLab in a worker)", () => {
+  test("reports the same numbers as the CLI", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/none.json`); // a page that loads no model itself
+    const cases = [
+      { ...IOI },
+      { ...IOI, bos: false, methods: ["ap", "ig"], directions: ["corrupt_to_clean"], igSteps: 20 },
+      { clean: "The capital of France is", corrupt: "The capital of Italy is", correct: " Paris", incorrect: " Rome", components: ["heads"] },
+    ];
+    for (const req of cases) {
+      const got = await apiReport(page, req);
+      const want = cliReport(modelDir, req);
+      assert.equal(got.backend, "cpu");
+      assert.deepEqual(reportDiffs(got, want), [], `differences for ${JSON.stringify(req)}`);
+    }
+    const toks = await page.evaluate(() => window.__lab.tokenize(" Mary", { bos: false }));
+    assert.deepEqual(toks, [{ id: 5335, text: " Mary" }]);
+  });
+
+  test("errors carry the engine's message", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/none.json`);
+    const msg = await page.evaluate(async (ioi) => {
+      const { PatchLab } = await import("/patchlab.js");
+      const lab = await PatchLab.load({ model: "/model/" });
+      try {
+        await lab.analyze({ ...ioi, corrupt: "When Mary went" });
+        return "no error";
+      } catch (e) {
+        return e.message;
+      }
+    }, IOI);
+    assert.match(msg, /same number of tokens/);
+  });
+});
+
+describe("the lab page", () => {
+  test("loads, runs, matches the CLI via Export, draws every canvas", async (t) => {
+    const page = await newPage(t);
+    const t0 = Date.now();
+    await page.goto(server.url);
+    const st = await waitReady(page);
+    assert.equal(st.state, "ready");
+    t.diagnostic(`load-to-interactive on the tiny model: ${Math.round(st.readyMs)} ms after navigation (${Date.now() - t0} ms wall), model load ${Math.round(st.loadMs)} ms`);
+    // type prompts: chips follow, differing positions are marked
+    await page.fill("#clean", "When Alice and Bob went to the park, Bob gave a ball to");
+    await page.fill("#corrupt", "When Alice and Bob went to the park, Alice gave a ball to");
+    await page.fill("#correct", " Alice");
+    await page.fill("#incorrect", " Bob");
+    await page.waitForFunction(() => document.querySelector("#clean-chips .chip.diff")?.textContent === "·Bob" && !document.getElementById("run").disabled);
+    assert.equal(await page.textContent("#clean-chips .chip.diff"), "·Bob");
+    // suggestions of the clean run fill the answers
+    await page.waitForSelector("#suggestion-list .suggestion");
+    assert.equal(await page.locator("#suggestion-list .suggestion").count(), 10);
+
+    await runInPage(page);
+    assert.match(await page.textContent(".summary"), /backend cpu/);
+    const download = page.waitForEvent("download");
+    await page.click("#export-json");
+    const file = await (await download).path();
+    const exported = JSON.parse(fs.readFileSync(file, "utf8"));
+    const npyDir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-npy-"));
+    t.after(() => fs.rmSync(npyDir, { recursive: true, force: true }));
+    const want = cliReport(modelDir, { clean: "When Alice and Bob went to the park, Bob gave a ball to", corrupt: "When Alice and Bob went to the park, Alice gave a ball to", correct: " Alice", incorrect: " Bob", npy: npyDir });
+    assert.deepEqual(reportDiffs(exported, want), []);
+    // .npy export: the CLI's files, same names, shapes and (up to float tolerance) values
+    const npy = page.waitForEvent("download");
+    await page.click("#export-npy");
+    const entries = unzipStored(fs.readFileSync(await (await npy).path()));
+    assert.deepEqual([...entries.keys()].sort(), fs.readdirSync(npyDir).sort());
+    for (const [name, bytes] of entries) {
+      const cli = fs.readFileSync(path.join(npyDir, name));
+      const hlen = 10 + cli.readUInt16LE(8);
+      assert.deepEqual(bytes.subarray(0, hlen), cli.subarray(0, hlen), `${name}: header`);
+      const a = new Float32Array(bytes.buffer.slice(bytes.byteOffset + hlen, bytes.byteOffset + bytes.length));
+      const b = new Float32Array(cli.buffer.slice(cli.byteOffset + hlen, cli.byteOffset + cli.length));
+      assert.equal(a.length, b.length, name);
+      // the values are the exported report's, as float32 (NaN for null)
+      const m = /^(?:ig_convergence_delta_(\w+?)|(ap|ig|atp)_(\w+?))_(heads|neurons)\.npy$/.exec(name);
+      const src = m[1] ? exported.ig_convergence_delta[m[1]][m[4]] : exported.results[m[2]][m[3]][m[4]].flat();
+      const same = src.every((v, i) => (v === null ? Number.isNaN(a[i]) : a[i] === Math.fround(v)));
+      assert.ok(same, `${name}: values differ from the exported report`);
+    }
+    const csv = page.waitForEvent("download");
+    await page.click("#export-csv");
+    const lines = fs.readFileSync(await (await csv).path(), "utf8").trim().split("\n");
+    assert.equal(lines[0], "method,direction,component,layer,index,score");
+    assert.equal(lines.length, 1 + 3 * 2 * (2 * 4 + 2 * 256));
+
+    // every view: each canvas drawn, pixels vary, heatmaps carry a colour bar
+    const seen = {};
+    for (const v of ["heads", "neurons", "scatter", "latent"]) {
+      await page.click(`.tab[data-view=${v}]`);
+      await page.waitForFunction(() => [...document.querySelectorAll("#report-view canvas")].every((c) => Number(c.dataset.drawn) > 0));
+      const stats = await canvasStats(page, "#report-view canvas");
+      seen[v] = stats.length;
+      for (const s of stats) {
+        assert.ok(s.colours > 12, `${s.key}: only ${s.colours} colours`);
+        assert.equal(s.width, s.cssWidth * 2, `${s.key}: backing store follows devicePixelRatio`);
+        if (v !== "scatter") {
+          assert.ok(s.bar, `${s.key}: no colour bar`);
+          assert.ok(s.bar.top[0] > s.bar.top[2] + 40, `${s.key}: colour bar top is not red: ${s.bar.top}`);
+          assert.ok(s.bar.bottom[2] > s.bar.bottom[0] + 40, `${s.key}: colour bar bottom is not blue: ${s.bar.bottom}`);
+          assert.ok(Math.min(...s.bar.middle.slice(0, 3)) > 230, `${s.key}: colour bar middle is not white`);
+        }
+      }
+      assert.match(page.url(), new RegExp(`view=${v}`));
+    }
+    assert.deepEqual(seen, { heads: 6, neurons: 6, scatter: 8, latent: 6 });
+
+    // hover shows a tooltip with the exact value; click pins
+    await page.click(".tab[data-view=heads]");
+    const canvas = page.locator("figure[data-key='ap-clean_to_corrupt-heads'] canvas");
+    const box = await canvas.boundingBox();
+    await page.mouse.move(box.x + 60, box.y + 40);
+    const tip = page.locator("figure[data-key='ap-clean_to_corrupt-heads'] .tooltip");
+    await tip.waitFor({ state: "visible" });
+    assert.match(await tip.textContent(), /^L0 H\d+AP −?\d/);
+    await page.mouse.click(box.x + 60, box.y + 40);
+    await page.waitForSelector(".pinned:not([hidden])");
+    assert.match(await page.textContent(".pinned"), /Pinned L0 H\d+ — AP clean → corrupt: /);
+
+    // the share link reproduces the state
+    await page.click("#share");
+    const shared = await page.inputValue("#share-url");
+    assert.match(shared, /clean=When\+Alice/);
+    assert.match(shared, /view=heads/);
+
+    await page.setViewportSize({ width: 1280, height: 1180 });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: path.join(ROOT, "www/screenshot.png"), scale: "css" });
+  });
+
+  test("unequal lengths and multi-token answers show messages and leave the page usable", async (t) => {
+    const page = await newPage(t);
+    await page.goto(server.url);
+    await waitReady(page);
+    await page.fill("#corrupt", "When Mary and John went to the big store, Mary gave a drink to");
+    await page.waitForSelector("#input-error:not([hidden])");
+    assert.match(await page.textContent("#input-error"), /same number of tokens, but clean has 15 and corrupt 16/);
+    assert.equal(await page.isDisabled("#run"), true);
+    await page.fill("#corrupt", IOI.corrupt);
+    await page.waitForSelector("#input-error", { state: "hidden" });
+    await page.fill("#correct", " Maryland's");
+    await page.waitForSelector("#input-error:not([hidden])");
+    assert.match(await page.textContent("#input-error"), /correct answer must be a single token, but " Maryland's" is \d tokens/);
+    await page.fill("#correct", " Mary");
+    await page.waitForSelector("#input-error", { state: "hidden" });
+    await runInPage(page);
+  });
+
+  test("Cancel stops a run and the page stays usable", async (t) => {
+    const page = await newPage(t);
+    await page.goto(server.url);
+    await waitReady(page);
+    await page.fill("#ig-steps", "1000");
+    await page.dispatchEvent("#ig-steps", "change");
+    await page.waitForFunction(() => !document.getElementById("run").disabled);
+    await page.click("#run");
+    await page.waitForFunction(() => document.getElementById("run-progress").value > 0.02);
+    await page.click("#cancel");
+    await page.waitForFunction(() => document.getElementById("run-text").textContent === "Cancelled.", null, { timeout: 10000 });
+    assert.equal(await page.isDisabled("#run"), false);
+    assert.equal(await page.isHidden("#run-error"), true);
+    await page.fill("#ig-steps", "10");
+    await page.dispatchEvent("#ig-steps", "change");
+    await runInPage(page);
+    assert.match(await page.textContent("#run-text"), /^Done/);
+  });
+
+  test("a foreign model file gets a clear message, a clear-cache action, and the page recovers", async (t) => {
+    const page = await newPage(t);
+    await page.context().route("**/model/model.safetensors", (route) => route.fulfill({ status: 200, contentType: "application/octet-stream", body: fs.readFileSync(path.join(modelDir, "tokenizer.json")) }));
+    await page.goto(server.url);
+    const st = await waitReady(page);
+    assert.equal(st.state, "error");
+    const msg = await page.textContent("#load-error");
+    assert.match(msg, /Could not load the model: model\.safetensors is not a safetensors file/);
+    assert.match(msg, /Clear cache and retry/);
+    await page.context().unroute("**/model/model.safetensors");
+    await page.click("#load-error button:has-text('Clear cache and retry')");
+    await page.waitForFunction(() => window.patchlabPage.state === "ready");
+    await runInPage(page);
+  });
+
+  test("prompts from the URL stay text", async (t) => {
+    const page = await newPage(t);
+    const evil = "<img src=x onerror=alert(1)>";
+    const q = new URLSearchParams({ clean: evil, corrupt: `${evil} x`, correct: evil, incorrect: " John" });
+    await page.goto(`${server.url}?${q}`);
+    await waitReady(page);
+    await page.waitForSelector("#input-error:not([hidden])");
+    assert.equal(await page.inputValue("#clean"), evil);
+    assert.equal(await page.locator("img").count(), 0);
+    assert.match(await page.textContent("#clean-chips"), /<img/);
+    assert.match(await page.textContent("#input-error"), /<img src=x onerror=alert\(1\)>/);
+    await page.waitForTimeout(300);
+    assert.deepEqual(dialogs, []);
+    const csp = await page.getAttribute("meta[http-equiv=Content-Security-Policy]", "content");
+    assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/);
+  });
+
+  test("runs on the CPU without WebGPU and says so", async () => {
+    const plain = await launch({ webgpu: false });
+    try {
+      const page = await plain.newPage();
+      await page.goto(`${server.url}?${new URLSearchParams({ ...IOI, methods: "ap,atp" })}`);
+      await waitReady(page);
+      await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden, null, { timeout: 120000 });
+      assert.match(await page.textContent("#env-note"), /no WebGPU: patchlab runs on the CPU/);
+      assert.match(await page.textContent(".summary"), /backend cpu/);
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
+describe("embedding", () => {
+  before(() => {
+    fs.writeFileSync(path.join(modelDir, "report.json"), JSON.stringify(cliReport(modelDir, IOI)));
+  });
+
+  test("results-only mode renders a saved report without loading a model", async (t) => {
+    const page = await newPage(t);
+    const requested = [];
+    page.context().on("request", (r) => requested.push(r.url()));
+    await page.goto(`${server.url}?report=/model/report.json&view=latent`);
+    const st = await waitReady(page);
+    assert.equal(st.state, "report");
+    assert.match(await page.textContent("#report-banner"), /saved report/);
+    await page.waitForFunction(() => document.querySelectorAll("#report-view canvas").length === 6);
+    for (const s of await canvasStats(page, "#report-view canvas")) assert.ok(s.colours > 12, s.key);
+    assert.equal(requested.filter((u) => u.endsWith("model.safetensors")).length, 0);
+    // and recompute live
+    await page.click("#recompute");
+    await page.waitForFunction(() => document.body.dataset.runs === "1", null, { timeout: 120000 });
+  });
+
+  test("?embed runs the URL's prompts with a minimal chrome", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?embed&${new URLSearchParams({ ...IOI, view: "scatter" })}`);
+    await page.waitForFunction(() => document.body.dataset.runs === "1", null, { timeout: 120000 });
+    assert.equal(await page.isHidden(".model-bar"), true);
+    assert.equal(await page.isHidden("#clean"), true);
+    assert.equal(await page.locator("#report-view canvas").count(), 8);
+  });
+
+  test("<patch-lab> renders a saved report and computes live", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/report.json`);
+    await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
+    const stats = await canvasStats(page, "canvas");
+    assert.equal(stats.length, 6);
+    for (const s of stats) assert.ok(s.colours > 12 && s.bar, s.key);
+    await page.goto(`${server.url}embed-demo.html?${new URLSearchParams({ ...IOI, model: "/model/", methods: "ap,ig", view: "heads" })}`);
+    await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state), null, { timeout: 120000 });
+    assert.equal(await page.evaluate(() => document.querySelector("patch-lab").dataset.state), "done");
+    assert.equal((await canvasStats(page, "canvas")).length, 4);
+  });
+});

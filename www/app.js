@@ -1,0 +1,484 @@
+// The lab page: inputs with live tokenization, Run / Cancel with progress,
+// results views, export, share links, ?embed and results-only (?report=URL).
+// User text only ever reaches the page through textContent and .value.
+
+import { PatchLab } from "./patchlab.js";
+import { reportNpyZip } from "./npy.js";
+import { ReportView, addPartial, checkReport, download, partialReport, reportCsv } from "./views.js";
+
+const $ = (id) => document.getElementById(id);
+const EXAMPLE = {
+  clean: "When Mary and John went to the store, John gave a drink to",
+  corrupt: "When Mary and John went to the store, Mary gave a drink to",
+  correct: " Mary",
+  incorrect: " John",
+};
+const ALL = {
+  methods: ["ap", "ig", "atp"],
+  directions: ["clean_to_corrupt", "corrupt_to_clean"],
+  components: ["heads", "neurons"],
+};
+
+const params = new URLSearchParams(location.search);
+const embed = params.has("embed");
+const reportUrl = params.get("report");
+const autorun = ["clean", "corrupt", "correct", "incorrect"].every((k) => params.has(k)) && params.get("run") !== "0";
+
+let lab = null;
+let report = null;
+let running = null; // AbortController of the run in progress
+let valid = false;
+let view = null;
+
+// for tests and the load-to-interactive figure
+const status = { readyMs: null, loadMs: null, state: "loading" };
+window.patchlabPage = status;
+
+function show(id, on) {
+  $(id).hidden = !on;
+}
+function setText(id, text) {
+  $(id).textContent = text;
+}
+function errorBox(id, message, actions = []) {
+  const box = $(id);
+  box.replaceChildren(document.createTextNode(message));
+  for (const [label, f] of actions) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "small";
+    b.textContent = label;
+    b.addEventListener("click", f);
+    box.append(" ", b);
+  }
+  box.hidden = !message;
+}
+
+// ---------- state <-> URL ----------
+
+function listParam(name) {
+  const v = params.get(name);
+  if (v === null) return ALL[name];
+  const items = v.split(",").map((s) => s.trim()).filter((s) => ALL[name].includes(s));
+  return items.length ? items : ALL[name];
+}
+
+function initInputs() {
+  for (const k of ["clean", "corrupt", "correct", "incorrect"]) $(k).value = params.get(k) ?? EXAMPLE[k];
+  for (const name of ["methods", "directions", "components"]) {
+    const on = listParam(name);
+    for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
+  }
+  $("bos").checked = params.get("bos") !== "0";
+  const steps = Number(params.get("ig_steps"));
+  if (Number.isInteger(steps) && steps > 0 && steps <= 1000) $("ig-steps").value = String(steps);
+  $("model-input").value = params.get("model") || "";
+}
+
+function checked(name) {
+  return [...document.querySelectorAll(`input[name=${name}]`)].filter((b) => b.checked).map((b) => b.value);
+}
+
+function request() {
+  return {
+    clean: $("clean").value,
+    corrupt: $("corrupt").value,
+    correct: $("correct").value,
+    incorrect: $("incorrect").value,
+    methods: checked("methods"),
+    directions: checked("directions"),
+    components: checked("components"),
+    bos: $("bos").checked,
+    igSteps: Number($("ig-steps").value) || 50,
+  };
+}
+
+/** The page's state as a URL (what "Copy share link" copies). */
+function stateUrl() {
+  const r = request();
+  const p = new URLSearchParams();
+  for (const k of ["clean", "corrupt", "correct", "incorrect"]) p.set(k, r[k]);
+  p.set("methods", r.methods.join(","));
+  if (r.directions.length !== 2) p.set("directions", r.directions.join(","));
+  if (r.components.length !== 2) p.set("components", r.components.join(","));
+  if (!r.bos) p.set("bos", "0");
+  if (r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
+  p.set("view", view ? view.view : params.get("view") || "heads");
+  const model = $("model-input").value.trim();
+  if (model) p.set("model", model);
+  if (embed) p.set("embed", "");
+  return `${location.origin}${location.pathname}?${p.toString().replace(/embed=(&|$)/, "embed$1")}`;
+}
+
+function syncUrl() {
+  if (reportUrl && report && !lab) return; // keep ?report= while showing a saved report
+  history.replaceState(null, "", stateUrl());
+  if (embed) {
+    const u = new URL(stateUrl());
+    u.searchParams.delete("embed");
+    $("embed-link").href = u.href;
+  }
+}
+
+// ---------- model ----------
+
+const defaultModel = () => PatchLab.defaultModel();
+
+function bytes(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(0)} kB`;
+  return `${n} B`;
+}
+
+async function loadModel(spec) {
+  lab?.close();
+  lab = null;
+  valid = false;
+  updateRun();
+  status.state = "loading";
+  errorBox("load-error", "");
+  show("load-status", true);
+  const t0 = performance.now();
+  const label = typeof spec === "string" ? spec : "local files";
+  setText("load-text", `Loading ${label}…`);
+  $("load-progress").removeAttribute("value");
+  try {
+    lab = await PatchLab.load({
+      model: spec,
+      onProgress: (p) => {
+        if (p.phase === "weights") {
+          $("load-progress").value = p.total ? p.loaded / p.total : 0;
+          setText("load-text", `${p.cached ? "Reading" : "Downloading"} model.safetensors: ${bytes(p.loaded)}${p.total ? ` of ${bytes(p.total)}` : ""}`);
+        } else if (p.phase === "building") {
+          $("load-progress").removeAttribute("value");
+          setText("load-text", "Preparing the model…");
+        } else {
+          setText("load-text", `Reading ${p.phase === "config" ? "config.json" : "the tokenizer"}…`);
+        }
+      },
+    });
+  } catch (e) {
+    status.state = "error";
+    show("load-status", false);
+    errorBox("load-error", `Could not load the model: ${e.message}`, [
+      ["Clear cache and retry", async () => { await PatchLab.clearCache(); loadModel(spec); }],
+      ["Retry", () => loadModel(spec)],
+    ]);
+    return false;
+  }
+  const i = lab.info;
+  status.loadMs = performance.now() - t0;
+  $("load-progress").value = 1;
+  setText("load-text", `${i.name}: ${i.n_layers} layers × ${i.n_heads} heads, d_model ${i.d_model}, ${i.d_mlp} neurons per layer — loaded in ${(status.loadMs / 1000).toFixed(1)} s`);
+  const env = lab.env;
+  const note = env.webgpu
+    ? `WebGPU is available (${env.adapter}), but this build computes on the CPU (WebAssembly${env.simd ? " SIMD" : ""}); the neuron sweep takes longer than on a GPU.`
+    : `This browser has no WebGPU: patchlab runs on the CPU (WebAssembly${env.simd ? " SIMD" : ""}). The neuron sweep is slower there.`;
+  setText("env-note", note);
+  show("env-note", true);
+  await validate();
+  status.state = "ready";
+  status.readyMs = performance.now();
+  document.body.dataset.ready = "1";
+  return true;
+}
+
+// ---------- live tokenization ----------
+
+function chip(text, cls) {
+  const c = document.createElement("span");
+  c.className = `chip${cls ? ` ${cls}` : ""}`;
+  // make spaces and newlines visible
+  c.textContent = text.replace(/ /g, "·").replace(/\n/g, "⏎") || "∅";
+  c.title = JSON.stringify(text);
+  return c;
+}
+
+function renderChips(id, tokens, diffs) {
+  $(id).replaceChildren(...tokens.map((t, i) => chip(t.text, diffs && diffs.has(i) ? "diff" : "")));
+}
+
+let validateGen = 0;
+async function validate() {
+  if (!lab) return;
+  const gen = ++validateGen;
+  const r = request();
+  let toks;
+  try {
+    toks = await Promise.all([
+      lab.tokenize(r.clean, { bos: r.bos }),
+      lab.tokenize(r.corrupt, { bos: r.bos }),
+      lab.tokenize(r.correct, { bos: false }),
+      lab.tokenize(r.incorrect, { bos: false }),
+    ]);
+  } catch (e) {
+    if (gen !== validateGen) return;
+    valid = false;
+    errorBox("input-error", e.message);
+    updateRun();
+    return;
+  }
+  if (gen !== validateGen) return;
+  const [c, k, a, b] = toks;
+  const diffs = new Set();
+  for (let i = 0; i < Math.max(c.length, k.length); i++) if (c[i]?.id !== k[i]?.id) diffs.add(i);
+  renderChips("clean-chips", c, diffs);
+  renderChips("corrupt-chips", k, diffs);
+  renderChips("correct-chips", a);
+  renderChips("incorrect-chips", b);
+  const errors = [];
+  const n = lab.info.n_ctx;
+  if (c.length === 0 || k.length === 0) errors.push("Type both prompts (or keep the BOS token).");
+  else if (c.length !== k.length) errors.push(`The prompts must have the same number of tokens, but clean has ${c.length} and corrupt ${k.length}: change words so that both tokenize to the same length.`);
+  else if (diffs.size === 0) errors.push("The prompts are identical: change at least one token of the corrupt prompt.");
+  if (c.length > n || k.length > n) errors.push(`The model's context holds ${n} tokens: shorten the prompts.`);
+  for (const [name, t, text] of [["correct", a, r.correct], ["incorrect", b, r.incorrect]]) {
+    if (t.length !== 1) {
+      errors.push(t.length === 0
+        ? `The ${name} answer is empty: it must be exactly one token (for example " Mary", with its leading space).`
+        : `The ${name} answer must be a single token, but ${JSON.stringify(text)} is ${t.length} tokens: ${t.map((x) => `[${x.text}]`).join("")}.`);
+    }
+  }
+  if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
+  if (r.methods.length === 0 || r.directions.length === 0 || r.components.length === 0) errors.push("Choose at least one method, one direction and one component kind.");
+  valid = errors.length === 0;
+  errorBox("input-error", errors.join(" "));
+  updateRun();
+  syncUrl();
+}
+
+let predictGen = 0;
+async function suggest() {
+  if (!lab) return;
+  const gen = ++predictGen;
+  const r = request();
+  let preds;
+  try {
+    preds = await lab.predict(r.clean, { bos: r.bos, k: 10 });
+  } catch {
+    preds = [];
+  }
+  if (gen !== predictGen) return;
+  $("suggestion-list").replaceChildren(
+    ...preds.map((p) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "suggestion";
+      b.dataset.text = p.text;
+      b.append(chip(p.text), document.createTextNode(` ${(p.prob * 100).toFixed(1)}%`));
+      b.title = `logit ${p.logit.toFixed(3)}; click: correct answer, shift-click: incorrect answer`;
+      b.addEventListener("click", (e) => {
+        $(e.shiftKey ? "incorrect" : "correct").value = p.text;
+        validate();
+      });
+      return b;
+    }),
+  );
+}
+
+function debounce(f, ms) {
+  let t = 0;
+  return () => {
+    clearTimeout(t);
+    t = setTimeout(f, ms);
+  };
+}
+const validateSoon = debounce(validate, 120);
+const suggestSoon = debounce(suggest, 300);
+
+// ---------- running ----------
+
+function updateRun() {
+  $("run").disabled = !lab || !valid || !!running;
+  $("cancel").disabled = !running;
+}
+
+function seconds(ms) {
+  if (ms === null || ms === undefined) return "…";
+  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+}
+
+async function run() {
+  if (!lab || running || !valid) return;
+  const req = request();
+  const ctrl = new AbortController();
+  running = ctrl;
+  updateRun();
+  errorBox("run-error", "");
+  show("run-progress", true);
+  $("run-progress").value = 0;
+  setText("run-text", "Starting…");
+  show("results", true);
+  show("report-banner", false);
+  const partial = partialReport(lab.info, req);
+  report = partial;
+  view.update(partial);
+  let scheduled = false;
+  const redraw = () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      if (report === partial) view.update(partial);
+    });
+  };
+  try {
+    const r = await lab.analyze({
+      ...req,
+      signal: ctrl.signal,
+      onProgress: (p) => {
+        $("run-progress").value = p.fraction;
+        setText("run-text", `${p.stage} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`);
+      },
+      onPartial: (msg) => {
+        addPartial(partial, msg);
+        redraw();
+      },
+    });
+    report = r;
+    view.update(r);
+    setText("run-text", `Done in ${seconds(r.timings_ms.total)}.`);
+    $("run-progress").value = 1;
+    document.body.dataset.runs = String((Number(document.body.dataset.runs) || 0) + 1);
+  } catch (e) {
+    show("run-progress", false);
+    if (e.name === "AbortError") {
+      setText("run-text", "Cancelled.");
+      report = partial.results && Object.keys(partial.results).length ? partial : null;
+      if (!report) show("results", false);
+    } else {
+      setText("run-text", "");
+      errorBox("run-error", e.message);
+    }
+  } finally {
+    running = null;
+    updateRun();
+    syncUrl();
+  }
+}
+
+// ---------- results-only mode ----------
+
+async function showSavedReport(url) {
+  show("results", true);
+  let r;
+  try {
+    const res = await fetch(new URL(url, location.href), { cache: "no-cache" });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    r = checkReport(JSON.parse(await res.text()));
+  } catch (e) {
+    errorBox("run-error", `Could not show the report ${url}: ${e.message}`);
+    return false;
+  }
+  report = r;
+  for (const k of ["clean", "corrupt", "correct", "incorrect"]) if (typeof r.prompts?.[k] === "string") $(k).value = r.prompts[k];
+  if (typeof r.prompts?.bos === "boolean") $("bos").checked = r.prompts.bos;
+  for (const name of ["methods", "directions", "components"]) {
+    const on = r.settings?.[name];
+    if (Array.isArray(on)) for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
+  }
+  view.update(r);
+  setText("report-banner-text", `A saved report of ${r.model.name} (computed on ${r.backend}); no model is loaded. `);
+  show("report-banner", true);
+  status.state = "report";
+  status.readyMs = performance.now();
+  document.body.dataset.ready = "1";
+  return true;
+}
+
+// ---------- wiring ----------
+
+async function main() {
+  if (embed) document.body.classList.add("embed");
+  show("embed-link-wrap", embed);
+  initInputs();
+  view = new ReportView($("report-view"), {
+    view: params.get("view") || "heads",
+    onView: () => syncUrl(),
+  });
+
+  for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
+    $(k).addEventListener("input", () => {
+      validateSoon();
+      if (k === "clean") suggestSoon();
+    });
+  }
+  $("bos").addEventListener("change", () => { validate(); suggest(); });
+  for (const box of document.querySelectorAll("input[name], #ig-steps")) box.addEventListener("change", validate);
+  for (const k of ["clean", "corrupt"]) {
+    $(k).addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run();
+    });
+  }
+  $("run").addEventListener("click", run);
+  $("cancel").addEventListener("click", () => {
+    if (running) {
+      setText("run-text", "Cancelling…");
+      running.abort();
+    }
+  });
+  $("model-load").addEventListener("click", async () => {
+    const m = $("model-input").value.trim() || (await defaultModel());
+    syncUrl();
+    if (await loadModel(m)) suggest();
+  });
+  $("model-files").addEventListener("click", () => $("file-input").click());
+  $("file-input").addEventListener("change", async () => {
+    const files = [...$("file-input").files];
+    if (files.length && (await loadModel(files))) suggest();
+  });
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    const files = [...(e.dataTransfer?.files || [])];
+    if (files.length && (await loadModel(files))) suggest();
+  });
+  $("clear-cache").addEventListener("click", async () => {
+    await PatchLab.clearCache();
+    setText("load-text", "Cache cleared: the next load downloads the model again.");
+  });
+  $("export-json").addEventListener("click", () => {
+    if (report && !report.partial) download("patchlab-report.json", JSON.stringify(report, null, 1), "application/json");
+  });
+  $("export-csv").addEventListener("click", () => {
+    if (report) download("patchlab-scores.csv", reportCsv(report), "text/csv");
+  });
+  $("export-npy").addEventListener("click", () => {
+    if (report && !report.partial) download("patchlab-scores.zip", reportNpyZip(report));
+  });
+  $("share").addEventListener("click", async () => {
+    const url = stateUrl();
+    $("share-url").value = url;
+    show("share-url", true);
+    $("share-url").select();
+    try {
+      await navigator.clipboard.writeText(url);
+      setText("share", "Link copied");
+    } catch {
+      setText("share", "Copy the link below");
+    }
+    setTimeout(() => setText("share", "Copy share link"), 2000);
+  });
+  $("recompute").addEventListener("click", async () => {
+    show("report-banner", false);
+    const m = $("model-input").value.trim() || (await defaultModel());
+    if (await loadModel(m)) {
+      suggest();
+      run();
+    }
+  });
+
+  if (reportUrl) {
+    show("load-status", false);
+    await showSavedReport(reportUrl);
+    return;
+  }
+  const m = params.get("model") || (await defaultModel());
+  if (await loadModel(m)) {
+    suggest();
+    if (autorun || embed) run();
+  }
+}
+
+main();

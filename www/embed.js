@@ -1,0 +1,157 @@
+// <patch-lab>: patchlab in a blog post, with one module script.
+//
+//   <script type="module" src="https://your.site/patchlab/embed.js"></script>
+//   <patch-lab report="ioi-report.json" view="heads"></patch-lab>          (instant: a saved report)
+//   <patch-lab model="openai-community/gpt2" clean="…" corrupt="…"
+//              correct=" Mary" incorrect=" John" methods="ap,ig" view="scatter"></patch-lab>
+//
+// Attributes: clean, corrupt, correct, incorrect, methods, directions,
+// components, bos ("false" to drop BOS), ig-steps, view (heads | neurons |
+// scatter | latent), model (Hub repo id or base URL), report (URL of a
+// report JSON: rendered without loading a model, with a "Recompute live"
+// button). The live computation runs in a worker loaded from this script's
+// origin, which must be the page's origin (browsers refuse cross-origin
+// workers); a saved report works from anywhere that serves it with CORS.
+
+import { PatchLab } from "./patchlab.js";
+import { ReportView, checkReport } from "./views.js";
+
+const STYLE = new URL("./style.css", import.meta.url).href;
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+class PatchLabElement extends HTMLElement {
+  static get observedAttributes() {
+    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "view", "model", "bos", "ig-steps"];
+  }
+
+  connectedCallback() {
+    if (this.shadowRoot) return;
+    const root = this.attachShadow({ mode: "open" });
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = STYLE;
+    this.statusLine = el("p", "note");
+    this.statusLine.setAttribute("aria-live", "polite");
+    this.errorLine = el("p", "error");
+    this.errorLine.hidden = true;
+    this.progress = el("progress");
+    this.progress.max = 1;
+    this.progress.hidden = true;
+    this.recompute = el("button", "small", "Recompute live");
+    this.recompute.type = "button";
+    this.recompute.hidden = true;
+    this.recompute.addEventListener("click", () => this.live());
+    const bar = el("div", "run-row");
+    bar.append(this.progress, this.statusLine, this.recompute);
+    const box = el("div", "patch-lab-embed");
+    root.append(link, bar, this.errorLine, box);
+    this.view = new ReportView(box, { view: this.getAttribute("view") || "heads", filenamePrefix: "patchlab" });
+    this.start();
+  }
+
+  disconnectedCallback() {
+    this.abort?.abort();
+    this.lab?.close();
+    this.lab = null;
+  }
+
+  async start() {
+    const url = this.getAttribute("report");
+    if (url) {
+      try {
+        this.status("Loading the saved report…");
+        const res = await fetch(new URL(url, document.baseURI));
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const report = checkReport(JSON.parse(await res.text()));
+        this.report = report;
+        this.view.update(report);
+        this.status(`Saved report of ${report.model.name} (${report.backend}).`);
+        this.recompute.hidden = false;
+        this.dataset.state = "report";
+      } catch (e) {
+        this.fail(`Could not show the report ${url}: ${e.message}`);
+      }
+      return;
+    }
+    this.live();
+  }
+
+  status(text) {
+    this.statusLine.textContent = text;
+  }
+
+  fail(message) {
+    this.errorLine.textContent = message;
+    this.errorLine.hidden = false;
+    this.progress.hidden = true;
+    this.dataset.state = "error";
+  }
+
+  request() {
+    const a = (k) => this.getAttribute(k);
+    const r = this.report?.prompts || {};
+    const list = (k, fallback) => (a(k) ? a(k).split(",").map((s) => s.trim()).filter(Boolean) : fallback);
+    return {
+      clean: a("clean") ?? r.clean,
+      corrupt: a("corrupt") ?? r.corrupt,
+      correct: a("correct") ?? r.correct,
+      incorrect: a("incorrect") ?? r.incorrect,
+      bos: a("bos") ? a("bos") !== "false" : r.bos ?? true,
+      methods: list("methods", this.report?.settings?.methods),
+      directions: list("directions", this.report?.settings?.directions),
+      components: list("components", this.report?.settings?.components),
+      igSteps: a("ig-steps") ? Number(a("ig-steps")) : this.report?.settings?.ig_steps,
+    };
+  }
+
+  async live() {
+    this.recompute.hidden = true;
+    this.errorLine.hidden = true;
+    this.progress.hidden = false;
+    this.progress.removeAttribute("value");
+    try {
+      if (!this.lab) {
+        this.status("Loading the model…");
+        this.lab = await PatchLab.load({
+          model: this.getAttribute("model") || (await PatchLab.defaultModel()),
+          onProgress: (p) => {
+            if (p.phase === "weights" && p.total) {
+              this.progress.value = p.loaded / p.total;
+              this.status(`Loading the model: ${Math.round((100 * p.loaded) / p.total)} %`);
+            }
+          },
+        });
+      }
+      const req = this.request();
+      for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
+        if (typeof req[k] !== "string") throw new Error(`<patch-lab> needs the ${k} attribute (or a report)`);
+      }
+      for (const k of Object.keys(req)) if (req[k] === undefined) delete req[k];
+      this.abort = new AbortController();
+      this.status("Computing…");
+      const report = await this.lab.analyze({
+        ...req,
+        signal: this.abort.signal,
+        onProgress: (p) => {
+          this.progress.value = p.fraction;
+          this.status(`${p.stage} — ${Math.round(p.fraction * 100)} %`);
+        },
+      });
+      this.report = report;
+      this.view.update(report);
+      this.progress.hidden = true;
+      this.status(`Computed live on ${report.backend} in ${(report.timings_ms.total / 1000).toFixed(1)} s.`);
+      this.dataset.state = "done";
+    } catch (e) {
+      this.fail(e.message);
+    }
+  }
+}
+
+if (!customElements.get("patch-lab")) customElements.define("patch-lab", PatchLabElement);

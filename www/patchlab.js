@@ -1,0 +1,209 @@
+// patchlab's JavaScript API: activation patching, integrated gradients and
+// attribution patching for GPT-2, computed in a module Web Worker (wasm).
+//
+//   import { PatchLab } from "/patchlab.js";
+//   const lab = await PatchLab.load({ model: "openai-community/gpt2", onProgress });
+//   const tokens = await lab.tokenize(" Mary");            // [{id, text}]
+//   const report = await lab.analyze({ clean, corrupt, correct, incorrect });
+//
+// The report is the same JSON as `patchlab analyze --out -` writes.
+
+export const DEFAULT_HUB_MODEL = "openai-community/gpt2";
+const HUB = "https://huggingface.co";
+
+/** An error with a `.name` ("AbortError", "LoadError", …) and the engine's message. */
+function makeError(name, message) {
+  const e = new Error(message);
+  e.name = name;
+  return e;
+}
+
+/**
+ * Where a model comes from: a Hugging Face repo id ("openai-community/gpt2"),
+ * a base URL ("/model/", "https://mirror.example/gpt2/"), or local files.
+ * Returns {base, name, cache} or {files, name}.
+ */
+export function resolveModel(model, baseHref = globalThis.location ? globalThis.location.href : undefined) {
+  if (model && typeof model !== "string" && typeof model.length === "number") {
+    return { files: [...model], name: "local files", cache: false };
+  }
+  const m = String(model || DEFAULT_HUB_MODEL).trim();
+  const repo = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/.test(m) && !/^\.\.?\//.test(m);
+  if (repo) {
+    return { base: `${HUB}/${m}/resolve/main/`, name: m, cache: true };
+  }
+  const url = new URL(m.endsWith("/") ? m : `${m}/`, baseHref);
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw makeError("LoadError", `model ${JSON.stringify(m)} is neither a Hugging Face repo id (owner/name) nor an http(s) URL`);
+  }
+  const parts = url.pathname.split("/").filter(Boolean);
+  const sameOrigin = globalThis.location && url.origin === globalThis.location.origin;
+  return { base: url.href, name: parts[parts.length - 1] || url.host, cache: !sameOrigin };
+}
+
+class WorkerClient {
+  constructor(url) {
+    this.worker = new Worker(url, { type: "module" });
+    this.next = 1;
+    this.pending = new Map();
+    this.worker.onmessage = (ev) => this.receive(ev.data);
+    this.worker.onerror = (ev) => {
+      const err = makeError("Error", `the patchlab worker failed to start: ${ev.message || "see the console"}`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+  }
+
+  receive(msg) {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    if (msg.type === "progress") p.onProgress?.(msg);
+    else if (msg.type === "partial") p.onPartial?.(msg);
+    else {
+      this.pending.delete(msg.id);
+      if (msg.type === "result") p.resolve(msg.value);
+      else p.reject(makeError(msg.name || "Error", msg.message));
+    }
+  }
+
+  request(type, body = {}, { onProgress, onPartial, signal } = {}) {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(makeError("AbortError", "cancelled"));
+        return;
+      }
+      const onAbort = () => this.worker.postMessage({ type: "cancel", target: id });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const done = (f) => (v) => {
+        signal?.removeEventListener("abort", onAbort);
+        f(v);
+      };
+      this.pending.set(id, { resolve: done(resolve), reject: done(reject), onProgress, onPartial });
+      this.worker.postMessage({ id, type, ...body });
+    });
+  }
+
+  terminate() {
+    this.worker.terminate();
+    for (const p of this.pending.values()) p.reject(makeError("AbortError", "the lab was closed"));
+    this.pending.clear();
+  }
+}
+
+export class PatchLab {
+  constructor(client, info, env, source) {
+    this.client = client;
+    /** {name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, backends} */
+    this.info = info;
+    /** {webgpu: bool, adapter: string|null, simd: bool} of the worker's browser. */
+    this.env = env;
+    this.source = source;
+  }
+
+  /**
+   * Loads a model in a new worker.
+   * - model: Hub repo id (default "openai-community/gpt2"), a base URL such as
+   *   "/model/", or a FileList / File[] (config.json, model.safetensors,
+   *   tokenizer.json or vocab.json + merges.txt).
+   * - onProgress({phase, loaded, total, cached}): phase is "config",
+   *   "tokenizer", "weights" (bytes) or "building".
+   * - cache: keep the files in Cache Storage (default: for other origins).
+   */
+  static async load({ model, name, onProgress, cache, workerUrl } = {}) {
+    const src = resolveModel(model);
+    const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
+    try {
+      const body = src.files
+        ? { files: src.files, name: name || src.name }
+        : { base: src.base, name: name || src.name, cache: cache ?? src.cache };
+      const { info, env } = await client.request("load", body, { onProgress });
+      return new PatchLab(client, info, env, src);
+    } catch (e) {
+      client.terminate();
+      throw e;
+    }
+  }
+
+  /**
+   * The model a page should load when none is named: the checkpoint that
+   * `patchlab serve --model-dir` serves at ./model/ next to this script, if
+   * there is one, else GPT-2 small from the Hub.
+   */
+  static async defaultModel() {
+    const local = new URL("./model/", import.meta.url);
+    try {
+      const r = await fetch(new URL("config.json", local), { method: "HEAD", cache: "no-cache" });
+      if (r.ok) return local.href;
+    } catch {
+      // no local model
+    }
+    return DEFAULT_HUB_MODEL;
+  }
+
+  /** Deletes every cached model file. */
+  static async clearCache() {
+    if (typeof caches !== "undefined") await caches.delete("patchlab-models-v1");
+  }
+
+  /** Tokens of a text: [{id, text}], BOS first unless bos is false. */
+  tokenize(text, { bos = true } = {}) {
+    return this.client.request("tokenize", { text: String(text), bos: !!bos });
+  }
+
+  /** The k most likely next tokens after a prompt: [{id, text, logit, prob}]. */
+  predict(text, { bos = true, k = 10, backend } = {}) {
+    return this.client.request("predict", { text: String(text), bos: !!bos, k, backend });
+  }
+
+  /**
+   * The full analysis of one prompt pair; resolves to the report object.
+   * onProgress({stage, done, total, fraction, elapsedMs, etaMs});
+   * onPartial({method, direction, component, layer, scores: Float32Array});
+   * signal: an AbortSignal (rejects with an AbortError named "AbortError").
+   * backend: "auto" (default), "cpu" or "gpu".
+   */
+  async analyze({
+    clean,
+    corrupt,
+    correct,
+    incorrect,
+    methods,
+    directions,
+    components,
+    bos = true,
+    igSteps,
+    igRule,
+    percentile,
+    backend = "auto",
+    onProgress,
+    onPartial,
+    signal,
+  } = {}) {
+    const request = { clean, corrupt, correct, incorrect, bos, backend };
+    for (const [k, v] of Object.entries({ methods, directions, components })) {
+      if (v !== undefined) request[k] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...v];
+    }
+    if (igSteps !== undefined) request.igSteps = Number(igSteps);
+    if (igRule !== undefined) request.igRule = igRule;
+    if (percentile !== undefined) request.percentile = Number(percentile);
+    for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
+      if (typeof request[k] !== "string") throw makeError("TypeError", `analyze needs ${k} (a string)`);
+    }
+    const t0 = performance.now();
+    const progress = (p) => {
+      if (!onProgress) return;
+      const fraction = p.total ? p.done / p.total : 0;
+      const elapsedMs = performance.now() - t0;
+      const etaMs = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
+      onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
+    };
+    const { json } = await this.client.request("analyze", { request }, { onProgress: progress, onPartial, signal });
+    return JSON.parse(json);
+  }
+
+  /** Stops the worker and frees the model. */
+  close() {
+    this.client.terminate();
+  }
+}

@@ -1,0 +1,649 @@
+// Canvas plots of patchlab reports: heatmaps (layer × head), neuron maps
+// (layer × d_mlp, zoomable), scatter plots with a fit line and Pearson r.
+// Crisp on HiDPI (the backing store follows devicePixelRatio), hover
+// tooltips, click to pin a component (shared by every plot through a
+// Selection), PNG export. All text goes through textContent or fillText.
+
+const FONT = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
+const TITLE_FONT = "600 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
+
+// RdBu (ColorBrewer), blue for negative, red for positive, white at 0.
+const STOPS = [
+  [5, 48, 97],
+  [33, 102, 172],
+  [67, 147, 195],
+  [146, 197, 222],
+  [209, 229, 240],
+  [247, 247, 247],
+  [253, 219, 199],
+  [244, 165, 130],
+  [214, 96, 77],
+  [178, 24, 43],
+  [103, 0, 31],
+];
+const NAN_RGB = [170, 170, 170];
+const MISSING_RGB = [236, 236, 240];
+
+/** Colour of t ∈ [-1, 1] (clamped) as [r, g, b]. */
+export function diverging(t) {
+  if (!Number.isFinite(t)) return NAN_RGB;
+  const x = (Math.max(-1, Math.min(1, t)) + 1) * 0.5 * (STOPS.length - 1);
+  const i = Math.min(STOPS.length - 2, Math.floor(x));
+  const f = x - i;
+  const a = STOPS[i];
+  const b = STOPS[i + 1];
+  return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
+}
+const css = (c) => `rgb(${c[0] | 0},${c[1] | 0},${c[2] | 0})`;
+
+/** Largest finite |v| of a map (rows may be missing while results stream in). */
+export function maxAbs(rows) {
+  let m = 0;
+  for (const r of rows || []) {
+    if (!r) continue;
+    for (const v of r) if (v !== null && Number.isFinite(v) && Math.abs(v) > m) m = Math.abs(v);
+  }
+  return m;
+}
+
+const num = (v) => (v === null || v === undefined ? NaN : v);
+
+/** Formats a score for tooltips and axes. */
+export function fmt(v, digits = 4) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "undefined";
+  if (v !== 0 && (Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3)) return v.toExponential(digits - 1).replace("-", "−");
+  return v.toFixed(digits).replace("-", "−");
+}
+
+/** Tick labels with as many decimals as the tick step needs. */
+function tickLabel(ticks) {
+  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
+  if (step < 1e-3 || step >= 1e5) return (t) => fmt(t, 2);
+  const d = Math.max(0, Math.ceil(-Math.log10(step) + 1e-9) + (step / 10 ** Math.floor(Math.log10(step)) === 2.5 ? 1 : 0));
+  return (t) => t.toFixed(d).replace("-", "−");
+}
+
+function niceTicks(lo, hi, n = 5) {
+  if (!(hi > lo)) return [lo];
+  const step0 = (hi - lo) / n;
+  const mag = 10 ** Math.floor(Math.log10(step0));
+  const step = [1, 2, 2.5, 5, 10].map((s) => s * mag).find((s) => s >= step0) || step0;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return out;
+}
+
+/** Pearson r of two arrays, ignoring pairs with a non-finite value. */
+export function pearson(xs, ys) {
+  let n = 0, sx = 0, sy = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const x = num(xs[i]), y = num(ys[i]);
+    if (Number.isFinite(x) && Number.isFinite(y)) { n++; sx += x; sy += y; }
+  }
+  if (n < 2) return null;
+  const mx = sx / n, my = sy / n;
+  let sxx = 0, syy = 0, sxy = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const x = num(xs[i]), y = num(ys[i]);
+    if (Number.isFinite(x) && Number.isFinite(y)) { sxx += (x - mx) ** 2; syy += (y - my) ** 2; sxy += (x - mx) * (y - my); }
+  }
+  if (sxx === 0 || syy === 0) return null;
+  return { r: sxy / Math.sqrt(sxx * syy), slope: sxy / sxx, intercept: my - (sxy / sxx) * mx };
+}
+
+/** The pinned component, shared by all plots of a report. */
+export class Selection {
+  constructor() {
+    this.pinned = null; // {component: "heads"|"neurons", layer, index}
+    this.listeners = new Set();
+  }
+  toggle(p) {
+    const same = this.pinned && p && this.pinned.component === p.component && this.pinned.layer === p.layer && this.pinned.index === p.index;
+    this.pinned = same ? null : p;
+    for (const f of this.listeners) f(this.pinned);
+  }
+  on(f) {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+}
+
+export function componentLabel(component, layer, index) {
+  return component === "heads" ? `L${layer} H${index}` : `L${layer} N${index}`;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** Base: a figure with a canvas, tooltip, PNG button; redraws on resize. */
+class Plot {
+  constructor(parent, { title, selection, filename, height }) {
+    this.title = title;
+    this.selection = selection;
+    this.filename = filename || "patchlab-plot";
+    this.fixedHeight = height;
+    this.figure = el("figure", "plot");
+    this.canvas = el("canvas");
+    this.canvas.setAttribute("role", "img");
+    this.canvas.setAttribute("aria-label", title);
+    this.tooltip = el("div", "tooltip");
+    this.tooltip.hidden = true;
+    const bar = el("div", "plot-tools");
+    const png = el("button", "small", "PNG");
+    png.type = "button";
+    png.title = "Download this plot as a PNG image";
+    png.addEventListener("click", () => this.downloadPng());
+    bar.append(png);
+    this.figure.append(this.canvas, this.tooltip, bar);
+    parent.append(this.figure);
+    this.hover = null;
+    this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
+    this.canvas.addEventListener("mouseleave", () => { this.hover = null; this.tooltip.hidden = true; this.draw(); });
+    this.canvas.addEventListener("click", (e) => {
+      const h = this.hit(...this.pos(e));
+      if (h && h.pin) this.selection?.toggle(h.pin);
+    });
+    this.unsub = this.selection?.on(() => this.draw());
+    this.resize = new ResizeObserver(() => this.layout());
+    this.resize.observe(this.figure);
+  }
+
+  pos(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  }
+
+  onMove(e) {
+    const [x, y] = this.pos(e);
+    const h = this.hit(x, y);
+    this.hover = h;
+    if (!h) {
+      this.tooltip.hidden = true;
+    } else {
+      this.tooltip.replaceChildren(...h.lines.map((l, i) => el(i === 0 ? "strong" : "div", null, l)));
+      this.tooltip.hidden = false;
+      const w = this.figure.clientWidth;
+      this.tooltip.style.left = `${Math.min(x + 14, w - 180)}px`;
+      this.tooltip.style.top = `${y + 14}px`;
+    }
+    this.canvas.style.cursor = h && h.pin ? "pointer" : "default";
+    this.draw();
+  }
+
+  /** Sizes the backing store to CSS size × devicePixelRatio, then draws. */
+  layout() {
+    const w = Math.max(160, Math.floor(this.figure.clientWidth));
+    if (!this.figure.isConnected || this.figure.clientWidth === 0) return;
+    const h = Math.round(this.heightFor(w));
+    const dpr = window.devicePixelRatio || 1;
+    if (this.w !== w || this.h !== h || this.dpr !== dpr) {
+      this.w = w;
+      this.h = h;
+      this.dpr = dpr;
+      this.canvas.style.width = `${w}px`;
+      this.canvas.style.height = `${h}px`;
+      this.canvas.width = Math.round(w * dpr);
+      this.canvas.height = Math.round(h * dpr);
+    }
+    this.draw();
+  }
+
+  heightFor(w) {
+    return this.fixedHeight || Math.min(360, w * 0.75);
+  }
+
+  draw() {
+    if (!this.w) return;
+    this.drawOn(this.canvas.getContext("2d"));
+    this.canvas.dataset.drawn = String((Number(this.canvas.dataset.drawn) || 0) + 1);
+  }
+
+  /** Background, title and the plot itself on a context of the canvas's size. */
+  drawOn(ctx) {
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, this.w, this.h);
+    ctx.font = TITLE_FONT;
+    ctx.fillStyle = "#111";
+    ctx.textBaseline = "top";
+    ctx.textAlign = "left";
+    ctx.fillText(this.title, 6, 4, this.w - 12);
+    ctx.font = FONT;
+    this.paint(ctx);
+  }
+
+  downloadPng() {
+    this.canvas.toBlob((blob) => {
+      if (!blob) return;
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = `${this.filename}.png`;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+    }, "image/png");
+  }
+
+  destroy() {
+    this.resize.disconnect();
+    this.unsub?.();
+    this.figure.remove();
+  }
+}
+
+/** A diverging colour bar with ticks, drawn at (x, y, w, h). */
+function colourBar(ctx, x, y, w, h, scale, canvas) {
+  for (let i = 0; i < h; i++) {
+    ctx.fillStyle = css(diverging(1 - (2 * i) / (h - 1)));
+    ctx.fillRect(x, y + i, w, 1);
+  }
+  ctx.strokeStyle = "#888";
+  ctx.lineWidth = 1;
+  ctx.strokeRect(x + 0.5, y + 0.5, w - 1, h - 1);
+  ctx.fillStyle = "#333";
+  ctx.textAlign = "left";
+  ctx.textBaseline = "middle";
+  const short = (v) => (Math.abs(v) >= 0.01 && Math.abs(v) < 1e4 ? v.toFixed(2) : v.toExponential(1)).replace("-", "−");
+  for (const [t, label] of [[0, short(scale)], [0.5, "0"], [1, short(-scale)]]) {
+    const ty = y + t * (h - 1);
+    ctx.fillRect(x + w, ty, 3, 1);
+    ctx.fillText(label, x + w + 5, ty);
+  }
+  canvas.dataset.colorbar = [x, y, w, h].map(Math.round).join(",");
+}
+
+/**
+ * A layer × component heatmap. For neurons (many columns) each pixel column
+ * shows the component of largest |score| in its bin; the wheel zooms, a
+ * drag pans and a double-click resets.
+ */
+export class Heatmap extends Plot {
+  constructor(parent, opts) {
+    super(parent, opts);
+    this.component = opts.component; // "heads" | "neurons"
+    this.rows = opts.rows || [];
+    this.layers = opts.layers;
+    this.cols = opts.cols;
+    this.marks = opts.marks || null; // {and: [[l, i]], or: [[l, i]]}
+    this.valueName = opts.valueName || "score";
+    this.view = [0, this.cols];
+    this.cells = null;
+    if (this.component === "neurons") {
+      this.canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
+      this.canvas.addEventListener("mousedown", (e) => this.onDrag(e));
+      this.canvas.addEventListener("dblclick", () => { this.view = [0, this.cols]; this.draw(); });
+    }
+    this.layout();
+  }
+
+  setRows(rows, marks) {
+    this.rows = rows;
+    if (marks !== undefined) this.marks = marks;
+    this.draw();
+  }
+
+  geometry() {
+    const left = 44, top = 30, right = 84, bottom = 34;
+    const pw = Math.max(40, this.w - left - right);
+    const ph = Math.max(20, this.h - top - bottom);
+    return { left, top, pw, ph, rowH: ph / this.layers };
+  }
+
+  heightFor(w) {
+    if (this.fixedHeight) return this.fixedHeight;
+    const cellW = (w - 44 - 84) / (this.component === "heads" ? this.cols : 64);
+    const rowH = this.component === "heads" ? Math.max(8, Math.min(30, cellW)) : Math.max(8, Math.min(36, 240 / this.layers));
+    return 30 + 34 + rowH * this.layers;
+  }
+
+  onWheel(e) {
+    e.preventDefault();
+    const g = this.geometry();
+    const [x] = this.pos(e);
+    const [a, b] = this.view;
+    const f = Math.min(1, Math.max(0, (x - g.left) / g.pw));
+    const center = a + f * (b - a);
+    const span = Math.min(this.cols, Math.max(16, (b - a) * (e.deltaY > 0 ? 1.25 : 0.8)));
+    let na = center - f * span;
+    na = Math.max(0, Math.min(this.cols - span, na));
+    this.view = [na, na + span];
+    this.draw();
+  }
+
+  onDrag(e) {
+    const g = this.geometry();
+    const x0 = e.clientX;
+    const [a, b] = this.view;
+    const move = (ev) => {
+      const d = ((ev.clientX - x0) / g.pw) * (b - a);
+      const na = Math.max(0, Math.min(this.cols - (b - a), a - d));
+      this.view = [na, na + (b - a)];
+      this.draw();
+    };
+    const up = () => { window.removeEventListener("mousemove", move); window.removeEventListener("mouseup", up); };
+    window.addEventListener("mousemove", move);
+    window.addEventListener("mouseup", up);
+  }
+
+  /** The component shown at pixel column px (device-independent x). */
+  columnAt(x) {
+    const g = this.geometry();
+    const [a, b] = this.view;
+    return Math.floor(a + ((x - g.left) / g.pw) * (b - a));
+  }
+
+  binBest(row, c0, c1) {
+    let best = NaN, bi = c0;
+    for (let c = c0; c < c1; c++) {
+      const v = num(row[c]);
+      if (Number.isFinite(v) && !(Math.abs(v) <= Math.abs(best))) { best = v; bi = c; }
+    }
+    return [best, bi];
+  }
+
+  paint(ctx) {
+    const g = this.geometry();
+    const scale = maxAbs(this.rows) || 1;
+    this.scale = scale;
+    const [a, b] = this.view;
+    // cells
+    if (this.component === "heads") {
+      const cw = g.pw / this.cols;
+      for (let l = 0; l < this.layers; l++) {
+        const row = this.rows[l];
+        for (let h = 0; h < this.cols; h++) {
+          ctx.fillStyle = css(row ? diverging(num(row[h]) / scale) : MISSING_RGB);
+          ctx.fillRect(g.left + h * cw, g.top + l * g.rowH, Math.ceil(cw), Math.ceil(g.rowH));
+        }
+      }
+      if (cw > 6) {
+        ctx.strokeStyle = "rgba(255,255,255,0.6)";
+        ctx.lineWidth = 1;
+        for (let h = 1; h < this.cols; h++) { ctx.beginPath(); ctx.moveTo(g.left + h * cw, g.top); ctx.lineTo(g.left + h * cw, g.top + g.ph); ctx.stroke(); }
+        for (let l = 1; l < this.layers; l++) { ctx.beginPath(); ctx.moveTo(g.left, g.top + l * g.rowH); ctx.lineTo(g.left + g.pw, g.top + l * g.rowH); ctx.stroke(); }
+      }
+    } else {
+      // one pixel column per device pixel
+      const dpr = this.dpr;
+      const W = Math.max(1, Math.round(g.pw * dpr));
+      const img = ctx.createImageData(W, 1);
+      for (let l = 0; l < this.layers; l++) {
+        const row = this.rows[l];
+        for (let px = 0; px < W; px++) {
+          const c0 = Math.floor(a + (px / W) * (b - a));
+          const c1 = Math.max(c0 + 1, Math.floor(a + ((px + 1) / W) * (b - a)));
+          const rgb = row ? diverging(this.binBest(row, c0, Math.min(c1, this.cols))[0] / scale) : MISSING_RGB;
+          img.data[px * 4] = rgb[0];
+          img.data[px * 4 + 1] = rgb[1];
+          img.data[px * 4 + 2] = rgb[2];
+          img.data[px * 4 + 3] = 255;
+        }
+        const y0 = Math.round((g.top + l * g.rowH) * dpr);
+        const y1 = Math.round((g.top + (l + 1) * g.rowH) * dpr);
+        for (let y = y0; y < y1; y++) ctx.putImageData(img, Math.round(g.left * dpr), y);
+      }
+    }
+    // marks of latent components
+    if (this.marks) {
+      const colX = (i) => g.left + ((i + 0.5 - a) / (b - a)) * g.pw;
+      for (const [kind, list] of [["and", this.marks.and || []], ["or", this.marks.or || []]]) {
+        for (const [l, i] of list) {
+          if (i < a || i >= b) continue;
+          const x = colX(i), y = g.top + (l + 0.5) * g.rowH;
+          const r = Math.max(3, Math.min(8, Math.min(g.rowH, g.pw / Math.max(1, b - a)) * 0.3));
+          ctx.lineWidth = 1.5;
+          ctx.beginPath();
+          if (kind === "and") { ctx.moveTo(x, y - r); ctx.lineTo(x + r, y + r); ctx.lineTo(x - r, y + r); ctx.closePath(); }
+          else ctx.arc(x, y, r, 0, Math.PI * 2);
+          ctx.fillStyle = kind === "and" ? "#111" : "#fff";
+          ctx.strokeStyle = kind === "and" ? "#fff" : "#111";
+          ctx.fill();
+          ctx.stroke();
+        }
+      }
+    }
+    // axes
+    ctx.fillStyle = "#333";
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    const every = Math.ceil(12 / g.rowH);
+    for (let l = 0; l < this.layers; l += every) ctx.fillText(String(l), g.left - 6, g.top + (l + 0.5) * g.rowH);
+    ctx.save();
+    ctx.translate(10, g.top + g.ph / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText("layer", 0, 0);
+    ctx.restore();
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    if (this.component === "heads") {
+      const cw = g.pw / this.cols;
+      const step = Math.ceil(18 / cw);
+      for (let h = 0; h < this.cols; h += step) ctx.fillText(String(h), g.left + (h + 0.5) * cw, g.top + g.ph + 3);
+      ctx.fillText("head", g.left + g.pw / 2, g.top + g.ph + 17);
+    } else {
+      for (const t of niceTicks(a, b, 6)) {
+        const x = g.left + ((t - a) / (b - a)) * g.pw;
+        if (x < g.left - 1 || x > g.left + g.pw + 1) continue;
+        ctx.fillRect(x, g.top + g.ph, 1, 3);
+        ctx.fillText(String(Math.round(t)), x, g.top + g.ph + 4);
+      }
+      const zoom = b - a < this.cols ? ` (neurons ${Math.round(a)}–${Math.round(b) - 1}; double-click to reset)` : " (wheel to zoom, drag to pan)";
+      ctx.fillText(`neuron${zoom}`, g.left + g.pw / 2, g.top + g.ph + 18);
+    }
+    colourBar(ctx, g.left + g.pw + 12, g.top, 14, Math.max(40, g.ph), scale, this.canvas);
+    // hover and pin outlines
+    const outline = (l, i, colour, width) => {
+      let x, w;
+      if (this.component === "heads") { w = g.pw / this.cols; x = g.left + i * w; }
+      else { w = Math.max(3, g.pw / (b - a)); x = g.left + ((i - a) / (b - a)) * g.pw - w / 2 + g.pw / (b - a) / 2; }
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = width;
+      ctx.strokeRect(x + 1, g.top + l * g.rowH + 1, w - 2, g.rowH - 2);
+    };
+    const p = this.selection?.pinned;
+    if (p && p.component === this.component && p.index >= a && p.index < b) outline(p.layer, p.index, "#000", 2.5);
+    if (this.hover && this.hover.cell) outline(this.hover.cell[0], this.hover.cell[1], "#555", 1.5);
+  }
+
+  hit(x, y) {
+    const g = this.geometry();
+    if (x < g.left || x >= g.left + g.pw || y < g.top || y >= g.top + g.ph) return null;
+    const l = Math.floor((y - g.top) / g.rowH);
+    let i;
+    const row = this.rows[l];
+    if (this.component === "heads") i = Math.floor(((x - g.left) / g.pw) * this.cols);
+    else {
+      const [a, b] = this.view;
+      const per = (b - a) / (g.pw * this.dpr);
+      const c0 = this.columnAt(x);
+      i = per > 1 && row ? this.binBest(row, c0, Math.min(this.cols, Math.ceil(c0 + per)))[1] : c0;
+    }
+    if (l < 0 || l >= this.layers || i < 0 || i >= this.cols) return null;
+    const v = row ? row[i] : undefined;
+    const lines = [componentLabel(this.component, l, i), `${this.valueName} ${row ? fmt(v, 6) : "(not computed yet)"}`];
+    if (this.marks) {
+      if ((this.marks.and || []).some(([a, b]) => a === l && b === i)) lines.push("AND component");
+      if ((this.marks.or || []).some(([a, b]) => a === l && b === i)) lines.push("OR component");
+    }
+    lines.push(this.selection?.pinned ? "click: pin / unpin" : "click to pin");
+    return { lines, cell: [l, i], pin: { component: this.component, layer: l, index: i } };
+  }
+}
+
+/** A scatter plot of two score maps of the same components, with a least-squares line and Pearson r. */
+export class Scatter extends Plot {
+  constructor(parent, opts) {
+    super(parent, opts);
+    this.component = opts.component;
+    this.xLabel = opts.xLabel;
+    this.yLabel = opts.yLabel;
+    this.r = opts.r; // from the report, when present
+    this.setData(opts.x, opts.y, false);
+    this.layout();
+  }
+
+  setData(xRows, yRows, redraw = true) {
+    const xs = [], ys = [], ids = [];
+    for (let l = 0; l < (xRows || []).length; l++) {
+      const xr = xRows[l], yr = yRows && yRows[l];
+      if (!xr || !yr) continue;
+      for (let i = 0; i < xr.length; i++) {
+        const x = num(xr[i]), y = num(yr[i]);
+        if (Number.isFinite(x) && Number.isFinite(y)) { xs.push(x); ys.push(y); ids.push(l * 1e6 + i); }
+      }
+    }
+    this.xs = Float64Array.from(xs);
+    this.ys = Float64Array.from(ys);
+    this.ids = ids;
+    this.fit = pearson(this.xs, this.ys);
+    const ext = (a) => {
+      let lo = Infinity, hi = -Infinity;
+      for (const v of a) { if (v < lo) lo = v; if (v > hi) hi = v; }
+      if (!(hi > lo)) { lo = (Number.isFinite(lo) ? lo : 0) - 1; hi = lo + 2; }
+      const pad = (hi - lo) * 0.06;
+      return [lo - pad, hi + pad];
+    };
+    this.xr = ext(this.xs);
+    this.yr = ext(this.ys);
+    this.version = (this.version || 0) + 1;
+    if (redraw) this.draw();
+  }
+
+  geometry() {
+    const left = 72, top = 44, right = 14, bottom = 38;
+    return { left, top, pw: Math.max(40, this.w - left - right), ph: Math.max(40, this.h - top - bottom) };
+  }
+
+  /** Points, axes and fit are drawn once into a cache; hover and pin on top (no stutter with 36,864 points). */
+  draw() {
+    if (!this.w) return;
+    const key = `${this.canvas.width}x${this.canvas.height}:${this.version}:${this.r}`;
+    if (this.cacheKey !== key) {
+      this.cache ||= document.createElement("canvas");
+      this.cache.width = this.canvas.width;
+      this.cache.height = this.canvas.height;
+      this.drawOn(this.cache.getContext("2d"));
+      this.cacheKey = key;
+    }
+    const ctx = this.canvas.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(this.cache, 0, 0);
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    this.paintMarks(ctx, this.geometry());
+    this.canvas.dataset.drawn = String((Number(this.canvas.dataset.drawn) || 0) + 1);
+  }
+
+  sx(g, x) { return g.left + ((x - this.xr[0]) / (this.xr[1] - this.xr[0])) * g.pw; }
+  sy(g, y) { return g.top + g.ph - ((y - this.yr[0]) / (this.yr[1] - this.yr[0])) * g.ph; }
+
+  paint(ctx) {
+    const g = this.geometry();
+    ctx.fillStyle = "#fafafa";
+    ctx.fillRect(g.left, g.top, g.pw, g.ph);
+    ctx.strokeStyle = "#ccc";
+    ctx.strokeRect(g.left + 0.5, g.top + 0.5, g.pw - 1, g.ph - 1);
+    ctx.fillStyle = "#333";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    const xt = niceTicks(...this.xr);
+    const xl = tickLabel(xt);
+    for (const t of xt) {
+      const x = this.sx(g, t);
+      ctx.fillRect(x, g.top + g.ph, 1, 4);
+      ctx.fillText(xl(t), x, g.top + g.ph + 5);
+    }
+    ctx.fillText(this.xLabel, g.left + g.pw / 2, g.top + g.ph + 20);
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    const yt = niceTicks(...this.yr);
+    const yl = tickLabel(yt);
+    for (const t of yt) {
+      const y = this.sy(g, t);
+      ctx.fillRect(g.left - 4, y, 4, 1);
+      ctx.fillText(yl(t), g.left - 6, y);
+    }
+    ctx.save();
+    ctx.translate(11, g.top + g.ph / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText(this.yLabel, 0, 0);
+    ctx.restore();
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.left, g.top, g.pw, g.ph);
+    ctx.clip();
+    // zero lines
+    ctx.strokeStyle = "#bbb";
+    ctx.setLineDash([4, 4]);
+    ctx.beginPath();
+    if (this.xr[0] < 0 && this.xr[1] > 0) { ctx.moveTo(this.sx(g, 0), g.top); ctx.lineTo(this.sx(g, 0), g.top + g.ph); }
+    if (this.yr[0] < 0 && this.yr[1] > 0) { ctx.moveTo(g.left, this.sy(g, 0)); ctx.lineTo(g.left + g.pw, this.sy(g, 0)); }
+    ctx.stroke();
+    ctx.setLineDash([]);
+    // points: small squares, translucent when many
+    const n = this.xs.length;
+    const size = n > 5000 ? 2 : n > 500 ? 3 : 5;
+    ctx.fillStyle = n > 5000 ? "rgba(33,102,172,0.35)" : "rgba(33,102,172,0.75)";
+    for (let i = 0; i < n; i++) ctx.fillRect(this.sx(g, this.xs[i]) - size / 2, this.sy(g, this.ys[i]) - size / 2, size, size);
+    // fit line
+    if (this.fit) {
+      ctx.strokeStyle = "#b2182b";
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      ctx.moveTo(this.sx(g, this.xr[0]), this.sy(g, this.fit.intercept + this.fit.slope * this.xr[0]));
+      ctx.lineTo(this.sx(g, this.xr[1]), this.sy(g, this.fit.intercept + this.fit.slope * this.xr[1]));
+      ctx.stroke();
+    }
+    ctx.restore();
+    // r
+    const r = this.r !== undefined && this.r !== null ? this.r : this.fit ? this.fit.r : null;
+    ctx.textAlign = "left";
+    ctx.textBaseline = "top";
+    ctx.fillStyle = "#111";
+    ctx.fillText(`Pearson r = ${r === null ? "undefined" : fmt(r, 4)}   n = ${n}`, 6, 24);
+  }
+
+  paintMarks(ctx, g) {
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(g.left, g.top, g.pw, g.ph);
+    ctx.clip();
+    const mark = (idx, colour, r) => {
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.arc(this.sx(g, this.xs[idx]), this.sy(g, this.ys[idx]), r, 0, Math.PI * 2);
+      ctx.stroke();
+    };
+    const p = this.selection?.pinned;
+    if (p && p.component === this.component) {
+      const k = this.ids.indexOf(p.layer * 1e6 + p.index);
+      if (k >= 0) mark(k, "#000", 7);
+    }
+    if (this.hover && this.hover.k !== undefined) mark(this.hover.k, "#555", 5);
+    ctx.restore();
+  }
+
+  hit(x, y) {
+    const g = this.geometry();
+    if (x < g.left || x > g.left + g.pw || y < g.top || y > g.top + g.ph) return null;
+    let best = -1, bd = 64;
+    for (let i = 0; i < this.xs.length; i++) {
+      const dx = this.sx(g, this.xs[i]) - x, dy = this.sy(g, this.ys[i]) - y;
+      const d = dx * dx + dy * dy;
+      if (d < bd) { bd = d; best = i; }
+    }
+    if (best < 0) return null;
+    const id = this.ids[best];
+    const l = Math.floor(id / 1e6), i = id % 1e6;
+    return {
+      k: best,
+      lines: [componentLabel(this.component, l, i), `${this.xLabel}: ${fmt(this.xs[best], 6)}`, `${this.yLabel}: ${fmt(this.ys[best], 6)}`, "click to pin"],
+      pin: { component: this.component, layer: l, index: i },
+    };
+  }
+}

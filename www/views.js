@@ -1,0 +1,332 @@
+// Renders a patchlab report (or the partial results of a running analysis)
+// as tabs of canvas plots: heads, neurons, scatter, latent. Shared by the
+// lab page (app.js) and the <patch-lab> element (embed.js).
+
+import { Heatmap, Scatter, Selection, componentLabel, fmt } from "./plots.js";
+
+export const VIEWS = [
+  ["heads", "Heads"],
+  ["neurons", "Neurons"],
+  ["scatter", "Scatter"],
+  ["latent", "Latent"],
+];
+const METHOD_NAMES = { ap: "AP", ig: "IG", atp: "AtP" };
+const DIR_NAMES = { clean_to_corrupt: "clean → corrupt", corrupt_to_clean: "corrupt → clean" };
+const METHOD_ORDER = ["ap", "ig", "atp"];
+const DIR_ORDER = ["clean_to_corrupt", "corrupt_to_clean"];
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const isNum = (v) => v === null || typeof v === "number";
+
+/**
+ * Checks that an object read from a file or URL has the shape of a report
+ * (numbers where numbers belong); nothing in it is ever evaluated.
+ */
+export function checkReport(r) {
+  const bad = (what) => {
+    throw new Error(`not a patchlab report: ${what}`);
+  };
+  if (!r || typeof r !== "object") bad("not a JSON object");
+  if (r.schema !== 1) bad(`schema ${JSON.stringify(r.schema)} is not supported (this page reads schema 1)`);
+  const m = r.model || {};
+  for (const k of ["n_layers", "n_heads", "d_mlp"]) if (!Number.isInteger(m[k]) || m[k] < 1 || m[k] > 1e6) bad(`model.${k}`);
+  if (!r.results || typeof r.results !== "object") bad("no results");
+  for (const [meth, dirs] of Object.entries(r.results)) {
+    for (const [dir, maps] of Object.entries(dirs || {})) {
+      for (const [comp, rows] of Object.entries(maps || {})) {
+        const cols = comp === "heads" ? m.n_heads : m.d_mlp;
+        if (!Array.isArray(rows) || rows.length !== m.n_layers || rows.some((row) => !Array.isArray(row) || row.length !== cols || !row.every(isNum))) {
+          bad(`results.${meth}.${dir}.${comp} is not a ${m.n_layers} × ${cols} map of numbers`);
+        }
+      }
+    }
+  }
+  return r;
+}
+
+/** An empty report-shaped object that partial results fill in. */
+export function partialReport(info, request) {
+  return {
+    partial: true,
+    model: { name: info.name, n_layers: info.n_layers, n_heads: info.n_heads, d_mlp: info.d_mlp },
+    settings: {
+      methods: request.methods || ["ap", "ig", "atp"],
+      directions: request.directions || DIR_ORDER,
+      components: request.components || ["heads", "neurons"],
+    },
+    results: {},
+  };
+}
+
+/** Adds one layer's scores (a partial message) to a partial report. */
+export function addPartial(r, { method, direction, component, layer, scores }) {
+  const maps = ((r.results[method] ||= {})[direction] ||= {});
+  const rows = (maps[component] ||= new Array(r.model.n_layers).fill(null));
+  rows[layer] = Array.from(scores);
+}
+
+const get = (r, m, d, c) => r?.results?.[m]?.[d]?.[c];
+
+/** One line: metrics, top components, correlations, backend and timing. */
+export function summaryText(r) {
+  if (!r) return "";
+  if (r.partial) return "Computing… heads first, then neurons.";
+  const parts = [];
+  const t = r.tokens;
+  parts.push(`logit[${t.correct.text}] − logit[${t.incorrect.text}]: clean ${fmt(r.metric.clean, 3)}, corrupt ${fmt(r.metric.corrupt, 3)}`);
+  const top = r.analysis?.top || {};
+  for (const m of ["ap", "ig"]) {
+    const list = top[m]?.clean_to_corrupt?.heads;
+    if (list && list.length) parts.push(`top ${METHOD_NAMES[m]} heads: ${list.slice(0, 3).map((e) => `${componentLabel("heads", e.layer, e.index)} ${fmt(e.score, 3)}`).join(", ")}`);
+  }
+  const corr = r.analysis?.correlations || {};
+  for (const c of ["heads", "neurons"]) {
+    const v = corr[c]?.ig_clean_to_corrupt__vs__ap_clean_to_corrupt;
+    if (v !== undefined) parts.push(`r(IG, AP) ${c} ${v === null ? "undefined" : fmt(v, 3)}`);
+  }
+  const ms = r.timings_ms?.total;
+  parts.push(`backend ${r.backend}${ms !== undefined ? `, ${(ms / 1000).toFixed(2)} s` : ""}`);
+  return parts.join(" · ");
+}
+
+export class ReportView {
+  /**
+   * root: element to render into. opts.view: the first tab; opts.onView(name)
+   * is called when the user switches tabs; opts.filenamePrefix for PNGs.
+   */
+  constructor(root, { view = "heads", onView, filenamePrefix = "patchlab" } = {}) {
+    this.root = root;
+    this.onView = onView;
+    this.prefix = filenamePrefix;
+    this.selection = new Selection();
+    this.report = null;
+    this.plots = new Map();
+    this.summary = el("p", "summary");
+    this.summary.setAttribute("aria-live", "polite");
+    this.tabs = el("div", "tabs");
+    this.tabs.setAttribute("role", "tablist");
+    this.pinBox = el("div", "pinned");
+    this.pinBox.hidden = true;
+    this.body = el("div", "view-body");
+    this.tabButtons = new Map();
+    for (const [key, label] of VIEWS) {
+      const b = el("button", "tab", label);
+      b.type = "button";
+      b.dataset.view = key;
+      b.setAttribute("role", "tab");
+      b.addEventListener("click", () => this.setView(key, true));
+      this.tabs.append(b);
+      this.tabButtons.set(key, b);
+    }
+    root.append(this.summary, this.tabs, this.pinBox, this.body);
+    this.view = VIEWS.some(([k]) => k === view) ? view : "heads";
+    this.selection.on(() => this.renderPin());
+    this.markTabs();
+  }
+
+  setView(view, user = false) {
+    if (!VIEWS.some(([k]) => k === view) || view === this.view) return;
+    this.view = view;
+    this.markTabs();
+    this.clearPlots();
+    this.render();
+    if (user) this.onView?.(view);
+  }
+
+  markTabs() {
+    for (const [k, b] of this.tabButtons) {
+      b.setAttribute("aria-selected", String(k === this.view));
+      b.classList.toggle("active", k === this.view);
+    }
+  }
+
+  clearPlots() {
+    for (const p of this.plots.values()) p.destroy();
+    this.plots.clear();
+    this.body.replaceChildren();
+    this.sections = new Map();
+  }
+
+  /** Shows a report; the same (partial) object again updates plots in place. */
+  update(report) {
+    if (report !== this.report) this.clearPlots();
+    this.report = report;
+    this.summary.textContent = summaryText(report);
+    this.render();
+    this.renderPin();
+  }
+
+  section(key, title, note) {
+    this.sections ||= new Map();
+    let s = this.sections.get(key);
+    if (!s) {
+      s = el("section", "plot-section");
+      const h = el("h3", null, title);
+      s.append(h);
+      if (note) s.append(el("p", "note", note));
+      const grid = el("div", "plot-grid");
+      s.append(grid);
+      s.grid = grid;
+      this.body.append(s);
+      this.sections.set(key, s);
+    }
+    return s.grid;
+  }
+
+  heatmap(key, parent, opts) {
+    let p = this.plots.get(key);
+    if (p) p.setRows(opts.rows, opts.marks);
+    else {
+      p = new Heatmap(parent, { ...opts, selection: this.selection, filename: `${this.prefix}-${key}` });
+      p.figure.dataset.key = key;
+      this.plots.set(key, p);
+    }
+    return p;
+  }
+
+  scatter(key, parent, opts) {
+    let p = this.plots.get(key);
+    if (p) {
+      p.r = opts.r;
+      p.setData(opts.x, opts.y);
+    } else {
+      p = new Scatter(parent, { ...opts, selection: this.selection, filename: `${this.prefix}-${key}` });
+      p.figure.dataset.key = key;
+      this.plots.set(key, p);
+    }
+    return p;
+  }
+
+  render() {
+    const r = this.report;
+    if (!r) return;
+    const m = r.model;
+    const methods = METHOD_ORDER.filter((x) => r.results[x] || (r.partial && r.settings.methods.includes(x)));
+    const dirs = DIR_ORDER.filter((d) => methods.some((x) => get(r, x, d, "heads") || get(r, x, d, "neurons")) || (r.partial && r.settings.directions.includes(d)));
+    const comps = r.settings?.components || ["heads", "neurons"];
+    const empty = (text) => {
+      if (!this.body.querySelector(".empty")) this.body.append(el("p", "empty note", text));
+    };
+    if (this.view === "heads" || this.view === "neurons") {
+      const c = this.view;
+      if (!comps.includes(c)) return empty(`No ${c} in this run: turn on “${c}” and run again.`);
+      for (const d of dirs) {
+        const grid = this.section(`${c}-${d}`, `${c === "heads" ? "Heads" : "Neurons"}, ${DIR_NAMES[d]}`);
+        grid.classList.toggle("wide", c === "neurons");
+        for (const x of methods) {
+          const rows = get(r, x, d, c) || (r.partial ? new Array(m.n_layers).fill(null) : null);
+          if (!rows) continue;
+          this.heatmap(`${x}-${d}-${c}`, grid, {
+            title: `${METHOD_NAMES[x]} ${DIR_NAMES[d]}`,
+            component: c,
+            rows,
+            layers: m.n_layers,
+            cols: c === "heads" ? m.n_heads : m.d_mlp,
+            valueName: METHOD_NAMES[x],
+          });
+        }
+      }
+    } else if (this.view === "scatter") {
+      if (r.partial) return empty("Scatter plots appear when the run finishes.");
+      for (const c of comps) {
+        const grid = this.section(`scatter-${c}`, `${c === "heads" ? "Heads" : "Neurons"}: IG and AtP against AP`, "Each point is one component; the red line is the least-squares fit.");
+        for (const other of ["ig", "atp"]) {
+          for (const d of dirs) {
+            const x = get(r, "ap", d, c), y = get(r, other, d, c);
+            if (!x || !y) continue;
+            const key = `${other}_${d}__vs__ap_${d}`;
+            this.scatter(`scatter-${other}-${d}-${c}`, grid, {
+              title: `${METHOD_NAMES[other]} vs AP, ${DIR_NAMES[d]}`,
+              component: c,
+              x,
+              y,
+              xLabel: `AP ${DIR_NAMES[d]}`,
+              yLabel: `${METHOD_NAMES[other]} ${DIR_NAMES[d]}`,
+              r: r.analysis?.correlations?.[c]?.[key],
+            });
+          }
+        }
+      }
+      if (!this.plots.size) empty("Scatter plots need AP and IG or AtP results.");
+    } else if (this.view === "latent") {
+      if (r.partial) return empty("Latent components appear when the run finishes.");
+      const a = r.analysis || {};
+      for (const c of comps) {
+        const ov = a.overlap?.[c];
+        const note = ov
+          ? `▲ AND components, ● OR components (top ${Math.round((1 - a.percentile) * 100)} % of the asymmetry). Overlap of IG's and AP's sets (Jaccard): AND ${ov.and.toFixed(3)}, OR ${ov.or.toFixed(3)}.`
+          : "▲ AND components, ● OR components. (Overlaps need IG and AP in both directions.)";
+        const grid = this.section(`latent-${c}`, `${c === "heads" ? "Heads" : "Neurons"}: asymmetry across directions`, note);
+        grid.classList.toggle("wide", c === "neurons");
+        for (const x of METHOD_ORDER) {
+          const rows = a.asymmetry?.[x]?.[c];
+          if (!rows) continue;
+          this.heatmap(`latent-${x}-${c}`, grid, {
+            title: `${METHOD_NAMES[x]} asymmetry`,
+            component: c,
+            rows,
+            layers: m.n_layers,
+            cols: c === "heads" ? m.n_heads : m.d_mlp,
+            marks: a.latent?.[x]?.[c] || null,
+            valueName: "A",
+          });
+        }
+      }
+      if (!this.plots.size) empty("Latent components need both directions.");
+    }
+  }
+
+  /** The pinned component's value in every map. */
+  renderPin() {
+    const p = this.selection.pinned;
+    const r = this.report;
+    if (!p || !r) {
+      this.pinBox.hidden = true;
+      return;
+    }
+    const items = [];
+    for (const x of METHOD_ORDER) {
+      for (const d of DIR_ORDER) {
+        const rows = get(r, x, d, p.component);
+        if (rows && rows[p.layer]) items.push(`${METHOD_NAMES[x]} ${DIR_NAMES[d]}: ${fmt(rows[p.layer][p.index], 5)}`);
+      }
+    }
+    const head = el("strong", null, `Pinned ${componentLabel(p.component, p.layer, p.index)}`);
+    const unpin = el("button", "small", "Unpin");
+    unpin.type = "button";
+    unpin.addEventListener("click", () => this.selection.toggle(null));
+    this.pinBox.replaceChildren(head, el("span", null, ` — ${items.join(" · ")} `), unpin);
+    this.pinBox.hidden = false;
+  }
+}
+
+/** A CSV of every score map: method, direction, component, layer, index, score. */
+export function reportCsv(r) {
+  const lines = ["method,direction,component,layer,index,score"];
+  for (const [m, dirs] of Object.entries(r.results || {})) {
+    for (const [d, maps] of Object.entries(dirs)) {
+      for (const [c, rows] of Object.entries(maps)) {
+        rows.forEach((row, l) => row.forEach((v, i) => lines.push(`${m},${d},${c},${l},${i},${v === null ? "" : v}`)));
+      }
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** Downloads text or a Blob as a file. */
+export function download(name, data, type = "application/octet-stream") {
+  const blob = data instanceof Blob ? data : new Blob([data], { type });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+}

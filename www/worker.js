@@ -1,0 +1,361 @@
+// patchlab's compute worker (a module Web Worker). It downloads the model
+// (with Cache Storage), owns the wasm engine and runs every computation, so
+// the page's main thread never blocks. www/patchlab.js is its only client.
+//
+// Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "cancel" | "clearCache" | "env", ...}
+// Messages out: {id, type: "result", value} | {id, type: "error", message, name}
+//               | {id, type: "progress", ...} | {id, type: "partial", ...}
+
+import init, { ByteBuf, Lab } from "./pkg/patchlab.js";
+
+const CACHE = "patchlab-models-v1";
+let wasm = null;
+let lab = null;
+const cancelled = new Set();
+let queue = Promise.resolve();
+
+const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+
+// A zero-delay yield to the event loop, so "cancel" messages get through
+// while the engine computes.
+const channel = new MessageChannel();
+const waiting = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+const pause = () =>
+  new Promise((resolve) => {
+    waiting.push(resolve);
+    channel.port2.postMessage(0);
+  });
+
+async function ensureWasm() {
+  if (!wasm) wasm = await init();
+  return wasm;
+}
+
+async function openCache(use) {
+  if (!use || typeof caches === "undefined") return null;
+  try {
+    return await caches.open(CACHE);
+  } catch {
+    return null; // opaque origins, private modes
+  }
+}
+
+class LoadError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "LoadError";
+  }
+}
+
+// Response for a file of the model, from Cache Storage or the network.
+// Returns null for a missing optional file.
+async function getFile(cache, url, name, optional) {
+  if (cache) {
+    const hit = await cache.match(url);
+    if (hit) return { res: hit, cached: true };
+  }
+  let res;
+  try {
+    res = await fetch(url, { cache: cache ? "default" : "no-cache" });
+  } catch (e) {
+    throw new LoadError(`could not download ${name} from ${url}: ${e.message} (offline, blocked, or the server does not allow cross-origin requests)`);
+  }
+  if (!res.ok) {
+    if (optional && (res.status === 404 || res.status === 403 || res.status === 401)) return null;
+    throw new LoadError(`could not download ${name}: HTTP ${res.status} from ${url}`);
+  }
+  return { res, cached: false };
+}
+
+async function readText(cache, url, name, optional) {
+  const f = await getFile(cache, url, name, optional);
+  if (!f) return null;
+  const text = await f.res.clone().text();
+  if (cache && !f.cached) await cache.put(url, f.res).catch(() => {});
+  return text;
+}
+
+function u64le(b) {
+  let n = 0;
+  for (let i = 7; i >= 0; i--) n = n * 256 + b[i];
+  return n;
+}
+
+// Checks the safetensors header as soon as it arrives: a foreign or
+// truncated file is refused before the rest downloads.
+function checkHeader(prefix, declared) {
+  const n = u64le(prefix);
+  if (n < 2 || n > 100e6 || (declared && 8 + n > declared)) {
+    throw new LoadError(`model.safetensors is not a safetensors file (its first 8 bytes give a header of ${n} bytes): is this the right URL or file?`);
+  }
+  return n;
+}
+
+function parseHeader(bytes, n, declared) {
+  let header;
+  try {
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+  } catch {
+    throw new LoadError("model.safetensors is not a safetensors file (its header is not JSON): is this the right URL or file?");
+  }
+  let end = 0;
+  for (const [k, v] of Object.entries(header)) {
+    if (k === "__metadata__") continue;
+    const off = v && v.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2) throw new LoadError(`model.safetensors header entry ${JSON.stringify(k)} has no data_offsets: the file is corrupt`);
+    end = Math.max(end, off[1]);
+  }
+  const expected = 8 + n + end;
+  if (declared && declared !== expected) {
+    throw new LoadError(`model.safetensors should be ${expected} bytes by its header, but is ${declared}: the file is truncated or corrupt; clear the cache and load it again`);
+  }
+  return expected;
+}
+
+// Streams the weights into wasm memory (one copy), checking the header early.
+async function readWeights(body, declared, onBytes) {
+  const mem = () => wasm.memory.buffer;
+  let buf = declared > 0 ? new ByteBuf(declared) : null;
+  let chunks = buf ? null : [];
+  let got = 0;
+  let head = new Uint8Array(0);
+  let need = 8;
+  let headerLen = -1;
+  let expected = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (!expected) {
+      // collect the first bytes: 8 (the header's length), then the header
+      let v = value;
+      for (;;) {
+        const take = Math.min(need - head.length, v.length);
+        if (take > 0) {
+          const h = new Uint8Array(head.length + take);
+          h.set(head);
+          h.set(v.subarray(0, take), head.length);
+          head = h;
+          v = v.subarray(take);
+        }
+        if (head.length < need) break;
+        if (headerLen < 0) {
+          headerLen = checkHeader(head, declared);
+          need = 8 + headerLen;
+          continue;
+        }
+        expected = parseHeader(head, headerLen, declared);
+        break;
+      }
+    }
+    if (buf && got + value.length > declared) {
+      // the server said fewer bytes than it sends: keep going in JS
+      chunks = [new Uint8Array(mem(), buf.ptr(), got).slice()];
+      buf.free();
+      buf = null;
+    }
+    if (buf) new Uint8Array(mem(), buf.ptr() + got, value.length).set(value);
+    else chunks.push(value);
+    got += value.length;
+    onBytes(got);
+  }
+  if (expected && got !== expected) {
+    if (buf) buf.free();
+    throw new LoadError(`model.safetensors is truncated: got ${got} of ${expected} bytes; clear the cache and load it again`);
+  }
+  if (buf && got < declared) {
+    buf.free();
+    throw new LoadError(`model.safetensors is truncated: got ${got} of ${declared} bytes; clear the cache and load it again`);
+  }
+  if (got < 8) throw new LoadError(`model.safetensors is truncated or empty (${got} bytes)`);
+  if (!buf) {
+    buf = new ByteBuf(got);
+    new Uint8Array(mem(), buf.ptr(), got).set(concat(chunks, got));
+  }
+  return buf;
+}
+
+function concat(chunks, total) {
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c.subarray(0, Math.min(c.length, total - o)), o);
+    o += c.length;
+    if (o >= total) break;
+  }
+  return out;
+}
+
+async function loadFromUrl(id, base, name, useCache) {
+  const cache = await openCache(useCache);
+  const url = (f) => new URL(f, base).href;
+  const files = ["config.json", "tokenizer.json", "vocab.json", "merges.txt", "model.safetensors"].map(url);
+  try {
+    post({ id, type: "progress", phase: "config", loaded: 0, total: 0 });
+    const config = await readText(cache, url("config.json"), "config.json", false);
+    post({ id, type: "progress", phase: "tokenizer", loaded: 0, total: 0 });
+    let tokenizer = await readText(cache, url("tokenizer.json"), "tokenizer.json", true);
+    let vocab = null;
+    let merges = null;
+    if (tokenizer === null) {
+      vocab = await readText(cache, url("vocab.json"), "vocab.json", true);
+      merges = await readText(cache, url("merges.txt"), "merges.txt", true);
+      if (vocab === null || merges === null) {
+        throw new LoadError(`the model at ${base} has no tokenizer.json (nor vocab.json + merges.txt)`);
+      }
+    }
+    const wurl = url("model.safetensors");
+    const f = await getFile(cache, wurl, "model.safetensors", false);
+    const declared = Number(f.res.headers.get("content-length")) || 0;
+    const t0 = performance.now();
+    let last = 0;
+    const onBytes = (loaded) => {
+      const now = performance.now();
+      if (now - last > 50 || loaded === declared) {
+        last = now;
+        post({ id, type: "progress", phase: "weights", loaded, total: declared, cached: f.cached, ms: now - t0 });
+      }
+    };
+    let body = f.res.body;
+    let putting = null;
+    if (cache && !f.cached) {
+      const [a, b] = body.tee();
+      body = a;
+      putting = cache.put(wurl, new Response(b, { headers: f.res.headers })).catch(() => {});
+    }
+    const weights = await readWeights(body, declared, onBytes);
+    post({ id, type: "progress", phase: "building", loaded: weights.len, total: weights.len });
+    return await build(id, name, config, weights, tokenizer, vocab, merges, putting);
+  } catch (e) {
+    // a bad file must not stay cached
+    if (cache) await Promise.all(files.map((u) => cache.delete(u).catch(() => {})));
+    throw e;
+  }
+}
+
+async function loadFromFiles(id, files, name) {
+  const byName = new Map([...files].map((f) => [f.name, f]));
+  const text = async (n) => (byName.has(n) ? await byName.get(n).text() : null);
+  const config = await text("config.json");
+  if (config === null) throw new LoadError("choose the model's config.json too (with model.safetensors and tokenizer.json)");
+  const tokenizer = await text("tokenizer.json");
+  const vocab = tokenizer === null ? await text("vocab.json") : null;
+  const merges = tokenizer === null ? await text("merges.txt") : null;
+  if (tokenizer === null && (vocab === null || merges === null)) {
+    throw new LoadError("choose the model's tokenizer.json (or vocab.json and merges.txt) too");
+  }
+  const st = byName.get("model.safetensors") || [...byName.values()].find((f) => f.name.endsWith(".safetensors"));
+  if (!st) throw new LoadError("choose the model's model.safetensors too");
+  const weights = await readWeights(st.stream(), st.size, (loaded) =>
+    post({ id, type: "progress", phase: "weights", loaded, total: st.size, cached: true }),
+  );
+  post({ id, type: "progress", phase: "building", loaded: st.size, total: st.size });
+  return build(id, name, config, weights, tokenizer, vocab, merges, null);
+}
+
+async function build(id, name, config, weights, tokenizer, vocab, merges, putting) {
+  if (lab) {
+    lab.free();
+    lab = null;
+  }
+  // Lab.load consumes `weights` (its memory is freed inside)
+  lab = Lab.load(name, config, weights, tokenizer, vocab, merges);
+  if (putting) await putting;
+  return { info: JSON.parse(lab.info()), env: await environment() };
+}
+
+async function environment() {
+  const env = { webgpu: false, adapter: null, simd: WebAssembly.validate(SIMD_PROBE) };
+  try {
+    if (self.navigator && navigator.gpu) {
+      const a = await navigator.gpu.requestAdapter();
+      if (a) {
+        env.webgpu = true;
+        const info = a.info || {};
+        env.adapter = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unknown";
+      }
+    }
+  } catch {
+    env.webgpu = false;
+  }
+  return env;
+}
+
+// (module (func (result v128) i32.const 0 i8x16.splat))
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 26, 11]);
+
+function needLab() {
+  if (!lab) throw new Error("no model is loaded yet");
+  return lab;
+}
+
+async function handle(msg) {
+  const { id, type } = msg;
+  switch (type) {
+    case "env":
+      return environment();
+    case "load":
+      await ensureWasm();
+      if (msg.files) return loadFromFiles(id, msg.files, msg.name);
+      return loadFromUrl(id, msg.base, msg.name, msg.cache);
+    case "tokenize":
+      return JSON.parse(needLab().tokenize(msg.text, msg.bos));
+    case "predict":
+      return JSON.parse(await needLab().predict(msg.text, msg.bos, msg.k, msg.backend || null));
+    case "analyze": {
+      const l = needLab();
+      // one analysis at a time; queued ones wait for the previous to finish
+      const run = queue.then(async () => {
+        if (cancelled.has(id)) throw cancelError();
+        let t0 = 0;
+        const json = await l.analyze(
+          JSON.stringify(msg.request),
+          (stage, done, total) => {
+            if (!t0) t0 = performance.now();
+            post({ id, type: "progress", stage, done, total, ms: performance.now() - t0 });
+            return !cancelled.has(id);
+          },
+          (method, direction, component, layer, scores) => {
+            post({ id, type: "partial", method, direction, component, layer, scores }, [scores.buffer]);
+          },
+          pause,
+        );
+        return json;
+      });
+      queue = run.catch(() => {});
+      try {
+        return { json: await run };
+      } finally {
+        cancelled.delete(id);
+      }
+    }
+    case "clearCache":
+      if (typeof caches !== "undefined") await caches.delete(CACHE);
+      return true;
+    default:
+      throw new Error(`unknown request ${type}`);
+  }
+}
+
+function cancelError() {
+  const e = new Error("cancelled");
+  e.name = "AbortError";
+  return e;
+}
+
+self.onmessage = async (ev) => {
+  const msg = ev.data;
+  if (msg.type === "cancel") {
+    cancelled.add(msg.target);
+    return;
+  }
+  try {
+    const value = await handle(msg);
+    post({ id: msg.id, type: "result", value });
+  } catch (e) {
+    const message = e && e.message ? e.message : String(e);
+    const name = message === "cancelled" ? "AbortError" : (e && e.name) || "Error";
+    post({ id: msg.id, type: "error", message, name });
+  }
+};
