@@ -500,3 +500,38 @@ fn tokenize_shows_ids_and_texts() {
     assert_eq!(v[0]["tokens"][2]["text"], " Mary");
     let _ = vocab_dir();
 }
+
+#[test]
+fn gpu_backend_gives_the_cpu_numbers() {
+    let cpu = analyze(&["--out", "-", "--components", "heads", "--ig-steps", "10"]);
+    let gpu = analyze(&[
+        "--out",
+        "-",
+        "--components",
+        "heads",
+        "--ig-steps",
+        "10",
+        "--backend",
+        "gpu",
+    ]);
+    assert!(
+        gpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gpu.stderr)
+    );
+    let cpu = Report::from_json(&String::from_utf8(cpu.stdout).unwrap()).unwrap();
+    let gpu = Report::from_json(&String::from_utf8(gpu.stdout).unwrap()).unwrap();
+    assert_eq!(gpu.backend, "gpu");
+    assert!((cpu.metric.clean - gpu.metric.clean).abs() < 1e-4);
+    for m in ["ap", "ig", "atp"] {
+        for d in ["clean_to_corrupt", "corrupt_to_clean"] {
+            let a = cpu.results[m][d].heads.as_ref().unwrap().concat();
+            let b = gpu.results[m][d].heads.as_ref().unwrap().concat();
+            let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-6);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-3 * scale, "{m} {d}: cpu {x} gpu {y}");
+            }
+        }
+    }
+    fails_with(analyze(&["--backend", "tpu"]), "unknown backend \"tpu\"");
+}

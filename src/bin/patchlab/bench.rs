@@ -1,7 +1,7 @@
 //! `patchlab bench`: the fast paths against the notebook's per-component loop,
 //! on the same engine, in one run.
 
-use super::load_cpu;
+use super::{with_engine, EngineUser, Loaded};
 use clap::Args;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::run::{analyze_pair, Options};
@@ -12,8 +12,9 @@ use patchlab::attribution::{quadrature::Rule, Direction, Pair, Quiet, Tracker};
 use patchlab::clock::now_ms;
 use patchlab::engine::{Component, Engine};
 use patchlab::model::random::RandomSpec;
+use patchlab::model::Tokenizer;
 use patchlab::report::Prompts;
-use patchlab::{Error, Result};
+use patchlab::Result;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -39,21 +40,37 @@ pub struct BenchArgs {
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
 
+/// Matrix-product FLOPs of a fast AP sweep over every component of a kind:
+/// each patch runs the tail from its layer on `n` rows, the final block's
+/// keys and values on `n` rows and the rest of it on the last row only.
+fn ap_sweep_flops(cfg: &patchlab::model::Config, c: Component, n: usize) -> f64 {
+    let (d, m) = (cfg.d_model as f64, cfg.d_mlp as f64);
+    let (attn, mlp) = (2.0 * 4.0 * d * d, 2.0 * 2.0 * d * m);
+    let kv = 2.0 * 2.0 * d * d;
+    let n = n as f64;
+    let last = cfg.n_layers - 1;
+    let mut per_layer_patch = 0.0;
+    for l in 0..cfg.n_layers {
+        let mut f = 0.0;
+        if c == Component::Heads {
+            f += if l == last { mlp } else { n * mlp };
+        }
+        for _ in l + 1..last {
+            f += n * (attn + mlp);
+        }
+        if l < last {
+            f += n * kv + (attn - kv) + mlp;
+        }
+        per_layer_patch += f;
+    }
+    per_layer_patch * c.count(cfg) as f64
+}
+
 fn secs(ms: f64) -> String {
     format!("{:>10.3}", ms / 1e3)
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
-    pollster::block_on(run_bench(a))
-}
-
-async fn run_bench(a: BenchArgs) -> Result<()> {
-    if a.backend != "cpu" {
-        return Err(Error::Input(format!(
-            "backend {:?} is not available in this build; use --backend cpu",
-            a.backend
-        )));
-    }
     let dir = match &a.model {
         Some(d) => d.clone(),
         None => {
@@ -75,20 +92,35 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
             d
         }
     };
-    let (model, e) = load_cpu(&dir)?;
+    let backends: Vec<String> = a.backend.split(',').map(|b| b.trim().to_string()).collect();
+    for (i, backend) in backends.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        with_engine(&dir, backend, Bench(&a))?;
+    }
+    Ok(())
+}
+
+struct Bench<'a>(&'a BenchArgs);
+
+impl EngineUser<()> for Bench<'_> {
+    fn run<E: Engine>(self, l: Loaded<E>) -> Result<()> {
+        pollster::block_on(run_bench(self.0, &l.engine, &l.name, &l.tokenizer))
+    }
+}
+
+async fn run_bench<E: Engine>(
+    a: &BenchArgs,
+    e: &E,
+    name: &str,
+    tokenizer: &Tokenizer,
+) -> Result<()> {
     let cfg = e.config().clone();
-    let pair = Pair::new(
-        &model.tokenizer,
-        &cfg,
-        CLEAN,
-        CORRUPT,
-        " Mary",
-        " John",
-        true,
-    )?;
+    let pair = Pair::new(tokenizer, &cfg, CLEAN, CORRUPT, " Mary", " John", true)?;
     println!(
         "patchlab bench — backend {}, model {} ({} layers, {} heads, d_model {}), {} tokens, prompts differ from position {}",
-        e.backend(), model.name, cfg.n_layers, cfg.n_heads, cfg.d_model, pair.clean.len(), pair.first_diff
+        e.backend(), name, cfg.n_layers, cfg.n_heads, cfg.d_model, pair.clean.len(), pair.first_diff
     );
     let t = now_ms();
     let clean = e.run(&pair.clean, pair.answers).await?;
@@ -127,15 +159,17 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
                 .zip((0..n).map(|i| (i * total / n) % per_layer))
                 .collect();
             let t = now_ms();
-            activation_patching_naive(&e, base_tokens, pair.answers, base, other, c, Some(&sample))
+            activation_patching_naive(e, base_tokens, pair.answers, base, other, c, Some(&sample))
                 .await?;
             let naive = (now_ms() - t) / n as f64 * total as f64;
             let mut tr = Tracker::new(&mut q, 0);
             let t = now_ms();
-            activation_patching(&e, base, other, c, pair.first_diff, d, &mut tr).await?;
+            activation_patching(e, base, other, c, pair.first_diff, d, &mut tr).await?;
             let fast = now_ms() - t;
+            let gflops =
+                ap_sweep_flops(&cfg, c, pair.clean.len() - pair.first_diff) / (fast / 1e3) / 1e9;
             println!(
-                "{:<24} {:<17} {} {} {:>8.1}×",
+                "{:<24} {:<17} {} {} {:>8.1}×  ({gflops:.1} GFLOP/s of matrix products)",
                 format!("AP {} ({total})", c.name()),
                 d.name(),
                 secs(naive),
@@ -152,7 +186,7 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         let t = now_ms();
         for c in [Component::Heads, Component::Neurons] {
             integrated_gradients(
-                &e,
+                e,
                 base,
                 other,
                 c,
@@ -172,7 +206,7 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
         let naive_atp = 3.0 * fwd;
         let t = now_ms();
         for c in [Component::Heads, Component::Neurons] {
-            attribution_patching(&e, base, other, c, pair.first_diff, d, &mut tr).await?;
+            attribution_patching(e, base, other, c, pair.first_diff, d, &mut tr).await?;
         }
         let fast = now_ms() - t;
         println!(
@@ -207,7 +241,7 @@ async fn run_bench(a: BenchArgs) -> Result<()> {
             ..Options::default()
         };
         let t = now_ms();
-        analyze_pair(&e, &model.name, &model.tokenizer, &prompts, &opts, &mut q).await?;
+        analyze_pair(e, name, tokenizer, &prompts, &opts, &mut q).await?;
         let full = now_ms() - t;
         println!("\nfull analysis (patchlab analyze, all methods, both directions, heads + neurons): {:.1} s", full / 1e3);
     }

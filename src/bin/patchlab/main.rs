@@ -7,6 +7,8 @@ use patchlab::attribution::quadrature::Rule;
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
 use patchlab::engine::cpu::CpuEngine;
+use patchlab::engine::gpu::GpuEngine;
+use patchlab::engine::Engine;
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::{Model, Tokenizer};
 use patchlab::report::{npy::report_npy_files, Prompts, Report};
@@ -83,7 +85,7 @@ struct AnalyzeArgs {
     /// Do not prepend the BOS token <|endoftext|> (TransformerLens prepends it by default).
     #[arg(long)]
     no_bos: bool,
-    /// Compute backend.
+    /// Compute backend: cpu, or gpu (WebGPU through wgpu: Vulkan, Metal or DX12).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// Write the JSON report here; `-` writes it to stdout (the summary then goes to stderr).
@@ -168,19 +170,77 @@ impl Observer for Bar {
     }
 }
 
-pub(crate) fn load_cpu(dir: &Path) -> Result<(Model, CpuEngine)> {
-    let m = Model::from_dir(dir)?;
-    let engine = CpuEngine::new(m.config.clone(), m.weights.clone())?;
-    Ok((m, engine))
+/// A model directory's name and tokenizer, and its weights in an engine.
+pub(crate) struct Loaded<E> {
+    pub name: String,
+    pub tokenizer: Tokenizer,
+    pub engine: E,
+}
+
+/// Runs `f` with the model loaded on the chosen backend ("cpu" or "gpu").
+pub(crate) fn with_engine<T>(dir: &Path, backend: &str, f: impl EngineUser<T>) -> Result<T> {
+    let Model {
+        name,
+        config,
+        weights,
+        tokenizer,
+    } = Model::from_dir(dir)?;
+    match backend {
+        "cpu" => f.run(Loaded {
+            name,
+            tokenizer,
+            engine: CpuEngine::new(config, weights)?,
+        }),
+        "gpu" => f.run(Loaded {
+            name,
+            tokenizer,
+            engine: GpuEngine::new_blocking(config, weights)?,
+        }),
+        other => Err(Error::Input(format!(
+            "unknown backend {other:?}; use --backend cpu or --backend gpu"
+        ))),
+    }
+}
+
+/// Something to do with a loaded engine of any backend.
+pub(crate) trait EngineUser<T> {
+    fn run<E: Engine>(self, loaded: Loaded<E>) -> Result<T>;
+}
+
+struct Analysis {
+    prompts: Prompts,
+    opts: Options,
+    quiet: bool,
+}
+
+impl EngineUser<Report> for Analysis {
+    fn run<E: Engine>(self, l: Loaded<E>) -> Result<Report> {
+        let bar = if self.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(1).with_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            )
+        };
+        let mut obs = Bar(bar);
+        let report = pollster::block_on(analyze_pair(
+            &l.engine,
+            &l.name,
+            &l.tokenizer,
+            &self.prompts,
+            &self.opts,
+            &mut obs,
+        ))?;
+        obs.0.finish_and_clear();
+        Ok(report)
+    }
 }
 
 fn analyze(a: AnalyzeArgs) -> Result<()> {
-    if a.backend != "cpu" {
-        return Err(Error::Input(format!(
-            "backend {:?} is not available in this build; use --backend cpu",
-            a.backend
-        )));
-    }
     let opts = Options {
         methods: split_list(&a.methods, Method::parse)?,
         directions: split_list(&a.directions, Direction::parse)?,
@@ -190,7 +250,6 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         percentile: a.percentile,
         ..Options::default()
     };
-    let (model, engine) = load_cpu(&a.model)?;
     let prompts = Prompts {
         clean: a.clean,
         corrupt: a.corrupt,
@@ -198,27 +257,12 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         incorrect: a.incorrect,
         bos: !a.no_bos,
     };
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(1).with_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
-        )
+    let job = Analysis {
+        prompts,
+        opts,
+        quiet: a.quiet,
     };
-    let mut obs = Bar(bar);
-    let report = pollster::block_on(analyze_pair(
-        &engine,
-        &model.name,
-        &model.tokenizer,
-        &prompts,
-        &opts,
-        &mut obs,
-    ))?;
-    obs.0.finish_and_clear();
+    let report = with_engine(&a.model, &a.backend, job)?;
     let to_stdout = a.out.as_deref() == Some("-");
     let summary = summary(&report);
     if to_stdout {

@@ -1,0 +1,681 @@
+//! The device, its limits, the compiled kernels and the helpers every pass
+//! uses: buffers, uniform parameters, dispatches and read-back (awaited, never
+//! blocking in wasm).
+
+use crate::error::{Error, Result};
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use wgpu::util::DeviceExt;
+
+/// The kernels, one WGSL file each (shaders/*.wgsl).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum K {
+    Matmul,
+    MatmulSkinny,
+    LayerNorm,
+    LayerNormBackward,
+    Gelu,
+    GeluBackward,
+    Add,
+    HeadsSum,
+    GatherLast,
+    AttnScores,
+    AttnSoftmax,
+    AttnPv,
+    AttnTail,
+    AttnTailBackwardQ,
+    AttnTailBackwardKv,
+    PatchHeads,
+    PatchNeurons,
+    PatchPath,
+    WeightedSum,
+    Metric,
+    AnswerDir,
+    Logits,
+}
+
+impl K {
+    const ALL: [K; 22] = [
+        K::Matmul,
+        K::MatmulSkinny,
+        K::LayerNorm,
+        K::LayerNormBackward,
+        K::Gelu,
+        K::GeluBackward,
+        K::Add,
+        K::HeadsSum,
+        K::GatherLast,
+        K::AttnScores,
+        K::AttnSoftmax,
+        K::AttnPv,
+        K::AttnTail,
+        K::AttnTailBackwardQ,
+        K::AttnTailBackwardKv,
+        K::PatchHeads,
+        K::PatchNeurons,
+        K::PatchPath,
+        K::WeightedSum,
+        K::Metric,
+        K::AnswerDir,
+        K::Logits,
+    ];
+
+    fn source(self) -> (&'static str, &'static str) {
+        match self {
+            K::Matmul => ("matmul", include_str!("shaders/matmul.wgsl")),
+            K::MatmulSkinny => ("matmul_skinny", include_str!("shaders/matmul_skinny.wgsl")),
+            K::LayerNorm => ("layer_norm", include_str!("shaders/layer_norm.wgsl")),
+            K::LayerNormBackward => (
+                "layer_norm_backward",
+                include_str!("shaders/layer_norm_backward.wgsl"),
+            ),
+            K::Gelu => ("gelu", include_str!("shaders/gelu.wgsl")),
+            K::GeluBackward => ("gelu_backward", include_str!("shaders/gelu_backward.wgsl")),
+            K::Add => ("add", include_str!("shaders/add.wgsl")),
+            K::HeadsSum => ("heads_sum", include_str!("shaders/heads_sum.wgsl")),
+            K::GatherLast => ("gather_last", include_str!("shaders/gather_last.wgsl")),
+            K::AttnScores => ("attn_scores", include_str!("shaders/attn_scores.wgsl")),
+            K::AttnSoftmax => ("attn_softmax", include_str!("shaders/attn_softmax.wgsl")),
+            K::AttnPv => ("attn_pv", include_str!("shaders/attn_pv.wgsl")),
+            K::AttnTail => ("attn_tail", include_str!("shaders/attn_tail.wgsl")),
+            K::AttnTailBackwardQ => (
+                "attn_tail_backward_q",
+                include_str!("shaders/attn_tail_backward_q.wgsl"),
+            ),
+            K::AttnTailBackwardKv => (
+                "attn_tail_backward_kv",
+                include_str!("shaders/attn_tail_backward_kv.wgsl"),
+            ),
+            K::PatchHeads => ("patch_heads", include_str!("shaders/patch_heads.wgsl")),
+            K::PatchNeurons => ("patch_neurons", include_str!("shaders/patch_neurons.wgsl")),
+            K::PatchPath => ("patch_path", include_str!("shaders/patch_path.wgsl")),
+            K::WeightedSum => ("weighted_sum", include_str!("shaders/weighted_sum.wgsl")),
+            K::Metric => ("metric", include_str!("shaders/metric.wgsl")),
+            K::AnswerDir => ("answer_dir", include_str!("shaders/answer_dir.wgsl")),
+            K::Logits => ("logits", include_str!("shaders/logits.wgsl")),
+        }
+    }
+}
+
+/// Invocations per workgroup of the one-dimensional kernels (WG in common.wgsl).
+const WG: usize = 256;
+/// Workgroups per dispatch dimension that every WebGPU device accepts.
+const MAX_GROUPS: usize = 65_535;
+
+/// Sizes the attention kernels' workgroup arrays are compiled for.
+#[derive(Clone, Copy)]
+pub(super) struct ShaderSizes {
+    pub max_t: usize,
+    pub max_dh: usize,
+}
+
+/// What went wrong on the device since the last check (validation errors,
+/// out of memory, device loss), collected from wgpu's callbacks.
+#[derive(Default)]
+struct Faults {
+    errors: Vec<String>,
+    lost: Option<String>,
+}
+
+pub(super) struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub limits: wgpu::Limits,
+    pub adapter: String,
+    pipelines: Vec<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+    /// Bound where a kernel's optional input is unused (read-only).
+    dummy: wgpu::Buffer,
+    /// Bound where a kernel's optional output is unused.
+    dummy_out: wgpu::Buffer,
+    faults: Arc<Mutex<Faults>>,
+    /// Per kernel (milliseconds, dispatches) when PATCHLAB_GPU_PROFILE is set
+    /// (native only): every dispatch is then submitted and waited for alone.
+    profile: Option<Mutex<Vec<(f64, u64)>>>,
+}
+
+fn backend_err(what: impl std::fmt::Display) -> Error {
+    Error::Backend(format!("WebGPU: {what}"))
+}
+
+impl Gpu {
+    /// Opens the adapter; `max_binding` (bytes) caps the buffer size we use
+    /// below the device's own limit.
+    pub async fn new(sizes: ShaderSizes, max_binding: Option<u64>) -> Result<Gpu> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Backend(format!(
+                    "no WebGPU adapter ({e}). In the browser, use one with WebGPU or the CPU backend; \
+                     natively, install a Vulkan driver (Debian: `apt-get install mesa-vulkan-drivers libvulkan1`)"
+                ))
+            })?;
+        let info = adapter.get_info();
+        let adapter_name = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
+        let limits = adapter.limits();
+        let mut ours = limits.clone();
+        if let Some(m) = max_binding {
+            ours.max_storage_buffer_binding_size = ours.max_storage_buffer_binding_size.min(m);
+        }
+        for (what, have, need) in [
+            (
+                "max_storage_buffers_per_shader_stage",
+                limits.max_storage_buffers_per_shader_stage as usize,
+                6,
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                limits.max_compute_invocations_per_workgroup as usize,
+                256,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                limits.max_compute_workgroup_size_x as usize,
+                256,
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                limits.max_compute_workgroup_storage_size as usize,
+                4 * (sizes.max_t + sizes.max_dh + 64).max(2048),
+            ),
+        ] {
+            if have < need {
+                return Err(Error::Backend(format!(
+                    "the WebGPU adapter {adapter_name} offers {what} = {have}, this model needs {need}: use the CPU backend"
+                )));
+            }
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("patchlab"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| backend_err(format!("requesting a device from {adapter_name}: {e}")))?;
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        {
+            let f = faults.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut f) = f.lock() {
+                    f.errors.push(e.to_string());
+                }
+            }));
+            let f = faults.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut f) = f.lock() {
+                    f.lost = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let common = include_str!("shaders/common.wgsl");
+        let pipelines = K::ALL
+            .iter()
+            .map(|k| {
+                let (name, src) = k.source();
+                let src = format!("{common}\n{src}")
+                    .replace("{{MAX_T}}", &sizes.max_t.to_string())
+                    .replace("{{MAX_DH}}", &sizes.max_dh.to_string());
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(Cow::Owned(src)),
+                });
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                let layout = pipeline.get_bind_group_layout(0);
+                (pipeline, layout)
+            })
+            .collect();
+        if let Some(e) = scope.pop().await {
+            return Err(backend_err(format!("compiling the kernels: {e}")));
+        }
+        let small = |label: &str| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        Ok(Gpu {
+            dummy: small("dummy"),
+            dummy_out: small("dummy_out"),
+            device,
+            queue,
+            adapter: adapter_name,
+            limits: ours,
+            pipelines,
+            faults,
+            profile: (cfg!(not(target_arch = "wasm32"))
+                && std::env::var_os("PATCHLAB_GPU_PROFILE").is_some())
+            .then(|| Mutex::new(vec![(0.0, 0); K::ALL.len()])),
+        })
+    }
+
+    /// Time per kernel since the engine started, when profiling (see `profile`).
+    pub fn profile_report(&self) -> Option<String> {
+        let p = self.profile.as_ref()?.lock().ok()?;
+        let mut rows: Vec<_> = K::ALL
+            .iter()
+            .zip(p.iter())
+            .filter(|(_, t)| t.1 > 0)
+            .collect();
+        rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        Some(
+            rows.iter()
+                .map(|(k, (ms, n))| {
+                    format!("{:<24} {:>10.1} ms {:>8} dispatches\n", k.source().0, ms, n)
+                })
+                .collect(),
+        )
+    }
+
+    /// Reports (and clears) what went wrong on the device since the last check.
+    pub fn check(&self) -> Result<()> {
+        let mut f = self
+            .faults
+            .lock()
+            .map_err(|_| backend_err("poisoned lock"))?;
+        if let Some(l) = &f.lost {
+            return Err(Error::Backend(format!(
+                "the WebGPU device was lost ({l}); create the engine again (or use the CPU backend)"
+            )));
+        }
+        if !f.errors.is_empty() {
+            let errs = std::mem::take(&mut f.errors);
+            let oom = errs
+                .iter()
+                .any(|e| e.to_lowercase().contains("out of memory"));
+            return Err(Error::Backend(if oom {
+                format!(
+                    "the GPU ran out of memory ({}); try a shorter prompt or the CPU backend",
+                    errs[0]
+                )
+            } else {
+                format!("WebGPU error: {}", errs.join("; "))
+            }));
+        }
+        Ok(())
+    }
+
+    /// The largest f32 array one buffer binding may hold.
+    pub fn max_floats(&self) -> usize {
+        let b = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        (b / 4) as usize
+    }
+
+    fn check_size(&self, len: usize, label: &str) -> Result<u64> {
+        if len > self.max_floats() {
+            return Err(Error::Backend(format!(
+                "`{label}` needs {} MiB in one buffer but this WebGPU device binds at most {} MiB \
+                 (max_storage_buffer_binding_size): use a shorter prompt or the CPU backend",
+                (len * 4) >> 20,
+                (self.max_floats() * 4) >> 20
+            )));
+        }
+        Ok((len.max(4) * 4) as u64)
+    }
+
+    /// An uninitialised storage buffer of `len` f32.
+    pub fn buffer(&self, len: usize, label: &str) -> Result<wgpu::Buffer> {
+        let size = self.check_size(len, label)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn upload(&self, data: &[f32], label: &str) -> Result<wgpu::Buffer> {
+        self.check_size(data.len(), label)?;
+        if data.len() < 4 {
+            let mut v = data.to_vec();
+            v.resize(4, 0.0);
+            return self.upload(&v, label);
+        }
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            }))
+    }
+
+    pub fn dummy(&self) -> &wgpu::Buffer {
+        &self.dummy
+    }
+
+    pub fn dummy_out(&self) -> &wgpu::Buffer {
+        &self.dummy_out
+    }
+
+    /// Binds a kernel's parameters (a range of the submission's uniform
+    /// buffer) and storage buffers (bindings 1, 2, …).
+    fn bind_group(
+        &self,
+        k: K,
+        params: (&wgpu::Buffer, usize, usize),
+        bufs: &[wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: params.0,
+                offset: (params.1 * 4) as u64,
+                size: std::num::NonZeroU64::new((params.2 * 4) as u64),
+            }),
+        }];
+        entries.extend(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource: b.as_entire_binding(),
+        }));
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(k.source().0),
+            layout: &self.pipelines[k as usize].1,
+            entries: &entries,
+        })
+    }
+
+    /// Reads f32 ranges (buffer, offset, length) back to the host with one
+    /// submission and one mapping.
+    pub async fn read(&self, ranges: &[(&wgpu::Buffer, usize, usize)]) -> Result<Vec<Vec<f32>>> {
+        let total: usize = ranges.iter().map(|r| r.2).sum();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: (total.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
+        let mut at = 0;
+        for &(buf, off, len) in ranges {
+            if len > 0 {
+                enc.copy_buffer_to_buffer(
+                    buf,
+                    (off * 4) as u64,
+                    &staging,
+                    (at * 4) as u64,
+                    Some((len * 4) as u64),
+                );
+            }
+            at += len;
+        }
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = oneshot();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| backend_err(format!("waiting for the GPU: {e}")))?;
+        let mapped = rx.await;
+        self.check()?;
+        mapped.map_err(|e| backend_err(format!("reading results back: {e}")))?;
+        let out = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| backend_err(format!("reading results back: {e}")))?;
+            let all: &[f32] = bytemuck::cast_slice(&view);
+            let mut at = 0;
+            ranges
+                .iter()
+                .map(|&(_, _, len)| {
+                    let v = all[at..at + len].to_vec();
+                    at += len;
+                    v
+                })
+                .collect()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+enum Op {
+    Dispatch {
+        k: K,
+        /// Offset and length (u32) in the submission's parameter block.
+        params: (usize, usize),
+        bufs: Vec<wgpu::Buffer>,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        so: u64,
+        dst: wgpu::Buffer,
+        d_o: u64,
+        bytes: u64,
+    },
+    Clear(wgpu::Buffer),
+}
+
+/// One submission, recorded first and encoded at `submit`: kernels in
+/// compute passes, copies between them, and all the kernels' parameters in
+/// one uniform buffer.
+pub(super) struct Enc<'g> {
+    gpu: &'g Gpu,
+    ops: Vec<Op>,
+    params: Vec<u32>,
+}
+
+impl<'g> Enc<'g> {
+    pub fn new(gpu: &'g Gpu) -> Enc<'g> {
+        Enc {
+            gpu,
+            ops: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// Dispatches `groups` workgroups of kernel `k`; `bufs` bind to 1, 2, …
+    pub fn run(&mut self, k: K, params: &[u32], bufs: &[&wgpu::Buffer], groups: [usize; 3]) {
+        if groups.contains(&0) {
+            return;
+        }
+        debug_assert!(groups.iter().all(|&g| g <= MAX_GROUPS), "{k:?} {groups:?}");
+        // each block starts at the device's uniform offset alignment
+        let align = (self.gpu.limits.min_uniform_buffer_offset_alignment as usize / 4).max(4);
+        let at = self.params.len().div_ceil(align) * align;
+        let len = params.len().div_ceil(4).max(1) * 4;
+        self.params.resize(at, 0);
+        self.params.extend_from_slice(params);
+        self.params.resize(at + len, 0);
+        self.ops.push(Op::Dispatch {
+            k,
+            params: (at, len),
+            bufs: bufs.iter().map(|&b| b.clone()).collect(),
+            groups: groups.map(|g| g as u32),
+        });
+    }
+
+    /// One workgroup per item (rows), split over x and y.
+    pub fn run_groups(&mut self, k: K, params: &[u32], bufs: &[&wgpu::Buffer], n: usize) {
+        let x = n.min(MAX_GROUPS);
+        self.run(k, params, bufs, [x, n.div_ceil(x.max(1)), 1]);
+    }
+
+    /// One invocation per element of a `count`-element range.
+    pub fn run_elems(&mut self, k: K, params: &[u32], bufs: &[&wgpu::Buffer], count: usize) {
+        self.run_groups(k, params, bufs, count.div_ceil(WG));
+    }
+
+    /// Copies `len` f32 from `src[so..]` to `dst[d_o..]`.
+    pub fn copy(
+        &mut self,
+        src: &wgpu::Buffer,
+        so: usize,
+        dst: &wgpu::Buffer,
+        d_o: usize,
+        len: usize,
+    ) {
+        if len > 0 {
+            self.ops.push(Op::Copy {
+                src: src.clone(),
+                so: (so * 4) as u64,
+                dst: dst.clone(),
+                d_o: (d_o * 4) as u64,
+                bytes: (len * 4) as u64,
+            });
+        }
+    }
+
+    pub fn clear(&mut self, buf: &wgpu::Buffer) {
+        self.ops.push(Op::Clear(buf.clone()));
+    }
+
+    /// Encodes and submits everything recorded.
+    pub fn submit(self) {
+        let gpu = self.gpu;
+        let mut params = self.params;
+        params.resize(params.len().max(4), 0);
+        let pbuf = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::cast_slice(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let new_encoder = || {
+            gpu.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("patchlab"),
+                })
+        };
+        let mut enc = new_encoder();
+        let mut ops = self.ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
+            match op {
+                Op::Copy {
+                    src,
+                    so,
+                    dst,
+                    d_o,
+                    bytes,
+                } => enc.copy_buffer_to_buffer(&src, so, &dst, d_o, Some(bytes)),
+                Op::Clear(b) => enc.clear_buffer(&b, 0, None),
+                Op::Dispatch { .. } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    });
+                    let mut next = Some(op);
+                    let mut last = None;
+                    while let Some(Op::Dispatch {
+                        k,
+                        params,
+                        bufs,
+                        groups,
+                    }) = next
+                    {
+                        let bg = gpu.bind_group(k, (&pbuf, params.0, params.1), &bufs);
+                        pass.set_pipeline(&gpu.pipelines[k as usize].0);
+                        pass.set_bind_group(0, &bg, &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        last = Some(k);
+                        next = None;
+                        if gpu.profile.is_some() {
+                            break;
+                        }
+                        if matches!(ops.peek(), Some(Op::Dispatch { .. })) {
+                            next = ops.next();
+                        }
+                    }
+                    drop(pass);
+                    #[cfg(target_arch = "wasm32")]
+                    let _ = last;
+                    #[cfg(not(target_arch = "wasm32"))]
+                    if let Some(p) = &gpu.profile {
+                        // each dispatch submitted and waited for on its own
+                        let done = std::mem::replace(&mut enc, new_encoder());
+                        let t = std::time::Instant::now();
+                        gpu.queue.submit([done.finish()]);
+                        let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
+                        let ms = t.elapsed().as_secs_f64() * 1e3;
+                        if let (Ok(mut p), Some(k)) = (p.lock(), last) {
+                            p[k as usize].0 += ms;
+                            p[k as usize].1 += 1;
+                        }
+                    }
+                }
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+    }
+}
+
+/// A single-value channel: wgpu's map callback sends, the caller awaits.
+struct Slot<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+struct Sender<T>(Arc<Mutex<Slot<T>>>);
+struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+
+fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+    let s = Arc::new(Mutex::new(Slot {
+        value: None,
+        waker: None,
+    }));
+    (Sender(s.clone()), Receiver(s))
+}
+
+impl<T> Sender<T> {
+    fn send(self, v: T) {
+        let waker = {
+            let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            s.value = Some(v);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Future for Receiver<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match s.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

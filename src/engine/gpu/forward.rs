@@ -1,0 +1,330 @@
+//! The full hooked forward pass of one prompt on the GPU: every
+//! TransformerLens activation in its own buffer (kept for `activation` and the
+//! tail passes), and optional full-shape substitutions at any hook.
+
+use super::context::Enc;
+use super::ops::{Heads, Rows};
+use super::GpuEngine;
+use crate::engine::{split_hook, Answers};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use wgpu::Buffer;
+
+/// How a hook's values sit in its buffer.
+#[derive(Clone)]
+pub(super) enum View {
+    /// Exactly the hook's shape, row-major.
+    Full,
+    /// Columns off.. of rows with stride ld (q, k, v inside qkv).
+    Cols { off: usize, ld: usize },
+    /// The buffer holds rstd; the hook (`hook_scale`) is its reciprocal.
+    Recip,
+}
+
+#[derive(Clone)]
+pub(super) struct Hook {
+    pub buf: Buffer,
+    pub shape: Vec<usize>,
+    pub view: View,
+}
+
+/// What the tail passes need of one layer of a run.
+pub(super) struct LayerBufs {
+    /// [pos, 3·d]: q | k | v.
+    pub qkv: Buffer,
+    pub resid_mid: Buffer,
+    pub resid_post: Buffer,
+    /// hook_result [pos, heads, d].
+    pub result: Buffer,
+    /// hook_post [pos, d_mlp].
+    pub post: Buffer,
+    pub attn_out: Buffer,
+    pub mlp_out: Buffer,
+}
+
+pub(super) struct Forward {
+    /// ln_final.hook_normalized [pos, d].
+    pub norm: Buffer,
+    /// wte[correct] − wte[incorrect].
+    pub dir: Buffer,
+    /// The metric, one value.
+    pub metric: Buffer,
+    pub layers: Vec<LayerBufs>,
+    pub hooks: HashMap<String, Hook>,
+}
+
+/// Applies substitutions and records hooks as the forward produces them.
+struct Hooker<'a> {
+    subs: &'a HashMap<String, Buffer>,
+    keep: bool,
+    used: usize,
+    hooks: HashMap<String, Hook>,
+}
+
+impl Hooker<'_> {
+    /// Registers `buf` as hook `name`; returns what flows on (the substitute, if any).
+    fn full(&mut self, name: &str, buf: &Buffer, shape: Vec<usize>) -> Buffer {
+        self.record(name, buf, shape, View::Full)
+            .unwrap_or_else(|| buf.clone())
+    }
+
+    fn record(
+        &mut self,
+        name: &str,
+        buf: &Buffer,
+        shape: Vec<usize>,
+        view: View,
+    ) -> Option<Buffer> {
+        if self.keep {
+            self.hooks.insert(
+                name.to_string(),
+                Hook {
+                    buf: buf.clone(),
+                    shape,
+                    view,
+                },
+            );
+        }
+        let sub = self.subs.get(name).cloned();
+        self.used += sub.is_some() as usize;
+        sub
+    }
+
+    /// q, k or v: columns of qkv, or a substituted [pos, d] array.
+    fn cols(&mut self, name: &str, qkv: &Buffer, off: usize, d: usize, shape: Vec<usize>) -> Rows {
+        match self.record(name, qkv, shape, View::Cols { off, ld: 3 * d }) {
+            Some(buf) => Rows { buf, off: 0, ld: d },
+            None => Rows {
+                buf: qkv.clone(),
+                off,
+                ld: 3 * d,
+            },
+        }
+    }
+
+    /// hook_scale: readable, but (as in the CPU backend) a substitute changes nothing.
+    fn scale(&mut self, name: &str, rstd: &Buffer, t: usize) {
+        self.record(name, rstd, vec![t, 1], View::Recip);
+    }
+}
+
+/// The shape of every hook of a `t`-token forward, or None for names we do not produce.
+pub(super) fn hook_shape(cfg: &crate::model::Config, t: usize, name: &str) -> Option<Vec<usize>> {
+    let (d, h, dh, dm) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp);
+    match name {
+        "hook_embed" | "hook_pos_embed" | "ln_final.hook_normalized" => return Some(vec![t, d]),
+        "ln_final.hook_scale" => return Some(vec![t, 1]),
+        _ => {}
+    }
+    let (l, rest) = split_hook(name)?;
+    if l >= cfg.n_layers {
+        return None;
+    }
+    Some(match rest {
+        "hook_resid_pre"
+        | "hook_resid_mid"
+        | "hook_resid_post"
+        | "hook_attn_out"
+        | "hook_mlp_in"
+        | "hook_mlp_out"
+        | "ln1.hook_normalized"
+        | "ln2.hook_normalized" => {
+            vec![t, d]
+        }
+        "ln1.hook_scale" | "ln2.hook_scale" => vec![t, 1],
+        "attn.hook_q" | "attn.hook_k" | "attn.hook_v" | "attn.hook_z" => vec![t, h, dh],
+        "attn.hook_attn_scores" | "attn.hook_pattern" => vec![h, t, t],
+        "attn.hook_result" => vec![t, h, d],
+        "mlp.hook_pre" | "mlp.hook_post" => vec![t, dm],
+        _ => return None,
+    })
+}
+
+impl GpuEngine {
+    /// Encodes the hooked forward of `tokens`; with `keep`, every hook's
+    /// buffer is returned in `hooks`. Returns the number of substitutions used.
+    pub(super) fn encode_forward(
+        &self,
+        enc: &mut Enc,
+        tokens: &[u32],
+        answers: Answers,
+        subs: &HashMap<String, Buffer>,
+        keep: bool,
+    ) -> Result<(Forward, usize)> {
+        let g = &self.gpu;
+        let w = &self.w;
+        let cfg = &self.cfg;
+        let (t, d, h, dh, dm) = (
+            tokens.len(),
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.d_head,
+            cfg.d_mlp,
+        );
+        let eps = cfg.layer_norm_eps;
+        let hs = Heads { t, heads: h, dh };
+        let mut hk = Hooker {
+            subs,
+            keep,
+            used: 0,
+            hooks: HashMap::new(),
+        };
+        let name = |l: usize, s: &str| format!("blocks.{l}.{s}");
+
+        let embed = g.buffer(t * d, "hook_embed")?;
+        for (i, &tok) in tokens.iter().enumerate() {
+            let (chunk, row) = (tok as usize / w.wte_rows, tok as usize % w.wte_rows);
+            enc.copy(&w.wte[chunk], row * d, &embed, i * d, d);
+        }
+        let pos = g.buffer(t * d, "hook_pos_embed")?;
+        enc.copy(&w.wpe, 0, &pos, 0, t * d);
+        let embed = hk.full("hook_embed", &embed, vec![t, d]);
+        let pos = hk.full("hook_pos_embed", &pos, vec![t, d]);
+        let mut x = g.buffer(t * d, "resid")?;
+        enc.add(&embed, &pos, t * d, &x);
+
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for (l, b) in w.blocks.iter().enumerate() {
+            let x_in = hk.full(&name(l, "hook_resid_pre"), &x, vec![t, d]);
+            let ln1 = g.buffer(t * d, "ln1")?;
+            let xhat = g.buffer(t * d, "xhat")?;
+            let rstd1 = g.buffer(t, "rstd")?;
+            enc.layer_norm(
+                &x_in,
+                t,
+                d,
+                (1, 0),
+                (&b.ln_1_w, &b.ln_1_b),
+                eps,
+                &ln1,
+                &xhat,
+                &rstd1,
+            );
+            hk.scale(&name(l, "ln1.hook_scale"), &rstd1, t);
+            let ln1 = hk.full(&name(l, "ln1.hook_normalized"), &ln1, vec![t, d]);
+            let qkv = g.buffer(t * 3 * d, "qkv")?;
+            enc.linear(&ln1, t, d, &b.c_attn_w, 3 * d, &b.c_attn_b, None, &qkv);
+            let q = hk.cols(&name(l, "attn.hook_q"), &qkv, 0, d, vec![t, h, dh]);
+            let k = hk.cols(&name(l, "attn.hook_k"), &qkv, d, d, vec![t, h, dh]);
+            let v = hk.cols(&name(l, "attn.hook_v"), &qkv, 2 * d, d, vec![t, h, dh]);
+            let scores = g.buffer(h * t * t, "scores")?;
+            enc.attn_scores(hs, &q, &k, &scores);
+            let scores = hk.full(&name(l, "attn.hook_attn_scores"), &scores, vec![h, t, t]);
+            let pattern = g.buffer(h * t * t, "pattern")?;
+            enc.attn_softmax(hs, &scores, &pattern);
+            let pattern = hk.full(&name(l, "attn.hook_pattern"), &pattern, vec![h, t, t]);
+            let z = g.buffer(t * d, "z")?;
+            enc.attn_pv(hs, &pattern, &v, &z);
+            let z = hk.full(&name(l, "attn.hook_z"), &z, vec![t, h, dh]);
+            let result = g.buffer(t * h * d, "result")?;
+            enc.head_results(hs, d, &z, &b.c_proj_w, &result);
+            let result = hk.full(&name(l, "attn.hook_result"), &result, vec![t, h, d]);
+            let attn_out = g.buffer(t * d, "attn_out")?;
+            enc.heads_sum(hs, d, &result, &b.c_proj_b, &attn_out);
+            let attn_out = hk.full(&name(l, "hook_attn_out"), &attn_out, vec![t, d]);
+            let mid = g.buffer(t * d, "resid_mid")?;
+            enc.add(&x_in, &attn_out, t * d, &mid);
+            let mid = hk.full(&name(l, "hook_resid_mid"), &mid, vec![t, d]);
+            // hook_mlp_in is the copy fed to ln_2; the skip path keeps resid_mid
+            let mlp_in = hk.full(&name(l, "hook_mlp_in"), &mid, vec![t, d]);
+            let ln2 = g.buffer(t * d, "ln2")?;
+            let xhat2 = g.buffer(t * d, "xhat")?;
+            let rstd2 = g.buffer(t, "rstd")?;
+            enc.layer_norm(
+                &mlp_in,
+                t,
+                d,
+                (1, 0),
+                (&b.ln_2_w, &b.ln_2_b),
+                eps,
+                &ln2,
+                &xhat2,
+                &rstd2,
+            );
+            hk.scale(&name(l, "ln2.hook_scale"), &rstd2, t);
+            let ln2 = hk.full(&name(l, "ln2.hook_normalized"), &ln2, vec![t, d]);
+            let pre = g.buffer(t * dm, "pre")?;
+            enc.linear(&ln2, t, d, &b.c_fc_w, dm, &b.c_fc_b, None, &pre);
+            let pre = hk.full(&name(l, "mlp.hook_pre"), &pre, vec![t, dm]);
+            let post = g.buffer(t * dm, "post")?;
+            enc.gelu(&pre, t * dm, &post);
+            let post = hk.full(&name(l, "mlp.hook_post"), &post, vec![t, dm]);
+            let mlp_out = g.buffer(t * d, "mlp_out")?;
+            enc.linear(
+                &post,
+                t,
+                dm,
+                &b.mlp_proj_w,
+                d,
+                &b.mlp_proj_b,
+                None,
+                &mlp_out,
+            );
+            let mlp_out = hk.full(&name(l, "hook_mlp_out"), &mlp_out, vec![t, d]);
+            let next = g.buffer(t * d, "resid_post")?;
+            enc.add(&mid, &mlp_out, t * d, &next);
+            x = hk.full(&name(l, "hook_resid_post"), &next, vec![t, d]);
+            layers.push(LayerBufs {
+                qkv,
+                resid_mid: mid,
+                resid_post: x.clone(),
+                result,
+                post,
+                attn_out,
+                mlp_out,
+            });
+        }
+        let norm = g.buffer(t * d, "ln_final")?;
+        let xhat = g.buffer(t * d, "xhat")?;
+        let rstd = g.buffer(t, "rstd")?;
+        enc.layer_norm(
+            &x,
+            t,
+            d,
+            (1, 0),
+            (&w.ln_f_w, &w.ln_f_b),
+            eps,
+            &norm,
+            &xhat,
+            &rstd,
+        );
+        hk.scale("ln_final.hook_scale", &rstd, t);
+        let norm = hk.full("ln_final.hook_normalized", &norm, vec![t, d]);
+
+        let dir = self.encode_answer_dir(enc, answers)?;
+        let metric = g.buffer(1, "metric")?;
+        enc.metric(&norm, 1, d, (1, t - 1), &dir, &metric, 0);
+        let used = hk.used;
+        Ok((
+            Forward {
+                norm,
+                dir,
+                metric,
+                layers,
+                hooks: hk.hooks,
+            },
+            used,
+        ))
+    }
+
+    /// wte[correct] − wte[incorrect] on the device.
+    pub(super) fn encode_answer_dir(&self, enc: &mut Enc, a: Answers) -> Result<Buffer> {
+        let d = self.cfg.d_model;
+        for id in [a.correct, a.incorrect] {
+            if id as usize >= self.cfg.d_vocab {
+                return Err(Error::Input(format!(
+                    "answer token id {id} is outside the vocabulary ({})",
+                    self.cfg.d_vocab
+                )));
+            }
+        }
+        let rows = self.gpu.buffer(2 * d, "answer rows")?;
+        for (i, id) in [a.correct, a.incorrect].into_iter().enumerate() {
+            let (chunk, row) = (id as usize / self.w.wte_rows, id as usize % self.w.wte_rows);
+            enc.copy(&self.w.wte[chunk], row * d, &rows, i * d, d);
+        }
+        let dir = self.gpu.buffer(d, "answer direction")?;
+        enc.answer_dir(&rows, d, &dir);
+        Ok(dir)
+    }
+}

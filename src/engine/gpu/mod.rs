@@ -1,0 +1,429 @@
+//! The WebGPU backend: wgpu and hand-written WGSL compute kernels
+//! (`shaders/*.wgsl`), behind the same `Engine` interface as the CPU backend.
+//!
+//! All arithmetic and accumulation is f32. Weights are uploaded once; the
+//! token embedding is split into chunks that fit the device's storage
+//! binding limit. A run keeps every hook activation on the device; sweeps
+//! (`patch_metrics`, `path_gradients`) run the model tail for whole batches of
+//! perturbations in one submission and read back only the metrics (and the
+//! weighted gradient). Read-back awaits `map_async`; natively the device is
+//! polled to completion, in wasm the browser resolves it.
+
+mod context;
+mod forward;
+mod ops;
+mod tail;
+
+use super::{check_tokens, split_hook, Answers, Array, Component, Engine, PathGrads, Site};
+use crate::error::{Error, Result};
+use crate::model::{Config, Param, Weights};
+use context::{Enc, Gpu, ShaderSizes};
+use forward::{hook_shape, Forward, View};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use wgpu::Buffer;
+
+/// The largest d_head the attention kernels are compiled for.
+const MAX_D_HEAD: usize = 256;
+
+struct GpuBlock {
+    ln_1_w: Buffer,
+    ln_1_b: Buffer,
+    c_attn_w: Buffer,
+    c_attn_b: Buffer,
+    c_proj_w: Buffer,
+    c_proj_b: Buffer,
+    ln_2_w: Buffer,
+    ln_2_b: Buffer,
+    c_fc_w: Buffer,
+    c_fc_b: Buffer,
+    mlp_proj_w: Buffer,
+    mlp_proj_b: Buffer,
+}
+
+struct GpuWeights {
+    /// wte in chunks of `wte_rows` rows (each within the binding limit).
+    wte: Vec<Buffer>,
+    wte_rows: usize,
+    wpe: Buffer,
+    blocks: Vec<GpuBlock>,
+    ln_f_w: Buffer,
+    ln_f_b: Buffer,
+}
+
+/// Settings of the GPU backend beyond the model.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Use buffers of at most this many bytes even where the device allows
+    /// more (the token embedding is then split into more chunks, sweeps into
+    /// smaller passes). None: the device's max_storage_buffer_binding_size.
+    pub max_buffer_bytes: Option<u64>,
+}
+
+pub struct GpuEngine {
+    cfg: Config,
+    gpu: Gpu,
+    w: GpuWeights,
+    /// The last sweep's workspace, reused by the next sweep of the same shape.
+    work: Mutex<Option<(tail::WorkKey, tail::Work)>>,
+}
+
+/// One prompt's forward pass, its activations on the device.
+pub struct GpuRun {
+    tokens: Vec<u32>,
+    answers: Answers,
+    metric: f32,
+    fwd: Forward,
+}
+
+impl GpuRun {
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    pub fn answers(&self) -> Answers {
+        self.answers
+    }
+}
+
+impl GpuEngine {
+    /// Opens the default adapter, compiles the kernels and uploads the weights.
+    pub async fn new(cfg: Config, w: Weights) -> Result<GpuEngine> {
+        Self::with_options(cfg, w, GpuOptions::default()).await
+    }
+
+    /// `new` with settings.
+    pub async fn with_options(cfg: Config, w: Weights, opts: GpuOptions) -> Result<GpuEngine> {
+        if cfg.d_head > MAX_D_HEAD || cfg.d_head * cfg.n_heads != cfg.d_model {
+            return Err(Error::Config(format!(
+                "the GPU backend needs d_head = d_model / n_heads ≤ {MAX_D_HEAD} (got d_head {}, d_model {}, {} heads)",
+                cfg.d_head, cfg.d_model, cfg.n_heads
+            )));
+        }
+        let gpu = Gpu::new(
+            ShaderSizes {
+                max_t: cfg.n_ctx,
+                max_dh: cfg.d_head.next_power_of_two().max(16),
+            },
+            opts.max_buffer_bytes,
+        )
+        .await?;
+        let up = |p: &Param, name: &str| gpu.upload(&p.data, name);
+        let d = cfg.d_model;
+        let wte_rows = (gpu.max_floats() / d).min(cfg.d_vocab).max(1);
+        let wte = w
+            .wte
+            .data
+            .chunks(wte_rows * d)
+            .map(|c| gpu.upload(c, "wte"))
+            .collect::<Result<Vec<_>>>()?;
+        let blocks = w
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(GpuBlock {
+                    ln_1_w: up(&b.ln_1_w, "ln_1.weight")?,
+                    ln_1_b: up(&b.ln_1_b, "ln_1.bias")?,
+                    c_attn_w: up(&b.c_attn_w, "attn.c_attn.weight")?,
+                    c_attn_b: up(&b.c_attn_b, "attn.c_attn.bias")?,
+                    c_proj_w: up(&b.c_proj_w, "attn.c_proj.weight")?,
+                    c_proj_b: up(&b.c_proj_b, "attn.c_proj.bias")?,
+                    ln_2_w: up(&b.ln_2_w, "ln_2.weight")?,
+                    ln_2_b: up(&b.ln_2_b, "ln_2.bias")?,
+                    c_fc_w: up(&b.c_fc_w, "mlp.c_fc.weight")?,
+                    c_fc_b: up(&b.c_fc_b, "mlp.c_fc.bias")?,
+                    mlp_proj_w: up(&b.mlp_proj_w, "mlp.c_proj.weight")?,
+                    mlp_proj_b: up(&b.mlp_proj_b, "mlp.c_proj.bias")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let weights = GpuWeights {
+            wte,
+            wte_rows,
+            wpe: up(&w.wpe, "wpe")?,
+            blocks,
+            ln_f_w: up(&w.ln_f_w, "ln_f.weight")?,
+            ln_f_b: up(&w.ln_f_b, "ln_f.bias")?,
+        };
+        gpu.check()?;
+        Ok(GpuEngine {
+            cfg,
+            gpu,
+            w: weights,
+            work: Mutex::new(None),
+        })
+    }
+
+    /// `new`, waiting for the device (native only; in wasm await `new`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(cfg: Config, w: Weights) -> Result<GpuEngine> {
+        pollster::block_on(Self::new(cfg, w))
+    }
+
+    /// The adapter in use, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
+    pub fn adapter(&self) -> &str {
+        &self.gpu.adapter
+    }
+
+    /// Times the plain tiled product [m, k] · [k, n] (+ bias), the kernel
+    /// behind every linear layer: milliseconds per product over `reps`
+    /// products in one submission (after one warm-up submission), for
+    /// GFLOP/s = 2·m·k·n / (ms · 1e6).
+    pub async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+        let g = &self.gpu;
+        let a = g.upload(&vec![0.5; m * k], "bench a")?;
+        let b = g.upload(&vec![0.25; k * n], "bench b")?;
+        let bias = g.upload(&vec![1.0; n], "bench bias")?;
+        let c = g.buffer(m * n, "bench c")?;
+        let mut ms = 0.0;
+        for round in [1, reps.max(1)] {
+            let mut enc = Enc::new(g);
+            for _ in 0..round {
+                enc.linear(&a, m, k, &b, n, &bias, None, &c);
+            }
+            let t = crate::clock::now_ms();
+            enc.submit();
+            g.read(&[(&c, 0, 1)]).await?;
+            ms = (crate::clock::now_ms() - t) / round as f64;
+        }
+        Ok(ms)
+    }
+
+    /// Frees the workspace the last sweep left for the next one.
+    pub fn free_workspace(&self) {
+        *self.work.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// With the environment variable PATCHLAB_GPU_PROFILE set (native only),
+    /// every dispatch is timed on its own: milliseconds and dispatches per
+    /// kernel since the engine was made. None when not profiling.
+    pub fn kernel_profile(&self) -> Option<String> {
+        self.gpu.profile_report()
+    }
+
+    fn check_pair(&self, base: &GpuRun, other: &GpuRun, site: Site, fd: usize) -> Result<()> {
+        if base.tokens.len() != other.tokens.len() {
+            return Err(Error::Input("the two runs have different lengths".into()));
+        }
+        if fd >= base.tokens.len() {
+            return Err(Error::Input(
+                "the clean and corrupt prompts are identical: there is nothing to patch".into(),
+            ));
+        }
+        if site.layer >= self.cfg.n_layers {
+            return Err(Error::Input(format!("layer {} does not exist", site.layer)));
+        }
+        Ok(())
+    }
+
+    /// Encodes and submits a forward pass, then reads its metric.
+    async fn forward(
+        &self,
+        tokens: &[u32],
+        answers: Answers,
+        subs: &HashMap<String, Buffer>,
+        keep: bool,
+    ) -> Result<(Forward, f32, usize)> {
+        check_tokens(&self.cfg, tokens)?;
+        let mut enc = Enc::new(&self.gpu);
+        let (fwd, used) = self.encode_forward(&mut enc, tokens, answers, subs, keep)?;
+        enc.submit();
+        let m = self.gpu.read(&[(&fwd.metric, 0, 1)]).await?;
+        Ok((fwd, m[0][0], used))
+    }
+}
+
+impl Engine for GpuEngine {
+    type Run = GpuRun;
+
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn backend(&self) -> &'static str {
+        "gpu"
+    }
+
+    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<GpuRun> {
+        let (fwd, metric, _) = self.forward(tokens, answers, &HashMap::new(), true).await?;
+        Ok(GpuRun {
+            tokens: tokens.to_vec(),
+            answers,
+            metric,
+            fwd,
+        })
+    }
+
+    fn metric(&self, run: &GpuRun) -> f32 {
+        run.metric
+    }
+
+    async fn last_logits(&self, run: &GpuRun) -> Result<Vec<f32>> {
+        let (d, v) = (self.cfg.d_model, self.cfg.d_vocab);
+        let t = run.tokens.len();
+        let out = self.gpu.buffer(v, "logits")?;
+        let mut enc = Enc::new(&self.gpu);
+        for (i, chunk) in self.w.wte.iter().enumerate() {
+            let first = i * self.w.wte_rows;
+            let rows = self.w.wte_rows.min(v - first);
+            enc.logits(&run.fwd.norm, (t - 1) * d, chunk, rows, d, &out, first);
+        }
+        enc.submit();
+        Ok(self.gpu.read(&[(&out, 0, v)]).await?.remove(0))
+    }
+
+    async fn activation(&self, run: &GpuRun, hook: &str) -> Result<Array> {
+        let h = run
+            .fwd
+            .hooks
+            .get(hook)
+            .ok_or_else(|| Error::Input(format!("unknown hook `{hook}`")))?;
+        let len: usize = h.shape.iter().product();
+        let t = run.tokens.len();
+        let data = match h.view {
+            View::Full => self.gpu.read(&[(&h.buf, 0, len)]).await?.remove(0),
+            View::Recip => self
+                .gpu
+                .read(&[(&h.buf, 0, len)])
+                .await?
+                .remove(0)
+                .into_iter()
+                .map(|r| r.recip())
+                .collect(),
+            View::Cols { off, ld } => {
+                let width = len / t;
+                let all = self.gpu.read(&[(&h.buf, 0, t * ld)]).await?.remove(0);
+                all.chunks(ld)
+                    .flat_map(|row| row[off..off + width].iter().copied())
+                    .collect()
+            }
+        };
+        Ok(Param::new(h.shape.clone(), data))
+    }
+
+    async fn patch_metrics(
+        &self,
+        base: &GpuRun,
+        other: &GpuRun,
+        site: Site,
+        components: Range<usize>,
+        fd: usize,
+    ) -> Result<Vec<f32>> {
+        self.check_pair(base, other, site, fd)?;
+        let count = site.component.count(&self.cfg);
+        if components.end > count {
+            return Err(Error::Input(format!(
+                "component {} does not exist ({} per layer)",
+                components.end - 1,
+                count
+            )));
+        }
+        if components.is_empty() {
+            return Ok(vec![]);
+        }
+        self.sweep_patches(
+            &base.fwd,
+            &other.fwd,
+            site,
+            components,
+            base.tokens.len(),
+            fd,
+        )
+        .await
+    }
+
+    async fn path_gradients(
+        &self,
+        base: &GpuRun,
+        other: &GpuRun,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        fd: usize,
+    ) -> Result<PathGrads> {
+        self.check_pair(base, other, site, fd)?;
+        if alphas.len() != weights.len() {
+            return Err(Error::Input("alphas and weights differ in length".into()));
+        }
+        let t = base.tokens.len();
+        let width = match site.component {
+            Component::Heads => self.cfg.d_model,
+            Component::Neurons => self.cfg.d_mlp,
+        };
+        let (metrics, grad) = if alphas.is_empty() {
+            (vec![], vec![0.0; (t - fd) * width])
+        } else {
+            self.sweep_path(&base.fwd, &other.fwd, site, alphas, weights, t, fd)
+                .await?
+        };
+        let mut data = vec![0.0; fd * width];
+        data.extend(grad);
+        Ok(PathGrads {
+            metrics,
+            weighted_grad: Param::new(vec![t, width], data),
+        })
+    }
+
+    async fn base_gradients(
+        &self,
+        base: &GpuRun,
+        other: &GpuRun,
+        component: Component,
+        fd: usize,
+    ) -> Result<Vec<Array>> {
+        let site = Site {
+            layer: 0,
+            component,
+        };
+        self.check_pair(base, other, site, fd)?;
+        let t = base.tokens.len();
+        let width = match component {
+            Component::Heads => self.cfg.d_model,
+            Component::Neurons => self.cfg.d_mlp,
+        };
+        let grads = self
+            .sweep_base_gradients(&base.fwd, component, t, fd)
+            .await?;
+        Ok(grads
+            .into_iter()
+            .map(|g| {
+                let mut data = vec![0.0; fd * width];
+                data.extend(g);
+                Param::new(vec![t, width], data)
+            })
+            .collect())
+    }
+
+    async fn metric_with_substitutions(
+        &self,
+        tokens: &[u32],
+        answers: Answers,
+        subs: &[(String, Array)],
+    ) -> Result<f32> {
+        check_tokens(&self.cfg, tokens)?;
+        let mut bufs = HashMap::new();
+        for (name, v) in subs {
+            let known = matches!(name.as_str(), "hook_embed" | "hook_pos_embed")
+                || name.starts_with("ln_final.")
+                || split_hook(name).is_some_and(|(l, _)| l < self.cfg.n_layers);
+            if !known {
+                return Err(Error::Input(format!("unknown hook `{name}`")));
+            }
+            let Some(shape) = hook_shape(&self.cfg, tokens.len(), name) else {
+                return Err(Error::Input("a substituted hook name was not found".into()));
+            };
+            if v.shape != shape {
+                return Err(Error::Input(format!(
+                    "substitute for `{name}` has shape {:?}, the activation {:?}",
+                    v.shape, shape
+                )));
+            }
+            bufs.insert(name.clone(), self.gpu.upload(&v.data, name)?);
+        }
+        let (_, m, used) = self.forward(tokens, answers, &bufs, false).await?;
+        if used != subs.len() {
+            return Err(Error::Input("a substituted hook name was not found".into()));
+        }
+        Ok(m)
+    }
+}

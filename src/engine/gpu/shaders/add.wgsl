@@ -1,0 +1,23 @@
+// out = a + b, elementwise (residual adds, embeddings).
+
+struct P {
+    count: u32, pad0: u32, pad1: u32, pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = flat_group(wid, nwg) * WG + lid;
+    if (i >= p.count) {
+        return;
+    }
+    out[i] = a[i] + b[i];
+}

@@ -1,0 +1,31 @@
+// Start rows of an AP sweep over heads: for batch element b (head c0 + b) and
+// row i (position fd + i), x = resid_mid[fd + i] + (result_other − result_base)[fd + i, c0 + b].
+
+struct P {
+    count: u32, n: u32, d: u32, heads: u32,
+    fd: u32, c0: u32, pad0: u32, pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> resid: array<f32>;
+@group(0) @binding(2) var<storage, read> rb: array<f32>;
+@group(0) @binding(3) var<storage, read> ro: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let e = flat_group(wid, nwg) * WG + lid;
+    if (e >= p.count) {
+        return;
+    }
+    let c = e % p.d;
+    let r = e / p.d;
+    let b = r / p.n;
+    let pos = p.fd + r % p.n;
+    let k = ((pos * p.heads) + p.c0 + b) * p.d + c;
+    x[e] = (ro[k] - rb[k]) + resid[pos * p.d + c];
+}

@@ -1,0 +1,628 @@
+//! The fast paths on the GPU: the model *tail* from a perturbed layer for a
+//! batch of perturbations (rows ≥ the first differing position only, prefix
+//! keys/values from the base run, the final block at the last position only,
+//! the two answer logits only), forward and with activation gradients.
+//! Mirrors `tail` / `tail_backward` of the CPU backend step by step.
+
+use super::context::Enc;
+use super::forward::Forward;
+use super::ops::{AttnShape, Batch};
+use super::GpuEngine;
+use crate::engine::{Component, Site};
+use crate::error::Result;
+use wgpu::Buffer;
+
+/// Rows (batch × positions) per tail pass, as on the CPU.
+const ROWS_PER_PASS: usize = 3072;
+/// Device memory one sweep may allocate for its workspace and tapes.
+const WORK_BYTES: usize = 512 << 20;
+
+/// Where a tail pass starts.
+#[derive(Clone, Copy)]
+pub(super) enum Start {
+    /// `blocks.L.hook_resid_mid`: layer L's MLP runs next.
+    Mid(usize),
+    /// `blocks.L.hook_resid_post`: layer L+1 runs next.
+    Post(usize),
+}
+
+impl Start {
+    pub fn of(site: Site) -> Start {
+        match site.component {
+            Component::Heads => Start::Mid(site.layer),
+            Component::Neurons => Start::Post(site.layer),
+        }
+    }
+}
+
+/// One sublayer of the tail.
+#[derive(Clone, Copy)]
+enum Step {
+    Mlp(usize),
+    /// Attention of a layer; `true`: queries at the last position only.
+    Attn(usize, bool),
+}
+
+/// The sublayers a tail runs, and whether it keeps only the last row from the start.
+struct Plan {
+    gather_first: bool,
+    steps: Vec<Step>,
+}
+
+/// Tape buffers of one sublayer (gradient passes only).
+struct Tape {
+    xhat: Buffer,
+    rstd: Buffer,
+    /// MLP: hook_pre [rows, d_mlp]; attention: qkv [rows, 3·d].
+    act: Buffer,
+    /// Attention: the pattern [batch, heads, nq, T].
+    pat: Option<Buffer>,
+}
+
+/// What a workspace was made for: (batch elements, rows, tokens, recording).
+pub(super) type WorkKey = (usize, usize, usize, bool);
+
+/// Buffers of a sweep, sized for `cap` batch elements of n rows.
+pub(super) struct Work {
+    x: [Buffer; 2],
+    ln: Buffer,
+    xhat: Buffer,
+    rstd: Buffer,
+    qkv: Buffer,
+    z: Buffer,
+    xl: Buffer,
+    hid: Buffer,
+    post: Buffer,
+    norm: Buffer,
+    xhat_f: Buffer,
+    rstd_f: Buffer,
+    grad: Option<GradWork>,
+}
+
+struct GradWork {
+    tapes: Vec<Tape>,
+    g: [Buffer; 2],
+    dz: Buffer,
+    dh: Buffer,
+    dqkv: Buffer,
+    ds: Buffer,
+}
+
+impl GpuEngine {
+    /// The cached workspace if it fits, else a new one (the cache keeps the
+    /// last one: a sweep over layers reuses it call after call).
+    fn take_work(&self, key: WorkKey) -> Result<Work> {
+        let mut slot = self.work.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.take() {
+            Some((k, w)) if k == key => Ok(w),
+            _ => {
+                drop(slot);
+                self.work(key.0, key.1, key.2, key.3)
+            }
+        }
+    }
+
+    fn put_work(&self, key: WorkKey, w: Work) {
+        *self.work.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, w));
+    }
+
+    fn plan(&self, start: Start) -> Plan {
+        let last = self.cfg.n_layers - 1;
+        let (gather_first, mut steps, first) = match start {
+            Start::Mid(l) => (l == last, vec![Step::Mlp(l)], l + 1),
+            Start::Post(l) => (false, vec![], l + 1),
+        };
+        for l in first..=last {
+            steps.push(Step::Attn(l, l == last));
+            steps.push(Step::Mlp(l));
+        }
+        Plan {
+            gather_first,
+            steps,
+        }
+    }
+
+    /// Rows per batch element entering each step (n, or 1 after the last position is taken).
+    fn step_rows(plan: &Plan, n: usize) -> Vec<usize> {
+        let mut m = if plan.gather_first { 1 } else { n };
+        plan.steps
+            .iter()
+            .map(|s| {
+                let rows = m;
+                if let Step::Attn(_, true) = s {
+                    m = 1;
+                }
+                rows
+            })
+            .collect()
+    }
+
+    /// Batch elements per pass for tails of n rows.
+    pub(super) fn capacity(&self, n: usize, t: usize, record: bool) -> usize {
+        let c = &self.cfg;
+        let (d, dm, h) = (c.d_model, c.d_mlp, c.n_heads);
+        // tapes are sized for the longest tail (from layer 0's MLP), so one
+        // workspace serves every layer
+        let plan = self.plan(Start::Mid(0));
+        // floats per batch element
+        let mut per = n * (8 * d + 1 + 2 * dm) + 3 * d + 1;
+        let mut widest = n * dm.max(3 * d);
+        if record {
+            per += n * (7 * d) + h * n * t;
+            widest = widest.max(h * n * t);
+            for (s, m) in plan.steps.iter().zip(Self::step_rows(&plan, n)) {
+                per += match s {
+                    Step::Mlp(_) => m * (d + 1 + dm),
+                    Step::Attn(_, lo) => n * (4 * d + 1) + h * (if *lo { 1 } else { n }) * t,
+                };
+            }
+        }
+        let by_rows = ROWS_PER_PASS / n;
+        let by_mem = WORK_BYTES / (4 * per);
+        let by_binding = self.gpu.max_floats() / widest.max(1);
+        by_rows.min(by_mem).min(by_binding).clamp(1, 65_535)
+    }
+
+    fn work(&self, cap: usize, n: usize, t: usize, record: bool) -> Result<Work> {
+        let g = &self.gpu;
+        let c = &self.cfg;
+        let (d, dm, h) = (c.d_model, c.d_mlp, c.n_heads);
+        let r = cap * n;
+        let grad = if record {
+            let plan = self.plan(Start::Mid(0));
+            let tapes = plan
+                .steps
+                .iter()
+                .zip(Self::step_rows(&plan, n))
+                .map(|(s, m)| {
+                    Ok(match s {
+                        Step::Mlp(_) => Tape {
+                            xhat: g.buffer(cap * m * d, "tape xhat")?,
+                            rstd: g.buffer(cap * m, "tape rstd")?,
+                            act: g.buffer(cap * m * dm, "tape pre")?,
+                            pat: None,
+                        },
+                        Step::Attn(_, lo) => Tape {
+                            xhat: g.buffer(r * d, "tape xhat")?,
+                            rstd: g.buffer(r, "tape rstd")?,
+                            act: g.buffer(r * 3 * d, "tape qkv")?,
+                            pat: Some(
+                                g.buffer(cap * h * (if *lo { 1 } else { n }) * t, "tape pattern")?,
+                            ),
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(GradWork {
+                tapes,
+                g: [g.buffer(r * d, "grad")?, g.buffer(r * d, "grad")?],
+                dz: g.buffer(r * d, "dz")?,
+                dh: g.buffer(r * d, "dh")?,
+                dqkv: g.buffer(r * 3 * d, "dqkv")?,
+                ds: g.buffer(cap * h * n * t, "ds")?,
+            })
+        } else {
+            None
+        };
+        Ok(Work {
+            x: [g.buffer(r * d, "rows")?, g.buffer(r * d, "rows")?],
+            ln: g.buffer(r * d, "ln")?,
+            xhat: g.buffer(r * d, "xhat")?,
+            rstd: g.buffer(r, "rstd")?,
+            qkv: g.buffer(r * 3 * d, "qkv")?,
+            z: g.buffer(r * d, "z")?,
+            xl: g.buffer(cap * d, "last rows")?,
+            hid: g.buffer(r * dm, "hidden")?,
+            post: g.buffer(r * dm, "post")?,
+            norm: g.buffer(cap * d, "ln_final")?,
+            xhat_f: g.buffer(cap * d, "xhat")?,
+            rstd_f: g.buffer(cap, "rstd")?,
+            grad,
+        })
+    }
+
+    /// Runs the tail for `batch` start rows in `ws.x[0]` and writes the metrics
+    /// to `metrics[out_off..]`. Returns the rows per batch element at the end.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_tail(
+        &self,
+        enc: &mut Enc,
+        ws: &Work,
+        base: &Forward,
+        plan: &Plan,
+        b: Batch,
+        metrics: &Buffer,
+        out_off: usize,
+    ) -> usize {
+        let c = &self.cfg;
+        let (d, dm, eps) = (c.d_model, c.d_mlp, c.layer_norm_eps);
+        let (bs, n) = (b.batch, b.n);
+        let mut cur = 0;
+        let mut m = n;
+        if plan.gather_first {
+            enc.gather_last(&ws.x[0], bs, n, 1, d, &ws.x[1]);
+            cur = 1;
+            m = 1;
+        }
+        for (si, step) in plan.steps.iter().enumerate() {
+            // a tail's steps are the last ones of the longest tail
+            let tape = ws
+                .grad
+                .as_ref()
+                .map(|g| &g.tapes[g.tapes.len() - plan.steps.len() + si]);
+            let (x, y) = (&ws.x[cur], &ws.x[1 - cur]);
+            match *step {
+                Step::Mlp(l) => {
+                    let w = &self.w.blocks[l];
+                    let rows = bs * m;
+                    let (xhat, rstd, pre) = match tape {
+                        Some(t) => (&t.xhat, &t.rstd, &t.act),
+                        None => (&ws.xhat, &ws.rstd, &ws.hid),
+                    };
+                    enc.layer_norm(
+                        x,
+                        rows,
+                        d,
+                        (1, 0),
+                        (&w.ln_2_w, &w.ln_2_b),
+                        eps,
+                        &ws.ln,
+                        xhat,
+                        rstd,
+                    );
+                    enc.linear(&ws.ln, rows, d, &w.c_fc_w, dm, &w.c_fc_b, None, pre);
+                    enc.gelu(pre, rows * dm, &ws.post);
+                    enc.linear(
+                        &ws.post,
+                        rows,
+                        dm,
+                        &w.mlp_proj_w,
+                        d,
+                        &w.mlp_proj_b,
+                        Some(x),
+                        y,
+                    );
+                }
+                Step::Attn(l, last_only) => {
+                    let w = &self.w.blocks[l];
+                    let rows = bs * n;
+                    let nq = if last_only { 1 } else { n };
+                    let (xhat, rstd, qkv, pat) = match tape {
+                        Some(t) => (&t.xhat, &t.rstd, &t.act, t.pat.as_ref()),
+                        None => (&ws.xhat, &ws.rstd, &ws.qkv, None),
+                    };
+                    enc.layer_norm(
+                        x,
+                        rows,
+                        d,
+                        (1, 0),
+                        (&w.ln_1_w, &w.ln_1_b),
+                        eps,
+                        &ws.ln,
+                        xhat,
+                        rstd,
+                    );
+                    enc.linear(&ws.ln, rows, d, &w.c_attn_w, 3 * d, &w.c_attn_b, None, qkv);
+                    let s = self.attn_shape(b, nq);
+                    enc.attn_tail(s, qkv, &base.layers[l].qkv, &ws.z, pat);
+                    let res = if last_only {
+                        enc.gather_last(x, bs, n, 1, d, &ws.xl);
+                        &ws.xl
+                    } else {
+                        x
+                    };
+                    enc.linear(&ws.z, bs * nq, d, &w.c_proj_w, d, &w.c_proj_b, Some(res), y);
+                    m = nq;
+                }
+            }
+            cur = 1 - cur;
+        }
+        let w = &self.w;
+        enc.layer_norm(
+            &ws.x[cur],
+            bs,
+            d,
+            (m, m - 1),
+            (&w.ln_f_w, &w.ln_f_b),
+            eps,
+            &ws.norm,
+            &ws.xhat_f,
+            &ws.rstd_f,
+        );
+        enc.metric(&ws.norm, bs, d, (1, 0), &base.dir, metrics, out_off);
+        m
+    }
+
+    fn attn_shape(&self, b: Batch, nq: usize) -> AttnShape {
+        AttnShape {
+            batch: b.batch,
+            n: b.n,
+            nq,
+            fd: b.fd,
+            heads: self.cfg.n_heads,
+            dh: self.cfg.d_head,
+            d: self.cfg.d_model,
+        }
+    }
+
+    /// Backward of `encode_tail` (which must have recorded): ∂m/∂x of the
+    /// start rows. Returns the buffer and its rows per batch element (the
+    /// last of the n rows; earlier ones have zero gradient). `at_mlp` sees
+    /// the gradient at both ends of every MLP step: (layer, false) for
+    /// ∂m/∂resid_post, (layer, true) for ∂m/∂resid_mid, with its rows per
+    /// batch element.
+    fn encode_tail_backward<'w>(
+        &self,
+        enc: &mut Enc,
+        ws: &'w Work,
+        base: &Forward,
+        plan: &Plan,
+        b: Batch,
+        at_mlp: &mut dyn FnMut(&mut Enc, usize, bool, &Buffer, usize),
+    ) -> (&'w Buffer, usize) {
+        let c = &self.cfg;
+        let (d, dm) = (c.d_model, c.d_mlp);
+        let gw = ws.grad.as_ref().expect("a recording workspace");
+        let bs = b.batch;
+        enc.layer_norm_backward(
+            &base.dir,
+            (0, 0),
+            bs,
+            d,
+            &self.w.ln_f_w,
+            &ws.xhat_f,
+            &ws.rstd_f,
+            None,
+            &gw.g[0],
+        );
+        let mut cur = 0;
+        let mut gm = 1;
+        for (si, step) in plan.steps.iter().enumerate().rev() {
+            let t = &gw.tapes[gw.tapes.len() - plan.steps.len() + si];
+            let (g, out) = (&gw.g[cur], &gw.g[1 - cur]);
+            match *step {
+                Step::Mlp(l) => {
+                    at_mlp(enc, l, false, g, gm);
+                    let w = &self.w.blocks[l];
+                    let rows = bs * gm;
+                    enc.linear_backward(g, rows, d, &w.mlp_proj_w, dm, &ws.hid);
+                    enc.gelu_backward(&t.act, &ws.hid, rows * dm, &ws.post);
+                    enc.linear_backward(&ws.post, rows, dm, &w.c_fc_w, d, &gw.dh);
+                    enc.layer_norm_backward(
+                        &gw.dh,
+                        (1, 0),
+                        rows,
+                        d,
+                        &w.ln_2_w,
+                        &t.xhat,
+                        &t.rstd,
+                        Some((g, gm, gm)),
+                        out,
+                    );
+                    at_mlp(enc, l, true, out, gm);
+                }
+                Step::Attn(l, last_only) => {
+                    let w = &self.w.blocks[l];
+                    let n = b.n;
+                    let nq = if last_only { 1 } else { n };
+                    enc.linear_backward(g, bs * nq, d, &w.c_proj_w, d, &gw.dz);
+                    let pat = t.pat.as_ref().expect("attention tape");
+                    enc.attn_tail_backward(
+                        self.attn_shape(b, nq),
+                        &gw.dz,
+                        pat,
+                        &t.act,
+                        &base.layers[l].qkv,
+                        &gw.ds,
+                        &gw.dqkv,
+                    );
+                    enc.linear_backward(&gw.dqkv, bs * n, 3 * d, &w.c_attn_w, d, &gw.dh);
+                    enc.layer_norm_backward(
+                        &gw.dh,
+                        (1, 0),
+                        bs * n,
+                        d,
+                        &w.ln_1_w,
+                        &t.xhat,
+                        &t.rstd,
+                        Some((g, n, nq)),
+                        out,
+                    );
+                    gm = n;
+                }
+            }
+            cur = 1 - cur;
+        }
+        (&gw.g[cur], gm)
+    }
+
+    /// Metrics of the base run with each component of `site` in
+    /// `comps` patched (one tail per component).
+    pub(super) async fn sweep_patches(
+        &self,
+        base: &Forward,
+        other: &Forward,
+        site: Site,
+        comps: std::ops::Range<usize>,
+        t: usize,
+        fd: usize,
+    ) -> Result<Vec<f32>> {
+        let c = &self.cfg;
+        let n = t - fd;
+        let start = Start::of(site);
+        let plan = self.plan(start);
+        let cap = self.capacity(n, t, false).min(comps.len().max(1));
+        let key = (cap, n, t, false);
+        let ws = self.take_work(key)?;
+        let metrics = self.gpu.buffer(comps.len(), "metrics")?;
+        let mut enc = Enc::new(&self.gpu);
+        let (bl, ol) = (&base.layers[site.layer], &other.layers[site.layer]);
+        let mut c0 = comps.start;
+        while c0 < comps.end {
+            let k = cap.min(comps.end - c0);
+            let b = Batch {
+                batch: k,
+                n,
+                d: c.d_model,
+                fd,
+            };
+            match site.component {
+                Component::Heads => enc.patch_heads(
+                    b,
+                    c.n_heads,
+                    c0,
+                    &bl.resid_mid,
+                    &bl.result,
+                    &ol.result,
+                    &ws.x[0],
+                ),
+                Component::Neurons => enc.patch_neurons(
+                    b,
+                    c.d_mlp,
+                    c0,
+                    &bl.resid_post,
+                    &bl.post,
+                    &ol.post,
+                    &self.w.blocks[site.layer].mlp_proj_w,
+                    &ws.x[0],
+                ),
+            }
+            self.encode_tail(&mut enc, &ws, base, &plan, b, &metrics, c0 - comps.start);
+            c0 += k;
+        }
+        enc.submit();
+        let mut out = self.gpu.read(&[(&metrics, 0, comps.len())]).await?;
+        self.put_work(key, ws);
+        Ok(out.remove(0))
+    }
+
+    /// Metrics along the straight path of the site's whole contribution and
+    /// Σ_k w_k ∂m/∂(attn_out or mlp_out) over rows fd.. ([n, d], on the device).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn sweep_path(
+        &self,
+        base: &Forward,
+        other: &Forward,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        t: usize,
+        fd: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let c = &self.cfg;
+        let (d, n) = (c.d_model, t - fd);
+        let start = Start::of(site);
+        let plan = self.plan(start);
+        let cap = self.capacity(n, t, true).min(alphas.len().max(1));
+        let key = (cap, n, t, true);
+        let ws = self.take_work(key)?;
+        let g = &self.gpu;
+        let metrics = g.buffer(alphas.len(), "metrics")?;
+        let alpha_buf = g.upload(alphas, "alphas")?;
+        let weight_buf = g.upload(weights, "weights")?;
+        let grad = g.buffer(n * d, "weighted gradient")?;
+        let mut enc = Enc::new(g);
+        enc.clear(&grad);
+        let (bl, ol) = (&base.layers[site.layer], &other.layers[site.layer]);
+        let (resid, ob, oo) = match site.component {
+            Component::Heads => (&bl.resid_mid, &bl.attn_out, &ol.attn_out),
+            Component::Neurons => (&bl.resid_post, &bl.mlp_out, &ol.mlp_out),
+        };
+        let mut k0 = 0;
+        while k0 < alphas.len() {
+            let k = cap.min(alphas.len() - k0);
+            let b = Batch { batch: k, n, d, fd };
+            enc.patch_path(b, resid, ob, oo, &alpha_buf, k0, &ws.x[0]);
+            self.encode_tail(&mut enc, &ws, base, &plan, b, &metrics, k0);
+            let (gx, m) =
+                self.encode_tail_backward(&mut enc, &ws, base, &plan, b, &mut |_, _, _, _, _| {});
+            enc.weighted_sum(gx, m, b, &weight_buf, k0, &grad);
+            k0 += k;
+        }
+        let out = match site.component {
+            Component::Heads => grad,
+            Component::Neurons => {
+                // ∂m/∂hook_post = ∂m/∂mlp_out · W_outᵀ
+                let gp = g.buffer(n * c.d_mlp, "weighted gradient")?;
+                enc.linear_backward(
+                    &grad,
+                    n,
+                    d,
+                    &self.w.blocks[site.layer].mlp_proj_w,
+                    c.d_mlp,
+                    &gp,
+                );
+                gp
+            }
+        };
+        enc.submit();
+        let width = match site.component {
+            Component::Heads => d,
+            Component::Neurons => c.d_mlp,
+        };
+        let mut r = g
+            .read(&[(&metrics, 0, alphas.len()), (&out, 0, n * width)])
+            .await?;
+        self.put_work(key, ws);
+        let grad = r.pop().expect("two ranges");
+        Ok((r.pop().expect("two ranges"), grad))
+    }
+}
+
+impl GpuEngine {
+    /// ∂m/∂(hook_result or hook_post) at the base run for every layer, rows
+    /// fd.. ([n, width] each): one tail from layer 0's MLP and one backward,
+    /// reading the gradient at every block boundary.
+    pub(super) async fn sweep_base_gradients(
+        &self,
+        base: &Forward,
+        component: Component,
+        t: usize,
+        fd: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let c = &self.cfg;
+        let (d, dm, n) = (c.d_model, c.d_mlp, t - fd);
+        let g = &self.gpu;
+        let plan = self.plan(Start::Mid(0));
+        let key = (1, n, t, true);
+        let ws = self.take_work(key)?;
+        let b = Batch { batch: 1, n, d, fd };
+        let metric = g.buffer(1, "metric")?;
+        let one = g.upload(&[1.0], "one")?;
+        let acc = (0..c.n_layers)
+            .map(|_| g.buffer(n * d, "gradient"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut enc = Enc::new(g);
+        for a in &acc {
+            enc.clear(a);
+        }
+        enc.copy(&base.layers[0].resid_mid, fd * d, &ws.x[0], 0, n * d);
+        self.encode_tail(&mut enc, &ws, base, &plan, b, &metric, 0);
+        // heads: ∂m/∂attn_out = ∂m/∂resid_mid (after the MLP's backward);
+        // neurons: ∂m/∂mlp_out = ∂m/∂resid_post (before it)
+        let want_mid = component == Component::Heads;
+        self.encode_tail_backward(&mut enc, &ws, base, &plan, b, &mut |enc, l, mid, gx, m| {
+            if mid == want_mid {
+                enc.weighted_sum(gx, m, b, &one, 0, &acc[l]);
+            }
+        });
+        let out = match component {
+            Component::Heads => acc,
+            Component::Neurons => acc
+                .iter()
+                .enumerate()
+                .map(|(l, a)| {
+                    let gp = g.buffer(n * dm, "gradient")?;
+                    enc.linear_backward(a, n, d, &self.w.blocks[l].mlp_proj_w, dm, &gp);
+                    Ok(gp)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        enc.submit();
+        let width = if want_mid { d } else { dm };
+        let ranges: Vec<_> = out.iter().map(|b| (b, 0, n * width)).collect();
+        let r = g.read(&ranges).await?;
+        self.put_work(key, ws);
+        Ok(r)
+    }
+}

@@ -1,0 +1,825 @@
+//! The WebGPU backend against the CPU backend (and the TransformerLens +
+//! captum goldens), natively. On machines without a GPU this runs on Mesa's
+//! Vulkan driver (llvmpipe): `apt-get install mesa-vulkan-drivers libvulkan1`.
+//! No test is skipped for lack of a GPU: without an adapter they fail with
+//! the engine's error, which says what to install.
+
+mod common;
+
+use common::*;
+use patchlab::attribution::run::{analyze_pair, Options};
+use patchlab::attribution::Quiet;
+use patchlab::engine::cpu::CpuEngine;
+use patchlab::engine::gpu::{GpuEngine, GpuOptions};
+use patchlab::engine::{Answers, Array, Component, Engine, Site};
+use patchlab::model::random::{random_weights, RandomSpec};
+use patchlab::report::{Prompts, Report};
+use pollster::block_on;
+use serde_json::Value;
+
+fn engines(s: &RandomSpec) -> (CpuEngine, GpuEngine) {
+    let w = random_weights(s);
+    let cpu = CpuEngine::new(s.config(), w.clone()).expect("cpu engine");
+    let gpu = GpuEngine::new_blocking(s.config(), w).unwrap_or_else(|e| panic!("{e}"));
+    (cpu, gpu)
+}
+
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// Largest |a − b| relative to the array's scale max |b|; infinities must match exactly.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = max_abs(b).max(1e-12);
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.is_infinite() || y.is_infinite() {
+                assert_eq!(x, y, "infinities differ");
+                0.0
+            } else {
+                (x - y).abs() / scale
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+/// GPU vs CPU: relative to the array's scale, 2e-5 (f32 sums in another order).
+const TOL: f32 = 2e-5;
+
+fn close(gpu: &[f32], cpu: &[f32], what: &str) -> f32 {
+    let e = rel_err(gpu, cpu);
+    assert!(e <= TOL, "{what}: GPU differs from CPU by {e:e} (relative)");
+    e
+}
+
+/// GPU vs CPU for values that are differences of metrics (AP, AtP): relative
+/// to the metric's own scale, as tests/golden.rs does.
+fn close_to(gpu: &[f32], cpu: &[f32], scale: f32, what: &str) -> f32 {
+    assert_eq!(gpu.len(), cpu.len());
+    let e = gpu
+        .iter()
+        .zip(cpu)
+        .map(|(a, b)| (a - b).abs() / scale)
+        .fold(0.0, f32::max);
+    assert!(
+        e <= TOL,
+        "{what}: GPU differs from CPU by {e:e} (relative to {scale})"
+    );
+    e
+}
+
+/// Deterministic token ids.
+fn tokens(len: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 50257) as u32
+        })
+        .collect()
+}
+
+/// A pair of prompts of length t that first differ at fd (and at the end).
+fn pair(t: usize, fd: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let a = tokens(t, seed);
+    let mut b = a.clone();
+    for (i, x) in b.iter_mut().enumerate().skip(fd) {
+        if i == fd || i == t - 1 || i % 3 == 0 {
+            *x = (*x + 7919) % 50257;
+        }
+    }
+    (a, b)
+}
+
+const HOOKS: [&str; 21] = [
+    "hook_resid_pre",
+    "ln1.hook_scale",
+    "ln1.hook_normalized",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_z",
+    "attn.hook_result",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "hook_mlp_in",
+    "ln2.hook_scale",
+    "ln2.hook_normalized",
+    "mlp.hook_pre",
+    "mlp.hook_post",
+    "hook_mlp_out",
+    "hook_resid_post",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+];
+
+/// Forward metric, last logits and every hook of one prompt.
+async fn check_forward(cpu: &CpuEngine, gpu: &GpuEngine, toks: &[u32], what: &str) -> f32 {
+    let cr = cpu.run(toks, ANSWERS).await.unwrap();
+    let gr = gpu.run(toks, ANSWERS).await.unwrap();
+    let mut worst = close(
+        &[gpu.metric(&gr)],
+        &[cpu.metric(&cr)],
+        &format!("{what} metric"),
+    );
+    let (cl, gl) = (
+        cpu.last_logits(&cr).await.unwrap(),
+        gpu.last_logits(&gr).await.unwrap(),
+    );
+    worst = worst.max(close(&gl, &cl, &format!("{what} last logits")));
+    let n = cpu.config().n_layers;
+    let mut names: Vec<String> = vec![
+        "hook_embed".into(),
+        "hook_pos_embed".into(),
+        "ln_final.hook_scale".into(),
+        "ln_final.hook_normalized".into(),
+    ];
+    for l in 0..n {
+        names.extend(HOOKS.iter().map(|h| format!("blocks.{l}.{h}")));
+    }
+    for name in names {
+        let c = cpu.activation(&cr, &name).await.unwrap();
+        let g = gpu.activation(&gr, &name).await.unwrap();
+        assert_eq!(g.shape, c.shape, "{what} {name} shape");
+        worst = worst.max(close(&g.data, &c.data, &format!("{what} {name}")));
+    }
+    worst
+}
+
+/// AP for every head and a sample of neurons of every layer, and path
+/// gradients (IG-style weights and AtP's single α = 0) for both kinds.
+async fn check_sweeps(
+    cpu: &CpuEngine,
+    gpu: &GpuEngine,
+    a: &[u32],
+    b: &[u32],
+    fd: usize,
+    what: &str,
+) -> f32 {
+    let (cb, co) = (
+        cpu.run(a, ANSWERS).await.unwrap(),
+        cpu.run(b, ANSWERS).await.unwrap(),
+    );
+    let (gb, go) = (
+        gpu.run(a, ANSWERS).await.unwrap(),
+        gpu.run(b, ANSWERS).await.unwrap(),
+    );
+    let cfg = cpu.config().clone();
+    let mut worst: f32 = 0.0;
+    // AtP's gradients of every layer in one backward pass
+    for component in [Component::Heads, Component::Neurons] {
+        let c = cpu.base_gradients(&cb, &co, component, fd).await.unwrap();
+        let g = gpu.base_gradients(&gb, &go, component, fd).await.unwrap();
+        assert_eq!(g.len(), cfg.n_layers);
+        for (layer, (g, c)) in g.iter().zip(&c).enumerate() {
+            assert_eq!(g.shape, c.shape);
+            let label = format!("{what} base gradients L{layer} {component:?}");
+            worst = worst.max(close(&g.data, &c.data, &label));
+        }
+    }
+    let alphas: Vec<f32> = (0..7).map(|k| (k as f32 + 0.5) / 7.0).collect();
+    let weights: Vec<f32> = (0..7).map(|k| 0.1 + 0.01 * k as f32).collect();
+    for layer in 0..cfg.n_layers {
+        for component in [Component::Heads, Component::Neurons] {
+            let site = Site { layer, component };
+            let comps = match component {
+                Component::Heads => 0..cfg.n_heads,
+                // a sample that is not a multiple of any tile
+                Component::Neurons => 3..(3 + 71).min(cfg.d_mlp),
+            };
+            let c = cpu
+                .patch_metrics(&cb, &co, site, comps.clone(), fd)
+                .await
+                .unwrap();
+            let g = gpu.patch_metrics(&gb, &go, site, comps, fd).await.unwrap();
+            worst = worst.max(close(&g, &c, &format!("{what} AP L{layer} {component:?}")));
+            for (al, we) in [(&alphas[..], &weights[..]), (&[0.0][..], &[1.0][..])] {
+                let c = cpu
+                    .path_gradients(&cb, &co, site, al, we, fd)
+                    .await
+                    .unwrap();
+                let g = gpu
+                    .path_gradients(&gb, &go, site, al, we, fd)
+                    .await
+                    .unwrap();
+                let label = format!("{what} path L{layer} {component:?} ({} α)", al.len());
+                worst = worst.max(close(&g.metrics, &c.metrics, &format!("{label} metrics")));
+                assert_eq!(g.weighted_grad.shape, c.weighted_grad.shape, "{label}");
+                worst = worst.max(close(
+                    &g.weighted_grad.data,
+                    &c.weighted_grad.data,
+                    &format!("{label} gradient"),
+                ));
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn forward_matches_cpu_for_odd_shapes() {
+    block_on(async {
+        // d_model 48 (not a multiple of 64), d_head 16
+        let (cpu, gpu) = engines(&spec(2, 3, 48, 11));
+        let mut worst: f32 = 0.0;
+        for t in [1, 7, 33] {
+            worst =
+                worst.max(check_forward(&cpu, &gpu, &tokens(t, t as u64), &format!("T={t}")).await);
+        }
+        eprintln!("forward: worst relative difference {worst:e}");
+    })
+}
+
+#[test]
+fn sweeps_match_cpu_for_odd_shapes() {
+    block_on(async {
+        let (cpu, gpu) = engines(&spec(3, 3, 48, 12));
+        let mut worst: f32 = 0.0;
+        // (length, first difference): a single token; differences from the
+        // first position; in the middle; at the last position only
+        for (t, fd) in [(1, 0), (7, 0), (7, 3), (7, 6), (33, 20), (33, 32)] {
+            let (a, b) = pair(t, fd, 100 + t as u64);
+            if fd == t - 1 {
+                assert_eq!(a[..fd], b[..fd]);
+            }
+            worst =
+                worst.max(check_sweeps(&cpu, &gpu, &a, &b, fd, &format!("T={t} fd={fd}")).await);
+        }
+        // a single block: the tail from the MLP is also the final block
+        let (cpu, gpu) = engines(&spec(1, 2, 32, 17));
+        for (t, fd) in [(7, 3), (5, 4)] {
+            let (a, b) = pair(t, fd, 200 + t as u64);
+            worst = worst
+                .max(check_sweeps(&cpu, &gpu, &a, &b, fd, &format!("1 layer T={t} fd={fd}")).await);
+        }
+        eprintln!("sweeps: worst relative difference {worst:e}");
+    })
+}
+
+#[test]
+fn large_batches_span_several_passes() {
+    block_on(async {
+        // 4·64 = 256 neurons: with 33 − 2 = 31 rows per tail, one 3072-row
+        // pass holds 99 of them, so the sweep takes three passes.
+        let (cpu, gpu) = engines(&spec(2, 4, 64, 13));
+        let (a, b) = pair(33, 2, 7);
+        let (cb, co) = (
+            cpu.run(&a, ANSWERS).await.unwrap(),
+            cpu.run(&b, ANSWERS).await.unwrap(),
+        );
+        let (gb, go) = (
+            gpu.run(&a, ANSWERS).await.unwrap(),
+            gpu.run(&b, ANSWERS).await.unwrap(),
+        );
+        let site = Site {
+            layer: 0,
+            component: Component::Neurons,
+        };
+        let c = cpu.patch_metrics(&cb, &co, site, 0..256, 2).await.unwrap();
+        let g = gpu.patch_metrics(&gb, &go, site, 0..256, 2).await.unwrap();
+        close(&g, &c, "AP over 256 neurons");
+        // 150 path steps (several recording passes)
+        let alphas: Vec<f32> = (0..150).map(|k| k as f32 / 149.0).collect();
+        let weights = vec![1.0 / 150.0; 150];
+        for component in [Component::Heads, Component::Neurons] {
+            let site = Site {
+                layer: 0,
+                component,
+            };
+            let c = cpu
+                .path_gradients(&cb, &co, site, &alphas, &weights, 2)
+                .await
+                .unwrap();
+            let g = gpu
+                .path_gradients(&gb, &go, site, &alphas, &weights, 2)
+                .await
+                .unwrap();
+            close(&g.metrics, &c.metrics, "150-step path metrics");
+            close(
+                &g.weighted_grad.data,
+                &c.weighted_grad.data,
+                "150-step path gradient",
+            );
+        }
+    })
+}
+
+#[test]
+fn small_buffers_split_the_embedding_and_the_passes() {
+    block_on(async {
+        // 1 MiB buffers: wte (50257 × 48 f32, 9.6 MB) in 10 chunks of 5461
+        // rows, and tails of at most 1365 rows per pass
+        let s = spec(2, 3, 48, 16);
+        let w = random_weights(&s);
+        let cpu = CpuEngine::new(s.config(), w.clone()).unwrap();
+        let opts = GpuOptions {
+            max_buffer_bytes: Some(1 << 20),
+        };
+        let gpu = GpuEngine::with_options(s.config(), w, opts).await.unwrap();
+        let answers = Answers {
+            correct: 50256,
+            incorrect: 5461,
+        };
+        let a: Vec<u32> = vec![50256, 0, 5460, 5461, 5462, 43690, 30000, 12, 50255, 49000];
+        let mut b = a.clone();
+        b[3] = 16383;
+        b[9] = 1;
+        let (cb, co) = (
+            cpu.run(&a, answers).await.unwrap(),
+            cpu.run(&b, answers).await.unwrap(),
+        );
+        let (gb, go) = (
+            gpu.run(&a, answers).await.unwrap(),
+            gpu.run(&b, answers).await.unwrap(),
+        );
+        close(&[gpu.metric(&gb)], &[cpu.metric(&cb)], "metric");
+        close(
+            &gpu.last_logits(&gb).await.unwrap(),
+            &cpu.last_logits(&cb).await.unwrap(),
+            "last logits",
+        );
+        let e = (
+            gpu.activation(&gb, "hook_embed").await.unwrap(),
+            cpu.activation(&cb, "hook_embed").await.unwrap(),
+        );
+        assert_eq!(e.0.data, e.1.data, "embedding rows from every chunk");
+        let m = cpu.metric(&cb).abs().max(cpu.metric(&co).abs()).max(1.0);
+        for component in [Component::Heads, Component::Neurons] {
+            let site = Site {
+                layer: 0,
+                component,
+            };
+            let n = component.count(cpu.config());
+            let c = cpu.patch_metrics(&cb, &co, site, 0..n, 3).await.unwrap();
+            let g = gpu.patch_metrics(&gb, &go, site, 0..n, 3).await.unwrap();
+            close_to(&g, &c, m, "AP");
+            let alphas: Vec<f32> = (0..300).map(|k| k as f32 / 299.0).collect();
+            let weights = vec![1.0 / 300.0; 300];
+            let c = cpu
+                .path_gradients(&cb, &co, site, &alphas, &weights, 3)
+                .await
+                .unwrap();
+            let g = gpu
+                .path_gradients(&gb, &go, site, &alphas, &weights, 3)
+                .await
+                .unwrap();
+            close(&g.metrics, &c.metrics, "path metrics");
+            close(
+                &g.weighted_grad.data,
+                &c.weighted_grad.data,
+                "path gradient",
+            );
+        }
+    })
+}
+
+#[test]
+fn substitutions_match_cpu() {
+    block_on(async {
+        let (cpu, gpu) = engines(&spec(2, 3, 48, 14));
+        let (a, b) = pair(9, 4, 5);
+        let other = cpu.run(&b, ANSWERS).await.unwrap();
+        let no_subs: Vec<(String, Array)> = vec![];
+        close(
+            &[gpu
+                .metric_with_substitutions(&a, ANSWERS, &no_subs)
+                .await
+                .unwrap()],
+            &[cpu
+                .metric_with_substitutions(&a, ANSWERS, &no_subs)
+                .await
+                .unwrap()],
+            "plain metric",
+        );
+        for hook in [
+            "hook_embed",
+            "blocks.0.hook_resid_pre",
+            "blocks.0.attn.hook_q",
+            "blocks.0.attn.hook_k",
+            "blocks.1.attn.hook_v",
+            "blocks.0.attn.hook_attn_scores",
+            "blocks.1.attn.hook_pattern",
+            "blocks.0.attn.hook_z",
+            "blocks.1.attn.hook_result",
+            "blocks.0.hook_attn_out",
+            "blocks.1.hook_resid_mid",
+            "blocks.0.hook_mlp_in",
+            "blocks.1.ln2.hook_normalized",
+            "blocks.0.mlp.hook_pre",
+            "blocks.1.mlp.hook_post",
+            "blocks.0.hook_mlp_out",
+            "blocks.0.hook_resid_post",
+            "ln_final.hook_normalized",
+        ] {
+            let v = cpu.activation(&other, hook).await.unwrap();
+            let subs = vec![(hook.to_string(), v)];
+            let c = cpu
+                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .await
+                .unwrap();
+            let g = gpu
+                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .await
+                .unwrap();
+            close(&[g], &[c], &format!("metric with {hook} substituted"));
+        }
+        // two at once, in hook order
+        let subs: Vec<(String, Array)> = vec![
+            (
+                "blocks.0.attn.hook_z".into(),
+                cpu.activation(&other, "blocks.0.attn.hook_z")
+                    .await
+                    .unwrap(),
+            ),
+            (
+                "blocks.1.mlp.hook_post".into(),
+                cpu.activation(&other, "blocks.1.mlp.hook_post")
+                    .await
+                    .unwrap(),
+            ),
+        ];
+        close(
+            &[gpu
+                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .await
+                .unwrap()],
+            &[cpu
+                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .await
+                .unwrap()],
+            "metric with two substitutions",
+        );
+        // the same errors as the CPU backend
+        let bad = vec![(
+            "blocks.0.hook_nothing".to_string(),
+            Array::new(vec![1], vec![0.0]),
+        )];
+        let e = gpu
+            .metric_with_substitutions(&a, ANSWERS, &bad)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not found"), "{e}");
+        let bad = vec![(
+            "blocks.9.hook_resid_pre".to_string(),
+            Array::new(vec![1], vec![0.0]),
+        )];
+        let e = gpu
+            .metric_with_substitutions(&a, ANSWERS, &bad)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown hook"), "{e}");
+        let bad = vec![(
+            "blocks.0.hook_resid_pre".to_string(),
+            Array::new(vec![1], vec![0.0]),
+        )];
+        let e = gpu
+            .metric_with_substitutions(&a, ANSWERS, &bad)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("shape"), "{e}");
+    })
+}
+
+#[test]
+fn bad_inputs_are_errors_and_the_engine_recovers() {
+    block_on(async {
+        let (_, gpu) = engines(&spec(1, 2, 32, 15));
+        assert!(gpu.run(&[], ANSWERS).await.is_err());
+        assert!(gpu.run(&[60000], ANSWERS).await.is_err());
+        let bad = Answers {
+            correct: 99999,
+            incorrect: 1,
+        };
+        assert!(gpu.run(&[1, 2], bad).await.is_err());
+        let (a, b) = pair(5, 1, 3);
+        let (ra, rb) = (
+            gpu.run(&a, ANSWERS).await.unwrap(),
+            gpu.run(&b, ANSWERS).await.unwrap(),
+        );
+        let site = Site {
+            layer: 0,
+            component: Component::Heads,
+        };
+        assert!(gpu.patch_metrics(&ra, &rb, site, 0..3, 1).await.is_err());
+        assert!(gpu.patch_metrics(&ra, &ra, site, 0..2, 5).await.is_err());
+        assert!(gpu.activation(&ra, "blocks.0.hook_nothing").await.is_err());
+        // still works
+        assert_eq!(
+            gpu.patch_metrics(&ra, &rb, site, 0..2, 1)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(gpu.backend(), "gpu");
+        // natively the engine can be shared between threads, like the CPU one
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        send_sync(&gpu);
+    })
+}
+
+/// The whole analysis on both backends, on the golden pairs: every report
+/// number of the GPU engine against the CPU engine's, and the scores against
+/// the TransformerLens + captum goldens with tests/golden.rs's tolerances.
+async fn check_reports(file: &str, spec: RandomSpec) {
+    let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (cpu, gpu) = engines(&spec);
+    let tok = tokenizer();
+    let opts = Options {
+        ig_steps: g["ig_steps"].as_u64().unwrap() as usize,
+        percentile: g["percentile"].as_f64().unwrap(),
+        ..Options::default()
+    };
+    for (ci, c) in g["cases"].as_array().unwrap().iter().enumerate() {
+        let s = |k: &str| c[k].as_str().unwrap().to_string();
+        let prompts = Prompts {
+            clean: s("clean"),
+            corrupt: s("corrupt"),
+            correct: s("correct"),
+            incorrect: s("incorrect"),
+            bos: c["bos"].as_bool().unwrap(),
+        };
+        let what = format!("{file} case {ci}");
+        let rc: Report = analyze_pair(&cpu, "m", &tok, &prompts, &opts, &mut Quiet)
+            .await
+            .unwrap();
+        let rg: Report = analyze_pair(&gpu, "m", &tok, &prompts, &opts, &mut Quiet)
+            .await
+            .unwrap();
+        assert_eq!(rg.backend, "gpu");
+        let (mc, mk) = (rg.metric.clean, rg.metric.corrupt);
+        close(
+            &[mc, mk],
+            &[rc.metric.clean, rc.metric.corrupt],
+            &format!("{what} metric"),
+        );
+        let gm = |k: &str| g_flat(&c["metric"][k])[0];
+        golden_close(
+            &[mc, mk],
+            &[gm("clean"), gm("corrupt")],
+            1e-4,
+            &format!("{what} metric vs golden"),
+        );
+        for run in ["clean", "corrupt"] {
+            close(
+                &rg.metric.logprobs[run],
+                &rc.metric.logprobs[run],
+                &format!("{what} logprobs"),
+            );
+            golden_close(
+                &rg.metric.logprobs[run],
+                &g_flat(&c["logprobs"][run]),
+                1e-4,
+                &format!("{what} logprobs vs golden"),
+            );
+        }
+        for (method, dirs) in c["results"].as_object().unwrap() {
+            for (dir, maps) in dirs.as_object().unwrap() {
+                let denom = if dir == "clean_to_corrupt" {
+                    mc - mk
+                } else {
+                    mk - mc
+                };
+                for kind in ["heads", "neurons"] {
+                    let pick = |r: &Report| {
+                        let m = &r.results[method.as_str()][dir.as_str()];
+                        let map = if kind == "heads" {
+                            &m.heads
+                        } else {
+                            &m.neurons
+                        };
+                        map.as_ref()
+                            .unwrap()
+                            .iter()
+                            .flatten()
+                            .copied()
+                            .collect::<Vec<f32>>()
+                    };
+                    let (og, oc) = (pick(&rg), pick(&rc));
+                    let golden = g_flat(&maps[kind]);
+                    let label = format!("{what} {method} {dir} {kind}");
+                    if method == "ig" {
+                        close(&og, &oc, &format!("{label} vs CPU"));
+                        golden_close(&og, &golden, 1e-4 * max_abs(&golden).max(1e-6), &label);
+                    } else {
+                        // normalised by m_base − m_other: compare un-normalised values
+                        let un = |v: &[f32]| v.iter().map(|x| x * denom).collect::<Vec<_>>();
+                        let scale = mc.abs().max(mk.abs()).max(1.0);
+                        close_to(&un(&og), &un(&oc), scale, &format!("{label} vs CPU"));
+                        golden_close(
+                            &un(&og),
+                            &un(&golden),
+                            1e-4 * (1.0 + mc.abs().max(mk.abs())),
+                            &label,
+                        );
+                    }
+                }
+            }
+        }
+        for dir in ["clean_to_corrupt", "corrupt_to_clean"] {
+            let (a, b) = (&rg.ig_convergence_delta[dir], &rc.ig_convergence_delta[dir]);
+            for (x, y) in [(&a.heads, &b.heads), (&a.neurons, &b.neurons)] {
+                let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
+                golden_close(x, y, 1e-4, &format!("{what} ig delta {dir}"));
+            }
+        }
+        for (kind, corr) in &rc.analysis.correlations {
+            for (key, v) in corr {
+                let o = rg.analysis.correlations[kind][key];
+                match (o, v) {
+                    (Some(a), Some(b)) => {
+                        assert!((a - b).abs() < 1e-4, "{what} corr {kind} {key}: {a} vs {b}")
+                    }
+                    (a, b) => assert!(a.is_none() && b.is_none(), "{what} corr {kind} {key}"),
+                }
+            }
+        }
+    }
+}
+
+fn g_flat(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(g_flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        Value::Null => vec![f32::NAN],
+        _ => panic!("not numeric: {v}"),
+    }
+}
+
+fn golden_close(ours: &[f32], golden: &[f32], tol: f32, what: &str) {
+    assert_eq!(ours.len(), golden.len(), "{what}: length");
+    for (i, (a, b)) in ours.iter().zip(golden).enumerate() {
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}[{i}]: ours {a}, golden {b}, tolerance {tol}"
+        );
+    }
+}
+
+#[test]
+fn analysis_matches_cpu_and_goldens_model_a() {
+    block_on(check_reports(
+        "model_a.json",
+        RandomSpec {
+            n_layers: 2,
+            n_heads: 4,
+            d_model: 64,
+            n_ctx: 1024,
+            seed: 1,
+        },
+    ))
+}
+
+#[test]
+fn analysis_matches_cpu_and_goldens_model_b() {
+    block_on(check_reports(
+        "model_b.json",
+        RandomSpec {
+            n_layers: 3,
+            n_heads: 3,
+            d_model: 48,
+            n_ctx: 1024,
+            seed: 2,
+        },
+    ))
+}
+
+/// Timings on a GPT-2-small-shaped random model (12 layers, 12 heads,
+/// d_model 768) and the IOI pair (15 tokens, first difference at 10), GPU
+/// backend next to the CPU backend, each result checked against the CPU's:
+/// `cargo test --release --test gpu_backend timing -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark (minutes on llvmpipe), not a check"]
+fn timing_gpt2_small_shape() {
+    use std::time::Instant;
+    block_on(async {
+        let s = RandomSpec {
+            n_layers: 12,
+            n_heads: 12,
+            d_model: 768,
+            n_ctx: 1024,
+            seed: 3,
+        };
+        let t = Instant::now();
+        let (cpu, gpu) = engines(&s);
+        eprintln!(
+            "adapter: {}; engines built in {:.1} s",
+            gpu.adapter(),
+            t.elapsed().as_secs_f64()
+        );
+        let (a, b) = ioi_ids();
+        let fd = 10;
+        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+        for m in [16, 1024] {
+            let t = gpu.time_matmul(m, 768, 3072, 3).await.unwrap();
+            let flop = 2.0 * m as f64 * 768.0 * 3072.0;
+            eprintln!(
+                "matmul [{m}, 768]·[768, 3072]: {t:.1} ms, {:.2} GFLOP/s",
+                flop / t / 1e6
+            );
+        }
+        let report = |label: &str, tg: f64, tc: f64| {
+            eprintln!("{label:<36} gpu {tg:>9.1} ms   cpu {tc:>9.1} ms");
+        };
+        let t = Instant::now();
+        let (gb, go) = (
+            gpu.run(&a, ANSWERS).await.unwrap(),
+            gpu.run(&b, ANSWERS).await.unwrap(),
+        );
+        let tg = ms(t) / 2.0;
+        let t = Instant::now();
+        let (cb, co) = (
+            cpu.run(&a, ANSWERS).await.unwrap(),
+            cpu.run(&b, ANSWERS).await.unwrap(),
+        );
+        report("forward (one prompt)", tg, ms(t) / 2.0);
+        if let Some(p) = gpu.kernel_profile() {
+            eprint!("{p}");
+        }
+        if std::env::var_os("PATCHLAB_FORWARD_ONLY").is_some() {
+            return;
+        }
+        macro_rules! both {
+            ($label:expr, |$e:ident, $b:ident, $o:ident| $body:expr) => {{
+                let t = Instant::now();
+                let r = {
+                    let ($e, $b, $o) = (&gpu, &gb, &go);
+                    $body
+                };
+                let tg = ms(t);
+                let t = Instant::now();
+                let r2 = {
+                    let ($e, $b, $o) = (&cpu, &cb, &co);
+                    $body
+                };
+                report(&$label, tg, ms(t));
+                (r, r2)
+            }};
+        }
+        let (g, c) = both!("AP heads (144, one direction)", |e, base, other| {
+            let mut v = vec![];
+            for layer in 0..12 {
+                let site = Site {
+                    layer,
+                    component: Component::Heads,
+                };
+                v.extend(e.patch_metrics(base, other, site, 0..12, fd).await.unwrap());
+            }
+            v
+        });
+        close(&g, &c, "AP heads");
+        for layer in [0, 11] {
+            let (g, c) = both!(
+                format!("AP neurons, layer {layer}, 256 of 3072"),
+                |e, base, other| {
+                    let site = Site {
+                        layer,
+                        component: Component::Neurons,
+                    };
+                    e.patch_metrics(base, other, site, 0..256, fd)
+                        .await
+                        .unwrap()
+                }
+            );
+            let m = gpu.metric(&gb).abs().max(gpu.metric(&go).abs()).max(1.0);
+            close_to(&g, &c, m, "AP neurons");
+        }
+        for component in [Component::Heads, Component::Neurons] {
+            let (g, c) = both!(
+                format!("AtP gradients {component:?}, 12 layers"),
+                |e, base, other| e.base_gradients(base, other, component, fd).await.unwrap()
+            );
+            for (g, c) in g.iter().zip(&c) {
+                close(&g.data, &c.data, "AtP gradients");
+            }
+        }
+        let alphas: Vec<f32> = (0..50).map(|k| (k as f32 + 0.5) / 50.0).collect();
+        let weights = vec![0.02; 50];
+        for component in [Component::Heads, Component::Neurons] {
+            let (g, c) = both!(
+                format!("IG {component:?}, layer 0, 50 steps"),
+                |e, base, other| {
+                    let site = Site {
+                        layer: 0,
+                        component,
+                    };
+                    e.path_gradients(base, other, site, &alphas, &weights, fd)
+                        .await
+                        .unwrap()
+                        .weighted_grad
+                        .data
+                }
+            );
+            close(&g, &c, "IG gradient");
+        }
+    })
+}
