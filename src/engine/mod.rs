@@ -182,6 +182,28 @@ pub fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<()> {
     Ok(())
 }
 
+/// Checks the arguments of a sweep over two runs, for every backend.
+pub fn check_pair(
+    cfg: &Config,
+    base: &[u32],
+    other: &[u32],
+    site: Site,
+    from_pos: usize,
+) -> Result<()> {
+    if base.len() != other.len() {
+        return Err(Error::Input("the two runs have different lengths".into()));
+    }
+    if from_pos >= base.len() {
+        return Err(Error::Input(
+            "the clean and corrupt prompts are identical: there is nothing to patch".into(),
+        ));
+    }
+    if site.layer >= cfg.n_layers {
+        return Err(Error::Input(format!("layer {} does not exist", site.layer)));
+    }
+    Ok(())
+}
+
 /// Parses `blocks.L.<rest>` into (L, rest).
 pub fn split_hook(hook: &str) -> Option<(usize, &str)> {
     let rest = hook.strip_prefix("blocks.")?;

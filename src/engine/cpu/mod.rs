@@ -363,18 +363,7 @@ impl CpuEngine {
     }
 
     fn check_pair(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<()> {
-        if base.tokens.len() != other.tokens.len() {
-            return Err(Error::Input("the two runs have different lengths".into()));
-        }
-        if fd >= base.tokens.len() {
-            return Err(Error::Input(
-                "the clean and corrupt prompts are identical: there is nothing to patch".into(),
-            ));
-        }
-        if site.layer >= self.cfg.n_layers {
-            return Err(Error::Input(format!("layer {} does not exist", site.layer)));
-        }
-        Ok(())
+        super::check_pair(&self.cfg, &base.tokens, &other.tokens, site, fd)
     }
 }
 
