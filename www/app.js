@@ -173,7 +173,7 @@ async function loadModel(spec) {
   setText("load-text", `${i.name}: ${i.n_layers} layers × ${i.n_heads} heads, d_model ${i.d_model}, ${i.d_mlp} neurons per layer — loaded in ${(status.loadMs / 1000).toFixed(1)} s`);
   const env = lab.env;
   const note = env.webgpu
-    ? `WebGPU is available (${env.adapter}), but this build computes on the CPU (WebAssembly${env.simd ? " SIMD" : ""}); the neuron sweep takes longer than on a GPU.`
+    ? `WebGPU is available (${env.adapter}): patchlab computes on the GPU (on the CPU, WebAssembly${env.simd ? " SIMD" : ""}, if the GPU engine cannot start; the summary says which).`
     : `This browser has no WebGPU: patchlab runs on the CPU (WebAssembly${env.simd ? " SIMD" : ""}). The neuron sweep is slower there.`;
   setText("env-note", note);
   show("env-note", true);

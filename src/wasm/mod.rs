@@ -4,9 +4,13 @@
 //! - [`ByteBuf`]: a buffer in wasm memory that the worker streams
 //!   `model.safetensors` into, so the weights' bytes are never held twice in
 //!   JavaScript and wasm at once.
-//! - [`Lab`]: a loaded model with its engine; `tokenize`, `predict` (the top
+//! - [`Lab`]: a loaded model with its engines; `tokenize`, `predict` (the top
 //!   next tokens of one prompt) and `analyze` (the whole report of a pair, as
-//!   `patchlab analyze --out -` writes it).
+//!   `patchlab analyze --out -` writes it). Requests pick a backend: "cpu",
+//!   "gpu" (WebGPU) or "auto" (WebGPU where the browser has `navigator.gpu`).
+//!   The WebGPU engine starts on first use from a temporary copy of the CPU
+//!   engine's weights; if it cannot start, the CPU computes instead, a
+//!   progress stage says why, and the report's `backend` says "cpu".
 //!
 //! Errors reach JavaScript as `Error`s whose message is the crate's text.
 //! Requests and results cross the boundary as JSON strings: one format for
@@ -17,12 +21,14 @@ use crate::attribution::run::{analyze_pair, Options};
 use crate::attribution::{parse_component, Direction, Method, Observer, Progress};
 use crate::clock::now_ms;
 use crate::engine::cpu::CpuEngine;
+use crate::engine::gpu::GpuEngine;
 use crate::engine::{Answers, Array, Component, Engine, PathGrads, Site};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, ModelFiles, Tokenizer};
 use crate::report::Prompts;
 use js_sys::{Float32Array, Function, Promise};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -67,40 +73,105 @@ impl ByteBuf {
     }
 }
 
-/// The compute backends a lab can run on. Only the CPU engine exists in this
-/// build; the WebGPU engine plugs in here as another variant.
-enum Backend {
-    Cpu(CpuEngine),
+/// The engine one request computes on.
+enum Backend<'a> {
+    Cpu(&'a CpuEngine),
+    Gpu(Rc<GpuEngine>),
 }
 
-impl Backend {
-    fn name(&self) -> &'static str {
-        match self {
-            Backend::Cpu(_) => "cpu",
-        }
-    }
+/// The WebGPU engine of a lab: started on the first request that wants it,
+/// then kept (or its failure remembered, so that it is tried only once).
+enum GpuState {
+    Untried,
+    Starting,
+    Ready(Rc<GpuEngine>),
+    Failed(String),
 }
 
 struct Inner {
     name: String,
     config: Config,
     tokenizer: Tokenizer,
-    cpu: Backend,
+    cpu: CpuEngine,
+    gpu: RefCell<GpuState>,
+}
+
+/// Whether this browser context offers WebGPU (`navigator.gpu`, also in workers).
+fn has_webgpu() -> bool {
+    let global = js_sys::global();
+    let Ok(nav) = js_sys::Reflect::get(&global, &JsValue::from_str("navigator")) else {
+        return false;
+    };
+    if nav.is_undefined() || nav.is_null() {
+        return false;
+    }
+    js_sys::Reflect::get(&nav, &JsValue::from_str("gpu"))
+        .map(|g| !g.is_undefined() && !g.is_null())
+        .unwrap_or(false)
 }
 
 impl Inner {
-    /// The engine for a requested backend: "auto", "cpu" or "gpu".
-    fn backend(&self, choice: &str) -> Result<&Backend> {
-        match choice {
-            "" | "auto" | "cpu" => Ok(&self.cpu),
-            "gpu" | "webgpu" => Err(Error::Input(
-                "the WebGPU backend is not part of this build yet; choose backend \"cpu\" or \"auto\""
-                    .into(),
-            )),
-            other => Err(Error::Input(format!(
-                "unknown backend {other:?}; choose auto, cpu or gpu"
-            ))),
+    /// The engine for a requested backend: "auto" (WebGPU where the browser
+    /// has it, else the CPU), "cpu" or "gpu". When the WebGPU engine cannot
+    /// start, the CPU engine computes instead and the second value says why.
+    async fn backend(&self, choice: &str) -> Result<(Backend<'_>, Option<String>)> {
+        let want_gpu = match choice {
+            "" | "auto" => has_webgpu(),
+            "cpu" => false,
+            "gpu" | "webgpu" => true,
+            other => {
+                return Err(Error::Input(format!(
+                    "unknown backend {other:?}; choose auto, cpu or gpu"
+                )))
+            }
+        };
+        if !want_gpu {
+            return Ok((Backend::Cpu(&self.cpu), None));
         }
+        let state = std::mem::replace(&mut *self.gpu.borrow_mut(), GpuState::Starting);
+        let (state, out) = match state {
+            GpuState::Ready(e) => (GpuState::Ready(e.clone()), Ok(e)),
+            GpuState::Failed(why) => (GpuState::Failed(why.clone()), Err(why)),
+            // another request is starting it: this one computes on the CPU
+            GpuState::Starting => {
+                return Ok((
+                    Backend::Cpu(&self.cpu),
+                    Some("the WebGPU engine is still starting; computing on the CPU".into()),
+                ))
+            }
+            GpuState::Untried => match self.start_gpu().await {
+                Ok(e) => {
+                    let e = Rc::new(e);
+                    (GpuState::Ready(e.clone()), Ok(e))
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    (GpuState::Failed(why.clone()), Err(why))
+                }
+            },
+        };
+        *self.gpu.borrow_mut() = state;
+        Ok(match out {
+            Ok(e) => (Backend::Gpu(e), None),
+            Err(why) => (
+                Backend::Cpu(&self.cpu),
+                Some(format!(
+                    "WebGPU is unavailable ({why}); computing on the CPU"
+                )),
+            ),
+        })
+    }
+
+    /// Starts the WebGPU engine from a temporary host copy of the CPU
+    /// engine's weights (freed once they are uploaded).
+    async fn start_gpu(&self) -> Result<GpuEngine> {
+        let weights = self.cpu.weights()?;
+        GpuEngine::new(self.config.clone(), weights).await
+    }
+
+    /// The backends this build offers.
+    fn backends(&self) -> Vec<&'static str> {
+        vec!["cpu", "gpu"]
     }
 }
 
@@ -225,7 +296,8 @@ impl Lab {
                 name,
                 config,
                 tokenizer,
-                cpu: Backend::Cpu(cpu),
+                cpu,
+                gpu: RefCell::new(GpuState::Untried),
             }),
         })
     }
@@ -242,7 +314,7 @@ impl Lab {
             d_mlp: c.d_mlp,
             n_ctx: c.n_ctx,
             d_vocab: c.d_vocab,
-            backends: vec![self.inner.cpu.name()],
+            backends: self.inner.backends(),
         })
         .expect("json")
     }
@@ -261,11 +333,13 @@ impl Lab {
         let text = text.to_string();
         future_to_promise(async move {
             let ids = inner.tokenizer.encode(&text, bos).map_err(js_err)?;
-            let logits = match inner
+            let (engine, _) = inner
                 .backend(backend.as_deref().unwrap_or("auto"))
-                .map_err(js_err)?
-            {
+                .await
+                .map_err(js_err)?;
+            let logits = match engine {
                 Backend::Cpu(e) => last_logits(e, &ids).await,
+                Backend::Gpu(e) => last_logits(&*e, &ids).await,
             }
             .map_err(js_err)?;
             Ok(JsValue::from_str(&top_k_json(&inner.tokenizer, &logits, k)))
@@ -305,12 +379,25 @@ impl Lab {
                 on_progress,
                 on_partial,
             };
-            let backend = inner
+            let (backend, note) = inner
                 .backend(req.backend.as_deref().unwrap_or("auto"))
+                .await
                 .map_err(js_err)?;
+            if let Some(note) = note {
+                // say so in the progress (stage text, nothing done yet)
+                obs.progress(&Progress {
+                    stage: &note,
+                    done: 0,
+                    total: 0,
+                });
+            }
             let report = match backend {
                 Backend::Cpu(e) => {
                     let e = Pausing::new(e, pause);
+                    analyze_pair(&e, &inner.name, &inner.tokenizer, &prompts, &opts, &mut obs).await
+                }
+                Backend::Gpu(e) => {
+                    let e = Pausing::new(&*e, pause);
                     analyze_pair(&e, &inner.name, &inner.tokenizer, &prompts, &opts, &mut obs).await
                 }
             }

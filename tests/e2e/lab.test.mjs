@@ -68,13 +68,34 @@ describe("the JS API (PatchLab in a worker)", () => {
       { clean: "The capital of France is", corrupt: "The capital of Italy is", correct: " Paris", incorrect: " Rome", components: ["heads"] },
     ];
     for (const req of cases) {
-      const got = await apiReport(page, req);
+      // the CPU engine explicitly: "auto" computes on WebGPU in this browser
+      const got = await apiReport(page, { ...req, backend: "cpu" });
       const want = cliReport(modelDir, req);
       assert.equal(got.backend, "cpu");
       assert.deepEqual(reportDiffs(got, want), [], `differences for ${JSON.stringify(req)}`);
     }
     const toks = await page.evaluate(() => window.__lab.tokenize(" Mary", { bos: false }));
     assert.deepEqual(toks, [{ id: 5335, text: " Mary" }]);
+  });
+
+  test("computes on WebGPU with backend gpu, the same numbers as the CLI", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/none.json`);
+    const req = { ...IOI, methods: ["ap", "ig"], components: ["heads"], igSteps: 20 };
+    const stages = [];
+    const got = await page.evaluate(async (req) => {
+      const { PatchLab } = await import("/patchlab.js");
+      const lab = await PatchLab.load({ model: "/model/" });
+      const stages = new Set();
+      const report = await lab.analyze({ ...req, backend: "gpu", onProgress: (p) => stages.add(p.stage) });
+      return { report, stages: [...stages] };
+    }, req);
+    stages.push(...got.stages);
+    assert.equal(got.report.backend, "gpu", `stages: ${stages.join(" | ")}`);
+    const want = cliReport(modelDir, req);
+    assert.deepEqual(Object.keys(got.report.results.ap).sort(), ["clean_to_corrupt", "corrupt_to_clean"]);
+    assert.deepEqual(Object.keys(got.report.results.ig).sort(), ["clean_to_corrupt", "corrupt_to_clean"]);
+    assert.deepEqual(reportDiffs({ ...got.report, backend: want.backend }, want, 1e-3), [], "differences from the CLI");
   });
 
   test("errors carry the engine's message", async (t) => {
@@ -114,7 +135,8 @@ describe("the lab page", () => {
     assert.equal(await page.locator("#suggestion-list .suggestion").count(), 10);
 
     await runInPage(page);
-    assert.match(await page.textContent(".summary"), /backend cpu/);
+    // this browser has WebGPU: the page ("auto") computes on the GPU
+    assert.match(await page.textContent(".summary"), /backend gpu/);
     const download = page.waitForEvent("download");
     await page.click("#export-json");
     const file = await (await download).path();
@@ -122,7 +144,8 @@ describe("the lab page", () => {
     const npyDir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-npy-"));
     t.after(() => fs.rmSync(npyDir, { recursive: true, force: true }));
     const want = cliReport(modelDir, { clean: "When Alice and Bob went to the park, Bob gave a ball to", corrupt: "When Alice and Bob went to the park, Alice gave a ball to", correct: " Alice", incorrect: " Bob", npy: npyDir });
-    assert.deepEqual(reportDiffs(exported, want), []);
+    assert.equal(exported.backend, "gpu");
+    assert.deepEqual(reportDiffs({ ...exported, backend: want.backend }, want, 1e-3), []);
     // .npy export: the CLI's files, same names, shapes and (up to float tolerance) values
     const npy = page.waitForEvent("download");
     await page.click("#export-npy");

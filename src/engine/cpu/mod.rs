@@ -135,6 +135,44 @@ impl CpuEngine {
         })
     }
 
+    /// A host copy of the weights (as `new` took them), e.g. to start another
+    /// backend from this one without keeping a second copy all along.
+    pub fn weights(&self) -> Result<Weights> {
+        fn param(t: &Tensor) -> Result<Param> {
+            Ok(Param::new(
+                t.dims().to_vec(),
+                t.flatten_all()?.to_vec1::<f32>()?,
+            ))
+        }
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(crate::model::weights::Block {
+                    ln_1_w: param(&b.ln_1_w)?,
+                    ln_1_b: param(&b.ln_1_b)?,
+                    c_attn_w: param(&b.c_attn_w)?,
+                    c_attn_b: param(&b.c_attn_b)?,
+                    c_proj_w: param(&b.c_proj_w)?,
+                    c_proj_b: param(&b.c_proj_b)?,
+                    ln_2_w: param(&b.ln_2_w)?,
+                    ln_2_b: param(&b.ln_2_b)?,
+                    c_fc_w: param(&b.c_fc_w)?,
+                    c_fc_b: param(&b.c_fc_b)?,
+                    mlp_proj_w: param(&b.mlp_proj_w)?,
+                    mlp_proj_b: param(&b.mlp_proj_b)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Weights {
+            wte: param(&self.wte)?,
+            wpe: param(&self.wpe)?,
+            blocks,
+            ln_f_w: param(&self.ln_f_w)?,
+            ln_f_b: param(&self.ln_f_b)?,
+        })
+    }
+
     fn eps(&self) -> f64 {
         self.cfg.layer_norm_eps as f64
     }
