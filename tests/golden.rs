@@ -135,6 +135,7 @@ async fn check_golden(file: &str, spec: RandomSpec) {
             correct: s("correct"),
             incorrect: s("incorrect"),
             bos: c["bos"].as_bool().unwrap(),
+            metric: "logit_diff".into(),
         };
         let what = format!(
             "{file} case {ci} ({:?}, bos {})",

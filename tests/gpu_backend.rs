@@ -547,6 +547,7 @@ async fn check_reports(file: &str, spec: RandomSpec) {
             correct: s("correct"),
             incorrect: s("incorrect"),
             bos: c["bos"].as_bool().unwrap(),
+            metric: "logit_diff".into(),
         };
         let what = format!("{file} case {ci}");
         let rc: Report = analyze_pair(&cpu, "m", &tok, &prompts, &opts, &mut Quiet)

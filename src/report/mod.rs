@@ -50,6 +50,14 @@ pub struct Prompts {
     pub correct: String,
     pub incorrect: String,
     pub bos: bool,
+    /// The metric: "logit_diff" (default) or "greater_than:YY" (probability
+    /// mass on the two-digit years above YY minus at-or-below YY).
+    #[serde(default = "logit_diff")]
+    pub metric: String,
+}
+
+fn logit_diff() -> String {
+    "logit_diff".to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

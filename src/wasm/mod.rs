@@ -374,6 +374,7 @@ impl Lab {
                 correct: req.correct.clone(),
                 incorrect: req.incorrect.clone(),
                 bos: req.bos.unwrap_or(true),
+                metric: "logit_diff".into(),
             };
             let mut obs = JsObserver {
                 on_progress,

@@ -235,6 +235,7 @@ async fn run_bench<E: Engine>(
             correct: " Mary".into(),
             incorrect: " John".into(),
             bos: true,
+            metric: "logit_diff".into(),
         };
         let opts = Options {
             ig_steps: a.ig_steps,

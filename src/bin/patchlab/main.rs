@@ -256,6 +256,7 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         correct: a.correct,
         incorrect: a.incorrect,
         bos: !a.no_bos,
+        metric: "logit_diff".into(),
     };
     let job = Analysis {
         prompts,
