@@ -4,6 +4,7 @@
 
 pub mod attribution;
 pub mod clock;
+pub mod dataset;
 pub mod engine;
 pub mod error;
 pub mod model;
