@@ -3,6 +3,7 @@
 //! are written as `null` and read back as NaN.
 
 pub mod npy;
+pub mod summary;
 
 use crate::attribution::ScoreMap;
 use crate::model::Token;
@@ -71,7 +72,8 @@ pub struct Tokens {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
-    /// "logit_diff": logits[last, correct] − logits[last, incorrect].
+    /// "logit_diff": logits[last, correct] − logits[last, incorrect];
+    /// "greater_than:YY": Σ p(years above YY) − Σ p(years 00..YY).
     pub name: String,
     pub clean: f32,
     pub corrupt: f32,

@@ -1,0 +1,483 @@
+//! `patchlab batch` and `patchlab merge`: a dataset of prompt pairs through
+//! the per-pair analysis, one report per pair plus the summary tables; shards
+//! of one dataset run anywhere and merge afterwards.
+
+use super::{split_list, with_engine, EngineUser, Loaded};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use patchlab::attribution::quadrature::Rule;
+use patchlab::attribution::run::{analyze_pair, Options};
+use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
+use patchlab::clock::now_ms;
+use patchlab::dataset::{self, Format, Task};
+use patchlab::engine::Engine;
+use patchlab::report::summary::{summarize, DatasetInfo, Summary};
+use patchlab::report::{Prompts, Report};
+use patchlab::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The analysis options shared by `analyze` and `batch`.
+#[derive(Args, Clone)]
+pub struct MethodArgs {
+    /// Methods, comma-separated: ap (activation patching), ig (integrated gradients), atp (attribution patching).
+    #[arg(long, default_value = "ap,ig,atp")]
+    pub methods: String,
+    /// Component kinds, comma-separated: heads, neurons.
+    #[arg(long, default_value = "heads,neurons")]
+    pub components: String,
+    /// Directions, comma-separated: clean_to_corrupt, corrupt_to_clean.
+    #[arg(long, default_value = "clean_to_corrupt,corrupt_to_clean")]
+    pub directions: String,
+    /// Integration steps of integrated gradients.
+    #[arg(long, default_value_t = 50)]
+    pub ig_steps: usize,
+    /// Integration rule: gausslegendre (captum's default), riemann_left, riemann_right, riemann_middle, riemann_trapezoid.
+    #[arg(long, default_value = "gausslegendre")]
+    pub ig_rule: String,
+    /// Quantile that marks latent (AND / OR) components: 0.9 = top 10 %.
+    #[arg(long, default_value_t = 0.9)]
+    pub percentile: f64,
+}
+
+impl MethodArgs {
+    pub fn options(&self) -> Result<Options> {
+        Ok(Options {
+            methods: split_list(&self.methods, Method::parse)?,
+            directions: split_list(&self.directions, Direction::parse)?,
+            components: split_list(&self.components, parse_component)?,
+            ig_steps: self.ig_steps,
+            ig_rule: Rule::parse(&self.ig_rule)?,
+            percentile: self.percentile,
+            ..Options::default()
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct BatchArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// A generated task: ioi, ioi-third, greater-than, capitals, agreement.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    task: Option<String>,
+    /// Pairs to generate for --task.
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    /// Seed of the --task generator (the same seed gives the same pairs).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A CSV (header: clean,corrupt,correct,incorrect[,metric]) or JSONL file of pairs.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Skip the rows of --file that are not valid pairs (each is listed). Without it such a file is refused.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Run only slice I of N (0-based, e.g. 2/8) of the dataset; `patchlab merge` joins the slices.
+    #[arg(long)]
+    shard: Option<String>,
+    #[command(flatten)]
+    methods: MethodArgs,
+    /// Do not prepend the BOS token <|endoftext|>.
+    #[arg(long)]
+    no_bos: bool,
+    /// Compute backend: cpu or gpu.
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Output directory: pairs/NNNN.json (one report per pair) and summary.json.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Recompute pairs whose report already exists in --out-dir (by default such reports are kept
+    /// when their prompts and settings match, so an interrupted run resumes).
+    #[arg(long)]
+    force: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// Output directories of `patchlab batch` runs (shards of one dataset).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the merged pairs/ and summary.json go (may be one of the inputs).
+    #[arg(long)]
+    out_dir: PathBuf,
+}
+
+/// Parses "I/N" into the index range of slice I of a dataset of `total` pairs.
+pub fn shard_range(spec: &str, total: usize) -> Result<(usize, usize, std::ops::Range<usize>)> {
+    let bad = || {
+        Error::Input(format!(
+            "--shard {spec:?} is not I/N with 0 ≤ I < N (e.g. 0/4 for the first of four slices)"
+        ))
+    };
+    let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    // contiguous slices whose sizes differ by at most one
+    Ok((i, n, i * total / n..(i + 1) * total / n))
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
+}
+
+/// The dataset of a batch run, and where it came from.
+fn load_dataset(a: &BatchArgs, tok: &patchlab::model::Tokenizer) -> Result<(Vec<Prompts>, DatasetInfo)> {
+    let bos = !a.no_bos;
+    if let Some(task) = &a.task {
+        let task = Task::from_name(task)?;
+        let mut pairs = dataset::generate(task, tok, a.n, a.seed)?;
+        for p in &mut pairs {
+            p.bos = bos;
+        }
+        let info = DatasetInfo {
+            source: format!("task:{}", task.name()),
+            seed: Some(a.seed),
+            total: pairs.len(),
+        };
+        return Ok((pairs, info));
+    }
+    let path = a.file.as_ref().expect("clap requires --task or --file");
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let format = Format::from_path(&path.to_string_lossy())?;
+    let imported = dataset::import(&text, format, tok, bos)?;
+    if !imported.bad.is_empty() {
+        let list: Vec<String> = imported
+            .bad
+            .iter()
+            .map(|b| format!("  line {}: {}", b.line, b.reason))
+            .collect();
+        if !a.skip_bad {
+            return Err(Error::Input(format!(
+                "{} has {} invalid row(s):\n{}\nfix them, or pass --skip-bad to run the {} valid pairs without them",
+                path.display(),
+                imported.bad.len(),
+                list.join("\n"),
+                imported.pairs.len()
+            )));
+        }
+        eprintln!(
+            "skipping {} invalid row(s) of {} (--skip-bad):\n{}",
+            imported.bad.len(),
+            path.display(),
+            list.join("\n")
+        );
+    }
+    if imported.pairs.is_empty() {
+        return Err(Error::Input(format!("{} has no valid pairs", path.display())));
+    }
+    let info = DatasetInfo {
+        source: format!(
+            "file:{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        seed: None,
+        total: imported.pairs.len(),
+    };
+    Ok((imported.pairs, info))
+}
+
+fn pair_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join("pairs").join(format!("{index:04}.json"))
+}
+
+/// Writes through a temporary file so a killed run never leaves half a report.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+/// A per-pair progress bar over the whole run.
+struct BatchBar {
+    bar: ProgressBar,
+    /// Work units of the pairs already done, and of one pair.
+    base: u64,
+    label: String,
+}
+
+impl Observer for BatchBar {
+    fn progress(&mut self, p: &Progress<'_>) -> bool {
+        self.bar.set_position(self.base + p.done);
+        self.bar.set_message(format!("{} {}", self.label, p.stage));
+        true
+    }
+}
+
+struct Batch {
+    args: BatchArgs,
+    opts: Options,
+}
+
+impl EngineUser<()> for Batch {
+    fn run<E: Engine>(self, l: Loaded<E>) -> Result<()> {
+        let a = &self.args;
+        let (pairs, info) = load_dataset(a, &l.tokenizer)?;
+        let (range, shard) = match &a.shard {
+            Some(s) => {
+                let (i, n, r) = shard_range(s, pairs.len())?;
+                (r, format!("{i}/{n}"))
+            }
+            None => (0..pairs.len(), "0/1".to_string()),
+        };
+        let pair_dir = a.out_dir.join("pairs");
+        std::fs::create_dir_all(&pair_dir).map_err(|e| io(&pair_dir, e))?;
+        let per_pair = self.opts.work(l.engine.config());
+        let bar = if a.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(per_pair * range.len() as u64).with_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg:40} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            )
+        };
+        let mut obs = BatchBar {
+            bar,
+            base: 0,
+            label: String::new(),
+        };
+        let t0 = now_ms();
+        let mut reports = Vec::with_capacity(range.len());
+        let (mut computed, mut reused) = (0usize, 0usize);
+        for (k, index) in range.clone().enumerate() {
+            let prompts = &pairs[index];
+            let path = pair_path(&a.out_dir, index);
+            obs.base = k as u64 * per_pair;
+            obs.label = format!("pair {}/{}", k + 1, range.len());
+            let existing = (!a.force)
+                .then(|| std::fs::read_to_string(&path).ok())
+                .flatten()
+                .and_then(|s| Report::from_json(&s).ok())
+                .filter(|r| {
+                    r.prompts == *prompts
+                        && r.model.name == l.name
+                        && same_settings(r, &self.opts)
+                });
+            let report = match existing {
+                Some(r) => {
+                    reused += 1;
+                    r
+                }
+                None => {
+                    let r = pollster::block_on(analyze_pair(
+                        &l.engine,
+                        &l.name,
+                        &l.tokenizer,
+                        prompts,
+                        &self.opts,
+                        &mut obs,
+                    ))
+                    .map_err(|e| match e {
+                        Error::Input(m) => Error::Input(format!("pair {index}: {m}")),
+                        e => e,
+                    })?;
+                    write_atomic(&path, &r.to_json())?;
+                    computed += 1;
+                    r
+                }
+            };
+            reports.push((index, report));
+        }
+        obs.bar.finish_and_clear();
+        let secs = (now_ms() - t0) / 1000.0;
+        let summary = summarize(info, &reports)?;
+        write_atomic(&a.out_dir.join("summary.json"), &summary.to_json())?;
+        println!(
+            "{} pairs (shard {shard}, dataset {}{}): {computed} computed, {reused} kept from an earlier run",
+            reports.len(),
+            summary.dataset.source,
+            summary.dataset.seed.map(|s| format!(" seed {s}")).unwrap_or_default()
+        );
+        if computed > 0 {
+            println!(
+                "{:.1} s on {}, {:.2} pairs/s ({:.2} s per pair)",
+                secs,
+                l.engine.backend(),
+                computed as f64 / secs,
+                secs / computed as f64
+            );
+        }
+        print!("{}", summary_table(&summary));
+        println!(
+            "reports in {}/pairs/, tables in {}/summary.json",
+            a.out_dir.display(),
+            a.out_dir.display()
+        );
+        Ok(())
+    }
+}
+
+fn same_settings(r: &Report, o: &Options) -> bool {
+    let names = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
+    r.settings.methods == names(o.methods.iter().map(|m| m.name()).collect())
+        && r.settings.directions == names(o.directions.iter().map(|d| d.name()).collect())
+        && r.settings.components == names(o.components.iter().map(|c| c.name()).collect())
+        && r.settings.ig_steps == o.ig_steps
+        && r.settings.percentile == o.percentile
+}
+
+/// The summary's main numbers, one line each.
+pub fn summary_table(s: &Summary) -> String {
+    let mut out = String::new();
+    let fmt = |st: &patchlab::report::summary::Stat| match (st.mean, st.std) {
+        (Some(m), Some(sd)) => format!("{m:+.4} ± {sd:.4} (n {})", st.n),
+        _ => "undefined".to_string(),
+    };
+    for (c, m) in &s.metric {
+        out += &format!("metric {c:7} {}\n", fmt(m));
+    }
+    for (c, corr) in &s.correlations {
+        for (k, st) in corr {
+            out += &format!("pearson {c:7} {k:50} {}\n", fmt(st));
+        }
+    }
+    for (c, ov) in &s.overlap {
+        for (k, st) in ov {
+            out += &format!("jaccard {c:7} {k:50} {}\n", fmt(st));
+        }
+    }
+    if !s.missing.is_empty() {
+        out += &format!(
+            "{} of {} pairs have no report yet (other shards?): merge the shards' directories with `patchlab merge`\n",
+            s.missing.len(),
+            s.dataset.total
+        );
+    }
+    out
+}
+
+pub fn batch(a: BatchArgs) -> Result<()> {
+    let opts = a.methods.options()?;
+    let model = a.model.clone();
+    let backend = a.backend.clone();
+    with_engine(&model, &backend, Batch { args: a, opts })
+}
+
+/// Reads every per-pair report of a batch output directory.
+pub fn read_pairs(dir: &Path) -> Result<Vec<(usize, Report)>> {
+    let pdir = dir.join("pairs");
+    let entries = std::fs::read_dir(&pdir).map_err(|e| {
+        Error::Input(format!(
+            "{} is not a `patchlab batch` output directory (no pairs/ in it: {e})",
+            dir.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| io(&pdir, e))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let Some(index) = name
+            .strip_suffix(".json")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+        let report = Report::from_json(&text)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        out.push((index, report));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
+}
+
+pub fn merge(a: MergeArgs) -> Result<()> {
+    let mut info: Option<DatasetInfo> = None;
+    let mut all: Vec<(usize, Report)> = Vec::new();
+    for dir in &a.dirs {
+        let path = dir.join("summary.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::Input(format!(
+                "{} is not a finished `patchlab batch` output ({}: {e})",
+                dir.display(),
+                path.display()
+            ))
+        })?;
+        let s = Summary::from_json(&text)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        match &info {
+            None => info = Some(s.dataset.clone()),
+            Some(i) if *i != s.dataset => {
+                return Err(Error::Input(format!(
+                    "{} holds dataset {:?} (seed {:?}, {} pairs) but {} holds {:?} (seed {:?}, {} pairs): merge shards of one dataset only",
+                    a.dirs[0].display(),
+                    i.source,
+                    i.seed,
+                    i.total,
+                    dir.display(),
+                    s.dataset.source,
+                    s.dataset.seed,
+                    s.dataset.total
+                )))
+            }
+            Some(_) => {}
+        }
+        for (index, r) in read_pairs(dir)? {
+            match all.iter().find(|(i, _)| *i == index) {
+                Some((_, prev)) if prev.prompts != r.prompts => {
+                    return Err(Error::Input(format!(
+                        "pair {index} differs between the inputs ({} has another prompt pair): they are not shards of one dataset",
+                        dir.display()
+                    )))
+                }
+                Some(_) => {}
+                None => all.push((index, r)),
+            }
+        }
+    }
+    let info = info.expect("clap requires one directory");
+    all.sort_by_key(|(i, _)| *i);
+    let summary = summarize(info, &all)?;
+    let pdir = a.out_dir.join("pairs");
+    std::fs::create_dir_all(&pdir).map_err(|e| io(&pdir, e))?;
+    for (index, r) in &all {
+        let path = pair_path(&a.out_dir, *index);
+        if !path.exists() {
+            write_atomic(&path, &r.to_json())?;
+        }
+    }
+    write_atomic(&a.out_dir.join("summary.json"), &summary.to_json())?;
+    println!(
+        "merged {} pairs from {} directories into {}",
+        all.len(),
+        a.dirs.len(),
+        a.out_dir.display()
+    );
+    print!("{}", summary_table(&summary));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_range;
+
+    #[test]
+    fn shards_cover_the_dataset_once() {
+        for total in [0, 1, 7, 100] {
+            for n in 1..=9 {
+                let mut seen = vec![0; total];
+                for i in 0..n {
+                    let (_, _, r) = shard_range(&format!("{i}/{n}"), total).unwrap();
+                    for k in r {
+                        seen[k] += 1;
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "total {total} n {n}");
+            }
+        }
+        assert!(shard_range("3/3", 10).is_err());
+        assert!(shard_range("1", 10).is_err());
+        assert!(shard_range("0/0", 10).is_err());
+    }
+}

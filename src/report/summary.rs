@@ -1,0 +1,305 @@
+//! The dataset summary: the notebook's tables over many prompt pairs,
+//! recomputed from the per-pair reports alone (so `merge` can rebuild it from
+//! any set of shards).
+//!
+//! Every statistic keeps its distribution: `per_pair` holds one value per
+//! pair in pair order (null where the value is undefined, e.g. Pearson r of
+//! a constant map), and `mean` / `std` are taken over the defined values.
+//! `std` is the population standard deviation (ddof 0, as `numpy.std`).
+
+use super::{ModelInfo, Report, Settings};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Tells a summary file from a report.
+pub const SUMMARY_KIND: &str = "patchlab-summary";
+pub const SUMMARY_SCHEMA: u32 = 1;
+
+/// One statistic over the pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    pub per_pair: Vec<Option<f64>>,
+    /// Pairs where the value is defined.
+    pub n: usize,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub min: Option<f64>,
+    /// numpy.median: the mean of the two middle values for an even count.
+    pub median: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Stat {
+    pub fn of(per_pair: Vec<Option<f64>>) -> Stat {
+        let mut defined: Vec<f64> = per_pair
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        let n = defined.len();
+        if n == 0 {
+            return Stat {
+                per_pair,
+                n,
+                mean: None,
+                std: None,
+                min: None,
+                median: None,
+                max: None,
+            };
+        }
+        let mean = defined.iter().sum::<f64>() / n as f64;
+        let var = defined.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        defined.sort_by(|a, b| a.total_cmp(b));
+        let median = if n % 2 == 1 {
+            defined[n / 2]
+        } else {
+            (defined[n / 2 - 1] + defined[n / 2]) / 2.0
+        };
+        Stat {
+            per_pair,
+            n,
+            mean: Some(mean),
+            std: Some(var.sqrt()),
+            min: Some(defined[0]),
+            median: Some(median),
+            max: Some(defined[n - 1]),
+        }
+    }
+}
+
+/// Where the pairs came from, so shards of different datasets are not merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// "task:ioi" or "file:pairs.csv".
+    pub source: String,
+    /// Generator seed (tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Pairs in the whole dataset (all shards).
+    pub total: usize,
+}
+
+/// One pair's line in the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairEntry {
+    /// Index in the whole dataset; the report is `pairs/<index:04>.json`.
+    pub index: usize,
+    pub clean: String,
+    pub corrupt: String,
+    pub correct: String,
+    pub incorrect: String,
+    pub n_tokens: usize,
+    pub metric_clean: f32,
+    pub metric_corrupt: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: u32,
+    pub kind: String,
+    pub dataset: DatasetInfo,
+    pub model: ModelInfo,
+    pub settings: Settings,
+    pub backend: String,
+    pub n_pairs: usize,
+    /// Dataset indices no report was found for (an unfinished or missing shard).
+    pub missing: Vec<usize>,
+    pub pairs: Vec<PairEntry>,
+    /// metric.{clean|corrupt}: the metric of each pair's two prompts.
+    pub metric: BTreeMap<String, Stat>,
+    /// correlations.{heads|neurons}."<A>__vs__<B>": Pearson r per pair, with
+    /// A, B among ap_/ig_/atp_ × clean_to_corrupt / corrupt_to_clean, and
+    /// asym_ig__vs__asym_ap (AP asymmetry against IG asymmetry).
+    pub correlations: BTreeMap<String, BTreeMap<String, Stat>>,
+    /// overlap.{heads|neurons}.{and|or}: Jaccard of IG's and AP's latent sets.
+    pub overlap: BTreeMap<String, BTreeMap<String, Stat>>,
+    /// Seconds spent on the pairs, summed over the reports' totals.
+    pub compute_s: f64,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("summaries serialise")
+    }
+    pub fn from_json(s: &str) -> Result<Summary> {
+        let v: Summary = serde_json::from_str(s)
+            .map_err(|e| Error::Input(format!("not a patchlab summary: {e}")))?;
+        if v.kind != SUMMARY_KIND || v.schema != SUMMARY_SCHEMA {
+            return Err(Error::Input(format!(
+                "summary kind `{}` schema {} is not `{SUMMARY_KIND}` schema {SUMMARY_SCHEMA}",
+                v.kind, v.schema
+            )));
+        }
+        Ok(v)
+    }
+}
+
+/// Checks that two reports can be averaged together: same model shape and
+/// the same settings.
+fn compatible(a: &Report, b: &Report) -> Result<()> {
+    if a.model != b.model {
+        return Err(Error::Input(format!(
+            "the reports come from different models ({} and {}): summarise one model at a time",
+            a.model.name, b.model.name
+        )));
+    }
+    if a.settings != b.settings {
+        return Err(Error::Input(
+            "the reports were computed with different settings (methods, directions, \
+             components, IG steps or percentile): rerun them with the same options"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The summary of the reports `(dataset index, report)`, sorted by index.
+pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Summary> {
+    let Some((_, first)) = reports.first() else {
+        return Err(Error::Input("there are no pair reports to summarise".into()));
+    };
+    let mut order: Vec<usize> = (0..reports.len()).collect();
+    order.sort_by_key(|&i| reports[i].0);
+    for w in order.windows(2) {
+        if reports[w[0]].0 == reports[w[1]].0 {
+            return Err(Error::Input(format!(
+                "pair {} appears twice: each dataset index must come from one shard",
+                reports[w[0]].0
+            )));
+        }
+    }
+    for (_, r) in reports {
+        compatible(first, r)?;
+    }
+    let sorted: Vec<&(usize, Report)> = order.iter().map(|&i| &reports[i]).collect();
+    let present: std::collections::BTreeSet<usize> = sorted.iter().map(|(i, _)| *i).collect();
+    let total = dataset
+        .total
+        .max(sorted.last().map(|(i, _)| i + 1).unwrap_or(0));
+    let missing = (0..total).filter(|i| !present.contains(i)).collect();
+
+    // the union of keys over the pairs: a key a pair lacks reads as undefined
+    let mut corr_keys: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut overlap_keys: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (_, r) in &sorted {
+        for (c, m) in &r.analysis.correlations {
+            corr_keys.entry(c.clone()).or_default().extend(m.keys().cloned());
+        }
+        for (c, m) in &r.analysis.overlap {
+            overlap_keys
+                .entry(c.clone())
+                .or_default()
+                .extend(m.keys().cloned());
+        }
+    }
+    let correlations = corr_keys
+        .into_iter()
+        .map(|(c, keys)| {
+            let stats = keys
+                .into_iter()
+                .map(|k| {
+                    let v = sorted
+                        .iter()
+                        .map(|(_, r)| {
+                            r.analysis
+                                .correlations
+                                .get(&c)
+                                .and_then(|m| m.get(&k))
+                                .copied()
+                                .flatten()
+                        })
+                        .collect();
+                    (k, Stat::of(v))
+                })
+                .collect();
+            (c, stats)
+        })
+        .collect();
+    let overlap = overlap_keys
+        .into_iter()
+        .map(|(c, keys)| {
+            let stats = keys
+                .into_iter()
+                .map(|k| {
+                    let v = sorted
+                        .iter()
+                        .map(|(_, r)| r.analysis.overlap.get(&c).and_then(|m| m.get(&k)).copied())
+                        .collect();
+                    (k, Stat::of(v))
+                })
+                .collect();
+            (c, stats)
+        })
+        .collect();
+    let metric = BTreeMap::from([
+        (
+            "clean".to_string(),
+            Stat::of(sorted.iter().map(|(_, r)| Some(r.metric.clean as f64)).collect()),
+        ),
+        (
+            "corrupt".to_string(),
+            Stat::of(
+                sorted
+                    .iter()
+                    .map(|(_, r)| Some(r.metric.corrupt as f64))
+                    .collect(),
+            ),
+        ),
+    ]);
+    let pairs = sorted
+        .iter()
+        .map(|(i, r)| PairEntry {
+            index: *i,
+            clean: r.prompts.clean.clone(),
+            corrupt: r.prompts.corrupt.clone(),
+            correct: r.prompts.correct.clone(),
+            incorrect: r.prompts.incorrect.clone(),
+            n_tokens: r.tokens.clean.len(),
+            metric_clean: r.metric.clean,
+            metric_corrupt: r.metric.corrupt,
+        })
+        .collect();
+    let mut backends: Vec<&str> = sorted.iter().map(|(_, r)| r.backend.as_str()).collect();
+    backends.sort();
+    backends.dedup();
+    Ok(Summary {
+        schema: SUMMARY_SCHEMA,
+        kind: SUMMARY_KIND.to_string(),
+        dataset: DatasetInfo { total, ..dataset },
+        model: first.model.clone(),
+        settings: first.settings.clone(),
+        backend: backends.join(","),
+        n_pairs: sorted.len(),
+        missing,
+        pairs,
+        metric,
+        correlations,
+        overlap,
+        compute_s: sorted
+            .iter()
+            .map(|(_, r)| r.timings_ms.get("total").copied().unwrap_or(0.0))
+            .sum::<f64>()
+            / 1000.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ignores_undefined_values_and_uses_population_std() {
+        let s = Stat::of(vec![Some(1.0), None, Some(3.0), Some(f64::NAN)]);
+        assert_eq!(s.n, 2);
+        assert_eq!(s.mean, Some(2.0));
+        assert_eq!(s.std, Some(1.0));
+        assert_eq!((s.min, s.median, s.max), (Some(1.0), Some(2.0), Some(3.0)));
+        let odd = Stat::of(vec![Some(5.0), Some(-1.0), Some(2.0)]);
+        assert_eq!(odd.median, Some(2.0));
+        let e = Stat::of(vec![None]);
+        assert_eq!((e.n, e.mean, e.std, e.median), (0, None, None, None));
+    }
+}
