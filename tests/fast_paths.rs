@@ -8,14 +8,14 @@ use pollster::block_on;
 use common::*;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::{Direction, Quiet, Tracker};
-use patchlab::engine::{Answers, Component, Engine, Site};
+use patchlab::engine::{Component, Engine, Metric, Site};
 
 /// AP from the fast sweep equals the notebook's loop to float noise.
 async fn check_ap(
     spec: &patchlab::model::random::RandomSpec,
     clean: &[u32],
     corrupt: &[u32],
-    answers: Answers,
+    answers: &Metric,
 ) {
     let e = engine(spec);
     let cfg = e.config().clone();
@@ -73,7 +73,7 @@ async fn check_ap(
 fn ap_fast_equals_naive_loop_on_ioi() {
     block_on(async {
         let (clean, corrupt) = ioi_ids();
-        check_ap(&spec(2, 4, 64, 1), &clean, &corrupt, ANSWERS).await;
+        check_ap(&spec(2, 4, 64, 1), &clean, &corrupt, &ANSWERS).await;
     })
 }
 
@@ -90,7 +90,7 @@ fn ap_fast_equals_naive_loop_odd_shapes_and_positions() {
             &s,
             &a,
             &b,
-            Answers {
+            &Metric::LogitDiff {
                 correct: 6342,
                 incorrect: 10598,
             },
@@ -102,7 +102,7 @@ fn ap_fast_equals_naive_loop_odd_shapes_and_positions() {
             &s,
             &a,
             &b,
-            Answers {
+            &Metric::LogitDiff {
                 correct: 6342,
                 incorrect: 10598,
             },
@@ -112,7 +112,7 @@ fn ap_fast_equals_naive_loop_odd_shapes_and_positions() {
             &s,
             &[464],
             &[818],
-            Answers {
+            &Metric::LogitDiff {
                 correct: 6342,
                 incorrect: 10598,
             },
@@ -133,7 +133,7 @@ fn thirty_three_token_prompts_batch_across_passes() {
             &s,
             &a,
             &b,
-            Answers {
+            &Metric::LogitDiff {
                 correct: 11,
                 incorrect: 13,
             },
@@ -150,8 +150,8 @@ fn gradients_match_finite_differences() {
         let s = spec(2, 4, 64, 5);
         let e = engine(&s);
         let (clean, corrupt) = ioi_ids();
-        let c = e.run(&clean, ANSWERS).await.unwrap();
-        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        let c = e.run(&clean, &ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, &ANSWERS).await.unwrap();
         let fd = 10;
         for comp in [Component::Heads, Component::Neurons] {
             for layer in 0..2 {
@@ -179,7 +179,7 @@ fn gradients_match_finite_differences() {
                         };
                         v.data[idx] += sign * h;
                         m[slot] = e
-                            .metric_with_substitutions(&clean, ANSWERS, &[(hook.clone(), v)])
+                            .metric_with_substitutions(&clean, &ANSWERS, &[(hook.clone(), v)])
                             .await
                             .unwrap();
                     }
@@ -205,8 +205,8 @@ fn path_end_is_the_whole_layer_substitution() {
         let s = spec(2, 4, 64, 6);
         let e = engine(&s);
         let (clean, corrupt) = ioi_ids();
-        let c = e.run(&clean, ANSWERS).await.unwrap();
-        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        let c = e.run(&clean, &ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, &ANSWERS).await.unwrap();
         for comp in [Component::Heads, Component::Neurons] {
             for layer in 0..2 {
                 let site = Site {
@@ -221,7 +221,7 @@ fn path_end_is_the_whole_layer_substitution() {
                 let naive = e
                     .metric_with_substitutions(
                         &clean,
-                        ANSWERS,
+                        &ANSWERS,
                         &[(hook.clone(), e.activation(&k, &hook).await.unwrap())],
                     )
                     .await
@@ -245,8 +245,8 @@ fn input_hook_substitution_reaches_the_path_end() {
         let s = spec(3, 3, 48, 9);
         let e = engine(&s);
         let (clean, corrupt) = ioi_ids();
-        let c = e.run(&clean, ANSWERS).await.unwrap();
-        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        let c = e.run(&clean, &ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, &ANSWERS).await.unwrap();
         for (comp, input) in [
             (Component::Heads, "attn.hook_z"),
             (Component::Neurons, "hook_mlp_in"),
@@ -264,7 +264,7 @@ fn input_hook_substitution_reaches_the_path_end() {
                 let hook = format!("blocks.{layer}.{input}");
                 let v = e.activation(&k, &hook).await.unwrap();
                 let m = e
-                    .metric_with_substitutions(&clean, ANSWERS, &[(hook, v)])
+                    .metric_with_substitutions(&clean, &ANSWERS, &[(hook, v)])
                     .await
                     .unwrap();
                 assert!(
@@ -286,8 +286,8 @@ fn one_pass_base_gradients_equal_per_layer_tails() {
         let s = spec(3, 3, 48, 4);
         let e = engine(&s);
         let (clean, corrupt) = ioi_ids();
-        let c = e.run(&clean, ANSWERS).await.unwrap();
-        let k = e.run(&corrupt, ANSWERS).await.unwrap();
+        let c = e.run(&clean, &ANSWERS).await.unwrap();
+        let k = e.run(&corrupt, &ANSWERS).await.unwrap();
         for comp in [Component::Heads, Component::Neurons] {
             let all = e.base_gradients(&c, &k, comp, 10).await.unwrap();
             for (layer, g) in all.iter().enumerate() {

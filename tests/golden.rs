@@ -11,7 +11,7 @@ use patchlab::attribution::analysis::{flatten, pearson, quantile};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::Quiet;
 use patchlab::engine::cpu::CpuEngine;
-use patchlab::engine::{Answers, Engine};
+use patchlab::engine::{Engine, Metric};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Weights;
 use patchlab::report::{Prompts, Report};
@@ -184,13 +184,13 @@ async fn check_golden(file: &str, spec: RandomSpec) {
             );
         }
         // hook values
-        let answers = Answers {
+        let answers = Metric::LogitDiff {
             correct: r.tokens.correct.id,
             incorrect: r.tokens.incorrect.id,
         };
         for (run_name, tokens) in [("clean", &r.tokens.clean), ("corrupt", &r.tokens.corrupt)] {
             let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
-            let run = e.run(&ids, answers).await.unwrap();
+            let run = e.run(&ids, &answers).await.unwrap();
             for (hook, gv) in c["hooks"][run_name].as_object().unwrap() {
                 let gv = flat(gv);
                 let ours = tl_view(&e, &run, &weights, hook).await;

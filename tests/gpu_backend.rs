@@ -11,7 +11,7 @@ use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::Quiet;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
-use patchlab::engine::{Answers, Array, Component, Engine, Site};
+use patchlab::engine::{Array, Component, Engine, Metric, Site};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::report::{Prompts, Report};
 use pollster::block_on;
@@ -123,8 +123,8 @@ const HOOKS: [&str; 21] = [
 
 /// Forward metric, last logits and every hook of one prompt.
 async fn check_forward(cpu: &CpuEngine, gpu: &GpuEngine, toks: &[u32], what: &str) -> f32 {
-    let cr = cpu.run(toks, ANSWERS).await.unwrap();
-    let gr = gpu.run(toks, ANSWERS).await.unwrap();
+    let cr = cpu.run(toks, &ANSWERS).await.unwrap();
+    let gr = gpu.run(toks, &ANSWERS).await.unwrap();
     let mut worst = close(
         &[gpu.metric(&gr)],
         &[cpu.metric(&cr)],
@@ -165,12 +165,12 @@ async fn check_sweeps(
     what: &str,
 ) -> f32 {
     let (cb, co) = (
-        cpu.run(a, ANSWERS).await.unwrap(),
-        cpu.run(b, ANSWERS).await.unwrap(),
+        cpu.run(a, &ANSWERS).await.unwrap(),
+        cpu.run(b, &ANSWERS).await.unwrap(),
     );
     let (gb, go) = (
-        gpu.run(a, ANSWERS).await.unwrap(),
-        gpu.run(b, ANSWERS).await.unwrap(),
+        gpu.run(a, &ANSWERS).await.unwrap(),
+        gpu.run(b, &ANSWERS).await.unwrap(),
     );
     let cfg = cpu.config().clone();
     let mut worst: f32 = 0.0;
@@ -272,12 +272,12 @@ fn large_batches_span_several_passes() {
         let (cpu, gpu) = engines(&spec(2, 4, 64, 13));
         let (a, b) = pair(33, 2, 7);
         let (cb, co) = (
-            cpu.run(&a, ANSWERS).await.unwrap(),
-            cpu.run(&b, ANSWERS).await.unwrap(),
+            cpu.run(&a, &ANSWERS).await.unwrap(),
+            cpu.run(&b, &ANSWERS).await.unwrap(),
         );
         let (gb, go) = (
-            gpu.run(&a, ANSWERS).await.unwrap(),
-            gpu.run(&b, ANSWERS).await.unwrap(),
+            gpu.run(&a, &ANSWERS).await.unwrap(),
+            gpu.run(&b, &ANSWERS).await.unwrap(),
         );
         let site = Site {
             layer: 0,
@@ -324,7 +324,7 @@ fn small_buffers_split_the_embedding_and_the_passes() {
             max_buffer_bytes: Some(1 << 20),
         };
         let gpu = GpuEngine::with_options(s.config(), w, opts).await.unwrap();
-        let answers = Answers {
+        let answers = Metric::LogitDiff {
             correct: 50256,
             incorrect: 5461,
         };
@@ -333,12 +333,12 @@ fn small_buffers_split_the_embedding_and_the_passes() {
         b[3] = 16383;
         b[9] = 1;
         let (cb, co) = (
-            cpu.run(&a, answers).await.unwrap(),
-            cpu.run(&b, answers).await.unwrap(),
+            cpu.run(&a, &answers).await.unwrap(),
+            cpu.run(&b, &answers).await.unwrap(),
         );
         let (gb, go) = (
-            gpu.run(&a, answers).await.unwrap(),
-            gpu.run(&b, answers).await.unwrap(),
+            gpu.run(&a, &answers).await.unwrap(),
+            gpu.run(&b, &answers).await.unwrap(),
         );
         close(&[gpu.metric(&gb)], &[cpu.metric(&cb)], "metric");
         close(
@@ -386,15 +386,15 @@ fn substitutions_match_cpu() {
     block_on(async {
         let (cpu, gpu) = engines(&spec(2, 3, 48, 14));
         let (a, b) = pair(9, 4, 5);
-        let other = cpu.run(&b, ANSWERS).await.unwrap();
+        let other = cpu.run(&b, &ANSWERS).await.unwrap();
         let no_subs: Vec<(String, Array)> = vec![];
         close(
             &[gpu
-                .metric_with_substitutions(&a, ANSWERS, &no_subs)
+                .metric_with_substitutions(&a, &ANSWERS, &no_subs)
                 .await
                 .unwrap()],
             &[cpu
-                .metric_with_substitutions(&a, ANSWERS, &no_subs)
+                .metric_with_substitutions(&a, &ANSWERS, &no_subs)
                 .await
                 .unwrap()],
             "plain metric",
@@ -422,11 +422,11 @@ fn substitutions_match_cpu() {
             let v = cpu.activation(&other, hook).await.unwrap();
             let subs = vec![(hook.to_string(), v)];
             let c = cpu
-                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .metric_with_substitutions(&a, &ANSWERS, &subs)
                 .await
                 .unwrap();
             let g = gpu
-                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .metric_with_substitutions(&a, &ANSWERS, &subs)
                 .await
                 .unwrap();
             close(&[g], &[c], &format!("metric with {hook} substituted"));
@@ -448,11 +448,11 @@ fn substitutions_match_cpu() {
         ];
         close(
             &[gpu
-                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .metric_with_substitutions(&a, &ANSWERS, &subs)
                 .await
                 .unwrap()],
             &[cpu
-                .metric_with_substitutions(&a, ANSWERS, &subs)
+                .metric_with_substitutions(&a, &ANSWERS, &subs)
                 .await
                 .unwrap()],
             "metric with two substitutions",
@@ -463,7 +463,7 @@ fn substitutions_match_cpu() {
             Array::new(vec![1], vec![0.0]),
         )];
         let e = gpu
-            .metric_with_substitutions(&a, ANSWERS, &bad)
+            .metric_with_substitutions(&a, &ANSWERS, &bad)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("not found"), "{e}");
@@ -472,7 +472,7 @@ fn substitutions_match_cpu() {
             Array::new(vec![1], vec![0.0]),
         )];
         let e = gpu
-            .metric_with_substitutions(&a, ANSWERS, &bad)
+            .metric_with_substitutions(&a, &ANSWERS, &bad)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("unknown hook"), "{e}");
@@ -481,7 +481,7 @@ fn substitutions_match_cpu() {
             Array::new(vec![1], vec![0.0]),
         )];
         let e = gpu
-            .metric_with_substitutions(&a, ANSWERS, &bad)
+            .metric_with_substitutions(&a, &ANSWERS, &bad)
             .await
             .unwrap_err();
         assert!(e.to_string().contains("shape"), "{e}");
@@ -492,17 +492,17 @@ fn substitutions_match_cpu() {
 fn bad_inputs_are_errors_and_the_engine_recovers() {
     block_on(async {
         let (_, gpu) = engines(&spec(1, 2, 32, 15));
-        assert!(gpu.run(&[], ANSWERS).await.is_err());
-        assert!(gpu.run(&[60000], ANSWERS).await.is_err());
-        let bad = Answers {
+        assert!(gpu.run(&[], &ANSWERS).await.is_err());
+        assert!(gpu.run(&[60000], &ANSWERS).await.is_err());
+        let bad = Metric::LogitDiff {
             correct: 99999,
             incorrect: 1,
         };
-        assert!(gpu.run(&[1, 2], bad).await.is_err());
+        assert!(gpu.run(&[1, 2], &bad).await.is_err());
         let (a, b) = pair(5, 1, 3);
         let (ra, rb) = (
-            gpu.run(&a, ANSWERS).await.unwrap(),
-            gpu.run(&b, ANSWERS).await.unwrap(),
+            gpu.run(&a, &ANSWERS).await.unwrap(),
+            gpu.run(&b, &ANSWERS).await.unwrap(),
         );
         let site = Site {
             layer: 0,
@@ -733,14 +733,14 @@ fn timing_gpt2_small_shape() {
         };
         let t = Instant::now();
         let (gb, go) = (
-            gpu.run(&a, ANSWERS).await.unwrap(),
-            gpu.run(&b, ANSWERS).await.unwrap(),
+            gpu.run(&a, &ANSWERS).await.unwrap(),
+            gpu.run(&b, &ANSWERS).await.unwrap(),
         );
         let tg = ms(t) / 2.0;
         let t = Instant::now();
         let (cb, co) = (
-            cpu.run(&a, ANSWERS).await.unwrap(),
-            cpu.run(&b, ANSWERS).await.unwrap(),
+            cpu.run(&a, &ANSWERS).await.unwrap(),
+            cpu.run(&b, &ANSWERS).await.unwrap(),
         );
         report("forward (one prompt)", tg, ms(t) / 2.0);
         if let Some(p) = gpu.kernel_profile() {

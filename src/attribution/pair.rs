@@ -1,6 +1,6 @@
 //! A clean/corrupt prompt pair, tokenized and checked.
 
-use crate::engine::{check_tokens, Answers};
+use crate::engine::{check_tokens, Metric};
 use crate::error::{Error, Result};
 use crate::model::{Config, Token, Tokenizer};
 
@@ -9,7 +9,11 @@ use crate::model::{Config, Token, Tokenizer};
 pub struct Pair {
     pub clean: Vec<u32>,
     pub corrupt: Vec<u32>,
-    pub answers: Answers,
+    /// The answer tokens (the report's log-probabilities are theirs).
+    pub correct: u32,
+    pub incorrect: u32,
+    /// The metric both runs measure: the answers' logit difference.
+    pub metric: Metric,
     /// The first position where the two prompts' tokens differ.
     pub first_diff: usize,
 }
@@ -85,11 +89,11 @@ impl Pair {
                     .into(),
             )
         })?;
-        let answers = Answers {
-            correct: answer_token(tok, "correct", correct)?,
-            incorrect: answer_token(tok, "incorrect", incorrect)?,
-        };
-        if answers.correct == answers.incorrect {
+        let (correct, incorrect) = (
+            answer_token(tok, "correct", correct)?,
+            answer_token(tok, "incorrect", incorrect)?,
+        );
+        if correct == incorrect {
             return Err(Error::Input(
                 "the correct and incorrect answers are the same token: the logit difference would always be 0".into(),
             ));
@@ -97,7 +101,9 @@ impl Pair {
         Ok(Pair {
             clean: c,
             corrupt: k,
-            answers,
+            correct,
+            incorrect,
+            metric: Metric::logit_diff(correct, incorrect),
             first_diff,
         })
     }

@@ -1,7 +1,7 @@
 //! Activation patching (SPEC "AP"): the fast sweep and the notebook's loop.
 
 use super::{Direction, Method, ScoreMap, Tracker};
-use crate::engine::{Answers, Array, Component, Engine, Site};
+use crate::engine::{Array, Component, Engine, Metric, Site};
 use crate::error::Result;
 
 /// Components per engine call: bounds latency between progress updates.
@@ -51,7 +51,7 @@ pub async fn activation_patching<E: Engine>(
 pub async fn activation_patching_naive<E: Engine>(
     e: &E,
     base_tokens: &[u32],
-    answers: Answers,
+    metric: &Metric,
     base: &E::Run,
     other: &E::Run,
     component: Component,
@@ -78,7 +78,7 @@ pub async fn activation_patching_naive<E: Engine>(
         let mut patched = b.clone();
         replace_component(&mut patched, o, component, c);
         let m = e
-            .metric_with_substitutions(base_tokens, answers, &[(hook, patched)])
+            .metric_with_substitutions(base_tokens, metric, &[(hook, patched)])
             .await?;
         out.push(((layer, c), (m - m_base) / (m_base - m_other)));
     }

@@ -135,12 +135,12 @@ pub async fn analyze_pair<E: Engine>(
     )?;
     let mut timings = BTreeMap::new();
     let t0 = now_ms();
-    let clean = e.run(&pair.clean, pair.answers).await?;
-    let corrupt = e.run(&pair.corrupt, pair.answers).await?;
+    let clean = e.run(&pair.clean, &pair.metric).await?;
+    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
     timings.insert("forward".to_string(), (now_ms() - t0) / 2.0);
     let (m_clean, m_corrupt) = (e.metric(&clean), e.metric(&corrupt));
     let (lc, lk) = (e.last_logits(&clean).await?, e.last_logits(&corrupt).await?);
-    let ids = [pair.answers.correct, pair.answers.incorrect];
+    let ids = [pair.correct, pair.incorrect];
 
     let mut track = Tracker::new(obs, opts.work(&cfg));
     track.advance("forward", 0)?;
@@ -215,8 +215,8 @@ pub async fn analyze_pair<E: Engine>(
             clean: tok.tokens(&pair.clean),
             corrupt: tok.tokens(&pair.corrupt),
             first_diff: pair.first_diff,
-            correct: tok.tokens(&[pair.answers.correct]).remove(0),
-            incorrect: tok.tokens(&[pair.answers.incorrect]).remove(0),
+            correct: tok.tokens(&[pair.correct]).remove(0),
+            incorrect: tok.tokens(&[pair.incorrect]).remove(0),
         },
         metric: Metric {
             name: "logit_diff".into(),

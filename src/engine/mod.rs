@@ -9,7 +9,8 @@
 //! layer for a batch of perturbations, forward only or with activation
 //! gradients. Backends are free to make that fast (start at the patched layer,
 //! skip positions before the first differing token, compute only the last
-//! position in the final layer and only the two answer logits).
+//! position in the final layer and, for the logit difference, only the two
+//! answer logits).
 
 pub mod cpu;
 pub mod gpu;
@@ -61,11 +62,108 @@ pub struct Site {
     pub component: Component,
 }
 
-/// The two answer tokens of the logit-difference metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Answers {
-    pub correct: u32,
-    pub incorrect: u32,
+/// The metric m of a run, read at the last position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    /// logits[last, correct] − logits[last, incorrect] (SPEC's metric).
+    LogitDiff { correct: u32, incorrect: u32 },
+    /// Σ_{t ∈ above} p_t − Σ_{t ∈ below} p_t, with p = softmax over the whole
+    /// vocabulary at the last position (the Greater-Than task's metric).
+    ProbDiff { above: Vec<u32>, below: Vec<u32> },
+}
+
+impl Metric {
+    /// The logit difference of two answer tokens.
+    pub fn logit_diff(correct: u32, incorrect: u32) -> Metric {
+        Metric::LogitDiff { correct, incorrect }
+    }
+
+    /// Checks the token ids against a vocabulary of `d_vocab` tokens: in the
+    /// vocabulary; for ProbDiff both sets non-empty, without repeats and disjoint.
+    pub fn check(&self, d_vocab: usize) -> Result<()> {
+        let outside = |id: u32, what: &str| {
+            Error::Input(format!(
+                "{what} token id {id} is outside the model's vocabulary of {d_vocab}"
+            ))
+        };
+        match self {
+            Metric::LogitDiff { correct, incorrect } => {
+                for id in [*correct, *incorrect] {
+                    if id as usize >= d_vocab {
+                        return Err(outside(id, "answer"));
+                    }
+                }
+            }
+            Metric::ProbDiff { above, below } => {
+                let mut seen = vec![0u8; d_vocab];
+                for (set, name, mark) in [(above, "above", 1u8), (below, "below", 2u8)] {
+                    if set.is_empty() {
+                        return Err(Error::Input(format!(
+                            "the probability-difference metric needs at least one `{name}` token"
+                        )));
+                    }
+                    for &id in set {
+                        let slot = seen
+                            .get_mut(id as usize)
+                            .ok_or_else(|| outside(id, &format!("`{name}`")))?;
+                        match *slot {
+                            0 => *slot = mark,
+                            m if m == mark => {
+                                return Err(Error::Input(format!(
+                                    "token id {id} appears twice in the `{name}` set of the probability-difference metric"
+                                )))
+                            }
+                            _ => {
+                                return Err(Error::Input(format!(
+                                    "token id {id} is in both the `above` and the `below` set of the probability-difference metric: the sets must be disjoint"
+                                )))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// ProbDiff's sign of every vocabulary token: +1 above, −1 below, 0
+    /// otherwise (empty for LogitDiff). Call `check` first.
+    pub fn signs(&self, d_vocab: usize) -> Vec<f32> {
+        match self {
+            Metric::LogitDiff { .. } => vec![],
+            Metric::ProbDiff { above, below } => {
+                let mut s = vec![0.0; d_vocab];
+                for &t in above {
+                    s[t as usize] = 1.0;
+                }
+                for &t in below {
+                    s[t as usize] = -1.0;
+                }
+                s
+            }
+        }
+    }
+}
+
+/// ProbDiff from one row of logits, with the sums in f64: returns m and,
+/// with `grad`, overwrites `logits` by ∂m/∂logit_j = p_j (s_j − m).
+pub fn prob_diff_row(logits: &mut [f32], signs: &[f32], grad: bool) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut z, mut s) = (0.0f64, 0.0f64);
+    for (x, &sg) in logits.iter_mut().zip(signs) {
+        let e = (*x - max).exp();
+        *x = e;
+        z += e as f64;
+        s += (sg * e) as f64;
+    }
+    let m = s / z;
+    if grad {
+        let (rz, mf) = ((1.0 / z) as f32, m as f32);
+        for (x, &sg) in logits.iter_mut().zip(signs) {
+            *x = *x * rz * (sg - mf);
+        }
+    }
+    m as f32
 }
 
 /// What a path-gradient call returns.
@@ -92,9 +190,10 @@ pub trait Engine {
     /// "cpu" or "gpu".
     fn backend(&self) -> &'static str;
 
-    /// Forward pass of one prompt, caching its activations.
-    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<Self::Run>;
-    /// logits[last, correct] − logits[last, incorrect] of a run.
+    /// Forward pass of one prompt, caching its activations; `metric` is the
+    /// metric this run and every sweep from it (as the base) measure.
+    async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<Self::Run>;
+    /// The metric of a run (e.g. logits[last, correct] − logits[last, incorrect]).
     fn metric(&self, run: &Self::Run) -> f32;
     /// Logits at the last position (all of the vocabulary).
     async fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
@@ -154,7 +253,7 @@ pub trait Engine {
     async fn metric_with_substitutions(
         &self,
         tokens: &[u32],
-        answers: Answers,
+        metric: &Metric,
         substitutions: &[(String, Array)],
     ) -> Result<f32>;
 }
@@ -200,6 +299,17 @@ pub fn check_pair(
     }
     if site.layer >= cfg.n_layers {
         return Err(Error::Input(format!("layer {} does not exist", site.layer)));
+    }
+    Ok(())
+}
+
+/// The two runs of a sweep must measure the same metric.
+pub fn check_same_metric(base: &Metric, other: &Metric) -> Result<()> {
+    if base != other {
+        return Err(Error::Input(
+            "the two runs were made with different metrics: run both prompts with the same one"
+                .into(),
+        ));
     }
     Ok(())
 }

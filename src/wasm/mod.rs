@@ -22,7 +22,7 @@ use crate::attribution::{parse_component, Direction, Method, Observer, Progress}
 use crate::clock::now_ms;
 use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::GpuEngine;
-use crate::engine::{Answers, Array, Component, Engine, PathGrads, Site};
+use crate::engine::{Array, Component, Engine, Metric, PathGrads, Site};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, ModelFiles, Tokenizer};
 use crate::report::Prompts;
@@ -409,11 +409,7 @@ impl Lab {
 }
 
 async fn last_logits<E: Engine>(e: &E, ids: &[u32]) -> Result<Vec<f32>> {
-    let answers = Answers {
-        correct: 0,
-        incorrect: 0,
-    };
-    let run = e.run(ids, answers).await?;
+    let run = e.run(ids, &Metric::logit_diff(0, 0)).await?;
     e.last_logits(&run).await
 }
 
@@ -532,9 +528,9 @@ impl<E: Engine> Engine for Pausing<'_, E> {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
-    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<Self::Run> {
+    async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<Self::Run> {
         self.maybe_pause().await?;
-        self.inner.run(tokens, answers).await
+        self.inner.run(tokens, metric).await
     }
     fn metric(&self, run: &Self::Run) -> f32 {
         self.inner.metric(run)
@@ -587,11 +583,11 @@ impl<E: Engine> Engine for Pausing<'_, E> {
     async fn metric_with_substitutions(
         &self,
         tokens: &[u32],
-        answers: Answers,
+        metric: &Metric,
         substitutions: &[(String, Array)],
     ) -> Result<f32> {
         self.inner
-            .metric_with_substitutions(tokens, answers, substitutions)
+            .metric_with_substitutions(tokens, metric, substitutions)
             .await
     }
 }

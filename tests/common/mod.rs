@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use patchlab::engine::cpu::CpuEngine;
-use patchlab::engine::Answers;
+use patchlab::engine::Metric;
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Tokenizer;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ pub fn tokenizer() -> Tokenizer {
     .unwrap()
 }
 
-pub const ANSWERS: Answers = Answers {
+pub const ANSWERS: Metric = Metric::LogitDiff {
     correct: 5335,   // " Mary"
     incorrect: 1757, // " John"
 };

@@ -123,8 +123,8 @@ async fn run_bench<E: Engine>(
         e.backend(), name, cfg.n_layers, cfg.n_heads, cfg.d_model, pair.clean.len(), pair.first_diff
     );
     let t = now_ms();
-    let clean = e.run(&pair.clean, pair.answers).await?;
-    let corrupt = e.run(&pair.corrupt, pair.answers).await?;
+    let clean = e.run(&pair.clean, &pair.metric).await?;
+    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
     println!(
         "cached forward (per prompt): {:.1} ms",
         (now_ms() - t) / 2.0
@@ -132,7 +132,7 @@ async fn run_bench<E: Engine>(
     let t = now_ms();
     let reps = 3;
     for _ in 0..reps {
-        e.metric_with_substitutions(&pair.clean, pair.answers, &[])
+        e.metric_with_substitutions(&pair.clean, &pair.metric, &[])
             .await?;
     }
     let fwd = (now_ms() - t) / reps as f64;
@@ -159,7 +159,7 @@ async fn run_bench<E: Engine>(
                 .zip((0..n).map(|i| (i * total / n) % per_layer))
                 .collect();
             let t = now_ms();
-            activation_patching_naive(e, base_tokens, pair.answers, base, other, c, Some(&sample))
+            activation_patching_naive(e, base_tokens, &pair.metric, base, other, c, Some(&sample))
                 .await?;
             let naive = (now_ms() - t) / n as f64 * total as f64;
             let mut tr = Tracker::new(&mut q, 0);

@@ -7,7 +7,7 @@ use crate::error::Result;
 use candle_core::{Device, Tensor};
 
 /// Runs `f(first_row, rows_out…)` over disjoint row ranges on every core.
-fn par_rows<F>(rows: usize, cols: usize, outs: &mut [&mut [f32]], f: F)
+pub(super) fn par_rows<F>(rows: usize, cols: usize, outs: &mut [&mut [f32]], f: F)
 where
     F: Fn(usize, &mut [&mut [f32]]) + Sync,
 {

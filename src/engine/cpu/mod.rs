@@ -5,12 +5,16 @@
 //! (`patch_metrics`, `path_gradients`) run only the *tail* of the network:
 //! from the patched layer on, only positions ≥ the first differing token
 //! (rows "n"), the final block only at the last position, and only the two
-//! answer logits, for a whole batch of perturbations at once.
+//! answer logits (the logit difference; the probability difference needs all
+//! logits, at the last position only), for a whole batch of perturbations at
+//! once.
 
 mod fused;
 mod layers;
 
-use super::{check_tokens, split_hook, Answers, Array, Component, Engine, PathGrads, Site};
+use super::{
+    check_tokens, prob_diff_row, split_hook, Array, Component, Engine, Metric, PathGrads, Site,
+};
 use crate::error::{Error, Result};
 use crate::model::{Config, Param, Weights};
 use candle_core::{DType, Device, Tensor, D};
@@ -21,6 +25,8 @@ use std::ops::Range;
 /// Rows (batch × positions) per tail pass: large enough for efficient matrix
 /// products, small enough to keep memory modest (also in wasm).
 const ROWS_PER_PASS: usize = 4096;
+/// Rows whose full logits ([rows, d_vocab]) the probability difference forms at once.
+const LOGIT_ROWS: usize = 64;
 
 pub(crate) struct CpuBlock {
     ln_1_w: Tensor,
@@ -48,10 +54,19 @@ pub struct CpuEngine {
     ln_f_b: Tensor,
 }
 
+/// How the metric is read from ln_final's output at the last position.
+enum Head {
+    /// The logit difference: one dot product with wte[correct] − wte[incorrect].
+    Dir(Tensor),
+    /// The probability difference: every token's sign (+1 above, −1 below, 0).
+    Signs(Vec<f32>),
+}
+
 /// One prompt's forward pass on the CPU backend.
 pub struct CpuRun {
     tokens: Vec<u32>,
-    answers: Answers,
+    def: Metric,
+    head: Head,
     metric: f32,
     last_logits: Vec<f32>,
     hooks: HashMap<String, Tensor>,
@@ -63,6 +78,10 @@ pub struct CpuRun {
 impl CpuRun {
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
+    }
+    /// The metric this run measures.
+    pub fn metric_def(&self) -> &Metric {
+        &self.def
     }
     fn hook(&self, name: &str) -> Result<&Tensor> {
         self.hooks
@@ -99,6 +118,10 @@ enum Tape {
     Mlp(MlpTape),
     Attn(AttnTape),
 }
+
+/// What the backward of a tail starts from: ln_final's tape and
+/// ∂metric/∂(ln_final's output) [batch, d_model].
+type MetricTape = (LnTape, Tensor);
 
 impl CpuEngine {
     pub fn new(cfg: Config, w: Weights) -> Result<CpuEngine> {
@@ -246,16 +269,62 @@ impl CpuEngine {
         hook("ln_final.hook_normalized", norm)
     }
 
-    fn answer_direction(&self, a: Answers) -> Result<Tensor> {
-        for id in [a.correct, a.incorrect] {
-            if id as usize >= self.cfg.d_vocab {
-                return Err(Error::Input(format!(
-                    "answer token id {id} is outside the vocabulary ({})",
-                    self.cfg.d_vocab
-                )));
+    /// Checks a metric and prepares what reads it from ln_final's output.
+    fn head(&self, m: &Metric) -> Result<Head> {
+        m.check(self.cfg.d_vocab)?;
+        Ok(match m {
+            Metric::LogitDiff { correct, incorrect } => {
+                Head::Dir((self.wte.get(*correct as usize)? - self.wte.get(*incorrect as usize)?)?)
+            }
+            Metric::ProbDiff { .. } => Head::Signs(m.signs(self.cfg.d_vocab)),
+        })
+    }
+
+    /// The metric of each row of ln_final's output `norm` [batch, d_model]
+    /// and, with `grad`, ∂m/∂norm [batch, d_model].
+    fn head_forward(
+        &self,
+        head: &Head,
+        norm: &Tensor,
+        grad: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        match head {
+            Head::Dir(dir) => {
+                let metric = norm.broadcast_mul(dir)?.sum(D::Minus1)?;
+                let d_norm = grad
+                    .then(|| dir.unsqueeze(0)?.broadcast_as(norm.dims()))
+                    .transpose()?;
+                Ok((metric, d_norm))
+            }
+            Head::Signs(signs) => {
+                // the full logits of a few rows at a time: [rows, d_vocab] · wte
+                let (batch, v) = (norm.dim(0)?, self.cfg.d_vocab);
+                let wte_t = self.wte.t()?;
+                let mut metrics = vec![0f32; batch];
+                let mut d_norms = Vec::new();
+                for r0 in (0..batch).step_by(LOGIT_ROWS) {
+                    let k = LOGIT_ROWS.min(batch - r0);
+                    let logits = norm.narrow(0, r0, k)?.matmul(&wte_t)?;
+                    let mut l = logits.flatten_all()?.to_vec1::<f32>()?;
+                    let ms = &mut metrics[r0..r0 + k];
+                    fused::par_rows(k, v, &mut [&mut l, ms], |first, out| {
+                        let [l, ms] = out else { unreachable!() };
+                        for (row, m) in l.chunks_mut(v).zip(ms.iter_mut()) {
+                            *m = prob_diff_row(row, signs, grad);
+                        }
+                        let _ = first;
+                    });
+                    if grad {
+                        // ∂m/∂norm = ∂m/∂logits · wte
+                        let dl = Tensor::from_vec(l, (k, v), &Device::Cpu)?;
+                        d_norms.push(dl.matmul(&self.wte)?);
+                    }
+                }
+                let metric = Tensor::from_vec(metrics, batch, &Device::Cpu)?;
+                let d_norm = grad.then(|| Tensor::cat(&d_norms, 0)).transpose()?;
+                Ok((metric, d_norm))
             }
         }
-        Ok((self.wte.get(a.correct as usize)? - self.wte.get(a.incorrect as usize)?)?)
     }
 
     /// The start rows of a tail pass for each perturbation: the base run's
@@ -280,9 +349,8 @@ impl CpuEngine {
         start: Start,
         fd: usize,
         x: Tensor,
-        answer_dir: &Tensor,
         record: bool,
-    ) -> Result<(Tensor, Vec<Tape>, Option<LnTape>)> {
+    ) -> Result<(Tensor, Vec<Tape>, Option<MetricTape>)> {
         let last = self.cfg.n_layers - 1;
         let n = x.dim(1)?;
         let mut tapes = Vec::new();
@@ -322,28 +390,24 @@ impl CpuEngine {
         let rows = x.dim(1)?;
         let x_last = x.narrow(1, rows - 1, 1)?.squeeze(1)?;
         let (norm, ln_tape) = layer_norm(&x_last, &self.ln_f_w, &self.ln_f_b, self.eps())?;
-        let metric = norm.broadcast_mul(answer_dir)?.sum(D::Minus1)?;
-        Ok((metric, tapes, if record { Some(ln_tape) } else { None }))
+        let (metric, d_norm) = self.head_forward(&base.head, &norm, record)?;
+        Ok((metric, tapes, d_norm.map(|g| (ln_tape, g))))
     }
 
-    /// ∂metric/∂(final residual at the last position), [batch, 1, d_model].
-    fn metric_backward(&self, ln_f: &LnTape, answer_dir: &Tensor, batch: usize) -> Result<Tensor> {
-        let d_norm = answer_dir
-            .unsqueeze(0)?
-            .broadcast_as((batch, self.cfg.d_model))?;
-        Ok(layer_norm_backward(&d_norm, &self.ln_f_w, ln_f)?.unsqueeze(1)?)
+    /// ∂metric/∂(final residual at the last position), [batch, 1, d_model],
+    /// from ∂metric/∂(ln_final's output) [batch, d_model].
+    fn metric_backward(&self, ln_f: &LnTape, d_norm: &Tensor) -> Result<Tensor> {
+        Ok(layer_norm_backward(d_norm, &self.ln_f_w, ln_f)?.unsqueeze(1)?)
     }
 
     /// Backward of `tail`: ∂metric/∂x for the start rows, [batch, n, d_model].
     fn tail_backward(
         &self,
         tapes: Vec<Tape>,
-        ln_f: LnTape,
-        answer_dir: &Tensor,
-        batch: usize,
+        (ln_f, d_norm): MetricTape,
         n: usize,
     ) -> Result<Tensor> {
-        let mut dx = self.metric_backward(&ln_f, answer_dir, batch)?;
+        let mut dx = self.metric_backward(&ln_f, &d_norm)?;
         for tape in tapes.into_iter().rev() {
             dx = match tape {
                 Tape::Mlp(t) => mlp_backward(&t, &dx)?,
@@ -401,7 +465,8 @@ impl CpuEngine {
     }
 
     fn check_pair(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<()> {
-        super::check_pair(&self.cfg, &base.tokens, &other.tokens, site, fd)
+        super::check_pair(&self.cfg, &base.tokens, &other.tokens, site, fd)?;
+        super::check_same_metric(&base.def, &other.def)
     }
 }
 
@@ -416,15 +481,21 @@ impl Engine for CpuEngine {
         "cpu"
     }
 
-    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<CpuRun> {
-        let dir = self.answer_direction(answers)?;
+    async fn run(&self, tokens: &[u32], def: &Metric) -> Result<CpuRun> {
+        let head = self.head(def)?;
         let mut hooks = HashMap::new();
         let norm = self.forward(tokens, &mut |name, t| {
             hooks.insert(name.to_string(), t.clone());
             Ok(t)
         })?;
         let last = norm.get(tokens.len() - 1)?;
-        let metric = (&last * &dir)?.sum_all()?.to_scalar::<f32>()?;
+        let metric = match &head {
+            Head::Dir(dir) => (&last * dir)?.sum_all()?.to_scalar::<f32>()?,
+            Head::Signs(_) => {
+                let (m, _) = self.head_forward(&head, &last.unsqueeze(0)?, false)?;
+                m.get(0)?.to_scalar::<f32>()?
+            }
+        };
         let last_logits = self
             .wte
             .matmul(&last.unsqueeze(1)?)?
@@ -443,7 +514,8 @@ impl Engine for CpuEngine {
             .collect::<Result<_>>()?;
         Ok(CpuRun {
             tokens: tokens.to_vec(),
-            answers,
+            def: def.clone(),
+            head,
             metric,
             last_logits,
             hooks,
@@ -486,7 +558,6 @@ impl Engine for CpuEngine {
             )));
         }
         let n = base.tokens.len() - fd;
-        let dir = self.answer_direction(base.answers)?;
         let per_pass = (ROWS_PER_PASS / n).max(1);
         let mut out = Vec::with_capacity(components.len());
         let mut c = components.start;
@@ -494,7 +565,7 @@ impl Engine for CpuEngine {
             let k = per_pass.min(components.end - c);
             let delta = self.component_deltas(base, other, site, c..c + k, fd)?;
             let x = self.start_rows(base, Start::of(site), fd, &delta)?;
-            let (m, _, _) = self.tail(base, Start::of(site), fd, x, &dir, false)?;
+            let (m, _, _) = self.tail(base, Start::of(site), fd, x, false)?;
             out.extend(m.to_vec1::<f32>()?);
             c += k;
         }
@@ -516,7 +587,6 @@ impl Engine for CpuEngine {
         }
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
         let n = t - fd;
-        let dir = self.answer_direction(base.answers)?;
         let delta = self.site_delta(base, other, site, fd)?; // [n, d]
         let start = Start::of(site);
         let per_pass = (ROWS_PER_PASS / n).max(1);
@@ -526,9 +596,9 @@ impl Engine for CpuEngine {
             let k = a_chunk.len();
             let a = Tensor::new(a_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
             let x = self.start_rows(base, start, fd, &delta.unsqueeze(0)?.broadcast_mul(&a)?)?;
-            let (m, tapes, ln_f) = self.tail(base, start, fd, x, &dir, true)?;
+            let (m, tapes, ln_f) = self.tail(base, start, fd, x, true)?;
             metrics.extend(m.to_vec1::<f32>()?);
-            let g = self.tail_backward(tapes, ln_f.expect("recorded"), &dir, k, n)?; // [k, n, d]
+            let g = self.tail_backward(tapes, ln_f.expect("recorded"), n)?; // [k, n, d]
             let w = Tensor::new(w_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
             grad = (grad + g.broadcast_mul(&w)?.sum(0)?)?;
         }
@@ -561,14 +631,14 @@ impl Engine for CpuEngine {
             fd,
         )?;
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
-        let dir = self.answer_direction(base.answers)?;
         // one forward of the whole network over rows fd..T and one backward,
         // reading ∂m/∂resid_post (= ∂m/∂mlp_out) and ∂m/∂resid_mid
         // (= ∂m/∂attn_out) at every block boundary
         let zero = Tensor::zeros((1, t - fd, d), DType::F32, &Device::Cpu)?;
         let x = self.start_rows(base, Start::Embed, fd, &zero)?;
-        let (_, tapes, ln_f) = self.tail(base, Start::Embed, fd, x, &dir, true)?;
-        let mut dx = self.metric_backward(&ln_f.expect("recorded"), &dir, 1)?;
+        let (_, tapes, ln_f) = self.tail(base, Start::Embed, fd, x, true)?;
+        let (ln_f, d_norm) = ln_f.expect("recorded");
+        let mut dx = self.metric_backward(&ln_f, &d_norm)?;
         // [1, rows, d] → [t, d], zero before fd (and before the last row in the final block)
         let pad = |g: &Tensor| -> Result<Tensor> {
             Ok(g.squeeze(0)?.pad_with_zeros(0, t - g.dim(1)?, 0)?)
@@ -605,10 +675,10 @@ impl Engine for CpuEngine {
     async fn metric_with_substitutions(
         &self,
         tokens: &[u32],
-        answers: Answers,
+        def: &Metric,
         subs: &[(String, Array)],
     ) -> Result<f32> {
-        self.answer_direction(answers)?;
+        def.check(self.cfg.d_vocab)?;
         for (name, _) in subs {
             let known = matches!(name.as_str(), "hook_embed" | "hook_pos_embed")
                 || name.starts_with("ln_final.")
@@ -645,8 +715,17 @@ impl Engine for CpuEngine {
         // the notebook's model computes all logits; so does this reference path
         let logits = norm.matmul(&self.wte.t()?)?;
         let last = logits.get(tokens.len() - 1)?;
-        let c = last.get(answers.correct as usize)?.to_scalar::<f32>()?;
-        let i = last.get(answers.incorrect as usize)?.to_scalar::<f32>()?;
-        Ok(c - i)
+        match def {
+            Metric::LogitDiff { correct, incorrect } => {
+                let c = last.get(*correct as usize)?.to_scalar::<f32>()?;
+                let i = last.get(*incorrect as usize)?.to_scalar::<f32>()?;
+                Ok(c - i)
+            }
+            Metric::ProbDiff { .. } => Ok(prob_diff_row(
+                &mut last.to_vec1::<f32>()?,
+                &def.signs(self.cfg.d_vocab),
+                false,
+            )),
+        }
     }
 }

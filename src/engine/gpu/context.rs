@@ -35,10 +35,11 @@ pub(super) enum K {
     Metric,
     AnswerDir,
     Logits,
+    ProbDiff,
 }
 
 impl K {
-    const ALL: [K; 22] = [
+    const ALL: [K; 23] = [
         K::Matmul,
         K::MatmulSkinny,
         K::LayerNorm,
@@ -61,6 +62,7 @@ impl K {
         K::Metric,
         K::AnswerDir,
         K::Logits,
+        K::ProbDiff,
     ];
 
     fn source(self) -> (&'static str, &'static str) {
@@ -96,6 +98,7 @@ impl K {
             K::Metric => ("metric", include_str!("shaders/metric.wgsl")),
             K::AnswerDir => ("answer_dir", include_str!("shaders/answer_dir.wgsl")),
             K::Logits => ("logits", include_str!("shaders/logits.wgsl")),
+            K::ProbDiff => ("prob_diff", include_str!("shaders/prob_diff.wgsl")),
         }
     }
 }

@@ -5,8 +5,8 @@
 use super::context::Enc;
 use super::ops::{Heads, Rows};
 use super::GpuEngine;
-use crate::engine::{split_hook, Answers};
-use crate::error::{Error, Result};
+use crate::engine::{split_hook, Metric};
+use crate::error::Result;
 use std::collections::HashMap;
 use wgpu::Buffer;
 
@@ -42,11 +42,18 @@ pub(super) struct LayerBufs {
     pub mlp_out: Buffer,
 }
 
+/// How the metric is read from ln_final's output at the last position.
+pub(super) enum Head {
+    /// The logit difference: the dot product with wte[correct] − wte[incorrect].
+    Dir(Buffer),
+    /// The probability difference: every token's sign (+1 above, −1 below, 0).
+    Signs(Buffer),
+}
+
 pub(super) struct Forward {
     /// ln_final.hook_normalized [pos, d].
     pub norm: Buffer,
-    /// wte[correct] − wte[incorrect].
-    pub dir: Buffer,
+    pub head: Head,
     /// The metric, one value.
     pub metric: Buffer,
     pub layers: Vec<LayerBufs>,
@@ -147,7 +154,7 @@ impl GpuEngine {
         &self,
         enc: &mut Enc,
         tokens: &[u32],
-        answers: Answers,
+        metric: &Metric,
         subs: &HashMap<String, Buffer>,
         keep: bool,
     ) -> Result<(Forward, usize)> {
@@ -291,15 +298,21 @@ impl GpuEngine {
         hk.scale("ln_final.hook_scale", &rstd, t);
         let norm = hk.full("ln_final.hook_normalized", &norm, vec![t, d]);
 
-        let dir = self.encode_answer_dir(enc, answers)?;
-        let metric = g.buffer(1, "metric")?;
-        enc.metric(&norm, 1, d, (1, t - 1), &dir, &metric, 0);
+        let head = self.encode_head(enc, metric)?;
+        let value = g.buffer(1, "metric")?;
+        match &head {
+            Head::Dir(dir) => enc.metric(&norm, 1, d, (1, t - 1), dir, &value, 0),
+            Head::Signs(signs) => {
+                let u = self.unembed_work(1, false)?;
+                self.encode_prob_diff(enc, &u, &norm, 1, t - 1, signs, &value, 0);
+            }
+        }
         let used = hk.used;
         Ok((
             Forward {
                 norm,
-                dir,
-                metric,
+                head,
+                metric: value,
                 layers,
                 hooks: hk.hooks,
             },
@@ -307,24 +320,26 @@ impl GpuEngine {
         ))
     }
 
-    /// wte[correct] − wte[incorrect] on the device.
-    pub(super) fn encode_answer_dir(&self, enc: &mut Enc, a: Answers) -> Result<Buffer> {
-        let d = self.cfg.d_model;
-        for id in [a.correct, a.incorrect] {
-            if id as usize >= self.cfg.d_vocab {
-                return Err(Error::Input(format!(
-                    "answer token id {id} is outside the vocabulary ({})",
-                    self.cfg.d_vocab
-                )));
+    /// Checks a metric and puts what reads it on the device: for the logit
+    /// difference wte[correct] − wte[incorrect], for the probability
+    /// difference every token's sign.
+    pub(super) fn encode_head(&self, enc: &mut Enc, m: &Metric) -> Result<Head> {
+        m.check(self.cfg.d_vocab)?;
+        let (correct, incorrect) = match *m {
+            Metric::LogitDiff { correct, incorrect } => (correct, incorrect),
+            Metric::ProbDiff { .. } => {
+                let signs = m.signs(self.cfg.d_vocab);
+                return Ok(Head::Signs(self.gpu.upload(&signs, "metric signs")?));
             }
-        }
+        };
+        let d = self.cfg.d_model;
         let rows = self.gpu.buffer(2 * d, "answer rows")?;
-        for (i, id) in [a.correct, a.incorrect].into_iter().enumerate() {
+        for (i, id) in [correct, incorrect].into_iter().enumerate() {
             let (chunk, row) = (id as usize / self.w.wte_rows, id as usize % self.w.wte_rows);
             enc.copy(&self.w.wte[chunk], row * d, &rows, i * d, d);
         }
         let dir = self.gpu.buffer(d, "answer direction")?;
         enc.answer_dir(&rows, d, &dir);
-        Ok(dir)
+        Ok(Head::Dir(dir))
     }
 }

@@ -6,15 +6,17 @@
 //! binding limit. A run keeps every hook activation on the device; sweeps
 //! (`patch_metrics`, `path_gradients`) run the model tail for whole batches of
 //! perturbations in one submission and read back only the metrics (and the
-//! weighted gradient). Read-back awaits `map_async`; natively the device is
+//! weighted gradient). The probability difference forms the full logits of
+//! the last position only, in groups of rows that fit one binding. Read-back awaits `map_async`; natively the device is
 //! polled to completion, in wasm the browser resolves it.
 
 mod context;
 mod forward;
 mod ops;
 mod tail;
+mod unembed;
 
-use super::{check_tokens, split_hook, Answers, Array, Component, Engine, PathGrads, Site};
+use super::{check_tokens, split_hook, Array, Component, Engine, Metric, PathGrads, Site};
 use crate::error::{Error, Result};
 use crate::model::{Config, Param, Weights};
 use context::{Enc, Gpu, ShaderSizes};
@@ -72,7 +74,7 @@ pub struct GpuEngine {
 /// One prompt's forward pass, its activations on the device.
 pub struct GpuRun {
     tokens: Vec<u32>,
-    answers: Answers,
+    def: Metric,
     metric: f32,
     fwd: Forward,
 }
@@ -81,8 +83,9 @@ impl GpuRun {
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
     }
-    pub fn answers(&self) -> Answers {
-        self.answers
+    /// The metric this run measures.
+    pub fn metric_def(&self) -> &Metric {
+        &self.def
     }
 }
 
@@ -202,20 +205,21 @@ impl GpuEngine {
     }
 
     fn check_pair(&self, base: &GpuRun, other: &GpuRun, site: Site, fd: usize) -> Result<()> {
-        super::check_pair(&self.cfg, &base.tokens, &other.tokens, site, fd)
+        super::check_pair(&self.cfg, &base.tokens, &other.tokens, site, fd)?;
+        super::check_same_metric(&base.def, &other.def)
     }
 
     /// Encodes and submits a forward pass, then reads its metric.
     async fn forward(
         &self,
         tokens: &[u32],
-        answers: Answers,
+        metric: &Metric,
         subs: &HashMap<String, Buffer>,
         keep: bool,
     ) -> Result<(Forward, f32, usize)> {
         check_tokens(&self.cfg, tokens)?;
         let mut enc = Enc::new(&self.gpu);
-        let (fwd, used) = self.encode_forward(&mut enc, tokens, answers, subs, keep)?;
+        let (fwd, used) = self.encode_forward(&mut enc, tokens, metric, subs, keep)?;
         enc.submit();
         let m = self.gpu.read(&[(&fwd.metric, 0, 1)]).await?;
         Ok((fwd, m[0][0], used))
@@ -233,11 +237,11 @@ impl Engine for GpuEngine {
         "gpu"
     }
 
-    async fn run(&self, tokens: &[u32], answers: Answers) -> Result<GpuRun> {
-        let (fwd, metric, _) = self.forward(tokens, answers, &HashMap::new(), true).await?;
+    async fn run(&self, tokens: &[u32], def: &Metric) -> Result<GpuRun> {
+        let (fwd, metric, _) = self.forward(tokens, def, &HashMap::new(), true).await?;
         Ok(GpuRun {
             tokens: tokens.to_vec(),
-            answers,
+            def: def.clone(),
             metric,
             fwd,
         })
@@ -386,7 +390,7 @@ impl Engine for GpuEngine {
     async fn metric_with_substitutions(
         &self,
         tokens: &[u32],
-        answers: Answers,
+        def: &Metric,
         subs: &[(String, Array)],
     ) -> Result<f32> {
         check_tokens(&self.cfg, tokens)?;
@@ -409,7 +413,7 @@ impl Engine for GpuEngine {
             }
             bufs.insert(name.clone(), self.gpu.upload(&v.data, name)?);
         }
-        let (_, m, used) = self.forward(tokens, answers, &bufs, false).await?;
+        let (_, m, used) = self.forward(tokens, def, &bufs, false).await?;
         if used != subs.len() {
             return Err(Error::Input("a substituted hook name was not found".into()));
         }

@@ -225,6 +225,24 @@ impl Enc<'_> {
         self.run_groups(K::Metric, &params, &[y, dir, out], rows);
     }
 
+    /// The probability difference of `rows` full logit rows ([rows, v]):
+    /// out[out_off + r] = Σ_j s_j softmax(logits[r])_j; with `grad`, each row
+    /// of `logits` becomes ∂m/∂logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prob_diff(
+        &mut self,
+        logits: &Buffer,
+        rows: usize,
+        v: usize,
+        signs: &Buffer,
+        grad: bool,
+        out: &Buffer,
+        out_off: usize,
+    ) {
+        let params = [u(rows), u(v), u(out_off), grad as u32];
+        self.run_groups(K::ProbDiff, &params, &[signs, logits, out], rows);
+    }
+
     fn dummy(&self) -> Buffer {
         self.gpu().dummy().clone()
     }

@@ -1,11 +1,12 @@
 //! The fast paths on the GPU: the model *tail* from a perturbed layer for a
 //! batch of perturbations (rows ≥ the first differing position only, prefix
 //! keys/values from the base run, the final block at the last position only,
-//! the two answer logits only), forward and with activation gradients.
+//! the two answer logits only — or, for the probability difference, the full
+//! logits of the last position), forward and with activation gradients.
 //! Mirrors `tail` / `tail_backward` of the CPU backend step by step.
 
 use super::context::Enc;
-use super::forward::Forward;
+use super::forward::{Forward, Head};
 use super::ops::{AttnShape, Batch};
 use super::GpuEngine;
 use crate::engine::{Component, Site};
@@ -59,8 +60,9 @@ struct Tape {
     pat: Option<Buffer>,
 }
 
-/// What a workspace was made for: (batch elements, rows, tokens, recording).
-pub(super) type WorkKey = (usize, usize, usize, bool);
+/// What a workspace was made for: (batch elements, rows, tokens, recording,
+/// full logits for the probability difference).
+pub(super) type WorkKey = (usize, usize, usize, bool, bool);
 
 /// Buffers of a sweep, sized for `cap` batch elements of n rows.
 pub(super) struct Work {
@@ -77,6 +79,8 @@ pub(super) struct Work {
     xhat_f: Buffer,
     rstd_f: Buffer,
     grad: Option<GradWork>,
+    /// The probability difference's buffers (None for the logit difference).
+    unembed: Option<super::unembed::Unembed>,
 }
 
 struct GradWork {
@@ -97,7 +101,7 @@ impl GpuEngine {
             Some((k, w)) if k == key => Ok(w),
             _ => {
                 drop(slot);
-                self.work(key.0, key.1, key.2, key.3)
+                self.work(key)
             }
         }
     }
@@ -163,7 +167,7 @@ impl GpuEngine {
         by_rows.min(by_mem).min(by_binding).clamp(1, 65_535)
     }
 
-    fn work(&self, cap: usize, n: usize, t: usize, record: bool) -> Result<Work> {
+    fn work(&self, (cap, n, t, record, prob): WorkKey) -> Result<Work> {
         let g = &self.gpu;
         let c = &self.cfg;
         let (d, dm, h) = (c.d_model, c.d_mlp, c.n_heads);
@@ -218,6 +222,11 @@ impl GpuEngine {
             xhat_f: g.buffer(cap * d, "xhat")?,
             rstd_f: g.buffer(cap, "rstd")?,
             grad,
+            unembed: if prob {
+                Some(self.unembed_work(cap, record)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -329,7 +338,19 @@ impl GpuEngine {
             &ws.xhat_f,
             &ws.rstd_f,
         );
-        enc.metric(&ws.norm, bs, d, (1, 0), &base.dir, metrics, out_off);
+        match &base.head {
+            Head::Dir(dir) => enc.metric(&ws.norm, bs, d, (1, 0), dir, metrics, out_off),
+            Head::Signs(signs) => self.encode_prob_diff(
+                enc,
+                ws.unembed.as_ref().expect("a workspace with logits"),
+                &ws.norm,
+                bs,
+                0,
+                signs,
+                metrics,
+                out_off,
+            ),
+        }
         m
     }
 
@@ -364,9 +385,18 @@ impl GpuEngine {
         let (d, dm) = (c.d_model, c.d_mlp);
         let gw = ws.grad.as_ref().expect("a recording workspace");
         let bs = b.batch;
+        // ∂m/∂(ln_final's output): the answer direction for every row, or
+        // the rows the probability difference's forward left
+        let (dy, dy_rows) = match &base.head {
+            Head::Dir(dir) => (dir, (0, 0)),
+            Head::Signs(_) => (
+                self.prob_diff_grad(ws.unembed.as_ref().expect("a workspace with logits")),
+                (1, 0),
+            ),
+        };
         enc.layer_norm_backward(
-            &base.dir,
-            (0, 0),
+            dy,
+            dy_rows,
             bs,
             d,
             &self.w.ln_f_w,
@@ -452,7 +482,7 @@ impl GpuEngine {
         let start = Start::of(site);
         let plan = self.plan(start);
         let cap = self.capacity(n, t, false).min(comps.len().max(1));
-        let key = (cap, n, t, false);
+        let key = (cap, n, t, false, matches!(base.head, Head::Signs(_)));
         let ws = self.take_work(key)?;
         let metrics = self.gpu.buffer(comps.len(), "metrics")?;
         let mut enc = Enc::new(&self.gpu);
@@ -514,7 +544,7 @@ impl GpuEngine {
         let start = Start::of(site);
         let plan = self.plan(start);
         let cap = self.capacity(n, t, true).min(alphas.len().max(1));
-        let key = (cap, n, t, true);
+        let key = (cap, n, t, true, matches!(base.head, Head::Signs(_)));
         let ws = self.take_work(key)?;
         let g = &self.gpu;
         let metrics = g.buffer(alphas.len(), "metrics")?;
@@ -584,7 +614,7 @@ impl GpuEngine {
         let (d, dm, n) = (c.d_model, c.d_mlp, t - fd);
         let g = &self.gpu;
         let plan = self.plan(Start::Mid(0));
-        let key = (1, n, t, true);
+        let key = (1, n, t, true, matches!(base.head, Head::Signs(_)));
         let ws = self.take_work(key)?;
         let b = Batch { batch: 1, n, d, fd };
         let metric = g.buffer(1, "metric")?;
