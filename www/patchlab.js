@@ -162,6 +162,7 @@ export class PatchLab {
    * onPartial({method, direction, component, layer, scores: Float32Array});
    * signal: an AbortSignal (rejects with an AbortError named "AbortError").
    * backend: "auto" (default), "cpu" or "gpu".
+   * metric: "logit_diff" (default) or "greater_than:YY" (Greater-Than task).
    */
   async analyze({
     clean,
@@ -175,6 +176,7 @@ export class PatchLab {
     igSteps,
     igRule,
     percentile,
+    metric,
     backend = "auto",
     onProgress,
     onPartial,
@@ -187,6 +189,7 @@ export class PatchLab {
     if (igSteps !== undefined) request.igSteps = Number(igSteps);
     if (igRule !== undefined) request.igRule = igRule;
     if (percentile !== undefined) request.percentile = Number(percentile);
+    if (metric !== undefined) request.metric = String(metric);
     for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
       if (typeof request[k] !== "string") throw makeError("TypeError", `analyze needs ${k} (a string)`);
     }

@@ -1,4 +1,5 @@
-//! A clean/corrupt prompt pair, tokenized and checked.
+//! A clean/corrupt prompt pair, tokenized and checked, and the metric it is
+//! measured with.
 
 use crate::engine::{check_tokens, Metric};
 use crate::error::{Error, Result};
@@ -12,7 +13,8 @@ pub struct Pair {
     /// The answer tokens (the report's log-probabilities are theirs).
     pub correct: u32,
     pub incorrect: u32,
-    /// The metric both runs measure: the answers' logit difference.
+    /// The metric both runs measure: the answers' logit difference unless
+    /// [`Pair::with_metric`] chose another.
     pub metric: Metric,
     /// The first position where the two prompts' tokens differ.
     pub first_diff: usize,
@@ -107,4 +109,86 @@ impl Pair {
             first_diff,
         })
     }
+
+    /// The pair measured with the metric `spec` names (see [`MetricSpec`]).
+    pub fn with_metric(mut self, tok: &Tokenizer, spec: &str) -> Result<Pair> {
+        self.metric = parse_metric(spec, tok, self.correct, self.incorrect)?;
+        Ok(self)
+    }
+}
+
+/// A metric as prompts and reports name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricSpec {
+    /// `logit_diff`: logits[last, correct] − logits[last, incorrect].
+    LogitDiff,
+    /// `greater_than:YY`: the Greater-Than task's probability difference,
+    /// Σ p("YY+1".."99") − Σ p("00".."YY") over two-digit year tokens.
+    GreaterThan(u8),
+}
+
+impl MetricSpec {
+    /// Parses `logit_diff` or `greater_than:YY` (YY two digits, 00..98).
+    pub fn parse(spec: &str) -> Result<MetricSpec> {
+        let s = spec.trim();
+        if s == "logit_diff" {
+            return Ok(MetricSpec::LogitDiff);
+        }
+        let Some(yy) = s.strip_prefix("greater_than:") else {
+            return Err(Error::Input(format!(
+                "unknown metric `{s}`: use logit_diff or greater_than:YY"
+            )));
+        };
+        match yy.parse::<u8>() {
+            Ok(y) if yy.len() == 2 && yy.bytes().all(|b| b.is_ascii_digit()) && y <= 98 => {
+                Ok(MetricSpec::GreaterThan(y))
+            }
+            _ => Err(Error::Input(format!(
+                "metric `{s}`: greater_than needs the start year's last two digits YY, 00 to 98 \
+                 (e.g. greater_than:42 for \"The war lasted from the year 1742 to the year 17\")"
+            ))),
+        }
+    }
+
+    /// The name reports carry: "logit_diff" or "greater_than:YY".
+    pub fn name(&self) -> String {
+        match self {
+            MetricSpec::LogitDiff => "logit_diff".into(),
+            MetricSpec::GreaterThan(y) => format!("greater_than:{y:02}"),
+        }
+    }
+
+    /// The engine's metric: the answers' logit difference, or the
+    /// probability difference of the two-digit year tokens, "YY+1".."99"
+    /// above and "00".."YY" below (each must be one token, no leading space).
+    pub fn resolve(&self, tok: &Tokenizer, correct: u32, incorrect: u32) -> Result<Metric> {
+        let y = match *self {
+            MetricSpec::LogitDiff => return Ok(Metric::logit_diff(correct, incorrect)),
+            MetricSpec::GreaterThan(y) => y as usize,
+        };
+        let mut ids = Vec::with_capacity(100);
+        for year in 0..100 {
+            let text = format!("{year:02}");
+            let t = tok.encode(&text, false)?;
+            if t.len() != 1 {
+                return Err(Error::Input(format!(
+                    "the metric greater_than needs every two-digit year \"00\"..\"99\" to be one token, \
+                     but this tokenizer splits {text:?} into {} tokens, {}: use logit_diff with this model",
+                    t.len(),
+                    show(&tok.tokens(&t))
+                )));
+            }
+            ids.push(t[0]);
+        }
+        Ok(Metric::ProbDiff {
+            above: ids[y + 1..].to_vec(),
+            below: ids[..=y].to_vec(),
+        })
+    }
+}
+
+/// The engine metric a spec names for a pair's answer tokens:
+/// `MetricSpec::parse(spec)?.resolve(tok, correct, incorrect)`.
+pub fn parse_metric(spec: &str, tok: &Tokenizer, correct: u32, incorrect: u32) -> Result<Metric> {
+    MetricSpec::parse(spec)?.resolve(tok, correct, incorrect)
 }

@@ -3,6 +3,7 @@
 use super::analysis::{asymmetry_ap, asymmetry_ig, flatten, jaccard, latent_sets, pearson, top_k};
 use super::atp::attribution_patching;
 use super::integrated_gradients::integrated_gradients;
+use super::pair::MetricSpec;
 use super::patching::activation_patching;
 use super::quadrature::Rule;
 use super::{Direction, Method, Observer, Pair, ScoreMap, Tracker};
@@ -124,7 +125,8 @@ pub async fn analyze_pair<E: Engine>(
     opts.check()?;
     let t_start = now_ms();
     let cfg = e.config().clone();
-    let pair = Pair::new(
+    let spec = MetricSpec::parse(&prompts.metric)?;
+    let mut pair = Pair::new(
         tok,
         &cfg,
         &prompts.clean,
@@ -133,6 +135,7 @@ pub async fn analyze_pair<E: Engine>(
         &prompts.incorrect,
         prompts.bos,
     )?;
+    pair.metric = spec.resolve(tok, pair.correct, pair.incorrect)?;
     let mut timings = BTreeMap::new();
     let t0 = now_ms();
     let clean = e.run(&pair.clean, &pair.metric).await?;
@@ -219,7 +222,7 @@ pub async fn analyze_pair<E: Engine>(
             incorrect: tok.tokens(&[pair.incorrect]).remove(0),
         },
         metric: Metric {
-            name: "logit_diff".into(),
+            name: spec.name(),
             clean: m_clean,
             corrupt: m_corrupt,
             logprobs: BTreeMap::from([

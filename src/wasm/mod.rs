@@ -205,6 +205,9 @@ struct Request {
     percentile: Option<f64>,
     #[serde(default)]
     backend: Option<String>,
+    /// "logit_diff" (default) or "greater_than:YY".
+    #[serde(default)]
+    metric: Option<String>,
 }
 
 impl Request {
@@ -374,7 +377,7 @@ impl Lab {
                 correct: req.correct.clone(),
                 incorrect: req.incorrect.clone(),
                 bos: req.bos.unwrap_or(true),
-                metric: "logit_diff".into(),
+                metric: req.metric.clone().unwrap_or_else(|| "logit_diff".into()),
             };
             let mut obs = JsObserver {
                 on_progress,

@@ -85,6 +85,11 @@ struct AnalyzeArgs {
     /// Do not prepend the BOS token <|endoftext|> (TransformerLens prepends it by default).
     #[arg(long)]
     no_bos: bool,
+    /// The metric: logit_diff (logit of --correct minus logit of --incorrect), or greater_than:YY
+    /// (the Greater-Than task: probability of the two-digit years above YY minus that of 00..YY,
+    /// e.g. greater_than:42 for "The war lasted from the year 1742 to the year 17").
+    #[arg(long, default_value = "logit_diff")]
+    metric: String,
     /// Compute backend: cpu, or gpu (WebGPU through wgpu: Vulkan, Metal or DX12).
     #[arg(long, default_value = "cpu")]
     backend: String,
@@ -256,7 +261,7 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         correct: a.correct,
         incorrect: a.incorrect,
         bos: !a.no_bos,
-        metric: "logit_diff".into(),
+        metric: a.metric,
     };
     let job = Analysis {
         prompts,
@@ -307,9 +312,16 @@ fn summary(r: &Report) -> String {
         toks(&r.tokens.clean),
         toks(&r.tokens.corrupt)
     );
+    let what = match r.metric.name.strip_prefix("greater_than:") {
+        Some(yy) => format!("p(year > {yy}) − p(year ≤ {yy})"),
+        None => format!(
+            "logit[{}] − logit[{}]",
+            r.tokens.correct.text, r.tokens.incorrect.text
+        ),
+    };
     s += &format!(
-        "metric   logit[{}] − logit[{}]: clean {:.4}, corrupt {:.4} (prompts differ from position {})\n",
-        r.tokens.correct.text, r.tokens.incorrect.text, r.metric.clean, r.metric.corrupt, r.tokens.first_diff
+        "metric   {what}: clean {:.4}, corrupt {:.4} (prompts differ from position {})\n",
+        r.metric.clean, r.metric.corrupt, r.tokens.first_diff
     );
     for (m, dirs) in &r.analysis.top {
         for (d, comps) in dirs {
