@@ -3,6 +3,7 @@
 //! attribution patching, and the analysis that compares them.
 
 pub mod analysis;
+pub mod ablation;
 pub mod atp;
 pub mod integrated_gradients;
 pub mod pair;

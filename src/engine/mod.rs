@@ -23,7 +23,9 @@ use std::ops::Range;
 pub type Array = Param;
 
 /// Which kind of component a sweep is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Component {
     /// Attention heads: `blocks.L.attn.hook_result[:, h, :]`.
@@ -247,6 +249,17 @@ pub trait Engine {
         Ok(out)
     }
 
+    /// The metric of a forward in which some components are held at given
+    /// values at every position (mean ablation), everything downstream of
+    /// them recomputed. Components of one kind in one layer may be replaced
+    /// together; the others keep their computed activations.
+    async fn metric_with_replacements(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        replacements: &[Replacement],
+    ) -> Result<f32>;
+
     /// The plain hooked forward (TransformerLens `run_with_hooks`): the metric
     /// with the given hook activations replaced by full-shape values. Used by
     /// the reference (naive) loop and tests, never by the fast paths.
@@ -256,6 +269,50 @@ pub trait Engine {
         metric: &Metric,
         substitutions: &[(String, Array)],
     ) -> Result<f32>;
+}
+
+/// One component held at fixed values at every position of a forward: a
+/// head's slice `hook_result[:, index, :]` (`values` is [pos, d_model]) or a
+/// neuron's column `hook_post[:, index]` (`values` is [pos]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    pub layer: usize,
+    pub component: Component,
+    pub index: usize,
+    pub values: Vec<f32>,
+}
+
+/// Checks replacements for a `t`-token forward, for every backend.
+pub fn check_replacements(cfg: &Config, t: usize, reps: &[Replacement]) -> Result<()> {
+    for r in reps {
+        let kind = match r.component {
+            Component::Heads => "head",
+            Component::Neurons => "neuron",
+        };
+        if r.layer >= cfg.n_layers || r.index >= r.component.count(cfg) {
+            return Err(Error::Input(format!(
+                "{kind} {}.{} does not exist: the model has {} layers of {} {}",
+                r.layer,
+                r.index,
+                cfg.n_layers,
+                r.component.count(cfg),
+                r.component.name()
+            )));
+        }
+        let want = match r.component {
+            Component::Heads => t * cfg.d_model,
+            Component::Neurons => t,
+        };
+        if r.values.len() != want {
+            return Err(Error::Input(format!(
+                "the replacement of {kind} {}.{} has {} values; a {t}-token prompt needs {want}",
+                r.layer,
+                r.index,
+                r.values.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a token sequence against the model before it reaches a backend.

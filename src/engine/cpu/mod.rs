@@ -13,7 +13,8 @@ mod fused;
 mod layers;
 
 use super::{
-    check_tokens, prob_diff_row, split_hook, Array, Component, Engine, Metric, PathGrads, Site,
+    check_replacements, check_tokens, prob_diff_row, split_hook, Array, Component, Engine, Metric,
+    PathGrads, Replacement, Site,
 };
 use crate::error::{Error, Result};
 use crate::model::{Config, Param, Weights};
@@ -670,6 +671,61 @@ impl Engine for CpuEngine {
                 ))
             })
             .collect()
+    }
+
+    async fn metric_with_replacements(
+        &self,
+        tokens: &[u32],
+        def: &Metric,
+        reps: &[Replacement],
+    ) -> Result<f32> {
+        def.check(self.cfg.d_vocab)?;
+        check_tokens(&self.cfg, tokens)?;
+        check_replacements(&self.cfg, tokens.len(), reps)?;
+        let (h, d, dm) = (self.cfg.n_heads, self.cfg.d_model, self.cfg.d_mlp);
+        let norm = self.forward(tokens, &mut |name, t| {
+            let Some((layer, rest)) = split_hook(name) else {
+                return Ok(t);
+            };
+            let component = match rest {
+                "attn.hook_result" => Component::Heads,
+                "mlp.hook_post" => Component::Neurons,
+                _ => return Ok(t),
+            };
+            let mine: Vec<&Replacement> = reps
+                .iter()
+                .filter(|r| r.layer == layer && r.component == component)
+                .collect();
+            if mine.is_empty() {
+                return Ok(t);
+            }
+            let shape = t.dims().to_vec();
+            let mut v = t.flatten_all()?.to_vec1::<f32>()?;
+            for r in mine {
+                for p in 0..tokens.len() {
+                    match component {
+                        Component::Heads => v[(p * h + r.index) * d..][..d]
+                            .copy_from_slice(&r.values[p * d..][..d]),
+                        Component::Neurons => v[p * dm + r.index] = r.values[p],
+                    }
+                }
+            }
+            Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+        })?;
+        let last = norm.get(tokens.len() - 1)?;
+        let logits = self.wte.matmul(&last.unsqueeze(1)?)?.squeeze(1)?;
+        match def {
+            Metric::LogitDiff { correct, incorrect } => {
+                let c = logits.get(*correct as usize)?.to_scalar::<f32>()?;
+                let i = logits.get(*incorrect as usize)?.to_scalar::<f32>()?;
+                Ok(c - i)
+            }
+            Metric::ProbDiff { .. } => Ok(prob_diff_row(
+                &mut logits.to_vec1::<f32>()?,
+                &def.signs(self.cfg.d_vocab),
+                false,
+            )),
+        }
     }
 
     async fn metric_with_substitutions(

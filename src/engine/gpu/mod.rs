@@ -387,6 +387,16 @@ impl Engine for GpuEngine {
             .collect())
     }
 
+    async fn metric_with_replacements(
+        &self,
+        _tokens: &[u32],
+        _def: &Metric,
+        _reps: &[crate::engine::Replacement],
+    ) -> Result<f32> {
+        // TEMPORARY: being implemented (helper)
+        Err(Error::Input("replacements are not implemented on the GPU yet".into()))
+    }
+
     async fn metric_with_substitutions(
         &self,
         tokens: &[u32],
