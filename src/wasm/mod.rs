@@ -22,7 +22,7 @@ use crate::attribution::{parse_component, Direction, Method, Observer, Progress}
 use crate::clock::now_ms;
 use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::GpuEngine;
-use crate::engine::{Array, Component, Engine, Metric, PathGrads, Site};
+use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, ModelFiles, Tokenizer};
 use crate::report::Prompts;
@@ -581,6 +581,17 @@ impl<E: Engine> Engine for Pausing<'_, E> {
         self.maybe_pause().await?;
         self.inner
             .base_gradients(base, other, component, from_pos)
+            .await
+    }
+    async fn metric_with_replacements(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        replacements: &[Replacement],
+    ) -> Result<f32> {
+        self.maybe_pause().await?;
+        self.inner
+            .metric_with_replacements(tokens, metric, replacements)
             .await
     }
     async fn metric_with_substitutions(
