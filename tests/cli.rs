@@ -5,45 +5,18 @@ mod common;
 use common::*;
 use patchlab::report::Report;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
-
-fn patchlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run patchlab")
-}
 
 /// A small random model written once by `patchlab random-model`.
 fn model() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = tempdir("cli-model");
-        let out = patchlab(&[
-            "random-model",
-            "--layers",
-            "2",
-            "--heads",
-            "4",
-            "--d-model",
-            "64",
-            "--seed",
-            "1",
-            "--n-ctx",
-            "32",
-            "--out",
-            d.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        random_model(&d, (2, 4, 64, 1), &["--n-ctx", "32"]);
         d
     })
 }
@@ -81,20 +54,7 @@ fn fails_with(out: Output, needle: &str) -> String {
 #[test]
 fn random_model_is_bit_identical_for_a_seed() {
     let d = tempdir("cli-pinned");
-    let out = patchlab(&[
-        "random-model",
-        "--layers",
-        "2",
-        "--heads",
-        "4",
-        "--d-model",
-        "64",
-        "--seed",
-        "1",
-        "--out",
-        d.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
+    let out = random_model(&d, (2, 4, 64, 1), &[]);
     // pinned: the goldens in tests/golden were computed on exactly this file
     assert!(
         String::from_utf8_lossy(&out.stdout)
@@ -534,4 +494,273 @@ fn gpu_backend_gives_the_cpu_numbers() {
         }
     }
     fails_with(analyze(&["--backend", "tpu"]), "unknown backend \"tpu\"");
+}
+
+// ---- batch / merge ----
+
+fn batch(dir: &Path, extra: &[&str]) -> Output {
+    let m = model().to_str().unwrap().to_string();
+    let d = dir.to_str().unwrap().to_string();
+    let mut args = vec![
+        "batch",
+        "--model",
+        &m,
+        "--methods",
+        "ap,ig",
+        "--ig-steps",
+        "6",
+        "--out-dir",
+        &d,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    patchlab(&args)
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Equal JSON up to float noise (1e-5 relative): the same computation in two processes.
+fn same_json(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value::*;
+    match (a, b) {
+        (Number(x), Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs())),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Array(x), Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                same_json(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Object(x), Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}: keys"
+            );
+            for (k, v) in x {
+                same_json(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+#[test]
+fn batch_reports_equal_single_pair_runs_and_shards_merge_to_the_same_summary() {
+    let all = tempdir("cli-batch-all");
+    let out = ok(batch(&all, &["--task", "ioi", "--n", "5", "--seed", "3"]));
+    assert!(out.contains("5 computed"), "{out}");
+    assert!(out.contains("pairs/s"), "{out}");
+    assert!(out.contains("IG vs AP, clean→corrupt"), "{out}");
+
+    // pair 2 of the batch is exactly `analyze` of its prompts
+    let r2 = json(&all.join("pairs/0002.json"));
+    let p = &r2["prompts"];
+    let m = model().to_str().unwrap().to_string();
+    let single = ok(patchlab(&[
+        "analyze",
+        "--model",
+        &m,
+        "--clean",
+        p["clean"].as_str().unwrap(),
+        "--corrupt",
+        p["corrupt"].as_str().unwrap(),
+        "--correct",
+        p["correct"].as_str().unwrap(),
+        "--incorrect",
+        p["incorrect"].as_str().unwrap(),
+        "--methods",
+        "ap,ig",
+        "--ig-steps",
+        "6",
+        "--quiet",
+        "--out",
+        "-",
+    ]));
+    let single: serde_json::Value = serde_json::from_str(&single).unwrap();
+    for key in [
+        "prompts",
+        "tokens",
+        "metric",
+        "settings",
+        "results",
+        "ig_convergence_delta",
+        "analysis",
+    ] {
+        same_json(&r2[key], &single[key], key);
+    }
+
+    // two shards, each missing the other's pairs, merge into the same summary
+    let (s0, s1, merged) = (
+        tempdir("cli-batch-s0"),
+        tempdir("cli-batch-s1"),
+        tempdir("cli-batch-m"),
+    );
+    let o0 = ok(batch(
+        &s0,
+        &["--task", "ioi", "--n", "5", "--seed", "3", "--shard", "0/2"],
+    ));
+    ok(batch(
+        &s1,
+        &["--task", "ioi", "--n", "5", "--seed", "3", "--shard", "1/2"],
+    ));
+    assert!(o0.contains("3 of 5 pairs have no report yet"), "{o0}");
+    assert_eq!(
+        json(&s0.join("summary.json"))["missing"],
+        serde_json::json!([2, 3, 4])
+    );
+    let mo = ok(patchlab(&[
+        "merge",
+        s0.to_str().unwrap(),
+        s1.to_str().unwrap(),
+        "--out-dir",
+        merged.to_str().unwrap(),
+    ]));
+    assert!(mo.contains("merged 5 pairs"), "{mo}");
+    let (a, b) = (
+        json(&all.join("summary.json")),
+        json(&merged.join("summary.json")),
+    );
+    for key in [
+        "dataset",
+        "n_pairs",
+        "missing",
+        "pairs",
+        "metric",
+        "correlations",
+        "overlap",
+    ] {
+        same_json(&a[key], &b[key], key);
+    }
+
+    // a second run keeps the finished reports
+    let again = ok(batch(&all, &["--task", "ioi", "--n", "5", "--seed", "3"]));
+    assert!(again.contains("0 computed, 5 kept"), "{again}");
+
+    // shards of different datasets are not merged
+    let other = tempdir("cli-batch-other");
+    ok(batch(&other, &["--task", "ioi", "--n", "2", "--seed", "4"]));
+    let e = patchlab(&[
+        "merge",
+        s0.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--out-dir",
+        merged.to_str().unwrap(),
+    ]);
+    fails_with(e, "merge shards of one dataset only");
+}
+
+#[test]
+fn batch_file_rows_that_are_not_pairs_are_listed_and_skipped_only_on_request() {
+    let dir = tempdir("cli-batch-file");
+    let csv = dir.join("pairs.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "clean,corrupt,correct,incorrect\n\"{CLEAN}\",\"{CORRUPT}\",\" Mary\",\" John\"\n\"{CLEAN}\",\"When Mary and John went to the store, Johnathan gave a drink to\",\" Mary\",\" John\"\n"
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let f = csv.to_str().unwrap();
+    let e = fails_with(batch(&out_dir, &["--file", f]), "line 3");
+    assert!(e.contains("--skip-bad"), "{e}");
+    let out = ok(batch(&out_dir, &["--file", f, "--skip-bad"]));
+    assert!(out.contains("1 pairs"), "{out}");
+    assert_eq!(
+        json(&out_dir.join("summary.json"))["dataset"]["source"],
+        "file:pairs.csv"
+    );
+    fails_with(batch(&out_dir, &["--task", "nope"]), "ioi");
+    fails_with(
+        batch(&out_dir, &["--task", "ioi", "--n", "2", "--shard", "2/2"]),
+        "--shard",
+    );
+}
+
+#[test]
+fn ablate_reports_the_metric_change_per_pair_and_on_average() {
+    let dir = tempdir("cli-ablate");
+    let out = ok(batch(
+        &dir,
+        &[
+            "--task",
+            "ioi",
+            "--n",
+            "3",
+            "--ablate",
+            "and:both",
+            "--ablate",
+            "h1.2,n0.5",
+        ],
+    ));
+    assert!(out.contains("ablate and:both"), "{out}");
+    let a = json(&dir.join("ablation.json"));
+    assert_eq!(a["kind"], "patchlab-ablation");
+    let fixed = &a["sets"][1];
+    assert_eq!(fixed["set"], "h1.2,n0.5");
+    assert_eq!(fixed["pairs"].as_array().unwrap().len(), 3);
+    for p in fixed["pairs"].as_array().unwrap() {
+        assert_eq!(
+            (p["heads"].as_u64(), p["neurons"].as_u64()),
+            (Some(1), Some(1))
+        );
+        let (c, ab, ch) = (
+            p["metric_clean"].as_f64().unwrap(),
+            p["metric_ablated"].as_f64().unwrap(),
+            p["change"].as_f64().unwrap(),
+        );
+        assert!((ab - c - ch).abs() < 1e-5);
+    }
+    // the standalone command gives the same numbers from the reports
+    let m = model().to_str().unwrap().to_string();
+    ok(patchlab(&[
+        "ablate",
+        dir.to_str().unwrap(),
+        "--model",
+        &m,
+        "--set",
+        "h1.2,n0.5",
+        "--quiet",
+    ]));
+    let again = json(&dir.join("ablation.json"));
+    same_json(&again["sets"][0], fixed, "ablate");
+    fails_with(
+        patchlab(&[
+            "ablate",
+            dir.to_str().unwrap(),
+            "--model",
+            &m,
+            "--set",
+            "xor:ig",
+        ]),
+        "unknown latent set",
+    );
+    fails_with(
+        patchlab(&[
+            "ablate",
+            dir.to_str().unwrap(),
+            "--model",
+            &m,
+            "--set",
+            "h9.0",
+        ]),
+        "does not exist",
+    );
 }

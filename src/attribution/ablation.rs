@@ -79,9 +79,11 @@ impl AblationSet {
         let (mut heads, mut neurons) = (Vec::new(), Vec::new());
         for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             let (kind, rest) = item.split_at(1);
-            let (l, i) = rest
-                .split_once('.')
-                .ok_or_else(|| bad(format!("`{item}` is not h<layer>.<head> or n<layer>.<neuron>")))?;
+            let (l, i) = rest.split_once('.').ok_or_else(|| {
+                bad(format!(
+                    "`{item}` is not h<layer>.<head> or n<layer>.<neuron>"
+                ))
+            })?;
             let parse = |x: &str| {
                 x.parse::<usize>()
                     .map_err(|_| bad(format!("`{item}`: `{x}` is not a number")))
@@ -186,7 +188,11 @@ impl MeanActivations {
         let mut post = Vec::with_capacity(n);
         for l in 0..n {
             result.push(e.activation(corrupt, &Component::Heads.hook(l)).await?.data);
-            post.push(e.activation(corrupt, &Component::Neurons.hook(l)).await?.data);
+            post.push(
+                e.activation(corrupt, &Component::Neurons.hook(l))
+                    .await?
+                    .data,
+            );
         }
         let s = self.by_len.entry(n_tokens).or_insert_with(|| Sums {
             count: 0,
@@ -194,7 +200,12 @@ impl MeanActivations {
             post: post.iter().map(|v| vec![0.0; v.len()]).collect(),
         });
         s.count += 1;
-        for (acc, v) in s.result.iter_mut().zip(&result).chain(s.post.iter_mut().zip(&post)) {
+        for (acc, v) in s
+            .result
+            .iter_mut()
+            .zip(&result)
+            .chain(s.post.iter_mut().zip(&post))
+        {
             for (a, &x) in acc.iter_mut().zip(v) {
                 *a += x as f64;
             }
@@ -215,7 +226,9 @@ impl MeanActivations {
         components: &BTreeMap<Component, Vec<[usize; 2]>>,
     ) -> Result<Vec<Replacement>> {
         let s = self.by_len.get(&t).ok_or_else(|| {
-            Error::Input(format!("no corrupt prompt of {t} tokens to take a mean from"))
+            Error::Input(format!(
+                "no corrupt prompt of {t} tokens to take a mean from"
+            ))
         })?;
         let k = s.count as f64;
         let mut out = Vec::new();
@@ -322,9 +335,17 @@ pub async fn ablate_dataset<E: Engine>(
         .iter()
         .map(|(i, r)| {
             let p = &r.prompts;
-            Pair::new(tok, &cfg, &p.clean, &p.corrupt, &p.correct, &p.incorrect, p.bos)
-                .and_then(|pair| pair.with_metric(tok, &p.metric))
-                .map_err(|err| Error::Input(format!("pair {i}: {err}")))
+            Pair::new(
+                tok,
+                &cfg,
+                &p.clean,
+                &p.corrupt,
+                &p.correct,
+                &p.incorrect,
+                p.bos,
+            )
+            .and_then(|pair| pair.with_metric(tok, &p.metric))
+            .map_err(|err| Error::Input(format!("pair {i}: {err}")))
         })
         .collect::<Result<_>>()?;
     let mut means = MeanActivations::default();
@@ -356,7 +377,8 @@ pub async fn ablate_dataset<E: Engine>(
                 retained: (gap != 0.0).then(|| (ablated as f64 - mk as f64) / gap),
             });
         }
-        let stat = |f: &dyn Fn(&PairAblation) -> Option<f64>| Stat::of(rows.iter().map(f).collect());
+        let stat =
+            |f: &dyn Fn(&PairAblation) -> Option<f64>| Stat::of(rows.iter().map(f).collect());
         out.push(SetAblation {
             set: name.clone(),
             change: stat(&|r| Some(r.change as f64)),

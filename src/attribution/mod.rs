@@ -2,8 +2,8 @@
 //! activation patching, layer integrated gradients (captum semantics),
 //! attribution patching, and the analysis that compares them.
 
-pub mod analysis;
 pub mod ablation;
+pub mod analysis;
 pub mod atp;
 pub mod integrated_gradients;
 pub mod pair;

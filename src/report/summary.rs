@@ -159,7 +159,9 @@ fn compatible(a: &Report, b: &Report) -> Result<()> {
 /// The summary of the reports `(dataset index, report)`, sorted by index.
 pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Summary> {
     let Some((_, first)) = reports.first() else {
-        return Err(Error::Input("there are no pair reports to summarise".into()));
+        return Err(Error::Input(
+            "there are no pair reports to summarise".into(),
+        ));
     };
     let mut order: Vec<usize> = (0..reports.len()).collect();
     order.sort_by_key(|&i| reports[i].0);
@@ -186,7 +188,10 @@ pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Su
     let mut overlap_keys: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for (_, r) in &sorted {
         for (c, m) in &r.analysis.correlations {
-            corr_keys.entry(c.clone()).or_default().extend(m.keys().cloned());
+            corr_keys
+                .entry(c.clone())
+                .or_default()
+                .extend(m.keys().cloned());
         }
         for (c, m) in &r.analysis.overlap {
             overlap_keys
@@ -237,7 +242,12 @@ pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Su
     let metric = BTreeMap::from([
         (
             "clean".to_string(),
-            Stat::of(sorted.iter().map(|(_, r)| Some(r.metric.clean as f64)).collect()),
+            Stat::of(
+                sorted
+                    .iter()
+                    .map(|(_, r)| Some(r.metric.clean as f64))
+                    .collect(),
+            ),
         ),
         (
             "corrupt".to_string(),

@@ -5,6 +5,7 @@
 use super::{split_list, with_engine, EngineUser, Loaded};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
 use patchlab::attribution::quadrature::Rule;
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
@@ -91,6 +92,31 @@ pub struct BatchArgs {
     /// when their prompts and settings match, so an interrupted run resumes).
     #[arg(long)]
     force: bool,
+    /// After the sweep, mean-ablate these component sets in every pair (repeatable; see
+    /// `patchlab ablate --help`) and write ablation.json.
+    #[arg(long = "ablate")]
+    ablate: Vec<String>,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct AblateArgs {
+    /// A `patchlab batch` or `patchlab merge` output directory; ablation.json is written into it.
+    dir: PathBuf,
+    /// The model directory the reports were computed with.
+    #[arg(long)]
+    model: PathBuf,
+    /// A set of components to hold at their mean corrupt activation (repeatable): and:X or or:X
+    /// with X = ig, ap, both (IG ∩ AP), either (IG ∪ AP), ig-only, ap-only — each pair's own
+    /// latent AND / OR components — or fixed components such as h9.6,h9.9,n0.1234
+    /// (h = head layer.head, n = neuron layer.index).
+    #[arg(long = "set", required = true)]
+    sets: Vec<String>,
+    /// Compute backend: cpu or gpu.
+    #[arg(long, default_value = "cpu")]
+    backend: String,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -130,7 +156,10 @@ fn io(path: &Path, e: std::io::Error) -> Error {
 }
 
 /// The dataset of a batch run, and where it came from.
-fn load_dataset(a: &BatchArgs, tok: &patchlab::model::Tokenizer) -> Result<(Vec<Prompts>, DatasetInfo)> {
+fn load_dataset(
+    a: &BatchArgs,
+    tok: &patchlab::model::Tokenizer,
+) -> Result<(Vec<Prompts>, DatasetInfo)> {
     let bos = !a.no_bos;
     if let Some(task) = &a.task {
         let task = Task::from_name(task)?;
@@ -172,7 +201,10 @@ fn load_dataset(a: &BatchArgs, tok: &patchlab::model::Tokenizer) -> Result<(Vec<
         );
     }
     if imported.pairs.is_empty() {
-        return Err(Error::Input(format!("{} has no valid pairs", path.display())));
+        return Err(Error::Input(format!(
+            "{} has no valid pairs",
+            path.display()
+        )));
     }
     let info = DatasetInfo {
         source: format!(
@@ -260,9 +292,7 @@ impl EngineUser<()> for Batch {
                 .flatten()
                 .and_then(|s| Report::from_json(&s).ok())
                 .filter(|r| {
-                    r.prompts == *prompts
-                        && r.model.name == l.name
-                        && same_settings(r, &self.opts)
+                    r.prompts == *prompts && r.model.name == l.name && same_settings(r, &self.opts)
                 });
             let report = match existing {
                 Some(r) => {
@@ -314,8 +344,99 @@ impl EngineUser<()> for Batch {
             a.out_dir.display(),
             a.out_dir.display()
         );
+        if !a.ablate.is_empty() {
+            run_ablation(&l, &a.out_dir, &reports, &a.ablate, a.quiet)?;
+        }
         Ok(())
     }
+}
+
+/// Mean-ablates each set in every pair and writes `dir/ablation.json`.
+fn run_ablation<E: Engine>(
+    l: &Loaded<E>,
+    dir: &Path,
+    reports: &[(usize, Report)],
+    sets: &[String],
+    quiet: bool,
+) -> Result<()> {
+    let sets = sets
+        .iter()
+        .map(|s| Ok((s.clone(), AblationSet::parse(s)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(((sets.len() + 1) * reports.len()) as u64).with_style(
+            ProgressStyle::with_template("{spinner} {msg:40} [{bar:30}] {percent:>3}% ETA {eta}")
+                .expect("template")
+                .progress_chars("=> "),
+        )
+    };
+    let abl = pollster::block_on(ablate_dataset(
+        &l.engine,
+        &l.tokenizer,
+        reports,
+        &sets,
+        |stage, _, _| {
+            bar.inc(1);
+            bar.set_message(stage.to_string());
+            Ok(())
+        },
+    ))?;
+    bar.finish_and_clear();
+    let path = dir.join("ablation.json");
+    write_atomic(
+        &path,
+        &serde_json::to_string_pretty(&abl).expect("ablations serialise"),
+    )?;
+    let fmt = |st: &patchlab::report::summary::Stat| match (st.mean, st.std) {
+        (Some(m), Some(sd)) => format!("{m:+.4} ± {sd:.4}"),
+        _ => "undefined".to_string(),
+    };
+    for s in &abl.sets {
+        println!(
+            "ablate {:12} {} heads, {} neurons per pair: metric change {}, fraction retained {} (n {})",
+            s.set,
+            s.heads.mean.map_or("?".into(), |x| format!("{x:.1}")),
+            s.neurons.mean.map_or("?".into(), |x| format!("{x:.1}")),
+            fmt(&s.change),
+            fmt(&s.retained),
+            s.pairs.len()
+        );
+    }
+    println!("ablations in {}", path.display());
+    Ok(())
+}
+
+struct Ablate {
+    args: AblateArgs,
+}
+
+impl EngineUser<()> for Ablate {
+    fn run<E: Engine>(self, l: Loaded<E>) -> Result<()> {
+        let reports = read_pairs(&self.args.dir)?;
+        if reports.is_empty() {
+            return Err(Error::Input(format!(
+                "{}/pairs/ holds no reports: run `patchlab batch` first",
+                self.args.dir.display()
+            )));
+        }
+        run_ablation(
+            &l,
+            &self.args.dir,
+            &reports,
+            &self.args.sets,
+            self.args.quiet,
+        )
+    }
+}
+
+pub fn ablate(a: AblateArgs) -> Result<()> {
+    for s in &a.sets {
+        AblationSet::parse(s)?;
+    }
+    let (model, backend) = (a.model.clone(), a.backend.clone());
+    with_engine(&model, &backend, Ablate { args: a })
 }
 
 fn same_settings(r: &Report, o: &Options) -> bool {
@@ -327,24 +448,56 @@ fn same_settings(r: &Report, o: &Options) -> bool {
         && r.settings.percentile == o.percentile
 }
 
-/// The summary's main numbers, one line each.
+/// The notebook's tables, one line each (summary.json has every pair of maps).
 pub fn summary_table(s: &Summary) -> String {
-    let mut out = String::new();
-    let fmt = |st: &patchlab::report::summary::Stat| match (st.mean, st.std) {
-        (Some(m), Some(sd)) => format!("{m:+.4} ± {sd:.4} (n {})", st.n),
+    const KEYS: [(&str, &str); 7] = [
+        (
+            "ig_clean_to_corrupt__vs__ap_clean_to_corrupt",
+            "IG vs AP, clean→corrupt",
+        ),
+        (
+            "ig_corrupt_to_clean__vs__ap_corrupt_to_clean",
+            "IG vs AP, corrupt→clean",
+        ),
+        (
+            "ig_clean_to_corrupt__vs__ap_corrupt_to_clean",
+            "IG clean→corrupt vs AP corrupt→clean",
+        ),
+        (
+            "ig_corrupt_to_clean__vs__ap_clean_to_corrupt",
+            "IG corrupt→clean vs AP clean→corrupt",
+        ),
+        (
+            "atp_clean_to_corrupt__vs__ap_clean_to_corrupt",
+            "AtP vs AP, clean→corrupt",
+        ),
+        (
+            "atp_corrupt_to_clean__vs__ap_corrupt_to_clean",
+            "AtP vs AP, corrupt→clean",
+        ),
+        ("asym_ig__vs__asym_ap", "IG asymmetry vs AP asymmetry"),
+    ];
+    let fmt = |st: &patchlab::report::summary::Stat| match (st.mean, st.std, st.median) {
+        (Some(m), Some(sd), Some(med)) => {
+            format!("{m:+.4} ± {sd:.4}  median {med:+.4}  (n {})", st.n)
+        }
         _ => "undefined".to_string(),
     };
-    for (c, m) in &s.metric {
-        out += &format!("metric {c:7} {}\n", fmt(m));
+    let mut out = String::new();
+    for (which, m) in &s.metric {
+        out += &format!("metric  {which:7} {:46} {}\n", "", fmt(m));
     }
     for (c, corr) in &s.correlations {
-        for (k, st) in corr {
-            out += &format!("pearson {c:7} {k:50} {}\n", fmt(st));
+        for (key, label) in KEYS {
+            if let Some(st) = corr.get(key) {
+                out += &format!("pearson {c:7} {label:46} {}\n", fmt(st));
+            }
         }
     }
     for (c, ov) in &s.overlap {
         for (k, st) in ov {
-            out += &format!("jaccard {c:7} {k:50} {}\n", fmt(st));
+            let label = format!("Jaccard of IG's and AP's {} components", k.to_uppercase());
+            out += &format!("overlap {c:7} {label:46} {}\n", fmt(st));
         }
     }
     if !s.missing.is_empty() {
@@ -359,6 +512,9 @@ pub fn summary_table(s: &Summary) -> String {
 
 pub fn batch(a: BatchArgs) -> Result<()> {
     let opts = a.methods.options()?;
+    for s in &a.ablate {
+        AblationSet::parse(s)?;
+    }
     let model = a.model.clone();
     let backend = a.backend.clone();
     with_engine(&model, &backend, Batch { args: a, opts })

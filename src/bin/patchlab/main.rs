@@ -3,9 +3,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use patchlab::attribution::quadrature::Rule;
 use patchlab::attribution::run::{analyze_pair, Options};
-use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
+use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::Engine;
@@ -16,6 +15,7 @@ use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod batch;
 mod bench;
 
 #[derive(Parser)]
@@ -45,6 +45,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the browser lab (www/) locally.
     Serve(ServeArgs),
+    /// Analyse a dataset of prompt pairs (a generated task or a CSV/JSONL file): one report per
+    /// pair and the averaged tables (summary.json).
+    Batch(Box<batch::BatchArgs>),
+    /// Join the output directories of `batch --shard` runs and recompute the summary.
+    Merge(batch::MergeArgs),
+    /// Mean-ablate components found by a batch run (latent AND / OR sets, or chosen ones) and
+    /// report how the metric moves, per pair and on average.
+    Ablate(batch::AblateArgs),
 }
 
 #[derive(Args)]
@@ -64,24 +72,8 @@ struct AnalyzeArgs {
     /// The answer the corrupt prompt favours: one token (" John").
     #[arg(long, allow_hyphen_values = true)]
     incorrect: String,
-    /// Methods, comma-separated: ap (activation patching), ig (integrated gradients), atp (attribution patching).
-    #[arg(long, default_value = "ap,ig,atp")]
-    methods: String,
-    /// Component kinds, comma-separated: heads, neurons.
-    #[arg(long, default_value = "heads,neurons")]
-    components: String,
-    /// Directions, comma-separated: clean_to_corrupt, corrupt_to_clean.
-    #[arg(long, default_value = "clean_to_corrupt,corrupt_to_clean")]
-    directions: String,
-    /// Integration steps of integrated gradients.
-    #[arg(long, default_value_t = 50)]
-    ig_steps: usize,
-    /// Integration rule: gausslegendre (captum's default), riemann_left, riemann_right, riemann_middle, riemann_trapezoid.
-    #[arg(long, default_value = "gausslegendre")]
-    ig_rule: String,
-    /// Quantile that marks latent (AND / OR) components: 0.9 = top 10 %.
-    #[arg(long, default_value_t = 0.9)]
-    percentile: f64,
+    #[command(flatten)]
+    methods: batch::MethodArgs,
     /// Do not prepend the BOS token <|endoftext|> (TransformerLens prepends it by default).
     #[arg(long)]
     no_bos: bool,
@@ -246,15 +238,7 @@ impl EngineUser<Report> for Analysis {
 }
 
 fn analyze(a: AnalyzeArgs) -> Result<()> {
-    let opts = Options {
-        methods: split_list(&a.methods, Method::parse)?,
-        directions: split_list(&a.directions, Direction::parse)?,
-        components: split_list(&a.components, parse_component)?,
-        ig_steps: a.ig_steps,
-        ig_rule: Rule::parse(&a.ig_rule)?,
-        percentile: a.percentile,
-        ..Options::default()
-    };
+    let opts = a.methods.options()?;
     let prompts = Prompts {
         clean: a.clean,
         corrupt: a.corrupt,
@@ -506,6 +490,9 @@ fn main() -> ExitCode {
         Command::RandomModel(a) => random_model(a),
         Command::Bench(a) => bench::bench(a),
         Command::Serve(a) => serve(a),
+        Command::Batch(a) => batch::batch(*a),
+        Command::Merge(a) => batch::merge(a),
+        Command::Ablate(a) => batch::ablate(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -704,8 +704,9 @@ impl Engine for CpuEngine {
             for r in mine {
                 for p in 0..tokens.len() {
                     match component {
-                        Component::Heads => v[(p * h + r.index) * d..][..d]
-                            .copy_from_slice(&r.values[p * d..][..d]),
+                        Component::Heads => {
+                            v[(p * h + r.index) * d..][..d].copy_from_slice(&r.values[p * d..][..d])
+                        }
                         Component::Neurons => v[p * dm + r.index] = r.values[p],
                     }
                 }
