@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use patchlab::report::Report;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
@@ -41,26 +40,14 @@ fn analyze(extra: &[&str]) -> Output {
     patchlab(&args)
 }
 
-/// A failing run: exit code 1, one `error:` line saying `needle`, no panic.
-fn fails_with(out: Output, needle: &str) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    err
-}
-
 #[test]
 fn random_model_is_bit_identical_for_a_seed() {
     let d = tempdir("cli-pinned");
     let out = random_model(&d, (2, 4, 64, 1), &[]);
     // pinned: the goldens in tests/golden were computed on exactly this file
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("51be8ebbfa9cd69b024b875dd85c91178fe1f017ac4ab80497c5a87a6807bc80"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        out.contains("51be8ebbfa9cd69b024b875dd85c91178fe1f017ac4ab80497c5a87a6807bc80"),
+        "{out}"
     );
     for f in [
         "config.json",
@@ -77,12 +64,8 @@ fn random_model_is_bit_identical_for_a_seed() {
 fn analyze_writes_the_report_to_stdout_and_npy_files() {
     let npy = tempdir("cli-npy");
     let out = analyze(&["--out", "-", "--npy", npy.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = Report::from_json(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let r = report(out);
     assert_eq!(
         (
             r.schema,
@@ -102,7 +85,7 @@ fn analyze_writes_the_report_to_stdout_and_npy_files() {
         }
     }
     // the summary went to stderr, with the metric
-    assert!(String::from_utf8_lossy(&out.stderr).contains("metric"));
+    assert!(stderr.contains("metric"));
     // .npy files hold the same numbers
     let bytes = std::fs::read(npy.join("ap_clean_to_corrupt_heads.npy")).unwrap();
     let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
@@ -137,12 +120,7 @@ fn subsets_of_methods_directions_and_components() {
         "--ig-rule",
         "riemann_trapezoid",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = Report::from_json(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let r = report(out);
     assert_eq!(r.results.keys().collect::<Vec<_>>(), vec!["ig"]);
     assert!(r.results["ig"]["corrupt_to_clean"].neurons.is_none());
     assert_eq!(r.settings.ig_steps, 8);
@@ -474,13 +452,7 @@ fn gpu_backend_gives_the_cpu_numbers() {
         "--backend",
         "gpu",
     ]);
-    assert!(
-        gpu.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gpu.stderr)
-    );
-    let cpu = Report::from_json(&String::from_utf8(cpu.stdout).unwrap()).unwrap();
-    let gpu = Report::from_json(&String::from_utf8(gpu.stdout).unwrap()).unwrap();
+    let (cpu, gpu) = (report(cpu), report(gpu));
     assert_eq!(gpu.backend, "gpu");
     assert!((cpu.metric.clean - gpu.metric.clean).abs() < 1e-4);
     for m in ["ap", "ig", "atp"] {
@@ -515,15 +487,6 @@ fn batch(dir: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(extra);
     patchlab(&args)
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -762,5 +725,30 @@ fn ablate_reports_the_metric_change_per_pair_and_on_average() {
             "h9.0",
         ]),
         "does not exist",
+    );
+}
+
+#[test]
+fn dataset_prints_a_task_as_jsonl_or_csv() {
+    let m = model().to_str().unwrap().to_string();
+    let out = ok(patchlab(&[
+        "dataset", "--model", &m, "--task", "capitals", "--n", "3", "--format", "jsonl",
+    ]));
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert!(r["correct"].as_str().unwrap().starts_with(' '), "{r}");
+        assert_ne!(r["clean"], r["corrupt"]);
+    }
+    let csv = ok(patchlab(&[
+        "dataset", "--model", &m, "--task", "capitals", "--n", "3",
+    ]));
+    assert!(csv.starts_with("clean,corrupt,correct,incorrect"), "{csv}");
+    fails_with(
+        patchlab(&["dataset", "--model", &m, "--task", "ioi", "--format", "xml"]),
+        "csv or jsonl",
     );
 }

@@ -123,6 +123,39 @@ pub struct AblateArgs {
 }
 
 #[derive(Args)]
+pub struct DatasetArgs {
+    /// Model directory (only its tokenizer is read, to check every pair).
+    #[arg(long)]
+    model: PathBuf,
+    /// ioi, ioi-third, greater-than, capitals, agreement.
+    #[arg(long)]
+    task: String,
+    #[arg(long, default_value_t = 100)]
+    n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// csv or jsonl.
+    #[arg(long, default_value = "csv")]
+    format: String,
+}
+
+/// Prints a generated dataset, to inspect it or edit it into a --file.
+pub fn dataset(a: DatasetArgs) -> Result<()> {
+    let tok = super::load_tokenizer(&a.model)?;
+    let pairs = dataset::generate(Task::from_name(&a.task)?, &tok, a.n, a.seed)?;
+    match a.format.as_str() {
+        "csv" => print!("{}", dataset::to_csv(&pairs)),
+        "jsonl" => print!("{}", dataset::to_jsonl(&pairs)),
+        f => {
+            return Err(Error::Input(format!(
+                "unknown --format {f:?}: use csv or jsonl"
+            )))
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
 pub struct MergeArgs {
     /// Output directories of `patchlab batch` runs (shards of one dataset).
     #[arg(required = true)]

@@ -48,6 +48,8 @@ enum Command {
     /// Analyse a dataset of prompt pairs (a generated task or a CSV/JSONL file): one report per
     /// pair and the averaged tables (summary.json).
     Batch(Box<batch::BatchArgs>),
+    /// Print a generated task dataset as CSV or JSONL (what `batch --task` runs).
+    Dataset(batch::DatasetArgs),
     /// Join the output directories of `batch --shard` runs and recompute the summary.
     Merge(batch::MergeArgs),
     /// Mean-ablate components found by a batch run (latent AND / OR sets, or chosen ones) and
@@ -368,7 +370,7 @@ fn tokenize(a: TokenizeArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
+pub(crate) fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let read = |f: &str| {
         std::fs::read_to_string(dir.join(f)).map_err(|e| Error::MissingFile {
             path: dir.join(f).display().to_string(),
@@ -492,6 +494,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Batch(a) => batch::batch(*a),
         Command::Merge(a) => batch::merge(a),
+        Command::Dataset(a) => batch::dataset(a),
         Command::Ablate(a) => batch::ablate(a),
     };
     match r {
