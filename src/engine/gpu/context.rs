@@ -36,10 +36,11 @@ pub(super) enum K {
     AnswerDir,
     Logits,
     ProbDiff,
+    Scatter,
 }
 
 impl K {
-    const ALL: [K; 23] = [
+    const ALL: [K; 24] = [
         K::Matmul,
         K::MatmulSkinny,
         K::LayerNorm,
@@ -63,6 +64,7 @@ impl K {
         K::AnswerDir,
         K::Logits,
         K::ProbDiff,
+        K::Scatter,
     ];
 
     fn source(self) -> (&'static str, &'static str) {
@@ -99,6 +101,7 @@ impl K {
             K::AnswerDir => ("answer_dir", include_str!("shaders/answer_dir.wgsl")),
             K::Logits => ("logits", include_str!("shaders/logits.wgsl")),
             K::ProbDiff => ("prob_diff", include_str!("shaders/prob_diff.wgsl")),
+            K::Scatter => ("scatter", include_str!("shaders/scatter.wgsl")),
         }
     }
 }
@@ -367,6 +370,20 @@ impl Gpu {
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
+            }))
+    }
+
+    /// A storage buffer holding the u32 `data` (indices for the kernels).
+    pub fn upload_u32(&self, data: &[u32], label: &str) -> Result<wgpu::Buffer> {
+        self.check_size(data.len(), label)?;
+        let mut v = data.to_vec();
+        v.resize(data.len().max(4), 0);
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(&v),
+                usage: wgpu::BufferUsages::STORAGE,
             }))
     }
 

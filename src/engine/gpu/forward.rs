@@ -1,13 +1,14 @@
 //! The full hooked forward pass of one prompt on the GPU: every
 //! TransformerLens activation in its own buffer (kept for `activation` and the
-//! tail passes), and optional full-shape substitutions at any hook.
+//! tail passes), optional full-shape substitutions at any hook, and optional
+//! replacements of single heads or neurons (mean ablation).
 
 use super::context::Enc;
 use super::ops::{Heads, Rows};
 use super::GpuEngine;
-use crate::engine::{split_hook, Metric};
+use crate::engine::{split_hook, Component, Metric, Replacement};
 use crate::error::Result;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use wgpu::Buffer;
 
 /// How a hook's values sit in its buffer.
@@ -58,6 +59,58 @@ pub(super) struct Forward {
     pub metric: Buffer,
     pub layers: Vec<LayerBufs>,
     pub hooks: HashMap<String, Hook>,
+}
+
+/// Components of one kind in one layer held at given values: `k` of them,
+/// their values packed as [pos, k, width] (width d_model for heads, 1 for
+/// neurons) and their distinct indices as u32.
+pub(super) struct Scatter {
+    pub vals: Buffer,
+    pub idx: Buffer,
+    pub k: usize,
+}
+
+/// Replacements of a forward by (layer, kind).
+pub(super) type Replaced = HashMap<(usize, Component), Scatter>;
+
+impl GpuEngine {
+    /// Groups checked replacements by layer and kind and uploads each group
+    /// as one block; of two replacements of the same component the later wins
+    /// (as on the CPU, which applies them in order).
+    pub(super) fn upload_replacements(&self, t: usize, reps: &[Replacement]) -> Result<Replaced> {
+        let mut groups: BTreeMap<(usize, Component), BTreeMap<usize, &[f32]>> = BTreeMap::new();
+        for r in reps {
+            groups
+                .entry((r.layer, r.component))
+                .or_default()
+                .insert(r.index, &r.values);
+        }
+        let mut out = HashMap::new();
+        for ((layer, component), comps) in groups {
+            let width = match component {
+                Component::Heads => self.cfg.d_model,
+                Component::Neurons => 1,
+            };
+            let k = comps.len();
+            let mut vals = Vec::with_capacity(t * k * width);
+            for p in 0..t {
+                for v in comps.values() {
+                    vals.extend_from_slice(&v[p * width..][..width]);
+                }
+            }
+            let idx: Vec<u32> = comps.keys().map(|&i| i as u32).collect();
+            let label = format!("replacements of {} {layer}", component.name());
+            out.insert(
+                (layer, component),
+                Scatter {
+                    vals: self.gpu.upload(&vals, &label)?,
+                    idx: self.gpu.upload_u32(&idx, &label)?,
+                    k,
+                },
+            );
+        }
+        Ok(out)
+    }
 }
 
 /// Applies substitutions and records hooks as the forward produces them.
@@ -149,13 +202,17 @@ pub(super) fn hook_shape(cfg: &crate::model::Config, t: usize, name: &str) -> Op
 
 impl GpuEngine {
     /// Encodes the hooked forward of `tokens`; with `keep`, every hook's
-    /// buffer is returned in `hooks`. Returns the number of substitutions used.
+    /// buffer is returned in `hooks`. The replaced components of each
+    /// layer's hook_result and hook_post are overwritten as soon as the
+    /// layer computes them (before its hook is recorded or substituted, and
+    /// before anything reads it). Returns the number of substitutions used.
     pub(super) fn encode_forward(
         &self,
         enc: &mut Enc,
         tokens: &[u32],
         metric: &Metric,
         subs: &HashMap<String, Buffer>,
+        reps: &Replaced,
         keep: bool,
     ) -> Result<(Forward, usize)> {
         let g = &self.gpu;
@@ -177,6 +234,15 @@ impl GpuEngine {
             hooks: HashMap::new(),
         };
         let name = |l: usize, s: &str| format!("blocks.{l}.{s}");
+        let replace = |enc: &mut Enc, l: usize, c: Component, buf: &Buffer| {
+            if let Some(r) = reps.get(&(l, c)) {
+                let (n, width) = match c {
+                    Component::Heads => (h, d),
+                    Component::Neurons => (dm, 1),
+                };
+                enc.scatter(&r.vals, &r.idx, t, r.k, width, n, buf);
+            }
+        };
 
         let embed = g.buffer(t * d, "hook_embed")?;
         for (i, &tok) in tokens.iter().enumerate() {
@@ -225,6 +291,7 @@ impl GpuEngine {
             let z = hk.full(&name(l, "attn.hook_z"), &z, vec![t, h, dh]);
             let result = g.buffer(t * h * d, "result")?;
             enc.head_results(hs, d, &z, &b.c_proj_w, &result);
+            replace(enc, l, Component::Heads, &result);
             let result = hk.full(&name(l, "attn.hook_result"), &result, vec![t, h, d]);
             let attn_out = g.buffer(t * d, "attn_out")?;
             enc.heads_sum(hs, d, &result, &b.c_proj_b, &attn_out);
@@ -255,6 +322,7 @@ impl GpuEngine {
             let pre = hk.full(&name(l, "mlp.hook_pre"), &pre, vec![t, dm]);
             let post = g.buffer(t * dm, "post")?;
             enc.gelu(&pre, t * dm, &post);
+            replace(enc, l, Component::Neurons, &post);
             let post = hk.full(&name(l, "mlp.hook_post"), &post, vec![t, dm]);
             let mlp_out = g.buffer(t * d, "mlp_out")?;
             enc.linear(

@@ -16,11 +16,14 @@ mod ops;
 mod tail;
 mod unembed;
 
-use super::{check_tokens, split_hook, Array, Component, Engine, Metric, PathGrads, Site};
+use super::{
+    check_replacements, check_tokens, split_hook, Array, Component, Engine, Metric, PathGrads,
+    Replacement, Site,
+};
 use crate::error::{Error, Result};
 use crate::model::{Config, Param, Weights};
 use context::{Enc, Gpu, ShaderSizes};
-use forward::{hook_shape, Forward, View};
+use forward::{hook_shape, Forward, Replaced, View};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -215,11 +218,12 @@ impl GpuEngine {
         tokens: &[u32],
         metric: &Metric,
         subs: &HashMap<String, Buffer>,
+        reps: &Replaced,
         keep: bool,
     ) -> Result<(Forward, f32, usize)> {
         check_tokens(&self.cfg, tokens)?;
         let mut enc = Enc::new(&self.gpu);
-        let (fwd, used) = self.encode_forward(&mut enc, tokens, metric, subs, keep)?;
+        let (fwd, used) = self.encode_forward(&mut enc, tokens, metric, subs, reps, keep)?;
         enc.submit();
         let m = self.gpu.read(&[(&fwd.metric, 0, 1)]).await?;
         Ok((fwd, m[0][0], used))
@@ -238,7 +242,9 @@ impl Engine for GpuEngine {
     }
 
     async fn run(&self, tokens: &[u32], def: &Metric) -> Result<GpuRun> {
-        let (fwd, metric, _) = self.forward(tokens, def, &HashMap::new(), true).await?;
+        let (fwd, metric, _) = self
+            .forward(tokens, def, &HashMap::new(), &HashMap::new(), true)
+            .await?;
         Ok(GpuRun {
             tokens: tokens.to_vec(),
             def: def.clone(),
@@ -389,12 +395,18 @@ impl Engine for GpuEngine {
 
     async fn metric_with_replacements(
         &self,
-        _tokens: &[u32],
-        _def: &Metric,
-        _reps: &[crate::engine::Replacement],
+        tokens: &[u32],
+        def: &Metric,
+        reps: &[Replacement],
     ) -> Result<f32> {
-        // TEMPORARY: being implemented (helper)
-        Err(Error::Input("replacements are not implemented on the GPU yet".into()))
+        def.check(self.cfg.d_vocab)?;
+        check_tokens(&self.cfg, tokens)?;
+        check_replacements(&self.cfg, tokens.len(), reps)?;
+        let reps = self.upload_replacements(tokens.len(), reps)?;
+        let (_, m, _) = self
+            .forward(tokens, def, &HashMap::new(), &reps, false)
+            .await?;
+        Ok(m)
     }
 
     async fn metric_with_substitutions(
@@ -423,7 +435,9 @@ impl Engine for GpuEngine {
             }
             bufs.insert(name.clone(), self.gpu.upload(&v.data, name)?);
         }
-        let (_, m, used) = self.forward(tokens, def, &bufs, false).await?;
+        let (_, m, used) = self
+            .forward(tokens, def, &bufs, &HashMap::new(), false)
+            .await?;
         if used != subs.len() {
             return Err(Error::Input("a substituted hook name was not found".into()));
         }

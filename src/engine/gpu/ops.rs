@@ -243,6 +243,28 @@ impl Enc<'_> {
         self.run_groups(K::ProbDiff, &params, &[signs, logits, out], rows);
     }
 
+    /// Overwrites components of `dst` [t, n, width] with `src` [t, k, width]:
+    /// component j of `src` goes to component idx[j] (k distinct u32 indices).
+    #[allow(clippy::too_many_arguments)]
+    pub fn scatter(
+        &mut self,
+        src: &Buffer,
+        idx: &Buffer,
+        t: usize,
+        k: usize,
+        width: usize,
+        n: usize,
+        dst: &Buffer,
+    ) {
+        let count = t * k * width;
+        self.run_elems(
+            K::Scatter,
+            &[u(count), u(k), u(width), u(n)],
+            &[src, idx, dst],
+            count,
+        );
+    }
+
     fn dummy(&self) -> Buffer {
         self.gpu().dummy().clone()
     }
