@@ -84,40 +84,13 @@ fn ap_fast_equals_naive_loop_odd_shapes_and_positions() {
         // first token (nothing to skip), at the last token only, and length 1
         let s = spec(3, 3, 48, 2);
         let a = vec![464, 3139, 286, 4881, 318, 7, 33];
-        let mut b = a.clone();
-        b[0] = 818;
-        check_ap(
-            &s,
-            &a,
-            &b,
-            &Metric::LogitDiff {
-                correct: 6342,
-                incorrect: 10598,
-            },
-        )
-        .await;
-        let mut b = a.clone();
-        *b.last_mut().unwrap() = 40;
-        check_ap(
-            &s,
-            &a,
-            &b,
-            &Metric::LogitDiff {
-                correct: 6342,
-                incorrect: 10598,
-            },
-        )
-        .await;
-        check_ap(
-            &s,
-            &[464],
-            &[818],
-            &Metric::LogitDiff {
-                correct: 6342,
-                incorrect: 10598,
-            },
-        )
-        .await;
+        let (mut first, mut last) = (a.clone(), a.clone());
+        first[0] = 818;
+        *last.last_mut().unwrap() = 40;
+        let m = Metric::logit_diff(6342, 10598);
+        for (a, b) in [(&a[..], &first[..]), (&a, &last), (&[464], &[818])] {
+            check_ap(&s, a, b, &m).await;
+        }
     })
 }
 
@@ -129,16 +102,7 @@ fn thirty_three_token_prompts_batch_across_passes() {
         let a: Vec<u32> = (0..33).map(|i| 100 + 37 * i).collect();
         let mut b = a.clone();
         b[20] = 9999;
-        check_ap(
-            &s,
-            &a,
-            &b,
-            &Metric::LogitDiff {
-                correct: 11,
-                incorrect: 13,
-            },
-        )
-        .await;
+        check_ap(&s, &a, &b, &Metric::logit_diff(11, 13)).await;
     })
 }
 
@@ -168,22 +132,13 @@ fn gradients_match_finite_differences() {
                 let base = e.activation(&c, &hook).await.unwrap();
                 let width = g.shape[1];
                 for (pos, j) in [(10, 0), (12, 5), (14, 7), (14, width - 1)] {
-                    let h = 1e-2f32;
-                    let mut m = [0f32; 2];
-                    for (slot, sign) in [(0, 1.0f32), (1, -1.0)] {
-                        let mut v = base.clone();
-                        // heads: perturb head 1's output along d_model coordinate j
-                        let idx = match comp {
-                            Component::Heads => (pos * s.n_heads + 1) * s.d_model + j,
-                            Component::Neurons => pos * width + j,
-                        };
-                        v.data[idx] += sign * h;
-                        m[slot] = e
-                            .metric_with_substitutions(&clean, &ANSWERS, &[(hook.clone(), v)])
-                            .await
-                            .unwrap();
-                    }
-                    let numeric = (m[0] - m[1]) / (2.0 * h);
+                    // heads: perturb head 1's output along d_model coordinate j
+                    let idx = match comp {
+                        Component::Heads => (pos * s.n_heads + 1) * s.d_model + j,
+                        Component::Neurons => pos * width + j,
+                    };
+                    let numeric =
+                        central_difference(&e, &clean, &ANSWERS, &hook, &base, idx, 1e-2).await;
                     let analytic = g.data[pos * width + j];
                     assert!(
                         (numeric - analytic).abs() < 2e-3 * (1.0 + analytic.abs()),

@@ -7,27 +7,18 @@
 mod common;
 
 use common::*;
-use patchlab::attribution::run::{analyze_pair, Options};
-use patchlab::attribution::Quiet;
+use patchlab::attribution::analysis::flatten;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::engine::{Array, Component, Engine, Metric, Site};
 use patchlab::model::random::{random_weights, RandomSpec};
-use patchlab::report::{Prompts, Report};
 use pollster::block_on;
-use serde_json::Value;
 
 fn engines(s: &RandomSpec) -> (CpuEngine, GpuEngine) {
     let w = random_weights(s);
     let cpu = CpuEngine::new(s.config(), w.clone()).expect("cpu engine");
     let gpu = GpuEngine::new_blocking(s.config(), w).unwrap_or_else(|e| panic!("{e}"));
     (cpu, gpu)
-}
-
-fn max_abs(v: &[f32]) -> f32 {
-    v.iter()
-        .filter(|x| x.is_finite())
-        .fold(0.0, |m, x| m.max(x.abs()))
 }
 
 /// Largest |a − b| relative to the array's scale max |b|; infinities must match exactly.
@@ -59,12 +50,7 @@ fn close(gpu: &[f32], cpu: &[f32], what: &str) -> f32 {
 /// GPU vs CPU for values that are differences of metrics (AP, AtP): relative
 /// to the metric's own scale, as tests/golden.rs does.
 fn close_to(gpu: &[f32], cpu: &[f32], scale: f32, what: &str) -> f32 {
-    assert_eq!(gpu.len(), cpu.len());
-    let e = gpu
-        .iter()
-        .zip(cpu)
-        .map(|(a, b)| (a - b).abs() / scale)
-        .fold(0.0, f32::max);
+    let e = max_diff_over(gpu, cpu, scale);
     assert!(
         e <= TOL,
         "{what}: GPU differs from CPU by {e:e} (relative to {scale})"
@@ -387,18 +373,16 @@ fn substitutions_match_cpu() {
         let (cpu, gpu) = engines(&spec(2, 3, 48, 14));
         let (a, b) = pair(9, 4, 5);
         let other = cpu.run(&b, &ANSWERS).await.unwrap();
-        let no_subs: Vec<(String, Array)> = vec![];
-        close(
-            &[gpu
-                .metric_with_substitutions(&a, &ANSWERS, &no_subs)
-                .await
-                .unwrap()],
-            &[cpu
-                .metric_with_substitutions(&a, &ANSWERS, &no_subs)
-                .await
-                .unwrap()],
-            "plain metric",
-        );
+        // the metric with substitutions on both backends, compared
+        let both = |subs: Vec<(String, Array)>, what: String| {
+            let (cpu, gpu, a) = (&cpu, &gpu, &a);
+            async move {
+                let c = cpu.metric_with_substitutions(a, &ANSWERS, &subs).await;
+                let g = gpu.metric_with_substitutions(a, &ANSWERS, &subs).await;
+                close(&[g.unwrap()], &[c.unwrap()], &what);
+            }
+        };
+        both(vec![], "plain metric".into()).await;
         for hook in [
             "hook_embed",
             "blocks.0.hook_resid_pre",
@@ -420,71 +404,34 @@ fn substitutions_match_cpu() {
             "ln_final.hook_normalized",
         ] {
             let v = cpu.activation(&other, hook).await.unwrap();
-            let subs = vec![(hook.to_string(), v)];
-            let c = cpu
-                .metric_with_substitutions(&a, &ANSWERS, &subs)
-                .await
-                .unwrap();
-            let g = gpu
-                .metric_with_substitutions(&a, &ANSWERS, &subs)
-                .await
-                .unwrap();
-            close(&[g], &[c], &format!("metric with {hook} substituted"));
+            both(
+                vec![(hook.to_string(), v)],
+                format!("metric with {hook} substituted"),
+            )
+            .await;
         }
         // two at once, in hook order
-        let subs: Vec<(String, Array)> = vec![
-            (
-                "blocks.0.attn.hook_z".into(),
-                cpu.activation(&other, "blocks.0.attn.hook_z")
-                    .await
-                    .unwrap(),
-            ),
-            (
-                "blocks.1.mlp.hook_post".into(),
-                cpu.activation(&other, "blocks.1.mlp.hook_post")
-                    .await
-                    .unwrap(),
-            ),
-        ];
-        close(
-            &[gpu
-                .metric_with_substitutions(&a, &ANSWERS, &subs)
-                .await
-                .unwrap()],
-            &[cpu
-                .metric_with_substitutions(&a, &ANSWERS, &subs)
-                .await
-                .unwrap()],
-            "metric with two substitutions",
-        );
+        let mut subs = vec![];
+        for hook in ["blocks.0.attn.hook_z", "blocks.1.mlp.hook_post"] {
+            subs.push((
+                hook.to_string(),
+                cpu.activation(&other, hook).await.unwrap(),
+            ));
+        }
+        both(subs, "metric with two substitutions".into()).await;
         // the same errors as the CPU backend
-        let bad = vec![(
-            "blocks.0.hook_nothing".to_string(),
-            Array::new(vec![1], vec![0.0]),
-        )];
-        let e = gpu
-            .metric_with_substitutions(&a, &ANSWERS, &bad)
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("not found"), "{e}");
-        let bad = vec![(
-            "blocks.9.hook_resid_pre".to_string(),
-            Array::new(vec![1], vec![0.0]),
-        )];
-        let e = gpu
-            .metric_with_substitutions(&a, &ANSWERS, &bad)
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("unknown hook"), "{e}");
-        let bad = vec![(
-            "blocks.0.hook_resid_pre".to_string(),
-            Array::new(vec![1], vec![0.0]),
-        )];
-        let e = gpu
-            .metric_with_substitutions(&a, &ANSWERS, &bad)
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("shape"), "{e}");
+        for (hook, needle) in [
+            ("blocks.0.hook_nothing", "not found"),
+            ("blocks.9.hook_resid_pre", "unknown hook"),
+            ("blocks.0.hook_resid_pre", "shape"),
+        ] {
+            let bad = vec![(hook.to_string(), Array::new(vec![1], vec![0.0]))];
+            let e = gpu
+                .metric_with_substitutions(&a, &ANSWERS, &bad)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(needle), "{e}");
+        }
     })
 }
 
@@ -526,36 +473,16 @@ fn bad_inputs_are_errors_and_the_engine_recovers() {
     })
 }
 
-/// The whole analysis on both backends, on the golden pairs: every report
-/// number of the GPU engine against the CPU engine's, and the scores against
-/// the TransformerLens + captum goldens with tests/golden.rs's tolerances.
-async fn check_reports(file: &str, spec: RandomSpec) {
-    let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
-    let g: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+/// The whole analysis on the GPU backend: against the TransformerLens +
+/// captum goldens with tests/golden.rs's check and tolerances
+/// (tests/common/golden.rs), and every report number against the CPU
+/// engine's.
+async fn check_reports((file, spec): (&str, RandomSpec)) {
     let (cpu, gpu) = engines(&spec);
-    let tok = tokenizer();
-    let opts = Options {
-        ig_steps: g["ig_steps"].as_u64().unwrap() as usize,
-        percentile: g["percentile"].as_f64().unwrap(),
-        ..Options::default()
-    };
-    for (ci, c) in g["cases"].as_array().unwrap().iter().enumerate() {
-        let s = |k: &str| c[k].as_str().unwrap().to_string();
-        let prompts = Prompts {
-            clean: s("clean"),
-            corrupt: s("corrupt"),
-            correct: s("correct"),
-            incorrect: s("incorrect"),
-            bos: c["bos"].as_bool().unwrap(),
-            metric: "logit_diff".into(),
-        };
+    let rgs = golden::check_golden(&gpu, file, &spec).await;
+    let rcs = golden::reports(&cpu, &golden::load(file)).await;
+    for (ci, (rg, rc)) in rgs.iter().zip(&rcs).enumerate() {
         let what = format!("{file} case {ci}");
-        let rc: Report = analyze_pair(&cpu, "m", &tok, &prompts, &opts, &mut Quiet)
-            .await
-            .unwrap();
-        let rg: Report = analyze_pair(&gpu, "m", &tok, &prompts, &opts, &mut Quiet)
-            .await
-            .unwrap();
         assert_eq!(rg.backend, "gpu");
         let (mc, mk) = (rg.metric.clean, rg.metric.corrupt);
         close(
@@ -563,65 +490,33 @@ async fn check_reports(file: &str, spec: RandomSpec) {
             &[rc.metric.clean, rc.metric.corrupt],
             &format!("{what} metric"),
         );
-        let gm = |k: &str| g_flat(&c["metric"][k])[0];
-        golden_close(
-            &[mc, mk],
-            &[gm("clean"), gm("corrupt")],
-            1e-4,
-            &format!("{what} metric vs golden"),
-        );
         for run in ["clean", "corrupt"] {
             close(
                 &rg.metric.logprobs[run],
                 &rc.metric.logprobs[run],
                 &format!("{what} logprobs"),
             );
-            golden_close(
-                &rg.metric.logprobs[run],
-                &g_flat(&c["logprobs"][run]),
-                1e-4,
-                &format!("{what} logprobs vs golden"),
-            );
         }
-        for (method, dirs) in c["results"].as_object().unwrap() {
-            for (dir, maps) in dirs.as_object().unwrap() {
+        for (method, dirs) in &rc.results {
+            for (dir, maps) in dirs {
                 let denom = if dir == "clean_to_corrupt" {
                     mc - mk
                 } else {
                     mk - mc
                 };
-                for kind in ["heads", "neurons"] {
-                    let pick = |r: &Report| {
-                        let m = &r.results[method.as_str()][dir.as_str()];
-                        let map = if kind == "heads" {
-                            &m.heads
-                        } else {
-                            &m.neurons
-                        };
-                        map.as_ref()
-                            .unwrap()
-                            .iter()
-                            .flatten()
-                            .copied()
-                            .collect::<Vec<f32>>()
-                    };
-                    let (og, oc) = (pick(&rg), pick(&rc));
-                    let golden = g_flat(&maps[kind]);
-                    let label = format!("{what} {method} {dir} {kind}");
+                let ours = &rg.results[method][dir];
+                for (kind, og, oc) in [
+                    ("heads", &ours.heads, &maps.heads),
+                    ("neurons", &ours.neurons, &maps.neurons),
+                ] {
+                    let (og, oc) = (flatten(og.as_ref().unwrap()), flatten(oc.as_ref().unwrap()));
+                    let label = format!("{what} {method} {dir} {kind} vs CPU");
                     if method == "ig" {
-                        close(&og, &oc, &format!("{label} vs CPU"));
-                        golden_close(&og, &golden, 1e-4 * max_abs(&golden).max(1e-6), &label);
+                        close(&og, &oc, &label);
                     } else {
                         // normalised by m_base − m_other: compare un-normalised values
                         let un = |v: &[f32]| v.iter().map(|x| x * denom).collect::<Vec<_>>();
-                        let scale = mc.abs().max(mk.abs()).max(1.0);
-                        close_to(&un(&og), &un(&oc), scale, &format!("{label} vs CPU"));
-                        golden_close(
-                            &un(&og),
-                            &un(&golden),
-                            1e-4 * (1.0 + mc.abs().max(mk.abs())),
-                            &label,
-                        );
+                        close_to(&un(&og), &un(&oc), mc.abs().max(mk.abs()).max(1.0), &label);
                     }
                 }
             }
@@ -630,7 +525,7 @@ async fn check_reports(file: &str, spec: RandomSpec) {
             let (a, b) = (&rg.ig_convergence_delta[dir], &rc.ig_convergence_delta[dir]);
             for (x, y) in [(&a.heads, &b.heads), (&a.neurons, &b.neurons)] {
                 let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
-                golden_close(x, y, 1e-4, &format!("{what} ig delta {dir}"));
+                golden::close(x, y, 1e-4, &format!("{what} ig delta {dir} vs CPU"));
             }
         }
         for (kind, corr) in &rc.analysis.correlations {
@@ -647,51 +542,14 @@ async fn check_reports(file: &str, spec: RandomSpec) {
     }
 }
 
-fn g_flat(v: &Value) -> Vec<f32> {
-    match v {
-        Value::Array(a) => a.iter().flat_map(g_flat).collect(),
-        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
-        Value::Null => vec![f32::NAN],
-        _ => panic!("not numeric: {v}"),
-    }
-}
-
-fn golden_close(ours: &[f32], golden: &[f32], tol: f32, what: &str) {
-    assert_eq!(ours.len(), golden.len(), "{what}: length");
-    for (i, (a, b)) in ours.iter().zip(golden).enumerate() {
-        assert!(
-            (a - b).abs() <= tol,
-            "{what}[{i}]: ours {a}, golden {b}, tolerance {tol}"
-        );
-    }
-}
-
 #[test]
 fn analysis_matches_cpu_and_goldens_model_a() {
-    block_on(check_reports(
-        "model_a.json",
-        RandomSpec {
-            n_layers: 2,
-            n_heads: 4,
-            d_model: 64,
-            n_ctx: 1024,
-            seed: 1,
-        },
-    ))
+    block_on(check_reports(golden::MODEL_A))
 }
 
 #[test]
 fn analysis_matches_cpu_and_goldens_model_b() {
-    block_on(check_reports(
-        "model_b.json",
-        RandomSpec {
-            n_layers: 3,
-            n_heads: 3,
-            d_model: 48,
-            n_ctx: 1024,
-            seed: 2,
-        },
-    ))
+    block_on(check_reports(golden::MODEL_B))
 }
 
 /// Timings on a GPT-2-small-shaped random model (12 layers, 12 heads,

@@ -13,9 +13,7 @@ use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::engine::{Component, Engine, Metric, Site};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Tokenizer;
-use patchlab::report::Report;
 use pollster::block_on;
-use std::process::{Command, Output};
 
 const CLEAN: &str = "The war lasted from the year 1742 to the year 17";
 const CORRUPT: &str = "The war lasted from the year 1701 to the year 17";
@@ -202,7 +200,7 @@ fn prob_diff_path_gradients_match_finite_differences() {
                         .unwrap();
                     let g = &pg.weighted_grad;
                     let width = g.shape[1];
-                    let gmax = g.data.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let gmax = max_abs(&g.data);
                     assert!(gmax > 1e-4, "{component:?} L{layer}: gradient {gmax}");
                     let mut ya = yb.clone();
                     for (v, (b, o)) in ya.data.iter_mut().zip(yb.data.iter().zip(&yo.data)) {
@@ -222,22 +220,13 @@ fn prob_diff_path_gradients_match_finite_differences() {
                         .max_by(|&a, &b| last[a].abs().total_cmp(&last[b].abs()))
                         .unwrap();
                     for (pos, j) in [(t - 1, top), (t - 1, 3), (fd, 5), (fd + 1, width - 1)] {
-                        let h = 1e-2f32;
-                        let mut m = [0f32; 2];
-                        for (slot, sign) in [(0, 1.0f32), (1, -1.0)] {
-                            let mut v = ya.clone();
-                            // heads: head 1's output along d_model coordinate j
-                            let idx = match component {
-                                Component::Heads => (pos * s.n_heads + 1) * s.d_model + j,
-                                Component::Neurons => pos * width + j,
-                            };
-                            v.data[idx] += sign * h;
-                            m[slot] = e
-                                .metric_with_substitutions(&clean, &metric, &[(hook.clone(), v)])
-                                .await
-                                .unwrap();
-                        }
-                        let numeric = (m[0] - m[1]) / (2.0 * h);
+                        // heads: head 1's output along d_model coordinate j
+                        let idx = match component {
+                            Component::Heads => (pos * s.n_heads + 1) * s.d_model + j,
+                            Component::Neurons => pos * width + j,
+                        };
+                        let numeric =
+                            central_difference(&e, &clean, &metric, &hook, &ya, idx, 1e-2).await;
                         let analytic = g.data[pos * width + j];
                         assert!(
                             (numeric - analytic).abs() <= 1e-2 * gmax,
@@ -273,7 +262,7 @@ fn prob_diff_base_gradients_equal_path_gradients_at_zero() {
                     .unwrap()
                     .weighted_grad;
                 assert_eq!(g.shape, one.shape);
-                let scale = one.data.iter().fold(0f32, |m, x| m.max(x.abs()));
+                let scale = max_abs(&one.data);
                 assert!(scale > 1e-4);
                 for (a, b) in g.data.iter().zip(&one.data) {
                     assert!(
@@ -287,14 +276,6 @@ fn prob_diff_base_gradients_equal_path_gradients_at_zero() {
 }
 
 /// Largest |a − b| relative to `scale`.
-fn rel(a: &[f32], b: &[f32], scale: f32) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / scale)
-        .fold(0.0, f32::max)
-}
-
 async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer) {
     let w = random_weights(s);
     let cpu = CpuEngine::new(s.config(), w.clone()).unwrap();
@@ -314,7 +295,7 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
         let scale = mass(&metric, &cpu.last_logits(&cc).await.unwrap())
             .max(mass(&metric, &cpu.last_logits(&ck).await.unwrap()));
         let tol = 1e-5;
-        let e = rel(
+        let e = max_diff_over(
             &[gpu.metric(&gc), gpu.metric(&gk)],
             &[cpu.metric(&cc), cpu.metric(&ck)],
             scale,
@@ -333,7 +314,7 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
                     gpu.patch_metrics(&gc, &gk, site, 0..n, fd).await.unwrap(),
                     cpu.patch_metrics(&cc, &ck, site, 0..n, fd).await.unwrap(),
                 );
-                let e = rel(&a, &b, scale);
+                let e = max_diff_over(&a, &b, scale);
                 assert!(e <= tol, "{component:?} L{layer} patch metrics: {e:e}");
                 let alphas = [0.0, 0.3, 0.6, 1.0];
                 let weights = [0.1, 0.2, 0.3, 0.4];
@@ -345,15 +326,11 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
                         .await
                         .unwrap(),
                 );
-                let e = rel(&a.metrics, &b.metrics, scale);
+                let e = max_diff_over(&a.metrics, &b.metrics, scale);
                 assert!(e <= tol, "{component:?} L{layer} path metrics: {e:e}");
-                let gscale = b
-                    .weighted_grad
-                    .data
-                    .iter()
-                    .fold(0f32, |m, x| m.max(x.abs()));
+                let gscale = max_abs(&b.weighted_grad.data);
                 assert!(gscale > 0.0);
-                let e = rel(&a.weighted_grad.data, &b.weighted_grad.data, gscale);
+                let e = max_diff_over(&a.weighted_grad.data, &b.weighted_grad.data, gscale);
                 assert!(e <= 2e-5, "{component:?} L{layer} path gradient: {e:e}");
             }
             let (a, b) = (
@@ -361,8 +338,8 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
                 cpu.base_gradients(&cc, &ck, component, fd).await.unwrap(),
             );
             for (l, (a, b)) in a.iter().zip(&b).enumerate() {
-                let gscale = b.data.iter().fold(0f32, |m, x| m.max(x.abs()));
-                let e = rel(&a.data, &b.data, gscale);
+                let gscale = max_abs(&b.data);
+                let e = max_diff_over(&a.data, &b.data, gscale);
                 assert!(e <= 2e-5, "{component:?} L{l} base gradients: {e:e}");
             }
         }
@@ -543,37 +520,10 @@ fn metric_specs_parse_or_say_what_is_wrong() {
     assert!(e.contains("\"00\" into 2 tokens, [0][0]"), "{e}");
 }
 
-fn patchlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_patchlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run patchlab")
-}
-
 #[test]
 fn cli_analyze_with_the_greater_than_metric() {
     let d = tempdir("metric-model");
-    let out = patchlab(&[
-        "random-model",
-        "--layers",
-        "2",
-        "--heads",
-        "2",
-        "--d-model",
-        "32",
-        "--seed",
-        "3",
-        "--n-ctx",
-        "32",
-        "--out",
-        d.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    random_model(&d, (2, 2, 32, 3), &["--n-ctx", "32"]);
     let analyze = |metric: &str| {
         patchlab(&[
             "analyze",
@@ -599,9 +549,8 @@ fn cli_analyze_with_the_greater_than_metric() {
         ])
     };
     let out = analyze("greater_than:42");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let r = Report::from_json(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let r = report(out);
     assert_eq!(r.metric.name, "greater_than:42");
     assert_eq!(r.prompts.metric, "greater_than:42");
     assert!(stderr.contains("p(year > 42) − p(year ≤ 42)"), "{stderr}");
@@ -617,17 +566,13 @@ fn cli_analyze_with_the_greater_than_metric() {
     assert!(heads.iter().flatten().all(|x| x.is_finite()));
     // the default is the logit difference
     let out = analyze("logit_diff");
-    assert!(out.status.success());
-    let r = Report::from_json(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let r = report(out);
     assert_eq!(r.metric.name, "logit_diff");
     // an unknown metric: a clear error
     let out = analyze("foo");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(
-        err.contains("unknown metric `foo`: use logit_diff or greater_than:YY"),
-        "{err}"
+    fails_with(
+        out,
+        "unknown metric `foo`: use logit_diff or greater_than:YY",
     );
     // --help documents it
     let out = patchlab(&["analyze", "--help"]);

@@ -1,11 +1,15 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use patchlab::engine::cpu::CpuEngine;
-use patchlab::engine::Metric;
+use patchlab::engine::{Array, Engine, Metric};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Tokenizer;
+use patchlab::report::Report;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 pub fn spec(n_layers: usize, n_heads: usize, d_model: usize, seed: u64) -> RandomSpec {
     RandomSpec {
@@ -62,4 +66,107 @@ pub fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// The largest |x| of the finite values.
+pub fn max_abs(v: &[f32]) -> f32 {
+    v.iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// The largest |a − b| relative to `scale`.
+pub fn max_diff_over(a: &[f32], b: &[f32], scale: f32) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / scale)
+        .fold(0.0, f32::max)
+}
+
+/// Runs the `patchlab` command line in the repository root.
+pub fn patchlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_patchlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run patchlab")
+}
+
+/// A successful run's stdout; panics with its stderr otherwise.
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The report a successful `analyze --out -` printed.
+pub fn report(out: Output) -> Report {
+    Report::from_json(&ok(out)).unwrap()
+}
+
+/// A failing run: exit code 1, one `error:` line saying `needle`, no panic.
+pub fn fails_with(out: Output, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    err
+}
+
+/// `patchlab random-model` into `dir` (with the given extra arguments, e.g.
+/// `--n-ctx 32`); panics with its stderr if it fails. Returns its stdout.
+pub fn random_model(
+    dir: &Path,
+    (layers, heads, d_model, seed): (usize, usize, usize, u64),
+    extra: &[&str],
+) -> String {
+    let (layers, heads, d_model, seed) = (
+        layers.to_string(),
+        heads.to_string(),
+        d_model.to_string(),
+        seed.to_string(),
+    );
+    let mut args = vec![
+        "random-model",
+        "--layers",
+        &layers,
+        "--heads",
+        &heads,
+        "--d-model",
+        &d_model,
+        "--seed",
+        &seed,
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(patchlab(&args))
+}
+
+/// ∂m/∂v[idx] by central differences of the plain hooked forward, `hook`
+/// substituted by `v` ± h at element `idx`.
+pub async fn central_difference<E: Engine>(
+    e: &E,
+    tokens: &[u32],
+    metric: &Metric,
+    hook: &str,
+    v: &Array,
+    idx: usize,
+    h: f32,
+) -> f32 {
+    let mut m = [0f32; 2];
+    for (slot, sign) in [(0, 1.0f32), (1, -1.0)] {
+        let mut v = v.clone();
+        v.data[idx] += sign * h;
+        m[slot] = e
+            .metric_with_substitutions(tokens, metric, &[(hook.to_string(), v)])
+            .await
+            .unwrap();
+    }
+    (m[0] - m[1]) / (2.0 * h)
 }
