@@ -11,24 +11,33 @@
 //!   The WebGPU engine starts on first use from a temporary copy of the CPU
 //!   engine's weights; if it cannot start, the CPU computes instead, a
 //!   progress stage says why, and the report's `backend` says "cpu".
+//!   Datasets: `generate_dataset` (a seeded task), `import_pairs` (a CSV or
+//!   JSONL file, bad rows listed by line) and `ablate` (the clean metric with
+//!   heads / neurons mean-ablated to the pair's corrupt activations).
+//! - [`summarize`]: the dataset tables of per-pair reports, exactly as
+//!   `patchlab batch` writes summary.json; [`task_names`]: the generators.
 //!
 //! Errors reach JavaScript as `Error`s whose message is the crate's text.
 //! Requests and results cross the boundary as JSON strings: one format for
 //! the CLI, the page and exported files.
 
+use crate::attribution::ablation::MeanActivations;
 use crate::attribution::quadrature::Rule;
 use crate::attribution::run::{analyze_pair, Options};
-use crate::attribution::{parse_component, Direction, Method, Observer, Progress};
+use crate::attribution::{parse_component, Direction, Method, Observer, Pair, Progress};
 use crate::clock::now_ms;
+use crate::dataset::{self, Format, Task};
 use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::GpuEngine;
 use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, ModelFiles, Tokenizer};
-use crate::report::Prompts;
+use crate::report::summary::{summarize as summarize_reports, DatasetInfo};
+use crate::report::{Prompts, Report};
 use js_sys::{Float32Array, Function, Promise};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -238,6 +247,143 @@ impl Request {
     }
 }
 
+/// What `Lab.ablate` accepts (JSON): a pair and the components to hold at
+/// the pair's corrupt activations.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AblateRequest {
+    clean: String,
+    corrupt: String,
+    correct: String,
+    incorrect: String,
+    #[serde(default)]
+    bos: Option<bool>,
+    #[serde(default)]
+    metric: Option<String>,
+    /// [[layer, head]].
+    #[serde(default)]
+    heads: Vec<[usize; 2]>,
+    /// [[layer, neuron]].
+    #[serde(default)]
+    neurons: Vec<[usize; 2]>,
+    #[serde(default)]
+    backend: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AblateOut {
+    metric_clean: f32,
+    metric_corrupt: f32,
+    metric_ablated: f32,
+    /// The engine that computed the three metrics: "cpu" or "gpu".
+    backend: &'static str,
+    /// Why the CPU computed instead of the GPU, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BadRowOut<'a> {
+    line: usize,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ImportOut<'a> {
+    pairs: &'a [Prompts],
+    bad: Vec<BadRowOut<'a>>,
+}
+
+/// The clean, corrupt and ablated metrics of a pair on one engine: the
+/// same computation as [`crate::attribution::ablation::ablate_pair`], with
+/// the corrupt run it needs for the mean also giving the corrupt metric.
+async fn ablate_on<E: Engine>(
+    e: &E,
+    pair: &Pair,
+    components: &BTreeMap<Component, Vec<[usize; 2]>>,
+) -> Result<(f32, f32, f32)> {
+    let clean = e.run(&pair.clean, &pair.metric).await?;
+    let m_clean = e.metric(&clean);
+    drop(clean);
+    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
+    let m_corrupt = e.metric(&corrupt);
+    let mut means = MeanActivations::default();
+    means.add(e, &corrupt, pair.corrupt.len()).await?;
+    drop(corrupt);
+    let reps = means.replacements(e.config(), pair.clean.len(), components)?;
+    let m_ablated = e
+        .metric_with_replacements(&pair.clean, &pair.metric, &reps)
+        .await?;
+    Ok((m_clean, m_corrupt, m_ablated))
+}
+
+/// A seed from JavaScript (a number): a non-negative integer below 2^53.
+fn seed_of(seed: f64) -> Result<u64> {
+    if seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed < 9007199254740992.0 {
+        Ok(seed as u64)
+    } else {
+        Err(Error::Input(format!(
+            "the seed must be a whole number from 0 to 2^53 − 1, not {seed}"
+        )))
+    }
+}
+
+/// The names of the generated tasks (`ioi`, `ioi-third`, …), as JSON.
+#[wasm_bindgen]
+pub fn task_names() -> String {
+    serde_json::to_string(&Task::ALL.map(Task::name)).expect("json")
+}
+
+/// The dataset summary of per-pair reports, exactly as `patchlab batch`
+/// writes `summary.json`.
+///
+/// - `reports_json`: a JSON array of reports (as `Lab.analyze` returns them)
+///   in dataset order; `null` marks a pair without a report (not run yet,
+///   cancelled, failed), which the summary lists under `missing`. The score
+///   maps (`results`) are not needed and may be left out.
+/// - `source`: "task:ioi", "file:pairs.csv", …; `seed`: the generator's seed
+///   (tasks only); `total`: pairs in the whole dataset.
+#[wasm_bindgen]
+pub fn summarize(
+    reports_json: &str,
+    source: &str,
+    seed: Option<f64>,
+    total: usize,
+) -> std::result::Result<String, JsValue> {
+    let bad = |e: serde_json::Error| js_err(Error::Input(format!("not an array of reports: {e}")));
+    let values: Vec<serde_json::Value> = serde_json::from_str(reports_json).map_err(bad)?;
+    let mut reports = Vec::with_capacity(values.len());
+    for (i, mut v) in values.into_iter().enumerate() {
+        if v.is_null() {
+            continue;
+        }
+        if let Some(o) = v.as_object_mut() {
+            o.entry("results").or_insert_with(|| serde_json::json!({}));
+        }
+        let r: Report = serde_json::from_value(v).map_err(|e| {
+            js_err(Error::Input(format!(
+                "pair {i} is not a patchlab report: {e}"
+            )))
+        })?;
+        reports.push((i, r));
+    }
+    let info = DatasetInfo {
+        source: source.to_string(),
+        seed: seed.map(seed_of).transpose().map_err(js_err)?,
+        total,
+    };
+    Ok(summarize_reports(info, &reports).map_err(js_err)?.to_json())
+}
+
+/// A dataset as a CSV file that `import_pairs` and `patchlab batch --file`
+/// read back (`pairs_json`: a JSON array of prompts).
+#[wasm_bindgen]
+pub fn pairs_csv(pairs_json: &str) -> std::result::Result<String, JsValue> {
+    let pairs: Vec<Prompts> = serde_json::from_str(pairs_json)
+        .map_err(|e| js_err(Error::Input(format!("not an array of pairs: {e}"))))?;
+    Ok(dataset::to_csv(&pairs))
+}
+
 #[derive(Serialize)]
 struct ModelInfoOut<'a> {
     name: &'a str,
@@ -346,6 +492,111 @@ impl Lab {
             }
             .map_err(js_err)?;
             Ok(JsValue::from_str(&top_k_json(&inner.tokenizer, &logits, k)))
+        })
+    }
+
+    /// `n` pairs of a generated task (`task_names()`), the same for the same
+    /// seed: a JSON array of prompts `{clean, corrupt, correct, incorrect,
+    /// bos, metric}`, each checked with this model's tokenizer.
+    pub fn generate_dataset(
+        &self,
+        task: &str,
+        n: usize,
+        seed: f64,
+        bos: bool,
+    ) -> std::result::Result<String, JsValue> {
+        let task = Task::from_name(task).map_err(js_err)?;
+        if n == 0 {
+            return Err(js_err(Error::Input("ask for at least one pair".into())));
+        }
+        let seed = seed_of(seed).map_err(js_err)?;
+        let pairs = task
+            .generate(&self.inner.tokenizer, n, seed, bos)
+            .map_err(js_err)?;
+        Ok(serde_json::to_string(&pairs).expect("json"))
+    }
+
+    /// Reads a pair file (`filename` ends in .csv or .jsonl and says which):
+    /// JSON `{"pairs": [prompts], "bad": [{"line", "reason"}]}`. Bad rows are
+    /// listed, never dropped silently; a file without valid rows is an error.
+    pub fn import_pairs(
+        &self,
+        text: &str,
+        filename: &str,
+        bos: bool,
+    ) -> std::result::Result<String, JsValue> {
+        let format = Format::from_path(filename).map_err(js_err)?;
+        let r = dataset::import(text, format, &self.inner.tokenizer, bos).map_err(js_err)?;
+        let out = ImportOut {
+            pairs: &r.pairs,
+            bad: r
+                .bad
+                .iter()
+                .map(|b| BadRowOut {
+                    line: b.line,
+                    reason: &b.reason,
+                })
+                .collect(),
+        };
+        Ok(serde_json::to_string(&out).expect("json"))
+    }
+
+    /// The clean metric with heads and neurons mean-ablated to the pair's own
+    /// corrupt activations (a dataset of one pair), and the clean and corrupt
+    /// metrics on the same engine. Resolves to JSON `{metric_clean,
+    /// metric_corrupt, metric_ablated, backend}`. When the WebGPU engine
+    /// cannot ablate, the CPU engine computes and `note` says why.
+    pub fn ablate(&self, request: &str) -> Promise {
+        let inner = self.inner.clone();
+        let request = request.to_string();
+        future_to_promise(async move {
+            let req: AblateRequest = serde_json::from_str(&request)
+                .map_err(|e| js_err(Error::Input(format!("bad ablate request: {e}"))))?;
+            let tok = &inner.tokenizer;
+            let pair = Pair::new(
+                tok,
+                &inner.config,
+                &req.clean,
+                &req.corrupt,
+                &req.correct,
+                &req.incorrect,
+                req.bos.unwrap_or(true),
+            )
+            .and_then(|p| p.with_metric(tok, req.metric.as_deref().unwrap_or("logit_diff")))
+            .map_err(js_err)?;
+            let components = BTreeMap::from([
+                (Component::Heads, req.heads),
+                (Component::Neurons, req.neurons),
+            ]);
+            let (backend, mut note) = inner
+                .backend(req.backend.as_deref().unwrap_or("auto"))
+                .await
+                .map_err(js_err)?;
+            let (m, used) = match backend {
+                Backend::Cpu(e) => (ablate_on(e, &pair, &components).await, "cpu"),
+                Backend::Gpu(e) => match ablate_on(&*e, &pair, &components).await {
+                    Ok(m) => (Ok(m), "gpu"),
+                    // the CPU engine computes instead (and repeats the
+                    // error if the request itself is bad)
+                    Err(err) => {
+                        note = Some(format!(
+                            "the WebGPU engine could not ablate ({err}); computed on the CPU"
+                        ));
+                        (ablate_on(&inner.cpu, &pair, &components).await, "cpu")
+                    }
+                },
+            };
+            let (metric_clean, metric_corrupt, metric_ablated) = m.map_err(js_err)?;
+            let out = AblateOut {
+                metric_clean,
+                metric_corrupt,
+                metric_ablated,
+                backend: used,
+                note,
+            };
+            Ok(JsValue::from_str(
+                &serde_json::to_string(&out).expect("json"),
+            ))
         })
     }
 
