@@ -5,8 +5,12 @@
 //   const lab = await PatchLab.load({ model: "openai-community/gpt2", onProgress });
 //   const tokens = await lab.tokenize(" Mary");            // [{id, text}]
 //   const report = await lab.analyze({ clean, corrupt, correct, incorrect });
+//   const pairs = await lab.generateDataset({ task: "ioi", n: 100, seed: 0 });
+//   const summary = await lab.summarize(reports, { source: "task:ioi", seed: 0, total: 100 });
+//   const { metric_ablated } = await lab.ablate({ ...pair, heads: [[9, 6]] });
 //
-// The report is the same JSON as `patchlab analyze --out -` writes.
+// The report is the same JSON as `patchlab analyze --out -` writes; the
+// summary the same as `patchlab batch` writes to summary.json.
 
 export const DEFAULT_HUB_MODEL = "openai-community/gpt2";
 const HUB = "https://huggingface.co";
@@ -90,6 +94,15 @@ class WorkerClient {
     this.pending.clear();
   }
 }
+
+/** A report as summarize() needs it, as JSON: the score maps are not needed (only the analysis is). */
+export function summaryInput(r) {
+  if (r === null || r === undefined) return "null";
+  const a = r.analysis || {};
+  return JSON.stringify({ ...r, partial: undefined, results: {}, analysis: { ...a, asymmetry: {} } });
+}
+
+const pairsOf = (list) => [...list].map((p) => [Number(p[0]), Number(p[1])]);
 
 export class PatchLab {
   constructor(client, info, env, source) {
@@ -203,6 +216,65 @@ export class PatchLab {
     };
     const { json } = await this.client.request("analyze", { request }, { onProgress: progress, onPartial, signal });
     return JSON.parse(json);
+  }
+
+  /** The names of the generated tasks: ["ioi", "ioi-third", "greater-than", "capitals", "agreement"]. */
+  taskNames() {
+    return this.client.request("taskNames");
+  }
+
+  /**
+   * n prompt pairs of a generated task, the same for the same seed, each
+   * checked with this model's tokenizer (equal lengths, one-token answers):
+   * [{clean, corrupt, correct, incorrect, bos, metric}].
+   */
+  generateDataset({ task = "ioi", n = 100, seed = 0, bos = true } = {}) {
+    return this.client.request("generateDataset", { task: String(task), n: Number(n), seed: Number(seed), bos: !!bos });
+  }
+
+  /**
+   * Reads a CSV or JSONL file of pairs (columns / keys clean, corrupt,
+   * correct, incorrect, optional metric; the file name's extension says
+   * which): {pairs: [prompts], bad: [{line, reason}]}. Rows that fail the
+   * checks are listed with their line number, never dropped silently; a file
+   * with no valid row rejects.
+   */
+  importPairs(text, { filename = "pairs.csv", bos = true } = {}) {
+    return this.client.request("importPairs", { text: String(text), filename: String(filename), bos: !!bos });
+  }
+
+  /**
+   * The dataset tables of per-pair reports — the same object `patchlab
+   * batch` writes to summary.json. reports: in dataset order, a report from
+   * analyze() per pair or null for a pair without one (listed as missing).
+   * source: "task:ioi", "file:pairs.csv", …; seed: the generator's (tasks
+   * only); total: pairs in the dataset (default reports.length).
+   */
+  async summarize(reports, { source = "custom", seed, total } = {}) {
+    const json = typeof reports === "string" ? reports : `[${reports.map(summaryInput).join(",")}]`;
+    const n = total ?? (Array.isArray(reports) ? reports.length : 0);
+    const text = await this.client.request("summarize", { reports: json, source: String(source), seed: seed ?? null, total: Number(n) });
+    return JSON.parse(text);
+  }
+
+  /** A dataset as CSV (header clean,corrupt,correct,incorrect,metric) that importPairs and `patchlab batch --file` read. */
+  pairsCsv(pairs) {
+    return this.client.request("pairsCsv", { pairs: [...pairs] });
+  }
+
+  /**
+   * Mean ablation of one pair: the clean metric with the given heads
+   * ([[layer, head]]) and neurons ([[layer, neuron]]) held at the pair's
+   * corrupt activations, everything downstream recomputed. Resolves to
+   * {metric_clean, metric_corrupt, metric_ablated, backend, note?}.
+   */
+  ablate({ clean, corrupt, correct, incorrect, bos = true, metric, heads = [], neurons = [], backend = "auto", signal } = {}) {
+    const request = { clean, corrupt, correct, incorrect, bos: !!bos, heads: pairsOf(heads), neurons: pairsOf(neurons), backend };
+    if (metric !== undefined) request.metric = String(metric);
+    for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
+      if (typeof request[k] !== "string") throw makeError("TypeError", `ablate needs ${k} (a string)`);
+    }
+    return this.client.request("ablate", { request }, { signal });
   }
 
   /** Stops the worker and frees the model. */

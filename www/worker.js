@@ -2,11 +2,12 @@
 // (with Cache Storage), owns the wasm engine and runs every computation, so
 // the page's main thread never blocks. www/patchlab.js is its only client.
 //
-// Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "cancel" | "clearCache" | "env", ...}
+// Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "ablate" | "generateDataset"
+//                          | "importPairs" | "summarize" | "pairsCsv" | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...}
 
-import init, { ByteBuf, Lab } from "./pkg/patchlab.js";
+import init, { ByteBuf, Lab, pairs_csv, summarize, task_names } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -191,6 +192,8 @@ async function loadFromUrl(id, base, name, useCache) {
   const cache = await openCache(useCache);
   const url = (f) => new URL(f, base).href;
   const files = ["config.json", "tokenizer.json", "vocab.json", "merges.txt", "model.safetensors"].map(url);
+  let putting = null;
+  const stopPut = new AbortController();
   try {
     post({ id, type: "progress", phase: "config", loaded: 0, total: 0 });
     const config = await readText(cache, url("config.json"), "config.json", false);
@@ -218,17 +221,20 @@ async function loadFromUrl(id, base, name, useCache) {
       }
     };
     let body = f.res.body;
-    let putting = null;
     if (cache && !f.cached) {
       const [a, b] = body.tee();
       body = a;
-      putting = cache.put(wurl, new Response(b, { headers: f.res.headers })).catch(() => {});
+      // the copy for the cache stops (and is not stored) if the load fails
+      const copy = b.pipeThrough(new TransformStream(), { signal: stopPut.signal });
+      putting = cache.put(wurl, new Response(copy, { headers: f.res.headers })).catch(() => {});
     }
     const weights = await readWeights(body, declared, onBytes);
     post({ id, type: "progress", phase: "building", loaded: weights.len, total: weights.len });
     return await build(id, name, config, weights, tokenizer, vocab, merges, putting);
   } catch (e) {
-    // a bad file must not stay cached
+    // a bad file must not stay cached (nor land there after this)
+    stopPut.abort();
+    await putting;
     if (cache) await Promise.all(files.map((u) => cache.delete(u).catch(() => {})));
     throw e;
   }
@@ -330,6 +336,33 @@ async function handle(msg) {
         cancelled.delete(id);
       }
     }
+    case "ablate": {
+      const l = needLab();
+      // after the analyses queued before it (they share the engines)
+      const run = queue.then(async () => {
+        if (cancelled.has(id)) throw cancelError();
+        return JSON.parse(await l.ablate(JSON.stringify(msg.request)));
+      });
+      queue = run.catch(() => {});
+      try {
+        return await run;
+      } finally {
+        cancelled.delete(id);
+      }
+    }
+    case "generateDataset":
+      return JSON.parse(needLab().generate_dataset(String(msg.task), msg.n, msg.seed, !!msg.bos));
+    case "importPairs":
+      return JSON.parse(needLab().import_pairs(String(msg.text), String(msg.filename), !!msg.bos));
+    case "summarize":
+      await ensureWasm();
+      return summarize(msg.reports, String(msg.source), msg.seed ?? undefined, msg.total);
+    case "pairsCsv":
+      await ensureWasm();
+      return pairs_csv(JSON.stringify(msg.pairs));
+    case "taskNames":
+      await ensureWasm();
+      return JSON.parse(task_names());
     case "clearCache":
       if (typeof caches !== "undefined") await caches.delete(CACHE);
       return true;
