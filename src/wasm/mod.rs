@@ -89,7 +89,8 @@ enum Backend<'a> {
 }
 
 /// The WebGPU engine of a lab: started on the first request that wants it,
-/// then kept (or its failure remembered, so that it is tried only once).
+/// then kept (or its failure remembered, so that it is tried only once); a
+/// lost device is started anew on the next request.
 enum GpuState {
     Untried,
     Starting,
@@ -136,6 +137,10 @@ impl Inner {
         };
         if !want_gpu {
             return Ok((Backend::Cpu(&self.cpu), None));
+        }
+        // a lost device (driver reset, the browser reclaiming it): start anew
+        if matches!(&*self.gpu.borrow(), GpuState::Ready(e) if e.is_lost()) {
+            *self.gpu.borrow_mut() = GpuState::Untried;
         }
         let state = std::mem::replace(&mut *self.gpu.borrow_mut(), GpuState::Starting);
         let (state, out) = match state {

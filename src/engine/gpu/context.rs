@@ -6,9 +6,9 @@ use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use wgpu::util::DeviceExt;
 
 /// The kernels, one WGSL file each (shaders/*.wgsl).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -119,11 +119,62 @@ pub(super) struct ShaderSizes {
 }
 
 /// What went wrong on the device since the last check (validation errors,
-/// out of memory, device loss), collected from wgpu's callbacks.
+/// out of memory, device loss), collected from wgpu's callbacks and error
+/// scopes, as the messages users see.
 #[derive(Default)]
 struct Faults {
     errors: Vec<String>,
-    lost: Option<String>,
+    /// The device-lost callback's reason and message.
+    lost: Option<(String, String)>,
+}
+
+/// How every out-of-memory message starts (sweeps retry smaller on it).
+pub(super) const OOM: &str = "the GPU ran out of memory";
+
+/// Whether an error is the device running out of memory.
+pub(super) fn is_oom(e: &Error) -> bool {
+    matches!(e, Error::Backend(m) if m.starts_with(OOM))
+}
+
+/// An error scope's result that has not settled yet (in the browser; natively
+/// scopes settle at once), with what was being done.
+#[cfg(not(target_arch = "wasm32"))]
+type Settling = Pin<Box<dyn Future<Output = Option<wgpu::Error>> + Send>>;
+#[cfg(target_arch = "wasm32")]
+type Settling = Pin<Box<dyn Future<Output = Option<wgpu::Error>>>>;
+
+/// Polls a future once, without waiting.
+fn poll_now<F: Future + ?Sized>(f: Pin<&mut F>) -> Option<F::Output> {
+    match f.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+/// The message of a device error met while doing `what`, on one line.
+fn describe(e: &wgpu::Error, what: &str) -> String {
+    let text = e.to_string();
+    let text = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "Caused by:")
+        .collect::<Vec<_>>()
+        .join(": ");
+    match e {
+        wgpu::Error::OutOfMemory { .. } => format!(
+            "{OOM} while {what} ({text}); try a shorter prompt, fewer components at once or the CPU backend"
+        ),
+        _ => format!("WebGPU error while {what}: {text}"),
+    }
+}
+
+/// A size for messages: "3.0 MiB", "256.0 GiB".
+fn size(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
 }
 
 pub(super) struct Gpu {
@@ -137,6 +188,11 @@ pub(super) struct Gpu {
     /// Bound where a kernel's optional output is unused.
     dummy_out: wgpu::Buffer,
     faults: Arc<Mutex<Faults>>,
+    /// Error scopes the browser has not settled yet; `read` awaits them.
+    settling: Mutex<Vec<(String, Settling)>>,
+    /// Test hook: buffers above this many bytes fail as out of memory
+    /// (u64::MAX: no limit but the device's).
+    alloc_limit: AtomicU64,
     /// Per kernel (milliseconds, dispatches) when PATCHLAB_GPU_PROFILE is set
     /// (native only): every dispatch is then submitted and waited for alone.
     profile: Option<Mutex<Vec<(f64, u64)>>>,
@@ -213,13 +269,13 @@ impl Gpu {
             let f = faults.clone();
             device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
                 if let Ok(mut f) = f.lock() {
-                    f.errors.push(e.to_string());
+                    f.errors.push(describe(&e, "computing"));
                 }
             }));
             let f = faults.clone();
             device.set_device_lost_callback(move |reason, msg| {
                 if let Ok(mut f) = f.lock() {
-                    f.lost = Some(format!("{reason:?}: {msg}"));
+                    f.lost = Some((format!("{reason:?}"), msg));
                 }
             });
         }
@@ -268,6 +324,8 @@ impl Gpu {
             limits: ours,
             pipelines,
             faults,
+            settling: Mutex::new(Vec::new()),
+            alloc_limit: AtomicU64::new(u64::MAX),
             profile: (cfg!(not(target_arch = "wasm32"))
                 && std::env::var_os("PATCHLAB_GPU_PROFILE").is_some())
             .then(|| Mutex::new(vec![(0.0, 0); K::ALL.len()])),
@@ -294,30 +352,123 @@ impl Gpu {
 
     /// Reports (and clears) what went wrong on the device since the last check.
     pub fn check(&self) -> Result<()> {
-        let mut f = self
-            .faults
-            .lock()
-            .map_err(|_| backend_err("poisoned lock"))?;
-        if let Some(l) = &f.lost {
-            return Err(Error::Backend(format!(
-                "the WebGPU device was lost ({l}); create the engine again (or use the CPU backend)"
-            )));
-        }
+        self.alive()?;
+        let mut f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
         if !f.errors.is_empty() {
-            let errs = std::mem::take(&mut f.errors);
-            let oom = errs
-                .iter()
-                .any(|e| e.to_lowercase().contains("out of memory"));
-            return Err(Error::Backend(if oom {
-                format!(
-                    "the GPU ran out of memory ({}); try a shorter prompt or the CPU backend",
-                    errs[0]
-                )
-            } else {
-                format!("WebGPU error: {}", errs.join("; "))
-            }));
+            let mut errs = std::mem::take(&mut f.errors);
+            // out of memory first: callers retry smaller on it
+            errs.sort_by_key(|e| !e.starts_with(OOM));
+            return Err(Error::Backend(errs.join("; ")));
         }
         Ok(())
+    }
+
+    /// An error once the device is lost (the device-lost callback ran): every
+    /// call then fails at once with it.
+    pub fn alive(&self) -> Result<()> {
+        let f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        match &f.lost {
+            Some((reason, msg)) => Err(Error::Backend(format!(
+                "the GPU device was lost ({reason}): {}; create a new GPU engine (load the model again) or use the CPU backend",
+                if msg.is_empty() { "no details" } else { msg }
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the device is lost.
+    pub fn is_lost(&self) -> bool {
+        self.alive().is_err()
+    }
+
+    /// Destroys the device, as a driver reset would lose it (tests), and
+    /// lets wgpu report the loss.
+    pub fn lose_device(&self) {
+        self.device.destroy();
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::Poll);
+    }
+
+    /// Test hook: buffers above `bytes` fail as out of memory (None: only the
+    /// device's limits).
+    pub fn limit_allocations(&self, bytes: Option<u64>) {
+        self.alloc_limit
+            .store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Runs `f` (allocations, a submission) inside out-of-memory and
+    /// validation error scopes. Natively the scopes settle at once and their
+    /// error is returned; in the browser they settle later and `read` reports
+    /// them. A lost device fails before `f` runs.
+    fn scoped<T>(&self, what: impl Fn() -> String, f: impl FnOnce() -> T) -> Result<T> {
+        self.alive()?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        // in reverse order of pushing
+        let scopes = [invalid.pop(), oom.pop()];
+        let mut err = None;
+        for s in scopes {
+            let mut s: Settling = Box::pin(s);
+            match poll_now(s.as_mut()) {
+                Some(Some(e)) => err = err.or(Some(describe(&e, &what()))),
+                Some(None) => {}
+                None => self
+                    .settling
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((what(), s)),
+            }
+        }
+        self.alive()?;
+        match err {
+            Some(e) => Err(Error::Backend(e)),
+            None => Ok(out),
+        }
+    }
+
+    /// Waits for the error scopes still settling and records their errors.
+    async fn settle(&self) {
+        let pending = std::mem::take(&mut *self.settling.lock().unwrap_or_else(|e| e.into_inner()));
+        for (what, s) in pending {
+            if let Some(e) = s.await {
+                self.record(describe(&e, &what));
+            }
+        }
+    }
+
+    /// Keeps an error for the next `check`.
+    fn record(&self, msg: String) {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .errors
+            .push(msg);
+    }
+
+    /// A raw storage buffer of `bytes`, in error scopes: a clear error when
+    /// the device cannot allocate it (no size check of ours).
+    pub fn raw_buffer(&self, bytes: u64, label: &str) -> Result<wgpu::Buffer> {
+        if bytes > self.alloc_limit.load(Ordering::Relaxed) {
+            return Err(Error::Backend(format!(
+                "{OOM} while allocating `{label}` ({}; the test limit is {}); try a shorter prompt, fewer components at once or the CPU backend",
+                size(bytes),
+                size(self.alloc_limit.load(Ordering::Relaxed))
+            )));
+        }
+        self.scoped(
+            || format!("allocating `{label}` ({})", size(bytes)),
+            || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            },
+        )
     }
 
     /// The largest f32 array one buffer binding may hold.
@@ -344,47 +495,33 @@ impl Gpu {
     /// An uninitialised storage buffer of `len` f32.
     pub fn buffer(&self, len: usize, label: &str) -> Result<wgpu::Buffer> {
         let size = self.check_size(len, label)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
+        self.raw_buffer(size, label)
     }
 
     /// A storage buffer holding `data`.
     pub fn upload(&self, data: &[f32], label: &str) -> Result<wgpu::Buffer> {
-        self.check_size(data.len(), label)?;
-        if data.len() < 4 {
-            let mut v = data.to_vec();
-            v.resize(4, 0.0);
-            return self.upload(&v, label);
-        }
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            }))
+        let size = self.check_size(data.len(), label)?;
+        self.upload_bytes(bytemuck::cast_slice(data), size, label)
     }
 
     /// A storage buffer holding the u32 `data` (indices for the kernels).
     pub fn upload_u32(&self, data: &[u32], label: &str) -> Result<wgpu::Buffer> {
-        self.check_size(data.len(), label)?;
-        let mut v = data.to_vec();
-        v.resize(data.len().max(4), 0);
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(&v),
-                usage: wgpu::BufferUsages::STORAGE,
-            }))
+        let size = self.check_size(data.len(), label)?;
+        self.upload_bytes(bytemuck::cast_slice(data), size, label)
+    }
+
+    /// A buffer of `size` bytes (≥ the data, a multiple of 4) starting with
+    /// `bytes`, written through the queue (an allocation that fails is an
+    /// error, not a mapping of nothing).
+    fn upload_bytes(&self, bytes: &[u8], size: u64, label: &str) -> Result<wgpu::Buffer> {
+        let buf = self.raw_buffer(size, label)?;
+        if !bytes.is_empty() {
+            self.scoped(
+                || format!("uploading `{label}`"),
+                || self.queue.write_buffer(&buf, 0, bytes),
+            )?;
+        }
+        Ok(buf)
     }
 
     pub fn dummy(&self) -> &wgpu::Buffer {
@@ -426,38 +563,63 @@ impl Gpu {
     /// submission and one mapping.
     pub async fn read(&self, ranges: &[(&wgpu::Buffer, usize, usize)]) -> Result<Vec<Vec<f32>>> {
         let total: usize = ranges.iter().map(|r| r.2).sum();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size: (total.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("read"),
-            });
-        let mut at = 0;
-        for &(buf, off, len) in ranges {
-            if len > 0 {
-                enc.copy_buffer_to_buffer(
-                    buf,
-                    (off * 4) as u64,
-                    &staging,
-                    (at * 4) as u64,
-                    Some((len * 4) as u64),
-                );
-            }
-            at += len;
-        }
-        self.queue.submit([enc.finish()]);
+        let staging = self.scoped(
+            || {
+                format!(
+                    "allocating the read-back buffer ({})",
+                    size(total as u64 * 4)
+                )
+            },
+            || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("read-back"),
+                    size: (total.max(1) * 4) as u64,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            },
+        )?;
         let (tx, rx) = oneshot();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
+        self.scoped(
+            || "reading results back".into(),
+            || {
+                let mut enc = self
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("read"),
+                    });
+                let mut at = 0;
+                for &(buf, off, len) in ranges {
+                    if len > 0 {
+                        enc.copy_buffer_to_buffer(
+                            buf,
+                            (off * 4) as u64,
+                            &staging,
+                            (at * 4) as u64,
+                            Some((len * 4) as u64),
+                        );
+                    }
+                    at += len;
+                }
+                self.queue.submit([enc.finish()]);
+                staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
+            },
+        )?;
+        // natively: wait for the device here, then the mapping is done (or
+        // the device is gone), so nothing below can wait forever
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| backend_err(format!("waiting for the GPU: {e}")))?;
+        let mapped = {
+            let waited = self.device.poll(wgpu::PollType::wait_indefinitely());
+            self.alive()?;
+            waited.map_err(|e| backend_err(format!("waiting for the GPU: {e}")))?;
+            let mut rx = rx;
+            poll_now(Pin::new(&mut rx)).ok_or_else(|| {
+                backend_err("the GPU finished its work but the read-back never completed")
+            })?
+        };
+        #[cfg(target_arch = "wasm32")]
         let mapped = rx.await;
+        self.settle().await;
         self.check()?;
         mapped.map_err(|e| backend_err(format!("reading results back: {e}")))?;
         let out = {
@@ -576,18 +738,33 @@ impl<'g> Enc<'g> {
         self.ops.push(Op::Clear(buf.clone()));
     }
 
-    /// Encodes and submits everything recorded.
+    /// Encodes and submits everything recorded. Nothing is submitted to a
+    /// lost device; errors (out of memory, validation) are kept for the
+    /// `read` that follows every submission.
     pub fn submit(self) {
+        let gpu = self.gpu;
+        if let Err(e) = gpu.scoped(|| "running the kernels".into(), || self.encode_submit()) {
+            if !gpu.is_lost() {
+                gpu.record(match e {
+                    Error::Backend(m) => m,
+                    other => other.to_string(),
+                });
+            }
+        }
+    }
+
+    fn encode_submit(self) {
         let gpu = self.gpu;
         let mut params = self.params;
         params.resize(params.len().max(4), 0);
-        let pbuf = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::cast_slice(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let pbuf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: (params.len() * 4) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.queue
+            .write_buffer(&pbuf, 0, bytemuck::cast_slice(&params));
         let new_encoder = || {
             gpu.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {

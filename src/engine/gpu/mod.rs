@@ -11,6 +11,7 @@
 //! polled to completion, in wasm the browser resolves it.
 
 mod context;
+mod faults;
 mod forward;
 mod ops;
 mod tail;

@@ -5,7 +5,7 @@
 //! logits of the last position), forward and with activation gradients.
 //! Mirrors `tail` / `tail_backward` of the CPU backend step by step.
 
-use super::context::Enc;
+use super::context::{is_oom, Enc};
 use super::forward::{Forward, Head};
 use super::ops::{AttnShape, Batch};
 use super::GpuEngine;
@@ -94,15 +94,24 @@ struct GradWork {
 
 impl GpuEngine {
     /// The cached workspace if it fits, else a new one (the cache keeps the
-    /// last one: a sweep over layers reuses it call after call).
-    fn take_work(&self, key: WorkKey) -> Result<Work> {
+    /// last one: a sweep over layers reuses it call after call). When the
+    /// device has no memory for a new one, tries once more with half the
+    /// batch elements. Returns the key of the workspace it gives.
+    fn take_work(&self, key: WorkKey) -> Result<(WorkKey, Work)> {
         let mut slot = self.work.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.take() {
-            Some((k, w)) if k == key => Ok(w),
-            _ => {
-                drop(slot);
-                self.work(key)
+        if let Some((k, w)) = slot.take() {
+            if k == key {
+                return Ok((key, w));
             }
+            // dropped before the new one is made
+        }
+        drop(slot);
+        match self.work(key) {
+            Err(e) if is_oom(&e) && key.0 > 1 => {
+                let smaller = (key.0 / 2, key.1, key.2, key.3, key.4);
+                Ok((smaller, self.work(smaller)?))
+            }
+            r => r.map(|w| (key, w)),
         }
     }
 
@@ -483,7 +492,8 @@ impl GpuEngine {
         let plan = self.plan(start);
         let cap = self.capacity(n, t, false).min(comps.len().max(1));
         let key = (cap, n, t, false, matches!(base.head, Head::Signs(_)));
-        let ws = self.take_work(key)?;
+        let (key, ws) = self.take_work(key)?;
+        let cap = key.0;
         let metrics = self.gpu.buffer(comps.len(), "metrics")?;
         let mut enc = Enc::new(&self.gpu);
         let (bl, ol) = (&base.layers[site.layer], &other.layers[site.layer]);
@@ -545,7 +555,8 @@ impl GpuEngine {
         let plan = self.plan(start);
         let cap = self.capacity(n, t, true).min(alphas.len().max(1));
         let key = (cap, n, t, true, matches!(base.head, Head::Signs(_)));
-        let ws = self.take_work(key)?;
+        let (key, ws) = self.take_work(key)?;
+        let cap = key.0;
         let g = &self.gpu;
         let metrics = g.buffer(alphas.len(), "metrics")?;
         let alpha_buf = g.upload(alphas, "alphas")?;
@@ -615,7 +626,7 @@ impl GpuEngine {
         let g = &self.gpu;
         let plan = self.plan(Start::Mid(0));
         let key = (1, n, t, true, matches!(base.head, Head::Signs(_)));
-        let ws = self.take_work(key)?;
+        let (key, ws) = self.take_work(key)?;
         let b = Batch { batch: 1, n, d, fd };
         let metric = g.buffer(1, "metric")?;
         let one = g.upload(&[1.0], "one")?;
