@@ -1,8 +1,10 @@
 // Canvas plots of patchlab reports: heatmaps (layer × head), neuron maps
-// (layer × d_mlp, zoomable), scatter plots with a fit line and Pearson r.
-// Crisp on HiDPI (the backing store follows devicePixelRatio), hover
-// tooltips, click to pin a component (shared by every plot through a
-// Selection), PNG export. All text goes through textContent or fillText.
+// (layer × d_mlp, zoomable), scatter plots with a fit line and Pearson r,
+// histograms (per-pair r of a dataset). Crisp on HiDPI (the backing store
+// follows devicePixelRatio), hover tooltips, click to pin a component
+// (shared by every plot through a Selection), shift-click (or a plain click
+// in ablate mode) to add it to an Ablation set, PNG export. All text goes
+// through textContent or fillText.
 
 const FONT = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
 const TITLE_FONT = "600 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
@@ -108,6 +110,58 @@ export class Selection {
   }
 }
 
+/**
+ * The components chosen for mean ablation, shared by the heatmaps of a
+ * report: shift-click toggles one; with `mode` on, a plain click does too.
+ */
+export class Ablation {
+  constructor() {
+    this.items = new Map(); // "heads:l:i" -> {component, layer, index}
+    this.mode = false;
+    this.listeners = new Set();
+  }
+  static key(p) {
+    return `${p.component}:${p.layer}:${p.index}`;
+  }
+  has(component, layer, index) {
+    return this.items.has(`${component}:${layer}:${index}`);
+  }
+  get size() {
+    return this.items.size;
+  }
+  /** Items sorted by kind, layer, index. */
+  list() {
+    return [...this.items.values()].sort((a, b) => a.component.localeCompare(b.component) || a.layer - b.layer || a.index - b.index);
+  }
+  /** [[layer, index]] of one kind, as `PatchLab.ablate` takes them. */
+  pairs(component) {
+    return this.list().filter((p) => p.component === component).map((p) => [p.layer, p.index]);
+  }
+  toggle(p) {
+    const k = Ablation.key(p);
+    if (this.items.has(k)) this.items.delete(k);
+    else this.items.set(k, { component: p.component, layer: p.layer, index: p.index });
+    this.emit(true);
+  }
+  /** Replaces the set (items: [{component, layer, index}]). */
+  set(items, changed = true) {
+    this.items = new Map(items.map((p) => [Ablation.key(p), { component: p.component, layer: p.layer, index: p.index }]));
+    this.emit(changed);
+  }
+  setMode(on) {
+    this.mode = !!on;
+    this.emit(false);
+  }
+  /** changed: whether the set itself changed (not only the mode). */
+  emit(changed) {
+    for (const f of this.listeners) f(changed);
+  }
+  on(f) {
+    this.listeners.add(f);
+    return () => this.listeners.delete(f);
+  }
+}
+
 export function componentLabel(component, layer, index) {
   return component === "heads" ? `L${layer} H${index}` : `L${layer} N${index}`;
 }
@@ -121,9 +175,10 @@ function el(tag, cls, text) {
 
 /** Base: a figure with a canvas, tooltip, PNG button; redraws on resize. */
 class Plot {
-  constructor(parent, { title, selection, filename, height }) {
+  constructor(parent, { title, selection, ablation, filename, height }) {
     this.title = title;
     this.selection = selection;
+    this.ablation = ablation || null;
     this.filename = filename || "patchlab-plot";
     this.fixedHeight = height;
     this.figure = el("figure", "plot");
@@ -145,9 +200,14 @@ class Plot {
     this.canvas.addEventListener("mouseleave", () => { this.hover = null; this.tooltip.hidden = true; this.draw(); });
     this.canvas.addEventListener("click", (e) => {
       const h = this.hit(...this.pos(e));
-      if (h && h.pin) this.selection?.toggle(h.pin);
+      if (!h || !h.pin) return;
+      if (this.ablation && (e.shiftKey || this.ablation.mode)) {
+        this.ablation.toggle(h.pin);
+        this.onMove(e); // the tooltip says what a click does now
+      } else this.selection?.toggle(h.pin);
     });
     this.unsub = this.selection?.on(() => this.draw());
+    this.unsubAblation = this.ablation?.on(() => this.draw());
     this.resize = new ResizeObserver(() => this.layout());
     this.resize.observe(this.figure);
   }
@@ -230,6 +290,7 @@ class Plot {
   destroy() {
     this.resize.disconnect();
     this.unsub?.();
+    this.unsubAblation?.();
     this.figure.remove();
   }
 }
@@ -405,6 +466,25 @@ export class Heatmap extends Plot {
         }
       }
     }
+    // components in the ablation set: a cross
+    if (this.ablation && this.ablation.size) {
+      const colX = (i) => g.left + ((i + 0.5 - a) / (b - a)) * g.pw;
+      const r = Math.max(3, Math.min(9, Math.min(g.rowH, g.pw / Math.max(1, b - a)) * 0.32));
+      ctx.lineCap = "round";
+      for (const p of this.ablation.list()) {
+        if (p.component !== this.component || p.index < a || p.index >= b || p.layer >= this.layers) continue;
+        const x = colX(p.index), y = g.top + (p.layer + 0.5) * g.rowH;
+        for (const [colour, width] of [["#fff", 4.5], ["#111", 2]]) {
+          ctx.strokeStyle = colour;
+          ctx.lineWidth = width;
+          ctx.beginPath();
+          ctx.moveTo(x - r, y - r); ctx.lineTo(x + r, y + r);
+          ctx.moveTo(x + r, y - r); ctx.lineTo(x - r, y + r);
+          ctx.stroke();
+        }
+      }
+      ctx.lineCap = "butt";
+    }
     // axes
     ctx.fillStyle = "#333";
     ctx.textAlign = "right";
@@ -469,7 +549,13 @@ export class Heatmap extends Plot {
       if ((this.marks.and || []).some(([a, b]) => a === l && b === i)) lines.push("AND component");
       if ((this.marks.or || []).some(([a, b]) => a === l && b === i)) lines.push("OR component");
     }
-    lines.push(this.selection?.pinned ? "click: pin / unpin" : "click to pin");
+    if (this.ablation) {
+      const on = this.ablation.has(this.component, l, i);
+      if (on) lines.push("in the ablation set");
+      lines.push(this.ablation.mode
+        ? `click: ${on ? "restore" : "ablate"} (ablate mode)`
+        : `click: pin / unpin · shift-click: ${on ? "restore" : "ablate"}`);
+    } else lines.push(this.selection?.pinned ? "click: pin / unpin" : "click to pin");
     return { lines, cell: [l, i], pin: { component: this.component, layer: l, index: i } };
   }
 }
@@ -645,5 +731,116 @@ export class Scatter extends Plot {
       lines: [componentLabel(this.component, l, i), `${this.xLabel}: ${fmt(this.xs[best], 6)}`, `${this.yLabel}: ${fmt(this.ys[best], 6)}`, "click to pin"],
       pin: { component: this.component, layer: l, index: i },
     };
+  }
+}
+
+/**
+ * A histogram of per-pair values (e.g. Pearson r over a dataset) on a fixed
+ * range, with the mean and median marked; hover a bar for its range and count.
+ */
+export class Histogram extends Plot {
+  constructor(parent, opts) {
+    super(parent, { height: 190, ...opts });
+    this.range = opts.range || [-1, 1];
+    this.bins = opts.bins || 20;
+    this.xLabel = opts.xLabel || "";
+    this.setValues(opts.values, opts.stat, false);
+    this.layout();
+  }
+
+  /** values: per-pair numbers (null: undefined for that pair); stat: {mean, median}. */
+  setValues(values, stat, redraw = true) {
+    const [lo, hi] = this.range;
+    this.counts = new Array(this.bins).fill(0);
+    this.values = (values || []).filter((v) => v !== null && v !== undefined && Number.isFinite(v));
+    this.undefinedCount = (values || []).length - this.values.length;
+    for (const v of this.values) {
+      const k = Math.min(this.bins - 1, Math.max(0, Math.floor(((v - lo) / (hi - lo)) * this.bins)));
+      this.counts[k]++;
+    }
+    this.stat = stat || null;
+    if (redraw) this.draw();
+  }
+
+  geometry() {
+    const left = 36, top = 26, right = 12, bottom = 34;
+    return { left, top, pw: Math.max(40, this.w - left - right), ph: Math.max(30, this.h - top - bottom) };
+  }
+
+  paint(ctx) {
+    const g = this.geometry();
+    const [lo, hi] = this.range;
+    const max = Math.max(1, ...this.counts);
+    const bw = g.pw / this.bins;
+    ctx.fillStyle = "#fafafa";
+    ctx.fillRect(g.left, g.top, g.pw, g.ph);
+    // bars, coloured by the value they hold (the heatmaps' scale)
+    for (let k = 0; k < this.bins; k++) {
+      if (!this.counts[k]) continue;
+      const mid = lo + ((k + 0.5) / this.bins) * (hi - lo);
+      const t = lo < 0 ? mid / Math.max(Math.abs(lo), Math.abs(hi)) : 0.25 + 0.75 * ((mid - lo) / (hi - lo));
+      const h = (this.counts[k] / max) * g.ph;
+      ctx.fillStyle = css(diverging(t));
+      ctx.fillRect(g.left + k * bw + 0.5, g.top + g.ph - h, Math.max(1, bw - 1), h);
+      ctx.strokeStyle = "#555";
+      ctx.lineWidth = 1;
+      ctx.strokeRect(g.left + k * bw + 0.5, g.top + g.ph - h + 0.5, Math.max(1, bw - 1), h - 0.5);
+    }
+    if (this.hover && this.hover.bin !== undefined) {
+      ctx.fillStyle = "rgba(0,0,0,0.08)";
+      ctx.fillRect(g.left + this.hover.bin * bw, g.top, bw, g.ph);
+    }
+    ctx.strokeStyle = "#999";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(g.left, g.top + g.ph + 0.5);
+    ctx.lineTo(g.left + g.pw, g.top + g.ph + 0.5);
+    ctx.stroke();
+    // mean (solid) and median (dashed)
+    const xOf = (v) => g.left + ((v - lo) / (hi - lo)) * g.pw;
+    for (const [key, dash, colour] of [["mean", [], "#b2182b"], ["median", [4, 3], "#2166ac"]]) {
+      const v = this.stat?.[key];
+      if (v === null || v === undefined || !Number.isFinite(v)) continue;
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = 2;
+      ctx.setLineDash(dash);
+      ctx.beginPath();
+      ctx.moveTo(xOf(v), g.top - 2);
+      ctx.lineTo(xOf(v), g.top + g.ph);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+    // axes
+    ctx.fillStyle = "#333";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    const xt = niceTicks(lo, hi, 4);
+    const xl = tickLabel(xt);
+    for (const t of xt) {
+      ctx.fillRect(xOf(t), g.top + g.ph, 1, 4);
+      ctx.fillText(xl(t), xOf(t), g.top + g.ph + 5);
+    }
+    const extra = this.undefinedCount ? ` (${this.undefinedCount} undefined)` : "";
+    ctx.fillText(`${this.xLabel}${extra} — mean ━ median ┅`, g.left + g.pw / 2, g.top + g.ph + 19, g.pw);
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    const yt = niceTicks(0, max, 3).filter((t) => Number.isInteger(t));
+    for (const t of yt) {
+      const y = g.top + g.ph - (t / max) * g.ph;
+      ctx.fillRect(g.left - 3, y, 3, 1);
+      ctx.fillText(String(t), g.left - 5, y);
+    }
+  }
+
+  hit(x, y) {
+    const g = this.geometry();
+    if (x < g.left || x >= g.left + g.pw || y < g.top - 4 || y > g.top + g.ph) return null;
+    const [lo, hi] = this.range;
+    const k = Math.floor(((x - g.left) / g.pw) * this.bins);
+    if (k < 0 || k >= this.bins) return null;
+    const a = lo + (k / this.bins) * (hi - lo), b = lo + ((k + 1) / this.bins) * (hi - lo);
+    const lines = [`${fmt(a, 2)} to ${fmt(b, 2)}: ${this.counts[k]} pair${this.counts[k] === 1 ? "" : "s"}`];
+    if (this.stat) lines.push(`mean ${fmt(this.stat.mean, 4)}, median ${fmt(this.stat.median, 4)}, n ${this.stat.n}`);
+    return { bin: k, lines };
   }
 }

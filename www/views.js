@@ -2,7 +2,7 @@
 // as tabs of canvas plots: heads, neurons, scatter, latent. Shared by the
 // lab page (app.js) and the <patch-lab> element (embed.js).
 
-import { Heatmap, Scatter, Selection, componentLabel, fmt } from "./plots.js";
+import { Ablation, Heatmap, Scatter, Selection, componentLabel, fmt } from "./plots.js";
 
 export const VIEWS = [
   ["heads", "Heads"],
@@ -98,13 +98,17 @@ export function summaryText(r) {
 export class ReportView {
   /**
    * root: element to render into. opts.view: the first tab; opts.onView(name)
-   * is called when the user switches tabs; opts.filenamePrefix for PNGs.
+   * is called when the user switches tabs; opts.filenamePrefix for PNGs;
+   * opts.ablate(request) → Promise<{metric_clean, metric_corrupt,
+   * metric_ablated}> (PatchLab.ablate) turns on click-to-ablate.
    */
-  constructor(root, { view = "heads", onView, filenamePrefix = "patchlab" } = {}) {
+  constructor(root, { view = "heads", onView, filenamePrefix = "patchlab", ablate } = {}) {
     this.root = root;
     this.onView = onView;
     this.prefix = filenamePrefix;
     this.selection = new Selection();
+    this.ablateFn = ablate || null;
+    this.ablation = this.ablateFn ? new Ablation() : null;
     this.report = null;
     this.plots = new Map();
     this.summary = el("p", "summary");
@@ -124,9 +128,18 @@ export class ReportView {
       this.tabs.append(b);
       this.tabButtons.set(key, b);
     }
-    root.append(this.summary, this.tabs, this.pinBox, this.body);
+    this.ablationBox = el("div", "ablation");
+    this.ablationBox.hidden = true;
+    root.append(this.summary, this.tabs, this.pinBox, this.ablationBox, this.body);
     this.view = VIEWS.some(([k]) => k === view) ? view : "heads";
     this.selection.on(() => this.renderPin());
+    if (this.ablation) {
+      this.buildAblation();
+      this.ablation.on((changed) => {
+        this.renderAblation();
+        if (changed) this.runAblation();
+      });
+    }
     this.markTabs();
   }
 
@@ -155,11 +168,18 @@ export class ReportView {
 
   /** Shows a report; the same (partial) object again updates plots in place. */
   update(report) {
-    if (report !== this.report) this.clearPlots();
+    const fresh = report !== this.report;
+    if (fresh) this.clearPlots();
     this.report = report;
+    if (fresh && this.ablation) {
+      this.ablResult = null;
+      this.ablError = null;
+      this.ablation.set([], false);
+    }
     this.summary.textContent = summaryText(report);
     this.render();
     this.renderPin();
+    this.renderAblation();
   }
 
   section(key, title, note) {
@@ -183,7 +203,7 @@ export class ReportView {
     let p = this.plots.get(key);
     if (p) p.setRows(opts.rows, opts.marks);
     else {
-      p = new Heatmap(parent, { ...opts, selection: this.selection, filename: `${this.prefix}-${key}` });
+      p = new Heatmap(parent, { ...opts, selection: this.selection, ablation: this.ablation, filename: `${this.prefix}-${key}` });
       p.figure.dataset.key = key;
       this.plots.set(key, p);
     }
@@ -279,6 +299,153 @@ export class ReportView {
         }
       }
       if (!this.plots.size) empty("Latent components need both directions.");
+    }
+  }
+
+  // ---------- click-to-ablate ----------
+
+  /** The ablation panel's fixed parts: mode toggle, fill buttons, set list, metrics. */
+  buildAblation() {
+    const box = this.ablationBox;
+    const head = el("div", "ablation-head");
+    head.append(el("strong", null, "Mean ablation"));
+    const mode = el("label", "ablate-mode");
+    this.modeBox = el("input");
+    this.modeBox.type = "checkbox";
+    this.modeBox.addEventListener("change", () => this.ablation.setMode(this.modeBox.checked));
+    mode.append(this.modeBox, document.createTextNode(" Ablate mode"));
+    head.append(mode, el("span", "hint", "Shift-click a head or neuron in a heatmap to add it to the set or take it out; in Ablate mode a plain click does the same (otherwise a click pins). Ablated components are held at their corrupt-run activations; ✕ marks them."));
+    const fill = el("div", "ablate-fill");
+    fill.append(el("span", "hint", "Fill from the latent components: "));
+    this.fillButtons = [];
+    for (const [which, label] of [["and", "AND"], ["or", "OR"]]) {
+      const group = el("span", "fill-group");
+      group.append(el("span", null, `${label}: `));
+      for (const [pick, text, title] of [["ig", "IG", "found by IG"], ["ap", "AP", "found by AP"], ["both", "both", "found by IG and by AP (IG ∩ AP)"]]) {
+        const b = el("button", "small", text);
+        b.type = "button";
+        b.dataset.fill = `${which}:${pick}`;
+        b.title = `The ${label} components ${title}, heads and neurons`;
+        b.addEventListener("click", () => this.ablation.set(this.latentSet(which, pick)));
+        this.fillButtons.push(b);
+        group.append(b);
+      }
+      fill.append(group);
+    }
+    const clear = el("button", "small ablate-clear", "Clear");
+    clear.type = "button";
+    clear.addEventListener("click", () => this.ablation.set([]));
+    fill.append(clear);
+    this.setBox = el("div", "ablate-set");
+    this.metricsBox = el("p", "ablate-metrics");
+    this.metricsBox.setAttribute("aria-live", "polite");
+    box.append(head, fill, this.setBox, this.metricsBox);
+  }
+
+  /** The report's latent components of one kind (and / or) found by IG, AP or both. */
+  latentSet(which, pick) {
+    const lat = this.report?.analysis?.latent || {};
+    const out = [];
+    for (const c of ["heads", "neurons"]) {
+      const get = (m) => lat[m]?.[c]?.[which];
+      const ig = get("ig"), ap = get("ap");
+      let list;
+      if (pick === "ig") list = ig;
+      else if (pick === "ap") list = ap;
+      else if (ig && ap) {
+        const inAp = new Set(ap.map(([l, i]) => `${l}:${i}`));
+        list = ig.filter(([l, i]) => inAp.has(`${l}:${i}`));
+      }
+      for (const [layer, index] of list || []) out.push({ component: c, layer, index });
+    }
+    return out;
+  }
+
+  /** Recomputes the ablated metric for the current set; one request at a time, the latest set wins. */
+  async runAblation() {
+    if (!this.ablateFn || !this.report || this.report.partial) return;
+    if (this.ablRunning) {
+      this.ablDirty = true;
+      return;
+    }
+    this.ablRunning = true;
+    this.renderAblation();
+    try {
+      do {
+        this.ablDirty = false;
+        const report = this.report;
+        const p = report.prompts;
+        const heads = this.ablation.pairs("heads"), neurons = this.ablation.pairs("neurons");
+        let res = null, err = null;
+        try {
+          res = await this.ablateFn({ clean: p.clean, corrupt: p.corrupt, correct: p.correct, incorrect: p.incorrect, bos: p.bos, metric: p.metric || "logit_diff", heads, neurons });
+        } catch (e) {
+          err = e;
+        }
+        if (report !== this.report) break;
+        if (!this.ablDirty) {
+          this.ablResult = res && { ...res, heads: heads.length, neurons: neurons.length };
+          this.ablError = err;
+          this.ablCount = (this.ablCount || 0) + 1;
+        }
+      } while (this.ablDirty);
+    } finally {
+      this.ablRunning = false;
+      this.renderAblation();
+    }
+  }
+
+  renderAblation() {
+    if (!this.ablation) return;
+    const r = this.report;
+    const box = this.ablationBox;
+    if (!r || r.partial || !r.prompts) {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    this.modeBox.checked = this.ablation.mode;
+    for (const b of this.fillButtons) {
+      const [which, pick] = b.dataset.fill.split(":");
+      const lat = r.analysis?.latent || {};
+      const has = (m) => ["heads", "neurons"].some((c) => Array.isArray(lat[m]?.[c]?.[which]));
+      b.disabled = pick === "both" ? !(has("ig") && has("ap")) : !has(pick);
+    }
+    const items = this.ablation.list();
+    const chips = items.map((p) => {
+      const c = el("button", "small ablate-item", `${componentLabel(p.component, p.layer, p.index)} ✕`);
+      c.type = "button";
+      c.title = "Take it out of the ablation set";
+      c.dataset.component = p.component;
+      c.addEventListener("click", () => this.ablation.toggle(p));
+      return c;
+    });
+    this.setBox.replaceChildren(el("span", "hint", items.length ? `Ablation set (${items.length}): ` : "Ablation set: empty."), ...chips);
+    // metrics: from the last ablation, or the report's until there is one
+    const res = this.ablResult;
+    const mc = res ? res.metric_clean : r.metric?.clean;
+    const mk = res ? res.metric_corrupt : r.metric?.corrupt;
+    const parts = [`clean m = ${fmt(mc, 4)}`, `corrupt m = ${fmt(mk, 4)}`];
+    const ablated = el("strong", "ablated");
+    if (this.ablRunning) ablated.textContent = "ablated m = computing…";
+    else if (this.ablError) ablated.textContent = `ablation failed: ${this.ablError.message}`;
+    else if (res) {
+      const gap = res.metric_clean - res.metric_corrupt;
+      const kept = gap !== 0 ? (res.metric_ablated - res.metric_corrupt) / gap : null;
+      ablated.textContent = `ablated m = ${fmt(res.metric_ablated, 4)} · retained (m_abl − m_corrupt) / (m_clean − m_corrupt) = ${kept === null ? "undefined" : fmt(kept, 3)}`;
+      box.dataset.ablated = String(res.metric_ablated);
+      box.dataset.clean = String(res.metric_clean);
+      box.dataset.corrupt = String(res.metric_corrupt);
+      box.dataset.retained = kept === null ? "" : String(kept);
+    } else ablated.textContent = "ablated m = (choose components)";
+    if (!res || this.ablError) for (const k of ["ablated", "clean", "corrupt", "retained"]) delete box.dataset[k];
+    box.dataset.state = this.ablRunning ? "computing" : this.ablError ? "error" : res ? "done" : "idle";
+    box.dataset.count = String(this.ablCount || 0);
+    this.metricsBox.replaceChildren(document.createTextNode(`${parts.join(" · ")} · `), ablated);
+    if (res) {
+      const how = el("span", "hint", ` (${res.heads} heads, ${res.neurons} neurons; computed on the ${res.backend === "gpu" ? "GPU" : "CPU"})`);
+      if (res.note) how.title = res.note;
+      this.metricsBox.append(how);
     }
   }
 
