@@ -1,7 +1,9 @@
 // The lab page: inputs with live tokenization, Run / Cancel with progress,
-// results views, export, share links, ?embed and results-only (?report=URL).
+// results views with click-to-ablate, export, share links, ?embed and
+// results-only (?report=URL); the Dataset tab (dataset.js).
 // User text only ever reaches the page through textContent and .value.
 
+import { DatasetTab } from "./dataset.js";
 import { PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
 import { ReportView, addPartial, checkReport, download, partialReport, reportCsv } from "./views.js";
@@ -29,9 +31,12 @@ let report = null;
 let running = null; // AbortController of the run in progress
 let valid = false;
 let view = null;
+let dataset = null;
+let mode = params.get("tab") === "dataset" && !embed && !reportUrl ? "dataset" : "pair";
 
 // for tests and the load-to-interactive figure
-const status = { readyMs: null, loadMs: null, state: "loading" };
+const status = { readyMs: null, loadMs: null, state: "loading", analyses: 0 };
+Object.defineProperty(status, "report", { get: () => report, enumerable: false });
 window.patchlabPage = status;
 
 function show(id, on) {
@@ -70,6 +75,7 @@ function initInputs() {
     for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
   }
   $("bos").checked = params.get("bos") !== "0";
+  $("metric").value = params.get("metric") || "logit_diff";
   const steps = Number(params.get("ig_steps"));
   if (Number.isInteger(steps) && steps > 0 && steps <= 1000) $("ig-steps").value = String(steps);
   $("model-input").value = params.get("model") || "";
@@ -90,6 +96,7 @@ function request() {
     components: checked("components"),
     bos: $("bos").checked,
     igSteps: Number($("ig-steps").value) || 50,
+    metric: $("metric").value.trim() || "logit_diff",
   };
 }
 
@@ -103,6 +110,8 @@ function stateUrl() {
   if (r.components.length !== 2) p.set("components", r.components.join(","));
   if (!r.bos) p.set("bos", "0");
   if (r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
+  if (r.metric !== "logit_diff") p.set("metric", r.metric);
+  if (mode === "dataset") p.set("tab", "dataset");
   p.set("view", view ? view.view : params.get("view") || "heads");
   const model = $("model-input").value.trim();
   if (model) p.set("model", model);
@@ -134,6 +143,7 @@ function bytes(n) {
 async function loadModel(spec) {
   lab?.close();
   lab = null;
+  dataset?.modelChanged();
   valid = false;
   updateRun();
   status.state = "loading";
@@ -177,6 +187,7 @@ async function loadModel(spec) {
     : `This browser has no WebGPU: patchlab runs on the CPU (WebAssembly${env.simd ? " SIMD" : ""}). The neuron sweep is slower there.`;
   setText("env-note", note);
   show("env-note", true);
+  dataset?.modelReady();
   await validate();
   status.state = "ready";
   status.readyMs = performance.now();
@@ -242,6 +253,7 @@ async function validate() {
   }
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
   if (r.methods.length === 0 || r.directions.length === 0 || r.components.length === 0) errors.push("Choose at least one method, one direction and one component kind.");
+  if (!/^(logit_diff|greater_than:\d\d)$/.test(r.metric)) errors.push(`The metric must be logit_diff or greater_than:YY (YY two digits, e.g. greater_than:42), not ${JSON.stringify(r.metric)}.`);
   valid = errors.length === 0;
   errorBox("input-error", errors.join(" "));
   updateRun();
@@ -290,8 +302,9 @@ const suggestSoon = debounce(suggest, 300);
 // ---------- running ----------
 
 function updateRun() {
-  $("run").disabled = !lab || !valid || !!running;
+  $("run").disabled = !lab || !valid || !!running || !!dataset?.isRunning();
   $("cancel").disabled = !running;
+  dataset?.update();
 }
 
 function seconds(ms) {
@@ -300,7 +313,7 @@ function seconds(ms) {
 }
 
 async function run() {
-  if (!lab || running || !valid) return;
+  if (!lab || running || !valid || dataset?.isRunning()) return;
   const req = request();
   const ctrl = new AbortController();
   running = ctrl;
@@ -323,6 +336,7 @@ async function run() {
       if (report === partial) view.update(partial);
     });
   };
+  status.analyses++;
   try {
     const r = await lab.analyze({
       ...req,
@@ -356,6 +370,48 @@ async function run() {
     updateRun();
     syncUrl();
   }
+}
+
+// ---------- modes: single pair / dataset ----------
+
+function setMode(m, user = false) {
+  mode = m === "dataset" ? "dataset" : "pair";
+  show("pair-mode", mode === "pair");
+  show("dataset-mode", mode === "dataset");
+  for (const b of document.querySelectorAll("#mode-tabs .tab")) {
+    const on = b.dataset.mode === mode;
+    b.classList.toggle("active", on);
+    b.setAttribute("aria-selected", String(on));
+  }
+  // plots laid out while hidden have no size yet
+  if (mode === "pair" && report) view.update(report);
+  if (user) syncUrl();
+}
+
+/** Shows a finished dataset pair in the single-pair views, with its report (nothing is recomputed). */
+function openPair(r, index, data) {
+  if (running) return;
+  for (const k of ["clean", "corrupt", "correct", "incorrect"]) $(k).value = r.prompts[k];
+  $("bos").checked = r.prompts.bos;
+  $("metric").value = r.prompts.metric || "logit_diff";
+  for (const name of ["methods", "directions", "components"]) {
+    const on = r.settings[name];
+    for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
+  }
+  $("ig-steps").value = String(r.settings.ig_steps);
+  errorBox("run-error", "");
+  show("run-progress", false);
+  show("report-banner", false);
+  report = r;
+  setMode("pair", false);
+  show("results", true);
+  view.update(r);
+  setText("run-text", `Pair ${index} of the dataset (${data.source}${data.seed !== null && data.seed !== undefined ? `, seed ${data.seed}` : ""}), computed in the Dataset tab.`);
+  status.opened = (status.opened || 0) + 1;
+  document.body.dataset.opened = String(status.opened);
+  validate();
+  suggest();
+  window.scrollTo(0, 0);
 }
 
 // ---------- results-only mode ----------
@@ -396,7 +452,16 @@ async function main() {
   view = new ReportView($("report-view"), {
     view: params.get("view") || "heads",
     onView: () => syncUrl(),
+    ablate: (req) => (lab ? lab.ablate(req) : Promise.reject(new Error("no model is loaded: press Recompute live or Load to ablate"))),
   });
+  dataset = new DatasetTab({
+    lab: () => lab,
+    pairBusy: () => !!running,
+    onBusy: () => updateRun(),
+    openPair,
+  });
+  for (const b of document.querySelectorAll("#mode-tabs .tab")) b.addEventListener("click", () => setMode(b.dataset.mode, true));
+  setMode(mode);
 
   for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
     $(k).addEventListener("input", () => {
@@ -405,6 +470,7 @@ async function main() {
     });
   }
   $("bos").addEventListener("change", () => { validate(); suggest(); });
+  $("metric").addEventListener("input", validateSoon);
   for (const box of document.querySelectorAll("input[name], #ig-steps")) box.addEventListener("change", validate);
   for (const k of ["clean", "corrupt"]) {
     $(k).addEventListener("keydown", (e) => {

@@ -1,0 +1,491 @@
+// The lab's Dataset tab: pairs from a seeded task generator or an uploaded
+// CSV / JSONL file (bad rows are listed by line and skipped only when the
+// user agrees), run one at a time through PatchLab.analyze (the single-pair
+// path), with progress, ETA and Cancel. As pairs finish, the summary tables
+// (PatchLab.summarize: the summary.json of `patchlab batch`, not recomputed
+// here), histograms of per-pair r and the list of pairs appear; a finished
+// pair opens in the single-pair views with its report. User text (prompts
+// from files) only ever reaches the page through textContent.
+
+import { summaryInput } from "./patchlab.js";
+import { Histogram, fmt } from "./plots.js";
+import { download } from "./views.js";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** The summary's main correlation rows: [key, label, histogram title or null]. */
+const CORR_ROWS = [
+  ["ig_clean_to_corrupt__vs__ap_clean_to_corrupt", "IG vs AP, clean → corrupt", "IG vs AP, clean → corrupt"],
+  ["ig_corrupt_to_clean__vs__ap_corrupt_to_clean", "IG vs AP, corrupt → clean", "IG vs AP, corrupt → clean"],
+  ["ig_clean_to_corrupt__vs__ap_corrupt_to_clean", "IG clean → corrupt vs AP corrupt → clean (cross-direction)", "IG c→k vs AP k→c (cross)"],
+  ["ig_corrupt_to_clean__vs__ap_clean_to_corrupt", "IG corrupt → clean vs AP clean → corrupt (cross-direction)", "IG k→c vs AP c→k (cross)"],
+  ["asym_ig__vs__asym_ap", "Asymmetry: IG vs AP", "asymmetry, IG vs AP"],
+  ["atp_clean_to_corrupt__vs__ap_clean_to_corrupt", "AtP vs AP, clean → corrupt", "AtP vs AP, clean → corrupt"],
+  ["atp_corrupt_to_clean__vs__ap_corrupt_to_clean", "AtP vs AP, corrupt → clean", "AtP vs AP, corrupt → clean"],
+  ["ap_clean_to_corrupt__vs__ap_corrupt_to_clean", "AP across directions", null],
+  ["ig_clean_to_corrupt__vs__ig_corrupt_to_clean", "IG across directions", null],
+];
+const OVERLAP_ROWS = [
+  ["and", "Jaccard of latent AND sets (IG vs AP)"],
+  ["or", "Jaccard of latent OR sets (IG vs AP)"],
+];
+const COMPONENT_NAMES = { heads: "Heads", neurons: "Neurons" };
+
+function seconds(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "…";
+  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+}
+
+/** "mean ± std", median, "min – max", n of a summary Stat. */
+function statCells(s) {
+  if (!s || !s.n) return ["undefined", "—", "—", String(s ? s.n : 0)];
+  return [`${fmt(s.mean, 4)} ± ${fmt(s.std, 4)}`, fmt(s.median, 4), `${fmt(s.min, 3)} – ${fmt(s.max, 3)}`, String(s.n)];
+}
+
+export class DatasetTab {
+  /**
+   * lab(): the loaded PatchLab or null; pairBusy(): whether a single-pair run
+   * is going; onBusy(running): the tab's run started or ended;
+   * openPair(report, index): show a finished pair in the single-pair views.
+   */
+  constructor({ lab, pairBusy, onBusy, openPair }) {
+    this.lab = lab;
+    this.pairBusy = pairBusy;
+    this.onBusy = onBusy;
+    this.openPair = openPair;
+    this.data = null; // {pairs, source, seed, key, label}
+    this.reports = [];
+    this.inputs = []; // per pair: the report as summarize() takes it (JSON), or null
+    this.state = []; // per pair: "pending" | "running" | "done" | "error" | "cancelled"
+    this.errors = [];
+    this.summary = null;
+    this.running = null;
+    this.hists = new Map();
+    this.runs = 0;
+
+    $("ds-generate").addEventListener("click", () => this.generate());
+    $("ds-upload").addEventListener("click", () => $("ds-file").click());
+    $("ds-file").addEventListener("change", async () => {
+      const f = $("ds-file").files[0];
+      $("ds-file").value = ""; // the same file again is a new upload
+      if (f) await this.upload(f);
+    });
+    $("ds-run").addEventListener("click", () => this.run());
+    $("ds-cancel").addEventListener("click", () => {
+      if (this.running) {
+        $("ds-text").textContent = "Cancelling…";
+        this.running.abort();
+      }
+    });
+    $("ds-export-summary").addEventListener("click", () => {
+      if (this.summary) download("patchlab-summary.json", `${JSON.stringify(this.summary, null, 2)}\n`, "application/json");
+    });
+    $("ds-export-csv").addEventListener("click", async () => {
+      const lab = this.lab();
+      if (!lab || !this.data) return;
+      try {
+        download("patchlab-pairs.csv", await lab.pairsCsv(this.data.pairs), "text/csv");
+      } catch (e) {
+        this.error(e.message);
+      }
+    });
+    for (const box of document.querySelectorAll("#dataset input[name], #ds-ig-steps")) box.addEventListener("change", () => this.update());
+    this.update();
+  }
+
+  isRunning() {
+    return !!this.running;
+  }
+
+  error(message) {
+    $("ds-error").textContent = message;
+    $("ds-error").hidden = !message;
+  }
+
+  checked(name) {
+    return [...document.querySelectorAll(`input[name=ds-${name}]`)].filter((b) => b.checked).map((b) => b.value);
+  }
+
+  /** The analysis options of a run (the request fields besides the pair). */
+  options() {
+    return {
+      methods: this.checked("methods"),
+      directions: this.checked("directions"),
+      components: this.checked("components"),
+      igSteps: Number($("ds-ig-steps").value) || 50,
+    };
+  }
+
+  taskKey() {
+    return `task:${$("ds-task").value}|${$("ds-n").value}|${$("ds-seed").value}`;
+  }
+
+  /** Enables the buttons that can act now. */
+  update() {
+    const lab = this.lab();
+    const o = this.options();
+    const choices = o.methods.length && o.directions.length && o.components.length;
+    $("ds-run").disabled = !lab || !!this.running || this.pairBusy() || !choices;
+    $("ds-cancel").disabled = !this.running;
+    $("ds-generate").disabled = !lab || !!this.running;
+    $("ds-upload").disabled = !lab || !!this.running;
+    $("ds-export-summary").disabled = !this.summary;
+    $("ds-export-csv").disabled = !this.data;
+    if (!choices && !this.running) this.error("Choose at least one method, one direction and one component kind.");
+    else if (/^Choose at least/.test($("ds-error").textContent)) this.error("");
+  }
+
+  /** Offers the page's tasks once a model is loaded. */
+  async modelReady() {
+    const lab = this.lab();
+    if (lab) {
+      try {
+        const names = await lab.taskNames();
+        const sel = $("ds-task");
+        const current = sel.value;
+        sel.replaceChildren(...names.map((n) => {
+          const o = el("option", null, n);
+          o.value = n;
+          return o;
+        }));
+        if (names.includes(current)) sel.value = current;
+      } catch {
+        // keep the static list
+      }
+    }
+    this.update();
+  }
+
+  /** A new model: results of the old one no longer apply. */
+  modelChanged() {
+    this.running?.abort();
+    this.data = null;
+    this.clearResults();
+    $("ds-results").hidden = true;
+    $("ds-info").textContent = "No pairs yet: generate a task or upload a file (Run generates the task as set).";
+    this.update();
+  }
+
+  clearResults() {
+    const n = this.data ? this.data.pairs.length : 0;
+    this.reports = new Array(n).fill(null);
+    this.inputs = new Array(n).fill(null);
+    this.state = new Array(n).fill("pending");
+    this.errors = new Array(n).fill(null);
+    this.summary = null;
+    for (const h of this.hists.values()) h.destroy();
+    this.hists.clear();
+    $("ds-hists").replaceChildren();
+    $("ds-tables").replaceChildren();
+    $("ds-summary").hidden = true;
+  }
+
+  setData(data) {
+    this.data = data;
+    this.clearResults();
+    $("ds-info").textContent = data.label;
+    this.renderPairs();
+    $("ds-results").hidden = false;
+    $("ds-progress").hidden = true;
+    $("ds-text").textContent = "";
+    this.update();
+  }
+
+  async generate() {
+    const lab = this.lab();
+    if (!lab || this.running) return false;
+    this.error("");
+    const task = $("ds-task").value;
+    const n = Number($("ds-n").value);
+    const seed = Number($("ds-seed").value);
+    if (!Number.isInteger(n) || n < 1 || n > 100000) {
+      this.error("n must be a whole number of pairs from 1 to 100000.");
+      return false;
+    }
+    if (!Number.isInteger(seed) || seed < 0) {
+      this.error("The seed must be a whole number, 0 or more.");
+      return false;
+    }
+    $("ds-info").textContent = `Generating ${n} pairs of ${task}…`;
+    let pairs;
+    try {
+      pairs = await lab.generateDataset({ task, n, seed, bos: $("ds-bos").checked });
+    } catch (e) {
+      $("ds-info").textContent = "";
+      this.error(e.message);
+      return false;
+    }
+    this.setData({ pairs, source: `task:${task}`, seed, key: this.taskKey(), label: `${pairs.length} pairs of the ${task} task, seed ${seed}.` });
+    return true;
+  }
+
+  async upload(file) {
+    const lab = this.lab();
+    if (!lab || this.running) return false;
+    this.error("");
+    let res;
+    try {
+      res = await lab.importPairs(await file.text(), { filename: file.name, bos: $("ds-bos").checked });
+    } catch (e) {
+      this.error(`${file.name}: ${e.message}`);
+      return false;
+    }
+    if (res.bad.length && !(await this.confirmBad(file.name, res))) {
+      $("ds-info").textContent = `${file.name} was not used: fix its invalid rows, or upload it again and agree to skip them.`;
+      return false;
+    }
+    const skipped = res.bad.length ? ` (${res.bad.length} invalid row${res.bad.length === 1 ? "" : "s"} skipped: line${res.bad.length === 1 ? "" : "s"} ${res.bad.map((b) => b.line).join(", ")})` : "";
+    this.setData({ pairs: res.pairs, source: `file:${file.name}`, seed: null, key: null, label: `${res.pairs.length} pairs from ${file.name}${skipped}.` });
+    return true;
+  }
+
+  /** Lists the bad rows in a dialog; resolves true only if the user agrees to skip them. */
+  confirmBad(name, res) {
+    const dialog = $("ds-bad-dialog");
+    const k = res.bad.length;
+    $("ds-bad-text").textContent = `${name}: ${k} row${k === 1 ? " is" : "s are"} not a valid pair and would be left out; ${res.pairs.length} valid pair${res.pairs.length === 1 ? "" : "s"} remain.`;
+    $("ds-bad-list").replaceChildren(...res.bad.map((b) => {
+      const li = el("li");
+      li.dataset.line = String(b.line);
+      li.append(el("strong", null, `line ${b.line}: `), document.createTextNode(b.reason));
+      return li;
+    }));
+    $("ds-bad-skip").textContent = `Skip ${k === 1 ? "it" : "them"} and use the ${res.pairs.length} valid pair${res.pairs.length === 1 ? "" : "s"}`;
+    return new Promise((resolve) => {
+      const done = (ok) => {
+        $("ds-bad-skip").removeEventListener("click", yes);
+        $("ds-bad-cancel").removeEventListener("click", no);
+        dialog.removeEventListener("cancel", no);
+        if (dialog.open) dialog.close();
+        resolve(ok);
+      };
+      const yes = () => done(true);
+      const no = () => done(false);
+      $("ds-bad-skip").addEventListener("click", yes);
+      $("ds-bad-cancel").addEventListener("click", no);
+      dialog.addEventListener("cancel", no);
+      dialog.showModal();
+    });
+  }
+
+  async run() {
+    if (this.running || this.pairBusy()) return;
+    const lab = this.lab();
+    if (!lab) return;
+    this.error("");
+    const opts = this.options();
+    if (!opts.methods.length || !opts.directions.length || !opts.components.length) return this.update();
+    // the task as set now, unless these pairs came from it (or from a file)
+    if (!this.data || (this.data.key && this.data.key !== this.taskKey())) {
+      if (!(await this.generate())) return;
+    }
+    const bos = $("ds-bos").checked;
+    const data = this.data;
+    data.pairs = data.pairs.map((p) => ({ ...p, bos }));
+    this.clearResults();
+    this.renderPairs();
+    const ctrl = new AbortController();
+    this.running = ctrl;
+    this.onBusy(true);
+    this.update();
+    const n = data.pairs.length;
+    const t0 = performance.now();
+    $("ds-progress").hidden = false;
+    $("ds-progress").value = 0;
+    $("ds-text").textContent = `Pair 1 of ${n}…`;
+    let done = 0;
+    let cancelled = false;
+    try {
+      for (let k = 0; k < n; k++) {
+        if (ctrl.signal.aborted) {
+          cancelled = true;
+          break;
+        }
+        this.state[k] = "running";
+        this.renderRow(k);
+        const p = data.pairs[k];
+        try {
+          const r = await lab.analyze({
+            clean: p.clean,
+            corrupt: p.corrupt,
+            correct: p.correct,
+            incorrect: p.incorrect,
+            bos: p.bos,
+            metric: p.metric || "logit_diff",
+            ...opts,
+            signal: ctrl.signal,
+            onProgress: (pr) => {
+              const f = (done + pr.fraction) / n;
+              const elapsed = performance.now() - t0;
+              const eta = f > 0.005 ? (elapsed * (1 - f)) / f : null;
+              $("ds-progress").value = f;
+              $("ds-text").textContent = `Pair ${k + 1} of ${n}: ${pr.stage} — ${Math.round(f * 100)} % · ${seconds(elapsed)} elapsed · ETA ${seconds(eta)}`;
+            },
+          });
+          this.reports[k] = r;
+          this.inputs[k] = summaryInput(r);
+          this.state[k] = "done";
+          done++;
+        } catch (e) {
+          if (e.name === "AbortError") {
+            this.state[k] = "cancelled";
+            this.renderRow(k);
+            cancelled = true;
+            break;
+          }
+          this.state[k] = "error";
+          this.errors[k] = e.message;
+        }
+        this.renderRow(k);
+        if (this.state[k] === "done") await this.refreshSummary();
+      }
+    } finally {
+      this.running = null;
+      this.onBusy(false);
+      this.update();
+    }
+    const ms = performance.now() - t0;
+    const failed = this.state.filter((s) => s === "error").length;
+    $("ds-progress").value = done / n;
+    if (cancelled) {
+      $("ds-progress").hidden = true;
+      $("ds-text").textContent = `Cancelled after ${done} of ${n} pairs${done ? "; the tables show the finished pairs" : ""}.`;
+    } else {
+      $("ds-text").textContent = `Done: ${done} of ${n} pairs in ${seconds(ms)} (${seconds(ms / Math.max(1, done + failed))} per pair)${failed ? `; ${failed} failed (see the list)` : ""}.`;
+    }
+    this.runs++;
+    document.body.dataset.datasetRuns = String(this.runs);
+  }
+
+  /** Asks the engine for the summary of the finished pairs, then redraws the tables and histograms. */
+  async refreshSummary() {
+    const lab = this.lab();
+    if (!lab || !this.inputs.some(Boolean)) return;
+    const d = this.data;
+    try {
+      this.summary = await lab.summarize(`[${this.inputs.map((x) => x || "null").join(",")}]`, { source: d.source, seed: d.seed ?? undefined, total: d.pairs.length });
+    } catch (e) {
+      this.error(`Could not summarise the pairs: ${e.message}`);
+      return;
+    }
+    this.renderSummary();
+    this.update();
+  }
+
+  renderSummary() {
+    const s = this.summary;
+    if (!s) return;
+    $("ds-summary").hidden = false;
+    const tables = [];
+    const table = (caption, rows) => {
+      const t = el("table", "ds-table");
+      t.append(el("caption", null, caption));
+      const head = el("tr");
+      for (const h of ["", "mean ± std", "median", "min – max", "n"]) head.append(el("th", null, h));
+      const thead = el("thead");
+      thead.append(head);
+      const body = el("tbody");
+      for (const [key, label, stat] of rows) {
+        const tr = el("tr");
+        tr.dataset.key = key;
+        tr.append(el("th", null, label));
+        for (const c of statCells(stat)) tr.append(el("td", null, c));
+        body.append(tr);
+      }
+      t.append(thead, body);
+      tables.push(t);
+    };
+    const missing = s.missing.length ? `, ${s.missing.length} not (yet) computed` : "";
+    table(`Metric (${s.n_pairs} pair${s.n_pairs === 1 ? "" : "s"}${missing})`, [
+      ["metric.clean", "metric, clean prompt", s.metric?.clean],
+      ["metric.corrupt", "metric, corrupt prompt", s.metric?.corrupt],
+    ]);
+    const comps = ["heads", "neurons"].filter((c) => s.correlations?.[c] || s.overlap?.[c]);
+    for (const c of comps) {
+      const corr = s.correlations?.[c] || {};
+      const rows = CORR_ROWS.filter(([k]) => corr[k]).map(([k, label]) => [`${c}.${k}`, `r: ${label}`, corr[k]]);
+      for (const [k, label] of OVERLAP_ROWS) if (s.overlap?.[c]?.[k]) rows.push([`${c}.overlap.${k}`, label, s.overlap[c][k]]);
+      table(`${COMPONENT_NAMES[c]}`, rows);
+      for (const [k, , hist] of CORR_ROWS) {
+        if (!hist || !corr[k]) continue;
+        const key = `${c}:${k}`;
+        let h = this.hists.get(key);
+        if (h) h.setValues(corr[k].per_pair, corr[k]);
+        else {
+          h = new Histogram($("ds-hists"), {
+            title: `${COMPONENT_NAMES[c]}: ${hist}`,
+            values: corr[k].per_pair,
+            stat: corr[k],
+            range: [-1, 1],
+            bins: 20,
+            xLabel: "Pearson r per pair",
+            filename: `patchlab-hist-${c}-${k}`,
+          });
+          h.figure.dataset.key = key;
+          this.hists.set(key, h);
+        }
+      }
+    }
+    $("ds-tables").replaceChildren(...tables);
+  }
+
+  renderPairs() {
+    const t = $("ds-pairs");
+    const head = el("tr");
+    for (const h of ["#", "clean", "corrupt", "correct", "incorrect", "m clean", "m corrupt", "r(IG, AP) heads c→k", "status"]) head.append(el("th", null, h));
+    const thead = el("thead");
+    thead.append(head);
+    const body = el("tbody");
+    this.rows = (this.data?.pairs || []).map((p, k) => {
+      const tr = el("tr");
+      tr.dataset.index = String(k);
+      tr.addEventListener("click", () => this.open(k));
+      tr.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") {
+          e.preventDefault();
+          this.open(k);
+        }
+      });
+      body.append(tr);
+      return tr;
+    });
+    t.replaceChildren(thead, body);
+    for (let k = 0; k < this.rows.length; k++) this.renderRow(k);
+  }
+
+  renderRow(k) {
+    const tr = this.rows?.[k];
+    if (!tr) return;
+    const p = this.data.pairs[k];
+    const r = this.reports[k];
+    const st = this.state[k] || "pending";
+    const r2 = r?.analysis?.correlations?.heads?.ig_clean_to_corrupt__vs__ap_clean_to_corrupt;
+    const cells = [
+      String(k),
+      p.clean,
+      p.corrupt,
+      JSON.stringify(p.correct),
+      JSON.stringify(p.incorrect),
+      r ? fmt(r.metric.clean, 3) : "",
+      r ? fmt(r.metric.corrupt, 3) : "",
+      r && r2 !== undefined ? fmt(r2, 3) : "",
+      st === "error" ? `error: ${this.errors[k]}` : st === "done" ? "done — open" : st,
+    ];
+    tr.replaceChildren(...cells.map((c, i) => el("td", i === 1 || i === 2 ? "prompt" : i === 8 ? "status" : null, c)));
+    tr.className = `pair ${st}`;
+    tr.tabIndex = st === "done" ? 0 : -1;
+    tr.title = st === "done" ? "Open this pair in the single-pair views" : "";
+  }
+
+  open(k) {
+    const r = this.reports[k];
+    if (r) this.openPair(r, k, this.data);
+  }
+}
