@@ -162,3 +162,47 @@ export function unzipStored(buf) {
   }
   return out;
 }
+
+/**
+ * `patchlab batch … --out-dir DIR` with the given arguments (after --model);
+ * resolves to {dir, summary, ablation} (ablation.json when --ablate was given).
+ */
+export function cliBatch(modelDir, args) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-batch-"));
+  execFileSync(BIN, ["batch", "--model", modelDir, ...args, "--out-dir", dir, "--quiet"], { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+  const read = (f) => (fs.existsSync(path.join(dir, f)) ? JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) : null);
+  return { dir, summary: read("summary.json"), ablation: read("ablation.json") };
+}
+
+/** Whether this patchlab's `batch` takes a flag (features that arrive in steps). */
+export function batchHasFlag(flag) {
+  return execFileSync(BIN, ["batch", "--help"], { cwd: ROOT }).toString().includes(flag);
+}
+
+/**
+ * Differences between two summaries: numbers within `tol` (relative to the
+ * value's size when it is above 1), everything else equal; the seconds spent
+ * and the model's name (a directory or URL name) are skipped. Returns
+ * {diffs, worst} (the largest difference seen).
+ */
+export function summaryDiffs(got, want, tol = 1e-6) {
+  const out = [];
+  let worst = 0;
+  const walk = (a, b, where) => {
+    if (out.length > 20) return;
+    if (/^\.compute_s$|^\.model\.name$/.test(where)) return;
+    if (typeof b === "number" && typeof a === "number") {
+      const d = Math.abs(a - b) / Math.max(1, Math.abs(b));
+      worst = Math.max(worst, d);
+      if (!(d <= tol)) out.push(`${where}: ${a} vs ${b}`);
+    } else if (Array.isArray(b)) {
+      if (!Array.isArray(a) || a.length !== b.length) out.push(`${where}: length ${a?.length} vs ${b.length}`);
+      else b.forEach((x, i) => walk(a[i], x, `${where}[${i}]`));
+    } else if (b && typeof b === "object") {
+      if (!a || typeof a !== "object") out.push(`${where}: ${JSON.stringify(a)} vs object`);
+      else for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) walk(a[k], b[k], `${where}.${k}`);
+    } else if (a !== b) out.push(`${where}: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+  };
+  walk(got, want, "");
+  return { diffs: out, worst };
+}
