@@ -14,13 +14,6 @@ use patchlab::engine::{Array, Component, Engine, Metric, Site};
 use patchlab::model::random::{random_weights, RandomSpec};
 use pollster::block_on;
 
-fn engines(s: &RandomSpec) -> (CpuEngine, GpuEngine) {
-    let w = random_weights(s);
-    let cpu = CpuEngine::new(s.config(), w.clone()).expect("cpu engine");
-    let gpu = GpuEngine::new_blocking(s.config(), w).unwrap_or_else(|e| panic!("{e}"));
-    (cpu, gpu)
-}
-
 /// Largest |a − b| relative to the array's scale max |b|; infinities must match exactly.
 fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -257,14 +250,8 @@ fn large_batches_span_several_passes() {
         // pass holds 99 of them, so the sweep takes three passes.
         let (cpu, gpu) = engines(&spec(2, 4, 64, 13));
         let (a, b) = pair(33, 2, 7);
-        let (cb, co) = (
-            cpu.run(&a, &ANSWERS).await.unwrap(),
-            cpu.run(&b, &ANSWERS).await.unwrap(),
-        );
-        let (gb, go) = (
-            gpu.run(&a, &ANSWERS).await.unwrap(),
-            gpu.run(&b, &ANSWERS).await.unwrap(),
-        );
+        let (cb, co) = runs(&cpu, &a, &b, &ANSWERS).await;
+        let (gb, go) = runs(&gpu, &a, &b, &ANSWERS).await;
         let site = Site {
             layer: 0,
             component: Component::Neurons,
@@ -318,14 +305,8 @@ fn small_buffers_split_the_embedding_and_the_passes() {
         let mut b = a.clone();
         b[3] = 16383;
         b[9] = 1;
-        let (cb, co) = (
-            cpu.run(&a, &answers).await.unwrap(),
-            cpu.run(&b, &answers).await.unwrap(),
-        );
-        let (gb, go) = (
-            gpu.run(&a, &answers).await.unwrap(),
-            gpu.run(&b, &answers).await.unwrap(),
-        );
+        let (cb, co) = runs(&cpu, &a, &b, &answers).await;
+        let (gb, go) = runs(&gpu, &a, &b, &answers).await;
         close(&[gpu.metric(&gb)], &[cpu.metric(&cb)], "metric");
         close(
             &gpu.last_logits(&gb).await.unwrap(),
@@ -447,10 +428,7 @@ fn bad_inputs_are_errors_and_the_engine_recovers() {
         };
         assert!(gpu.run(&[1, 2], &bad).await.is_err());
         let (a, b) = pair(5, 1, 3);
-        let (ra, rb) = (
-            gpu.run(&a, &ANSWERS).await.unwrap(),
-            gpu.run(&b, &ANSWERS).await.unwrap(),
-        );
+        let (ra, rb) = runs(&gpu, &a, &b, &ANSWERS).await;
         let site = Site {
             layer: 0,
             component: Component::Heads,
@@ -590,16 +568,10 @@ fn timing_gpt2_small_shape() {
             eprintln!("{label:<36} gpu {tg:>9.1} ms   cpu {tc:>9.1} ms");
         };
         let t = Instant::now();
-        let (gb, go) = (
-            gpu.run(&a, &ANSWERS).await.unwrap(),
-            gpu.run(&b, &ANSWERS).await.unwrap(),
-        );
+        let (gb, go) = runs(&gpu, &a, &b, &ANSWERS).await;
         let tg = ms(t) / 2.0;
         let t = Instant::now();
-        let (cb, co) = (
-            cpu.run(&a, &ANSWERS).await.unwrap(),
-            cpu.run(&b, &ANSWERS).await.unwrap(),
-        );
+        let (cb, co) = runs(&cpu, &a, &b, &ANSWERS).await;
         report("forward (one prompt)", tg, ms(t) / 2.0);
         if let Some(p) = gpu.kernel_profile() {
             eprint!("{p}");

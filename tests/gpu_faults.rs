@@ -8,16 +8,9 @@ use common::*;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::{Component, Engine, Site};
-use patchlab::model::random::{random_weights, RandomSpec};
+use patchlab::model::random::random_weights;
 use pollster::block_on;
 use std::time::{Duration, Instant};
-
-fn engines(s: &RandomSpec) -> (CpuEngine, GpuEngine) {
-    let w = random_weights(s);
-    let cpu = CpuEngine::new(s.config(), w.clone()).unwrap();
-    let gpu = GpuEngine::new_blocking(s.config(), w).unwrap_or_else(|e| panic!("{e}"));
-    (cpu, gpu)
-}
 
 /// GPU and CPU values agree relative to the CPU values' scale.
 fn agree(gpu: &[f32], cpu: &[f32], what: &str) {
@@ -32,14 +25,8 @@ async fn check_ap(cpu: &CpuEngine, gpu: &GpuEngine, what: &str) {
         layer: 0,
         component: Component::Heads,
     };
-    let (ca, cb) = (
-        cpu.run(&a, &ANSWERS).await.unwrap(),
-        cpu.run(&b, &ANSWERS).await.unwrap(),
-    );
-    let (ga, gb) = (
-        gpu.run(&a, &ANSWERS).await.unwrap(),
-        gpu.run(&b, &ANSWERS).await.unwrap(),
-    );
+    let (ca, cb) = runs(cpu, &a, &b, &ANSWERS).await;
+    let (ga, gb) = runs(gpu, &a, &b, &ANSWERS).await;
     agree(
         &[gpu.metric(&ga)],
         &[cpu.metric(&ca)],
@@ -59,10 +46,7 @@ fn a_lost_device_fails_every_call_at_once_and_a_new_engine_works() {
         let s = spec(2, 3, 48, 31);
         let (cpu, gpu) = engines(&s);
         let (a, b) = ioi_ids();
-        let (ra, rb) = (
-            gpu.run(&a, &ANSWERS).await.unwrap(),
-            gpu.run(&b, &ANSWERS).await.unwrap(),
-        );
+        let (ra, rb) = runs(&gpu, &a, &b, &ANSWERS).await;
         assert!(!gpu.is_lost());
         gpu.simulate_device_loss();
         assert!(gpu.is_lost());
@@ -130,14 +114,8 @@ fn a_sweep_out_of_memory_retries_with_half_the_batch_then_fails_clearly() {
         for x in b.iter_mut().skip(2).step_by(3) {
             *x += 1;
         }
-        let (ca, cb) = (
-            cpu.run(&a, &ANSWERS).await.unwrap(),
-            cpu.run(&b, &ANSWERS).await.unwrap(),
-        );
-        let (ga, gb) = (
-            gpu.run(&a, &ANSWERS).await.unwrap(),
-            gpu.run(&b, &ANSWERS).await.unwrap(),
-        );
+        let (ca, cb) = runs(&cpu, &a, &b, &ANSWERS).await;
+        let (ga, gb) = runs(&gpu, &a, &b, &ANSWERS).await;
         let site = Site {
             layer: 0,
             component: Component::Neurons,

