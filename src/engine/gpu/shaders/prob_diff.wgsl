@@ -28,7 +28,7 @@ fn main(
     }
     let l0 = r * p.v;
     // the row's maximum
-    var mx = -3.4028235e38;
+    var mx = -3.4028234663852886e38;
     for (var c = lid; c < p.v; c += WG) {
         mx = max(mx, logits[l0 + c]);
     }
