@@ -204,6 +204,27 @@ async fn check_sweeps(
 }
 
 #[test]
+fn an_engine_started_from_the_cpu_engine_equals_one_from_host_weights() {
+    let s = spec(2, 4, 48, 11);
+    let (cpu, from_cpu) = engines(&s);
+    let from_weights = GpuEngine::new_blocking(s.config(), cpu.weights().unwrap()).unwrap();
+    let (a, b) = pair(9, 4, 3);
+    let m = Metric::logit_diff(5335, 1757);
+    let x = pollster::block_on(runs(&from_cpu, &a, &b, &m));
+    let y = pollster::block_on(runs(&from_weights, &a, &b, &m));
+    // the same bits went up: the same numbers come out
+    assert_eq!(
+        from_cpu.metric(&x.0).to_bits(),
+        from_weights.metric(&y.0).to_bits()
+    );
+    let hook = "blocks.1.mlp.hook_post";
+    assert_eq!(
+        pollster::block_on(from_cpu.activation(&x.1, hook)).unwrap(),
+        pollster::block_on(from_weights.activation(&y.1, hook)).unwrap()
+    );
+}
+
+#[test]
 fn forward_matches_cpu_for_odd_shapes() {
     block_on(async {
         // d_model 48 (not a multiple of 64), d_head 16

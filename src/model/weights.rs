@@ -47,6 +47,38 @@ pub struct Weights {
     pub ln_f_b: Param,
 }
 
+/// The weights of a model, handed out a tensor or a layer at a time, so that
+/// a backend built from another one (the GPU engine from the CPU engine's
+/// tensors) never needs a second host copy of all of them.
+pub trait WeightSource {
+    fn wte(&self) -> crate::Result<std::borrow::Cow<'_, Param>>;
+    fn wpe(&self) -> crate::Result<std::borrow::Cow<'_, Param>>;
+    /// ln_f's weight and bias.
+    fn ln_f(&self) -> crate::Result<(std::borrow::Cow<'_, Param>, std::borrow::Cow<'_, Param>)>;
+    fn block(&self, layer: usize) -> crate::Result<std::borrow::Cow<'_, Block>>;
+}
+
+impl WeightSource for Weights {
+    fn wte(&self) -> crate::Result<std::borrow::Cow<'_, Param>> {
+        Ok(std::borrow::Cow::Borrowed(&self.wte))
+    }
+    fn wpe(&self) -> crate::Result<std::borrow::Cow<'_, Param>> {
+        Ok(std::borrow::Cow::Borrowed(&self.wpe))
+    }
+    fn ln_f(&self) -> crate::Result<(std::borrow::Cow<'_, Param>, std::borrow::Cow<'_, Param>)> {
+        Ok((
+            std::borrow::Cow::Borrowed(&self.ln_f_w),
+            std::borrow::Cow::Borrowed(&self.ln_f_b),
+        ))
+    }
+    fn block(&self, layer: usize) -> crate::Result<std::borrow::Cow<'_, Block>> {
+        self.blocks
+            .get(layer)
+            .map(std::borrow::Cow::Borrowed)
+            .ok_or_else(|| crate::Error::Input(format!("layer {layer} does not exist")))
+    }
+}
+
 /// The official tensor names (without the optional `transformer.` prefix) and
 /// their shapes for a given config, in file order.
 pub fn tensor_specs(cfg: &Config) -> Vec<(String, Vec<usize>)> {

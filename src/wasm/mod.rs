@@ -28,7 +28,7 @@ use crate::attribution::{parse_component, Direction, Method, Observer, Pair, Pro
 use crate::clock::now_ms;
 use crate::dataset::{self, Format, Task};
 use crate::engine::cpu::CpuEngine;
-use crate::engine::gpu::GpuEngine;
+use crate::engine::gpu::{GpuEngine, GpuOptions};
 use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, ModelFiles, Tokenizer};
@@ -176,11 +176,10 @@ impl Inner {
         })
     }
 
-    /// Starts the WebGPU engine from a temporary host copy of the CPU
-    /// engine's weights (freed once they are uploaded).
+    /// Starts the WebGPU engine from the CPU engine's tensors, uploaded a
+    /// tensor or a layer at a time (no second host copy of the model).
     async fn start_gpu(&self) -> Result<GpuEngine> {
-        let weights = self.cpu.weights()?;
-        GpuEngine::new(self.config.clone(), weights).await
+        GpuEngine::from_source(self.config.clone(), &self.cpu, GpuOptions::default()).await
     }
 
     /// The backends this build offers.

@@ -29,10 +29,11 @@ pub fn engine(s: &RandomSpec) -> CpuEngine {
 
 /// The CPU and the WebGPU engine of one random model. Without a GPU adapter
 /// this fails with the engine's error, which says what to install.
+/// The GPU engine is started from the CPU engine's tensors, as the browser does.
 pub fn engines(s: &RandomSpec) -> (CpuEngine, GpuEngine) {
-    let w = random_weights(s);
-    let cpu = CpuEngine::new(s.config(), w.clone()).expect("cpu engine");
-    let gpu = GpuEngine::new_blocking(s.config(), w).unwrap_or_else(|e| panic!("{e}"));
+    let cpu = CpuEngine::new(s.config(), random_weights(s)).expect("cpu engine");
+    let gpu = pollster::block_on(GpuEngine::from_source(s.config(), &cpu, Default::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
     (cpu, gpu)
 }
 

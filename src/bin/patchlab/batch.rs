@@ -364,7 +364,7 @@ impl EngineUser<()> for Batch {
         );
         if computed > 0 {
             println!(
-                "{:.1} s on {}, {:.2} pairs/s ({:.2} s per pair)",
+                "{:.1} s on {}: {:.4} pairs/s, {:.2} s per pair",
                 secs,
                 l.engine.backend(),
                 computed as f64 / secs,

@@ -17,9 +17,11 @@ use super::{
     PathGrads, Replacement, Site,
 };
 use crate::error::{Error, Result};
+use crate::model::weights::{Block, WeightSource};
 use crate::model::{Config, Param, Weights};
 use candle_core::{DType, Device, Tensor, D};
 use layers::*;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -124,6 +126,49 @@ enum Tape {
 /// ∂metric/∂(ln_final's output) [batch, d_model].
 type MetricTape = (LnTape, Tensor);
 
+/// A host copy of one tensor.
+fn host_param(t: &Tensor) -> Result<Param> {
+    Ok(Param::new(
+        t.dims().to_vec(),
+        t.flatten_all()?.to_vec1::<f32>()?,
+    ))
+}
+
+impl WeightSource for CpuEngine {
+    fn wte(&self) -> Result<Cow<'_, Param>> {
+        Ok(Cow::Owned(host_param(&self.wte)?))
+    }
+    fn wpe(&self) -> Result<Cow<'_, Param>> {
+        Ok(Cow::Owned(host_param(&self.wpe)?))
+    }
+    fn ln_f(&self) -> Result<(Cow<'_, Param>, Cow<'_, Param>)> {
+        Ok((
+            Cow::Owned(host_param(&self.ln_f_w)?),
+            Cow::Owned(host_param(&self.ln_f_b)?),
+        ))
+    }
+    fn block(&self, layer: usize) -> Result<Cow<'_, Block>> {
+        let b = self
+            .blocks
+            .get(layer)
+            .ok_or_else(|| Error::Input(format!("layer {layer} does not exist")))?;
+        Ok(Cow::Owned(Block {
+            ln_1_w: host_param(&b.ln_1_w)?,
+            ln_1_b: host_param(&b.ln_1_b)?,
+            c_attn_w: host_param(&b.c_attn_w)?,
+            c_attn_b: host_param(&b.c_attn_b)?,
+            c_proj_w: host_param(&b.c_proj_w)?,
+            c_proj_b: host_param(&b.c_proj_b)?,
+            ln_2_w: host_param(&b.ln_2_w)?,
+            ln_2_b: host_param(&b.ln_2_b)?,
+            c_fc_w: host_param(&b.c_fc_w)?,
+            c_fc_b: host_param(&b.c_fc_b)?,
+            mlp_proj_w: host_param(&b.mlp_proj_w)?,
+            mlp_proj_b: host_param(&b.mlp_proj_b)?,
+        }))
+    }
+}
+
 impl CpuEngine {
     pub fn new(cfg: Config, w: Weights) -> Result<CpuEngine> {
         let (h, dh, d) = (cfg.n_heads, cfg.d_head, cfg.d_model);
@@ -159,41 +204,19 @@ impl CpuEngine {
         })
     }
 
-    /// A host copy of the weights (as `new` took them), e.g. to start another
-    /// backend from this one without keeping a second copy all along.
+    /// A host copy of the weights (as `new` took them). To start another
+    /// backend from this one, use the engine as a [`WeightSource`] instead:
+    /// it copies one tensor at a time.
     pub fn weights(&self) -> Result<Weights> {
-        fn param(t: &Tensor) -> Result<Param> {
-            Ok(Param::new(
-                t.dims().to_vec(),
-                t.flatten_all()?.to_vec1::<f32>()?,
-            ))
-        }
-        let blocks = self
-            .blocks
-            .iter()
-            .map(|b| {
-                Ok(crate::model::weights::Block {
-                    ln_1_w: param(&b.ln_1_w)?,
-                    ln_1_b: param(&b.ln_1_b)?,
-                    c_attn_w: param(&b.c_attn_w)?,
-                    c_attn_b: param(&b.c_attn_b)?,
-                    c_proj_w: param(&b.c_proj_w)?,
-                    c_proj_b: param(&b.c_proj_b)?,
-                    ln_2_w: param(&b.ln_2_w)?,
-                    ln_2_b: param(&b.ln_2_b)?,
-                    c_fc_w: param(&b.c_fc_w)?,
-                    c_fc_b: param(&b.c_fc_b)?,
-                    mlp_proj_w: param(&b.mlp_proj_w)?,
-                    mlp_proj_b: param(&b.mlp_proj_b)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (ln_f_w, ln_f_b) = self.ln_f()?;
         Ok(Weights {
-            wte: param(&self.wte)?,
-            wpe: param(&self.wpe)?,
-            blocks,
-            ln_f_w: param(&self.ln_f_w)?,
-            ln_f_b: param(&self.ln_f_b)?,
+            wte: self.wte()?.into_owned(),
+            wpe: self.wpe()?.into_owned(),
+            blocks: (0..self.blocks.len())
+                .map(|l| Ok(self.block(l)?.into_owned()))
+                .collect::<Result<Vec<_>>>()?,
+            ln_f_w: ln_f_w.into_owned(),
+            ln_f_b: ln_f_b.into_owned(),
         })
     }
 

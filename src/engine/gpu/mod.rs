@@ -22,6 +22,7 @@ use super::{
     Replacement, Site,
 };
 use crate::error::{Error, Result};
+use crate::model::weights::WeightSource;
 use crate::model::{Config, Param, Weights};
 use context::{Enc, Gpu, ShaderSizes};
 use forward::{hook_shape, Forward, Replaced, View};
@@ -101,6 +102,17 @@ impl GpuEngine {
 
     /// `new` with settings.
     pub async fn with_options(cfg: Config, w: Weights, opts: GpuOptions) -> Result<GpuEngine> {
+        Self::from_source(cfg, &w, opts).await
+    }
+
+    /// Uploads the weights from any source a tensor or a layer at a time:
+    /// started from the CPU engine, the host holds at most one extra tensor
+    /// (the token embedding, the largest), not a second copy of the model.
+    pub async fn from_source(
+        cfg: Config,
+        w: &dyn WeightSource,
+        opts: GpuOptions,
+    ) -> Result<GpuEngine> {
         if cfg.d_head > MAX_D_HEAD || cfg.d_head * cfg.n_heads != cfg.d_model {
             return Err(Error::Config(format!(
                 "the GPU backend needs d_head = d_model / n_heads ≤ {MAX_D_HEAD} (got d_head {}, d_model {}, {} heads)",
@@ -119,15 +131,14 @@ impl GpuEngine {
         let d = cfg.d_model;
         let wte_rows = (gpu.max_floats() / d).min(cfg.d_vocab).max(1);
         let wte = w
-            .wte
+            .wte()?
             .data
             .chunks(wte_rows * d)
             .map(|c| gpu.upload(c, "wte"))
             .collect::<Result<Vec<_>>>()?;
-        let blocks = w
-            .blocks
-            .iter()
-            .map(|b| {
+        let blocks = (0..cfg.n_layers)
+            .map(|l| {
+                let b = w.block(l)?;
                 Ok(GpuBlock {
                     ln_1_w: up(&b.ln_1_w, "ln_1.weight")?,
                     ln_1_b: up(&b.ln_1_b, "ln_1.bias")?,
@@ -144,13 +155,14 @@ impl GpuEngine {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let (ln_f_w, ln_f_b) = w.ln_f()?;
         let weights = GpuWeights {
             wte,
             wte_rows,
-            wpe: up(&w.wpe, "wpe")?,
+            wpe: up(&*w.wpe()?, "wpe")?,
             blocks,
-            ln_f_w: up(&w.ln_f_w, "ln_f.weight")?,
-            ln_f_b: up(&w.ln_f_b, "ln_f.bias")?,
+            ln_f_w: up(&ln_f_w, "ln_f.weight")?,
+            ln_f_b: up(&ln_f_b, "ln_f.bias")?,
         };
         gpu.check()?;
         Ok(GpuEngine {
