@@ -704,28 +704,10 @@ fn ablate_reports_the_metric_change_per_pair_and_on_average() {
     ]));
     let again = json(&dir.join("ablation.json"));
     same_json(&again["sets"][0], fixed, "ablate");
-    fails_with(
-        patchlab(&[
-            "ablate",
-            dir.to_str().unwrap(),
-            "--model",
-            &m,
-            "--set",
-            "xor:ig",
-        ]),
-        "unknown latent set",
-    );
-    fails_with(
-        patchlab(&[
-            "ablate",
-            dir.to_str().unwrap(),
-            "--model",
-            &m,
-            "--set",
-            "h9.0",
-        ]),
-        "does not exist",
-    );
+    for (set, why) in [("xor:ig", "unknown latent set"), ("h9.0", "does not exist")] {
+        let args = ["ablate", dir.to_str().unwrap(), "--model", &m, "--set", set];
+        fails_with(patchlab(&args), why);
+    }
 }
 
 #[test]

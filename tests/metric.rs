@@ -56,25 +56,6 @@ fn mass(m: &Metric, logits: &[f32]) -> f32 {
         .sum::<f64>() as f32
 }
 
-/// A probability difference with most of the probability mass on its sets
-/// (so that m, and the −m term of its gradient, are far from zero): the
-/// clean run's 30,000 most likely tokens, two in three above, one below.
-async fn hot_metric(e: &CpuEngine, tokens: &[u32]) -> Metric {
-    let probe = e.run(tokens, &ANSWERS).await.unwrap();
-    let logits = e.last_logits(&probe).await.unwrap();
-    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-    let (mut above, mut below) = (vec![], vec![]);
-    for (i, &t) in idx.iter().take(30_000).enumerate() {
-        if i % 3 == 0 {
-            below.push(t);
-        } else {
-            above.push(t);
-        }
-    }
-    Metric::ProbDiff { above, below }
-}
-
 /// Patched metrics of every head and a spread of neurons, fast sweep
 /// against one plain hooked forward each.
 async fn check_patching(e: &CpuEngine, metric: &Metric, clean: &[u32], corrupt: &[u32], fd: usize) {

@@ -32,25 +32,6 @@ fn logit_diff(tok: &Tokenizer) -> Metric {
     Metric::logit_diff(id(" Mary"), id(" John"))
 }
 
-/// A probability difference with most of the probability mass on its sets
-/// (so that it is far from zero and moves when components are replaced):
-/// the run's 30,000 most likely tokens, two in three above, one below.
-async fn hot_metric(e: &CpuEngine, tokens: &[u32]) -> Metric {
-    let probe = e.run(tokens, &Metric::logit_diff(0, 1)).await.unwrap();
-    let logits = e.last_logits(&probe).await.unwrap();
-    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-    let (mut above, mut below) = (vec![], vec![]);
-    for (i, &t) in idx.iter().take(30_000).enumerate() {
-        if i % 3 == 0 {
-            below.push(t);
-        } else {
-            above.push(t);
-        }
-    }
-    Metric::ProbDiff { above, below }
-}
-
 /// Component `index` of a hook_result [pos, heads, d] or hook_post [pos, d_mlp]
 /// activation: [pos, d] or [pos].
 fn slice(act: &Array, component: Component, index: usize) -> Vec<f32> {

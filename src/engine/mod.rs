@@ -282,8 +282,16 @@ pub struct Replacement {
     pub values: Vec<f32>,
 }
 
-/// Checks replacements for a `t`-token forward, for every backend.
-pub fn check_replacements(cfg: &Config, t: usize, reps: &[Replacement]) -> Result<()> {
+/// Checks the arguments of `metric_with_replacements`, for every backend.
+pub fn check_replacements(
+    cfg: &Config,
+    tokens: &[u32],
+    metric: &Metric,
+    reps: &[Replacement],
+) -> Result<()> {
+    metric.check(cfg.d_vocab)?;
+    check_tokens(cfg, tokens)?;
+    let t = tokens.len();
     for r in reps {
         let kind = match r.component {
             Component::Heads => "head",

@@ -156,6 +156,39 @@ fn compatible(a: &Report, b: &Report) -> Result<()> {
     Ok(())
 }
 
+/// Values of one pair by component kind and key.
+type Table = BTreeMap<String, BTreeMap<String, Option<f64>>>;
+
+/// Per component kind and key, the statistic of the pairs' values; over the
+/// union of keys, so a key a pair lacks reads as undefined there.
+fn table(
+    sorted: &[&(usize, Report)],
+    values: impl Fn(&Report) -> Table,
+) -> BTreeMap<String, BTreeMap<String, Stat>> {
+    let per_pair: Vec<Table> = sorted.iter().map(|(_, r)| values(r)).collect();
+    let mut keys: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for t in &per_pair {
+        for (c, m) in t {
+            keys.entry(c.clone()).or_default().extend(m.keys().cloned());
+        }
+    }
+    keys.into_iter()
+        .map(|(c, ks)| {
+            let stats = ks
+                .into_iter()
+                .map(|k| {
+                    let v = per_pair
+                        .iter()
+                        .map(|t| t.get(&c).and_then(|m| m.get(&k)).copied().flatten())
+                        .collect();
+                    (k, Stat::of(v))
+                })
+                .collect();
+            (c, stats)
+        })
+        .collect()
+}
+
 /// The summary of the reports `(dataset index, report)`, sorted by index.
 pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Summary> {
     let Some((_, first)) = reports.first() else {
@@ -183,62 +216,25 @@ pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Su
         .max(sorted.last().map(|(i, _)| i + 1).unwrap_or(0));
     let missing = (0..total).filter(|i| !present.contains(i)).collect();
 
-    // the union of keys over the pairs: a key a pair lacks reads as undefined
-    let mut corr_keys: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    let mut overlap_keys: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for (_, r) in &sorted {
-        for (c, m) in &r.analysis.correlations {
-            corr_keys
-                .entry(c.clone())
-                .or_default()
-                .extend(m.keys().cloned());
-        }
-        for (c, m) in &r.analysis.overlap {
-            overlap_keys
-                .entry(c.clone())
-                .or_default()
-                .extend(m.keys().cloned());
-        }
-    }
-    let correlations = corr_keys
-        .into_iter()
-        .map(|(c, keys)| {
-            let stats = keys
-                .into_iter()
-                .map(|k| {
-                    let v = sorted
-                        .iter()
-                        .map(|(_, r)| {
-                            r.analysis
-                                .correlations
-                                .get(&c)
-                                .and_then(|m| m.get(&k))
-                                .copied()
-                                .flatten()
-                        })
-                        .collect();
-                    (k, Stat::of(v))
-                })
-                .collect();
-            (c, stats)
-        })
-        .collect();
-    let overlap = overlap_keys
-        .into_iter()
-        .map(|(c, keys)| {
-            let stats = keys
-                .into_iter()
-                .map(|k| {
-                    let v = sorted
-                        .iter()
-                        .map(|(_, r)| r.analysis.overlap.get(&c).and_then(|m| m.get(&k)).copied())
-                        .collect();
-                    (k, Stat::of(v))
-                })
-                .collect();
-            (c, stats)
-        })
-        .collect();
+    let correlations = table(&sorted, |r| {
+        r.analysis
+            .correlations
+            .iter()
+            .map(|(c, m)| (c.clone(), m.clone()))
+            .collect()
+    });
+    let overlap = table(&sorted, |r| {
+        r.analysis
+            .overlap
+            .iter()
+            .map(|(c, m)| {
+                (
+                    c.clone(),
+                    m.iter().map(|(k, v)| (k.clone(), Some(*v))).collect(),
+                )
+            })
+            .collect()
+    });
     let metric = BTreeMap::from([
         (
             "clean".to_string(),

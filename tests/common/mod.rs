@@ -188,3 +188,23 @@ pub async fn central_difference<E: Engine>(
     }
     (m[0] - m[1]) / (2.0 * h)
 }
+
+/// A probability-difference metric with a lot of mass on both sides (so that
+/// m, and the −m term of its gradient, are far from zero and move when
+/// components change): the run's 30,000 most likely tokens, two in three
+/// above, one below.
+pub async fn hot_metric(e: &CpuEngine, tokens: &[u32]) -> Metric {
+    let probe = e.run(tokens, &ANSWERS).await.unwrap();
+    let logits = e.last_logits(&probe).await.unwrap();
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+    let (mut above, mut below) = (vec![], vec![]);
+    for (i, &t) in idx.iter().take(30_000).enumerate() {
+        if i % 3 == 0 {
+            below.push(t);
+        } else {
+            above.push(t);
+        }
+    }
+    Metric::ProbDiff { above, below }
+}

@@ -723,9 +723,7 @@ impl Engine for CpuEngine {
         def: &Metric,
         reps: &[Replacement],
     ) -> Result<f32> {
-        def.check(self.cfg.d_vocab)?;
-        check_tokens(&self.cfg, tokens)?;
-        check_replacements(&self.cfg, tokens.len(), reps)?;
+        check_replacements(&self.cfg, tokens, def, reps)?;
         let (h, d, dm) = (self.cfg.n_heads, self.cfg.d_model, self.cfg.d_mlp);
         let norm = self.forward(tokens, &mut |name, t| {
             let Some((layer, rest)) = split_hook(name) else {

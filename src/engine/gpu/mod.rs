@@ -412,9 +412,7 @@ impl Engine for GpuEngine {
         def: &Metric,
         reps: &[Replacement],
     ) -> Result<f32> {
-        def.check(self.cfg.d_vocab)?;
-        check_tokens(&self.cfg, tokens)?;
-        check_replacements(&self.cfg, tokens.len(), reps)?;
+        check_replacements(&self.cfg, tokens, def, reps)?;
         let reps = self.upload_replacements(tokens.len(), reps)?;
         let (_, m, _) = self
             .forward(tokens, def, &HashMap::new(), &reps, false)
