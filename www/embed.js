@@ -9,9 +9,18 @@
 // components, bos ("false" to drop BOS), ig-steps, view (heads | neurons |
 // scatter | latent), model (Hub repo id or base URL), report (URL of a
 // report JSON: rendered without loading a model, with a "Recompute live"
-// button). The live computation runs in a worker loaded from this script's
-// origin, which must be the page's origin (browsers refuse cross-origin
-// workers); a saved report works from anywhere that serves it with CORS.
+// button). `report` and `model` resolve against the page, like any HTML
+// attribute; everything else (the stylesheet, the worker, the wasm, the
+// default model ./model/) against this script's URL.
+//
+// This script may come from another origin than the page's (a blog loading
+// it from the lab's site): the worker is then started from a same-origin
+// blob: module that imports this origin's worker.js (see patchlab.js), and
+// that origin must send Access-Control-Allow-Origin (`patchlab serve` does).
+// A page with a Content-Security-Policy must allow, for origin B of this
+// script: script-src B 'wasm-unsafe-eval'; worker-src blob: B; connect-src B
+// and the model's host; style-src B. A saved report needs only script-src,
+// style-src and connect-src (the report's host).
 
 import { PatchLab } from "./patchlab.js";
 import { ReportView, checkReport } from "./views.js";

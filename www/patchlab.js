@@ -45,17 +45,54 @@ export function resolveModel(model, baseHref = globalThis.location ? globalThis.
   return { base: url.href, name: parts[parts.length - 1] || url.host, cache: !sameOrigin };
 }
 
+/**
+ * How a worker script at `url` is started: {href, crossOrigin, script}.
+ * Browsers refuse `new Worker()` for a script on another origin (this module
+ * served by the lab's site and imported by a blog on another origin), so a
+ * cross-origin script is started from a same-origin module whose body only
+ * imports the script's absolute URL. The worker's own relative imports and
+ * its `import.meta.url` (the wasm file) then still resolve against the
+ * script's origin, which must serve them with CORS.
+ */
+export function workerScript(url, pageHref = globalThis.document?.baseURI ?? globalThis.location?.href) {
+  const href = new URL(url, pageHref).href;
+  const origin = globalThis.location?.origin;
+  const crossOrigin = origin !== undefined && new URL(href).origin !== origin;
+  return { href, crossOrigin, script: crossOrigin ? `import ${JSON.stringify(href)};\n` : null };
+}
+
 class WorkerClient {
   constructor(url) {
-    this.worker = new Worker(url, { type: "module" });
+    const { href, crossOrigin, script } = workerScript(url);
+    this.blobUrl = crossOrigin ? URL.createObjectURL(new Blob([script], { type: "text/javascript" })) : null;
+    try {
+      this.worker = new Worker(this.blobUrl || href, { type: "module" });
+    } catch (e) {
+      this.revoke();
+      throw e;
+    }
     this.next = 1;
     this.pending = new Map();
-    this.worker.onmessage = (ev) => this.receive(ev.data);
+    this.worker.onmessage = (ev) => {
+      this.revoke();
+      this.receive(ev.data);
+    };
     this.worker.onerror = (ev) => {
-      const err = makeError("Error", `the patchlab worker failed to start: ${ev.message || "see the console"}`);
+      this.revoke();
+      const from = new URL(href).origin;
+      const hint = crossOrigin
+        ? ` (the worker comes from ${from}: that site must send Access-Control-Allow-Origin, and this page's Content-Security-Policy must allow worker-src blob: ${from}, script-src ${from} 'wasm-unsafe-eval' and connect-src ${from})`
+        : "";
+      const err = makeError("Error", `the patchlab worker failed to start: ${ev.message || "see the console"}${hint}`);
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
     };
+  }
+
+  /** The blob: URL of a cross-origin start is needed only until the worker runs. */
+  revoke() {
+    if (this.blobUrl) URL.revokeObjectURL(this.blobUrl);
+    this.blobUrl = null;
   }
 
   receive(msg) {
@@ -90,6 +127,7 @@ class WorkerClient {
 
   terminate() {
     this.worker.terminate();
+    this.revoke();
     for (const p of this.pending.values()) p.reject(makeError("AbortError", "the lab was closed"));
     this.pending.clear();
   }
