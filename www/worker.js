@@ -7,7 +7,7 @@
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...}
 
-import init, { ByteBuf, Lab, pairs_csv, summarize, task_names } from "./pkg/patchlab.js";
+import init, { Lab, WeightStream, pairs_csv, summarize, task_names } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -114,78 +114,69 @@ function parseHeader(bytes, n, declared) {
   return expected;
 }
 
-// Streams the weights into wasm memory (one copy), checking the header early.
-async function readWeights(body, declared, onBytes) {
-  const mem = () => wasm.memory.buffer;
-  let buf = declared > 0 ? new ByteBuf(declared) : null;
-  let chunks = buf ? null : [];
+// Streams the weights into wasm memory: a WeightStream made from the header
+// (checked as soon as it arrives, so a foreign or mismatched file is refused
+// before the rest downloads) decodes each chunk into the model's tensors as
+// it comes, so the file is never held whole next to them (one copy of the
+// weights at the peak, not two). Returns the stream, complete, for
+// Lab.load_streamed.
+async function readWeights(config, body, declared, onBytes) {
+  let stream = null;
   let got = 0;
   let head = new Uint8Array(0);
   let need = 8;
   let headerLen = -1;
   let expected = 0;
   const reader = body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (!expected) {
-      // collect the first bytes: 8 (the header's length), then the header
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
       let v = value;
-      for (;;) {
-        const take = Math.min(need - head.length, v.length);
-        if (take > 0) {
-          const h = new Uint8Array(head.length + take);
-          h.set(head);
-          h.set(v.subarray(0, take), head.length);
-          head = h;
-          v = v.subarray(take);
+      if (!stream) {
+        // collect the first bytes: 8 (the header's length), then the header
+        for (;;) {
+          const take = Math.min(need - head.length, v.length);
+          if (take > 0) {
+            const h = new Uint8Array(head.length + take);
+            h.set(head);
+            h.set(v.subarray(0, take), head.length);
+            head = h;
+            v = v.subarray(take);
+          }
+          if (head.length < need) break;
+          if (headerLen < 0) {
+            headerLen = checkHeader(head, declared);
+            need = 8 + headerLen;
+            continue;
+          }
+          expected = parseHeader(head, headerLen, declared);
+          // checks the header against config.json and allocates the tensors
+          stream = new WeightStream(config, head);
+          head = null;
+          break;
         }
-        if (head.length < need) break;
-        if (headerLen < 0) {
-          headerLen = checkHeader(head, declared);
-          need = 8 + headerLen;
-          continue;
-        }
-        expected = parseHeader(head, headerLen, declared);
-        break;
       }
+      if (stream && v.length) {
+        if (got + value.length > expected) {
+          throw new LoadError(`model.safetensors goes on past the ${expected} bytes its header gives: the file is corrupt; clear the cache and load it again`);
+        }
+        stream.push(v);
+      }
+      got += value.length;
+      onBytes(got);
     }
-    if (buf && got + value.length > declared) {
-      // the server said fewer bytes than it sends: keep going in JS
-      chunks = [new Uint8Array(mem(), buf.ptr(), got).slice()];
-      buf.free();
-      buf = null;
-    }
-    if (buf) new Uint8Array(mem(), buf.ptr() + got, value.length).set(value);
-    else chunks.push(value);
-    got += value.length;
-    onBytes(got);
+  } catch (e) {
+    stream?.free();
+    reader.cancel().catch(() => {});
+    throw e;
   }
-  if (expected && got !== expected) {
-    if (buf) buf.free();
-    throw new LoadError(`model.safetensors is truncated: got ${got} of ${expected} bytes; clear the cache and load it again`);
-  }
-  if (buf && got < declared) {
-    buf.free();
-    throw new LoadError(`model.safetensors is truncated: got ${got} of ${declared} bytes; clear the cache and load it again`);
-  }
+  if (stream && got === expected) return stream;
+  stream?.free();
+  if (expected) throw new LoadError(`model.safetensors is truncated: got ${got} of ${expected} bytes; clear the cache and load it again`);
+  if (declared && got < declared) throw new LoadError(`model.safetensors is truncated: got ${got} of ${declared} bytes; clear the cache and load it again`);
   if (got < 8) throw new LoadError(`model.safetensors is truncated or empty (${got} bytes)`);
-  if (!buf) {
-    buf = new ByteBuf(got);
-    new Uint8Array(mem(), buf.ptr(), got).set(concat(chunks, got));
-  }
-  return buf;
-}
-
-function concat(chunks, total) {
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c.subarray(0, Math.min(c.length, total - o)), o);
-    o += c.length;
-    if (o >= total) break;
-  }
-  return out;
+  throw new LoadError(`model.safetensors is truncated: got ${got} bytes, but its header alone takes ${8 + headerLen}; clear the cache and load it again`);
 }
 
 async function loadFromUrl(id, base, name, useCache) {
@@ -228,9 +219,9 @@ async function loadFromUrl(id, base, name, useCache) {
       const copy = b.pipeThrough(new TransformStream(), { signal: stopPut.signal });
       putting = cache.put(wurl, new Response(copy, { headers: f.res.headers })).catch(() => {});
     }
-    const weights = await readWeights(body, declared, onBytes);
-    post({ id, type: "progress", phase: "building", loaded: weights.len, total: weights.len });
-    return await build(id, name, config, weights, tokenizer, vocab, merges, putting);
+    const weights = await readWeights(config, body, declared, onBytes);
+    post({ id, type: "progress", phase: "building", loaded: weights.received, total: weights.expected });
+    return await build(id, name, weights, tokenizer, vocab, merges, putting);
   } catch (e) {
     // a bad file must not stay cached (nor land there after this)
     stopPut.abort();
@@ -253,20 +244,20 @@ async function loadFromFiles(id, files, name) {
   }
   const st = byName.get("model.safetensors") || [...byName.values()].find((f) => f.name.endsWith(".safetensors"));
   if (!st) throw new LoadError("choose the model's model.safetensors too");
-  const weights = await readWeights(st.stream(), st.size, (loaded) =>
+  const weights = await readWeights(config, st.stream(), st.size, (loaded) =>
     post({ id, type: "progress", phase: "weights", loaded, total: st.size, cached: true }),
   );
   post({ id, type: "progress", phase: "building", loaded: st.size, total: st.size });
-  return build(id, name, config, weights, tokenizer, vocab, merges, null);
+  return build(id, name, weights, tokenizer, vocab, merges, null);
 }
 
-async function build(id, name, config, weights, tokenizer, vocab, merges, putting) {
+async function build(id, name, weights, tokenizer, vocab, merges, putting) {
   if (lab) {
     lab.free();
     lab = null;
   }
-  // Lab.load consumes `weights` (its memory is freed inside)
-  lab = Lab.load(name, config, weights, tokenizer, vocab, merges);
+  // Lab.load_streamed consumes `weights` (the engine takes its tensors over)
+  lab = Lab.load_streamed(name, weights, tokenizer, vocab, merges);
   if (putting) await putting;
   return { info: JSON.parse(lab.info()), env: await environment() };
 }

@@ -7,7 +7,7 @@ pub mod weights;
 
 pub use config::Config;
 pub use tokenizer::{Token, Tokenizer};
-pub use weights::{Param, Weights};
+pub use weights::{Param, WeightStream, Weights};
 
 use crate::error::{Error, Result};
 
@@ -32,24 +32,29 @@ pub struct ModelFiles<'a> {
 impl Model {
     pub fn from_files(name: &str, files: ModelFiles<'_>) -> Result<Model> {
         let config = Config::from_json(files.config_json)?;
-        let tokenizer = match (files.tokenizer_json, files.vocab_merges) {
-            (Some(t), _) => Tokenizer::from_tokenizer_json(t)?,
-            (None, Some((v, m))) => Tokenizer::from_vocab_merges(v, m)?,
-            (None, None) => {
-                return Err(Error::MissingFile {
-                    path: "tokenizer.json".into(),
-                    hint: "the model needs tokenizer.json, or vocab.json and merges.txt".into(),
-                })
-            }
-        };
-        if tokenizer.vocab_size() > config.d_vocab {
-            return Err(Error::Tokenizer(format!(
-                "the tokenizer has {} tokens but the model only {} (vocab_size in config.json): they do not belong together",
-                tokenizer.vocab_size(),
-                config.d_vocab
-            )));
-        }
+        let tokenizer = tokenizer_for(&config, files.tokenizer_json, files.vocab_merges)?;
         let weights = Weights::from_safetensors(&config, files.safetensors)?;
+        Ok(Model {
+            name: name.to_string(),
+            config,
+            weights,
+            tokenizer,
+        })
+    }
+
+    /// A checkpoint whose `model.safetensors` went through a
+    /// [`WeightStream`] (made with its config.json) as it arrived, so that
+    /// the file was never held whole; the tokenizer files as in
+    /// [`ModelFiles`]. Fails if the stream has not received the whole file.
+    pub fn from_stream(
+        name: &str,
+        weights: WeightStream,
+        tokenizer_json: Option<&str>,
+        vocab_merges: Option<(&str, &str)>,
+    ) -> Result<Model> {
+        let config = weights.config().clone();
+        let tokenizer = tokenizer_for(&config, tokenizer_json, vocab_merges)?;
+        let weights = weights.finish()?;
         Ok(Model {
             name: name.to_string(),
             config,
@@ -103,4 +108,31 @@ impl Model {
             },
         )
     }
+}
+
+/// The tokenizer of a checkpoint: `tokenizer.json`, else `vocab.json` +
+/// `merges.txt`, checked against the model's vocabulary size.
+fn tokenizer_for(
+    config: &Config,
+    tokenizer_json: Option<&str>,
+    vocab_merges: Option<(&str, &str)>,
+) -> Result<Tokenizer> {
+    let tokenizer = match (tokenizer_json, vocab_merges) {
+        (Some(t), _) => Tokenizer::from_tokenizer_json(t)?,
+        (None, Some((v, m))) => Tokenizer::from_vocab_merges(v, m)?,
+        (None, None) => {
+            return Err(Error::MissingFile {
+                path: "tokenizer.json".into(),
+                hint: "the model needs tokenizer.json, or vocab.json and merges.txt".into(),
+            })
+        }
+    };
+    if tokenizer.vocab_size() > config.d_vocab {
+        return Err(Error::Tokenizer(format!(
+            "the tokenizer has {} tokens but the model only {} (vocab_size in config.json): they do not belong together",
+            tokenizer.vocab_size(),
+            config.d_vocab
+        )));
+    }
+    Ok(tokenizer)
 }

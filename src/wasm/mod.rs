@@ -1,9 +1,10 @@
 //! WebAssembly bindings for the browser lab (`www/worker.js` is their one
 //! caller; `www/patchlab.js` is the public JavaScript API built on them).
 //!
-//! - [`ByteBuf`]: a buffer in wasm memory that the worker streams
-//!   `model.safetensors` into, so the weights' bytes are never held twice in
-//!   JavaScript and wasm at once.
+//! - [`WeightStreamJs`] (`WeightStream` in JavaScript): the worker pushes
+//!   `model.safetensors` into it chunk by chunk as it downloads, and each
+//!   chunk is decoded straight into the model's tensors, so the file is never
+//!   held whole, in JavaScript or in wasm, next to the weights.
 //! - [`Lab`]: a loaded model with its engines; `tokenize`, `predict` (the top
 //!   next tokens of one prompt) and `analyze` (the whole report of a pair, as
 //!   `patchlab analyze --out -` writes it). Requests pick a backend: "cpu",
@@ -31,7 +32,7 @@ use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::{GpuEngine, GpuOptions};
 use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site};
 use crate::error::{Error, Result};
-use crate::model::{Config, Model, ModelFiles, Tokenizer};
+use crate::model::{Config, Model, Tokenizer, WeightStream};
 use crate::report::summary::{summarize as summarize_reports, DatasetInfo};
 use crate::report::{Prompts, Report};
 use js_sys::{Float32Array, Function, Promise};
@@ -47,38 +48,52 @@ fn js_err(e: Error) -> JsValue {
     JsError::new(&e.to_string()).into()
 }
 
-/// Bytes in wasm memory, filled from JavaScript through a `Uint8Array` view
-/// of `memory.buffer` at [`ByteBuf::ptr`] (re-create the view after any call
-/// into wasm: memory growth detaches old views).
-#[wasm_bindgen]
-pub struct ByteBuf {
-    data: Vec<u8>,
+/// A `model.safetensors` on its way into wasm memory (`WeightStream` in
+/// JavaScript): made from the file's header and the model's config.json, it
+/// decodes each chunk pushed into the model's f32 tensors at once, so the
+/// file's bytes are never held whole (one copy of the weights, not two);
+/// [`Lab::load_streamed`] takes it when the whole file has arrived.
+#[wasm_bindgen(js_name = WeightStream)]
+pub struct WeightStreamJs {
+    inner: WeightStream,
 }
 
-#[wasm_bindgen]
-impl ByteBuf {
-    /// A zeroed buffer of `len` bytes; fails cleanly when memory runs out.
+#[wasm_bindgen(js_class = WeightStream)]
+impl WeightStreamJs {
+    /// How many bytes the header takes (its 8-byte length included) by the
+    /// file's first 8 bytes.
+    #[wasm_bindgen(js_name = headerSize)]
+    pub fn header_size(prefix: &[u8]) -> std::result::Result<usize, JsValue> {
+        WeightStream::header_size(prefix).map_err(js_err)
+    }
+
+    /// A stream for the model of `config_json` from the start of its file:
+    /// `head` holds at least the whole header (`headerSize` bytes); bytes
+    /// after it count as pushed. Fails on a header that is not a checkpoint
+    /// of this model, or when memory for the weights runs out.
     #[wasm_bindgen(constructor)]
-    pub fn new(len: usize) -> std::result::Result<ByteBuf, JsValue> {
-        let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| {
-            js_err(Error::Backend(format!(
-                "cannot allocate {len} bytes for the model in WebAssembly memory (4 GiB at most; close other tabs or use a smaller model)"
-            )))
-        })?;
-        data.resize(len, 0);
-        Ok(ByteBuf { data })
+    pub fn new(config_json: &str, head: &[u8]) -> std::result::Result<WeightStreamJs, JsValue> {
+        let config = Config::from_json(config_json).map_err(js_err)?;
+        Ok(WeightStreamJs {
+            inner: WeightStream::new(&config, head).map_err(js_err)?,
+        })
     }
-    /// Address of the first byte in wasm memory.
-    pub fn ptr(&self) -> usize {
-        self.data.as_ptr() as usize
+
+    /// Takes the next bytes of the file (a chunk of any size).
+    pub fn push(&mut self, chunk: &[u8]) -> std::result::Result<(), JsValue> {
+        self.inner.push(chunk).map_err(js_err)
     }
+
+    /// Bytes of the file received so far, header included.
     #[wasm_bindgen(getter)]
-    pub fn len(&self) -> usize {
-        self.data.len()
+    pub fn received(&self) -> usize {
+        self.inner.received()
     }
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+
+    /// The file's size by its header.
+    #[wasm_bindgen(getter)]
+    pub fn expected(&self) -> usize {
+        self.inner.expected()
     }
 }
 
@@ -411,13 +426,13 @@ struct PredictionOut {
 
 #[wasm_bindgen]
 impl Lab {
-    /// Loads a checkpoint from its files: `config.json` text, the weights
-    /// (consumed: their memory is freed once the tensors are built), and
-    /// either `tokenizer.json` or `vocab.json` + `merges.txt`.
-    pub fn load(
+    /// Loads a checkpoint whose `model.safetensors` went through `weights`
+    /// (made with its `config.json`; consumed), with either `tokenizer.json`
+    /// or `vocab.json` + `merges.txt`. Fails if the stream did not receive
+    /// the whole file.
+    pub fn load_streamed(
         name: &str,
-        config_json: &str,
-        weights: ByteBuf,
+        weights: WeightStreamJs,
         tokenizer_json: Option<String>,
         vocab_json: Option<String>,
         merges_txt: Option<String>,
@@ -426,23 +441,15 @@ impl Lab {
             (Some(v), Some(m)) => Some((v, m)),
             _ => None,
         };
-        let model = Model::from_files(
-            name,
-            ModelFiles {
-                config_json,
-                safetensors: &weights.data,
-                tokenizer_json: tokenizer_json.as_deref(),
-                vocab_merges: vm,
-            },
-        )
-        .map_err(js_err)?;
-        drop(weights);
+        let model = Model::from_stream(name, weights.inner, tokenizer_json.as_deref(), vm)
+            .map_err(js_err)?;
         let Model {
             name,
             config,
             weights,
             tokenizer,
         } = model;
+        // the engine takes the tensors' memory over: still one copy
         let cpu = CpuEngine::new(config.clone(), weights).map_err(js_err)?;
         Ok(Lab {
             inner: Rc::new(Inner {
