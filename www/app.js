@@ -143,6 +143,9 @@ function bytes(n) {
 async function loadModel(spec) {
   lab?.close();
   lab = null;
+  // the previous model's top 10 (shown, or still computing) are not this model's
+  predictGen++;
+  $("suggestion-list").replaceChildren();
   dataset?.modelChanged();
   valid = false;
   updateRun();
@@ -492,6 +495,7 @@ async function main() {
   $("model-files").addEventListener("click", () => $("file-input").click());
   $("file-input").addEventListener("change", async () => {
     const files = [...$("file-input").files];
+    $("file-input").value = ""; // choosing the same files again (say, a fixed download) must fire "change" again
     if (files.length && (await loadModel(files))) suggest();
   });
   document.addEventListener("dragover", (e) => e.preventDefault());

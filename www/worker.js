@@ -93,7 +93,7 @@ function checkHeader(prefix, declared) {
   return n;
 }
 
-function parseHeader(bytes, n, declared) {
+function parseHeader(bytes, n, declared, again) {
   let header;
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n)));
@@ -109,7 +109,7 @@ function parseHeader(bytes, n, declared) {
   }
   const expected = 8 + n + end;
   if (declared && declared !== expected) {
-    throw new LoadError(`model.safetensors should be ${expected} bytes by its header, but is ${declared}: the file is truncated or corrupt; clear the cache and load it again`);
+    throw new LoadError(`model.safetensors should be ${expected} bytes by its header, but is ${declared}: the file is truncated or corrupt; ${again}`);
   }
   return expected;
 }
@@ -119,8 +119,9 @@ function parseHeader(bytes, n, declared) {
 // before the rest downloads) decodes each chunk into the model's tensors as
 // it comes, so the file is never held whole next to them (one copy of the
 // weights at the peak, not two). Returns the stream, complete, for
-// Lab.load_streamed.
-async function readWeights(config, body, declared, onBytes) {
+// Lab.load_streamed. `again` ends the messages about a truncated file: what
+// to do about it.
+async function readWeights(config, body, declared, onBytes, again = "clear the cache and load it again") {
   let stream = null;
   let got = 0;
   let head = new Uint8Array(0);
@@ -150,7 +151,7 @@ async function readWeights(config, body, declared, onBytes) {
             need = 8 + headerLen;
             continue;
           }
-          expected = parseHeader(head, headerLen, declared);
+          expected = parseHeader(head, headerLen, declared, again);
           // checks the header against config.json and allocates the tensors
           stream = new WeightStream(config, head);
           head = null;
@@ -159,7 +160,7 @@ async function readWeights(config, body, declared, onBytes) {
       }
       if (stream && v.length) {
         if (got + value.length > expected) {
-          throw new LoadError(`model.safetensors goes on past the ${expected} bytes its header gives: the file is corrupt; clear the cache and load it again`);
+          throw new LoadError(`model.safetensors goes on past the ${expected} bytes its header gives: the file is corrupt; ${again}`);
         }
         stream.push(v);
       }
@@ -173,10 +174,10 @@ async function readWeights(config, body, declared, onBytes) {
   }
   if (stream && got === expected) return stream;
   stream?.free();
-  if (expected) throw new LoadError(`model.safetensors is truncated: got ${got} of ${expected} bytes; clear the cache and load it again`);
-  if (declared && got < declared) throw new LoadError(`model.safetensors is truncated: got ${got} of ${declared} bytes; clear the cache and load it again`);
+  if (expected) throw new LoadError(`model.safetensors is truncated: got ${got} of ${expected} bytes; ${again}`);
+  if (declared && got < declared) throw new LoadError(`model.safetensors is truncated: got ${got} of ${declared} bytes; ${again}`);
   if (got < 8) throw new LoadError(`model.safetensors is truncated or empty (${got} bytes)`);
-  throw new LoadError(`model.safetensors is truncated: got ${got} bytes, but its header alone takes ${8 + headerLen}; clear the cache and load it again`);
+  throw new LoadError(`model.safetensors is truncated: got ${got} bytes, but its header alone takes ${8 + headerLen}; ${again}`);
 }
 
 async function loadFromUrl(id, base, name, useCache) {
@@ -234,19 +235,27 @@ async function loadFromUrl(id, base, name, useCache) {
 async function loadFromFiles(id, files, name) {
   const byName = new Map([...files].map((f) => [f.name, f]));
   const text = async (n) => (byName.has(n) ? await byName.get(n).text() : null);
+  const st = byName.get("model.safetensors") || [...byName.values()].find((f) => f.name.endsWith(".safetensors"));
+  // name everything that is missing at once
+  const has = (n) => byName.has(n);
+  const missing = [];
+  if (!has("config.json")) missing.push("config.json");
+  if (!has("tokenizer.json") && !(has("vocab.json") && has("merges.txt"))) {
+    if (has("vocab.json")) missing.push("merges.txt (or tokenizer.json)");
+    else if (has("merges.txt")) missing.push("vocab.json (or tokenizer.json)");
+    else missing.push("tokenizer.json (or vocab.json and merges.txt)");
+  }
+  if (!st) missing.push("model.safetensors");
+  if (missing.length) {
+    const list = missing.length === 1 ? missing[0] : `${missing.slice(0, -1).join(", ")} and ${missing.at(-1)}`;
+    throw new LoadError(`missing ${list} among the files given (${[...byName.keys()].join(", ")}): choose (or drop) all of the model's files at once`);
+  }
   const config = await text("config.json");
-  if (config === null) throw new LoadError("choose the model's config.json too (with model.safetensors and tokenizer.json)");
   const tokenizer = await text("tokenizer.json");
   const vocab = tokenizer === null ? await text("vocab.json") : null;
   const merges = tokenizer === null ? await text("merges.txt") : null;
-  if (tokenizer === null && (vocab === null || merges === null)) {
-    throw new LoadError("choose the model's tokenizer.json (or vocab.json and merges.txt) too");
-  }
-  const st = byName.get("model.safetensors") || [...byName.values()].find((f) => f.name.endsWith(".safetensors"));
-  if (!st) throw new LoadError("choose the model's model.safetensors too");
-  const weights = await readWeights(config, st.stream(), st.size, (loaded) =>
-    post({ id, type: "progress", phase: "weights", loaded, total: st.size, cached: true }),
-  );
+  const onBytes = (loaded) => post({ id, type: "progress", phase: "weights", loaded, total: st.size, cached: true });
+  const weights = await readWeights(config, st.stream(), st.size, onBytes, "choose a complete copy of it");
   post({ id, type: "progress", phase: "building", loaded: st.size, total: st.size });
   return build(id, name, weights, tokenizer, vocab, merges, null);
 }
