@@ -6,22 +6,12 @@
 //! fed in random chunks, which must agree with the in-memory loader.
 //! Inputs that once broke the loader live in tests/corpus/ and are replayed.
 
+mod common;
+
+use common::Rng;
 use patchlab::model::random::tiny_checkpoint;
 use patchlab::model::{Config, Model, ModelFiles, WeightStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn seeds() -> (String, Vec<u8>, String) {
     tiny_checkpoint()

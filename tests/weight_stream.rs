@@ -5,24 +5,14 @@
 //! with or without the `transformer.` prefix and with tensors the model does
 //! not use; a truncated, over-long or foreign file gets a clear error.
 
+mod common;
+
+use common::Rng;
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::weights::tensor_specs;
 use patchlab::model::{Config, Model, ModelFiles, WeightStream, Weights};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn small_config() -> Config {
     Config {

@@ -6,7 +6,7 @@
 //! scale, never from platform maths functions.
 
 use super::config::Config;
-use super::weights::{tensor_specs, Block, Param, Weights};
+use super::weights::{tensor_specs, Param, Weights};
 
 /// Shape options for a random model.
 #[derive(Debug, Clone)]
@@ -92,37 +92,10 @@ fn random_param(name: &str, shape: Vec<usize>, cfg: &Config, seed: u64) -> Param
 /// A random GPT-2 with the given shape, identical for identical specs.
 pub fn random_weights(spec: &RandomSpec) -> Weights {
     let cfg = spec.config();
-    let mut params = tensor_specs(&cfg)
+    let params = tensor_specs(&cfg)
         .into_iter()
         .map(|(n, s)| random_param(&n, s, &cfg, spec.seed));
-    let mut next = || params.next().expect("one param per spec");
-    let wte = next();
-    let wpe = next();
-    let blocks = (0..cfg.n_layers)
-        .map(|_| Block {
-            ln_1_w: next(),
-            ln_1_b: next(),
-            c_attn_w: next(),
-            c_attn_b: next(),
-            c_proj_w: next(),
-            c_proj_b: next(),
-            ln_2_w: next(),
-            ln_2_b: next(),
-            c_fc_w: next(),
-            c_fc_b: next(),
-            mlp_proj_w: next(),
-            mlp_proj_b: next(),
-        })
-        .collect();
-    let ln_f_w = next();
-    let ln_f_b = next();
-    Weights {
-        wte,
-        wpe,
-        blocks,
-        ln_f_w,
-        ln_f_b,
-    }
+    Weights::from_spec_order(&cfg, params)
 }
 
 fn tiny_config() -> Config {

@@ -49,6 +49,41 @@ pub struct Weights {
     pub ln_f_b: Param,
 }
 
+impl Weights {
+    /// The weights from their tensors in `tensor_specs` order.
+    pub fn from_spec_order(cfg: &Config, tensors: impl IntoIterator<Item = Param>) -> Weights {
+        let mut it = tensors.into_iter();
+        let mut next = || it.next().expect("one tensor per spec");
+        let wte = next();
+        let wpe = next();
+        let blocks = (0..cfg.n_layers)
+            .map(|_| Block {
+                ln_1_w: next(),
+                ln_1_b: next(),
+                c_attn_w: next(),
+                c_attn_b: next(),
+                c_proj_w: next(),
+                c_proj_b: next(),
+                ln_2_w: next(),
+                ln_2_b: next(),
+                c_fc_w: next(),
+                c_fc_b: next(),
+                mlp_proj_w: next(),
+                mlp_proj_b: next(),
+            })
+            .collect();
+        let ln_f_w = next();
+        let ln_f_b = next();
+        Weights {
+            wte,
+            wpe,
+            blocks,
+            ln_f_w,
+            ln_f_b,
+        }
+    }
+}
+
 /// The weights of a model, handed out a tensor or a layer at a time, so that
 /// a backend built from another one (the GPU engine from the CPU engine's
 /// tensors) never needs a second host copy of all of them.
@@ -488,36 +523,7 @@ impl WeightStream {
             .tensors
             .iter()
             .all(|p| p.data.len() == p.shape.iter().product::<usize>()));
-        let n_layers = self.cfg.n_layers;
-        let mut it = self.tensors.into_iter();
-        let mut next = || it.next().expect("one tensor per spec");
-        let wte = next();
-        let wpe = next();
-        let blocks = (0..n_layers)
-            .map(|_| Block {
-                ln_1_w: next(),
-                ln_1_b: next(),
-                c_attn_w: next(),
-                c_attn_b: next(),
-                c_proj_w: next(),
-                c_proj_b: next(),
-                ln_2_w: next(),
-                ln_2_b: next(),
-                c_fc_w: next(),
-                c_fc_b: next(),
-                mlp_proj_w: next(),
-                mlp_proj_b: next(),
-            })
-            .collect();
-        let ln_f_w = next();
-        let ln_f_b = next();
-        Ok(Weights {
-            wte,
-            wpe,
-            blocks,
-            ln_f_w,
-            ln_f_b,
-        })
+        Ok(Weights::from_spec_order(&self.cfg, self.tensors))
     }
 }
 

@@ -208,3 +208,17 @@ pub async fn hot_metric(e: &CpuEngine, tokens: &[u32]) -> Metric {
     }
     Metric::ProbDiff { above, below }
 }
+
+/// A small xorshift generator for fuzzing and chunking in tests.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
