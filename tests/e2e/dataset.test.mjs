@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { IOI, ROOT, batchHasFlag, canvasStats, cliBatch, launch, makeModel, serve, summaryDiffs, waitReady } from "./helpers.mjs";
+import { IOI, ROOT, batchHasFlag, canvasStats, cliBatch, launch, makeModel, serve, summaryDiffs, trackedPage, waitReady } from "./helpers.mjs";
 
 let modelDir, server, browser, cpuBrowser;
 const dialogs = [];
@@ -31,21 +31,7 @@ after(async () => {
   for (const d of [modelDir, ...tmp]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 
-async function newPage(t, b = browser) {
-  const context = await b.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 2, acceptDownloads: true });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  page.on("dialog", (d) => {
-    dialogs.push(d.message());
-    d.dismiss();
-  });
-  t.after(async () => {
-    await context.close();
-    assert.deepEqual(errors, [], "uncaught errors in the page");
-  });
-  return page;
-}
+const newPage = (t, b = browser) => trackedPage(t, b, { dialogs });
 
 async function download(page, selector) {
   const d = page.waitForEvent("download");

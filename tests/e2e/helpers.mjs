@@ -2,6 +2,7 @@
 // random model, `patchlab serve`, Debian's Chromium through playwright-core,
 // and a tolerant comparison of reports.
 
+import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -55,6 +56,42 @@ export function launch({ webgpu = true } = {}) {
   if (webgpu) args.push("--enable-unsafe-webgpu");
   else args.push("--disable-gpu", "--disable-features=WebGPU,WebGPUService,Vulkan");
   return chromium.launch({ executablePath: CHROMIUM, args, headless: true });
+}
+
+/** What most e2e files start with: the tiny model, `patchlab serve` with it, and Chromium. */
+export async function startLab() {
+  if (!fs.existsSync(path.join(ROOT, "www/pkg/patchlab_bg.wasm"))) throw new Error("www/pkg is missing: run scripts/build-wasm");
+  const modelDir = makeModel();
+  const server = await serve({ modelDir });
+  const browser = await launch();
+  return { modelDir, server, browser };
+}
+
+/** Undoes `startLab`. */
+export async function stopLab({ modelDir, server, browser } = {}) {
+  await browser?.close();
+  server?.close();
+  if (modelDir) fs.rmSync(modelDir, { recursive: true, force: true });
+}
+
+/**
+ * A page in a fresh browser context; the test fails on any uncaught error in
+ * the page, and dialogs are dismissed and their messages kept in `dialogs`.
+ */
+export async function trackedPage(t, browser, { dialogs = [], width = 1280, height = 900, scale = 2 } = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: scale, acceptDownloads: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    d.dismiss();
+  });
+  t.after(async () => {
+    await context.close();
+    assert.deepEqual(errors, [], "uncaught errors in the page");
+  });
+  return page;
 }
 
 /** `patchlab analyze --out -` for the same inputs as PatchLab.analyze. */

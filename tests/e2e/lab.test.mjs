@@ -8,39 +8,18 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { IOI, ROOT, canvasStats, cliReport, launch, makeModel, reportDiffs, serve, unzipStored, waitReady } from "./helpers.mjs";
+import { IOI, ROOT, canvasStats, cliReport, launch, reportDiffs, startLab, stopLab, trackedPage, unzipStored, waitReady } from "./helpers.mjs";
 
 let modelDir, server, browser;
 const dialogs = [];
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(ROOT, "www/pkg/patchlab_bg.wasm")), "www/pkg is missing: run scripts/build-wasm");
-  modelDir = makeModel();
-  server = await serve({ modelDir });
-  browser = await launch();
+  ({ modelDir, server, browser } = await startLab());
 });
 
-after(async () => {
-  await browser?.close();
-  server?.close();
-  if (modelDir) fs.rmSync(modelDir, { recursive: true, force: true });
-});
+after(() => stopLab({ modelDir, server, browser }));
 
-async function newPage(t, { width = 1280, height = 900, scale = 2 } = {}) {
-  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: scale, acceptDownloads: true });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  page.on("dialog", (d) => {
-    dialogs.push(d.message());
-    d.dismiss();
-  });
-  t.after(async () => {
-    await context.close();
-    assert.deepEqual(errors, [], "uncaught errors in the page");
-  });
-  return page;
-}
+const newPage = (t, size = {}) => trackedPage(t, browser, { dialogs, ...size });
 
 /** Runs PatchLab.analyze in the page (the JS API, in its worker). */
 function apiReport(page, req) {

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ROOT, launch, makeModel, reportDiffs, serve, waitReady } from "./helpers.mjs";
+import { reportDiffs, startLab, stopLab, trackedPage, waitReady } from "./helpers.mjs";
 
 // A small analysis, set through the share URL's parameters.
 const QUERY = "methods=ap&components=heads";
@@ -23,17 +23,10 @@ const PNG = Buffer.from("89504e470d0a1a0a0000000d4948445200000001000000010806000
 let modelDir, server, browser;
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(ROOT, "www/pkg/patchlab_bg.wasm")), "www/pkg is missing: run scripts/build-wasm");
-  modelDir = makeModel();
-  server = await serve({ modelDir });
-  browser = await launch();
+  ({ modelDir, server, browser } = await startLab());
 });
 
-after(async () => {
-  await browser?.close();
-  server?.close();
-  if (modelDir) fs.rmSync(modelDir, { recursive: true, force: true });
-});
+after(() => stopLab({ modelDir, server, browser }));
 
 /** A model file as the file picker's setFiles takes it (a name and bytes). */
 function file(name, buffer = fs.readFileSync(path.join(modelDir, name))) {
@@ -45,18 +38,7 @@ function modelFiles({ bpe = false } = {}) {
   return ["config.json", WEIGHTS, ...(bpe ? ["vocab.json", "merges.txt"] : ["tokenizer.json"])].map((f) => file(f));
 }
 
-async function newPage(t) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  page.on("dialog", (d) => d.dismiss());
-  t.after(async () => {
-    await context.close();
-    assert.deepEqual(errors, [], "uncaught errors in the page");
-  });
-  return page;
-}
+const newPage = (t) => trackedPage(t, browser, { scale: 1 });
 
 /**
  * Loads a model into the page with `trigger` (a picker, a drop) and waits for
