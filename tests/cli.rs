@@ -615,6 +615,21 @@ fn batch_reports_equal_single_pair_runs_and_shards_merge_to_the_same_summary() {
     // a second run keeps the finished reports
     let again = ok(batch(&all, &["--task", "ioi", "--n", "5", "--seed", "3"]));
     assert!(again.contains("0 computed, 5 kept"), "{again}");
+    // reports made with other settings (here the IG rule) are not reused
+    let other_rule = ok(batch(
+        &all,
+        &[
+            "--task",
+            "ioi",
+            "--n",
+            "5",
+            "--seed",
+            "3",
+            "--ig-rule",
+            "riemann_middle",
+        ],
+    ));
+    assert!(other_rule.contains("5 computed, 0 kept"), "{other_rule}");
 
     // shards of different datasets are not merged
     let other = tempdir("cli-batch-other");

@@ -130,7 +130,7 @@ fn the_first_ioi_pair_is_pinned() {
 #[test]
 fn bos_does_not_change_the_choice() {
     for task in Task::ALL {
-        let with = patchlab::dataset::generate(task, tok(), 30, 4).unwrap();
+        let with = task.generate(tok(), 30, 4, true).unwrap();
         let without = task.generate(tok(), 30, 4, false).unwrap();
         for (a, b) in with.iter().zip(&without) {
             assert!(a.bos && !b.bos);

@@ -10,7 +10,7 @@
 //! length that occurs once uses that pair's own corrupt activation.
 
 use super::Pair;
-use crate::engine::{Component, Engine, Replacement};
+use crate::engine::{check_component, Component, Engine, Replacement};
 use crate::error::{Error, Result};
 use crate::model::{Config, Tokenizer};
 use crate::report::summary::Stat;
@@ -234,15 +234,7 @@ impl MeanActivations {
         let mut out = Vec::new();
         for (&c, list) in components {
             for &[layer, index] in list {
-                if layer >= cfg.n_layers || index >= c.count(cfg) {
-                    return Err(Error::Input(format!(
-                        "{} {layer}.{index} does not exist in this model ({} layers × {} {})",
-                        &c.name()[..c.name().len() - 1],
-                        cfg.n_layers,
-                        c.count(cfg),
-                        c.name()
-                    )));
-                }
+                check_component(cfg, c, layer, index)?;
                 let values: Vec<f32> = match c {
                     Component::Heads => {
                         let (h, d) = (cfg.n_heads, cfg.d_model);

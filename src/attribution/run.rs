@@ -61,6 +61,29 @@ impl Options {
         super::quadrature::nodes_and_weights(self.ig_rule, self.ig_steps).map(|_| ())
     }
 
+    /// The report's record of these options.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            methods: self.methods.iter().map(|m| m.name().to_string()).collect(),
+            directions: self
+                .directions
+                .iter()
+                .map(|d| d.name().to_string())
+                .collect(),
+            components: self
+                .components
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
+            ig_steps: self.ig_steps,
+            ig_rule: serde_json::to_value(self.ig_rule)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            percentile: self.percentile,
+        }
+    }
+
     /// Work units of the whole analysis, for progress and ETA.
     pub fn work(&self, cfg: &crate::model::Config) -> u64 {
         let dirs = self.directions.len() as u64;
@@ -234,25 +257,7 @@ pub async fn analyze_pair<E: Engine>(
             ("clean".to_string(), predictions(tok, &lc, 10)),
             ("corrupt".to_string(), predictions(tok, &lk, 10)),
         ]),
-        settings: Settings {
-            methods: opts.methods.iter().map(|m| m.name().to_string()).collect(),
-            directions: opts
-                .directions
-                .iter()
-                .map(|d| d.name().to_string())
-                .collect(),
-            components: opts
-                .components
-                .iter()
-                .map(|c| c.name().to_string())
-                .collect(),
-            ig_steps: opts.ig_steps,
-            ig_rule: serde_json::to_value(opts.ig_rule)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            percentile: opts.percentile,
-        },
+        settings: opts.settings(),
         results: results
             .into_iter()
             .map(|(m, d)| {

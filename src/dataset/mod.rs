@@ -109,13 +109,6 @@ impl Task {
     }
 }
 
-/// `n` distinct checked pairs of a task, with BOS (`bos: true`): the same as
-/// [`Task::generate`]. The BOS setting never changes which pairs are chosen
-/// (it adds one token to both prompts), so callers may flip `bos` afterwards.
-pub fn generate(task: Task, tok: &Tokenizer, n: usize, seed: u64) -> Result<Vec<Prompts>> {
-    task.generate(tok, n, seed, true)
-}
-
 /// The metrics a pair may name.
 pub fn check_metric(metric: &str) -> std::result::Result<(), String> {
     if metric == "logit_diff" {

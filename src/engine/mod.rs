@@ -282,6 +282,23 @@ pub struct Replacement {
     pub values: Vec<f32>,
 }
 
+/// Checks that head or neuron `layer.index` exists in the model.
+pub fn check_component(cfg: &Config, c: Component, layer: usize, index: usize) -> Result<()> {
+    if layer >= cfg.n_layers || index >= c.count(cfg) {
+        let kind = match c {
+            Component::Heads => "head",
+            Component::Neurons => "neuron",
+        };
+        return Err(Error::Input(format!(
+            "{kind} {layer}.{index} does not exist: the model has {} layers of {} {}",
+            cfg.n_layers,
+            c.count(cfg),
+            c.name()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the arguments of `metric_with_replacements`, for every backend.
 pub fn check_replacements(
     cfg: &Config,
@@ -293,20 +310,11 @@ pub fn check_replacements(
     check_tokens(cfg, tokens)?;
     let t = tokens.len();
     for r in reps {
+        check_component(cfg, r.component, r.layer, r.index)?;
         let kind = match r.component {
             Component::Heads => "head",
             Component::Neurons => "neuron",
         };
-        if r.layer >= cfg.n_layers || r.index >= r.component.count(cfg) {
-            return Err(Error::Input(format!(
-                "{kind} {}.{} does not exist: the model has {} layers of {} {}",
-                r.layer,
-                r.index,
-                cfg.n_layers,
-                r.component.count(cfg),
-                r.component.name()
-            )));
-        }
         let want = match r.component {
             Component::Heads => t * cfg.d_model,
             Component::Neurons => t,

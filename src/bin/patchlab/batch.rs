@@ -142,7 +142,7 @@ pub struct DatasetArgs {
 /// Prints a generated dataset, to inspect it or edit it into a --file.
 pub fn dataset(a: DatasetArgs) -> Result<()> {
     let tok = super::load_tokenizer(&a.model)?;
-    let pairs = dataset::generate(Task::from_name(&a.task)?, &tok, a.n, a.seed)?;
+    let pairs = Task::from_name(&a.task)?.generate(&tok, a.n, a.seed, true)?;
     match a.format.as_str() {
         "csv" => print!("{}", dataset::to_csv(&pairs)),
         "jsonl" => print!("{}", dataset::to_jsonl(&pairs)),
@@ -196,10 +196,7 @@ fn load_dataset(
     let bos = !a.no_bos;
     if let Some(task) = &a.task {
         let task = Task::from_name(task)?;
-        let mut pairs = dataset::generate(task, tok, a.n, a.seed)?;
-        for p in &mut pairs {
-            p.bos = bos;
-        }
+        let pairs = task.generate(tok, a.n, a.seed, bos)?;
         let info = DatasetInfo {
             source: format!("task:{}", task.name()),
             seed: Some(a.seed),
@@ -296,6 +293,7 @@ impl EngineUser<()> for Batch {
         let pair_dir = a.out_dir.join("pairs");
         std::fs::create_dir_all(&pair_dir).map_err(|e| io(&pair_dir, e))?;
         let per_pair = self.opts.work(l.engine.config());
+        let settings = self.opts.settings();
         let bar = if a.quiet {
             ProgressBar::hidden()
         } else {
@@ -325,7 +323,7 @@ impl EngineUser<()> for Batch {
                 .flatten()
                 .and_then(|s| Report::from_json(&s).ok())
                 .filter(|r| {
-                    r.prompts == *prompts && r.model.name == l.name && same_settings(r, &self.opts)
+                    r.prompts == *prompts && r.model.name == l.name && r.settings == settings
                 });
             let report = match existing {
                 Some(r) => {
@@ -470,15 +468,6 @@ pub fn ablate(a: AblateArgs) -> Result<()> {
     }
     let (model, backend) = (a.model.clone(), a.backend.clone());
     with_engine(&model, &backend, Ablate { args: a })
-}
-
-fn same_settings(r: &Report, o: &Options) -> bool {
-    let names = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
-    r.settings.methods == names(o.methods.iter().map(|m| m.name()).collect())
-        && r.settings.directions == names(o.directions.iter().map(|d| d.name()).collect())
-        && r.settings.components == names(o.components.iter().map(|c| c.name()).collect())
-        && r.settings.ig_steps == o.ig_steps
-        && r.settings.percentile == o.percentile
 }
 
 /// The notebook's tables, one line each (summary.json has every pair of maps).
