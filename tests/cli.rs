@@ -645,6 +645,52 @@ fn batch_reports_equal_single_pair_runs_and_shards_merge_to_the_same_summary() {
 }
 
 #[test]
+fn batch_on_the_gpu_in_groups_equals_one_pair_at_a_time() {
+    let (one, grouped) = (tempdir("cli-batch-g1"), tempdir("cli-batch-g8"));
+    let task = [
+        "--task",
+        "ioi",
+        "--n",
+        "8",
+        "--seed",
+        "5",
+        "--backend",
+        "gpu",
+    ];
+    let o1 = ok(batch(&one, &[&task[..], &["--group", "1"]].concat()));
+    assert!(o1.contains("groups of up to 1 pairs"), "{o1}");
+    let o8 = ok(batch(&grouped, &[&task[..], &["--group", "8"]].concat()));
+    assert!(o8.contains("groups of up to 8 pairs"), "{o8}");
+    // the 8 pairs have fewer distinct lengths than pairs: some groups share passes
+    let lens: std::collections::BTreeSet<usize> = (0..8)
+        .map(|i| {
+            json(&one.join(format!("pairs/{i:04}.json")))["tokens"]["clean"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert!(lens.len() < 8, "lengths {lens:?}");
+    for i in 0..8 {
+        let path = format!("pairs/{i:04}.json");
+        let (a, b) = (json(&one.join(&path)), json(&grouped.join(&path)));
+        for key in [
+            "prompts",
+            "tokens",
+            "metric",
+            "results",
+            "ig_convergence_delta",
+        ] {
+            same_json(&a[key], &b[key], &format!("pair {i} {key}"));
+        }
+    }
+    fails_with(
+        batch(&one, &[&task[..], &["--group", "0"]].concat()),
+        "--group must be at least 1",
+    );
+}
+
+#[test]
 fn batch_file_rows_that_are_not_pairs_are_listed_and_skipped_only_on_request() {
     let dir = tempdir("cli-batch-file");
     let csv = dir.join("pairs.csv");

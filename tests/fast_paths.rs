@@ -8,7 +8,7 @@ use pollster::block_on;
 use common::*;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::{Direction, Quiet, Tracker};
-use patchlab::engine::{Component, Engine, Metric, Site};
+use patchlab::engine::{Component, Engine, Metric, Site, SweepPair};
 
 /// AP from the fast sweep equals the notebook's loop to float noise.
 async fn check_ap(
@@ -28,10 +28,15 @@ async fn check_ap(
         let denom = e.metric(base) - e.metric(other);
         for comp in [Component::Heads, Component::Neurons] {
             let mut q = Quiet;
-            let fast =
-                activation_patching(&e, base, other, comp, fd, d, &mut Tracker::new(&mut q, 0))
-                    .await
-                    .unwrap();
+            let sweep = [SweepPair {
+                base,
+                other,
+                from_pos: fd,
+            }];
+            let fast = activation_patching(&e, &sweep, comp, d, &mut Tracker::new(&mut q, 0))
+                .await
+                .unwrap()
+                .remove(0);
             // all heads; for neurons a spread-out sample including the edges
             let per = comp.count(&cfg);
             let sample: Vec<(usize, usize)> = (0..cfg.n_layers)

@@ -3,35 +3,40 @@
 
 use super::integrated_gradients::attribution_sums;
 use super::{Direction, Method, ScoreMap, Tracker};
-use crate::engine::{Component, Engine};
+use crate::engine::{Component, Engine, SweepPair};
 use crate::error::Result;
 
+/// AtP of one component kind for each pair of a group (one map per pair).
 pub async fn attribution_patching<E: Engine>(
     e: &E,
-    base: &E::Run,
-    other: &E::Run,
+    pairs: &[SweepPair<'_, E::Run>],
     component: Component,
-    first_diff: usize,
     dir: Direction,
     track: &mut Tracker<'_>,
-) -> Result<ScoreMap> {
+) -> Result<Vec<ScoreMap>> {
     let cfg = e.config();
-    let denom = (e.metric(base) - e.metric(other)) as f64;
     let stage = format!("AtP {} {}", dir.name(), component.name());
-    let mut map = Vec::with_capacity(cfg.n_layers);
-    // one forward and one backward for all layers
-    let grads = e.base_gradients(base, other, component, first_diff).await?;
-    for (layer, g) in grads.iter().enumerate() {
-        let hook = component.hook(layer);
-        let (yb, yo) = (
-            e.activation(base, &hook).await?,
-            e.activation(other, &hook).await?,
-        );
-        let (sums, _) = attribution_sums(&yb, &yo, g, component);
-        let row: Vec<f32> = sums.iter().map(|s| (s / denom) as f32).collect();
-        track.partial(Method::Atp, dir, component, layer, &row);
-        map.push(row);
-        track.advance(&stage, 3)?;
+    let mut maps = Vec::with_capacity(pairs.len());
+    for (i, p) in pairs.iter().enumerate() {
+        let denom = (e.metric(p.base) - e.metric(p.other)) as f64;
+        let mut map = Vec::with_capacity(cfg.n_layers);
+        // one forward and one backward for all layers
+        let grads = e
+            .base_gradients(p.base, p.other, component, p.from_pos)
+            .await?;
+        for (layer, g) in grads.iter().enumerate() {
+            let hook = component.hook(layer);
+            let (yb, yo) = (
+                e.activation(p.base, &hook).await?,
+                e.activation(p.other, &hook).await?,
+            );
+            let (sums, _) = attribution_sums(&yb, &yo, g, component);
+            let row: Vec<f32> = sums.iter().map(|s| (s / denom) as f32).collect();
+            track.partial(i, Method::Atp, dir, component, layer, &row);
+            map.push(row);
+            track.advance(&stage, 3)?;
+        }
+        maps.push(map);
     }
-    Ok(map)
+    Ok(maps)
 }

@@ -4,7 +4,7 @@
 
 use super::quadrature::{nodes_and_weights, Rule};
 use super::{Direction, Method, ScoreMap, Tracker};
-use crate::engine::{Array, Component, Engine, Site};
+use crate::engine::{Array, Component, Engine, Site, SweepPair};
 use crate::error::Result;
 
 /// IG scores of one component kind and the convergence delta per layer:
@@ -14,18 +14,16 @@ pub struct IgResult {
     pub convergence_delta: Vec<f32>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// IG of one component kind for each pair of a group (one result per pair,
+/// in order); the pairs' gradient passes may be shared.
 pub async fn integrated_gradients<E: Engine>(
     e: &E,
-    base: &E::Run,
-    other: &E::Run,
+    pairs: &[SweepPair<'_, E::Run>],
     component: Component,
-    first_diff: usize,
-    steps: usize,
-    rule: Rule,
+    (steps, rule): (usize, Rule),
     dir: Direction,
     track: &mut Tracker<'_>,
-) -> Result<IgResult> {
+) -> Result<Vec<IgResult>> {
     let cfg = e.config();
     let (a, w) = nodes_and_weights(rule, steps)?;
     // one extra evaluation at α = 1 with weight 0 gives m(y_o) for the delta
@@ -33,38 +31,46 @@ pub async fn integrated_gradients<E: Engine>(
     let mut weights: Vec<f32> = w.iter().map(|&x| x as f32).collect();
     alphas.push(1.0);
     weights.push(0.0);
-    let m_base = e.metric(base) as f64;
     let stage = format!("IG {} {}", dir.name(), component.name());
-    let (mut scores, mut deltas) = (Vec::new(), Vec::new());
+    let mut out: Vec<IgResult> = pairs
+        .iter()
+        .map(|_| IgResult {
+            scores: Vec::with_capacity(cfg.n_layers),
+            convergence_delta: Vec::with_capacity(cfg.n_layers),
+        })
+        .collect();
     for layer in 0..cfg.n_layers {
         let site = Site { layer, component };
-        let g = e
-            .path_gradients(base, other, site, &alphas, &weights, first_diff)
+        let grads = e
+            .path_gradients_group(pairs, site, &alphas, &weights)
             .await?;
         let hook = component.hook(layer);
-        let (yb, yo) = (
-            e.activation(base, &hook).await?,
-            e.activation(other, &hook).await?,
-        );
-        let (sums, total) = attribution_sums(&yb, &yo, &g.weighted_grad, component);
-        // the notebook's reduction: mean over positions (and over d_model for heads)
-        let per_pos = yb.shape[0]
-            * if component == Component::Heads {
-                yb.shape[2]
-            } else {
-                1
-            };
-        let per_component: Vec<f32> = sums.iter().map(|s| (s / per_pos as f64) as f32).collect();
-        let m_other_at_layer = *g.metrics.last().expect("α = 1 evaluated") as f64;
-        deltas.push((total - (m_other_at_layer - m_base)) as f32);
-        track.partial(Method::Ig, dir, component, layer, &per_component);
-        scores.push(per_component);
-        track.advance(&stage, 3 * alphas.len() as u64)?;
+        for (i, (p, g)) in pairs.iter().zip(grads).enumerate() {
+            let (yb, yo) = (
+                e.activation(p.base, &hook).await?,
+                e.activation(p.other, &hook).await?,
+            );
+            let (sums, total) = attribution_sums(&yb, &yo, &g.weighted_grad, component);
+            // the notebook's reduction: mean over positions (and over d_model for heads)
+            let per_pos = yb.shape[0]
+                * if component == Component::Heads {
+                    yb.shape[2]
+                } else {
+                    1
+                };
+            let per_component: Vec<f32> =
+                sums.iter().map(|s| (s / per_pos as f64) as f32).collect();
+            let m_base = e.metric(p.base) as f64;
+            let m_other_at_layer = *g.metrics.last().expect("α = 1 evaluated") as f64;
+            out[i]
+                .convergence_delta
+                .push((total - (m_other_at_layer - m_base)) as f32);
+            track.partial(i, Method::Ig, dir, component, layer, &per_component);
+            out[i].scores.push(per_component);
+        }
+        track.advance(&stage, (pairs.len() * 3 * alphas.len()) as u64)?;
     }
-    Ok(IgResult {
-        scores,
-        convergence_delta: deltas,
-    })
+    Ok(out)
 }
 
 /// attr = (y_o − y_b) ⊙ G summed per component — heads: over positions and

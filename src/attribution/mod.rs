@@ -106,9 +106,11 @@ pub trait Observer {
     fn progress(&mut self, _p: &Progress<'_>) -> bool {
         true
     }
-    /// One layer's scores are ready.
+    /// One layer's scores of pair `pair` of the group being analysed (0 for
+    /// a single pair) are ready.
     fn partial(
         &mut self,
+        _pair: usize,
         _method: Method,
         _dir: Direction,
         _component: Component,
@@ -151,7 +153,16 @@ impl<'o> Tracker<'o> {
             Err(Error::Cancelled)
         }
     }
-    pub fn partial(&mut self, m: Method, d: Direction, c: Component, layer: usize, s: &[f32]) {
-        self.obs.partial(m, d, c, layer, s);
+    #[allow(clippy::too_many_arguments)]
+    pub fn partial(
+        &mut self,
+        pair: usize,
+        m: Method,
+        d: Direction,
+        c: Component,
+        layer: usize,
+        s: &[f32],
+    ) {
+        self.obs.partial(pair, m, d, c, layer, s);
     }
 }

@@ -1,47 +1,52 @@
 //! Activation patching (SPEC "AP"): the fast sweep and the notebook's loop.
 
 use super::{Direction, Method, ScoreMap, Tracker};
-use crate::engine::{Array, Component, Engine, Metric, Site};
+use crate::engine::{Array, Component, Engine, Metric, Site, SweepPair};
 use crate::error::Result;
 
 /// Components per engine call: bounds latency between progress updates.
 const CHUNK: usize = 512;
 
 /// AP(L, c) = (m_patched − m_base) / (m_base − m_other) for every component
-/// of one kind, via the engine's batched tail passes.
-#[allow(clippy::too_many_arguments)]
+/// of one kind, for each pair of a group (one map per pair, in order), via
+/// the engine's batched tail passes (which the pairs may share).
 pub async fn activation_patching<E: Engine>(
     e: &E,
-    base: &E::Run,
-    other: &E::Run,
+    pairs: &[SweepPair<'_, E::Run>],
     component: Component,
-    first_diff: usize,
     dir: Direction,
     track: &mut Tracker<'_>,
-) -> Result<ScoreMap> {
+) -> Result<Vec<ScoreMap>> {
     let cfg = e.config();
-    let (m_base, m_other) = (e.metric(base), e.metric(other));
-    let denom = m_base - m_other;
+    let norm: Vec<(f32, f32)> = pairs
+        .iter()
+        .map(|p| {
+            let (m_base, m_other) = (e.metric(p.base), e.metric(p.other));
+            (m_base, m_base - m_other)
+        })
+        .collect();
     let count = component.count(cfg);
     let stage = format!("AP {} {}", dir.name(), component.name());
-    let mut map = Vec::with_capacity(cfg.n_layers);
+    let mut maps = vec![Vec::with_capacity(cfg.n_layers); pairs.len()];
     for layer in 0..cfg.n_layers {
         let site = Site { layer, component };
-        let mut row = Vec::with_capacity(count);
+        let mut rows = vec![Vec::with_capacity(count); pairs.len()];
         let mut c = 0;
         while c < count {
             let end = (c + CHUNK).min(count);
-            let m = e
-                .patch_metrics(base, other, site, c..end, first_diff)
-                .await?;
-            row.extend(m.into_iter().map(|m| (m - m_base) / denom));
-            track.advance(&stage, (end - c) as u64)?;
+            let ms = e.patch_metrics_group(pairs, site, c..end).await?;
+            for ((row, m), &(m_base, denom)) in rows.iter_mut().zip(ms).zip(&norm) {
+                row.extend(m.into_iter().map(|m| (m - m_base) / denom));
+            }
+            track.advance(&stage, (pairs.len() * (end - c)) as u64)?;
             c = end;
         }
-        track.partial(Method::Ap, dir, component, layer, &row);
-        map.push(row);
+        for (i, (map, row)) in maps.iter_mut().zip(rows).enumerate() {
+            track.partial(i, Method::Ap, dir, component, layer, &row);
+            map.push(row);
+        }
     }
-    Ok(map)
+    Ok(maps)
 }
 
 /// The notebook's algorithm: one full hooked forward per component, the

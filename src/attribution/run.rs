@@ -8,7 +8,7 @@ use super::patching::activation_patching;
 use super::quadrature::Rule;
 use super::{Direction, Method, Observer, Pair, ScoreMap, Tracker};
 use crate::clock::now_ms;
-use crate::engine::{Component, Engine};
+use crate::engine::{Component, Engine, SweepPair};
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
@@ -145,33 +145,60 @@ pub async fn analyze_pair<E: Engine>(
     opts: &Options,
     obs: &mut dyn Observer,
 ) -> Result<Report> {
+    let mut r = analyze_group(e, model_name, tok, std::slice::from_ref(prompts), opts, obs).await?;
+    Ok(r.pop().expect("one report per pair"))
+}
+
+/// One pair of a group: its tokens and its two runs.
+struct Prepared<R> {
+    pair: Pair,
+    spec: MetricSpec,
+    clean: R,
+    corrupt: R,
+}
+
+/// Runs every requested method on a group of pairs together and assembles
+/// one report per pair, in order. Every sweep is one engine call for the
+/// whole group, so a backend can share its passes between pairs (the GPU
+/// does for pairs of equal token length); the results equal those of
+/// `analyze_pair` on each pair. A group's timings are its own divided
+/// evenly among its pairs.
+pub async fn analyze_group<E: Engine>(
+    e: &E,
+    model_name: &str,
+    tok: &Tokenizer,
+    group: &[Prompts],
+    opts: &Options,
+    obs: &mut dyn Observer,
+) -> Result<Vec<Report>> {
     opts.check()?;
+    if group.is_empty() {
+        return Ok(vec![]);
+    }
     let t_start = now_ms();
     let cfg = e.config().clone();
-    let spec = MetricSpec::parse(&prompts.metric)?;
-    let mut pair = Pair::new(
-        tok,
-        &cfg,
-        &prompts.clean,
-        &prompts.corrupt,
-        &prompts.correct,
-        &prompts.incorrect,
-        prompts.bos,
-    )?;
-    pair.metric = spec.resolve(tok, pair.correct, pair.incorrect)?;
+    let share = 1.0 / group.len() as f64;
     let mut timings = BTreeMap::new();
     let t0 = now_ms();
-    let clean = e.run(&pair.clean, &pair.metric).await?;
-    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
-    timings.insert("forward".to_string(), (now_ms() - t0) / 2.0);
-    let (m_clean, m_corrupt) = (e.metric(&clean), e.metric(&corrupt));
-    let (lc, lk) = (e.last_logits(&clean).await?, e.last_logits(&corrupt).await?);
-    let ids = [pair.correct, pair.incorrect];
+    let mut prep = Vec::with_capacity(group.len());
+    for (i, prompts) in group.iter().enumerate() {
+        let p = prepare(e, tok, &cfg, prompts)
+            .await
+            .map_err(|err| match err {
+                Error::Input(m) if group.len() > 1 => {
+                    Error::Input(format!("pair {} of the group: {m}", i + 1))
+                }
+                err => err,
+            })?;
+        prep.push(p);
+    }
+    timings.insert("forward".to_string(), (now_ms() - t0) * share / 2.0);
 
-    let mut track = Tracker::new(obs, opts.work(&cfg));
+    let mut track = Tracker::new(obs, opts.work(&cfg) * group.len() as u64);
     track.advance("forward", 0)?;
-    let mut results: BTreeMap<Method, BTreeMap<Direction, Maps>> = BTreeMap::new();
-    let mut deltas: BTreeMap<String, Deltas> = BTreeMap::new();
+    let mut results: Vec<BTreeMap<Method, BTreeMap<Direction, Maps>>> =
+        vec![BTreeMap::new(); group.len()];
+    let mut deltas: Vec<BTreeMap<String, Deltas>> = vec![BTreeMap::new(); group.len()];
     // heads first (cheap, shown first), then neurons; cheap methods first
     let mut comps = opts.components.clone();
     comps.sort_by_key(|c| *c == Component::Neurons);
@@ -182,50 +209,116 @@ pub async fn analyze_pair<E: Engine>(
             }
             let t = now_ms();
             for &d in &opts.directions {
-                let (base, other) = d.order(&clean, &corrupt);
-                let fd = pair.first_diff;
-                let map = match m {
-                    Method::Ap => activation_patching(e, base, other, c, fd, d, &mut track).await?,
-                    Method::Atp => {
-                        attribution_patching(e, base, other, c, fd, d, &mut track).await?
-                    }
-                    Method::Ig => {
-                        let r = integrated_gradients(
-                            e,
+                let sweeps: Vec<SweepPair<'_, E::Run>> = prep
+                    .iter()
+                    .map(|p| {
+                        let (base, other) = d.order(&p.clean, &p.corrupt);
+                        SweepPair {
                             base,
                             other,
-                            c,
-                            fd,
-                            opts.ig_steps,
-                            opts.ig_rule,
-                            d,
-                            &mut track,
-                        )
-                        .await?;
-                        let entry = deltas.entry(d.name().to_string()).or_default();
-                        match c {
-                            Component::Heads => entry.heads = Some(r.convergence_delta),
-                            Component::Neurons => entry.neurons = Some(r.convergence_delta),
+                            from_pos: p.pair.first_diff,
                         }
-                        r.scores
+                    })
+                    .collect();
+                let maps = match m {
+                    Method::Ap => activation_patching(e, &sweeps, c, d, &mut track).await?,
+                    Method::Atp => attribution_patching(e, &sweeps, c, d, &mut track).await?,
+                    Method::Ig => {
+                        let rule = (opts.ig_steps, opts.ig_rule);
+                        let rs = integrated_gradients(e, &sweeps, c, rule, d, &mut track).await?;
+                        rs.into_iter()
+                            .zip(deltas.iter_mut())
+                            .map(|(r, delta)| {
+                                let entry = delta.entry(d.name().to_string()).or_default();
+                                match c {
+                                    Component::Heads => entry.heads = Some(r.convergence_delta),
+                                    Component::Neurons => entry.neurons = Some(r.convergence_delta),
+                                }
+                                r.scores
+                            })
+                            .collect()
                     }
                 };
-                results
-                    .entry(m)
-                    .or_default()
-                    .entry(d)
-                    .or_default()
-                    .set(c, map);
+                for (res, map) in results.iter_mut().zip(maps) {
+                    res.entry(m).or_default().entry(d).or_default().set(c, map);
+                }
             }
             *timings
                 .entry(format!("{}_{}", m.name(), c.name()))
-                .or_insert(0.0) += now_ms() - t;
+                .or_insert(0.0) += (now_ms() - t) * share;
         }
     }
-    let analysis = analyse(&results, &opts.components, opts.percentile, opts.top);
-    timings.insert("total".to_string(), now_ms() - t_start);
+    timings.insert("total".to_string(), (now_ms() - t_start) * share);
+    let mut reports = Vec::with_capacity(group.len());
+    for ((p, prompts), (res, delta)) in prep.iter().zip(group).zip(results.into_iter().zip(deltas))
+    {
+        let (lc, lk) = (
+            e.last_logits(&p.clean).await?,
+            e.last_logits(&p.corrupt).await?,
+        );
+        reports.push(report(
+            e,
+            model_name,
+            tok,
+            prompts,
+            p,
+            (lc, lk),
+            res,
+            delta,
+            opts,
+            timings.clone(),
+        ));
+    }
+    Ok(reports)
+}
 
-    Ok(Report {
+/// Tokenizes and checks a pair and runs both prompts.
+async fn prepare<E: Engine>(
+    e: &E,
+    tok: &Tokenizer,
+    cfg: &crate::model::Config,
+    prompts: &Prompts,
+) -> Result<Prepared<E::Run>> {
+    let spec = MetricSpec::parse(&prompts.metric)?;
+    let mut pair = Pair::new(
+        tok,
+        cfg,
+        &prompts.clean,
+        &prompts.corrupt,
+        &prompts.correct,
+        &prompts.incorrect,
+        prompts.bos,
+    )?;
+    pair.metric = spec.resolve(tok, pair.correct, pair.incorrect)?;
+    let clean = e.run(&pair.clean, &pair.metric).await?;
+    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
+    Ok(Prepared {
+        pair,
+        spec,
+        clean,
+        corrupt,
+    })
+}
+
+/// One pair's report from its results.
+#[allow(clippy::too_many_arguments)]
+fn report<E: Engine>(
+    e: &E,
+    model_name: &str,
+    tok: &Tokenizer,
+    prompts: &Prompts,
+    p: &Prepared<E::Run>,
+    (lc, lk): (Vec<f32>, Vec<f32>),
+    results: BTreeMap<Method, BTreeMap<Direction, Maps>>,
+    deltas: BTreeMap<String, Deltas>,
+    opts: &Options,
+    timings: BTreeMap<String, f64>,
+) -> Report {
+    let cfg = e.config();
+    let pair = &p.pair;
+    let ids = [pair.correct, pair.incorrect];
+    let analysis = analyse(&results, &opts.components, opts.percentile, opts.top);
+    Report {
         schema: SCHEMA,
         model: ModelInfo {
             name: model_name.to_string(),
@@ -245,9 +338,9 @@ pub async fn analyze_pair<E: Engine>(
             incorrect: tok.tokens(&[pair.incorrect]).remove(0),
         },
         metric: Metric {
-            name: spec.name(),
-            clean: m_clean,
-            corrupt: m_corrupt,
+            name: p.spec.name(),
+            clean: e.metric(&p.clean),
+            corrupt: e.metric(&p.corrupt),
             logprobs: BTreeMap::from([
                 ("clean".to_string(), log_softmax_at(&lc, ids)),
                 ("corrupt".to_string(), log_softmax_at(&lk, ids)),
@@ -274,7 +367,7 @@ pub async fn analyze_pair<E: Engine>(
         timings_ms: timings,
         backend: e.backend().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-    })
+    }
 }
 
 /// The order in which score maps are paired for correlations; keys are

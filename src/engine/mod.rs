@@ -226,6 +226,45 @@ pub trait Engine {
         from_pos: usize,
     ) -> Result<PathGrads>;
 
+    /// `patch_metrics` for several prompt pairs at once (one result per pair,
+    /// in order): a backend may run the pairs' tails in shared passes (the
+    /// GPU does, for pairs of equal token length). This default runs them
+    /// one after another.
+    async fn patch_metrics_group(
+        &self,
+        pairs: &[SweepPair<'_, Self::Run>],
+        site: Site,
+        components: Range<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            out.push(
+                self.patch_metrics(p.base, p.other, site, components.clone(), p.from_pos)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// `path_gradients` for several prompt pairs at once (same α and
+    /// weights for all), as `patch_metrics_group` is to `patch_metrics`.
+    async fn path_gradients_group(
+        &self,
+        pairs: &[SweepPair<'_, Self::Run>],
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+    ) -> Result<Vec<PathGrads>> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            out.push(
+                self.path_gradients(p.base, p.other, site, alphas, weights, p.from_pos)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
     /// ∂m/∂y at the base run for every layer's site hook of one kind
     /// (`[pos, d_model]` for heads, `[pos, d_mlp]` for neurons), as
     /// `path_gradients` at α = 0 gives them. Backends should do it in one
@@ -270,6 +309,21 @@ pub trait Engine {
         substitutions: &[(String, Array)],
     ) -> Result<f32>;
 }
+
+/// One prompt pair of a grouped sweep: the base run, the run whose
+/// activations are patched in, and the first position where they differ.
+pub struct SweepPair<'r, R> {
+    pub base: &'r R,
+    pub other: &'r R,
+    pub from_pos: usize,
+}
+
+impl<R> Clone for SweepPair<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for SweepPair<'_, R> {}
 
 /// One component held at fixed values at every position of a forward: a
 /// head's slice `hook_result[:, index, :]` (`values` is [pos, d_model]) or a

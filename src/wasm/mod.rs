@@ -729,7 +729,15 @@ impl Observer for JsObserver {
         }
     }
 
-    fn partial(&mut self, m: Method, d: Direction, c: Component, layer: usize, scores: &[f32]) {
+    fn partial(
+        &mut self,
+        _pair: usize,
+        m: Method,
+        d: Direction,
+        c: Component,
+        layer: usize,
+        scores: &[f32],
+    ) {
         if let Some(f) = &self.on_partial {
             let args = js_sys::Array::of5(
                 &JsValue::from_str(m.name()),

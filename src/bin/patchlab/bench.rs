@@ -11,7 +11,7 @@ use patchlab::attribution::{quadrature::Rule, Direction, Pair, Quiet, Tracker};
 use patchlab::clock::now_ms;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
-use patchlab::engine::{Component, Engine};
+use patchlab::engine::{Component, Engine, SweepPair};
 use patchlab::model::random::RandomSpec;
 use patchlab::model::{Model, Tokenizer};
 use patchlab::report::Prompts;
@@ -201,6 +201,11 @@ async fn run_bench<E: Engine>(
     let (mut naive_total, mut fast_total) = (0.0, 0.0);
     for d in Direction::ALL {
         let (base, other) = d.order(&clean, &corrupt);
+        let sweep = [SweepPair {
+            base,
+            other,
+            from_pos: pair.first_diff,
+        }];
         let base_tokens = if d == Direction::CleanToCorrupt {
             &pair.clean
         } else {
@@ -220,7 +225,7 @@ async fn run_bench<E: Engine>(
             let naive = (now_ms() - t) / n as f64 * total as f64;
             let mut tr = Tracker::new(&mut q, 0);
             let t = now_ms();
-            activation_patching(e, base, other, c, pair.first_diff, d, &mut tr).await?;
+            activation_patching(e, &sweep, c, d, &mut tr).await?;
             let fast = now_ms() - t;
             let gflops =
                 ap_sweep_flops(&cfg, c, pair.clean.len() - pair.first_diff) / (fast / 1e3) / 1e9;
@@ -241,18 +246,8 @@ async fn run_bench<E: Engine>(
         let mut tr = Tracker::new(&mut q, 0);
         let t = now_ms();
         for c in [Component::Heads, Component::Neurons] {
-            integrated_gradients(
-                e,
-                base,
-                other,
-                c,
-                pair.first_diff,
-                a.ig_steps,
-                Rule::GaussLegendre,
-                d,
-                &mut tr,
-            )
-            .await?;
+            integrated_gradients(e, &sweep, c, (a.ig_steps, Rule::GaussLegendre), d, &mut tr)
+                .await?;
         }
         let fast = now_ms() - t;
         println!("{:<24} {:<17} {} {} {:>8.1}×  (naive estimated: 3 × steps forwards per layer and kind)", format!("IG heads+neurons ({})", a.ig_steps), d.name(), secs(naive_ig), secs(fast), naive_ig / fast);
@@ -262,7 +257,7 @@ async fn run_bench<E: Engine>(
         let naive_atp = 3.0 * fwd;
         let t = now_ms();
         for c in [Component::Heads, Component::Neurons] {
-            attribution_patching(e, base, other, c, pair.first_diff, d, &mut tr).await?;
+            attribution_patching(e, &sweep, c, d, &mut tr).await?;
         }
         let fast = now_ms() - t;
         println!(

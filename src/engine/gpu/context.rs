@@ -168,12 +168,14 @@ fn describe(e: &wgpu::Error, what: &str) -> String {
     }
 }
 
-/// A size for messages: "3.0 MiB", "256.0 GiB".
+/// A size for messages: "64.0 KiB", "3.0 MiB", "256.0 GiB".
 fn size(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
-    } else {
+    } else if bytes >= 1 << 20 {
         format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
     }
 }
 
@@ -483,10 +485,10 @@ impl Gpu {
     fn check_size(&self, len: usize, label: &str) -> Result<u64> {
         if len > self.max_floats() {
             return Err(Error::Backend(format!(
-                "`{label}` needs {} MiB in one buffer but this WebGPU device binds at most {} MiB \
+                "`{label}` needs {} in one buffer but this WebGPU device binds at most {} \
                  (max_storage_buffer_binding_size): use a shorter prompt or the CPU backend",
-                (len * 4) >> 20,
-                (self.max_floats() * 4) >> 20
+                size(len as u64 * 4),
+                size(self.max_floats() as u64 * 4)
             )));
         }
         Ok((len.max(4) * 4) as u64)

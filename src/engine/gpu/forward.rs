@@ -369,7 +369,7 @@ impl GpuEngine {
         let head = self.encode_head(enc, metric)?;
         let value = g.buffer(1, "metric")?;
         match &head {
-            Head::Dir(dir) => enc.metric(&norm, 1, d, (1, t - 1), dir, &value, 0),
+            Head::Dir(dir) => enc.metric(&norm, 1, d, (1, t - 1), (dir, 1), &value, 0),
             Head::Signs(signs) => {
                 let u = self.unembed_work(1, false)?;
                 self.encode_prob_diff(enc, &u, &norm, 1, t - 1, signs, &value, 0);

@@ -19,7 +19,7 @@ mod unembed;
 
 use super::{
     check_replacements, check_tokens, split_hook, Array, Component, Engine, Metric, PathGrads,
-    Replacement, Site,
+    Replacement, Site, SweepPair,
 };
 use crate::error::{Error, Result};
 use crate::model::weights::WeightSource;
@@ -243,6 +243,43 @@ impl GpuEngine {
     }
 }
 
+/// Splits the pairs of a grouped sweep into sets that can share tail passes:
+/// equal token length and, for the probability difference, equal token sets
+/// (the logit difference's answers may differ: each pair has its direction).
+fn share_passes(pairs: &[SweepPair<'_, GpuRun>]) -> Vec<Vec<usize>> {
+    let key = |p: &SweepPair<'_, GpuRun>| {
+        let probs = match &p.base.def {
+            Metric::LogitDiff { .. } => None,
+            m @ Metric::ProbDiff { .. } => Some(m.clone()),
+        };
+        (p.base.tokens.len(), probs)
+    };
+    let mut sets: Vec<(_, Vec<usize>)> = Vec::new();
+    for (i, p) in pairs.iter().enumerate() {
+        let k = key(p);
+        match sets.iter_mut().find(|(s, _)| *s == k) {
+            Some((_, v)) => v.push(i),
+            None => sets.push((k, vec![i])),
+        }
+    }
+    sets.into_iter().map(|(_, v)| v).collect()
+}
+
+/// The runs of one set of `share_passes`, their token length and the
+/// set's earliest first differing position.
+fn run_pairs<'a>(
+    pairs: &[SweepPair<'a, GpuRun>],
+    set: &[usize],
+) -> (Vec<tail::RunPair<'a>>, usize, usize) {
+    let group = set
+        .iter()
+        .map(|&i| (&pairs[i].base.fwd, &pairs[i].other.fwd))
+        .collect();
+    let t = pairs[set[0]].base.tokens.len();
+    let fd = set.iter().map(|&i| pairs[i].from_pos).min().unwrap_or(0);
+    (group, t, fd)
+}
+
 impl Engine for GpuEngine {
     type Run = GpuRun;
 
@@ -319,9 +356,26 @@ impl Engine for GpuEngine {
         other: &GpuRun,
         site: Site,
         components: Range<usize>,
-        fd: usize,
+        from_pos: usize,
     ) -> Result<Vec<f32>> {
-        self.check_pair(base, other, site, fd)?;
+        let pair = SweepPair {
+            base,
+            other,
+            from_pos,
+        };
+        let mut r = self.patch_metrics_group(&[pair], site, components).await?;
+        Ok(r.pop().expect("one pair"))
+    }
+
+    async fn patch_metrics_group(
+        &self,
+        pairs: &[SweepPair<'_, GpuRun>],
+        site: Site,
+        components: Range<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
+        for p in pairs {
+            self.check_pair(p.base, p.other, site, p.from_pos)?;
+        }
         let count = site.component.count(&self.cfg);
         if components.end > count {
             return Err(Error::Input(format!(
@@ -330,18 +384,20 @@ impl Engine for GpuEngine {
                 count
             )));
         }
+        let mut out = vec![Vec::new(); pairs.len()];
         if components.is_empty() {
-            return Ok(vec![]);
+            return Ok(out);
         }
-        self.sweep_patches(
-            &base.fwd,
-            &other.fwd,
-            site,
-            components,
-            base.tokens.len(),
-            fd,
-        )
-        .await
+        for set in share_passes(pairs) {
+            let (group, t, fd) = run_pairs(pairs, &set);
+            let r = self
+                .sweep_patches(&group, site, components.clone(), t, fd)
+                .await?;
+            for (&i, m) in set.iter().zip(r) {
+                out[i] = m;
+            }
+        }
+        Ok(out)
     }
 
     async fn path_gradients(
@@ -351,29 +407,61 @@ impl Engine for GpuEngine {
         site: Site,
         alphas: &[f32],
         weights: &[f32],
-        fd: usize,
+        from_pos: usize,
     ) -> Result<PathGrads> {
-        self.check_pair(base, other, site, fd)?;
+        let pair = SweepPair {
+            base,
+            other,
+            from_pos,
+        };
+        let mut r = self
+            .path_gradients_group(&[pair], site, alphas, weights)
+            .await?;
+        Ok(r.pop().expect("one pair"))
+    }
+
+    async fn path_gradients_group(
+        &self,
+        pairs: &[SweepPair<'_, GpuRun>],
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+    ) -> Result<Vec<PathGrads>> {
+        for p in pairs {
+            self.check_pair(p.base, p.other, site, p.from_pos)?;
+        }
         if alphas.len() != weights.len() {
             return Err(Error::Input("alphas and weights differ in length".into()));
         }
-        let t = base.tokens.len();
         let width = match site.component {
             Component::Heads => self.cfg.d_model,
             Component::Neurons => self.cfg.d_mlp,
         };
-        let (metrics, grad) = if alphas.is_empty() {
-            (vec![], vec![0.0; (t - fd) * width])
-        } else {
-            self.sweep_path(&base.fwd, &other.fwd, site, alphas, weights, t, fd)
-                .await?
-        };
-        let mut data = vec![0.0; fd * width];
-        data.extend(grad);
-        Ok(PathGrads {
-            metrics,
-            weighted_grad: Param::new(vec![t, width], data),
-        })
+        let mut out: Vec<Option<PathGrads>> = (0..pairs.len()).map(|_| None).collect();
+        for set in share_passes(pairs) {
+            let (group, t, fd) = run_pairs(pairs, &set);
+            let r = if alphas.is_empty() {
+                vec![(vec![], vec![0.0; (t - fd) * width]); set.len()]
+            } else {
+                self.sweep_path(&group, site, alphas, weights, t, fd)
+                    .await?
+            };
+            for (&i, (metrics, grad)) in set.iter().zip(r) {
+                let mut data = vec![0.0; fd * width];
+                data.extend(grad);
+                // the group starts at its earliest first difference; this
+                // pair's rows before its own are zero by definition
+                data[..pairs[i].from_pos * width].fill(0.0);
+                out[i] = Some(PathGrads {
+                    metrics,
+                    weighted_grad: Param::new(vec![t, width], data),
+                });
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|g| g.expect("every pair is in one set"))
+            .collect())
     }
 
     async fn base_gradients(

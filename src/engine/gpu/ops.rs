@@ -143,13 +143,13 @@ impl Enc<'_> {
         self.run_groups(K::LayerNorm, &params, &[x, w, b, y, xhat, rstd], rows);
     }
 
-    /// Layer norm's input gradient; `res` = (buffer, n, m) adds a residual that
-    /// holds the last m of every n rows.
+    /// Layer norm's input gradient; row r reads dy row (r / div)·step + first;
+    /// `res` = (buffer, n, m) adds a residual that holds the last m of every n rows.
     #[allow(clippy::too_many_arguments)]
     pub fn layer_norm_backward(
         &mut self,
         dy: &Buffer,
-        (dy_step, dy_first): (usize, usize),
+        (dy_step, dy_first, dy_div): (usize, usize, usize),
         rows: usize,
         d: usize,
         w: &Buffer,
@@ -168,7 +168,7 @@ impl Enc<'_> {
             u(n),
             u(m),
             res.is_some() as u32,
-            0,
+            u(dy_div),
         ];
         self.run_groups(
             K::LayerNormBackward,
@@ -209,7 +209,8 @@ impl Enc<'_> {
         );
     }
 
-    /// m_b = y[b·step + first] · dir, written to out[out_off + b].
+    /// m_b = y[b·step + first] · dir[b / per], written to out[out_off + b]
+    /// (dir holds one answer direction per prompt pair of a group).
     #[allow(clippy::too_many_arguments)]
     pub fn metric(
         &mut self,
@@ -217,11 +218,11 @@ impl Enc<'_> {
         rows: usize,
         d: usize,
         (step, first): (usize, usize),
-        dir: &Buffer,
+        (dir, per): (&Buffer, usize),
         out: &Buffer,
         out_off: usize,
     ) {
-        let params = [u(rows), u(d), u(step), u(first), u(out_off), 0, 0, 0];
+        let params = [u(rows), u(d), u(step), u(first), u(out_off), u(per), 0, 0];
         self.run_groups(K::Metric, &params, &[y, dir, out], rows);
     }
 
@@ -271,10 +272,13 @@ impl Enc<'_> {
 }
 
 /// Shape of a batch of tail rows: `batch` elements of `n` rows (positions
-/// fd..fd+n), queries on the last `nq` of them.
+/// fd..fd+n), queries on the last `nq` of them; element b belongs to prompt
+/// pair b / per (whose base keys and values are row block b / per of the
+/// stacked base qkv).
 #[derive(Clone, Copy)]
 pub(super) struct AttnShape {
     pub batch: usize,
+    pub per: usize,
     pub n: usize,
     pub nq: usize,
     pub fd: usize,
@@ -284,7 +288,7 @@ pub(super) struct AttnShape {
 }
 
 impl AttnShape {
-    fn params(&self, third: u32, scale: f32) -> [u32; 8] {
+    fn params(&self, third: u32, scale: f32) -> [u32; 12] {
         [
             u(self.n),
             u(self.nq),
@@ -294,6 +298,10 @@ impl AttnShape {
             u(self.d),
             third,
             scale.to_bits(),
+            u(self.per),
+            0,
+            0,
+            0,
         ]
     }
     fn scale(&self) -> f32 {
@@ -471,10 +479,13 @@ impl Enc<'_> {
 }
 
 /// Where the perturbed rows of a sweep come from: `batch` elements of `n`
-/// rows (positions fd..), rows of width d.
+/// rows (positions fd..), rows of width d. The elements are `per` consecutive
+/// ones for each prompt pair of a group (batch = pairs · per), and the base
+/// arrays they read are stacked [pair, fd + n, …].
 #[derive(Clone, Copy)]
 pub(super) struct Batch {
     pub batch: usize,
+    pub per: usize,
     pub n: usize,
     pub d: usize,
     pub fd: usize,
@@ -484,10 +495,14 @@ impl Batch {
     fn count(&self) -> usize {
         self.batch * self.n * self.d
     }
+    /// Prompt pairs in the batch.
+    pub fn pairs(&self) -> usize {
+        self.batch / self.per
+    }
 }
 
 impl Enc<'_> {
-    /// Start rows for heads c0..c0+batch: resid + Δhook_result[:, c].
+    /// Start rows for heads c0..c0+per of every pair: resid + Δhook_result[:, c].
     #[allow(clippy::too_many_arguments)]
     pub fn patch_heads(
         &mut self,
@@ -499,11 +514,20 @@ impl Enc<'_> {
         ro: &Buffer,
         out: &Buffer,
     ) {
-        let params = [u(b.count()), u(b.n), u(b.d), u(heads), u(b.fd), u(c0), 0, 0];
+        let params = [
+            u(b.count()),
+            u(b.n),
+            u(b.d),
+            u(heads),
+            u(b.fd),
+            u(c0),
+            u(b.per),
+            0,
+        ];
         self.run_elems(K::PatchHeads, &params, &[resid, rb, ro, out], b.count());
     }
 
-    /// Start rows for neurons c0..c0+batch: resid + Δhook_post[:, c] · W_out[c].
+    /// Start rows for neurons c0..c0+per of every pair: resid + Δhook_post[:, c] · W_out[c].
     #[allow(clippy::too_many_arguments)]
     pub fn patch_neurons(
         &mut self,
@@ -516,7 +540,16 @@ impl Enc<'_> {
         w_out: &Buffer,
         out: &Buffer,
     ) {
-        let params = [u(b.count()), u(b.n), u(b.d), u(d_mlp), u(b.fd), u(c0), 0, 0];
+        let params = [
+            u(b.count()),
+            u(b.n),
+            u(b.d),
+            u(d_mlp),
+            u(b.fd),
+            u(c0),
+            u(b.per),
+            0,
+        ];
         self.run_elems(
             K::PatchNeurons,
             &params,
@@ -525,7 +558,7 @@ impl Enc<'_> {
         );
     }
 
-    /// Start rows along the path: resid + α[a_off + b] · Δout.
+    /// Start rows along the path: resid + α[a_off + b % per] · Δout of b's pair.
     #[allow(clippy::too_many_arguments)]
     pub fn patch_path(
         &mut self,
@@ -537,7 +570,16 @@ impl Enc<'_> {
         a_off: usize,
         out: &Buffer,
     ) {
-        let params = [u(b.count()), u(b.n), u(b.d), u(b.fd), u(a_off), 0, 0, 0];
+        let params = [
+            u(b.count()),
+            u(b.n),
+            u(b.d),
+            u(b.fd),
+            u(a_off),
+            u(b.per),
+            0,
+            0,
+        ];
         self.run_elems(
             K::PatchPath,
             &params,
@@ -546,7 +588,8 @@ impl Enc<'_> {
         );
     }
 
-    /// acc[n, d] += Σ_b w[w_off + b] · g[b] (g holds the last m of the n rows).
+    /// acc[pair, n, d] += Σ_k w[w_off + k] · g[pair·per + k] (g holds the last
+    /// m of the n rows).
     #[allow(clippy::too_many_arguments)]
     pub fn weighted_sum(
         &mut self,
@@ -557,8 +600,8 @@ impl Enc<'_> {
         w_off: usize,
         acc: &Buffer,
     ) {
-        let count = b.n * b.d;
-        let params = [u(count), u(b.batch), u(b.n), u(m), u(b.d), u(w_off), 0, 0];
+        let count = b.pairs() * b.n * b.d;
+        let params = [u(count), u(b.per), u(b.n), u(m), u(b.d), u(w_off), 0, 0];
         self.run_elems(K::WeightedSum, &params, &[g, w, acc], count);
     }
 }

@@ -246,7 +246,7 @@ impl GpuEngine {
         &self,
         enc: &mut Enc,
         ws: &Work,
-        base: &Forward,
+        base: &Stacked,
         plan: &Plan,
         b: Batch,
         metrics: &Buffer,
@@ -322,7 +322,7 @@ impl GpuEngine {
                     );
                     enc.linear(&ws.ln, rows, d, &w.c_attn_w, 3 * d, &w.c_attn_b, None, qkv);
                     let s = self.attn_shape(b, nq);
-                    enc.attn_tail(s, qkv, &base.layers[l].qkv, &ws.z, pat);
+                    enc.attn_tail(s, qkv, &base.qkv[l], &ws.z, pat);
                     let res = if last_only {
                         enc.gather_last(x, bs, n, 1, d, &ws.xl);
                         &ws.xl
@@ -348,7 +348,7 @@ impl GpuEngine {
             &ws.rstd_f,
         );
         match &base.head {
-            Head::Dir(dir) => enc.metric(&ws.norm, bs, d, (1, 0), dir, metrics, out_off),
+            Head::Dir(dir) => enc.metric(&ws.norm, bs, d, (1, 0), (dir, b.per), metrics, out_off),
             Head::Signs(signs) => self.encode_prob_diff(
                 enc,
                 ws.unembed.as_ref().expect("a workspace with logits"),
@@ -366,6 +366,7 @@ impl GpuEngine {
     fn attn_shape(&self, b: Batch, nq: usize) -> AttnShape {
         AttnShape {
             batch: b.batch,
+            per: b.per,
             n: b.n,
             nq,
             fd: b.fd,
@@ -385,7 +386,7 @@ impl GpuEngine {
         &self,
         enc: &mut Enc,
         ws: &'w Work,
-        base: &Forward,
+        base: &Stacked,
         plan: &Plan,
         b: Batch,
         at_mlp: &mut dyn FnMut(&mut Enc, usize, bool, &Buffer, usize),
@@ -394,13 +395,13 @@ impl GpuEngine {
         let (d, dm) = (c.d_model, c.d_mlp);
         let gw = ws.grad.as_ref().expect("a recording workspace");
         let bs = b.batch;
-        // ∂m/∂(ln_final's output): the answer direction for every row, or
-        // the rows the probability difference's forward left
+        // ∂m/∂(ln_final's output): the answer direction of each row's pair,
+        // or the rows the probability difference's forward left
         let (dy, dy_rows) = match &base.head {
-            Head::Dir(dir) => (dir, (0, 0)),
+            Head::Dir(dir) => (dir, (1, 0, b.per)),
             Head::Signs(_) => (
                 self.prob_diff_grad(ws.unembed.as_ref().expect("a workspace with logits")),
-                (1, 0),
+                (1, 0, 1),
             ),
         };
         enc.layer_norm_backward(
@@ -429,7 +430,7 @@ impl GpuEngine {
                     enc.linear_backward(&ws.post, rows, dm, &w.c_fc_w, d, &gw.dh);
                     enc.layer_norm_backward(
                         &gw.dh,
-                        (1, 0),
+                        (1, 0, 1),
                         rows,
                         d,
                         &w.ln_2_w,
@@ -451,14 +452,14 @@ impl GpuEngine {
                         &gw.dz,
                         pat,
                         &t.act,
-                        &base.layers[l].qkv,
+                        &base.qkv[l],
                         &gw.ds,
                         &gw.dqkv,
                     );
                     enc.linear_backward(&gw.dqkv, bs * n, 3 * d, &w.c_attn_w, d, &gw.dh);
                     enc.layer_norm_backward(
                         &gw.dh,
-                        (1, 0),
+                        (1, 0, 1),
                         bs * n,
                         d,
                         &w.ln_1_w,
@@ -475,138 +476,276 @@ impl GpuEngine {
         (&gw.g[cur], gm)
     }
 
-    /// Metrics of the base run with each component of `site` in
-    /// `comps` patched (one tail per component).
+    /// Pairs of t tokens whose stacked arrays (q | k | v, head results, MLP
+    /// activations) fit one buffer binding.
+    fn pairs_per_part(&self, t: usize) -> usize {
+        let c = &self.cfg;
+        let widest = t * (3 * c.d_model).max(c.n_heads * c.d_model).max(c.d_mlp);
+        (self.gpu.max_floats() / widest.max(1)).max(1)
+    }
+
+    /// Buffers of `len` floats each, one after another in one new buffer (a
+    /// single buffer is used as it is).
+    fn stack(&self, enc: &mut Enc, bufs: &[&Buffer], len: usize, label: &str) -> Result<Buffer> {
+        if let [one] = bufs {
+            return Ok((*one).clone());
+        }
+        let out = self.gpu.buffer(bufs.len() * len, label)?;
+        for (i, b) in bufs.iter().enumerate() {
+            enc.copy(b, 0, &out, i * len, len);
+        }
+        Ok(out)
+    }
+
+    /// The base side of a group's tails that start after layer `first` − 1:
+    /// q | k | v of layers ≥ `first` and the metric's head, of every pair's
+    /// base run (all of token length t).
+    fn stacked(&self, enc: &mut Enc, group: &[RunPair], t: usize, first: usize) -> Result<Stacked> {
+        let d = self.cfg.d_model;
+        let qkv = (0..self.cfg.n_layers)
+            .map(|l| {
+                if l < first {
+                    // never read by these tails
+                    return Ok(group[0].0.layers[l].qkv.clone());
+                }
+                let bufs: Vec<_> = group.iter().map(|g| &g.0.layers[l].qkv).collect();
+                self.stack(enc, &bufs, t * 3 * d, "stacked qkv")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let head = match &group[0].0.head {
+            Head::Dir(_) => {
+                let dirs: Vec<_> = group
+                    .iter()
+                    .map(|g| match &g.0.head {
+                        Head::Dir(dir) => dir,
+                        Head::Signs(_) => unreachable!("a group shares one metric kind"),
+                    })
+                    .collect();
+                Head::Dir(self.stack(enc, &dirs, d, "answer directions")?)
+            }
+            // the caller groups only runs with the same signs
+            Head::Signs(signs) => Head::Signs(signs.clone()),
+        };
+        Ok(Stacked { qkv, head })
+    }
+
+    /// One array of every run of a group, stacked.
+    fn stack_each<'a>(
+        &self,
+        enc: &mut Enc,
+        group: &[RunPair<'a>],
+        pick: impl Fn(&RunPair<'a>) -> &'a Buffer,
+        len: usize,
+    ) -> Result<Buffer> {
+        let bufs: Vec<_> = group.iter().map(pick).collect();
+        self.stack(enc, &bufs, len, "stacked activations")
+    }
+
+    /// Metrics of every pair's base run with each component of `site` in
+    /// `comps` patched from its other run, one tail per (pair, component).
+    /// The pairs (all of token length t) share passes; rows start at fd, the
+    /// earliest first differing position of the group.
     pub(super) async fn sweep_patches(
         &self,
-        base: &Forward,
-        other: &Forward,
+        group: &[RunPair<'_>],
         site: Site,
         comps: std::ops::Range<usize>,
         t: usize,
         fd: usize,
-    ) -> Result<Vec<f32>> {
-        let c = &self.cfg;
+    ) -> Result<Vec<Vec<f32>>> {
         let n = t - fd;
-        let start = Start::of(site);
-        let plan = self.plan(start);
-        let cap = self.capacity(n, t, false).min(comps.len().max(1));
-        let key = (cap, n, t, false, matches!(base.head, Head::Signs(_)));
+        let want = (group.len() * comps.len()).clamp(1, self.capacity(n, t, false));
+        let key = (want, n, t, false, group_has_signs(group));
         let (key, ws) = self.take_work(key)?;
-        let cap = key.0;
-        let metrics = self.gpu.buffer(comps.len(), "metrics")?;
+        let mut out = Vec::with_capacity(group.len());
+        // a workspace smaller than the group takes it in parts
+        for part in group.chunks(key.0.min(self.pairs_per_part(t))) {
+            out.extend(
+                self.patch_part(&ws, key.0, part, site, comps.clone(), t, fd)
+                    .await?,
+            );
+        }
+        self.put_work(key, ws);
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn patch_part(
+        &self,
+        ws: &Work,
+        cap: usize,
+        group: &[RunPair<'_>],
+        site: Site,
+        comps: std::ops::Range<usize>,
+        t: usize,
+        fd: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        let c = &self.cfg;
+        let (d, n, pairs) = (c.d_model, t - fd, group.len());
+        let plan = self.plan(Start::of(site));
+        let per = (cap / pairs).min(comps.len()).max(1);
+        let metrics = self.gpu.buffer(pairs * comps.len(), "metrics")?;
         let mut enc = Enc::new(&self.gpu);
-        let (bl, ol) = (&base.layers[site.layer], &other.layers[site.layer]);
-        let mut c0 = comps.start;
-        while c0 < comps.end {
-            let k = cap.min(comps.end - c0);
+        let base = self.stacked(&mut enc, group, t, site.layer + 1)?;
+        let l = site.layer;
+        let (resid, rb, ro) = match site.component {
+            Component::Heads => {
+                let len = t * c.n_heads * d;
+                (
+                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_mid, t * d)?,
+                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].result, len)?,
+                    self.stack_each(&mut enc, group, |g| &g.1.layers[l].result, len)?,
+                )
+            }
+            Component::Neurons => {
+                let len = t * c.d_mlp;
+                (
+                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_post, t * d)?,
+                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].post, len)?,
+                    self.stack_each(&mut enc, group, |g| &g.1.layers[l].post, len)?,
+                )
+            }
+        };
+        let chunks = chunks(comps.len(), per);
+        for &(s0, k) in &chunks {
             let b = Batch {
-                batch: k,
+                batch: pairs * k,
+                per: k,
                 n,
-                d: c.d_model,
+                d,
                 fd,
             };
+            let c0 = comps.start + s0;
             match site.component {
-                Component::Heads => enc.patch_heads(
-                    b,
-                    c.n_heads,
-                    c0,
-                    &bl.resid_mid,
-                    &bl.result,
-                    &ol.result,
-                    &ws.x[0],
-                ),
+                Component::Heads => enc.patch_heads(b, c.n_heads, c0, &resid, &rb, &ro, &ws.x[0]),
                 Component::Neurons => enc.patch_neurons(
                     b,
                     c.d_mlp,
                     c0,
-                    &bl.resid_post,
-                    &bl.post,
-                    &ol.post,
-                    &self.w.blocks[site.layer].mlp_proj_w,
+                    &resid,
+                    &rb,
+                    &ro,
+                    &self.w.blocks[l].mlp_proj_w,
                     &ws.x[0],
                 ),
             }
-            self.encode_tail(&mut enc, &ws, base, &plan, b, &metrics, c0 - comps.start);
-            c0 += k;
+            self.encode_tail(&mut enc, ws, &base, &plan, b, &metrics, pairs * s0);
         }
         enc.submit();
-        let mut out = self.gpu.read(&[(&metrics, 0, comps.len())]).await?;
-        self.put_work(key, ws);
-        Ok(out.remove(0))
+        let raw = self.gpu.read(&[(&metrics, 0, pairs * comps.len())]).await?;
+        Ok(unpack(&raw[0], pairs, comps.len(), &chunks))
     }
 
-    /// Metrics along the straight path of the site's whole contribution and
-    /// Σ_k w_k ∂m/∂(attn_out or mlp_out) over rows fd.. ([n, d], on the device).
+    /// For every pair (all of token length t): the metrics along the
+    /// straight path of the site's whole contribution and
+    /// Σ_k w_k ∂m/∂(attn_out or mlp_out) over rows fd.. ([n, d], or [n, d_mlp]
+    /// for neurons: ∂m/∂hook_post).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn sweep_path(
         &self,
-        base: &Forward,
-        other: &Forward,
+        group: &[RunPair<'_>],
         site: Site,
         alphas: &[f32],
         weights: &[f32],
         t: usize,
         fd: usize,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let c = &self.cfg;
-        let (d, n) = (c.d_model, t - fd);
-        let start = Start::of(site);
-        let plan = self.plan(start);
-        let cap = self.capacity(n, t, true).min(alphas.len().max(1));
-        let key = (cap, n, t, true, matches!(base.head, Head::Signs(_)));
+    ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let n = t - fd;
+        let want = (group.len() * alphas.len()).clamp(1, self.capacity(n, t, true));
+        let key = (want, n, t, true, group_has_signs(group));
         let (key, ws) = self.take_work(key)?;
-        let cap = key.0;
+        let mut out = Vec::with_capacity(group.len());
+        for part in group.chunks(key.0.min(self.pairs_per_part(t))) {
+            out.extend(
+                self.path_part(&ws, key.0, part, site, alphas, weights, t, fd)
+                    .await?,
+            );
+        }
+        self.put_work(key, ws);
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn path_part(
+        &self,
+        ws: &Work,
+        cap: usize,
+        group: &[RunPair<'_>],
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        t: usize,
+        fd: usize,
+    ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let c = &self.cfg;
+        let (d, n, pairs) = (c.d_model, t - fd, group.len());
+        let plan = self.plan(Start::of(site));
+        let per = (cap / pairs).min(alphas.len()).max(1);
         let g = &self.gpu;
-        let metrics = g.buffer(alphas.len(), "metrics")?;
+        let metrics = g.buffer(pairs * alphas.len(), "metrics")?;
         let alpha_buf = g.upload(alphas, "alphas")?;
         let weight_buf = g.upload(weights, "weights")?;
-        let grad = g.buffer(n * d, "weighted gradient")?;
+        let grad = g.buffer(pairs * n * d, "weighted gradient")?;
         let mut enc = Enc::new(g);
         enc.clear(&grad);
-        let (bl, ol) = (&base.layers[site.layer], &other.layers[site.layer]);
+        let base = self.stacked(&mut enc, group, t, site.layer + 1)?;
+        let l = site.layer;
         let (resid, ob, oo) = match site.component {
-            Component::Heads => (&bl.resid_mid, &bl.attn_out, &ol.attn_out),
-            Component::Neurons => (&bl.resid_post, &bl.mlp_out, &ol.mlp_out),
+            Component::Heads => (
+                self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_mid, t * d)?,
+                self.stack_each(&mut enc, group, |g| &g.0.layers[l].attn_out, t * d)?,
+                self.stack_each(&mut enc, group, |g| &g.1.layers[l].attn_out, t * d)?,
+            ),
+            Component::Neurons => (
+                self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_post, t * d)?,
+                self.stack_each(&mut enc, group, |g| &g.0.layers[l].mlp_out, t * d)?,
+                self.stack_each(&mut enc, group, |g| &g.1.layers[l].mlp_out, t * d)?,
+            ),
         };
-        let mut k0 = 0;
-        while k0 < alphas.len() {
-            let k = cap.min(alphas.len() - k0);
-            let b = Batch { batch: k, n, d, fd };
-            enc.patch_path(b, resid, ob, oo, &alpha_buf, k0, &ws.x[0]);
-            self.encode_tail(&mut enc, &ws, base, &plan, b, &metrics, k0);
+        let chunks = chunks(alphas.len(), per);
+        for &(k0, k) in &chunks {
+            let b = Batch {
+                batch: pairs * k,
+                per: k,
+                n,
+                d,
+                fd,
+            };
+            enc.patch_path(b, &resid, &ob, &oo, &alpha_buf, k0, &ws.x[0]);
+            self.encode_tail(&mut enc, ws, &base, &plan, b, &metrics, pairs * k0);
             let (gx, m) =
-                self.encode_tail_backward(&mut enc, &ws, base, &plan, b, &mut |_, _, _, _, _| {});
+                self.encode_tail_backward(&mut enc, ws, &base, &plan, b, &mut |_, _, _, _, _| {});
             enc.weighted_sum(gx, m, b, &weight_buf, k0, &grad);
-            k0 += k;
         }
-        let out = match site.component {
-            Component::Heads => grad,
+        let (out, width) = match site.component {
+            Component::Heads => (grad, d),
             Component::Neurons => {
                 // ∂m/∂hook_post = ∂m/∂mlp_out · W_outᵀ
-                let gp = g.buffer(n * c.d_mlp, "weighted gradient")?;
+                let gp = g.buffer(pairs * n * c.d_mlp, "weighted gradient")?;
                 enc.linear_backward(
                     &grad,
-                    n,
+                    pairs * n,
                     d,
-                    &self.w.blocks[site.layer].mlp_proj_w,
+                    &self.w.blocks[l].mlp_proj_w,
                     c.d_mlp,
                     &gp,
                 );
-                gp
+                (gp, c.d_mlp)
             }
         };
         enc.submit();
-        let width = match site.component {
-            Component::Heads => d,
-            Component::Neurons => c.d_mlp,
-        };
-        let mut r = g
-            .read(&[(&metrics, 0, alphas.len()), (&out, 0, n * width)])
+        let r = g
+            .read(&[
+                (&metrics, 0, pairs * alphas.len()),
+                (&out, 0, pairs * n * width),
+            ])
             .await?;
-        self.put_work(key, ws);
-        let grad = r.pop().expect("two ranges");
-        Ok((r.pop().expect("two ranges"), grad))
+        let ms = unpack(&r[0], pairs, alphas.len(), &chunks);
+        Ok(ms
+            .into_iter()
+            .zip(r[1].chunks(n * width))
+            .map(|(m, gr)| (m, gr.to_vec()))
+            .collect())
     }
 }
 
@@ -627,8 +766,15 @@ impl GpuEngine {
         let plan = self.plan(Start::Mid(0));
         let key = (1, n, t, true, matches!(base.head, Head::Signs(_)));
         let (key, ws) = self.take_work(key)?;
-        let b = Batch { batch: 1, n, d, fd };
+        let b = Batch {
+            batch: 1,
+            per: 1,
+            n,
+            d,
+            fd,
+        };
         let metric = g.buffer(1, "metric")?;
+        let stacked = Stacked::of(base);
         let one = g.upload(&[1.0], "one")?;
         let acc = (0..c.n_layers)
             .map(|_| g.buffer(n * d, "gradient"))
@@ -638,15 +784,22 @@ impl GpuEngine {
             enc.clear(a);
         }
         enc.copy(&base.layers[0].resid_mid, fd * d, &ws.x[0], 0, n * d);
-        self.encode_tail(&mut enc, &ws, base, &plan, b, &metric, 0);
+        self.encode_tail(&mut enc, &ws, &stacked, &plan, b, &metric, 0);
         // heads: ∂m/∂attn_out = ∂m/∂resid_mid (after the MLP's backward);
         // neurons: ∂m/∂mlp_out = ∂m/∂resid_post (before it)
         let want_mid = component == Component::Heads;
-        self.encode_tail_backward(&mut enc, &ws, base, &plan, b, &mut |enc, l, mid, gx, m| {
-            if mid == want_mid {
-                enc.weighted_sum(gx, m, b, &one, 0, &acc[l]);
-            }
-        });
+        self.encode_tail_backward(
+            &mut enc,
+            &ws,
+            &stacked,
+            &plan,
+            b,
+            &mut |enc, l, mid, gx, m| {
+                if mid == want_mid {
+                    enc.weighted_sum(gx, m, b, &one, 0, &acc[l]);
+                }
+            },
+        );
         let out = match component {
             Component::Heads => acc,
             Component::Neurons => acc
@@ -666,4 +819,55 @@ impl GpuEngine {
         self.put_work(key, ws);
         Ok(r)
     }
+}
+
+/// The base side of a sweep over a group of prompt pairs of one token length
+/// T: each layer's q | k | v of the pairs' base runs, stacked [pair, T, 3·d],
+/// and how the metric is read (the answer directions stacked [pair, d], or
+/// the probability difference's signs, which the group shares). A group of
+/// one uses its run's own buffers.
+pub(super) struct Stacked {
+    qkv: Vec<Buffer>,
+    head: Head,
+}
+
+impl Stacked {
+    /// One run's own buffers.
+    fn of(run: &Forward) -> Stacked {
+        Stacked {
+            qkv: run.layers.iter().map(|l| l.qkv.clone()).collect(),
+            head: match &run.head {
+                Head::Dir(b) => Head::Dir(b.clone()),
+                Head::Signs(b) => Head::Signs(b.clone()),
+            },
+        }
+    }
+}
+
+/// A pair of a grouped sweep: the base run and the run patched in.
+pub(super) type RunPair<'a> = (&'a Forward, &'a Forward);
+
+fn group_has_signs(group: &[RunPair]) -> bool {
+    matches!(group[0].0.head, Head::Signs(_))
+}
+
+/// A sweep's items in chunks of at most `per`: (first item, items).
+fn chunks(items: usize, per: usize) -> Vec<(usize, usize)> {
+    (0..items)
+        .step_by(per.max(1))
+        .map(|s| (s, per.min(items - s)))
+        .collect()
+}
+
+/// Per-pair results from a grouped metrics buffer, where the chunk of items
+/// s0..s0+k holds the k items of pair 0, then of pair 1, … from `pairs · s0`.
+fn unpack(raw: &[f32], pairs: usize, items: usize, chunks: &[(usize, usize)]) -> Vec<Vec<f32>> {
+    let mut out = vec![vec![0.0; items]; pairs];
+    for &(s0, k) in chunks {
+        for (p, row) in out.iter_mut().enumerate() {
+            let from = pairs * s0 + p * k;
+            row[s0..s0 + k].copy_from_slice(&raw[from..from + k]);
+        }
+    }
+    out
 }

@@ -3,11 +3,13 @@
 // keys after, causal softmax, and z = P · V. Queries are the last nq of the
 // n new rows (nq = 1 in the final block). With `record`, also writes the
 // pattern row [batch, head, nq, T] for the backward pass.
-// Rows of qn (new, [batch·n, 3·d]) and qb (base run, [T, 3·d]) hold q | k | v.
+// Rows of qn (new, [batch·n, 3·d]) and qb (base runs of a group of prompt
+// pairs, [pair, T, 3·d]; element b belongs to pair b / per) hold q | k | v.
 
 struct P {
     n: u32, nq: u32, fd: u32, heads: u32,
     dh: u32, d: u32, record: u32, scale: f32,
+    per: u32, pad2: u32, pad3: u32, pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -24,7 +26,7 @@ var<workgroup> red: array<f32, 64>;
 fn kv_row(b: u32, j: u32, col: u32) -> f32 {
     let d3 = 3u * p.d;
     if (j < p.fd) {
-        return qb[j * d3 + col];
+        return qb[((b / p.per) * (p.fd + p.n) + j) * d3 + col];
     }
     return qn[(b * p.n + j - p.fd) * d3 + col];
 }

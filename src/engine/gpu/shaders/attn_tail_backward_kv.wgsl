@@ -6,6 +6,7 @@
 struct P {
     n: u32, nq: u32, fd: u32, heads: u32,
     dh: u32, d: u32, pad0: u32, pad1: u32,
+    per: u32, pad2: u32, pad3: u32, pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;

@@ -6,6 +6,7 @@
 struct P {
     n: u32, nq: u32, fd: u32, heads: u32,
     dh: u32, d: u32, pad0: u32, scale: f32,
+    per: u32, pad2: u32, pad3: u32, pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -23,7 +24,7 @@ var<workgroup> red: array<f32, 64>;
 fn kv_row(b: u32, j: u32, col: u32) -> f32 {
     let d3 = 3u * p.d;
     if (j < p.fd) {
-        return qb[j * d3 + col];
+        return qb[((b / p.per) * (p.fd + p.n) + j) * d3 + col];
     }
     return qn[(b * p.n + j - p.fd) * d3 + col];
 }

@@ -1,12 +1,13 @@
 // Input gradient of layer norm, one workgroup per row:
 // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), dx̂ = dy ⊙ w.
-// Row r reads dy row r·dy_step + dy_first (step 0 broadcasts one row).
+// Row r reads dy row (r / dy_div)·dy_step + dy_first (step 0 broadcasts one
+// row; dy_div > 1 gives each group of dy_div rows one dy row).
 // flags & 1: out = res + dx, where the residual holds only the last res_m of
 // every n rows (the rows a last-position-only layer produced); others get dx.
 
 struct P {
     rows: u32, d: u32, dy_step: u32, dy_first: u32,
-    n: u32, res_m: u32, flags: u32, pad0: u32,
+    n: u32, res_m: u32, flags: u32, dy_div: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -31,7 +32,7 @@ fn main(
         return;
     }
     let d = p.d;
-    let g0 = (r * p.dy_step + p.dy_first) * d;
+    let g0 = ((r / p.dy_div) * p.dy_step + p.dy_first) * d;
     let x0 = r * d;
     var s1 = 0.0;
     var s2 = 0.0;

@@ -1,9 +1,11 @@
 // The logit difference from the final layer norm's output, one workgroup per
-// batch element: m_b = y[b·step + first] · (wte[correct] − wte[incorrect]).
+// batch element: m_b = y[b·step + first] · (wte[correct] − wte[incorrect]),
+// with the answer direction of b's prompt pair (dir is [pairs, d]; element b
+// belongs to pair b / per).
 
 struct P {
     rows: u32, d: u32, step: u32, first: u32,
-    out_off: u32, pad0: u32, pad1: u32, pad2: u32,
+    out_off: u32, per: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -24,9 +26,10 @@ fn main(
         return;
     }
     let y0 = (r * p.step + p.first) * p.d;
+    let d0 = (r / p.per) * p.d;
     var s = 0.0;
     for (var c = lid; c < p.d; c += WG) {
-        s += y[y0 + c] * dir[c];
+        s += y[y0 + c] * dir[d0 + c];
     }
     red[lid] = s;
     workgroupBarrier();

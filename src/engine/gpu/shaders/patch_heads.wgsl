@@ -1,9 +1,11 @@
-// Start rows of an AP sweep over heads: for batch element b (head c0 + b) and
-// row i (position fd + i), x = resid_mid[fd + i] + (result_other − result_base)[fd + i, c0 + b].
+// Start rows of an AP sweep over heads, for a group of prompt pairs whose base
+// arrays are stacked [pair, T, …] (T = fd + n): batch element b is head
+// c0 + b % per of pair b / per, and row i is position fd + i:
+// x = resid_mid[fd + i] + (result_other − result_base)[fd + i, head].
 
 struct P {
     count: u32, n: u32, d: u32, heads: u32,
-    fd: u32, c0: u32, pad0: u32, pad1: u32,
+    fd: u32, c0: u32, per: u32, pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -25,7 +27,7 @@ fn main(
     let c = e % p.d;
     let r = e / p.d;
     let b = r / p.n;
-    let pos = p.fd + r % p.n;
-    let k = ((pos * p.heads) + p.c0 + b) * p.d + c;
-    x[e] = (ro[k] - rb[k]) + resid[pos * p.d + c];
+    let row = (b / p.per) * (p.fd + p.n) + p.fd + r % p.n;
+    let k = ((row * p.heads) + p.c0 + b % p.per) * p.d + c;
+    x[e] = (ro[k] - rb[k]) + resid[row * p.d + c];
 }

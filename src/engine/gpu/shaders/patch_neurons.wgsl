@@ -1,10 +1,11 @@
-// Start rows of an AP sweep over neurons: for batch element b (neuron c0 + b)
-// and row i (position fd + i),
-// x = resid_post[fd + i] + (post_other − post_base)[fd + i, c0 + b] · W_out[c0 + b].
+// Start rows of an AP sweep over neurons, for a group of prompt pairs whose
+// base arrays are stacked [pair, T, …] (T = fd + n): batch element b is
+// neuron j = c0 + b % per of pair b / per, and row i is position fd + i:
+// x = resid_post[fd + i] + (post_other − post_base)[fd + i, j] · W_out[j].
 
 struct P {
     count: u32, n: u32, d: u32, d_mlp: u32,
-    fd: u32, c0: u32, pad0: u32, pad1: u32,
+    fd: u32, c0: u32, per: u32, pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -27,7 +28,8 @@ fn main(
     let c = e % p.d;
     let r = e / p.d;
     let b = r / p.n;
-    let pos = p.fd + r % p.n;
-    let k = pos * p.d_mlp + p.c0 + b;
-    x[e] = ((po[k] - pb[k]) * w_out[(p.c0 + b) * p.d + c]) + resid[pos * p.d + c];
+    let row = (b / p.per) * (p.fd + p.n) + p.fd + r % p.n;
+    let j = p.c0 + b % p.per;
+    let k = row * p.d_mlp + j;
+    x[e] = ((po[k] - pb[k]) * w_out[j * p.d + c]) + resid[row * p.d + c];
 }

@@ -1,10 +1,12 @@
-// Start rows of an integrated-gradients batch: for step b and row i
-// (position fd + i), x = resid[fd + i] + α[a_off + b] · (out_other − out_base)[fd + i],
-// where out is the site's whole contribution (attn_out or mlp_out).
+// Start rows of an integrated-gradients batch, for a group of prompt pairs
+// whose base arrays are stacked [pair, T, d] (T = fd + n): batch element b is
+// step a_off + b % per of pair b / per, and row i is position fd + i:
+// x = resid[fd + i] + α[step] · (out_other − out_base)[fd + i], where out is
+// the site's whole contribution (attn_out or mlp_out).
 
 struct P {
     count: u32, n: u32, d: u32, fd: u32,
-    a_off: u32, pad0: u32, pad1: u32, pad2: u32,
+    a_off: u32, per: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -27,6 +29,6 @@ fn main(
     let c = e % p.d;
     let r = e / p.d;
     let b = r / p.n;
-    let k = (p.fd + r % p.n) * p.d + c;
-    x[e] = ((oo[k] - ob[k]) * alpha[p.a_off + b]) + resid[k];
+    let k = ((b / p.per) * (p.fd + p.n) + p.fd + r % p.n) * p.d + c;
+    x[e] = ((oo[k] - ob[k]) * alpha[p.a_off + b % p.per]) + resid[k];
 }

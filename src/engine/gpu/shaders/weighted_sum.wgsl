@@ -1,8 +1,10 @@
-// acc[i, :] += Σ_b w[w_off + b] · g[b, i, :] over the batch of a gradient pass, for the
-// n rows of acc; g has only the last m rows of every n (rows before get 0).
+// For a gradient pass over a group of prompt pairs (batch element b belongs to
+// pair b / per): acc[pair, i, :] += Σ_k w[w_off + k] · g[pair·per + k, i, :],
+// for the n rows of each pair's acc; g has only the last m rows of every n
+// (rows before get 0).
 
 struct P {
-    count: u32, batch: u32, n: u32, m: u32,
+    count: u32, per: u32, n: u32, m: u32,
     d: u32, w_off: u32, pad1: u32, pad2: u32,
 }
 
@@ -22,14 +24,16 @@ fn main(
         return;
     }
     let c = e % p.d;
-    let i = e / p.d;
+    let i = (e / p.d) % p.n;
+    let pair = e / (p.d * p.n);
     if (i + p.m < p.n) {
         return;
     }
     let j = i + p.m - p.n;
     var s = 0.0;
-    for (var b = 0u; b < p.batch; b++) {
-        s += g[(b * p.m + j) * p.d + c] * w[p.w_off + b];
+    for (var k = 0u; k < p.per; k++) {
+        let b = pair * p.per + k;
+        s += g[(b * p.m + j) * p.d + c] * w[p.w_off + k];
     }
     acc[e] = acc[e] + s;
 }
