@@ -661,16 +661,46 @@ fn batch_on_the_gpu_in_groups_equals_one_pair_at_a_time() {
     assert!(o1.contains("groups of up to 1 pairs"), "{o1}");
     let o8 = ok(batch(&grouped, &[&task[..], &["--group", "8"]].concat()));
     assert!(o8.contains("groups of up to 8 pairs"), "{o8}");
-    // the 8 pairs have fewer distinct lengths than pairs: some groups share passes
-    let lens: std::collections::BTreeSet<usize> = (0..8)
+    // fewer distinct (length, first difference) than pairs: some groups share passes
+    let keys: std::collections::BTreeSet<(usize, u64)> = (0..8)
         .map(|i| {
-            json(&one.join(format!("pairs/{i:04}.json")))["tokens"]["clean"]
-                .as_array()
-                .unwrap()
-                .len()
+            let t = &json(&one.join(format!("pairs/{i:04}.json")))["tokens"];
+            (
+                t["clean"].as_array().unwrap().len(),
+                t["first_diff"].as_u64().unwrap(),
+            )
         })
         .collect();
-    assert!(lens.len() < 8, "lengths {lens:?}");
+    assert!(keys.len() < 8, "groups {keys:?}");
+    let stderr_says = |dir: &Path| {
+        let o = patchlab(&[
+            "batch",
+            "--model",
+            model().to_str().unwrap(),
+            "--task",
+            "ioi",
+            "--n",
+            "8",
+            "--seed",
+            "5",
+            "--backend",
+            "gpu",
+            "--methods",
+            "ap",
+            "--components",
+            "heads",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ]);
+        let out = ok(o.clone());
+        (String::from_utf8_lossy(&o.stderr).to_string(), out)
+    };
+    let (err, out) = stderr_says(&tempdir("cli-batch-g-default"));
+    assert!(
+        err.contains(&format!("8 pairs to compute in {} group(s)", keys.len())),
+        "{err}"
+    );
+    assert!(out.contains("kernel dispatches"), "{out}");
     for i in 0..8 {
         let path = format!("pairs/{i:04}.json");
         let (a, b) = (json(&one.join(&path)), json(&grouped.join(&path)));

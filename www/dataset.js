@@ -1,7 +1,8 @@
 // The lab's Dataset tab: pairs from a seeded task generator or an uploaded
 // CSV / JSONL file (bad rows are listed by line and skipped only when the
-// user agrees), run one at a time through PatchLab.analyze (the single-pair
-// path), with progress, ETA and Cancel. As pairs finish, the summary tables
+// user agrees), run through PatchLab.analyze one at a time or, with WebGPU,
+// through PatchLab.analyzeGroup in groups of pairs of equal token length
+// (which share the GPU's passes), with progress, ETA and Cancel. As pairs finish, the summary tables
 // (PatchLab.summarize: the summary.json of `patchlab batch`, not recomputed
 // here), histograms of per-pair r and the list of pairs appear; a finished
 // pair opens in the single-pair views with its report. User text (prompts
@@ -12,6 +13,8 @@ import { Histogram, fmt } from "./plots.js";
 import { download } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
+// Pairs per group on WebGPU (as `patchlab batch --group` on the GPU).
+const GROUP_SIZE = 16;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -300,51 +303,56 @@ export class DatasetTab {
     $("ds-progress").hidden = false;
     $("ds-progress").value = 0;
     $("ds-text").textContent = `Pair 1 of ${n}…`;
+    const groups = await this.groups(lab, data.pairs);
+    document.body.dataset.datasetGroups = String(groups.length);
     let done = 0;
     let cancelled = false;
     try {
-      for (let k = 0; k < n; k++) {
+      for (const g of groups) {
         if (ctrl.signal.aborted) {
           cancelled = true;
           break;
         }
-        this.state[k] = "running";
-        this.renderRow(k);
-        const p = data.pairs[k];
+        for (const k of g) {
+          this.state[k] = "running";
+          this.renderRow(k);
+        }
+        const label = g.length === 1 ? `Pair ${g[0] + 1} of ${n}` : `Pairs ${g[0] + 1}… (${g.length} together) of ${n}`;
+        const onProgress = (pr) => {
+          const f = (done + pr.fraction * g.length) / n;
+          const elapsed = performance.now() - t0;
+          const eta = f > 0.005 ? (elapsed * (1 - f)) / f : null;
+          $("ds-progress").value = f;
+          $("ds-text").textContent = `${label}: ${pr.stage} — ${Math.round(f * 100)} % · ${seconds(elapsed)} elapsed · ETA ${seconds(eta)}`;
+        };
+        const pairs = g.map((k) => data.pairs[k]);
         try {
-          const r = await lab.analyze({
-            clean: p.clean,
-            corrupt: p.corrupt,
-            correct: p.correct,
-            incorrect: p.incorrect,
-            bos: p.bos,
-            metric: p.metric || "logit_diff",
-            ...opts,
-            signal: ctrl.signal,
-            onProgress: (pr) => {
-              const f = (done + pr.fraction) / n;
-              const elapsed = performance.now() - t0;
-              const eta = f > 0.005 ? (elapsed * (1 - f)) / f : null;
-              $("ds-progress").value = f;
-              $("ds-text").textContent = `Pair ${k + 1} of ${n}: ${pr.stage} — ${Math.round(f * 100)} % · ${seconds(elapsed)} elapsed · ETA ${seconds(eta)}`;
-            },
+          const reports =
+            g.length === 1
+              ? [await lab.analyze({ ...pairs[0], metric: pairs[0].metric || "logit_diff", ...opts, signal: ctrl.signal, onProgress })]
+              : await lab.analyzeGroup({ pairs, ...opts, signal: ctrl.signal, onProgress });
+          g.forEach((k, j) => {
+            this.reports[k] = reports[j];
+            this.inputs[k] = summaryInput(reports[j]);
+            this.state[k] = "done";
+            done++;
           });
-          this.reports[k] = r;
-          this.inputs[k] = summaryInput(r);
-          this.state[k] = "done";
-          done++;
         } catch (e) {
           if (e.name === "AbortError") {
-            this.state[k] = "cancelled";
-            this.renderRow(k);
+            for (const k of g) {
+              this.state[k] = "cancelled";
+              this.renderRow(k);
+            }
             cancelled = true;
             break;
           }
-          this.state[k] = "error";
-          this.errors[k] = e.message;
+          for (const k of g) {
+            this.state[k] = "error";
+            this.errors[k] = e.message;
+          }
         }
-        this.renderRow(k);
-        if (this.state[k] === "done") await this.refreshSummary();
+        for (const k of g) this.renderRow(k);
+        if (g.some((k) => this.state[k] === "done")) await this.refreshSummary();
       }
     } finally {
       this.running = null;
@@ -362,6 +370,24 @@ export class DatasetTab {
     }
     this.runs++;
     document.body.dataset.datasetRuns = String(this.runs);
+  }
+
+  /**
+   * The order in which pairs run: with WebGPU, groups of up to GROUP_SIZE
+   * pairs of equal token length and first difference, which share the GPU's
+   * passes; on the CPU (or if grouping fails) one pair at a time, so that
+   * results appear pair by pair. Pairs that are not valid run alone and fail
+   * with their own message.
+   */
+  async groups(lab, pairs) {
+    const single = pairs.map((_, k) => [k]);
+    if (typeof navigator === "undefined" || !navigator.gpu) return single;
+    try {
+      const plan = await lab.groupPairs(pairs, GROUP_SIZE);
+      return [...plan.groups, ...plan.bad.map((b) => [b.index])].sort((a, b) => a[0] - b[0]);
+    } catch {
+      return single;
+    }
   }
 
   /** Asks the engine for the summary of the finished pairs, then redraws the tables and histograms. */

@@ -6,6 +6,8 @@
 //   const tokens = await lab.tokenize(" Mary");            // [{id, text}]
 //   const report = await lab.analyze({ clean, corrupt, correct, incorrect });
 //   const pairs = await lab.generateDataset({ task: "ioi", n: 100, seed: 0 });
+//   const { groups } = await lab.groupPairs(pairs);          // pairs that can share WebGPU passes
+//   const reports = await lab.analyzeGroup({ pairs: groups[0].map((k) => pairs[k]) });
 //   const summary = await lab.summarize(reports, { source: "task:ioi", seed: 0, total: 100 });
 //   const { metric_ablated } = await lab.ablate({ ...pair, heads: [[9, 6]] });
 //
@@ -253,6 +255,54 @@ export class PatchLab {
       onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
     };
     const { json } = await this.client.request("analyze", { request }, { onProgress: progress, onPartial, signal });
+    return JSON.parse(json);
+  }
+
+  /**
+   * Groups of pair indices for analyzeGroup: {groups: [[i, …]], bad: [{index, error}]}.
+   * At most `size` pairs per group, each of equal token length and first
+   * differing token (the pairs whose WebGPU passes can be shared); pairs that
+   * are not valid are listed apart with the reason.
+   */
+  groupPairs(pairs, size = 16) {
+    return this.client.request("groupPairs", { pairs: [...pairs], size: Math.max(1, Number(size) | 0) });
+  }
+
+  /**
+   * Several pairs analysed together (one of groupPairs' groups): resolves to
+   * their reports, in order, each equal to analyze() of the pair; on WebGPU
+   * the pairs share their passes. pairs: [{clean, corrupt, correct,
+   * incorrect, bos, metric}]; the options, onProgress and signal as in
+   * analyze() (progress covers the whole group; no partial results).
+   */
+  async analyzeGroup({ pairs, methods, directions, components, igSteps, igRule, percentile, backend = "auto", onProgress, signal } = {}) {
+    if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", "analyzeGroup needs pairs (a non-empty array)");
+    const request = {
+      pairs: pairs.map((p) => ({
+        clean: p.clean,
+        corrupt: p.corrupt,
+        correct: p.correct,
+        incorrect: p.incorrect,
+        bos: p.bos ?? true,
+        metric: p.metric || "logit_diff",
+      })),
+      backend,
+    };
+    for (const [k, v] of Object.entries({ methods, directions, components })) {
+      if (v !== undefined) request[k] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...v];
+    }
+    if (igSteps !== undefined) request.igSteps = Number(igSteps);
+    if (igRule !== undefined) request.igRule = igRule;
+    if (percentile !== undefined) request.percentile = Number(percentile);
+    const t0 = performance.now();
+    const progress = (p) => {
+      if (!onProgress) return;
+      const fraction = p.total ? p.done / p.total : 0;
+      const elapsedMs = performance.now() - t0;
+      const etaMs = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
+      onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
+    };
+    const { json } = await this.client.request("analyzeGroup", { request }, { onProgress: progress, signal });
     return JSON.parse(json);
   }
 

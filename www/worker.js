@@ -2,8 +2,9 @@
 // (with Cache Storage), owns the wasm engine and runs every computation, so
 // the page's main thread never blocks. www/patchlab.js is its only client.
 //
-// Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "ablate" | "generateDataset"
-//                          | "importPairs" | "summarize" | "pairsCsv" | "taskNames" | "cancel" | "clearCache" | "env", ...}
+// Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
+//                          | "ablate" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
+//                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...}
 
@@ -328,6 +329,30 @@ async function handle(msg) {
           pause,
         );
         return json;
+      });
+      queue = run.catch(() => {});
+      try {
+        return { json: await run };
+      } finally {
+        cancelled.delete(id);
+      }
+    }
+    case "groupPairs":
+      return JSON.parse(needLab().group_pairs(JSON.stringify(msg.pairs), msg.size));
+    case "analyzeGroup": {
+      const l = needLab();
+      const run = queue.then(async () => {
+        if (cancelled.has(id)) throw cancelError();
+        let t0 = 0;
+        return l.analyze_group(
+          JSON.stringify(msg.request),
+          (stage, done, total) => {
+            if (!t0) t0 = performance.now();
+            post({ id, type: "progress", stage, done, total, ms: performance.now() - t0 });
+            return !cancelled.has(id);
+          },
+          pause,
+        );
       });
       queue = run.catch(() => {});
       try {

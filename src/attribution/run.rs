@@ -149,6 +149,54 @@ pub async fn analyze_pair<E: Engine>(
     Ok(r.pop().expect("one report per pair"))
 }
 
+/// Pairs in groups that can share an engine's passes: at most `size` pairs
+/// of equal token length and first differing position each (a shared pass
+/// starts at its group's earliest first difference, so mixed ones would
+/// patch, and recompute, more rows). Groups keep dataset order inside and are
+/// ordered by their first pair. Pairs that are not valid (with this
+/// tokenizer and model) are returned apart with their error.
+pub fn share_groups(
+    tok: &Tokenizer,
+    cfg: &crate::model::Config,
+    pairs: &[Prompts],
+    size: usize,
+) -> (Vec<Vec<usize>>, Vec<(usize, Error)>) {
+    let mut by_key: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (i, p) in pairs.iter().enumerate() {
+        let check = || -> Result<Pair> {
+            let pair = Pair::new(
+                tok,
+                cfg,
+                &p.clean,
+                &p.corrupt,
+                &p.correct,
+                &p.incorrect,
+                p.bos,
+            )?;
+            MetricSpec::parse(&p.metric)?.resolve(tok, pair.correct, pair.incorrect)?;
+            Ok(pair)
+        };
+        match check() {
+            Ok(pair) => by_key
+                .entry((pair.clean.len(), pair.first_diff))
+                .or_default()
+                .push(i),
+            Err(e) => bad.push((i, e)),
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = by_key
+        .into_values()
+        .flat_map(|v| {
+            v.chunks(size.max(1))
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    groups.sort_by_key(|g| g[0]);
+    (groups, bad)
+}
+
 /// One pair of a group: its tokens and its two runs.
 struct Prepared<R> {
     pair: Pair,

@@ -191,6 +191,11 @@ pub trait Engine {
     fn config(&self) -> &Config;
     /// "cpu" or "gpu".
     fn backend(&self) -> &'static str;
+    /// (command submissions, kernel dispatches) since the engine was made,
+    /// for backends that submit work to a device (None for the CPU).
+    fn device_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
 
     /// Forward pass of one prompt, caching its activations; `metric` is the
     /// metric this run and every sweep from it (as the base) measure.

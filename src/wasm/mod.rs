@@ -24,13 +24,13 @@
 
 use crate::attribution::ablation::MeanActivations;
 use crate::attribution::quadrature::Rule;
-use crate::attribution::run::{analyze_pair, Options};
+use crate::attribution::run::{analyze_group, analyze_pair, share_groups, Options};
 use crate::attribution::{parse_component, Direction, Method, Observer, Pair, Progress};
 use crate::clock::now_ms;
 use crate::dataset::{self, Format, Task};
 use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::{GpuEngine, GpuOptions};
-use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site};
+use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site, SweepPair};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, Tokenizer, WeightStream};
 use crate::report::summary::{summarize as summarize_reports, DatasetInfo};
@@ -263,6 +263,50 @@ impl Request {
             percentile: self.percentile.unwrap_or(d.percentile),
             ..d
         })
+    }
+}
+
+/// What `Lab.analyze_group` accepts (JSON): the pairs and the options of
+/// `Request` (methods, directions, components, igSteps, igRule, percentile,
+/// backend), shared by all.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GroupRequest {
+    pairs: Vec<Prompts>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    directions: Option<Vec<String>>,
+    #[serde(default)]
+    components: Option<Vec<String>>,
+    #[serde(default)]
+    ig_steps: Option<usize>,
+    #[serde(default)]
+    ig_rule: Option<String>,
+    #[serde(default)]
+    percentile: Option<f64>,
+    #[serde(default)]
+    backend: Option<String>,
+}
+
+impl GroupRequest {
+    fn options(&self) -> Result<Options> {
+        Request {
+            clean: String::new(),
+            corrupt: String::new(),
+            correct: String::new(),
+            incorrect: String::new(),
+            methods: self.methods.clone(),
+            directions: self.directions.clone(),
+            components: self.components.clone(),
+            bos: None,
+            ig_steps: self.ig_steps,
+            ig_rule: self.ig_rule.clone(),
+            percentile: self.percentile,
+            backend: None,
+            metric: None,
+        }
+        .options()
     }
 }
 
@@ -671,6 +715,75 @@ impl Lab {
             Ok(JsValue::from_str(&report.to_json()))
         })
     }
+
+    /// Groups for `analyze_group`: JSON `{"groups": [[index, …]], "bad":
+    /// [{"index", "error"}]}` — at most `size` pairs of `pairs_json` (an
+    /// array of prompts) per group, each group of equal token length and first
+    /// differing position, so that the WebGPU engine shares its passes among
+    /// them; pairs that are not valid are listed apart with the reason.
+    pub fn group_pairs(
+        &self,
+        pairs_json: &str,
+        size: usize,
+    ) -> std::result::Result<String, JsValue> {
+        let pairs: Vec<Prompts> = serde_json::from_str(pairs_json)
+            .map_err(|e| js_err(Error::Input(format!("not an array of prompt pairs: {e}"))))?;
+        let (groups, bad) = share_groups(&self.inner.tokenizer, &self.inner.config, &pairs, size);
+        let bad: Vec<serde_json::Value> = bad
+            .into_iter()
+            .map(|(i, e)| serde_json::json!({"index": i, "error": e.to_string()}))
+            .collect();
+        Ok(serde_json::json!({"groups": groups, "bad": bad}).to_string())
+    }
+
+    /// Analyses several prompt pairs together and resolves to a JSON array
+    /// of their reports, in order — each equal to `analyze` of the pair. On
+    /// WebGPU, pairs of equal token length and first difference (see
+    /// `group_pairs`) share their passes. `on_progress` and `pause` as in
+    /// `analyze` (progress counts the whole group's work).
+    pub fn analyze_group(
+        &self,
+        request: &str,
+        on_progress: Option<Function>,
+        pause: Option<Function>,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let request = request.to_string();
+        future_to_promise(async move {
+            let req: GroupRequest = serde_json::from_str(&request)
+                .map_err(|e| js_err(Error::Input(format!("bad analyze_group request: {e}"))))?;
+            let opts = req.options().map_err(js_err)?;
+            let mut obs = JsObserver {
+                on_progress,
+                on_partial: None,
+            };
+            let (backend, note) = inner
+                .backend(req.backend.as_deref().unwrap_or("auto"))
+                .await
+                .map_err(js_err)?;
+            if let Some(note) = note {
+                obs.progress(&Progress {
+                    stage: &note,
+                    done: 0,
+                    total: 0,
+                });
+            }
+            let (name, tok) = (&inner.name, &inner.tokenizer);
+            let reports = match backend {
+                Backend::Cpu(e) => {
+                    let e = Pausing::new(e, pause);
+                    analyze_group(&e, name, tok, &req.pairs, &opts, &mut obs).await
+                }
+                Backend::Gpu(e) => {
+                    let e = Pausing::new(&*e, pause);
+                    analyze_group(&e, name, tok, &req.pairs, &opts, &mut obs).await
+                }
+            }
+            .map_err(js_err)?;
+            let json: Vec<String> = reports.iter().map(Report::to_json).collect();
+            Ok(JsValue::from_str(&format!("[{}]", json.join(","))))
+        })
+    }
 }
 
 async fn last_logits<E: Engine>(e: &E, ids: &[u32]) -> Result<Vec<f32>> {
@@ -839,6 +952,29 @@ impl<E: Engine> Engine for Pausing<'_, E> {
         self.maybe_pause().await?;
         self.inner
             .path_gradients(base, other, site, alphas, weights, from_pos)
+            .await
+    }
+    async fn patch_metrics_group(
+        &self,
+        pairs: &[SweepPair<'_, Self::Run>],
+        site: Site,
+        components: Range<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.maybe_pause().await?;
+        self.inner
+            .patch_metrics_group(pairs, site, components)
+            .await
+    }
+    async fn path_gradients_group(
+        &self,
+        pairs: &[SweepPair<'_, Self::Run>],
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+    ) -> Result<Vec<PathGrads>> {
+        self.maybe_pause().await?;
+        self.inner
+            .path_gradients_group(pairs, site, alphas, weights)
             .await
     }
     async fn base_gradients(

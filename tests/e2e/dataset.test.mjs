@@ -206,6 +206,65 @@ describe("the Dataset tab", () => {
     assert.ok(close(none.ablated, none.clean, 1e-5), `nothing ablated: ${none.ablated} vs clean ${none.clean}`);
   });
 
+  test("with WebGPU, pairs of equal length run together (analyzeGroup) and give patchlab batch --backend gpu's tables", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?tab=dataset`);
+    assert.equal((await waitReady(page)).state, "ready");
+    await page.selectOption("#ds-task", "ioi");
+    await page.fill("#ds-n", "8");
+    await page.fill("#ds-seed", "5");
+    await page.fill("#ds-ig-steps", "6");
+    await page.dispatchEvent("#ds-ig-steps", "change");
+    await runDataset(page);
+    assert.match(await page.textContent("#ds-text"), /^Done: 8 of 8 pairs in /);
+    const groups = Number(await page.evaluate(() => document.body.dataset.datasetGroups));
+    t.diagnostic(`8 pairs ran in ${groups} groups`);
+    assert.ok(groups < 8, `some pairs share a group (${groups} groups)`);
+    const got = JSON.parse(await download(page, "#ds-export-summary"));
+    assert.equal(got.backend, "gpu");
+    const cli = cliBatch(modelDir, ["--task", "ioi", "--n", "8", "--seed", "5", "--components", "heads", "--methods", "ap,ig", "--ig-steps", "6", "--backend", "gpu", "--group", "1"]);
+    tmp.push(cli.dir);
+    const { diffs, worst } = summaryDiffs(got, cli.summary, 1e-4);
+    t.diagnostic(`grouped page run against patchlab batch --group 1: largest difference ${worst.toExponential(2)}`);
+    assert.deepEqual(diffs, [], "differences from patchlab batch's summary.json");
+
+    // the API: a group's reports are the single-pair reports, in order
+    const cmp = await page.evaluate(async () => {
+      const { PatchLab } = await import("/patchlab.js");
+      const lab = await PatchLab.load({ model: "/model/" });
+      try {
+        const pairs = await lab.generateDataset({ task: "ioi", n: 8, seed: 5 });
+        const { groups: gs, bad } = await lab.groupPairs(pairs, 16);
+        const g = gs.find((x) => x.length > 1);
+        const opts = { methods: "ap", components: "heads", backend: "gpu" };
+        const together = await lab.analyzeGroup({ pairs: g.map((k) => pairs[k]), ...opts });
+        let worst = 0;
+        for (const [j, k] of g.entries()) {
+          const alone = await lab.analyze({ ...pairs[k], ...opts });
+          if (together[j].prompts.clean !== alone.prompts.clean) return { error: "order" };
+          const a = together[j].results.ap.clean_to_corrupt.heads.flat();
+          const b = alone.results.ap.clean_to_corrupt.heads.flat();
+          const scale = Math.max(1e-3, ...b.map(Math.abs));
+          a.forEach((x, i) => (worst = Math.max(worst, Math.abs(x - b[i]) / scale)));
+        }
+        let refused = null;
+        try {
+          await lab.analyzeGroup({ pairs: [] });
+        } catch (e) {
+          refused = e.message;
+        }
+        return { size: g.length, bad: bad.length, worst, refused };
+      } finally {
+        lab.close();
+      }
+    });
+    t.diagnostic(`analyzeGroup of ${cmp.size} pairs against analyze: largest difference ${cmp.worst?.toExponential(2)}`);
+    assert.equal(cmp.error, undefined);
+    assert.equal(cmp.bad, 0);
+    assert.ok(cmp.worst <= 2e-5, `group vs single: ${cmp.worst}`);
+    assert.match(cmp.refused, /analyzeGroup needs pairs/);
+  });
+
   test("a CSV with a bad row names its line, runs only after agreeing, and keeps prompts as text", async (t) => {
     const page = await newPage(t);
     await page.goto(`${server.url}?tab=dataset`);

@@ -6,10 +6,8 @@ use super::{split_list, with_engine, EngineUser, Loaded};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
-use patchlab::attribution::pair::MetricSpec;
 use patchlab::attribution::quadrature::Rule;
-use patchlab::attribution::run::{analyze_group, Options};
-use patchlab::attribution::Pair;
+use patchlab::attribution::run::{analyze_group, share_groups, Options};
 use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
 use patchlab::clock::now_ms;
 use patchlab::dataset::{self, Format, Task};
@@ -90,8 +88,8 @@ pub struct BatchArgs {
     /// Output directory: pairs/NNNN.json (one report per pair) and summary.json.
     #[arg(long)]
     out_dir: PathBuf,
-    /// Pairs analysed together: pairs of equal token length share the engine's passes (on the
-    /// GPU, one tail pass holds patches of several pairs). Default: 16 with --backend gpu, 1 with
+    /// Pairs analysed together: pairs of equal token length and first differing token share the
+    /// engine's passes (on the GPU, one tail pass holds patches of several pairs). Default: 16 with --backend gpu, 1 with
     /// cpu (where pairs gain nothing from sharing). An interrupted run loses at most one group.
     #[arg(long)]
     group: Option<usize>,
@@ -348,12 +346,13 @@ impl EngineUser<()> for Batch {
         let groups = length_groups(&pairs, &todo, group, &l)?;
         if group > 1 && !todo.is_empty() && !a.quiet {
             eprintln!(
-                "{} pairs to compute in {} group(s) of equal token length (at most {group} per group)",
+                "{} pairs to compute in {} group(s) of equal token length and first difference (at most {group} per group)",
                 todo.len(),
                 groups.len()
             );
         }
         let mut computed = 0usize;
+        let counts0 = l.engine.device_counts();
         obs.bar.set_position(reused as u64 * per_pair);
         for g in &groups {
             obs.base = (reused + computed) as u64 * per_pair;
@@ -399,6 +398,16 @@ impl EngineUser<()> for Batch {
                 computed as f64 / secs,
                 secs / computed as f64
             );
+            if let (Some((s0, d0)), Some((s1, d1))) = (counts0, l.engine.device_counts()) {
+                let per = |x: u64| x as f64 / computed as f64;
+                println!(
+                    "device work: {} submissions, {} kernel dispatches ({:.0} and {:.0} per pair)",
+                    s1 - s0,
+                    d1 - d0,
+                    per(s1 - s0),
+                    per(d1 - d0)
+                );
+            }
         }
         print!("{}", summary_table(&summary));
         println!(
@@ -413,44 +422,26 @@ impl EngineUser<()> for Batch {
     }
 }
 
-/// The pairs to compute, in groups of at most `size` pairs of equal token
-/// length (the ones that can share the engine's passes), each group in index
-/// order and the groups in the order of their first pair. Checks every pair
-/// first, so a bad one stops the run before any work.
+/// The pairs to compute in groups (`share_groups`); a pair that is not valid
+/// stops the run before any work.
 fn length_groups<E: Engine>(
     pairs: &[Prompts],
     todo: &[usize],
     size: usize,
     l: &Loaded<E>,
 ) -> Result<Vec<Vec<usize>>> {
-    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for &i in todo {
-        let p = &pairs[i];
-        let check = || {
-            let pair = Pair::new(
-                &l.tokenizer,
-                l.engine.config(),
-                &p.clean,
-                &p.corrupt,
-                &p.correct,
-                &p.incorrect,
-                p.bos,
-            )?;
-            MetricSpec::parse(&p.metric)?.resolve(&l.tokenizer, pair.correct, pair.incorrect)?;
-            Ok(pair)
-        };
-        let pair = check().map_err(|e| match e {
-            Error::Input(m) => Error::Input(format!("pair {i}: {m}")),
+    let chosen: Vec<Prompts> = todo.iter().map(|&i| pairs[i].clone()).collect();
+    let (groups, bad) = share_groups(&l.tokenizer, l.engine.config(), &chosen, size);
+    if let Some((k, e)) = bad.into_iter().next() {
+        return Err(match e {
+            Error::Input(m) => Error::Input(format!("pair {}: {m}", todo[k])),
             e => e,
-        })?;
-        by_len.entry(pair.clean.len()).or_default().push(i);
+        });
     }
-    let mut groups: Vec<Vec<usize>> = by_len
-        .into_values()
-        .flat_map(|v| v.chunks(size).map(<[usize]>::to_vec).collect::<Vec<_>>())
-        .collect();
-    groups.sort_by_key(|g| g[0]);
-    Ok(groups)
+    Ok(groups
+        .into_iter()
+        .map(|g| g.into_iter().map(|k| todo[k]).collect())
+        .collect())
 }
 
 /// Mean-ablates each set in every pair and writes `dir/ablation.json`.

@@ -198,6 +198,9 @@ pub(super) struct Gpu {
     /// Per kernel (milliseconds, dispatches) when PATCHLAB_GPU_PROFILE is set
     /// (native only): every dispatch is then submitted and waited for alone.
     profile: Option<Mutex<Vec<(f64, u64)>>>,
+    /// Command submissions and kernel dispatches since the device opened.
+    submits: AtomicU64,
+    dispatches: AtomicU64,
 }
 
 fn backend_err(what: impl std::fmt::Display) -> Error {
@@ -328,10 +331,20 @@ impl Gpu {
             faults,
             settling: Mutex::new(Vec::new()),
             alloc_limit: AtomicU64::new(u64::MAX),
+            submits: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
             profile: (cfg!(not(target_arch = "wasm32"))
                 && std::env::var_os("PATCHLAB_GPU_PROFILE").is_some())
             .then(|| Mutex::new(vec![(0.0, 0); K::ALL.len()])),
         })
+    }
+
+    /// (command submissions, kernel dispatches) since the device opened.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.submits.load(Ordering::Relaxed),
+            self.dispatches.load(Ordering::Relaxed),
+        )
     }
 
     /// Time per kernel since the engine started, when profiling (see `profile`).
@@ -803,6 +816,7 @@ impl<'g> Enc<'g> {
                         pass.set_pipeline(&gpu.pipelines[k as usize].0);
                         pass.set_bind_group(0, &bg, &[]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        gpu.dispatches.fetch_add(1, Ordering::Relaxed);
                         last = Some(k);
                         next = None;
                         if gpu.profile.is_some() {
@@ -832,6 +846,7 @@ impl<'g> Enc<'g> {
             }
         }
         gpu.queue.submit([enc.finish()]);
+        gpu.submits.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -291,6 +291,10 @@ impl Engine for GpuEngine {
         "gpu"
     }
 
+    fn device_counts(&self) -> Option<(u64, u64)> {
+        Some(self.gpu.counts())
+    }
+
     async fn run(&self, tokens: &[u32], def: &Metric) -> Result<GpuRun> {
         let (fwd, metric, _) = self
             .forward(tokens, def, &HashMap::new(), &HashMap::new(), true)
