@@ -72,6 +72,8 @@ export class DatasetTab {
     this.running = null;
     this.hists = new Map();
     this.runs = 0;
+    this.ablation = null; // the ablation.json object of the sets ablated so far
+    this.ablating = null; // AbortController of the ablation in progress
 
     $("ds-generate").addEventListener("click", () => this.generate());
     $("ds-upload").addEventListener("click", () => $("ds-file").click());
@@ -86,6 +88,18 @@ export class DatasetTab {
         $("ds-text").textContent = "Cancelling…";
         this.running.abort();
       }
+      this.ablating?.abort();
+    });
+    $("ds-abl-set").addEventListener("change", () => {
+      $("ds-abl-custom").hidden = $("ds-abl-set").value !== "custom";
+      if (!$("ds-abl-custom").hidden) $("ds-abl-custom").focus();
+    });
+    $("ds-abl-run").addEventListener("click", () => this.ablate());
+    $("ds-abl-custom").addEventListener("keydown", (e) => {
+      if (e.key === "Enter") this.ablate();
+    });
+    $("ds-export-ablation").addEventListener("click", () => {
+      if (this.ablation) download("patchlab-ablation.json", `${JSON.stringify(this.ablation, null, 2)}\n`, "application/json");
     });
     $("ds-export-summary").addEventListener("click", () => {
       if (this.summary) download("patchlab-summary.json", `${JSON.stringify(this.summary, null, 2)}\n`, "application/json");
@@ -135,8 +149,10 @@ export class DatasetTab {
     const lab = this.lab();
     const o = this.options();
     const choices = o.methods.length && o.directions.length && o.components.length;
-    $("ds-run").disabled = !lab || !!this.running || this.pairBusy() || !choices;
-    $("ds-cancel").disabled = !this.running;
+    $("ds-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !choices;
+    $("ds-cancel").disabled = !this.running && !this.ablating;
+    $("ds-abl-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !this.inputs.some(Boolean);
+    $("ds-export-ablation").disabled = !this.ablation;
     $("ds-generate").disabled = !lab || !!this.running;
     $("ds-upload").disabled = !lab || !!this.running;
     $("ds-export-summary").disabled = !this.summary;
@@ -183,6 +199,10 @@ export class DatasetTab {
     this.state = new Array(n).fill("pending");
     this.errors = new Array(n).fill(null);
     this.summary = null;
+    this.ablation = null;
+    $("ds-abl-results").replaceChildren();
+    $("ds-abl-text").textContent = "";
+    $("ds-abl-error").hidden = true;
     for (const h of this.hists.values()) h.destroy();
     this.hists.clear();
     $("ds-hists").replaceChildren();
@@ -381,13 +401,78 @@ export class DatasetTab {
    */
   async groups(lab, pairs) {
     const single = pairs.map((_, k) => [k]);
-    if (typeof navigator === "undefined" || !navigator.gpu) return single;
+    if (!lab.env?.webgpu) return single;
     try {
       const plan = await lab.groupPairs(pairs, GROUP_SIZE);
       return [...plan.groups, ...plan.bad.map((b) => [b.index])].sort((a, b) => a[0] - b[0]);
     } catch {
       return single;
     }
+  }
+
+  /**
+   * Mean-ablates the chosen set in every finished pair (PatchLab.ablateDataset,
+   * the numbers of `patchlab ablate`) and adds or replaces its row in the
+   * ablation table.
+   */
+  async ablate() {
+    const lab = this.lab();
+    if (!lab || this.running || this.ablating || this.pairBusy() || !this.inputs.some(Boolean)) return;
+    const choice = $("ds-abl-set").value;
+    const spec = choice === "custom" ? $("ds-abl-custom").value.trim() : choice;
+    const fail = (m) => {
+      $("ds-abl-error").textContent = m;
+      $("ds-abl-error").hidden = !m;
+    };
+    fail("");
+    if (!spec) return fail("Type the components to ablate, e.g. h9.6,h9.9,n0.1234 (h = head layer.head, n = neuron layer.index).");
+    const ctrl = new AbortController();
+    this.ablating = ctrl;
+    this.onBusy(true);
+    this.update();
+    const t0 = performance.now();
+    $("ds-abl-text").textContent = `Ablating ${spec}…`;
+    try {
+      const out = await lab.ablateDataset(`[${this.inputs.map((x) => x || "null").join(",")}]`, [spec], {
+        signal: ctrl.signal,
+        onProgress: (p) => {
+          $("ds-abl-text").textContent = `${p.stage}: ${p.done} of ${p.total} pairs`;
+        },
+      });
+      const sets = (this.ablation?.sets || []).filter((x) => x.set !== out.sets[0].set);
+      this.ablation = { ...out, sets: [...sets, ...out.sets] };
+      this.renderAblation();
+      $("ds-abl-text").textContent = `Ablated ${spec} in ${out.sets[0].pairs.length} pairs (${seconds(performance.now() - t0)}).`;
+    } catch (e) {
+      $("ds-abl-text").textContent = "";
+      if (e.name === "AbortError") $("ds-abl-text").textContent = "Ablation cancelled.";
+      else fail(e.message);
+    } finally {
+      this.ablating = null;
+      this.onBusy(false);
+      this.update();
+      document.body.dataset.datasetAblations = String(Number(document.body.dataset.datasetAblations || 0) + 1);
+    }
+  }
+
+  renderAblation() {
+    const t = el("table", "ds-table");
+    t.append(el("caption", null, "Mean ablation (per pair, then mean ± std)"));
+    const head = el("tr");
+    for (const h of ["set", "heads / pair", "neurons / pair", "metric change", "fraction retained", "n"]) head.append(el("th", null, h));
+    const thead = el("thead");
+    thead.append(head);
+    const body = el("tbody");
+    const ms = (st) => (st && st.n ? `${fmt(st.mean, 4)} ± ${fmt(st.std, 4)}` : "undefined");
+    for (const x of this.ablation?.sets || []) {
+      const tr = el("tr");
+      tr.dataset.set = x.set;
+      tr.append(el("th", null, x.set));
+      for (const c of [x.heads.n ? fmt(x.heads.mean, 3) : "—", x.neurons.n ? fmt(x.neurons.mean, 3) : "—", ms(x.change), ms(x.retained), String(x.retained.n)]) tr.append(el("td", null, c));
+      body.append(tr);
+    }
+    t.append(thead, body);
+    $("ds-abl-results").replaceChildren(t);
   }
 
   /** Asks the engine for the summary of the finished pairs, then redraws the tables and histograms. */

@@ -10,6 +10,7 @@
 //   const reports = await lab.analyzeGroup({ pairs: groups[0].map((k) => pairs[k]) });
 //   const summary = await lab.summarize(reports, { source: "task:ioi", seed: 0, total: 100 });
 //   const { metric_ablated } = await lab.ablate({ ...pair, heads: [[9, 6]] });
+//   const ablation = await lab.ablateDataset(reports, ["and:both", "h9.6"]);  // ablation.json
 //
 // The report is the same JSON as `patchlab analyze --out -` writes; the
 // summary the same as `patchlab batch` writes to summary.json.
@@ -363,6 +364,24 @@ export class PatchLab {
       if (typeof request[k] !== "string") throw makeError("TypeError", `ablate needs ${k} (a string)`);
     }
     return this.client.request("ablate", { request }, { signal });
+  }
+
+  /**
+   * Mean ablation over a dataset, as `patchlab ablate` computes it: resolves
+   * to the object of its ablation.json, {kind, mean, sets: [{set, pairs:
+   * [{index, heads, neurons, metric_clean, metric_corrupt, metric_ablated,
+   * change, retained}], change, retained, heads, neurons}]}. reports: the
+   * dataset's reports in order (null for a pair without one); sets: specs
+   * such as "and:both", "or:ig-only" or "h9.6,n0.12" — each pair's own latent
+   * components, or fixed ones — held at the per-position mean corrupt
+   * activation of the pairs of equal length. onProgress and signal as in analyze().
+   */
+  async ablateDataset(reports, sets, { backend = "auto", onProgress, signal } = {}) {
+    const json = typeof reports === "string" ? reports : `[${[...reports].map(summaryInput).join(",")}]`;
+    const list = typeof sets === "string" ? [sets] : [...sets].map(String);
+    const progress = (p) => onProgress?.({ stage: p.stage, done: p.done, total: p.total, fraction: p.total ? p.done / p.total : 0 });
+    const text = await this.client.request("ablateDataset", { reports: json, sets: list, backend }, { onProgress: progress, signal });
+    return JSON.parse(text);
   }
 
   /** Stops the worker and frees the model. */

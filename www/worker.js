@@ -3,7 +3,7 @@
 // the page's main thread never blocks. www/patchlab.js is its only client.
 //
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
-//                          | "ablate" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
+//                          | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
 //                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...}
@@ -333,6 +333,28 @@ async function handle(msg) {
       queue = run.catch(() => {});
       try {
         return { json: await run };
+      } finally {
+        cancelled.delete(id);
+      }
+    }
+    case "ablateDataset": {
+      const l = needLab();
+      const run = queue.then(async () => {
+        if (cancelled.has(id)) throw cancelError();
+        return l.ablate_dataset(
+          msg.reports,
+          JSON.stringify(msg.sets),
+          msg.backend || null,
+          (stage, done, total) => {
+            post({ id, type: "progress", stage, done, total });
+            return !cancelled.has(id);
+          },
+          pause,
+        );
+      });
+      queue = run.catch(() => {});
+      try {
+        return await run;
       } finally {
         cancelled.delete(id);
       }

@@ -22,7 +22,7 @@
 //! Requests and results cross the boundary as JSON strings: one format for
 //! the CLI, the page and exported files.
 
-use crate::attribution::ablation::MeanActivations;
+use crate::attribution::ablation::{ablate_dataset, AblationSet, MeanActivations};
 use crate::attribution::quadrature::Rule;
 use crate::attribution::run::{analyze_group, analyze_pair, share_groups, Options};
 use crate::attribution::{parse_component, Direction, Method, Observer, Pair, Progress};
@@ -413,8 +413,20 @@ pub fn summarize(
     seed: Option<f64>,
     total: usize,
 ) -> std::result::Result<String, JsValue> {
-    let bad = |e: serde_json::Error| js_err(Error::Input(format!("not an array of reports: {e}")));
-    let values: Vec<serde_json::Value> = serde_json::from_str(reports_json).map_err(bad)?;
+    let reports = parse_reports(reports_json).map_err(js_err)?;
+    let info = DatasetInfo {
+        source: source.to_string(),
+        seed: seed.map(seed_of).transpose().map_err(js_err)?,
+        total,
+    };
+    Ok(summarize_reports(info, &reports).map_err(js_err)?.to_json())
+}
+
+/// (dataset index, report) of a JSON array of reports in dataset order, where
+/// null marks a pair without one; the score maps (`results`) may be left out.
+fn parse_reports(reports_json: &str) -> Result<Vec<(usize, Report)>> {
+    let values: Vec<serde_json::Value> = serde_json::from_str(reports_json)
+        .map_err(|e| Error::Input(format!("not an array of reports: {e}")))?;
     let mut reports = Vec::with_capacity(values.len());
     for (i, mut v) in values.into_iter().enumerate() {
         if v.is_null() {
@@ -423,19 +435,11 @@ pub fn summarize(
         if let Some(o) = v.as_object_mut() {
             o.entry("results").or_insert_with(|| serde_json::json!({}));
         }
-        let r: Report = serde_json::from_value(v).map_err(|e| {
-            js_err(Error::Input(format!(
-                "pair {i} is not a patchlab report: {e}"
-            )))
-        })?;
+        let r: Report = serde_json::from_value(v)
+            .map_err(|e| Error::Input(format!("pair {i} is not a patchlab report: {e}")))?;
         reports.push((i, r));
     }
-    let info = DatasetInfo {
-        source: source.to_string(),
-        seed: seed.map(seed_of).transpose().map_err(js_err)?,
-        total,
-    };
-    Ok(summarize_reports(info, &reports).map_err(js_err)?.to_json())
+    Ok(reports)
 }
 
 /// A dataset as a CSV file that `import_pairs` and `patchlab batch --file`
@@ -713,6 +717,81 @@ impl Lab {
             }
             .map_err(js_err)?;
             Ok(JsValue::from_str(&report.to_json()))
+        })
+    }
+
+    /// Mean ablation over a dataset, as `patchlab ablate` computes it (the
+    /// same object as its ablation.json): every set of `sets_json` (a JSON
+    /// array of specs: "and:both", "or:ig-only", "h9.6,n0.12", …) is held at
+    /// the per-position mean corrupt activation of the pairs of equal token
+    /// length, in every pair of `reports_json` (reports in dataset order, null
+    /// for a pair without one; score maps not needed). `on_progress(stage,
+    /// done, total)` returning false cancels; `pause` as in `analyze`.
+    pub fn ablate_dataset(
+        &self,
+        reports_json: &str,
+        sets_json: &str,
+        backend: Option<String>,
+        on_progress: Option<Function>,
+        pause: Option<Function>,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let (reports_json, sets_json) = (reports_json.to_string(), sets_json.to_string());
+        future_to_promise(async move {
+            let reports = parse_reports(&reports_json).map_err(js_err)?;
+            if reports.is_empty() {
+                return Err(js_err(Error::Input(
+                    "no finished pairs to ablate: run the dataset first".into(),
+                )));
+            }
+            let specs: Vec<String> = serde_json::from_str(&sets_json).map_err(|e| {
+                js_err(Error::Input(format!("sets must be an array of strings: {e}")))
+            })?;
+            if specs.is_empty() {
+                return Err(js_err(Error::Input(
+                    "choose at least one set of components to ablate".into(),
+                )));
+            }
+            let sets = specs
+                .iter()
+                .map(|s| Ok((s.trim().to_string(), AblationSet::parse(s)?)))
+                .collect::<Result<Vec<_>>>()
+                .map_err(js_err)?;
+            let (engine, _) = inner
+                .backend(backend.as_deref().unwrap_or("auto"))
+                .await
+                .map_err(js_err)?;
+            let mut obs = JsObserver {
+                on_progress,
+                on_partial: None,
+            };
+            let progress = |stage: &str, done: usize, total: usize| {
+                let p = Progress {
+                    stage,
+                    done: done as u64,
+                    total: total as u64,
+                };
+                if obs.progress(&p) {
+                    Ok(())
+                } else {
+                    Err(Error::Cancelled)
+                }
+            };
+            let tok = &inner.tokenizer;
+            let out = match engine {
+                Backend::Cpu(e) => {
+                    let e = Pausing::new(e, pause);
+                    ablate_dataset(&e, tok, &reports, &sets, progress).await
+                }
+                Backend::Gpu(e) => {
+                    let e = Pausing::new(&*e, pause);
+                    ablate_dataset(&e, tok, &reports, &sets, progress).await
+                }
+            }
+            .map_err(js_err)?;
+            Ok(JsValue::from_str(
+                &serde_json::to_string(&out).expect("ablations serialise"),
+            ))
         })
     }
 

@@ -93,7 +93,7 @@ describe("the Dataset tab", () => {
     // kernels sum in another order than x86's: ~1e-5 seen, as the report
     // tests allow 1e-4)
     const got = JSON.parse(await download(page, "#ds-export-summary"));
-    const cli = cliBatch(modelDir, ["--task", "ioi", "--n", "3", "--seed", "7", "--components", "heads", "--methods", "ap,ig", "--ig-steps", "10"]);
+    const cli = cliBatch(modelDir, ["--task", "ioi", "--n", "3", "--seed", "7", "--components", "heads", "--methods", "ap,ig", "--ig-steps", "10", "--ablate", "and:both", "--ablate", "h1.2,h0.3"]);
     tmp.push(cli.dir);
     const cliReports = fs.readdirSync(path.join(cli.dir, "pairs")).sort().map((f) => JSON.parse(fs.readFileSync(path.join(cli.dir, "pairs", f), "utf8")));
     assert.equal(cliReports.length, 3);
@@ -135,6 +135,43 @@ describe("the Dataset tab", () => {
       assert.ok(h.colours > 5, `${h.key}: only ${h.colours} colours`);
       assert.equal(h.width, h.cssWidth * 2, `${h.key}: backing store follows devicePixelRatio`);
     }
+
+    // mean ablation over the pairs: the ablation.json of patchlab ablate
+    const ablations = async (n) => page.waitForFunction((k) => Number(document.body.dataset.datasetAblations || 0) >= k, n, { timeout: 120000 });
+    await page.selectOption("#ds-abl-set", "and:both");
+    await page.click("#ds-abl-run");
+    await ablations(1);
+    await page.selectOption("#ds-abl-set", "custom");
+    await page.fill("#ds-abl-custom", "h1.2,h0.3");
+    await page.click("#ds-abl-run");
+    await ablations(2);
+    assert.equal(await page.isHidden("#ds-abl-error"), true, await page.textContent("#ds-abl-error"));
+    assert.deepEqual(await page.$$eval("#ds-abl-results tbody tr", (r) => r.map((x) => x.dataset.set)), ["and:both", "h1.2,h0.3"]);
+    const abl = JSON.parse(await download(page, "#ds-export-ablation"));
+    // metrics to 1e-4; the fraction retained divides by this random model's
+    // small clean − corrupt gaps (0.03), so its float noise is compared
+    // relative to the gap
+    const noRetained = (x) => ({ ...x, sets: x.sets.map((st) => ({ ...st, retained: null, pairs: st.pairs.map((q) => ({ ...q, retained: null })) })) });
+    const ad = summaryDiffs(noRetained(abl), noRetained(cli.ablation), 1e-4);
+    t.diagnostic(`the page's ablation.json against patchlab batch --ablate: largest difference ${ad.worst.toExponential(2)} (metrics)`);
+    assert.deepEqual(ad.diffs, [], "differences from patchlab's ablation.json");
+    abl.sets.forEach((st, i) =>
+      st.pairs.forEach((q, j) => {
+        const want = cli.ablation.sets[i].pairs[j].retained;
+        const gap = Math.abs(q.metric_clean - q.metric_corrupt);
+        assert.ok(Math.abs(q.retained - (q.metric_ablated - q.metric_corrupt) / (q.metric_clean - q.metric_corrupt)) < 1e-5);
+        assert.ok(Math.abs(q.retained - want) <= (1e-5 * (1 + Math.abs(want))) / gap, `${st.set} pair ${j}: retained ${q.retained} vs ${want}`);
+      }),
+    );
+    const ablRow = await page.$$eval("#ds-abl-results tr[data-set='h1.2,h0.3'] td", (tds) => tds.map((x) => x.textContent));
+    assert.equal(ablRow[0], "2.000");
+    assert.equal(ablRow[4], "3");
+    // a component the model lacks is refused with the reason; the table stays
+    await page.fill("#ds-abl-custom", "h9.1");
+    await page.click("#ds-abl-run");
+    await ablations(3);
+    assert.match(await page.textContent("#ds-abl-error"), /head 9\.1 does not exist/);
+    assert.equal(await page.locator("#ds-abl-results tbody tr").count(), 2);
 
     // the pairs, and one of them opened in the single-pair views (no recompute)
     assert.equal(await page.locator("#ds-pairs tbody tr.done").count(), 3);
@@ -263,6 +300,16 @@ describe("the Dataset tab", () => {
     assert.equal(cmp.bad, 0);
     assert.ok(cmp.worst <= 2e-5, `group vs single: ${cmp.worst}`);
     assert.match(cmp.refused, /analyzeGroup needs pairs/);
+
+    // Cancel in the middle of a group stops it; its pairs are marked cancelled
+    await page.fill("#ds-ig-steps", "400");
+    await page.dispatchEvent("#ds-ig-steps", "change");
+    await page.click("#ds-run");
+    await page.waitForFunction(() => /together/.test(document.getElementById("ds-text").textContent), null, { timeout: 60000 });
+    await page.click("#ds-cancel");
+    await page.waitForFunction(() => /^Cancelled after \d+ of 8 pairs/.test(document.getElementById("ds-text").textContent), null, { timeout: 30000 });
+    assert.ok((await page.locator("#ds-pairs tr.cancelled").count()) >= 2);
+    assert.equal(await page.isDisabled("#ds-run"), false);
   });
 
   test("a CSV with a bad row names its line, runs only after agreeing, and keeps prompts as text", async (t) => {
@@ -315,7 +362,8 @@ describe("the Dataset tab", () => {
   });
 
   test("Cancel stops a dataset run, keeps the finished pairs, and the tab stays usable", async (t) => {
-    const page = await newPage(t);
+    // one pair at a time (no WebGPU): pairs finish one by one
+    const page = await newPage(t, cpuBrowser);
     await page.goto(`${server.url}?tab=dataset`);
     await waitReady(page);
     await page.fill("#ds-n", "30");
