@@ -673,25 +673,10 @@ fn batch_on_the_gpu_in_groups_equals_one_pair_at_a_time() {
         .collect();
     assert!(keys.len() < 8, "groups {keys:?}");
     let stderr_says = |dir: &Path| {
-        let o = patchlab(&[
-            "batch",
-            "--model",
-            model().to_str().unwrap(),
-            "--task",
-            "ioi",
-            "--n",
-            "8",
-            "--seed",
-            "5",
-            "--backend",
-            "gpu",
-            "--methods",
-            "ap",
-            "--components",
-            "heads",
-            "--out-dir",
-            dir.to_str().unwrap(),
-        ]);
+        let (m, d) = (model(), dir.to_str().unwrap().to_string());
+        let head = ["batch", "--model", m.to_str().unwrap()];
+        let tail = ["--methods", "ap", "--components", "heads", "--out-dir", &d];
+        let o = patchlab(&[&head[..], &task[..], &tail[..]].concat());
         let out = ok(o.clone());
         (String::from_utf8_lossy(&o.stderr).to_string(), out)
     };

@@ -143,6 +143,30 @@ export function summaryInput(r) {
   return JSON.stringify({ ...r, partial: undefined, results: {}, analysis: { ...a, asymmetry: {} } });
 }
 
+/** The analysis options of a request, as the wasm engine reads them (undefined ones left out). */
+function analysisOptions({ methods, directions, components, igSteps, igRule, percentile }) {
+  const out = {};
+  for (const [k, v] of Object.entries({ methods, directions, components })) {
+    if (v !== undefined) out[k] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...v];
+  }
+  if (igSteps !== undefined) out.igSteps = Number(igSteps);
+  if (igRule !== undefined) out.igRule = igRule;
+  if (percentile !== undefined) out.percentile = Number(percentile);
+  return out;
+}
+
+/** The worker's progress messages as onProgress gets them: with fraction, elapsed time and ETA. */
+function withEta(onProgress) {
+  const t0 = performance.now();
+  return (p) => {
+    if (!onProgress) return;
+    const fraction = p.total ? p.done / p.total : 0;
+    const elapsedMs = performance.now() - t0;
+    const etaMs = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
+    onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
+  };
+}
+
 const pairsOf = (list) => [...list].map((p) => [Number(p[0]), Number(p[1])]);
 
 export class PatchLab {
@@ -236,26 +260,12 @@ export class PatchLab {
     onPartial,
     signal,
   } = {}) {
-    const request = { clean, corrupt, correct, incorrect, bos, backend };
-    for (const [k, v] of Object.entries({ methods, directions, components })) {
-      if (v !== undefined) request[k] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...v];
-    }
-    if (igSteps !== undefined) request.igSteps = Number(igSteps);
-    if (igRule !== undefined) request.igRule = igRule;
-    if (percentile !== undefined) request.percentile = Number(percentile);
+    const request = { clean, corrupt, correct, incorrect, bos, backend, ...analysisOptions({ methods, directions, components, igSteps, igRule, percentile }) };
     if (metric !== undefined) request.metric = String(metric);
     for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
       if (typeof request[k] !== "string") throw makeError("TypeError", `analyze needs ${k} (a string)`);
     }
-    const t0 = performance.now();
-    const progress = (p) => {
-      if (!onProgress) return;
-      const fraction = p.total ? p.done / p.total : 0;
-      const elapsedMs = performance.now() - t0;
-      const etaMs = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
-      onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
-    };
-    const { json } = await this.client.request("analyze", { request }, { onProgress: progress, onPartial, signal });
+    const { json } = await this.client.request("analyze", { request }, { onProgress: withEta(onProgress), onPartial, signal });
     return JSON.parse(json);
   }
 
@@ -288,22 +298,9 @@ export class PatchLab {
         metric: p.metric || "logit_diff",
       })),
       backend,
+      ...analysisOptions({ methods, directions, components, igSteps, igRule, percentile }),
     };
-    for (const [k, v] of Object.entries({ methods, directions, components })) {
-      if (v !== undefined) request[k] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...v];
-    }
-    if (igSteps !== undefined) request.igSteps = Number(igSteps);
-    if (igRule !== undefined) request.igRule = igRule;
-    if (percentile !== undefined) request.percentile = Number(percentile);
-    const t0 = performance.now();
-    const progress = (p) => {
-      if (!onProgress) return;
-      const fraction = p.total ? p.done / p.total : 0;
-      const elapsedMs = performance.now() - t0;
-      const etaMs = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
-      onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
-    };
-    const { json } = await this.client.request("analyzeGroup", { request }, { onProgress: progress, signal });
+    const { json } = await this.client.request("analyzeGroup", { request }, { onProgress: withEta(onProgress), signal });
     return JSON.parse(json);
   }
 

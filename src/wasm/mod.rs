@@ -209,14 +209,22 @@ pub struct Lab {
     inner: Rc<Inner>,
 }
 
-/// What `Lab.analyze` accepts (JSON). Field names match `PatchLab.analyze`.
+/// What `Lab.analyze` (one pair: clean, corrupt, correct, incorrect, bos,
+/// metric) and `Lab.analyze_group` (`pairs`) accept (JSON). Field names match
+/// `PatchLab.analyze`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Request {
-    clean: String,
-    corrupt: String,
-    correct: String,
-    incorrect: String,
+    #[serde(default)]
+    clean: Option<String>,
+    #[serde(default)]
+    corrupt: Option<String>,
+    #[serde(default)]
+    correct: Option<String>,
+    #[serde(default)]
+    incorrect: Option<String>,
+    #[serde(default)]
+    pairs: Option<Vec<Prompts>>,
     #[serde(default)]
     methods: Option<Vec<String>>,
     #[serde(default)]
@@ -239,6 +247,45 @@ struct Request {
 }
 
 impl Request {
+    fn parse(json: &str, what: &str) -> Result<Request> {
+        serde_json::from_str(json).map_err(|e| Error::Input(format!("bad {what} request: {e}")))
+    }
+
+    /// The one pair of an `analyze` request.
+    fn prompts(&self) -> Result<Prompts> {
+        let field = |v: &Option<String>, name: &str| {
+            v.clone()
+                .ok_or_else(|| Error::Input(format!("bad analyze request: missing field `{name}`")))
+        };
+        if self.pairs.is_some() {
+            return Err(Error::Input(
+                "bad analyze request: `pairs` is for analyze_group".into(),
+            ));
+        }
+        Ok(Prompts {
+            clean: field(&self.clean, "clean")?,
+            corrupt: field(&self.corrupt, "corrupt")?,
+            correct: field(&self.correct, "correct")?,
+            incorrect: field(&self.incorrect, "incorrect")?,
+            bos: self.bos.unwrap_or(true),
+            metric: self.metric.clone().unwrap_or_else(|| "logit_diff".into()),
+        })
+    }
+
+    /// The pairs of an `analyze_group` request.
+    fn pairs(&self) -> Result<&[Prompts]> {
+        let single = [&self.clean, &self.corrupt, &self.correct, &self.incorrect];
+        if single.iter().any(|x| x.is_some()) || self.bos.is_some() || self.metric.is_some() {
+            return Err(Error::Input(
+                "bad analyze_group request: give each pair's prompts, bos and metric in `pairs`"
+                    .into(),
+            ));
+        }
+        self.pairs
+            .as_deref()
+            .ok_or_else(|| Error::Input("bad analyze_group request: missing field `pairs`".into()))
+    }
+
     fn options(&self) -> Result<Options> {
         let d = Options::default();
         fn list<T>(
@@ -263,50 +310,6 @@ impl Request {
             percentile: self.percentile.unwrap_or(d.percentile),
             ..d
         })
-    }
-}
-
-/// What `Lab.analyze_group` accepts (JSON): the pairs and the options of
-/// `Request` (methods, directions, components, igSteps, igRule, percentile,
-/// backend), shared by all.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct GroupRequest {
-    pairs: Vec<Prompts>,
-    #[serde(default)]
-    methods: Option<Vec<String>>,
-    #[serde(default)]
-    directions: Option<Vec<String>>,
-    #[serde(default)]
-    components: Option<Vec<String>>,
-    #[serde(default)]
-    ig_steps: Option<usize>,
-    #[serde(default)]
-    ig_rule: Option<String>,
-    #[serde(default)]
-    percentile: Option<f64>,
-    #[serde(default)]
-    backend: Option<String>,
-}
-
-impl GroupRequest {
-    fn options(&self) -> Result<Options> {
-        Request {
-            clean: String::new(),
-            corrupt: String::new(),
-            correct: String::new(),
-            incorrect: String::new(),
-            methods: self.methods.clone(),
-            directions: self.directions.clone(),
-            components: self.components.clone(),
-            bos: None,
-            ig_steps: self.ig_steps,
-            ig_rule: self.ig_rule.clone(),
-            percentile: self.percentile,
-            backend: None,
-            metric: None,
-        }
-        .options()
     }
 }
 
@@ -678,17 +681,9 @@ impl Lab {
         let inner = self.inner.clone();
         let request = request.to_string();
         future_to_promise(async move {
-            let req: Request = serde_json::from_str(&request)
-                .map_err(|e| js_err(Error::Input(format!("bad analyze request: {e}"))))?;
+            let req = Request::parse(&request, "analyze").map_err(js_err)?;
             let opts = req.options().map_err(js_err)?;
-            let prompts = Prompts {
-                clean: req.clean.clone(),
-                corrupt: req.corrupt.clone(),
-                correct: req.correct.clone(),
-                incorrect: req.incorrect.clone(),
-                bos: req.bos.unwrap_or(true),
-                metric: req.metric.clone().unwrap_or_else(|| "logit_diff".into()),
-            };
+            let prompts = req.prompts().map_err(js_err)?;
             let mut obs = JsObserver {
                 on_progress,
                 on_partial,
@@ -745,7 +740,9 @@ impl Lab {
                 )));
             }
             let specs: Vec<String> = serde_json::from_str(&sets_json).map_err(|e| {
-                js_err(Error::Input(format!("sets must be an array of strings: {e}")))
+                js_err(Error::Input(format!(
+                    "sets must be an array of strings: {e}"
+                )))
             })?;
             if specs.is_empty() {
                 return Err(js_err(Error::Input(
@@ -829,9 +826,9 @@ impl Lab {
         let inner = self.inner.clone();
         let request = request.to_string();
         future_to_promise(async move {
-            let req: GroupRequest = serde_json::from_str(&request)
-                .map_err(|e| js_err(Error::Input(format!("bad analyze_group request: {e}"))))?;
+            let req = Request::parse(&request, "analyze_group").map_err(js_err)?;
             let opts = req.options().map_err(js_err)?;
+            let pairs = req.pairs().map_err(js_err)?;
             let mut obs = JsObserver {
                 on_progress,
                 on_partial: None,
@@ -851,11 +848,11 @@ impl Lab {
             let reports = match backend {
                 Backend::Cpu(e) => {
                     let e = Pausing::new(e, pause);
-                    analyze_group(&e, name, tok, &req.pairs, &opts, &mut obs).await
+                    analyze_group(&e, name, tok, pairs, &opts, &mut obs).await
                 }
                 Backend::Gpu(e) => {
                     let e = Pausing::new(&*e, pause);
-                    analyze_group(&e, name, tok, &req.pairs, &opts, &mut obs).await
+                    analyze_group(&e, name, tok, pairs, &opts, &mut obs).await
                 }
             }
             .map_err(js_err)?;
