@@ -143,3 +143,31 @@ fn a_missing_pair_is_listed_and_duplicates_are_refused() {
     let e = summarize(info, &other).unwrap_err().to_string();
     assert!(e.contains("different settings"), "{e}");
 }
+
+/// A report written and read back is the same report, bit for bit, so a
+/// summary of reports read from files (merge, the page's summarize) equals
+/// the one computed from them in memory. serde_json needs `float_roundtrip`
+/// for that: its fast float parser may be one ulp off.
+#[test]
+fn reports_survive_json_bit_for_bit() {
+    let (_, mut r) = reports().remove(0);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // timings-like values: milliseconds with all 53 bits used
+        let v = (x >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((i % 9) as i32 - 3);
+        r.timings_ms.insert(format!("t{i}"), v);
+    }
+    let back = Report::from_json(&r.to_json()).unwrap();
+    for (k, v) in &r.timings_ms {
+        assert_eq!(
+            v.to_bits(),
+            back.timings_ms[k].to_bits(),
+            "{k}: {v} read back as {}",
+            back.timings_ms[k]
+        );
+    }
+    assert_eq!(back.to_json(), r.to_json());
+}
