@@ -157,7 +157,7 @@ fn reports_survive_json_bit_for_bit() {
         x ^= x >> 7;
         x ^= x << 17;
         // timings-like values: milliseconds with all 53 bits used
-        let v = (x >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((i % 9) as i32 - 3);
+        let v = (x >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi(i % 9 - 3);
         r.timings_ms.insert(format!("t{i}"), v);
     }
     let back = Report::from_json(&r.to_json()).unwrap();
