@@ -12,7 +12,7 @@ use patchlab::attribution::{Direction, Method, Quiet};
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::engine::{Component, Engine, Metric, Site, SweepPair};
 use patchlab::model::random::random_weights;
-use patchlab::report::Prompts;
+use patchlab::report::{Prompts, Report};
 use pollster::block_on;
 
 /// Tolerance relative to the metric's scale: float noise of f32 tails.
@@ -191,6 +191,27 @@ fn cpu_groups_equal_each_pair_on_its_own() {
     });
 }
 
+/// The reports of `group` analysed together and of each pair alone.
+async fn group_and_alone<E: Engine>(
+    e: &E,
+    tok: &patchlab::model::Tokenizer,
+    group: &[Prompts],
+    opts: &Options,
+) -> (Vec<Report>, Vec<Report>) {
+    let together = analyze_group(e, "m", tok, group, opts, &mut Quiet)
+        .await
+        .unwrap();
+    let mut alone = Vec::new();
+    for q in group {
+        alone.push(
+            analyze_pair(e, "m", tok, q, opts, &mut Quiet)
+                .await
+                .unwrap(),
+        );
+    }
+    (together, alone)
+}
+
 #[test]
 fn a_group_analysis_equals_each_pair_analysed_alone() {
     let s = spec(2, 4, 64, 3);
@@ -232,31 +253,9 @@ fn a_group_analysis_equals_each_pair_analysed_alone() {
     block_on(async {
         for backend in ["cpu", "gpu"] {
             let (grouped, alone) = if backend == "cpu" {
-                let g = analyze_group(&cpu, "m", &tok, &group, &opts, &mut Quiet)
-                    .await
-                    .unwrap();
-                let mut a = Vec::new();
-                for q in &group {
-                    a.push(
-                        analyze_pair(&cpu, "m", &tok, q, &opts, &mut Quiet)
-                            .await
-                            .unwrap(),
-                    );
-                }
-                (g, a)
+                group_and_alone(&cpu, &tok, &group, &opts).await
             } else {
-                let g = analyze_group(&gpu, "m", &tok, &group, &opts, &mut Quiet)
-                    .await
-                    .unwrap();
-                let mut a = Vec::new();
-                for q in &group {
-                    a.push(
-                        analyze_pair(&gpu, "m", &tok, q, &opts, &mut Quiet)
-                            .await
-                            .unwrap(),
-                    );
-                }
-                (g, a)
+                group_and_alone(&gpu, &tok, &group, &opts).await
             };
             assert_eq!(grouped.len(), 3);
             for (i, (g, a)) in grouped.iter().zip(&alone).enumerate() {

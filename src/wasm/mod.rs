@@ -24,7 +24,7 @@
 
 use crate::attribution::ablation::{ablate_dataset, AblationSet, MeanActivations};
 use crate::attribution::quadrature::Rule;
-use crate::attribution::run::{analyze_group, analyze_pair, share_groups, Options};
+use crate::attribution::run::{analyze_group, share_groups, Options};
 use crate::attribution::{parse_component, Direction, Method, Observer, Pair, Progress};
 use crate::clock::now_ms;
 use crate::dataset::{self, Format, Task};
@@ -200,6 +200,40 @@ impl Inner {
     /// The backends this build offers.
     fn backends(&self) -> Vec<&'static str> {
         vec!["cpu", "gpu"]
+    }
+
+    /// The analysis of a group of pairs (one pair for `analyze`) on the
+    /// request's backend, the event loop let in between engine calls.
+    async fn analyze(
+        &self,
+        req: &Request,
+        pairs: &[Prompts],
+        mut obs: JsObserver,
+        pause: Option<Function>,
+    ) -> Result<Vec<Report>> {
+        let opts = req.options()?;
+        let (backend, note) = self
+            .backend(req.backend.as_deref().unwrap_or("auto"))
+            .await?;
+        if let Some(note) = note {
+            // say so in the progress (stage text, nothing done yet)
+            obs.progress(&Progress {
+                stage: &note,
+                done: 0,
+                total: 0,
+            });
+        }
+        let (name, tok) = (&self.name, &self.tokenizer);
+        match backend {
+            Backend::Cpu(e) => {
+                let e = Pausing::new(e, pause);
+                analyze_group(&e, name, tok, pairs, &opts, &mut obs).await
+            }
+            Backend::Gpu(e) => {
+                let e = Pausing::new(&*e, pause);
+                analyze_group(&e, name, tok, pairs, &opts, &mut obs).await
+            }
+        }
     }
 }
 
@@ -682,35 +716,16 @@ impl Lab {
         let request = request.to_string();
         future_to_promise(async move {
             let req = Request::parse(&request, "analyze").map_err(js_err)?;
-            let opts = req.options().map_err(js_err)?;
             let prompts = req.prompts().map_err(js_err)?;
-            let mut obs = JsObserver {
+            let obs = JsObserver {
                 on_progress,
                 on_partial,
             };
-            let (backend, note) = inner
-                .backend(req.backend.as_deref().unwrap_or("auto"))
+            let mut reports = inner
+                .analyze(&req, std::slice::from_ref(&prompts), obs, pause)
                 .await
                 .map_err(js_err)?;
-            if let Some(note) = note {
-                // say so in the progress (stage text, nothing done yet)
-                obs.progress(&Progress {
-                    stage: &note,
-                    done: 0,
-                    total: 0,
-                });
-            }
-            let report = match backend {
-                Backend::Cpu(e) => {
-                    let e = Pausing::new(e, pause);
-                    analyze_pair(&e, &inner.name, &inner.tokenizer, &prompts, &opts, &mut obs).await
-                }
-                Backend::Gpu(e) => {
-                    let e = Pausing::new(&*e, pause);
-                    analyze_pair(&e, &inner.name, &inner.tokenizer, &prompts, &opts, &mut obs).await
-                }
-            }
-            .map_err(js_err)?;
+            let report = reports.pop().expect("one report per pair");
             Ok(JsValue::from_str(&report.to_json()))
         })
     }
@@ -827,35 +842,15 @@ impl Lab {
         let request = request.to_string();
         future_to_promise(async move {
             let req = Request::parse(&request, "analyze_group").map_err(js_err)?;
-            let opts = req.options().map_err(js_err)?;
             let pairs = req.pairs().map_err(js_err)?;
-            let mut obs = JsObserver {
+            let obs = JsObserver {
                 on_progress,
                 on_partial: None,
             };
-            let (backend, note) = inner
-                .backend(req.backend.as_deref().unwrap_or("auto"))
+            let reports = inner
+                .analyze(&req, pairs, obs, pause)
                 .await
                 .map_err(js_err)?;
-            if let Some(note) = note {
-                obs.progress(&Progress {
-                    stage: &note,
-                    done: 0,
-                    total: 0,
-                });
-            }
-            let (name, tok) = (&inner.name, &inner.tokenizer);
-            let reports = match backend {
-                Backend::Cpu(e) => {
-                    let e = Pausing::new(e, pause);
-                    analyze_group(&e, name, tok, pairs, &opts, &mut obs).await
-                }
-                Backend::Gpu(e) => {
-                    let e = Pausing::new(&*e, pause);
-                    analyze_group(&e, name, tok, pairs, &opts, &mut obs).await
-                }
-            }
-            .map_err(js_err)?;
             let json: Vec<String> = reports.iter().map(Report::to_json).collect();
             Ok(JsValue::from_str(&format!("[{}]", json.join(","))))
         })
