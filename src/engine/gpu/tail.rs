@@ -6,7 +6,7 @@
 //! Mirrors `tail` / `tail_backward` of the CPU backend step by step.
 
 use super::context::{is_oom, Enc};
-use super::forward::{Forward, Head};
+use super::forward::{Forward, Head, LayerBufs};
 use super::ops::{AttnShape, Batch};
 use super::GpuEngine;
 use crate::engine::{Component, Site};
@@ -529,16 +529,31 @@ impl GpuEngine {
         Ok(Stacked { qkv, head })
     }
 
-    /// One array of every run of a group, stacked.
-    fn stack_each<'a>(
+    /// Where a group's tails at `site` start, stacked: the residual stream
+    /// the site adds to (resid_mid for heads, resid_post for neurons), and
+    /// the base and the other runs' activation `act` ([len] floats per pair).
+    fn stack_site<'a>(
         &self,
         enc: &mut Enc,
         group: &[RunPair<'a>],
-        pick: impl Fn(&RunPair<'a>) -> &'a Buffer,
-        len: usize,
-    ) -> Result<Buffer> {
-        let bufs: Vec<_> = group.iter().map(pick).collect();
-        self.stack(enc, &bufs, len, "stacked activations")
+        site: Site,
+        t: usize,
+        (act, len): (Act, usize),
+    ) -> Result<[Buffer; 3]> {
+        let l = site.layer;
+        let resid: Act = match site.component {
+            Component::Heads => |b| &b.resid_mid,
+            Component::Neurons => |b| &b.resid_post,
+        };
+        let stack = |enc: &mut Enc, f: Act, run: fn(&RunPair<'a>) -> &'a Forward, len| {
+            let bufs: Vec<&Buffer> = group.iter().map(|g| f(&run(g).layers[l])).collect();
+            self.stack(enc, &bufs, len, "stacked activations")
+        };
+        Ok([
+            stack(enc, resid, |g| g.0, t * self.cfg.d_model)?,
+            stack(enc, act, |g| g.0, len)?,
+            stack(enc, act, |g| g.1, len)?,
+        ])
     }
 
     /// Metrics of every pair's base run with each component of `site` in
@@ -553,17 +568,33 @@ impl GpuEngine {
         t: usize,
         fd: usize,
     ) -> Result<Vec<Vec<f32>>> {
+        let items = comps.len();
+        self.in_parts(group, items, (t, fd), false, async |ws, cap, part| {
+            self.patch_part(ws, cap, part, site, comps.clone(), t, fd)
+                .await
+        })
+        .await
+    }
+
+    /// Runs `part(workspace, its batch elements, pairs)` over a group in
+    /// parts: one workspace for `items` elements (components or α) of every
+    /// pair, or as many as fit; a part holds the pairs that fit it and one
+    /// buffer binding of stacked arrays.
+    async fn in_parts<T>(
+        &self,
+        group: &[RunPair<'_>],
+        items: usize,
+        (t, fd): (usize, usize),
+        record: bool,
+        part: impl AsyncFn(&Work, usize, &[RunPair<'_>]) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
         let n = t - fd;
-        let want = (group.len() * comps.len()).clamp(1, self.capacity(n, t, false));
-        let key = (want, n, t, false, group_has_signs(group));
+        let want = (group.len() * items).clamp(1, self.capacity(n, t, record));
+        let key = (want, n, t, record, group_has_signs(group));
         let (key, ws) = self.take_work(key)?;
         let mut out = Vec::with_capacity(group.len());
-        // a workspace smaller than the group takes it in parts
-        for part in group.chunks(key.0.min(self.pairs_per_part(t))) {
-            out.extend(
-                self.patch_part(&ws, key.0, part, site, comps.clone(), t, fd)
-                    .await?,
-            );
+        for pairs in group.chunks(key.0.min(self.pairs_per_part(t))) {
+            out.extend(part(&ws, key.0, pairs).await?);
         }
         self.put_work(key, ws);
         Ok(out)
@@ -588,24 +619,12 @@ impl GpuEngine {
         let mut enc = Enc::new(&self.gpu);
         let base = self.stacked(&mut enc, group, t, site.layer + 1)?;
         let l = site.layer;
-        let (resid, rb, ro) = match site.component {
-            Component::Heads => {
-                let len = t * c.n_heads * d;
-                (
-                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_mid, t * d)?,
-                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].result, len)?,
-                    self.stack_each(&mut enc, group, |g| &g.1.layers[l].result, len)?,
-                )
-            }
-            Component::Neurons => {
-                let len = t * c.d_mlp;
-                (
-                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_post, t * d)?,
-                    self.stack_each(&mut enc, group, |g| &g.0.layers[l].post, len)?,
-                    self.stack_each(&mut enc, group, |g| &g.1.layers[l].post, len)?,
-                )
-            }
+        // the components' own activations: hook_result or hook_post
+        let (act, len): (Act, usize) = match site.component {
+            Component::Heads => (|b| &b.result, t * c.n_heads * d),
+            Component::Neurons => (|b| &b.post, t * c.d_mlp),
         };
+        let [resid, rb, ro] = self.stack_site(&mut enc, group, site, t, (act, len))?;
         let chunks = chunks(comps.len(), per);
         for &(s0, k) in &chunks {
             let b = Batch {
@@ -650,19 +669,11 @@ impl GpuEngine {
         t: usize,
         fd: usize,
     ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let n = t - fd;
-        let want = (group.len() * alphas.len()).clamp(1, self.capacity(n, t, true));
-        let key = (want, n, t, true, group_has_signs(group));
-        let (key, ws) = self.take_work(key)?;
-        let mut out = Vec::with_capacity(group.len());
-        for part in group.chunks(key.0.min(self.pairs_per_part(t))) {
-            out.extend(
-                self.path_part(&ws, key.0, part, site, alphas, weights, t, fd)
-                    .await?,
-            );
-        }
-        self.put_work(key, ws);
-        Ok(out)
+        self.in_parts(group, alphas.len(), (t, fd), true, async |ws, cap, part| {
+            self.path_part(ws, cap, part, site, alphas, weights, t, fd)
+                .await
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -690,18 +701,12 @@ impl GpuEngine {
         enc.clear(&grad);
         let base = self.stacked(&mut enc, group, t, site.layer + 1)?;
         let l = site.layer;
-        let (resid, ob, oo) = match site.component {
-            Component::Heads => (
-                self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_mid, t * d)?,
-                self.stack_each(&mut enc, group, |g| &g.0.layers[l].attn_out, t * d)?,
-                self.stack_each(&mut enc, group, |g| &g.1.layers[l].attn_out, t * d)?,
-            ),
-            Component::Neurons => (
-                self.stack_each(&mut enc, group, |g| &g.0.layers[l].resid_post, t * d)?,
-                self.stack_each(&mut enc, group, |g| &g.0.layers[l].mlp_out, t * d)?,
-                self.stack_each(&mut enc, group, |g| &g.1.layers[l].mlp_out, t * d)?,
-            ),
+        // the site's whole contribution: attn_out or mlp_out
+        let act: Act = match site.component {
+            Component::Heads => |b| &b.attn_out,
+            Component::Neurons => |b| &b.mlp_out,
         };
+        let [resid, ob, oo] = self.stack_site(&mut enc, group, site, t, (act, t * d))?;
         let chunks = chunks(alphas.len(), per);
         for &(k0, k) in &chunks {
             let b = Batch {
@@ -843,6 +848,9 @@ impl Stacked {
         }
     }
 }
+
+/// One of a layer's activations.
+type Act = fn(&LayerBufs) -> &Buffer;
 
 /// A pair of a grouped sweep: the base run and the run patched in.
 pub(super) type RunPair<'a> = (&'a Forward, &'a Forward);
