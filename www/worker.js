@@ -310,93 +310,26 @@ async function handle(msg) {
       return JSON.parse(needLab().tokenize(msg.text, msg.bos));
     case "predict":
       return JSON.parse(await needLab().predict(msg.text, msg.bos, msg.k, msg.backend || null));
-    case "analyze": {
-      const l = needLab();
-      // one analysis at a time; queued ones wait for the previous to finish
-      const run = queue.then(async () => {
-        if (cancelled.has(id)) throw cancelError();
-        let t0 = 0;
-        const json = await l.analyze(
+    case "analyze":
+      // one engine computation at a time; queued ones wait for the previous
+      return inQueue(id, async (l) => ({
+        json: await l.analyze(
           JSON.stringify(msg.request),
-          (stage, done, total) => {
-            if (!t0) t0 = performance.now();
-            post({ id, type: "progress", stage, done, total, ms: performance.now() - t0 });
-            return !cancelled.has(id);
-          },
+          progressTo(id),
           (method, direction, component, layer, scores) => {
             post({ id, type: "partial", method, direction, component, layer, scores }, [scores.buffer]);
           },
           pause,
-        );
-        return json;
-      });
-      queue = run.catch(() => {});
-      try {
-        return { json: await run };
-      } finally {
-        cancelled.delete(id);
-      }
-    }
-    case "ablateDataset": {
-      const l = needLab();
-      const run = queue.then(async () => {
-        if (cancelled.has(id)) throw cancelError();
-        return l.ablate_dataset(
-          msg.reports,
-          JSON.stringify(msg.sets),
-          msg.backend || null,
-          (stage, done, total) => {
-            post({ id, type: "progress", stage, done, total });
-            return !cancelled.has(id);
-          },
-          pause,
-        );
-      });
-      queue = run.catch(() => {});
-      try {
-        return await run;
-      } finally {
-        cancelled.delete(id);
-      }
-    }
+        ),
+      }));
+    case "analyzeGroup":
+      return inQueue(id, async (l) => ({ json: await l.analyze_group(JSON.stringify(msg.request), progressTo(id), pause) }));
+    case "ablateDataset":
+      return inQueue(id, (l) => l.ablate_dataset(msg.reports, JSON.stringify(msg.sets), msg.backend || null, progressTo(id), pause));
+    case "ablate":
+      return inQueue(id, async (l) => JSON.parse(await l.ablate(JSON.stringify(msg.request))));
     case "groupPairs":
       return JSON.parse(needLab().group_pairs(JSON.stringify(msg.pairs), msg.size));
-    case "analyzeGroup": {
-      const l = needLab();
-      const run = queue.then(async () => {
-        if (cancelled.has(id)) throw cancelError();
-        let t0 = 0;
-        return l.analyze_group(
-          JSON.stringify(msg.request),
-          (stage, done, total) => {
-            if (!t0) t0 = performance.now();
-            post({ id, type: "progress", stage, done, total, ms: performance.now() - t0 });
-            return !cancelled.has(id);
-          },
-          pause,
-        );
-      });
-      queue = run.catch(() => {});
-      try {
-        return { json: await run };
-      } finally {
-        cancelled.delete(id);
-      }
-    }
-    case "ablate": {
-      const l = needLab();
-      // after the analyses queued before it (they share the engines)
-      const run = queue.then(async () => {
-        if (cancelled.has(id)) throw cancelError();
-        return JSON.parse(await l.ablate(JSON.stringify(msg.request)));
-      });
-      queue = run.catch(() => {});
-      try {
-        return await run;
-      } finally {
-        cancelled.delete(id);
-      }
-    }
     case "generateDataset":
       return JSON.parse(needLab().generate_dataset(String(msg.task), msg.n, msg.seed, !!msg.bos));
     case "importPairs":
@@ -416,6 +349,35 @@ async function handle(msg) {
     default:
       throw new Error(`unknown request ${type}`);
   }
+}
+
+/**
+ * Runs `work(lab)` after the engine computations queued before it (they share
+ * the engines); rejects with an AbortError if request `id` is cancelled before
+ * it starts.
+ */
+async function inQueue(id, work) {
+  const l = needLab();
+  const run = queue.then(() => {
+    if (cancelled.has(id)) throw cancelError();
+    return work(l);
+  });
+  queue = run.catch(() => {});
+  try {
+    return await run;
+  } finally {
+    cancelled.delete(id);
+  }
+}
+
+/** The engine's progress callback for request `id`: posts progress (ms since the first) and returns false once it is cancelled. */
+function progressTo(id) {
+  let t0 = 0;
+  return (stage, done, total) => {
+    if (!t0) t0 = performance.now();
+    post({ id, type: "progress", stage, done, total, ms: performance.now() - t0 });
+    return !cancelled.has(id);
+  };
 }
 
 function cancelError() {
