@@ -3,9 +3,7 @@
 //! combine IG's and AP's latent components as documented, and the ablated
 //! metric equals an independent computation with full-hook substitution.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use patchlab::attribution::ablation::{ablate_dataset, AblationSet, Latent, Pick};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Direction, Method, Quiet};

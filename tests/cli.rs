@@ -1,8 +1,6 @@
 //! The `patchlab` command line, end to end: files in, reports and errors out.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;

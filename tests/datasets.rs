@@ -1,7 +1,5 @@
 //! Task datasets and pair files, with GPT-2's real tokenizer.
 
-mod common;
-
 use patchlab::attribution::pair::answer_token;
 use patchlab::dataset::{import, to_csv, to_jsonl, BadRow, Format, ImportResult, Prompts, Task};
 use patchlab::model::Tokenizer;
@@ -10,7 +8,7 @@ use std::sync::OnceLock;
 
 fn tok() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(common::tokenizer)
+    TOK.get_or_init(crate::common::tokenizer)
 }
 
 /// The number of distinct valid pairs of each task with GPT-2 (README and

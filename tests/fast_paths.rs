@@ -1,11 +1,9 @@
 //! The fast paths (tail passes, batched, positions ≥ first difference, last
 //! position only in the final layer) against the plain hooked forward.
 
-mod common;
-
 use pollster::block_on;
 
-use common::*;
+use crate::common::*;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::{Direction, Quiet, Tracker};
 use patchlab::engine::{Component, Engine, Metric, Site, SweepPair};

@@ -6,9 +6,7 @@
 //! fed in random chunks, which must agree with the in-memory loader.
 //! Inputs that once broke the loader live in tests/corpus/ and are replayed.
 
-mod common;
-
-use common::Rng;
+use crate::common::Rng;
 use patchlab::model::random::tiny_checkpoint;
 use patchlab::model::{Config, Model, ModelFiles, WeightStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};

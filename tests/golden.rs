@@ -4,9 +4,7 @@
 //! (tests/common/golden.rs; tests/gpu_backend.rs runs the same check on the
 //! GPU backend).
 
-mod common;
-
-use common::golden::{check_golden, MODEL_A, MODEL_B};
+use crate::common::golden::{check_golden, MODEL_A, MODEL_B};
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::model::random::{random_weights, RandomSpec};
 use pollster::block_on;

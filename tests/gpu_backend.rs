@@ -4,9 +4,7 @@
 //! No test is skipped for lack of a GPU: without an adapter they fail with
 //! the engine's error, which says what to install.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use patchlab::attribution::analysis::flatten;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
@@ -554,7 +552,7 @@ fn analysis_matches_cpu_and_goldens_model_b() {
 /// Timings on a GPT-2-small-shaped random model (12 layers, 12 heads,
 /// d_model 768) and the IOI pair (15 tokens, first difference at 10), GPU
 /// backend next to the CPU backend, each result checked against the CPU's:
-/// `cargo test --release --test gpu_backend timing -- --ignored --nocapture`.
+/// `cargo test --release --test integration gpu_backend::timing -- --ignored --nocapture`.
 #[test]
 #[ignore = "a benchmark (minutes on llvmpipe), not a check"]
 fn timing_gpt2_small_shape() {

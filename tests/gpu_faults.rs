@@ -2,9 +2,7 @@
 //! lavapipe where there is no GPU): clear errors, no hang, no panic, and a
 //! later run works.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::{Component, Engine, Site};

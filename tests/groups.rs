@@ -4,9 +4,7 @@
 //! sweep. Pairs in a group differ in tokens, answers, first differing
 //! position and length.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use patchlab::attribution::run::{analyze_group, analyze_pair, Options};
 use patchlab::attribution::{Direction, Method, Quiet};
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};

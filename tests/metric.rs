@@ -3,9 +3,7 @@
 //! against finite differences, GPU against CPU, the metric spec, and the CLI.
 //! Small random models with GPT-2's real vocabulary and tokenizer.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use patchlab::attribution::pair::{parse_metric, MetricSpec};
 use patchlab::attribution::patching::replace_component;
 use patchlab::engine::cpu::{CpuEngine, CpuRun};

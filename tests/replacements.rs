@@ -4,9 +4,7 @@
 //! layers are recomputed, GPU against CPU for both metrics, and bad input.
 //! Small random models with GPT-2's real vocabulary and tokenizer.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::{Array, Component, Engine, Metric, Replacement};

@@ -5,9 +5,7 @@
 //! with or without the `transformer.` prefix and with tensors the model does
 //! not use; a truncated, over-long or foreign file gets a clear error.
 
-mod common;
-
-use common::Rng;
+use crate::common::Rng;
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::weights::tensor_specs;
 use patchlab::model::{Config, Model, ModelFiles, WeightStream, Weights};

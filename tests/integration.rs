@@ -1,0 +1,22 @@
+//! patchlab's integration tests, as one test binary.
+//!
+//! Each file beside this one is a module of tests for one area; linking one
+//! binary instead of one per file keeps a fresh CI build small and quick (a
+//! debug test binary links in all of wgpu, candle and tokenizers).
+//! Run one area with `cargo test --test integration gpu_backend::`.
+
+mod common;
+
+mod ablation;
+mod cli;
+mod datasets;
+mod fast_paths;
+mod fuzz_loading;
+mod golden;
+mod gpu_backend;
+mod gpu_faults;
+mod groups;
+mod metric;
+mod replacements;
+mod summary;
+mod weight_stream;
