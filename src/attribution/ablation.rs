@@ -326,18 +326,8 @@ pub async fn ablate_dataset<E: Engine>(
     let pairs: Vec<Pair> = reports
         .iter()
         .map(|(i, r)| {
-            let p = &r.prompts;
-            Pair::new(
-                tok,
-                &cfg,
-                &p.clean,
-                &p.corrupt,
-                &p.correct,
-                &p.incorrect,
-                p.bos,
-            )
-            .and_then(|pair| pair.with_metric(tok, &p.metric))
-            .map_err(|err| Error::Input(format!("pair {i}: {err}")))
+            Pair::from_prompts(tok, &cfg, &r.prompts)
+                .map_err(|err| Error::Input(format!("pair {i}: {err}")))
         })
         .collect::<Result<_>>()?;
     let mut means = MeanActivations::default();

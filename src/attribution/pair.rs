@@ -4,6 +4,7 @@
 use crate::engine::{check_tokens, Metric};
 use crate::error::{Error, Result};
 use crate::model::{Config, Token, Tokenizer};
+use crate::report::Prompts;
 
 /// A checked prompt pair: equal lengths, single-token answers.
 #[derive(Debug, Clone)]
@@ -108,6 +109,21 @@ impl Pair {
             metric: Metric::logit_diff(correct, incorrect),
             first_diff,
         })
+    }
+
+    /// A report's or dataset's prompts as a checked pair, measured with
+    /// their metric.
+    pub fn from_prompts(tok: &Tokenizer, cfg: &Config, p: &Prompts) -> Result<Pair> {
+        Pair::new(
+            tok,
+            cfg,
+            &p.clean,
+            &p.corrupt,
+            &p.correct,
+            &p.incorrect,
+            p.bos,
+        )?
+        .with_metric(tok, &p.metric)
     }
 
     /// The pair measured with the metric `spec` names (see [`MetricSpec`]).

@@ -164,20 +164,7 @@ pub fn share_groups(
     let mut by_key: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     let mut bad = Vec::new();
     for (i, p) in pairs.iter().enumerate() {
-        let check = || -> Result<Pair> {
-            let pair = Pair::new(
-                tok,
-                cfg,
-                &p.clean,
-                &p.corrupt,
-                &p.correct,
-                &p.incorrect,
-                p.bos,
-            )?;
-            MetricSpec::parse(&p.metric)?.resolve(tok, pair.correct, pair.incorrect)?;
-            Ok(pair)
-        };
-        match check() {
+        match Pair::from_prompts(tok, cfg, p) {
             Ok(pair) => by_key
                 .entry((pair.clean.len(), pair.first_diff))
                 .or_default()
@@ -327,17 +314,9 @@ async fn prepare<E: Engine>(
     cfg: &crate::model::Config,
     prompts: &Prompts,
 ) -> Result<Prepared<E::Run>> {
+    // a bad metric name is reported before bad prompts
     let spec = MetricSpec::parse(&prompts.metric)?;
-    let mut pair = Pair::new(
-        tok,
-        cfg,
-        &prompts.clean,
-        &prompts.corrupt,
-        &prompts.correct,
-        &prompts.incorrect,
-        prompts.bos,
-    )?;
-    pair.metric = spec.resolve(tok, pair.correct, pair.incorrect)?;
+    let pair = Pair::from_prompts(tok, cfg, prompts)?;
     let clean = e.run(&pair.clean, &pair.metric).await?;
     let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
     Ok(Prepared {
