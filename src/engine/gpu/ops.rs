@@ -492,6 +492,16 @@ pub(super) struct Batch {
 }
 
 impl Batch {
+    /// `per` elements for each of `pairs` prompt pairs.
+    pub fn new(pairs: usize, per: usize, n: usize, d: usize, fd: usize) -> Batch {
+        Batch {
+            batch: pairs * per,
+            per,
+            n,
+            d,
+            fd,
+        }
+    }
     fn count(&self) -> usize {
         self.batch * self.n * self.d
     }

@@ -627,13 +627,7 @@ impl GpuEngine {
         let [resid, rb, ro] = self.stack_site(&mut enc, group, site, t, (act, len))?;
         let chunks = chunks(comps.len(), per);
         for &(s0, k) in &chunks {
-            let b = Batch {
-                batch: pairs * k,
-                per: k,
-                n,
-                d,
-                fd,
-            };
+            let b = Batch::new(pairs, k, n, d, fd);
             let c0 = comps.start + s0;
             match site.component {
                 Component::Heads => enc.patch_heads(b, c.n_heads, c0, &resid, &rb, &ro, &ws.x[0]),
@@ -709,13 +703,7 @@ impl GpuEngine {
         let [resid, ob, oo] = self.stack_site(&mut enc, group, site, t, (act, t * d))?;
         let chunks = chunks(alphas.len(), per);
         for &(k0, k) in &chunks {
-            let b = Batch {
-                batch: pairs * k,
-                per: k,
-                n,
-                d,
-                fd,
-            };
+            let b = Batch::new(pairs, k, n, d, fd);
             enc.patch_path(b, &resid, &ob, &oo, &alpha_buf, k0, &ws.x[0]);
             self.encode_tail(&mut enc, ws, &base, &plan, b, &metrics, pairs * k0);
             let (gx, m) =
@@ -771,13 +759,7 @@ impl GpuEngine {
         let plan = self.plan(Start::Mid(0));
         let key = (1, n, t, true, matches!(base.head, Head::Signs(_)));
         let (key, ws) = self.take_work(key)?;
-        let b = Batch {
-            batch: 1,
-            per: 1,
-            n,
-            d,
-            fd,
-        };
+        let b = Batch::new(1, 1, n, d, fd);
         let metric = g.buffer(1, "metric")?;
         let stacked = Stacked::of(base);
         let one = g.upload(&[1.0], "one")?;
