@@ -433,7 +433,7 @@ export class DatasetTab {
     const t0 = performance.now();
     $("ds-abl-text").textContent = `Ablating ${spec}…`;
     try {
-      const out = await lab.ablateDataset(`[${this.inputs.map((x) => x || "null").join(",")}]`, [spec], {
+      const out = await lab.ablateDataset(this.inputsJson(), [spec], {
         signal: ctrl.signal,
         onProgress: (p) => {
           $("ds-abl-text").textContent = `${p.stage}: ${p.done} of ${p.total} pairs`;
@@ -475,13 +475,18 @@ export class DatasetTab {
     $("ds-abl-results").replaceChildren(t);
   }
 
+  /** The finished pairs' reports as summarize() and ablateDataset() take them (JSON, null for the others). */
+  inputsJson() {
+    return `[${this.inputs.map((x) => x || "null").join(",")}]`;
+  }
+
   /** Asks the engine for the summary of the finished pairs, then redraws the tables and histograms. */
   async refreshSummary() {
     const lab = this.lab();
     if (!lab || !this.inputs.some(Boolean)) return;
     const d = this.data;
     try {
-      this.summary = await lab.summarize(`[${this.inputs.map((x) => x || "null").join(",")}]`, { source: d.source, seed: d.seed ?? undefined, total: d.pairs.length });
+      this.summary = await lab.summarize(this.inputsJson(), { source: d.source, seed: d.seed ?? undefined, total: d.pairs.length });
     } catch (e) {
       this.error(`Could not summarise the pairs: ${e.message}`);
       return;

@@ -143,6 +143,11 @@ export function summaryInput(r) {
   return JSON.stringify({ ...r, partial: undefined, results: {}, analysis: { ...a, asymmetry: {} } });
 }
 
+/** Reports (an array, null for a pair without one, or their JSON already) as the engine's summarize and ablateDataset take them. */
+function reportsJson(reports) {
+  return typeof reports === "string" ? reports : `[${[...reports].map(summaryInput).join(",")}]`;
+}
+
 /** The analysis options of a request, as the wasm engine reads them (undefined ones left out). */
 function analysisOptions({ methods, directions, components, igSteps, igRule, percentile }) {
   const out = {};
@@ -337,7 +342,7 @@ export class PatchLab {
    * only); total: pairs in the dataset (default reports.length).
    */
   async summarize(reports, { source = "custom", seed, total } = {}) {
-    const json = typeof reports === "string" ? reports : `[${reports.map(summaryInput).join(",")}]`;
+    const json = reportsJson(reports);
     const n = total ?? (Array.isArray(reports) ? reports.length : 0);
     const text = await this.client.request("summarize", { reports: json, source: String(source), seed: seed ?? null, total: Number(n) });
     return JSON.parse(text);
@@ -374,10 +379,8 @@ export class PatchLab {
    * activation of the pairs of equal length. onProgress and signal as in analyze().
    */
   async ablateDataset(reports, sets, { backend = "auto", onProgress, signal } = {}) {
-    const json = typeof reports === "string" ? reports : `[${[...reports].map(summaryInput).join(",")}]`;
     const list = typeof sets === "string" ? [sets] : [...sets].map(String);
-    const progress = (p) => onProgress?.({ stage: p.stage, done: p.done, total: p.total, fraction: p.total ? p.done / p.total : 0 });
-    const text = await this.client.request("ablateDataset", { reports: json, sets: list, backend }, { onProgress: progress, signal });
+    const text = await this.client.request("ablateDataset", { reports: reportsJson(reports), sets: list, backend }, { onProgress: withEta(onProgress), signal });
     return JSON.parse(text);
   }
 
