@@ -21,18 +21,14 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// From the text of a Hugging Face `tokenizer.json`.
+    /// From the text of a Hugging Face `tokenizer.json`: a current (typed)
+    /// file, or a legacy one whose `model` has no `type`, like the one
+    /// published for GPT-2 (docs/published-files.md). Tokenizers that are
+    /// not byte-level BPE are refused by name.
     pub fn from_tokenizer_json(text: &str) -> Result<Tokenizer> {
         let v: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid JSON: {e}")))?;
-        let model = v
-            .get("model")
-            .filter(|m| m.get("type").and_then(|t| t.as_str()) == Some("BPE"))
-            .ok_or_else(|| {
-                Error::Tokenizer(
-                    "tokenizer.json does not hold a BPE model (GPT-2 uses byte-level BPE)".into(),
-                )
-            })?;
+        let model = check_byte_level_bpe(&v)?;
         // ids run 0..n; added tokens usually repeat an id of the vocabulary
         let ids = |v: Option<&serde_json::Value>| -> Vec<u64> {
             match v {
@@ -120,6 +116,177 @@ impl Tokenizer {
                 text: self.token_text(id),
             })
             .collect()
+    }
+}
+
+/// The kind of model a `tokenizer.json` holds: its `model.type`, or for a
+/// legacy file without one, the kind its fields show, recognised as the
+/// Hugging Face tokenizers library's upgrade pass and transformers.js do:
+/// `merges` makes a BPE (GPT-2's published file has `continuing_subword_prefix`
+/// too, so merges are looked at first), then `continuing_subword_prefix` or
+/// `max_input_chars_per_word` a WordPiece, a vocabulary that is a list of
+/// [token, score] pairs a Unigram, and anything else a WordLevel.
+fn model_kind(model: &serde_json::Map<String, serde_json::Value>) -> Result<String> {
+    match model.get("type") {
+        Some(serde_json::Value::String(t)) => return Ok(t.clone()),
+        Some(serde_json::Value::Null) | None => {}
+        Some(other) => {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json's model.type is {other}, not a name such as \"BPE\": the file is corrupt"
+            )))
+        }
+    }
+    let kind = if model.contains_key("merges") {
+        "BPE"
+    } else if model.contains_key("continuing_subword_prefix")
+        || model.contains_key("max_input_chars_per_word")
+    {
+        "WordPiece"
+    } else if model.get("vocab").is_some_and(|v| v.is_array()) || model.contains_key("unk_id") {
+        "Unigram"
+    } else {
+        "WordLevel"
+    };
+    Ok(kind.to_string())
+}
+
+/// What a tokenizer of another kind is known as, for the message refusing it.
+fn known_as(kind: &str) -> &'static str {
+    match kind {
+        "WordPiece" => " (BERT's kind)",
+        "Unigram" => " (SentencePiece's kind: T5, XLNet, ALBERT)",
+        "WordLevel" => " (a whole-word vocabulary)",
+        _ => "",
+    }
+}
+
+/// Checks that a parsed `tokenizer.json` holds a byte-level BPE, the
+/// tokenizer of every GPT-2-family model, and returns its `model` object.
+fn check_byte_level_bpe(v: &serde_json::Value) -> Result<&serde_json::Value> {
+    const FIX: &str =
+        "use the tokenizer.json of the GPT-2 checkpoint itself, or its vocab.json and merges.txt";
+    let model = v
+        .get("model")
+        .filter(|m| m.is_object())
+        .ok_or_else(|| {
+            Error::Tokenizer(
+                "tokenizer.json has no `model` object: it is not a Hugging Face tokenizer file, or it is cut short"
+                    .into(),
+            )
+        })?;
+    let kind = model_kind(model.as_object().expect("an object"))?;
+    if kind != "BPE" {
+        return Err(Error::Tokenizer(format!(
+            "tokenizer.json holds a {kind} tokenizer{}, but GPT-2-family models use byte-level BPE: {FIX}",
+            known_as(&kind)
+        )));
+    }
+    // GPT-2's BPE works on bytes: its pre-tokenizer is ByteLevel (alone or
+    // in a Sequence); a BPE over characters (SentencePiece style) is another
+    // model's tokenizer
+    let is_byte_level =
+        |p: &serde_json::Value| p.get("type").and_then(|t| t.as_str()) == Some("ByteLevel");
+    let pre = v.get("pre_tokenizer").filter(|p| !p.is_null());
+    let byte_level = pre.is_some_and(|p| {
+        is_byte_level(p)
+            || p.get("pretokenizers")
+                .and_then(|s| s.as_array())
+                .is_some_and(|s| s.iter().any(is_byte_level))
+    });
+    if !byte_level {
+        let what = match pre.and_then(|p| p.get("type")).and_then(|t| t.as_str()) {
+            Some(t) => format!("its pre-tokenizer is {t}, not ByteLevel"),
+            None => "it has no ByteLevel pre-tokenizer".to_string(),
+        };
+        return Err(Error::Tokenizer(format!(
+            "tokenizer.json holds a BPE tokenizer, but not a byte-level one ({what}); GPT-2-family models use byte-level BPE: {FIX}"
+        )));
+    }
+    let Some(vocab) = model.get("vocab").and_then(|v| v.as_object()) else {
+        return Err(Error::Tokenizer(
+            "tokenizer.json's model.vocab is missing or not an object of token → id".into(),
+        ));
+    };
+    // one id per token: with two, which one the tokenizer keeps is up to
+    // hashing (found by fuzzing: the same file loaded or not, run to run)
+    let mut owner = std::collections::HashMap::with_capacity(vocab.len());
+    for (token, id) in vocab {
+        let Some(n) = id.as_u64() else {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json's model.vocab gives {token:?} the id {}, not a whole number: the file is corrupt",
+                short(id)
+            )));
+        };
+        if let Some(other) = owner.insert(n, token) {
+            let (a, b) = if other < token {
+                (other, token)
+            } else {
+                (token, other)
+            };
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json's model.vocab gives the id {n} to both {a:?} and {b:?}: the file is corrupt"
+            )));
+        }
+    }
+    // GPT-2 marks no subword: a prefix or suffix here is a corrupt file (and
+    // the tokenizers crate slices merges by the prefix's length unchecked)
+    for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+        match model.get(key) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s)) if s.is_empty() => {}
+            Some(other) => {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer.json's model.{key} is {}, but GPT-2's byte-level BPE has none: the file is corrupt",
+                    short(other)
+                )))
+            }
+        }
+    }
+    let Some(serde_json::Value::Array(merges)) = model.get("merges") else {
+        return Err(Error::Tokenizer(
+            "tokenizer.json's model.merges is missing or not a list: the file is corrupt".into(),
+        ));
+    };
+    // every merge joins two tokens of the vocabulary into a third (the
+    // library checks this too, but panics first on some broken files)
+    for (i, m) in merges.iter().enumerate() {
+        let pair = match m {
+            serde_json::Value::String(s) => s.split_once(' ').filter(|(_, b)| !b.contains(' ')),
+            serde_json::Value::Array(a) => match a.as_slice() {
+                [serde_json::Value::String(x), serde_json::Value::String(y)] => {
+                    Some((x.as_str(), y.as_str()))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((a, b)) = pair else {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json's model.merges[{i}] is {}, not a pair of tokens (\"a b\" or [\"a\", \"b\"]): the file is corrupt",
+                short(m)
+            )));
+        };
+        let joined = format!("{a}{b}");
+        let missing = [a, b, joined.as_str()]
+            .into_iter()
+            .find(|t| !vocab.contains_key(*t))
+            .map(str::to_string);
+        if let Some(missing) = missing {
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json's model.merges[{i}] ({}) needs the token {missing:?}, which model.vocab does not have: the file is corrupt",
+                short(m)
+            )));
+        }
+    }
+    Ok(model)
+}
+
+/// A JSON value for a message, cut to a readable length.
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
     }
 }
 
