@@ -7,12 +7,24 @@
 //! Inputs that once broke the loader live in tests/corpus/ and are replayed.
 
 use crate::common::Rng;
-use patchlab::model::random::tiny_checkpoint;
+use patchlab::model::published::Repo;
+use patchlab::model::random::{tiny_checkpoint, tiny_published_checkpoint};
 use patchlab::model::{Config, Model, ModelFiles, WeightStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 fn seeds() -> (String, Vec<u8>, String) {
     tiny_checkpoint()
+}
+
+/// Every seed checkpoint: the typed layout, and the published layouts of
+/// gpt2 (legacy tokenizer.json, mask buffers) and distilgpt2 (names
+/// prefixed `transformer.`, two mask buffers).
+fn all_seeds() -> Vec<(String, Vec<u8>, String)> {
+    vec![
+        tiny_checkpoint(),
+        tiny_published_checkpoint(Repo::Gpt2),
+        tiny_published_checkpoint(Repo::Distilgpt2),
+    ]
 }
 
 /// Every weight's bits, in file order: what two loaders must agree on.
@@ -132,36 +144,45 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 
 #[test]
 fn seeds_load() {
-    let (c, s, t) = seeds();
-    let m = Model::from_files(
-        "seed",
-        ModelFiles {
-            config_json: &c,
-            safetensors: &s,
-            tokenizer_json: Some(&t),
-            vocab_merges: None,
-        },
-    );
-    assert!(m.is_ok(), "{:?}", m.err());
-    let whole = load(c.as_bytes(), &s, t.as_bytes()).unwrap();
-    let streamed = load_streamed(&mut Rng(1), c.as_bytes(), &s, t.as_bytes()).unwrap();
-    assert!(whole.is_some() && whole == streamed);
+    let mut bits = Vec::new();
+    for (c, s, t) in all_seeds() {
+        let m = Model::from_files(
+            "seed",
+            ModelFiles {
+                config_json: &c,
+                safetensors: &s,
+                tokenizer_json: Some(&t),
+                vocab_merges: None,
+            },
+        );
+        assert!(m.is_ok(), "{:?}", m.err());
+        let whole = load(c.as_bytes(), &s, t.as_bytes()).unwrap();
+        let streamed = load_streamed(&mut Rng(1), c.as_bytes(), &s, t.as_bytes()).unwrap();
+        assert!(whole.is_some() && whole == streamed);
+        bits.push(whole);
+    }
+    // the same weights in every layout
+    assert!(bits.windows(2).all(|w| w[0] == w[1]));
 }
 
 #[test]
 fn mutated_inputs_never_panic() {
-    let (c, s, t) = seeds();
-    let (c, s, t) = (c.into_bytes(), s, t.into_bytes());
+    let seeds: Vec<_> = all_seeds()
+        .into_iter()
+        .map(|(c, s, t)| (c.into_bytes(), s, t.into_bytes()))
+        .collect();
     let iterations: usize = std::env::var("PATCHLAB_FUZZ_ITERS")
         .ok()
         .and_then(|x| x.parse().ok())
         .unwrap_or(2000);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for i in 0..iterations {
+        // each file of each seed layout in turn
+        let (c, s, t) = &seeds[(i / 3) % seeds.len()];
         let (mc, ms, mt) = match i % 3 {
-            0 => (mutate(&mut rng, &c), s.clone(), t.clone()),
-            1 => (c.clone(), mutate(&mut rng, &s), t.clone()),
-            _ => (c.clone(), s.clone(), mutate(&mut rng, &t)),
+            0 => (mutate(&mut rng, c), s.clone(), t.clone()),
+            1 => (c.clone(), mutate(&mut rng, s), t.clone()),
+            _ => (c.clone(), s.clone(), mutate(&mut rng, t)),
         };
         let t = std::time::Instant::now();
         let r = load_both(&mut rng, &mc, &ms, &mt);

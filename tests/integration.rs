@@ -17,6 +17,7 @@ mod gpu_backend;
 mod gpu_faults;
 mod groups;
 mod metric;
+mod published_files;
 mod replacements;
 mod summary;
 mod weight_stream;

@@ -118,6 +118,25 @@ impl Config {
         })
     }
 
+    /// The number of parameters (the unembedding is tied to `wte`, so
+    /// counted once; mask buffers are not parameters).
+    pub fn n_params(&self) -> u64 {
+        let (d, m, l) = (self.d_model as u64, self.d_mlp as u64, self.n_layers as u64);
+        let block = 2 * d // ln_1
+            + d * 3 * d + 3 * d // c_attn
+            + d * d + d // attn c_proj
+            + 2 * d // ln_2
+            + d * m + m // c_fc
+            + m * d + d; // mlp c_proj
+        (self.d_vocab as u64 + self.n_ctx as u64) * d + l * block + 2 * d
+    }
+
+    /// Bytes of the weights as the engines hold them (f32, whatever the
+    /// file's dtype).
+    pub fn weight_bytes(&self) -> u64 {
+        4 * self.n_params()
+    }
+
     /// The `config.json` Hugging Face writes for this shape.
     pub fn to_hf_json(&self) -> String {
         let v = serde_json::json!({

@@ -6,6 +6,7 @@
 //! scale, never from platform maths functions.
 
 use super::config::Config;
+use super::published::{legacy_tokenizer_json, Repo};
 use super::weights::{tensor_specs, Param, Weights};
 
 /// Shape options for a random model.
@@ -113,7 +114,8 @@ fn tiny_config() -> Config {
 
 /// A valid tiny checkpoint (config.json, model.safetensors, tokenizer.json
 /// with GPT-2's byte alphabet and two merges): the seed inputs of the
-/// loader's fuzzing.
+/// loader's fuzzing, in the layout our writers used to produce (a typed
+/// tokenizer.json, no mask buffers).
 pub fn tiny_checkpoint() -> (String, Vec<u8>, String) {
     let cfg = tiny_config();
     let mut bytes: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
@@ -153,13 +155,31 @@ pub fn tiny_checkpoint() -> (String, Vec<u8>, String) {
     let n = vocab.len() as u64;
     vocab.insert("Ġt".into(), n.into());
     vocab.insert("he".into(), (n + 1).into());
-    let merges = "#version: 0.2\nĠ t\nh e\n";
     let tok = super::tokenizer::tokenizer_json_from_vocab_merges(
         &serde_json::Value::Object(vocab).to_string(),
-        merges,
+        TINY_MERGES,
     )
     .expect("valid tiny checkpoint");
     (cfg.to_hf_json(), st, tok)
+}
+
+const TINY_MERGES: &str = "#version: 0.2\nĠ t\nh e\n";
+
+/// The same tiny checkpoint in the layout the Hub publishes for `repo`
+/// (legacy tokenizer.json, published config fields, tensor names and mask
+/// buffers): the other seed inputs of the loader's fuzzing.
+pub fn tiny_published_checkpoint(repo: Repo) -> (String, Vec<u8>, String) {
+    let (cfg_json, st, tok) = tiny_checkpoint();
+    let cfg = Config::from_json(&cfg_json).expect("valid tiny checkpoint");
+    let weights = Weights::from_safetensors(&cfg, &st).expect("valid tiny checkpoint");
+    let tok: serde_json::Value = serde_json::from_str(&tok).expect("valid tiny checkpoint");
+    let vocab = tok["model"]["vocab"].to_string();
+    (
+        repo.config_json(&cfg).expect("valid tiny checkpoint"),
+        repo.safetensors(&weights, &cfg)
+            .expect("valid tiny checkpoint"),
+        legacy_tokenizer_json(&vocab, TINY_MERGES).expect("valid tiny checkpoint"),
+    )
 }
 
 #[cfg(test)]

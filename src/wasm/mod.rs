@@ -481,6 +481,16 @@ fn parse_reports(reports_json: &str) -> Result<Vec<(usize, Report)>> {
 
 /// A dataset as a CSV file that `import_pairs` and `patchlab batch --file`
 /// read back (`pairs_json`: a JSON array of prompts).
+/// Checks a model's `config.json` before anything else is downloaded: it
+/// must describe a GPT-2-family model whose weights fit in this tab's
+/// WebAssembly memory (`check_fits_in_browser`); otherwise an error with
+/// the sizes, and no 500 MB download ends in an out-of-memory failure.
+#[wasm_bindgen]
+pub fn check_config(config_json: &str) -> std::result::Result<(), JsValue> {
+    let config = Config::from_json(config_json).map_err(js_err)?;
+    crate::model::check_fits_in_browser(&config).map_err(js_err)
+}
+
 #[wasm_bindgen]
 pub fn pairs_csv(pairs_json: &str) -> std::result::Result<String, JsValue> {
     let pairs: Vec<Prompts> = serde_json::from_str(pairs_json)

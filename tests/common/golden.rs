@@ -7,6 +7,7 @@ use patchlab::attribution::analysis::{flatten, pearson, quantile};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::Quiet;
 use patchlab::engine::{Engine, Metric};
+use patchlab::model::published::Repo;
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Weights;
 use patchlab::report::{Prompts, Report};
@@ -163,13 +164,15 @@ async fn tl_view<E: Engine>(e: &E, run: &E::Run, w: &Weights, hook: &str) -> Vec
 pub async fn check_golden<E: Engine>(e: &E, file: &str, spec: &RandomSpec) -> Vec<Report> {
     let g = load(file);
     let weights = random_weights(spec);
-    let sha = format!(
-        "{:x}",
-        sha2::Sha256::digest(weights.to_safetensors().unwrap())
-    );
-    assert_eq!(
-        g["model"]["safetensors_sha256"].as_str().unwrap(),
-        sha,
+    // the golden names the model.safetensors it read: the plain F32 layout
+    // random-model wrote before, or the published one it writes now (the
+    // same weights, with the mask buffers)
+    let sha = |bytes: Vec<u8>| format!("{:x}", sha2::Sha256::digest(bytes));
+    let plain = sha(weights.to_safetensors().unwrap());
+    let published = sha(Repo::Gpt2.safetensors(&weights, &spec.config()).unwrap());
+    let golden = g["model"]["safetensors_sha256"].as_str().unwrap();
+    assert!(
+        golden == plain || golden == published,
         "random-model no longer writes the model the golden was made from"
     );
     let opts = options(&g);

@@ -56,7 +56,8 @@ impl MethodArgs {
 
 #[derive(Args)]
 pub struct BatchArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer.json).
+    /// Model directory (config.json, model.safetensors, tokenizer.json), or a Hub repo id that the
+    /// Hugging Face cache holds (openai-community/gpt2, after `huggingface-cli download`).
     #[arg(long)]
     model: PathBuf,
     /// A generated task: ioi, ioi-third, greater-than, capitals, agreement.
@@ -129,7 +130,7 @@ pub struct AblateArgs {
 
 #[derive(Args)]
 pub struct DatasetArgs {
-    /// Model directory (only its tokenizer is read, to check every pair).
+    /// Model directory or cached Hub repo id (only its tokenizer is read, to check every pair).
     #[arg(long)]
     model: PathBuf,
     /// ioi, ioi-third, greater-than, capitals, agreement.

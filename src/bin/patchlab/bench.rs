@@ -93,7 +93,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     n_ctx: 1024,
                     seed: 0,
                 };
-                super::write_random_model(&spec, &d, a.vocab.as_deref())?;
+                super::write_random_model(
+                    &spec,
+                    patchlab::model::published::Repo::Gpt2,
+                    &d,
+                    a.vocab.as_deref(),
+                )?;
             }
             d
         }

@@ -8,6 +8,7 @@ use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::Engine;
+use patchlab::model::published::{checkpoint_files, Repo};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::{Model, Tokenizer};
 use patchlab::report::{npy::report_npy_files, Prompts, Report};
@@ -59,7 +60,8 @@ enum Command {
 
 #[derive(Args)]
 struct AnalyzeArgs {
-    /// Model directory (config.json, model.safetensors, tokenizer.json).
+    /// Model directory (config.json, model.safetensors, tokenizer.json), or a Hub repo id that the
+    /// Hugging Face cache holds (openai-community/gpt2, after `huggingface-cli download`).
     #[arg(long)]
     model: PathBuf,
     /// The clean prompt, e.g. "When Mary and John went to the store, John gave a drink to".
@@ -100,7 +102,7 @@ struct AnalyzeArgs {
 
 #[derive(Args)]
 struct TokenizeArgs {
-    /// Model directory (only its tokenizer is read).
+    /// Model directory or cached Hub repo id (only its tokenizer is read).
     #[arg(long)]
     model: PathBuf,
     /// Texts to tokenize.
@@ -116,6 +118,16 @@ struct TokenizeArgs {
 
 #[derive(Args)]
 struct RandomArgs {
+    /// Write the files as this published repository has them (config.json's fields, tensor
+    /// names, mask buffers, the legacy tokenizer.json): gpt2 (openai-community/gpt2),
+    /// distilgpt2 (distilbert/distilgpt2, names prefixed `transformer.`), gpt2-medium,
+    /// gpt2-large or gpt2-xl. See docs/published-files.md.
+    #[arg(long, default_value = "gpt2")]
+    like: String,
+    /// Use the published repository's own shape (layers, heads, d_model, n_ctx 1024) instead
+    /// of --layers, --heads, --d-model and --n-ctx.
+    #[arg(long)]
+    published_shape: bool,
     #[arg(long, default_value_t = 2)]
     layers: usize,
     #[arg(long, default_value_t = 4)]
@@ -371,6 +383,7 @@ fn tokenize(a: TokenizeArgs) -> Result<()> {
 }
 
 pub(crate) fn load_tokenizer(dir: &Path) -> Result<Tokenizer> {
+    let dir = &patchlab::model::resolve_model_dir(dir)?;
     let read = |f: &str| {
         std::fs::read_to_string(dir.join(f)).map_err(|e| Error::MissingFile {
             path: dir.join(f).display().to_string(),
@@ -404,9 +417,11 @@ pub(crate) fn read_vocab(dir: Option<&Path>) -> Result<(String, String)> {
     })
 }
 
-/// Writes a random model directory; returns the sha256 of model.safetensors.
+/// Writes a random model directory in the files and layout of the published
+/// repository `like`; returns the sha256 of model.safetensors.
 pub(crate) fn write_random_model(
     spec: &RandomSpec,
+    like: Repo,
     out: &Path,
     vocab: Option<&Path>,
 ) -> Result<String> {
@@ -424,33 +439,41 @@ pub(crate) fn write_random_model(
         ));
     }
     let (vocab_json, merges) = read_vocab(vocab)?;
-    let tok_json =
-        patchlab::model::tokenizer::tokenizer_json_from_vocab_merges(&vocab_json, &merges)?;
-    let bytes = random_weights(spec).to_safetensors()?;
+    let files = checkpoint_files(like, &cfg, &random_weights(spec), &vocab_json, &merges)?;
     std::fs::create_dir_all(out)
         .map_err(|e| Error::Io(format!("cannot create {}: {e}", out.display())))?;
-    let write = |f: &str, b: &[u8]| {
-        std::fs::write(out.join(f), b)
-            .map_err(|e| Error::Io(format!("cannot write {}: {e}", out.join(f).display())))
-    };
-    write("config.json", cfg.to_hf_json().as_bytes())?;
-    write("model.safetensors", &bytes)?;
-    write("vocab.json", vocab_json.as_bytes())?;
-    write("merges.txt", merges.as_bytes())?;
-    write("tokenizer.json", tok_json.as_bytes())?;
-    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
+    let mut sha = String::new();
+    for (name, bytes) in &files {
+        std::fs::write(out.join(name), bytes)
+            .map_err(|e| Error::Io(format!("cannot write {}: {e}", out.join(name).display())))?;
+        if *name == "model.safetensors" {
+            sha = format!("{:x}", sha2::Sha256::digest(bytes));
+        }
+    }
+    Ok(sha)
 }
 
 fn random_model(a: RandomArgs) -> Result<()> {
+    let like = Repo::parse(&a.like)?;
+    let (n_layers, n_heads, d_model, n_ctx) = if a.published_shape {
+        let (l, h, d) = like.shape();
+        (l, h, d, 1024)
+    } else {
+        (a.layers, a.heads, a.d_model, a.n_ctx)
+    };
     let spec = RandomSpec {
-        n_layers: a.layers,
-        n_heads: a.heads,
-        d_model: a.d_model,
-        n_ctx: a.n_ctx,
+        n_layers,
+        n_heads,
+        d_model,
+        n_ctx,
         seed: a.seed,
     };
-    let sha = write_random_model(&spec, &a.out, a.vocab.as_deref())?;
-    println!("wrote {} (model.safetensors sha256 {sha})", a.out.display());
+    let sha = write_random_model(&spec, like, &a.out, a.vocab.as_deref())?;
+    println!(
+        "wrote {} in the layout of {} (model.safetensors sha256 {sha})",
+        a.out.display(),
+        like.hub_id()
+    );
     Ok(())
 }
 
