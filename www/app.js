@@ -163,6 +163,8 @@ async function loadModel(spec) {
         if (p.phase === "weights") {
           $("load-progress").value = p.total ? p.loaded / p.total : 0;
           setText("load-text", `${p.cached ? "Reading" : "Downloading"} model.safetensors: ${bytes(p.loaded)}${p.total ? ` of ${bytes(p.total)}` : ""}`);
+        } else if (p.phase === "resume") {
+          setText("load-text", `The connection broke after ${bytes(p.loaded)} of ${bytes(p.total)}: resuming the download (attempt ${p.attempt})…`);
         } else if (p.phase === "building") {
           $("load-progress").removeAttribute("value");
           setText("load-text", "Preparing the model…");

@@ -189,8 +189,11 @@ export class PatchLab {
    * - model: Hub repo id (default "openai-community/gpt2"), a base URL such as
    *   "/model/", or a FileList / File[] (config.json, model.safetensors,
    *   tokenizer.json or vocab.json + merges.txt).
-   * - onProgress({phase, loaded, total, cached}): phase is "config",
-   *   "tokenizer", "weights" (bytes) or "building".
+   * - onProgress({phase, loaded, total, cached, attempt}): phase is "config",
+   *   "tokenizer", "weights" (bytes), "resume" (the download broke off after
+   *   `loaded` bytes and is asked for again from there: `attempt` 1, 2, …)
+   *   or "building". A config.json that is not GPT-2's, or a model too large
+   *   for a browser tab, is refused (LoadError) before the weights download.
    * - cache: keep the files in Cache Storage (default: for other origins).
    */
   static async load({ model, name, onProgress, cache, workerUrl } = {}) {

@@ -8,7 +8,7 @@
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...}
 
-import init, { Lab, WeightStream, pairs_csv, summarize, task_names } from "./pkg/patchlab.js";
+import init, { Lab, WeightStream, check_config, pairs_csv, summarize, task_names } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -50,6 +50,23 @@ class LoadError extends Error {
   }
 }
 
+// Why a download from `url` could not even start, in words: the Hub
+// answers its large files with a redirect to a CDN on another host, which a
+// firewall or a page's Content-Security-Policy can block.
+function unreachable(url, name, e) {
+  const hub = /^https:\/\/huggingface\.co\//.test(url) && name === "model.safetensors"
+    ? "; the Hub sends large files from another host (cas-bridge.xethub.hf.co or cdn-lfs.hf.co), which must be reachable too"
+    : "";
+  return new LoadError(`could not download ${name} from ${url}: ${e.message} (offline, blocked, or the server does not allow cross-origin requests${hub})`);
+}
+
+// An HTTP error answer, naming the server that gave it (the redirect's
+// target, when the request was redirected).
+function httpError(res, url, name) {
+  const where = res.redirected && res.url && res.url !== url ? `${res.url} (where ${url} redirected)` : url;
+  return new LoadError(`could not download ${name}: HTTP ${res.status} from ${where}`);
+}
+
 // Response for a file of the model, from Cache Storage or the network.
 // Returns null for a missing optional file.
 async function getFile(cache, url, name, optional) {
@@ -61,13 +78,95 @@ async function getFile(cache, url, name, optional) {
   try {
     res = await fetch(url, { cache: cache ? "default" : "no-cache" });
   } catch (e) {
-    throw new LoadError(`could not download ${name} from ${url}: ${e.message} (offline, blocked, or the server does not allow cross-origin requests)`);
+    throw unreachable(url, name, e);
   }
   if (!res.ok) {
     if (optional && (res.status === 404 || res.status === 403 || res.status === 401)) return null;
-    throw new LoadError(`could not download ${name}: HTTP ${res.status} from ${url}`);
+    throw httpError(res, url, name);
   }
   return { res, cached: false };
+}
+
+// How many times a broken download of model.safetensors is resumed.
+const RESUMES = 5;
+
+// The body of a downloaded file as one stream that survives broken
+// connections: when it stops short of the `total` bytes its Content-Length
+// gave (an error, or an early end), the rest is asked for again with a Range
+// request (the Hub and its CDN answer 206 Partial Content), up to RESUMES
+// times and only while each try brings new bytes. A server that ignores
+// Range (200) sends the whole file again, and the bytes already here are
+// skipped. `onResume(got, attempt)` reports each attempt. An early end that
+// cannot be resumed just ends the stream (the caller reports the
+// truncation); an error that cannot be resumed is the stream's error.
+function resumableBody(url, res, total, name, onResume) {
+  let reader = res.body.getReader();
+  let got = 0;
+  let skip = 0;
+  let attempts = 0;
+  let gotAtLastAttempt = -1;
+  const resume = async (cause) => {
+    if (!total || got >= total || attempts >= RESUMES || got === gotAtLastAttempt) return false;
+    attempts += 1;
+    gotAtLastAttempt = got;
+    onResume(got, attempts, cause);
+    let next;
+    try {
+      next = await fetch(url, { headers: { Range: `bytes=${got}-` }, cache: "no-store" });
+    } catch {
+      return resume(cause); // still offline: the next attempt, if any is left
+    }
+    const length = Number(next.headers.get("content-length")) || 0;
+    if (next.status === 206 && (!length || length === total - got)) skip = 0;
+    else if (next.status === 200 && (!length || length === total)) skip = got;
+    else {
+      next.body?.cancel().catch(() => {});
+      throw new LoadError(`could not resume the download of ${name} after ${got} of ${total} bytes: the server answered HTTP ${next.status}${length ? ` with ${length} bytes` : ""} to a request for bytes ${got}–${total - 1}`);
+    }
+    reader = next.body.getReader();
+    return true;
+  };
+  return new ReadableStream({
+    async pull(controller) {
+      for (;;) {
+        let r;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          r = { error: e };
+        }
+        if (r.value) {
+          let v = r.value;
+          if (skip) {
+            const drop = Math.min(skip, v.length);
+            skip -= drop;
+            v = v.subarray(drop);
+          }
+          if (v.length) {
+            got += v.length;
+            controller.enqueue(v);
+            return;
+          }
+          continue;
+        }
+        let resumed;
+        try {
+          resumed = await resume(r.error);
+        } catch (e) {
+          controller.error(e);
+          return;
+        }
+        if (resumed) continue;
+        if (r.error) {
+          controller.error(new LoadError(`the download of ${name} broke off after ${got} of ${total || "?"} bytes (${r.error.message})${attempts ? `, and ${attempts} ${attempts === 1 ? "attempt" : "attempts"} to resume it failed` : ""}`));
+        } else controller.close();
+        return;
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }
 
 async function readText(cache, url, name, optional) {
@@ -190,6 +289,9 @@ async function loadFromUrl(id, base, name, useCache) {
   try {
     post({ id, type: "progress", phase: "config", loaded: 0, total: 0 });
     const config = await readText(cache, url("config.json"), "config.json", false);
+    // a model that is not GPT-2, or too large for this tab, is refused
+    // before its weights download
+    checkConfig(config);
     post({ id, type: "progress", phase: "tokenizer", loaded: 0, total: 0 });
     let tokenizer = await readText(cache, url("tokenizer.json"), "tokenizer.json", true);
     let vocab = null;
@@ -214,6 +316,11 @@ async function loadFromUrl(id, base, name, useCache) {
       }
     };
     let body = f.res.body;
+    if (!f.cached) {
+      body = resumableBody(wurl, f.res, declared, "model.safetensors", (got, attempt) => {
+        post({ id, type: "progress", phase: "resume", loaded: got, total: declared, attempt });
+      });
+    }
     if (cache && !f.cached) {
       const [a, b] = body.tee();
       body = a;
@@ -252,6 +359,7 @@ async function loadFromFiles(id, files, name) {
     throw new LoadError(`missing ${list} among the files given (${[...byName.keys()].join(", ")}): choose (or drop) all of the model's files at once`);
   }
   const config = await text("config.json");
+  checkConfig(config);
   const tokenizer = await text("tokenizer.json");
   const vocab = tokenizer === null ? await text("vocab.json") : null;
   const merges = tokenizer === null ? await text("merges.txt") : null;
@@ -259,6 +367,16 @@ async function loadFromFiles(id, files, name) {
   const weights = await readWeights(config, st.stream(), st.size, onBytes, "choose a complete copy of it");
   post({ id, type: "progress", phase: "building", loaded: st.size, total: st.size });
   return build(id, name, weights, tokenizer, vocab, merges, null);
+}
+
+// config.json describes a GPT-2-family model that fits in this tab (the
+// crate's check), or a LoadError says why not.
+function checkConfig(config) {
+  try {
+    check_config(config);
+  } catch (e) {
+    throw new LoadError(e.message);
+  }
 }
 
 async function build(id, name, weights, tokenizer, vocab, merges, putting) {
