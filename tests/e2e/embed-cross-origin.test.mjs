@@ -11,7 +11,7 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { IOI, ROOT, canvasStats, cliReport, launch, makeModel, reportDiffs, serve } from "./helpers.mjs";
+import { IOI, ROOT, canvasStats, cliReport, launch, makeModel, newContext, reportDiffs, serve } from "./helpers.mjs";
 
 const METHODS = ["ap", "ig"];
 let modelDir, server, host, browser, B;
@@ -87,7 +87,7 @@ after(async () => {
 
 /** A page that records uncaught errors, console errors (CSP reports among them) and requests. */
 async function newPage(t) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const context = await newContext(browser, { viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
   const seen = { errors: [], console: [], requests: [] };
   page.on("pageerror", (e) => seen.errors.push(e.message));
@@ -108,7 +108,7 @@ const errorText = (page) => page.evaluate(() => document.querySelector("patch-la
 const cspReports = (seen) => seen.console.filter((m) => /Content Security Policy| csp$/i.test(m));
 
 async function liveReport(page, seen) {
-  await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state), null, { timeout: 180000 });
+  await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
   assert.equal(await state(page), "done", `the element failed: ${await errorText(page)}\nconsole: ${seen.console.join("\n")}`);
   return page.evaluate(() => document.querySelector("patch-lab").report);
 }
@@ -152,7 +152,7 @@ describe("<patch-lab> embedded from another origin", () => {
     const { page, seen } = await newPage(t);
     served.length = 0;
     await page.goto(`${host.url}report.html`);
-    await page.waitForFunction(() => ["report", "error"].includes(document.querySelector("patch-lab")?.dataset.state), null, { timeout: 60000 });
+    await page.waitForFunction(() => ["report", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
     assert.equal(await state(page), "report", `the element failed: ${await errorText(page)}\nconsole: ${seen.console.join("\n")}`);
     const stats = await canvasStats(page, "canvas");
     assert.equal(stats.length, 6);

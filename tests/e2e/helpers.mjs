@@ -58,6 +58,22 @@ export function launch({ webgpu = true } = {}) {
   return chromium.launch({ executablePath: CHROMIUM, args, headless: true });
 }
 
+/**
+ * How long any wait may take before a test fails: a guard against hangs, not
+ * a speed limit. Every wait in these tests is for a state or an event (a run
+ * done, a message shown), never for time to pass, so a slow or busy machine
+ * only makes them take longer (a 2-core CI machine with SwiftShader can take
+ * minutes for what a laptop does in seconds).
+ */
+export const HANG_MS = 10 * 60 * 1000;
+
+/** A browser context whose waits all use the hang guard (playwright's default is 30 s). */
+export async function newContext(browser, options = {}) {
+  const context = await browser.newContext(options);
+  context.setDefaultTimeout(HANG_MS);
+  return context;
+}
+
 /** What most e2e files start with: the tiny model, `patchlab serve` with it, and Chromium. */
 export async function startLab() {
   if (!fs.existsSync(path.join(ROOT, "www/pkg/patchlab_bg.wasm"))) throw new Error("www/pkg is missing: run scripts/build-wasm");
@@ -79,7 +95,7 @@ export async function stopLab({ modelDir, server, browser } = {}) {
  * the page, and dialogs are dismissed and their messages kept in `dialogs`.
  */
 export async function trackedPage(t, browser, { dialogs = [], width = 1280, height = 900, scale = 2 } = {}) {
-  const context = await browser.newContext({ viewport: { width, height }, deviceScaleFactor: scale, acceptDownloads: true });
+  const context = await newContext(browser, { viewport: { width, height }, deviceScaleFactor: scale, acceptDownloads: true });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
@@ -154,8 +170,8 @@ export function reportDiffs(got, want, tol = 1e-4) {
 }
 
 /** Waits until the lab page has loaded its model (or failed). */
-export async function waitReady(page, timeout = 60000) {
-  await page.waitForFunction(() => document.body.dataset.ready === "1" || window.patchlabPage?.state === "error", null, { timeout });
+export async function waitReady(page) {
+  await page.waitForFunction(() => document.body.dataset.ready === "1" || window.patchlabPage?.state === "error");
   return page.evaluate(() => window.patchlabPage);
 }
 

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { reportDiffs, startLab, stopLab, trackedPage, waitReady } from "./helpers.mjs";
+import { newContext, reportDiffs, startLab, stopLab, trackedPage, waitReady } from "./helpers.mjs";
 
 // A small analysis, set through the share URL's parameters.
 const QUERY = "methods=ap&components=heads";
@@ -52,7 +52,7 @@ async function loadWith(page, trigger) {
     for (const id of ["clean-chips", "corrupt-chips", "correct-chips", "incorrect-chips", "suggestion-list"]) document.getElementById(id).replaceChildren();
   });
   await trigger();
-  await page.waitForFunction(() => ["ready", "error"].includes(window.patchlabPage.state), null, { timeout: 60000 });
+  await page.waitForFunction(() => ["ready", "error"].includes(window.patchlabPage.state));
   return page.evaluate(() => {
     const box = document.getElementById("load-error");
     return {
@@ -120,7 +120,7 @@ async function runAndExport(page) {
     return Number(document.body.dataset.runs || 0);
   });
   await page.click("#run");
-  await page.waitForFunction((n) => Number(document.body.dataset.runs || 0) > n || !document.getElementById("run-error").hidden, before, { timeout: 120000 });
+  await page.waitForFunction((n) => Number(document.body.dataset.runs || 0) > n || !document.getElementById("run-error").hidden, before);
   assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
   const download = page.waitForEvent("download");
   await page.click("#export-json");
@@ -136,8 +136,6 @@ async function runAndExport(page) {
 async function pageResults(page) {
   await page.waitForFunction(
     () => document.querySelectorAll("#suggestion-list .suggestion").length === 10 && document.querySelector("#incorrect-chips .chip") && !document.getElementById("run").disabled,
-    null,
-    { timeout: 60000 },
   );
   const shown = await page.evaluate(() => ({
     chips: Object.fromEntries(["clean", "corrupt", "correct", "incorrect"].map((k) => [k, [...document.querySelectorAll(`#${k}-chips .chip`)].map((c) => c.title)])),
@@ -150,7 +148,7 @@ async function pageResults(page) {
 let referencePromise = null;
 function reference(t) {
   referencePromise ||= (async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+    const context = await newContext(browser, { viewport: { width: 1280, height: 900 }, acceptDownloads: true });
     try {
       const page = await context.newPage();
       await page.goto(`${server.url}?${QUERY}`);
