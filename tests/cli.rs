@@ -52,7 +52,10 @@ fn random_model_is_bit_identical_for_a_seed() {
     let weights = patchlab::model::Model::from_dir(&d).unwrap().weights;
     use sha2::Digest;
     assert_eq!(
-        format!("{:x}", sha2::Sha256::digest(weights.to_safetensors().unwrap())),
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(weights.to_safetensors().unwrap())
+        ),
         "51be8ebbfa9cd69b024b875dd85c91178fe1f017ac4ab80497c5a87a6807bc80"
     );
     for f in [
