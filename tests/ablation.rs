@@ -162,7 +162,8 @@ fn latent_sets_combine_ig_and_ap_as_documented() {
                     .copied()
                     .collect()
             };
-            let (ig, ap) = (get("ig"), get("ap"));
+            // `ig` picks IG*'s sets: on AP's scale, like with like
+            let (ig, ap) = (get("ig_norm"), get("ap"));
             for (pick, want) in [
                 (Pick::Ig, ig.clone()),
                 (Pick::Ap, ap.clone()),
@@ -178,7 +179,7 @@ fn latent_sets_combine_ig_and_ap_as_documented() {
         }
     }
     // the pair's latent sets are not all empty (else the test proves little)
-    assert!(!r.analysis.latent["ig"]["neurons"].and.is_empty());
+    assert!(!r.analysis.latent["ig_norm"]["neurons"].and.is_empty());
     // an AtP-only report has no IG/AP sets to pick from
     let atp = reports(&e, &pairs, vec![Method::Atp]);
     let err = AblationSet::Latent(Latent::And, Pick::Both)

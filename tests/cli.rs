@@ -82,7 +82,7 @@ fn analyze_writes_the_report_to_stdout_and_npy_files() {
             r.model.n_layers,
             r.model.n_heads
         ),
-        (1, "cpu", 2, 4)
+        (2, "cpu", 2, 4)
     );
     assert_eq!(r.tokens.first_diff, 10);
     assert_eq!(r.tokens.clean.len(), 15);
@@ -130,7 +130,8 @@ fn subsets_of_methods_directions_and_components() {
         "riemann_trapezoid",
     ]);
     let r = report(out);
-    assert_eq!(r.results.keys().collect::<Vec<_>>(), vec!["ig"]);
+    // IG and, derived from it, IG* (gap-normalised IG)
+    assert_eq!(r.results.keys().collect::<Vec<_>>(), vec!["ig", "ig_norm"]);
     assert!(r.results["ig"]["corrupt_to_clean"].neurons.is_none());
     assert_eq!(r.settings.ig_steps, 8);
     assert_eq!(r.settings.ig_rule, "riemann_trapezoid");
@@ -539,7 +540,7 @@ fn batch_reports_equal_single_pair_runs_and_shards_merge_to_the_same_summary() {
     let out = ok(batch(&all, &["--task", "ioi", "--n", "5", "--seed", "3"]));
     assert!(out.contains("5 computed"), "{out}");
     assert!(out.contains("pairs/s"), "{out}");
-    assert!(out.contains("IG vs AP, clean→corrupt"), "{out}");
+    assert!(out.contains("IG* vs AP, clean→corrupt"), "{out}");
 
     // pair 2 of the batch is exactly `analyze` of its prompts
     let r2 = json(&all.join("pairs/0002.json"));

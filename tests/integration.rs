@@ -16,6 +16,7 @@ mod golden;
 mod gpu_backend;
 mod gpu_faults;
 mod groups;
+mod latent;
 mod metric;
 mod published_files;
 mod replacements;

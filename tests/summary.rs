@@ -33,7 +33,7 @@ fn summary() -> Summary {
         seed: Some(0),
         total: 8,
     };
-    summarize(info, &reports()).unwrap()
+    summarize(info, &reports(), false).unwrap()
 }
 
 fn close(a: Option<f64>, b: &Value, what: &str) {
@@ -51,10 +51,11 @@ fn check_stat(s: &Stat, n: &Value, what: &str) {
     for (i, (a, b)) in s.per_pair.iter().zip(per).enumerate() {
         close(*a, b, &format!("{what} pair {i}"));
     }
-    for f in ["mean", "std", "min", "median", "max"] {
+    for f in ["mean", "std", "mean_abs", "min", "median", "max"] {
         let v = match f {
             "mean" => s.mean,
             "std" => s.std,
+            "mean_abs" => s.mean_abs,
             "min" => s.min,
             "median" => s.median,
             _ => s.max,
@@ -96,20 +97,30 @@ fn summary_matches_numpy_on_the_committed_reports() {
         (0..8).collect::<Vec<_>>()
     );
     check_section(&s.correlations, &numpy, "correlations");
+    check_section(&s.correlations_raw, &numpy, "correlations_raw");
     check_section(&s.overlap, &numpy, "overlap");
+    assert_eq!(
+        serde_json::to_value(&s.excluded).unwrap(),
+        numpy["excluded"],
+        "pairs left out"
+    );
     for which in ["clean", "corrupt"] {
         check_stat(&s.metric[which], &numpy["metric"][which], which);
     }
     // the tables the notebook reports are there
     for key in [
-        "ig_clean_to_corrupt__vs__ap_clean_to_corrupt",
-        "ig_corrupt_to_clean__vs__ap_corrupt_to_clean",
-        "ig_clean_to_corrupt__vs__ap_corrupt_to_clean",
-        "asym_ig__vs__asym_ap",
+        "ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt",
+        "ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean",
+        "ig_norm_clean_to_corrupt__vs__ap_corrupt_to_clean",
+        "asym_ig_norm__vs__asym_ap",
     ] {
         for c in ["heads", "neurons"] {
             assert!(s.correlations[c][key].mean.is_some(), "{c} {key}");
         }
+    }
+    for c in ["heads", "neurons"] {
+        let raw = &s.correlations_raw[c]["ig_clean_to_corrupt__vs__ap_clean_to_corrupt"];
+        assert!(raw.mean_abs.is_some(), "{c}: the notebook's mean |r|");
     }
     // a JSON round trip keeps the structure (floats to the last bit or two)
     let back = Summary::from_json(&s.to_json()).unwrap();
@@ -131,16 +142,18 @@ fn a_missing_pair_is_listed_and_duplicates_are_refused() {
         seed: Some(0),
         total: 8,
     };
-    let s = summarize(info.clone(), &r).unwrap();
+    let s = summarize(info.clone(), &r, false).unwrap();
     assert_eq!(s.missing, vec![5]);
     assert_eq!(s.n_pairs, 7);
     let mut dup = reports();
     dup.push(dup[0].clone());
-    let e = summarize(info.clone(), &dup).unwrap_err().to_string();
+    let e = summarize(info.clone(), &dup, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("appears twice"), "{e}");
     let mut other = reports();
     other[1].1.settings.ig_steps = 99;
-    let e = summarize(info, &other).unwrap_err().to_string();
+    let e = summarize(info, &other, false).unwrap_err().to_string();
     assert!(e.contains("different settings"), "{e}");
 }
 
@@ -170,4 +183,69 @@ fn reports_survive_json_bit_for_bit() {
         );
     }
     assert_eq!(back.to_json(), r.to_json());
+}
+
+/// A pair whose metric barely differs between its prompts gets a warning and
+/// is left out of the correlations and overlaps (listed in `excluded`), unless
+/// the summary is asked to include it.
+#[test]
+fn pairs_with_a_small_gap_are_left_out_unless_included() {
+    let mut r = reports();
+    let k = r.iter().position(|(i, _)| *i == 3).unwrap();
+    let rep = &mut r[k].1;
+    rep.metric.corrupt = rep.metric.clean + 1e-5;
+    patchlab::attribution::run::derive(rep, 10);
+    assert_eq!(rep.warnings.len(), 1);
+    assert_eq!(rep.warnings[0].code, "small_gap");
+    assert!(
+        rep.warnings[0]
+            .message
+            .starts_with("the metric barely differs between the prompts"),
+        "{}",
+        rep.warnings[0].message
+    );
+    let info = DatasetInfo {
+        source: "task:ioi".into(),
+        seed: Some(0),
+        total: 8,
+    };
+    let out = summarize(info.clone(), &r, false).unwrap();
+    assert_eq!(out.excluded, vec![3]);
+    assert!(!out.include_small_gap);
+    let key = "ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt";
+    let st = &out.correlations["neurons"][key];
+    assert_eq!(st.n, 7);
+    assert_eq!(st.per_pair[3], None);
+    assert_eq!(out.overlap["neurons"]["and"].per_pair[3], None);
+    assert_eq!(out.pairs[3].warnings, vec!["small_gap".to_string()]);
+    // the metrics are still averaged over every pair
+    assert_eq!(out.metric["clean"].n, 8);
+    let all = summarize(info, &r, true).unwrap();
+    assert!(all.excluded.is_empty() && all.include_small_gap);
+    assert_eq!(all.correlations["neurons"][key].n, 8);
+}
+
+/// The committed reports are schema 1 (no IG*, the old asymmetry): read
+/// back, they are brought up to schema 2 from their scores, exactly as a
+/// new report is built.
+#[test]
+fn schema_1_reports_are_upgraded_from_their_scores() {
+    let path = golden_dir().join("pairs/0000.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert!(v["results"].get("ig_norm").is_none());
+    let r = Report::from_json(&text).unwrap();
+    assert_eq!(r.schema, 2);
+    assert!(r.results.contains_key("ig_norm"));
+    assert!(r.analysis.latent.contains_key("ig_norm"));
+    assert!(!r.analysis.correlations_raw.is_empty());
+    // the same derivation as a report built now: derive again, same JSON
+    let mut again = r.clone();
+    patchlab::attribution::run::derive(&mut again, 10);
+    assert_eq!(again.to_json(), r.to_json());
+    // a schema this build does not know is refused with a reason
+    let future = text.replacen("\"schema\":1", "\"schema\":3", 1);
+    let e = Report::from_json(&future).unwrap_err().to_string();
+    assert!(e.contains("report schema 3 is not supported"), "{e}");
 }

@@ -53,7 +53,7 @@ pub enum AblationSet {
 }
 
 const SET_HELP: &str = "use and:X or or:X with X one of ig, ap, both, either, ig-only, ap-only \
-     (the latent AND / OR components found by IG, by AP, by both, …), or a list of components \
+     (the latent AND / OR components found by IG* (gap-normalised IG), by AP, by both, …), or a list of components \
      such as h9.6,h9.9,n0.1234 (h = head layer.head, n = neuron layer.index)";
 
 impl AblationSet {
@@ -123,7 +123,9 @@ impl AblationSet {
                             .collect(),
                         )
                     };
-                    let (ig, ap) = (get("ig"), get("ap"));
+                    // IG's latent sets are those of IG*, on AP's scale, so
+                    // that `both` intersects like with like
+                    let (ig, ap) = (get(crate::attribution::run::IG_NORM), get("ap"));
                     if ig.is_none() && ap.is_none() {
                         continue;
                     }

@@ -36,18 +36,6 @@ pub fn flatten(m: &ScoreMap) -> Vec<f32> {
     m.iter().flatten().copied().collect()
 }
 
-fn normalise_by_max(v: ScoreMap) -> ScoreMap {
-    let max = v
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|x| x.is_finite())
-        .fold(f32::NEG_INFINITY, f32::max);
-    v.into_iter()
-        .map(|r| r.into_iter().map(|x| x / max).collect())
-        .collect()
-}
-
 fn combine(a: &ScoreMap, b: &ScoreMap, f: impl Fn(f32, f32) -> f32) -> ScoreMap {
     a.iter()
         .zip(b)
@@ -55,16 +43,41 @@ fn combine(a: &ScoreMap, b: &ScoreMap, f: impl Fn(f32, f32) -> f32) -> ScoreMap 
         .collect()
 }
 
-/// IG asymmetry: (S_ccl + S_cc) / max(S_ccl + S_cc) — IG attributions flip
-/// sign with the direction, so a component that matters equally both ways
-/// cancels out.
-pub fn asymmetry_ig(cc: &ScoreMap, ccl: &ScoreMap) -> ScoreMap {
-    normalise_by_max(combine(ccl, cc, |a, b| a + b))
+/// Asymmetry across directions, one formula for every map on AP's scale
+/// (AP, AtP, IG*): A = (S_ccl − S_cc) / max|S_ccl − S_cc| over the whole map.
+/// A component that matters as much when noising as when denoising cancels
+/// out; A > 0 where noising it hurts more than restoring it helps. An
+/// all-zero difference gives an all-zero A (never NaN); non-finite entries
+/// stay NaN and take no part in the maximum.
+pub fn asymmetry(cc: &ScoreMap, ccl: &ScoreMap) -> ScoreMap {
+    let diff = combine(ccl, cc, |a, b| a - b);
+    let max = diff
+        .iter()
+        .flatten()
+        .filter(|x| x.is_finite())
+        .fold(0.0f32, |m, x| m.max(x.abs()));
+    diff.into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|x| match (x.is_finite(), max > 0.0) {
+                    (false, _) => f32::NAN,
+                    (true, true) => x / max,
+                    (true, false) => 0.0,
+                })
+                .collect()
+        })
+        .collect()
 }
 
-/// AP asymmetry: (S_ccl − S_cc) / max(S_ccl − S_cc) (AP scores keep their sign).
-pub fn asymmetry_ap(cc: &ScoreMap, ccl: &ScoreMap) -> ScoreMap {
-    normalise_by_max(combine(ccl, cc, |a, b| a - b))
+/// A raw IG map (captum's means, SPEC "Integrated gradients") on AP's scale:
+/// IG* = Σ_{pos, d} attr / (m_base − m_other), i.e. IG × T × d_model / gap
+/// for heads (the means were over T positions and d_model) and IG × T / gap
+/// for neurons. In the linear regime IG* ≈ AP, whatever the gap's sign.
+pub fn ig_norm(ig: &ScoreMap, averaged_over: usize, gap: f32) -> ScoreMap {
+    let k = averaged_over as f64 / gap as f64;
+    ig.iter()
+        .map(|r| r.iter().map(|&x| (x as f64 * k) as f32).collect())
+        .collect()
 }
 
 /// The p-quantile with linear interpolation (numpy's default), over finite values.
@@ -84,40 +97,30 @@ pub fn quantile(values: &[f32], p: f64) -> Option<f64> {
     Some(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
 }
 
-/// Components (layer, index) with |S| ≥ the p-quantile of |S|.
-pub fn highlight(m: &ScoreMap, p: f64) -> Vec<[usize; 2]> {
-    let abs: ScoreMap = m
-        .iter()
-        .map(|r| r.iter().map(|x| x.abs()).collect())
-        .collect();
-    at_or_above_quantile(&abs, p)
-}
-
-/// Components with S ≥ the p-quantile of S (signed). AND components are
-/// those of A, OR components those of −A: with |S| (SPEC's `highlight`) the
-/// two sets would be identical, so the latent-component split uses the sign.
-pub fn at_or_above_quantile(m: &ScoreMap, p: f64) -> Vec<[usize; 2]> {
-    let Some(q) = quantile(&flatten(m), p) else {
-        return Vec::new();
+/// Latent components of an asymmetry map A, with q the p-quantile (numpy's
+/// linear one) of |A| over the finite entries: AND = {c : A_c > 0, |A_c| ≥ q}
+/// (matters when noising — patching in the corrupt value breaks the
+/// behaviour — but restoring it alone does not help), OR = {c : A_c < 0,
+/// |A_c| ≥ q} (the reverse). AND ∪ OR is the notebook's `highlight(|A|)`;
+/// swapping clean and corrupt negates A and so swaps AND and OR.
+pub fn latent_sets(asym: &ScoreMap, p: f64) -> (Vec<[usize; 2]>, Vec<[usize; 2]>) {
+    let abs: Vec<f32> = asym.iter().flatten().map(|x| x.abs()).collect();
+    let Some(q) = quantile(&abs, p) else {
+        return (Vec::new(), Vec::new());
     };
-    let mut out = Vec::new();
-    for (l, row) in m.iter().enumerate() {
+    let (mut and, mut or) = (Vec::new(), Vec::new());
+    for (l, row) in asym.iter().enumerate() {
         for (i, &x) in row.iter().enumerate() {
-            if x.is_finite() && x as f64 >= q {
-                out.push([l, i]);
+            if x.is_finite() && x != 0.0 && x.abs() as f64 >= q {
+                if x > 0.0 {
+                    and.push([l, i]);
+                } else {
+                    or.push([l, i]);
+                }
             }
         }
     }
-    out
-}
-
-/// AND components: A ≥ its p-quantile; OR components: −A ≥ its p-quantile.
-pub fn latent_sets(asym: &ScoreMap, p: f64) -> (Vec<[usize; 2]>, Vec<[usize; 2]>) {
-    let neg: ScoreMap = asym
-        .iter()
-        .map(|r| r.iter().map(|x| -x).collect())
-        .collect();
-    (at_or_above_quantile(asym, p), at_or_above_quantile(&neg, p))
+    (and, or)
 }
 
 /// |X ∩ Y| / |X ∪ Y|, 1 when both are empty.
@@ -171,21 +174,44 @@ mod tests {
     }
 
     #[test]
-    fn latent_sets_split_by_sign() {
+    fn latent_sets_split_by_sign_above_the_quantile_of_abs() {
+        // |A| sorted: 0, .1, .2, .2, .3, .9, 1, 1; numpy.quantile(·, 0.9) = 1
         let a = vec![vec![1.0, -1.0, 0.1, 0.0], vec![0.2, -0.9, 0.3, -0.2]];
         let (and, or) = latent_sets(&a, 0.9);
         assert_eq!(and, vec![[0, 0]]);
         assert_eq!(or, vec![[0, 1]]);
-        assert_eq!(jaccard(&and, &or), 0.0);
+        // numpy.quantile(·, 0.7) = 0.3 + 0.9 · 0.6 = 0.84: −0.9 joins OR
+        let (and, or) = latent_sets(&a, 0.7);
+        assert_eq!((and, or), (vec![[0, 0]], vec![[0, 1], [1, 1]]));
+        // negating A swaps the sets exactly
+        let neg: ScoreMap = a.iter().map(|r| r.iter().map(|x| -x).collect()).collect();
+        assert_eq!(latent_sets(&neg, 0.7), (vec![[0, 1], [1, 1]], vec![[0, 0]]));
+        assert_eq!(jaccard(&[[0, 0]], &[[0, 1]]), 0.0);
         assert_eq!(jaccard(&[], &[]), 1.0);
         assert_eq!(jaccard(&[[0, 1], [1, 1]], &[[0, 1]]), 0.5);
+        // an all-zero map: no components
+        assert_eq!(latent_sets(&vec![vec![0.0; 3]], 0.9), (vec![], vec![]));
     }
 
     #[test]
-    fn asymmetry_follows_spec_formulas() {
-        let cc = vec![vec![1.0, -2.0]];
-        let ccl = vec![vec![1.0, 1.0]];
-        assert_eq!(asymmetry_ig(&cc, &ccl), vec![vec![1.0, -0.5]]);
-        assert_eq!(asymmetry_ap(&cc, &ccl), vec![vec![0.0, 1.0]]);
+    fn asymmetry_divides_by_the_largest_absolute_difference() {
+        let cc = vec![vec![1.0, -2.0, 0.5]];
+        let ccl = vec![vec![1.0, 1.0, -3.5]];
+        // S_ccl − S_cc = 0, 3, −4; max |·| = 4
+        assert_eq!(asymmetry(&cc, &ccl), vec![vec![0.0, 0.75, -1.0]]);
+        assert_eq!(asymmetry(&ccl, &cc), vec![vec![0.0, -0.75, 1.0]]);
+        // all zero: zeros, not NaN; a NaN entry stays NaN
+        assert_eq!(asymmetry(&cc, &cc), vec![vec![0.0; 3]]);
+        let a = asymmetry(&vec![vec![f32::NAN, 1.0]], &vec![vec![0.0, 3.0]]);
+        assert!(a[0][0].is_nan());
+        assert_eq!(a[0][1], 1.0);
+    }
+
+    #[test]
+    fn ig_norm_undoes_the_means_and_divides_by_the_gap() {
+        // heads of a 3-token prompt, d_model 4: the mean was over 12 values
+        let ig = vec![vec![0.5, -0.25]];
+        assert_eq!(ig_norm(&ig, 12, 2.0), vec![vec![3.0, -1.5]]);
+        assert_eq!(ig_norm(&ig, 12, -2.0), vec![vec![-3.0, 1.5]]);
     }
 }

@@ -1,6 +1,6 @@
 //! The whole analysis of one prompt pair, as the report describes it.
 
-use super::analysis::{asymmetry_ap, asymmetry_ig, flatten, jaccard, latent_sets, pearson, top_k};
+use super::analysis::{asymmetry, flatten, ig_norm, jaccard, latent_sets, pearson, top_k};
 use super::atp::attribution_patching;
 use super::integrated_gradients::integrated_gradients;
 use super::pair::MetricSpec;
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
     Analysis, Deltas, Latent, Maps, Maps1, Metric, ModelInfo, Prediction, Prompts, Report,
-    Settings, Tokens, TopEntry, SCHEMA,
+    Settings, Tokens, TopEntry, Warning, SCHEMA,
 };
 use std::collections::BTreeMap;
 
@@ -344,8 +344,7 @@ fn report<E: Engine>(
     let cfg = e.config();
     let pair = &p.pair;
     let ids = [pair.correct, pair.incorrect];
-    let analysis = analyse(&results, &opts.components, opts.percentile, opts.top);
-    Report {
+    let mut r = Report {
         schema: SCHEMA,
         model: ModelInfo {
             name: model_name.to_string(),
@@ -390,39 +389,123 @@ fn report<E: Engine>(
             })
             .collect(),
         ig_convergence_delta: deltas,
-        analysis,
+        analysis: Analysis::default(),
+        warnings: Vec::new(),
         timings_ms: timings,
         backend: e.backend().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    derive(&mut r, opts.top);
+    r
+}
+
+/// The maps on AP's scale, in the order in which they are paired for
+/// correlations; keys are "<earlier>__vs__<later>" of their names
+/// (`ig_norm_clean_to_corrupt`, …).
+pub const SCALED_ORDER: [(&str, Direction); 6] = [
+    (IG_NORM, Direction::CleanToCorrupt),
+    (IG_NORM, Direction::CorruptToClean),
+    ("atp", Direction::CleanToCorrupt),
+    ("atp", Direction::CorruptToClean),
+    ("ap", Direction::CleanToCorrupt),
+    ("ap", Direction::CorruptToClean),
+];
+
+/// The notebook's raw IG maps, correlated with every other map in
+/// `analysis.correlations_raw` (for IG vs AP, r_raw = r × sign(m_base − m_other)).
+pub const RAW_ORDER: [(&str, Direction); 2] = [
+    ("ig", Direction::CleanToCorrupt),
+    ("ig", Direction::CorruptToClean),
+];
+
+/// The report key of gap-normalised IG (IG*), derived from `ig`.
+pub const IG_NORM: &str = "ig_norm";
+
+/// The methods whose asymmetry and latent sets the analysis has, in the
+/// order the views show them.
+pub const ASYMMETRY_METHODS: [&str; 3] = [IG_NORM, "ap", "atp"];
+
+pub fn map_name(m: &str, d: Direction) -> String {
+    format!("{m}_{}", d.name())
+}
+
+/// The smallest |m_clean − m_corrupt| whose normalised scores mean
+/// something: 1e-3 of the metric's scale s = max(1, |m_clean|, |m_corrupt|).
+/// The metric's float noise is about 1e-5 · s (where the CPU and GPU
+/// backends agree), and every AP, AtP and IG* score is divided by the gap,
+/// so below this the noise would be over 1 % of a full effect.
+pub fn small_gap_threshold(m_clean: f32, m_corrupt: f32) -> f64 {
+    1e-3 * 1f64.max(m_clean.abs() as f64).max(m_corrupt.abs() as f64)
+}
+
+/// Fills in what a report derives from its scores: `results.ig_norm`
+/// (IG* from `results.ig`, the metric gap and the prompt length), the whole
+/// `analysis` and the `warnings`. New reports and schema-1 reports read
+/// back (which had neither IG* nor the signed latent sets) both go through
+/// here, so they agree exactly.
+pub fn derive(r: &mut Report, top: usize) {
+    let (mc, mk) = (r.metric.clean, r.metric.corrupt);
+    let t = r.tokens.clean.len();
+    r.results.remove(IG_NORM);
+    if let Some(ig) = r.results.get("ig") {
+        let mut scaled = BTreeMap::new();
+        for (d, maps) in ig {
+            let Ok(dir) = Direction::parse(d) else {
+                continue;
+            };
+            // m_base − m_other
+            let gap = match dir {
+                Direction::CleanToCorrupt => mc - mk,
+                Direction::CorruptToClean => mk - mc,
+            };
+            scaled.insert(
+                d.clone(),
+                Maps {
+                    heads: maps
+                        .heads
+                        .as_ref()
+                        .map(|m| ig_norm(m, t * r.model.d_model, gap)),
+                    neurons: maps.neurons.as_ref().map(|m| ig_norm(m, t, gap)),
+                },
+            );
+        }
+        r.results.insert(IG_NORM.to_string(), scaled);
+    }
+    let components: Vec<Component> = r
+        .settings
+        .components
+        .iter()
+        .filter_map(|c| crate::attribution::parse_component(c).ok())
+        .collect();
+    r.analysis = analyse(&r.results, &components, r.settings.percentile, top);
+    r.warnings.clear();
+    let gap = (mc as f64 - mk as f64).abs();
+    let min = small_gap_threshold(mc, mk);
+    // a NaN metric (gap NaN) is flagged too
+    if gap < min || gap.is_nan() {
+        r.warnings.push(Warning {
+            code: "small_gap".into(),
+            message: format!(
+                "the metric barely differs between the prompts (m_clean {mc:.6}, m_corrupt {mk:.6}, gap {gap:.2e} < {min:.1e}): \
+                 AP, AtP and IG* are divided by this gap, so their float noise is over 1 % of a full effect; \
+                 choose prompts the model tells apart (dataset means leave this pair out)"
+            ),
+        });
     }
 }
 
-/// The order in which score maps are paired for correlations; keys are
-/// "<earlier>__vs__<later>".
-pub const MAP_ORDER: [(Method, Direction); 6] = [
-    (Method::Ig, Direction::CleanToCorrupt),
-    (Method::Ig, Direction::CorruptToClean),
-    (Method::Atp, Direction::CleanToCorrupt),
-    (Method::Atp, Direction::CorruptToClean),
-    (Method::Ap, Direction::CleanToCorrupt),
-    (Method::Ap, Direction::CorruptToClean),
-];
-
-pub fn map_name(m: Method, d: Direction) -> String {
-    format!("{}_{}", m.name(), d.name())
-}
-
-/// Correlations, asymmetry, latent components, overlaps and top lists.
+/// Correlations, asymmetry, latent components, overlaps and top lists of a
+/// report's results (keyed as the report: method, then direction).
 pub fn analyse(
-    results: &BTreeMap<Method, BTreeMap<Direction, Maps>>,
+    results: &BTreeMap<String, BTreeMap<String, Maps>>,
     components: &[Component],
     percentile: f64,
     top: usize,
 ) -> Analysis {
-    let get = |m: Method, d: Direction, c: Component| {
+    let get = |m: &str, d: Direction, c: Component| {
         results
-            .get(&m)
-            .and_then(|x| x.get(&d))
+            .get(m)
+            .and_then(|x| x.get(d.name()))
             .and_then(|x| x.get(c))
     };
     let mut a = Analysis {
@@ -431,54 +514,60 @@ pub fn analyse(
     };
     for &c in components {
         let cname = c.name().to_string();
-        let mut corr = BTreeMap::new();
-        for (i, &(m1, d1)) in MAP_ORDER.iter().enumerate() {
-            for &(m2, d2) in &MAP_ORDER[i + 1..] {
-                if let (Some(x), Some(y)) = (get(m1, d1, c), get(m2, d2, c)) {
-                    corr.insert(
-                        format!("{}__vs__{}", map_name(m1, d1), map_name(m2, d2)),
-                        pearson(&flatten(x), &flatten(y)),
-                    );
+        let pairs = |order: &[(&str, Direction)], with: &[(&str, Direction)]| {
+            let mut corr = BTreeMap::new();
+            for (i, &(m1, d1)) in order.iter().enumerate() {
+                for &(m2, d2) in order[i + 1..].iter().chain(with) {
+                    if let (Some(x), Some(y)) = (get(m1, d1, c), get(m2, d2, c)) {
+                        corr.insert(
+                            format!("{}__vs__{}", map_name(m1, d1), map_name(m2, d2)),
+                            pearson(&flatten(x), &flatten(y)),
+                        );
+                    }
                 }
             }
-        }
-        let mut asym: BTreeMap<Method, ScoreMap> = BTreeMap::new();
-        for m in Method::ALL {
+            corr
+        };
+        let mut corr = pairs(&SCALED_ORDER, &[]);
+        // raw IG against raw IG and every map on AP's scale but IG* (its own rescaling)
+        let raw = pairs(&RAW_ORDER, &SCALED_ORDER[2..]);
+        let mut asym: BTreeMap<&str, ScoreMap> = BTreeMap::new();
+        for m in ASYMMETRY_METHODS {
             if let (Some(cc), Some(ccl)) = (
                 get(m, Direction::CleanToCorrupt, c),
                 get(m, Direction::CorruptToClean, c),
             ) {
-                let s = if m == Method::Ig {
-                    asymmetry_ig(cc, ccl)
-                } else {
-                    asymmetry_ap(cc, ccl)
-                };
-                asym.insert(m, s);
+                asym.insert(m, asymmetry(cc, ccl));
             }
         }
-        if let (Some(ig), Some(ap)) = (asym.get(&Method::Ig), asym.get(&Method::Ap)) {
-            corr.insert(
-                "asym_ig__vs__asym_ap".into(),
-                pearson(&flatten(ig), &flatten(ap)),
-            );
+        for (x, y) in [(IG_NORM, "ap"), ("atp", "ap"), (IG_NORM, "atp")] {
+            if let (Some(p), Some(q)) = (asym.get(x), asym.get(y)) {
+                corr.insert(
+                    format!("asym_{x}__vs__asym_{y}"),
+                    pearson(&flatten(p), &flatten(q)),
+                );
+            }
         }
         a.correlations.insert(cname.clone(), corr);
-        let mut latent: BTreeMap<Method, Latent> = BTreeMap::new();
+        if !raw.is_empty() {
+            a.correlations_raw.insert(cname.clone(), raw);
+        }
+        let mut latent: BTreeMap<&str, Latent> = BTreeMap::new();
         for (m, s) in &asym {
             let (and, or) = latent_sets(s, percentile);
-            latent.insert(*m, Latent { and, or });
+            latent.insert(m, Latent { and, or });
             a.asymmetry
-                .entry(m.name().to_string())
+                .entry(m.to_string())
                 .or_default()
                 .insert(cname.clone(), Maps1(s.clone()));
         }
         for (m, l) in &latent {
             a.latent
-                .entry(m.name().to_string())
+                .entry(m.to_string())
                 .or_default()
                 .insert(cname.clone(), l.clone());
         }
-        if let (Some(ig), Some(ap)) = (latent.get(&Method::Ig), latent.get(&Method::Ap)) {
+        if let (Some(ig), Some(ap)) = (latent.get(IG_NORM), latent.get("ap")) {
             a.overlap.insert(
                 cname.clone(),
                 BTreeMap::from([
@@ -499,9 +588,9 @@ pub fn analyse(
                         })
                         .collect();
                     a.top
-                        .entry(m.name().to_string())
+                        .entry(m.clone())
                         .or_default()
-                        .entry(d.name().to_string())
+                        .entry(d.clone())
                         .or_default()
                         .insert(cname.clone(), list);
                 }

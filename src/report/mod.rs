@@ -10,7 +10,11 @@ use crate::model::Token;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
-pub const SCHEMA: u32 = 1;
+/// The report's schema. 2: gap-normalised IG (`results.ig_norm`), one
+/// asymmetry formula and signed latent sets on AP's scale, raw-IG
+/// correlations in `analysis.correlations_raw`, `warnings`. Schema-1 reports
+/// are read and brought up to 2 (everything new derives from their scores).
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -28,6 +32,10 @@ pub struct Report {
     /// ig_convergence_delta[direction].heads|neurons[layer].
     pub ig_convergence_delta: BTreeMap<String, Deltas>,
     pub analysis: Analysis,
+    /// What makes this pair's scores doubtful (`small_gap`: the metric
+    /// barely differs between the prompts).
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
     pub timings_ms: BTreeMap<String, f64>,
     pub backend: String,
     pub version: String,
@@ -147,16 +155,31 @@ pub struct Deltas {
     pub neurons: Option<Vec<f32>>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    pub code: String,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Analysis {
     pub percentile: f64,
-    /// correlations[heads|neurons]["A__vs__B"] = Pearson r (null if undefined).
+    /// correlations[heads|neurons]["A__vs__B"] = Pearson r (null if
+    /// undefined) of maps on AP's scale: A, B among ig_norm_, atp_, ap_ ×
+    /// clean_to_corrupt / corrupt_to_clean; plus asym_ig_norm__vs__asym_ap,
+    /// asym_atp__vs__asym_ap and asym_ig_norm__vs__asym_atp.
     pub correlations: BTreeMap<String, BTreeMap<String, Option<f64>>>,
-    /// asymmetry[method][heads|neurons] = A map (needs both directions).
+    /// The notebook's convention: raw IG (`ig_…`) against raw IG, AtP and
+    /// AP. For raw IG vs AP, r_raw = r(IG*, AP) × sign(m_base − m_other).
+    #[serde(default)]
+    pub correlations_raw: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    /// asymmetry[ig_norm|ap|atp][heads|neurons] = A = (S_ccl − S_cc) /
+    /// max|S_ccl − S_cc| (needs both directions).
     pub asymmetry: BTreeMap<String, BTreeMap<String, Maps1>>,
-    /// latent[method][heads|neurons] = AND / OR components as [layer, index].
+    /// latent[ig_norm|ap|atp][heads|neurons] = AND (A > 0) / OR (A < 0)
+    /// components with |A| ≥ its p-quantile, as [layer, index].
     pub latent: BTreeMap<String, BTreeMap<String, Latent>>,
-    /// overlap[heads|neurons][and|or] = Jaccard of IG's and AP's sets.
+    /// overlap[heads|neurons][and|or] = Jaccard of IG*'s and AP's sets.
     pub overlap: BTreeMap<String, BTreeMap<String, f64>>,
     /// top[method][direction][heads|neurons]: largest |score| first.
     pub top: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<TopEntry>>>>,
@@ -209,14 +232,31 @@ impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("reports serialise")
     }
+    /// Reads a report; a schema-1 report is brought up to this schema (its
+    /// IG*, analysis and warnings derived from its scores).
     pub fn from_json(s: &str) -> crate::Result<Report> {
-        let r: Report = serde_json::from_str(s)
+        let mut r: Report = serde_json::from_str(s)
             .map_err(|e| crate::Error::Input(format!("not a patchlab report: {e}")))?;
-        if r.schema != SCHEMA {
-            return Err(crate::Error::Input(format!(
-                "report schema {} is not supported (this patchlab reads schema {SCHEMA})",
-                r.schema
-            )));
+        match r.schema {
+            SCHEMA => {}
+            1 => {
+                let top = r
+                    .analysis
+                    .top
+                    .values()
+                    .flat_map(|d| d.values())
+                    .flat_map(|c| c.values())
+                    .map(Vec::len)
+                    .max()
+                    .unwrap_or(10);
+                crate::attribution::run::derive(&mut r, top);
+                r.schema = SCHEMA;
+            }
+            other => {
+                return Err(crate::Error::Input(format!(
+                    "report schema {other} is not supported (this patchlab reads schemas 1 and {SCHEMA}; a newer patchlab wrote it)"
+                )))
+            }
         }
         Ok(r)
     }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 /// Tells a summary file from a report.
 pub const SUMMARY_KIND: &str = "patchlab-summary";
-pub const SUMMARY_SCHEMA: u32 = 1;
+/// 2: correlations on AP's scale (IG*), `correlations_raw`, `mean_abs`,
+/// pairs with a small metric gap left out (`excluded`).
+pub const SUMMARY_SCHEMA: u32 = 2;
 
 /// One statistic over the pairs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +26,9 @@ pub struct Stat {
     pub n: usize,
     pub mean: Option<f64>,
     pub std: Option<f64>,
+    /// The mean of |value| (for correlations: what the notebook's
+    /// `average_correlation` printed).
+    pub mean_abs: Option<f64>,
     pub min: Option<f64>,
     /// numpy.median: the mean of the two middle values for an even count.
     pub median: Option<f64>,
@@ -45,6 +50,7 @@ impl Stat {
                 n,
                 mean: None,
                 std: None,
+                mean_abs: None,
                 min: None,
                 median: None,
                 max: None,
@@ -52,6 +58,7 @@ impl Stat {
         }
         let mean = defined.iter().sum::<f64>() / n as f64;
         let var = defined.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        let mean_abs = defined.iter().map(|x| x.abs()).sum::<f64>() / n as f64;
         defined.sort_by(|a, b| a.total_cmp(b));
         let median = if n % 2 == 1 {
             defined[n / 2]
@@ -63,6 +70,7 @@ impl Stat {
             n,
             mean: Some(mean),
             std: Some(var.sqrt()),
+            mean_abs: Some(mean_abs),
             min: Some(defined[0]),
             median: Some(median),
             max: Some(defined[n - 1]),
@@ -94,6 +102,9 @@ pub struct PairEntry {
     pub n_tokens: usize,
     pub metric_clean: f32,
     pub metric_corrupt: f32,
+    /// The report's warning codes (`small_gap`, …).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,14 +118,24 @@ pub struct Summary {
     pub n_pairs: usize,
     /// Dataset indices no report was found for (an unfinished or missing shard).
     pub missing: Vec<usize>,
+    /// Whether pairs with a small metric gap count in the correlations and
+    /// overlaps (`--include-small-gap`); by default they are left out.
+    pub include_small_gap: bool,
+    /// Dataset indices of the pairs left out of the correlations and
+    /// overlaps: their |m_clean − m_corrupt| is too small for normalised
+    /// scores to mean anything (their per_pair values are null).
+    pub excluded: Vec<usize>,
     pub pairs: Vec<PairEntry>,
     /// metric.{clean|corrupt}: the metric of each pair's two prompts.
     pub metric: BTreeMap<String, Stat>,
-    /// correlations.{heads|neurons}."<A>__vs__<B>": Pearson r per pair, with
-    /// A, B among ap_/ig_/atp_ × clean_to_corrupt / corrupt_to_clean, and
-    /// asym_ig__vs__asym_ap (AP asymmetry against IG asymmetry).
+    /// correlations.{heads|neurons}."<A>__vs__<B>": Pearson r per pair of
+    /// maps on AP's scale, A, B among ig_norm_ / atp_ / ap_ ×
+    /// clean_to_corrupt / corrupt_to_clean, and asym_ig_norm__vs__asym_ap
+    /// (and the AtP asymmetries): the reports' `analysis.correlations`.
     pub correlations: BTreeMap<String, BTreeMap<String, Stat>>,
-    /// overlap.{heads|neurons}.{and|or}: Jaccard of IG's and AP's latent sets.
+    /// The same for the notebook's raw IG maps (`analysis.correlations_raw`).
+    pub correlations_raw: BTreeMap<String, BTreeMap<String, Stat>>,
+    /// overlap.{heads|neurons}.{and|or}: Jaccard of IG*'s and AP's latent sets.
     pub overlap: BTreeMap<String, BTreeMap<String, Stat>>,
     /// Seconds spent on the pairs, summed over the reports' totals.
     pub compute_s: f64,
@@ -134,6 +155,26 @@ impl Summary {
             )));
         }
         Ok(v)
+    }
+
+    /// The dataset a summary.json describes, from any schema of summary
+    /// (what `merge` needs of a shard written by an older patchlab).
+    pub fn dataset_of(s: &str) -> Result<DatasetInfo> {
+        #[derive(Deserialize)]
+        struct Head {
+            kind: String,
+            schema: u32,
+            dataset: DatasetInfo,
+        }
+        let h: Head = serde_json::from_str(s)
+            .map_err(|e| Error::Input(format!("not a patchlab summary: {e}")))?;
+        if h.kind != SUMMARY_KIND || h.schema == 0 || h.schema > SUMMARY_SCHEMA {
+            return Err(Error::Input(format!(
+                "summary kind `{}` schema {} is not `{SUMMARY_KIND}` schema 1 to {SUMMARY_SCHEMA}",
+                h.kind, h.schema
+            )));
+        }
+        Ok(h.dataset)
     }
 }
 
@@ -189,8 +230,19 @@ fn table(
         .collect()
 }
 
-/// The summary of the reports `(dataset index, report)`, sorted by index.
-pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Summary> {
+/// Whether a report's pair counts in a summary's correlations and overlaps.
+fn counts(r: &Report, include_small_gap: bool) -> bool {
+    include_small_gap || !r.warnings.iter().any(|w| w.code == "small_gap")
+}
+
+/// The summary of the reports `(dataset index, report)`, sorted by index;
+/// pairs with a small metric gap are left out of the correlations and
+/// overlaps unless `include_small_gap`.
+pub fn summarize(
+    dataset: DatasetInfo,
+    reports: &[(usize, Report)],
+    include_small_gap: bool,
+) -> Result<Summary> {
     let Some((_, first)) = reports.first() else {
         return Err(Error::Input(
             "there are no pair reports to summarise".into(),
@@ -216,15 +268,25 @@ pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Su
         .max(sorted.last().map(|(i, _)| i + 1).unwrap_or(0));
     let missing = (0..total).filter(|i| !present.contains(i)).collect();
 
-    let correlations = table(&sorted, |r| {
-        r.analysis
-            .correlations
-            .iter()
-            .map(|(c, m)| (c.clone(), m.clone()))
+    let excluded: Vec<usize> = sorted
+        .iter()
+        .filter(|(_, r)| !counts(r, include_small_gap))
+        .map(|(i, _)| *i)
+        .collect();
+    // a left-out pair's values read as undefined
+    let values = |r: &Report, t: &Table| -> Table {
+        if counts(r, include_small_gap) {
+            return t.clone();
+        }
+        t.iter()
+            .map(|(c, m)| (c.clone(), m.keys().map(|k| (k.clone(), None)).collect()))
             .collect()
-    });
+    };
+    let correlations = table(&sorted, |r| values(r, &r.analysis.correlations));
+    let correlations_raw = table(&sorted, |r| values(r, &r.analysis.correlations_raw));
     let overlap = table(&sorted, |r| {
-        r.analysis
+        let t: Table = r
+            .analysis
             .overlap
             .iter()
             .map(|(c, m)| {
@@ -233,7 +295,8 @@ pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Su
                     m.iter().map(|(k, v)| (k.clone(), Some(*v))).collect(),
                 )
             })
-            .collect()
+            .collect();
+        values(r, &t)
     });
     let metric = BTreeMap::from([
         (
@@ -266,6 +329,7 @@ pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Su
             n_tokens: r.tokens.clean.len(),
             metric_clean: r.metric.clean,
             metric_corrupt: r.metric.corrupt,
+            warnings: r.warnings.iter().map(|w| w.code.clone()).collect(),
         })
         .collect();
     let mut backends: Vec<&str> = sorted.iter().map(|(_, r)| r.backend.as_str()).collect();
@@ -280,9 +344,12 @@ pub fn summarize(dataset: DatasetInfo, reports: &[(usize, Report)]) -> Result<Su
         backend: backends.join(","),
         n_pairs: sorted.len(),
         missing,
+        include_small_gap,
+        excluded,
         pairs,
         metric,
         correlations,
+        correlations_raw,
         overlap,
         compute_s: sorted
             .iter()
@@ -302,6 +369,8 @@ mod tests {
         assert_eq!(s.n, 2);
         assert_eq!(s.mean, Some(2.0));
         assert_eq!(s.std, Some(1.0));
+        assert_eq!(s.mean_abs, Some(2.0));
+        assert_eq!(Stat::of(vec![Some(-0.5), Some(0.25)]).mean_abs, Some(0.375));
         assert_eq!((s.min, s.median, s.max), (Some(1.0), Some(2.0), Some(3.0)));
         let odd = Stat::of(vec![Some(5.0), Some(-1.0), Some(2.0)]);
         assert_eq!(odd.median, Some(2.0));

@@ -443,12 +443,15 @@ pub fn task_names() -> String {
 ///   maps (`results`) are not needed and may be left out.
 /// - `source`: "task:ioi", "file:pairs.csv", …; `seed`: the generator's seed
 ///   (tasks only); `total`: pairs in the whole dataset.
+/// - `include_small_gap`: count pairs with a `small_gap` warning in the
+///   correlations and overlaps (left out by default, as `patchlab batch`).
 #[wasm_bindgen]
 pub fn summarize(
     reports_json: &str,
     source: &str,
     seed: Option<f64>,
     total: usize,
+    include_small_gap: Option<bool>,
 ) -> std::result::Result<String, JsValue> {
     let reports = parse_reports(reports_json).map_err(js_err)?;
     let info = DatasetInfo {
@@ -456,7 +459,20 @@ pub fn summarize(
         seed: seed.map(seed_of).transpose().map_err(js_err)?,
         total,
     };
-    Ok(summarize_reports(info, &reports).map_err(js_err)?.to_json())
+    Ok(
+        summarize_reports(info, &reports, include_small_gap.unwrap_or(false))
+            .map_err(js_err)?
+            .to_json(),
+    )
+}
+
+/// A saved report (any schema this build reads) as this schema's JSON: a
+/// schema-1 report gets its IG*, analysis and warnings derived from its
+/// scores (`Report::from_json`). Needs no model, so results-only embeds
+/// render old exports too.
+#[wasm_bindgen]
+pub fn upgrade_report(report_json: &str) -> std::result::Result<String, JsValue> {
+    Ok(Report::from_json(report_json).map_err(js_err)?.to_json())
 }
 
 /// (dataset index, report) of a JSON array of reports in dataset order, where
@@ -469,11 +485,25 @@ fn parse_reports(reports_json: &str) -> Result<Vec<(usize, Report)>> {
         if v.is_null() {
             continue;
         }
+        let old = v.get("schema").and_then(|s| s.as_u64()) == Some(1);
+        if old
+            && v.get("results")
+                .is_none_or(|r| r.as_object().is_none_or(|o| o.is_empty()))
+        {
+            return Err(Error::Input(format!(
+                "pair {i} is a schema-1 report without its score maps: its analysis is derived from them, so pass the whole report"
+            )));
+        }
         if let Some(o) = v.as_object_mut() {
             o.entry("results").or_insert_with(|| serde_json::json!({}));
         }
-        let r: Report = serde_json::from_value(v)
-            .map_err(|e| Error::Input(format!("pair {i} is not a patchlab report: {e}")))?;
+        // a schema-1 report is brought up to date from its scores
+        let r: Report = if old {
+            Report::from_json(&v.to_string())
+        } else {
+            serde_json::from_value(v).map_err(|e| Error::Input(e.to_string()))
+        }
+        .map_err(|e| Error::Input(format!("pair {i} is not a patchlab report: {e}")))?;
         reports.push((i, r));
     }
     Ok(reports)

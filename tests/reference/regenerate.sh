@@ -56,5 +56,8 @@ for shape in "${SHAPES[@]}"; do
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_goldens.py" \
     --model "$dir" --tokenizer "$vocab" --cases "$REF/cases.json" \
     --out "$ROOT/tests/golden/model_$name.json" "$@"
+  # the analysis (IG*, correlations, asymmetry, latent sets: docs/methods.md)
+  # from the file's own maps, with numpy
+  "$PY" "$REF/analysis_numpy.py" "$ROOT/tests/golden/model_$name.json"
 done
 echo "goldens written to $ROOT/tests/golden/"

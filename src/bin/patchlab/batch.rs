@@ -102,6 +102,10 @@ pub struct BatchArgs {
     /// `patchlab ablate --help`) and write ablation.json.
     #[arg(long = "ablate")]
     ablate: Vec<String>,
+    /// Count pairs whose metric barely differs between the prompts (a `small_gap` warning) in
+    /// the summary's correlations and overlaps; by default they are left out and listed.
+    #[arg(long)]
+    include_small_gap: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -169,6 +173,9 @@ pub struct MergeArgs {
     /// Where the merged pairs/ and summary.json go (may be one of the inputs).
     #[arg(long)]
     out_dir: PathBuf,
+    /// Count pairs with a `small_gap` warning in the correlations and overlaps (as batch's flag).
+    #[arg(long)]
+    include_small_gap: bool,
 }
 
 /// Parses "I/N" into the index range of slice I of a dataset of `total` pairs.
@@ -383,7 +390,7 @@ impl EngineUser<()> for Batch {
             .collect();
         obs.bar.finish_and_clear();
         let secs = (now_ms() - t0) / 1000.0;
-        let summary = summarize(info, &reports)?;
+        let summary = summarize(info, &reports, a.include_small_gap)?;
         write_atomic(&a.out_dir.join("summary.json"), &summary.to_json())?;
         println!(
             "{} pairs (shard {shard}, dataset {}{}): {computed} computed, {reused} kept from an earlier run",
@@ -535,22 +542,22 @@ pub fn ablate(a: AblateArgs) -> Result<()> {
 
 /// The notebook's tables, one line each (summary.json has every pair of maps).
 pub fn summary_table(s: &Summary) -> String {
-    const KEYS: [(&str, &str); 7] = [
+    const KEYS: [(&str, &str); 8] = [
         (
-            "ig_clean_to_corrupt__vs__ap_clean_to_corrupt",
-            "IG vs AP, clean→corrupt",
+            "ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt",
+            "IG* vs AP, clean→corrupt",
         ),
         (
-            "ig_corrupt_to_clean__vs__ap_corrupt_to_clean",
-            "IG vs AP, corrupt→clean",
+            "ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean",
+            "IG* vs AP, corrupt→clean",
         ),
         (
-            "ig_clean_to_corrupt__vs__ap_corrupt_to_clean",
-            "IG clean→corrupt vs AP corrupt→clean",
+            "ig_norm_clean_to_corrupt__vs__ap_corrupt_to_clean",
+            "IG* clean→corrupt vs AP corrupt→clean",
         ),
         (
-            "ig_corrupt_to_clean__vs__ap_clean_to_corrupt",
-            "IG corrupt→clean vs AP clean→corrupt",
+            "ig_norm_corrupt_to_clean__vs__ap_clean_to_corrupt",
+            "IG* corrupt→clean vs AP clean→corrupt",
         ),
         (
             "atp_clean_to_corrupt__vs__ap_clean_to_corrupt",
@@ -560,12 +567,15 @@ pub fn summary_table(s: &Summary) -> String {
             "atp_corrupt_to_clean__vs__ap_corrupt_to_clean",
             "AtP vs AP, corrupt→clean",
         ),
-        ("asym_ig__vs__asym_ap", "IG asymmetry vs AP asymmetry"),
+        ("asym_ig_norm__vs__asym_ap", "IG* asymmetry vs AP asymmetry"),
+        ("asym_atp__vs__asym_ap", "AtP asymmetry vs AP asymmetry"),
     ];
     let fmt = |st: &patchlab::report::summary::Stat| match (st.mean, st.std, st.median) {
-        (Some(m), Some(sd), Some(med)) => {
-            format!("{m:+.4} ± {sd:.4}  median {med:+.4}  (n {})", st.n)
-        }
+        (Some(m), Some(sd), Some(med)) => format!(
+            "{m:+.4} ± {sd:.4}  median {med:+.4}  mean|r| {:.4}  (n {})",
+            st.mean_abs.unwrap_or(f64::NAN),
+            st.n
+        ),
         _ => "undefined".to_string(),
     };
     let mut out = String::new();
@@ -581,9 +591,16 @@ pub fn summary_table(s: &Summary) -> String {
     }
     for (c, ov) in &s.overlap {
         for (k, st) in ov {
-            let label = format!("Jaccard of IG's and AP's {} components", k.to_uppercase());
+            let label = format!("Jaccard of IG*'s and AP's {} components", k.to_uppercase());
             out += &format!("overlap {c:7} {label:46} {}\n", fmt(st));
         }
+    }
+    if !s.excluded.is_empty() {
+        out += &format!(
+            "{} of {} pairs left out of the correlations and overlaps: their metric barely differs between the prompts (small_gap; --include-small-gap counts them)\n",
+            s.excluded.len(),
+            s.n_pairs
+        );
     }
     if !s.missing.is_empty() {
         out += &format!(
@@ -645,11 +662,11 @@ pub fn merge(a: MergeArgs) -> Result<()> {
                 path.display()
             ))
         })?;
-        let s = Summary::from_json(&text)
+        let dataset = Summary::dataset_of(&text)
             .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         match &info {
-            None => info = Some(s.dataset.clone()),
-            Some(i) if *i != s.dataset => {
+            None => info = Some(dataset.clone()),
+            Some(i) if *i != dataset => {
                 return Err(Error::Input(format!(
                     "{} holds dataset {:?} (seed {:?}, {} pairs) but {} holds {:?} (seed {:?}, {} pairs): merge shards of one dataset only",
                     a.dirs[0].display(),
@@ -657,9 +674,9 @@ pub fn merge(a: MergeArgs) -> Result<()> {
                     i.seed,
                     i.total,
                     dir.display(),
-                    s.dataset.source,
-                    s.dataset.seed,
-                    s.dataset.total
+                    dataset.source,
+                    dataset.seed,
+                    dataset.total
                 )))
             }
             Some(_) => {}
@@ -679,7 +696,7 @@ pub fn merge(a: MergeArgs) -> Result<()> {
     }
     let info = info.expect("clap requires one directory");
     all.sort_by_key(|(i, _)| *i);
-    let summary = summarize(info, &all)?;
+    let summary = summarize(info, &all, a.include_small_gap)?;
     let pdir = a.out_dir.join("pairs");
     std::fs::create_dir_all(&pdir).map_err(|e| io(&pdir, e))?;
     for (index, r) in &all {

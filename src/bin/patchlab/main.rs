@@ -343,16 +343,28 @@ fn summary(r: &Report) -> String {
     }
     for (c, corr) in &r.analysis.correlations {
         for key in [
-            "ig_clean_to_corrupt__vs__ap_clean_to_corrupt",
-            "ig_corrupt_to_clean__vs__ap_corrupt_to_clean",
+            "ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt",
+            "ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean",
             "atp_clean_to_corrupt__vs__ap_clean_to_corrupt",
             "atp_corrupt_to_clean__vs__ap_corrupt_to_clean",
+            "asym_ig_norm__vs__asym_ap",
         ] {
             if let Some(v) = corr.get(key) {
                 let v = v.map_or("undefined".to_string(), |v| format!("{v:+.4}"));
                 s += &format!("pearson {c:7} {key}: {v}\n");
             }
         }
+    }
+    for (c, ov) in &r.analysis.overlap {
+        let j = |k: &str| ov.get(k).map_or("-".to_string(), |v| format!("{v:.3}"));
+        s += &format!(
+            "latent  {c:7} Jaccard of IG*'s and AP's sets: AND {}, OR {}\n",
+            j("and"),
+            j("or")
+        );
+    }
+    for w in &r.warnings {
+        s += &format!("warning  {}\n", w.message);
     }
     s += &format!(
         "backend  {}, {:.0} ms in total\n",

@@ -1,0 +1,222 @@
+//! Latent components that mean the same thing for IG*, AP and AtP, for
+//! either sign of the metric gap (docs/methods.md, "Analysis"). These tests
+//! do not compare with a re-statement of our own formulas: they check
+//! invariants that any correct analysis has (swapping clean and corrupt
+//! swaps the directions and negates the asymmetry) and a hand-built case
+//! whose answer is known.
+
+use crate::common::{engines, spec, tokenizer};
+use patchlab::attribution::run::{analyze_pair, derive, Options, IG_NORM};
+use patchlab::attribution::{Direction, Method, Quiet};
+use patchlab::engine::{Component, Engine};
+use patchlab::report::{Maps, Prompts, Report};
+use std::collections::BTreeMap;
+
+fn ioi(swapped: bool) -> Prompts {
+    let (a, b) = (
+        "When Mary and John went to the store, John gave a drink to",
+        "When Mary and John went to the store, Mary gave a drink to",
+    );
+    let (clean, corrupt) = if swapped { (b, a) } else { (a, b) };
+    Prompts {
+        clean: clean.into(),
+        corrupt: corrupt.into(),
+        correct: " Mary".into(),
+        incorrect: " John".into(),
+        bos: true,
+        metric: "logit_diff".into(),
+    }
+}
+
+fn opts() -> Options {
+    Options {
+        methods: vec![Method::Ap, Method::Ig, Method::Atp],
+        directions: Direction::ALL.to_vec(),
+        components: vec![Component::Heads, Component::Neurons],
+        ig_steps: 6,
+        ..Options::default()
+    }
+}
+
+fn map<'a>(r: &'a Report, m: &str, d: &str, c: &str) -> &'a Vec<Vec<f32>> {
+    let maps = &r.results[m][d];
+    if c == "heads" {
+        maps.heads.as_ref().unwrap()
+    } else {
+        maps.neurons.as_ref().unwrap()
+    }
+}
+
+fn close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
+    let scale = a.iter().flatten().fold(1e-6f32, |s, x| s.max(x.abs()));
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() <= 1e-5 * scale, "{what}: {x} vs {y}");
+    }
+}
+
+async fn swap_invariance<E: Engine>(e: &E) {
+    let tok = tokenizer();
+    let o = opts();
+    let r = analyze_pair(e, "m", &tok, &ioi(false), &o, &mut Quiet)
+        .await
+        .unwrap();
+    let s = analyze_pair(e, "m", &tok, &ioi(true), &o, &mut Quiet)
+        .await
+        .unwrap();
+    let what = format!("{} backend", e.backend());
+    // the gap flips its sign
+    assert_eq!(r.metric.clean, s.metric.corrupt, "{what}");
+    assert_eq!(r.metric.corrupt, s.metric.clean, "{what}");
+    let (cc, ccl) = ("clean_to_corrupt", "corrupt_to_clean");
+    for c in ["heads", "neurons"] {
+        // the directions swap, for AP, AtP and IG* (raw IG too: same runs)
+        for m in ["ap", "atp", "ig", IG_NORM] {
+            close(
+                map(&s, m, cc, c),
+                map(&r, m, ccl, c),
+                &format!("{what} {m} {c} cc"),
+            );
+            close(
+                map(&s, m, ccl, c),
+                map(&r, m, cc, c),
+                &format!("{what} {m} {c} ccl"),
+            );
+        }
+        for m in [IG_NORM, "ap", "atp"] {
+            // A → −A
+            let a = &r.analysis.asymmetry[m][c].0;
+            let b = &s.analysis.asymmetry[m][c].0;
+            let neg: Vec<Vec<f32>> = a.iter().map(|r| r.iter().map(|x| -x).collect()).collect();
+            close(b, &neg, &format!("{what} asymmetry {m} {c}"));
+            // AND ↔ OR
+            let (lr, ls) = (&r.analysis.latent[m][c], &s.analysis.latent[m][c]);
+            assert_eq!(ls.and, lr.or, "{what} {m} {c}: AND(swapped) = OR");
+            assert_eq!(ls.or, lr.and, "{what} {m} {c}: OR(swapped) = AND");
+        }
+        // and the comparisons do not depend on which prompt is called clean
+        for (key, v) in &r.analysis.correlations[c] {
+            let swapped_key = key.replace(cc, "@").replace(ccl, cc).replace('@', ccl);
+            let w = s.analysis.correlations[c]
+                .get(&swapped_key)
+                .or_else(|| {
+                    // "x_ccl__vs__y_cc" is stored as "y_cc__vs__x_ccl" when
+                    // the order of maps puts y first
+                    let (a, b) = swapped_key.split_once("__vs__")?;
+                    s.analysis.correlations[c].get(&format!("{b}__vs__{a}"))
+                })
+                .unwrap_or_else(|| panic!("{what}: no {swapped_key}"));
+            match (v, w) {
+                (Some(v), Some(w)) => assert!((v - w).abs() < 1e-6, "{what} {c} {key}: {v} vs {w}"),
+                _ => assert_eq!(v, w, "{what} {c} {key}"),
+            }
+        }
+        let (or, os) = (&r.analysis.overlap[c], &s.analysis.overlap[c]);
+        assert_eq!((or["and"], or["or"]), (os["or"], os["and"]), "{what} {c}");
+    }
+}
+
+#[test]
+fn swapping_clean_and_corrupt_swaps_directions_and_latent_sets_on_both_backends() {
+    for (layers, heads, d, seed) in [(2, 4, 32, 11), (3, 3, 48, 12), (1, 2, 16, 13)] {
+        let (cpu, gpu) = engines(&spec(layers, heads, d, seed));
+        pollster::block_on(swap_invariance(&cpu));
+        pollster::block_on(swap_invariance(&gpu));
+    }
+}
+
+/// A report to hold hand-made maps: one real report (for its bookkeeping),
+/// with heads only, one layer of ten, and the given metrics.
+fn synthetic(m_clean: f32, m_corrupt: f32) -> Report {
+    let (cpu, _) = engines(&spec(1, 2, 16, 21));
+    let tok = tokenizer();
+    let mut r = pollster::block_on(analyze_pair(
+        &cpu,
+        "m",
+        &tok,
+        &ioi(false),
+        &Options {
+            components: vec![Component::Heads],
+            ig_steps: 2,
+            ..opts()
+        },
+        &mut Quiet,
+    ))
+    .unwrap();
+    r.metric.clean = m_clean;
+    r.metric.corrupt = m_corrupt;
+    r
+}
+
+/// Component 0 is necessary only: noising it (clean → corrupt) breaks the
+/// behaviour (AP_cc = −1), restoring it alone (corrupt → clean) does
+/// nothing (AP_ccl = 0). Component 1 is sufficient only: the reverse. The
+/// others matter a little, as much either way. IG is built as captum's raw
+/// means would be in the linear regime (raw = AP × gap / (T · d_model), with
+/// the gap m_base − m_other of each direction), for both signs of the gap:
+/// component 0 must be in AND and component 1 in OR for AP and for IG*.
+#[test]
+fn a_necessary_only_and_a_sufficient_only_component_land_in_and_and_or() {
+    let mut ap_cc = vec![-1.0f32, 0.0];
+    let mut ap_ccl = vec![0.0f32, -1.0];
+    for k in 2..10 {
+        let v = -0.02 * k as f32;
+        ap_cc.push(v);
+        ap_ccl.push(v);
+    }
+    for (m_clean, m_corrupt) in [(2.5f32, 0.5f32), (0.5, 2.5), (-1.0, 3.0)] {
+        let mut r = synthetic(m_clean, m_corrupt);
+        let n = (r.tokens.clean.len() * r.model.d_model) as f32;
+        let gap = m_clean - m_corrupt;
+        let raw = |ap: &[f32], g: f32| vec![ap.iter().map(|x| x * g / n).collect::<Vec<_>>()];
+        let heads = |m: Vec<Vec<f32>>| Maps {
+            heads: Some(m),
+            neurons: None,
+        };
+        r.results = BTreeMap::from([
+            (
+                "ap".to_string(),
+                BTreeMap::from([
+                    ("clean_to_corrupt".to_string(), heads(vec![ap_cc.clone()])),
+                    ("corrupt_to_clean".to_string(), heads(vec![ap_ccl.clone()])),
+                ]),
+            ),
+            (
+                "ig".to_string(),
+                BTreeMap::from([
+                    ("clean_to_corrupt".to_string(), heads(raw(&ap_cc, gap))),
+                    ("corrupt_to_clean".to_string(), heads(raw(&ap_ccl, -gap))),
+                ]),
+            ),
+        ]);
+        derive(&mut r, 10);
+        let what = format!("gap {gap}");
+        for m in ["ap", IG_NORM] {
+            let l = &r.analysis.latent[m]["heads"];
+            assert!(l.and.contains(&[0, 0]), "{what}: {m} AND {:?}", l.and);
+            assert!(l.or.contains(&[0, 1]), "{what}: {m} OR {:?}", l.or);
+            assert!(
+                !l.and.contains(&[0, 1]) && !l.or.contains(&[0, 0]),
+                "{what}: {m}"
+            );
+        }
+        // IG* is AP here, to float noise, whatever the sign of the gap
+        let a = &r.results[IG_NORM]["clean_to_corrupt"]
+            .heads
+            .as_ref()
+            .unwrap()[0];
+        for (x, y) in a.iter().zip(&ap_cc) {
+            assert!((x - y).abs() < 1e-5, "{what}: IG* {x} vs AP {y}");
+        }
+        assert_eq!(r.analysis.overlap["heads"]["and"], 1.0, "{what}");
+        let corr = r.analysis.correlations["heads"]["asym_ig_norm__vs__asym_ap"].unwrap();
+        assert!((corr - 1.0).abs() < 1e-6, "{what}: {corr}");
+        // the notebook's raw IG-vs-AP r carries the gap's sign
+        let raw_r = r.analysis.correlations_raw["heads"]
+            ["ig_clean_to_corrupt__vs__ap_clean_to_corrupt"]
+            .unwrap();
+        assert!(
+            (raw_r - gap.signum() as f64).abs() < 1e-6,
+            "{what}: raw r {raw_r}"
+        );
+    }
+}
