@@ -428,6 +428,8 @@ async function showSavedReport(url) {
     const res = await fetch(new URL(url, location.href), { cache: "no-cache" });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     r = checkReport(JSON.parse(await res.text()));
+    // an older patchlab's report gets IG* and the current analysis
+    r = checkReport(await PatchLab.upgradeReport(r));
   } catch (e) {
     errorBox("run-error", `Could not show the report ${url}: ${e.message}`);
     return false;

@@ -23,21 +23,26 @@ function el(tag, cls, text) {
   return e;
 }
 
-/** The summary's main correlation rows: [key, label, histogram title or null]. */
+/**
+ * The summary's main correlation rows: [key, label, histogram title or null].
+ * IG* is gap-normalised IG, on AP's scale (docs/methods.md): its r with AP
+ * does not flip sign with the gap m_clean − m_corrupt, as raw IG's does.
+ */
 const CORR_ROWS = [
-  ["ig_clean_to_corrupt__vs__ap_clean_to_corrupt", "IG vs AP, clean → corrupt", "IG vs AP, clean → corrupt"],
-  ["ig_corrupt_to_clean__vs__ap_corrupt_to_clean", "IG vs AP, corrupt → clean", "IG vs AP, corrupt → clean"],
-  ["ig_clean_to_corrupt__vs__ap_corrupt_to_clean", "IG clean → corrupt vs AP corrupt → clean (cross-direction)", "IG c→k vs AP k→c (cross)"],
-  ["ig_corrupt_to_clean__vs__ap_clean_to_corrupt", "IG corrupt → clean vs AP clean → corrupt (cross-direction)", "IG k→c vs AP c→k (cross)"],
-  ["asym_ig__vs__asym_ap", "Asymmetry: IG vs AP", "asymmetry, IG vs AP"],
+  ["ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt", "IG* vs AP, clean → corrupt", "IG* vs AP, clean → corrupt"],
+  ["ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean", "IG* vs AP, corrupt → clean", "IG* vs AP, corrupt → clean"],
+  ["ig_norm_clean_to_corrupt__vs__ap_corrupt_to_clean", "IG* clean → corrupt vs AP corrupt → clean (cross-direction)", "IG* c→k vs AP k→c (cross)"],
+  ["ig_norm_corrupt_to_clean__vs__ap_clean_to_corrupt", "IG* corrupt → clean vs AP clean → corrupt (cross-direction)", "IG* k→c vs AP c→k (cross)"],
+  ["asym_ig_norm__vs__asym_ap", "Asymmetry: IG* vs AP", "asymmetry, IG* vs AP"],
   ["atp_clean_to_corrupt__vs__ap_clean_to_corrupt", "AtP vs AP, clean → corrupt", "AtP vs AP, clean → corrupt"],
   ["atp_corrupt_to_clean__vs__ap_corrupt_to_clean", "AtP vs AP, corrupt → clean", "AtP vs AP, corrupt → clean"],
+  ["asym_atp__vs__asym_ap", "Asymmetry: AtP vs AP", null],
   ["ap_clean_to_corrupt__vs__ap_corrupt_to_clean", "AP across directions", null],
-  ["ig_clean_to_corrupt__vs__ig_corrupt_to_clean", "IG across directions", null],
+  ["ig_norm_clean_to_corrupt__vs__ig_norm_corrupt_to_clean", "IG* across directions", null],
 ];
 const OVERLAP_ROWS = [
-  ["and", "Jaccard of latent AND sets (IG vs AP)"],
-  ["or", "Jaccard of latent OR sets (IG vs AP)"],
+  ["and", "Jaccard of latent AND sets (IG* vs AP)"],
+  ["or", "Jaccard of latent OR sets (IG* vs AP)"],
 ];
 const COMPONENT_NAMES = { heads: "Heads", neurons: "Neurons" };
 
@@ -46,10 +51,11 @@ function seconds(ms) {
   return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
 }
 
-/** "mean ± std", median, "min – max", n of a summary Stat. */
+/** "mean ± std", mean of |value| (the notebook's average |r|), median, "min – max", n of a summary Stat. */
 function statCells(s) {
-  if (!s || !s.n) return ["undefined", "—", "—", String(s ? s.n : 0)];
-  return [`${fmt(s.mean, 4)} ± ${fmt(s.std, 4)}`, fmt(s.median, 4), `${fmt(s.min, 3)} – ${fmt(s.max, 3)}`, String(s.n)];
+  if (!s || !s.n) return ["undefined", "—", "—", "—", String(s ? s.n : 0)];
+  const abs = s.mean_abs === undefined || s.mean_abs === null ? "—" : fmt(s.mean_abs, 4);
+  return [`${fmt(s.mean, 4)} ± ${fmt(s.std, 4)}`, abs, fmt(s.median, 4), `${fmt(s.min, 3)} – ${fmt(s.max, 3)}`, String(s.n)];
 }
 
 export class DatasetTab {
@@ -90,6 +96,8 @@ export class DatasetTab {
       }
       this.ablating?.abort();
     });
+    // counting small-gap pairs or not only changes the tables
+    $("ds-include-small-gap").addEventListener("change", () => this.refreshSummary());
     $("ds-abl-set").addEventListener("change", () => {
       $("ds-abl-custom").hidden = $("ds-abl-set").value !== "custom";
       if (!$("ds-abl-custom").hidden) $("ds-abl-custom").focus();
@@ -486,7 +494,7 @@ export class DatasetTab {
     if (!lab || !this.inputs.some(Boolean)) return;
     const d = this.data;
     try {
-      this.summary = await lab.summarize(this.inputsJson(), { source: d.source, seed: d.seed ?? undefined, total: d.pairs.length });
+      this.summary = await lab.summarize(this.inputsJson(), { source: d.source, seed: d.seed ?? undefined, total: d.pairs.length, includeSmallGap: $("ds-include-small-gap").checked });
     } catch (e) {
       this.error(`Could not summarise the pairs: ${e.message}`);
       return;
@@ -504,7 +512,7 @@ export class DatasetTab {
       const t = el("table", "ds-table");
       t.append(el("caption", null, caption));
       const head = el("tr");
-      for (const h of ["", "mean ± std", "median", "min – max", "n"]) head.append(el("th", null, h));
+      for (const h of ["", "mean ± std", "mean |·|", "median", "min – max", "n"]) head.append(el("th", null, h));
       const thead = el("thead");
       thead.append(head);
       const body = el("tbody");
@@ -519,6 +527,9 @@ export class DatasetTab {
       tables.push(t);
     };
     const missing = s.missing.length ? `, ${s.missing.length} not (yet) computed` : "";
+    const left = s.excluded?.length
+      ? ` — ${s.excluded.length} pair${s.excluded.length === 1 ? "" : "s"} left out of the correlations and overlaps: the metric barely differs between the prompts (small gap)`
+      : "";
     table(`Metric (${s.n_pairs} pair${s.n_pairs === 1 ? "" : "s"}${missing})`, [
       ["metric.clean", "metric, clean prompt", s.metric?.clean],
       ["metric.corrupt", "metric, corrupt prompt", s.metric?.corrupt],
@@ -528,7 +539,7 @@ export class DatasetTab {
       const corr = s.correlations?.[c] || {};
       const rows = CORR_ROWS.filter(([k]) => corr[k]).map(([k, label]) => [`${c}.${k}`, `r: ${label}`, corr[k]]);
       for (const [k, label] of OVERLAP_ROWS) if (s.overlap?.[c]?.[k]) rows.push([`${c}.overlap.${k}`, label, s.overlap[c][k]]);
-      table(`${COMPONENT_NAMES[c]}`, rows);
+      table(`${COMPONENT_NAMES[c]}${left}`, rows);
       for (const [k, , hist] of CORR_ROWS) {
         if (!hist || !corr[k]) continue;
         const key = `${c}:${k}`;
@@ -555,7 +566,7 @@ export class DatasetTab {
   renderPairs() {
     const t = $("ds-pairs");
     const head = el("tr");
-    for (const h of ["#", "clean", "corrupt", "correct", "incorrect", "m clean", "m corrupt", "r(IG, AP) heads c→k", "status"]) head.append(el("th", null, h));
+    for (const h of ["#", "clean", "corrupt", "correct", "incorrect", "m clean", "m corrupt", "r(IG*, AP) heads c→k", "status"]) head.append(el("th", null, h));
     const thead = el("thead");
     thead.append(head);
     const body = el("tbody");
@@ -582,7 +593,8 @@ export class DatasetTab {
     const p = this.data.pairs[k];
     const r = this.reports[k];
     const st = this.state[k] || "pending";
-    const r2 = r?.analysis?.correlations?.heads?.ig_clean_to_corrupt__vs__ap_clean_to_corrupt;
+    const r2 = r?.analysis?.correlations?.heads?.ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt;
+    const smallGap = r?.warnings?.some((w) => w.code === "small_gap");
     const cells = [
       String(k),
       p.clean,
@@ -592,7 +604,7 @@ export class DatasetTab {
       r ? fmt(r.metric.clean, 3) : "",
       r ? fmt(r.metric.corrupt, 3) : "",
       r && r2 !== undefined ? fmt(r2, 3) : "",
-      st === "error" ? `error: ${this.errors[k]}` : st === "done" ? "done — open" : st,
+      st === "error" ? `error: ${this.errors[k]}` : st === "done" ? (smallGap ? "done (small gap: left out) — open" : "done — open") : st,
     ];
     tr.replaceChildren(...cells.map((c, i) => el("td", i === 1 || i === 2 ? "prompt" : i === 8 ? "status" : null, c)));
     tr.className = `pair ${st}`;

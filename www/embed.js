@@ -77,7 +77,17 @@ class PatchLabElement extends HTMLElement {
         this.status("Loading the saved report…");
         const res = await fetch(new URL(url, document.baseURI));
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const report = checkReport(JSON.parse(await res.text()));
+        let report = checkReport(JSON.parse(await res.text()));
+        if (report.schema === 1) {
+          // an older patchlab's report: derive IG* and the current analysis in
+          // a worker; where the page's policy allows no worker, the views
+          // that need them say so and the rest renders
+          try {
+            report = checkReport(await PatchLab.upgradeReport(report));
+          } catch (e) {
+            console.warn(`patchlab: a schema-1 report is shown as saved (${e.message})`);
+          }
+        }
         this.report = report;
         this.view.update(report);
         this.status(`Saved report of ${report.model.name} (${report.backend}).`);

@@ -136,9 +136,14 @@ class WorkerClient {
   }
 }
 
-/** A report as summarize() needs it, as JSON: the score maps are not needed (only the analysis is). */
+/**
+ * A report as summarize() needs it, as JSON: the score maps are not needed
+ * (only the analysis is), except in a schema-1 report, whose analysis is
+ * derived anew from them.
+ */
 export function summaryInput(r) {
   if (r === null || r === undefined) return "null";
+  if (r.schema === 1) return JSON.stringify({ ...r, partial: undefined });
   const a = r.analysis || {};
   return JSON.stringify({ ...r, partial: undefined, results: {}, analysis: { ...a, asymmetry: {} } });
 }
@@ -225,6 +230,22 @@ export class PatchLab {
       // no local model
     }
     return DEFAULT_HUB_MODEL;
+  }
+
+  /**
+   * A saved report as the current schema (2): a schema-1 report, written by
+   * an older patchlab, gets its IG*, analysis and warnings derived from its
+   * scores by the crate's own code, in a short-lived worker (no model is
+   * loaded). A schema-2 report comes back as it is.
+   */
+  static async upgradeReport(report, { workerUrl } = {}) {
+    if (report?.schema !== 1) return report;
+    const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
+    try {
+      return JSON.parse(await client.request("upgradeReport", { json: JSON.stringify(report) }));
+    } finally {
+      client.terminate();
+    }
   }
 
   /** Deletes every cached model file. */
@@ -342,12 +363,14 @@ export class PatchLab {
    * batch` writes to summary.json. reports: in dataset order, a report from
    * analyze() per pair or null for a pair without one (listed as missing).
    * source: "task:ioi", "file:pairs.csv", …; seed: the generator's (tasks
-   * only); total: pairs in the dataset (default reports.length).
+   * only); total: pairs in the dataset (default reports.length);
+   * includeSmallGap: count pairs whose metric barely differs between the
+   * prompts (a small_gap warning; left out by default, as `patchlab batch`).
    */
-  async summarize(reports, { source = "custom", seed, total } = {}) {
+  async summarize(reports, { source = "custom", seed, total, includeSmallGap = false } = {}) {
     const json = reportsJson(reports);
     const n = total ?? (Array.isArray(reports) ? reports.length : 0);
-    const text = await this.client.request("summarize", { reports: json, source: String(source), seed: seed ?? null, total: Number(n) });
+    const text = await this.client.request("summarize", { reports: json, source: String(source), seed: seed ?? null, total: Number(n), includeSmallGap: !!includeSmallGap });
     return JSON.parse(text);
   }
 

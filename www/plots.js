@@ -447,12 +447,14 @@ export class Heatmap extends Plot {
         for (let y = y0; y < y1; y++) ctx.putImageData(img, Math.round(g.left * dpr), y);
       }
     }
-    // marks of latent components
+    // marks of latent components (the drawn ones are listed on the canvas, "L.i L.i …")
+    const drawn = { and: [], or: [] };
     if (this.marks) {
       const colX = (i) => g.left + ((i + 0.5 - a) / (b - a)) * g.pw;
       for (const [kind, list] of [["and", this.marks.and || []], ["or", this.marks.or || []]]) {
         for (const [l, i] of list) {
           if (i < a || i >= b) continue;
+          drawn[kind].push(`${l}.${i}`);
           const x = colX(i), y = g.top + (l + 0.5) * g.rowH;
           const r = Math.max(3, Math.min(8, Math.min(g.rowH, g.pw / Math.max(1, b - a)) * 0.3));
           ctx.lineWidth = 1.5;
@@ -466,6 +468,8 @@ export class Heatmap extends Plot {
         }
       }
     }
+    this.canvas.dataset.marksAnd = drawn.and.join(" ");
+    this.canvas.dataset.marksOr = drawn.or.join(" ");
     // components in the ablation set: a cross
     if (this.ablation && this.ablation.size) {
       const colX = (i) => g.left + ((i + 0.5 - a) / (b - a)) * g.pw;
@@ -568,6 +572,7 @@ export class Scatter extends Plot {
     this.xLabel = opts.xLabel;
     this.yLabel = opts.yLabel;
     this.r = opts.r; // from the report, when present
+    this.diagonal = !!opts.diagonal; // the y = x line (both axes on one scale)
     this.setData(opts.x, opts.y, false);
     this.layout();
   }
@@ -675,6 +680,20 @@ export class Scatter extends Plot {
     const size = n > 5000 ? 2 : n > 500 ? 3 : 5;
     ctx.fillStyle = n > 5000 ? "rgba(33,102,172,0.35)" : "rgba(33,102,172,0.75)";
     for (let i = 0; i < n; i++) ctx.fillRect(this.sx(g, this.xs[i]) - size / 2, this.sy(g, this.ys[i]) - size / 2, size, size);
+    // y = x: where the two methods agree exactly
+    if (this.diagonal) {
+      const lo = Math.max(this.xr[0], this.yr[0]), hi = Math.min(this.xr[1], this.yr[1]);
+      if (hi > lo) {
+        ctx.strokeStyle = "#555";
+        ctx.lineWidth = 1;
+        ctx.setLineDash([2, 3]);
+        ctx.beginPath();
+        ctx.moveTo(this.sx(g, lo), this.sy(g, lo));
+        ctx.lineTo(this.sx(g, hi), this.sy(g, hi));
+        ctx.stroke();
+        ctx.setLineDash([]);
+      }
+    }
     // fit line
     if (this.fit) {
       ctx.strokeStyle = "#b2182b";

@@ -10,9 +10,16 @@ export const VIEWS = [
   ["scatter", "Scatter"],
   ["latent", "Latent"],
 ];
-const METHOD_NAMES = { ap: "AP", ig: "IG", atp: "AtP" };
+// ig_norm is IG* (gap-normalised IG, on AP's scale), derived from ig
+const METHOD_NAMES = { ap: "AP", ig: "IG", ig_norm: "IG*", atp: "AtP" };
 const DIR_NAMES = { clean_to_corrupt: "clean → corrupt", corrupt_to_clean: "corrupt → clean" };
-const METHOD_ORDER = ["ap", "ig", "atp"];
+const METHOD_ORDER = ["ap", "ig_norm", "ig", "atp"];
+// the methods with an asymmetry and latent sets (all on AP's scale)
+const ASYM_ORDER = ["ig_norm", "ap", "atp"];
+// what AND and OR mean, for the Latent view's legend (docs/methods.md)
+export const LATENT_LEGEND =
+  "▲ AND (A > 0): matters when noising — patching in the corrupt value breaks the behaviour — but restoring it alone does not help. " +
+  "● OR (A < 0): restoring it alone helps, but noising it alone does not break the behaviour.";
 const DIR_ORDER = ["clean_to_corrupt", "corrupt_to_clean"];
 
 function el(tag, cls, text) {
@@ -33,7 +40,7 @@ export function checkReport(r) {
     throw new Error(`not a patchlab report: ${what}`);
   };
   if (!r || typeof r !== "object") bad("not a JSON object");
-  if (r.schema !== 1) bad(`schema ${JSON.stringify(r.schema)} is not supported (this page reads schema 1)`);
+  if (r.schema !== 1 && r.schema !== 2) bad(`schema ${JSON.stringify(r.schema)} is not supported (this page reads schemas 1 and 2)`);
   const m = r.model || {};
   for (const k of ["n_layers", "n_heads", "d_mlp"]) if (!Number.isInteger(m[k]) || m[k] < 1 || m[k] > 1e6) bad(`model.${k}`);
   if (!r.results || typeof r.results !== "object") bad("no results");
@@ -87,8 +94,8 @@ export function summaryText(r) {
   }
   const corr = r.analysis?.correlations || {};
   for (const c of ["heads", "neurons"]) {
-    const v = corr[c]?.ig_clean_to_corrupt__vs__ap_clean_to_corrupt;
-    if (v !== undefined) parts.push(`r(IG, AP) ${c} ${v === null ? "undefined" : fmt(v, 3)}`);
+    const v = corr[c]?.ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt;
+    if (v !== undefined) parts.push(`r(IG*, AP) ${c} ${v === null ? "undefined" : fmt(v, 3)}`);
   }
   const ms = r.timings_ms?.total;
   parts.push(`backend ${r.backend}${ms !== undefined ? `, ${(ms / 1000).toFixed(2)} s` : ""}`);
@@ -113,6 +120,9 @@ export class ReportView {
     this.plots = new Map();
     this.summary = el("p", "summary");
     this.summary.setAttribute("aria-live", "polite");
+    // the report's warnings (a metric gap too small for normalised scores)
+    this.warnings = el("p", "warning report-warnings");
+    this.warnings.hidden = true;
     this.tabs = el("div", "tabs");
     this.tabs.setAttribute("role", "tablist");
     this.pinBox = el("div", "pinned");
@@ -130,7 +140,7 @@ export class ReportView {
     }
     this.ablationBox = el("div", "ablation");
     this.ablationBox.hidden = true;
-    root.append(this.summary, this.tabs, this.pinBox, this.ablationBox, this.body);
+    root.append(this.summary, this.warnings, this.tabs, this.pinBox, this.ablationBox, this.body);
     this.view = VIEWS.some(([k]) => k === view) ? view : "heads";
     this.selection.on(() => this.renderPin());
     if (this.ablation) {
@@ -177,6 +187,9 @@ export class ReportView {
       this.ablation.set([], false);
     }
     this.summary.textContent = summaryText(report);
+    const warnings = (report && !report.partial && report.warnings) || [];
+    this.warnings.textContent = warnings.map((w) => `⚠ ${w.message}`).join(" ");
+    this.warnings.hidden = !warnings.length;
     this.render();
     this.renderPin();
     this.renderAblation();
@@ -254,9 +267,14 @@ export class ReportView {
       }
     } else if (this.view === "scatter") {
       if (r.partial) return empty("Scatter plots appear when the run finishes.");
+      if (r.schema === 1) return empty("This report was saved by an older patchlab (schema 1) and has no IG* (gap-normalised IG): recompute it to compare IG with AP on one scale.");
       for (const c of comps) {
-        const grid = this.section(`scatter-${c}`, `${c === "heads" ? "Heads" : "Neurons"}: IG and AtP against AP`, "Each point is one component; the red line is the least-squares fit.");
-        for (const other of ["ig", "atp"]) {
+        const grid = this.section(
+          `scatter-${c}`,
+          `${c === "heads" ? "Heads" : "Neurons"}: IG* and AtP against AP`,
+          "Each point is one component. The red line is the least-squares fit; the dotted line is y = x, where the two methods agree exactly (IG* is IG divided by the metric gap, on AP's scale, so points on the diagonal are where IG's straight-line path agrees with patching).",
+        );
+        for (const other of ["ig_norm", "atp"]) {
           for (const d of dirs) {
             const x = get(r, "ap", d, c), y = get(r, other, d, c);
             if (!x || !y) continue;
@@ -269,6 +287,7 @@ export class ReportView {
               xLabel: `AP ${DIR_NAMES[d]}`,
               yLabel: `${METHOD_NAMES[other]} ${DIR_NAMES[d]}`,
               r: r.analysis?.correlations?.[c]?.[key],
+              diagonal: true,
             });
           }
         }
@@ -276,15 +295,17 @@ export class ReportView {
       if (!this.plots.size) empty("Scatter plots need AP and IG or AtP results.");
     } else if (this.view === "latent") {
       if (r.partial) return empty("Latent components appear when the run finishes.");
+      if (r.schema === 1) return empty("This report was saved by an older patchlab (schema 1), whose latent sets compared raw IG with AP (opposite meanings whenever m_clean > m_corrupt): recompute it for the latent components.");
       const a = r.analysis || {};
       for (const c of comps) {
         const ov = a.overlap?.[c];
+        const top = `the top ${Math.round((1 - a.percentile) * 100)} % of |A|, A = (S_ccl − S_cc) / max|S_ccl − S_cc|`;
         const note = ov
-          ? `▲ AND components, ● OR components (top ${Math.round((1 - a.percentile) * 100)} % of the asymmetry). Overlap of IG's and AP's sets (Jaccard): AND ${ov.and.toFixed(3)}, OR ${ov.or.toFixed(3)}.`
-          : "▲ AND components, ● OR components. (Overlaps need IG and AP in both directions.)";
+          ? `${LATENT_LEGEND} Marked: ${top}. Overlap of IG*'s and AP's sets (Jaccard): AND ${ov.and.toFixed(3)}, OR ${ov.or.toFixed(3)}.`
+          : `${LATENT_LEGEND} Marked: ${top}. (Overlaps need IG and AP in both directions.)`;
         const grid = this.section(`latent-${c}`, `${c === "heads" ? "Heads" : "Neurons"}: asymmetry across directions`, note);
         grid.classList.toggle("wide", c === "neurons");
-        for (const x of METHOD_ORDER) {
+        for (const x of ASYM_ORDER) {
           const rows = a.asymmetry?.[x]?.[c];
           if (!rows) continue;
           this.heatmap(`latent-${x}-${c}`, grid, {
@@ -321,7 +342,7 @@ export class ReportView {
     for (const [which, label] of [["and", "AND"], ["or", "OR"]]) {
       const group = el("span", "fill-group");
       group.append(el("span", null, `${label}: `));
-      for (const [pick, text, title] of [["ig", "IG", "found by IG"], ["ap", "AP", "found by AP"], ["both", "both", "found by IG and by AP (IG ∩ AP)"]]) {
+      for (const [pick, text, title] of [["ig", "IG*", "found by IG* (gap-normalised IG)"], ["ap", "AP", "found by AP"], ["both", "both", "found by IG* and by AP (IG* ∩ AP)"]]) {
         const b = el("button", "small", text);
         b.type = "button";
         b.dataset.fill = `${which}:${pick}`;
@@ -342,13 +363,13 @@ export class ReportView {
     box.append(head, fill, this.setBox, this.metricsBox);
   }
 
-  /** The report's latent components of one kind (and / or) found by IG, AP or both. */
+  /** The report's latent components of one kind (and / or) found by IG* ("ig"), AP or both. */
   latentSet(which, pick) {
     const lat = this.report?.analysis?.latent || {};
     const out = [];
     for (const c of ["heads", "neurons"]) {
       const get = (m) => lat[m]?.[c]?.[which];
-      const ig = get("ig"), ap = get("ap");
+      const ig = get("ig_norm"), ap = get("ap");
       let list;
       if (pick === "ig") list = ig;
       else if (pick === "ap") list = ap;
@@ -409,7 +430,8 @@ export class ReportView {
       const [which, pick] = b.dataset.fill.split(":");
       const lat = r.analysis?.latent || {};
       const has = (m) => ["heads", "neurons"].some((c) => Array.isArray(lat[m]?.[c]?.[which]));
-      b.disabled = pick === "both" ? !(has("ig") && has("ap")) : !has(pick);
+      const key = pick === "ig" ? "ig_norm" : pick;
+      b.disabled = pick === "both" ? !(has("ig_norm") && has("ap")) : !has(key);
     }
     const items = this.ablation.list();
     const chips = items.map((p) => {

@@ -4,11 +4,12 @@
 //
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
 //                          | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
+//                          | "upgradeReport"
 //                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...}
 
-import init, { Lab, WeightStream, check_config, pairs_csv, summarize, task_names } from "./pkg/patchlab.js";
+import init, { Lab, WeightStream, check_config, pairs_csv, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -454,7 +455,10 @@ async function handle(msg) {
       return JSON.parse(needLab().import_pairs(String(msg.text), String(msg.filename), !!msg.bos));
     case "summarize":
       await ensureWasm();
-      return summarize(msg.reports, String(msg.source), msg.seed ?? undefined, msg.total);
+      return summarize(msg.reports, String(msg.source), msg.seed ?? undefined, msg.total, !!msg.includeSmallGap);
+    case "upgradeReport":
+      await ensureWasm();
+      return upgrade_report(String(msg.json));
     case "pairsCsv":
       await ensureWasm();
       return pairs_csv(JSON.stringify(msg.pairs));

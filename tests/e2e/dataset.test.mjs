@@ -117,15 +117,17 @@ describe("the Dataset tab", () => {
     assert.deepEqual(got.dataset, { source: "task:ioi", seed: 7, total: 3 });
 
     // tables: the main rows, mean ± std, median, n
-    for (const key of ["metric.clean", "heads.ig_clean_to_corrupt__vs__ap_clean_to_corrupt", "heads.ig_corrupt_to_clean__vs__ap_corrupt_to_clean", "heads.ig_clean_to_corrupt__vs__ap_corrupt_to_clean", "heads.asym_ig__vs__asym_ap", "heads.overlap.and", "heads.overlap.or"]) {
+    for (const key of ["metric.clean", "heads.ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt", "heads.ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean", "heads.ig_norm_clean_to_corrupt__vs__ap_corrupt_to_clean", "heads.asym_ig_norm__vs__asym_ap", "heads.overlap.and", "heads.overlap.or"]) {
       const cells = await page.$$eval(`#ds-tables tr[data-key='${key}'] td`, (tds) => tds.map((x) => x.textContent));
-      assert.equal(cells.length, 4, key);
+      assert.equal(cells.length, 5, key);
       assert.match(cells[0], /^(−?\d\.\d{4} ± \d\.\d{4}|undefined)$/, `${key}: ${cells[0]}`);
     }
-    const s = got.correlations.heads.ig_clean_to_corrupt__vs__ap_clean_to_corrupt;
-    const row = await page.$$eval("#ds-tables tr[data-key='heads.ig_clean_to_corrupt__vs__ap_clean_to_corrupt'] td", (tds) => tds.map((x) => x.textContent));
-    assert.equal(row[3], String(s.n));
+    const s = got.correlations.heads.ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt;
+    const row = await page.$$eval("#ds-tables tr[data-key='heads.ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt'] td", (tds) => tds.map((x) => x.textContent));
+    assert.equal(row[4], String(s.n));
     assert.equal(row[0].split(" ± ")[0], s.mean.toFixed(4).replace("-", "−"));
+    // the notebook's mean |r|, labelled
+    assert.equal(row[1], s.mean_abs.toFixed(4));
 
     // histograms of per-pair r: drawn, crisp, pixels vary
     await page.waitForFunction(() => [...document.querySelectorAll("#ds-hists canvas")].every((c) => Number(c.dataset.drawn) > 0));
@@ -183,7 +185,8 @@ describe("the Dataset tab", () => {
     assert.equal(await page.inputValue("#correct"), got.pairs[1].correct);
     assert.equal(await page.evaluate(() => window.patchlabPage.analyses), 0, "opening a pair must not recompute it");
     assert.match(await page.textContent(".summary"), new RegExp(`clean ${got.pairs[1].metric_clean.toFixed(3).replace("-", "−")}`));
-    await page.waitForFunction(() => document.querySelectorAll("#report-view canvas").length === 4 && [...document.querySelectorAll("#report-view canvas")].every((c) => Number(c.dataset.drawn) > 0));
+    // AP, IG* and IG heatmaps of the heads, both directions
+    await page.waitForFunction(() => document.querySelectorAll("#report-view canvas").length === 6 && [...document.querySelectorAll("#report-view canvas")].every((c) => Number(c.dataset.drawn) > 0));
     assert.match(await page.textContent("#run-text"), /^Pair 1 of the dataset \(task:ioi, seed 7\)/);
 
     // click-to-ablate: shift-click adds a head (and does not pin it)
@@ -230,11 +233,11 @@ describe("the Dataset tab", () => {
       return Number(c.dataset.drawn);
     }, key);
     assert.ok(marked > 0);
-    // fill from the latent AND components found by IG, then clear: the clean metric again
+    // fill from the latent AND components found by IG* (gap-normalised IG), then clear: the clean metric again
     await page.click(".ablation [data-fill='and:ig']");
     const three = await ablated(page, two.count);
     const report = await page.evaluate(() => window.patchlabPage.report);
-    const want = (report.analysis.latent.ig.heads.and || []).map(([l, h]) => `L${l} H${h} ✕`);
+    const want = (report.analysis.latent.ig_norm.heads.and || []).map(([l, h]) => `L${l} H${h} ✕`);
     assert.deepEqual(await page.$$eval(".ablate-item", (b) => b.map((x) => x.textContent)), want);
     assert.equal(three.state, "done");
     await page.click(".ablation .ablate-clear");
@@ -378,7 +381,7 @@ describe("the Dataset tab", () => {
     assert.ok(done >= 1 && done < 30, `${done} pairs done`);
     assert.equal(await page.isDisabled("#ds-run"), false);
     // the tables hold the finished pairs
-    const n = await page.$$eval("#ds-tables tr[data-key='metric.clean'] td", (tds) => tds[3].textContent);
+    const n = await page.$$eval("#ds-tables tr[data-key='metric.clean'] td", (tds) => tds[4].textContent);
     assert.equal(Number(n), done);
     // and the single-pair page runs again
     await page.click("#mode-tabs [data-mode=pair]");

@@ -131,7 +131,8 @@ describe("<patch-lab> embedded from another origin", () => {
     const report = await liveReport(page, seen);
     assert.match(await page.evaluate(() => document.querySelector("patch-lab").shadowRoot.querySelector(".note").textContent), /Computed live on/);
     const stats = await canvasStats(page, "canvas");
-    assert.equal(stats.length, 4);
+    // AP, IG* and IG heatmaps of the heads, both directions
+    assert.equal(stats.length, 6);
     for (const s of stats) assert.ok(s.colours > 12 && s.bar, s.key);
 
     const cli = cliReport(modelDir, { ...IOI, methods: METHODS });
@@ -155,7 +156,8 @@ describe("<patch-lab> embedded from another origin", () => {
     await page.waitForFunction(() => ["report", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
     assert.equal(await state(page), "report", `the element failed: ${await errorText(page)}\nconsole: ${seen.console.join("\n")}`);
     const stats = await canvasStats(page, "canvas");
-    assert.equal(stats.length, 6);
+    // AP, IG*, IG and AtP heatmaps of the heads, both directions
+    assert.equal(stats.length, 8);
     for (const s of stats) assert.ok(s.colours > 12 && s.bar, s.key);
     assert.ok(!seen.requests.some((u) => u.endsWith("model.safetensors") || u.endsWith("patchlab_bg.wasm")), "no model or wasm for a saved report");
 

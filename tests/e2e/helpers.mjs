@@ -125,8 +125,8 @@ export function cliReport(modelDir, req) {
 
 /**
  * Differences between two reports: numbers within `tol`; in score maps
- * within tol × the map's largest |value| (at least 1), and for AP and AtP
- * scores, which are divided by m_clean − m_corrupt, within tol / that gap
+ * within tol × the map's largest |value| (at least 1), and for AP, AtP and
+ * IG* scores, which are divided by m_clean − m_corrupt, within tol / that gap
  * (README: on random models it can be tiny); top lists equal up to ties;
  * everything else equal. Timings and the model's name (a directory or URL name) are skipped.
  */
@@ -138,7 +138,7 @@ export function reportDiffs(got, want, tol = 1e-4) {
     if (/^\.timings_ms|^\.model\.name$/.test(where)) return;
     if (/^\.analysis\.top\.[^.]+\.[^.]+\.[^.]+$/.test(where) && Array.isArray(a) && Array.isArray(b) && a.length === b.length) {
       // top lists: equal scores, and the same components up to ties in |score|
-      const t = /^\.analysis\.top\.(ap|atp)\./.test(where) ? tol / Math.min(1, gap) : tol;
+      const t = /^\.analysis\.top\.(ap|atp|ig_norm)\./.test(where) ? tol / Math.min(1, gap) : tol;
       b.forEach((e, i) => {
         const g = a[i];
         if (!(Math.abs(g.score - e.score) <= t)) out.push(`${where}[${i}].score: ${g.score} vs ${e.score}`);
@@ -148,7 +148,7 @@ export function reportDiffs(got, want, tol = 1e-4) {
       return;
     }
     if (typeof b === "number" && typeof a === "number") {
-      const t = (/^\.results\.(ap|atp)\./.test(where) ? tol / Math.min(1, gap) : tol) * scale;
+      const t = (/^\.results\.(ap|atp|ig_norm)\./.test(where) ? tol / Math.min(1, gap) : tol) * scale;
       if (!(Math.abs(a - b) <= t)) out.push(`${where}: ${a} vs ${b}`);
     } else if (Array.isArray(b)) {
       if (!Array.isArray(a) || a.length !== b.length) out.push(`${where}: length ${a?.length} vs ${b.length}`);

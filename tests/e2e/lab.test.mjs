@@ -138,7 +138,7 @@ describe("the lab page", () => {
       const b = new Float32Array(cli.buffer.slice(cli.byteOffset + hlen, cli.byteOffset + cli.length));
       assert.equal(a.length, b.length, name);
       // the values are the exported report's, as float32 (NaN for null)
-      const m = /^(?:ig_convergence_delta_(\w+?)|(ap|ig|atp)_(\w+?))_(heads|neurons)\.npy$/.exec(name);
+      const m = /^(?:ig_convergence_delta_(\w+?)|(ap|ig_norm|ig|atp)_((?:clean|corrupt)_to_\w+?))_(heads|neurons)\.npy$/.exec(name);
       const src = m[1] ? exported.ig_convergence_delta[m[1]][m[4]] : exported.results[m[2]][m[3]][m[4]].flat();
       const same = src.every((v, i) => (v === null ? Number.isNaN(a[i]) : a[i] === Math.fround(v)));
       assert.ok(same, `${name}: values differ from the exported report`);
@@ -147,7 +147,8 @@ describe("the lab page", () => {
     await page.click("#export-csv");
     const lines = fs.readFileSync(await (await csv).path(), "utf8").trim().split("\n");
     assert.equal(lines[0], "method,direction,component,layer,index,score");
-    assert.equal(lines.length, 1 + 3 * 2 * (2 * 4 + 2 * 256));
+    // AP, IG, IG* and AtP, both directions, 2 × 4 heads and 2 × 256 neurons
+    assert.equal(lines.length, 1 + 4 * 2 * (2 * 4 + 2 * 256));
 
     // every view: each canvas drawn, pixels vary, heatmaps carry a colour bar
     const seen = {};
@@ -168,7 +169,8 @@ describe("the lab page", () => {
       }
       assert.match(page.url(), new RegExp(`view=${v}`));
     }
-    assert.deepEqual(seen, { heads: 6, neurons: 6, scatter: 8, latent: 6 });
+    // heatmaps: AP, IG*, IG, AtP per direction; scatter: IG* and AtP against AP; latent: IG*, AP, AtP
+    assert.deepEqual(seen, { heads: 8, neurons: 8, scatter: 8, latent: 6 });
 
     // hover shows a tooltip with the exact value; click pins
     await page.click(".tab[data-view=heads]");
@@ -191,6 +193,44 @@ describe("the lab page", () => {
     await page.setViewportSize({ width: 1280, height: 1180 });
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: path.join(ROOT, "www/screenshot.png"), scale: "css" });
+  });
+
+  test("the Latent view marks the same components for either sign of the gap: swapping the prompts swaps AND and OR, for IG* and AP", async (t) => {
+    const page = await newPage(t);
+    // what the Latent view draws for a pair: the marks of each asymmetry map, and its legend
+    const latent = async (clean, corrupt) => {
+      const q = new URLSearchParams({ clean, corrupt, correct: IOI.correct, incorrect: IOI.incorrect, methods: "ap,ig", components: "heads,neurons", ig_steps: "8", view: "latent" });
+      await page.goto(`${server.url}?${q}`);
+      await waitReady(page);
+      await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
+      assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
+      await page.waitForFunction(() => document.querySelectorAll("#report-view figure[data-key^='latent-'] canvas").length === 4);
+      await page.waitForFunction(() => [...document.querySelectorAll("#report-view canvas")].every((c) => Number(c.dataset.drawn) > 0));
+      return page.evaluate(() => {
+        const marks = {};
+        for (const f of document.querySelectorAll("#report-view figure[data-key^='latent-']")) {
+          const c = f.querySelector("canvas");
+          const list = (s) => (s ? s.split(" ").sort() : []);
+          marks[f.dataset.key] = { and: list(c.dataset.marksAnd), or: list(c.dataset.marksOr) };
+        }
+        const r = window.patchlabPage.report;
+        return { marks, gap: r.metric.clean - r.metric.corrupt, legend: document.querySelector("#report-view .plot-section .note").textContent, asym: r.analysis.correlations.neurons.asym_ig_norm__vs__asym_ap };
+      });
+    };
+    const a = await latent(IOI.clean, IOI.corrupt);
+    const b = await latent(IOI.corrupt, IOI.clean);
+    t.diagnostic(`gaps ${a.gap.toFixed(3)} and ${b.gap.toFixed(3)}; neurons' asymmetry r(IG*, AP) ${a.asym.toFixed(3)} and ${b.asym.toFixed(3)}`);
+    assert.ok(Math.sign(a.gap) === -Math.sign(b.gap) && a.gap !== 0);
+    assert.deepEqual(Object.keys(a.marks).sort(), ["latent-ap-heads", "latent-ap-neurons", "latent-ig_norm-heads", "latent-ig_norm-neurons"]);
+    for (const key of Object.keys(a.marks)) {
+      assert.ok(a.marks[key].and.length + a.marks[key].or.length > 0, `${key}: nothing marked`);
+      assert.deepEqual(b.marks[key].and, a.marks[key].or, `${key}: AND with the prompts swapped is OR`);
+      assert.deepEqual(b.marks[key].or, a.marks[key].and, `${key}: OR with the prompts swapped is AND`);
+    }
+    // the asymmetries of IG* and AP agree in sign and size whichever prompt is clean
+    assert.ok(Math.abs(a.asym - b.asym) < 1e-6, `${a.asym} vs ${b.asym}`);
+    assert.match(a.legend, /AND \(A > 0\): matters when noising/);
+    assert.match(a.legend, /OR \(A < 0\): restoring it alone helps/);
   });
 
   test("unequal lengths and multi-token answers show messages and leave the page usable", async (t) => {
@@ -299,6 +339,39 @@ describe("embedding", () => {
     await page.waitForFunction(() => document.body.dataset.runs === "1");
   });
 
+  test("a schema-1 report saved by an older patchlab is brought up to date, and says so where it cannot be", async (t) => {
+    // a committed schema-1 report (tests/golden/summary: written before IG*)
+    const old = JSON.parse(fs.readFileSync(path.join(ROOT, "tests/golden/summary/pairs/0000.json"), "utf8"));
+    assert.equal(old.schema, 1);
+    fs.writeFileSync(path.join(modelDir, "old-report.json"), JSON.stringify(old));
+    const page = await newPage(t);
+    await page.goto(`${server.url}?report=/model/old-report.json&view=latent`);
+    assert.equal((await waitReady(page)).state, "report");
+    const r = await page.evaluate(() => window.patchlabPage.report);
+    assert.equal(r.schema, 2);
+    assert.ok(r.results.ig_norm && r.analysis.latent.ig_norm, "no IG* derived");
+    await page.waitForFunction(() => document.querySelectorAll("#report-view figure[data-key^='latent-'] canvas").length === 6);
+    // where no worker can start (an embed under a strict policy), the report
+    // renders as saved and the views that need IG* say so
+    const notes = await page.evaluate(async (saved) => {
+      const { ReportView, checkReport } = await import("/views.js");
+      const box = document.createElement("div");
+      document.body.append(box);
+      const v = new ReportView(box, { view: "latent" });
+      v.update(checkReport(saved));
+      const latent = box.querySelector(".empty")?.textContent;
+      v.setView("scatter");
+      const scatter = box.querySelector(".empty")?.textContent;
+      v.setView("heads");
+      const heatmaps = box.querySelectorAll("canvas").length;
+      box.remove();
+      return { latent, scatter, heatmaps };
+    }, old);
+    assert.match(notes.latent, /saved by an older patchlab \(schema 1\).*recompute it/);
+    assert.match(notes.scatter, /saved by an older patchlab \(schema 1\)/);
+    assert.ok(notes.heatmaps > 0, "the score heatmaps render");
+  });
+
   test("?embed runs the URL's prompts with a minimal chrome", async (t) => {
     const page = await newPage(t);
     await page.goto(`${server.url}?embed&${new URLSearchParams({ ...IOI, view: "scatter" })}`);
@@ -313,11 +386,13 @@ describe("embedding", () => {
     await page.goto(`${server.url}embed-demo.html?report=/model/report.json`);
     await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
     const stats = await canvasStats(page, "canvas");
-    assert.equal(stats.length, 6);
+    // AP, IG*, IG and AtP heatmaps of the heads, both directions
+    assert.equal(stats.length, 8);
     for (const s of stats) assert.ok(s.colours > 12 && s.bar, s.key);
     await page.goto(`${server.url}embed-demo.html?${new URLSearchParams({ ...IOI, model: "/model/", methods: "ap,ig", view: "heads" })}`);
     await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
     assert.equal(await page.evaluate(() => document.querySelector("patch-lab").dataset.state), "done");
-    assert.equal((await canvasStats(page, "canvas")).length, 4);
+    // AP, IG* and IG
+    assert.equal((await canvasStats(page, "canvas")).length, 6);
   });
 });
