@@ -430,13 +430,20 @@ describe("the lab with a model from the Hub (routed, no network)", () => {
   });
 });
 
+/**
+ * A page whose fake Hub redirects the weights to the CDN, in `mode`; with
+ * the CDN log's length before the test (`mark`) and the weights' size.
+ */
+async function cdnPage(t, mode) {
+  const { page, hub } = await newPage(t);
+  hub.cdn = cdn;
+  cdn.mode = mode;
+  return { page, hub, mark: cdn.log.length, size: repos.get(REPO).get(WEIGHTS).length };
+}
+
 describe("model.safetensors through the Hub's redirect to its CDN on another origin", () => {
   test("downloads across the redirect with byte progress, caches under the Hub's URL, then loads offline", async (t) => {
-    const { page, hub } = await newPage(t);
-    hub.cdn = cdn;
-    cdn.mode = "ok";
-    const mark = cdn.log.length;
-    const size = repos.get(REPO).get(WEIGHTS).length;
+    const { page, hub, mark, size } = await cdnPage(t, "ok");
     const visit = `${server.url}?model=${REPO}&clean=${encodeURIComponent(IOI.clean)}`;
     await page.goto(visit);
     const st = await waitReady(page);
@@ -461,11 +468,7 @@ describe("model.safetensors through the Hub's redirect to its CDN on another ori
   });
 
   test("a connection cut half-way is resumed with a Range request; the model and the cache are whole", async (t) => {
-    const { page, hub } = await newPage(t);
-    hub.cdn = cdn;
-    cdn.mode = "cut-once";
-    const mark = cdn.log.length;
-    const size = repos.get(REPO).get(WEIGHTS).length;
+    const { page, hub, mark, size } = await cdnPage(t, "cut-once");
     const half = size >> 1;
     await page.goto(`${server.url}?model=${REPO}&clean=${encodeURIComponent(IOI.clean)}`);
     const st = await waitReady(page);
