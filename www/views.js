@@ -88,7 +88,7 @@ export function summaryText(r) {
   const t = r.tokens;
   parts.push(`logit[${t.correct.text}] − logit[${t.incorrect.text}]: clean ${fmt(r.metric.clean, 3)}, corrupt ${fmt(r.metric.corrupt, 3)}`);
   const top = r.analysis?.top || {};
-  for (const m of ["ap", "ig"]) {
+  for (const m of ["ap", "ig_norm"]) {
     const list = top[m]?.clean_to_corrupt?.heads;
     if (list && list.length) parts.push(`top ${METHOD_NAMES[m]} heads: ${list.slice(0, 3).map((e) => `${componentLabel("heads", e.layer, e.index)} ${fmt(e.score, 3)}`).join(", ")}`);
   }
