@@ -12,23 +12,6 @@ use patchlab::engine::{Array, Component, Engine, Metric, Site};
 use patchlab::model::random::{random_weights, RandomSpec};
 use pollster::block_on;
 
-/// Largest |a − b| relative to the array's scale max |b|; infinities must match exactly.
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = max_abs(b).max(1e-12);
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            if x.is_infinite() || y.is_infinite() {
-                assert_eq!(x, y, "infinities differ");
-                0.0
-            } else {
-                (x - y).abs() / scale
-            }
-        })
-        .fold(0.0, f32::max)
-}
-
 /// GPU vs CPU: relative to the array's scale, 2e-5 (f32 sums in another order).
 const TOL: f32 = 2e-5;
 

@@ -86,20 +86,65 @@ pub fn tempdir(name: &str) -> PathBuf {
     d
 }
 
-/// The largest |x| of the finite values.
+/// The largest |x| of the finite values (infinities are legitimate, e.g. a
+/// masked attention score). A NaN is never legitimate: it fails here, because
+/// a scale that skipped it would let a kernel that writes NaN pass.
 pub fn max_abs(v: &[f32]) -> f32 {
+    if let Some(i) = v.iter().position(|x| x.is_nan()) {
+        panic!("NaN at index {i} of {} values", v.len());
+    }
     v.iter()
         .filter(|x| x.is_finite())
         .fold(0.0, |m, x| m.max(x.abs()))
 }
 
-/// The largest |a − b| relative to `scale`.
+/// |a − b| / scale of one pair of values, for the comparators below: equal
+/// values (equal infinities too) differ by 0; a NaN on either side, or
+/// infinities that differ, by +∞, so that every `e <= tol` check fails.
+fn diff_over(a: f32, b: f32, scale: f32) -> f32 {
+    if a == b {
+        0.0
+    } else {
+        let d = (a - b).abs() / scale;
+        if d.is_nan() {
+            f32::INFINITY
+        } else {
+            d
+        }
+    }
+}
+
+/// The largest |a − b| relative to `scale` (+∞ where either side is NaN).
 pub fn max_diff_over(a: &[f32], b: &[f32], scale: f32) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs() / scale)
+        .map(|(&x, &y)| diff_over(x, y, scale))
         .fold(0.0, f32::max)
+}
+
+/// The largest |a − b| relative to the array's scale max |b| (+∞ where either
+/// side is NaN or the infinities differ).
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    max_diff_over(a, b, max_abs(b).max(1e-12))
+}
+
+#[test]
+fn comparators_fail_on_nan() {
+    let ok = [1.0, -2.0, f32::NEG_INFINITY];
+    assert_eq!(max_diff_over(&ok, &ok, 1.0), 0.0);
+    assert_eq!(rel_err(&ok, &ok), 0.0);
+    let mut bad = ok;
+    bad[1] = f32::NAN;
+    assert_eq!(max_diff_over(&bad, &ok, 1.0), f32::INFINITY);
+    assert_eq!(max_diff_over(&ok, &bad, 1.0), f32::INFINITY);
+    assert_eq!(max_diff_over(&bad, &bad, 1.0), f32::INFINITY);
+    assert_eq!(rel_err(&bad, &ok), f32::INFINITY);
+    assert!(std::panic::catch_unwind(|| max_abs(&bad)).is_err());
+    assert!(std::panic::catch_unwind(|| rel_err(&ok, &bad)).is_err());
+    let mut other_inf = ok;
+    other_inf[2] = f32::INFINITY;
+    assert_eq!(rel_err(&other_inf, &ok), f32::INFINITY);
 }
 
 /// Runs the `patchlab` command line in the repository root.
