@@ -156,7 +156,7 @@ fn derived_analysis_is_the_one_written_before() {
     for (name, golden, _) in golden_fixtures() {
         let text = read(&fixtures().join(&name));
         let mut r = Report::from_json(&text).unwrap();
-        patchlab::attribution::run::derive(&mut r, 10);
+        patchlab::report::derive(&mut r, 10);
         same_bytes(&r.to_json(), &text, &format!("{name} ({golden})"));
     }
 }
