@@ -177,3 +177,27 @@ fn schema_1_reports_upgrade_to_the_same_bytes() {
         same_bytes(&r.to_json(), &want, &format!("schema-1 pair {i}"));
     }
 }
+
+/// A key the report does not have is refused with its name, not skipped.
+#[test]
+fn unknown_report_keys_are_refused_by_name() {
+    let text = read(&fixtures().join("model_a_0.json"));
+    for (from, to, name) in [
+        ("\"results\":{\"ap\":", "\"results\":{\"apx\":", "apx"),
+        (
+            "\"ig_convergence_delta\":{\"clean_to_corrupt\":",
+            "\"ig_convergence_delta\":{\"clean2corrupt\":",
+            "clean2corrupt",
+        ),
+        ("\"overlap\":{\"heads\":", "\"overlap\":{\"head\":", "head"),
+    ] {
+        assert_eq!(text.matches(from).count(), 1, "{from}");
+        let e = Report::from_json(&text.replacen(from, to, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a patchlab report") && e.contains(&format!("unknown variant `{name}`")),
+            "{e}"
+        );
+    }
+}
