@@ -4,12 +4,12 @@
 //! metric equals an independent computation with full-hook substitution.
 
 use crate::common::*;
-use patchlab::attribution::ablation::{ablate_dataset, AblationSet, Latent, Pick};
+use patchlab::attribution::ablation::{ablate_dataset, AblationSet, Pick};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Direction, Method, Quiet};
 use patchlab::dataset::Task;
 use patchlab::engine::{Component, Engine};
-use patchlab::report::{Prompts, Report};
+use patchlab::report::{LatentKind, MethodKey, Prompts, Report};
 use std::collections::BTreeSet;
 
 fn reports(
@@ -154,16 +154,16 @@ fn latent_sets_combine_ig_and_ap_as_documented() {
     let reps = reports(&e, &pairs, vec![Method::Ap, Method::Ig]);
     let r = &reps[0].1;
     for (c, cname) in [(Component::Heads, "heads"), (Component::Neurons, "neurons")] {
-        for (which, w) in [(Latent::And, "and"), (Latent::Or, "or")] {
-            let get = |m: &str| -> BTreeSet<[usize; 2]> {
-                let l = &r.analysis.latent[m][cname];
+        for (which, w) in [(LatentKind::And, "and"), (LatentKind::Or, "or")] {
+            let get = |m: MethodKey| -> BTreeSet<[usize; 2]> {
+                let l = &r.analysis.latent[&m][&c];
                 (if w == "and" { &l.and } else { &l.or })
                     .iter()
                     .copied()
                     .collect()
             };
             // `ig` picks IG*'s sets: on AP's scale, like with like
-            let (ig, ap) = (get("ig_norm"), get("ap"));
+            let (ig, ap) = (get(MethodKey::IgNorm), get(MethodKey::Ap));
             for (pick, want) in [
                 (Pick::Ig, ig.clone()),
                 (Pick::Ap, ap.clone()),
@@ -179,10 +179,12 @@ fn latent_sets_combine_ig_and_ap_as_documented() {
         }
     }
     // the pair's latent sets are not all empty (else the test proves little)
-    assert!(!r.analysis.latent["ig_norm"]["neurons"].and.is_empty());
+    assert!(!r.analysis.latent[&MethodKey::IgNorm][&Component::Neurons]
+        .and
+        .is_empty());
     // an AtP-only report has no IG/AP sets to pick from
     let atp = reports(&e, &pairs, vec![Method::Atp]);
-    let err = AblationSet::Latent(Latent::And, Pick::Both)
+    let err = AblationSet::Latent(LatentKind::And, Pick::Both)
         .select(&atp[0].1)
         .unwrap_err()
         .to_string();

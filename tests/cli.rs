@@ -1,6 +1,7 @@
 //! The `patchlab` command line, end to end: files in, reports and errors out.
 
 use crate::common::*;
+use patchlab::report::{Direction, MethodKey};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
@@ -86,9 +87,9 @@ fn analyze_writes_the_report_to_stdout_and_npy_files() {
     );
     assert_eq!(r.tokens.first_diff, 10);
     assert_eq!(r.tokens.clean.len(), 15);
-    for m in ["ap", "ig", "atp"] {
-        for d in ["clean_to_corrupt", "corrupt_to_clean"] {
-            let maps = &r.results[m][d];
+    for m in [MethodKey::Ap, MethodKey::Ig, MethodKey::Atp] {
+        for d in Direction::ALL {
+            let maps = &r.results[&m][&d];
             assert_eq!(maps.heads.as_ref().unwrap().len(), 2);
             assert_eq!(maps.neurons.as_ref().unwrap()[1].len(), 256);
         }
@@ -102,7 +103,7 @@ fn analyze_writes_the_report_to_stdout_and_npy_files() {
         .chunks(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    let expect: Vec<f32> = r.results["ap"]["clean_to_corrupt"]
+    let expect: Vec<f32> = r.results[&MethodKey::Ap][&Direction::CleanToCorrupt]
         .heads
         .as_ref()
         .unwrap()
@@ -131,8 +132,13 @@ fn subsets_of_methods_directions_and_components() {
     ]);
     let r = report(out);
     // IG and, derived from it, IG* (gap-normalised IG)
-    assert_eq!(r.results.keys().collect::<Vec<_>>(), vec!["ig", "ig_norm"]);
-    assert!(r.results["ig"]["corrupt_to_clean"].neurons.is_none());
+    assert_eq!(
+        r.results.keys().collect::<Vec<_>>(),
+        vec![&MethodKey::Ig, &MethodKey::IgNorm]
+    );
+    assert!(r.results[&MethodKey::Ig][&Direction::CorruptToClean]
+        .neurons
+        .is_none());
     assert_eq!(r.settings.ig_steps, 8);
     assert_eq!(r.settings.ig_rule, "riemann_trapezoid");
 }
@@ -465,10 +471,10 @@ fn gpu_backend_gives_the_cpu_numbers() {
     let (cpu, gpu) = (report(cpu), report(gpu));
     assert_eq!(gpu.backend, "gpu");
     assert!((cpu.metric.clean - gpu.metric.clean).abs() < 1e-4);
-    for m in ["ap", "ig", "atp"] {
-        for d in ["clean_to_corrupt", "corrupt_to_clean"] {
-            let a = cpu.results[m][d].heads.as_ref().unwrap().concat();
-            let b = gpu.results[m][d].heads.as_ref().unwrap().concat();
+    for m in [MethodKey::Ap, MethodKey::Ig, MethodKey::Atp] {
+        for d in Direction::ALL {
+            let a = cpu.results[&m][&d].heads.as_ref().unwrap().concat();
+            let b = gpu.results[&m][&d].heads.as_ref().unwrap().concat();
             let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-6);
             for (x, y) in a.iter().zip(&b) {
                 assert!((x - y).abs() <= 1e-3 * scale, "{m} {d}: cpu {x} gpu {y}");

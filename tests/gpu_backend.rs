@@ -5,11 +5,12 @@
 //! the engine's error, which says what to install.
 
 use crate::common::*;
-use patchlab::attribution::analysis::flatten;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::engine::{Array, Component, Engine, Metric, Site};
 use patchlab::model::random::{random_weights, RandomSpec};
+use patchlab::report::analysis::flatten;
+use patchlab::report::{Direction, MethodKey};
 use pollster::block_on;
 
 /// GPU vs CPU: relative to the array's scale, 2e-5 (f32 sums in another order).
@@ -479,7 +480,7 @@ async fn check_reports((file, spec): (&str, RandomSpec)) {
         }
         for (method, dirs) in &rc.results {
             for (dir, maps) in dirs {
-                let denom = if dir == "clean_to_corrupt" {
+                let denom = if *dir == Direction::CleanToCorrupt {
                     mc - mk
                 } else {
                     mk - mc
@@ -491,7 +492,7 @@ async fn check_reports((file, spec): (&str, RandomSpec)) {
                 ] {
                     let (og, oc) = (flatten(og.as_ref().unwrap()), flatten(oc.as_ref().unwrap()));
                     let label = format!("{what} {method} {dir} {kind} vs CPU");
-                    if method == "ig" {
+                    if *method == MethodKey::Ig {
                         close(&og, &oc, &label);
                     } else {
                         // normalised by m_base − m_other: compare un-normalised values
@@ -501,8 +502,11 @@ async fn check_reports((file, spec): (&str, RandomSpec)) {
                 }
             }
         }
-        for dir in ["clean_to_corrupt", "corrupt_to_clean"] {
-            let (a, b) = (&rg.ig_convergence_delta[dir], &rc.ig_convergence_delta[dir]);
+        for dir in Direction::ALL {
+            let (a, b) = (
+                &rg.ig_convergence_delta[&dir],
+                &rc.ig_convergence_delta[&dir],
+            );
             for (x, y) in [(&a.heads, &b.heads), (&a.neurons, &b.neurons)] {
                 let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
                 golden::close(x, y, 1e-4, &format!("{what} ig delta {dir} vs CPU"));
@@ -513,9 +517,12 @@ async fn check_reports((file, spec): (&str, RandomSpec)) {
                 let o = rg.analysis.correlations[kind][key];
                 match (o, v) {
                     (Some(a), Some(b)) => {
-                        assert!((a - b).abs() < 1e-4, "{what} corr {kind} {key}: {a} vs {b}")
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "{what} corr {kind:?} {key}: {a} vs {b}"
+                        )
                     }
-                    (a, b) => assert!(a.is_none() && b.is_none(), "{what} corr {kind} {key}"),
+                    (a, b) => assert!(a.is_none() && b.is_none(), "{what} corr {kind:?} {key}"),
                 }
             }
         }

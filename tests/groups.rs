@@ -10,7 +10,7 @@ use patchlab::attribution::{Direction, Method, Quiet};
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::engine::{Component, Engine, Metric, Site, SweepPair};
 use patchlab::model::random::random_weights;
-use patchlab::report::{Prompts, Report};
+use patchlab::report::{MethodKey, Prompts, Report};
 use pollster::block_on;
 
 /// Tolerance relative to the metric's scale: float noise of f32 tails.
@@ -263,8 +263,9 @@ fn a_group_analysis_equals_each_pair_analysed_alone() {
                 for m in [Method::Ap, Method::Ig, Method::Atp] {
                     for d in Direction::ALL {
                         for c in [Component::Heads, Component::Neurons] {
-                            let x = g.results[m.name()][d.name()].get(c).unwrap().concat();
-                            let y = a.results[m.name()][d.name()].get(c).unwrap().concat();
+                            let m_key = MethodKey::from(m);
+                            let x = g.results[&m_key][&d].get(c).unwrap().concat();
+                            let y = a.results[&m_key][&d].get(c).unwrap().concat();
                             let scale = max_abs(&y).max(1e-3);
                             let e = max_diff_over(&x, &y, scale);
                             assert!(

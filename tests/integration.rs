@@ -20,5 +20,6 @@ mod latent;
 mod metric;
 mod published_files;
 mod replacements;
+mod report_bytes;
 mod summary;
 mod weight_stream;

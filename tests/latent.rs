@@ -6,10 +6,10 @@
 //! whose answer is known.
 
 use crate::common::{engines, spec, tokenizer};
-use patchlab::attribution::run::{analyze_pair, derive, Options, IG_NORM};
+use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Direction, Method, Quiet};
 use patchlab::engine::{Component, Engine};
-use patchlab::report::{Maps, Prompts, Report};
+use patchlab::report::{derive, LatentKind, Maps, MethodKey, Prompts, Report};
 use std::collections::BTreeMap;
 
 fn ioi(swapped: bool) -> Prompts {
@@ -38,13 +38,8 @@ fn opts() -> Options {
     }
 }
 
-fn map<'a>(r: &'a Report, m: &str, d: &str, c: &str) -> &'a Vec<Vec<f32>> {
-    let maps = &r.results[m][d];
-    if c == "heads" {
-        maps.heads.as_ref().unwrap()
-    } else {
-        maps.neurons.as_ref().unwrap()
-    }
+fn map(r: &Report, m: MethodKey, d: Direction, c: Component) -> &Vec<Vec<f32>> {
+    r.results[&m][&d].get(c).unwrap()
 }
 
 fn close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
@@ -67,51 +62,60 @@ async fn swap_invariance<E: Engine>(e: &E) {
     // the gap flips its sign
     assert_eq!(r.metric.clean, s.metric.corrupt, "{what}");
     assert_eq!(r.metric.corrupt, s.metric.clean, "{what}");
-    let (cc, ccl) = ("clean_to_corrupt", "corrupt_to_clean");
-    for c in ["heads", "neurons"] {
+    let (cc, ccl) = (Direction::CleanToCorrupt, Direction::CorruptToClean);
+    for c in [Component::Heads, Component::Neurons] {
         // the directions swap, for AP, AtP and IG* (raw IG too: same runs)
-        for m in ["ap", "atp", "ig", IG_NORM] {
+        for m in [
+            MethodKey::Ap,
+            MethodKey::Atp,
+            MethodKey::Ig,
+            MethodKey::IgNorm,
+        ] {
             close(
                 map(&s, m, cc, c),
                 map(&r, m, ccl, c),
-                &format!("{what} {m} {c} cc"),
+                &format!("{what} {m} {c:?} cc"),
             );
             close(
                 map(&s, m, ccl, c),
                 map(&r, m, cc, c),
-                &format!("{what} {m} {c} ccl"),
+                &format!("{what} {m} {c:?} ccl"),
             );
         }
-        for m in [IG_NORM, "ap", "atp"] {
+        for m in [MethodKey::IgNorm, MethodKey::Ap, MethodKey::Atp] {
             // A → −A
-            let a = &r.analysis.asymmetry[m][c].0;
-            let b = &s.analysis.asymmetry[m][c].0;
+            let a = &r.analysis.asymmetry[&m][&c].0;
+            let b = &s.analysis.asymmetry[&m][&c].0;
             let neg: Vec<Vec<f32>> = a.iter().map(|r| r.iter().map(|x| -x).collect()).collect();
-            close(b, &neg, &format!("{what} asymmetry {m} {c}"));
+            close(b, &neg, &format!("{what} asymmetry {m} {c:?}"));
             // AND ↔ OR
-            let (lr, ls) = (&r.analysis.latent[m][c], &s.analysis.latent[m][c]);
-            assert_eq!(ls.and, lr.or, "{what} {m} {c}: AND(swapped) = OR");
-            assert_eq!(ls.or, lr.and, "{what} {m} {c}: OR(swapped) = AND");
+            let (lr, ls) = (&r.analysis.latent[&m][&c], &s.analysis.latent[&m][&c]);
+            assert_eq!(ls.and, lr.or, "{what} {m} {c:?}: AND(swapped) = OR");
+            assert_eq!(ls.or, lr.and, "{what} {m} {c:?}: OR(swapped) = AND");
         }
         // and the comparisons do not depend on which prompt is called clean
-        for (key, v) in &r.analysis.correlations[c] {
+        let (cc, ccl) = (cc.name(), ccl.name());
+        for (key, v) in &r.analysis.correlations[&c] {
             let swapped_key = key.replace(cc, "@").replace(ccl, cc).replace('@', ccl);
-            let w = s.analysis.correlations[c]
+            let w = s.analysis.correlations[&c]
                 .get(&swapped_key)
                 .or_else(|| {
                     // "x_ccl__vs__y_cc" is stored as "y_cc__vs__x_ccl" when
                     // the order of maps puts y first
                     let (a, b) = swapped_key.split_once("__vs__")?;
-                    s.analysis.correlations[c].get(&format!("{b}__vs__{a}"))
+                    s.analysis.correlations[&c].get(&format!("{b}__vs__{a}"))
                 })
                 .unwrap_or_else(|| panic!("{what}: no {swapped_key}"));
             match (v, w) {
-                (Some(v), Some(w)) => assert!((v - w).abs() < 1e-6, "{what} {c} {key}: {v} vs {w}"),
-                _ => assert_eq!(v, w, "{what} {c} {key}"),
+                (Some(v), Some(w)) => {
+                    assert!((v - w).abs() < 1e-6, "{what} {c:?} {key}: {v} vs {w}")
+                }
+                _ => assert_eq!(v, w, "{what} {c:?} {key}"),
             }
         }
-        let (or, os) = (&r.analysis.overlap[c], &s.analysis.overlap[c]);
-        assert_eq!((or["and"], or["or"]), (os["or"], os["and"]), "{what} {c}");
+        let (or, os) = (&r.analysis.overlap[&c], &s.analysis.overlap[&c]);
+        let (and, or_) = (&LatentKind::And, &LatentKind::Or);
+        assert_eq!((or[and], or[or_]), (os[or_], os[and]), "{what} {c:?}");
     }
 }
 
@@ -172,26 +176,27 @@ fn a_necessary_only_and_a_sufficient_only_component_land_in_and_and_or() {
             heads: Some(m),
             neurons: None,
         };
+        let (cc, ccl) = (Direction::CleanToCorrupt, Direction::CorruptToClean);
         r.results = BTreeMap::from([
             (
-                "ap".to_string(),
+                MethodKey::Ap,
                 BTreeMap::from([
-                    ("clean_to_corrupt".to_string(), heads(vec![ap_cc.clone()])),
-                    ("corrupt_to_clean".to_string(), heads(vec![ap_ccl.clone()])),
+                    (cc, heads(vec![ap_cc.clone()])),
+                    (ccl, heads(vec![ap_ccl.clone()])),
                 ]),
             ),
             (
-                "ig".to_string(),
+                MethodKey::Ig,
                 BTreeMap::from([
-                    ("clean_to_corrupt".to_string(), heads(raw(&ap_cc, gap))),
-                    ("corrupt_to_clean".to_string(), heads(raw(&ap_ccl, -gap))),
+                    (cc, heads(raw(&ap_cc, gap))),
+                    (ccl, heads(raw(&ap_ccl, -gap))),
                 ]),
             ),
         ]);
         derive(&mut r, 10);
         let what = format!("gap {gap}");
-        for m in ["ap", IG_NORM] {
-            let l = &r.analysis.latent[m]["heads"];
+        for m in [MethodKey::Ap, MethodKey::IgNorm] {
+            let l = &r.analysis.latent[&m][&Component::Heads];
             assert!(l.and.contains(&[0, 0]), "{what}: {m} AND {:?}", l.and);
             assert!(l.or.contains(&[0, 1]), "{what}: {m} OR {:?}", l.or);
             assert!(
@@ -200,18 +205,16 @@ fn a_necessary_only_and_a_sufficient_only_component_land_in_and_and_or() {
             );
         }
         // IG* is AP here, to float noise, whatever the sign of the gap
-        let a = &r.results[IG_NORM]["clean_to_corrupt"]
-            .heads
-            .as_ref()
-            .unwrap()[0];
+        let a = &r.results[&MethodKey::IgNorm][&cc].heads.as_ref().unwrap()[0];
         for (x, y) in a.iter().zip(&ap_cc) {
             assert!((x - y).abs() < 1e-5, "{what}: IG* {x} vs AP {y}");
         }
-        assert_eq!(r.analysis.overlap["heads"]["and"], 1.0, "{what}");
-        let corr = r.analysis.correlations["heads"]["asym_ig_norm__vs__asym_ap"].unwrap();
+        let heads = &Component::Heads;
+        assert_eq!(r.analysis.overlap[heads][&LatentKind::And], 1.0, "{what}");
+        let corr = r.analysis.correlations[heads]["asym_ig_norm__vs__asym_ap"].unwrap();
         assert!((corr - 1.0).abs() < 1e-6, "{what}: {corr}");
         // the notebook's raw IG-vs-AP r carries the gap's sign
-        let raw_r = r.analysis.correlations_raw["heads"]
+        let raw_r = r.analysis.correlations_raw[heads]
             ["ig_clean_to_corrupt__vs__ap_clean_to_corrupt"]
             .unwrap();
         assert!(

@@ -11,6 +11,7 @@ use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::engine::{Component, Engine, Metric, Site};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Tokenizer;
+use patchlab::report::{Direction, MethodKey};
 use pollster::block_on;
 
 const CLEAN: &str = "The war lasted from the year 1742 to the year 17";
@@ -541,7 +542,10 @@ fn cli_analyze_with_the_greater_than_metric() {
     let lp = r.metric.logprobs["clean"];
     assert!(lp[0] < 0.0 && lp[1] < 0.0);
     // AP scores normalised by the metric gap: finite
-    let heads = r.results["ap"]["clean_to_corrupt"].heads.as_ref().unwrap();
+    let heads = r.results[&MethodKey::Ap][&Direction::CleanToCorrupt]
+        .heads
+        .as_ref()
+        .unwrap();
     assert!(heads.iter().flatten().all(|x| x.is_finite()));
     // the default is the logit difference
     let out = analyze("logit_diff");

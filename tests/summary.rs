@@ -5,7 +5,7 @@
 //! reports must give the same per-pair values and statistics.
 
 use patchlab::report::summary::{summarize, DatasetInfo, Stat, Summary};
-use patchlab::report::Report;
+use patchlab::report::{MethodKey, Report};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -194,7 +194,7 @@ fn pairs_with_a_small_gap_are_left_out_unless_included() {
     let k = r.iter().position(|(i, _)| *i == 3).unwrap();
     let rep = &mut r[k].1;
     rep.metric.corrupt = rep.metric.clean + 1e-5;
-    patchlab::attribution::run::derive(rep, 10);
+    patchlab::report::derive(rep, 10);
     assert_eq!(rep.warnings.len(), 1);
     assert_eq!(rep.warnings[0].code, "small_gap");
     assert!(
@@ -237,12 +237,12 @@ fn schema_1_reports_are_upgraded_from_their_scores() {
     assert!(v["results"].get("ig_norm").is_none());
     let r = Report::from_json(&text).unwrap();
     assert_eq!(r.schema, 2);
-    assert!(r.results.contains_key("ig_norm"));
-    assert!(r.analysis.latent.contains_key("ig_norm"));
+    assert!(r.results.contains_key(&MethodKey::IgNorm));
+    assert!(r.analysis.latent.contains_key(&MethodKey::IgNorm));
     assert!(!r.analysis.correlations_raw.is_empty());
     // the same derivation as a report built now: derive again, same JSON
     let mut again = r.clone();
-    patchlab::attribution::run::derive(&mut again, 10);
+    patchlab::report::derive(&mut again, 10);
     assert_eq!(again.to_json(), r.to_json());
     // a schema this build does not know is refused with a reason
     let future = text.replacen("\"schema\":1", "\"schema\":3", 1);

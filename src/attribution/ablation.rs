@@ -14,16 +14,9 @@ use crate::engine::{check_component, Component, Engine, Replacement};
 use crate::error::{Error, Result};
 use crate::model::{Config, Tokenizer};
 use crate::report::summary::Stat;
-use crate::report::Report;
+use crate::report::{LatentKind, MethodKey, Report};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Which latent set of a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Latent {
-    And,
-    Or,
-}
 
 /// How the IG and AP sets combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +37,7 @@ pub enum Pick {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AblationSet {
     /// Taken from each pair's own report: e.g. `and:both`.
-    Latent(Latent, Pick),
+    Latent(LatentKind, Pick),
     /// The same components for every pair: heads as (layer, head), neurons as (layer, neuron).
     Fixed {
         heads: Vec<[usize; 2]>,
@@ -61,8 +54,8 @@ impl AblationSet {
         let bad = |why: String| Error::Input(format!("ablation set {s:?}: {why}; {SET_HELP}"));
         if let Some((which, pick)) = s.split_once(':') {
             let which = match which {
-                "and" => Latent::And,
-                "or" => Latent::Or,
+                "and" => LatentKind::And,
+                "or" => LatentKind::Or,
                 w => return Err(bad(format!("unknown latent set `{w}`"))),
             };
             let pick = match pick {
@@ -111,21 +104,13 @@ impl AblationSet {
             }
             AblationSet::Latent(which, pick) => {
                 for c in [Component::Heads, Component::Neurons] {
-                    let get = |method: &str| -> Option<BTreeSet<[usize; 2]>> {
-                        let l = report.analysis.latent.get(method)?.get(c.name())?;
-                        Some(
-                            match which {
-                                Latent::And => &l.and,
-                                Latent::Or => &l.or,
-                            }
-                            .iter()
-                            .copied()
-                            .collect(),
-                        )
+                    let get = |method: MethodKey| -> Option<BTreeSet<[usize; 2]>> {
+                        let l = report.analysis.latent.get(&method)?.get(&c)?;
+                        Some(l.get(*which).iter().copied().collect())
                     };
                     // IG's latent sets are those of IG*, on AP's scale, so
                     // that `both` intersects like with like
-                    let (ig, ap) = (get(crate::attribution::run::IG_NORM), get("ap"));
+                    let (ig, ap) = (get(MethodKey::IgNorm), get(MethodKey::Ap));
                     if ig.is_none() && ap.is_none() {
                         continue;
                     }
@@ -387,7 +372,7 @@ mod tests {
     fn parses_sets_and_explains_bad_ones() {
         assert_eq!(
             AblationSet::parse("and:both").unwrap(),
-            AblationSet::Latent(Latent::And, Pick::Both)
+            AblationSet::Latent(LatentKind::And, Pick::Both)
         );
         assert_eq!(
             AblationSet::parse("h9.6, n0.12").unwrap(),

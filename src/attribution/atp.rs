@@ -2,7 +2,7 @@
 //! patching, (a_other − a_base) · ∂m/∂a at the base run, normalised like AP.
 
 use super::integrated_gradients::attribution_sums;
-use super::{Direction, Method, ScoreMap, Tracker};
+use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
 use crate::engine::{Component, Engine, SweepPair};
 use crate::error::Result;
 
@@ -32,7 +32,14 @@ pub async fn attribution_patching<E: Engine>(
             );
             let (sums, _) = attribution_sums(&yb, &yo, g, component);
             let row: Vec<f32> = sums.iter().map(|s| (s / denom) as f32).collect();
-            track.partial(i, Method::Atp, dir, component, layer, &row);
+            track.partial(&LayerScores {
+                pair: i,
+                method: Method::Atp,
+                direction: dir,
+                component,
+                layer,
+                scores: &row,
+            });
             map.push(row);
             track.advance(&stage, 3)?;
         }

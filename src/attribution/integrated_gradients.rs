@@ -3,7 +3,7 @@
 //! attributions (y_o − y_b) ⊙ Σ_k w_k ∂m/∂y|y(α_k).
 
 use super::quadrature::{nodes_and_weights, Rule};
-use super::{Direction, Method, ScoreMap, Tracker};
+use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
 use crate::engine::{Array, Component, Engine, Site, SweepPair};
 use crate::error::Result;
 
@@ -65,7 +65,14 @@ pub async fn integrated_gradients<E: Engine>(
             out[i]
                 .convergence_delta
                 .push((total - (m_other_at_layer - m_base)) as f32);
-            track.partial(i, Method::Ig, dir, component, layer, &per_component);
+            track.partial(&LayerScores {
+                pair: i,
+                method: Method::Ig,
+                direction: dir,
+                component,
+                layer,
+                scores: &per_component,
+            });
             out[i].scores.push(per_component);
         }
         track.advance(&stage, (pairs.len() * 3 * alphas.len()) as u64)?;

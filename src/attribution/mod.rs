@@ -1,9 +1,13 @@
 //! Attribution methods, written once against the [`Engine`] interface:
-//! activation patching, layer integrated gradients (captum semantics),
-//! attribution patching, and the analysis that compares them.
+//! activation patching, layer integrated gradients (captum semantics) and
+//! attribution patching, the report of a pair ([`run`]) and mean ablation.
+//!
+//! `attribution` depends on `report` and never the reverse: the report is
+//! the data every front end reads without running a method, so its
+//! vocabulary ([`Method`], [`Direction`], [`ScoreMap`], re-exported here) and
+//! the analysis derived from its maps (`report::derive`) live there.
 
 pub mod ablation;
-pub mod analysis;
 pub mod atp;
 pub mod integrated_gradients;
 pub mod pair;
@@ -13,83 +17,9 @@ pub mod run;
 
 use crate::engine::Component;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
 
+pub use crate::report::{parse_component, Direction, Method, ScoreMap};
 pub use pair::Pair;
-
-/// Scores of one component kind: [layer][component].
-pub type ScoreMap = Vec<Vec<f32>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    Ap,
-    Ig,
-    Atp,
-}
-
-impl Method {
-    pub const ALL: [Method; 3] = [Method::Ap, Method::Ig, Method::Atp];
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Ap => "ap",
-            Method::Ig => "ig",
-            Method::Atp => "atp",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Method> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| Error::Input(format!("unknown method {s:?}; choose from ap, ig, atp")))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Noising: run the clean prompt, take activations from the corrupt run.
-    CleanToCorrupt,
-    /// Denoising: run the corrupt prompt, take activations from the clean run.
-    CorruptToClean,
-}
-
-impl Direction {
-    pub const ALL: [Direction; 2] = [Direction::CleanToCorrupt, Direction::CorruptToClean];
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::CleanToCorrupt => "clean_to_corrupt",
-            Direction::CorruptToClean => "corrupt_to_clean",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Direction> {
-        Direction::ALL
-            .into_iter()
-            .find(|d| d.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| {
-                Error::Input(format!(
-                    "unknown direction {s:?}; choose from clean_to_corrupt, corrupt_to_clean"
-                ))
-            })
-    }
-    /// (base, other) of a (clean, corrupt) pair of anything.
-    pub fn order<T>(self, clean: T, corrupt: T) -> (T, T) {
-        match self {
-            Direction::CleanToCorrupt => (clean, corrupt),
-            Direction::CorruptToClean => (corrupt, clean),
-        }
-    }
-}
-
-pub fn parse_component(s: &str) -> Result<Component> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "heads" | "head" => Ok(Component::Heads),
-        "neurons" | "neuron" => Ok(Component::Neurons),
-        _ => Err(Error::Input(format!(
-            "unknown component kind {s:?}; choose from heads, neurons"
-        ))),
-    }
-}
 
 /// Progress of a long computation, for bars, ETAs and cancellation.
 #[derive(Debug, Clone)]
@@ -106,18 +36,20 @@ pub trait Observer {
     fn progress(&mut self, _p: &Progress<'_>) -> bool {
         true
     }
-    /// One layer's scores of pair `pair` of the group being analysed (0 for
-    /// a single pair) are ready.
-    fn partial(
-        &mut self,
-        _pair: usize,
-        _method: Method,
-        _dir: Direction,
-        _component: Component,
-        _layer: usize,
-        _scores: &[f32],
-    ) {
-    }
+    /// One layer's scores are ready.
+    fn partial(&mut self, _scores: &LayerScores<'_>) {}
+}
+
+/// One layer's scores of one pair, method, direction and component kind.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerScores<'a> {
+    /// The pair's place in the group being analysed (0 for a single pair).
+    pub pair: usize,
+    pub method: Method,
+    pub direction: Direction,
+    pub component: Component,
+    pub layer: usize,
+    pub scores: &'a [f32],
 }
 
 /// An observer that ignores everything.
@@ -153,16 +85,7 @@ impl<'o> Tracker<'o> {
             Err(Error::Cancelled)
         }
     }
-    #[allow(clippy::too_many_arguments)]
-    pub fn partial(
-        &mut self,
-        pair: usize,
-        m: Method,
-        d: Direction,
-        c: Component,
-        layer: usize,
-        s: &[f32],
-    ) {
-        self.obs.partial(pair, m, d, c, layer, s);
+    pub fn partial(&mut self, scores: &LayerScores<'_>) {
+        self.obs.partial(scores);
     }
 }

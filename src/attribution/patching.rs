@@ -1,6 +1,6 @@
 //! Activation patching (SPEC "AP"): the fast sweep and the notebook's loop.
 
-use super::{Direction, Method, ScoreMap, Tracker};
+use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
 use crate::engine::{Array, Component, Engine, Metric, Site, SweepPair};
 use crate::error::Result;
 
@@ -42,7 +42,14 @@ pub async fn activation_patching<E: Engine>(
             c = end;
         }
         for (i, (map, row)) in maps.iter_mut().zip(rows).enumerate() {
-            track.partial(i, Method::Ap, dir, component, layer, &row);
+            track.partial(&LayerScores {
+                pair: i,
+                method: Method::Ap,
+                direction: dir,
+                component,
+                layer,
+                scores: &row,
+            });
             map.push(row);
         }
     }

@@ -1,19 +1,18 @@
 //! The whole analysis of one prompt pair, as the report describes it.
 
-use super::analysis::{asymmetry, flatten, ig_norm, jaccard, latent_sets, pearson, top_k};
 use super::atp::attribution_patching;
 use super::integrated_gradients::integrated_gradients;
 use super::pair::MetricSpec;
 use super::patching::activation_patching;
 use super::quadrature::Rule;
-use super::{Direction, Method, Observer, Pair, ScoreMap, Tracker};
+use super::{Direction, Method, Observer, Pair, Tracker};
 use crate::clock::now_ms;
 use crate::engine::{Component, Engine, SweepPair};
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
-    Analysis, Deltas, Latent, Maps, Maps1, Metric, ModelInfo, Prediction, Prompts, Report,
-    Settings, Tokens, TopEntry, Warning, SCHEMA,
+    derive, Analysis, Deltas, Maps, MethodKey, MetricValues, ModelInfo, Prediction, Prompts,
+    Report, Settings, Tokens, SCHEMA,
 };
 use std::collections::BTreeMap;
 
@@ -192,6 +191,21 @@ struct Prepared<R> {
     corrupt: R,
 }
 
+/// One pair's scores, as the sweeps fill them in.
+#[derive(Clone, Default)]
+struct Scores {
+    results: BTreeMap<MethodKey, BTreeMap<Direction, Maps>>,
+    deltas: BTreeMap<Direction, Deltas>,
+}
+
+/// What the reports of a group share.
+struct Shared<'a> {
+    model_name: &'a str,
+    tok: &'a Tokenizer,
+    opts: &'a Options,
+    timings: BTreeMap<String, f64>,
+}
+
 /// Runs every requested method on a group of pairs together and assembles
 /// one report per pair, in order. Every sweep is one engine call for the
 /// whole group, so a backend can share its passes between pairs (the GPU
@@ -231,9 +245,7 @@ pub async fn analyze_group<E: Engine>(
 
     let mut track = Tracker::new(obs, opts.work(&cfg) * group.len() as u64);
     track.advance("forward", 0)?;
-    let mut results: Vec<BTreeMap<Method, BTreeMap<Direction, Maps>>> =
-        vec![BTreeMap::new(); group.len()];
-    let mut deltas: Vec<BTreeMap<String, Deltas>> = vec![BTreeMap::new(); group.len()];
+    let mut scores = vec![Scores::default(); group.len()];
     // heads first (cheap, shown first), then neurons; cheap methods first
     let mut comps = opts.components.clone();
     comps.sort_by_key(|c| *c == Component::Neurons);
@@ -262,9 +274,9 @@ pub async fn analyze_group<E: Engine>(
                         let rule = (opts.ig_steps, opts.ig_rule);
                         let rs = integrated_gradients(e, &sweeps, c, rule, d, &mut track).await?;
                         rs.into_iter()
-                            .zip(deltas.iter_mut())
-                            .map(|(r, delta)| {
-                                let entry = delta.entry(d.name().to_string()).or_default();
+                            .zip(scores.iter_mut())
+                            .map(|(r, s)| {
+                                let entry = s.deltas.entry(d).or_default();
                                 match c {
                                     Component::Heads => entry.heads = Some(r.convergence_delta),
                                     Component::Neurons => entry.neurons = Some(r.convergence_delta),
@@ -274,8 +286,9 @@ pub async fn analyze_group<E: Engine>(
                             .collect()
                     }
                 };
-                for (res, map) in results.iter_mut().zip(maps) {
-                    res.entry(m).or_default().entry(d).or_default().set(c, map);
+                for (s, map) in scores.iter_mut().zip(maps) {
+                    let by_dir = s.results.entry(m.into()).or_default();
+                    by_dir.entry(d).or_default().set(c, map);
                 }
             }
             *timings
@@ -284,25 +297,19 @@ pub async fn analyze_group<E: Engine>(
         }
     }
     timings.insert("total".to_string(), (now_ms() - t_start) * share);
+    let shared = Shared {
+        model_name,
+        tok,
+        opts,
+        timings,
+    };
     let mut reports = Vec::with_capacity(group.len());
-    for ((p, prompts), (res, delta)) in prep.iter().zip(group).zip(results.into_iter().zip(deltas))
-    {
-        let (lc, lk) = (
+    for ((p, prompts), s) in prep.iter().zip(group).zip(scores) {
+        let logits = (
             e.last_logits(&p.clean).await?,
             e.last_logits(&p.corrupt).await?,
         );
-        reports.push(report(
-            e,
-            model_name,
-            tok,
-            prompts,
-            p,
-            (lc, lk),
-            res,
-            delta,
-            opts,
-            timings.clone(),
-        ));
+        reports.push(report(e, &shared, prompts, p, logits, s));
     }
     Ok(reports)
 }
@@ -327,20 +334,22 @@ async fn prepare<E: Engine>(
     })
 }
 
-/// One pair's report from its results.
-#[allow(clippy::too_many_arguments)]
+/// One pair's report from its scores and the last-position logits of its
+/// clean and corrupt runs.
 fn report<E: Engine>(
     e: &E,
-    model_name: &str,
-    tok: &Tokenizer,
+    shared: &Shared<'_>,
     prompts: &Prompts,
     p: &Prepared<E::Run>,
     (lc, lk): (Vec<f32>, Vec<f32>),
-    results: BTreeMap<Method, BTreeMap<Direction, Maps>>,
-    deltas: BTreeMap<String, Deltas>,
-    opts: &Options,
-    timings: BTreeMap<String, f64>,
+    scores: Scores,
 ) -> Report {
+    let Shared {
+        model_name,
+        tok,
+        opts,
+        ..
+    } = shared;
     let cfg = e.config();
     let pair = &p.pair;
     let ids = [pair.correct, pair.incorrect];
@@ -363,7 +372,7 @@ fn report<E: Engine>(
             correct: tok.tokens(&[pair.correct]).remove(0),
             incorrect: tok.tokens(&[pair.incorrect]).remove(0),
         },
-        metric: Metric {
+        metric: MetricValues {
             name: p.spec.name(),
             clean: e.metric(&p.clean),
             corrupt: e.metric(&p.corrupt),
@@ -377,225 +386,14 @@ fn report<E: Engine>(
             ("corrupt".to_string(), predictions(tok, &lk, 10)),
         ]),
         settings: opts.settings(),
-        results: results
-            .into_iter()
-            .map(|(m, d)| {
-                (
-                    m.name().to_string(),
-                    d.into_iter()
-                        .map(|(d, x)| (d.name().to_string(), x))
-                        .collect(),
-                )
-            })
-            .collect(),
-        ig_convergence_delta: deltas,
+        results: scores.results,
+        ig_convergence_delta: scores.deltas,
         analysis: Analysis::default(),
         warnings: Vec::new(),
-        timings_ms: timings,
+        timings_ms: shared.timings.clone(),
         backend: e.backend().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     derive(&mut r, opts.top);
     r
-}
-
-/// The maps on AP's scale, in the order in which they are paired for
-/// correlations; keys are "<earlier>__vs__<later>" of their names
-/// (`ig_norm_clean_to_corrupt`, …).
-pub const SCALED_ORDER: [(&str, Direction); 6] = [
-    (IG_NORM, Direction::CleanToCorrupt),
-    (IG_NORM, Direction::CorruptToClean),
-    ("atp", Direction::CleanToCorrupt),
-    ("atp", Direction::CorruptToClean),
-    ("ap", Direction::CleanToCorrupt),
-    ("ap", Direction::CorruptToClean),
-];
-
-/// The notebook's raw IG maps, correlated with every other map in
-/// `analysis.correlations_raw` (for IG vs AP, r_raw = r × sign(m_base − m_other)).
-pub const RAW_ORDER: [(&str, Direction); 2] = [
-    ("ig", Direction::CleanToCorrupt),
-    ("ig", Direction::CorruptToClean),
-];
-
-/// The report key of gap-normalised IG (IG*), derived from `ig`.
-pub const IG_NORM: &str = "ig_norm";
-
-/// The methods whose asymmetry and latent sets the analysis has, in the
-/// order the views show them.
-pub const ASYMMETRY_METHODS: [&str; 3] = [IG_NORM, "ap", "atp"];
-
-pub fn map_name(m: &str, d: Direction) -> String {
-    format!("{m}_{}", d.name())
-}
-
-/// The smallest |m_clean − m_corrupt| whose normalised scores mean
-/// something: 1e-3 of the metric's scale s = max(1, |m_clean|, |m_corrupt|).
-/// The metric's float noise is about 1e-5 · s (where the CPU and GPU
-/// backends agree), and every AP, AtP and IG* score is divided by the gap,
-/// so below this the noise would be over 1 % of a full effect.
-pub fn small_gap_threshold(m_clean: f32, m_corrupt: f32) -> f64 {
-    1e-3 * 1f64.max(m_clean.abs() as f64).max(m_corrupt.abs() as f64)
-}
-
-/// Fills in what a report derives from its scores: `results.ig_norm`
-/// (IG* from `results.ig`, the metric gap and the prompt length), the whole
-/// `analysis` and the `warnings`. New reports and schema-1 reports read
-/// back (which had neither IG* nor the signed latent sets) both go through
-/// here, so they agree exactly.
-pub fn derive(r: &mut Report, top: usize) {
-    let (mc, mk) = (r.metric.clean, r.metric.corrupt);
-    let t = r.tokens.clean.len();
-    r.results.remove(IG_NORM);
-    if let Some(ig) = r.results.get("ig") {
-        let mut scaled = BTreeMap::new();
-        for (d, maps) in ig {
-            let Ok(dir) = Direction::parse(d) else {
-                continue;
-            };
-            // m_base − m_other
-            let gap = match dir {
-                Direction::CleanToCorrupt => mc - mk,
-                Direction::CorruptToClean => mk - mc,
-            };
-            scaled.insert(
-                d.clone(),
-                Maps {
-                    heads: maps
-                        .heads
-                        .as_ref()
-                        .map(|m| ig_norm(m, t * r.model.d_model, gap)),
-                    neurons: maps.neurons.as_ref().map(|m| ig_norm(m, t, gap)),
-                },
-            );
-        }
-        r.results.insert(IG_NORM.to_string(), scaled);
-    }
-    let components: Vec<Component> = r
-        .settings
-        .components
-        .iter()
-        .filter_map(|c| crate::attribution::parse_component(c).ok())
-        .collect();
-    r.analysis = analyse(&r.results, &components, r.settings.percentile, top);
-    r.warnings.clear();
-    let gap = (mc as f64 - mk as f64).abs();
-    let min = small_gap_threshold(mc, mk);
-    // a NaN metric (gap NaN) is flagged too
-    if gap < min || gap.is_nan() {
-        r.warnings.push(Warning {
-            code: "small_gap".into(),
-            message: format!(
-                "the metric barely differs between the prompts (m_clean {mc:.6}, m_corrupt {mk:.6}, gap {gap:.2e} < {min:.1e}): \
-                 AP, AtP and IG* are divided by this gap, so their float noise is over 1 % of a full effect; \
-                 choose prompts the model tells apart (dataset means leave this pair out)"
-            ),
-        });
-    }
-}
-
-/// Correlations, asymmetry, latent components, overlaps and top lists of a
-/// report's results (keyed as the report: method, then direction).
-pub fn analyse(
-    results: &BTreeMap<String, BTreeMap<String, Maps>>,
-    components: &[Component],
-    percentile: f64,
-    top: usize,
-) -> Analysis {
-    let get = |m: &str, d: Direction, c: Component| {
-        results
-            .get(m)
-            .and_then(|x| x.get(d.name()))
-            .and_then(|x| x.get(c))
-    };
-    let mut a = Analysis {
-        percentile,
-        ..Default::default()
-    };
-    for &c in components {
-        let cname = c.name().to_string();
-        let pairs = |order: &[(&str, Direction)], with: &[(&str, Direction)]| {
-            let mut corr = BTreeMap::new();
-            for (i, &(m1, d1)) in order.iter().enumerate() {
-                for &(m2, d2) in order[i + 1..].iter().chain(with) {
-                    if let (Some(x), Some(y)) = (get(m1, d1, c), get(m2, d2, c)) {
-                        corr.insert(
-                            format!("{}__vs__{}", map_name(m1, d1), map_name(m2, d2)),
-                            pearson(&flatten(x), &flatten(y)),
-                        );
-                    }
-                }
-            }
-            corr
-        };
-        let mut corr = pairs(&SCALED_ORDER, &[]);
-        // raw IG against raw IG and every map on AP's scale but IG* (its own rescaling)
-        let raw = pairs(&RAW_ORDER, &SCALED_ORDER[2..]);
-        let mut asym: BTreeMap<&str, ScoreMap> = BTreeMap::new();
-        for m in ASYMMETRY_METHODS {
-            if let (Some(cc), Some(ccl)) = (
-                get(m, Direction::CleanToCorrupt, c),
-                get(m, Direction::CorruptToClean, c),
-            ) {
-                asym.insert(m, asymmetry(cc, ccl));
-            }
-        }
-        for (x, y) in [(IG_NORM, "ap"), ("atp", "ap"), (IG_NORM, "atp")] {
-            if let (Some(p), Some(q)) = (asym.get(x), asym.get(y)) {
-                corr.insert(
-                    format!("asym_{x}__vs__asym_{y}"),
-                    pearson(&flatten(p), &flatten(q)),
-                );
-            }
-        }
-        a.correlations.insert(cname.clone(), corr);
-        if !raw.is_empty() {
-            a.correlations_raw.insert(cname.clone(), raw);
-        }
-        let mut latent: BTreeMap<&str, Latent> = BTreeMap::new();
-        for (m, s) in &asym {
-            let (and, or) = latent_sets(s, percentile);
-            latent.insert(m, Latent { and, or });
-            a.asymmetry
-                .entry(m.to_string())
-                .or_default()
-                .insert(cname.clone(), Maps1(s.clone()));
-        }
-        for (m, l) in &latent {
-            a.latent
-                .entry(m.to_string())
-                .or_default()
-                .insert(cname.clone(), l.clone());
-        }
-        if let (Some(ig), Some(ap)) = (latent.get(IG_NORM), latent.get("ap")) {
-            a.overlap.insert(
-                cname.clone(),
-                BTreeMap::from([
-                    ("and".to_string(), jaccard(&ig.and, &ap.and)),
-                    ("or".to_string(), jaccard(&ig.or, &ap.or)),
-                ]),
-            );
-        }
-        for (m, dirs) in results {
-            for (d, maps) in dirs {
-                if let Some(s) = maps.get(c) {
-                    let list = top_k(s, top)
-                        .into_iter()
-                        .map(|(layer, index, score)| TopEntry {
-                            layer,
-                            index,
-                            score,
-                        })
-                        .collect();
-                    a.top
-                        .entry(m.clone())
-                        .or_default()
-                        .entry(d.clone())
-                        .or_default()
-                        .insert(cname.clone(), list);
-                }
-            }
-        }
-    }
-    a
 }

@@ -1,11 +1,25 @@
 //! The analysis report: the one contract between the CLI, wasm, the page,
-//! exports and embeds. Serialised as JSON (`schema` 1); non-finite scores
+//! exports and embeds. Serialised as JSON ([`SCHEMA`]); non-finite scores
 //! are written as `null` and read back as NaN.
+//!
+//! `report` depends on nothing of `attribution`: `attribution` runs the
+//! methods on an engine and fills a report in, while everything that reads a
+//! report (the summary, merge, exports, the upgrade of old reports, the
+//! page) needs only this module. So the report's vocabulary ([`Method`],
+//! [`Direction`], [`ScoreMap`]) and what a report derives from its own maps
+//! ([`derive`]: IG*, the analysis, the warnings) live here, and
+//! `attribution` re-exports the vocabulary for its callers.
 
+pub mod analysis;
+pub mod derive;
+pub mod keys;
 pub mod npy;
 pub mod summary;
 
-use crate::attribution::ScoreMap;
+pub use derive::derive;
+pub use keys::{parse_component, Direction, LatentKind, Method, MethodKey, ScoreMap};
+
+use crate::engine::Component;
 use crate::model::Token;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -22,15 +36,15 @@ pub struct Report {
     pub model: ModelInfo,
     pub prompts: Prompts,
     pub tokens: Tokens,
-    pub metric: Metric,
+    pub metric: MetricValues,
     /// Top next-token predictions of each unpatched run.
     pub predictions: BTreeMap<String, Vec<Prediction>>,
     pub settings: Settings,
-    /// results[method][direction] — method ∈ ap, ig, atp;
-    /// direction ∈ clean_to_corrupt, corrupt_to_clean.
-    pub results: BTreeMap<String, BTreeMap<String, Maps>>,
+    /// results[method][direction] — method ∈ ap, atp, ig, ig_norm (IG*,
+    /// derived from ig); direction ∈ clean_to_corrupt, corrupt_to_clean.
+    pub results: BTreeMap<MethodKey, BTreeMap<Direction, Maps>>,
     /// ig_convergence_delta[direction].heads|neurons[layer].
-    pub ig_convergence_delta: BTreeMap<String, Deltas>,
+    pub ig_convergence_delta: BTreeMap<Direction, Deltas>,
     pub analysis: Analysis,
     /// What makes this pair's scores doubtful (`small_gap`: the metric
     /// barely differs between the prompts).
@@ -78,8 +92,10 @@ pub struct Tokens {
     pub incorrect: Token,
 }
 
+/// The metric's values of the two prompts (the metric itself is
+/// [`crate::engine::Metric`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metric {
+pub struct MetricValues {
     /// "logit_diff": logits[last, correct] − logits[last, incorrect];
     /// "greater_than:YY": Σ p(years above YY) − Σ p(years 00..YY).
     pub name: String,
@@ -125,16 +141,16 @@ pub struct Maps {
 }
 
 impl Maps {
-    pub fn get(&self, c: crate::engine::Component) -> Option<&ScoreMap> {
+    pub fn get(&self, c: Component) -> Option<&ScoreMap> {
         match c {
-            crate::engine::Component::Heads => self.heads.as_ref(),
-            crate::engine::Component::Neurons => self.neurons.as_ref(),
+            Component::Heads => self.heads.as_ref(),
+            Component::Neurons => self.neurons.as_ref(),
         }
     }
-    pub fn set(&mut self, c: crate::engine::Component, m: ScoreMap) {
+    pub fn set(&mut self, c: Component, m: ScoreMap) {
         match c {
-            crate::engine::Component::Heads => self.heads = Some(m),
-            crate::engine::Component::Neurons => self.neurons = Some(m),
+            Component::Heads => self.heads = Some(m),
+            Component::Neurons => self.neurons = Some(m),
         }
     }
 }
@@ -168,21 +184,21 @@ pub struct Analysis {
     /// undefined) of maps on AP's scale: A, B among ig_norm_, atp_, ap_ ×
     /// clean_to_corrupt / corrupt_to_clean; plus asym_ig_norm__vs__asym_ap,
     /// asym_atp__vs__asym_ap and asym_ig_norm__vs__asym_atp.
-    pub correlations: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    pub correlations: BTreeMap<Component, BTreeMap<String, Option<f64>>>,
     /// The notebook's convention: raw IG (`ig_…`) against raw IG, AtP and
     /// AP. For raw IG vs AP, r_raw = r(IG*, AP) × sign(m_base − m_other).
     #[serde(default)]
-    pub correlations_raw: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    pub correlations_raw: BTreeMap<Component, BTreeMap<String, Option<f64>>>,
     /// asymmetry[ig_norm|ap|atp][heads|neurons] = A = (S_ccl − S_cc) /
     /// max|S_ccl − S_cc| (needs both directions).
-    pub asymmetry: BTreeMap<String, BTreeMap<String, Maps1>>,
+    pub asymmetry: BTreeMap<MethodKey, BTreeMap<Component, Maps1>>,
     /// latent[ig_norm|ap|atp][heads|neurons] = AND (A > 0) / OR (A < 0)
     /// components with |A| ≥ its p-quantile, as [layer, index].
-    pub latent: BTreeMap<String, BTreeMap<String, Latent>>,
+    pub latent: BTreeMap<MethodKey, BTreeMap<Component, LatentSets>>,
     /// overlap[heads|neurons][and|or] = Jaccard of IG*'s and AP's sets.
-    pub overlap: BTreeMap<String, BTreeMap<String, f64>>,
+    pub overlap: BTreeMap<Component, BTreeMap<LatentKind, f64>>,
     /// top[method][direction][heads|neurons]: largest |score| first.
-    pub top: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<TopEntry>>>>,
+    pub top: BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<Component, Vec<TopEntry>>>>,
 }
 
 /// A single score map wrapped so that nulls read back as NaN.
@@ -190,10 +206,20 @@ pub struct Analysis {
 #[serde(transparent)]
 pub struct Maps1(#[serde(deserialize_with = "map")] pub ScoreMap);
 
+/// The latent AND and OR components of one asymmetry map, as [layer, index].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Latent {
+pub struct LatentSets {
     pub and: Vec<[usize; 2]>,
     pub or: Vec<[usize; 2]>,
+}
+
+impl LatentSets {
+    pub fn get(&self, kind: LatentKind) -> &[[usize; 2]] {
+        match kind {
+            LatentKind::And => &self.and,
+            LatentKind::Or => &self.or,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,7 +275,7 @@ impl Report {
                     .map(Vec::len)
                     .max()
                     .unwrap_or(10);
-                crate::attribution::run::derive(&mut r, top);
+                derive(&mut r, top);
                 r.schema = SCHEMA;
             }
             other => {

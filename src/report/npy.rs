@@ -1,7 +1,6 @@
 //! NumPy `.npy` files (format 1.0, little-endian f32), for exporting score maps.
 
-use super::Report;
-use crate::attribution::ScoreMap;
+use super::{Report, ScoreMap};
 
 /// The bytes of a `.npy` file holding `data` with `shape`.
 pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {

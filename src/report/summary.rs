@@ -8,6 +8,7 @@
 //! `std` is the population standard deviation (ddof 0, as `numpy.std`).
 
 use super::{ModelInfo, Report, Settings};
+use crate::engine::Component;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -197,8 +198,16 @@ fn compatible(a: &Report, b: &Report) -> Result<()> {
     Ok(())
 }
 
-/// Values of one pair by component kind and key.
+/// Values of one pair by component kind and key, named as the summary
+/// names them.
 type Table = BTreeMap<String, BTreeMap<String, Option<f64>>>;
+
+/// A report's correlations as a [`Table`].
+fn correlation_table(t: &BTreeMap<Component, BTreeMap<String, Option<f64>>>) -> Table {
+    t.iter()
+        .map(|(c, m)| (c.name().to_string(), m.clone()))
+        .collect()
+}
 
 /// Per component kind and key, the statistic of the pairs' values; over the
 /// union of keys, so a key a pair lacks reads as undefined there.
@@ -282,8 +291,12 @@ pub fn summarize(
             .map(|(c, m)| (c.clone(), m.keys().map(|k| (k.clone(), None)).collect()))
             .collect()
     };
-    let correlations = table(&sorted, |r| values(r, &r.analysis.correlations));
-    let correlations_raw = table(&sorted, |r| values(r, &r.analysis.correlations_raw));
+    let correlations = table(&sorted, |r| {
+        values(r, &correlation_table(&r.analysis.correlations))
+    });
+    let correlations_raw = table(&sorted, |r| {
+        values(r, &correlation_table(&r.analysis.correlations_raw))
+    });
     let overlap = table(&sorted, |r| {
         let t: Table = r
             .analysis
@@ -291,8 +304,10 @@ pub fn summarize(
             .iter()
             .map(|(c, m)| {
                 (
-                    c.clone(),
-                    m.iter().map(|(k, v)| (k.clone(), Some(*v))).collect(),
+                    c.name().to_string(),
+                    m.iter()
+                        .map(|(k, v)| (k.name().to_string(), Some(*v)))
+                        .collect(),
                 )
             })
             .collect();

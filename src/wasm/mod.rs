@@ -25,7 +25,9 @@
 use crate::attribution::ablation::{ablate_dataset, AblationSet, MeanActivations};
 use crate::attribution::quadrature::Rule;
 use crate::attribution::run::{analyze_group, share_groups, Options};
-use crate::attribution::{parse_component, Direction, Method, Observer, Pair, Progress};
+use crate::attribution::{
+    parse_component, Direction, LayerScores, Method, Observer, Pair, Progress,
+};
 use crate::clock::now_ms;
 use crate::dataset::{self, Format, Task};
 use crate::engine::cpu::CpuEngine;
@@ -953,22 +955,14 @@ impl Observer for JsObserver {
         }
     }
 
-    fn partial(
-        &mut self,
-        _pair: usize,
-        m: Method,
-        d: Direction,
-        c: Component,
-        layer: usize,
-        scores: &[f32],
-    ) {
+    fn partial(&mut self, s: &LayerScores<'_>) {
         if let Some(f) = &self.on_partial {
             let args = js_sys::Array::of5(
-                &JsValue::from_str(m.name()),
-                &JsValue::from_str(d.name()),
-                &JsValue::from_str(c.name()),
-                &JsValue::from_f64(layer as f64),
-                &Float32Array::from(scores),
+                &JsValue::from_str(s.method.name()),
+                &JsValue::from_str(s.direction.name()),
+                &JsValue::from_str(s.component.name()),
+                &JsValue::from_f64(s.layer as f64),
+                &Float32Array::from(s.scores),
             );
             let _ = f.apply(&JsValue::NULL, &args);
         }

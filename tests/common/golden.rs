@@ -3,14 +3,14 @@
 //! against them, with the tolerances.
 
 use super::{max_abs, tokenizer};
-use patchlab::attribution::analysis::{flatten, pearson, quantile};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::Quiet;
 use patchlab::engine::{Engine, Metric};
 use patchlab::model::published::Repo;
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Weights;
-use patchlab::report::{Prompts, Report};
+use patchlab::report::analysis::{flatten, pearson, quantile};
+use patchlab::report::{MethodKey, Prompts, Report};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -35,6 +35,13 @@ pub const MODEL_B: (&str, RandomSpec) = (
         seed: 2,
     },
 );
+
+/// A report key (method, direction, component kind) from its name in a
+/// golden, read as the report's JSON reads it.
+fn key<K: serde::de::DeserializeOwned>(name: &str) -> K {
+    serde_json::from_value(Value::String(name.to_string()))
+        .unwrap_or_else(|e| panic!("report key {name:?}: {e}"))
+}
 
 /// A golden file, parsed.
 pub fn load(file: &str) -> Value {
@@ -255,7 +262,7 @@ pub async fn check_golden<E: Engine>(e: &E, file: &str, spec: &RandomSpec) -> Ve
                 };
                 for kind in ["heads", "neurons"] {
                     let gm = flat(&maps[kind]);
-                    let ours_maps = &r.results[method.as_str()][dir.as_str()];
+                    let ours_maps = &r.results[&key(method)][&key(dir)];
                     let om = flatten(if kind == "heads" {
                         ours_maps.heads.as_ref().unwrap()
                     } else {
@@ -284,7 +291,7 @@ pub async fn check_golden<E: Engine>(e: &E, file: &str, spec: &RandomSpec) -> Ve
         }
         for (dir, d) in c["ig_convergence_delta"].as_object().unwrap() {
             for kind in ["heads", "neurons"] {
-                let ours = &r.ig_convergence_delta[dir.as_str()];
+                let ours = &r.ig_convergence_delta[&key(dir)];
                 let ours = if kind == "heads" {
                     ours.heads.clone()
                 } else {
@@ -308,7 +315,7 @@ pub async fn check_golden<E: Engine>(e: &E, file: &str, spec: &RandomSpec) -> Ve
             };
             for (kind, gm) in kinds.as_object().unwrap() {
                 let gm = flat(gm);
-                let ours = &r.results["ig_norm"][dir.as_str()];
+                let ours = &r.results[&MethodKey::IgNorm][&key(dir)];
                 let om = flatten(if kind == "heads" {
                     ours.heads.as_ref().unwrap()
                 } else {
@@ -332,7 +339,7 @@ pub async fn check_golden<E: Engine>(e: &E, file: &str, spec: &RandomSpec) -> Ve
             ("correlations_raw", &r.analysis.correlations_raw),
         ] {
             for (kind, corr) in ga[section].as_object().unwrap() {
-                let ours_kind = &ours_all[kind.as_str()];
+                let ours_kind = &ours_all[&key(kind)];
                 assert_eq!(
                     ours_kind.keys().collect::<Vec<_>>(),
                     corr.as_object().unwrap().keys().collect::<Vec<_>>(),
@@ -355,8 +362,8 @@ pub async fn check_golden<E: Engine>(e: &E, file: &str, spec: &RandomSpec) -> Ve
         }
         for (method, kinds) in ga["latent"].as_object().unwrap() {
             for (kind, sets) in kinds.as_object().unwrap() {
-                let asym = &r.analysis.asymmetry[method.as_str()][kind.as_str()].0;
-                let ours = &r.analysis.latent[method.as_str()][kind.as_str()];
+                let asym = &r.analysis.asymmetry[&key(method)][&key(kind)].0;
+                let ours = &r.analysis.latent[&key(method)][&key(kind)];
                 let abs: Vec<f32> = flatten(asym).iter().map(|x| x.abs()).collect();
                 let q = quantile(&abs, opts.percentile).unwrap() as f32;
                 for (which, our_set) in [("and", &ours.and), ("or", &ours.or)] {
@@ -401,7 +408,7 @@ pub async fn check_golden<E: Engine>(e: &E, file: &str, spec: &RandomSpec) -> Ve
             ),
             ("neurons", "asym_ig_norm__vs__asym_ap"),
         ] {
-            let v = r.analysis.correlations[kind][key].unwrap();
+            let v = r.analysis.correlations[&self::key(kind)][key].unwrap();
             assert!(v > 0.5, "{what} {kind} {key}: {v} (gap {})", mc - mk);
         }
     }

@@ -7,11 +7,11 @@ use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
-use patchlab::engine::Engine;
+use patchlab::engine::{Component, Engine};
 use patchlab::model::published::{checkpoint_files, Repo};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::{Model, Tokenizer};
-use patchlab::report::{npy::report_npy_files, Prompts, Report};
+use patchlab::report::{npy::report_npy_files, LatentKind, Prompts, Report};
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -331,17 +331,19 @@ fn summary(r: &Report) -> String {
                         format!(
                             "L{}{}{} {:+.3}",
                             e.layer,
-                            if c == "heads" { "H" } else { "N" },
+                            if *c == Component::Heads { "H" } else { "N" },
                             e.index,
                             e.score
                         )
                     })
                     .collect();
+                let c = c.name();
                 s += &format!("top {m:3} {d:16} {c:7} {}\n", items.join("  "));
             }
         }
     }
     for (c, corr) in &r.analysis.correlations {
+        let c = c.name();
         for key in [
             "ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt",
             "ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean",
@@ -356,11 +358,12 @@ fn summary(r: &Report) -> String {
         }
     }
     for (c, ov) in &r.analysis.overlap {
-        let j = |k: &str| ov.get(k).map_or("-".to_string(), |v| format!("{v:.3}"));
+        let j = |k| ov.get(&k).map_or("-".to_string(), |v| format!("{v:.3}"));
         s += &format!(
-            "latent  {c:7} Jaccard of IG*'s and AP's sets: AND {}, OR {}\n",
-            j("and"),
-            j("or")
+            "latent  {:7} Jaccard of IG*'s and AP's sets: AND {}, OR {}\n",
+            c.name(),
+            j(LatentKind::And),
+            j(LatentKind::Or)
         );
     }
     for w in &r.warnings {
