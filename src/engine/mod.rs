@@ -14,10 +14,14 @@
 
 pub mod cpu;
 pub mod gpu;
+pub mod hooks;
+pub mod plan;
 
 use crate::error::{Error, Result};
 use crate::model::{Config, Param};
 use std::ops::Range;
+
+pub use hooks::split_hook;
 
 /// A host array: row-major values and their shape.
 pub type Array = Param;
@@ -41,6 +45,13 @@ impl Component {
             Component::Neurons => "neurons",
         }
     }
+    /// What one component of this kind is called: "head" or "neuron".
+    pub fn singular(self) -> &'static str {
+        match self {
+            Component::Heads => "head",
+            Component::Neurons => "neuron",
+        }
+    }
     /// Number of components of this kind in one layer.
     pub fn count(self, cfg: &Config) -> usize {
         match self {
@@ -53,6 +64,31 @@ impl Component {
         match self {
             Component::Heads => format!("blocks.{layer}.attn.hook_result"),
             Component::Neurons => format!("blocks.{layer}.mlp.hook_post"),
+        }
+    }
+    /// The hook of a layer's whole contribution of this kind to the
+    /// residual stream: `hook_attn_out` (Σ heads + b_O) or `hook_mlp_out`.
+    pub fn out_hook(self, layer: usize) -> String {
+        match self {
+            Component::Heads => format!("blocks.{layer}.hook_attn_out"),
+            Component::Neurons => format!("blocks.{layer}.hook_mlp_out"),
+        }
+    }
+    /// The values of one component at one position: d_model for a head
+    /// (its slice of `hook_result`), 1 for a neuron (of `hook_post`).
+    pub fn width(self, cfg: &Config) -> usize {
+        match self {
+            Component::Heads => cfg.d_model,
+            Component::Neurons => 1,
+        }
+    }
+    /// The width of a row of ∂m/∂(the site's hook) as `path_gradients`
+    /// returns it: d_model for heads (one [pos, d_model] array, the same for
+    /// every head), d_mlp for neurons.
+    pub fn grad_width(self, cfg: &Config) -> usize {
+        match self {
+            Component::Heads => cfg.d_model,
+            Component::Neurons => cfg.d_mlp,
         }
     }
 }
@@ -128,6 +164,17 @@ impl Metric {
         Ok(())
     }
 
+    /// The metric from the full logits of the last position (`logits` is
+    /// overwritten for ProbDiff). Call `check` first.
+    pub fn of_logits(&self, logits: &mut [f32]) -> f32 {
+        match self {
+            Metric::LogitDiff { correct, incorrect } => {
+                logits[*correct as usize] - logits[*incorrect as usize]
+            }
+            Metric::ProbDiff { .. } => prob_diff_row(logits, &self.signs(logits.len()), false),
+        }
+    }
+
     /// ProbDiff's sign of every vocabulary token: +1 above, −1 below, 0
     /// otherwise (empty for LogitDiff). Call `check` first.
     pub fn signs(&self, d_vocab: usize) -> Vec<f32> {
@@ -144,6 +191,40 @@ impl Metric {
                 s
             }
         }
+    }
+}
+
+/// How a backend reads the metric from ln_final's output at the last
+/// position, with its own types: `D` the answer direction, `S` the signs.
+#[derive(Clone)]
+pub enum Head<D, S = D> {
+    /// The logit difference: one dot product with wte[correct] − wte[incorrect].
+    Dir(D),
+    /// The probability difference: every token's sign (+1 above, −1 below,
+    /// 0), read against the full logits.
+    Signs(S),
+}
+
+impl<D, S> Head<D, S> {
+    /// Checks `metric` against a vocabulary of `d_vocab` tokens and makes
+    /// its head: `dir(correct, incorrect)` for the logit difference,
+    /// `signs(every token's sign)` for the probability difference.
+    pub fn of(
+        metric: &Metric,
+        d_vocab: usize,
+        dir: impl FnOnce(u32, u32) -> Result<D>,
+        signs: impl FnOnce(Vec<f32>) -> Result<S>,
+    ) -> Result<Head<D, S>> {
+        metric.check(d_vocab)?;
+        Ok(match *metric {
+            Metric::LogitDiff { correct, incorrect } => Head::Dir(dir(correct, incorrect)?),
+            Metric::ProbDiff { .. } => Head::Signs(signs(metric.signs(d_vocab))?),
+        })
+    }
+
+    /// Whether the metric needs the full logits (the probability difference).
+    pub fn is_signs(&self) -> bool {
+        matches!(self, Head::Signs(_))
     }
 }
 
@@ -344,12 +425,9 @@ pub struct Replacement {
 /// Checks that head or neuron `layer.index` exists in the model.
 pub fn check_component(cfg: &Config, c: Component, layer: usize, index: usize) -> Result<()> {
     if layer >= cfg.n_layers || index >= c.count(cfg) {
-        let kind = match c {
-            Component::Heads => "head",
-            Component::Neurons => "neuron",
-        };
         return Err(Error::Input(format!(
-            "{kind} {layer}.{index} does not exist: the model has {} layers of {} {}",
+            "{} {layer}.{index} does not exist: the model has {} layers of {} {}",
+            c.singular(),
             cfg.n_layers,
             c.count(cfg),
             c.name()
@@ -370,14 +448,8 @@ pub fn check_replacements(
     let t = tokens.len();
     for r in reps {
         check_component(cfg, r.component, r.layer, r.index)?;
-        let kind = match r.component {
-            Component::Heads => "head",
-            Component::Neurons => "neuron",
-        };
-        let want = match r.component {
-            Component::Heads => t * cfg.d_model,
-            Component::Neurons => t,
-        };
+        let kind = r.component.singular();
+        let want = t * r.component.width(cfg);
         if r.values.len() != want {
             return Err(Error::Input(format!(
                 "the replacement of {kind} {}.{} has {} values; a {t}-token prompt needs {want}",
@@ -413,18 +485,26 @@ pub fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// Checks the arguments of a sweep over two runs, for every backend.
-pub fn check_pair(
+/// A run as the engine-level checks see it: its tokens and its metric.
+#[derive(Clone, Copy)]
+pub struct RunView<'a> {
+    pub tokens: &'a [u32],
+    pub metric: &'a Metric,
+}
+
+/// Checks the arguments of a sweep over two runs, for every backend: equal
+/// lengths, something to patch at `from_pos`, the site's layer, one metric.
+pub fn check_sweep(
     cfg: &Config,
-    base: &[u32],
-    other: &[u32],
+    base: RunView,
+    other: RunView,
     site: Site,
     from_pos: usize,
 ) -> Result<()> {
-    if base.len() != other.len() {
+    if base.tokens.len() != other.tokens.len() {
         return Err(Error::Input("the two runs have different lengths".into()));
     }
-    if from_pos >= base.len() {
+    if from_pos >= base.tokens.len() {
         return Err(Error::Input(
             "the clean and corrupt prompts are identical: there is nothing to patch".into(),
         ));
@@ -432,12 +512,7 @@ pub fn check_pair(
     if site.layer >= cfg.n_layers {
         return Err(Error::Input(format!("layer {} does not exist", site.layer)));
     }
-    Ok(())
-}
-
-/// The two runs of a sweep must measure the same metric.
-pub fn check_same_metric(base: &Metric, other: &Metric) -> Result<()> {
-    if base != other {
+    if base.metric != other.metric {
         return Err(Error::Input(
             "the two runs were made with different metrics: run both prompts with the same one"
                 .into(),
@@ -446,9 +521,23 @@ pub fn check_same_metric(base: &Metric, other: &Metric) -> Result<()> {
     Ok(())
 }
 
-/// Parses `blocks.L.<rest>` into (L, rest).
-pub fn split_hook(hook: &str) -> Option<(usize, &str)> {
-    let rest = hook.strip_prefix("blocks.")?;
-    let (l, rest) = rest.split_once('.')?;
-    Some((l.parse().ok()?, rest))
+/// Checks that `components` lie within one layer's components of the site's kind.
+pub fn check_components(cfg: &Config, site: Site, components: &Range<usize>) -> Result<()> {
+    let count = site.component.count(cfg);
+    if components.end > count {
+        return Err(Error::Input(format!(
+            "component {} does not exist ({} per layer)",
+            components.end - 1,
+            count
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that path_gradients' α and weights pair up.
+pub fn check_path(alphas: &[f32], weights: &[f32]) -> Result<()> {
+    if alphas.len() != weights.len() {
+        return Err(Error::Input("alphas and weights differ in length".into()));
+    }
+    Ok(())
 }

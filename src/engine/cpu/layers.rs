@@ -133,24 +133,31 @@ pub(super) struct AttnTape {
     scale: f64,
 }
 
+/// The positions before a tail's rows: the base run's keys and values
+/// ([heads, pos, d_head]), of which positions < `fd` are read (they are the
+/// same for every perturbation).
+pub(super) struct Prefix<'a> {
+    pub keys: &'a Tensor,
+    pub values: &'a Tensor,
+    pub fd: usize,
+}
+
 /// Attention sublayer plus residual on the rows fd..T of a batch
-/// x [batch, n, d]: keys and values of positions < fd come from the base run
-/// (they are the same for every perturbation). With `last_only`, only the last
-/// position's output is computed (the final block needs nothing else).
-#[allow(clippy::too_many_arguments)]
+/// x [batch, n, d]: keys and values of positions < fd come from the base run.
+/// With `last_only`, only the last position's output is computed (the final
+/// block needs nothing else); with `record`, the tape is kept.
 pub(super) fn attention_tail(
     b: &CpuBlock,
     x: &Tensor,
-    base_keys: &Tensor,
-    base_values: &Tensor,
-    fd: usize,
+    prefix: Prefix,
     last_only: bool,
-    eps: f64,
     record: bool,
     cfg: &Config,
 ) -> Result<(Tensor, Option<AttnTape>)> {
     let (bs, n, d) = x.dims3()?;
+    let fd = prefix.fd;
     let (h, dh, t) = (cfg.n_heads, cfg.d_head, fd + n);
+    let eps = cfg.layer_norm_eps as f64;
     let (ln_x, ln) = layer_norm(x, &b.ln_1_w, &b.ln_1_b, eps)?;
     let qkv = linear(&ln_x, &b.c_attn_w, &b.c_attn_b)?;
     let split = |i: usize| -> Result<Tensor> {
@@ -170,8 +177,8 @@ pub(super) fn attention_tail(
             .broadcast_as((bs, h, fd, dh))?;
         Ok(Tensor::cat(&[&prefix, &new], 2)?.contiguous()?)
     };
-    let k_all = with_prefix(base_keys, split(1)?)?; // [bs, h, t, dh]
-    let v_all = with_prefix(base_values, split(2)?)?;
+    let k_all = with_prefix(prefix.keys, split(1)?)?; // [bs, h, t, dh]
+    let v_all = with_prefix(prefix.values, split(2)?)?;
     let (q, q0, nq) = if last_only {
         (split(0)?.narrow(2, n - 1, 1)?.contiguous()?, t - 1, 1)
     } else {

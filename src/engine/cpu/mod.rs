@@ -12,9 +12,11 @@
 mod fused;
 mod layers;
 
+use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
+use super::plan::{Plan, Start, Step, CPU_ROWS_PER_PASS};
 use super::{
-    check_replacements, check_tokens, prob_diff_row, split_hook, Array, Component, Engine, Metric,
-    PathGrads, Replacement, Site,
+    check_components, check_path, check_replacements, check_sweep, check_tokens, prob_diff_row,
+    Array, Component, Engine, Metric, PathGrads, Replacement, RunView, Site,
 };
 use crate::error::{Error, Result};
 use crate::model::weights::{Block, WeightSource};
@@ -25,9 +27,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
-/// Rows (batch × positions) per tail pass: large enough for efficient matrix
-/// products, small enough to keep memory modest (also in wasm).
-const ROWS_PER_PASS: usize = 4096;
 /// Rows whose full logits ([rows, d_vocab]) the probability difference forms at once.
 const LOGIT_ROWS: usize = 64;
 
@@ -57,13 +56,9 @@ pub struct CpuEngine {
     ln_f_b: Tensor,
 }
 
-/// How the metric is read from ln_final's output at the last position.
-enum Head {
-    /// The logit difference: one dot product with wte[correct] − wte[incorrect].
-    Dir(Tensor),
-    /// The probability difference: every token's sign (+1 above, −1 below, 0).
-    Signs(Vec<f32>),
-}
+/// How the metric is read from ln_final's output: the answer direction
+/// [d_model], or every token's sign.
+type Head = super::Head<Tensor, Vec<f32>>;
 
 /// One prompt's forward pass on the CPU backend.
 pub struct CpuRun {
@@ -87,9 +82,13 @@ impl CpuRun {
         &self.def
     }
     fn hook(&self, name: &str) -> Result<&Tensor> {
-        self.hooks
-            .get(name)
-            .ok_or_else(|| Error::Input(format!("unknown hook `{name}`")))
+        self.hooks.get(name).ok_or_else(|| unknown_hook(name))
+    }
+    fn view(&self) -> RunView<'_> {
+        RunView {
+            tokens: &self.tokens,
+            metric: &self.def,
+        }
     }
 }
 
@@ -97,34 +96,29 @@ fn tensor(p: Param) -> Result<Tensor> {
     Ok(Tensor::from_vec(p.data, p.shape, &Device::Cpu)?)
 }
 
-/// Where a tail pass starts.
-#[derive(Clone, Copy)]
-enum Start {
-    /// `blocks.L.hook_resid_mid` (after attention): layer L's MLP runs next.
-    Mid(usize),
-    /// `blocks.L.hook_resid_post`: layer L+1 runs next.
-    Post(usize),
-    /// `blocks.0.hook_resid_pre`: the whole network runs.
-    Embed,
-}
-
-impl Start {
-    fn of(site: Site) -> Start {
-        match site.component {
-            Component::Heads => Start::Mid(site.layer),
-            Component::Neurons => Start::Post(site.layer),
-        }
-    }
-}
-
+/// What one step of a tail keeps for the backward pass.
 enum Tape {
     Mlp(MlpTape),
     Attn(AttnTape),
 }
 
-/// What the backward of a tail starts from: ln_final's tape and
-/// ∂metric/∂(ln_final's output) [batch, d_model].
-type MetricTape = (LnTape, Tensor);
+/// What the backward of a tail starts from.
+struct MetricTape {
+    /// ln_final's tape.
+    ln_f: LnTape,
+    /// ∂metric/∂(ln_final's output) [batch, d_model].
+    d_norm: Tensor,
+}
+
+/// What a tail pass returns.
+struct TailRun {
+    /// The metric of each batch element, [batch].
+    metric: Tensor,
+    /// With `record`: one tape per step of the plan, in order, and the
+    /// metric's tape.
+    tapes: Vec<Tape>,
+    metric_tape: Option<MetricTape>,
+}
 
 /// A host copy of one tensor.
 fn host_param(t: &Tensor) -> Result<Param> {
@@ -316,13 +310,14 @@ impl CpuEngine {
 
     /// Checks a metric and prepares what reads it from ln_final's output.
     fn head(&self, m: &Metric) -> Result<Head> {
-        m.check(self.cfg.d_vocab)?;
-        Ok(match m {
-            Metric::LogitDiff { correct, incorrect } => {
-                Head::Dir((self.wte.get(*correct as usize)? - self.wte.get(*incorrect as usize)?)?)
-            }
-            Metric::ProbDiff { .. } => Head::Signs(m.signs(self.cfg.d_vocab)),
-        })
+        Head::of(
+            m,
+            self.cfg.d_vocab,
+            |correct, incorrect| {
+                Ok((self.wte.get(correct as usize)? - self.wte.get(incorrect as usize)?)?)
+            },
+            Ok,
+        )
     }
 
     /// The metric of each row of ln_final's output `norm` [batch, d_model]
@@ -375,19 +370,14 @@ impl CpuEngine {
     /// The start rows of a tail pass for each perturbation: the base run's
     /// residual at the start point plus `delta` ([batch, rows, d_model]).
     fn start_rows(&self, base: &CpuRun, start: Start, fd: usize, delta: &Tensor) -> Result<Tensor> {
-        let hook = match start {
-            Start::Mid(l) => format!("blocks.{l}.hook_resid_mid"),
-            Start::Post(l) => format!("blocks.{l}.hook_resid_post"),
-            Start::Embed => "blocks.0.hook_resid_pre".to_string(),
-        };
-        let r = base.hook(&hook)?;
+        let r = base.hook(&start.hook())?;
         let rows = r.narrow(0, fd, r.dim(0)? - fd)?;
         Ok(delta.broadcast_add(&rows)?)
     }
 
     /// Runs the model tail for a batch of start rows x [batch, n, d_model]
-    /// (positions fd..T). Returns the metric per batch element and, when
-    /// `record`, the tapes for the backward pass.
+    /// (positions fd..T): the steps of `Plan::new(start)`, then the metric.
+    /// With `record`, keeps the tapes for the backward pass.
     fn tail(
         &self,
         base: &CpuRun,
@@ -395,65 +385,56 @@ impl CpuEngine {
         fd: usize,
         x: Tensor,
         record: bool,
-    ) -> Result<(Tensor, Vec<Tape>, Option<MetricTape>)> {
-        let last = self.cfg.n_layers - 1;
+    ) -> Result<TailRun> {
+        let plan = Plan::new(start, self.cfg.n_layers);
         let n = x.dim(1)?;
         let mut tapes = Vec::new();
-        let mut x = x;
-        let first = match start {
-            Start::Mid(l) => {
-                if l == last {
-                    x = x.narrow(1, n - 1, 1)?;
-                }
-                let (y, tape) = mlp(&self.blocks[l], &x, self.eps(), record)?;
-                tapes.extend(tape.map(Tape::Mlp));
-                x = y;
-                l + 1
-            }
-            Start::Post(l) => l + 1,
-            Start::Embed => 0,
+        let mut x = if plan.gather_first {
+            x.narrow(1, n - 1, 1)?
+        } else {
+            x
         };
-        for l in first..=last {
-            let b = &self.blocks[l];
-            let last_only = l == last;
-            let (y, tape) = attention_tail(
-                b,
-                &x,
-                &base.keys[l],
-                &base.values[l],
-                fd,
-                last_only,
-                self.eps(),
-                record,
-                &self.cfg,
-            )?;
-            tapes.extend(tape.map(Tape::Attn));
-            let (y, tape) = mlp(b, &y, self.eps(), record)?;
-            tapes.extend(tape.map(Tape::Mlp));
-            x = y;
+        for step in &plan.steps {
+            x = match *step {
+                Step::Mlp(l) => {
+                    let (y, tape) = mlp(&self.blocks[l], &x, self.eps(), record)?;
+                    tapes.extend(tape.map(Tape::Mlp));
+                    y
+                }
+                Step::Attn { layer, last_only } => {
+                    let prefix = Prefix {
+                        keys: &base.keys[layer],
+                        values: &base.values[layer],
+                        fd,
+                    };
+                    let b = &self.blocks[layer];
+                    let (y, tape) = attention_tail(b, &x, prefix, last_only, record, &self.cfg)?;
+                    tapes.extend(tape.map(Tape::Attn));
+                    y
+                }
+            };
         }
         let rows = x.dim(1)?;
         let x_last = x.narrow(1, rows - 1, 1)?.squeeze(1)?;
-        let (norm, ln_tape) = layer_norm(&x_last, &self.ln_f_w, &self.ln_f_b, self.eps())?;
+        let (norm, ln_f) = layer_norm(&x_last, &self.ln_f_w, &self.ln_f_b, self.eps())?;
         let (metric, d_norm) = self.head_forward(&base.head, &norm, record)?;
-        Ok((metric, tapes, d_norm.map(|g| (ln_tape, g))))
+        Ok(TailRun {
+            metric,
+            tapes,
+            metric_tape: d_norm.map(|d_norm| MetricTape { ln_f, d_norm }),
+        })
     }
 
     /// ∂metric/∂(final residual at the last position), [batch, 1, d_model],
-    /// from ∂metric/∂(ln_final's output) [batch, d_model].
-    fn metric_backward(&self, ln_f: &LnTape, d_norm: &Tensor) -> Result<Tensor> {
-        Ok(layer_norm_backward(d_norm, &self.ln_f_w, ln_f)?.unsqueeze(1)?)
+    /// from ∂metric/∂(ln_final's output).
+    fn metric_backward(&self, t: &MetricTape) -> Result<Tensor> {
+        Ok(layer_norm_backward(&t.d_norm, &self.ln_f_w, &t.ln_f)?.unsqueeze(1)?)
     }
 
-    /// Backward of `tail`: ∂metric/∂x for the start rows, [batch, n, d_model].
-    fn tail_backward(
-        &self,
-        tapes: Vec<Tape>,
-        (ln_f, d_norm): MetricTape,
-        n: usize,
-    ) -> Result<Tensor> {
-        let mut dx = self.metric_backward(&ln_f, &d_norm)?;
-        for tape in tapes.into_iter().rev() {
+    /// Backward of a recorded `tail`: ∂metric/∂x for the start rows, [batch, n, d_model].
+    fn tail_backward(&self, run: TailRun, n: usize) -> Result<Tensor> {
+        let mut dx = self.metric_backward(&run.metric_tape.expect("a recorded tail"))?;
+        for tape in run.tapes.into_iter().rev() {
             dx = match tape {
                 Tape::Mlp(t) => mlp_backward(&t, &dx)?,
                 Tape::Attn(t) => attention_tail_backward(&t, &dx)?,
@@ -500,18 +481,14 @@ impl CpuEngine {
 
     /// Δ of the site's whole residual contribution (attn_out or mlp_out), [n, d].
     fn site_delta(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<Tensor> {
-        let hook = match site.component {
-            Component::Heads => format!("blocks.{}.hook_attn_out", site.layer),
-            Component::Neurons => format!("blocks.{}.hook_mlp_out", site.layer),
-        };
+        let hook = site.component.out_hook(site.layer);
         let (a, b) = (base.hook(&hook)?, other.hook(&hook)?);
         let t = a.dim(0)?;
         Ok((b.narrow(0, fd, t - fd)? - a.narrow(0, fd, t - fd)?)?)
     }
 
     fn check_pair(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<()> {
-        super::check_pair(&self.cfg, &base.tokens, &other.tokens, site, fd)?;
-        super::check_same_metric(&base.def, &other.def)
+        check_sweep(&self.cfg, base.view(), other.view(), site, fd)
     }
 }
 
@@ -594,24 +571,17 @@ impl Engine for CpuEngine {
         fd: usize,
     ) -> Result<Vec<f32>> {
         self.check_pair(base, other, site, fd)?;
-        let count = site.component.count(&self.cfg);
-        if components.end > count {
-            return Err(Error::Input(format!(
-                "component {} does not exist ({} per layer)",
-                components.end - 1,
-                count
-            )));
-        }
+        check_components(&self.cfg, site, &components)?;
         let n = base.tokens.len() - fd;
-        let per_pass = (ROWS_PER_PASS / n).max(1);
+        let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let mut out = Vec::with_capacity(components.len());
         let mut c = components.start;
         while c < components.end {
             let k = per_pass.min(components.end - c);
             let delta = self.component_deltas(base, other, site, c..c + k, fd)?;
             let x = self.start_rows(base, Start::of(site), fd, &delta)?;
-            let (m, _, _) = self.tail(base, Start::of(site), fd, x, false)?;
-            out.extend(m.to_vec1::<f32>()?);
+            let run = self.tail(base, Start::of(site), fd, x, false)?;
+            out.extend(run.metric.to_vec1::<f32>()?);
             c += k;
         }
         Ok(out)
@@ -627,23 +597,21 @@ impl Engine for CpuEngine {
         fd: usize,
     ) -> Result<PathGrads> {
         self.check_pair(base, other, site, fd)?;
-        if alphas.len() != weights.len() {
-            return Err(Error::Input("alphas and weights differ in length".into()));
-        }
+        check_path(alphas, weights)?;
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
         let n = t - fd;
         let delta = self.site_delta(base, other, site, fd)?; // [n, d]
         let start = Start::of(site);
-        let per_pass = (ROWS_PER_PASS / n).max(1);
+        let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let mut metrics = Vec::with_capacity(alphas.len());
         let mut grad = Tensor::zeros((n, d), DType::F32, &Device::Cpu)?;
         for (a_chunk, w_chunk) in alphas.chunks(per_pass).zip(weights.chunks(per_pass)) {
             let k = a_chunk.len();
             let a = Tensor::new(a_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
             let x = self.start_rows(base, start, fd, &delta.unsqueeze(0)?.broadcast_mul(&a)?)?;
-            let (m, tapes, ln_f) = self.tail(base, start, fd, x, true)?;
-            metrics.extend(m.to_vec1::<f32>()?);
-            let g = self.tail_backward(tapes, ln_f.expect("recorded"), n)?; // [k, n, d]
+            let run = self.tail(base, start, fd, x, true)?;
+            metrics.extend(run.metric.to_vec1::<f32>()?);
+            let g = self.tail_backward(run, n)?; // [k, n, d]
             let w = Tensor::new(w_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
             grad = (grad + g.broadcast_mul(&w)?.sum(0)?)?;
         }
@@ -681,19 +649,17 @@ impl Engine for CpuEngine {
         // (= ∂m/∂attn_out) at every block boundary
         let zero = Tensor::zeros((1, t - fd, d), DType::F32, &Device::Cpu)?;
         let x = self.start_rows(base, Start::Embed, fd, &zero)?;
-        let (_, tapes, ln_f) = self.tail(base, Start::Embed, fd, x, true)?;
-        let (ln_f, d_norm) = ln_f.expect("recorded");
-        let mut dx = self.metric_backward(&ln_f, &d_norm)?;
+        let run = self.tail(base, Start::Embed, fd, x, true)?;
+        let mut dx = self.metric_backward(run.metric_tape.as_ref().expect("a recorded tail"))?;
         // [1, rows, d] → [t, d], zero before fd (and before the last row in the final block)
         let pad = |g: &Tensor| -> Result<Tensor> {
             Ok(g.squeeze(0)?.pad_with_zeros(0, t - g.dim(1)?, 0)?)
         };
         let mut grads = vec![None; self.cfg.n_layers];
-        // the tapes run Attn(0), Mlp(0), Attn(1), Mlp(1), …
-        for (i, tape) in tapes.into_iter().enumerate().rev() {
-            let layer = i / 2;
-            match tape {
-                Tape::Mlp(tape) => {
+        let plan = Plan::new(Start::Embed, self.cfg.n_layers);
+        for (step, tape) in plan.steps.iter().zip(run.tapes).rev() {
+            match (*step, tape) {
+                (Step::Mlp(layer), Tape::Mlp(tape)) => {
                     if component == Component::Neurons {
                         grads[layer] = Some(pad(&dx)?.matmul(&self.blocks[layer].mlp_proj_w.t()?)?);
                     }
@@ -702,7 +668,8 @@ impl Engine for CpuEngine {
                         grads[layer] = Some(pad(&dx)?);
                     }
                 }
-                Tape::Attn(tape) => dx = attention_tail_backward(&tape, &dx)?,
+                (Step::Attn { .. }, Tape::Attn(tape)) => dx = attention_tail_backward(&tape, &dx)?,
+                _ => unreachable!("one tape per step of the plan"),
             }
         }
         grads
@@ -757,18 +724,7 @@ impl Engine for CpuEngine {
         })?;
         let last = norm.get(tokens.len() - 1)?;
         let logits = self.wte.matmul(&last.unsqueeze(1)?)?.squeeze(1)?;
-        match def {
-            Metric::LogitDiff { correct, incorrect } => {
-                let c = logits.get(*correct as usize)?.to_scalar::<f32>()?;
-                let i = logits.get(*incorrect as usize)?.to_scalar::<f32>()?;
-                Ok(c - i)
-            }
-            Metric::ProbDiff { .. } => Ok(prob_diff_row(
-                &mut logits.to_vec1::<f32>()?,
-                &def.signs(self.cfg.d_vocab),
-                false,
-            )),
-        }
+        Ok(def.of_logits(&mut logits.to_vec1::<f32>()?))
     }
 
     async fn metric_with_substitutions(
@@ -777,27 +733,12 @@ impl Engine for CpuEngine {
         def: &Metric,
         subs: &[(String, Array)],
     ) -> Result<f32> {
-        def.check(self.cfg.d_vocab)?;
-        for (name, _) in subs {
-            let known = matches!(name.as_str(), "hook_embed" | "hook_pos_embed")
-                || name.starts_with("ln_final.")
-                || split_hook(name).is_some_and(|(l, _)| l < self.cfg.n_layers);
-            if !known {
-                return Err(Error::Input(format!("unknown hook `{name}`")));
-            }
-        }
+        check_substitutions(&self.cfg, tokens, def, subs)?;
         let mut used = 0;
         let norm = self.forward(
             tokens,
             &mut |name, t| match subs.iter().find(|(n, _)| n == name) {
                 Some((_, v)) => {
-                    if v.shape != t.dims() {
-                        return Err(Error::Input(format!(
-                            "substitute for `{name}` has shape {:?}, the activation {:?}",
-                            v.shape,
-                            t.dims()
-                        )));
-                    }
                     used += 1;
                     Ok(Tensor::from_vec(
                         v.data.clone(),
@@ -808,23 +749,10 @@ impl Engine for CpuEngine {
                 None => Ok(t),
             },
         )?;
-        if used != subs.len() {
-            return Err(Error::Input("a substituted hook name was not found".into()));
-        }
+        check_all_used(used, subs)?;
         // the notebook's model computes all logits; so does this reference path
         let logits = norm.matmul(&self.wte.t()?)?;
         let last = logits.get(tokens.len() - 1)?;
-        match def {
-            Metric::LogitDiff { correct, incorrect } => {
-                let c = last.get(*correct as usize)?.to_scalar::<f32>()?;
-                let i = last.get(*incorrect as usize)?.to_scalar::<f32>()?;
-                Ok(c - i)
-            }
-            Metric::ProbDiff { .. } => Ok(prob_diff_row(
-                &mut last.to_vec1::<f32>()?,
-                &def.signs(self.cfg.d_vocab),
-                false,
-            )),
-        }
+        Ok(def.of_logits(&mut last.to_vec1::<f32>()?))
     }
 }

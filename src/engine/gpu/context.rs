@@ -106,6 +106,46 @@ impl K {
     }
 }
 
+/// A buffer from float `off` on: where an operand or a result starts.
+#[derive(Clone, Copy)]
+pub(super) struct At<'a> {
+    pub buf: &'a wgpu::Buffer,
+    pub off: usize,
+}
+
+impl<'a> At<'a> {
+    pub fn new(buf: &'a wgpu::Buffer, off: usize) -> At<'a> {
+        At { buf, off }
+    }
+    /// The buffer from its first float.
+    pub fn start(buf: &'a wgpu::Buffer) -> At<'a> {
+        At { buf, off: 0 }
+    }
+}
+
+/// `len` floats of a buffer from float `off` on (what `read` brings back).
+#[derive(Clone, Copy)]
+pub(super) struct Slice<'a> {
+    pub buf: &'a wgpu::Buffer,
+    pub off: usize,
+    pub len: usize,
+}
+
+impl<'a> Slice<'a> {
+    /// The first `len` floats of a buffer.
+    pub fn first(buf: &'a wgpu::Buffer, len: usize) -> Slice<'a> {
+        Slice { buf, off: 0, len }
+    }
+}
+
+/// A kernel's parameters in a submission's uniform buffer: `len` u32 from
+/// u32 `at` on.
+#[derive(Clone, Copy)]
+struct ParamBlock {
+    at: usize,
+    len: usize,
+}
+
 /// Invocations per workgroup of the one-dimensional kernels (WG in common.wgsl).
 const WG: usize = 256;
 /// Workgroups per dispatch dimension that every WebGPU device accepts.
@@ -207,6 +247,86 @@ fn backend_err(what: impl std::fmt::Display) -> Error {
     Error::Backend(format!("WebGPU: {what}"))
 }
 
+/// The limits a device must offer the kernels compiled for `sizes`: (name,
+/// what the adapter offers, what we need).
+fn needed_limits(limits: &wgpu::Limits, sizes: ShaderSizes) -> [(&'static str, usize, usize); 4] {
+    [
+        (
+            "max_storage_buffers_per_shader_stage",
+            limits.max_storage_buffers_per_shader_stage as usize,
+            6,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            limits.max_compute_invocations_per_workgroup as usize,
+            256,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            limits.max_compute_workgroup_size_x as usize,
+            256,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            limits.max_compute_workgroup_storage_size as usize,
+            4 * (sizes.max_t + sizes.max_dh + 64).max(2048),
+        ),
+    ]
+}
+
+/// Compiles every kernel (common.wgsl first, the workgroup arrays sized by
+/// `sizes`): its pipeline and bind group layout, in `K::ALL`'s order.
+async fn compile_kernels(
+    device: &wgpu::Device,
+    sizes: ShaderSizes,
+) -> Result<Vec<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let common = include_str!("shaders/common.wgsl");
+    let pipelines = K::ALL
+        .iter()
+        .map(|k| {
+            let (name, src) = k.source();
+            let src = format!("{common}\n{src}")
+                .replace("{{MAX_T}}", &sizes.max_t.to_string())
+                .replace("{{MAX_DH}}", &sizes.max_dh.to_string());
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(Cow::Owned(src)),
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            (pipeline, layout)
+        })
+        .collect();
+    if let Some(e) = scope.pop().await {
+        return Err(backend_err(format!("compiling the kernels: {e}")));
+    }
+    Ok(pipelines)
+}
+
+/// Keeps the device's uncaptured errors and its loss in `faults`.
+fn watch_faults(device: &wgpu::Device, faults: &Arc<Mutex<Faults>>) {
+    let f = faults.clone();
+    device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        if let Ok(mut f) = f.lock() {
+            f.errors.push(describe(&e, "computing"));
+        }
+    }));
+    let f = faults.clone();
+    device.set_device_lost_callback(move |reason, msg| {
+        if let Ok(mut f) = f.lock() {
+            f.lost = Some((format!("{reason:?}"), msg));
+        }
+    });
+}
+
 impl Gpu {
     /// Opens the adapter; `max_binding` (bytes) caps the buffer size we use
     /// below the device's own limit.
@@ -232,28 +352,7 @@ impl Gpu {
         if let Some(m) = max_binding {
             ours.max_storage_buffer_binding_size = ours.max_storage_buffer_binding_size.min(m);
         }
-        for (what, have, need) in [
-            (
-                "max_storage_buffers_per_shader_stage",
-                limits.max_storage_buffers_per_shader_stage as usize,
-                6,
-            ),
-            (
-                "max_compute_invocations_per_workgroup",
-                limits.max_compute_invocations_per_workgroup as usize,
-                256,
-            ),
-            (
-                "max_compute_workgroup_size_x",
-                limits.max_compute_workgroup_size_x as usize,
-                256,
-            ),
-            (
-                "max_compute_workgroup_storage_size",
-                limits.max_compute_workgroup_storage_size as usize,
-                4 * (sizes.max_t + sizes.max_dh + 64).max(2048),
-            ),
-        ] {
+        for (what, have, need) in needed_limits(&limits, sizes) {
             if have < need {
                 return Err(Error::Backend(format!(
                     "the WebGPU adapter {adapter_name} offers {what} = {have}, this model needs {need}: use the CPU backend"
@@ -270,48 +369,8 @@ impl Gpu {
             .await
             .map_err(|e| backend_err(format!("requesting a device from {adapter_name}: {e}")))?;
         let faults = Arc::new(Mutex::new(Faults::default()));
-        {
-            let f = faults.clone();
-            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                if let Ok(mut f) = f.lock() {
-                    f.errors.push(describe(&e, "computing"));
-                }
-            }));
-            let f = faults.clone();
-            device.set_device_lost_callback(move |reason, msg| {
-                if let Ok(mut f) = f.lock() {
-                    f.lost = Some((format!("{reason:?}"), msg));
-                }
-            });
-        }
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let common = include_str!("shaders/common.wgsl");
-        let pipelines = K::ALL
-            .iter()
-            .map(|k| {
-                let (name, src) = k.source();
-                let src = format!("{common}\n{src}")
-                    .replace("{{MAX_T}}", &sizes.max_t.to_string())
-                    .replace("{{MAX_DH}}", &sizes.max_dh.to_string());
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(Cow::Owned(src)),
-                });
-                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                let layout = pipeline.get_bind_group_layout(0);
-                (pipeline, layout)
-            })
-            .collect();
-        if let Some(e) = scope.pop().await {
-            return Err(backend_err(format!("compiling the kernels: {e}")));
-        }
+        watch_faults(&device, &faults);
+        let pipelines = compile_kernels(&device, sizes).await?;
         let small = |label: &str| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -547,20 +606,21 @@ impl Gpu {
         &self.dummy_out
     }
 
-    /// Binds a kernel's parameters (a range of the submission's uniform
+    /// Binds a kernel's parameters (their block of the submission's uniform
     /// buffer) and storage buffers (bindings 1, 2, …).
     fn bind_group(
         &self,
         k: K,
-        params: (&wgpu::Buffer, usize, usize),
+        uniforms: &wgpu::Buffer,
+        params: ParamBlock,
         bufs: &[wgpu::Buffer],
     ) -> wgpu::BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: params.0,
-                offset: (params.1 * 4) as u64,
-                size: std::num::NonZeroU64::new((params.2 * 4) as u64),
+                buffer: uniforms,
+                offset: (params.at * 4) as u64,
+                size: std::num::NonZeroU64::new((params.len * 4) as u64),
             }),
         }];
         entries.extend(bufs.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
@@ -574,10 +634,10 @@ impl Gpu {
         })
     }
 
-    /// Reads f32 ranges (buffer, offset, length) back to the host with one
-    /// submission and one mapping.
-    pub async fn read(&self, ranges: &[(&wgpu::Buffer, usize, usize)]) -> Result<Vec<Vec<f32>>> {
-        let total: usize = ranges.iter().map(|r| r.2).sum();
+    /// Reads slices of buffers back to the host with one submission and one
+    /// mapping.
+    pub async fn read(&self, ranges: &[Slice<'_>]) -> Result<Vec<Vec<f32>>> {
+        let total: usize = ranges.iter().map(|r| r.len).sum();
         let staging = self.scoped(
             || {
                 format!(
@@ -604,17 +664,17 @@ impl Gpu {
                         label: Some("read"),
                     });
                 let mut at = 0;
-                for &(buf, off, len) in ranges {
-                    if len > 0 {
+                for r in ranges {
+                    if r.len > 0 {
                         enc.copy_buffer_to_buffer(
-                            buf,
-                            (off * 4) as u64,
+                            r.buf,
+                            (r.off * 4) as u64,
                             &staging,
                             (at * 4) as u64,
-                            Some((len * 4) as u64),
+                            Some((r.len * 4) as u64),
                         );
                     }
-                    at += len;
+                    at += r.len;
                 }
                 self.queue.submit([enc.finish()]);
                 staging.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
@@ -645,9 +705,9 @@ impl Gpu {
             let mut at = 0;
             ranges
                 .iter()
-                .map(|&(_, _, len)| {
-                    let v = all[at..at + len].to_vec();
-                    at += len;
+                .map(|r| {
+                    let v = all[at..at + r.len].to_vec();
+                    at += r.len;
                     v
                 })
                 .collect()
@@ -660,8 +720,7 @@ impl Gpu {
 enum Op {
     Dispatch {
         k: K,
-        /// Offset and length (u32) in the submission's parameter block.
-        params: (usize, usize),
+        params: ParamBlock,
         bufs: Vec<wgpu::Buffer>,
         groups: [u32; 3],
     },
@@ -712,7 +771,7 @@ impl<'g> Enc<'g> {
         self.params.resize(at + len, 0);
         self.ops.push(Op::Dispatch {
             k,
-            params: (at, len),
+            params: ParamBlock { at, len },
             bufs: bufs.iter().map(|&b| b.clone()).collect(),
             groups: groups.map(|g| g as u32),
         });
@@ -729,21 +788,14 @@ impl<'g> Enc<'g> {
         self.run_groups(k, params, bufs, count.div_ceil(WG));
     }
 
-    /// Copies `len` f32 from `src[so..]` to `dst[d_o..]`.
-    pub fn copy(
-        &mut self,
-        src: &wgpu::Buffer,
-        so: usize,
-        dst: &wgpu::Buffer,
-        d_o: usize,
-        len: usize,
-    ) {
+    /// Copies `len` f32 from `from` to `to`.
+    pub fn copy(&mut self, from: At, to: At, len: usize) {
         if len > 0 {
             self.ops.push(Op::Copy {
-                src: src.clone(),
-                so: (so * 4) as u64,
-                dst: dst.clone(),
-                d_o: (d_o * 4) as u64,
+                src: from.buf.clone(),
+                so: (from.off * 4) as u64,
+                dst: to.buf.clone(),
+                d_o: (to.off * 4) as u64,
                 bytes: (len * 4) as u64,
             });
         }
@@ -812,7 +864,7 @@ impl<'g> Enc<'g> {
                         groups,
                     }) = next
                     {
-                        let bg = gpu.bind_group(k, (&pbuf, params.0, params.1), &bufs);
+                        let bg = gpu.bind_group(k, &pbuf, params, &bufs);
                         pass.set_pipeline(&gpu.pipelines[k as usize].0);
                         pass.set_bind_group(0, &bg, &[]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);

@@ -3,11 +3,12 @@
 //! tail passes), optional full-shape substitutions at any hook, and optional
 //! replacements of single heads or neurons (mean ablation).
 
-use super::context::Enc;
-use super::ops::{Heads, Rows};
+use super::context::{At, Enc};
+use super::ops::{Cols, ComponentRows, Heads, LnTape, Norm, Rows, Scatter, Shared};
 use super::GpuEngine;
-use crate::engine::{split_hook, Component, Metric, Replacement};
+use crate::engine::{Component, Metric, Replacement};
 use crate::error::Result;
+use crate::model::Config;
 use std::collections::{BTreeMap, HashMap};
 use wgpu::Buffer;
 
@@ -43,13 +44,9 @@ pub(super) struct LayerBufs {
     pub mlp_out: Buffer,
 }
 
-/// How the metric is read from ln_final's output at the last position.
-pub(super) enum Head {
-    /// The logit difference: the dot product with wte[correct] − wte[incorrect].
-    Dir(Buffer),
-    /// The probability difference: every token's sign (+1 above, −1 below, 0).
-    Signs(Buffer),
-}
+/// How the metric is read from ln_final's output: the answer direction
+/// [d_model], or every token's sign [d_vocab].
+pub(super) type Head = crate::engine::Head<Buffer>;
 
 pub(super) struct Forward {
     /// ln_final.hook_normalized [pos, d].
@@ -61,16 +58,8 @@ pub(super) struct Forward {
     pub hooks: HashMap<String, Hook>,
 }
 
-/// Components of one kind in one layer held at given values: `k` of them,
-/// their values packed as [pos, k, width] (width d_model for heads, 1 for
-/// neurons) and their distinct indices as u32.
-pub(super) struct Scatter {
-    pub vals: Buffer,
-    pub idx: Buffer,
-    pub k: usize,
-}
-
-/// Replacements of a forward by (layer, kind).
+/// Replacements of a forward by (layer, kind): values [pos, k, width] with
+/// width d_model for heads, 1 for neurons.
 pub(super) type Replaced = HashMap<(usize, Component), Scatter>;
 
 impl GpuEngine {
@@ -87,10 +76,7 @@ impl GpuEngine {
         }
         let mut out = HashMap::new();
         for ((layer, component), comps) in groups {
-            let width = match component {
-                Component::Heads => self.cfg.d_model,
-                Component::Neurons => 1,
-            };
+            let width = component.width(&self.cfg);
             let k = comps.len();
             let mut vals = Vec::with_capacity(t * k * width);
             for p in 0..t {
@@ -111,6 +97,17 @@ impl GpuEngine {
         }
         Ok(out)
     }
+}
+
+/// What a forward changes and keeps.
+#[derive(Default)]
+pub(super) struct ForwardOpts {
+    /// Full-shape substitutes by hook name (`metric_with_substitutions`).
+    pub subs: HashMap<String, Buffer>,
+    /// Components held at given values (`metric_with_replacements`).
+    pub reps: Replaced,
+    /// Keep every hook's buffer (a run, for `activation` and the tails).
+    pub keep: bool,
 }
 
 /// Applies substitutions and records hooks as the forward produces them.
@@ -151,10 +148,10 @@ impl Hooker<'_> {
     }
 
     /// q, k or v: columns of qkv, or a substituted [pos, d] array.
-    fn cols(&mut self, name: &str, qkv: &Buffer, off: usize, d: usize, shape: Vec<usize>) -> Rows {
+    fn cols(&mut self, name: &str, qkv: &Buffer, off: usize, d: usize, shape: Vec<usize>) -> Cols {
         match self.record(name, qkv, shape, View::Cols { off, ld: 3 * d }) {
-            Some(buf) => Rows { buf, off: 0, ld: d },
-            None => Rows {
+            Some(buf) => Cols { buf, off: 0, ld: d },
+            None => Cols {
                 buf: qkv.clone(),
                 off,
                 ld: 3 * d,
@@ -168,41 +165,49 @@ impl Hooker<'_> {
     }
 }
 
-/// The shape of every hook of a `t`-token forward, or None for names we do not produce.
-pub(super) fn hook_shape(cfg: &crate::model::Config, t: usize, name: &str) -> Option<Vec<usize>> {
-    let (d, h, dh, dm) = (cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp);
-    match name {
-        "hook_embed" | "hook_pos_embed" | "ln_final.hook_normalized" => return Some(vec![t, d]),
-        "ln_final.hook_scale" => return Some(vec![t, 1]),
-        _ => {}
-    }
-    let (l, rest) = split_hook(name)?;
-    if l >= cfg.n_layers {
-        return None;
-    }
-    Some(match rest {
-        "hook_resid_pre"
-        | "hook_resid_mid"
-        | "hook_resid_post"
-        | "hook_attn_out"
-        | "hook_mlp_in"
-        | "hook_mlp_out"
-        | "ln1.hook_normalized"
-        | "ln2.hook_normalized" => {
-            vec![t, d]
+/// One forward being encoded: the encoder, the hooks recorded and
+/// substituted so far, the replacements to apply, and the prompt's length.
+struct Pass<'a, 'g> {
+    enc: &'a mut Enc<'g>,
+    hk: Hooker<'a>,
+    reps: &'a Replaced,
+    t: usize,
+}
+
+impl Pass<'_, '_> {
+    /// Overwrites the replaced components of kind `c` in layer `l`'s
+    /// hook_result or hook_post, `buf`.
+    fn replace(&mut self, cfg: &Config, l: usize, c: Component, buf: &Buffer) {
+        if let Some(r) = self.reps.get(&(l, c)) {
+            let dst = ComponentRows {
+                buf,
+                t: self.t,
+                count: c.count(cfg),
+                width: c.width(cfg),
+            };
+            self.enc.scatter(r, dst);
         }
-        "ln1.hook_scale" | "ln2.hook_scale" => vec![t, 1],
-        "attn.hook_q" | "attn.hook_k" | "attn.hook_v" | "attn.hook_z" => vec![t, h, dh],
-        "attn.hook_attn_scores" | "attn.hook_pattern" => vec![h, t, t],
-        "attn.hook_result" => vec![t, h, d],
-        "mlp.hook_pre" | "mlp.hook_post" => vec![t, dm],
-        _ => return None,
-    })
+    }
+}
+
+/// What an attention sublayer of the forward leaves for the tails.
+struct AttnBufs {
+    qkv: Buffer,
+    result: Buffer,
+    attn_out: Buffer,
+    resid_mid: Buffer,
+}
+
+/// What an MLP sublayer of the forward leaves for the tails.
+struct MlpBufs {
+    post: Buffer,
+    mlp_out: Buffer,
+    resid_post: Buffer,
 }
 
 impl GpuEngine {
-    /// Encodes the hooked forward of `tokens`; with `keep`, every hook's
-    /// buffer is returned in `hooks`. The replaced components of each
+    /// Encodes the hooked forward of `tokens`; with `opts.keep`, every
+    /// hook's buffer is returned in `hooks`. The replaced components of each
     /// layer's hook_result and hook_post are overwritten as soon as the
     /// layer computes them (before its hook is recorded or substituted, and
     /// before anything reads it). Returns the number of substitutions used.
@@ -211,203 +216,209 @@ impl GpuEngine {
         enc: &mut Enc,
         tokens: &[u32],
         metric: &Metric,
-        subs: &HashMap<String, Buffer>,
-        reps: &Replaced,
-        keep: bool,
+        opts: &ForwardOpts,
     ) -> Result<(Forward, usize)> {
-        let g = &self.gpu;
-        let w = &self.w;
-        let cfg = &self.cfg;
-        let (t, d, h, dh, dm) = (
-            tokens.len(),
-            cfg.d_model,
-            cfg.n_heads,
-            cfg.d_head,
-            cfg.d_mlp,
-        );
-        let eps = cfg.layer_norm_eps;
-        let hs = Heads { t, heads: h, dh };
-        let mut hk = Hooker {
-            subs,
-            keep,
+        let hk = Hooker {
+            subs: &opts.subs,
+            keep: opts.keep,
             used: 0,
             hooks: HashMap::new(),
         };
-        let name = |l: usize, s: &str| format!("blocks.{l}.{s}");
-        let replace = |enc: &mut Enc, l: usize, c: Component, buf: &Buffer| {
-            if let Some(r) = reps.get(&(l, c)) {
-                let (n, width) = match c {
-                    Component::Heads => (h, d),
-                    Component::Neurons => (dm, 1),
-                };
-                enc.scatter(&r.vals, &r.idx, t, r.k, width, n, buf);
-            }
+        let t = tokens.len();
+        let mut p = Pass {
+            enc,
+            hk,
+            reps: &opts.reps,
+            t,
         };
-
-        let embed = g.buffer(t * d, "hook_embed")?;
-        for (i, &tok) in tokens.iter().enumerate() {
-            let (chunk, row) = (tok as usize / w.wte_rows, tok as usize % w.wte_rows);
-            enc.copy(&w.wte[chunk], row * d, &embed, i * d, d);
-        }
-        let pos = g.buffer(t * d, "hook_pos_embed")?;
-        enc.copy(&w.wpe, 0, &pos, 0, t * d);
-        let embed = hk.full("hook_embed", &embed, vec![t, d]);
-        let pos = hk.full("hook_pos_embed", &pos, vec![t, d]);
-        let mut x = g.buffer(t * d, "resid")?;
-        enc.add(&embed, &pos, t * d, &x);
-
-        let mut layers = Vec::with_capacity(cfg.n_layers);
-        for (l, b) in w.blocks.iter().enumerate() {
-            let x_in = hk.full(&name(l, "hook_resid_pre"), &x, vec![t, d]);
-            let ln1 = g.buffer(t * d, "ln1")?;
-            let xhat = g.buffer(t * d, "xhat")?;
-            let rstd1 = g.buffer(t, "rstd")?;
-            enc.layer_norm(
-                &x_in,
-                t,
-                d,
-                (1, 0),
-                (&b.ln_1_w, &b.ln_1_b),
-                eps,
-                &ln1,
-                &xhat,
-                &rstd1,
+        let mut x = self.fwd_embed(&mut p, tokens)?;
+        let mut layers = Vec::with_capacity(self.cfg.n_layers);
+        for l in 0..self.cfg.n_layers {
+            let x_in = p.hk.full(
+                &format!("blocks.{l}.hook_resid_pre"),
+                &x,
+                vec![t, self.cfg.d_model],
             );
-            hk.scale(&name(l, "ln1.hook_scale"), &rstd1, t);
-            let ln1 = hk.full(&name(l, "ln1.hook_normalized"), &ln1, vec![t, d]);
-            let qkv = g.buffer(t * 3 * d, "qkv")?;
-            enc.linear(&ln1, t, d, &b.c_attn_w, 3 * d, &b.c_attn_b, None, &qkv);
-            let q = hk.cols(&name(l, "attn.hook_q"), &qkv, 0, d, vec![t, h, dh]);
-            let k = hk.cols(&name(l, "attn.hook_k"), &qkv, d, d, vec![t, h, dh]);
-            let v = hk.cols(&name(l, "attn.hook_v"), &qkv, 2 * d, d, vec![t, h, dh]);
-            let scores = g.buffer(h * t * t, "scores")?;
-            enc.attn_scores(hs, &q, &k, &scores);
-            let scores = hk.full(&name(l, "attn.hook_attn_scores"), &scores, vec![h, t, t]);
-            let pattern = g.buffer(h * t * t, "pattern")?;
-            enc.attn_softmax(hs, &scores, &pattern);
-            let pattern = hk.full(&name(l, "attn.hook_pattern"), &pattern, vec![h, t, t]);
-            let z = g.buffer(t * d, "z")?;
-            enc.attn_pv(hs, &pattern, &v, &z);
-            let z = hk.full(&name(l, "attn.hook_z"), &z, vec![t, h, dh]);
-            let result = g.buffer(t * h * d, "result")?;
-            enc.head_results(hs, d, &z, &b.c_proj_w, &result);
-            replace(enc, l, Component::Heads, &result);
-            let result = hk.full(&name(l, "attn.hook_result"), &result, vec![t, h, d]);
-            let attn_out = g.buffer(t * d, "attn_out")?;
-            enc.heads_sum(hs, d, &result, &b.c_proj_b, &attn_out);
-            let attn_out = hk.full(&name(l, "hook_attn_out"), &attn_out, vec![t, d]);
-            let mid = g.buffer(t * d, "resid_mid")?;
-            enc.add(&x_in, &attn_out, t * d, &mid);
-            let mid = hk.full(&name(l, "hook_resid_mid"), &mid, vec![t, d]);
-            // hook_mlp_in is the copy fed to ln_2; the skip path keeps resid_mid
-            let mlp_in = hk.full(&name(l, "hook_mlp_in"), &mid, vec![t, d]);
-            let ln2 = g.buffer(t * d, "ln2")?;
-            let xhat2 = g.buffer(t * d, "xhat")?;
-            let rstd2 = g.buffer(t, "rstd")?;
-            enc.layer_norm(
-                &mlp_in,
-                t,
-                d,
-                (1, 0),
-                (&b.ln_2_w, &b.ln_2_b),
-                eps,
-                &ln2,
-                &xhat2,
-                &rstd2,
-            );
-            hk.scale(&name(l, "ln2.hook_scale"), &rstd2, t);
-            let ln2 = hk.full(&name(l, "ln2.hook_normalized"), &ln2, vec![t, d]);
-            let pre = g.buffer(t * dm, "pre")?;
-            enc.linear(&ln2, t, d, &b.c_fc_w, dm, &b.c_fc_b, None, &pre);
-            let pre = hk.full(&name(l, "mlp.hook_pre"), &pre, vec![t, dm]);
-            let post = g.buffer(t * dm, "post")?;
-            enc.gelu(&pre, t * dm, &post);
-            replace(enc, l, Component::Neurons, &post);
-            let post = hk.full(&name(l, "mlp.hook_post"), &post, vec![t, dm]);
-            let mlp_out = g.buffer(t * d, "mlp_out")?;
-            enc.linear(
-                &post,
-                t,
-                dm,
-                &b.mlp_proj_w,
-                d,
-                &b.mlp_proj_b,
-                None,
-                &mlp_out,
-            );
-            let mlp_out = hk.full(&name(l, "hook_mlp_out"), &mlp_out, vec![t, d]);
-            let next = g.buffer(t * d, "resid_post")?;
-            enc.add(&mid, &mlp_out, t * d, &next);
-            x = hk.full(&name(l, "hook_resid_post"), &next, vec![t, d]);
+            let attn = self.fwd_attention(&mut p, l, &x_in)?;
+            let mlp = self.fwd_mlp(&mut p, l, &attn.resid_mid)?;
+            x = mlp.resid_post.clone();
             layers.push(LayerBufs {
-                qkv,
-                resid_mid: mid,
-                resid_post: x.clone(),
-                result,
-                post,
-                attn_out,
-                mlp_out,
+                qkv: attn.qkv,
+                resid_mid: attn.resid_mid,
+                resid_post: mlp.resid_post,
+                result: attn.result,
+                post: mlp.post,
+                attn_out: attn.attn_out,
+                mlp_out: mlp.mlp_out,
             });
         }
-        let norm = g.buffer(t * d, "ln_final")?;
-        let xhat = g.buffer(t * d, "xhat")?;
-        let rstd = g.buffer(t, "rstd")?;
-        enc.layer_norm(
-            &x,
-            t,
-            d,
-            (1, 0),
-            (&w.ln_f_w, &w.ln_f_b),
-            eps,
-            &norm,
-            &xhat,
-            &rstd,
-        );
-        hk.scale("ln_final.hook_scale", &rstd, t);
-        let norm = hk.full("ln_final.hook_normalized", &norm, vec![t, d]);
-
-        let head = self.encode_head(enc, metric)?;
-        let value = g.buffer(1, "metric")?;
-        match &head {
-            Head::Dir(dir) => enc.metric(&norm, 1, d, (1, t - 1), (dir, 1), &value, 0),
-            Head::Signs(signs) => {
-                let u = self.unembed_work(1, false)?;
-                self.encode_prob_diff(enc, &u, &norm, 1, t - 1, signs, &value, 0);
-            }
-        }
-        let used = hk.used;
+        let ln_f = &self.w.ln_f;
+        let norm = self.fwd_layer_norm(&mut p, &x, ln_f, "ln_final")?;
+        let (head, value) = self.fwd_metric(p.enc, &norm, t, metric)?;
         Ok((
             Forward {
                 norm,
                 head,
                 metric: value,
                 layers,
-                hooks: hk.hooks,
+                hooks: p.hk.hooks,
             },
-            used,
+            p.hk.used,
         ))
+    }
+
+    /// hook_embed + hook_pos_embed: the residual stream entering block 0.
+    fn fwd_embed(&self, p: &mut Pass, tokens: &[u32]) -> Result<Buffer> {
+        let (g, w) = (&self.gpu, &self.w);
+        let (t, d) = (p.t, self.cfg.d_model);
+        let embed = g.buffer(t * d, "hook_embed")?;
+        for (i, &tok) in tokens.iter().enumerate() {
+            p.enc.copy(w.wte_row(tok, d), At::new(&embed, i * d), d);
+        }
+        let pos = g.buffer(t * d, "hook_pos_embed")?;
+        p.enc.copy(At::start(&w.wpe), At::start(&pos), t * d);
+        let embed = p.hk.full("hook_embed", &embed, vec![t, d]);
+        let pos = p.hk.full("hook_pos_embed", &pos, vec![t, d]);
+        let x = g.buffer(t * d, "resid")?;
+        p.enc.add(&embed, &pos, t * d, &x);
+        Ok(x)
+    }
+
+    /// A layer norm of all t rows with its hooks `{at}.hook_scale` and
+    /// `{at}.hook_normalized` (at: `blocks.L.ln1`, `blocks.L.ln2` or
+    /// `ln_final`); returns the normalized rows that flow on.
+    fn fwd_layer_norm(&self, p: &mut Pass, x: &Buffer, ln: &Norm, at: &str) -> Result<Buffer> {
+        let (g, t, d) = (&self.gpu, p.t, self.cfg.d_model);
+        let label = at.rsplit('.').next().unwrap_or(at);
+        let y = g.buffer(t * d, label)?;
+        let xhat = g.buffer(t * d, "xhat")?;
+        let rstd = g.buffer(t, "rstd")?;
+        let tape = LnTape {
+            xhat: &xhat,
+            rstd: &rstd,
+        };
+        p.enc.layer_norm(x, Rows::all(t), ln, &y, tape);
+        p.hk.scale(&format!("{at}.hook_scale"), &rstd, t);
+        Ok(p.hk.full(&format!("{at}.hook_normalized"), &y, vec![t, d]))
+    }
+
+    /// Layer l's attention on the residual stream `x`:
+    /// hook_result = each head's softmax(q kᵀ / √d_head) v · W_O[h],
+    /// resid_mid = x + Σ_h hook_result + b_O.
+    fn fwd_attention(&self, p: &mut Pass, l: usize, x: &Buffer) -> Result<AttnBufs> {
+        let (g, b) = (&self.gpu, &self.w.blocks[l]);
+        let c = &self.cfg;
+        let (t, d, h, dh) = (p.t, c.d_model, c.n_heads, c.d_head);
+        let hs = Heads { t, heads: h, dh };
+        let name = |s: &str| format!("blocks.{l}.{s}");
+        let ln1 = self.fwd_layer_norm(p, x, &b.ln_1, &name("ln1"))?;
+        let qkv = g.buffer(t * 3 * d, "qkv")?;
+        p.enc.linear(&ln1, t, &b.c_attn, None, &qkv);
+        let q = p.hk.cols(&name("attn.hook_q"), &qkv, 0, d, vec![t, h, dh]);
+        let k = p.hk.cols(&name("attn.hook_k"), &qkv, d, d, vec![t, h, dh]);
+        let v =
+            p.hk.cols(&name("attn.hook_v"), &qkv, 2 * d, d, vec![t, h, dh]);
+        let scores = g.buffer(h * t * t, "scores")?;
+        p.enc.attn_scores(hs, &q, &k, &scores);
+        let scores =
+            p.hk.full(&name("attn.hook_attn_scores"), &scores, vec![h, t, t]);
+        let pattern = g.buffer(h * t * t, "pattern")?;
+        p.enc.attn_softmax(hs, &scores, &pattern);
+        let pattern =
+            p.hk.full(&name("attn.hook_pattern"), &pattern, vec![h, t, t]);
+        let z = g.buffer(t * d, "z")?;
+        p.enc.attn_pv(hs, &pattern, &v, &z);
+        let z = p.hk.full(&name("attn.hook_z"), &z, vec![t, h, dh]);
+        let result = g.buffer(t * h * d, "result")?;
+        p.enc.head_results(hs, &z, &b.c_proj.w, &result);
+        p.replace(c, l, Component::Heads, &result);
+        let result = p.hk.full(&name("attn.hook_result"), &result, vec![t, h, d]);
+        let attn_out = g.buffer(t * d, "attn_out")?;
+        p.enc.heads_sum(hs, &result, &b.c_proj.b, &attn_out);
+        let attn_out = p.hk.full(&name("hook_attn_out"), &attn_out, vec![t, d]);
+        let mid = g.buffer(t * d, "resid_mid")?;
+        p.enc.add(x, &attn_out, t * d, &mid);
+        let resid_mid = p.hk.full(&name("hook_resid_mid"), &mid, vec![t, d]);
+        Ok(AttnBufs {
+            qkv,
+            result,
+            attn_out,
+            resid_mid,
+        })
+    }
+
+    /// Layer l's MLP on resid_mid: hook_post = gelu(ln_2(x) · W_in + b_in),
+    /// resid_post = x + hook_post · W_out + b_out.
+    fn fwd_mlp(&self, p: &mut Pass, l: usize, mid: &Buffer) -> Result<MlpBufs> {
+        let (g, b) = (&self.gpu, &self.w.blocks[l]);
+        let (t, d, dm) = (p.t, self.cfg.d_model, self.cfg.d_mlp);
+        let name = |s: &str| format!("blocks.{l}.{s}");
+        // hook_mlp_in is the copy fed to ln_2; the skip path keeps resid_mid
+        let mlp_in = p.hk.full(&name("hook_mlp_in"), mid, vec![t, d]);
+        let ln2 = self.fwd_layer_norm(p, &mlp_in, &b.ln_2, &name("ln2"))?;
+        let pre = g.buffer(t * dm, "pre")?;
+        p.enc.linear(&ln2, t, &b.c_fc, None, &pre);
+        let pre = p.hk.full(&name("mlp.hook_pre"), &pre, vec![t, dm]);
+        let post = g.buffer(t * dm, "post")?;
+        p.enc.gelu(&pre, t * dm, &post);
+        p.replace(&self.cfg, l, Component::Neurons, &post);
+        let post = p.hk.full(&name("mlp.hook_post"), &post, vec![t, dm]);
+        let mlp_out = g.buffer(t * d, "mlp_out")?;
+        p.enc.linear(&post, t, &b.mlp_proj, None, &mlp_out);
+        let mlp_out = p.hk.full(&name("hook_mlp_out"), &mlp_out, vec![t, d]);
+        let next = g.buffer(t * d, "resid_post")?;
+        p.enc.add(mid, &mlp_out, t * d, &next);
+        let resid_post = p.hk.full(&name("hook_resid_post"), &next, vec![t, d]);
+        Ok(MlpBufs {
+            post,
+            mlp_out,
+            resid_post,
+        })
+    }
+
+    /// The metric's head and the metric itself (one value) from ln_final's
+    /// output at the last of the t positions.
+    fn fwd_metric(
+        &self,
+        enc: &mut Enc,
+        norm: &Buffer,
+        t: usize,
+        metric: &Metric,
+    ) -> Result<(Head, Buffer)> {
+        let head = self.encode_head(enc, metric)?;
+        let value = self.gpu.buffer(1, "metric")?;
+        let last = Rows::last_of(1, t);
+        match &head {
+            Head::Dir(dir) => enc.metric(
+                norm,
+                last,
+                self.cfg.d_model,
+                Shared::each(dir),
+                At::start(&value),
+            ),
+            Head::Signs(signs) => {
+                let u = self.unembed_work(1, false)?;
+                self.encode_prob_diff(enc, &u, norm, last, signs, At::start(&value));
+            }
+        }
+        Ok((head, value))
     }
 
     /// Checks a metric and puts what reads it on the device: for the logit
     /// difference wte[correct] − wte[incorrect], for the probability
     /// difference every token's sign.
     pub(super) fn encode_head(&self, enc: &mut Enc, m: &Metric) -> Result<Head> {
-        m.check(self.cfg.d_vocab)?;
-        let (correct, incorrect) = match *m {
-            Metric::LogitDiff { correct, incorrect } => (correct, incorrect),
-            Metric::ProbDiff { .. } => {
-                let signs = m.signs(self.cfg.d_vocab);
-                return Ok(Head::Signs(self.gpu.upload(&signs, "metric signs")?));
-            }
-        };
         let d = self.cfg.d_model;
-        let rows = self.gpu.buffer(2 * d, "answer rows")?;
-        for (i, id) in [correct, incorrect].into_iter().enumerate() {
-            let (chunk, row) = (id as usize / self.w.wte_rows, id as usize % self.w.wte_rows);
-            enc.copy(&self.w.wte[chunk], row * d, &rows, i * d, d);
-        }
-        let dir = self.gpu.buffer(d, "answer direction")?;
-        enc.answer_dir(&rows, d, &dir);
-        Ok(Head::Dir(dir))
+        let dir = |correct, incorrect| {
+            let rows = self.gpu.buffer(2 * d, "answer rows")?;
+            for (i, id) in [correct, incorrect].into_iter().enumerate() {
+                enc.copy(self.w.wte_row(id, d), At::new(&rows, i * d), d);
+            }
+            let dir = self.gpu.buffer(d, "answer direction")?;
+            enc.answer_dir(&rows, d, &dir);
+            Ok(dir)
+        };
+        let signs = |signs: Vec<f32>| self.gpu.upload(&signs, "metric signs");
+        Head::of(m, self.cfg.d_vocab, dir, signs)
     }
 }

@@ -17,15 +17,17 @@ mod ops;
 mod tail;
 mod unembed;
 
+use super::hooks::{check_all_used, check_substitutions, unknown_hook};
 use super::{
-    check_replacements, check_tokens, split_hook, Array, Component, Engine, Metric, PathGrads,
-    Replacement, Site, SweepPair,
+    check_components, check_path, check_replacements, check_sweep, check_tokens, Array, Component,
+    Engine, Metric, PathGrads, Replacement, RunView, Site, SweepPair,
 };
 use crate::error::{Error, Result};
 use crate::model::weights::WeightSource;
 use crate::model::{Config, Param, Weights};
-use context::{Enc, Gpu, ShaderSizes};
-use forward::{hook_shape, Forward, Replaced, View};
+use context::{At, Enc, Gpu, ShaderSizes, Slice};
+use forward::{Forward, ForwardOpts, View};
+use ops::{Linear, Matrix, Norm};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -34,19 +36,18 @@ use wgpu::Buffer;
 /// The largest d_head the attention kernels are compiled for.
 const MAX_D_HEAD: usize = 256;
 
+/// One block's weights on the device, each with its shape.
 struct GpuBlock {
-    ln_1_w: Buffer,
-    ln_1_b: Buffer,
-    c_attn_w: Buffer,
-    c_attn_b: Buffer,
-    c_proj_w: Buffer,
-    c_proj_b: Buffer,
-    ln_2_w: Buffer,
-    ln_2_b: Buffer,
-    c_fc_w: Buffer,
-    c_fc_b: Buffer,
-    mlp_proj_w: Buffer,
-    mlp_proj_b: Buffer,
+    ln_1: Norm,
+    /// [d, 3·d]: q | k | v.
+    c_attn: Linear,
+    /// [d, d]: the heads' W_O stacked ([heads, d_head, d]) and b_O.
+    c_proj: Linear,
+    ln_2: Norm,
+    /// [d, d_mlp]: W_in.
+    c_fc: Linear,
+    /// [d_mlp, d]: W_out.
+    mlp_proj: Linear,
 }
 
 struct GpuWeights {
@@ -55,8 +56,15 @@ struct GpuWeights {
     wte_rows: usize,
     wpe: Buffer,
     blocks: Vec<GpuBlock>,
-    ln_f_w: Buffer,
-    ln_f_b: Buffer,
+    ln_f: Norm,
+}
+
+impl GpuWeights {
+    /// Where token `id`'s row of wte starts (rows of width d).
+    fn wte_row(&self, id: u32, d: usize) -> At<'_> {
+        let (chunk, row) = (id as usize / self.wte_rows, id as usize % self.wte_rows);
+        At::new(&self.wte[chunk], row * d)
+    }
 }
 
 /// Settings of the GPU backend beyond the model.
@@ -91,6 +99,12 @@ impl GpuRun {
     /// The metric this run measures.
     pub fn metric_def(&self) -> &Metric {
         &self.def
+    }
+    fn view(&self) -> RunView<'_> {
+        RunView {
+            tokens: &self.tokens,
+            metric: &self.def,
+        }
     }
 }
 
@@ -128,7 +142,24 @@ impl GpuEngine {
         )
         .await?;
         let up = |p: &Param, name: &str| gpu.upload(&p.data, name);
-        let d = cfg.d_model;
+        let (d, dm, eps) = (cfg.d_model, cfg.d_mlp, cfg.layer_norm_eps);
+        let norm = |w: &Param, b: &Param, name: &str| -> Result<Norm> {
+            Ok(Norm {
+                w: up(w, &format!("{name}.weight"))?,
+                b: up(b, &format!("{name}.bias"))?,
+                d,
+                eps,
+            })
+        };
+        // a Conv1D layer whose weight has the shape [k, n] (in, out)
+        let linear = |w: &Param, b: &Param, name: &str, [k, n]: [usize; 2]| -> Result<Linear> {
+            Ok(Linear {
+                w: up(w, &format!("{name}.weight"))?,
+                b: up(b, &format!("{name}.bias"))?,
+                k,
+                n,
+            })
+        };
         let wte_rows = (gpu.max_floats() / d).min(cfg.d_vocab).max(1);
         let wte = w
             .wte()?
@@ -140,18 +171,12 @@ impl GpuEngine {
             .map(|l| {
                 let b = w.block(l)?;
                 Ok(GpuBlock {
-                    ln_1_w: up(&b.ln_1_w, "ln_1.weight")?,
-                    ln_1_b: up(&b.ln_1_b, "ln_1.bias")?,
-                    c_attn_w: up(&b.c_attn_w, "attn.c_attn.weight")?,
-                    c_attn_b: up(&b.c_attn_b, "attn.c_attn.bias")?,
-                    c_proj_w: up(&b.c_proj_w, "attn.c_proj.weight")?,
-                    c_proj_b: up(&b.c_proj_b, "attn.c_proj.bias")?,
-                    ln_2_w: up(&b.ln_2_w, "ln_2.weight")?,
-                    ln_2_b: up(&b.ln_2_b, "ln_2.bias")?,
-                    c_fc_w: up(&b.c_fc_w, "mlp.c_fc.weight")?,
-                    c_fc_b: up(&b.c_fc_b, "mlp.c_fc.bias")?,
-                    mlp_proj_w: up(&b.mlp_proj_w, "mlp.c_proj.weight")?,
-                    mlp_proj_b: up(&b.mlp_proj_b, "mlp.c_proj.bias")?,
+                    ln_1: norm(&b.ln_1_w, &b.ln_1_b, "ln_1")?,
+                    c_attn: linear(&b.c_attn_w, &b.c_attn_b, "attn.c_attn", [d, 3 * d])?,
+                    c_proj: linear(&b.c_proj_w, &b.c_proj_b, "attn.c_proj", [d, d])?,
+                    ln_2: norm(&b.ln_2_w, &b.ln_2_b, "ln_2")?,
+                    c_fc: linear(&b.c_fc_w, &b.c_fc_b, "mlp.c_fc", [d, dm])?,
+                    mlp_proj: linear(&b.mlp_proj_w, &b.mlp_proj_b, "mlp.c_proj", [dm, d])?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -161,8 +186,7 @@ impl GpuEngine {
             wte_rows,
             wpe: up(&*w.wpe()?, "wpe")?,
             blocks,
-            ln_f_w: up(&ln_f_w, "ln_f.weight")?,
-            ln_f_b: up(&ln_f_b, "ln_f.bias")?,
+            ln_f: norm(&ln_f_w, &ln_f_b, "ln_f")?,
         };
         gpu.check()?;
         Ok(GpuEngine {
@@ -191,18 +215,22 @@ impl GpuEngine {
     pub async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
         let g = &self.gpu;
         let a = g.upload(&vec![0.5; m * k], "bench a")?;
-        let b = g.upload(&vec![0.25; k * n], "bench b")?;
-        let bias = g.upload(&vec![1.0; n], "bench bias")?;
+        let layer = Linear {
+            w: g.upload(&vec![0.25; k * n], "bench b")?,
+            b: g.upload(&vec![1.0; n], "bench bias")?,
+            k,
+            n,
+        };
         let c = g.buffer(m * n, "bench c")?;
         let mut ms = 0.0;
         for round in [1, reps.max(1)] {
             let mut enc = Enc::new(g);
             for _ in 0..round {
-                enc.linear(&a, m, k, &b, n, &bias, None, &c);
+                enc.linear(&a, m, &layer, None, &c);
             }
             let t = crate::clock::now_ms();
             enc.submit();
-            g.read(&[(&c, 0, 1)]).await?;
+            g.read(&[Slice::first(&c, 1)]).await?;
             ms = (crate::clock::now_ms() - t) / round as f64;
         }
         Ok(ms)
@@ -221,8 +249,7 @@ impl GpuEngine {
     }
 
     fn check_pair(&self, base: &GpuRun, other: &GpuRun, site: Site, fd: usize) -> Result<()> {
-        super::check_pair(&self.cfg, &base.tokens, &other.tokens, site, fd)?;
-        super::check_same_metric(&base.def, &other.def)
+        check_sweep(&self.cfg, base.view(), other.view(), site, fd)
     }
 
     /// Encodes and submits a forward pass, then reads its metric.
@@ -230,15 +257,13 @@ impl GpuEngine {
         &self,
         tokens: &[u32],
         metric: &Metric,
-        subs: &HashMap<String, Buffer>,
-        reps: &Replaced,
-        keep: bool,
+        opts: &ForwardOpts,
     ) -> Result<(Forward, f32, usize)> {
         check_tokens(&self.cfg, tokens)?;
         let mut enc = Enc::new(&self.gpu);
-        let (fwd, used) = self.encode_forward(&mut enc, tokens, metric, subs, reps, keep)?;
+        let (fwd, used) = self.encode_forward(&mut enc, tokens, metric, opts)?;
         enc.submit();
-        let m = self.gpu.read(&[(&fwd.metric, 0, 1)]).await?;
+        let m = self.gpu.read(&[Slice::first(&fwd.metric, 1)]).await?;
         Ok((fwd, m[0][0], used))
     }
 }
@@ -265,19 +290,22 @@ fn share_passes(pairs: &[SweepPair<'_, GpuRun>]) -> Vec<Vec<usize>> {
     sets.into_iter().map(|(_, v)| v).collect()
 }
 
-/// The runs of one set of `share_passes`, their token length and the
-/// set's earliest first differing position.
+/// The runs of one set of `share_passes`, and the rows their tails share:
+/// their token length and the set's earliest first differing position.
 fn run_pairs<'a>(
     pairs: &[SweepPair<'a, GpuRun>],
     set: &[usize],
-) -> (Vec<tail::RunPair<'a>>, usize, usize) {
+) -> (Vec<tail::RunPair<'a>>, tail::Window) {
     let group = set
         .iter()
-        .map(|&i| (&pairs[i].base.fwd, &pairs[i].other.fwd))
+        .map(|&i| tail::RunPair {
+            base: &pairs[i].base.fwd,
+            other: &pairs[i].other.fwd,
+        })
         .collect();
     let t = pairs[set[0]].base.tokens.len();
     let fd = set.iter().map(|&i| pairs[i].from_pos).min().unwrap_or(0);
-    (group, t, fd)
+    (group, tail::Window { t, fd })
 }
 
 impl Engine for GpuEngine {
@@ -296,9 +324,11 @@ impl Engine for GpuEngine {
     }
 
     async fn run(&self, tokens: &[u32], def: &Metric) -> Result<GpuRun> {
-        let (fwd, metric, _) = self
-            .forward(tokens, def, &HashMap::new(), &HashMap::new(), true)
-            .await?;
+        let keep = ForwardOpts {
+            keep: true,
+            ..Default::default()
+        };
+        let (fwd, metric, _) = self.forward(tokens, def, &keep).await?;
         Ok(GpuRun {
             tokens: tokens.to_vec(),
             def: def.clone(),
@@ -316,28 +346,30 @@ impl Engine for GpuEngine {
         let t = run.tokens.len();
         let out = self.gpu.buffer(v, "logits")?;
         let mut enc = Enc::new(&self.gpu);
+        let last = At::new(&run.fwd.norm, (t - 1) * d);
         for (i, chunk) in self.w.wte.iter().enumerate() {
             let first = i * self.w.wte_rows;
             let rows = self.w.wte_rows.min(v - first);
-            enc.logits(&run.fwd.norm, (t - 1) * d, chunk, rows, d, &out, first);
+            let w = Matrix {
+                buf: chunk,
+                rows,
+                cols: d,
+            };
+            enc.logits(last, w, At::new(&out, first));
         }
         enc.submit();
-        Ok(self.gpu.read(&[(&out, 0, v)]).await?.remove(0))
+        Ok(self.gpu.read(&[Slice::first(&out, v)]).await?.remove(0))
     }
 
     async fn activation(&self, run: &GpuRun, hook: &str) -> Result<Array> {
-        let h = run
-            .fwd
-            .hooks
-            .get(hook)
-            .ok_or_else(|| Error::Input(format!("unknown hook `{hook}`")))?;
+        let h = run.fwd.hooks.get(hook).ok_or_else(|| unknown_hook(hook))?;
         let len: usize = h.shape.iter().product();
         let t = run.tokens.len();
         let data = match h.view {
-            View::Full => self.gpu.read(&[(&h.buf, 0, len)]).await?.remove(0),
+            View::Full => self.gpu.read(&[Slice::first(&h.buf, len)]).await?.remove(0),
             View::Recip => self
                 .gpu
-                .read(&[(&h.buf, 0, len)])
+                .read(&[Slice::first(&h.buf, len)])
                 .await?
                 .remove(0)
                 .into_iter()
@@ -345,7 +377,11 @@ impl Engine for GpuEngine {
                 .collect(),
             View::Cols { off, ld } => {
                 let width = len / t;
-                let all = self.gpu.read(&[(&h.buf, 0, t * ld)]).await?.remove(0);
+                let all = self
+                    .gpu
+                    .read(&[Slice::first(&h.buf, t * ld)])
+                    .await?
+                    .remove(0);
                 all.chunks(ld)
                     .flat_map(|row| row[off..off + width].iter().copied())
                     .collect()
@@ -380,22 +416,15 @@ impl Engine for GpuEngine {
         for p in pairs {
             self.check_pair(p.base, p.other, site, p.from_pos)?;
         }
-        let count = site.component.count(&self.cfg);
-        if components.end > count {
-            return Err(Error::Input(format!(
-                "component {} does not exist ({} per layer)",
-                components.end - 1,
-                count
-            )));
-        }
+        check_components(&self.cfg, site, &components)?;
         let mut out = vec![Vec::new(); pairs.len()];
         if components.is_empty() {
             return Ok(out);
         }
         for set in share_passes(pairs) {
-            let (group, t, fd) = run_pairs(pairs, &set);
+            let (group, win) = run_pairs(pairs, &set);
             let r = self
-                .sweep_patches(&group, site, components.clone(), t, fd)
+                .sweep_patches(&group, site, components.clone(), win)
                 .await?;
             for (&i, m) in set.iter().zip(r) {
                 out[i] = m;
@@ -434,21 +463,17 @@ impl Engine for GpuEngine {
         for p in pairs {
             self.check_pair(p.base, p.other, site, p.from_pos)?;
         }
-        if alphas.len() != weights.len() {
-            return Err(Error::Input("alphas and weights differ in length".into()));
-        }
-        let width = match site.component {
-            Component::Heads => self.cfg.d_model,
-            Component::Neurons => self.cfg.d_mlp,
-        };
+        check_path(alphas, weights)?;
+        let width = site.component.grad_width(&self.cfg);
+        let path = tail::Path { alphas, weights };
         let mut out: Vec<Option<PathGrads>> = (0..pairs.len()).map(|_| None).collect();
         for set in share_passes(pairs) {
-            let (group, t, fd) = run_pairs(pairs, &set);
+            let (group, win) = run_pairs(pairs, &set);
+            let (t, fd) = (win.t, win.fd);
             let r = if alphas.is_empty() {
-                vec![(vec![], vec![0.0; (t - fd) * width]); set.len()]
+                vec![(vec![], vec![0.0; win.n() * width]); set.len()]
             } else {
-                self.sweep_path(&group, site, alphas, weights, t, fd)
-                    .await?
+                self.sweep_path(&group, site, path, win).await?
             };
             for (&i, (metrics, grad)) in set.iter().zip(r) {
                 let mut data = vec![0.0; fd * width];
@@ -481,12 +506,9 @@ impl Engine for GpuEngine {
         };
         self.check_pair(base, other, site, fd)?;
         let t = base.tokens.len();
-        let width = match component {
-            Component::Heads => self.cfg.d_model,
-            Component::Neurons => self.cfg.d_mlp,
-        };
+        let width = component.grad_width(&self.cfg);
         let grads = self
-            .sweep_base_gradients(&base.fwd, component, t, fd)
+            .sweep_base_gradients(&base.fwd, component, tail::Window { t, fd })
             .await?;
         Ok(grads
             .into_iter()
@@ -505,10 +527,11 @@ impl Engine for GpuEngine {
         reps: &[Replacement],
     ) -> Result<f32> {
         check_replacements(&self.cfg, tokens, def, reps)?;
-        let reps = self.upload_replacements(tokens.len(), reps)?;
-        let (_, m, _) = self
-            .forward(tokens, def, &HashMap::new(), &reps, false)
-            .await?;
+        let reps = ForwardOpts {
+            reps: self.upload_replacements(tokens.len(), reps)?,
+            ..Default::default()
+        };
+        let (_, m, _) = self.forward(tokens, def, &reps).await?;
         Ok(m)
     }
 
@@ -518,32 +541,17 @@ impl Engine for GpuEngine {
         def: &Metric,
         subs: &[(String, Array)],
     ) -> Result<f32> {
-        check_tokens(&self.cfg, tokens)?;
+        check_substitutions(&self.cfg, tokens, def, subs)?;
         let mut bufs = HashMap::new();
         for (name, v) in subs {
-            let known = matches!(name.as_str(), "hook_embed" | "hook_pos_embed")
-                || name.starts_with("ln_final.")
-                || split_hook(name).is_some_and(|(l, _)| l < self.cfg.n_layers);
-            if !known {
-                return Err(Error::Input(format!("unknown hook `{name}`")));
-            }
-            let Some(shape) = hook_shape(&self.cfg, tokens.len(), name) else {
-                return Err(Error::Input("a substituted hook name was not found".into()));
-            };
-            if v.shape != shape {
-                return Err(Error::Input(format!(
-                    "substitute for `{name}` has shape {:?}, the activation {:?}",
-                    v.shape, shape
-                )));
-            }
             bufs.insert(name.clone(), self.gpu.upload(&v.data, name)?);
         }
-        let (_, m, used) = self
-            .forward(tokens, def, &bufs, &HashMap::new(), false)
-            .await?;
-        if used != subs.len() {
-            return Err(Error::Input("a substituted hook name was not found".into()));
-        }
+        let subs_opts = ForwardOpts {
+            subs: bufs,
+            ..Default::default()
+        };
+        let (_, m, used) = self.forward(tokens, def, &subs_opts).await?;
+        check_all_used(used, subs)?;
         Ok(m)
     }
 }

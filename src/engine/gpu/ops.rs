@@ -1,7 +1,10 @@
 //! Typed wrappers around the kernels: one function per operation, turning
 //! shapes into the uniform parameters and workgroup counts the WGSL expects.
+//! Operands come as small named structs (a layer's weights with their shape,
+//! the rows an op reads, a buffer from an offset) rather than as positional
+//! numbers.
 
-use super::context::{Enc, K};
+use super::context::{At, Enc, K};
 use wgpu::Buffer;
 
 /// Operand layout of one (batched) matrix product C = A · B.
@@ -44,6 +47,92 @@ impl Mm {
             trans_b: false,
         }
     }
+}
+
+/// A linear layer's weights (GPT-2's Conv1D layout): x [rows, k] ↦
+/// x · w + b, w [k, n], b [n].
+pub(super) struct Linear {
+    pub w: Buffer,
+    pub b: Buffer,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// A layer norm's weights over rows of width d, and its ε.
+pub(super) struct Norm {
+    pub w: Buffer,
+    pub b: Buffer,
+    pub d: usize,
+    pub eps: f32,
+}
+
+/// What layer norm keeps for its backward pass: x̂ [rows, d] and rstd [rows].
+#[derive(Clone, Copy)]
+pub(super) struct LnTape<'a> {
+    pub xhat: &'a Buffer,
+    pub rstd: &'a Buffer,
+}
+
+/// Which rows of an array an op reads: `count` rows, row r at r·step + first.
+#[derive(Clone, Copy)]
+pub(super) struct Rows {
+    pub count: usize,
+    pub step: usize,
+    pub first: usize,
+}
+
+impl Rows {
+    /// The first `count` rows, in order.
+    pub fn all(count: usize) -> Rows {
+        Rows {
+            count,
+            step: 1,
+            first: 0,
+        }
+    }
+    /// The last row of each of `batch` elements of `m` rows (the last position).
+    pub fn last_of(batch: usize, m: usize) -> Rows {
+        Rows {
+            count: batch,
+            step: m,
+            first: m - 1,
+        }
+    }
+}
+
+/// An array with one row for every `every` consecutive rows of an op (row
+/// r of the op reads row r / every): the answer directions of a group, one
+/// per prompt pair (every = batch elements per pair), or an ordinary array
+/// (every = 1).
+#[derive(Clone, Copy)]
+pub(super) struct Shared<'a> {
+    pub buf: &'a Buffer,
+    pub every: usize,
+}
+
+impl<'a> Shared<'a> {
+    /// One row for every row of the op.
+    pub fn each(buf: &'a Buffer) -> Shared<'a> {
+        Shared { buf, every: 1 }
+    }
+}
+
+/// An array that holds only the last `last` of every `of` rows: the
+/// gradient of a batch element's rows once the final block took only the
+/// last position (last = 1), or of all of them (last = of).
+#[derive(Clone, Copy)]
+pub(super) struct LastRows<'a> {
+    pub buf: &'a Buffer,
+    pub of: usize,
+    pub last: usize,
+}
+
+/// A row-major [rows, cols] matrix.
+#[derive(Clone, Copy)]
+pub(super) struct Matrix<'a> {
+    pub buf: &'a Buffer,
+    pub rows: usize,
+    pub cols: usize,
 }
 
 fn u(x: usize) -> u32 {
@@ -91,89 +180,79 @@ impl Enc<'_> {
         }
     }
 
-    /// out[rows, n] = x[rows, k] · w[k, n] + bias (+ res).
-    #[allow(clippy::too_many_arguments)]
+    /// out[rows, n] = x[rows, k] · w + b (+ res).
     pub fn linear(
         &mut self,
         x: &Buffer,
         rows: usize,
-        k: usize,
-        w: &Buffer,
-        n: usize,
-        bias: &Buffer,
+        layer: &Linear,
         res: Option<&Buffer>,
         out: &Buffer,
     ) {
-        self.matmul(Mm::plain(rows, k, n), x, w, Some(bias), res, out);
+        let mm = Mm::plain(rows, layer.k, layer.n);
+        self.matmul(mm, x, &layer.w, Some(&layer.b), res, out);
     }
 
-    /// out[rows, k] = dy[rows, n] · wᵀ for w [k, n]: the input gradient of `linear`.
-    pub fn linear_backward(
-        &mut self,
-        dy: &Buffer,
-        rows: usize,
-        n: usize,
-        w: &Buffer,
-        k: usize,
-        out: &Buffer,
-    ) {
+    /// out[rows, k] = dy[rows, n] · wᵀ: the input gradient of `linear`.
+    pub fn linear_backward(&mut self, dy: &Buffer, rows: usize, layer: &Linear, out: &Buffer) {
         let mm = Mm {
-            ldb: n,
+            ldb: layer.n,
             trans_b: true,
-            ..Mm::plain(rows, n, k)
+            ..Mm::plain(rows, layer.n, layer.k)
         };
-        self.matmul(mm, dy, w, None, None, out);
+        self.matmul(mm, dy, &layer.w, None, None, out);
     }
 
-    /// Layer norm of `rows` rows (row r reads x row r·step + first).
-    #[allow(clippy::too_many_arguments)]
-    pub fn layer_norm(
-        &mut self,
-        x: &Buffer,
-        rows: usize,
-        d: usize,
-        (step, first): (usize, usize),
-        (w, b): (&Buffer, &Buffer),
-        eps: f32,
-        y: &Buffer,
-        xhat: &Buffer,
-        rstd: &Buffer,
-    ) {
-        let params = [u(rows), u(d), u(step), u(first), eps.to_bits(), 0, 0, 0];
-        self.run_groups(K::LayerNorm, &params, &[x, w, b, y, xhat, rstd], rows);
+    /// Layer norm of the rows of x that `rows` picks into y [rows.count, d],
+    /// keeping the tape.
+    pub fn layer_norm(&mut self, x: &Buffer, rows: Rows, ln: &Norm, y: &Buffer, tape: LnTape) {
+        let params = [
+            u(rows.count),
+            u(ln.d),
+            u(rows.step),
+            u(rows.first),
+            ln.eps.to_bits(),
+            0,
+            0,
+            0,
+        ];
+        let bufs = [x, &ln.w, &ln.b, y, tape.xhat, tape.rstd];
+        self.run_groups(K::LayerNorm, &params, &bufs, rows.count);
     }
 
-    /// Layer norm's input gradient; row r reads dy row (r / div)·step + first;
-    /// `res` = (buffer, n, m) adds a residual that holds the last m of every n rows.
-    #[allow(clippy::too_many_arguments)]
+    /// Layer norm's input gradient for `rows` rows, from dy (through ln's
+    /// weight and the tape); `res` adds the gradient that reaches the same
+    /// rows over the residual connection.
     pub fn layer_norm_backward(
         &mut self,
-        dy: &Buffer,
-        (dy_step, dy_first, dy_div): (usize, usize, usize),
+        dy: Shared,
         rows: usize,
-        d: usize,
-        w: &Buffer,
-        xhat: &Buffer,
-        rstd: &Buffer,
-        res: Option<(&Buffer, usize, usize)>,
+        ln: &Norm,
+        tape: LnTape,
+        res: Option<LastRows>,
         out: &Buffer,
     ) {
         let dummy = self.dummy();
-        let (rb, n, m) = res.unwrap_or((&dummy, 1, 1));
+        let (rb, n, m) = match res {
+            Some(r) => (r.buf, r.of, r.last),
+            None => (&dummy, 1, 1),
+        };
+        // op row r reads dy row (r / every)·dy_step + dy_first
+        let (dy_step, dy_first) = (1, 0);
         let params = [
             u(rows),
-            u(d),
-            u(dy_step),
-            u(dy_first),
+            u(ln.d),
+            dy_step,
+            dy_first,
             u(n),
             u(m),
             res.is_some() as u32,
-            u(dy_div),
+            u(dy.every),
         ];
         self.run_groups(
             K::LayerNormBackward,
             &params,
-            &[dy, w, xhat, rstd, rb, out],
+            &[dy.buf, &ln.w, tape.xhat, tape.rstd, rb, out],
             rows,
         );
     }
@@ -190,78 +269,51 @@ impl Enc<'_> {
         self.run_elems(K::Add, &[u(count)], &[a, b, out], count);
     }
 
-    /// out[b·m + i] = x[b·n + n − m + i] for rows of width d.
-    pub fn gather_last(
-        &mut self,
-        x: &Buffer,
-        batch: usize,
-        n: usize,
-        m: usize,
-        d: usize,
-        out: &Buffer,
-    ) {
-        let count = batch * m * d;
+    /// The last row of each of b's batch elements: out[e] = x[e·n + n − 1]
+    /// (rows of width d).
+    pub fn gather_last(&mut self, x: &Buffer, b: Batch, out: &Buffer) {
+        let m = 1;
+        let count = b.batch * m * b.d;
         self.run_elems(
             K::GatherLast,
-            &[u(count), u(d), u(n), u(m)],
+            &[u(count), u(b.d), u(b.n), u(m)],
             &[x, out],
             count,
         );
     }
 
-    /// m_b = y[b·step + first] · dir[b / per], written to out[out_off + b]
-    /// (dir holds one answer direction per prompt pair of a group).
-    #[allow(clippy::too_many_arguments)]
-    pub fn metric(
-        &mut self,
-        y: &Buffer,
-        rows: usize,
-        d: usize,
-        (step, first): (usize, usize),
-        (dir, per): (&Buffer, usize),
-        out: &Buffer,
-        out_off: usize,
-    ) {
-        let params = [u(rows), u(d), u(step), u(first), u(out_off), u(per), 0, 0];
-        self.run_groups(K::Metric, &params, &[y, dir, out], rows);
+    /// The logit difference of each row `rows` picks of y [.., d]: the dot
+    /// product with its answer direction, written to out[off + r].
+    pub fn metric(&mut self, y: &Buffer, rows: Rows, d: usize, dir: Shared, out: At) {
+        let params = [
+            u(rows.count),
+            u(d),
+            u(rows.step),
+            u(rows.first),
+            u(out.off),
+            u(dir.every),
+            0,
+            0,
+        ];
+        self.run_groups(K::Metric, &params, &[y, dir.buf, out.buf], rows.count);
     }
 
-    /// The probability difference of `rows` full logit rows ([rows, v]):
-    /// out[out_off + r] = Σ_j s_j softmax(logits[r])_j; with `grad`, each row
-    /// of `logits` becomes ∂m/∂logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn prob_diff(
-        &mut self,
-        logits: &Buffer,
-        rows: usize,
-        v: usize,
-        signs: &Buffer,
-        grad: bool,
-        out: &Buffer,
-        out_off: usize,
-    ) {
-        let params = [u(rows), u(v), u(out_off), grad as u32];
-        self.run_groups(K::ProbDiff, &params, &[signs, logits, out], rows);
+    /// The probability difference of each row of full logits [rows, v]:
+    /// out[off + r] = Σ_j s_j softmax(logits[r])_j; with `grad`, each row of
+    /// the logits becomes ∂m/∂logits.
+    pub fn prob_diff(&mut self, logits: Matrix, signs: &Buffer, grad: bool, out: At) {
+        let params = [u(logits.rows), u(logits.cols), u(out.off), grad as u32];
+        let bufs = [signs, logits.buf, out.buf];
+        self.run_groups(K::ProbDiff, &params, &bufs, logits.rows);
     }
 
-    /// Overwrites components of `dst` [t, n, width] with `src` [t, k, width]:
-    /// component j of `src` goes to component idx[j] (k distinct u32 indices).
-    #[allow(clippy::too_many_arguments)]
-    pub fn scatter(
-        &mut self,
-        src: &Buffer,
-        idx: &Buffer,
-        t: usize,
-        k: usize,
-        width: usize,
-        n: usize,
-        dst: &Buffer,
-    ) {
-        let count = t * k * width;
+    /// Overwrites the components `src.idx` of `dst` with `src`'s values.
+    pub fn scatter(&mut self, src: &Scatter, dst: ComponentRows) {
+        let count = dst.t * src.k * dst.width;
         self.run_elems(
             K::Scatter,
-            &[u(count), u(k), u(width), u(n)],
-            &[src, idx, dst],
+            &[u(count), u(src.k), u(dst.width), u(dst.count)],
+            &[&src.vals, &src.idx, dst.buf],
             count,
         );
     }
@@ -309,6 +361,40 @@ impl AttnShape {
     }
 }
 
+/// Components of one kind in one layer held at given values: `k` of them,
+/// their values packed as [pos, k, width] and their distinct indices as u32.
+pub(super) struct Scatter {
+    pub vals: Buffer,
+    pub idx: Buffer,
+    pub k: usize,
+}
+
+/// A [t, count, width] array: `count` components at each of t positions
+/// (hook_result: heads of width d_model; hook_post: neurons of width 1).
+#[derive(Clone, Copy)]
+pub(super) struct ComponentRows<'a> {
+    pub buf: &'a Buffer,
+    pub t: usize,
+    pub count: usize,
+    pub width: usize,
+}
+
+/// The buffers of the tail attention's backward.
+pub(super) struct AttnGrads<'a> {
+    /// ∂m/∂z [batch·nq, d] (in).
+    pub dz: &'a Buffer,
+    /// The forward's tapes: its pattern [batch, heads, nq, T] and its
+    /// q | k | v [batch·n, 3d].
+    pub pattern: &'a Buffer,
+    pub qkv: &'a Buffer,
+    /// The stacked base q | k | v (keys and values of the positions < fd).
+    pub base_qkv: &'a Buffer,
+    /// Scratch: ∂m/∂scores [batch, heads, nq, T].
+    pub ds: &'a Buffer,
+    /// ∂m/∂(q | k | v) [batch·n, 3d] (out).
+    pub dqkv: &'a Buffer,
+}
+
 impl Enc<'_> {
     /// Tail attention: z [batch·nq, d] (and the pattern tape when `pat` is given).
     pub fn attn_tail(
@@ -329,31 +415,21 @@ impl Enc<'_> {
         );
     }
 
-    /// Tail attention backward: dqkv [batch·n, 3d] from dz [batch·nq, d].
-    #[allow(clippy::too_many_arguments)]
-    pub fn attn_tail_backward(
-        &mut self,
-        s: AttnShape,
-        dz: &Buffer,
-        pat: &Buffer,
-        qkv: &Buffer,
-        base_qkv: &Buffer,
-        ds: &Buffer,
-        dqkv: &Buffer,
-    ) {
+    /// Tail attention backward: g.dqkv [batch·n, 3d] from g.dz [batch·nq, d].
+    pub fn attn_tail_backward(&mut self, s: AttnShape, g: AttnGrads) {
         if s.nq < s.n {
-            self.clear(dqkv);
+            self.clear(g.dqkv);
         }
         self.run(
             K::AttnTailBackwardQ,
             &s.params(0, s.scale()),
-            &[dz, pat, qkv, base_qkv, ds, dqkv],
+            &[g.dz, g.pattern, g.qkv, g.base_qkv, g.ds, g.dqkv],
             [s.nq, s.heads, s.batch],
         );
         self.run(
             K::AttnTailBackwardKv,
             &s.params(0, 0.0),
-            &[ds, pat, dz, qkv, dqkv],
+            &[g.ds, g.pattern, g.dz, g.qkv, g.dqkv],
             [s.n, s.heads, s.batch],
         );
     }
@@ -362,7 +438,7 @@ impl Enc<'_> {
 /// A row-major array read as rows of some width at `off` with row stride `ld`
 /// (q, k and v inside the packed qkv buffer, or substituted [pos, d] arrays).
 #[derive(Clone)]
-pub(super) struct Rows {
+pub(super) struct Cols {
     pub buf: Buffer,
     pub off: usize,
     pub ld: usize,
@@ -376,9 +452,16 @@ pub(super) struct Heads {
     pub dh: usize,
 }
 
+impl Heads {
+    /// d_model (the GPU backend requires heads · d_head = d_model).
+    fn d(&self) -> usize {
+        self.heads * self.dh
+    }
+}
+
 impl Enc<'_> {
     /// hook_attn_scores [heads, t, t] (−inf above the diagonal).
-    pub fn attn_scores(&mut self, s: Heads, q: &Rows, k: &Rows, out: &Buffer) {
+    pub fn attn_scores(&mut self, s: Heads, q: &Cols, k: &Cols, out: &Buffer) {
         let count = s.heads * s.t * s.t;
         let scale = (1.0 / (s.dh as f64).sqrt()) as f32;
         let params = [
@@ -405,7 +488,7 @@ impl Enc<'_> {
     }
 
     /// hook_z [t, d] from hook_pattern and v.
-    pub fn attn_pv(&mut self, s: Heads, pattern: &Buffer, v: &Rows, out: &Buffer) {
+    pub fn attn_pv(&mut self, s: Heads, pattern: &Buffer, v: &Cols, out: &Buffer) {
         let count = s.t * s.heads * s.dh;
         let params = [
             u(s.t),
@@ -421,7 +504,8 @@ impl Enc<'_> {
     }
 
     /// hook_result [t, heads, d]: each head's z_h · W_O[h].
-    pub fn head_results(&mut self, s: Heads, d: usize, z: &Buffer, w_o: &Buffer, out: &Buffer) {
+    pub fn head_results(&mut self, s: Heads, z: &Buffer, w_o: &Buffer, out: &Buffer) {
+        let d = s.d();
         let mm = Mm {
             m: s.t,
             n: d,
@@ -442,7 +526,8 @@ impl Enc<'_> {
     }
 
     /// hook_attn_out = Σ_h hook_result[:, h] + b_O.
-    pub fn heads_sum(&mut self, s: Heads, d: usize, result: &Buffer, bias: &Buffer, out: &Buffer) {
+    pub fn heads_sum(&mut self, s: Heads, result: &Buffer, bias: &Buffer, out: &Buffer) {
+        let d = s.d();
         let count = s.t * d;
         self.run_elems(
             K::HeadsSum,
@@ -457,23 +542,14 @@ impl Enc<'_> {
         self.run_elems(K::AnswerDir, &[u(d)], &[rows, dir], d);
     }
 
-    /// out[out_off + v] = x[x_off..] · w[v] for the `count` rows of w.
-    #[allow(clippy::too_many_arguments)]
-    pub fn logits(
-        &mut self,
-        x: &Buffer,
-        x_off: usize,
-        w: &Buffer,
-        count: usize,
-        d: usize,
-        out: &Buffer,
-        out_off: usize,
-    ) {
+    /// out[off + v] = x · w[v] for every row v of w [rows, d] (x: the d
+    /// floats from x.off).
+    pub fn logits(&mut self, x: At, w: Matrix, out: At) {
         self.run_elems(
             K::Logits,
-            &[u(count), u(d), u(x_off), u(out_off)],
-            &[x, w, out],
-            count,
+            &[u(w.rows), u(w.cols), u(x.off), u(out.off)],
+            &[x.buf, w.buf, out.buf],
+            w.rows,
         );
     }
 }
@@ -511,42 +587,47 @@ impl Batch {
     }
 }
 
+/// Where a group's tails at one site start, each stacked over the group's
+/// prompt pairs: the residual stream the site adds to (resid_mid for heads,
+/// resid_post for neurons) and the base and the other runs' activation at
+/// the site.
+pub(super) struct SiteStack {
+    pub resid: Buffer,
+    pub base: Buffer,
+    pub other: Buffer,
+}
+
+/// The components a batch patches, of a layer of `per_layer`: batch element
+/// e of each pair patches component `first + e`.
+#[derive(Clone, Copy)]
+pub(super) struct Patched {
+    pub first: usize,
+    pub per_layer: usize,
+}
+
 impl Enc<'_> {
-    /// Start rows for heads c0..c0+per of every pair: resid + Δhook_result[:, c].
-    #[allow(clippy::too_many_arguments)]
-    pub fn patch_heads(
-        &mut self,
-        b: Batch,
-        heads: usize,
-        c0: usize,
-        resid: &Buffer,
-        rb: &Buffer,
-        ro: &Buffer,
-        out: &Buffer,
-    ) {
+    /// Start rows for heads first.. of every pair: resid + Δhook_result[:, h].
+    pub fn patch_heads(&mut self, b: Batch, heads: Patched, site: &SiteStack, out: &Buffer) {
         let params = [
             u(b.count()),
             u(b.n),
             u(b.d),
-            u(heads),
+            u(heads.per_layer),
             u(b.fd),
-            u(c0),
+            u(heads.first),
             u(b.per),
             0,
         ];
-        self.run_elems(K::PatchHeads, &params, &[resid, rb, ro, out], b.count());
+        let bufs = [&site.resid, &site.base, &site.other, out];
+        self.run_elems(K::PatchHeads, &params, &bufs, b.count());
     }
 
-    /// Start rows for neurons c0..c0+per of every pair: resid + Δhook_post[:, c] · W_out[c].
-    #[allow(clippy::too_many_arguments)]
+    /// Start rows for neurons first.. of every pair: resid + Δhook_post[:, c] · W_out[c].
     pub fn patch_neurons(
         &mut self,
         b: Batch,
-        d_mlp: usize,
-        c0: usize,
-        resid: &Buffer,
-        pb: &Buffer,
-        po: &Buffer,
+        neurons: Patched,
+        site: &SiteStack,
         w_out: &Buffer,
         out: &Buffer,
     ) {
@@ -554,64 +635,48 @@ impl Enc<'_> {
             u(b.count()),
             u(b.n),
             u(b.d),
-            u(d_mlp),
+            u(neurons.per_layer),
             u(b.fd),
-            u(c0),
+            u(neurons.first),
             u(b.per),
             0,
         ];
-        self.run_elems(
-            K::PatchNeurons,
-            &params,
-            &[resid, pb, po, w_out, out],
-            b.count(),
-        );
+        let bufs = [&site.resid, &site.base, &site.other, w_out, out];
+        self.run_elems(K::PatchNeurons, &params, &bufs, b.count());
     }
 
-    /// Start rows along the path: resid + α[a_off + b % per] · Δout of b's pair.
-    #[allow(clippy::too_many_arguments)]
-    pub fn patch_path(
-        &mut self,
-        b: Batch,
-        resid: &Buffer,
-        ob: &Buffer,
-        oo: &Buffer,
-        alpha: &Buffer,
-        a_off: usize,
-        out: &Buffer,
-    ) {
+    /// Start rows along the path: resid + α[alpha.off + e % per] · Δout of
+    /// element e's pair (Δout: other − base of the site's whole contribution).
+    pub fn patch_path(&mut self, b: Batch, site: &SiteStack, alpha: At, out: &Buffer) {
         let params = [
             u(b.count()),
             u(b.n),
             u(b.d),
             u(b.fd),
-            u(a_off),
+            u(alpha.off),
             u(b.per),
             0,
             0,
         ];
-        self.run_elems(
-            K::PatchPath,
-            &params,
-            &[resid, ob, oo, alpha, out],
-            b.count(),
-        );
+        let bufs = [&site.resid, &site.base, &site.other, alpha.buf, out];
+        self.run_elems(K::PatchPath, &params, &bufs, b.count());
     }
 
-    /// acc[pair, n, d] += Σ_k w[w_off + k] · g[pair·per + k] (g holds the last
-    /// m of the n rows).
-    #[allow(clippy::too_many_arguments)]
-    pub fn weighted_sum(
-        &mut self,
-        g: &Buffer,
-        m: usize,
-        b: Batch,
-        w: &Buffer,
-        w_off: usize,
-        acc: &Buffer,
-    ) {
+    /// acc[pair, n, d] += Σ_k w[w.off + k] · g[pair·per + k], for the rows
+    /// of each element that g holds (the last g.last of its n).
+    pub fn weighted_sum(&mut self, g: LastRows, b: Batch, w: At, acc: &Buffer) {
+        debug_assert_eq!(g.of, b.n, "g holds rows of the batch's elements");
         let count = b.pairs() * b.n * b.d;
-        let params = [u(count), u(b.per), u(b.n), u(m), u(b.d), u(w_off), 0, 0];
-        self.run_elems(K::WeightedSum, &params, &[g, w, acc], count);
+        let params = [
+            u(count),
+            u(b.per),
+            u(b.n),
+            u(g.last),
+            u(b.d),
+            u(w.off),
+            0,
+            0,
+        ];
+        self.run_elems(K::WeightedSum, &params, &[g.buf, w.buf, acc], count);
     }
 }

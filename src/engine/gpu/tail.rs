@@ -3,51 +3,26 @@
 //! keys/values from the base run, the final block at the last position only,
 //! the two answer logits only — or, for the probability difference, the full
 //! logits of the last position), forward and with activation gradients.
-//! Mirrors `tail` / `tail_backward` of the CPU backend step by step.
+//! Runs the steps of `engine::plan::Plan`, as the CPU backend's `tail` does.
 
-use super::context::{is_oom, Enc};
+use super::context::{is_oom, At, Enc, Slice};
 use super::forward::{Forward, Head, LayerBufs};
-use super::ops::{AttnShape, Batch};
+use super::ops::{AttnGrads, AttnShape, Batch, LastRows, LnTape, Patched, Rows, Shared, SiteStack};
 use super::GpuEngine;
+use crate::engine::plan::{Plan, Start, Step, GPU_ROWS_PER_PASS};
 use crate::engine::{Component, Site};
 use crate::error::Result;
+use std::ops::Range;
 use wgpu::Buffer;
 
-/// Rows (batch × positions) per tail pass, as on the CPU.
-const ROWS_PER_PASS: usize = 3072;
 /// Device memory one sweep may allocate for its workspace and tapes.
 const WORK_BYTES: usize = 512 << 20;
 
-/// Where a tail pass starts.
-#[derive(Clone, Copy)]
-pub(super) enum Start {
-    /// `blocks.L.hook_resid_mid`: layer L's MLP runs next.
-    Mid(usize),
-    /// `blocks.L.hook_resid_post`: layer L+1 runs next.
-    Post(usize),
-}
-
-impl Start {
-    pub fn of(site: Site) -> Start {
-        match site.component {
-            Component::Heads => Start::Mid(site.layer),
-            Component::Neurons => Start::Post(site.layer),
-        }
-    }
-}
-
-/// One sublayer of the tail.
-#[derive(Clone, Copy)]
-enum Step {
-    Mlp(usize),
-    /// Attention of a layer; `true`: queries at the last position only.
-    Attn(usize, bool),
-}
-
-/// The sublayers a tail runs, and whether it keeps only the last row from the start.
-struct Plan {
-    gather_first: bool,
-    steps: Vec<Step>,
+/// The longest tail a GPU sweep runs (from layer 0's MLP, as
+/// `sweep_base_gradients` does): workspaces hold tapes for all of its steps,
+/// so one workspace serves a sweep at any layer.
+fn longest_tail(n_layers: usize) -> Plan {
+    Plan::new(Start::Mid(0), n_layers)
 }
 
 /// Tape buffers of one sublayer (gradient passes only).
@@ -60,9 +35,30 @@ struct Tape {
     pat: Option<Buffer>,
 }
 
-/// What a workspace was made for: (batch elements, rows, tokens, recording,
-/// full logits for the probability difference).
-pub(super) type WorkKey = (usize, usize, usize, bool, bool);
+impl Tape {
+    /// The sublayer's layer norm tape.
+    fn ln(&self) -> LnTape<'_> {
+        LnTape {
+            xhat: &self.xhat,
+            rstd: &self.rstd,
+        }
+    }
+}
+
+/// What a workspace was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct WorkKey {
+    /// Batch elements per pass.
+    pub cap: usize,
+    /// Rows per batch element (positions fd..T).
+    pub n: usize,
+    /// Tokens of the prompts.
+    pub t: usize,
+    /// Whether it keeps tapes for gradients.
+    pub record: bool,
+    /// Whether it forms full logits (the probability difference).
+    pub logits: bool,
+}
 
 /// Buffers of a sweep, sized for `cap` batch elements of n rows.
 pub(super) struct Work {
@@ -92,6 +88,75 @@ struct GradWork {
     ds: Buffer,
 }
 
+/// The rows a group's tails run on: prompts of t tokens, positions fd..t.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub t: usize,
+    pub fd: usize,
+}
+
+impl Window {
+    /// Rows per tail.
+    pub fn n(self) -> usize {
+        self.t - self.fd
+    }
+}
+
+/// The straight path of a path-gradient sweep: its α and their weights.
+#[derive(Clone, Copy)]
+pub(super) struct Path<'a> {
+    pub alphas: &'a [f32],
+    pub weights: &'a [f32],
+}
+
+/// A pair of a grouped sweep: the base run and the run patched in.
+#[derive(Clone, Copy)]
+pub(super) struct RunPair<'a> {
+    pub base: &'a Forward,
+    pub other: &'a Forward,
+}
+
+/// One part of a sweep (see `in_parts`): the workspace, its batch elements
+/// per pass, and the pairs of this part.
+struct Part<'a, 'r> {
+    ws: &'a Work,
+    cap: usize,
+    group: &'a [RunPair<'r>],
+}
+
+/// One tail pass being encoded: the workspace, the base side, the steps and
+/// the batch.
+struct Pass<'a> {
+    ws: &'a Work,
+    base: &'a Stacked,
+    plan: &'a Plan,
+    b: Batch,
+}
+
+impl<'a> Pass<'a> {
+    /// The tape of step `si` (gradient passes): a tail's steps are the last
+    /// ones of the longest tail.
+    fn tape(&self, si: usize) -> Option<&'a Tape> {
+        let steps = self.plan.steps.len();
+        self.ws
+            .grad
+            .as_ref()
+            .map(|g| &g.tapes[g.tapes.len() - steps + si])
+    }
+}
+
+/// One step of a tail pass: its layer, the rows per batch element entering
+/// it, where it reads and where it writes (residual rows forward, gradients
+/// backward), and its tape (gradient passes).
+#[derive(Clone, Copy)]
+struct StepIo<'a> {
+    layer: usize,
+    m: usize,
+    input: &'a Buffer,
+    output: &'a Buffer,
+    tape: Option<&'a Tape>,
+}
+
 impl GpuEngine {
     /// The cached workspace if it fits, else a new one (the cache keeps the
     /// last one: a sweep over layers reuses it call after call). When the
@@ -107,8 +172,11 @@ impl GpuEngine {
         }
         drop(slot);
         match self.work(key) {
-            Err(e) if is_oom(&e) && key.0 > 1 => {
-                let smaller = (key.0 / 2, key.1, key.2, key.3, key.4);
+            Err(e) if is_oom(&e) && key.cap > 1 => {
+                let smaller = WorkKey {
+                    cap: key.cap / 2,
+                    ..key
+                };
                 Ok((smaller, self.work(smaller)?))
             }
             r => r.map(|w| (key, w)),
@@ -119,74 +187,46 @@ impl GpuEngine {
         *self.work.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, w));
     }
 
-    fn plan(&self, start: Start) -> Plan {
-        let last = self.cfg.n_layers - 1;
-        let (gather_first, mut steps, first) = match start {
-            Start::Mid(l) => (l == last, vec![Step::Mlp(l)], l + 1),
-            Start::Post(l) => (false, vec![], l + 1),
-        };
-        for l in first..=last {
-            steps.push(Step::Attn(l, l == last));
-            steps.push(Step::Mlp(l));
-        }
-        Plan {
-            gather_first,
-            steps,
-        }
-    }
-
-    /// Rows per batch element entering each step (n, or 1 after the last position is taken).
-    fn step_rows(plan: &Plan, n: usize) -> Vec<usize> {
-        let mut m = if plan.gather_first { 1 } else { n };
-        plan.steps
-            .iter()
-            .map(|s| {
-                let rows = m;
-                if let Step::Attn(_, true) = s {
-                    m = 1;
-                }
-                rows
-            })
-            .collect()
-    }
-
-    /// Batch elements per pass for tails of n rows.
-    pub(super) fn capacity(&self, n: usize, t: usize, record: bool) -> usize {
+    /// Batch elements per pass for tails on `win`'s rows: as many as
+    /// `GPU_ROWS_PER_PASS`, `WORK_BYTES` and one buffer binding allow.
+    fn capacity(&self, win: Window, record: bool) -> usize {
         let c = &self.cfg;
         let (d, dm, h) = (c.d_model, c.d_mlp, c.n_heads);
-        // tapes are sized for the longest tail (from layer 0's MLP), so one
-        // workspace serves every layer
-        let plan = self.plan(Start::Mid(0));
+        let (n, t) = (win.n(), win.t);
+        let plan = longest_tail(c.n_layers);
         // floats per batch element
         let mut per = n * (8 * d + 1 + 2 * dm) + 3 * d + 1;
         let mut widest = n * dm.max(3 * d);
         if record {
             per += n * (7 * d) + h * n * t;
             widest = widest.max(h * n * t);
-            for (s, m) in plan.steps.iter().zip(Self::step_rows(&plan, n)) {
+            for (s, m) in plan.steps.iter().zip(plan.step_rows(n)) {
                 per += match s {
                     Step::Mlp(_) => m * (d + 1 + dm),
-                    Step::Attn(_, lo) => n * (4 * d + 1) + h * (if *lo { 1 } else { n }) * t,
+                    Step::Attn { last_only, .. } => {
+                        n * (4 * d + 1) + h * (if *last_only { 1 } else { n }) * t
+                    }
                 };
             }
         }
-        let by_rows = ROWS_PER_PASS / n;
+        let by_rows = GPU_ROWS_PER_PASS / n;
         let by_mem = WORK_BYTES / (4 * per);
         let by_binding = self.gpu.max_floats() / widest.max(1);
         by_rows.min(by_mem).min(by_binding).clamp(1, 65_535)
     }
 
-    fn work(&self, (cap, n, t, record, prob): WorkKey) -> Result<Work> {
+    fn work(&self, key: WorkKey) -> Result<Work> {
         let g = &self.gpu;
         let c = &self.cfg;
         let (d, dm, h) = (c.d_model, c.d_mlp, c.n_heads);
+        let WorkKey { cap, n, t, .. } = key;
         let r = cap * n;
-        let grad = if record {
-            let plan = self.plan(Start::Mid(0));
+        let grad = if key.record {
+            let plan = longest_tail(c.n_layers);
             let tapes = plan
                 .steps
                 .iter()
-                .zip(Self::step_rows(&plan, n))
+                .zip(plan.step_rows(n))
                 .map(|(s, m)| {
                     Ok(match s {
                         Step::Mlp(_) => Tape {
@@ -195,14 +235,15 @@ impl GpuEngine {
                             act: g.buffer(cap * m * dm, "tape pre")?,
                             pat: None,
                         },
-                        Step::Attn(_, lo) => Tape {
-                            xhat: g.buffer(r * d, "tape xhat")?,
-                            rstd: g.buffer(r, "tape rstd")?,
-                            act: g.buffer(r * 3 * d, "tape qkv")?,
-                            pat: Some(
-                                g.buffer(cap * h * (if *lo { 1 } else { n }) * t, "tape pattern")?,
-                            ),
-                        },
+                        Step::Attn { last_only, .. } => {
+                            let nq = if *last_only { 1 } else { n };
+                            Tape {
+                                xhat: g.buffer(r * d, "tape xhat")?,
+                                rstd: g.buffer(r, "tape rstd")?,
+                                act: g.buffer(r * 3 * d, "tape qkv")?,
+                                pat: Some(g.buffer(cap * h * nq * t, "tape pattern")?),
+                            }
+                        }
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -231,136 +272,106 @@ impl GpuEngine {
             xhat_f: g.buffer(cap * d, "xhat")?,
             rstd_f: g.buffer(cap, "rstd")?,
             grad,
-            unembed: if prob {
-                Some(self.unembed_work(cap, record)?)
+            unembed: if key.logits {
+                Some(self.unembed_work(cap, key.record)?)
             } else {
                 None
             },
         })
     }
 
-    /// Runs the tail for `batch` start rows in `ws.x[0]` and writes the metrics
-    /// to `metrics[out_off..]`. Returns the rows per batch element at the end.
-    #[allow(clippy::too_many_arguments)]
-    fn encode_tail(
-        &self,
-        enc: &mut Enc,
-        ws: &Work,
-        base: &Stacked,
-        plan: &Plan,
-        b: Batch,
-        metrics: &Buffer,
-        out_off: usize,
-    ) -> usize {
-        let c = &self.cfg;
-        let (d, dm, eps) = (c.d_model, c.d_mlp, c.layer_norm_eps);
-        let (bs, n) = (b.batch, b.n);
+    /// Runs the tail for the start rows in `p.ws.x[0]` and writes each batch
+    /// element's metric to `metrics`. Returns the rows per batch element at
+    /// the end.
+    fn encode_tail(&self, enc: &mut Enc, p: &Pass, metrics: At) -> usize {
+        let ws = p.ws;
+        // the residual rows are in x[cur]; each step writes x[1 − cur]
         let mut cur = 0;
-        let mut m = n;
-        if plan.gather_first {
-            enc.gather_last(&ws.x[0], bs, n, 1, d, &ws.x[1]);
-            cur = 1;
-            m = 1;
+        let mut m = p.b.n;
+        if p.plan.gather_first {
+            enc.gather_last(&ws.x[0], p.b, &ws.x[1]);
+            (cur, m) = (1, 1);
         }
-        for (si, step) in plan.steps.iter().enumerate() {
-            // a tail's steps are the last ones of the longest tail
-            let tape = ws
-                .grad
-                .as_ref()
-                .map(|g| &g.tapes[g.tapes.len() - plan.steps.len() + si]);
-            let (x, y) = (&ws.x[cur], &ws.x[1 - cur]);
+        for (si, step) in p.plan.steps.iter().enumerate() {
+            let io = StepIo {
+                layer: step.layer(),
+                m,
+                input: &ws.x[cur],
+                output: &ws.x[1 - cur],
+                tape: p.tape(si),
+            };
             match *step {
-                Step::Mlp(l) => {
-                    let w = &self.w.blocks[l];
-                    let rows = bs * m;
-                    let (xhat, rstd, pre) = match tape {
-                        Some(t) => (&t.xhat, &t.rstd, &t.act),
-                        None => (&ws.xhat, &ws.rstd, &ws.hid),
-                    };
-                    enc.layer_norm(
-                        x,
-                        rows,
-                        d,
-                        (1, 0),
-                        (&w.ln_2_w, &w.ln_2_b),
-                        eps,
-                        &ws.ln,
-                        xhat,
-                        rstd,
-                    );
-                    enc.linear(&ws.ln, rows, d, &w.c_fc_w, dm, &w.c_fc_b, None, pre);
-                    enc.gelu(pre, rows * dm, &ws.post);
-                    enc.linear(
-                        &ws.post,
-                        rows,
-                        dm,
-                        &w.mlp_proj_w,
-                        d,
-                        &w.mlp_proj_b,
-                        Some(x),
-                        y,
-                    );
-                }
-                Step::Attn(l, last_only) => {
-                    let w = &self.w.blocks[l];
-                    let rows = bs * n;
-                    let nq = if last_only { 1 } else { n };
-                    let (xhat, rstd, qkv, pat) = match tape {
-                        Some(t) => (&t.xhat, &t.rstd, &t.act, t.pat.as_ref()),
-                        None => (&ws.xhat, &ws.rstd, &ws.qkv, None),
-                    };
-                    enc.layer_norm(
-                        x,
-                        rows,
-                        d,
-                        (1, 0),
-                        (&w.ln_1_w, &w.ln_1_b),
-                        eps,
-                        &ws.ln,
-                        xhat,
-                        rstd,
-                    );
-                    enc.linear(&ws.ln, rows, d, &w.c_attn_w, 3 * d, &w.c_attn_b, None, qkv);
-                    let s = self.attn_shape(b, nq);
-                    enc.attn_tail(s, qkv, &base.qkv[l], &ws.z, pat);
-                    let res = if last_only {
-                        enc.gather_last(x, bs, n, 1, d, &ws.xl);
-                        &ws.xl
-                    } else {
-                        x
-                    };
-                    enc.linear(&ws.z, bs * nq, d, &w.c_proj_w, d, &w.c_proj_b, Some(res), y);
-                    m = nq;
-                }
+                Step::Mlp(_) => self.tail_mlp(enc, p, io),
+                Step::Attn { last_only, .. } => m = self.tail_attn(enc, p, io, last_only),
             }
             cur = 1 - cur;
         }
-        let w = &self.w;
-        enc.layer_norm(
-            &ws.x[cur],
-            bs,
-            d,
-            (m, m - 1),
-            (&w.ln_f_w, &w.ln_f_b),
-            eps,
-            &ws.norm,
-            &ws.xhat_f,
-            &ws.rstd_f,
-        );
-        match &base.head {
-            Head::Dir(dir) => enc.metric(&ws.norm, bs, d, (1, 0), (dir, b.per), metrics, out_off),
-            Head::Signs(signs) => self.encode_prob_diff(
-                enc,
-                ws.unembed.as_ref().expect("a workspace with logits"),
-                &ws.norm,
-                bs,
-                0,
-                signs,
-                metrics,
-                out_off,
-            ),
-        }
+        self.tail_metric(enc, p, &ws.x[cur], m, metrics);
         m
+    }
+
+    /// x + W_out · gelu(W_in · ln_2(x) + b_in) + b_out on the m rows of each
+    /// batch element.
+    fn tail_mlp(&self, enc: &mut Enc, p: &Pass, s: StepIo) {
+        let (ws, w) = (p.ws, &self.w.blocks[s.layer]);
+        let rows = p.b.batch * s.m;
+        let (tape, pre) = match s.tape {
+            Some(t) => (t.ln(), &t.act),
+            None => (ws.ln_tape(), &ws.hid),
+        };
+        enc.layer_norm(s.input, Rows::all(rows), &w.ln_2, &ws.ln, tape);
+        enc.linear(&ws.ln, rows, &w.c_fc, None, pre);
+        enc.gelu(pre, rows * self.cfg.d_mlp, &ws.post);
+        enc.linear(&ws.post, rows, &w.mlp_proj, Some(s.input), s.output);
+    }
+
+    /// x + attn(ln_1(x)) · W_O + b_O on the n rows of each batch element,
+    /// keys and values of positions < fd from the base run; with
+    /// `last_only`, queries (and output rows) at the last position only.
+    /// Returns the rows per batch element it leaves.
+    fn tail_attn(&self, enc: &mut Enc, p: &Pass, s: StepIo, last_only: bool) -> usize {
+        let (ws, b, w) = (p.ws, p.b, &self.w.blocks[s.layer]);
+        let rows = b.batch * b.n;
+        let nq = if last_only { 1 } else { b.n };
+        let (tape, qkv, pattern) = match s.tape {
+            Some(t) => (t.ln(), &t.act, t.pat.as_ref()),
+            None => (ws.ln_tape(), &ws.qkv, None),
+        };
+        enc.layer_norm(s.input, Rows::all(rows), &w.ln_1, &ws.ln, tape);
+        enc.linear(&ws.ln, rows, &w.c_attn, None, qkv);
+        let base_qkv = &p.base.qkv[s.layer];
+        enc.attn_tail(self.attn_shape(b, nq), qkv, base_qkv, &ws.z, pattern);
+        let res = if last_only {
+            enc.gather_last(s.input, b, &ws.xl);
+            &ws.xl
+        } else {
+            s.input
+        };
+        enc.linear(&ws.z, b.batch * nq, &w.c_proj, Some(res), s.output);
+        nq
+    }
+
+    /// The metric of each batch element from the last of its m rows in x:
+    /// ln_final, then the logit difference with its pair's answer direction,
+    /// or the probability difference.
+    fn tail_metric(&self, enc: &mut Enc, p: &Pass, x: &Buffer, m: usize, metrics: At) {
+        let (ws, b) = (p.ws, p.b);
+        let tape = ws.ln_f_tape();
+        enc.layer_norm(x, Rows::last_of(b.batch, m), &self.w.ln_f, &ws.norm, tape);
+        let rows = Rows::all(b.batch);
+        match &p.base.head {
+            Head::Dir(dir) => {
+                let dir = Shared {
+                    buf: dir,
+                    every: b.per,
+                };
+                enc.metric(&ws.norm, rows, self.cfg.d_model, dir, metrics);
+            }
+            Head::Signs(signs) => {
+                let u = ws.unembed.as_ref().expect("a workspace with logits");
+                self.encode_prob_diff(enc, u, &ws.norm, rows, signs, metrics);
+            }
+        }
     }
 
     fn attn_shape(&self, b: Batch, nq: usize) -> AttnShape {
@@ -377,105 +388,125 @@ impl GpuEngine {
     }
 
     /// Backward of `encode_tail` (which must have recorded): ∂m/∂x of the
-    /// start rows. Returns the buffer and its rows per batch element (the
-    /// last of the n rows; earlier ones have zero gradient). `at_mlp` sees
-    /// the gradient at both ends of every MLP step: (layer, false) for
-    /// ∂m/∂resid_post, (layer, true) for ∂m/∂resid_mid, with its rows per
-    /// batch element.
+    /// start rows, as the rows it holds (the last of each element's n rows,
+    /// or all of them; earlier ones have zero gradient). `at_block` sees the
+    /// gradient at both ends of every MLP step: ∂m/∂resid_post (at
+    /// `Start::Post(l)`) before the MLP's backward and ∂m/∂resid_mid (at
+    /// `Start::Mid(l)`) after it.
     fn encode_tail_backward<'w>(
         &self,
         enc: &mut Enc,
-        ws: &'w Work,
-        base: &Stacked,
-        plan: &Plan,
-        b: Batch,
-        at_mlp: &mut dyn FnMut(&mut Enc, usize, bool, &Buffer, usize),
-    ) -> (&'w Buffer, usize) {
-        let c = &self.cfg;
-        let (d, dm) = (c.d_model, c.d_mlp);
-        let gw = ws.grad.as_ref().expect("a recording workspace");
-        let bs = b.batch;
-        // ∂m/∂(ln_final's output): the answer direction of each row's pair,
-        // or the rows the probability difference's forward left
-        let (dy, dy_rows) = match &base.head {
-            Head::Dir(dir) => (dir, (1, 0, b.per)),
-            Head::Signs(_) => (
-                self.prob_diff_grad(ws.unembed.as_ref().expect("a workspace with logits")),
-                (1, 0, 1),
-            ),
-        };
-        enc.layer_norm_backward(
-            dy,
-            dy_rows,
-            bs,
-            d,
-            &self.w.ln_f_w,
-            &ws.xhat_f,
-            &ws.rstd_f,
-            None,
-            &gw.g[0],
-        );
+        p: &Pass<'w>,
+        at_block: &mut dyn FnMut(&mut Enc, Start, LastRows),
+    ) -> LastRows<'w> {
+        let gw = p.ws.grad.as_ref().expect("a recording workspace");
+        let n = p.b.n;
+        self.metric_backward(enc, p, &gw.g[0]);
+        // the gradient is in g[cur] for gm rows per element; each step writes g[1 − cur]
         let mut cur = 0;
         let mut gm = 1;
-        for (si, step) in plan.steps.iter().enumerate().rev() {
-            let t = &gw.tapes[gw.tapes.len() - plan.steps.len() + si];
-            let (g, out) = (&gw.g[cur], &gw.g[1 - cur]);
+        for (si, step) in p.plan.steps.iter().enumerate().rev() {
+            let io = StepIo {
+                layer: step.layer(),
+                m: gm,
+                input: &gw.g[cur],
+                output: &gw.g[1 - cur],
+                tape: p.tape(si),
+            };
+            let rows = |buf| LastRows {
+                buf,
+                of: n,
+                last: gm,
+            };
             match *step {
                 Step::Mlp(l) => {
-                    at_mlp(enc, l, false, g, gm);
-                    let w = &self.w.blocks[l];
-                    let rows = bs * gm;
-                    enc.linear_backward(g, rows, d, &w.mlp_proj_w, dm, &ws.hid);
-                    enc.gelu_backward(&t.act, &ws.hid, rows * dm, &ws.post);
-                    enc.linear_backward(&ws.post, rows, dm, &w.c_fc_w, d, &gw.dh);
-                    enc.layer_norm_backward(
-                        &gw.dh,
-                        (1, 0, 1),
-                        rows,
-                        d,
-                        &w.ln_2_w,
-                        &t.xhat,
-                        &t.rstd,
-                        Some((g, gm, gm)),
-                        out,
-                    );
-                    at_mlp(enc, l, true, out, gm);
+                    at_block(enc, Start::Post(l), rows(io.input));
+                    self.mlp_backward(enc, p, io);
+                    at_block(enc, Start::Mid(l), rows(io.output));
                 }
-                Step::Attn(l, last_only) => {
-                    let w = &self.w.blocks[l];
-                    let n = b.n;
-                    let nq = if last_only { 1 } else { n };
-                    enc.linear_backward(g, bs * nq, d, &w.c_proj_w, d, &gw.dz);
-                    let pat = t.pat.as_ref().expect("attention tape");
-                    enc.attn_tail_backward(
-                        self.attn_shape(b, nq),
-                        &gw.dz,
-                        pat,
-                        &t.act,
-                        &base.qkv[l],
-                        &gw.ds,
-                        &gw.dqkv,
-                    );
-                    enc.linear_backward(&gw.dqkv, bs * n, 3 * d, &w.c_attn_w, d, &gw.dh);
-                    enc.layer_norm_backward(
-                        &gw.dh,
-                        (1, 0, 1),
-                        bs * n,
-                        d,
-                        &w.ln_1_w,
-                        &t.xhat,
-                        &t.rstd,
-                        Some((g, n, nq)),
-                        out,
-                    );
-                    gm = n;
-                }
+                Step::Attn { last_only, .. } => gm = self.attn_backward(enc, p, io, last_only),
             }
             cur = 1 - cur;
         }
-        (&gw.g[cur], gm)
+        LastRows {
+            buf: &gw.g[cur],
+            of: n,
+            last: gm,
+        }
     }
 
+    /// ∂m/∂(the final residual's last row of each batch element) into
+    /// `out`, through ln_final: from the element's answer direction, or from
+    /// the ∂m/∂norm rows the probability difference's forward left.
+    fn metric_backward(&self, enc: &mut Enc, p: &Pass, out: &Buffer) {
+        let ws = p.ws;
+        let dy = match &p.base.head {
+            Head::Dir(dir) => Shared {
+                buf: dir,
+                every: p.b.per,
+            },
+            Head::Signs(_) => Shared::each(
+                self.prob_diff_grad(ws.unembed.as_ref().expect("a workspace with logits")),
+            ),
+        };
+        enc.layer_norm_backward(dy, p.b.batch, &self.w.ln_f, ws.ln_f_tape(), None, out);
+    }
+
+    /// Backward of `tail_mlp`: ∂m/∂x = ∂m/∂y + ln_2's backward of
+    /// ((∂m/∂y · W_outᵀ) ⊙ gelu′(pre)) · W_inᵀ.
+    fn mlp_backward(&self, enc: &mut Enc, p: &Pass, s: StepIo) {
+        let (ws, w) = (p.ws, &self.w.blocks[s.layer]);
+        let gw = ws.grad.as_ref().expect("a recording workspace");
+        let t = s.tape.expect("a recorded tail");
+        let rows = p.b.batch * s.m;
+        let dm = self.cfg.d_mlp;
+        // ∂m/∂hook_post, ∂m/∂hook_pre, ∂m/∂ln_2(x)
+        enc.linear_backward(s.input, rows, &w.mlp_proj, &ws.hid);
+        enc.gelu_backward(&t.act, &ws.hid, rows * dm, &ws.post);
+        enc.linear_backward(&ws.post, rows, &w.c_fc, &gw.dh);
+        let skip = LastRows {
+            buf: s.input,
+            of: s.m,
+            last: s.m,
+        };
+        enc.layer_norm_backward(
+            Shared::each(&gw.dh),
+            rows,
+            &w.ln_2,
+            t.ln(),
+            Some(skip),
+            s.output,
+        );
+    }
+
+    /// Backward of `tail_attn`: from ∂m/∂y on the rows it left to ∂m/∂x on
+    /// all n rows (the skip path reaches only the rows it left). Returns n.
+    fn attn_backward(&self, enc: &mut Enc, p: &Pass, s: StepIo, last_only: bool) -> usize {
+        let (ws, b, w) = (p.ws, p.b, &self.w.blocks[s.layer]);
+        let gw = ws.grad.as_ref().expect("a recording workspace");
+        let t = s.tape.expect("a recorded tail");
+        let (n, nq) = (b.n, if last_only { 1 } else { b.n });
+        // ∂m/∂z, ∂m/∂(q | k | v), ∂m/∂ln_1(x)
+        enc.linear_backward(s.input, b.batch * nq, &w.c_proj, &gw.dz);
+        let grads = AttnGrads {
+            dz: &gw.dz,
+            pattern: t.pat.as_ref().expect("attention tape"),
+            qkv: &t.act,
+            base_qkv: &p.base.qkv[s.layer],
+            ds: &gw.ds,
+            dqkv: &gw.dqkv,
+        };
+        enc.attn_tail_backward(self.attn_shape(b, nq), grads);
+        enc.linear_backward(&gw.dqkv, b.batch * n, &w.c_attn, &gw.dh);
+        let skip = LastRows {
+            buf: s.input,
+            of: n,
+            last: nq,
+        };
+        let dh = Shared::each(&gw.dh);
+        enc.layer_norm_backward(dh, b.batch * n, &w.ln_1, t.ln(), Some(skip), s.output);
+        n
+    }
     /// Pairs of t tokens whose stacked arrays (q | k | v, head results, MLP
     /// activations) fit one buffer binding.
     fn pairs_per_part(&self, t: usize) -> usize {
@@ -492,7 +523,7 @@ impl GpuEngine {
         }
         let out = self.gpu.buffer(bufs.len() * len, label)?;
         for (i, b) in bufs.iter().enumerate() {
-            enc.copy(b, 0, &out, i * len, len);
+            enc.copy(At::start(b), At::new(&out, i * len), len);
         }
         Ok(out)
     }
@@ -506,17 +537,17 @@ impl GpuEngine {
             .map(|l| {
                 if l < first {
                     // never read by these tails
-                    return Ok(group[0].0.layers[l].qkv.clone());
+                    return Ok(group[0].base.layers[l].qkv.clone());
                 }
-                let bufs: Vec<_> = group.iter().map(|g| &g.0.layers[l].qkv).collect();
+                let bufs: Vec<_> = group.iter().map(|g| &g.base.layers[l].qkv).collect();
                 self.stack(enc, &bufs, t * 3 * d, "stacked qkv")
             })
             .collect::<Result<Vec<_>>>()?;
-        let head = match &group[0].0.head {
+        let head = match &group[0].base.head {
             Head::Dir(_) => {
                 let dirs: Vec<_> = group
                     .iter()
-                    .map(|g| match &g.0.head {
+                    .map(|g| match &g.base.head {
                         Head::Dir(dir) => dir,
                         Head::Signs(_) => unreachable!("a group shares one metric kind"),
                     })
@@ -531,15 +562,15 @@ impl GpuEngine {
 
     /// Where a group's tails at `site` start, stacked: the residual stream
     /// the site adds to (resid_mid for heads, resid_post for neurons), and
-    /// the base and the other runs' activation `act` ([len] floats per pair).
+    /// the base and the other runs' activation `act`.
     fn stack_site<'a>(
         &self,
         enc: &mut Enc,
         group: &[RunPair<'a>],
         site: Site,
         t: usize,
-        (act, len): (Act, usize),
-    ) -> Result<[Buffer; 3]> {
+        act: SiteAct,
+    ) -> Result<SiteStack> {
         let l = site.layer;
         let resid: Act = match site.component {
             Component::Heads => |b| &b.resid_mid,
@@ -549,11 +580,11 @@ impl GpuEngine {
             let bufs: Vec<&Buffer> = group.iter().map(|g| f(&run(g).layers[l])).collect();
             self.stack(enc, &bufs, len, "stacked activations")
         };
-        Ok([
-            stack(enc, resid, |g| g.0, t * self.cfg.d_model)?,
-            stack(enc, act, |g| g.0, len)?,
-            stack(enc, act, |g| g.1, len)?,
-        ])
+        Ok(SiteStack {
+            resid: stack(enc, resid, |g| g.base, t * self.cfg.d_model)?,
+            base: stack(enc, act.get, |g| g.base, act.len)?,
+            other: stack(enc, act.get, |g| g.other, act.len)?,
+        })
     }
 
     /// Metrics of every pair's base run with each component of `site` in
@@ -564,88 +595,102 @@ impl GpuEngine {
         &self,
         group: &[RunPair<'_>],
         site: Site,
-        comps: std::ops::Range<usize>,
-        t: usize,
-        fd: usize,
+        comps: Range<usize>,
+        win: Window,
     ) -> Result<Vec<Vec<f32>>> {
-        let items = comps.len();
-        self.in_parts(group, items, (t, fd), false, async |ws, cap, part| {
-            self.patch_part(ws, cap, part, site, comps.clone(), t, fd)
-                .await
+        self.in_parts(group, comps.len(), win, false, async |part| {
+            self.patch_part(part, site, comps.clone(), win).await
         })
         .await
     }
 
-    /// Runs `part(workspace, its batch elements, pairs)` over a group in
-    /// parts: one workspace for `items` elements (components or α) of every
-    /// pair, or as many as fit; a part holds the pairs that fit it and one
-    /// buffer binding of stacked arrays.
+    /// Runs `part` over a group in parts: one workspace for `items` elements
+    /// (components or α) of every pair, or as many as fit; a part holds the
+    /// pairs that fit it and one buffer binding of stacked arrays.
     async fn in_parts<T>(
         &self,
         group: &[RunPair<'_>],
         items: usize,
-        (t, fd): (usize, usize),
+        win: Window,
         record: bool,
-        part: impl AsyncFn(&Work, usize, &[RunPair<'_>]) -> Result<Vec<T>>,
+        part: impl AsyncFn(Part<'_, '_>) -> Result<Vec<T>>,
     ) -> Result<Vec<T>> {
-        let n = t - fd;
-        let want = (group.len() * items).clamp(1, self.capacity(n, t, record));
-        let key = (want, n, t, record, group_has_signs(group));
+        let want = (group.len() * items).clamp(1, self.capacity(win, record));
+        let key = WorkKey {
+            cap: want,
+            n: win.n(),
+            t: win.t,
+            record,
+            logits: group[0].base.head.is_signs(),
+        };
         let (key, ws) = self.take_work(key)?;
         let mut out = Vec::with_capacity(group.len());
-        for pairs in group.chunks(key.0.min(self.pairs_per_part(t))) {
-            out.extend(part(&ws, key.0, pairs).await?);
+        for pairs in group.chunks(key.cap.min(self.pairs_per_part(win.t))) {
+            let p = Part {
+                ws: &ws,
+                cap: key.cap,
+                group: pairs,
+            };
+            out.extend(part(p).await?);
         }
         self.put_work(key, ws);
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn patch_part(
         &self,
-        ws: &Work,
-        cap: usize,
-        group: &[RunPair<'_>],
+        part: Part<'_, '_>,
         site: Site,
-        comps: std::ops::Range<usize>,
-        t: usize,
-        fd: usize,
+        comps: Range<usize>,
+        win: Window,
     ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
-        let (d, n, pairs) = (c.d_model, t - fd, group.len());
-        let plan = self.plan(Start::of(site));
-        let per = (cap / pairs).min(comps.len()).max(1);
+        let (d, n, pairs) = (c.d_model, win.n(), part.group.len());
+        let plan = Plan::new(Start::of(site), c.n_layers);
+        let per = (part.cap / pairs).min(comps.len()).max(1);
         let metrics = self.gpu.buffer(pairs * comps.len(), "metrics")?;
         let mut enc = Enc::new(&self.gpu);
-        let base = self.stacked(&mut enc, group, t, site.layer + 1)?;
-        let l = site.layer;
+        let base = self.stacked(&mut enc, part.group, win.t, site.layer + 1)?;
         // the components' own activations: hook_result or hook_post
-        let (act, len): (Act, usize) = match site.component {
-            Component::Heads => (|b| &b.result, t * c.n_heads * d),
-            Component::Neurons => (|b| &b.post, t * c.d_mlp),
+        let act = match site.component {
+            Component::Heads => SiteAct {
+                get: |b| &b.result,
+                len: win.t * c.n_heads * d,
+            },
+            Component::Neurons => SiteAct {
+                get: |b| &b.post,
+                len: win.t * c.d_mlp,
+            },
         };
-        let [resid, rb, ro] = self.stack_site(&mut enc, group, site, t, (act, len))?;
+        let stack = self.stack_site(&mut enc, part.group, site, win.t, act)?;
+        let x = &part.ws.x[0];
         let chunks = chunks(comps.len(), per);
-        for &(s0, k) in &chunks {
-            let b = Batch::new(pairs, k, n, d, fd);
-            let c0 = comps.start + s0;
+        for ch in &chunks {
+            let b = Batch::new(pairs, ch.len, n, d, win.fd);
+            let patched = Patched {
+                first: comps.start + ch.first,
+                per_layer: site.component.count(c),
+            };
             match site.component {
-                Component::Heads => enc.patch_heads(b, c.n_heads, c0, &resid, &rb, &ro, &ws.x[0]),
-                Component::Neurons => enc.patch_neurons(
-                    b,
-                    c.d_mlp,
-                    c0,
-                    &resid,
-                    &rb,
-                    &ro,
-                    &self.w.blocks[l].mlp_proj_w,
-                    &ws.x[0],
-                ),
+                Component::Heads => enc.patch_heads(b, patched, &stack, x),
+                Component::Neurons => {
+                    let w_out = &self.w.blocks[site.layer].mlp_proj.w;
+                    enc.patch_neurons(b, patched, &stack, w_out, x)
+                }
             }
-            self.encode_tail(&mut enc, ws, &base, &plan, b, &metrics, pairs * s0);
+            let pass = Pass {
+                ws: part.ws,
+                base: &base,
+                plan: &plan,
+                b,
+            };
+            self.encode_tail(&mut enc, &pass, At::new(&metrics, pairs * ch.first));
         }
         enc.submit();
-        let raw = self.gpu.read(&[(&metrics, 0, pairs * comps.len())]).await?;
+        let raw = self
+            .gpu
+            .read(&[Slice::first(&metrics, pairs * comps.len())])
+            .await?;
         Ok(unpack(&raw[0], pairs, comps.len(), &chunks))
     }
 
@@ -653,87 +698,81 @@ impl GpuEngine {
     /// straight path of the site's whole contribution and
     /// Σ_k w_k ∂m/∂(attn_out or mlp_out) over rows fd.. ([n, d], or [n, d_mlp]
     /// for neurons: ∂m/∂hook_post).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn sweep_path(
         &self,
         group: &[RunPair<'_>],
         site: Site,
-        alphas: &[f32],
-        weights: &[f32],
-        t: usize,
-        fd: usize,
+        path: Path<'_>,
+        win: Window,
     ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        self.in_parts(group, alphas.len(), (t, fd), true, async |ws, cap, part| {
-            self.path_part(ws, cap, part, site, alphas, weights, t, fd)
-                .await
+        self.in_parts(group, path.alphas.len(), win, true, async |part| {
+            self.path_part(part, site, path, win).await
         })
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn path_part(
         &self,
-        ws: &Work,
-        cap: usize,
-        group: &[RunPair<'_>],
+        part: Part<'_, '_>,
         site: Site,
-        alphas: &[f32],
-        weights: &[f32],
-        t: usize,
-        fd: usize,
+        path: Path<'_>,
+        win: Window,
     ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
         let c = &self.cfg;
-        let (d, n, pairs) = (c.d_model, t - fd, group.len());
-        let plan = self.plan(Start::of(site));
-        let per = (cap / pairs).min(alphas.len()).max(1);
+        let (d, n, pairs) = (c.d_model, win.n(), part.group.len());
+        let items = path.alphas.len();
+        let plan = Plan::new(Start::of(site), c.n_layers);
+        let per = (part.cap / pairs).min(items).max(1);
         let g = &self.gpu;
-        let metrics = g.buffer(pairs * alphas.len(), "metrics")?;
-        let alpha_buf = g.upload(alphas, "alphas")?;
-        let weight_buf = g.upload(weights, "weights")?;
+        let metrics = g.buffer(pairs * items, "metrics")?;
+        let alpha_buf = g.upload(path.alphas, "alphas")?;
+        let weight_buf = g.upload(path.weights, "weights")?;
         let grad = g.buffer(pairs * n * d, "weighted gradient")?;
         let mut enc = Enc::new(g);
         enc.clear(&grad);
-        let base = self.stacked(&mut enc, group, t, site.layer + 1)?;
-        let l = site.layer;
+        let base = self.stacked(&mut enc, part.group, win.t, site.layer + 1)?;
         // the site's whole contribution: attn_out or mlp_out
-        let act: Act = match site.component {
+        let get: Act = match site.component {
             Component::Heads => |b| &b.attn_out,
             Component::Neurons => |b| &b.mlp_out,
         };
-        let [resid, ob, oo] = self.stack_site(&mut enc, group, site, t, (act, t * d))?;
-        let chunks = chunks(alphas.len(), per);
-        for &(k0, k) in &chunks {
-            let b = Batch::new(pairs, k, n, d, fd);
-            enc.patch_path(b, &resid, &ob, &oo, &alpha_buf, k0, &ws.x[0]);
-            self.encode_tail(&mut enc, ws, &base, &plan, b, &metrics, pairs * k0);
-            let (gx, m) =
-                self.encode_tail_backward(&mut enc, ws, &base, &plan, b, &mut |_, _, _, _, _| {});
-            enc.weighted_sum(gx, m, b, &weight_buf, k0, &grad);
+        let act = SiteAct {
+            get,
+            len: win.t * d,
+        };
+        let stack = self.stack_site(&mut enc, part.group, site, win.t, act)?;
+        let chunks = chunks(items, per);
+        for ch in &chunks {
+            let b = Batch::new(pairs, ch.len, n, d, win.fd);
+            enc.patch_path(b, &stack, At::new(&alpha_buf, ch.first), &part.ws.x[0]);
+            let pass = Pass {
+                ws: part.ws,
+                base: &base,
+                plan: &plan,
+                b,
+            };
+            self.encode_tail(&mut enc, &pass, At::new(&metrics, pairs * ch.first));
+            let gx = self.encode_tail_backward(&mut enc, &pass, &mut |_, _, _| {});
+            enc.weighted_sum(gx, b, At::new(&weight_buf, ch.first), &grad);
         }
         let (out, width) = match site.component {
             Component::Heads => (grad, d),
             Component::Neurons => {
                 // ∂m/∂hook_post = ∂m/∂mlp_out · W_outᵀ
                 let gp = g.buffer(pairs * n * c.d_mlp, "weighted gradient")?;
-                enc.linear_backward(
-                    &grad,
-                    pairs * n,
-                    d,
-                    &self.w.blocks[l].mlp_proj_w,
-                    c.d_mlp,
-                    &gp,
-                );
+                let w_out = &self.w.blocks[site.layer].mlp_proj;
+                enc.linear_backward(&grad, pairs * n, w_out, &gp);
                 (gp, c.d_mlp)
             }
         };
         enc.submit();
         let r = g
             .read(&[
-                (&metrics, 0, pairs * alphas.len()),
-                (&out, 0, pairs * n * width),
+                Slice::first(&metrics, pairs * items),
+                Slice::first(&out, pairs * n * width),
             ])
             .await?;
-        let ms = unpack(&r[0], pairs, alphas.len(), &chunks);
+        let ms = unpack(&r[0], pairs, items, &chunks);
         Ok(ms
             .into_iter()
             .zip(r[1].chunks(n * width))
@@ -750,14 +789,19 @@ impl GpuEngine {
         &self,
         base: &Forward,
         component: Component,
-        t: usize,
-        fd: usize,
+        win: Window,
     ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
-        let (d, dm, n) = (c.d_model, c.d_mlp, t - fd);
+        let (d, dm, n, fd) = (c.d_model, c.d_mlp, win.n(), win.fd);
         let g = &self.gpu;
-        let plan = self.plan(Start::Mid(0));
-        let key = (1, n, t, true, matches!(base.head, Head::Signs(_)));
+        let plan = longest_tail(c.n_layers);
+        let key = WorkKey {
+            cap: 1,
+            n,
+            t: win.t,
+            record: true,
+            logits: base.head.is_signs(),
+        };
         let (key, ws) = self.take_work(key)?;
         let b = Batch::new(1, 1, n, d, fd);
         let metric = g.buffer(1, "metric")?;
@@ -770,23 +814,25 @@ impl GpuEngine {
         for a in &acc {
             enc.clear(a);
         }
-        enc.copy(&base.layers[0].resid_mid, fd * d, &ws.x[0], 0, n * d);
-        self.encode_tail(&mut enc, &ws, &stacked, &plan, b, &metric, 0);
+        let start = At::new(&base.layers[0].resid_mid, fd * d);
+        enc.copy(start, At::start(&ws.x[0]), n * d);
+        let pass = Pass {
+            ws: &ws,
+            base: &stacked,
+            plan: &plan,
+            b,
+        };
+        self.encode_tail(&mut enc, &pass, At::start(&metric));
         // heads: ∂m/∂attn_out = ∂m/∂resid_mid (after the MLP's backward);
         // neurons: ∂m/∂mlp_out = ∂m/∂resid_post (before it)
-        let want_mid = component == Component::Heads;
-        self.encode_tail_backward(
-            &mut enc,
-            &ws,
-            &stacked,
-            &plan,
-            b,
-            &mut |enc, l, mid, gx, m| {
-                if mid == want_mid {
-                    enc.weighted_sum(gx, m, b, &one, 0, &acc[l]);
-                }
-            },
-        );
+        self.encode_tail_backward(&mut enc, &pass, &mut |enc, point, gx| {
+            let (Start::Mid(layer) | Start::Post(layer)) = point else {
+                return;
+            };
+            if point == Start::of(Site { layer, component }) {
+                enc.weighted_sum(gx, b, At::start(&one), &acc[layer]);
+            }
+        });
         let out = match component {
             Component::Heads => acc,
             Component::Neurons => acc
@@ -794,17 +840,34 @@ impl GpuEngine {
                 .enumerate()
                 .map(|(l, a)| {
                     let gp = g.buffer(n * dm, "gradient")?;
-                    enc.linear_backward(a, n, d, &self.w.blocks[l].mlp_proj_w, dm, &gp);
+                    enc.linear_backward(a, n, &self.w.blocks[l].mlp_proj, &gp);
                     Ok(gp)
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
         enc.submit();
-        let width = if want_mid { d } else { dm };
-        let ranges: Vec<_> = out.iter().map(|b| (b, 0, n * width)).collect();
+        let width = component.grad_width(c);
+        let ranges: Vec<_> = out.iter().map(|b| Slice::first(b, n * width)).collect();
         let r = g.read(&ranges).await?;
         self.put_work(key, ws);
         Ok(r)
+    }
+}
+
+impl Work {
+    /// The layer norm tape of forward-only passes (overwritten step by step).
+    fn ln_tape(&self) -> LnTape<'_> {
+        LnTape {
+            xhat: &self.xhat,
+            rstd: &self.rstd,
+        }
+    }
+    /// ln_final's tape.
+    fn ln_f_tape(&self) -> LnTape<'_> {
+        LnTape {
+            xhat: &self.xhat_f,
+            rstd: &self.rstd_f,
+        }
     }
 }
 
@@ -823,10 +886,7 @@ impl Stacked {
     fn of(run: &Forward) -> Stacked {
         Stacked {
             qkv: run.layers.iter().map(|l| l.qkv.clone()).collect(),
-            head: match &run.head {
-                Head::Dir(b) => Head::Dir(b.clone()),
-                Head::Signs(b) => Head::Signs(b.clone()),
-            },
+            head: run.head.clone(),
         }
     }
 }
@@ -834,29 +894,39 @@ impl Stacked {
 /// One of a layer's activations.
 type Act = fn(&LayerBufs) -> &Buffer;
 
-/// A pair of a grouped sweep: the base run and the run patched in.
-pub(super) type RunPair<'a> = (&'a Forward, &'a Forward);
-
-fn group_has_signs(group: &[RunPair]) -> bool {
-    matches!(group[0].0.head, Head::Signs(_))
+/// A layer's activation at a site and its length (floats per run).
+struct SiteAct {
+    get: Act,
+    len: usize,
 }
 
-/// A sweep's items in chunks of at most `per`: (first item, items).
-fn chunks(items: usize, per: usize) -> Vec<(usize, usize)> {
+/// A run of a sweep's items (components or α) that one pass takes.
+#[derive(Clone, Copy)]
+struct Chunk {
+    first: usize,
+    len: usize,
+}
+
+/// A sweep's items in chunks of at most `per`.
+fn chunks(items: usize, per: usize) -> Vec<Chunk> {
     (0..items)
         .step_by(per.max(1))
-        .map(|s| (s, per.min(items - s)))
+        .map(|first| Chunk {
+            first,
+            len: per.min(items - first),
+        })
         .collect()
 }
 
 /// Per-pair results from a grouped metrics buffer, where the chunk of items
-/// s0..s0+k holds the k items of pair 0, then of pair 1, … from `pairs · s0`.
-fn unpack(raw: &[f32], pairs: usize, items: usize, chunks: &[(usize, usize)]) -> Vec<Vec<f32>> {
+/// first..first+len holds the items of pair 0, then of pair 1, … from
+/// `pairs · first`.
+fn unpack(raw: &[f32], pairs: usize, items: usize, chunks: &[Chunk]) -> Vec<Vec<f32>> {
     let mut out = vec![vec![0.0; items]; pairs];
-    for &(s0, k) in chunks {
+    for ch in chunks {
         for (p, row) in out.iter_mut().enumerate() {
-            let from = pairs * s0 + p * k;
-            row[s0..s0 + k].copy_from_slice(&raw[from..from + k]);
+            let from = pairs * ch.first + p * ch.len;
+            row[ch.first..ch.first + ch.len].copy_from_slice(&raw[from..from + ch.len]);
         }
     }
     out

@@ -4,8 +4,8 @@
 //! backward ∂m/∂norm = ∂m/∂logits · wte. Rows go through in groups small
 //! enough that their [rows, d_vocab] logits fit one buffer binding.
 
-use super::context::Enc;
-use super::ops::Mm;
+use super::context::{At, Enc};
+use super::ops::{Matrix, Mm, Rows};
 use super::GpuEngine;
 use crate::error::Result;
 use wgpu::Buffer;
@@ -55,48 +55,44 @@ impl GpuEngine {
         &dn[(self.w.wte.len() - 1) % 2]
     }
 
-    /// The probability difference of `rows` rows of ln_final's output (row r
-    /// at `norm[(first + r)·d ..]`), written to `metrics[out_off + r]`; with
-    /// a recording workspace also ∂m/∂norm (see `prob_diff_grad`).
-    #[allow(clippy::too_many_arguments)]
+    /// The probability difference of the rows of ln_final's output `norm`
+    /// [.., d] that `rows` picks, written to `metrics` (one per row); with a
+    /// recording workspace also ∂m/∂norm (see `prob_diff_grad`).
     pub(super) fn encode_prob_diff(
         &self,
         enc: &mut Enc,
         u: &Unembed,
         norm: &Buffer,
-        rows: usize,
-        first: usize,
+        rows: Rows,
         signs: &Buffer,
-        metrics: &Buffer,
-        out_off: usize,
+        metrics: At,
     ) {
         let (v, d) = (self.cfg.d_vocab, self.cfg.d_model);
         let chunk_rows = self.w.wte_rows;
         let mut r0 = 0;
-        while r0 < rows {
-            let k = u.rows.min(rows - r0);
+        while r0 < rows.count {
+            let k = u.rows.min(rows.count - r0);
             // logits[:, first_v ..] = norm rows · wte_chunkᵀ
             for (i, chunk) in self.w.wte.iter().enumerate() {
                 let first_v = i * chunk_rows;
                 let mm = Mm {
+                    lda: rows.step * d,
                     ldb: d,
                     ldc: v,
-                    a_off: (first + r0) * d,
+                    a_off: (rows.first + r0 * rows.step) * d,
                     c_off: first_v,
                     trans_b: true,
                     ..Mm::plain(k, d, chunk_rows.min(v - first_v))
                 };
                 enc.matmul(mm, norm, chunk, None, None, &u.logits);
             }
-            enc.prob_diff(
-                &u.logits,
-                k,
-                v,
-                signs,
-                u.dn.is_some(),
-                metrics,
-                out_off + r0,
-            );
+            let logits = Matrix {
+                buf: &u.logits,
+                rows: k,
+                cols: v,
+            };
+            let out = At::new(metrics.buf, metrics.off + r0);
+            enc.prob_diff(logits, signs, u.dn.is_some(), out);
             if let Some(dn) = &u.dn {
                 // ∂m/∂norm rows = Σ_chunks ∂m/∂logits[:, chunk] · wte_chunk
                 for (i, chunk) in self.w.wte.iter().enumerate() {
