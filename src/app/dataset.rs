@@ -125,11 +125,6 @@ impl<'a, E: Engine> Runner<'a, E> {
         self.group_size
     }
 
-    /// Work units of one pair, as progress counts them.
-    pub fn work_per_pair(&self) -> u64 {
-        self.opts.work(self.engine.config())
-    }
-
     /// Whether an earlier report of `prompts` stands for this run's: same
     /// prompts, model and settings.
     pub fn reusable(&self, prompts: &Prompts, r: &Report) -> bool {
@@ -193,7 +188,7 @@ impl<'a, E: Engine> Runner<'a, E> {
             obs.pair(todo[k], PairOutcome::Bad(e))?;
         }
 
-        let per_pair = self.work_per_pair();
+        let per_pair = self.opts.work(self.engine.config());
         let total = per_pair * groups.iter().map(Vec::len).sum::<usize>() as u64;
         let mut done = 0;
         for g in &groups {

@@ -279,7 +279,6 @@ struct BatchOut<'a> {
     dir: &'a Path,
     bar: ProgressBar,
     quiet: bool,
-    per_pair: u64,
     /// What the bar says of the group in progress.
     label: String,
     reports: Vec<(usize, Report)>,
@@ -287,6 +286,7 @@ struct BatchOut<'a> {
 
 impl Observer for BatchOut<'_> {
     fn progress(&mut self, p: &Progress<'_>) -> bool {
+        self.bar.set_length(p.total);
         self.bar.set_position(p.done);
         self.bar.set_message(format!("{} {}", self.label, p.stage));
         true
@@ -296,7 +296,6 @@ impl Observer for BatchOut<'_> {
 impl DatasetObserver for BatchOut<'_> {
     fn planned(&mut self, plan: &Plan) {
         let n: usize = plan.groups.iter().map(Vec::len).sum();
-        self.bar.set_length(self.per_pair * n as u64);
         if plan.group_size > 1 && n > 0 && !self.quiet {
             eprintln!(
                 "{n} pairs to compute in {} group(s) of equal token length and first difference (at most {} per group)",
@@ -360,7 +359,6 @@ impl EngineUser<()> for Batch {
             dir: &a.out_dir,
             bar,
             quiet: a.quiet,
-            per_pair: runner.work_per_pair(),
             label: String::new(),
             reports: Vec::with_capacity(range.len()),
         };
