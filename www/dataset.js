@@ -377,6 +377,8 @@ export class DatasetTab {
         cancelled = true;
         mark(left, "cancelled");
       } else {
+        // not about one pair (those are reported and passed over): the run stops
+        this.error(e.message);
         for (const k of left) this.errors[k] = e.message;
         mark(left, "error");
       }

@@ -378,9 +378,9 @@ impl EngineUser<()> for Batch {
         let (computed, group) = (stats.computed, runner.group_size());
         let mut reports = out.reports;
         reports.sort_by_key(|(i, _)| *i);
-        let bad = bad_pairs(&stats.bad, range.len());
-        if reports.is_empty() {
-            return Err(bad.unwrap_or_else(|| Error::Input("the dataset has no pairs".into())));
+        // nothing to summarise: the bad pairs are the story
+        if reports.is_empty() && !stats.bad.is_empty() {
+            return Err(bad_pairs(&stats.bad, range.len()));
         }
         let summary = summarize(info, &reports, a.include_small_gap)?;
         write_atomic(&a.out_dir.join("summary.json"), &summary.to_json())?;
@@ -423,22 +423,24 @@ impl EngineUser<()> for Batch {
         if !a.ablate.is_empty() {
             run_ablation(&l, &a.out_dir, &reports, &a.ablate, a.quiet)?;
         }
-        bad.map_or(Ok(()), Err)
+        if stats.bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad_pairs(&stats.bad, range.len()))
+        }
     }
 }
 
 /// The error a run with bad pairs ends with, after its outputs are written.
-fn bad_pairs(bad: &[usize], of: usize) -> Option<Error> {
+fn bad_pairs(bad: &[usize], of: usize) -> Error {
     let mut list = bad.to_vec();
     list.sort_unstable();
     let list: Vec<String> = list.iter().map(usize::to_string).collect();
-    (!bad.is_empty()).then(|| {
-        Error::Input(format!(
-            "{} of {of} pairs could not be analysed (pair {}, each listed above with the reason); the outputs hold the others",
-            bad.len(),
-            list.join(", ")
-        ))
-    })
+    Error::Input(format!(
+        "{} of {of} pairs could not be analysed (pair {}, each listed above with the reason)",
+        bad.len(),
+        list.join(", ")
+    ))
 }
 
 /// Mean-ablates each set in every pair and writes `dir/ablation.json`.
