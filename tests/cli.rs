@@ -750,6 +750,45 @@ fn batch_file_rows_that_are_not_pairs_are_listed_and_skipped_only_on_request() {
 }
 
 #[test]
+fn batch_names_a_pair_the_model_cannot_take_runs_the_others_and_fails_at_the_end() {
+    let dir = tempdir("cli-batch-bad-pair");
+    let csv = dir.join("pairs.csv");
+    // the middle row is a valid pair for the tokenizer, but longer than the
+    // model's 32-token context: only the model refuses it
+    let (long_clean, long_corrupt) = (CLEAN.repeat(3), CORRUPT.repeat(3));
+    std::fs::write(
+        &csv,
+        format!(
+            "clean,corrupt,correct,incorrect\n\"{CLEAN}\",\"{CORRUPT}\",\" Mary\",\" John\"\n\"{long_clean}\",\"{long_corrupt}\",\" Mary\",\" John\"\n\"{CORRUPT}\",\"{CLEAN}\",\" John\",\" Mary\"\n"
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let o = batch(&out_dir, &["--file", csv.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("pair 1: the clean prompt: "), "{err}");
+    assert!(err.contains("context holds 32"), "{err}");
+    assert!(
+        err.contains("error: 1 of 3 pairs could not be analysed (pair 1,"),
+        "{err}"
+    );
+    // the other pairs' reports and the summary are written
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        out.contains("2 computed, 0 kept from an earlier run, 1 bad"),
+        "{out}"
+    );
+    assert!(out_dir.join("pairs/0000.json").exists());
+    assert!(!out_dir.join("pairs/0001.json").exists());
+    assert!(out_dir.join("pairs/0002.json").exists());
+    let summary = json(&out_dir.join("summary.json"));
+    assert_eq!(summary["n_pairs"], 2);
+    assert_eq!(summary["missing"], serde_json::json!([1]));
+}
+
+#[test]
 fn ablate_reports_the_metric_change_per_pair_and_on_average() {
     let dir = tempdir("cli-ablate");
     let out = ok(batch(

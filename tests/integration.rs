@@ -9,6 +9,7 @@ mod common;
 
 mod ablation;
 mod cli;
+mod dataset_runner;
 mod datasets;
 mod fast_paths;
 mod fuzz_loading;

@@ -1,8 +1,9 @@
 // The lab's Dataset tab: pairs from a seeded task generator or an uploaded
 // CSV / JSONL file (bad rows are listed by line and skipped only when the
-// user agrees), run through PatchLab.analyze one at a time or, with WebGPU,
-// through PatchLab.analyzeGroup in groups of pairs of equal token length
-// (which share the GPU's passes), with progress, ETA and Cancel. As pairs finish, the summary tables
+// user agrees), run through PatchLab.runDataset (the engine's dataset
+// runner, as `patchlab batch`: one pair at a time on the CPU, with WebGPU in
+// groups of pairs of equal token length, which share the GPU's passes), with
+// progress, ETA and Cancel. As pairs finish, the summary tables
 // (PatchLab.summarize: the summary.json of `patchlab batch`, not recomputed
 // here), histograms of per-pair r and the list of pairs appear; a finished
 // pair opens in the single-pair views with its report. User text (prompts
@@ -13,8 +14,6 @@ import { Histogram, fmt } from "./plots.js";
 import { download } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
-// Pairs per group on WebGPU (as `patchlab batch --group` on the GPU).
-const GROUP_SIZE = 16;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -78,6 +77,8 @@ export class DatasetTab {
     this.running = null;
     this.hists = new Map();
     this.runs = 0;
+    this.summarizing = null; // the summary refresh in progress (summaryLater)
+    this.summaryStale = false;
     this.ablation = null; // the ablation.json object of the sets ablated so far
     this.ablating = null; // AbortController of the ablation in progress
 
@@ -331,58 +332,59 @@ export class DatasetTab {
     $("ds-progress").hidden = false;
     $("ds-progress").value = 0;
     $("ds-text").textContent = `Pair 1 of ${n}…`;
-    const groups = await this.groups(lab, data.pairs);
-    document.body.dataset.datasetGroups = String(groups.length);
+    // the engine's dataset runner (that of `patchlab batch`) groups the
+    // pairs, streams each outcome and says when a group starts
+    let label = `Pair 1 of ${n}`;
+    let group = [];
     let done = 0;
     let cancelled = false;
+    const mark = (ks, state) => {
+      for (const k of ks) {
+        this.state[k] = state;
+        this.renderRow(k);
+      }
+    };
     try {
-      for (const g of groups) {
-        if (ctrl.signal.aborted) {
-          cancelled = true;
-          break;
-        }
-        for (const k of g) {
-          this.state[k] = "running";
-          this.renderRow(k);
-        }
-        const label = g.length === 1 ? `Pair ${g[0] + 1} of ${n}` : `Pairs ${g[0] + 1}… (${g.length} together) of ${n}`;
-        const onProgress = (pr) => {
-          const f = (done + pr.fraction * g.length) / n;
-          const elapsed = performance.now() - t0;
-          const eta = f > 0.005 ? (elapsed * (1 - f)) / f : null;
-          $("ds-progress").value = f;
-          $("ds-text").textContent = `${label}: ${pr.stage} — ${Math.round(f * 100)} % · ${seconds(elapsed)} elapsed · ETA ${seconds(eta)}`;
-        };
-        const pairs = g.map((k) => data.pairs[k]);
-        try {
-          const reports =
-            g.length === 1
-              ? [await lab.analyze({ ...pairs[0], metric: pairs[0].metric || "logit_diff", ...opts, signal: ctrl.signal, onProgress })]
-              : await lab.analyzeGroup({ pairs, ...opts, signal: ctrl.signal, onProgress });
-          g.forEach((k, j) => {
-            this.reports[k] = reports[j];
-            this.inputs[k] = summaryInput(reports[j]);
-            this.state[k] = "done";
+      await lab.runDataset({
+        pairs: data.pairs,
+        ...opts,
+        signal: ctrl.signal,
+        onPlan: (plan) => {
+          document.body.dataset.datasetGroups = String(plan.groups.length);
+        },
+        onGroup: (g) => {
+          group = g;
+          label = g.length === 1 ? `Pair ${g[0] + 1} of ${n}` : `Pairs ${g[0] + 1}… (${g.length} together) of ${n}`;
+          mark(g, "running");
+        },
+        onProgress: (pr) => {
+          $("ds-progress").value = pr.fraction;
+          $("ds-text").textContent = `${label}: ${pr.stage} — ${Math.round(pr.fraction * 100)} % · ${seconds(pr.elapsedMs)} elapsed · ETA ${seconds(pr.etaMs)}`;
+        },
+        onPair: ({ index: k, status, report, error }) => {
+          if (status === "done") {
+            this.reports[k] = report;
+            this.inputs[k] = summaryInput(report);
             done++;
-          });
-        } catch (e) {
-          if (e.name === "AbortError") {
-            for (const k of g) {
-              this.state[k] = "cancelled";
-              this.renderRow(k);
-            }
-            cancelled = true;
-            break;
-          }
-          for (const k of g) {
-            this.state[k] = "error";
-            this.errors[k] = e.message;
-          }
-        }
-        for (const k of g) this.renderRow(k);
-        if (g.some((k) => this.state[k] === "done")) await this.refreshSummary();
+          } else this.errors[k] = error;
+          mark([k], status);
+          if (status === "done") this.summaryLater();
+        },
+      });
+    } catch (e) {
+      const left = group.filter((k) => this.state[k] === "running");
+      if (e.name === "AbortError") {
+        cancelled = true;
+        mark(left, "cancelled");
+      } else {
+        // not about one pair (those are reported and passed over): the run stops
+        this.error(e.message);
+        for (const k of left) this.errors[k] = e.message;
+        mark(left, "error");
       }
     } finally {
+      // the tables hold every finished pair before the run counts as over
+      await this.summarizing;
       this.running = null;
       this.onBusy(false);
       this.update();
@@ -401,21 +403,19 @@ export class DatasetTab {
   }
 
   /**
-   * The order in which pairs run: with WebGPU, groups of up to GROUP_SIZE
-   * pairs of equal token length and first difference, which share the GPU's
-   * passes; on the CPU (or if grouping fails) one pair at a time, so that
-   * results appear pair by pair. Pairs that are not valid run alone and fail
-   * with their own message.
+   * Redraws the summary after pairs finish, one summarize() at a time (the
+   * pairs that finish meanwhile join the next); this.summarizing settles
+   * once the tables hold every finished pair.
    */
-  async groups(lab, pairs) {
-    const single = pairs.map((_, k) => [k]);
-    if (!lab.env?.webgpu) return single;
-    try {
-      const plan = await lab.groupPairs(pairs, GROUP_SIZE);
-      return [...plan.groups, ...plan.bad.map((b) => [b.index])].sort((a, b) => a[0] - b[0]);
-    } catch {
-      return single;
-    }
+  summaryLater() {
+    this.summaryStale = true;
+    this.summarizing ??= (async () => {
+      while (this.summaryStale) {
+        this.summaryStale = false;
+        await this.refreshSummary();
+      }
+      this.summarizing = null;
+    })();
   }
 
   /**

@@ -6,6 +6,7 @@
 //   const tokens = await lab.tokenize(" Mary");            // [{id, text}]
 //   const report = await lab.analyze({ clean, corrupt, correct, incorrect });
 //   const pairs = await lab.generateDataset({ task: "ioi", n: 100, seed: 0 });
+//   await lab.runDataset({ pairs, onPair: ({ index, report }) => … });  // as `patchlab batch`
 //   const { groups } = await lab.groupPairs(pairs);          // pairs that can share WebGPU passes
 //   const reports = await lab.analyzeGroup({ pairs: groups[0].map((k) => pairs[k]) });
 //   const summary = await lab.summarize(reports, { source: "task:ioi", seed: 0, total: 100 });
@@ -103,6 +104,7 @@ class WorkerClient {
     if (!p) return;
     if (msg.type === "progress") p.onProgress?.(msg);
     else if (msg.type === "partial") p.onPartial?.(msg);
+    else if (msg.type === "event") p.onEvent?.(msg);
     else {
       this.pending.delete(msg.id);
       if (msg.type === "result") p.resolve(msg.value);
@@ -110,7 +112,7 @@ class WorkerClient {
     }
   }
 
-  request(type, body = {}, { onProgress, onPartial, signal } = {}) {
+  request(type, body = {}, { onProgress, onPartial, onEvent, signal } = {}) {
     const id = this.next++;
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
@@ -123,7 +125,7 @@ class WorkerClient {
         signal?.removeEventListener("abort", onAbort);
         f(v);
       };
-      this.pending.set(id, { resolve: done(resolve), reject: done(reject), onProgress, onPartial });
+      this.pending.set(id, { resolve: done(resolve), reject: done(reject), onProgress, onPartial, onEvent });
       this.worker.postMessage({ id, type, ...body });
     });
   }
@@ -300,12 +302,12 @@ export class PatchLab {
 
   /**
    * Groups of pair indices for analyzeGroup: {groups: [[i, …]], bad: [{index, error}]}.
-   * At most `size` pairs per group, each of equal token length and first
+   * At most `size` pairs per group (by default as runDataset on WebGPU), each of equal token length and first
    * differing token (the pairs whose WebGPU passes can be shared); pairs that
    * are not valid are listed apart with the reason.
    */
-  groupPairs(pairs, size = 16) {
-    return this.client.request("groupPairs", { pairs: [...pairs], size: Math.max(1, Number(size) | 0) });
+  groupPairs(pairs, size) {
+    return this.client.request("groupPairs", { pairs: [...pairs], size: size === undefined ? null : Math.max(1, Number(size) | 0) });
   }
 
   /**
@@ -331,6 +333,40 @@ export class PatchLab {
     };
     const { json } = await this.client.request("analyzeGroup", { request }, { onProgress: withEta(onProgress), signal });
     return JSON.parse(json);
+  }
+
+  /**
+   * A whole dataset through the crate's dataset runner, the one `patchlab
+   * batch` uses: pairs of equal token length and first difference in groups
+   * (`group` per group; by default 16 on WebGPU, where they share the GPU's
+   * passes, and 1 on the CPU), pairs whose report in `reports` (earlier
+   * reports in dataset order, null for none) has the same prompts, model and
+   * settings kept, and a pair that cannot be analysed reported and passed
+   * over. pairs, the options, backend and signal as in analyzeGroup();
+   * onProgress as in analyze(), over the whole run. As the run goes:
+   * onPlan({groups, kept, bad, group_size, backend, note?}) before any work,
+   * onGroup([index, …]) as a group starts, and onPair({index, status, report,
+   * error}) for every pair as soon as its outcome exists (status "done" with
+   * its report, "kept", or "error" with the reason). Resolves to {computed,
+   * kept, bad: [index], backend}; a cancel rejects with an AbortError and the
+   * pairs already delivered stand.
+   */
+  async runDataset({ pairs, methods, directions, components, igSteps, igRule, percentile, group, reports, backend = "auto", onPlan, onGroup, onPair, onProgress, signal } = {}) {
+    if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", "runDataset needs pairs (a non-empty array)");
+    const request = {
+      pairs: pairs.map((p) => ({ clean: p.clean, corrupt: p.corrupt, correct: p.correct, incorrect: p.incorrect, bos: p.bos ?? true, metric: p.metric || "logit_diff" })),
+      backend,
+      ...analysisOptions({ methods, directions, components, igSteps, igRule, percentile }),
+    };
+    const onEvent = ({ kind, index, text }) => {
+      if (kind === "plan") onPlan?.(JSON.parse(text));
+      else if (kind === "group") onGroup?.(JSON.parse(text));
+      else if (kind === "pair") onPair?.({ index, status: "done", report: JSON.parse(text) });
+      else if (kind === "kept") onPair?.({ index, status: "kept" });
+      else if (kind === "bad") onPair?.({ index, status: "error", error: text });
+    };
+    const body = { request, group: group === undefined ? null : Number(group), reports: reports === undefined ? null : reportsJson(reports) };
+    return this.client.request("runDataset", body, { onProgress: withEta(onProgress), onEvent, signal });
   }
 
   /** The names of the generated tasks: ["ioi", "ioi-third", "greater-than", "capitals", "agreement"]. */

@@ -3,11 +3,11 @@
 // the page's main thread never blocks. www/patchlab.js is its only client.
 //
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
-//                          | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
+//                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
 //                          | "upgradeReport"
 //                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
-//               | {id, type: "progress", ...} | {id, type: "partial", ...}
+//               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
 import init, { Lab, WeightStream, check_config, pairs_csv, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
 
@@ -443,12 +443,16 @@ async function handle(msg) {
       }));
     case "analyzeGroup":
       return inQueue(id, async (l) => ({ json: await l.analyze_group(JSON.stringify(msg.request), progressTo(id), pause) }));
+    case "runDataset":
+      return inQueue(id, async (l) =>
+        JSON.parse(await l.run_dataset(JSON.stringify(msg.request), msg.group ?? undefined, msg.reports ?? undefined, progressTo(id), (kind, index, text) => post({ id, type: "event", kind, index, text }), pause)),
+      );
     case "ablateDataset":
       return inQueue(id, (l) => l.ablate_dataset(msg.reports, JSON.stringify(msg.sets), msg.backend || null, progressTo(id), pause));
     case "ablate":
       return inQueue(id, async (l) => JSON.parse(await l.ablate(JSON.stringify(msg.request))));
     case "groupPairs":
-      return JSON.parse(needLab().group_pairs(JSON.stringify(msg.pairs), msg.size));
+      return JSON.parse(needLab().group_pairs(JSON.stringify(msg.pairs), msg.size ?? undefined));
     case "generateDataset":
       return JSON.parse(needLab().generate_dataset(String(msg.task), msg.n, msg.seed, !!msg.bos));
     case "importPairs":

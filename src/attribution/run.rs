@@ -45,7 +45,8 @@ impl Default for Options {
 }
 
 impl Options {
-    fn check(&self) -> Result<()> {
+    /// Refuses options that no pair can be analysed with.
+    pub fn check(&self) -> Result<()> {
         if self.methods.is_empty() || self.directions.is_empty() || self.components.is_empty() {
             return Err(Error::Input(
                 "choose at least one method, one direction and one component kind".into(),

@@ -22,6 +22,8 @@
 //! Requests and results cross the boundary as JSON strings: one format for
 //! the CLI, the page and exported files.
 
+mod dataset;
+
 use crate::attribution::ablation::{ablate_dataset, AblationSet, MeanActivations};
 use crate::attribution::quadrature::Rule;
 use crate::attribution::run::{analyze_group, share_groups, Options};
@@ -29,7 +31,7 @@ use crate::attribution::{
     parse_component, Direction, LayerScores, Method, Observer, Pair, Progress,
 };
 use crate::clock::now_ms;
-use crate::dataset::{self, Format, Task};
+use crate::dataset::{Format, Task};
 use crate::engine::cpu::CpuEngine;
 use crate::engine::gpu::{GpuEngine, GpuOptions};
 use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site, SweepPair};
@@ -527,7 +529,7 @@ pub fn check_config(config_json: &str) -> std::result::Result<(), JsValue> {
 pub fn pairs_csv(pairs_json: &str) -> std::result::Result<String, JsValue> {
     let pairs: Vec<Prompts> = serde_json::from_str(pairs_json)
         .map_err(|e| js_err(Error::Input(format!("not an array of pairs: {e}"))))?;
-    Ok(dataset::to_csv(&pairs))
+    Ok(crate::dataset::to_csv(&pairs))
 }
 
 #[derive(Serialize)]
@@ -664,7 +666,7 @@ impl Lab {
         bos: bool,
     ) -> std::result::Result<String, JsValue> {
         let format = Format::from_path(filename).map_err(js_err)?;
-        let r = dataset::import(text, format, &self.inner.tokenizer, bos).map_err(js_err)?;
+        let r = crate::dataset::import(text, format, &self.inner.tokenizer, bos).map_err(js_err)?;
         let out = ImportOut {
             pairs: &r.pairs,
             bad: r
@@ -850,17 +852,18 @@ impl Lab {
     }
 
     /// Groups for `analyze_group`: JSON `{"groups": [[index, …]], "bad":
-    /// [{"index", "error"}]}` — at most `size` pairs of `pairs_json` (an
+    /// [{"index", "error"}]}` — at most `size` (default: as on WebGPU) pairs of `pairs_json` (an
     /// array of prompts) per group, each group of equal token length and first
     /// differing position, so that the WebGPU engine shares its passes among
     /// them; pairs that are not valid are listed apart with the reason.
     pub fn group_pairs(
         &self,
         pairs_json: &str,
-        size: usize,
+        size: Option<usize>,
     ) -> std::result::Result<String, JsValue> {
         let pairs: Vec<Prompts> = serde_json::from_str(pairs_json)
             .map_err(|e| js_err(Error::Input(format!("not an array of prompt pairs: {e}"))))?;
+        let size = size.unwrap_or(crate::app::dataset::GPU_GROUP_SIZE);
         let (groups, bad) = share_groups(&self.inner.tokenizer, &self.inner.config, &pairs, size);
         let bad: Vec<serde_json::Value> = bad
             .into_iter()

@@ -5,9 +5,10 @@
 use super::{split_list, with_engine, EngineUser, Loaded};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use patchlab::app::dataset::{DatasetObserver, PairOutcome, Plan, Runner};
 use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
 use patchlab::attribution::quadrature::Rule;
-use patchlab::attribution::run::{analyze_group, share_groups, Options};
+use patchlab::attribution::run::Options;
 use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
 use patchlab::clock::now_ms;
 use patchlab::dataset::{self, Format, Task};
@@ -271,19 +272,56 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
-/// A per-pair progress bar over the whole run.
-struct BatchBar {
+/// Where a batch run's outcomes go: each computed report to its file as
+/// it arrives, every report kept for the summary, each bad pair printed;
+/// progress to a bar over the pairs to compute.
+struct BatchOut<'a> {
+    dir: &'a Path,
     bar: ProgressBar,
-    /// Work units of the pairs already done, and of one pair.
-    base: u64,
+    quiet: bool,
+    /// What the bar says of the group in progress.
     label: String,
+    reports: Vec<(usize, Report)>,
 }
 
-impl Observer for BatchBar {
+impl Observer for BatchOut<'_> {
     fn progress(&mut self, p: &Progress<'_>) -> bool {
-        self.bar.set_position(self.base + p.done);
+        self.bar.set_length(p.total);
+        self.bar.set_position(p.done);
         self.bar.set_message(format!("{} {}", self.label, p.stage));
         true
+    }
+}
+
+impl DatasetObserver for BatchOut<'_> {
+    fn planned(&mut self, plan: &Plan) {
+        let n: usize = plan.groups.iter().map(Vec::len).sum();
+        if plan.group_size > 1 && n > 0 && !self.quiet {
+            eprintln!(
+                "{n} pairs to compute in {} group(s) of equal token length and first difference (at most {} per group)",
+                plan.groups.len(),
+                plan.group_size
+            );
+        }
+    }
+
+    fn group(&mut self, g: &[usize]) {
+        self.label = match g {
+            [one] => format!("pair {}", one + 1),
+            _ => format!("{} pairs from {}", g.len(), g[0] + 1),
+        };
+    }
+
+    fn pair(&mut self, index: usize, outcome: PairOutcome) -> Result<()> {
+        match outcome {
+            PairOutcome::Kept(r) => self.reports.push((index, r)),
+            PairOutcome::Computed(r) => {
+                write_atomic(&pair_path(self.dir, index), &r.to_json())?;
+                self.reports.push((index, r));
+            }
+            PairOutcome::Bad(e) => self.bar.suspend(|| eprintln!("pair {index}: {e}")),
+        }
+        Ok(())
     }
 }
 
@@ -303,14 +341,13 @@ impl EngineUser<()> for Batch {
             }
             None => (0..pairs.len(), "0/1".to_string()),
         };
+        let runner = Runner::new(&l.engine, &l.name, &l.tokenizer, &self.opts, a.group)?;
         let pair_dir = a.out_dir.join("pairs");
         std::fs::create_dir_all(&pair_dir).map_err(|e| io(&pair_dir, e))?;
-        let per_pair = self.opts.work(l.engine.config());
-        let settings = self.opts.settings();
         let bar = if a.quiet {
             ProgressBar::hidden()
         } else {
-            ProgressBar::new(per_pair * range.len() as u64).with_style(
+            ProgressBar::new(0).with_style(
                 ProgressStyle::with_template(
                     "{spinner} {msg:40} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
                 )
@@ -318,85 +355,45 @@ impl EngineUser<()> for Batch {
                 .progress_chars("=> "),
             )
         };
-        let mut obs = BatchBar {
+        let mut out = BatchOut {
+            dir: &a.out_dir,
             bar,
-            base: 0,
+            quiet: a.quiet,
             label: String::new(),
+            reports: Vec::with_capacity(range.len()),
+        };
+        // reports of an earlier run into this directory, unless --force
+        let earlier = |index| {
+            if a.force {
+                return None;
+            }
+            let text = std::fs::read_to_string(pair_path(&a.out_dir, index)).ok()?;
+            Report::from_json(&text).ok()
         };
         let t0 = now_ms();
-        let group = match a.group {
-            Some(0) => {
-                return Err(Error::Input(
-                    "--group must be at least 1 (1 analyses the pairs one at a time)".into(),
-                ))
-            }
-            Some(g) => g,
-            None if l.engine.backend() == "gpu" => 16,
-            None => 1,
-        };
-        // reports kept from an earlier run, and the pairs still to compute
-        let mut reports: Vec<Option<Report>> = Vec::with_capacity(range.len());
-        let mut todo = Vec::new();
-        for index in range.clone() {
-            let existing = (!a.force)
-                .then(|| std::fs::read_to_string(pair_path(&a.out_dir, index)).ok())
-                .flatten()
-                .and_then(|s| Report::from_json(&s).ok())
-                .filter(|r| {
-                    r.prompts == pairs[index] && r.model.name == l.name && r.settings == settings
-                });
-            if existing.is_none() {
-                todo.push(index);
-            }
-            reports.push(existing);
-        }
-        let reused = range.len() - todo.len();
-        let groups = length_groups(&pairs, &todo, group, &l)?;
-        if group > 1 && !todo.is_empty() && !a.quiet {
-            eprintln!(
-                "{} pairs to compute in {} group(s) of equal token length and first difference (at most {group} per group)",
-                todo.len(),
-                groups.len()
-            );
-        }
-        let mut computed = 0usize;
         let counts0 = l.engine.device_counts();
-        obs.bar.set_position(reused as u64 * per_pair);
-        for g in &groups {
-            obs.base = (reused + computed) as u64 * per_pair;
-            obs.label = match g.as_slice() {
-                [one] => format!("pair {}", one + 1),
-                _ => format!("{} pairs from {}", g.len(), g[0] + 1),
-            };
-            let prompts: Vec<Prompts> = g.iter().map(|&i| pairs[i].clone()).collect();
-            let rs = pollster::block_on(analyze_group(
-                &l.engine,
-                &l.name,
-                &l.tokenizer,
-                &prompts,
-                &self.opts,
-                &mut obs,
-            ))?;
-            for (&index, r) in g.iter().zip(rs) {
-                write_atomic(&pair_path(&a.out_dir, index), &r.to_json())?;
-                reports[index - range.start] = Some(r);
-                computed += 1;
-            }
-        }
-        let reports: Vec<(usize, Report)> = range
-            .clone()
-            .zip(reports)
-            .map(|(i, r)| (i, r.expect("every pair kept or computed")))
-            .collect();
-        obs.bar.finish_and_clear();
+        let stats = pollster::block_on(runner.run(&pairs, range.clone(), earlier, &mut out))?;
+        out.bar.finish_and_clear();
         let secs = (now_ms() - t0) / 1000.0;
+        let (computed, group) = (stats.computed, runner.group_size());
+        let mut reports = out.reports;
+        reports.sort_by_key(|(i, _)| *i);
+        // nothing to summarise: the bad pairs are the story
+        if reports.is_empty() && !stats.bad.is_empty() {
+            return Err(bad_pairs(&stats.bad, range.len()));
+        }
         let summary = summarize(info, &reports, a.include_small_gap)?;
         write_atomic(&a.out_dir.join("summary.json"), &summary.to_json())?;
         println!(
-            "{} pairs (shard {shard}, dataset {}{}): {computed} computed, {reused} kept from an earlier run",
-            reports.len(),
+            "{} pairs (shard {shard}, dataset {}{}): {computed} computed, {} kept from an earlier run{}",
+            range.len(),
             summary.dataset.source,
-            summary.dataset.seed.map(|s| format!(" seed {s}")).unwrap_or_default()
+            summary.dataset.seed.map(|s| format!(" seed {s}")).unwrap_or_default(),
+            stats.kept,
+            match stats.bad.len() {
+                0 => String::new(),
+                n => format!(", {n} bad (listed above)"),
+            }
         );
         if computed > 0 {
             println!(
@@ -426,30 +423,24 @@ impl EngineUser<()> for Batch {
         if !a.ablate.is_empty() {
             run_ablation(&l, &a.out_dir, &reports, &a.ablate, a.quiet)?;
         }
-        Ok(())
+        if stats.bad.is_empty() {
+            Ok(())
+        } else {
+            Err(bad_pairs(&stats.bad, range.len()))
+        }
     }
 }
 
-/// The pairs to compute in groups (`share_groups`); a pair that is not valid
-/// stops the run before any work.
-fn length_groups<E: Engine>(
-    pairs: &[Prompts],
-    todo: &[usize],
-    size: usize,
-    l: &Loaded<E>,
-) -> Result<Vec<Vec<usize>>> {
-    let chosen: Vec<Prompts> = todo.iter().map(|&i| pairs[i].clone()).collect();
-    let (groups, bad) = share_groups(&l.tokenizer, l.engine.config(), &chosen, size);
-    if let Some((k, e)) = bad.into_iter().next() {
-        return Err(match e {
-            Error::Input(m) => Error::Input(format!("pair {}: {m}", todo[k])),
-            e => e,
-        });
-    }
-    Ok(groups
-        .into_iter()
-        .map(|g| g.into_iter().map(|k| todo[k]).collect())
-        .collect())
+/// The error a run with bad pairs ends with, after its outputs are written.
+fn bad_pairs(bad: &[usize], of: usize) -> Error {
+    let mut list = bad.to_vec();
+    list.sort_unstable();
+    let list: Vec<String> = list.iter().map(usize::to_string).collect();
+    Error::Input(format!(
+        "{} of {of} pairs could not be analysed (pair {}, each listed above with the reason)",
+        bad.len(),
+        list.join(", ")
+    ))
 }
 
 /// Mean-ablates each set in every pair and writes `dir/ablation.json`.
