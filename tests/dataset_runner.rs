@@ -7,13 +7,13 @@ use patchlab::app::dataset::{
     default_group_size, DatasetObserver, PairOutcome, Plan, RunStats, Runner, GPU_GROUP_SIZE,
 };
 use patchlab::attribution::run::{analyze_pair, Options};
-use patchlab::attribution::{Direction, Method, Observer, Pair, Progress, Quiet};
+use patchlab::attribution::{LayerScores, Method, Observer, Pair, Progress, Quiet};
 use patchlab::dataset::Task;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::{Component, Engine};
 use patchlab::error::{Error, Result};
 use patchlab::model::Tokenizer;
-use patchlab::report::{Prompts, Report};
+use patchlab::report::{MethodKey, Prompts, Report};
 use pollster::block_on;
 
 /// Heads only, AP and a few IG steps: every step of the runner, quickly.
@@ -50,16 +50,8 @@ impl Observer for Record {
         !(inside || after)
     }
 
-    fn partial(
-        &mut self,
-        pair: usize,
-        _m: Method,
-        _d: Direction,
-        _c: Component,
-        _layer: usize,
-        _s: &[f32],
-    ) {
-        self.partial.push(pair);
+    fn partial(&mut self, s: &LayerScores<'_>) {
+        self.partial.push(s.pair);
     }
 }
 
@@ -112,7 +104,7 @@ fn run(
 fn same_results(a: &Report, b: &Report, what: &str) {
     assert_eq!(a.prompts, b.prompts, "{what}");
     assert_eq!(a.metric.clean, b.metric.clean, "{what}");
-    let (x, y) = (&a.results["ap"], &b.results["ap"]);
+    let (x, y) = (&a.results[&MethodKey::Ap], &b.results[&MethodKey::Ap]);
     let (x, y) = (serde_json::to_value(x), serde_json::to_value(y));
     assert_eq!(x.unwrap(), y.unwrap(), "{what}: AP scores");
     assert_eq!(a.analysis.latent, b.analysis.latent, "{what}: latent sets");

@@ -16,8 +16,8 @@
 //! that stores or shows each outcome.
 
 use crate::attribution::run::{analyze_group, share_groups, Options};
-use crate::attribution::{Direction, Method, Observer, Progress};
-use crate::engine::{Component, Engine};
+use crate::attribution::{LayerScores, Observer, Progress};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{Prompts, Report};
@@ -259,15 +259,10 @@ impl Observer for InGroup<'_, '_> {
         })
     }
 
-    fn partial(
-        &mut self,
-        pair: usize,
-        m: Method,
-        d: Direction,
-        c: Component,
-        layer: usize,
-        scores: &[f32],
-    ) {
-        self.obs.partial(self.group[pair], m, d, c, layer, scores);
+    fn partial(&mut self, s: &LayerScores<'_>) {
+        self.obs.partial(&LayerScores {
+            pair: self.group[s.pair],
+            ..*s
+        });
     }
 }

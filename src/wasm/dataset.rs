@@ -5,8 +5,8 @@
 use super::{js_err, parse_reports, Backend, Inner, JsObserver, Lab, Pausing, Request};
 use crate::app::dataset::{DatasetObserver, PairOutcome, Plan, RunStats, Runner};
 use crate::attribution::run::Options;
-use crate::attribution::{Direction, Method, Observer, Progress};
-use crate::engine::{Component, Engine};
+use crate::attribution::{LayerScores, Observer, Progress};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::report::{Prompts, Report};
 use js_sys::{Function, Promise};
@@ -41,16 +41,8 @@ impl Observer for JsDataset {
         self.progress.progress(p)
     }
 
-    fn partial(
-        &mut self,
-        pair: usize,
-        m: Method,
-        d: Direction,
-        c: Component,
-        layer: usize,
-        scores: &[f32],
-    ) {
-        self.progress.partial(pair, m, d, c, layer, scores);
+    fn partial(&mut self, s: &LayerScores<'_>) {
+        self.progress.partial(s);
     }
 }
 
