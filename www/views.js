@@ -80,13 +80,25 @@ export function addPartial(r, { method, direction, component, layer, scores }) {
 
 const get = (r, m, d, c) => r?.results?.[m]?.[d]?.[c];
 
+/**
+ * What the report's metric measures, as `patchlab analyze` prints it: the
+ * answers' logit difference, or Greater-Than's probability difference of the
+ * two-digit years above and at-or-below YY. A name this page does not know
+ * is shown as it is rather than mislabelled.
+ */
+function metricLabel(r) {
+  const name = r.metric?.name ?? r.prompts?.metric ?? "logit_diff";
+  if (name === "logit_diff") return `logit[${r.tokens.correct.text}] − logit[${r.tokens.incorrect.text}]`;
+  const yy = name.startsWith("greater_than:") ? name.slice("greater_than:".length) : null;
+  return yy === null ? `metric ${name}` : `p(year > ${yy}) − p(year ≤ ${yy})`;
+}
+
 /** One line: metrics, top components, correlations, backend and timing. */
 export function summaryText(r) {
   if (!r) return "";
   if (r.partial) return "Computing… heads first, then neurons.";
   const parts = [];
-  const t = r.tokens;
-  parts.push(`logit[${t.correct.text}] − logit[${t.incorrect.text}]: clean ${fmt(r.metric.clean, 3)}, corrupt ${fmt(r.metric.corrupt, 3)}`);
+  parts.push(`${metricLabel(r)}: clean ${fmt(r.metric.clean, 3)}, corrupt ${fmt(r.metric.corrupt, 3)}`);
   const top = r.analysis?.top || {};
   for (const m of ["ap", "ig_norm"]) {
     const list = top[m]?.clean_to_corrupt?.heads;

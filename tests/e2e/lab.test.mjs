@@ -318,9 +318,24 @@ describe("the lab page", () => {
   });
 });
 
+// A Greater-Than pair saved with settings that are not the defaults.
+const GREATER_THAN = {
+  clean: "The war lasted from the year 1742 to the year 17",
+  corrupt: "The war lasted from the year 1701 to the year 17",
+  correct: "50",
+  incorrect: "30",
+  metric: "greater_than:42",
+  methods: ["ap", "ig"],
+  components: ["heads"],
+  igSteps: 8,
+  igRule: "riemann_left",
+  percentile: 0.8,
+};
+
 describe("embedding", () => {
   before(() => {
     fs.writeFileSync(path.join(modelDir, "report.json"), JSON.stringify(cliReport(modelDir, IOI)));
+    fs.writeFileSync(path.join(modelDir, "gt-report.json"), JSON.stringify(cliReport(modelDir, GREATER_THAN)));
   });
 
   test("results-only mode renders a saved report without loading a model", async (t) => {
@@ -394,5 +409,36 @@ describe("embedding", () => {
     assert.equal(await page.evaluate(() => document.querySelector("patch-lab").dataset.state), "done");
     // AP, IG* and IG
     assert.equal((await canvasStats(page, "canvas")).length, 6);
+  });
+
+  test("<patch-lab>'s Recompute live keeps every setting of a saved Greater-Than report: metric, IG rule, percentile", async (t) => {
+    const saved = JSON.parse(fs.readFileSync(path.join(modelDir, "gt-report.json"), "utf8"));
+    assert.equal(saved.prompts.metric, "greater_than:42");
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/gt-report.json`);
+    await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
+    await page.getByRole("button", { name: "Recompute live" }).click();
+    await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
+    const got = await page.evaluate(() => {
+      const e = document.querySelector("patch-lab");
+      return { state: e.dataset.state, error: e.shadowRoot.querySelector(".error").textContent, report: e.report };
+    });
+    assert.equal(got.state, "done", got.error);
+    assert.deepEqual(got.report.prompts, saved.prompts);
+    assert.deepEqual(got.report.settings, saved.settings);
+    assert.equal(got.report.metric.name, "greater_than:42");
+    for (const k of ["clean", "corrupt"]) assert.ok(Math.abs(got.report.metric[k] - saved.metric[k]) < 1e-5, `metric.${k}: ${got.report.metric[k]} vs ${saved.metric[k]}`);
+  });
+
+  test("the summary names each report's metric: the Greater-Than probability difference, or the answers' logit difference", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?report=/model/gt-report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    const gt = await page.textContent("#report-view .summary");
+    assert.match(gt, /^p\(year > 42\) − p\(year ≤ 42\): clean /);
+    assert.doesNotMatch(gt, /logit/);
+    await page.goto(`${server.url}?report=/model/report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    assert.match(await page.textContent("#report-view .summary"), /^logit\[ Mary\] − logit\[ John\]: clean /);
   });
 });
