@@ -6,9 +6,9 @@
 import { DatasetTab } from "./dataset.js";
 import { PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
-import { ReportView, addPartial, checkReport, download, partialReport, reportCsv } from "./views.js";
+import { ReportView, addPartial, checkReport, partialReport, reportCsv } from "./views.js";
+import { $, download, seconds } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 const EXAMPLE = {
   clean: "When Mary and John went to the store, John gave a drink to",
   corrupt: "When Mary and John went to the store, Mary gave a drink to",
@@ -310,11 +310,6 @@ function updateRun() {
   $("run").disabled = !lab || !valid || !!running || !!dataset?.isRunning();
   $("cancel").disabled = !running;
   dataset?.update();
-}
-
-function seconds(ms) {
-  if (ms === null || ms === undefined) return "…";
-  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
 }
 
 async function run() {

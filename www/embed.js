@@ -24,15 +24,9 @@
 
 import { PatchLab } from "./patchlab.js";
 import { ReportView, checkReport } from "./views.js";
+import { el } from "./dom.js";
 
 const STYLE = new URL("./style.css", import.meta.url).href;
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 class PatchLabElement extends HTMLElement {
   static get observedAttributes() {

@@ -3,6 +3,7 @@
 // lab page (app.js) and the <patch-lab> element (embed.js).
 
 import { Ablation, Heatmap, Scatter, Selection, componentLabel, fmt } from "./plots.js";
+import { el } from "./dom.js";
 
 export const VIEWS = [
   ["heads", "Heads"],
@@ -21,13 +22,6 @@ export const LATENT_LEGEND =
   "▲ AND (A > 0): matters when noising — patching in the corrupt value breaks the behaviour — but restoring it alone does not help. " +
   "● OR (A < 0): restoring it alone helps, but noising it alone does not break the behaviour.";
 const DIR_ORDER = ["clean_to_corrupt", "corrupt_to_clean"];
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 const isNum = (v) => v === null || typeof v === "number";
 
@@ -518,16 +512,4 @@ export function reportCsv(r) {
     }
   }
   return `${lines.join("\n")}\n`;
-}
-
-/** Downloads text or a Blob as a file. */
-export function download(name, data, type = "application/octet-stream") {
-  const blob = data instanceof Blob ? data : new Blob([data], { type });
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 5000);
 }
