@@ -220,6 +220,8 @@ async function validate() {
   if (!lab) return;
   const gen = ++validateGen;
   const r = request();
+  // the engine's own parser says whether it computes this metric
+  const metricError = lab.parseMetric(r.metric).then(() => null, (e) => e.message);
   let toks;
   try {
     toks = await Promise.all([
@@ -235,6 +237,7 @@ async function validate() {
     updateRun();
     return;
   }
+  const metric = await metricError;
   if (gen !== validateGen) return;
   const [c, k, a, b] = toks;
   const diffs = new Set();
@@ -258,7 +261,7 @@ async function validate() {
   }
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
   if (r.methods.length === 0 || r.directions.length === 0 || r.components.length === 0) errors.push("Choose at least one method, one direction and one component kind.");
-  if (!/^(logit_diff|greater_than:\d\d)$/.test(r.metric)) errors.push(`The metric must be logit_diff or greater_than:YY (YY two digits, e.g. greater_than:42), not ${JSON.stringify(r.metric)}.`);
+  if (metric) errors.push(`The metric cannot be used: ${metric}.`);
   valid = errors.length === 0;
   errorBox("input-error", errors.join(" "));
   updateRun();

@@ -4,12 +4,12 @@
 //
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
 //                          | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
-//                          | "upgradeReport"
+//                          | "upgradeReport" | "parseMetric"
 //                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...}
 
-import init, { Lab, WeightStream, check_config, pairs_csv, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
+import init, { Lab, WeightStream, check_config, pairs_csv, parse_metric_spec, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -465,6 +465,9 @@ async function handle(msg) {
     case "taskNames":
       await ensureWasm();
       return JSON.parse(task_names());
+    case "parseMetric":
+      await ensureWasm();
+      return parse_metric_spec(String(msg.spec));
     case "clearCache":
       if (typeof caches !== "undefined") await caches.delete(CACHE);
       return true;

@@ -22,6 +22,8 @@
 //! Requests and results cross the boundary as JSON strings: one format for
 //! the CLI, the page and exported files.
 
+mod checks;
+
 use crate::attribution::ablation::{ablate_dataset, AblationSet, MeanActivations};
 use crate::attribution::quadrature::Rule;
 use crate::attribution::run::{analyze_group, share_groups, Options};

@@ -4,11 +4,12 @@
 // `node --test tests/e2e/` once www/pkg, target/debug/patchlab and Chromium exist.
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { IOI, ROOT, canvasStats, cliReport, launch, newContext, reportDiffs, startLab, stopLab, trackedPage, unzipStored, waitReady } from "./helpers.mjs";
+import { BIN, IOI, ROOT, canvasStats, cliReport, launch, newContext, reportDiffs, startLab, stopLab, trackedPage, unzipStored, waitReady } from "./helpers.mjs";
 
 let modelDir, server, browser;
 const dialogs = [];
@@ -249,6 +250,25 @@ describe("the lab page", () => {
     await page.fill("#correct", " Mary");
     await page.waitForSelector("#input-error", { state: "hidden" });
     await runInPage(page);
+  });
+
+  test("the metric is checked by the engine's parser: greater_than:99 is refused with the engine's message, greater_than:42 accepted", async (t) => {
+    const page = await newPage(t);
+    await page.goto(server.url);
+    assert.equal((await waitReady(page)).state, "ready");
+    await page.waitForFunction(() => !document.getElementById("run").disabled);
+    // what `patchlab analyze` says about the same spec
+    const cli = spawnSync(BIN, ["analyze", "--model", modelDir, ...Object.entries(IOI).flatMap(([k, v]) => [`--${k}`, v]), "--metric", "greater_than:99", "--quiet"], { encoding: "utf8" });
+    assert.notEqual(cli.status, 0);
+    const engine = cli.stderr.trim().replace(/^error: /, "");
+    assert.match(engine, /greater_than:99.*00 to 98/);
+    await page.fill("#metric", "greater_than:99");
+    await page.waitForSelector("#input-error:not([hidden])");
+    assert.equal(await page.textContent("#input-error"), `The metric cannot be used: ${engine}.`);
+    assert.equal(await page.isDisabled("#run"), true);
+    await page.fill("#metric", "greater_than:42");
+    await page.waitForSelector("#input-error", { state: "hidden" });
+    await page.waitForFunction(() => !document.getElementById("run").disabled);
   });
 
   test("Cancel stops a run and the page stays usable", async (t) => {
