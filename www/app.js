@@ -6,9 +6,9 @@
 import { DatasetTab } from "./dataset.js";
 import { PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
-import { ReportView, addPartial, checkReport, download, partialReport, reportCsv } from "./views.js";
+import { ReportView, addPartial, checkReport, partialReport, reportCsv } from "./views.js";
+import { $, download, seconds } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
 const EXAMPLE = {
   clean: "When Mary and John went to the store, John gave a drink to",
   corrupt: "When Mary and John went to the store, Mary gave a drink to",
@@ -220,6 +220,8 @@ async function validate() {
   if (!lab) return;
   const gen = ++validateGen;
   const r = request();
+  // the engine's own parser says whether it computes this metric
+  const metricError = lab.parseMetric(r.metric).then(() => null, (e) => e.message);
   let toks;
   try {
     toks = await Promise.all([
@@ -235,6 +237,7 @@ async function validate() {
     updateRun();
     return;
   }
+  const metric = await metricError;
   if (gen !== validateGen) return;
   const [c, k, a, b] = toks;
   const diffs = new Set();
@@ -258,7 +261,7 @@ async function validate() {
   }
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
   if (r.methods.length === 0 || r.directions.length === 0 || r.components.length === 0) errors.push("Choose at least one method, one direction and one component kind.");
-  if (!/^(logit_diff|greater_than:\d\d)$/.test(r.metric)) errors.push(`The metric must be logit_diff or greater_than:YY (YY two digits, e.g. greater_than:42), not ${JSON.stringify(r.metric)}.`);
+  if (metric) errors.push(`The metric cannot be used: ${metric}.`);
   valid = errors.length === 0;
   errorBox("input-error", errors.join(" "));
   updateRun();
@@ -310,11 +313,6 @@ function updateRun() {
   $("run").disabled = !lab || !valid || !!running || !!dataset?.isRunning();
   $("cancel").disabled = !running;
   dataset?.update();
-}
-
-function seconds(ms) {
-  if (ms === null || ms === undefined) return "…";
-  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
 }
 
 async function run() {

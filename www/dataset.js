@@ -11,16 +11,8 @@
 
 import { summaryInput } from "./patchlab.js";
 import { Histogram, fmt } from "./plots.js";
-import { download } from "./views.js";
+import { $, download, el, seconds } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /**
  * The summary's main correlation rows: [key, label, histogram title or null].
@@ -44,11 +36,6 @@ const OVERLAP_ROWS = [
   ["or", "Jaccard of latent OR sets (IG* vs AP)"],
 ];
 const COMPONENT_NAMES = { heads: "Heads", neurons: "Neurons" };
-
-function seconds(ms) {
-  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "…";
-  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
-}
 
 /** "mean ± std", mean of |value| (the notebook's average |r|), median, "min – max", n of a summary Stat. */
 function statCells(s) {

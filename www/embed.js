@@ -24,15 +24,9 @@
 
 import { PatchLab } from "./patchlab.js";
 import { ReportView, checkReport } from "./views.js";
+import { el } from "./dom.js";
 
 const STYLE = new URL("./style.css", import.meta.url).href;
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 class PatchLabElement extends HTMLElement {
   static get observedAttributes() {
@@ -112,9 +106,13 @@ class PatchLabElement extends HTMLElement {
     this.dataset.state = "error";
   }
 
+  // What "Recompute live" computes: the attributes, else every setting of
+  // the report shown (its metric, IG rule and percentile too, so that a
+  // saved report is recomputed as it was computed).
   request() {
     const a = (k) => this.getAttribute(k);
     const r = this.report?.prompts || {};
+    const saved = this.report?.settings || {};
     const list = (k, fallback) => (a(k) ? a(k).split(",").map((s) => s.trim()).filter(Boolean) : fallback);
     return {
       clean: a("clean") ?? r.clean,
@@ -122,10 +120,13 @@ class PatchLabElement extends HTMLElement {
       correct: a("correct") ?? r.correct,
       incorrect: a("incorrect") ?? r.incorrect,
       bos: a("bos") ? a("bos") !== "false" : r.bos ?? true,
-      methods: list("methods", this.report?.settings?.methods),
-      directions: list("directions", this.report?.settings?.directions),
-      components: list("components", this.report?.settings?.components),
-      igSteps: a("ig-steps") ? Number(a("ig-steps")) : this.report?.settings?.ig_steps,
+      metric: r.metric,
+      methods: list("methods", saved.methods),
+      directions: list("directions", saved.directions),
+      components: list("components", saved.components),
+      igSteps: a("ig-steps") ? Number(a("ig-steps")) : saved.ig_steps,
+      igRule: saved.ig_rule,
+      percentile: saved.percentile,
     };
   }
 

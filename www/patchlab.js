@@ -375,6 +375,15 @@ export class PatchLab {
   }
 
   /**
+   * A metric spec checked by the engine's own parser: resolves to its
+   * normalised name ("logit_diff", "greater_than:YY"), or rejects with the
+   * engine's message saying what is wrong with it.
+   */
+  parseMetric(spec) {
+    return this.client.request("parseMetric", { spec: String(spec) });
+  }
+
+  /**
    * n prompt pairs of a generated task, the same for the same seed, each
    * checked with this model's tokenizer (equal lengths, one-token answers):
    * [{clean, corrupt, correct, incorrect, bos, metric}].

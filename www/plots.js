@@ -6,6 +6,8 @@
 // in ablate mode) to add it to an Ablation set, PNG export. All text goes
 // through textContent or fillText.
 
+import { download, el } from "./dom.js";
+
 const FONT = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
 const TITLE_FONT = "600 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
 
@@ -166,13 +168,6 @@ export function componentLabel(component, layer, index) {
   return component === "heads" ? `L${layer} H${index}` : `L${layer} N${index}`;
 }
 
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-
 /** Base: a figure with a canvas, tooltip, PNG button; redraws on resize. */
 class Plot {
   constructor(parent, { title, selection, ablation, filename, height }) {
@@ -278,12 +273,7 @@ class Plot {
 
   downloadPng() {
     this.canvas.toBlob((blob) => {
-      if (!blob) return;
-      const a = document.createElement("a");
-      a.href = URL.createObjectURL(blob);
-      a.download = `${this.filename}.png`;
-      a.click();
-      setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+      if (blob) download(`${this.filename}.png`, blob);
     }, "image/png");
   }
 

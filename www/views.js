@@ -3,6 +3,7 @@
 // lab page (app.js) and the <patch-lab> element (embed.js).
 
 import { Ablation, Heatmap, Scatter, Selection, componentLabel, fmt } from "./plots.js";
+import { el } from "./dom.js";
 
 export const VIEWS = [
   ["heads", "Heads"],
@@ -21,13 +22,6 @@ export const LATENT_LEGEND =
   "▲ AND (A > 0): matters when noising — patching in the corrupt value breaks the behaviour — but restoring it alone does not help. " +
   "● OR (A < 0): restoring it alone helps, but noising it alone does not break the behaviour.";
 const DIR_ORDER = ["clean_to_corrupt", "corrupt_to_clean"];
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 const isNum = (v) => v === null || typeof v === "number";
 
@@ -80,13 +74,25 @@ export function addPartial(r, { method, direction, component, layer, scores }) {
 
 const get = (r, m, d, c) => r?.results?.[m]?.[d]?.[c];
 
+/**
+ * What the report's metric measures, as `patchlab analyze` prints it: the
+ * answers' logit difference, or Greater-Than's probability difference of the
+ * two-digit years above and at-or-below YY. A name this page does not know
+ * is shown as it is rather than mislabelled.
+ */
+function metricLabel(r) {
+  const name = r.metric?.name ?? r.prompts?.metric ?? "logit_diff";
+  if (name === "logit_diff") return `logit[${r.tokens.correct.text}] − logit[${r.tokens.incorrect.text}]`;
+  const yy = name.startsWith("greater_than:") ? name.slice("greater_than:".length) : null;
+  return yy === null ? `metric ${name}` : `p(year > ${yy}) − p(year ≤ ${yy})`;
+}
+
 /** One line: metrics, top components, correlations, backend and timing. */
 export function summaryText(r) {
   if (!r) return "";
   if (r.partial) return "Computing… heads first, then neurons.";
   const parts = [];
-  const t = r.tokens;
-  parts.push(`logit[${t.correct.text}] − logit[${t.incorrect.text}]: clean ${fmt(r.metric.clean, 3)}, corrupt ${fmt(r.metric.corrupt, 3)}`);
+  parts.push(`${metricLabel(r)}: clean ${fmt(r.metric.clean, 3)}, corrupt ${fmt(r.metric.corrupt, 3)}`);
   const top = r.analysis?.top || {};
   for (const m of ["ap", "ig_norm"]) {
     const list = top[m]?.clean_to_corrupt?.heads;
@@ -506,16 +512,4 @@ export function reportCsv(r) {
     }
   }
   return `${lines.join("\n")}\n`;
-}
-
-/** Downloads text or a Blob as a file. */
-export function download(name, data, type = "application/octet-stream") {
-  const blob = data instanceof Blob ? data : new Blob([data], { type });
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 5000);
 }

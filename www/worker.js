@@ -4,12 +4,12 @@
 //
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
 //                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
-//                          | "upgradeReport"
+//                          | "upgradeReport" | "parseMetric"
 //                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
-import init, { Lab, WeightStream, check_config, pairs_csv, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
+import init, { Lab, WeightStream, check_config, pairs_csv, parse_metric_spec, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -178,41 +178,22 @@ async function readText(cache, url, name, optional) {
   return text;
 }
 
-function u64le(b) {
-  let n = 0;
-  for (let i = 7; i >= 0; i--) n = n * 256 + b[i];
-  return n;
-}
-
-// Checks the safetensors header as soon as it arrives: a foreign or
-// truncated file is refused before the rest downloads.
-function checkHeader(prefix, declared) {
-  const n = u64le(prefix);
-  if (n < 2 || n > 100e6 || (declared && 8 + n > declared)) {
-    throw new LoadError(`model.safetensors is not a safetensors file (its first 8 bytes give a header of ${n} bytes): is this the right URL or file?`);
-  }
-  return n;
-}
-
-function parseHeader(bytes, n, declared, again) {
-  let header;
+// How many bytes the header of model.safetensors takes (its 8-byte length
+// included), by the crate's check of the file's first 8 bytes (the fuzzed
+// WeightStream.headerSize): a length it refuses, or one past the end of a
+// file of `declared` bytes, is refused before the rest downloads.
+function headerSize(prefix, declared) {
+  // the length as read, for the message only
+  const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  const refused = () => new LoadError(`model.safetensors is not a safetensors file (its first 8 bytes give a header of ${n} bytes): is this the right URL or file?`);
+  let size;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+    size = WeightStream.headerSize(prefix);
   } catch {
-    throw new LoadError("model.safetensors is not a safetensors file (its header is not JSON): is this the right URL or file?");
+    throw refused();
   }
-  let end = 0;
-  for (const [k, v] of Object.entries(header)) {
-    if (k === "__metadata__") continue;
-    const off = v && v.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2) throw new LoadError(`model.safetensors header entry ${JSON.stringify(k)} has no data_offsets: the file is corrupt`);
-    end = Math.max(end, off[1]);
-  }
-  const expected = 8 + n + end;
-  if (declared && declared !== expected) {
-    throw new LoadError(`model.safetensors should be ${expected} bytes by its header, but is ${declared}: the file is truncated or corrupt; ${again}`);
-  }
-  return expected;
+  if (declared && size > declared) throw refused();
+  return size;
 }
 
 // Streams the weights into wasm memory: a WeightStream made from the header
@@ -227,7 +208,7 @@ async function readWeights(config, body, declared, onBytes, again = "clear the c
   let got = 0;
   let head = new Uint8Array(0);
   let need = 8;
-  let headerLen = -1;
+  let sized = false;
   let expected = 0;
   const reader = body.getReader();
   try {
@@ -247,15 +228,23 @@ async function readWeights(config, body, declared, onBytes, again = "clear the c
             v = v.subarray(take);
           }
           if (head.length < need) break;
-          if (headerLen < 0) {
-            headerLen = checkHeader(head, declared);
-            need = 8 + headerLen;
+          if (!sized) {
+            need = headerSize(head, declared);
+            sized = true;
             continue;
           }
-          expected = parseHeader(head, headerLen, declared, again);
-          // checks the header against config.json and allocates the tensors
-          stream = new WeightStream(config, head);
+          // the crate checks the header (the safetensors layout, and every
+          // tensor config.json needs) and allocates the tensors
+          try {
+            stream = new WeightStream(config, head);
+          } catch (e) {
+            throw new LoadError(e.message);
+          }
           head = null;
+          expected = stream.expected;
+          if (declared && declared !== expected) {
+            throw new LoadError(`model.safetensors should be ${expected} bytes by its header, but is ${declared}: the file is truncated or corrupt; ${again}`);
+          }
           break;
         }
       }
@@ -278,7 +267,7 @@ async function readWeights(config, body, declared, onBytes, again = "clear the c
   if (expected) throw new LoadError(`model.safetensors is truncated: got ${got} of ${expected} bytes; ${again}`);
   if (declared && got < declared) throw new LoadError(`model.safetensors is truncated: got ${got} of ${declared} bytes; ${again}`);
   if (got < 8) throw new LoadError(`model.safetensors is truncated or empty (${got} bytes)`);
-  throw new LoadError(`model.safetensors is truncated: got ${got} bytes, but its header alone takes ${8 + headerLen}; ${again}`);
+  throw new LoadError(`model.safetensors is truncated: got ${got} bytes, but its header alone takes ${need}; ${again}`);
 }
 
 async function loadFromUrl(id, base, name, useCache) {
@@ -469,6 +458,9 @@ async function handle(msg) {
     case "taskNames":
       await ensureWasm();
       return JSON.parse(task_names());
+    case "parseMetric":
+      await ensureWasm();
+      return parse_metric_spec(String(msg.spec));
     case "clearCache":
       if (typeof caches !== "undefined") await caches.delete(CACHE);
       return true;

@@ -22,6 +22,7 @@
 //! Requests and results cross the boundary as JSON strings: one format for
 //! the CLI, the page and exported files.
 
+mod checks;
 mod dataset;
 
 use crate::attribution::ablation::{ablate_dataset, AblationSet, MeanActivations};

@@ -118,6 +118,9 @@ export function cliReport(modelDir, req) {
   if (req.directions) args.push("--directions", req.directions.join(","));
   if (req.components) args.push("--components", req.components.join(","));
   if (req.igSteps) args.push("--ig-steps", String(req.igSteps));
+  if (req.igRule) args.push("--ig-rule", req.igRule);
+  if (req.percentile !== undefined) args.push("--percentile", String(req.percentile));
+  if (req.metric) args.push("--metric", req.metric);
   if (req.bos === false) args.push("--no-bos");
   if (req.npy) args.push("--npy", req.npy);
   return JSON.parse(execFileSync(BIN, args, { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"], maxBuffer: 1 << 28 }).toString());

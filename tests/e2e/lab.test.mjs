@@ -4,11 +4,12 @@
 // `node --test tests/e2e/` once www/pkg, target/debug/patchlab and Chromium exist.
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { IOI, ROOT, canvasStats, cliReport, launch, newContext, reportDiffs, startLab, stopLab, trackedPage, unzipStored, waitReady } from "./helpers.mjs";
+import { BIN, IOI, ROOT, canvasStats, cliReport, launch, newContext, reportDiffs, startLab, stopLab, trackedPage, unzipStored, waitReady } from "./helpers.mjs";
 
 let modelDir, server, browser;
 const dialogs = [];
@@ -251,6 +252,25 @@ describe("the lab page", () => {
     await runInPage(page);
   });
 
+  test("the metric is checked by the engine's parser: greater_than:99 is refused with the engine's message, greater_than:42 accepted", async (t) => {
+    const page = await newPage(t);
+    await page.goto(server.url);
+    assert.equal((await waitReady(page)).state, "ready");
+    await page.waitForFunction(() => !document.getElementById("run").disabled);
+    // what `patchlab analyze` says about the same spec
+    const cli = spawnSync(BIN, ["analyze", "--model", modelDir, ...Object.entries(IOI).flatMap(([k, v]) => [`--${k}`, v]), "--metric", "greater_than:99", "--quiet"], { encoding: "utf8" });
+    assert.notEqual(cli.status, 0);
+    const engine = cli.stderr.trim().replace(/^error: /, "");
+    assert.match(engine, /greater_than:99.*00 to 98/);
+    await page.fill("#metric", "greater_than:99");
+    await page.waitForSelector("#input-error:not([hidden])");
+    assert.equal(await page.textContent("#input-error"), `The metric cannot be used: ${engine}.`);
+    assert.equal(await page.isDisabled("#run"), true);
+    await page.fill("#metric", "greater_than:42");
+    await page.waitForSelector("#input-error", { state: "hidden" });
+    await page.waitForFunction(() => !document.getElementById("run").disabled);
+  });
+
   test("Cancel stops a run and the page stays usable", async (t) => {
     const page = await newPage(t);
     await page.goto(server.url);
@@ -318,9 +338,24 @@ describe("the lab page", () => {
   });
 });
 
+// A Greater-Than pair saved with settings that are not the defaults.
+const GREATER_THAN = {
+  clean: "The war lasted from the year 1742 to the year 17",
+  corrupt: "The war lasted from the year 1701 to the year 17",
+  correct: "50",
+  incorrect: "30",
+  metric: "greater_than:42",
+  methods: ["ap", "ig"],
+  components: ["heads"],
+  igSteps: 8,
+  igRule: "riemann_left",
+  percentile: 0.8,
+};
+
 describe("embedding", () => {
   before(() => {
     fs.writeFileSync(path.join(modelDir, "report.json"), JSON.stringify(cliReport(modelDir, IOI)));
+    fs.writeFileSync(path.join(modelDir, "gt-report.json"), JSON.stringify(cliReport(modelDir, GREATER_THAN)));
   });
 
   test("results-only mode renders a saved report without loading a model", async (t) => {
@@ -394,5 +429,36 @@ describe("embedding", () => {
     assert.equal(await page.evaluate(() => document.querySelector("patch-lab").dataset.state), "done");
     // AP, IG* and IG
     assert.equal((await canvasStats(page, "canvas")).length, 6);
+  });
+
+  test("<patch-lab>'s Recompute live keeps every setting of a saved Greater-Than report: metric, IG rule, percentile", async (t) => {
+    const saved = JSON.parse(fs.readFileSync(path.join(modelDir, "gt-report.json"), "utf8"));
+    assert.equal(saved.prompts.metric, "greater_than:42");
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/gt-report.json`);
+    await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
+    await page.getByRole("button", { name: "Recompute live" }).click();
+    await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
+    const got = await page.evaluate(() => {
+      const e = document.querySelector("patch-lab");
+      return { state: e.dataset.state, error: e.shadowRoot.querySelector(".error").textContent, report: e.report };
+    });
+    assert.equal(got.state, "done", got.error);
+    assert.deepEqual(got.report.prompts, saved.prompts);
+    assert.deepEqual(got.report.settings, saved.settings);
+    assert.equal(got.report.metric.name, "greater_than:42");
+    for (const k of ["clean", "corrupt"]) assert.ok(Math.abs(got.report.metric[k] - saved.metric[k]) < 1e-5, `metric.${k}: ${got.report.metric[k]} vs ${saved.metric[k]}`);
+  });
+
+  test("the summary names each report's metric: the Greater-Than probability difference, or the answers' logit difference", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?report=/model/gt-report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    const gt = await page.textContent("#report-view .summary");
+    assert.match(gt, /^p\(year > 42\) − p\(year ≤ 42\): clean /);
+    assert.doesNotMatch(gt, /logit/);
+    await page.goto(`${server.url}?report=/model/report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    assert.match(await page.textContent("#report-view .summary"), /^logit\[ Mary\] − logit\[ John\]: clean /);
   });
 });

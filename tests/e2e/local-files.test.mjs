@@ -240,6 +240,12 @@ describe("loading the model from local files", () => {
   });
 
   test("a foreign, truncated or empty model.safetensors gets a clear message, and a correct set of files loads afterwards", async (t) => {
+    // a safetensors file of this header (its 8-byte length, then the text)
+    const safetensors = (header) => {
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(Buffer.byteLength(header)));
+      return Buffer.concat([len, Buffer.from(header)]);
+    };
     const page = await newPage(t);
     await page.goto(`${server.url}?${QUERY}`);
     assert.equal((await waitReady(page)).state, "ready");
@@ -264,6 +270,14 @@ describe("loading the model from local files", () => {
       },
       { what: "model.safetensors without its tensors", bytes: weights.subarray(0, headerEnd), via: pick, message: `model.safetensors should be ${size} bytes by its header, but is ${headerEnd}: the file is truncated or corrupt; choose a complete copy of it` },
       { what: "an empty model.safetensors", bytes: Buffer.alloc(0), via: pick, message: "model.safetensors is truncated or empty (0 bytes)" },
+      // past the first 8 bytes, the crate's header check (WeightStream) speaks
+      {
+        what: "a header that is not JSON",
+        bytes: safetensors("this is not JSON, is it?"),
+        via: drop,
+        message: /^bad model\.safetensors: invalid JSON in header: .+ \(the file is truncated, corrupt or not a safetensors file; download it again\)$/,
+      },
+      { what: "a safetensors file without the model's tensors", bytes: safetensors("{}"), via: pick, message: /^model\.safetensors has no tensor `[^`]+` \(is this a GPT-2 checkpoint in the Hugging Face layout\?\)$/ },
     ];
     for (const c of cases) {
       const bad = [file("config.json"), file("tokenizer.json"), file(WEIGHTS, c.bytes)];

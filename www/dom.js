@@ -1,0 +1,32 @@
+// The small DOM helpers every script of the page shares (the lab page, the
+// Dataset tab, the report views and plots, the <patch-lab> element). Text
+// goes in through textContent only: user text never becomes markup.
+
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
+
+/** A new element of `tag` with class `cls` and text `text` (both optional). */
+export function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** A duration in ms as "12.3 s" or "2 min 5 s"; "…" while it is unknown. */
+export function seconds(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "…";
+  return ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+}
+
+/** Downloads text or a Blob as a file. */
+export function download(name, data, type = "application/octet-stream") {
+  const blob = data instanceof Blob ? data : new Blob([data], { type });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 5000);
+}
