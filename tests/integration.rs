@@ -8,6 +8,7 @@
 mod common;
 
 mod ablation;
+mod architecture;
 mod cli;
 mod dataset_runner;
 mod datasets;

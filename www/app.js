@@ -79,6 +79,29 @@ function initInputs() {
   const steps = Number(params.get("ig_steps"));
   if (Number.isInteger(steps) && steps > 0 && steps <= 1000) $("ig-steps").value = String(steps);
   $("model-input").value = params.get("model") || "";
+  // a bad value is not dropped: the engine refuses it by name at Run
+  carried = {
+    igRule: params.get("ig_rule") ?? undefined,
+    percentile: params.has("percentile") ? Number(params.get("percentile")) : undefined,
+  };
+}
+
+// Settings the form has no input for (the IG quadrature rule, the latent
+// sets' percentile): carried from the URL, a saved report or an opened
+// dataset pair into every recompute, so that it computes what was shown.
+let carried = {};
+
+/** Copies a report's settings and prompts into the form (and `carried`). */
+function fillFromReport(r) {
+  for (const k of ["clean", "corrupt", "correct", "incorrect"]) if (typeof r.prompts?.[k] === "string") $(k).value = r.prompts[k];
+  if (typeof r.prompts?.bos === "boolean") $("bos").checked = r.prompts.bos;
+  $("metric").value = r.prompts?.metric || "logit_diff";
+  for (const name of ["methods", "directions", "components"]) {
+    const on = r.settings?.[name];
+    if (Array.isArray(on)) for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
+  }
+  if (Number.isInteger(r.settings?.ig_steps)) $("ig-steps").value = String(r.settings.ig_steps);
+  carried = { igRule: r.settings?.ig_rule, percentile: r.settings?.percentile };
 }
 
 function checked(name) {
@@ -97,6 +120,7 @@ function request() {
     bos: $("bos").checked,
     igSteps: Number($("ig-steps").value) || 50,
     metric: $("metric").value.trim() || "logit_diff",
+    ...carried,
   };
 }
 
@@ -111,6 +135,8 @@ function stateUrl() {
   if (!r.bos) p.set("bos", "0");
   if (r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
   if (r.metric !== "logit_diff") p.set("metric", r.metric);
+  if (r.igRule !== undefined) p.set("ig_rule", r.igRule);
+  if (r.percentile !== undefined) p.set("percentile", String(r.percentile));
   if (mode === "dataset") p.set("tab", "dataset");
   p.set("view", view ? view.view : params.get("view") || "heads");
   const model = $("model-input").value.trim();
@@ -262,6 +288,7 @@ async function validate() {
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
   if (r.methods.length === 0 || r.directions.length === 0 || r.components.length === 0) errors.push("Choose at least one method, one direction and one component kind.");
   if (metric) errors.push(`The metric cannot be used: ${metric}.`);
+  if (r.percentile !== undefined && !Number.isFinite(r.percentile)) errors.push(`The link's percentile is not a number: use e.g. percentile=0.9 (the top 10 % form the latent sets).`);
   valid = errors.length === 0;
   errorBox("input-error", errors.join(" "));
   updateRun();
@@ -394,14 +421,7 @@ function setMode(m, user = false) {
 /** Shows a finished dataset pair in the single-pair views, with its report (nothing is recomputed). */
 function openPair(r, index, data) {
   if (running) return;
-  for (const k of ["clean", "corrupt", "correct", "incorrect"]) $(k).value = r.prompts[k];
-  $("bos").checked = r.prompts.bos;
-  $("metric").value = r.prompts.metric || "logit_diff";
-  for (const name of ["methods", "directions", "components"]) {
-    const on = r.settings[name];
-    for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
-  }
-  $("ig-steps").value = String(r.settings.ig_steps);
+  fillFromReport(r);
   errorBox("run-error", "");
   show("run-progress", false);
   show("report-banner", false);
@@ -433,12 +453,7 @@ async function showSavedReport(url) {
     return false;
   }
   report = r;
-  for (const k of ["clean", "corrupt", "correct", "incorrect"]) if (typeof r.prompts?.[k] === "string") $(k).value = r.prompts[k];
-  if (typeof r.prompts?.bos === "boolean") $("bos").checked = r.prompts.bos;
-  for (const name of ["methods", "directions", "components"]) {
-    const on = r.settings?.[name];
-    if (Array.isArray(on)) for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
-  }
+  fillFromReport(r);
   view.update(r);
   setText("report-banner-text", `A saved report of ${r.model.name} (computed on ${r.backend}); no model is loaded. `);
   show("report-banner", true);

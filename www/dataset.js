@@ -13,7 +13,6 @@ import { summaryInput } from "./patchlab.js";
 import { Histogram, fmt } from "./plots.js";
 import { $, download, el, seconds } from "./dom.js";
 
-
 /**
  * The summary's main correlation rows: [key, label, histogram title or null].
  * IG* is gap-normalised IG, on AP's scale (docs/methods.md): its r with AP

@@ -88,16 +88,16 @@ impl Step {
 
 /// The sublayers a tail runs, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub struct TailPlan {
     /// The tail starts in the final block (at its MLP), so it keeps only the
     /// last row of the start rows before its first step.
     pub gather_first: bool,
     pub steps: Vec<Step>,
 }
 
-impl Plan {
+impl TailPlan {
     /// The tail of a model of `n_layers` layers from `start`.
-    pub fn new(start: Start, n_layers: usize) -> Plan {
+    pub fn new(start: Start, n_layers: usize) -> TailPlan {
         let last = n_layers - 1;
         let (gather_first, mut steps, first) = match start {
             Start::Mid(l) => (l == last, vec![Step::Mlp(l)], l + 1),
@@ -111,7 +111,7 @@ impl Plan {
             });
             steps.push(Step::Mlp(layer));
         }
-        Plan {
+        TailPlan {
             gather_first,
             steps,
         }
@@ -145,24 +145,24 @@ mod tests {
     fn plans_run_every_later_sublayer_once() {
         let attn = |layer, last_only| Step::Attn { layer, last_only };
         assert_eq!(
-            Plan::new(Start::Mid(0), 2).steps,
+            TailPlan::new(Start::Mid(0), 2).steps,
             [Step::Mlp(0), attn(1, true), Step::Mlp(1)]
         );
         assert_eq!(
-            Plan::new(Start::Post(0), 2).steps,
+            TailPlan::new(Start::Post(0), 2).steps,
             [attn(1, true), Step::Mlp(1)]
         );
         assert_eq!(
-            Plan::new(Start::Embed, 2).steps,
+            TailPlan::new(Start::Embed, 2).steps,
             [attn(0, false), Step::Mlp(0), attn(1, true), Step::Mlp(1)]
         );
         // from the final block's MLP: only that MLP, on the last row
-        let p = Plan::new(Start::Mid(1), 2);
+        let p = TailPlan::new(Start::Mid(1), 2);
         assert!(p.gather_first);
         assert_eq!(p.steps, [Step::Mlp(1)]);
         assert_eq!(p.step_rows(5), [1]);
         // nothing after the final block's MLP
-        assert!(Plan::new(Start::Post(1), 2).steps.is_empty());
-        assert_eq!(Plan::new(Start::Embed, 2).step_rows(5), [5, 5, 5, 1]);
+        assert!(TailPlan::new(Start::Post(1), 2).steps.is_empty());
+        assert_eq!(TailPlan::new(Start::Embed, 2).step_rows(5), [5, 5, 5, 1]);
     }
 }

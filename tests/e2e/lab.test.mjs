@@ -450,6 +450,27 @@ describe("embedding", () => {
     for (const k of ["clean", "corrupt"]) assert.ok(Math.abs(got.report.metric[k] - saved.metric[k]) < 1e-5, `metric.${k}: ${got.report.metric[k]} vs ${saved.metric[k]}`);
   });
 
+  test("the lab page's Recompute live of a saved Greater-Than report computes it as it was computed: metric, IG steps, IG rule, percentile", async (t) => {
+    const saved = JSON.parse(fs.readFileSync(path.join(modelDir, "gt-report.json"), "utf8"));
+    const page = await newPage(t);
+    await page.goto(`${server.url}?report=/model/gt-report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    await page.click("#recompute");
+    await page.waitForFunction(() => Number(document.body.dataset.runs || 0) > 0 || !document.getElementById("run-error").hidden);
+    assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
+    const download = page.waitForEvent("download");
+    await page.click("#export-json");
+    const got = JSON.parse(fs.readFileSync(await (await download).path(), "utf8"));
+    assert.deepEqual(got.prompts, saved.prompts);
+    assert.deepEqual(got.settings, saved.settings);
+    assert.equal(got.metric.name, "greater_than:42");
+    for (const k of ["clean", "corrupt"]) assert.ok(Math.abs(got.metric[k] - saved.metric[k]) < 1e-4, `metric.${k}: ${got.metric[k]} vs ${saved.metric[k]}`);
+    // the share link carries what the form has no input for
+    const url = new URL(await page.evaluate(() => location.href));
+    assert.equal(url.searchParams.get("ig_rule"), saved.settings.ig_rule);
+    assert.equal(Number(url.searchParams.get("percentile")), saved.settings.percentile);
+  });
+
   test("the summary names each report's metric: the Greater-Than probability difference, or the answers' logit difference", async (t) => {
     const page = await newPage(t);
     await page.goto(`${server.url}?report=/model/gt-report.json`);

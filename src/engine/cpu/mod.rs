@@ -13,7 +13,7 @@ mod fused;
 mod layers;
 
 use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
-use super::plan::{Plan, Start, Step, CPU_ROWS_PER_PASS};
+use super::plan::{Start, Step, TailPlan, CPU_ROWS_PER_PASS};
 use super::{
     check_components, check_path, check_replacements, check_sweep, check_tokens, prob_diff_row,
     Array, Component, Engine, Metric, PathGrads, Replacement, RunView, Site,
@@ -376,7 +376,7 @@ impl CpuEngine {
     }
 
     /// Runs the model tail for a batch of start rows x [batch, n, d_model]
-    /// (positions fd..T): the steps of `Plan::new(start)`, then the metric.
+    /// (positions fd..T): the steps of `TailPlan::new(start)`, then the metric.
     /// With `record`, keeps the tapes for the backward pass.
     fn tail(
         &self,
@@ -386,7 +386,7 @@ impl CpuEngine {
         x: Tensor,
         record: bool,
     ) -> Result<TailRun> {
-        let plan = Plan::new(start, self.cfg.n_layers);
+        let plan = TailPlan::new(start, self.cfg.n_layers);
         let n = x.dim(1)?;
         let mut tapes = Vec::new();
         let mut x = if plan.gather_first {
@@ -656,7 +656,7 @@ impl Engine for CpuEngine {
             Ok(g.squeeze(0)?.pad_with_zeros(0, t - g.dim(1)?, 0)?)
         };
         let mut grads = vec![None; self.cfg.n_layers];
-        let plan = Plan::new(Start::Embed, self.cfg.n_layers);
+        let plan = TailPlan::new(Start::Embed, self.cfg.n_layers);
         for (step, tape) in plan.steps.iter().zip(run.tapes).rev() {
             match (*step, tape) {
                 (Step::Mlp(layer), Tape::Mlp(tape)) => {

@@ -3,13 +3,13 @@
 //! keys/values from the base run, the final block at the last position only,
 //! the two answer logits only — or, for the probability difference, the full
 //! logits of the last position), forward and with activation gradients.
-//! Runs the steps of `engine::plan::Plan`, as the CPU backend's `tail` does.
+//! Runs the steps of `engine::plan::TailPlan`, as the CPU backend's `tail` does.
 
 use super::context::{is_oom, At, Enc, Slice};
 use super::forward::{Forward, Head, LayerBufs};
 use super::ops::{AttnGrads, AttnShape, Batch, LastRows, LnTape, Patched, Rows, Shared, SiteStack};
 use super::GpuEngine;
-use crate::engine::plan::{Plan, Start, Step, GPU_ROWS_PER_PASS};
+use crate::engine::plan::{Start, Step, TailPlan, GPU_ROWS_PER_PASS};
 use crate::engine::{Component, Site};
 use crate::error::Result;
 use std::ops::Range;
@@ -21,8 +21,8 @@ const WORK_BYTES: usize = 512 << 20;
 /// The longest tail a GPU sweep runs (from layer 0's MLP, as
 /// `sweep_base_gradients` does): workspaces hold tapes for all of its steps,
 /// so one workspace serves a sweep at any layer.
-fn longest_tail(n_layers: usize) -> Plan {
-    Plan::new(Start::Mid(0), n_layers)
+fn longest_tail(n_layers: usize) -> TailPlan {
+    TailPlan::new(Start::Mid(0), n_layers)
 }
 
 /// Tape buffers of one sublayer (gradient passes only).
@@ -129,7 +129,7 @@ struct Part<'a, 'r> {
 struct Pass<'a> {
     ws: &'a Work,
     base: &'a Stacked,
-    plan: &'a Plan,
+    plan: &'a TailPlan,
     b: Batch,
 }
 
@@ -646,7 +646,7 @@ impl GpuEngine {
     ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
         let (d, n, pairs) = (c.d_model, win.n(), part.group.len());
-        let plan = Plan::new(Start::of(site), c.n_layers);
+        let plan = TailPlan::new(Start::of(site), c.n_layers);
         let per = (part.cap / pairs).min(comps.len()).max(1);
         let metrics = self.gpu.buffer(pairs * comps.len(), "metrics")?;
         let mut enc = Enc::new(&self.gpu);
@@ -721,7 +721,7 @@ impl GpuEngine {
         let c = &self.cfg;
         let (d, n, pairs) = (c.d_model, win.n(), part.group.len());
         let items = path.alphas.len();
-        let plan = Plan::new(Start::of(site), c.n_layers);
+        let plan = TailPlan::new(Start::of(site), c.n_layers);
         let per = (part.cap / pairs).min(items).max(1);
         let g = &self.gpu;
         let metrics = g.buffer(pairs * items, "metrics")?;
