@@ -2,6 +2,7 @@
 //! patching for every attention head and MLP neuron of GPT-2, with one engine
 //! interface and CPU / WebGPU backends.
 
+pub mod app;
 pub mod attribution;
 pub mod clock;
 pub mod dataset;

@@ -14,6 +14,8 @@ pub mod run;
 use crate::engine::Component;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
 
 pub use pair::Pair;
 
@@ -100,11 +102,21 @@ pub struct Progress<'a> {
     pub total: u64,
 }
 
+/// A wait that an observer asks for before the next engine call.
+pub type Pause<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
 /// Receives progress and partial results; returning `false` from `progress`
 /// cancels the computation at the next chunk boundary.
 pub trait Observer {
     fn progress(&mut self, _p: &Progress<'_>) -> bool {
         true
+    }
+    /// Asked before each heavy engine call (a forward, a sweep, a gradient
+    /// pass): a host whose event loop must run in between (a browser worker
+    /// that has to receive "cancel" while the CPU engine's ready-at-once
+    /// futures compute) returns a future to await first; `None` goes on.
+    fn pause(&mut self) -> Option<Pause<'_>> {
+        None
     }
     /// One layer's scores of pair `pair` of the group being analysed (0 for
     /// a single pair) are ready.
@@ -117,6 +129,14 @@ pub trait Observer {
         _layer: usize,
         _scores: &[f32],
     ) {
+    }
+}
+
+/// Awaits the observer's pause, if it asks for one.
+pub async fn pause(obs: &mut dyn Observer) -> Result<()> {
+    match obs.pause() {
+        Some(p) => p.await,
+        None => Ok(()),
     }
 }
 
@@ -152,6 +172,10 @@ impl<'o> Tracker<'o> {
         } else {
             Err(Error::Cancelled)
         }
+    }
+    /// Awaits the observer's pause before an engine call.
+    pub async fn pause(&mut self) -> Result<()> {
+        pause(self.obs).await
     }
     #[allow(clippy::too_many_arguments)]
     pub fn partial(

@@ -1,0 +1,14 @@
+//! The application layer, between the methods (`attribution`) and the
+//! front ends (the CLI in `src/bin/patchlab/`, the wasm bindings in
+//! `src/wasm/`, the page in `www/`): the choice of engine ([`engine`]), the
+//! requests the front ends fill in ([`request`]) and the calls of a
+//! long-lived lab ([`session`]). The front ends only convert arguments and
+//! results.
+
+pub mod engine;
+pub mod request;
+pub mod session;
+
+pub use engine::{AnyEngine, AnyRun, Backend, Engines};
+pub use request::{AblateRequest, AnalyzeRequest};
+pub use session::Session;
