@@ -8,6 +8,7 @@
 mod common;
 
 mod ablation;
+mod app;
 mod cli;
 mod datasets;
 mod fast_paths;
