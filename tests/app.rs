@@ -164,6 +164,9 @@ fn a_session_answers_requests_as_the_methods_do() {
     .unwrap();
     // "auto" without a GPU in the host is the CPU
     assert_eq!(got.backend, "cpu");
+    assert_eq!(sess.engines.resolve(Backend::Auto), Backend::Cpu);
+    assert_eq!(sess.engines.default_group_size(Backend::Auto), 1);
+    assert_eq!(sess.engines.default_group_size(Backend::Gpu), 16);
     assert_eq!(json(&got.results), json(&want.results));
     assert_eq!(got.prompts, want.prompts);
 

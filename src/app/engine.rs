@@ -396,6 +396,22 @@ impl Engines {
         self.cpu.config()
     }
 
+    /// The backend `backend` asks for here: `Auto` is the GPU where the
+    /// host offers one.
+    pub fn resolve(&self, backend: Backend) -> Backend {
+        match backend {
+            Backend::Auto if self.has_gpu => Backend::Gpu,
+            Backend::Auto => Backend::Cpu,
+            b => b,
+        }
+    }
+
+    /// Pairs analysed together by default on `backend` (see
+    /// [`Backend::default_group_size`]).
+    pub fn default_group_size(&self, backend: Backend) -> usize {
+        self.resolve(backend).default_group_size()
+    }
+
     /// The CPU engine.
     pub fn cpu(&self) -> AnyEngine {
         AnyEngine::Cpu(self.cpu.clone())
@@ -405,12 +421,7 @@ impl Engines {
     /// start (or is still starting for another request), the CPU engine
     /// computes instead and the second value says why.
     pub async fn get(&self, backend: Backend) -> (AnyEngine, Option<String>) {
-        let want_gpu = match backend {
-            Backend::Auto => self.has_gpu,
-            Backend::Cpu => false,
-            Backend::Gpu => true,
-        };
-        if !want_gpu {
+        if self.resolve(backend) == Backend::Cpu {
             return (self.cpu(), None);
         }
         // a lost device (driver reset, the browser reclaiming it): start anew
