@@ -40,6 +40,7 @@ impl Backend {
     /// Pairs analysed together by default (`patchlab batch --group`, the
     /// Dataset tab): the GPU shares its passes among a group's pairs; the CPU
     /// gains nothing from sharing, and a smaller group loses less to a cancel.
+    /// `Auto` before it is resolved ([`Engines::resolve`]) counts as the CPU.
     pub fn default_group_size(self) -> usize {
         match self {
             Backend::Gpu => 16,

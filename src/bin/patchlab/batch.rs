@@ -88,7 +88,7 @@ pub struct BatchArgs {
     /// Do not prepend the BOS token <|endoftext|>.
     #[arg(long)]
     no_bos: bool,
-    /// Compute backend: cpu or gpu.
+    /// Compute backend: cpu, gpu, or auto (the GPU where one starts, else the CPU).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// Output directory: pairs/NNNN.json (one report per pair) and summary.json.
@@ -129,7 +129,7 @@ pub struct AblateArgs {
     /// (h = head layer.head, n = neuron layer.index).
     #[arg(long = "set", required = true)]
     sets: Vec<String>,
-    /// Compute backend: cpu or gpu.
+    /// Compute backend: cpu, gpu, or auto (the GPU where one starts, else the CPU).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// No progress bar.
