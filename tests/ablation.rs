@@ -65,7 +65,7 @@ fn one_layer_ablation_equals_full_substitution_with_the_mean() {
         ),
         ("neurons".to_string(), AblationSet::parse("n0.7").unwrap()),
     ];
-    let out = pollster::block_on(ablate_dataset(&e, &tok, &reps, &sets, |_, _, _| Ok(()))).unwrap();
+    let out = pollster::block_on(ablate_dataset(&e, &tok, &reps, &sets, &mut Quiet)).unwrap();
     let (head_rows, neuron_rows) = (&out.sets[0].pairs, &out.sets[1].pairs);
     assert_eq!((head_rows.len(), neuron_rows.len()), (3, 3));
 
@@ -195,7 +195,7 @@ fn latent_sets_combine_ig_and_ap_as_documented() {
         &tok,
         &reps,
         &[("x".into(), AblationSet::parse("h7.0").unwrap())],
-        |_, _, _| Ok(()),
+        &mut Quiet,
     ))
     .unwrap_err()
     .to_string();

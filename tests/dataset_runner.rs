@@ -7,7 +7,7 @@ use patchlab::app::dataset::{
     default_group_size, DatasetObserver, PairOutcome, Plan, RunStats, Runner, GPU_GROUP_SIZE,
 };
 use patchlab::attribution::run::{analyze_pair, Options};
-use patchlab::attribution::{LayerScores, Method, Observer, Pair, Progress, Quiet};
+use patchlab::attribution::{LayerScores, Method, Observer, Pair, Pause, Progress, Quiet};
 use patchlab::dataset::Task;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::{Component, Engine};
@@ -40,6 +40,8 @@ struct Record {
     cancel_after: Option<usize>,
     /// Cancel at the first progress of a group's work.
     cancel_inside: bool,
+    /// Times the runner asked for a pause (the browser's yield hook).
+    pauses: usize,
 }
 
 impl Observer for Record {
@@ -52,6 +54,11 @@ impl Observer for Record {
 
     fn partial(&mut self, s: &LayerScores<'_>) {
         self.partial.push(s.pair);
+    }
+
+    fn pause(&mut self) -> Option<Pause<'_>> {
+        self.pauses += 1;
+        None
     }
 }
 
@@ -118,6 +125,9 @@ fn pairs_run_in_groups_of_equal_length_and_first_difference() {
     assert_eq!(stats.computed, 8);
     let plan = rec.plan.clone().unwrap();
     assert_eq!(plan.group_size, 3);
+    assert_eq!(plan.backend, "cpu");
+    // the page's yield hook reaches the observer from inside every group
+    assert!(rec.pauses >= rec.groups.len(), "{} pauses", rec.pauses);
     assert_eq!(plan.groups, rec.groups, "groups run as planned");
     // every pair once, at most 3 per group, one (length, first difference) per group
     let mut seen: Vec<usize> = plan.groups.concat();

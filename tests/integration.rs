@@ -8,6 +8,7 @@
 mod common;
 
 mod ablation;
+mod app;
 mod architecture;
 mod cli;
 mod dataset_runner;

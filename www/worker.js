@@ -377,7 +377,7 @@ async function build(id, name, weights, tokenizer, vocab, merges, putting) {
   // Lab.load_streamed consumes `weights` (the engine takes its tensors over)
   lab = Lab.load_streamed(name, weights, tokenizer, vocab, merges);
   if (putting) await putting;
-  return { info: JSON.parse(lab.info()), env: await environment() };
+  return { info: lab.info(), env: await environment() };
 }
 
 async function environment() {
@@ -415,14 +415,14 @@ async function handle(msg) {
       if (msg.files) return loadFromFiles(id, msg.files, msg.name);
       return loadFromUrl(id, msg.base, msg.name, msg.cache);
     case "tokenize":
-      return JSON.parse(needLab().tokenize(msg.text, msg.bos));
+      return needLab().tokenize(msg.text, msg.bos);
     case "predict":
       return JSON.parse(await needLab().predict(msg.text, msg.bos, msg.k, msg.backend || null));
     case "analyze":
       // one engine computation at a time; queued ones wait for the previous
       return inQueue(id, async (l) => ({
         json: await l.analyze(
-          JSON.stringify(msg.request),
+          msg.request,
           progressTo(id),
           (method, direction, component, layer, scores) => {
             post({ id, type: "partial", method, direction, component, layer, scores }, [scores.buffer]);
@@ -431,21 +431,21 @@ async function handle(msg) {
         ),
       }));
     case "analyzeGroup":
-      return inQueue(id, async (l) => ({ json: await l.analyze_group(JSON.stringify(msg.request), progressTo(id), pause) }));
+      return inQueue(id, async (l) => ({ json: await l.analyze_group(msg.request, progressTo(id), pause) }));
     case "runDataset":
       return inQueue(id, async (l) =>
-        JSON.parse(await l.run_dataset(JSON.stringify(msg.request), msg.group ?? undefined, msg.reports ?? undefined, progressTo(id), (kind, index, text) => post({ id, type: "event", kind, index, text }), pause)),
+        JSON.parse(await l.run_dataset(msg.request, msg.group ?? undefined, msg.reports ?? undefined, progressTo(id), (kind, index, text) => post({ id, type: "event", kind, index, text }), pause)),
       );
     case "ablateDataset":
-      return inQueue(id, (l) => l.ablate_dataset(msg.reports, JSON.stringify(msg.sets), msg.backend || null, progressTo(id), pause));
+      return inQueue(id, (l) => l.ablate_dataset(msg.reports, msg.sets, msg.backend || null, progressTo(id), pause));
     case "ablate":
-      return inQueue(id, async (l) => JSON.parse(await l.ablate(JSON.stringify(msg.request))));
+      return inQueue(id, async (l) => JSON.parse(await l.ablate(msg.request)));
     case "groupPairs":
-      return JSON.parse(needLab().group_pairs(JSON.stringify(msg.pairs), msg.size ?? undefined));
+      return needLab().group_pairs(msg.pairs, msg.size);
     case "generateDataset":
-      return JSON.parse(needLab().generate_dataset(String(msg.task), msg.n, msg.seed, !!msg.bos));
+      return needLab().generate_dataset(String(msg.task), msg.n, msg.seed, !!msg.bos);
     case "importPairs":
-      return JSON.parse(needLab().import_pairs(String(msg.text), String(msg.filename), !!msg.bos));
+      return needLab().import_pairs(String(msg.text), String(msg.filename), !!msg.bos);
     case "summarize":
       await ensureWasm();
       return summarize(msg.reports, String(msg.source), msg.seed ?? undefined, msg.total, !!msg.includeSmallGap);
@@ -454,10 +454,10 @@ async function handle(msg) {
       return upgrade_report(String(msg.json));
     case "pairsCsv":
       await ensureWasm();
-      return pairs_csv(JSON.stringify(msg.pairs));
+      return pairs_csv(msg.pairs);
     case "taskNames":
       await ensureWasm();
-      return JSON.parse(task_names());
+      return task_names();
     case "parseMetric":
       await ensureWasm();
       return parse_metric_spec(String(msg.spec));

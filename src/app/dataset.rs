@@ -15,26 +15,23 @@
 //! The front ends only supply the pairs, earlier reports and an observer
 //! that stores or shows each outcome.
 
+use super::engine::Backend;
 use crate::attribution::run::{analyze_group, share_groups, Options};
-use crate::attribution::{LayerScores, Observer, Progress};
+use crate::attribution::{LayerScores, Observer, Pause, Progress};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{Prompts, Report};
 use std::ops::Range;
 
-/// Pairs per group on a GPU backend: enough patches per tail pass to fill
-/// a GPU, while an interrupted run loses at most this many pairs.
-pub const GPU_GROUP_SIZE: usize = 16;
+pub use super::engine::GPU_GROUP_SIZE;
 
-/// Pairs analysed together when the caller does not say: groups share the
-/// GPU's tail passes; on the CPU sharing gains nothing, and pairs one at a
-/// time show results (and lose work on interruption) pair by pair.
+/// Pairs analysed together when the caller does not say, for an engine of
+/// this backend name (`Engine::backend`): [`Backend::default_group_size`].
 pub fn default_group_size(backend: &str) -> usize {
-    match backend {
-        "gpu" => GPU_GROUP_SIZE,
-        _ => 1,
-    }
+    Backend::parse(backend)
+        .unwrap_or(Backend::Cpu)
+        .default_group_size()
 }
 
 /// What became of one pair of a run.
@@ -58,6 +55,8 @@ pub struct Plan {
     /// Pairs found bad before any work (they are not in `groups`).
     pub bad: usize,
     pub group_size: usize,
+    /// The engine that computes: "cpu" or "gpu" (`Engine::backend`).
+    pub backend: &'static str,
 }
 
 /// Receives a run's plan, its groups as they start and every pair's outcome
@@ -178,6 +177,7 @@ impl<'a, E: Engine> Runner<'a, E> {
             kept: kept.len(),
             bad: bad.len(),
             group_size: self.group_size,
+            backend: self.engine.backend(),
         });
         stats.kept = kept.len();
         for (index, r) in kept {
@@ -257,6 +257,10 @@ impl Observer for InGroup<'_, '_> {
             done: (self.base + p.done).min(self.total),
             total: self.total,
         })
+    }
+
+    fn pause(&mut self) -> Option<Pause<'_>> {
+        self.obs.pause()
     }
 
     fn partial(&mut self, s: &LayerScores<'_>) {

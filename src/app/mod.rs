@@ -1,4 +1,16 @@
-//! The application layer between `attribution` and the front ends (the CLI,
-//! the wasm bindings and through them the page).
+//! The application layer, between the methods (`attribution`) and the
+//! front ends (the CLI in `src/bin/patchlab/`, the wasm bindings in
+//! `src/wasm/`, the page in `www/`): the choice of engine ([`engine`]), the
+//! requests the front ends fill in ([`request`]) and the calls of a
+//! long-lived lab ([`session`]), the dataset runner of `patchlab batch` and
+//! the page's Dataset tab ([`dataset`]). The front ends only convert arguments and
+//! results.
 
 pub mod dataset;
+pub mod engine;
+pub mod request;
+pub mod session;
+
+pub use engine::{AnyEngine, AnyRun, Backend, Engines};
+pub use request::{AblateRequest, AnalyzeRequest};
+pub use session::Session;

@@ -9,7 +9,7 @@
 //! batch per position; grouping by length keeps that without padding). A
 //! length that occurs once uses that pair's own corrupt activation.
 
-use super::Pair;
+use super::{pause, Observer, Pair, Progress};
 use crate::engine::{check_component, Component, Engine, Replacement};
 use crate::error::{Error, Result};
 use crate::model::{Config, Tokenizer};
@@ -248,19 +248,40 @@ impl MeanActivations {
     }
 }
 
+/// A pair's metrics with and without an ablation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ablated {
+    pub metric_clean: f32,
+    pub metric_corrupt: f32,
+    /// The clean prompt's metric with the components held.
+    pub metric_ablated: f32,
+}
+
 /// The clean prompt's metric with `components` held at the pair's own
-/// corrupt activations (a dataset of one pair): the page's click-to-ablate.
+/// corrupt activations (a dataset of one pair), and the clean and corrupt
+/// metrics on the same engine: the page's click-to-ablate.
 pub async fn ablate_pair<E: Engine>(
     e: &E,
     pair: &Pair,
     components: &BTreeMap<Component, Vec<[usize; 2]>>,
-) -> Result<f32> {
+) -> Result<Ablated> {
+    let clean = e.run(&pair.clean, &pair.metric).await?;
+    let metric_clean = e.metric(&clean);
+    drop(clean);
     let mut means = MeanActivations::default();
     let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
+    let metric_corrupt = e.metric(&corrupt);
     means.add(e, &corrupt, pair.corrupt.len()).await?;
+    drop(corrupt);
     let reps = means.replacements(e.config(), pair.clean.len(), components)?;
-    e.metric_with_replacements(&pair.clean, &pair.metric, &reps)
-        .await
+    let metric_ablated = e
+        .metric_with_replacements(&pair.clean, &pair.metric, &reps)
+        .await?;
+    Ok(Ablated {
+        metric_clean,
+        metric_corrupt,
+        metric_ablated,
+    })
 }
 
 /// One pair's ablation.
@@ -300,14 +321,29 @@ pub struct AblationReport {
     pub sets: Vec<SetAblation>,
 }
 
+/// Tells the observer of step `done` of `total`; Err(Cancelled) if it says stop.
+fn step(obs: &mut dyn Observer, stage: &str, done: usize, total: usize) -> Result<()> {
+    let p = Progress {
+        stage,
+        done: done as u64,
+        total: total as u64,
+    };
+    if obs.progress(&p) {
+        Ok(())
+    } else {
+        Err(Error::Cancelled)
+    }
+}
+
 /// Ablates every set on every pair `(dataset index, report)`; the mean
-/// corrupt activations come from all the pairs given.
+/// corrupt activations come from all the pairs given. The observer hears
+/// each step (pair k of n, per stage) and may pause before each engine call.
 pub async fn ablate_dataset<E: Engine>(
     e: &E,
     tok: &Tokenizer,
     reports: &[(usize, Report)],
     sets: &[(String, AblationSet)],
-    mut progress: impl FnMut(&str, usize, usize) -> Result<()>,
+    obs: &mut dyn Observer,
 ) -> Result<AblationReport> {
     let cfg = e.config().clone();
     let pairs: Vec<Pair> = reports
@@ -319,7 +355,8 @@ pub async fn ablate_dataset<E: Engine>(
         .collect::<Result<_>>()?;
     let mut means = MeanActivations::default();
     for (k, p) in pairs.iter().enumerate() {
-        progress("mean corrupt activations", k, pairs.len())?;
+        step(obs, "mean corrupt activations", k, pairs.len())?;
+        pause(obs).await?;
         let run = e.run(&p.corrupt, &p.metric).await?;
         means.add(e, &run, p.corrupt.len()).await?;
     }
@@ -327,9 +364,10 @@ pub async fn ablate_dataset<E: Engine>(
     for (name, set) in sets {
         let mut rows = Vec::with_capacity(pairs.len());
         for (k, ((index, report), pair)) in reports.iter().zip(&pairs).enumerate() {
-            progress(&format!("ablating {name}"), k, pairs.len())?;
+            step(obs, &format!("ablating {name}"), k, pairs.len())?;
             let comps = set.select(report)?;
             let reps = means.replacements(&cfg, pair.clean.len(), &comps)?;
+            pause(obs).await?;
             let ablated = e
                 .metric_with_replacements(&pair.clean, &pair.metric, &reps)
                 .await?;

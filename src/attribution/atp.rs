@@ -21,6 +21,7 @@ pub async fn attribution_patching<E: Engine>(
         let denom = (e.metric(p.base) - e.metric(p.other)) as f64;
         let mut map = Vec::with_capacity(cfg.n_layers);
         // one forward and one backward for all layers
+        track.pause().await?;
         let grads = e
             .base_gradients(p.base, p.other, component, p.from_pos)
             .await?;

@@ -41,6 +41,7 @@ pub async fn integrated_gradients<E: Engine>(
         .collect();
     for layer in 0..cfg.n_layers {
         let site = Site { layer, component };
+        track.pause().await?;
         let grads = e
             .path_gradients_group(pairs, site, &alphas, &weights)
             .await?;

@@ -17,6 +17,8 @@ pub mod run;
 
 use crate::engine::Component;
 use crate::error::{Error, Result};
+use std::future::Future;
+use std::pin::Pin;
 
 pub use crate::report::{parse_component, Direction, Method, ScoreMap};
 pub use pair::Pair;
@@ -30,11 +32,21 @@ pub struct Progress<'a> {
     pub total: u64,
 }
 
+/// A wait that an observer asks for before the next engine call.
+pub type Pause<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
 /// Receives progress and partial results; returning `false` from `progress`
 /// cancels the computation at the next chunk boundary.
 pub trait Observer {
     fn progress(&mut self, _p: &Progress<'_>) -> bool {
         true
+    }
+    /// Asked before each heavy engine call (a forward, a sweep, a gradient
+    /// pass): a host whose event loop must run in between (a browser worker
+    /// that has to receive "cancel" while the CPU engine's ready-at-once
+    /// futures compute) returns a future to await first; `None` goes on.
+    fn pause(&mut self) -> Option<Pause<'_>> {
+        None
     }
     /// One layer's scores are ready.
     fn partial(&mut self, _scores: &LayerScores<'_>) {}
@@ -50,6 +62,14 @@ pub struct LayerScores<'a> {
     pub component: Component,
     pub layer: usize,
     pub scores: &'a [f32],
+}
+
+/// Awaits the observer's pause, if it asks for one.
+pub async fn pause(obs: &mut dyn Observer) -> Result<()> {
+    match obs.pause() {
+        Some(p) => p.await,
+        None => Ok(()),
+    }
 }
 
 /// An observer that ignores everything.
@@ -84,6 +104,10 @@ impl<'o> Tracker<'o> {
         } else {
             Err(Error::Cancelled)
         }
+    }
+    /// Awaits the observer's pause before an engine call.
+    pub async fn pause(&mut self) -> Result<()> {
+        pause(self.obs).await
     }
     pub fn partial(&mut self, scores: &LayerScores<'_>) {
         self.obs.partial(scores);

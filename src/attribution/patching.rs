@@ -34,6 +34,7 @@ pub async fn activation_patching<E: Engine>(
         let mut c = 0;
         while c < count {
             let end = (c + CHUNK).min(count);
+            track.pause().await?;
             let ms = e.patch_metrics_group(pairs, site, c..end).await?;
             for ((row, m), &(m_base, denom)) in rows.iter_mut().zip(ms).zip(&norm) {
                 row.extend(m.into_iter().map(|m| (m - m_base) / denom));

@@ -232,7 +232,7 @@ pub async fn analyze_group<E: Engine>(
     let t0 = now_ms();
     let mut prep = Vec::with_capacity(group.len());
     for (i, prompts) in group.iter().enumerate() {
-        let p = prepare(e, tok, &cfg, prompts)
+        let p = prepare(e, tok, &cfg, prompts, obs)
             .await
             .map_err(|err| match err {
                 Error::Input(m) if group.len() > 1 => {
@@ -315,17 +315,21 @@ pub async fn analyze_group<E: Engine>(
     Ok(reports)
 }
 
-/// Tokenizes and checks a pair and runs both prompts.
+/// Tokenizes and checks a pair and runs both prompts (the observer may
+/// pause before each).
 async fn prepare<E: Engine>(
     e: &E,
     tok: &Tokenizer,
     cfg: &crate::model::Config,
     prompts: &Prompts,
+    obs: &mut dyn Observer,
 ) -> Result<Prepared<E::Run>> {
     // a bad metric name is reported before bad prompts
     let spec = MetricSpec::parse(&prompts.metric)?;
     let pair = Pair::from_prompts(tok, cfg, prompts)?;
+    super::pause(obs).await?;
     let clean = e.run(&pair.clean, &pair.metric).await?;
+    super::pause(obs).await?;
     let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
     Ok(Prepared {
         pair,

@@ -2,14 +2,14 @@
 //! the per-pair analysis, one report per pair plus the summary tables; shards
 //! of one dataset run anywhere and merge afterwards.
 
-use super::{split_list, with_engine, EngineUser, Loaded};
+use super::{load, split_list, Loaded};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use patchlab::app::dataset::{DatasetObserver, PairOutcome, Plan, Runner};
+use patchlab::app::AnalyzeRequest;
 use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
-use patchlab::attribution::quadrature::Rule;
 use patchlab::attribution::run::Options;
-use patchlab::attribution::{parse_component, Direction, Method, Observer, Progress};
+use patchlab::attribution::{Observer, Progress};
 use patchlab::clock::now_ms;
 use patchlab::dataset::{self, Format, Task};
 use patchlab::engine::Engine;
@@ -42,16 +42,21 @@ pub struct MethodArgs {
 }
 
 impl MethodArgs {
+    /// The analysis settings of a request.
+    pub fn request(&self) -> AnalyzeRequest {
+        AnalyzeRequest {
+            methods: Some(split_list(&self.methods)),
+            directions: Some(split_list(&self.directions)),
+            components: Some(split_list(&self.components)),
+            ig_steps: Some(self.ig_steps),
+            ig_rule: Some(self.ig_rule.clone()),
+            percentile: Some(self.percentile),
+            ..AnalyzeRequest::default()
+        }
+    }
+
     pub fn options(&self) -> Result<Options> {
-        Ok(Options {
-            methods: split_list(&self.methods, Method::parse)?,
-            directions: split_list(&self.directions, Direction::parse)?,
-            components: split_list(&self.components, parse_component)?,
-            ig_steps: self.ig_steps,
-            ig_rule: Rule::parse(&self.ig_rule)?,
-            percentile: self.percentile,
-            ..Options::default()
-        })
+        self.request().options()
     }
 }
 
@@ -84,7 +89,7 @@ pub struct BatchArgs {
     /// Do not prepend the BOS token <|endoftext|>.
     #[arg(long)]
     no_bos: bool,
-    /// Compute backend: cpu or gpu.
+    /// Compute backend: cpu, gpu, or auto (the GPU where one starts, else the CPU).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// Output directory: pairs/NNNN.json (one report per pair) and summary.json.
@@ -125,7 +130,7 @@ pub struct AblateArgs {
     /// (h = head layer.head, n = neuron layer.index).
     #[arg(long = "set", required = true)]
     sets: Vec<String>,
-    /// Compute backend: cpu or gpu.
+    /// Compute backend: cpu, gpu, or auto (the GPU where one starts, else the CPU).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// No progress bar.
@@ -330,8 +335,8 @@ struct Batch {
     opts: Options,
 }
 
-impl EngineUser<()> for Batch {
-    fn run<E: Engine>(self, l: Loaded<E>) -> Result<()> {
+impl Batch {
+    fn run(self, l: Loaded) -> Result<()> {
         let a = &self.args;
         let (pairs, info) = load_dataset(a, &l.tokenizer)?;
         let (range, shard) = match &a.shard {
@@ -444,8 +449,8 @@ fn bad_pairs(bad: &[usize], of: usize) -> Error {
 }
 
 /// Mean-ablates each set in every pair and writes `dir/ablation.json`.
-fn run_ablation<E: Engine>(
-    l: &Loaded<E>,
+fn run_ablation(
+    l: &Loaded,
     dir: &Path,
     reports: &[(usize, Report)],
     sets: &[String],
@@ -464,18 +469,15 @@ fn run_ablation<E: Engine>(
                 .progress_chars("=> "),
         )
     };
+    let mut obs = StepBar(bar);
     let abl = pollster::block_on(ablate_dataset(
         &l.engine,
         &l.tokenizer,
         reports,
         &sets,
-        |stage, _, _| {
-            bar.inc(1);
-            bar.set_message(stage.to_string());
-            Ok(())
-        },
+        &mut obs,
     ))?;
-    bar.finish_and_clear();
+    obs.0.finish_and_clear();
     let path = dir.join("ablation.json");
     write_atomic(
         &path,
@@ -500,26 +502,14 @@ fn run_ablation<E: Engine>(
     Ok(())
 }
 
-struct Ablate {
-    args: AblateArgs,
-}
+/// A bar that moves one step per step of the work.
+struct StepBar(ProgressBar);
 
-impl EngineUser<()> for Ablate {
-    fn run<E: Engine>(self, l: Loaded<E>) -> Result<()> {
-        let reports = read_pairs(&self.args.dir)?;
-        if reports.is_empty() {
-            return Err(Error::Input(format!(
-                "{}/pairs/ holds no reports: run `patchlab batch` first",
-                self.args.dir.display()
-            )));
-        }
-        run_ablation(
-            &l,
-            &self.args.dir,
-            &reports,
-            &self.args.sets,
-            self.args.quiet,
-        )
+impl Observer for StepBar {
+    fn progress(&mut self, p: &Progress<'_>) -> bool {
+        self.0.inc(1);
+        self.0.set_message(p.stage.to_string());
+        true
     }
 }
 
@@ -527,8 +517,15 @@ pub fn ablate(a: AblateArgs) -> Result<()> {
     for s in &a.sets {
         AblationSet::parse(s)?;
     }
-    let (model, backend) = (a.model.clone(), a.backend.clone());
-    with_engine(&model, &backend, Ablate { args: a })
+    let l = load(&a.model, &a.backend)?;
+    let reports = read_pairs(&a.dir)?;
+    if reports.is_empty() {
+        return Err(Error::Input(format!(
+            "{}/pairs/ holds no reports: run `patchlab batch` first",
+            a.dir.display()
+        )));
+    }
+    run_ablation(&l, &a.dir, &reports, &a.sets, a.quiet)
 }
 
 /// The notebook's tables, one line each (summary.json has every pair of maps).
@@ -608,9 +605,8 @@ pub fn batch(a: BatchArgs) -> Result<()> {
     for s in &a.ablate {
         AblationSet::parse(s)?;
     }
-    let model = a.model.clone();
-    let backend = a.backend.clone();
-    with_engine(&model, &backend, Batch { args: a, opts })
+    let l = load(&a.model, &a.backend)?;
+    Batch { args: a, opts }.run(l)
 }
 
 /// Reads every per-pair report of a batch output directory.

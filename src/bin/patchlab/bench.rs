@@ -1,7 +1,9 @@
 //! `patchlab bench`: the fast paths against the notebook's per-component loop,
 //! on the same engine, in one run.
 
+use super::load;
 use clap::Args;
+use patchlab::app::AnyEngine;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{
@@ -9,13 +11,11 @@ use patchlab::attribution::{
 };
 use patchlab::attribution::{quadrature::Rule, Direction, Pair, Quiet, Tracker};
 use patchlab::clock::now_ms;
-use patchlab::engine::cpu::CpuEngine;
-use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::{Component, Engine, SweepPair};
 use patchlab::model::random::RandomSpec;
-use patchlab::model::{Model, Tokenizer};
+use patchlab::model::Tokenizer;
 use patchlab::report::Prompts;
-use patchlab::{Error, Result};
+use patchlab::Result;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -108,54 +108,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         if i > 0 {
             println!();
         }
-        let Model {
-            name,
-            config,
-            weights,
-            tokenizer,
-        } = Model::from_dir(&dir)?;
-        match backend.as_str() {
-            "cpu" => bench_on(&a, &CpuEngine::new(config, weights)?, &name, &tokenizer)?,
-            "gpu" => bench_on(
-                &a,
-                &GpuEngine::new_blocking(config, weights)?,
-                &name,
-                &tokenizer,
-            )?,
-            other => {
-                return Err(Error::Input(format!(
-                    "unknown backend {other:?}; use --backend cpu, gpu or cpu,gpu"
-                )))
-            }
-        }
+        let l = load(&dir, backend)?;
+        bench_on(&a, &l.engine, &l.name, &l.tokenizer)?;
     }
     Ok(())
 }
 
-/// A backend's timing of the plain [m, k] · [k, n] (+ bias) product of its
-/// linear layers, in milliseconds per product (waiting for the device).
-trait TimeMatmul {
-    async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64>;
-}
-
-impl TimeMatmul for CpuEngine {
-    async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
-        CpuEngine::time_matmul(self, m, k, n, reps)
-    }
-}
-
-impl TimeMatmul for GpuEngine {
-    async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
-        GpuEngine::time_matmul(self, m, k, n, reps).await
-    }
-}
-
-fn bench_on<E: Engine + TimeMatmul>(
-    a: &BenchArgs,
-    e: &E,
-    name: &str,
-    tokenizer: &Tokenizer,
-) -> Result<()> {
+fn bench_on(a: &BenchArgs, e: &AnyEngine, name: &str, tokenizer: &Tokenizer) -> Result<()> {
     pollster::block_on(async {
         run_bench(a, e, name, tokenizer).await?;
         // GPT-2 small's MLP-in product (d_model 768 × d_mlp 3072), whatever

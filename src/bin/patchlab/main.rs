@@ -3,11 +3,10 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use patchlab::app::{AnalyzeRequest, AnyEngine, Backend};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Observer, Progress};
-use patchlab::engine::cpu::CpuEngine;
-use patchlab::engine::gpu::GpuEngine;
-use patchlab::engine::{Component, Engine};
+use patchlab::engine::Component;
 use patchlab::model::published::{checkpoint_files, Repo};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::{Model, Tokenizer};
@@ -86,7 +85,8 @@ struct AnalyzeArgs {
     /// e.g. greater_than:42 for "The war lasted from the year 1742 to the year 17").
     #[arg(long, default_value = "logit_diff")]
     metric: String,
-    /// Compute backend: cpu, or gpu (WebGPU through wgpu: Vulkan, Metal or DX12).
+    /// Compute backend: cpu, gpu (WebGPU through wgpu: Vulkan, Metal or DX12), or auto (the GPU
+    /// where one starts, else the CPU).
     #[arg(long, default_value = "cpu")]
     backend: String,
     /// Write the JSON report here; `-` writes it to stdout (the summary then goes to stderr).
@@ -162,10 +162,11 @@ struct ServeArgs {
     www: PathBuf,
 }
 
-fn split_list<T>(s: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
+/// The items of a comma-separated flag, empty ones left out.
+fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .filter(|x| !x.trim().is_empty())
-        .map(parse)
+        .map(String::from)
         .collect()
 }
 
@@ -182,91 +183,70 @@ impl Observer for Bar {
 }
 
 /// A model directory's name and tokenizer, and its weights in an engine.
-pub(crate) struct Loaded<E> {
+pub(crate) struct Loaded {
     pub name: String,
     pub tokenizer: Tokenizer,
-    pub engine: E,
+    pub engine: AnyEngine,
 }
 
-/// Runs `f` with the model loaded on the chosen backend ("cpu" or "gpu").
-pub(crate) fn with_engine<T>(dir: &Path, backend: &str, f: impl EngineUser<T>) -> Result<T> {
+/// Loads a model directory on the chosen backend ("cpu", "gpu" or "auto").
+pub(crate) fn load(dir: &Path, backend: &str) -> Result<Loaded> {
     let Model {
         name,
         config,
         weights,
         tokenizer,
     } = Model::from_dir(dir)?;
-    match backend {
-        "cpu" => f.run(Loaded {
-            name,
-            tokenizer,
-            engine: CpuEngine::new(config, weights)?,
-        }),
-        "gpu" => f.run(Loaded {
-            name,
-            tokenizer,
-            engine: GpuEngine::new_blocking(config, weights)?,
-        }),
-        other => Err(Error::Input(format!(
-            "unknown backend {other:?}; use --backend cpu or --backend gpu"
-        ))),
+    let (engine, note) = AnyEngine::load(config, weights, Backend::parse(backend)?)?;
+    if let Some(note) = note {
+        eprintln!("{note}");
     }
+    Ok(Loaded {
+        name,
+        tokenizer,
+        engine,
+    })
 }
 
-/// Something to do with a loaded engine of any backend.
-pub(crate) trait EngineUser<T> {
-    fn run<E: Engine>(self, loaded: Loaded<E>) -> Result<T>;
-}
-
-struct Analysis {
-    prompts: Prompts,
-    opts: Options,
-    quiet: bool,
-}
-
-impl EngineUser<Report> for Analysis {
-    fn run<E: Engine>(self, l: Loaded<E>) -> Result<Report> {
-        let bar = if self.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(1).with_style(
-                ProgressStyle::with_template(
-                    "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
-                )
-                .expect("template")
-                .progress_chars("=> "),
+/// The report of one pair, with a progress bar unless `quiet`.
+fn analysis(l: &Loaded, prompts: &Prompts, opts: &Options, quiet: bool) -> Result<Report> {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1).with_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
             )
-        };
-        let mut obs = Bar(bar);
-        let report = pollster::block_on(analyze_pair(
-            &l.engine,
-            &l.name,
-            &l.tokenizer,
-            &self.prompts,
-            &self.opts,
-            &mut obs,
-        ))?;
-        obs.0.finish_and_clear();
-        Ok(report)
-    }
+            .expect("template")
+            .progress_chars("=> "),
+        )
+    };
+    let mut obs = Bar(bar);
+    let report = pollster::block_on(analyze_pair(
+        &l.engine,
+        &l.name,
+        &l.tokenizer,
+        prompts,
+        opts,
+        &mut obs,
+    ))?;
+    obs.0.finish_and_clear();
+    Ok(report)
 }
 
 fn analyze(a: AnalyzeArgs) -> Result<()> {
-    let opts = a.methods.options()?;
-    let prompts = Prompts {
-        clean: a.clean,
-        corrupt: a.corrupt,
-        correct: a.correct,
-        incorrect: a.incorrect,
-        bos: !a.no_bos,
-        metric: a.metric,
+    let req = AnalyzeRequest {
+        clean: Some(a.clean),
+        corrupt: Some(a.corrupt),
+        correct: Some(a.correct),
+        incorrect: Some(a.incorrect),
+        bos: Some(!a.no_bos),
+        metric: Some(a.metric),
+        ..a.methods.request()
     };
-    let job = Analysis {
-        prompts,
-        opts,
-        quiet: a.quiet,
-    };
-    let report = with_engine(&a.model, &a.backend, job)?;
+    let opts = req.options()?;
+    let prompts = req.prompts()?;
+    let report = analysis(&load(&a.model, &a.backend)?, &prompts, &opts, a.quiet)?;
     let to_stdout = a.out.as_deref() == Some("-");
     let summary = summary(&report);
     if to_stdout {

@@ -1,0 +1,538 @@
+//! The one place a backend is chosen: [`Backend`] (the names the CLI and
+//! the page accept), [`AnyEngine`] (the CPU or GPU engine behind the one
+//! `Engine` interface) and [`Engines`] (the browser lab's CPU engine with a
+//! WebGPU engine started on first use, and its fallbacks).
+
+use crate::engine::cpu::{CpuEngine, CpuRun};
+use crate::engine::gpu::{GpuEngine, GpuOptions, GpuRun};
+use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site, SweepPair};
+use crate::error::{Error, Result};
+use crate::model::Config;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::model::Weights;
+use std::cell::RefCell;
+use std::ops::Range;
+use std::rc::Rc;
+
+/// A requested backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The GPU where one is available (in the browser: `navigator.gpu`), else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// Pairs per group on a GPU backend: enough patches per tail pass to fill
+/// a GPU, while an interrupted run loses at most this many pairs.
+pub const GPU_GROUP_SIZE: usize = 16;
+
+impl Backend {
+    /// "auto" (or ""), "cpu", "gpu" (or "webgpu").
+    pub fn parse(s: &str) -> Result<Backend> {
+        match s.trim() {
+            "" | "auto" => Ok(Backend::Auto),
+            "cpu" => Ok(Backend::Cpu),
+            "gpu" | "webgpu" => Ok(Backend::Gpu),
+            other => Err(Error::Input(format!(
+                "unknown backend {other:?}; choose auto, cpu or gpu"
+            ))),
+        }
+    }
+
+    /// Pairs analysed together by default (`patchlab batch --group`, the
+    /// Dataset tab): the GPU shares its passes among a group's pairs; the CPU
+    /// gains nothing from sharing, and a smaller group loses less to a cancel.
+    /// `Auto` before it is resolved ([`Engines::resolve`]) counts as the CPU.
+    pub fn default_group_size(self) -> usize {
+        match self {
+            Backend::Gpu => GPU_GROUP_SIZE,
+            Backend::Cpu | Backend::Auto => 1,
+        }
+    }
+}
+
+/// The CPU or the GPU engine. Shared (`Rc`), so that a long-lived host can
+/// keep its engines while a request computes on one of them.
+#[derive(Clone)]
+pub enum AnyEngine {
+    Cpu(Rc<CpuEngine>),
+    Gpu(Rc<GpuEngine>),
+}
+
+/// A run of an [`AnyEngine`]: always of the engine that made it.
+pub enum AnyRun {
+    Cpu(CpuRun),
+    Gpu(GpuRun),
+}
+
+impl AnyEngine {
+    /// The engine of a loaded model on `backend`; `Auto` is the GPU when
+    /// one starts, else the CPU, with the second value saying why. Blocks
+    /// while the GPU starts (native front ends; the browser uses [`Engines`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(
+        config: Config,
+        weights: Weights,
+        backend: Backend,
+    ) -> Result<(AnyEngine, Option<String>)> {
+        match backend {
+            Backend::Cpu => Ok((AnyEngine::cpu(CpuEngine::new(config, weights)?), None)),
+            Backend::Gpu => Ok((
+                AnyEngine::gpu(GpuEngine::new_blocking(config, weights)?),
+                None,
+            )),
+            Backend::Auto => {
+                let gpu = pollster::block_on(GpuEngine::from_source(
+                    config.clone(),
+                    &weights,
+                    GpuOptions::default(),
+                ));
+                match gpu {
+                    Ok(e) => Ok((AnyEngine::gpu(e), None)),
+                    Err(why) => Ok((
+                        AnyEngine::cpu(CpuEngine::new(config, weights)?),
+                        Some(format!(
+                            "the GPU is unavailable ({why}); computing on the CPU"
+                        )),
+                    )),
+                }
+            }
+        }
+    }
+
+    pub fn cpu(e: CpuEngine) -> AnyEngine {
+        AnyEngine::Cpu(Rc::new(e))
+    }
+
+    pub fn gpu(e: GpuEngine) -> AnyEngine {
+        AnyEngine::Gpu(Rc::new(e))
+    }
+
+    /// The backend this engine computes on (never `Auto`).
+    pub fn kind(&self) -> Backend {
+        match self {
+            AnyEngine::Cpu(_) => Backend::Cpu,
+            AnyEngine::Gpu(_) => Backend::Gpu,
+        }
+    }
+
+    /// Milliseconds per plain [m, k] · [k, n] (+ bias) product of the
+    /// engine's linear layers, waiting for the device (`patchlab bench`).
+    pub async fn time_matmul(&self, m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+        match self {
+            AnyEngine::Cpu(e) => e.time_matmul(m, k, n, reps),
+            AnyEngine::Gpu(e) => e.time_matmul(m, k, n, reps).await,
+        }
+    }
+}
+
+/// A run of the engine a call goes to: `AnyEngine` only makes runs of its
+/// own engine, so the other kind means runs of two engines were mixed.
+trait RunOf: Sized {
+    fn of(run: &AnyRun) -> Result<&Self>;
+}
+
+fn mixed(run: &AnyRun) -> Error {
+    let (has, other) = match run {
+        AnyRun::Cpu(_) => ("cpu", "gpu"),
+        AnyRun::Gpu(_) => ("gpu", "cpu"),
+    };
+    Error::Backend(format!(
+        "a run of the {has} engine was given to the {other} engine: runs of two engines were mixed"
+    ))
+}
+
+impl RunOf for CpuRun {
+    fn of(run: &AnyRun) -> Result<&CpuRun> {
+        match run {
+            AnyRun::Cpu(r) => Ok(r),
+            _ => Err(mixed(run)),
+        }
+    }
+}
+
+impl RunOf for GpuRun {
+    fn of(run: &AnyRun) -> Result<&GpuRun> {
+        match run {
+            AnyRun::Gpu(r) => Ok(r),
+            _ => Err(mixed(run)),
+        }
+    }
+}
+
+fn of<R: RunOf>(run: &AnyRun) -> Result<&R> {
+    R::of(run)
+}
+
+/// A group's sweep pairs as runs of one engine.
+fn sweeps<'r, R: RunOf>(pairs: &[SweepPair<'r, AnyRun>]) -> Result<Vec<SweepPair<'r, R>>> {
+    pairs
+        .iter()
+        .map(|p| {
+            Ok(SweepPair {
+                base: R::of(p.base)?,
+                other: R::of(p.other)?,
+                from_pos: p.from_pos,
+            })
+        })
+        .collect()
+}
+
+impl Engine for AnyEngine {
+    type Run = AnyRun;
+
+    fn config(&self) -> &Config {
+        match self {
+            AnyEngine::Cpu(e) => e.config(),
+            AnyEngine::Gpu(e) => e.config(),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            AnyEngine::Cpu(e) => e.backend(),
+            AnyEngine::Gpu(e) => e.backend(),
+        }
+    }
+
+    fn device_counts(&self) -> Option<(u64, u64)> {
+        match self {
+            AnyEngine::Cpu(e) => e.device_counts(),
+            AnyEngine::Gpu(e) => e.device_counts(),
+        }
+    }
+
+    async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<AnyRun> {
+        Ok(match self {
+            AnyEngine::Cpu(e) => AnyRun::Cpu(e.run(tokens, metric).await?),
+            AnyEngine::Gpu(e) => AnyRun::Gpu(e.run(tokens, metric).await?),
+        })
+    }
+
+    /// NaN for a run of the other engine: the trait gives this call no
+    /// error, and a NaN metric is flagged wherever it is used.
+    fn metric(&self, run: &AnyRun) -> f32 {
+        match (self, run) {
+            (AnyEngine::Cpu(e), AnyRun::Cpu(r)) => e.metric(r),
+            (AnyEngine::Gpu(e), AnyRun::Gpu(r)) => e.metric(r),
+            _ => f32::NAN,
+        }
+    }
+
+    async fn last_logits(&self, run: &AnyRun) -> Result<Vec<f32>> {
+        match self {
+            AnyEngine::Cpu(e) => e.last_logits(of(run)?).await,
+            AnyEngine::Gpu(e) => e.last_logits(of(run)?).await,
+        }
+    }
+
+    async fn activation(&self, run: &AnyRun, hook: &str) -> Result<Array> {
+        match self {
+            AnyEngine::Cpu(e) => e.activation(of(run)?, hook).await,
+            AnyEngine::Gpu(e) => e.activation(of(run)?, hook).await,
+        }
+    }
+
+    async fn patch_metrics(
+        &self,
+        base: &AnyRun,
+        other: &AnyRun,
+        site: Site,
+        components: Range<usize>,
+        from_pos: usize,
+    ) -> Result<Vec<f32>> {
+        match self {
+            AnyEngine::Cpu(e) => {
+                e.patch_metrics(of(base)?, of(other)?, site, components, from_pos)
+                    .await
+            }
+            AnyEngine::Gpu(e) => {
+                e.patch_metrics(of(base)?, of(other)?, site, components, from_pos)
+                    .await
+            }
+        }
+    }
+
+    async fn path_gradients(
+        &self,
+        base: &AnyRun,
+        other: &AnyRun,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        from_pos: usize,
+    ) -> Result<PathGrads> {
+        match self {
+            AnyEngine::Cpu(e) => {
+                e.path_gradients(of(base)?, of(other)?, site, alphas, weights, from_pos)
+                    .await
+            }
+            AnyEngine::Gpu(e) => {
+                e.path_gradients(of(base)?, of(other)?, site, alphas, weights, from_pos)
+                    .await
+            }
+        }
+    }
+
+    async fn patch_metrics_group(
+        &self,
+        pairs: &[SweepPair<'_, AnyRun>],
+        site: Site,
+        components: Range<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
+        match self {
+            AnyEngine::Cpu(e) => {
+                e.patch_metrics_group(&sweeps(pairs)?, site, components)
+                    .await
+            }
+            AnyEngine::Gpu(e) => {
+                e.patch_metrics_group(&sweeps(pairs)?, site, components)
+                    .await
+            }
+        }
+    }
+
+    async fn path_gradients_group(
+        &self,
+        pairs: &[SweepPair<'_, AnyRun>],
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+    ) -> Result<Vec<PathGrads>> {
+        match self {
+            AnyEngine::Cpu(e) => {
+                e.path_gradients_group(&sweeps(pairs)?, site, alphas, weights)
+                    .await
+            }
+            AnyEngine::Gpu(e) => {
+                e.path_gradients_group(&sweeps(pairs)?, site, alphas, weights)
+                    .await
+            }
+        }
+    }
+
+    async fn base_gradients(
+        &self,
+        base: &AnyRun,
+        other: &AnyRun,
+        component: Component,
+        from_pos: usize,
+    ) -> Result<Vec<Array>> {
+        match self {
+            AnyEngine::Cpu(e) => {
+                e.base_gradients(of(base)?, of(other)?, component, from_pos)
+                    .await
+            }
+            AnyEngine::Gpu(e) => {
+                e.base_gradients(of(base)?, of(other)?, component, from_pos)
+                    .await
+            }
+        }
+    }
+
+    async fn metric_with_replacements(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        replacements: &[Replacement],
+    ) -> Result<f32> {
+        match self {
+            AnyEngine::Cpu(e) => {
+                e.metric_with_replacements(tokens, metric, replacements)
+                    .await
+            }
+            AnyEngine::Gpu(e) => {
+                e.metric_with_replacements(tokens, metric, replacements)
+                    .await
+            }
+        }
+    }
+
+    async fn metric_with_substitutions(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        substitutions: &[(String, Array)],
+    ) -> Result<f32> {
+        match self {
+            AnyEngine::Cpu(e) => {
+                e.metric_with_substitutions(tokens, metric, substitutions)
+                    .await
+            }
+            AnyEngine::Gpu(e) => {
+                e.metric_with_substitutions(tokens, metric, substitutions)
+                    .await
+            }
+        }
+    }
+}
+
+/// The WebGPU engine of a long-lived host: started on the first request
+/// that wants it, then kept (or its failure remembered, so that it is tried
+/// only once); a lost device is started anew on the next request.
+enum GpuState {
+    Untried,
+    Starting,
+    Ready(Rc<GpuEngine>),
+    Failed(String),
+}
+
+/// The engines of a model loaded in the browser: the CPU engine, and a GPU
+/// engine started from its weights when a request first asks for it.
+pub struct Engines {
+    cpu: Rc<CpuEngine>,
+    gpu: RefCell<GpuState>,
+    /// Whether the host offers a GPU (`navigator.gpu`): what `Auto` picks.
+    has_gpu: bool,
+}
+
+impl Engines {
+    pub fn new(cpu: CpuEngine, has_gpu: bool) -> Engines {
+        Engines {
+            cpu: Rc::new(cpu),
+            gpu: RefCell::new(GpuState::Untried),
+            has_gpu,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        self.cpu.config()
+    }
+
+    /// The backend `backend` asks for here: `Auto` is the GPU where the
+    /// host offers one.
+    pub fn resolve(&self, backend: Backend) -> Backend {
+        match backend {
+            Backend::Auto if self.has_gpu => Backend::Gpu,
+            Backend::Auto => Backend::Cpu,
+            b => b,
+        }
+    }
+
+    /// Pairs analysed together by default on `backend` (see
+    /// [`Backend::default_group_size`]).
+    pub fn default_group_size(&self, backend: Backend) -> usize {
+        self.resolve(backend).default_group_size()
+    }
+
+    /// The CPU engine.
+    pub fn cpu(&self) -> AnyEngine {
+        AnyEngine::Cpu(self.cpu.clone())
+    }
+
+    /// The engine for a requested backend. When the GPU engine cannot
+    /// start (or is still starting for another request), the CPU engine
+    /// computes instead and the second value says why.
+    pub async fn get(&self, backend: Backend) -> (AnyEngine, Option<String>) {
+        if self.resolve(backend) == Backend::Cpu {
+            return (self.cpu(), None);
+        }
+        // a lost device (driver reset, the browser reclaiming it): start anew
+        if matches!(&*self.gpu.borrow(), GpuState::Ready(e) if e.is_lost()) {
+            *self.gpu.borrow_mut() = GpuState::Untried;
+        }
+        let state = std::mem::replace(&mut *self.gpu.borrow_mut(), GpuState::Starting);
+        let (state, out) = match state {
+            GpuState::Ready(e) => (GpuState::Ready(e.clone()), Ok(e)),
+            GpuState::Failed(why) => (GpuState::Failed(why.clone()), Err(why)),
+            // another request is starting it: this one computes on the CPU
+            GpuState::Starting => {
+                return (
+                    self.cpu(),
+                    Some("the WebGPU engine is still starting; computing on the CPU".into()),
+                )
+            }
+            // from the CPU engine's tensors, a tensor or a layer at a time
+            // (no second host copy of the model)
+            GpuState::Untried => {
+                let cfg = self.cpu.config().clone();
+                match GpuEngine::from_source(cfg, &*self.cpu, GpuOptions::default()).await {
+                    Ok(e) => {
+                        let e = Rc::new(e);
+                        (GpuState::Ready(e.clone()), Ok(e))
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        (GpuState::Failed(why.clone()), Err(why))
+                    }
+                }
+            }
+        };
+        *self.gpu.borrow_mut() = state;
+        match out {
+            Ok(e) => (AnyEngine::Gpu(e), None),
+            Err(why) => (
+                self.cpu(),
+                Some(format!(
+                    "WebGPU is unavailable ({why}); computing on the CPU"
+                )),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::random::{random_weights, RandomSpec};
+
+    fn tiny() -> (Config, Weights) {
+        let spec = RandomSpec {
+            n_layers: 1,
+            n_heads: 2,
+            d_model: 8,
+            n_ctx: 16,
+            seed: 3,
+        };
+        (spec.config(), random_weights(&spec))
+    }
+
+    #[test]
+    fn backends_parse_by_name_and_refuse_others() {
+        assert_eq!(Backend::parse("").unwrap(), Backend::Auto);
+        assert_eq!(Backend::parse("auto").unwrap(), Backend::Auto);
+        assert_eq!(Backend::parse("cpu").unwrap(), Backend::Cpu);
+        assert_eq!(Backend::parse("webgpu").unwrap(), Backend::Gpu);
+        let e = Backend::parse("tpu").unwrap_err().to_string();
+        assert!(e.contains("unknown backend \"tpu\""), "{e}");
+        assert_eq!(Backend::Gpu.default_group_size(), 16);
+        assert_eq!(Backend::Cpu.default_group_size(), 1);
+    }
+
+    #[test]
+    fn delegates_to_the_cpu_engine() {
+        let (cfg, w) = tiny();
+        let direct = CpuEngine::new(cfg.clone(), w.clone()).unwrap();
+        let (any, note) = AnyEngine::load(cfg, w, Backend::Cpu).unwrap();
+        assert!(note.is_none());
+        assert_eq!(any.backend(), "cpu");
+        assert_eq!(any.kind(), Backend::Cpu);
+        let metric = Metric::logit_diff(1, 2);
+        let tokens = [5, 6, 7];
+        let run = pollster::block_on(any.run(&tokens, &metric)).unwrap();
+        let want = pollster::block_on(direct.run(&tokens, &metric)).unwrap();
+        assert_eq!(any.metric(&run).to_bits(), direct.metric(&want).to_bits());
+        let site = Site {
+            layer: 0,
+            component: Component::Heads,
+        };
+        let got = pollster::block_on(any.patch_metrics(&run, &run, site, 0..2, 0)).unwrap();
+        let want = pollster::block_on(direct.patch_metrics(&want, &want, site, 0..2, 0)).unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_run_of_another_engine_is_an_error() {
+        let (cfg, w) = tiny();
+        let cpu = AnyEngine::cpu(CpuEngine::new(cfg, w).unwrap());
+        let run = pollster::block_on(cpu.run(&[1, 2], &Metric::logit_diff(1, 2))).unwrap();
+        // a GPU engine cannot be made here; ask the run's variant directly
+        let e = GpuRun::of(&run).err().expect("a CPU run is no GPU run");
+        assert!(
+            e.to_string().contains("runs of two engines were mixed"),
+            "{e}"
+        );
+    }
+}

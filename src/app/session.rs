@@ -1,0 +1,182 @@
+//! A loaded model and its engines in a long-lived host (the browser lab):
+//! each call takes a request, picks its engine and runs the method.
+
+use super::dataset::{DatasetObserver, RunStats, Runner};
+use super::engine::{AnyEngine, Backend, Engines};
+use super::request::{AblateRequest, AnalyzeRequest};
+use crate::attribution::ablation::{ablate_dataset, ablate_pair, AblationReport, AblationSet};
+use crate::attribution::run::{analyze_group, predictions};
+use crate::attribution::{Observer, Pair, Progress};
+use crate::engine::{Engine, Metric};
+use crate::error::{Error, Result};
+use crate::model::{Config, Tokenizer};
+use crate::report::{Prediction, Prompts, Report};
+use serde::Serialize;
+
+pub struct Session {
+    pub name: String,
+    pub tokenizer: Tokenizer,
+    pub engines: Engines,
+}
+
+/// The metrics of [`Session::ablate`] and where they were computed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AblateOut {
+    #[serde(flatten)]
+    pub metrics: crate::attribution::ablation::Ablated,
+    /// The engine that computed the three metrics: "cpu" or "gpu".
+    pub backend: &'static str,
+    /// Why the CPU computed instead of the GPU, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Session {
+    pub fn config(&self) -> &Config {
+        self.engines.config()
+    }
+
+    /// The backends this build offers.
+    pub fn backends(&self) -> Vec<&'static str> {
+        vec!["cpu", "gpu"]
+    }
+
+    /// The engine for `backend`; a fallback to the CPU is said in the
+    /// observer's progress (a stage text, nothing done yet).
+    async fn engine(&self, backend: Backend, obs: &mut dyn Observer) -> AnyEngine {
+        let (engine, note) = self.engines.get(backend).await;
+        if let Some(note) = note {
+            obs.progress(&Progress {
+                stage: &note,
+                done: 0,
+                total: 0,
+            });
+        }
+        engine
+    }
+
+    /// The report of the request's one pair.
+    pub async fn analyze(&self, req: &AnalyzeRequest, obs: &mut dyn Observer) -> Result<Report> {
+        let prompts = req.prompts()?;
+        let mut reports = self
+            .analyze_pairs(req, std::slice::from_ref(&prompts), obs)
+            .await?;
+        Ok(reports.pop().expect("one report per pair"))
+    }
+
+    /// The reports of the request's pairs, in order (analysed together, so
+    /// that the GPU shares its passes among them).
+    pub async fn analyze_group(
+        &self,
+        req: &AnalyzeRequest,
+        obs: &mut dyn Observer,
+    ) -> Result<Vec<Report>> {
+        self.analyze_pairs(req, req.pairs()?, obs).await
+    }
+
+    /// Every pair of the request through the dataset runner (the one of
+    /// `patchlab batch`: groups, resume, bad pairs passed over, progress,
+    /// cancel) on the request's engine. `group`: pairs per group (the
+    /// engine's default when `None`); `earlier[i]`: pair i's report of an
+    /// earlier run, kept if its prompts, model and settings are the same.
+    pub async fn run_dataset(
+        &self,
+        req: &AnalyzeRequest,
+        group: Option<usize>,
+        mut earlier: Vec<Option<Report>>,
+        obs: &mut dyn DatasetObserver,
+    ) -> Result<RunStats> {
+        let pairs = req.pairs()?;
+        let opts = req.options()?;
+        let backend = Backend::parse(req.backend.as_deref().unwrap_or("auto"))?;
+        let engine = self.engine(backend, obs).await;
+        let runner = Runner::new(&engine, &self.name, &self.tokenizer, &opts, group)?;
+        let take = |i: usize| earlier.get_mut(i).and_then(Option::take);
+        runner.run(pairs, 0..pairs.len(), take, obs).await
+    }
+
+    async fn analyze_pairs(
+        &self,
+        req: &AnalyzeRequest,
+        pairs: &[Prompts],
+        obs: &mut dyn Observer,
+    ) -> Result<Vec<Report>> {
+        let opts = req.options()?;
+        let engine = self.engine(req.backend()?, obs).await;
+        analyze_group(&engine, &self.name, &self.tokenizer, pairs, &opts, obs).await
+    }
+
+    /// The clean metric with the request's heads and neurons held at the
+    /// pair's own corrupt activations, and the clean and corrupt metrics on
+    /// the same engine. When the GPU engine cannot ablate, the CPU engine
+    /// computes (and repeats the error if the request itself is bad).
+    pub async fn ablate(&self, req: &AblateRequest) -> Result<AblateOut> {
+        let pair = Pair::from_prompts(&self.tokenizer, self.config(), &req.prompts)?;
+        let components = req.components();
+        let (engine, mut note) = self.engines.get(req.backend).await;
+        let metrics = match ablate_pair(&engine, &pair, &components).await {
+            Ok(m) => m,
+            Err(err) if engine.kind() == Backend::Gpu => {
+                note = Some(format!(
+                    "the WebGPU engine could not ablate ({err}); computed on the CPU"
+                ));
+                let cpu = self.engines.cpu();
+                let m = ablate_pair(&cpu, &pair, &components).await?;
+                return Ok(AblateOut {
+                    metrics: m,
+                    backend: cpu.backend(),
+                    note,
+                });
+            }
+            Err(err) => return Err(err),
+        };
+        Ok(AblateOut {
+            metrics,
+            backend: engine.backend(),
+            note,
+        })
+    }
+
+    /// Mean ablation over a dataset, as `patchlab ablate` computes it: each
+    /// set of `specs` ("and:both", "h9.6,n0.12", …) in every pair of
+    /// `reports` (dataset index, report).
+    pub async fn ablate_dataset(
+        &self,
+        reports: &[(usize, Report)],
+        specs: &[String],
+        backend: Backend,
+        obs: &mut dyn Observer,
+    ) -> Result<AblationReport> {
+        if reports.is_empty() {
+            return Err(Error::Input(
+                "no finished pairs to ablate: run the dataset first".into(),
+            ));
+        }
+        if specs.is_empty() {
+            return Err(Error::Input(
+                "choose at least one set of components to ablate".into(),
+            ));
+        }
+        let sets = specs
+            .iter()
+            .map(|s| Ok((s.trim().to_string(), AblationSet::parse(s)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let (engine, _) = self.engines.get(backend).await;
+        ablate_dataset(&engine, &self.tokenizer, reports, &sets, obs).await
+    }
+
+    /// The `k` most likely next tokens after `text`, as the report's predictions.
+    pub async fn predict(
+        &self,
+        text: &str,
+        bos: bool,
+        k: usize,
+        backend: Backend,
+    ) -> Result<Vec<Prediction>> {
+        let ids = self.tokenizer.encode(text, bos)?;
+        let (engine, _) = self.engines.get(backend).await;
+        let run = engine.run(&ids, &Metric::logit_diff(0, 0)).await?;
+        let logits = engine.last_logits(&run).await?;
+        Ok(predictions(&self.tokenizer, &logits, k))
+    }
+}

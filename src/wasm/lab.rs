@@ -1,0 +1,224 @@
+//! `Lab`: a loaded model and its engines, and the computations on them.
+
+use super::observer::JsObserver;
+use super::reports::parse_reports;
+use super::weights::WeightStreamJs;
+use super::{from_js, js_err, json, to_js};
+use crate::app::{AblateRequest, AnalyzeRequest, Backend, Engines, Session};
+use crate::engine::cpu::CpuEngine;
+use crate::model::Model;
+use crate::report::Report;
+use js_sys::{Function, Promise};
+use serde::Serialize;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+/// A loaded model and its engines.
+#[wasm_bindgen]
+pub struct Lab {
+    pub(super) session: Rc<Session>,
+}
+
+/// Whether this browser context offers WebGPU (`navigator.gpu`, also in workers).
+fn has_webgpu() -> bool {
+    let global = js_sys::global();
+    let navigator: JsValue = if let Some(w) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
+        w.navigator().into()
+    } else if let Some(w) = global.dyn_ref::<web_sys::Window>() {
+        w.navigator().into()
+    } else {
+        return false;
+    };
+    // `Navigator.gpu` is among web-sys's unstable APIs: read it by name
+    js_sys::Reflect::get(&navigator, &JsValue::from_str("gpu"))
+        .is_ok_and(|g| !g.is_undefined() && !g.is_null())
+}
+
+fn backend(name: Option<String>) -> Result<Backend, JsValue> {
+    Backend::parse(name.as_deref().unwrap_or("auto")).map_err(js_err)
+}
+
+#[derive(Serialize)]
+struct ModelInfoOut<'a> {
+    name: &'a str,
+    n_layers: usize,
+    n_heads: usize,
+    d_model: usize,
+    d_head: usize,
+    d_mlp: usize,
+    n_ctx: usize,
+    d_vocab: usize,
+    backends: Vec<&'static str>,
+}
+
+#[wasm_bindgen]
+impl Lab {
+    /// Loads a checkpoint whose `model.safetensors` went through `weights`
+    /// (made with its `config.json`; consumed), with either `tokenizer.json`
+    /// or `vocab.json` + `merges.txt`. Fails if the stream did not receive
+    /// the whole file.
+    pub fn load_streamed(
+        name: &str,
+        weights: WeightStreamJs,
+        tokenizer_json: Option<String>,
+        vocab_json: Option<String>,
+        merges_txt: Option<String>,
+    ) -> Result<Lab, JsValue> {
+        let vm = match (vocab_json.as_deref(), merges_txt.as_deref()) {
+            (Some(v), Some(m)) => Some((v, m)),
+            _ => None,
+        };
+        let model = Model::from_stream(name, weights.inner, tokenizer_json.as_deref(), vm)
+            .map_err(js_err)?;
+        let Model {
+            name,
+            config,
+            weights,
+            tokenizer,
+        } = model;
+        // the engine takes the tensors' memory over: still one copy
+        let cpu = CpuEngine::new(config, weights).map_err(js_err)?;
+        Ok(Lab {
+            session: Rc::new(Session {
+                name,
+                tokenizer,
+                engines: Engines::new(cpu, has_webgpu()),
+            }),
+        })
+    }
+
+    /// The model's name and shape, and the backends this build offers.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let s = &self.session;
+        let c = s.config();
+        to_js(&ModelInfoOut {
+            name: &s.name,
+            n_layers: c.n_layers,
+            n_heads: c.n_heads,
+            d_model: c.d_model,
+            d_head: c.d_head,
+            d_mlp: c.d_mlp,
+            n_ctx: c.n_ctx,
+            d_vocab: c.d_vocab,
+            backends: s.backends(),
+        })
+    }
+
+    /// Tokens of `text` as `[{id, text}]`, BOS first when `bos`.
+    pub fn tokenize(&self, text: &str, bos: bool) -> Result<JsValue, JsValue> {
+        let t = &self.session.tokenizer;
+        let ids = t.encode(text, bos).map_err(js_err)?;
+        to_js(&t.tokens(&ids))
+    }
+
+    /// The `k` most likely next tokens after `text` (JSON
+    /// `[{"id", "text", "logit", "prob"}]`), as the report's predictions.
+    pub fn predict(&self, text: &str, bos: bool, k: usize, backend: Option<String>) -> Promise {
+        let session = self.session.clone();
+        let text = text.to_string();
+        future_to_promise(async move {
+            let b = self::backend(backend)?;
+            let top = session.predict(&text, bos, k, b).await.map_err(js_err)?;
+            Ok(JsValue::from_str(&json(&top)))
+        })
+    }
+
+    /// Runs the analysis of one prompt pair and resolves to the report JSON.
+    ///
+    /// - `request`: `{clean, corrupt, correct, incorrect, bos, metric,
+    ///   methods, directions, components, igSteps, igRule, percentile,
+    ///   backend}` ([`AnalyzeRequest`]).
+    /// - `on_progress(stage, done, total)`: returning `false` cancels; the
+    ///   promise then rejects with "cancelled".
+    /// - `on_partial(method, direction, component, layer, Float32Array)`:
+    ///   one layer's scores as soon as they exist (heads come first).
+    /// - `pause()`: returns a Promise; awaited between engine calls (at most
+    ///   every ~30 ms) so that the worker can receive a cancel message.
+    pub fn analyze(
+        &self,
+        request: JsValue,
+        on_progress: Option<Function>,
+        on_partial: Option<Function>,
+        pause: Option<Function>,
+    ) -> Promise {
+        let session = self.session.clone();
+        future_to_promise(async move {
+            let req: AnalyzeRequest = from_js(request, "bad analyze request")?;
+            let mut obs = JsObserver::new(on_progress, on_partial, pause);
+            let report = session.analyze(&req, &mut obs).await.map_err(js_err)?;
+            Ok(JsValue::from_str(&report.to_json()))
+        })
+    }
+
+    /// Analyses several prompt pairs together (`request.pairs`, with the
+    /// settings of `analyze`) and resolves to a JSON array of their reports,
+    /// in order — each equal to `analyze` of the pair. On WebGPU, pairs of
+    /// equal token length and first difference (see `group_pairs`) share
+    /// their passes. `on_progress` and `pause` as in `analyze` (progress
+    /// counts the whole group's work).
+    pub fn analyze_group(
+        &self,
+        request: JsValue,
+        on_progress: Option<Function>,
+        pause: Option<Function>,
+    ) -> Promise {
+        let session = self.session.clone();
+        future_to_promise(async move {
+            let req: AnalyzeRequest = from_js(request, "bad analyze_group request")?;
+            let mut obs = JsObserver::new(on_progress, None, pause);
+            let reports = session
+                .analyze_group(&req, &mut obs)
+                .await
+                .map_err(js_err)?;
+            let json: Vec<String> = reports.iter().map(Report::to_json).collect();
+            Ok(JsValue::from_str(&format!("[{}]", json.join(","))))
+        })
+    }
+
+    /// The clean metric with heads and neurons mean-ablated to the pair's own
+    /// corrupt activations (a dataset of one pair), and the clean and corrupt
+    /// metrics on the same engine. `request`: `{clean, corrupt, correct,
+    /// incorrect, bos, metric, heads: [[layer, head]], neurons: [[layer,
+    /// neuron]], backend}`. Resolves to JSON `{metric_clean, metric_corrupt,
+    /// metric_ablated, backend}`. When the WebGPU engine cannot ablate, the
+    /// CPU engine computes and `note` says why.
+    pub fn ablate(&self, request: JsValue) -> Promise {
+        let session = self.session.clone();
+        future_to_promise(async move {
+            let req: AblateRequest = from_js(request, "bad ablate request")?;
+            let out = session.ablate(&req).await.map_err(js_err)?;
+            Ok(JsValue::from_str(&json(&out)))
+        })
+    }
+
+    /// Mean ablation over a dataset, as `patchlab ablate` computes it (the
+    /// same object as its ablation.json, as JSON): every set of `sets` (an
+    /// array of specs: "and:both", "or:ig-only", "h9.6,n0.12", …) is held at
+    /// the per-position mean corrupt activation of the pairs of equal token
+    /// length, in every pair of `reports_json` (reports in dataset order, null
+    /// for a pair without one; score maps not needed). `on_progress(stage,
+    /// done, total)` returning false cancels; `pause` as in `analyze`.
+    pub fn ablate_dataset(
+        &self,
+        reports_json: &str,
+        sets: JsValue,
+        backend: Option<String>,
+        on_progress: Option<Function>,
+        pause: Option<Function>,
+    ) -> Promise {
+        let session = self.session.clone();
+        let reports_json = reports_json.to_string();
+        future_to_promise(async move {
+            let reports = parse_reports(&reports_json).map_err(js_err)?;
+            let specs: Vec<String> = from_js(sets, "sets must be an array of strings")?;
+            let b = self::backend(backend)?;
+            let mut obs = JsObserver::new(on_progress, None, pause);
+            let out = session
+                .ablate_dataset(&reports, &specs, b, &mut obs)
+                .await
+                .map_err(js_err)?;
+            Ok(JsValue::from_str(&json(&out)))
+        })
+    }
+}
