@@ -90,11 +90,12 @@ impl Lab {
 
     /// Groups for `analyze_group`: `{groups: [[index, …]], bad: [{index,
     /// error}]}` — at most `size` pairs of `pairs` (an array of prompts) per
-    /// group, each group of equal token length and first differing position,
+    /// group (by default as the dataset runner on WebGPU: `GPU_GROUP_SIZE`), each group of equal token length and first differing position,
     /// so that the WebGPU engine shares its passes among them; pairs that
     /// are not valid are listed apart with the reason.
-    pub fn group_pairs(&self, pairs: JsValue, size: usize) -> Result<JsValue, JsValue> {
+    pub fn group_pairs(&self, pairs: JsValue, size: Option<usize>) -> Result<JsValue, JsValue> {
         let pairs: Vec<Prompts> = from_js(pairs, "not an array of prompt pairs")?;
+        let size = size.unwrap_or(crate::app::dataset::GPU_GROUP_SIZE);
         let s = &self.session;
         let (groups, bad) = share_groups(&s.tokenizer, s.config(), &pairs, size);
         let bad = bad.into_iter();

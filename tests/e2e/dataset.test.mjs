@@ -275,6 +275,8 @@ describe("the Dataset tab", () => {
       try {
         const pairs = await lab.generateDataset({ task: "ioi", n: 8, seed: 5 });
         const { groups: gs, bad } = await lab.groupPairs(pairs, 16);
+        // without a size: groups of the dataset runner's WebGPU size (16)
+        const byDefault = await lab.groupPairs(pairs);
         const g = gs.find((x) => x.length > 1);
         const opts = { methods: "ap", components: "heads", backend: "gpu" };
         const together = await lab.analyzeGroup({ pairs: g.map((k) => pairs[k]), ...opts });
@@ -293,7 +295,7 @@ describe("the Dataset tab", () => {
         } catch (e) {
           refused = e.message;
         }
-        return { size: g.length, bad: bad.length, worst, refused };
+        return { size: g.length, bad: bad.length, worst, refused, byDefault, bySixteen: { groups: gs, bad } };
       } finally {
         lab.close();
       }
@@ -303,6 +305,7 @@ describe("the Dataset tab", () => {
     assert.equal(cmp.bad, 0);
     assert.ok(cmp.worst <= 2e-5, `group vs single: ${cmp.worst}`);
     assert.match(cmp.refused, /analyzeGroup needs pairs/);
+    assert.deepEqual(cmp.byDefault, cmp.bySixteen, "groupPairs without a size");
 
     // Cancel in the middle of a group stops it; its pairs are marked cancelled
     await page.fill("#ds-ig-steps", "400");
