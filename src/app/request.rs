@@ -17,19 +17,26 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// The fields of a request object, taken one at a time so that an error can
-/// say which field is bad; what is left at the end is unknown.
+/// say which field is bad; what is left at the end is unknown, and the names
+/// taken are the ones the error lists as expected.
 struct Fields {
     what: &'static str,
     map: Map<String, Value>,
+    taken: Vec<&'static str>,
 }
 
 impl Fields {
     fn new(what: &'static str, map: Map<String, Value>) -> Fields {
-        Fields { what, map }
+        Fields {
+            what,
+            map,
+            taken: Vec::new(),
+        }
     }
 
     /// Field `name`, None when absent or null.
-    fn get<T: DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>> {
+    fn get<T: DeserializeOwned>(&mut self, name: &'static str) -> Result<Option<T>> {
+        self.taken.push(name);
         match self.map.remove(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => serde_json::from_value(v)
@@ -38,20 +45,20 @@ impl Fields {
         }
     }
 
-    fn require<T: DeserializeOwned>(&mut self, name: &str) -> Result<T> {
+    fn require<T: DeserializeOwned>(&mut self, name: &'static str) -> Result<T> {
         self.get(name)?.ok_or_else(|| {
             Error::Input(format!("bad {} request: missing field `{name}`", self.what))
         })
     }
 
     /// Err for any field not taken.
-    fn end(self, known: &[&str]) -> Result<()> {
+    fn end(self) -> Result<()> {
         match self.map.keys().next() {
             None => Ok(()),
             Some(k) => Err(Error::Input(format!(
                 "bad {} request: unknown field `{k}`, expected one of {}",
                 self.what,
-                known
+                self.taken
                     .iter()
                     .map(|k| format!("`{k}`"))
                     .collect::<Vec<_>>()
@@ -116,22 +123,7 @@ impl TryFrom<Value> for AnalyzeRequest {
             percentile: f.get("percentile")?,
             backend: f.get("backend")?,
         };
-        f.end(&[
-            "clean",
-            "corrupt",
-            "correct",
-            "incorrect",
-            "bos",
-            "metric",
-            "pairs",
-            "methods",
-            "directions",
-            "components",
-            "igSteps",
-            "igRule",
-            "percentile",
-            "backend",
-        ])?;
+        f.end()?;
         Ok(r)
     }
 }
@@ -234,17 +226,7 @@ impl TryFrom<Value> for AblateRequest {
             neurons: f.get("neurons")?.unwrap_or_default(),
             backend: Backend::parse(f.get::<String>("backend")?.as_deref().unwrap_or("auto"))?,
         };
-        f.end(&[
-            "clean",
-            "corrupt",
-            "correct",
-            "incorrect",
-            "bos",
-            "metric",
-            "heads",
-            "neurons",
-            "backend",
-        ])?;
+        f.end()?;
         Ok(r)
     }
 }

@@ -88,8 +88,7 @@ impl Session {
     ) -> Result<RunStats> {
         let pairs = req.pairs()?;
         let opts = req.options()?;
-        let backend = Backend::parse(req.backend.as_deref().unwrap_or("auto"))?;
-        let engine = self.engine(backend, obs).await;
+        let engine = self.engine(req.backend()?, obs).await;
         let runner = Runner::new(&engine, &self.name, &self.tokenizer, &opts, group)?;
         let take = |i: usize| earlier.get_mut(i).and_then(Option::take);
         runner.run(pairs, 0..pairs.len(), take, obs).await
@@ -114,25 +113,20 @@ impl Session {
         let pair = Pair::from_prompts(&self.tokenizer, self.config(), &req.prompts)?;
         let components = req.components();
         let (engine, mut note) = self.engines.get(req.backend).await;
-        let metrics = match ablate_pair(&engine, &pair, &components).await {
-            Ok(m) => m,
+        let (metrics, backend) = match ablate_pair(&engine, &pair, &components).await {
+            Ok(m) => (m, engine.backend()),
             Err(err) if engine.kind() == Backend::Gpu => {
                 note = Some(format!(
                     "the WebGPU engine could not ablate ({err}); computed on the CPU"
                 ));
                 let cpu = self.engines.cpu();
-                let m = ablate_pair(&cpu, &pair, &components).await?;
-                return Ok(AblateOut {
-                    metrics: m,
-                    backend: cpu.backend(),
-                    note,
-                });
+                (ablate_pair(&cpu, &pair, &components).await?, cpu.backend())
             }
             Err(err) => return Err(err),
         };
         Ok(AblateOut {
             metrics,
-            backend: engine.backend(),
+            backend,
             note,
         })
     }
