@@ -2,9 +2,9 @@
 //! the per-pair analysis, one report per pair plus the summary tables; shards
 //! of one dataset run anywhere and merge afterwards.
 
-use super::{load, split_list, Loaded};
+use super::{load, progress_bar, split_list, Loaded};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use patchlab::app::dataset::{DatasetObserver, PairOutcome, Plan, Runner};
 use patchlab::app::AnalyzeRequest;
 use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
@@ -349,17 +349,11 @@ impl Batch {
         let runner = Runner::new(&l.engine, &l.name, &l.tokenizer, &self.opts, a.group)?;
         let pair_dir = a.out_dir.join("pairs");
         std::fs::create_dir_all(&pair_dir).map_err(|e| io(&pair_dir, e))?;
-        let bar = if a.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(0).with_style(
-                ProgressStyle::with_template(
-                    "{spinner} {msg:40} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
-                )
-                .expect("template")
-                .progress_chars("=> "),
-            )
-        };
+        let bar = progress_bar(
+            a.quiet,
+            0,
+            "{spinner} {msg:40} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
+        );
         let mut out = BatchOut {
             dir: &a.out_dir,
             bar,
@@ -460,15 +454,11 @@ fn run_ablation(
         .iter()
         .map(|s| Ok((s.clone(), AblationSet::parse(s)?)))
         .collect::<Result<Vec<_>>>()?;
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(((sets.len() + 1) * reports.len()) as u64).with_style(
-            ProgressStyle::with_template("{spinner} {msg:40} [{bar:30}] {percent:>3}% ETA {eta}")
-                .expect("template")
-                .progress_chars("=> "),
-        )
-    };
+    let bar = progress_bar(
+        quiet,
+        ((sets.len() + 1) * reports.len()) as u64,
+        "{spinner} {msg:40} [{bar:30}] {percent:>3}% ETA {eta}",
+    );
     let mut obs = StepBar(bar);
     let abl = pollster::block_on(ablate_dataset(
         &l.engine,

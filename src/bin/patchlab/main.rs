@@ -208,19 +208,25 @@ pub(crate) fn load(dir: &Path, backend: &str) -> Result<Loaded> {
     })
 }
 
-/// The report of one pair, with a progress bar unless `quiet`.
-fn analysis(l: &Loaded, prompts: &Prompts, opts: &Options, quiet: bool) -> Result<Report> {
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(1).with_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
-            )
+/// A progress bar of `len` steps drawn with `template`, hidden when `quiet`.
+pub(crate) fn progress_bar(quiet: bool, len: u64, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(template)
             .expect("template")
             .progress_chars("=> "),
-        )
-    };
+    )
+}
+
+/// The report of one pair, with a progress bar unless `quiet`.
+fn analysis(l: &Loaded, prompts: &Prompts, opts: &Options, quiet: bool) -> Result<Report> {
+    let bar = progress_bar(
+        quiet,
+        1,
+        "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
+    );
     let mut obs = Bar(bar);
     let report = pollster::block_on(analyze_pair(
         &l.engine,
