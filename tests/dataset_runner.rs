@@ -168,7 +168,7 @@ fn pairs_run_in_groups_of_equal_length_and_first_difference() {
         assert!(p < 8);
     }
     // progress counts the whole run's work, up to its end
-    let total = 8 * s.opts.work(s.engine.config());
+    let total = 8 * s.opts.work(s.engine.config(), 1);
     assert!(rec.progress.iter().all(|&(_, t)| t == total));
     assert!(
         rec.progress.windows(2).all(|w| w[0].0 <= w[1].0),
@@ -277,7 +277,7 @@ fn a_bad_pair_is_reported_and_the_run_goes_on() {
         .collect();
     assert_eq!(computed, [0, 3]);
     // progress counts only the pairs there is work for
-    let total = 2 * s.opts.work(s.engine.config());
+    let total = 2 * s.opts.work(s.engine.config(), 1);
     assert_eq!(*rec.progress.last().unwrap(), (total, total));
 }
 

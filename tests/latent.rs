@@ -174,7 +174,7 @@ fn a_necessary_only_and_a_sufficient_only_component_land_in_and_and_or() {
         let raw = |ap: &[f32], g: f32| vec![ap.iter().map(|x| x * g / n).collect::<Vec<_>>()];
         let heads = |m: Vec<Vec<f32>>| Maps {
             heads: Some(m),
-            neurons: None,
+            ..Maps::default()
         };
         let (cc, ccl) = (Direction::CleanToCorrupt, Direction::CorruptToClean);
         r.results = BTreeMap::from([

@@ -161,7 +161,7 @@ fn derived_analysis_is_the_one_written_before() {
     }
 }
 
-/// A schema-1 report is brought up to schema 2 with the bytes the upgrade
+/// A schema-1 report is brought up to the current schema with the bytes the upgrade
 /// gave before the typed keys.
 #[test]
 fn schema_1_reports_upgrade_to_the_same_bytes() {
@@ -175,6 +175,19 @@ fn schema_1_reports_upgrade_to_the_same_bytes() {
         let r = Report::from_json(&old).unwrap();
         let want = read(&fixtures().join(format!("schema1_upgraded/{i:04}.json")));
         same_bytes(&r.to_json(), &want, &format!("schema-1 pair {i}"));
+    }
+}
+
+/// A schema-2 report (no site maps) reads as it is: only its schema number
+/// changes when it is written again.
+#[test]
+fn schema_2_reports_read_as_they_are() {
+    for (name, _, _) in golden_fixtures() {
+        let text = read(&fixtures().join(&name));
+        let old = text.replacen("\"schema\":3,", "\"schema\":2,", 1);
+        assert_ne!(old, text, "{name} has the current schema");
+        let r = Report::from_json(&old).unwrap();
+        same_bytes(&r.to_json(), &text, &format!("{name} as schema 2"));
     }
 }
 

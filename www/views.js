@@ -34,7 +34,7 @@ export function checkReport(r) {
     throw new Error(`not a patchlab report: ${what}`);
   };
   if (!r || typeof r !== "object") bad("not a JSON object");
-  if (r.schema !== 1 && r.schema !== 2) bad(`schema ${JSON.stringify(r.schema)} is not supported (this page reads schemas 1 and 2)`);
+  if (![1, 2, 3].includes(r.schema)) bad(`schema ${JSON.stringify(r.schema)} is not supported (this page reads schemas 1 to 3)`);
   const m = r.model || {};
   for (const k of ["n_layers", "n_heads", "d_mlp"]) if (!Number.isInteger(m[k]) || m[k] < 1 || m[k] > 1e6) bad(`model.${k}`);
   if (!r.results || typeof r.results !== "object") bad("no results");

@@ -17,7 +17,7 @@
 
 use super::engine::Backend;
 use crate::attribution::run::{analyze_group, share_groups, Options};
-use crate::attribution::{LayerScores, Observer, Pause, Progress};
+use crate::attribution::{LayerScores, Observer, Pair, Pause, Progress};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
@@ -188,8 +188,15 @@ impl<'a, E: Engine> Runner<'a, E> {
             obs.pair(todo[k], PairOutcome::Bad(e))?;
         }
 
-        let per_pair = self.opts.work(self.engine.config());
-        let total = per_pair * groups.iter().map(Vec::len).sum::<usize>() as u64;
+        // a group's pairs share their token length (`share_groups`)
+        let cfg = self.engine.config();
+        let tokens = |i: usize| {
+            Pair::from_prompts(self.tokenizer, cfg, &pairs[i]).map_or(1, |p| p.clean.len())
+        };
+        let total: u64 = groups
+            .iter()
+            .map(|g| self.opts.work(cfg, tokens(g[0])) * g.len() as u64)
+            .sum();
         let mut done = 0;
         for g in &groups {
             // the cancel check between groups
@@ -235,7 +242,7 @@ impl<'a, E: Engine> Runner<'a, E> {
                 }
                 Err(e) => return Err(e),
             }
-            done += per_pair * g.len() as u64;
+            done += self.opts.work(cfg, tokens(g[0])) * g.len() as u64;
         }
         Ok(stats)
     }

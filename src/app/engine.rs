@@ -5,7 +5,9 @@
 
 use crate::engine::cpu::{CpuEngine, CpuRun};
 use crate::engine::gpu::{GpuEngine, GpuOptions, GpuRun};
-use crate::engine::{Array, Component, Engine, Metric, PathGrads, Replacement, Site, SweepPair};
+use crate::engine::{
+    Array, Component, Engine, HeadWeights, Metric, PathGrads, Replacement, Site, Start, SweepPair,
+};
 use crate::error::{Error, Result};
 use crate::model::Config;
 #[cfg(not(target_arch = "wasm32"))]
@@ -329,6 +331,39 @@ impl Engine for AnyEngine {
                 e.base_gradients(of(base)?, of(other)?, component, from_pos)
                     .await
             }
+        }
+    }
+
+    async fn resid_metrics(
+        &self,
+        base: &AnyRun,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>> {
+        match self {
+            AnyEngine::Cpu(e) => e.resid_metrics(of(base)?, start, from_pos, deltas).await,
+            AnyEngine::Gpu(e) => e.resid_metrics(of(base)?, start, from_pos, deltas).await,
+        }
+    }
+
+    async fn resid_gradients(
+        &self,
+        base: &AnyRun,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        match self {
+            AnyEngine::Cpu(e) => e.resid_gradients(of(base)?, start, from_pos, deltas).await,
+            AnyEngine::Gpu(e) => e.resid_gradients(of(base)?, start, from_pos, deltas).await,
+        }
+    }
+
+    async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
+        match self {
+            AnyEngine::Cpu(e) => e.head_weights(layer).await,
+            AnyEngine::Gpu(e) => e.head_weights(layer).await,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod pair;
 pub mod patching;
 pub mod quadrature;
 pub mod run;
+pub mod sites;
 
 use crate::engine::Component;
 use crate::error::{Error, Result};

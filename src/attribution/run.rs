@@ -5,14 +5,15 @@ use super::integrated_gradients::integrated_gradients;
 use super::pair::MetricSpec;
 use super::patching::activation_patching;
 use super::quadrature::Rule;
+use super::sites::{site_scores, SiteAsk};
 use super::{Direction, Method, Observer, Pair, Tracker};
 use crate::clock::now_ms;
 use crate::engine::{Component, Engine, SweepPair};
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
-    derive, Analysis, Deltas, Maps, MethodKey, MetricValues, ModelInfo, Prediction, Prompts,
-    Report, Settings, Tokens, SCHEMA,
+    derive, Analysis, Deltas, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Prediction,
+    Prompts, Report, Settings, Tokens, SCHEMA,
 };
 use std::collections::BTreeMap;
 
@@ -28,6 +29,8 @@ pub struct Options {
     pub percentile: f64,
     /// Entries in each top-components list.
     pub top: usize,
+    /// TransformerLens's patching sites to score besides `components`.
+    pub sites: Vec<PatchSite>,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
             ig_rule: Rule::GaussLegendre,
             percentile: 0.9,
             top: 10,
+            sites: vec![],
         }
     }
 }
@@ -47,9 +51,12 @@ impl Default for Options {
 impl Options {
     /// Refuses options that no pair can be analysed with.
     pub fn check(&self) -> Result<()> {
-        if self.methods.is_empty() || self.directions.is_empty() || self.components.is_empty() {
+        if self.methods.is_empty()
+            || self.directions.is_empty()
+            || (self.components.is_empty() && self.sites.is_empty())
+        {
             return Err(Error::Input(
-                "choose at least one method, one direction and one component kind".into(),
+                "choose at least one method, one direction and one component kind or site".into(),
             ));
         }
         if !(0.0..=1.0).contains(&self.percentile) {
@@ -81,11 +88,13 @@ impl Options {
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default(),
             percentile: self.percentile,
+            sites: self.sites.clone(),
         }
     }
 
-    /// Work units of the whole analysis, for progress and ETA.
-    pub fn work(&self, cfg: &crate::model::Config) -> u64 {
+    /// Work units of the whole analysis of a pair of `t` tokens, for
+    /// progress and ETA.
+    pub fn work(&self, cfg: &crate::model::Config, t: usize) -> u64 {
         let dirs = self.directions.len() as u64;
         let layers = cfg.n_layers as u64;
         let mut total = 0;
@@ -100,7 +109,8 @@ impl Options {
                     };
             }
         }
-        total
+        let steps = self.ig_steps;
+        total + dirs * super::sites::work(cfg, t, &self.sites, &self.methods, steps)
     }
 }
 
@@ -244,7 +254,8 @@ pub async fn analyze_group<E: Engine>(
     }
     timings.insert("forward".to_string(), (now_ms() - t0) * share / 2.0);
 
-    let mut track = Tracker::new(obs, opts.work(&cfg) * group.len() as u64);
+    let t_pair = prep[0].pair.clean.len();
+    let mut track = Tracker::new(obs, opts.work(&cfg, t_pair) * group.len() as u64);
     track.advance("forward", 0)?;
     let mut scores = vec![Scores::default(); group.len()];
     // heads first (cheap, shown first), then neurons; cheap methods first
@@ -296,6 +307,31 @@ pub async fn analyze_group<E: Engine>(
                 .entry(format!("{}_{}", m.name(), c.name()))
                 .or_insert(0.0) += (now_ms() - t) * share;
         }
+    }
+    if !opts.sites.is_empty() {
+        let t = now_ms();
+        let ask = SiteAsk {
+            sites: &opts.sites,
+            methods: &opts.methods,
+            ig_steps: opts.ig_steps,
+            ig_rule: opts.ig_rule,
+        };
+        for (p, s) in prep.iter().zip(scores.iter_mut()) {
+            for &d in &opts.directions {
+                let (base, other) = d.order(&p.clean, &p.corrupt);
+                let pair = SweepPair {
+                    base,
+                    other,
+                    from_pos: p.pair.first_diff,
+                };
+                let maps = site_scores(e, pair, &ask, d, &mut track).await?;
+                for (m, by_site) in maps {
+                    let entry = s.results.entry(m).or_default().entry(d).or_default();
+                    entry.sites.extend(by_site);
+                }
+            }
+        }
+        timings.insert("sites".to_string(), (now_ms() - t) * share);
     }
     timings.insert("total".to_string(), (now_ms() - t_start) * share);
     let shared = Shared {

@@ -22,6 +22,7 @@ use crate::model::{Config, Param};
 use std::ops::Range;
 
 pub use hooks::split_hook;
+pub use plan::Start;
 
 /// A host array: row-major values and their shape.
 pub type Array = Param;
@@ -374,6 +375,38 @@ pub trait Engine {
         Ok(out)
     }
 
+    /// Residual-stream patching: the metric of the base run with its
+    /// residual stream at `start` (rows `from_pos`..T) changed by each of a
+    /// batch of perturbations. `deltas` holds k of them, each
+    /// [T − from_pos, d_model], one after another; rows before `from_pos`
+    /// stay the base run's. Every site of TransformerLens's patching module
+    /// acts on the rest of the network through such a change (a position of
+    /// `resid_pre`, of `attn_out`, a head's `z`, a recomputed attention
+    /// head's output), so the methods build the perturbations and the
+    /// backend runs the tails, batched like `patch_metrics`.
+    async fn resid_metrics(
+        &self,
+        base: &Self::Run,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>>;
+
+    /// `resid_metrics` with gradients: the metric of each perturbation and
+    /// ∂m/∂(the residual rows at `start`) at that point, [k, T − from_pos,
+    /// d_model] one after another.
+    async fn resid_gradients(
+        &self,
+        base: &Self::Run,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)>;
+
+    /// What the methods that change one head's attention need of layer
+    /// `layer`'s weights ([`HeadWeights`]).
+    async fn head_weights(&self, layer: usize) -> Result<HeadWeights>;
+
     /// The metric of a forward in which some components are held at given
     /// values at every position (mean ablation), everything downstream of
     /// them recomputed. Components of one kind in one layer may be replaced
@@ -540,4 +573,78 @@ pub fn check_path(alphas: &[f32], weights: &[f32]) -> Result<()> {
         return Err(Error::Input("alphas and weights differ in length".into()));
     }
     Ok(())
+}
+
+/// What the methods that change a head's z (its q, k, v or pattern) need of
+/// a layer's weights.
+#[derive(Debug, Clone)]
+pub struct HeadWeights {
+    /// W_O as [heads, d_head, d_model]: a head's `hook_z` times its W_O is
+    /// its `hook_result`.
+    pub w_o: Array,
+    /// Each head's value bias, [heads · d_head]: c_attn's V bias plus ln_1's
+    /// bias through W_V, the part of every `hook_v` row that does not
+    /// depend on the input (TransformerLens folds it into b_O, so a patched
+    /// attention weight does not scale it).
+    pub b_v: Vec<f32>,
+}
+
+impl HeadWeights {
+    /// From a block's host weights: W_O = c_proj's weight, b_v = c_attn.b[V]
+    /// + ln_1.b · c_attn.w[:, V] (summed in f64).
+    pub fn of(
+        cfg: &Config,
+        ln_1_b: &[f32],
+        c_attn_w: &[f32],
+        c_attn_b: &[f32],
+        c_proj_w: Vec<f32>,
+    ) -> HeadWeights {
+        let d = cfg.d_model;
+        let b_v = (0..d)
+            .map(|j| {
+                let mut s = c_attn_b[2 * d + j] as f64;
+                for (i, &b) in ln_1_b.iter().enumerate() {
+                    s += b as f64 * c_attn_w[i * 3 * d + 2 * d + j] as f64;
+                }
+                s as f32
+            })
+            .collect();
+        HeadWeights {
+            w_o: Array::new(vec![cfg.n_heads, cfg.d_head, d], c_proj_w),
+            b_v,
+        }
+    }
+}
+
+/// Checks the arguments of `resid_metrics` / `resid_gradients`, for every
+/// backend: the start point exists, something follows `from_pos`, and the
+/// perturbations are whole [T − from_pos, d_model] blocks. Returns k.
+pub fn check_resid(
+    cfg: &Config,
+    tokens: &[u32],
+    start: Start,
+    from_pos: usize,
+    deltas: &[f32],
+) -> Result<usize> {
+    let layer = match start {
+        Start::Mid(l) | Start::Post(l) => l,
+        Start::Embed => 0,
+    };
+    if layer >= cfg.n_layers {
+        return Err(Error::Input(format!("layer {layer} does not exist")));
+    }
+    if from_pos >= tokens.len() {
+        return Err(Error::Input(format!(
+            "position {from_pos} is past the {}-token prompt",
+            tokens.len()
+        )));
+    }
+    let block = (tokens.len() - from_pos) * cfg.d_model;
+    if !deltas.len().is_multiple_of(block) {
+        return Err(Error::Input(format!(
+            "{} perturbation values are not whole blocks of {block} (positions {from_pos}.. × d_model)",
+            deltas.len()
+        )));
+    }
+    Ok(deltas.len() / block)
 }

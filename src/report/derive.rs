@@ -72,6 +72,12 @@ pub fn derive(r: &mut Report, top: usize) {
                         .as_ref()
                         .map(|m| ig_norm(m, t * r.model.d_model, gap)),
                     neurons: maps.neurons.as_ref().map(|m| ig_norm(m, t, gap)),
+                    // a site's raw IG is already the sum of its attributions
+                    sites: maps
+                        .sites
+                        .iter()
+                        .map(|(&s, m)| (s, m.map(|v| (v as f64 / gap as f64) as f32)))
+                        .collect(),
                 },
             );
         }

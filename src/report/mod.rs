@@ -14,10 +14,12 @@ pub mod analysis;
 pub mod derive;
 pub mod keys;
 pub mod npy;
+pub mod sites;
 pub mod summary;
 
 pub use derive::derive;
 pub use keys::{parse_component, Direction, LatentKind, Method, MethodKey, ScoreMap};
+pub use sites::{PatchSite, SiteMap};
 
 use crate::engine::Component;
 use crate::model::Token;
@@ -26,9 +28,12 @@ use std::collections::BTreeMap;
 
 /// The report's schema. 2: gap-normalised IG (`results.ig_norm`), one
 /// asymmetry formula and signed latent sets on AP's scale, raw-IG
-/// correlations in `analysis.correlations_raw`, `warnings`. Schema-1 reports
-/// are read and brought up to 2 (everything new derives from their scores).
-pub const SCHEMA: u32 = 2;
+/// correlations in `analysis.correlations_raw`, `warnings`. 3: the
+/// patching sites' maps (`results.<method>.<direction>.<site>`,
+/// `settings.sites`). Schema-1 reports are read and brought up to 3
+/// (everything new derives from their scores); schema-2 reports have no
+/// site maps and are read as they are.
+pub const SCHEMA: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -121,6 +126,9 @@ pub struct Settings {
     pub ig_steps: usize,
     pub ig_rule: String,
     pub percentile: f64,
+    /// The patching sites asked for beyond heads and neurons (schema 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<PatchSite>,
 }
 
 /// Score maps of one method and direction: [layer][head] and [layer][neuron].
@@ -138,6 +146,10 @@ pub struct Maps {
         deserialize_with = "opt_map"
     )]
     pub neurons: Option<ScoreMap>,
+    /// TransformerLens's patching sites (`resid_pre`, `q_by_pos`, …), each
+    /// an n-dimensional map of its own shape (schema 3).
+    #[serde(flatten)]
+    pub sites: BTreeMap<PatchSite, SiteMap>,
 }
 
 impl Maps {
@@ -265,6 +277,7 @@ impl Report {
             .map_err(|e| crate::Error::Input(format!("not a patchlab report: {e}")))?;
         match r.schema {
             SCHEMA => {}
+            2 => r.schema = SCHEMA,
             1 => {
                 let top = r
                     .analysis
@@ -280,7 +293,7 @@ impl Report {
             }
             other => {
                 return Err(crate::Error::Input(format!(
-                    "report schema {other} is not supported (this patchlab reads schemas 1 and {SCHEMA}; a newer patchlab wrote it)"
+                    "report schema {other} is not supported (this patchlab reads schemas 1 to {SCHEMA}; a newer patchlab wrote it)"
                 )))
             }
         }

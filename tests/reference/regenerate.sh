@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates tests/golden/model_a.json and tests/golden/model_b.json from random-weight
+# Regenerates tests/golden/model_{a,b}.json and tests/golden/sites_model_{a,b}.json from random-weight
 # GPT-2 checkpoints written by `patchlab random-model`, with TransformerLens + captum.
 # Reference only: CI never runs this. See tests/reference/README.md.
 #
 #   bash tests/reference/regenerate.sh [--check] [extra make_goldens.py args...]
+#   (the extra args go to make_goldens.py only, not to make_site_goldens.py)
 #
 # Environment:
 #   PATCHLAB_REF_PY   python of the reference venv (default /root/patchlab-ref-venv/bin/python)
@@ -59,5 +60,9 @@ for shape in "${SHAPES[@]}"; do
   # the analysis (IG*, correlations, asymmetry, latent sets: docs/methods.md)
   # from the file's own maps, with numpy
   "$PY" "$REF/analysis_numpy.py" "$ROOT/tests/golden/model_$name.json"
+  # patching-site goldens (TL's get_act_patch_* sites, AtP, IG, DLA); takes no extra args
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_site_goldens.py" \
+    --model "$dir" --tokenizer "$vocab" --cases "$REF/site_cases.json" \
+    --out "$ROOT/tests/golden/sites_model_$name.json" --seed "$seed"
 done
 echo "goldens written to $ROOT/tests/golden/"

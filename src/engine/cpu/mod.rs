@@ -15,8 +15,9 @@ mod layers;
 use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
 use super::plan::{Start, Step, TailPlan, CPU_ROWS_PER_PASS};
 use super::{
-    check_components, check_path, check_replacements, check_sweep, check_tokens, prob_diff_row,
-    Array, Component, Engine, Metric, PathGrads, Replacement, RunView, Site,
+    check_components, check_path, check_replacements, check_resid, check_sweep, check_tokens,
+    prob_diff_row, Array, Component, Engine, HeadWeights, Metric, PathGrads, Replacement, RunView,
+    Site,
 };
 use crate::error::{Error, Result};
 use crate::model::weights::{Block, WeightSource};
@@ -682,6 +683,65 @@ impl Engine for CpuEngine {
                 ))
             })
             .collect()
+    }
+
+    async fn resid_metrics(
+        &self,
+        base: &CpuRun,
+        start: Start,
+        fd: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>> {
+        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
+        let (n, d) = (base.tokens.len() - fd, self.cfg.d_model);
+        let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
+        let mut out = Vec::with_capacity(k);
+        for chunk in deltas.chunks(per_pass * n * d) {
+            let delta = Tensor::from_slice(chunk, (chunk.len() / (n * d), n, d), &Device::Cpu)?;
+            let x = self.start_rows(base, start, fd, &delta)?;
+            out.extend(
+                self.tail(base, start, fd, x, false)?
+                    .metric
+                    .to_vec1::<f32>()?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn resid_gradients(
+        &self,
+        base: &CpuRun,
+        start: Start,
+        fd: usize,
+        deltas: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
+        let (n, d) = (base.tokens.len() - fd, self.cfg.d_model);
+        let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
+        let (mut metrics, mut grads) = (Vec::with_capacity(k), Vec::with_capacity(deltas.len()));
+        for chunk in deltas.chunks(per_pass * n * d) {
+            let delta = Tensor::from_slice(chunk, (chunk.len() / (n * d), n, d), &Device::Cpu)?;
+            let x = self.start_rows(base, start, fd, &delta)?;
+            let run = self.tail(base, start, fd, x, true)?;
+            metrics.extend(run.metric.to_vec1::<f32>()?);
+            grads.extend(
+                self.tail_backward(run, n)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            );
+        }
+        Ok((metrics, grads))
+    }
+
+    async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
+        let b = self.block(layer)?;
+        Ok(HeadWeights::of(
+            &self.cfg,
+            &b.ln_1_b.data,
+            &b.c_attn_w.data,
+            &b.c_attn_b.data,
+            b.c_proj_w.data.clone(),
+        ))
     }
 
     async fn metric_with_replacements(

@@ -19,8 +19,9 @@ mod unembed;
 
 use super::hooks::{check_all_used, check_substitutions, unknown_hook};
 use super::{
-    check_components, check_path, check_replacements, check_sweep, check_tokens, Array, Component,
-    Engine, Metric, PathGrads, Replacement, RunView, Site, SweepPair,
+    check_components, check_path, check_replacements, check_resid, check_sweep, check_tokens,
+    Array, Component, Engine, HeadWeights, Metric, PathGrads, Replacement, RunView, Site, Start,
+    SweepPair,
 };
 use crate::error::{Error, Result};
 use crate::model::weights::WeightSource;
@@ -518,6 +519,68 @@ impl Engine for GpuEngine {
                 Param::new(vec![t, width], data)
             })
             .collect())
+    }
+
+    async fn resid_metrics(
+        &self,
+        base: &GpuRun,
+        start: Start,
+        fd: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>> {
+        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
+        if k == 0 {
+            return Ok(vec![]);
+        }
+        let win = tail::Window {
+            t: base.tokens.len(),
+            fd,
+        };
+        Ok(self
+            .sweep_resid(&base.fwd, start, win, deltas, false)
+            .await?
+            .0)
+    }
+
+    async fn resid_gradients(
+        &self,
+        base: &GpuRun,
+        start: Start,
+        fd: usize,
+        deltas: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
+        if k == 0 {
+            return Ok((vec![], vec![]));
+        }
+        let win = tail::Window {
+            t: base.tokens.len(),
+            fd,
+        };
+        self.sweep_resid(&base.fwd, start, win, deltas, true).await
+    }
+
+    async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
+        let d = self.cfg.d_model;
+        let b = self
+            .w
+            .blocks
+            .get(layer)
+            .ok_or_else(|| Error::Input(format!("layer {layer} does not exist")))?;
+        let r = self
+            .gpu
+            .read(&[
+                Slice::first(&b.ln_1.b, d),
+                Slice::first(&b.c_attn.w, d * 3 * d),
+                Slice::first(&b.c_attn.b, 3 * d),
+                Slice::first(&b.c_proj.w, d * d),
+            ])
+            .await?;
+        let [ln_1_b, c_attn_w, c_attn_b, c_proj_w] = <[Vec<f32>; 4]>::try_from(r)
+            .map_err(|_| Error::Backend("reading a block's weights".into()))?;
+        Ok(HeadWeights::of(
+            &self.cfg, &ln_1_b, &c_attn_w, &c_attn_b, c_proj_w,
+        ))
     }
 
     async fn metric_with_replacements(

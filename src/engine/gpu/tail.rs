@@ -9,6 +9,7 @@ use super::context::{is_oom, At, Enc, Slice};
 use super::forward::{Forward, Head, LayerBufs};
 use super::ops::{AttnGrads, AttnShape, Batch, LastRows, LnTape, Patched, Rows, Shared, SiteStack};
 use super::GpuEngine;
+use crate::engine::hooks::unknown_hook;
 use crate::engine::plan::{Start, Step, TailPlan, GPU_ROWS_PER_PASS};
 use crate::engine::{Component, Site};
 use crate::error::Result;
@@ -18,11 +19,11 @@ use wgpu::Buffer;
 /// Device memory one sweep may allocate for its workspace and tapes.
 const WORK_BYTES: usize = 512 << 20;
 
-/// The longest tail a GPU sweep runs (from layer 0's MLP, as
-/// `sweep_base_gradients` does): workspaces hold tapes for all of its steps,
-/// so one workspace serves a sweep at any layer.
+/// The longest tail a GPU sweep runs (from the embeddings, as a
+/// perturbation of layer 0's `hook_resid_pre` needs): workspaces hold tapes
+/// for all of its steps, so one workspace serves a sweep at any layer.
 fn longest_tail(n_layers: usize) -> TailPlan {
-    TailPlan::new(Start::Mid(0), n_layers)
+    TailPlan::new(Start::Embed, n_layers)
 }
 
 /// Tape buffers of one sublayer (gradient passes only).
@@ -794,7 +795,7 @@ impl GpuEngine {
         let c = &self.cfg;
         let (d, dm, n, fd) = (c.d_model, c.d_mlp, win.n(), win.fd);
         let g = &self.gpu;
-        let plan = longest_tail(c.n_layers);
+        let plan = TailPlan::new(Start::Mid(0), c.n_layers);
         let key = WorkKey {
             cap: 1,
             n,
@@ -851,6 +852,80 @@ impl GpuEngine {
         let r = g.read(&ranges).await?;
         self.put_work(key, ws);
         Ok(r)
+    }
+}
+
+impl GpuEngine {
+    /// Tails from `start` of one base run for a batch of perturbations of
+    /// its residual rows there (`deltas`: k blocks of [n, d]): each element's
+    /// metric and, with `record`, ∂m/∂(its start rows) ([k, n, d]).
+    pub(super) async fn sweep_resid(
+        &self,
+        base: &Forward,
+        start: Start,
+        win: Window,
+        deltas: &[f32],
+        record: bool,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let c = &self.cfg;
+        let (d, n, fd) = (c.d_model, win.n(), win.fd);
+        let block = n * d;
+        let k = deltas.len() / block;
+        let g = &self.gpu;
+        let plan = TailPlan::new(start, c.n_layers);
+        let resid = match start {
+            Start::Mid(l) => &base.layers[l].resid_mid,
+            Start::Post(l) => &base.layers[l].resid_post,
+            Start::Embed => {
+                let name = "blocks.0.hook_resid_pre";
+                &base.hooks.get(name).ok_or_else(|| unknown_hook(name))?.buf
+            }
+        };
+        let key = WorkKey {
+            cap: k.clamp(1, self.capacity(win, record)),
+            n,
+            t: win.t,
+            record,
+            logits: base.head.is_signs(),
+        };
+        let (key, ws) = self.take_work(key)?;
+        let stacked = Stacked::of(base);
+        let metrics = g.buffer(k.max(1), "metrics")?;
+        let one = g.upload(&[1.0], "one")?;
+        let mut enc = Enc::new(g);
+        let mut grads = Vec::new();
+        for (ci, chunk) in deltas.chunks(key.cap * block).enumerate() {
+            let kk = chunk.len() / block;
+            let pert = g.upload(chunk, "perturbations")?;
+            // start rows: the base run's rows fd.. plus each perturbation
+            for e in 0..kk {
+                enc.copy(At::new(resid, fd * d), At::new(&ws.x[1], e * block), block);
+            }
+            enc.add(&ws.x[1], &pert, kk * block, &ws.x[0]);
+            let b = Batch::new(1, kk, n, d, fd);
+            let pass = Pass {
+                ws: &ws,
+                base: &stacked,
+                plan: &plan,
+                b,
+            };
+            self.encode_tail(&mut enc, &pass, At::new(&metrics, ci * key.cap));
+            if record {
+                let gx = self.encode_tail_backward(&mut enc, &pass, &mut |_, _, _| {});
+                let out = g.buffer(kk * block, "gradients")?;
+                enc.clear(&out);
+                // each element its own "pair" with weight 1: out[e] = g[e]
+                enc.weighted_sum(gx, Batch::new(kk, 1, n, d, fd), At::start(&one), &out);
+                grads.push((out, kk * block));
+            }
+        }
+        enc.submit();
+        let mut ranges = vec![Slice::first(&metrics, k)];
+        ranges.extend(grads.iter().map(|(b, len)| Slice::first(b, *len)));
+        let mut r = g.read(&ranges).await?;
+        self.put_work(key, ws);
+        let metrics = r.remove(0);
+        Ok((metrics, r.concat()))
     }
 }
 

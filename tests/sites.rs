@@ -1,0 +1,321 @@
+//! TransformerLens's patching sites (resid_pre … pattern_dest_src) against
+//! the plain hooked forward: AP cell by cell as `run_with_hooks` with the
+//! hook's piece swapped in, IG's completeness per layer, AtP as the
+//! directional derivative along each cell's change, and the GPU backend
+//! against the CPU. The TransformerLens goldens are in `golden_sites`.
+
+use pollster::block_on;
+
+use crate::common::*;
+use patchlab::attribution::quadrature::Rule;
+use patchlab::attribution::sites::{site_scores, SiteAsk, SiteResults};
+use patchlab::attribution::{Direction, Method, Quiet, Tracker};
+use patchlab::engine::cpu::CpuEngine;
+use patchlab::engine::{Array, Engine, Metric, SweepPair};
+use patchlab::model::random::{random_weights, RandomSpec};
+use patchlab::report::{MethodKey, PatchSite};
+
+/// The hook a site's piece lives in and which of its entries one cell
+/// (row-major index within a layer) takes from the other run.
+fn cell_entries(
+    site: PatchSite,
+    t: usize,
+    cell: usize,
+    (h, dh, d): (usize, usize, usize),
+) -> Vec<usize> {
+    match site {
+        PatchSite::ResidPre | PatchSite::ResidMid | PatchSite::AttnOut | PatchSite::MlpOut => {
+            (cell * d..(cell + 1) * d).collect()
+        }
+        // [pos, head, d_head] hooks; cells [pos, head]
+        PatchSite::ZByPos | PatchSite::QByPos | PatchSite::KByPos | PatchSite::VByPos => {
+            let (p, hh) = (cell / h, cell % h);
+            ((p * h + hh) * dh..(p * h + hh + 1) * dh).collect()
+        }
+        // cells [head], all positions
+        PatchSite::Z | PatchSite::Q | PatchSite::K | PatchSite::V => (0..t)
+            .flat_map(|p| (p * h + cell) * dh..(p * h + cell + 1) * dh)
+            .collect(),
+        // hook_pattern [head, dest, src]
+        PatchSite::Pattern => (cell * t * t..(cell + 1) * t * t).collect(),
+        PatchSite::PatternByDest => (cell * t..(cell + 1) * t).collect(),
+        PatchSite::PatternDestSrc => vec![cell],
+    }
+}
+
+struct Case {
+    spec: RandomSpec,
+    clean: Vec<u32>,
+    corrupt: Vec<u32>,
+}
+
+fn cases() -> Vec<Case> {
+    let (clean, corrupt) = ioi_ids();
+    // the first token differs (no BOS), and only the last one
+    let first: Vec<u32> = clean[1..9].to_vec();
+    let mut first_other = first.clone();
+    first_other[0] = 8100;
+    let mut last_other = first.clone();
+    *last_other.last_mut().unwrap() = 13;
+    vec![
+        Case {
+            spec: spec(2, 3, 24, 5),
+            clean: clean[..12].to_vec(),
+            corrupt: corrupt[..12].to_vec(),
+        },
+        Case {
+            spec: spec(2, 2, 16, 6),
+            clean: first.clone(),
+            corrupt: first_other,
+        },
+        Case {
+            spec: spec(1, 2, 16, 7),
+            clean: first,
+            corrupt: last_other,
+        },
+    ]
+}
+
+async fn scores<E: Engine>(
+    e: &E,
+    base: &E::Run,
+    other: &E::Run,
+    fd: usize,
+    methods: &[Method],
+) -> SiteResults {
+    let ask = SiteAsk {
+        sites: &PatchSite::ALL,
+        methods,
+        ig_steps: 50,
+        ig_rule: Rule::GaussLegendre,
+    };
+    let pair = SweepPair {
+        base,
+        other,
+        from_pos: fd,
+    };
+    let mut q = Quiet;
+    site_scores(
+        e,
+        pair,
+        &ask,
+        Direction::CleanToCorrupt,
+        &mut Tracker::new(&mut q, 0),
+    )
+    .await
+    .unwrap()
+}
+
+/// The same model with each head's value bias moved into b_O, as
+/// TransformerLens's `fold_value_biases` does: c_attn's V bias becomes
+/// −ln_1.b · W_V (so v has no constant part) and b_O gains b_V · W_O. The
+/// function is unchanged while attention rows sum to 1; a pattern entry
+/// patched alone then weighs v without its bias, which is
+/// TransformerLens's meaning of `pattern_dest_src`.
+fn value_biases_folded(spec: &RandomSpec) -> CpuEngine {
+    let mut w = random_weights(spec);
+    let d = spec.d_model;
+    for b in &mut w.blocks {
+        let bias: Vec<f64> = (0..d)
+            .map(|j| {
+                let mut s = b.c_attn_b.data[2 * d + j] as f64;
+                for i in 0..d {
+                    s += b.ln_1_b.data[i] as f64 * b.c_attn_w.data[i * 3 * d + 2 * d + j] as f64;
+                }
+                s
+            })
+            .collect();
+        for (j, &bj) in bias.iter().enumerate() {
+            b.c_attn_b.data[2 * d + j] = (b.c_attn_b.data[2 * d + j] as f64 - bj) as f32;
+        }
+        for k in 0..d {
+            let add: f64 = (0..d)
+                .map(|j| bias[j] * b.c_proj_w.data[j * d + k] as f64)
+                .sum();
+            b.c_proj_b.data[k] = (b.c_proj_b.data[k] as f64 + add) as f32;
+        }
+    }
+    CpuEngine::new(spec.config(), w).unwrap()
+}
+
+/// Every AP cell of every site equals the hooked forward with that piece
+/// of the hook taken from the other run (on the model with its value biases
+/// folded into b_O, as TransformerLens loads GPT-2); cells before the first
+/// difference are exactly 0.
+#[test]
+fn ap_at_every_site_equals_the_hooked_forward() {
+    block_on(async {
+        for case in cases() {
+            let e = engine(&case.spec);
+            let folded = value_biases_folded(&case.spec);
+            let cfg = e.config().clone();
+            let fd = case
+                .clean
+                .iter()
+                .zip(&case.corrupt)
+                .position(|(a, b)| a != b)
+                .unwrap();
+            for d in Direction::ALL {
+                let (bt, ot) = d.order(&case.clean, &case.corrupt);
+                let (base, other) = runs(&e, bt, ot, &ANSWERS).await;
+                let (mb, mo) = (e.metric(&base), e.metric(&other));
+                let ask = SiteAsk {
+                    sites: &PatchSite::ALL,
+                    methods: &[Method::Ap],
+                    ig_steps: 1,
+                    ig_rule: Rule::GaussLegendre,
+                };
+                let pair = SweepPair {
+                    base: &base,
+                    other: &other,
+                    from_pos: fd,
+                };
+                let mut q = Quiet;
+                let got = site_scores(&e, pair, &ask, d, &mut Tracker::new(&mut q, 0))
+                    .await
+                    .unwrap();
+                let ap = &got[&MethodKey::Ap];
+                let (fb, fo) = runs(&folded, bt, ot, &ANSWERS).await;
+                for site in PatchSite::ALL {
+                    let map = &ap[&site];
+                    assert_eq!(map.shape, site.shape(&cfg, bt.len()), "{site}");
+                    let per_layer = map.values.len() / cfg.n_layers;
+                    for l in 0..cfg.n_layers {
+                        let hook = site.hook(l);
+                        let (hb, ho) = (
+                            folded.activation(&fb, &hook).await.unwrap(),
+                            folded.activation(&fo, &hook).await.unwrap(),
+                        );
+                        for cell in 0..per_layer {
+                            let mut v: Array = hb.clone();
+                            let dims = (cfg.n_heads, cfg.d_head, cfg.d_model);
+                            for i in cell_entries(site, bt.len(), cell, dims) {
+                                v.data[i] = ho.data[i];
+                            }
+                            let got = map.values[l * per_layer + cell];
+                            if v.data == hb.data {
+                                assert_eq!(
+                                    got, 0.0,
+                                    "{d:?} {site} L{l} cell {cell}: nothing differs"
+                                );
+                                continue;
+                            }
+                            let m = folded
+                                .metric_with_substitutions(bt, &ANSWERS, &[(hook.clone(), v)])
+                                .await
+                                .unwrap();
+                            let want = (m - mb) / (mb - mo);
+                            assert!(
+                                ((got - want) * (mb - mo)).abs() <= 2e-5 * (1.0 + mb.abs()),
+                                "{d:?} {site} L{l} cell {cell}: fast {got}, hooked forward {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// IG is complete: per layer and hook, the sum of a site's cells is the
+/// metric with the whole layer's hook taken from the other run minus the
+/// base metric; AtP is the directional derivative along each cell's change.
+#[test]
+fn ig_is_complete_and_atp_is_the_first_order_term() {
+    block_on(async {
+        let case = &cases()[0];
+        let e = engine(&case.spec);
+        let cfg = e.config().clone();
+        let fd = case
+            .clean
+            .iter()
+            .zip(&case.corrupt)
+            .position(|(a, b)| a != b)
+            .unwrap();
+        let (base, other) = runs(&e, &case.clean, &case.corrupt, &ANSWERS).await;
+        let (mb, mo) = (e.metric(&base), e.metric(&other));
+        let got = scores(&e, &base, &other, fd, &[Method::Ig, Method::Atp]).await;
+        for site in PatchSite::ALL {
+            let ig = &got[&MethodKey::Ig][&site];
+            let atp = &got[&MethodKey::Atp][&site];
+            let per_layer = ig.values.len() / cfg.n_layers;
+            for l in 0..cfg.n_layers {
+                let hook = site.hook(l);
+                let ho = e.activation(&other, &hook).await.unwrap();
+                let whole = e
+                    .metric_with_substitutions(&case.clean, &ANSWERS, &[(hook.clone(), ho.clone())])
+                    .await
+                    .unwrap();
+                let sum: f32 = ig.values[l * per_layer..(l + 1) * per_layer].iter().sum();
+                assert!(
+                    (sum - (whole - mb)).abs() <= 1e-3 * (1.0 + (whole - mb).abs()),
+                    "{site} L{l}: Σ IG {sum}, m(patched) − m_base {}",
+                    whole - mb
+                );
+                // AtP: d/dε m(a_base + ε Δa_cell) at 0, for a few cells
+                let hb = e.activation(&base, &hook).await.unwrap();
+                for cell in [0, per_layer / 2, per_layer - 1] {
+                    let dims = (cfg.n_heads, cfg.d_head, cfg.d_model);
+                    let idx = cell_entries(site, case.clean.len(), cell, dims);
+                    let eps = 1e-2f32;
+                    let mut m = [0f32; 2];
+                    for (slot, sign) in [(0, 1.0f32), (1, -1.0)] {
+                        let mut v = hb.clone();
+                        for &i in &idx {
+                            v.data[i] += sign * eps * (ho.data[i] - hb.data[i]);
+                        }
+                        m[slot] = e
+                            .metric_with_substitutions(&case.clean, &ANSWERS, &[(hook.clone(), v)])
+                            .await
+                            .unwrap();
+                    }
+                    let want = (m[0] - m[1]) / (2.0 * eps) / (mb - mo);
+                    let have = atp.values[l * per_layer + cell];
+                    assert!(
+                        (have - want).abs() <= 2e-2 * have.abs().max(want.abs()) + 2e-3,
+                        "{site} L{l} cell {cell}: AtP {have}, directional derivative {want}"
+                    );
+                }
+            }
+        }
+    })
+}
+
+/// The WebGPU backend gives every site's AP, AtP and IG as the CPU does
+/// (lavapipe in CI), the probability-difference metric included.
+#[test]
+fn gpu_site_scores_equal_cpu() {
+    block_on(async {
+        for (case, prob) in cases().iter().zip([false, true, false]) {
+            let (cpu, gpu) = engines(&case.spec);
+            let fd = case
+                .clean
+                .iter()
+                .zip(&case.corrupt)
+                .position(|(a, b)| a != b)
+                .unwrap();
+            let metric: Metric = if prob {
+                hot_metric(&cpu, &case.clean).await
+            } else {
+                ANSWERS
+            };
+            let (cb, co) = runs(&cpu, &case.clean, &case.corrupt, &metric).await;
+            let (gb, go) = runs(&gpu, &case.clean, &case.corrupt, &metric).await;
+            let all = [Method::Ap, Method::Atp, Method::Ig];
+            let c = scores(&cpu, &cb, &co, fd, &all).await;
+            let g = scores(&gpu, &gb, &go, fd, &all).await;
+            for (m, sites) in &c {
+                for (site, map) in sites {
+                    let other = &g[m][site];
+                    assert_eq!(other.shape, map.shape);
+                    let scale = max_abs(&map.values).max(1e-3);
+                    let diff = max_diff_over(&map.values, &other.values, scale);
+                    assert!(
+                        diff <= 2e-4,
+                        "{m:?} {site}: GPU differs from CPU by {diff} of the map's scale {scale}"
+                    );
+                }
+            }
+        }
+    })
+}
