@@ -150,3 +150,69 @@ fn gpu_sites_match_transformer_lens_model_a() {
     let (_, gpu) = engines(&spec);
     block_on(check(&gpu, "sites_model_a.json", &g));
 }
+
+/// Direct logit attribution of both runs against TransformerLens's
+/// `logit_attrs` of `stack_head_results` and `decompose_resid` (within 1e-4
+/// of the map's scale), and at the last position Σ layers + bias = m.
+async fn check_dla<E: Engine>(e: &E, file: &str, g: &Value) {
+    for (ci, c) in g["cases"].as_array().unwrap().iter().enumerate() {
+        let opts = Options {
+            components: vec![],
+            dla: true,
+            ..Options::default()
+        };
+        let r = analyze_pair(e, "golden", &tokenizer(), &prompts(c), &opts, &mut Quiet)
+            .await
+            .unwrap();
+        let dla = r.dla.as_ref().expect("DLA was asked for");
+        let labels: Vec<&str> = c["dla"]["clean"]["layers"]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(dla.labels, labels, "{file}");
+        for (run, ours, m) in [
+            ("clean", &dla.clean, r.metric.clean),
+            ("corrupt", &dla.corrupt, r.metric.corrupt),
+        ] {
+            let what = format!("{file} case {ci} {} {run}", e.backend());
+            for (part, map) in [("heads", &ours.heads), ("layers", &ours.layers)] {
+                let (shape, want) = values(&c["dla"][run][part]);
+                assert_eq!(map.shape, shape, "{what} {part}");
+                let scale = max_abs(&want).max(1e-3);
+                for (i, (&a, &b)) in map.values.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * scale,
+                        "{what} DLA {part}[{i}]: ours {a}, TransformerLens {b}"
+                    );
+                }
+            }
+            let t = ours.layers.shape[1];
+            let last: f32 = (0..ours.layers.shape[0])
+                .map(|i| ours.layers.values[i * t + t - 1])
+                .sum();
+            assert!(
+                (last + dla.bias - m).abs() <= 1e-4 * (1.0 + m.abs()),
+                "{what}: Σ layers {last} + bias {} ≠ m {m}",
+                dla.bias
+            );
+        }
+    }
+}
+
+#[test]
+fn dla_matches_transformer_lens() {
+    for ((file, spec), gpu) in [
+        (("sites_model_a.json", MODEL_A.1), false),
+        (("sites_model_b.json", MODEL_B.1), false),
+        (("sites_model_a.json", MODEL_A.1), true),
+    ] {
+        let g = golden(&spec, file);
+        if gpu {
+            block_on(check_dla(&engines(&spec).1, file, &g));
+        } else {
+            block_on(check_dla(&engine(&spec), file, &g));
+        }
+    }
+}

@@ -360,6 +360,13 @@ impl Engine for AnyEngine {
         }
     }
 
+    async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
+        match self {
+            AnyEngine::Cpu(e) => e.logit_diff_direction(correct, incorrect).await,
+            AnyEngine::Gpu(e) => e.logit_diff_direction(correct, incorrect).await,
+        }
+    }
+
     async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
         match self {
             AnyEngine::Cpu(e) => e.head_weights(layer).await,

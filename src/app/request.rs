@@ -10,7 +10,7 @@ use crate::attribution::run::Options;
 use crate::attribution::{parse_component, Direction, Method};
 use crate::engine::Component;
 use crate::error::{Error, Result};
-use crate::report::Prompts;
+use crate::report::{PatchSite, Prompts};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -95,6 +95,9 @@ pub struct AnalyzeRequest {
     pub methods: Option<Vec<String>>,
     pub directions: Option<Vec<String>>,
     pub components: Option<Vec<String>>,
+    /// Patching sites and bundles (`heads`, `neurons`, `resid_pre`, …,
+    /// `block_every`); instead of `components`.
+    pub sites: Option<Vec<String>>,
     pub ig_steps: Option<usize>,
     pub ig_rule: Option<String>,
     pub percentile: Option<f64>,
@@ -118,6 +121,7 @@ impl TryFrom<Value> for AnalyzeRequest {
             methods: f.get("methods")?,
             directions: f.get("directions")?,
             components: f.get("components")?,
+            sites: f.get("sites")?,
             ig_steps: f.get("igSteps")?,
             ig_rule: f.get("igRule")?,
             percentile: f.get("percentile")?,
@@ -176,10 +180,25 @@ impl AnalyzeRequest {
                 Some(v) => v.iter().map(|s| p(s)).collect(),
             }
         }
+        let (components, sites, dla) =
+            match &self.sites {
+                None => (
+                    list(&self.components, &d.components, parse_component)?,
+                    vec![],
+                    false,
+                ),
+                Some(_) if self.components.is_some() => return Err(Error::Input(
+                    "give either `components` or `sites` (sites may name heads and neurons too)"
+                        .into(),
+                )),
+                Some(words) => split_sites(words)?,
+            };
         Ok(Options {
             methods: list(&self.methods, &d.methods, Method::parse)?,
             directions: list(&self.directions, &d.directions, Direction::parse)?,
-            components: list(&self.components, &d.components, parse_component)?,
+            components,
+            sites,
+            dla,
             ig_steps: self.ig_steps.unwrap_or(d.ig_steps),
             ig_rule: match &self.ig_rule {
                 Some(r) => Rule::parse(r)?,
@@ -193,6 +212,30 @@ impl AnalyzeRequest {
     pub fn backend(&self) -> Result<Backend> {
         Backend::parse(self.backend.as_deref().unwrap_or("auto"))
     }
+}
+
+/// A list of site names into the component kinds it names (`heads`,
+/// `neurons`) and the patching sites (`resid_pre`, …, bundles expanded).
+pub fn split_sites(words: &[String]) -> Result<(Vec<Component>, Vec<PatchSite>, bool)> {
+    let (mut comps, mut sites, mut dla) = (vec![], vec![], false);
+    for w in words {
+        if w.trim().eq_ignore_ascii_case("dla") {
+            dla = true;
+            continue;
+        }
+        match parse_component(w) {
+            Ok(c) if !comps.contains(&c) => comps.push(c),
+            Ok(_) => {}
+            Err(_) => {
+                for s in PatchSite::parse_list(w)? {
+                    if !sites.contains(&s) {
+                        sites.push(s);
+                    }
+                }
+            }
+        }
+    }
+    Ok((comps, sites, dla))
 }
 
 /// `ablate`: a pair and the components to hold at the pair's corrupt

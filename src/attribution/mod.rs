@@ -9,6 +9,7 @@
 
 pub mod ablation;
 pub mod atp;
+pub mod dla;
 pub mod integrated_gradients;
 pub mod pair;
 pub mod patching;

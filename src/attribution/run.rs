@@ -1,6 +1,7 @@
 //! The whole analysis of one prompt pair, as the report describes it.
 
 use super::atp::attribution_patching;
+use super::dla::{direct_logit_attribution, layer_labels};
 use super::integrated_gradients::integrated_gradients;
 use super::pair::MetricSpec;
 use super::patching::activation_patching;
@@ -8,11 +9,11 @@ use super::quadrature::Rule;
 use super::sites::{site_scores, SiteAsk};
 use super::{Direction, Method, Observer, Pair, Tracker};
 use crate::clock::now_ms;
-use crate::engine::{Component, Engine, SweepPair};
+use crate::engine::{Component, Engine, Metric, SweepPair};
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
-    derive, Analysis, Deltas, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Prediction,
+    derive, Analysis, Deltas, Dla, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Prediction,
     Prompts, Report, Settings, Tokens, SCHEMA,
 };
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub struct Options {
     pub top: usize,
     /// TransformerLens's patching sites to score besides `components`.
     pub sites: Vec<PatchSite>,
+    /// Direct logit attribution of both runs (logit-difference metric only).
+    pub dla: bool,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             percentile: 0.9,
             top: 10,
             sites: vec![],
+            dla: false,
         }
     }
 }
@@ -53,7 +57,7 @@ impl Options {
     pub fn check(&self) -> Result<()> {
         if self.methods.is_empty()
             || self.directions.is_empty()
-            || (self.components.is_empty() && self.sites.is_empty())
+            || (self.components.is_empty() && self.sites.is_empty() && !self.dla)
         {
             return Err(Error::Input(
                 "choose at least one method, one direction and one component kind or site".into(),
@@ -89,6 +93,7 @@ impl Options {
                 .unwrap_or_default(),
             percentile: self.percentile,
             sites: self.sites.clone(),
+            dla: self.dla,
         }
     }
 
@@ -333,6 +338,26 @@ pub async fn analyze_group<E: Engine>(
         }
         timings.insert("sites".to_string(), (now_ms() - t) * share);
     }
+    let mut dlas = Vec::with_capacity(prep.len());
+    for p in &prep {
+        let dla = match (&p.pair.metric, opts.dla) {
+            (Metric::LogitDiff { correct, incorrect }, true) => {
+                let answers = (*correct, *incorrect);
+                let (clean, bias) =
+                    direct_logit_attribution(e, &p.clean, answers, &mut track).await?;
+                let (corrupt, _) =
+                    direct_logit_attribution(e, &p.corrupt, answers, &mut track).await?;
+                Some(Dla {
+                    labels: layer_labels(cfg.n_layers),
+                    bias,
+                    clean,
+                    corrupt,
+                })
+            }
+            _ => None,
+        };
+        dlas.push(dla);
+    }
     timings.insert("total".to_string(), (now_ms() - t_start) * share);
     let shared = Shared {
         model_name,
@@ -341,12 +366,14 @@ pub async fn analyze_group<E: Engine>(
         timings,
     };
     let mut reports = Vec::with_capacity(group.len());
-    for ((p, prompts), s) in prep.iter().zip(group).zip(scores) {
+    for (((p, prompts), s), dla) in prep.iter().zip(group).zip(scores).zip(dlas) {
         let logits = (
             e.last_logits(&p.clean).await?,
             e.last_logits(&p.corrupt).await?,
         );
-        reports.push(report(e, &shared, prompts, p, logits, s));
+        let mut r = report(e, &shared, prompts, p, logits, s);
+        r.dla = dla;
+        reports.push(r);
     }
     Ok(reports)
 }
@@ -430,6 +457,7 @@ fn report<E: Engine>(
         results: scores.results,
         ig_convergence_delta: scores.deltas,
         analysis: Analysis::default(),
+        dla: None,
         warnings: Vec::new(),
         timings_ms: shared.timings.clone(),
         backend: e.backend().to_string(),

@@ -403,6 +403,13 @@ pub trait Engine {
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)>;
 
+    /// The logit difference as read from the final residual stream at a
+    /// position: u = w_f ⊙ (wte[correct] − wte[incorrect]) and c = b_f ·
+    /// (wte[correct] − wte[incorrect]) (ln_final's weight and bias), so that
+    /// m = x̂ · u + c with x̂ the centred final residual over its
+    /// `ln_final.hook_scale`. Direct logit attribution reads components along u.
+    async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)>;
+
     /// What the methods that change one head's attention need of layer
     /// `layer`'s weights ([`HeadWeights`]).
     async fn head_weights(&self, layer: usize) -> Result<HeadWeights>;
@@ -614,6 +621,31 @@ impl HeadWeights {
             b_v,
         }
     }
+}
+
+/// u and c of `Engine::logit_diff_direction` from host rows (sums in f64).
+pub fn logit_diff_direction(
+    w_f: &[f32],
+    b_f: &[f32],
+    correct: &[f32],
+    incorrect: &[f32],
+) -> (Vec<f32>, f32) {
+    let diff: Vec<f64> = correct
+        .iter()
+        .zip(incorrect)
+        .map(|(&a, &b)| a as f64 - b as f64)
+        .collect();
+    let u = diff
+        .iter()
+        .zip(w_f)
+        .map(|(d, &w)| (d * w as f64) as f32)
+        .collect();
+    let c = diff
+        .iter()
+        .zip(b_f)
+        .map(|(d, &b)| d * b as f64)
+        .sum::<f64>() as f32;
+    (u, c)
 }
 
 /// Checks the arguments of `resid_metrics` / `resid_gradients`, for every

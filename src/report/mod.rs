@@ -51,6 +51,10 @@ pub struct Report {
     /// ig_convergence_delta[direction].heads|neurons[layer].
     pub ig_convergence_delta: BTreeMap<Direction, Deltas>,
     pub analysis: Analysis,
+    /// Direct logit attribution of both runs (logit-difference metric,
+    /// when asked for; schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dla: Option<Dla>,
     /// What makes this pair's scores doubtful (`small_gap`: the metric
     /// barely differs between the prompts).
     #[serde(default)]
@@ -129,6 +133,9 @@ pub struct Settings {
     /// The patching sites asked for beyond heads and neurons (schema 3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<PatchSite>,
+    /// Whether direct logit attribution was asked for (schema 3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dla: bool,
 }
 
 /// Score maps of one method and direction: [layer][head] and [layer][neuron].
@@ -165,6 +172,31 @@ impl Maps {
             Component::Neurons => self.neurons = Some(m),
         }
     }
+}
+
+/// Direct logit attribution (TransformerLens `logit_attrs` of
+/// `stack_head_results` and `decompose_resid`) of the clean and the corrupt
+/// run: each component's write along w_f ⊙ (wte[correct] − wte[incorrect])
+/// through ln_final at its frozen scale, at every position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dla {
+    /// The rows of each run's `layers`: embed, pos_embed, then L_attn_out
+    /// and L_mlp_out for every layer L.
+    pub labels: Vec<String>,
+    /// b_f · (wte[correct] − wte[incorrect]), the part of m no component
+    /// writes: at the last position, Σ layers + bias = m.
+    pub bias: f32,
+    pub clean: DlaRun,
+    pub corrupt: DlaRun,
+}
+
+/// One run's direct logit attribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DlaRun {
+    /// [layer, head, pos].
+    pub heads: SiteMap,
+    /// [2 + 2·layers, pos], rows named by `Dla::labels`.
+    pub layers: SiteMap,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

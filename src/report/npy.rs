@@ -48,6 +48,13 @@ pub fn report_npy_files(r: &Report) -> Vec<(String, Vec<u8>)> {
                     out.push((format!("{method}_{dir}_{kind}.npy"), map_npy(m)));
                 }
             }
+            // the sites' maps with their own shapes ([layer, pos], …)
+            for (site, m) in &maps.sites {
+                out.push((
+                    format!("{method}_{dir}_{site}.npy"),
+                    npy_bytes(&m.shape, &m.values),
+                ));
+            }
         }
     }
     for (dir, d) in &r.ig_convergence_delta {

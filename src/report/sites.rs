@@ -202,7 +202,7 @@ fn unknown_site(word: &str) -> Error {
     let names: Vec<&str> = PatchSite::ALL.iter().map(|s| s.name()).collect();
     let bundles: Vec<&str> = BUNDLES.iter().map(|(n, _)| *n).collect();
     Error::Input(format!(
-        "unknown site {word:?}; choose from heads, neurons, {} or the bundles {}",
+        "unknown site {word:?}; choose from heads, neurons, {}, dla (direct logit attribution) or the bundles {}",
         names.join(", "),
         bundles.join(", ")
     ))

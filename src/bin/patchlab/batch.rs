@@ -24,9 +24,18 @@ pub struct MethodArgs {
     /// Methods, comma-separated: ap (activation patching), ig (integrated gradients), atp (attribution patching).
     #[arg(long, default_value = "ap,ig,atp")]
     pub methods: String,
-    /// Component kinds, comma-separated: heads, neurons.
-    #[arg(long, default_value = "heads,neurons")]
+    /// Component kinds, comma-separated: heads, neurons (each head's or neuron's output over all positions).
+    #[arg(long, default_value = "heads,neurons", conflicts_with = "sites")]
     pub components: String,
+    /// Patching sites, comma-separated, instead of --components: heads, neurons, resid_pre,
+    /// resid_mid, attn_out, mlp_out (by layer × position), z, q, k, v, pattern (by layer × head),
+    /// z_by_pos, q_by_pos, k_by_pos, v_by_pos (layer × position × head), pattern_by_dest
+    /// (layer × head × destination), pattern_dest_src (layer × head × destination × source), or
+    /// the bundles block_every (resid_pre, attn_out, mlp_out), head_every (z, q, k, v, pattern)
+    /// and head_every_by_pos; dla adds direct logit attribution (logit-difference metric).
+    /// docs/methods.md defines each one.
+    #[arg(long)]
+    pub sites: Option<String>,
     /// Directions, comma-separated: clean_to_corrupt, corrupt_to_clean.
     #[arg(long, default_value = "clean_to_corrupt,corrupt_to_clean")]
     pub directions: String,
@@ -47,7 +56,11 @@ impl MethodArgs {
         AnalyzeRequest {
             methods: Some(split_list(&self.methods)),
             directions: Some(split_list(&self.directions)),
-            components: Some(split_list(&self.components)),
+            components: match self.sites {
+                Some(_) => None,
+                None => Some(split_list(&self.components)),
+            },
+            sites: self.sites.as_deref().map(split_list),
             ig_steps: Some(self.ig_steps),
             ig_rule: Some(self.ig_rule.clone()),
             percentile: Some(self.percentile),

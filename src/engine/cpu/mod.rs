@@ -733,6 +733,18 @@ impl Engine for CpuEngine {
         Ok((metrics, grads))
     }
 
+    async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
+        Metric::logit_diff(correct, incorrect).check(self.cfg.d_vocab)?;
+        let row =
+            |id: u32| -> Result<Vec<f32>> { Ok(self.wte.get(id as usize)?.to_vec1::<f32>()?) };
+        Ok(super::logit_diff_direction(
+            &self.ln_f_w.to_vec1::<f32>()?,
+            &self.ln_f_b.to_vec1::<f32>()?,
+            &row(correct)?,
+            &row(incorrect)?,
+        ))
+    }
+
     async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
         let b = self.block(layer)?;
         Ok(HeadWeights::of(

@@ -560,6 +560,30 @@ impl Engine for GpuEngine {
         self.sweep_resid(&base.fwd, start, win, deltas, true).await
     }
 
+    async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
+        Metric::logit_diff(correct, incorrect).check(self.cfg.d_vocab)?;
+        let d = self.cfg.d_model;
+        let rows = [self.w.wte_row(correct, d), self.w.wte_row(incorrect, d)];
+        let r = self
+            .gpu
+            .read(&[
+                Slice::first(&self.w.ln_f.w, d),
+                Slice::first(&self.w.ln_f.b, d),
+                Slice {
+                    buf: rows[0].buf,
+                    off: rows[0].off,
+                    len: d,
+                },
+                Slice {
+                    buf: rows[1].buf,
+                    off: rows[1].off,
+                    len: d,
+                },
+            ])
+            .await?;
+        Ok(super::logit_diff_direction(&r[0], &r[1], &r[2], &r[3]))
+    }
+
     async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
         let d = self.cfg.d_model;
         let b = self
