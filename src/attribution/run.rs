@@ -13,8 +13,8 @@ use crate::engine::{Component, Engine, Metric, SweepPair};
 use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
-    derive, Analysis, Deltas, Dla, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Prediction,
-    Prompts, Report, Settings, Tokens, SCHEMA,
+    derive, Analysis, Deltas, Dla, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Patterns,
+    Prediction, Prompts, Report, Settings, SiteMap, Tokens, SCHEMA,
 };
 use std::collections::BTreeMap;
 
@@ -373,9 +373,33 @@ pub async fn analyze_group<E: Engine>(
         );
         let mut r = report(e, &shared, prompts, p, logits, s);
         r.dla = dla;
+        if opts.dla || !opts.sites.is_empty() {
+            r.patterns = Some(Patterns {
+                clean: patterns(e, &p.clean).await?,
+                corrupt: patterns(e, &p.corrupt).await?,
+            });
+        }
         reports.push(r);
     }
     Ok(reports)
+}
+
+/// A run's attention patterns, [layer, head, dest, src].
+async fn patterns<E: Engine>(e: &E, run: &E::Run) -> Result<SiteMap> {
+    let cfg = e.config();
+    let mut values = Vec::new();
+    let mut t = 0;
+    for l in 0..cfg.n_layers {
+        let a = e
+            .activation(run, &format!("blocks.{l}.attn.hook_pattern"))
+            .await?;
+        t = a.shape[1];
+        values.extend(a.data);
+    }
+    Ok(SiteMap {
+        shape: vec![cfg.n_layers, cfg.n_heads, t, t],
+        values,
+    })
 }
 
 /// Tokenizes and checks a pair and runs both prompts (the observer may
@@ -458,6 +482,7 @@ fn report<E: Engine>(
         ig_convergence_delta: scores.deltas,
         analysis: Analysis::default(),
         dla: None,
+        patterns: None,
         warnings: Vec::new(),
         timings_ms: shared.timings.clone(),
         backend: e.backend().to_string(),

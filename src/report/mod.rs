@@ -55,6 +55,11 @@ pub struct Report {
     /// when asked for; schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dla: Option<Dla>,
+    /// The attention patterns (`blocks.L.attn.hook_pattern`) of both runs,
+    /// [layer, head, dest, src], for the pattern viewer; written with any
+    /// site or DLA (schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patterns: Option<Patterns>,
     /// What makes this pair's scores doubtful (`small_gap`: the metric
     /// barely differs between the prompts).
     #[serde(default)]
@@ -188,6 +193,13 @@ pub struct Dla {
     pub bias: f32,
     pub clean: DlaRun,
     pub corrupt: DlaRun,
+}
+
+/// Both runs' attention patterns, [layer, head, dest, src] each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Patterns {
+    pub clean: SiteMap,
+    pub corrupt: SiteMap,
 }
 
 /// One run's direct logit attribution.
