@@ -319,3 +319,96 @@ fn gpu_site_scores_equal_cpu() {
         }
     })
 }
+
+/// A dataset's site maps: each cell's mean and std over the pairs; maps
+/// with a position axis only over the pairs of the most common template
+/// (token count and first difference), the others listed; maps without one
+/// over every pair.
+#[test]
+fn dataset_site_maps_average_aligned_pairs_only() {
+    use patchlab::attribution::run::{analyze_pair, Options};
+    use patchlab::report::summary::{summarize, DatasetInfo};
+    use patchlab::report::Prompts;
+    block_on(async {
+        let e = engine(&spec(2, 2, 16, 9));
+        let tok = tokenizer();
+        let pair = |clean: &str, corrupt: &str| Prompts {
+            clean: clean.into(),
+            corrupt: corrupt.into(),
+            correct: " Mary".into(),
+            incorrect: " John".into(),
+            bos: true,
+            metric: "logit_diff".into(),
+        };
+        let pairs = [
+            pair(
+                "When Mary and John went out, John gave it to",
+                "When Mary and John went out, Mary gave it to",
+            ),
+            pair(
+                "When Anna and John went out, John gave it to",
+                "When Anna and John went out, Anna gave it to",
+            ),
+            // another template: other length and first difference
+            pair("Then John gave it to", "Then Mary gave it to"),
+            pair(
+                "When Kate and John went out, John gave it to",
+                "When Kate and John went out, Kate gave it to",
+            ),
+        ];
+        let opts = Options {
+            components: vec![],
+            sites: vec![PatchSite::ResidPre, PatchSite::Q],
+            methods: vec![Method::Ap],
+            ..Options::default()
+        };
+        let mut reports = vec![];
+        for (i, p) in pairs.iter().enumerate() {
+            let r = analyze_pair(&e, "m", &tok, p, &opts, &mut Quiet)
+                .await
+                .unwrap();
+            reports.push((i, r));
+        }
+        let info = DatasetInfo {
+            source: "test".into(),
+            seed: None,
+            total: 4,
+        };
+        let s = summarize(info, &reports, true).unwrap();
+        let al = s.site_alignment.as_ref().unwrap();
+        assert_eq!(
+            (al.aligned.clone(), al.not_aligned.clone()),
+            (vec![0, 1, 3], vec![2])
+        );
+        assert_eq!(al.n_tokens, reports[0].1.tokens.clean.len());
+        let d = Direction::CleanToCorrupt;
+        for (site, members) in [
+            (PatchSite::ResidPre, vec![0, 1, 3]),
+            (PatchSite::Q, vec![0, 1, 2, 3]),
+        ] {
+            let st = &s.site_maps[&MethodKey::Ap][&d][&site];
+            assert_eq!(st.n, members.len(), "{site}");
+            for c in 0..st.mean.values.len() {
+                let v: Vec<f64> = members
+                    .iter()
+                    .map(|&i| {
+                        reports[i].1.results[&MethodKey::Ap][&d].sites[&site].values[c] as f64
+                    })
+                    .collect();
+                let mu = v.iter().sum::<f64>() / v.len() as f64;
+                let sd = (v.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+                assert!(
+                    (st.mean.values[c] as f64 - mu).abs() < 1e-6,
+                    "{site} cell {c}"
+                );
+                assert!(
+                    (st.std.values[c] as f64 - sd).abs() < 1e-6,
+                    "{site} cell {c}"
+                );
+            }
+        }
+        // the summary's JSON reads back
+        let back = patchlab::report::summary::Summary::from_json(&s.to_json()).unwrap();
+        assert_eq!(back.site_alignment, s.site_alignment);
+    })
+}

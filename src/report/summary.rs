@@ -7,7 +7,7 @@
 //! a constant map), and `mean` / `std` are taken over the defined values.
 //! `std` is the population standard deviation (ddof 0, as `numpy.std`).
 
-use super::{ModelInfo, Report, Settings};
+use super::{Direction, MethodKey, ModelInfo, PatchSite, Report, Settings, SiteMap};
 use crate::engine::Component;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -140,6 +140,138 @@ pub struct Summary {
     pub overlap: BTreeMap<String, BTreeMap<String, Stat>>,
     /// Seconds spent on the pairs, summed over the reports' totals.
     pub compute_s: f64,
+    /// site_maps.<method>.<direction>.<site>: each cell's mean and std over
+    /// the pairs (the patching sites' maps, when the reports have them).
+    /// Maps with a position axis average only the pairs whose positions
+    /// align (`site_alignment`); the others every pair. Pairs left out of
+    /// the correlations (small gap) are left out here too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub site_maps: BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<PatchSite, SiteStats>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_alignment: Option<Alignment>,
+}
+
+/// A site map's cells over the pairs: mean and population std (ddof 0) of
+/// each cell's finite values, and how many pairs went in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteStats {
+    pub n: usize,
+    pub mean: SiteMap,
+    pub std: SiteMap,
+}
+
+/// Which pairs' positions line up: those of the most common (token count,
+/// first differing position), i.e. one template. The others are listed,
+/// never mixed into a positional map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alignment {
+    pub n_tokens: usize,
+    pub first_diff: usize,
+    /// Dataset indices averaged in the positional maps.
+    pub aligned: Vec<usize>,
+    /// Dataset indices whose token count or first differing position differ.
+    pub not_aligned: Vec<usize>,
+}
+
+/// Mean and std per cell of the maps of `pairs` (all of one shape).
+fn cell_stats(maps: &[&SiteMap]) -> Option<SiteStats> {
+    let first = maps.first()?;
+    if maps.iter().any(|m| m.shape != first.shape) {
+        return None;
+    }
+    let cells = first.values.len();
+    let (mut mean, mut std) = (
+        SiteMap::zeros(first.shape.clone()),
+        SiteMap::zeros(first.shape.clone()),
+    );
+    for c in 0..cells {
+        let vals: Vec<f64> = maps
+            .iter()
+            .map(|m| m.values[c] as f64)
+            .filter(|v| v.is_finite())
+            .collect();
+        if vals.is_empty() {
+            mean.values[c] = f32::NAN;
+            std.values[c] = f32::NAN;
+            continue;
+        }
+        let mu = vals.iter().sum::<f64>() / vals.len() as f64;
+        let var = vals.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / vals.len() as f64;
+        mean.values[c] = mu as f32;
+        std.values[c] = var.sqrt() as f32;
+    }
+    Some(SiteStats {
+        n: maps.len(),
+        mean,
+        std,
+    })
+}
+
+/// The sites' per-cell statistics of the counted pairs, and which of them align.
+fn site_maps(
+    counted: &[&(usize, Report)],
+) -> (
+    BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<PatchSite, SiteStats>>>,
+    Option<Alignment>,
+) {
+    let has_sites = counted.iter().any(|(_, r)| {
+        r.results
+            .values()
+            .flat_map(|d| d.values())
+            .any(|m| !m.sites.is_empty())
+    });
+    if !has_sites {
+        return (BTreeMap::new(), None);
+    }
+    // the most common (token count, first difference); ties: the earliest pair's
+    let mut groups: Vec<((usize, usize), Vec<usize>)> = Vec::new();
+    for (i, r) in counted {
+        let key = (r.tokens.clean.len(), r.tokens.first_diff);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(*i),
+            None => groups.push((key, vec![*i])),
+        }
+    }
+    let best = groups.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    let ((n_tokens, first_diff), aligned) = groups
+        .iter()
+        .find(|(_, v)| v.len() == best)
+        .cloned()
+        .expect("a pair");
+    let not_aligned: Vec<usize> = counted
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| !aligned.contains(i))
+        .collect();
+    let mut out: BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<PatchSite, SiteStats>>> =
+        BTreeMap::new();
+    let first = &counted[0].1;
+    for (&m, dirs) in &first.results {
+        for (&d, maps) in dirs {
+            for &site in maps.sites.keys() {
+                let positional = site.axes().iter().any(|a| *a != "layer" && *a != "head");
+                let these: Vec<&SiteMap> = counted
+                    .iter()
+                    .filter(|(i, _)| !positional || aligned.contains(i))
+                    .filter_map(|(_, r)| r.results.get(&m)?.get(&d)?.sites.get(&site))
+                    .collect();
+                if let Some(st) = cell_stats(&these) {
+                    out.entry(m)
+                        .or_default()
+                        .entry(d)
+                        .or_default()
+                        .insert(site, st);
+                }
+            }
+        }
+    }
+    let alignment = Alignment {
+        n_tokens,
+        first_diff,
+        aligned,
+        not_aligned,
+    };
+    (out, Some(alignment))
 }
 
 impl Summary {
@@ -347,6 +479,16 @@ pub fn summarize(
             warnings: r.warnings.iter().map(|w| w.code.clone()).collect(),
         })
         .collect();
+    let counted: Vec<&(usize, Report)> = sorted
+        .iter()
+        .copied()
+        .filter(|(_, r)| counts(r, include_small_gap))
+        .collect();
+    let (site_maps, site_alignment) = if counted.is_empty() {
+        (BTreeMap::new(), None)
+    } else {
+        site_maps(&counted)
+    };
     let mut backends: Vec<&str> = sorted.iter().map(|(_, r)| r.backend.as_str()).collect();
     backends.sort();
     backends.dedup();
@@ -371,6 +513,8 @@ pub fn summarize(
             .map(|(_, r)| r.timings_ms.get("total").copied().unwrap_or(0.0))
             .sum::<f64>()
             / 1000.0,
+        site_maps,
+        site_alignment,
     })
 }
 

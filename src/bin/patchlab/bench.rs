@@ -6,15 +6,18 @@ use clap::Args;
 use patchlab::app::AnyEngine;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::run::{analyze_pair, Options};
+use patchlab::attribution::sites::{site_scores, SiteAsk};
+use patchlab::attribution::Method;
 use patchlab::attribution::{
     atp::attribution_patching, integrated_gradients::integrated_gradients,
 };
 use patchlab::attribution::{quadrature::Rule, Direction, Pair, Quiet, Tracker};
 use patchlab::clock::now_ms;
-use patchlab::engine::{Component, Engine, SweepPair};
+use patchlab::engine::plan::{Step, TailPlan};
+use patchlab::engine::{Component, Engine, Start, SweepPair};
 use patchlab::model::random::RandomSpec;
 use patchlab::model::Tokenizer;
-use patchlab::report::Prompts;
+use patchlab::report::{PatchSite, Prompts};
 use patchlab::Result;
 use std::path::PathBuf;
 
@@ -34,6 +37,10 @@ pub struct BenchArgs {
     /// Also time the whole analysis (all methods, both directions, heads and neurons).
     #[arg(long)]
     full: bool,
+    /// Also time TransformerLens's patching sites: AP over block_every + head_every +
+    /// head_every_by_pos, and the pattern_dest_src sweep separately, with their FLOP counts.
+    #[arg(long)]
+    sites: bool,
     /// Rows of the plain matmul timed on each backend, [rows, 768]·[768, 3072] + bias
     /// (GPT-2 small's MLP-in; 3072 rows are one pass of a patch sweep).
     #[arg(long, default_value_t = 3072)]
@@ -70,6 +77,57 @@ fn ap_sweep_flops(cfg: &patchlab::model::Config, c: Component, n: usize) -> f64 
         per_layer_patch += f;
     }
     per_layer_patch * c.count(cfg) as f64
+}
+
+/// Matrix-product FLOPs of one tail from `start` on `n` rows of a
+/// `t`-token prompt: the plan's sublayers (attention: q, k, v and output
+/// projections, scores and weighted values; MLP: both projections), the
+/// final block's attention at the last row only.
+fn tail_flops(cfg: &patchlab::model::Config, start: Start, n: usize, t: usize) -> f64 {
+    let (d, m, t) = (cfg.d_model as f64, cfg.d_mlp as f64, t as f64);
+    let plan = TailPlan::new(start, cfg.n_layers);
+    let mut f = 0.0;
+    for (step, rows) in plan.steps.iter().zip(plan.step_rows(n)) {
+        let rows = rows as f64;
+        f += match *step {
+            Step::Mlp(_) => rows * 2.0 * 2.0 * d * m,
+            // keys and values of every row, queries and output of those kept
+            Step::Attn { last_only, .. } => {
+                let q = if last_only { 1.0 } else { rows };
+                rows * 2.0 * 2.0 * d * d + q * (2.0 * 2.0 * d * d + 2.0 * 2.0 * t * d)
+            }
+        };
+    }
+    f
+}
+
+/// Tails a site's AP runs (perturbations that are not zero: cells at or
+/// after the first differing position) and their matrix-product FLOPs.
+fn site_ap_flops(
+    cfg: &patchlab::model::Config,
+    site: PatchSite,
+    t: usize,
+    fd: usize,
+) -> (usize, f64) {
+    let (h, n) = (cfg.n_heads, t - fd);
+    let (mut tails, mut flops) = (0, 0.0);
+    for l in 0..cfg.n_layers {
+        let start = match site {
+            PatchSite::ResidPre if l == 0 => Start::Embed,
+            PatchSite::ResidPre => Start::Post(l - 1),
+            PatchSite::MlpOut => Start::Post(l),
+            _ => Start::Mid(l),
+        };
+        let k = match site {
+            PatchSite::ResidPre | PatchSite::ResidMid | PatchSite::AttnOut | PatchSite::MlpOut => n,
+            PatchSite::Z | PatchSite::Q | PatchSite::K | PatchSite::V | PatchSite::Pattern => h,
+            PatchSite::PatternDestSrc => h * (fd..t).map(|d| d + 1).sum::<usize>(),
+            _ => h * n,
+        };
+        tails += k;
+        flops += k as f64 * tail_flops(cfg, start, n, t);
+    }
+    (tails, flops)
 }
 
 fn secs(ms: f64) -> String {
@@ -243,6 +301,17 @@ async fn run_bench<E: Engine>(
         secs(fast_total),
         naive_total / fast_total
     );
+    if a.sites {
+        bench_sites(
+            e,
+            &clean,
+            &corrupt,
+            pair.first_diff,
+            pair.clean.len(),
+            a.ig_steps,
+        )
+        .await?;
+    }
     if a.full {
         let prompts = Prompts {
             clean: CLEAN.into(),
@@ -261,5 +330,90 @@ async fn run_bench<E: Engine>(
         let full = now_ms() - t;
         println!("\nfull analysis (patchlab analyze, all methods, both directions, heads + neurons): {:.1} s", full / 1e3);
     }
+    Ok(())
+}
+
+/// AP at the bundles' sites and at pattern_dest_src (clean → corrupt), with
+/// the FLOPs of the tails they run; then AtP and IG at the bundles.
+async fn bench_sites<E: Engine>(
+    e: &E,
+    clean: &E::Run,
+    corrupt: &E::Run,
+    fd: usize,
+    t: usize,
+    ig_steps: usize,
+) -> Result<()> {
+    let cfg = e.config().clone();
+    let bundles: Vec<PatchSite> =
+        PatchSite::parse_list("block_every,head_every,head_every_by_pos")?;
+    let pair = SweepPair {
+        base: clean,
+        other: corrupt,
+        from_pos: fd,
+    };
+    println!("\npatching sites, AP clean_to_corrupt ({t} tokens, rows from position {fd}):");
+    println!(
+        "{:<44} {:>7} {:>12} {:>9} {:>10}",
+        "sites", "tails", "GFLOP", "s", "GFLOP/s"
+    );
+    let mut q = Quiet;
+    for (label, sites) in [
+        (
+            "block_every + head_every + head_every_by_pos",
+            bundles.clone(),
+        ),
+        ("pattern_dest_src", vec![PatchSite::PatternDestSrc]),
+    ] {
+        let (tails, flops) = sites
+            .iter()
+            .map(|&s| site_ap_flops(&cfg, s, t, fd))
+            .fold((0, 0.0), |(a, b), (c, d)| (a + c, b + d));
+        let ask = SiteAsk {
+            sites: &sites,
+            methods: &[Method::Ap],
+            ig_steps,
+            ig_rule: Rule::GaussLegendre,
+        };
+        let t0 = now_ms();
+        site_scores(
+            e,
+            pair,
+            &ask,
+            Direction::CleanToCorrupt,
+            &mut Tracker::new(&mut q, 0),
+        )
+        .await?;
+        let s = (now_ms() - t0) / 1e3;
+        println!(
+            "{label:<44} {tails:>7} {:>12.2} {s:>9.3} {:>10.1}",
+            flops / 1e9,
+            flops / s / 1e9
+        );
+    }
+    for m in [Method::Atp, Method::Ig] {
+        let ask = SiteAsk {
+            sites: &bundles,
+            methods: &[m],
+            ig_steps,
+            ig_rule: Rule::GaussLegendre,
+        };
+        let t0 = now_ms();
+        site_scores(
+            e,
+            pair,
+            &ask,
+            Direction::CleanToCorrupt,
+            &mut Tracker::new(&mut q, 0),
+        )
+        .await?;
+        println!(
+            "{:<44} {:>7} {:>12} {:>9.3}",
+            format!("{} at the same sites", m.name()),
+            "",
+            "",
+            (now_ms() - t0) / 1e3
+        );
+    }
+    println!("(FLOPs: the matrix products of the tails; the host-side attention of q/k/v/pattern patches is not counted)");
     Ok(())
 }
