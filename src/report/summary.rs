@@ -146,10 +146,13 @@ pub struct Summary {
     /// align (`site_alignment`); the others every pair. Pairs left out of
     /// the correlations (small gap) are left out here too.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub site_maps: BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<PatchSite, SiteStats>>>,
+    pub site_maps: SiteTable,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_alignment: Option<Alignment>,
 }
+
+/// site_maps.<method>.<direction>.<site>.
+pub type SiteTable = BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<PatchSite, SiteStats>>>;
 
 /// A site map's cells over the pairs: mean and population std (ddof 0) of
 /// each cell's finite values, and how many pairs went in.
@@ -208,12 +211,7 @@ fn cell_stats(maps: &[&SiteMap]) -> Option<SiteStats> {
 }
 
 /// The sites' per-cell statistics of the counted pairs, and which of them align.
-fn site_maps(
-    counted: &[&(usize, Report)],
-) -> (
-    BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<PatchSite, SiteStats>>>,
-    Option<Alignment>,
-) {
+fn site_maps(counted: &[&(usize, Report)]) -> (SiteTable, Option<Alignment>) {
     let has_sites = counted.iter().any(|(_, r)| {
         r.results
             .values()
@@ -243,8 +241,7 @@ fn site_maps(
         .map(|(i, _)| *i)
         .filter(|i| !aligned.contains(i))
         .collect();
-    let mut out: BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<PatchSite, SiteStats>>> =
-        BTreeMap::new();
+    let mut out = SiteTable::new();
     let first = &counted[0].1;
     for (&m, dirs) in &first.results {
         for (&d, maps) in dirs {
