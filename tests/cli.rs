@@ -1,7 +1,7 @@
 //! The `patchlab` command line, end to end: files in, reports and errors out.
 
 use crate::common::*;
-use patchlab::report::{Direction, MethodKey};
+use patchlab::report::{Direction, MethodKey, PatchSite};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
@@ -83,7 +83,7 @@ fn analyze_writes_the_report_to_stdout_and_npy_files() {
             r.model.n_layers,
             r.model.n_heads
         ),
-        (2, "cpu", 2, 4)
+        (3, "cpu", 2, 4)
     );
     assert_eq!(r.tokens.first_diff, 10);
     assert_eq!(r.tokens.clean.len(), 15);
@@ -141,6 +141,56 @@ fn subsets_of_methods_directions_and_components() {
         .is_none());
     assert_eq!(r.settings.ig_steps, 8);
     assert_eq!(r.settings.ig_rule, "riemann_trapezoid");
+}
+
+/// `--sites` takes site and bundle names: the report holds each map in its
+/// shape, `--npy` writes it with that shape, and a wrong name or `--sites`
+/// with `--components` is refused with what to write instead.
+#[test]
+fn sites_give_maps_in_their_shapes_and_npy_files() {
+    let npy = tempdir("cli-sites-npy");
+    let out = analyze(&[
+        "--sites",
+        "block_every,q_by_pos,pattern_dest_src,dla",
+        "--methods",
+        "ap,atp",
+        "--out",
+        "-",
+        "--npy",
+        npy.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let r = report(out);
+    let t = r.tokens.clean.len();
+    let maps = &r.results[&MethodKey::Ap][&Direction::CleanToCorrupt];
+    assert!(maps.heads.is_none() && maps.neurons.is_none());
+    let shape = |s: PatchSite| maps.sites[&s].shape.clone();
+    assert_eq!(shape(PatchSite::ResidPre), vec![2, t]);
+    assert_eq!(shape(PatchSite::MlpOut), vec![2, t]);
+    assert_eq!(shape(PatchSite::QByPos), vec![2, t, 4]);
+    assert_eq!(shape(PatchSite::PatternDestSrc), vec![2, 4, t, t]);
+    assert!(r.dla.is_some() && r.patterns.is_some());
+    assert!(
+        stderr.contains("top ap  clean_to_corrupt resid_pre"),
+        "{stderr}"
+    );
+    let bytes = std::fs::read(npy.join("atp_corrupt_to_clean_pattern_dest_src.npy")).unwrap();
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + hlen]).to_string();
+    assert!(
+        header.contains(&format!("'shape': (2, 4, {t}, {t})")),
+        "{header}"
+    );
+    let e = fails_with(analyze(&["--sites", "resid"]), "unknown site \"resid\"");
+    assert!(e.contains("block_every"), "{e}");
+    // a usage error (clap's exit code 2) naming both flags
+    let out = analyze(&["--sites", "resid_pre", "--components", "heads"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("'--sites <SITES>' cannot be used with '--components"),
+        "{err}"
+    );
 }
 
 #[test]

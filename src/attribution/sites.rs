@@ -185,6 +185,8 @@ pub async fn site_scores<E: Engine>(
             let stage = format!("{} {} sites, layer {l}", m.name(), dir.name());
             // the gradients at the base run, one backward per start point
             let mut base_grads: Vec<(Start, Vec<f32>)> = Vec::new();
+            // IG's paths, one per hook, shared by the sites on it
+            let mut ig_paths: Vec<(&str, IgPath)> = Vec::new();
             for &site in sites {
                 track.pause().await?;
                 let cells = match m {
@@ -202,7 +204,20 @@ pub async fn site_scores<E: Engine>(
                             .1;
                         cx.atp(site, &acts, (&w_o[..], &b_v[..]), g)
                     }
-                    Method::Ig => cx.ig(site, l, &acts, (&w_o[..], &b_v[..]), &path).await?,
+                    Method::Ig => {
+                        let key = ig_key(site);
+                        if !ig_paths.iter().any(|(k, _)| *k == key) {
+                            let weights = (&w_o[..], &b_v[..]);
+                            let p = cx.ig_path(site, l, &acts, weights, &path).await?;
+                            ig_paths.push((key, p));
+                        }
+                        let p = &ig_paths
+                            .iter()
+                            .find(|(k, _)| *k == key)
+                            .expect("just added")
+                            .1;
+                        cx.ig_cells(site, &acts, p)
+                    }
                 };
                 let map = out
                     .entry(m.into())
@@ -435,28 +450,24 @@ impl<E: Engine> Ctx<'_, E> {
             .collect()
     }
 
-    /// Raw layer IG (captum LayerIntegratedGradients on the site's hook,
-    /// all of the layer's cells on one straight path) of one layer, summed
-    /// over each cell.
-    async fn ig(
+    /// One layer's IG path of the hook `site` lies on (captum
+    /// LayerIntegratedGradients with that hook as the layer: all of the
+    /// layer's cells on one straight path), before it is cut into cells:
+    /// sites on the same hook share it (q and q_by_pos; attn_out, z and
+    /// z_by_pos, whose path is attn_out's as Σ_h Δhook_result = Δattn_out).
+    async fn ig_path(
         &self,
         site: PatchSite,
         l: usize,
         acts: &Acts,
         (w_o, b_v): (&[f32], &[f32]),
         (alphas, weights): &(Vec<f32>, Vec<f32>),
-    ) -> Result<Vec<f32>> {
+    ) -> Result<IgPath> {
         let (t, fd, d, h) = (self.t, self.fd, self.d(), self.cfg.n_heads);
         let (n, k) = (self.n(), alphas.len());
         let start = start_of(site, l);
-        if site.is_residual() || matches!(site, PatchSite::Z | PatchSite::ZByPos) {
-            // the path moves the start rows along Δ: attn_out's for z
-            // (Σ_h Δhook_result = Δattn_out)
-            let hook = match site {
-                PatchSite::Z | PatchSite::ZByPos => "hook_attn_out",
-                s => resid_hook(s),
-            };
-            let delta = acts.delta(hook);
+        let Some(input) = input_of(site) else {
+            let delta = acts.delta(ig_key(site));
             let rows = &delta[fd * d..];
             let deltas: Vec<f32> = alphas
                 .iter()
@@ -473,39 +484,9 @@ impl<E: Engine> Ctx<'_, E> {
                     *s += w as f64 * v as f64;
                 }
             }
-            let g32: Vec<f32> = gsum.iter().map(|&v| v as f32).collect();
-            let at = |a: &[f32], p: usize| dot(a, &g32[(p - fd) * d..(p - fd + 1) * d]) as f32;
-            return Ok(match site {
-                PatchSite::Z | PatchSite::ZByPos => {
-                    let dr = acts.delta("attn.hook_result");
-                    let cell = |p: usize, hh: usize| {
-                        if p < fd {
-                            0.0
-                        } else {
-                            at(&dr[(p * h + hh) * d..(p * h + hh + 1) * d], p)
-                        }
-                    };
-                    if site == PatchSite::Z {
-                        (0..h)
-                            .map(|hh| (fd..t).map(|p| cell(p, hh) as f64).sum::<f64>() as f32)
-                            .collect()
-                    } else {
-                        (0..t * h).map(|i| cell(i / h, i % h)).collect()
-                    }
-                }
-                _ => (0..t)
-                    .map(|p| {
-                        if p < fd {
-                            0.0
-                        } else {
-                            at(&delta[p * d..(p + 1) * d], p)
-                        }
-                    })
-                    .collect(),
-            });
-        }
+            return Ok(IgPath::Resid(gsum.iter().map(|&v| v as f32).collect()));
+        };
         // a head input of the layer (all heads, all positions) on the path
-        let input = input_of(site).expect("a head input site");
         let heads = HeadAttn::new(&self.cfg, t, acts, b_v);
         let mut deltas = vec![0f32; k * n * d];
         for (ai, &a) in alphas.iter().enumerate() {
@@ -520,7 +501,6 @@ impl<E: Engine> Ctx<'_, E> {
             .resid_gradients(self.base, start, fd, &deltas)
             .await?;
         // Σ_k w_k ∂m/∂x(α_k), per head, then Δx ⊙ it
-        let mut per_head = Vec::with_capacity(h);
         let mut sums: Vec<Vec<f64>> = Vec::with_capacity(h);
         for (ai, (&a, &w)) in alphas.iter().zip(weights).enumerate() {
             let gz = heads.grad_z(&grads[ai * n * d..(ai + 1) * n * d], w_o, fd);
@@ -534,20 +514,87 @@ impl<E: Engine> Ctx<'_, E> {
                 }
             }
         }
-        for (hh, s) in sums.iter().enumerate() {
-            let (x_b, x_o) = heads.input(hh, input);
-            per_head.push(
+        let per_head = sums
+            .iter()
+            .enumerate()
+            .map(|(hh, s)| {
+                let (x_b, x_o) = heads.input(hh, input);
                 x_o.iter()
                     .zip(&x_b)
                     .zip(s)
                     .map(|((o, b), g)| (o - b) as f64 * (*g as f32) as f64)
-                    .collect::<Vec<f64>>(),
-            );
-        }
-        Ok(reduce(site, &per_head, t, self.cfg.d_head, h)
+                    .collect()
+            })
+            .collect();
+        Ok(IgPath::Heads(per_head))
+    }
+
+    /// Raw layer IG of one layer of `site` from its hook's path: the
+    /// attributions summed over each cell.
+    fn ig_cells(&self, site: PatchSite, acts: &Acts, path: &IgPath) -> Vec<f32> {
+        let (t, fd, d, h) = (self.t, self.fd, self.d(), self.cfg.n_heads);
+        let per_head = match path {
+            IgPath::Heads(per_head) => per_head,
+            IgPath::Resid(g) => {
+                let at = |a: &[f32], p: usize| dot(a, &g[(p - fd) * d..(p - fd + 1) * d]) as f32;
+                return match site {
+                    PatchSite::Z | PatchSite::ZByPos => {
+                        let dr = acts.delta("attn.hook_result");
+                        let cell = |p: usize, hh: usize| {
+                            if p < fd {
+                                0.0
+                            } else {
+                                at(&dr[(p * h + hh) * d..(p * h + hh + 1) * d], p)
+                            }
+                        };
+                        if site == PatchSite::Z {
+                            (0..h)
+                                .map(|hh| (fd..t).map(|p| cell(p, hh) as f64).sum::<f64>() as f32)
+                                .collect()
+                        } else {
+                            (0..t * h).map(|i| cell(i / h, i % h)).collect()
+                        }
+                    }
+                    _ => {
+                        let delta = acts.delta(resid_hook(site));
+                        (0..t)
+                            .map(|p| {
+                                if p < fd {
+                                    0.0
+                                } else {
+                                    at(&delta[p * d..(p + 1) * d], p)
+                                }
+                            })
+                            .collect()
+                    }
+                };
+            }
+        };
+        reduce(site, per_head, t, self.cfg.d_head, h)
             .into_iter()
             .map(|v| v as f32)
-            .collect())
+            .collect()
+    }
+}
+
+/// One layer's IG path of a hook: Σ_k w_k ∂m/∂(start rows) for the
+/// residual stream ([n, d]), or per head Δx ⊙ Σ_k w_k ∂m/∂x for a head input.
+enum IgPath {
+    Resid(Vec<f32>),
+    Heads(Vec<Vec<f64>>),
+}
+
+/// The hook whose IG path a site's cells are cut from.
+fn ig_key(site: PatchSite) -> &'static str {
+    match site {
+        PatchSite::Z | PatchSite::ZByPos | PatchSite::AttnOut => "hook_attn_out",
+        PatchSite::Q | PatchSite::QByPos => "attn.hook_q",
+        PatchSite::K | PatchSite::KByPos => "attn.hook_k",
+        PatchSite::V | PatchSite::VByPos => "attn.hook_v",
+        PatchSite::Pattern | PatchSite::PatternByDest | PatchSite::PatternDestSrc => {
+            "attn.hook_pattern"
+        }
+        s => resid_hook(s),
     }
 }
 

@@ -37,8 +37,9 @@ pub struct BenchArgs {
     /// Also time the whole analysis (all methods, both directions, heads and neurons).
     #[arg(long)]
     full: bool,
-    /// Also time TransformerLens's patching sites: AP over block_every + head_every +
-    /// head_every_by_pos, and the pattern_dest_src sweep separately, with their FLOP counts.
+    /// Time TransformerLens's patching sites instead of heads and neurons: AP over
+    /// block_every + head_every + head_every_by_pos, and the pattern_dest_src sweep separately,
+    /// with their FLOP counts, then AtP and IG at the bundles.
     #[arg(long)]
     sites: bool,
     /// Rows of the plain matmul timed on each backend, [rows, 768]·[768, 3072] + bias
@@ -215,6 +216,17 @@ async fn run_bench<E: Engine>(
     }
     let fwd = (now_ms() - t) / reps as f64;
     println!("plain hooked forward (the naive loop's unit): {fwd:.1} ms\n");
+    if a.sites {
+        return bench_sites(
+            e,
+            &clean,
+            &corrupt,
+            pair.first_diff,
+            pair.clean.len(),
+            a.ig_steps,
+        )
+        .await;
+    }
     println!(
         "{:<24} {:<17} {:>10} {:>10} {:>9}",
         "method", "direction", "naive s", "fast s", "speed-up"
@@ -301,17 +313,6 @@ async fn run_bench<E: Engine>(
         secs(fast_total),
         naive_total / fast_total
     );
-    if a.sites {
-        bench_sites(
-            e,
-            &clean,
-            &corrupt,
-            pair.first_diff,
-            pair.clean.len(),
-            a.ig_steps,
-        )
-        .await?;
-    }
     if a.full {
         let prompts = Prompts {
             clean: CLEAN.into(),
@@ -351,7 +352,7 @@ async fn bench_sites<E: Engine>(
         other: corrupt,
         from_pos: fd,
     };
-    println!("\npatching sites, AP clean_to_corrupt ({t} tokens, rows from position {fd}):");
+    println!("patching sites, AP clean_to_corrupt ({t} tokens, rows from position {fd}):");
     println!(
         "{:<44} {:>7} {:>12} {:>9} {:>10}",
         "sites", "tails", "GFLOP", "s", "GFLOP/s"

@@ -10,7 +10,7 @@ use patchlab::engine::Component;
 use patchlab::model::published::{checkpoint_files, Repo};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::{Model, Tokenizer};
-use patchlab::report::{npy::report_npy_files, LatentKind, Prompts, Report};
+use patchlab::report::{npy::report_npy_files, LatentKind, MethodKey, PatchSite, Prompts, Report};
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -328,6 +328,8 @@ fn summary(r: &Report) -> String {
             }
         }
     }
+    s += &site_lines(r);
+    s += &dla_lines(r);
     for (c, corr) in &r.analysis.correlations {
         let c = c.name();
         for key in [
@@ -360,6 +362,80 @@ fn summary(r: &Report) -> String {
         r.backend,
         r.timings_ms.get("total").copied().unwrap_or(0.0)
     );
+    s
+}
+
+/// A site map's cell by its axes, e.g. `L1 pos10[ John] H3`.
+fn cell_name(r: &Report, site: PatchSite, mut i: usize, shape: &[usize]) -> String {
+    let mut idx = vec![0; shape.len()];
+    for (k, &n) in shape.iter().enumerate().rev() {
+        idx[k] = i % n;
+        i /= n;
+    }
+    let tok = |p: usize| {
+        r.tokens
+            .clean
+            .get(p)
+            .map_or(String::new(), |t| format!("[{}]", t.text))
+    };
+    site.axes()
+        .iter()
+        .zip(&idx)
+        .map(|(a, &v)| match *a {
+            "layer" => format!("L{v}"),
+            "head" => format!("H{v}"),
+            other => format!("{other}{v}{}", tok(v)),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The three largest |AP| cells of every site and direction.
+fn site_lines(r: &Report) -> String {
+    let mut s = String::new();
+    let Some(ap) = r.results.get(&MethodKey::Ap) else {
+        return s;
+    };
+    for (d, maps) in ap {
+        for (&site, m) in &maps.sites {
+            let mut order: Vec<usize> = (0..m.values.len())
+                .filter(|&i| m.values[i].is_finite())
+                .collect();
+            order.sort_by(|&a, &b| m.values[b].abs().total_cmp(&m.values[a].abs()));
+            let items: Vec<String> = order
+                .iter()
+                .take(3)
+                .map(|&i| format!("{} {:+.3}", cell_name(r, site, i, &m.shape), m.values[i]))
+                .collect();
+            s += &format!("top ap  {d:16} {site:16} {}\n", items.join("  "));
+        }
+    }
+    s
+}
+
+/// Direct logit attribution at the last position: the largest heads and layer parts.
+fn dla_lines(r: &Report) -> String {
+    let Some(dla) = &r.dla else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for (run, m) in [("clean", &dla.clean), ("corrupt", &dla.corrupt)] {
+        let t = m.heads.shape[2];
+        let mut heads: Vec<(usize, f32)> = (0..m.heads.values.len() / t)
+            .map(|i| (i, m.heads.values[i * t + t - 1]))
+            .collect();
+        heads.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let h = m.heads.shape[1];
+        let items: Vec<String> = heads
+            .iter()
+            .take(5)
+            .map(|&(i, v)| format!("L{}H{} {v:+.3}", i / h, i % h))
+            .collect();
+        s += &format!(
+            "dla     {run:7} heads at the last position  {}\n",
+            items.join("  ")
+        );
+    }
     s
 }
 
