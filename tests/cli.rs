@@ -799,6 +799,44 @@ fn batch_file_rows_that_are_not_pairs_are_listed_and_skipped_only_on_request() {
     );
 }
 
+/// `batch --sites`: summary.json averages each site map's cells over the
+/// pairs of one template; the pair of another template is named.
+#[test]
+fn batch_site_maps_average_aligned_pairs_and_name_the_others() {
+    let dir = tempdir("cli-batch-sites");
+    let csv = dir.join("pairs.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "clean,corrupt,correct,incorrect\n\"{CLEAN}\",\"{CORRUPT}\",\" Mary\",\" John\"\n\"Then John gave it to\",\"Then Mary gave it to\",\" Mary\",\" John\"\n\"When Mary and John went to the store, John gave a book to\",\"When Mary and John went to the store, Mary gave a book to\",\" Mary\",\" John\"\n"
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let f = csv.to_str().unwrap();
+    let out = ok(batch(&out_dir, &["--file", f, "--sites", "resid_pre,q"]));
+    assert!(
+        out.contains("sites   2 pairs of 15 tokens (first difference at 10)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("left out of the maps by position (positions would not line up): 1"),
+        "{out}"
+    );
+    let s = json(&out_dir.join("summary.json"));
+    assert_eq!(s["site_alignment"]["not_aligned"], serde_json::json!([1]));
+    let st = &s["site_maps"]["ap"]["clean_to_corrupt"];
+    assert_eq!(st["resid_pre"]["n"], 2);
+    assert_eq!(st["q"]["n"], 3);
+    assert_eq!(
+        st["resid_pre"]["mean"].as_array().unwrap()[0]
+            .as_array()
+            .unwrap()
+            .len(),
+        15
+    );
+}
+
 #[test]
 fn batch_names_a_pair_the_model_cannot_take_runs_the_others_and_fails_at_the_end() {
     let dir = tempdir("cli-batch-bad-pair");

@@ -49,6 +49,16 @@ struct Case {
     corrupt: Vec<u32>,
 }
 
+impl Case {
+    fn first_diff(&self) -> usize {
+        self.clean
+            .iter()
+            .zip(&self.corrupt)
+            .position(|(a, b)| a != b)
+            .unwrap()
+    }
+}
+
 fn cases() -> Vec<Case> {
     let (clean, corrupt) = ioi_ids();
     // the first token differs (no BOS), and only the last one
@@ -149,12 +159,7 @@ fn ap_at_every_site_equals_the_hooked_forward() {
             let e = engine(&case.spec);
             let folded = value_biases_folded(&case.spec);
             let cfg = e.config().clone();
-            let fd = case
-                .clean
-                .iter()
-                .zip(&case.corrupt)
-                .position(|(a, b)| a != b)
-                .unwrap();
+            let fd = case.first_diff();
             for d in Direction::ALL {
                 let (bt, ot) = d.order(&case.clean, &case.corrupt);
                 let (base, other) = runs(&e, bt, ot, &ANSWERS).await;
@@ -226,12 +231,7 @@ fn ig_is_complete_and_atp_is_the_first_order_term() {
         let case = &cases()[0];
         let e = engine(&case.spec);
         let cfg = e.config().clone();
-        let fd = case
-            .clean
-            .iter()
-            .zip(&case.corrupt)
-            .position(|(a, b)| a != b)
-            .unwrap();
+        let fd = case.first_diff();
         let (base, other) = runs(&e, &case.clean, &case.corrupt, &ANSWERS).await;
         let (mb, mo) = (e.metric(&base), e.metric(&other));
         let got = scores(&e, &base, &other, fd, &[Method::Ig, Method::Atp]).await;
@@ -288,12 +288,7 @@ fn gpu_site_scores_equal_cpu() {
     block_on(async {
         for (case, prob) in cases().iter().zip([false, true, false]) {
             let (cpu, gpu) = engines(&case.spec);
-            let fd = case
-                .clean
-                .iter()
-                .zip(&case.corrupt)
-                .position(|(a, b)| a != b)
-                .unwrap();
+            let fd = case.first_diff();
             let metric: Metric = if prob {
                 hot_metric(&cpu, &case.clean).await
             } else {

@@ -226,8 +226,8 @@ fn pairs_with_a_small_gap_are_left_out_unless_included() {
 }
 
 /// The committed reports are schema 1 (no IG*, the old asymmetry): read
-/// back, they are brought up to schema 2 from their scores, exactly as a
-/// new report is built.
+/// back, they are brought up to the current schema from their scores,
+/// exactly as a new report is built.
 #[test]
 fn schema_1_reports_are_upgraded_from_their_scores() {
     let path = golden_dir().join("pairs/0000.json");
@@ -236,7 +236,7 @@ fn schema_1_reports_are_upgraded_from_their_scores() {
     assert_eq!(v["schema"], 1);
     assert!(v["results"].get("ig_norm").is_none());
     let r = Report::from_json(&text).unwrap();
-    assert_eq!(r.schema, 2);
+    assert_eq!(r.schema, patchlab::report::SCHEMA);
     assert!(r.results.contains_key(&MethodKey::IgNorm));
     assert!(r.analysis.latent.contains_key(&MethodKey::IgNorm));
     assert!(!r.analysis.correlations_raw.is_empty());
@@ -245,7 +245,7 @@ fn schema_1_reports_are_upgraded_from_their_scores() {
     patchlab::report::derive(&mut again, 10);
     assert_eq!(again.to_json(), r.to_json());
     // a schema this build does not know is refused with a reason
-    let future = text.replacen("\"schema\":1", "\"schema\":3", 1);
+    let future = text.replacen("\"schema\":1", "\"schema\":4", 1);
     let e = Report::from_json(&future).unwrap_err().to_string();
-    assert!(e.contains("report schema 3 is not supported"), "{e}");
+    assert!(e.contains("report schema 4 is not supported"), "{e}");
 }

@@ -122,8 +122,8 @@ pub struct Summary {
     /// Whether pairs with a small metric gap count in the correlations and
     /// overlaps (`--include-small-gap`); by default they are left out.
     pub include_small_gap: bool,
-    /// Dataset indices of the pairs left out of the correlations and
-    /// overlaps: their |m_clean − m_corrupt| is too small for normalised
+    /// Dataset indices of the pairs left out of the correlations, overlaps
+    /// and site maps: their |m_clean − m_corrupt| is too small for normalised
     /// scores to mean anything (their per_pair values are null).
     pub excluded: Vec<usize>,
     pub pairs: Vec<PairEntry>,

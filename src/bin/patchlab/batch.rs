@@ -586,9 +586,25 @@ pub fn summary_table(s: &Summary) -> String {
             out += &format!("overlap {c:7} {label:46} {}\n", fmt(st));
         }
     }
+    if let Some(al) = &s.site_alignment {
+        out += &format!(
+            "sites   {} pairs of {} tokens (first difference at {}) averaged in the maps by position (summary.json site_maps: mean and std per cell)\n",
+            al.aligned.len(),
+            al.n_tokens,
+            al.first_diff
+        );
+        if !al.not_aligned.is_empty() {
+            let list: Vec<String> = al.not_aligned.iter().map(|i| i.to_string()).collect();
+            out += &format!(
+                "sites   {} pairs of another template left out of the maps by position (positions would not line up): {}\n",
+                al.not_aligned.len(),
+                list.join(", ")
+            );
+        }
+    }
     if !s.excluded.is_empty() {
         out += &format!(
-            "{} of {} pairs left out of the correlations and overlaps: their metric barely differs between the prompts (small_gap; --include-small-gap counts them)\n",
+            "{} of {} pairs left out of the correlations, overlaps and site maps: their metric barely differs between the prompts (small_gap; --include-small-gap counts them)\n",
             s.excluded.len(),
             s.n_pairs
         );

@@ -334,6 +334,27 @@ async fn run_bench<E: Engine>(
     Ok(())
 }
 
+/// Seconds one method takes at `sites` (clean → corrupt).
+async fn time_sites<E: Engine>(
+    e: &E,
+    pair: SweepPair<'_, E::Run>,
+    sites: &[PatchSite],
+    method: Method,
+    ig_steps: usize,
+) -> Result<f64> {
+    let ask = SiteAsk {
+        sites,
+        methods: &[method],
+        ig_steps,
+        ig_rule: Rule::GaussLegendre,
+    };
+    let mut q = Quiet;
+    let t0 = now_ms();
+    let dir = Direction::CleanToCorrupt;
+    site_scores(e, pair, &ask, dir, &mut Tracker::new(&mut q, 0)).await?;
+    Ok((now_ms() - t0) / 1e3)
+}
+
 /// AP at the bundles' sites and at pattern_dest_src (clean → corrupt), with
 /// the FLOPs of the tails they run; then AtP and IG at the bundles.
 async fn bench_sites<E: Engine>(
@@ -357,7 +378,6 @@ async fn bench_sites<E: Engine>(
         "{:<44} {:>7} {:>12} {:>9} {:>10}",
         "sites", "tails", "GFLOP", "s", "GFLOP/s"
     );
-    let mut q = Quiet;
     for (label, sites) in [
         (
             "block_every + head_every + head_every_by_pos",
@@ -369,22 +389,7 @@ async fn bench_sites<E: Engine>(
             .iter()
             .map(|&s| site_ap_flops(&cfg, s, t, fd))
             .fold((0, 0.0), |(a, b), (c, d)| (a + c, b + d));
-        let ask = SiteAsk {
-            sites: &sites,
-            methods: &[Method::Ap],
-            ig_steps,
-            ig_rule: Rule::GaussLegendre,
-        };
-        let t0 = now_ms();
-        site_scores(
-            e,
-            pair,
-            &ask,
-            Direction::CleanToCorrupt,
-            &mut Tracker::new(&mut q, 0),
-        )
-        .await?;
-        let s = (now_ms() - t0) / 1e3;
+        let s = time_sites(e, pair, &sites, Method::Ap, ig_steps).await?;
         println!(
             "{label:<44} {tails:>7} {:>12.2} {s:>9.3} {:>10.1}",
             flops / 1e9,
@@ -392,27 +397,12 @@ async fn bench_sites<E: Engine>(
         );
     }
     for m in [Method::Atp, Method::Ig] {
-        let ask = SiteAsk {
-            sites: &bundles,
-            methods: &[m],
-            ig_steps,
-            ig_rule: Rule::GaussLegendre,
-        };
-        let t0 = now_ms();
-        site_scores(
-            e,
-            pair,
-            &ask,
-            Direction::CleanToCorrupt,
-            &mut Tracker::new(&mut q, 0),
-        )
-        .await?;
+        let s = time_sites(e, pair, &bundles, m, ig_steps).await?;
         println!(
-            "{:<44} {:>7} {:>12} {:>9.3}",
+            "{:<44} {:>7} {:>12} {s:>9.3}",
             format!("{} at the same sites", m.name()),
             "",
-            "",
-            (now_ms() - t0) / 1e3
+            ""
         );
     }
     println!("(FLOPs: the matrix products of the tails; the host-side attention of q/k/v/pattern patches is not counted)");
