@@ -412,9 +412,11 @@ export class Heatmap extends Plot {
     if (this.rowLabels) this.rowLabelW = labelWidth(this.rowLabels);
     if (this.colLabels) {
       this.colLabelW = Math.min(96, labelWidth(this.colLabels));
-      this.canvas.dataset.cols = String(this.cols);
-      this.canvas.dataset.rows = String(this.layers);
+      this.canvas.dataset.colLabels = JSON.stringify(this.colLabels);
     }
+    if (this.rowLabels) this.canvas.dataset.rowLabels = JSON.stringify(this.rowLabels);
+    this.canvas.dataset.cols = String(this.cols);
+    this.canvas.dataset.rows = String(this.layers);
     if (this.firstDiff !== null) this.canvas.dataset.firstDiff = String(this.firstDiff);
     if (this.component === "neurons") {
       this.canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
@@ -508,6 +510,7 @@ export class Heatmap extends Plot {
 
   paint(ctx) {
     const g = this.geometry();
+    this.canvas.dataset.plot = [g.left, g.top, g.pw, g.ph].join(",");
     const scale = this.fixedScale || maxAbs(this.rows) || 1;
     this.scale = scale;
     const [a, b] = this.view;
@@ -753,6 +756,7 @@ export class Bars extends Plot {
 
   paint(ctx) {
     const g = this.geometry();
+    this.canvas.dataset.plot = [g.left, g.top, g.pw, g.ph].join(",");
     const n = this.categories.length;
     const gw = g.pw / n;
     const bw = Math.max(1, (gw * 0.8) / this.series.length);

@@ -516,7 +516,7 @@ export class ReportView {
 
   /** The clean tokens as an axis (labels: their texts), for exports. */
   posAxis(name = "pos", run = "clean") {
-    return { name, labels: this.report.tokens[run].map((t) => t.text) };
+    return { name, labels: this.report.tokens[run].map((t) => t.text), labelName: name === "pos" ? "token" : `${name}_token` };
   }
 
   /** One of the choices, or the first option with a message when the chosen one is not in the report. */
@@ -746,6 +746,7 @@ export class ReportView {
     };
     if (p) {
       p.title = title;
+      p.canvas.setAttribute("aria-label", title);
       p.exports = exports;
       p.setData(toks, series);
     } else this.bars("dla-head", this.dlaHeadGrid, { title, categories: toks, series, yLabel: "DLA", mark: r.tokens.first_diff, exports });
