@@ -259,7 +259,8 @@ export class ReportView {
     }
     this.ablationBox = el("div", "ablation");
     this.ablationBox.hidden = true;
-    root.append(this.summary, this.warnings, this.tabs, this.notice, this.pinBox, this.ablationBox, this.controls, this.body);
+    // the pinned component comes after the plots (sticky at the window's bottom): pinning moves no plot, so a double-click's second click lands where the first did
+    root.append(this.summary, this.warnings, this.tabs, this.notice, this.ablationBox, this.controls, this.body, this.pinBox);
     this.view = viewName(view) || "heads";
     if (!viewName(view)) this.say(`There is no view ${JSON.stringify(String(view))}: showing Heads. The views: ${VIEWS.map(([k]) => k).join(", ")}.`);
     this.selection.on((p) => {
