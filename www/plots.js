@@ -364,6 +364,32 @@ function colourBar(ctx, x, y, w, h, scale, canvas, sequential = false) {
   canvas.dataset.colorbar = [x, y, w, h].map(Math.round).join(",");
 }
 
+/**
+ * Labels (token texts) written upwards under their columns of width cw from
+ * x = left, hanging from y: every one that fits, and the marked one (the
+ * first differing position) in bold red.
+ */
+function columnLabels(ctx, labels, left, cw, y, maxWidth, mark) {
+  const step = Math.ceil(13 / cw);
+  ctx.save();
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (let i = 0; i < labels.length; i++) {
+    const on = i === mark;
+    if (i % step && !on) continue;
+    ctx.save();
+    ctx.translate(left + (i + 0.5) * cw, y);
+    ctx.rotate(-Math.PI / 2);
+    ctx.font = on ? `600 ${FONT}` : FONT;
+    ctx.fillStyle = on ? "#b2182b" : "#333";
+    ctx.fillText(labels[i], 0, 0, maxWidth);
+    ctx.restore();
+  }
+  ctx.restore();
+}
+
+const KEEP_TIP = "click: keep this tooltip (again or Esc: let go)";
+
 let measurer = null;
 /** The widest of some labels in the plots' font, in CSS pixels. */
 function labelWidth(labels) {
@@ -643,22 +669,7 @@ export class Heatmap extends Plot {
   /** Column labels (tokens) written upwards under their cells; the first differing position in bold red, with a marker. */
   paintColLabels(ctx, g) {
     const cw = g.pw / this.cols;
-    const step = Math.ceil(13 / cw);
-    ctx.save();
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    for (let i = 0; i < this.cols; i++) {
-      const diff = i === this.firstDiff;
-      if (i % step && !diff) continue;
-      ctx.save();
-      ctx.translate(g.left + (i + 0.5) * cw, g.top + g.ph + 4);
-      ctx.rotate(-Math.PI / 2);
-      ctx.font = diff ? `600 ${FONT}` : FONT;
-      ctx.fillStyle = diff ? "#b2182b" : "#333";
-      ctx.fillText(this.colLabels[i], 0, 0, this.colLabelW);
-      ctx.restore();
-    }
-    ctx.restore();
+    columnLabels(ctx, this.colLabels, g.left, cw, g.top + g.ph + 4, this.colLabelW, this.firstDiff);
     ctx.fillText(this.xLabel, g.left + g.pw / 2, g.top + g.ph + 8 + this.colLabelW);
     if (this.firstDiff !== null && this.firstDiff < this.cols) {
       // a dashed line before the first differing position (earlier ones are not patched) and a marker above it
@@ -702,7 +713,7 @@ export class Heatmap extends Plot {
       const pin = this.pinFor ? this.pinFor(l, i) : null;
       const lines = this.info(l, i, v);
       if (pin) lines.push(this.selection?.pinned ? "click: pin / unpin" : "click to pin");
-      else lines.push("click: keep this tooltip (again or Esc: let go)");
+      else lines.push(KEEP_TIP);
       if (this.onOpen) lines.push("double-click: the head's attention pattern");
       return { lines, cell: [l, i], pin, value: v };
     }
@@ -801,18 +812,7 @@ export class Bars extends Plot {
     ctx.textAlign = "center";
     ctx.fillText(this.yLabel, 0, 0);
     ctx.restore();
-    const step = Math.ceil(13 / gw);
-    for (let i = 0; i < n; i++) {
-      const mark = i === this.markCategory;
-      if (i % step && !mark) continue;
-      ctx.save();
-      ctx.translate(g.left + (i + 0.5) * gw, g.top + g.ph + 4);
-      ctx.rotate(-Math.PI / 2);
-      ctx.font = mark ? `600 ${FONT}` : FONT;
-      ctx.fillStyle = mark ? "#b2182b" : "#333";
-      ctx.fillText(this.categories[i], 0, 0, this.labelW);
-      ctx.restore();
-    }
+    columnLabels(ctx, this.categories, g.left, gw, g.top + g.ph + 4, this.labelW, this.markCategory);
   }
 
   hit(x, y) {
@@ -820,7 +820,7 @@ export class Bars extends Plot {
     if (x < g.left || x >= g.left + g.pw || y < g.top || y > g.top + g.ph + this.labelW) return null;
     const i = Math.floor(((x - g.left) / g.pw) * this.categories.length);
     if (i < 0 || i >= this.categories.length) return null;
-    const lines = [this.categories[i], ...this.series.map((s) => `${s.name}: ${fmt(num(s.values[i]), 6)}`), "click: keep this tooltip (again or Esc: let go)"];
+    const lines = [this.categories[i], ...this.series.map((s) => `${s.name}: ${fmt(num(s.values[i]), 6)}`), KEEP_TIP];
     return { group: i, lines, value: this.series.map((s) => s.values[i]).join(",") };
   }
 }
