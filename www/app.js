@@ -7,7 +7,7 @@ import { DatasetTab } from "./dataset.js";
 import { PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
 import { ReportView, addPartial, checkReport, partialReport, reportCsv } from "./views.js";
-import { $, download, seconds } from "./dom.js";
+import { $, download, seconds, visibleText } from "./dom.js";
 
 const EXAMPLE = {
   clean: "When Mary and John went to the store, John gave a drink to",
@@ -19,6 +19,14 @@ const ALL = {
   methods: ["ap", "ig", "atp"],
   directions: ["clean_to_corrupt", "corrupt_to_clean"],
   components: ["heads", "neurons"],
+  // the patching sites beyond heads and neurons (index.html's Sites boxes)
+  sites: ["resid_pre", "resid_mid", "attn_out", "mlp_out", "q", "k", "v", "pattern", "z", "q_by_pos", "k_by_pos", "v_by_pos", "z_by_pos", "pattern_by_dest", "pattern_dest_src", "dla"],
+};
+// the engine's bundles of sites, as a link may name them (and stateUrl writes them)
+const BUNDLES = {
+  block_every: ["resid_pre", "attn_out", "mlp_out"],
+  head_every: ["z", "q", "k", "v", "pattern"],
+  head_every_by_pos: ["z_by_pos", "q_by_pos", "k_by_pos", "v_by_pos", "pattern_by_dest"],
 };
 
 const params = new URLSearchParams(location.search);
@@ -68,12 +76,33 @@ function listParam(name) {
   return items.length ? items : ALL[name];
 }
 
+/** The sites of a link (?sites=block_every,dla): bundles expanded, unknown names dropped; none by default. */
+function sitesParam() {
+  const words = (params.get("sites") || "").split(",").map((s) => s.trim());
+  return words.flatMap((w) => BUNDLES[w] || [w]).filter((w) => ALL.sites.includes(w));
+}
+
+/** Sites for a link: a bundle's name where all of its sites are on. */
+function compactSites(sites) {
+  let rest = [...sites];
+  const out = [];
+  for (const [name, list] of Object.entries(BUNDLES)) {
+    if (list.every((x) => rest.includes(x))) {
+      out.push(name);
+      rest = rest.filter((x) => !list.includes(x));
+    }
+  }
+  return [...out, ...rest].join(",");
+}
+
+function setChecked(name, on) {
+  for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
+}
+
 function initInputs() {
   for (const k of ["clean", "corrupt", "correct", "incorrect"]) $(k).value = params.get(k) ?? EXAMPLE[k];
-  for (const name of ["methods", "directions", "components"]) {
-    const on = listParam(name);
-    for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
-  }
+  for (const name of ["methods", "directions", "components"]) setChecked(name, listParam(name));
+  setChecked("sites", sitesParam());
   $("bos").checked = params.get("bos") !== "0";
   $("metric").value = params.get("metric") || "logit_diff";
   const steps = Number(params.get("ig_steps"));
@@ -98,8 +127,9 @@ function fillFromReport(r) {
   $("metric").value = r.prompts?.metric || "logit_diff";
   for (const name of ["methods", "directions", "components"]) {
     const on = r.settings?.[name];
-    if (Array.isArray(on)) for (const box of document.querySelectorAll(`input[name=${name}]`)) box.checked = on.includes(box.value);
+    if (Array.isArray(on)) setChecked(name, on);
   }
+  setChecked("sites", [...(Array.isArray(r.settings?.sites) ? r.settings.sites : []), ...(r.settings?.dla ? ["dla"] : [])]);
   if (Number.isInteger(r.settings?.ig_steps)) $("ig-steps").value = String(r.settings.ig_steps);
   carried = { igRule: r.settings?.ig_rule, percentile: r.settings?.percentile };
 }
@@ -117,11 +147,18 @@ function request() {
     methods: checked("methods"),
     directions: checked("directions"),
     components: checked("components"),
+    sites: checked("sites"),
     bos: $("bos").checked,
     igSteps: Number($("ig-steps").value) || 50,
     metric: $("metric").value.trim() || "logit_diff",
     ...carried,
   };
+}
+
+/** What PatchLab.analyze gets: `sites` (with heads / neurons among them) when any site is on, else `components`. */
+function analyzeRequest(r) {
+  const { sites, components, ...rest } = r;
+  return sites.length ? { ...rest, sites: [...components, ...sites] } : { ...rest, components };
 }
 
 /** The page's state as a URL (what "Copy share link" copies). */
@@ -132,6 +169,7 @@ function stateUrl() {
   p.set("methods", r.methods.join(","));
   if (r.directions.length !== 2) p.set("directions", r.directions.join(","));
   if (r.components.length !== 2) p.set("components", r.components.join(","));
+  if (r.sites.length) p.set("sites", compactSites(r.sites));
   if (!r.bos) p.set("bos", "0");
   if (r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
   if (r.metric !== "logit_diff") p.set("metric", r.metric);
@@ -139,6 +177,8 @@ function stateUrl() {
   if (r.percentile !== undefined) p.set("percentile", String(r.percentile));
   if (mode === "dataset") p.set("tab", "dataset");
   p.set("view", view ? view.view : params.get("view") || "heads");
+  // the view's site, head, method and direction (those it uses)
+  if (view) for (const [k, v] of Object.entries(view.urlState())) p.set(k, v);
   const model = $("model-input").value.trim();
   if (model) p.set("model", model);
   if (embed) p.set("embed", "");
@@ -232,7 +272,7 @@ function chip(text, cls) {
   const c = document.createElement("span");
   c.className = `chip${cls ? ` ${cls}` : ""}`;
   // make spaces and newlines visible
-  c.textContent = text.replace(/ /g, "·").replace(/\n/g, "⏎") || "∅";
+  c.textContent = visibleText(text);
   c.title = JSON.stringify(text);
   return c;
 }
@@ -286,7 +326,7 @@ async function validate() {
     }
   }
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
-  if (r.methods.length === 0 || r.directions.length === 0 || r.components.length === 0) errors.push("Choose at least one method, one direction and one component kind.");
+  if (r.methods.length === 0 || r.directions.length === 0 || r.components.length + r.sites.length === 0) errors.push("Choose at least one method, one direction and one component kind or site.");
   if (metric) errors.push(`The metric cannot be used: ${metric}.`);
   if (r.percentile !== undefined && !Number.isFinite(r.percentile)) errors.push(`The link's percentile is not a number: use e.g. percentile=0.9 (the top 10 % form the latent sets).`);
   valid = errors.length === 0;
@@ -344,7 +384,7 @@ function updateRun() {
 
 async function run() {
   if (!lab || running || !valid || dataset?.isRunning()) return;
-  const req = request();
+  const req = analyzeRequest(request());
   const ctrl = new AbortController();
   running = ctrl;
   updateRun();
@@ -471,6 +511,11 @@ async function main() {
   initInputs();
   view = new ReportView($("report-view"), {
     view: params.get("view") || "heads",
+    site: params.get("site"),
+    head: params.get("head"),
+    method: params.get("method"),
+    direction: params.get("direction"),
+    overlay: params.get("overlay") === "1",
     onView: () => syncUrl(),
     ablate: (req) => (lab ? lab.ablate(req) : Promise.reject(new Error("no model is loaded: press Recompute live or Load to ablate"))),
   });

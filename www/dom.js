@@ -13,6 +13,11 @@ export function el(tag, cls, text) {
   return e;
 }
 
+/** A token's text with its spaces and newlines made visible ("·", "⏎"); "∅" when empty. */
+export function visibleText(text) {
+  return String(text).replace(/ /g, "·").replace(/\n/g, "⏎") || "∅";
+}
+
 /** A duration in ms as "12.3 s" or "2 min 5 s"; "…" while it is unknown. */
 export function seconds(ms) {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "…";

@@ -6,8 +6,11 @@
 //              correct=" Mary" incorrect=" John" methods="ap,ig" view="scatter"></patch-lab>
 //
 // Attributes: clean, corrupt, correct, incorrect, methods, directions,
-// components, bos ("false" to drop BOS), ig-steps, view (heads | neurons |
-// scatter | latent), model (Hub repo id or base URL), report (URL of a
+// components, sites (patching sites or bundles, e.g. "block_every,dla"),
+// bos ("false" to drop BOS), ig-steps, view (heads | neurons | scatter |
+// latent | resid | head_sites | pattern | dla), site (resid's site, e.g.
+// resid_mid), head ("layer.head": pattern's and dla's head), method and
+// direction (head_sites' and the pattern overlay's), model (Hub repo id or base URL), report (URL of a
 // report JSON: rendered without loading a model, with a "Recompute live"
 // button). `report` and `model` resolve against the page, like any HTML
 // attribute; everything else (the stylesheet, the worker, the wasm, the
@@ -30,7 +33,7 @@ const STYLE = new URL("./style.css", import.meta.url).href;
 
 class PatchLabElement extends HTMLElement {
   static get observedAttributes() {
-    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "view", "model", "bos", "ig-steps"];
+    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps"];
   }
 
   connectedCallback() {
@@ -54,7 +57,8 @@ class PatchLabElement extends HTMLElement {
     bar.append(this.progress, this.statusLine, this.recompute);
     const box = el("div", "patch-lab-embed");
     root.append(link, bar, this.errorLine, box);
-    this.view = new ReportView(box, { view: this.getAttribute("view") || "heads", filenamePrefix: "patchlab" });
+    const a = (k) => this.getAttribute(k) || undefined;
+    this.view = new ReportView(box, { view: a("view") || "heads", site: a("site"), head: a("head"), method: a("method"), direction: a("direction"), filenamePrefix: "patchlab" });
     this.start();
   }
 
@@ -114,6 +118,10 @@ class PatchLabElement extends HTMLElement {
     const r = this.report?.prompts || {};
     const saved = this.report?.settings || {};
     const list = (k, fallback) => (a(k) ? a(k).split(",").map((s) => s.trim()).filter(Boolean) : fallback);
+    const components = list("components", saved.components);
+    // sites (heads and neurons among them) replace components
+    const savedSites = saved.sites?.length || saved.dla ? [...(saved.components || []), ...(saved.sites || []), ...(saved.dla ? ["dla"] : [])] : undefined;
+    const sites = a("sites") ? [...(a("components") ? components : []), ...list("sites")] : savedSites;
     return {
       clean: a("clean") ?? r.clean,
       corrupt: a("corrupt") ?? r.corrupt,
@@ -123,7 +131,8 @@ class PatchLabElement extends HTMLElement {
       metric: r.metric,
       methods: list("methods", saved.methods),
       directions: list("directions", saved.directions),
-      components: list("components", saved.components),
+      components: sites ? undefined : components,
+      sites,
       igSteps: a("ig-steps") ? Number(a("ig-steps")) : saved.ig_steps,
       igRule: saved.ig_rule,
       percentile: saved.percentile,

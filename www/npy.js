@@ -1,6 +1,7 @@
 // The report's score maps as .npy files in a .zip (stored, no compression):
 // the same files `patchlab analyze --npy DIR` writes
 // (<method>_<direction>_<heads|neurons>.npy, shape [layers, components], float32;
+// <method>_<direction>_<site>.npy in the site's shape, e.g. [layers, positions];
 // ig_convergence_delta_<direction>_<kind>.npy, shape [layers]).
 
 /** One float32 .npy file (format 1.0, header padded to 64 bytes). */
@@ -72,7 +73,18 @@ export function zip(entries) {
   return new Blob([...parts, ...central, new Uint8Array(end.buffer)], { type: "application/zip" });
 }
 
-/** Every score map of a report as .npy files, zipped. */
+/** The shape of a nested array of numbers (a map in TransformerLens's shape): each level's length, from its first element. */
+export function nestedShape(map) {
+  const shape = [];
+  for (let x = map; Array.isArray(x); x = x[0]) shape.push(x.length);
+  return shape;
+}
+
+/**
+ * Every score map of a report as .npy files, zipped: heads and neurons
+ * [layers, components]; the patching sites (`<method>_<direction>_<site>.npy`)
+ * in their own shapes, as `patchlab analyze --npy` writes them.
+ */
 export function reportNpyZip(r) {
   const entries = [];
   for (const [m, dirs] of Object.entries(r.results || {})) {
@@ -80,6 +92,9 @@ export function reportNpyZip(r) {
       for (const c of ["heads", "neurons"]) {
         const rows = maps[c];
         if (rows) entries.push([`${m}_${d}_${c}.npy`, npyBytes([rows.length, rows[0]?.length || 0], rows.flat())]);
+      }
+      for (const [site, map] of Object.entries(maps)) {
+        if (site !== "heads" && site !== "neurons" && Array.isArray(map)) entries.push([`${m}_${d}_${site}.npy`, npyBytes(nestedShape(map), map.flat(Infinity))]);
       }
     }
   }

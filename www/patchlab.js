@@ -156,9 +156,9 @@ function reportsJson(reports) {
 }
 
 /** The analysis options of a request, as the wasm engine reads them (undefined ones left out). */
-function analysisOptions({ methods, directions, components, igSteps, igRule, percentile }) {
+function analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }) {
   const out = {};
-  for (const [k, v] of Object.entries({ methods, directions, components })) {
+  for (const [k, v] of Object.entries({ methods, directions, components, sites })) {
     if (v !== undefined) out[k] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...v];
   }
   if (igSteps !== undefined) out.igSteps = Number(igSteps);
@@ -272,6 +272,11 @@ export class PatchLab {
    * signal: an AbortSignal (rejects with an AbortError named "AbortError").
    * backend: "auto" (default), "cpu" or "gpu".
    * metric: "logit_diff" (default) or "greater_than:YY" (Greater-Than task).
+   * sites: instead of components, the patching sites to compute (names or
+   * bundles: heads, neurons, resid_pre, resid_mid, attn_out, mlp_out, z, q,
+   * k, v, pattern, *_by_pos, pattern_by_dest, pattern_dest_src, dla,
+   * block_every, head_every, head_every_by_pos); their maps, the attention
+   * patterns and DLA arrive with the report, not as partial results.
    */
   async analyze({
     clean,
@@ -281,6 +286,7 @@ export class PatchLab {
     methods,
     directions,
     components,
+    sites,
     bos = true,
     igSteps,
     igRule,
@@ -291,7 +297,7 @@ export class PatchLab {
     onPartial,
     signal,
   } = {}) {
-    const request = { clean, corrupt, correct, incorrect, bos, backend, ...analysisOptions({ methods, directions, components, igSteps, igRule, percentile }) };
+    const request = { clean, corrupt, correct, incorrect, bos, backend, ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }) };
     if (metric !== undefined) request.metric = String(metric);
     for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
       if (typeof request[k] !== "string") throw makeError("TypeError", `analyze needs ${k} (a string)`);

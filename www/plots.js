@@ -7,6 +7,7 @@
 // through textContent or fillText.
 
 import { download, el } from "./dom.js";
+import { npyBytes } from "./npy.js";
 
 const FONT = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
 const TITLE_FONT = "600 13px system-ui, -apple-system, 'Segoe UI', sans-serif";
@@ -168,9 +169,14 @@ export function componentLabel(component, layer, index) {
   return component === "heads" ? `L${layer} H${index}` : `L${layer} N${index}`;
 }
 
-/** Base: a figure with a canvas, tooltip, PNG button; redraws on resize. */
+/**
+ * Base: a figure with a canvas, tooltip, PNG button (and CSV / npy buttons
+ * when `exports` is given: {csv: () => text, npy: () => {shape, values}});
+ * redraws on resize. A click on a point without a component to pin pins the
+ * tooltip instead (click again or Escape to unpin).
+ */
 class Plot {
-  constructor(parent, { title, selection, ablation, filename, height }) {
+  constructor(parent, { title, selection, ablation, filename, height, exports }) {
     this.title = title;
     this.selection = selection;
     this.ablation = ablation || null;
@@ -188,14 +194,49 @@ class Plot {
     png.title = "Download this plot as a PNG image";
     png.addEventListener("click", () => this.downloadPng());
     bar.append(png);
+    this.exports = exports;
+    if (exports) {
+      for (const [label, what, f] of [
+        ["CSV", "its numbers as CSV", () => download(`${this.filename}.csv`, this.exports.csv(), "text/csv")],
+        ["npy", "its map as a NumPy .npy file (float32, the map's shape)", () => {
+          const { shape, values } = this.exports.npy();
+          download(`${this.filename}.npy`, npyBytes(shape, values));
+        }],
+      ]) {
+        const b = el("button", "small", label);
+        b.type = "button";
+        b.dataset.export = label.toLowerCase();
+        b.title = `Download ${what}`;
+        b.addEventListener("click", f);
+        bar.append(b);
+      }
+    }
+    this.tools = bar;
     this.figure.append(this.canvas, this.tooltip, bar);
     parent.append(this.figure);
     this.hover = null;
+    this.tipPinned = false;
     this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
-    this.canvas.addEventListener("mouseleave", () => { this.hover = null; this.tooltip.hidden = true; this.draw(); });
+    this.canvas.addEventListener("mouseleave", () => {
+      if (this.tipPinned) return;
+      this.hover = null;
+      this.tooltip.hidden = true;
+      this.draw();
+    });
+    this.onKey = (e) => { if (e.key === "Escape" && this.tipPinned) this.unpinTip(); };
+    window.addEventListener("keydown", this.onKey);
     this.canvas.addEventListener("click", (e) => {
+      if (this.tipPinned) return this.unpinTip();
       const h = this.hit(...this.pos(e));
-      if (!h || !h.pin) return;
+      if (!h) return;
+      if (!h.pin) {
+        if (!h.lines) return;
+        this.onMove(e);
+        this.tipPinned = true;
+        this.tooltip.classList.add("pinned");
+        this.figure.dataset.tipPinned = "1";
+        return;
+      }
       if (this.ablation && (e.shiftKey || this.ablation.mode)) {
         this.ablation.toggle(h.pin);
         this.onMove(e); // the tooltip says what a click does now
@@ -212,7 +253,17 @@ class Plot {
     return [e.clientX - r.left, e.clientY - r.top];
   }
 
+  unpinTip() {
+    this.tipPinned = false;
+    this.tooltip.classList.remove("pinned");
+    delete this.figure.dataset.tipPinned;
+    this.hover = null;
+    this.tooltip.hidden = true;
+    this.draw();
+  }
+
   onMove(e) {
+    if (this.tipPinned) return;
     const [x, y] = this.pos(e);
     const h = this.hit(x, y);
     this.hover = h;
@@ -220,6 +271,9 @@ class Plot {
       this.tooltip.hidden = true;
     } else {
       this.tooltip.replaceChildren(...h.lines.map((l, i) => el(i === 0 ? "strong" : "div", null, l)));
+      // the exact number, for tests and for copying from the inspector
+      if (h.value !== undefined) this.tooltip.dataset.value = String(h.value);
+      else delete this.tooltip.dataset.value;
       this.tooltip.hidden = false;
       const w = this.figure.clientWidth;
       this.tooltip.style.left = `${Math.min(x + 14, w - 180)}px`;
@@ -266,7 +320,8 @@ class Plot {
     ctx.fillStyle = "#111";
     ctx.textBaseline = "top";
     ctx.textAlign = "left";
-    ctx.fillText(this.title, 6, 4, this.w - 12);
+    // the title stops short of the buttons
+    ctx.fillText(this.title, 6, 4, Math.max(60, this.w - 16 - (this.tools.offsetWidth || 0)));
     ctx.font = FONT;
     this.paint(ctx);
   }
@@ -278,6 +333,7 @@ class Plot {
   }
 
   destroy() {
+    window.removeEventListener("keydown", this.onKey);
     this.resize.disconnect();
     this.unsub?.();
     this.unsubAblation?.();
@@ -285,10 +341,11 @@ class Plot {
   }
 }
 
-/** A diverging colour bar with ticks, drawn at (x, y, w, h). */
-function colourBar(ctx, x, y, w, h, scale, canvas) {
+/** A diverging (or, for maps ≥ 0, sequential) colour bar with ticks, drawn at (x, y, w, h). */
+function colourBar(ctx, x, y, w, h, scale, canvas, sequential = false) {
   for (let i = 0; i < h; i++) {
-    ctx.fillStyle = css(diverging(1 - (2 * i) / (h - 1)));
+    const t = 1 - i / (h - 1);
+    ctx.fillStyle = css(diverging(sequential ? t : 2 * t - 1));
     ctx.fillRect(x, y + i, w, 1);
   }
   ctx.strokeStyle = "#888";
@@ -298,7 +355,8 @@ function colourBar(ctx, x, y, w, h, scale, canvas) {
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";
   const short = (v) => (Math.abs(v) >= 0.01 && Math.abs(v) < 1e4 ? v.toFixed(2) : v.toExponential(1)).replace("-", "−");
-  for (const [t, label] of [[0, short(scale)], [0.5, "0"], [1, short(-scale)]]) {
+  const ends = sequential ? [short(scale), short(scale / 2), "0"] : [short(scale), "0", short(-scale)];
+  for (const [t, label] of [[0, ends[0]], [0.5, ends[1]], [1, ends[2]]]) {
     const ty = y + t * (h - 1);
     ctx.fillRect(x + w, ty, 3, 1);
     ctx.fillText(label, x + w + 5, ty);
@@ -307,25 +365,94 @@ function colourBar(ctx, x, y, w, h, scale, canvas) {
 }
 
 /**
+ * Labels (token texts) written upwards under their columns of width cw from
+ * x = left, hanging from y: every one that fits, and the marked one (the
+ * first differing position) in bold red.
+ */
+function columnLabels(ctx, labels, left, cw, y, maxWidth, mark) {
+  const step = Math.ceil(13 / cw);
+  ctx.save();
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (let i = 0; i < labels.length; i++) {
+    const on = i === mark;
+    if (i % step && !on) continue;
+    ctx.save();
+    ctx.translate(left + (i + 0.5) * cw, y);
+    ctx.rotate(-Math.PI / 2);
+    ctx.font = on ? `600 ${FONT}` : FONT;
+    ctx.fillStyle = on ? "#b2182b" : "#333";
+    ctx.fillText(labels[i], 0, 0, maxWidth);
+    ctx.restore();
+  }
+  ctx.restore();
+}
+
+const KEEP_TIP = "click: keep this tooltip (again or Esc: let go)";
+
+let measurer = null;
+/** The widest of some labels in the plots' font, in CSS pixels. */
+function labelWidth(labels) {
+  measurer ||= document.createElement("canvas").getContext("2d");
+  measurer.font = FONT;
+  let w = 0;
+  for (const t of labels) w = Math.max(w, measurer.measureText(t).width);
+  return w;
+}
+
+/**
  * A layer × component heatmap. For neurons (many columns) each pixel column
  * shows the component of largest |score| in its bin; the wheel zooms, a
- * drag pans and a double-click resets.
+ * drag pans and a double-click resets. Any other component is a map of
+ * discrete cells like heads, with optional labels: rowLabels / colLabels
+ * (token texts, drawn with fillText), xLabel / yLabel, firstDiff (a column
+ * to mark), blank(row, col) (cells left empty, e.g. a causal pattern's upper
+ * triangle), sequential (maps ≥ 0: white to red), scale (a fixed colour
+ * scale), info(row, col, value) (the tooltip's lines), pinFor(row, col)
+ * (the component a click pins; none: the click pins the tooltip) and
+ * onOpen(row, col) (a double-click on a cell).
  */
 export class Heatmap extends Plot {
   constructor(parent, opts) {
     super(parent, opts);
-    this.component = opts.component; // "heads" | "neurons"
+    this.component = opts.component; // "heads" | "neurons" | any other name: discrete cells
+    this.discrete = this.component !== "neurons";
     this.rows = opts.rows || [];
     this.layers = opts.layers;
     this.cols = opts.cols;
     this.marks = opts.marks || null; // {and: [[l, i]], or: [[l, i]]}
     this.valueName = opts.valueName || "score";
+    this.rowLabels = opts.rowLabels || null;
+    this.colLabels = opts.colLabels || null;
+    this.xLabel = opts.xLabel || (this.component === "heads" ? "head" : "");
+    this.yLabel = opts.yLabel || "layer";
+    this.firstDiff = Number.isInteger(opts.firstDiff) ? opts.firstDiff : null;
+    this.blank = opts.blank || null;
+    this.sequential = !!opts.sequential;
+    this.fixedScale = opts.scale || null;
+    this.info = opts.info || null;
+    this.pinFor = opts.pinFor || null;
+    this.onOpen = opts.onOpen || null;
     this.view = [0, this.cols];
     this.cells = null;
+    if (this.rowLabels) this.rowLabelW = labelWidth(this.rowLabels);
+    if (this.colLabels) {
+      this.colLabelW = Math.min(96, labelWidth(this.colLabels));
+      this.canvas.dataset.colLabels = JSON.stringify(this.colLabels);
+    }
+    if (this.rowLabels) this.canvas.dataset.rowLabels = JSON.stringify(this.rowLabels);
+    this.canvas.dataset.cols = String(this.cols);
+    this.canvas.dataset.rows = String(this.layers);
+    if (this.firstDiff !== null) this.canvas.dataset.firstDiff = String(this.firstDiff);
     if (this.component === "neurons") {
       this.canvas.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
       this.canvas.addEventListener("mousedown", (e) => this.onDrag(e));
       this.canvas.addEventListener("dblclick", () => { this.view = [0, this.cols]; this.draw(); });
+    } else if (this.onOpen) {
+      this.canvas.addEventListener("dblclick", (e) => {
+        const h = this.hit(...this.pos(e));
+        if (h?.cell) this.onOpen(...h.cell);
+      });
     }
     this.layout();
   }
@@ -336,8 +463,17 @@ export class Heatmap extends Plot {
     this.draw();
   }
 
+  margins() {
+    return {
+      left: this.rowLabels ? Math.max(44, 26 + this.rowLabelW) : 44,
+      top: 30,
+      right: 84,
+      bottom: this.colLabels ? 22 + this.colLabelW : 34,
+    };
+  }
+
   geometry() {
-    const left = 44, top = 30, right = 84, bottom = 34;
+    const { left, top, right, bottom } = this.margins();
     const pw = Math.max(40, this.w - left - right);
     const ph = Math.max(20, this.h - top - bottom);
     return { left, top, pw, ph, rowH: ph / this.layers };
@@ -345,9 +481,12 @@ export class Heatmap extends Plot {
 
   heightFor(w) {
     if (this.fixedHeight) return this.fixedHeight;
-    const cellW = (w - 44 - 84) / (this.component === "heads" ? this.cols : 64);
-    const rowH = this.component === "heads" ? Math.max(8, Math.min(30, cellW)) : Math.max(8, Math.min(36, 240 / this.layers));
-    return 30 + 34 + rowH * this.layers;
+    const { left, top, right, bottom } = this.margins();
+    const cellW = (w - left - right) / (this.discrete ? this.cols : 64);
+    const most = 640 / this.layers; // tall maps (a row per head) stay on screen
+    const least = Math.min(this.colLabels ? 14 : 8, most); // maps with token columns: rows tall enough to hover
+    const rowH = this.discrete ? Math.max(least, Math.min(30, cellW, most)) : Math.max(8, Math.min(36, 240 / this.layers));
+    return top + bottom + rowH * this.layers;
   }
 
   onWheel(e) {
@@ -397,15 +536,17 @@ export class Heatmap extends Plot {
 
   paint(ctx) {
     const g = this.geometry();
-    const scale = maxAbs(this.rows) || 1;
+    this.canvas.dataset.plot = [g.left, g.top, g.pw, g.ph].join(",");
+    const scale = this.fixedScale || maxAbs(this.rows) || 1;
     this.scale = scale;
     const [a, b] = this.view;
     // cells
-    if (this.component === "heads") {
+    if (this.discrete) {
       const cw = g.pw / this.cols;
       for (let l = 0; l < this.layers; l++) {
         const row = this.rows[l];
         for (let h = 0; h < this.cols; h++) {
+          if (this.blank?.(l, h)) continue;
           ctx.fillStyle = css(row ? diverging(num(row[h]) / scale) : MISSING_RGB);
           ctx.fillRect(g.left + h * cw, g.top + l * g.rowH, Math.ceil(cw), Math.ceil(g.rowH));
         }
@@ -484,20 +625,22 @@ export class Heatmap extends Plot {
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
     const every = Math.ceil(12 / g.rowH);
-    for (let l = 0; l < this.layers; l += every) ctx.fillText(String(l), g.left - 6, g.top + (l + 0.5) * g.rowH);
+    const rowLabel = (l) => (this.rowLabels ? this.rowLabels[l] : String(l));
+    for (let l = 0; l < this.layers; l += every) ctx.fillText(rowLabel(l), g.left - 6, g.top + (l + 0.5) * g.rowH, g.left - 18);
     ctx.save();
     ctx.translate(10, g.top + g.ph / 2);
     ctx.rotate(-Math.PI / 2);
     ctx.textAlign = "center";
-    ctx.fillText("layer", 0, 0);
+    ctx.fillText(this.yLabel, 0, 0);
     ctx.restore();
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    if (this.component === "heads") {
+    if (this.colLabels) this.paintColLabels(ctx, g);
+    else if (this.discrete) {
       const cw = g.pw / this.cols;
       const step = Math.ceil(18 / cw);
       for (let h = 0; h < this.cols; h += step) ctx.fillText(String(h), g.left + (h + 0.5) * cw, g.top + g.ph + 3);
-      ctx.fillText("head", g.left + g.pw / 2, g.top + g.ph + 17);
+      ctx.fillText(this.xLabel, g.left + g.pw / 2, g.top + g.ph + 17);
     } else {
       for (const t of niceTicks(a, b, 6)) {
         const x = g.left + ((t - a) / (b - a)) * g.pw;
@@ -508,11 +651,11 @@ export class Heatmap extends Plot {
       const zoom = b - a < this.cols ? ` (neurons ${Math.round(a)}–${Math.round(b) - 1}; double-click to reset)` : " (wheel to zoom, drag to pan)";
       ctx.fillText(`neuron${zoom}`, g.left + g.pw / 2, g.top + g.ph + 18);
     }
-    colourBar(ctx, g.left + g.pw + 12, g.top, 14, Math.max(40, g.ph), scale, this.canvas);
+    colourBar(ctx, g.left + g.pw + 12, g.top, 14, Math.max(40, g.ph), scale, this.canvas, this.sequential);
     // hover and pin outlines
     const outline = (l, i, colour, width) => {
       let x, w;
-      if (this.component === "heads") { w = g.pw / this.cols; x = g.left + i * w; }
+      if (this.discrete) { w = g.pw / this.cols; x = g.left + i * w; }
       else { w = Math.max(3, g.pw / (b - a)); x = g.left + ((i - a) / (b - a)) * g.pw - w / 2 + g.pw / (b - a) / 2; }
       ctx.strokeStyle = colour;
       ctx.lineWidth = width;
@@ -523,21 +666,57 @@ export class Heatmap extends Plot {
     if (this.hover && this.hover.cell) outline(this.hover.cell[0], this.hover.cell[1], "#555", 1.5);
   }
 
+  /** Column labels (tokens) written upwards under their cells; the first differing position in bold red, with a marker. */
+  paintColLabels(ctx, g) {
+    const cw = g.pw / this.cols;
+    columnLabels(ctx, this.colLabels, g.left, cw, g.top + g.ph + 4, this.colLabelW, this.firstDiff);
+    ctx.fillText(this.xLabel, g.left + g.pw / 2, g.top + g.ph + 8 + this.colLabelW);
+    if (this.firstDiff !== null && this.firstDiff < this.cols) {
+      // a dashed line before the first differing position (earlier ones are not patched) and a marker above it
+      const x = g.left + this.firstDiff * cw;
+      ctx.strokeStyle = "#b2182b";
+      ctx.lineWidth = 1.5;
+      ctx.setLineDash([3, 3]);
+      ctx.beginPath();
+      ctx.moveTo(x, g.top - 2);
+      ctx.lineTo(x, g.top + g.ph + 2);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = "#b2182b";
+      const cx = x + cw / 2;
+      ctx.beginPath();
+      ctx.moveTo(cx - 5, g.top - 9);
+      ctx.lineTo(cx + 5, g.top - 9);
+      ctx.lineTo(cx, g.top - 2);
+      ctx.closePath();
+      ctx.fill();
+      ctx.fillStyle = "#333";
+    }
+  }
+
   hit(x, y) {
     const g = this.geometry();
     if (x < g.left || x >= g.left + g.pw || y < g.top || y >= g.top + g.ph) return null;
     const l = Math.floor((y - g.top) / g.rowH);
     let i;
     const row = this.rows[l];
-    if (this.component === "heads") i = Math.floor(((x - g.left) / g.pw) * this.cols);
+    if (this.discrete) i = Math.floor(((x - g.left) / g.pw) * this.cols);
     else {
       const [a, b] = this.view;
       const per = (b - a) / (g.pw * this.dpr);
       const c0 = this.columnAt(x);
       i = per > 1 && row ? this.binBest(row, c0, Math.min(this.cols, Math.ceil(c0 + per)))[1] : c0;
     }
-    if (l < 0 || l >= this.layers || i < 0 || i >= this.cols) return null;
+    if (l < 0 || l >= this.layers || i < 0 || i >= this.cols || this.blank?.(l, i)) return null;
     const v = row ? row[i] : undefined;
+    if (this.info) {
+      const pin = this.pinFor ? this.pinFor(l, i) : null;
+      const lines = this.info(l, i, v);
+      if (pin) lines.push(this.selection?.pinned ? "click: pin / unpin" : "click to pin");
+      else lines.push(KEEP_TIP);
+      if (this.onOpen) lines.push("double-click: the head's attention pattern");
+      return { lines, cell: [l, i], pin, value: v };
+    }
     const lines = [componentLabel(this.component, l, i), `${this.valueName} ${row ? fmt(v, 6) : "(not computed yet)"}`];
     if (this.marks) {
       if ((this.marks.and || []).some(([a, b]) => a === l && b === i)) lines.push("AND component");
@@ -550,7 +729,99 @@ export class Heatmap extends Plot {
         ? `click: ${on ? "restore" : "ablate"} (ablate mode)`
         : `click: pin / unpin · shift-click: ${on ? "restore" : "ablate"}`);
     } else lines.push(this.selection?.pinned ? "click: pin / unpin" : "click to pin");
-    return { lines, cell: [l, i], pin: { component: this.component, layer: l, index: i } };
+    if (this.onOpen) lines.push("double-click: attention pattern");
+    return { lines, cell: [l, i], pin: { component: this.component, layer: l, index: i }, value: v };
+  }
+}
+
+/**
+ * Grouped bars: one group per category (labels drawn upwards, with
+ * fillText), one bar per series ({name, values, colour}); hover a group for
+ * its numbers, click to keep the tooltip.
+ */
+export class Bars extends Plot {
+  constructor(parent, opts) {
+    super(parent, { height: 260, ...opts });
+    this.yLabel = opts.yLabel || "";
+    this.markCategory = Number.isInteger(opts.mark) ? opts.mark : null;
+    this.setData(opts.categories, opts.series, false);
+    this.layout();
+  }
+
+  setData(categories, series, redraw = true) {
+    this.categories = categories;
+    this.series = series;
+    this.labelW = Math.min(96, labelWidth(categories));
+    const vals = series.flatMap((s) => s.values.map(num)).filter(Number.isFinite);
+    this.lo = Math.min(0, ...vals);
+    this.hi = Math.max(0, ...vals);
+    if (!(this.hi > this.lo)) this.hi = this.lo + 1;
+    this.canvas.dataset.categories = String(categories.length);
+    if (redraw) this.draw();
+  }
+
+  geometry() {
+    const left = 58, top = 40, right = 12, bottom = 12 + this.labelW;
+    return { left, top, pw: Math.max(40, this.w - left - right), ph: Math.max(40, this.h - top - bottom) };
+  }
+
+  paint(ctx) {
+    const g = this.geometry();
+    this.canvas.dataset.plot = [g.left, g.top, g.pw, g.ph].join(",");
+    const n = this.categories.length;
+    const gw = g.pw / n;
+    const bw = Math.max(1, (gw * 0.8) / this.series.length);
+    const y = (v) => g.top + ((this.hi - v) / (this.hi - this.lo)) * g.ph;
+    // legend
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "left";
+    let lx = 6;
+    for (const s of this.series) {
+      ctx.fillStyle = s.colour;
+      ctx.fillRect(lx, 24, 10, 10);
+      ctx.fillStyle = "#333";
+      ctx.fillText(s.name, lx + 14, 29);
+      lx += 24 + ctx.measureText(s.name).width;
+    }
+    if (this.hover && this.hover.group !== undefined) {
+      ctx.fillStyle = "rgba(0,0,0,0.07)";
+      ctx.fillRect(g.left + this.hover.group * gw, g.top, gw, g.ph);
+    }
+    this.series.forEach((s, k) => {
+      ctx.fillStyle = s.colour;
+      for (let i = 0; i < n; i++) {
+        const v = num(s.values[i]);
+        if (!Number.isFinite(v)) continue;
+        const x = g.left + i * gw + gw * 0.1 + k * bw;
+        ctx.fillRect(x, Math.min(y(v), y(0)), Math.max(1, bw - 1), Math.abs(y(v) - y(0)));
+      }
+    });
+    // zero line and axes
+    ctx.fillStyle = "#333";
+    ctx.fillRect(g.left, Math.round(y(0)), g.pw, 1);
+    ctx.textAlign = "right";
+    const yt = niceTicks(this.lo, this.hi, 4);
+    const yl = tickLabel(yt);
+    for (const t of yt) {
+      ctx.fillRect(g.left - 4, y(t), 4, 1);
+      ctx.fillText(yl(t), g.left - 6, y(t));
+    }
+    ctx.save();
+    ctx.translate(11, g.top + g.ph / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText(this.yLabel, 0, 0);
+    ctx.restore();
+    columnLabels(ctx, this.categories, g.left, gw, g.top + g.ph + 4, this.labelW, this.markCategory);
+  }
+
+  hit(x, y) {
+    const g = this.geometry();
+    if (x < g.left || x >= g.left + g.pw || y < g.top || y > g.top + g.ph + this.labelW) return null;
+    const i = Math.floor(((x - g.left) / g.pw) * this.categories.length);
+    if (i < 0 || i >= this.categories.length) return null;
+    const lines = [this.categories[i], ...this.series.map((s) => `${s.name}: ${fmt(num(s.values[i]), 6)}`), KEEP_TIP];
+    return { group: i, lines, value: this.series.map((s) => s.values[i]).join(",") };
   }
 }
 

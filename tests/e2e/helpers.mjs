@@ -117,6 +117,7 @@ export function cliReport(modelDir, req) {
   if (req.methods) args.push("--methods", req.methods.join(","));
   if (req.directions) args.push("--directions", req.directions.join(","));
   if (req.components) args.push("--components", req.components.join(","));
+  if (req.sites) args.push("--sites", req.sites.join(","));
   if (req.igSteps) args.push("--ig-steps", String(req.igSteps));
   if (req.igRule) args.push("--ig-rule", req.igRule);
   if (req.percentile !== undefined) args.push("--percentile", String(req.percentile));
