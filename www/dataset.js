@@ -10,8 +10,9 @@
 // from files) only ever reaches the page through textContent.
 
 import { summaryInput } from "./patchlab.js";
-import { Histogram, fmt } from "./plots.js";
-import { $, download, el, seconds } from "./dom.js";
+import { SITE_AXES } from "./views.js";
+import { Heatmap, Histogram, fmt } from "./plots.js";
+import { $, download, el, seconds, visibleText } from "./dom.js";
 
 /**
  * The summary's main correlation rows: [key, label, histogram title or null].
@@ -127,12 +128,20 @@ export class DatasetTab {
 
   /** The analysis options of a run (the request fields besides the pair). */
   options() {
+    const sites = this.checked("sites");
+    const components = this.checked("components");
     return {
       methods: this.checked("methods"),
       directions: this.checked("directions"),
-      components: this.checked("components"),
+      // sites replace components in a request (and may name heads and neurons)
+      ...(sites.length ? { sites: [...components, ...sites] } : { components }),
       igSteps: Number($("ds-ig-steps").value) || 50,
     };
+  }
+
+  /** Whether the options ask for something to compute. */
+  static hasWork(o) {
+    return o.methods.length && o.directions.length && (o.sites || o.components).length;
   }
 
   taskKey() {
@@ -143,7 +152,7 @@ export class DatasetTab {
   update() {
     const lab = this.lab();
     const o = this.options();
-    const choices = o.methods.length && o.directions.length && o.components.length;
+    const choices = DatasetTab.hasWork(o);
     $("ds-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !choices;
     $("ds-cancel").disabled = !this.running && !this.ablating;
     $("ds-abl-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !this.inputs.some(Boolean);
@@ -299,7 +308,7 @@ export class DatasetTab {
     if (!lab) return;
     this.error("");
     const opts = this.options();
-    if (!opts.methods.length || !opts.directions.length || !opts.components.length) return this.update();
+    if (!DatasetTab.hasWork(opts)) return this.update();
     // the task as set now, unless these pairs came from it (or from a file)
     if (!this.data || (this.data.key && this.data.key !== this.taskKey())) {
       if (!(await this.generate())) return;
@@ -547,6 +556,73 @@ export class DatasetTab {
       }
     }
     $("ds-tables").replaceChildren(...tables);
+    this.renderSiteMaps();
+  }
+
+  /** The summary's site maps (mean ± std per cell) as heatmaps, one map at a time. */
+  renderSiteMaps() {
+    const s = this.summary;
+    const maps = [];
+    for (const [m, dirs] of Object.entries(s.site_maps || {})) {
+      for (const [d, sites] of Object.entries(dirs)) for (const site of Object.keys(sites)) maps.push([m, d, site]);
+    }
+    $("ds-sites").hidden = !maps.length;
+    if (!maps.length) return;
+    const select = $("ds-site-map");
+    const keys = maps.map((k) => k.join("/"));
+    const keep = keys.includes(select.value) ? select.value : keys[0];
+    select.replaceChildren(...maps.map(([m, d, site], i) => {
+      const o = el("option", null, `${site}: ${m}, ${d.replaceAll("_", " ")}`);
+      o.value = keys[i];
+      return o;
+    }));
+    select.value = keep;
+    select.onchange = () => this.renderSiteMaps();
+    const [m, d, site] = keep.split("/");
+    const st = s.site_maps[m][d][site];
+    const al = s.site_alignment;
+    const axes = SITE_AXES[site] || [];
+    const positional = axes.includes("pos");
+    const others = positional && al?.not_aligned?.length ? ` ${al.not_aligned.length} pair${al.not_aligned.length === 1 ? "" : "s"} of another template left out: ${al.not_aligned.join(", ")}.` : "";
+    $("ds-site-note").textContent = positional
+      ? `${st.n} pair${st.n === 1 ? "" : "s"} of ${al.n_tokens} tokens (first difference at position ${al.first_diff}).${others}`
+      : `${st.n} pair${st.n === 1 ? "" : "s"} (a map without positions: every pair counts).`;
+    // the map's last axis across, every other axis down (one row per combination)
+    const rowsOf = (v) => (Array.isArray(v[0]?.[0]) ? v.flatMap(rowsOf) : v);
+    const mean = rowsOf(st.mean);
+    const std = rowsOf(st.std);
+    const cols = mean[0].length;
+    const lead = axes.slice(0, -1);
+    const shape = [];
+    for (let v = st.mean; Array.isArray(v); v = v[0]) shape.push(v.length);
+    const short = { layer: "L", head: "H", pos: "pos " };
+    const rowLabels = mean.map((_, i) => {
+      const idx = [];
+      for (let k = lead.length - 1, rest = i; k >= 0; k--) {
+        idx[k] = rest % shape[k];
+        rest = Math.floor(rest / shape[k]);
+      }
+      return lead.map((a, k) => `${short[a]}${idx[k]}`).join(" ");
+    });
+    const first = this.reports[al?.aligned?.[0]];
+    const across = axes[axes.length - 1];
+    const tokens = across === "pos" && first?.tokens?.clean?.length === cols ? first.tokens.clean.map((t) => visibleText(t.text)) : null;
+    $("ds-site-plot").replaceChildren();
+    new Heatmap($("ds-site-plot"), {
+      title: `${site}: ${m} ${d.replaceAll("_", " ")}, mean over ${st.n} pairs`,
+      component: site,
+      rows: mean,
+      layers: mean.length,
+      cols,
+      colLabels: tokens,
+      rowLabels: lead.length > 1 ? rowLabels : null,
+      yLabel: lead.join(" · "),
+      xLabel: tokens ? "position (clean tokens of the first aligned pair)" : across,
+      firstDiff: tokens ? al.first_diff : null,
+      valueName: `mean ${m}`,
+      filename: `patchlab-dataset-${m}-${d}-${site}`,
+      info: (row, col, v) => [`${rowLabels[row]} · ${across} ${col}${tokens ? ` ${JSON.stringify(first.tokens.clean[col].text)}` : ""}`, `mean ${fmt(v, 6)} ± ${fmt(std[row][col], 6)} (std over ${st.n} pairs)`],
+    });
   }
 
   renderPairs() {

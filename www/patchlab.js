@@ -147,7 +147,15 @@ export function summaryInput(r) {
   if (r === null || r === undefined) return "null";
   if (r.schema === 1) return JSON.stringify({ ...r, partial: undefined });
   const a = r.analysis || {};
-  return JSON.stringify({ ...r, partial: undefined, results: {}, analysis: { ...a, asymmetry: {} } });
+  // the score maps are not needed, except the patching sites' (site_maps)
+  const results = {};
+  for (const [m, dirs] of Object.entries(r.results || {})) {
+    for (const [d, maps] of Object.entries(dirs)) {
+      const { heads, neurons, ...sites } = maps; // eslint-disable-line no-unused-vars
+      if (Object.keys(sites).length) ((results[m] ||= {})[d] = sites);
+    }
+  }
+  return JSON.stringify({ ...r, partial: undefined, results, dla: undefined, patterns: undefined, analysis: { ...a, asymmetry: {} } });
 }
 
 /** Reports (an array, null for a pair without one, or their JSON already) as the engine's summarize and ablateDataset take them. */
@@ -323,7 +331,7 @@ export class PatchLab {
    * incorrect, bos, metric}]; the options, onProgress and signal as in
    * analyze() (progress covers the whole group; no partial results).
    */
-  async analyzeGroup({ pairs, methods, directions, components, igSteps, igRule, percentile, backend = "auto", onProgress, signal } = {}) {
+  async analyzeGroup({ pairs, methods, directions, components, sites, igSteps, igRule, percentile, backend = "auto", onProgress, signal } = {}) {
     if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", "analyzeGroup needs pairs (a non-empty array)");
     const request = {
       pairs: pairs.map((p) => ({
@@ -335,7 +343,7 @@ export class PatchLab {
         metric: p.metric || "logit_diff",
       })),
       backend,
-      ...analysisOptions({ methods, directions, components, igSteps, igRule, percentile }),
+      ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }),
     };
     const { json } = await this.client.request("analyzeGroup", { request }, { onProgress: withEta(onProgress), signal });
     return JSON.parse(json);
@@ -357,12 +365,12 @@ export class PatchLab {
    * kept, bad: [index], backend}; a cancel rejects with an AbortError and the
    * pairs already delivered stand.
    */
-  async runDataset({ pairs, methods, directions, components, igSteps, igRule, percentile, group, reports, backend = "auto", onPlan, onGroup, onPair, onProgress, signal } = {}) {
+  async runDataset({ pairs, methods, directions, components, sites, igSteps, igRule, percentile, group, reports, backend = "auto", onPlan, onGroup, onPair, onProgress, signal } = {}) {
     if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", "runDataset needs pairs (a non-empty array)");
     const request = {
       pairs: pairs.map((p) => ({ clean: p.clean, corrupt: p.corrupt, correct: p.correct, incorrect: p.incorrect, bos: p.bos ?? true, metric: p.metric || "logit_diff" })),
       backend,
-      ...analysisOptions({ methods, directions, components, igSteps, igRule, percentile }),
+      ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }),
     };
     const onEvent = ({ kind, index, text }) => {
       if (kind === "plan") onPlan?.(JSON.parse(text));

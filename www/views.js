@@ -27,7 +27,7 @@ export function viewName(name) {
 }
 
 // The patching sites' axes (TransformerLens's shapes), by site name.
-const SITE_AXES = {
+export const SITE_AXES = {
   resid_pre: ["layer", "pos"],
   resid_mid: ["layer", "pos"],
   attn_out: ["layer", "pos"],

@@ -71,6 +71,35 @@ async function ablated(page, count) {
 const close = (a, b, tol) => Math.abs(a - b) <= tol * Math.max(1, Math.abs(b));
 
 describe("the Dataset tab", () => {
+  test("with Sites ticked, summary.json's site maps (mean ± std per cell over the aligned pairs) are patchlab batch's, drawn as heatmaps", async (t) => {
+    const page = await newPage(t, cpuBrowser);
+    await page.goto(`${server.url}?tab=dataset`);
+    assert.equal((await waitReady(page)).state, "ready");
+    await page.selectOption("#ds-task", "ioi");
+    await page.fill("#ds-n", "3");
+    await page.fill("#ds-seed", "7");
+    await page.uncheck("input[name=ds-methods][value=ig]");
+    await page.check("input[name=ds-sites][value=block_every]");
+    await runDataset(page);
+    const got = JSON.parse(await download(page, "#ds-export-summary"));
+    const cli = cliBatch(modelDir, ["--task", "ioi", "--n", "3", "--seed", "7", "--methods", "ap", "--sites", "heads,block_every"]);
+    tmp.push(cli.dir);
+    assert.deepEqual(got.site_alignment, cli.summary.site_alignment);
+    assert.deepEqual(Object.keys(got.site_maps.ap.clean_to_corrupt).sort(), ["attn_out", "mlp_out", "resid_pre"]);
+    const { diffs, worst } = summaryDiffs(got.site_maps, cli.summary.site_maps, 1e-3);
+    t.diagnostic(`site maps against patchlab batch's: largest difference ${worst.toExponential(2)}`);
+    assert.deepEqual(diffs, [], "site maps differ from patchlab batch's");
+    // the heatmap of the chosen map: layers × positions, token columns, the note
+    assert.equal(await page.isHidden("#ds-sites"), false);
+    const map = got.site_maps.ap.clean_to_corrupt.attn_out;
+    await page.selectOption("#ds-site-map", "ap/clean_to_corrupt/attn_out");
+    const canvas = page.locator("#ds-site-plot canvas");
+    assert.equal(await canvas.getAttribute("data-rows"), String(map.mean.length));
+    assert.equal(await canvas.getAttribute("data-cols"), String(map.mean[0].length));
+    assert.equal(JSON.parse(await canvas.getAttribute("data-col-labels")).length, got.site_alignment.n_tokens);
+    assert.match(await page.textContent("#ds-site-note"), new RegExp(`^${map.n} pairs? of ${got.site_alignment.n_tokens} tokens`));
+  });
+
   test("a 3-pair IOI run gives the summary.json of patchlab batch, tables, histograms and openable pairs; click-to-ablate moves the metric", async (t) => {
     const page = await newPage(t, cpuBrowser);
     await page.goto(`${server.url}?tab=dataset`);
