@@ -95,7 +95,11 @@ const RESUMES = 5;
 // connections: when it stops short of the `total` bytes its Content-Length
 // gave (an error, or an early end), the rest is asked for again with a Range
 // request (the Hub and its CDN answer 206 Partial Content), up to RESUMES
-// times and only while each try brings new bytes. A server that ignores
+// times. A try whose answer ends early again without bringing new bytes
+// stops it (the server sends the same short file); a try that breaks off
+// with a network error does not, even with no new bytes (a reset can lose
+// the bytes it had sent), so broken connections always get every attempt.
+// A server that ignores
 // Range (200) sends the whole file again, and the bytes already here are
 // skipped. `onResume(got, attempt)` reports each attempt. An early end that
 // cannot be resumed just ends the stream (the caller reports the
@@ -107,7 +111,7 @@ function resumableBody(url, res, total, name, onResume) {
   let attempts = 0;
   let gotAtLastAttempt = -1;
   const resume = async (cause) => {
-    if (!total || got >= total || attempts >= RESUMES || got === gotAtLastAttempt) return false;
+    if (!total || got >= total || attempts >= RESUMES || (got === gotAtLastAttempt && !cause)) return false;
     attempts += 1;
     gotAtLastAttempt = got;
     onResume(got, attempts, cause);

@@ -109,6 +109,9 @@ function byteRange(header, size) {
  *   "cut-always" every request for the weights drops its connection after
  *                a sixteenth of the file (each resume brings new bytes, but
  *                the attempts run out);
+ *   "cut-always-one-empty" the same, but the second request drops its
+ *                connection before sending any byte (a reset that loses
+ *                what was sent: no new bytes, and still a network error);
  *   "forbidden"  403, as for an expired signed URL.
  * `log` holds every request: {file, range, status}.
  */
@@ -117,6 +120,7 @@ class CdnServer {
   set mode(m) {
     this._mode = m;
     this.cutOnce = false;
+    this.weightRequests = 0;
   }
 
   get mode() {
@@ -177,12 +181,19 @@ class CdnServer {
     };
     if (range) headers["content-range"] = `bytes ${range.start}-${range.end}/${body.length}`;
     const status = range ? 206 : 200;
-    const cut = m[2] === WEIGHTS && ((this.mode === "cut-once" && !this.cutOnce) || this.mode === "cut-always");
+    const always = this.mode === "cut-always" || this.mode === "cut-always-one-empty";
+    const cut = m[2] === WEIGHTS && ((this.mode === "cut-once" && !this.cutOnce) || always);
     if (cut && this.mode === "cut-once") this.cutOnce = true;
     if (!cut) return reply(status, headers, part);
+    this.weightRequests += 1;
     // the promised length, some of the bytes, then a dropped connection
     entry.status = `${status}, cut`;
     res.writeHead(status, { ...cors, ...headers });
+    if (this.mode === "cut-always-one-empty" && this.weightRequests === 2) {
+      res.flushHeaders();
+      setImmediate(() => req.socket.destroy());
+      return;
+    }
     const n = this.mode === "cut-once" ? part.length >> 1 : Math.min(part.length - 1, Math.ceil(body.length / 16));
     res.write(part.subarray(0, n), () => setImmediate(() => req.socket.destroy()));
   }
@@ -530,6 +541,13 @@ describe("model.safetensors through the Hub's redirect to its CDN on another ori
     const broken = await load();
     assert.match(broken, new RegExp(`^Could not load the model: the download of model\\.safetensors broke off after \\d+ of ${size} bytes \\(.+\\), and 5 attempts to resume it failed`));
     assert.equal(cdn.weights(mark).length, 6);
+    // a resume that breaks off before any byte arrives is a network error,
+    // not a server sending the same short file: the attempts go on
+    cdn.mode = "cut-always-one-empty";
+    const mark2 = cdn.log.length;
+    const empty = await load();
+    assert.match(empty, new RegExp(`^Could not load the model: the download of model\\.safetensors broke off after \\d+ of ${size} bytes \\(.+\\), and 5 attempts to resume it failed`));
+    assert.equal(cdn.weights(mark2).length, 6);
     assert.deepEqual(await cachedUrls(page), [], "a failed load left files in Cache Storage");
     cdn.mode = "ok";
     // and the page recovers
