@@ -9,6 +9,7 @@
 
 pub mod ablation;
 pub mod atp;
+pub mod circuit;
 pub mod dla;
 pub mod integrated_gradients;
 pub mod pair;

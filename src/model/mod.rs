@@ -1,6 +1,7 @@
 //! The model: hyper-parameters, weights and tokenizer of a GPT-2 checkpoint.
 
 pub mod config;
+pub mod graph;
 pub mod published;
 pub mod random;
 pub mod tokenizer;

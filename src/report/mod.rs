@@ -11,6 +11,7 @@
 //! `attribution` re-exports the vocabulary for its callers.
 
 pub mod analysis;
+pub mod circuit;
 pub mod derive;
 pub mod keys;
 pub mod npy;

@@ -96,10 +96,20 @@ pub(super) fn mlp(
     eps: f64,
     record: bool,
 ) -> Result<(Tensor, Option<MlpTape>)> {
+    let (out, tape) = mlp_branch(b, x, eps, record)?;
+    Ok(((x + out)?, tape))
+}
+
+/// The MLP's output alone (`hook_mlp_out`), without the residual.
+pub(super) fn mlp_branch(
+    b: &CpuBlock,
+    x: &Tensor,
+    eps: f64,
+    record: bool,
+) -> Result<(Tensor, Option<MlpTape>)> {
     let (h, ln) = layer_norm(x, &b.ln_2_w, &b.ln_2_b, eps)?;
     let pre = linear(&h, &b.c_fc_w, &b.c_fc_b)?;
-    let out = linear(&gelu_new(&pre)?, &b.mlp_proj_w, &b.mlp_proj_b)?;
-    let y = (x + out)?;
+    let y = linear(&gelu_new(&pre)?, &b.mlp_proj_w, &b.mlp_proj_b)?;
     let tape = record.then(|| MlpTape {
         ln_2_w: b.ln_2_w.clone(),
         ln,
@@ -111,10 +121,15 @@ pub(super) fn mlp(
 }
 
 pub(super) fn mlp_backward(t: &MlpTape, dy: &Tensor) -> Result<Tensor> {
+    Ok((dy + mlp_branch_backward(t, dy)?)?)
+}
+
+/// ∂m/∂x through the MLP alone (the gradient at `hook_mlp_in`).
+pub(super) fn mlp_branch_backward(t: &MlpTape, dy: &Tensor) -> Result<Tensor> {
     let dpost = matmul_rows_t(dy, &t.mlp_proj_w)?;
     let dpre = fused::gelu_new_backward(&t.pre, &dpost.contiguous()?)?;
     let dh = matmul_rows_t(&dpre, &t.c_fc_w)?;
-    Ok((dy + layer_norm_backward(&dh, &t.ln_2_w, &t.ln)?)?)
+    layer_norm_backward(&dh, &t.ln_2_w, &t.ln)
 }
 
 /// What attention keeps for its backward pass.

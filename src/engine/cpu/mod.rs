@@ -10,7 +10,10 @@
 //! once.
 
 mod fused;
+mod graph;
 mod layers;
+
+pub use graph::{EdgePatch, GraphRun};
 
 use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
 use super::plan::{Start, Step, TailPlan, CPU_ROWS_PER_PASS};

@@ -1,0 +1,350 @@
+//! Circuits: edge attribution patching (EAP), EAP with integrated gradients
+//! on the inputs (EAP-IG), the reference's "clean-corrupted" variant, exact
+//! edge patching, circuit selection and faithfulness, as `hannamw/EAP-IG`
+//! defines them (docs/methods.md, "Circuits").
+//!
+//! The graph's small passes (one forward and backward per IG step, one
+//! patched forward per faithfulness point) run on the CPU engine's graph
+//! runs ([`CpuEngine::graph_forward`]); exact edge patching's tails — one
+//! per edge, 32,491 on GPT-2 small — run on the engine in use, batched
+//! like neuron patching (`Engine::resid_metrics`).
+
+pub mod select;
+
+use super::{Observer, Pair, Tracker};
+use crate::engine::cpu::{CpuEngine, EdgePatch, GraphRun};
+use crate::engine::{Engine, Start};
+use crate::error::{Error, Result};
+use crate::model::graph::{GraphLayout, Qkv, Slot};
+use std::collections::BTreeMap;
+
+pub use crate::report::circuit::{EdgeMethod, FaithPoint, Select};
+pub use select::{select, Circuit};
+
+/// What to score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeOptions {
+    pub methods: Vec<EdgeMethod>,
+    /// EAP-IG's steps (α_k = k / steps, k = 0 … steps − 1).
+    pub steps: usize,
+}
+
+impl Default for EdgeOptions {
+    fn default() -> Self {
+        EdgeOptions {
+            methods: vec![EdgeMethod::Eap, EdgeMethod::EapIg],
+            steps: 5,
+        }
+    }
+}
+
+impl EdgeOptions {
+    pub fn check(&self) -> Result<()> {
+        if self.steps < 1 {
+            return Err(Error::Input(
+                "EAP-IG needs at least 1 step (--steps 5 is the paper's setting)".into(),
+            ));
+        }
+        if self.methods.is_empty() {
+            return Err(Error::Input("choose at least one edge method".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Edge scores of one or more pairs (their mean, as the reference averages
+/// over a dataset): per method a dense [n_forward, n_backward] matrix in
+/// the reference's layout, zero where there is no edge.
+#[derive(Debug, Clone)]
+pub struct EdgeScores {
+    pub layout: GraphLayout,
+    pub scores: BTreeMap<EdgeMethod, Vec<f32>>,
+    /// Mean clean and corrupt metrics over the pairs.
+    pub clean: f32,
+    pub corrupt: f32,
+    pub pairs: usize,
+}
+
+/// A pair's clean and corrupt graph runs, kept for faithfulness.
+pub struct PairRuns {
+    pub pair: Pair,
+    pub clean: GraphRun,
+    pub corrupt: GraphRun,
+}
+
+impl PairRuns {
+    /// Both runs of a pair (with slot gradients when `grad`).
+    pub fn new(host: &CpuEngine, pair: &Pair, grad: bool) -> Result<PairRuns> {
+        Ok(PairRuns {
+            clean: host.graph_forward(&pair.clean, &pair.metric, None, None, grad)?,
+            corrupt: host.graph_forward(&pair.corrupt, &pair.metric, None, None, grad)?,
+            pair: pair.clone(),
+        })
+    }
+
+    /// Δz = z(corrupt) − z(clean) of every node, [n_forward, T, d].
+    pub fn deltas(&self) -> Vec<f32> {
+        self.corrupt
+            .outputs
+            .iter()
+            .zip(&self.clean.outputs)
+            .map(|(c, k)| c - k)
+            .collect()
+    }
+}
+
+/// Checks that a dataset's pairs can share one graph: the reference pads a
+/// batch to one length, which changes what each position means; the lab
+/// asks for equal lengths instead.
+pub fn check_pairs(pairs: &[Pair]) -> Result<()> {
+    let Some(first) = pairs.first() else {
+        return Err(Error::Input("no prompt pairs to score".into()));
+    };
+    if let Some((i, p)) = pairs
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.clean.len() != first.clean.len())
+    {
+        return Err(Error::Input(format!(
+            "the pairs of one circuit must have the same number of tokens: pair 1 has {} and pair {} has {}; \
+             use a template whose prompts tokenize to one length, or score the pairs separately",
+            first.clean.len(),
+            i + 1,
+            p.clean.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Work units of scoring `pairs` pairs of `t` tokens: one per graph pass,
+/// one per exact tail.
+pub fn work(layout: &GraphLayout, opts: &EdgeOptions, pairs: usize) -> u64 {
+    let mut per = 2u64;
+    for m in &opts.methods {
+        per += match m {
+            EdgeMethod::EapIg => opts.steps as u64,
+            EdgeMethod::Exact => layout.n_edges() as u64 / 64,
+            _ => 0,
+        };
+    }
+    per * pairs as u64
+}
+
+/// Scores every edge of the graph for each pair and method; the mean over pairs.
+pub async fn score_edges<E: Engine>(
+    engine: &E,
+    host: &CpuEngine,
+    pairs: &[Pair],
+    opts: &EdgeOptions,
+    obs: &mut dyn Observer,
+) -> Result<EdgeScores> {
+    opts.check()?;
+    check_pairs(pairs)?;
+    let layout = GraphLayout::new(host.config());
+    let (nf, nb) = (layout.n_forward(), layout.n_backward());
+    let mut tracker = Tracker::new(obs, work(&layout, opts, pairs.len()));
+    let mut sums: BTreeMap<EdgeMethod, Vec<f64>> = opts
+        .methods
+        .iter()
+        .map(|&m| (m, vec![0.0; nf * nb]))
+        .collect();
+    let (mut clean, mut corrupt) = (0f64, 0f64);
+    let grad_at_runs = opts
+        .methods
+        .iter()
+        .any(|m| matches!(m, EdgeMethod::Eap | EdgeMethod::CleanCorrupted));
+    for pair in pairs {
+        tracker.pause().await?;
+        let runs = PairRuns::new(host, pair, grad_at_runs)?;
+        tracker.advance("edges: clean and corrupt runs", 2)?;
+        clean += runs.clean.metric as f64;
+        corrupt += runs.corrupt.metric as f64;
+        let delta = runs.deltas();
+        for &method in &opts.methods {
+            let s = match method {
+                EdgeMethod::Eap => {
+                    CpuEngine::edge_products(&delta, grads(&runs.clean)?, nf, nb)?
+                }
+                EdgeMethod::CleanCorrupted => {
+                    let mean: Vec<f32> = grads(&runs.clean)?
+                        .iter()
+                        .zip(grads(&runs.corrupt)?)
+                        .map(|(a, b)| (a + b) / 2.0)
+                        .collect();
+                    CpuEngine::edge_products(&delta, &mean, nf, nb)?
+                }
+                EdgeMethod::EapIg => {
+                    let g = ig_input_gradients(host, &runs, opts.steps, &mut tracker).await?;
+                    CpuEngine::edge_products(&delta, &g, nf, nb)?
+                }
+                EdgeMethod::Exact => exact_scores(engine, host, &runs, &delta, &mut tracker).await?,
+            };
+            let sum = sums.get_mut(&method).expect("a sum per method");
+            for (i, (acc, v)) in sum.iter_mut().zip(s).enumerate() {
+                if layout.is_edge(i / nb, i % nb) {
+                    *acc += v as f64;
+                }
+            }
+        }
+    }
+    let n = pairs.len() as f64;
+    Ok(EdgeScores {
+        scores: sums
+            .into_iter()
+            .map(|(m, s)| (m, s.into_iter().map(|v| (v / n) as f32).collect()))
+            .collect(),
+        layout,
+        clean: (clean / n) as f32,
+        corrupt: (corrupt / n) as f32,
+        pairs: pairs.len(),
+    })
+}
+
+fn grads(run: &GraphRun) -> Result<&[f32]> {
+    run.grads
+        .as_deref()
+        .ok_or_else(|| Error::Backend("a graph run without the slot gradients it was asked for".into()))
+}
+
+/// EAP-IG's gradient: the mean over k = 0 … steps − 1 of ∂m/∂x_v at the
+/// clean prompt with `hook_embed` = e_corrupt + (k / steps)(e_clean − e_corrupt).
+async fn ig_input_gradients(
+    host: &CpuEngine,
+    runs: &PairRuns,
+    steps: usize,
+    tracker: &mut Tracker<'_>,
+) -> Result<Vec<f32>> {
+    let td = runs.clean.len() * host.config().d_model;
+    let (e_clean, e_corrupt) = (&runs.clean.outputs[..td], &runs.corrupt.outputs[..td]);
+    let mut sum: Vec<f32> = Vec::new();
+    for k in 0..steps {
+        tracker.pause().await?;
+        let alpha = k as f32 / steps as f32;
+        let embed: Vec<f32> = e_corrupt
+            .iter()
+            .zip(e_clean)
+            .map(|(c, k)| c + alpha * (k - c))
+            .collect();
+        let run = host.graph_forward(&runs.pair.clean, &runs.pair.metric, Some(&embed), None, true)?;
+        let g = grads(&run)?;
+        if sum.is_empty() {
+            sum = g.to_vec();
+        } else {
+            sum.iter_mut().zip(g).for_each(|(s, v)| *s += v);
+        }
+        tracker.advance("edges: EAP-IG steps", 1)?;
+    }
+    let n = steps as f32;
+    Ok(sum.into_iter().map(|v| v / n).collect())
+}
+
+/// Perturbations per engine call: bounds the memory of a batch (each is
+/// [T − fd, d_model] floats).
+const EDGES_PER_CALL: usize = 1024;
+
+/// Exact edge patching: for every edge u → v, m(clean with x_v += Δz_u) − m(clean).
+async fn exact_scores<E: Engine>(
+    engine: &E,
+    host: &CpuEngine,
+    runs: &PairRuns,
+    delta: &[f32],
+    tracker: &mut Tracker<'_>,
+) -> Result<Vec<f32>> {
+    let cfg = host.config();
+    let layout = GraphLayout::new(cfg);
+    let (t, d, h) = (runs.clean.len(), cfg.d_model, cfg.n_heads);
+    let fd = runs.pair.first_diff;
+    let nb = layout.n_backward();
+    tracker.pause().await?;
+    let base = engine.run(&runs.pair.clean, &runs.pair.metric).await?;
+    let m0 = engine.metric(&base);
+    // Δz_u at rows fd..T, nodes 0..k, [k, n, d]
+    let rows = |from: usize, to: usize| -> Vec<f32> {
+        (from..to)
+            .flat_map(|u| delta[(u * t + fd) * d..(u + 1) * t * d].iter().copied())
+            .collect()
+    };
+    let mut out = vec![0f32; layout.n_forward() * nb];
+    // one slot kind at a time: (slot, start, slots fed per upstream node)
+    let mut kinds = Vec::new();
+    for layer in 0..cfg.n_layers {
+        for qkv in Qkv::ALL {
+            kinds.push((Slot::Head { layer, head: 0, qkv }, Start::Mid(layer), h));
+        }
+        kinds.push((Slot::Mlp { layer }, Start::Post(layer), 1));
+    }
+    kinds.push((Slot::Logits, Start::Post(cfg.n_layers - 1), 1));
+    for (slot, start, per_node) in kinds {
+        let prev = layout.prev_index(slot);
+        let chunk = (EDGES_PER_CALL / per_node).max(1);
+        for u0 in (0..prev).step_by(chunk) {
+            let u1 = (u0 + chunk).min(prev);
+            tracker.pause().await?;
+            let p = host.edge_perturbations(&runs.clean, slot, fd, &rows(u0, u1))?;
+            let ms = engine.resid_metrics(&base, start, fd, &p).await?;
+            debug_assert_eq!(ms.len(), (u1 - u0) * per_node);
+            for (i, m) in ms.into_iter().enumerate() {
+                let (u, j) = (u0 + i / per_node, i % per_node);
+                let v = match slot {
+                    Slot::Head { layer, qkv, .. } => layout.backward_index(Slot::Head { layer, head: j, qkv }),
+                    other => layout.backward_index(other),
+                };
+                out[u * nb + v] = m - m0;
+            }
+            tracker.advance("edges: exact patching", ((u1 - u0) * per_node / 64) as u64)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the circuit's patched forward for every pair.
+pub fn faithfulness(
+    host: &CpuEngine,
+    runs: &[PairRuns],
+    circuit: &Circuit,
+    n: usize,
+) -> Result<FaithPoint> {
+    let layout = GraphLayout::new(host.config());
+    let nb = layout.n_backward();
+    let patched: Vec<f32> = circuit
+        .edges
+        .iter()
+        .enumerate()
+        .map(|(i, &inside)| if !inside && layout.is_edge(i / nb, i % nb) { 1.0 } else { 0.0 })
+        .collect();
+    let (mut m, mut clean, mut corrupt) = (0f64, 0f64, 0f64);
+    for r in runs {
+        let patch = EdgePatch {
+            values: &r.corrupt.outputs,
+            patched: &patched,
+        };
+        m += host
+            .graph_forward(&r.pair.clean, &r.pair.metric, None, Some(patch), false)?
+            .metric as f64;
+        clean += r.clean.metric as f64;
+        corrupt += r.corrupt.metric as f64;
+    }
+    let k = runs.len().max(1) as f64;
+    let (m, clean, corrupt) = (m / k, clean / k, corrupt / k);
+    Ok(FaithPoint {
+        n,
+        edges: circuit.n_edges(),
+        nodes: circuit.n_nodes(),
+        metric: m as f32,
+        faithfulness: ((m - corrupt) / (clean - corrupt)) as f32,
+    })
+}
+
+/// The circuit sizes of a faithfulness curve: 10 to every edge, log-spaced
+/// (`points` of them, fewer where sizes coincide).
+pub fn curve_sizes(n_edges: usize, points: usize) -> Vec<usize> {
+    let lo = 10.min(n_edges).max(1) as f64;
+    let hi = n_edges as f64;
+    let k = points.max(2);
+    let mut out: Vec<usize> = (0..k)
+        .map(|i| (lo * (hi / lo).powf(i as f64 / (k - 1) as f64)).round() as usize)
+        .map(|n| n.clamp(1, n_edges))
+        .collect();
+    out.dedup();
+    out
+}

@@ -1,0 +1,399 @@
+//! The edge graph's runs on the CPU ([`crate::model::graph`]): a forward in
+//! which every input slot (a head's q, k or v input, an MLP's input, the
+//! logits) may read its own residual stream, the gradient at every slot,
+//! and the change of a slot's node when one edge into it is patched.
+//!
+//! These are the few, small passes of edge attribution (one per IG step,
+//! one per faithfulness point); the 32,491 tails of exact edge patching run
+//! on the engine in use (`Engine::resid_metrics`), from the perturbations
+//! [`CpuEngine::edge_perturbations`] builds.
+
+use super::layers::*;
+use super::CpuEngine;
+use crate::engine::{check_tokens, Metric};
+use crate::error::{Error, Result};
+use crate::model::graph::{GraphLayout, Qkv, Slot};
+use candle_core::{Device, Tensor};
+
+/// The edges whose source's output is replaced, in a [`CpuEngine::graph_forward`].
+pub struct EdgePatch<'a> {
+    /// [n_forward, T, d_model]: the outputs those edges carry instead (the
+    /// corrupt run's, for patching).
+    pub values: &'a [f32],
+    /// [n_forward, n_backward] row-major: 1 where edge u → v is patched,
+    /// so that slot v reads x_v + values_u − (u's output in this run).
+    pub patched: &'a [f32],
+}
+
+/// One layer's activations of a graph run, heads first.
+struct LayerActs {
+    resid_pre: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    z: Tensor,
+    resid_mid: Tensor,
+    mlp_out: Tensor,
+}
+
+/// What a graph run keeps for its backward pass.
+struct LayerTape {
+    ln1: LnTape,
+    pattern: Tensor,
+    mlp: MlpTape,
+}
+
+/// A forward pass over the edge graph.
+pub struct GraphRun {
+    pub metric: f32,
+    /// [n_forward, T, d_model]: each node's output (the input node's is
+    /// `hook_embed`, as the reference reads it).
+    pub outputs: Vec<f32>,
+    /// [n_backward, T, d_model]: ∂m/∂(each slot's input), when asked for.
+    pub grads: Option<Vec<f32>>,
+    layers: Vec<LayerActs>,
+    t: usize,
+}
+
+impl GraphRun {
+    pub fn len(&self) -> usize {
+        self.t
+    }
+    pub fn is_empty(&self) -> bool {
+        self.t == 0
+    }
+}
+
+impl CpuEngine {
+    /// The forward pass of `tokens` over the edge graph. `embed` replaces
+    /// `hook_embed` ([T, d_model]; EAP-IG's interpolated inputs); `patch`
+    /// patches edges (faithfulness, exact patching's reference loop); `grad`
+    /// asks for ∂m/∂(every slot's input), which needs `patch` to be None
+    /// (then all slots of a layer read the same stream).
+    pub fn graph_forward(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        embed: Option<&[f32]>,
+        patch: Option<EdgePatch<'_>>,
+        grad: bool,
+    ) -> Result<GraphRun> {
+        check_tokens(&self.cfg, tokens)?;
+        if grad && patch.is_some() {
+            return Err(Error::Input(
+                "slot gradients are defined for the unpatched graph only".into(),
+            ));
+        }
+        let head = self.head(metric)?;
+        let g = GraphLayout::new(&self.cfg);
+        let (t, d, h, dh) = (
+            tokens.len(),
+            self.cfg.d_model,
+            self.cfg.n_heads,
+            self.cfg.d_head,
+        );
+        let (nf, nb) = (g.n_forward(), g.n_backward());
+        let dev = &Device::Cpu;
+        let patch = match patch {
+            Some(p) => {
+                if p.values.len() != nf * t * d || p.patched.len() != nf * nb {
+                    return Err(Error::Input(format!(
+                        "an edge patch needs {nf}×{t}×{d} values and a {nf}×{nb} mask (got {} and {})",
+                        p.values.len(),
+                        p.patched.len()
+                    )));
+                }
+                Some((
+                    Tensor::from_slice(p.values, (nf, t * d), dev)?,
+                    Tensor::from_slice(p.patched, (nf, nb), dev)?,
+                ))
+            }
+            None => None,
+        };
+        let embed = match embed {
+            Some(e) if e.len() != t * d => {
+                return Err(Error::Input(format!(
+                    "an embedding override needs {t}×{d} values (got {})",
+                    e.len()
+                )))
+            }
+            Some(e) => Tensor::from_slice(e, (t, d), dev)?,
+            None => self
+                .wte
+                .index_select(&Tensor::new(tokens, dev)?, 0)?,
+        };
+        let mut outputs: Vec<Tensor> = vec![embed.clone()];
+        // Σ_u patched[u, v] (values_u − output_u) for the slots `cols` (all
+        // of them read nodes 0..prev): [cols, T, d], or None without a patch
+        let correction = |outputs: &[Tensor], prev: usize, cols: (usize, usize)| -> Result<Option<Tensor>> {
+            let Some((values, mask)) = &patch else {
+                return Ok(None);
+            };
+            let own = Tensor::stack(&outputs[..prev], 0)?.reshape((prev, t * d))?;
+            let diff = (values.narrow(0, 0, prev)? - own)?;
+            let m = mask.narrow(0, 0, prev)?.narrow(1, cols.0, cols.1)?;
+            Ok(Some(m.t()?.matmul(&diff)?.reshape((cols.1, t, d))?))
+        };
+        let mask = causal_mask(t, 0, t)?;
+        let scale = attn_scale(dh);
+        let eps = self.eps();
+        let mut x = (embed + self.wpe.narrow(0, 0, t)?)?;
+        let mut layers = Vec::with_capacity(self.cfg.n_layers);
+        let mut tapes = Vec::new();
+        for (l, b) in self.blocks.iter().enumerate() {
+            let first = g.backward_index(Slot::Head {
+                layer: l,
+                head: 0,
+                qkv: Qkv::Q,
+            });
+            let prev = g.prev_index(Slot::Head {
+                layer: l,
+                head: 0,
+                qkv: Qkv::Q,
+            });
+            // each slot's input: [3H, T, d] (q heads, k heads, v heads), or
+            // the shared stream [1, T, d]
+            let inputs = match correction(&outputs, prev, (first, 3 * h))? {
+                Some(c) => c.broadcast_add(&x)?,
+                None => x.unsqueeze(0)?,
+            };
+            let (ln, ln1) = layer_norm(&inputs, &b.ln_1_w, &b.ln_1_b, eps)?;
+            let proj = |s: usize| -> Result<Tensor> {
+                let w = b
+                    .c_attn_w
+                    .narrow(1, s * d, d)?
+                    .reshape((d, h, dh))?
+                    .transpose(0, 1)?
+                    .contiguous()?; // [H, d, dh]
+                let bias = b.c_attn_b.narrow(0, s * d, d)?.reshape((h, 1, dh))?;
+                let xs = if ln.dim(0)? == 1 {
+                    ln.broadcast_as((h, t, d))?.contiguous()?
+                } else {
+                    ln.narrow(0, s * h, h)?
+                };
+                Ok(xs.matmul(&w)?.broadcast_add(&bias)?)
+            };
+            let (q, k, v) = (proj(0)?, proj(1)?, proj(2)?); // [H, T, dh]
+            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+            let pattern = softmax_last(&scores)?;
+            let z = pattern.matmul(&v)?; // [H, T, dh]
+            let result = z.matmul(&b.w_o)?; // [H, T, d]
+            for head in 0..h {
+                outputs.push(result.get(head)?);
+            }
+            let mid = (&x + result.sum(0)?.broadcast_add(&b.c_proj_b)?)?;
+            let mlp_slot = Slot::Mlp { layer: l };
+            let mlp_in = match correction(&outputs, g.prev_index(mlp_slot), (g.backward_index(mlp_slot), 1))? {
+                Some(c) => (&mid + c.squeeze(0)?)?,
+                None => mid.clone(),
+            };
+            let (out, mlp_tape) = mlp_branch(b, &mlp_in, eps, grad)?;
+            outputs.push(out.clone());
+            let post = (&mid + &out)?;
+            if let Some(mlp) = mlp_tape {
+                tapes.push(LayerTape {
+                    ln1,
+                    pattern: pattern.clone(),
+                    mlp,
+                });
+            }
+            layers.push(LayerActs {
+                resid_pre: x,
+                q,
+                k,
+                v,
+                z,
+                resid_mid: mid,
+                mlp_out: out,
+            });
+            x = post;
+        }
+        let logits_in = match correction(&outputs, nf, (nb - 1, 1))? {
+            Some(c) => (&x + c.squeeze(0)?)?,
+            None => x,
+        };
+        let last = logits_in.narrow(0, t - 1, 1)?;
+        let (norm, ln_f) = layer_norm(&last, &self.ln_f_w, &self.ln_f_b, eps)?;
+        let (m, d_norm) = self.head_forward(&head, &norm, grad)?;
+        let metric = m.get(0)?.to_scalar::<f32>()?;
+        let grads = match d_norm {
+            Some(d_norm) => {
+                let d_last = layer_norm_backward(&d_norm, &self.ln_f_w, &ln_f)?;
+                Some(self.graph_backward(&layers, &tapes, d_last, t)?)
+            }
+            None => None,
+        };
+        let outputs = Tensor::stack(&outputs, 0)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(GraphRun {
+            metric,
+            outputs,
+            grads,
+            layers,
+            t,
+        })
+    }
+
+    /// From ∂m/∂(final residual at the last position) to ∂m/∂(every slot's
+    /// input), [n_backward, T, d] in the graph's backward order.
+    fn graph_backward(
+        &self,
+        layers: &[LayerActs],
+        tapes: &[LayerTape],
+        d_last: Tensor,
+        t: usize,
+    ) -> Result<Vec<f32>> {
+        let (d, h) = (self.cfg.d_model, self.cfg.n_heads);
+        let scale = attn_scale(self.cfg.d_head);
+        // the logits read the final stream: its gradient is nonzero at the last row only
+        let mut g = d_last.pad_with_zeros(0, t - 1, 0)?;
+        let logits = g.clone();
+        let mut per_layer = Vec::with_capacity(layers.len());
+        for ((b, acts), tape) in self.blocks.iter().zip(layers).zip(tapes).rev() {
+            let d_mlp_in = mlp_branch_backward(&tape.mlp, &g)?;
+            let g_mid = (&g + &d_mlp_in)?;
+            // every head's result is added to the stream: ∂m/∂z_h = g_mid · W_O[h]ᵀ
+            let dz = g_mid
+                .unsqueeze(0)?
+                .broadcast_as((h, t, d))?
+                .contiguous()?
+                .matmul(&b.w_o.transpose(1, 2)?.contiguous()?)?; // [H, T, dh]
+            let p = &tape.pattern;
+            let dp = dz.matmul(&acts.v.t()?.contiguous()?)?;
+            let dv = p.t()?.contiguous()?.matmul(&dz)?;
+            let ds = (softmax_backward(p, &dp)? * scale)?;
+            let dq = ds.matmul(&acts.k)?;
+            let dk = ds.t()?.contiguous()?.matmul(&acts.q)?;
+            let d_ln = [dq, dk, dv]
+                .iter()
+                .enumerate()
+                .map(|(s, ds)| {
+                    let w_t = b
+                        .c_attn_w
+                        .narrow(1, s * d, d)?
+                        .reshape((d, h, self.cfg.d_head))?
+                        .permute((1, 2, 0))?
+                        .contiguous()?; // [H, dh, d]
+                    Ok(ds.matmul(&w_t)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let d_ln = Tensor::cat(&d_ln, 0)?; // [3H, T, d]
+            let n = 3 * h;
+            let shared = LnTape {
+                xhat: tape.ln1.xhat.broadcast_as((n, t, d))?.contiguous()?,
+                rstd: tape.ln1.rstd.broadcast_as((n, t, 1))?.contiguous()?,
+            };
+            let d_slots = layer_norm_backward(&d_ln, &b.ln_1_w, &shared)?;
+            g = (&g_mid + d_slots.sum(0)?)?;
+            per_layer.push(Tensor::cat(&[d_slots, d_mlp_in.unsqueeze(0)?], 0)?);
+        }
+        per_layer.reverse();
+        per_layer.push(logits.unsqueeze(0)?);
+        Ok(Tensor::cat(&per_layer, 0)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// For exact edge patching: the change of the residual stream, rows
+    /// fd..T, that patching each edge u → `slot` causes when u's output
+    /// changes by `deltas`[u] ([n_u, T − fd, d], for u = 0..n_u), all other
+    /// inputs as in `run`:
+    ///
+    /// - a head's q/k/v input: the head recomputed with that input changed,
+    ///   (z′ − z)·W_O, [n_u, H, T − fd, d] for every head of the layer, to
+    ///   add to `hook_resid_mid` of the layer;
+    /// - an MLP's input: mlp(x + Δ) − mlp(x), [n_u, T − fd, d], to add to
+    ///   `hook_resid_post`;
+    /// - the logits: Δ itself, at the final `hook_resid_post`.
+    pub fn edge_perturbations(
+        &self,
+        run: &GraphRun,
+        slot: Slot,
+        fd: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>> {
+        let (t, d, h, dh) = (run.t, self.cfg.d_model, self.cfg.n_heads, self.cfg.d_head);
+        let n = t - fd;
+        if n == 0 || deltas.len() % (n * d) != 0 {
+            return Err(Error::Input(format!(
+                "edge perturbations need [n_u, {n}, {d}] deltas (got {} values)",
+                deltas.len()
+            )));
+        }
+        let n_u = deltas.len() / (n * d);
+        let dx = Tensor::from_slice(deltas, (n_u, n, d), &Device::Cpu)?;
+        let out = match slot {
+            Slot::Logits => dx,
+            Slot::Mlp { layer } => {
+                let acts = &self.layer_of(run, layer)?;
+                let x = acts.resid_mid.narrow(0, fd, n)?;
+                let (out, _) = mlp_branch(&self.blocks[layer], &dx.broadcast_add(&x)?, self.eps(), false)?;
+                out.broadcast_sub(&acts.mlp_out.narrow(0, fd, n)?)?
+            }
+            Slot::Head { layer, qkv, .. } => {
+                let acts = &self.layer_of(run, layer)?;
+                let b = &self.blocks[layer];
+                let x = acts.resid_pre.narrow(0, fd, n)?;
+                let (ln, _) = layer_norm(&dx.broadcast_add(&x)?, &b.ln_1_w, &b.ln_1_b, self.eps())?;
+                let s = qkv as usize;
+                // the changed input's new q, k or v: [n_u, H, n, dh]
+                let new = linear(&ln, &b.c_attn_w.narrow(1, s * d, d)?, &b.c_attn_b.narrow(0, s * d, d)?)?
+                    .reshape((n_u, n, h, dh))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                let every = |base: &Tensor| -> Result<Tensor> {
+                    let rows = base.dim(1)?;
+                    Ok(base.unsqueeze(0)?.broadcast_as((n_u, h, rows, dh))?.contiguous()?)
+                };
+                let with_new_rows = |base: &Tensor| -> Result<Tensor> {
+                    if fd == 0 {
+                        return Ok(new.clone());
+                    }
+                    let prefix = base.narrow(1, 0, fd)?.unsqueeze(0)?.broadcast_as((n_u, h, fd, dh))?;
+                    Ok(Tensor::cat(&[&prefix.contiguous()?, &new], 2)?)
+                };
+                let (qr, kr, vr) = match qkv {
+                    Qkv::Q => (new.clone(), every(&acts.k)?, every(&acts.v)?),
+                    Qkv::K => (
+                        every(&acts.q.narrow(1, fd, n)?.contiguous()?)?,
+                        with_new_rows(&acts.k)?,
+                        every(&acts.v)?,
+                    ),
+                    Qkv::V => (
+                        every(&acts.q.narrow(1, fd, n)?.contiguous()?)?,
+                        every(&acts.k)?,
+                        with_new_rows(&acts.v)?,
+                    ),
+                };
+                let scores = (qr.matmul(&kr.transpose(2, 3)?.contiguous()?)? * attn_scale(dh))?
+                    .broadcast_add(&causal_mask(n, fd, t)?)?;
+                let z = softmax_last(&scores)?.matmul(&vr)?; // [n_u, H, n, dh]
+                let dz = z.broadcast_sub(&acts.z.narrow(1, fd, n)?.unsqueeze(0)?)?;
+                // per head (z′ − z)·W_O[h]: [H, n_u·n, dh] · [H, dh, d]
+                dz.transpose(0, 1)?
+                    .contiguous()?
+                    .reshape((h, n_u * n, dh))?
+                    .matmul(&b.w_o)?
+                    .reshape((h, n_u, n, d))?
+                    .transpose(0, 1)?
+                    .contiguous()?
+            }
+        };
+        Ok(out.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    fn layer_of<'r>(&self, run: &'r GraphRun, layer: usize) -> Result<&'r LayerActs> {
+        run.layers
+            .get(layer)
+            .ok_or_else(|| Error::Input(format!("layer {layer} does not exist")))
+    }
+
+    /// s[u, v] = Σ_pos Σ_d Δ_u · g_v for every pair of a node and a slot:
+    /// `deltas` [n_forward, T·d], `grads` [n_backward, T·d] → [n_forward, n_backward].
+    pub fn edge_products(deltas: &[f32], grads: &[f32], nf: usize, nb: usize) -> Result<Vec<f32>> {
+        if nf == 0 || nb == 0 || deltas.len() % nf != 0 || grads.len() != nb * (deltas.len() / nf) {
+            return Err(Error::Input("edge products need [n_forward, k] and [n_backward, k]".into()));
+        }
+        let k = deltas.len() / nf;
+        let a = Tensor::from_slice(deltas, (nf, k), &Device::Cpu)?;
+        let g = Tensor::from_slice(grads, (nb, k), &Device::Cpu)?;
+        Ok(a.matmul(&g.t()?)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
