@@ -86,18 +86,35 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
         .iter()
         .map(|x| x.as_str().unwrap().to_string())
         .collect();
-    let our_names: Vec<String> = layout.edges().into_iter().map(|e| layout.edge_name(e)).collect();
+    let our_names: Vec<String> = layout
+        .edges()
+        .into_iter()
+        .map(|e| layout.edge_name(e))
+        .collect();
     assert_eq!(our_names, golden_names, "{what}: edge names and order");
     let b = &entry["baseline"];
-    assert!((ours.clean - b["clean"].as_f64().unwrap() as f32).abs() < 1e-4, "{what}");
-    assert!((ours.corrupt - b["corrupt"].as_f64().unwrap() as f32).abs() < 1e-4, "{what}");
+    assert!(
+        (ours.clean - b["clean"].as_f64().unwrap() as f32).abs() < 1e-4,
+        "{what}"
+    );
+    assert!(
+        (ours.corrupt - b["corrupt"].as_f64().unwrap() as f32).abs() < 1e-4,
+        "{what}"
+    );
     for m in EdgeMethod::ALL {
         let want = flat(&entry["scores"][m.name()]);
         let got = edge_list(layout, &ours.scores[&m]);
         let err = rel_err(&got, &want);
-        assert!(err < 2e-4, "{what}: {} scores differ by {err} of their scale", m.name());
+        assert!(
+            err < 2e-4,
+            "{what}: {} scores differ by {err} of their scale",
+            m.name()
+        );
     }
-    let runs: Vec<PairRuns> = pairs.iter().map(|p| PairRuns::new(host, p, false).unwrap()).collect();
+    let runs: Vec<PairRuns> = pairs
+        .iter()
+        .map(|p| PairRuns::new(host, p, false).unwrap())
+        .collect();
     for (m, per_how) in entry["circuits"].as_object().unwrap() {
         let m = EdgeMethod::parse(m).unwrap();
         for (how, points) in per_how.as_object().unwrap() {
@@ -107,12 +124,24 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
                 let c = select(layout, &ours.scores[&m], how, n).unwrap();
                 let at = format!("{what}: {} {} n={n}", m.name(), how.name());
                 assert_eq!(names(layout, &c.edges), strings(&p["edges"]), "{at}: edges");
-                assert_eq!(node_names(layout, &c.nodes), strings(&p["nodes"]), "{at}: nodes");
+                assert_eq!(
+                    node_names(layout, &c.nodes),
+                    strings(&p["nodes"]),
+                    "{at}: nodes"
+                );
                 let f = faithfulness(host, &runs, &c, n).unwrap();
                 let want = p["metric"].as_f64().unwrap() as f32;
-                assert!((f.metric - want).abs() < 1e-4, "{at}: m(C) {} vs {want}", f.metric);
+                assert!(
+                    (f.metric - want).abs() < 1e-4,
+                    "{at}: m(C) {} vs {want}",
+                    f.metric
+                );
                 let wf = p["faithfulness"].as_f64().unwrap() as f32;
-                assert!((f.faithfulness - wf).abs() < 1e-3, "{at}: faithfulness {} vs {wf}", f.faithfulness);
+                assert!(
+                    (f.faithfulness - wf).abs() < 1e-3,
+                    "{at}: faithfulness {} vs {wf}",
+                    f.faithfulness
+                );
             }
         }
     }
@@ -132,7 +161,14 @@ fn check_model(file: &str, spec: &RandomSpec) {
             .map(|x| x.as_u64().unwrap() as u32)
             .collect();
         assert_eq!(p.clean, want, "{file} case {ci}");
-        let ours = block_on(score_edges(&host, &host, std::slice::from_ref(&p), &opts, &mut Quiet)).unwrap();
+        let ours = block_on(score_edges(
+            &host,
+            &host,
+            std::slice::from_ref(&p),
+            &opts,
+            &mut Quiet,
+        ))
+        .unwrap();
         check_entry(&host, &format!("{file} case {ci}"), case, &[p], &ours);
         // the graph file: the reference's layout, read back by the reference's rules
         let layout = &ours.layout;
@@ -140,29 +176,54 @@ fn check_model(file: &str, spec: &RandomSpec) {
         let scores = &ours.scores[&EdgeMethod::EapIg];
         let c = select(layout, scores, Select::Topn, n).unwrap();
         let per_edge = edge_list(layout, scores);
-        let in_edges: Vec<bool> = layout.edges().iter().map(|e| c.edges[e.from * layout.n_backward() + e.to]).collect();
+        let in_edges: Vec<bool> = layout
+            .edges()
+            .iter()
+            .map(|e| c.edges[e.from * layout.n_backward() + e.to])
+            .collect();
         let text = reference_graph_json(layout, cfg.d_model, &per_edge, &in_edges, &c.nodes);
         let ours_v: Value = serde_json::from_str(&text).unwrap();
         let want = &case["graph_json"];
         assert_eq!(ours_v["cfg"], want["cfg"]);
         assert_eq!(
-            ours_v["nodes"].as_object().unwrap().keys().collect::<BTreeSet<_>>(),
-            want["nodes"].as_object().unwrap().keys().collect::<BTreeSet<_>>()
+            ours_v["nodes"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<BTreeSet<_>>(),
+            want["nodes"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<BTreeSet<_>>()
         );
         for (k, v) in want["nodes"].as_object().unwrap() {
             assert_eq!(ours_v["nodes"][k]["in_graph"], v["in_graph"], "node {k}");
         }
         for (k, v) in want["edges"].as_object().unwrap() {
             assert_eq!(ours_v["edges"][k]["in_graph"], v["in_graph"], "edge {k}");
-            let (a, b) = (ours_v["edges"][k]["score"].as_f64().unwrap(), v["score"].as_f64().unwrap());
-            assert!((a - b).abs() < 2e-4 * (1.0f64).max(b.abs()), "edge {k}: {a} vs {b}");
+            let (a, b) = (
+                ours_v["edges"][k]["score"].as_f64().unwrap(),
+                v["score"].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() < 2e-4 * (1.0f64).max(b.abs()),
+                "edge {k}: {a} vs {b}"
+            );
         }
-        let (back, back_in) = read_reference_graph_json(layout, cfg.d_model, &serde_json::to_string(want).unwrap()).unwrap();
+        let (back, back_in) =
+            read_reference_graph_json(layout, cfg.d_model, &serde_json::to_string(want).unwrap())
+                .unwrap();
         assert_eq!(back_in, in_edges);
         assert!(rel_err(&per_edge, &back) < 2e-4);
     }
     for (di, ds) in g["datasets"].as_array().unwrap().iter().enumerate() {
-        let pairs: Vec<Pair> = ds["pairs"].as_array().unwrap().iter().map(|c| pair(&cfg, c)).collect();
+        let pairs: Vec<Pair> = ds["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| pair(&cfg, c))
+            .collect();
         let ours = block_on(score_edges(&host, &host, &pairs, &opts, &mut Quiet)).unwrap();
         check_entry(&host, &format!("{file} dataset {di}"), ds, &pairs, &ours);
     }

@@ -464,6 +464,11 @@ impl Engines {
         AnyEngine::Cpu(self.cpu.clone())
     }
 
+    /// The CPU engine itself (the circuits' graph passes run on it).
+    pub fn cpu_engine(&self) -> Rc<CpuEngine> {
+        self.cpu.clone()
+    }
+
     /// The engine for a requested backend. When the GPU engine cannot
     /// start (or is still starting for another request), the CPU engine
     /// computes instead and the second value says why.

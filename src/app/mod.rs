@@ -6,6 +6,7 @@
 //! the page's Dataset tab ([`dataset`]). The front ends only convert arguments and
 //! results.
 
+pub mod circuit;
 pub mod dataset;
 pub mod engine;
 pub mod request;

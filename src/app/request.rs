@@ -19,14 +19,14 @@ use std::collections::BTreeMap;
 /// The fields of a request object, taken one at a time so that an error can
 /// say which field is bad; what is left at the end is unknown, and the names
 /// taken are the ones the error lists as expected.
-struct Fields {
+pub(crate) struct Fields {
     what: &'static str,
     map: Map<String, Value>,
     taken: Vec<&'static str>,
 }
 
 impl Fields {
-    fn new(what: &'static str, map: Map<String, Value>) -> Fields {
+    pub(crate) fn new(what: &'static str, map: Map<String, Value>) -> Fields {
         Fields {
             what,
             map,
@@ -35,7 +35,7 @@ impl Fields {
     }
 
     /// Field `name`, None when absent or null.
-    fn get<T: DeserializeOwned>(&mut self, name: &'static str) -> Result<Option<T>> {
+    pub(crate) fn get<T: DeserializeOwned>(&mut self, name: &'static str) -> Result<Option<T>> {
         self.taken.push(name);
         match self.map.remove(name) {
             None | Some(Value::Null) => Ok(None),
@@ -52,7 +52,7 @@ impl Fields {
     }
 
     /// Err for any field not taken.
-    fn end(self) -> Result<()> {
+    pub(crate) fn end(self) -> Result<()> {
         match self.map.keys().next() {
             None => Ok(()),
             Some(k) => Err(Error::Input(format!(
@@ -69,7 +69,7 @@ impl Fields {
 }
 
 /// A request object as a map of its fields.
-fn object(what: &str, v: Value) -> Result<Map<String, Value>> {
+pub(crate) fn object(what: &str, v: Value) -> Result<Map<String, Value>> {
     match v {
         Value::Object(m) => Ok(m),
         other => Err(Error::Input(format!(

@@ -1,6 +1,7 @@
 //! A loaded model and its engines in a long-lived host (the browser lab):
 //! each call takes a request, picks its engine and runs the method.
 
+use super::circuit::{reevaluate, run_circuit, CircuitRequest};
 use super::dataset::{DatasetObserver, RunStats, Runner};
 use super::engine::{AnyEngine, Backend, Engines};
 use super::request::{AblateRequest, AnalyzeRequest};
@@ -10,6 +11,7 @@ use crate::attribution::{Observer, Pair, Progress};
 use crate::engine::{Engine, Metric};
 use crate::error::{Error, Result};
 use crate::model::{Config, Tokenizer};
+use crate::report::circuit::{CircuitChoice, CircuitReport};
 use crate::report::{Prediction, Prompts, Report};
 use serde::Serialize;
 
@@ -53,6 +55,32 @@ impl Session {
             });
         }
         engine
+    }
+
+    /// The circuit report of the request's pairs: exact patching's tails on
+    /// the request's engine, the graph's own passes on the CPU engine.
+    pub async fn circuit(
+        &self,
+        req: &CircuitRequest,
+        obs: &mut dyn Observer,
+    ) -> Result<CircuitReport> {
+        let backend = Backend::parse(req.backend.as_deref().unwrap_or("auto"))?;
+        let engine = self.engine(backend, obs).await;
+        let host = self.engines.cpu_engine();
+        run_circuit(&engine, &host, &self.name, &self.tokenizer, req, obs).await
+    }
+
+    /// The circuit of `n` edges that a circuit report's `method` scores
+    /// select, with its faithfulness on this model (the Circuit tab's slider).
+    pub fn reevaluate_circuit(
+        &self,
+        report: &CircuitReport,
+        method: &str,
+        select: &str,
+        n: usize,
+    ) -> Result<CircuitChoice> {
+        let host = self.engines.cpu_engine();
+        reevaluate(&host, &self.tokenizer, report, method, select, n)
     }
 
     /// The report of the request's one pair.

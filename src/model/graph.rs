@@ -260,7 +260,11 @@ impl GraphLayout {
         } else {
             match node(to) {
                 Some(Node::Mlp { layer }) => Slot::Mlp { layer },
-                _ => return Err(bad("names no MLP, head input or logits of this model as its target")),
+                _ => {
+                    return Err(bad(
+                        "names no MLP, head input or logits of this model as its target",
+                    ))
+                }
             }
         };
         let e = Edge {
@@ -268,7 +272,9 @@ impl GraphLayout {
             to: self.backward_index(slot),
         };
         if !self.is_edge(e.from, e.to) {
-            return Err(bad("goes backwards: its source writes after its target reads"));
+            return Err(bad(
+                "goes backwards: its source writes after its target reads",
+            ));
         }
         Ok(e)
     }
@@ -307,7 +313,13 @@ mod tests {
         for i in 0..g.n_backward() {
             assert_eq!(g.backward_index(g.slot(i)), i);
         }
-        for bad in ["a9.h6->a2.h7<q>", "a12.h0->logits", "x->m1", "m3->a4.h1<z>", "m3"] {
+        for bad in [
+            "a9.h6->a2.h7<q>",
+            "a12.h0->logits",
+            "x->m1",
+            "m3->a4.h1<z>",
+            "m3",
+        ] {
             assert!(g.parse_edge(bad).is_err(), "{bad}");
         }
     }

@@ -32,6 +32,38 @@ pub fn pearson(a: &[f32], b: &[f32]) -> Option<f64> {
     Some(sxy / (sxx * syy).sqrt())
 }
 
+/// Spearman's ρ: Pearson's r of the ranks (ties get their mean rank),
+/// over the pairs where both values are finite.
+pub fn spearman(a: &[f32], b: &[f32]) -> Option<f64> {
+    let (x, y): (Vec<f32>, Vec<f32>) = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|(&x, &y)| (x, y))
+        .unzip();
+    pearson(&ranks(&x), &ranks(&y))
+}
+
+/// 1-based ranks, ties sharing their mean rank.
+fn ranks(v: &[f32]) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+    let mut out = vec![0f32; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f32 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = rank;
+        }
+        i = j + 1;
+    }
+    out
+}
+
 pub fn flatten(m: &ScoreMap) -> Vec<f32> {
     m.iter().flatten().copied().collect()
 }
@@ -156,6 +188,14 @@ pub fn top_k(m: &ScoreMap, k: usize) -> Vec<(usize, usize, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spearman_ranks_with_ties_as_scipy_does() {
+        // scipy.stats.spearmanr([1, 2, 2, 3], [10, 30, 20, 40]).statistic = 0.9486832980505138
+        let r = spearman(&[1.0, 2.0, 2.0, 3.0], &[10.0, 30.0, 20.0, 40.0]).unwrap();
+        assert!((r - 0.948_683_298_050_513_8).abs() < 1e-6, "{r}");
+        assert_eq!(spearman(&[1.0, 2.0], &[2.0, 2.0]), None);
+    }
 
     #[test]
     fn pearson_ignores_non_finite_and_detects_constants() {

@@ -269,7 +269,8 @@ pub fn read_reference_graph_json(
     let text = text.replace("NaN", "null");
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::Input(format!("not a graph file (bad JSON: {e})")))?;
-    let (Some(cfg), Some(edges)) = (v.get("cfg"), v.get("edges").and_then(|e| e.as_object())) else {
+    let (Some(cfg), Some(edges)) = (v.get("cfg"), v.get("edges").and_then(|e| e.as_object()))
+    else {
         return Err(Error::Input(
             "not a graph file: Graph.to_json writes `cfg`, `nodes` and `edges`".into(),
         ));
@@ -303,13 +304,18 @@ pub fn read_reference_graph_json(
     let mut in_graph = vec![false; all.len()];
     for (name, info) in edges {
         let &i = index.get(name.as_str()).ok_or_else(|| {
-            Error::Input(format!("the graph file's edge {name:?} is not an edge of this model"))
+            Error::Input(format!(
+                "the graph file's edge {name:?} is not an edge of this model"
+            ))
         })?;
         scores[i] = info
             .get("score")
             .and_then(|s| s.as_f64())
             .map_or(f32::NAN, |s| s as f32);
-        in_graph[i] = info.get("in_graph").and_then(|b| b.as_bool()).unwrap_or(false);
+        in_graph[i] = info
+            .get("in_graph")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false);
     }
     Ok((scores, in_graph))
 }
@@ -317,7 +323,11 @@ pub fn read_reference_graph_json(
 /// Per-edge scores (layout order) from a dense [n_forward × n_backward] matrix.
 pub fn edge_list(layout: &GraphLayout, dense: &[f32]) -> Vec<f32> {
     let nb = layout.n_backward();
-    layout.edges().iter().map(|e| dense[e.from * nb + e.to]).collect()
+    layout
+        .edges()
+        .iter()
+        .map(|e| dense[e.from * nb + e.to])
+        .collect()
 }
 
 /// A dense [n_forward × n_backward] matrix from per-edge values (layout order).

@@ -24,6 +24,7 @@
 //! as a `Float32Array`.
 
 mod checks;
+mod circuit;
 mod dataset;
 pub mod lab;
 pub mod observer;

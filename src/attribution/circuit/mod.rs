@@ -162,9 +162,7 @@ pub async fn score_edges<E: Engine>(
         let delta = runs.deltas();
         for &method in &opts.methods {
             let s = match method {
-                EdgeMethod::Eap => {
-                    CpuEngine::edge_products(&delta, grads(&runs.clean)?, nf, nb)?
-                }
+                EdgeMethod::Eap => CpuEngine::edge_products(&delta, grads(&runs.clean)?, nf, nb)?,
                 EdgeMethod::CleanCorrupted => {
                     let mean: Vec<f32> = grads(&runs.clean)?
                         .iter()
@@ -177,7 +175,9 @@ pub async fn score_edges<E: Engine>(
                     let g = ig_input_gradients(host, &runs, opts.steps, &mut tracker).await?;
                     CpuEngine::edge_products(&delta, &g, nf, nb)?
                 }
-                EdgeMethod::Exact => exact_scores(engine, host, &runs, &delta, &mut tracker).await?,
+                EdgeMethod::Exact => {
+                    exact_scores(engine, host, &runs, &delta, &mut tracker).await?
+                }
             };
             let sum = sums.get_mut(&method).expect("a sum per method");
             for (i, (acc, v)) in sum.iter_mut().zip(s).enumerate() {
@@ -201,9 +201,9 @@ pub async fn score_edges<E: Engine>(
 }
 
 fn grads(run: &GraphRun) -> Result<&[f32]> {
-    run.grads
-        .as_deref()
-        .ok_or_else(|| Error::Backend("a graph run without the slot gradients it was asked for".into()))
+    run.grads.as_deref().ok_or_else(|| {
+        Error::Backend("a graph run without the slot gradients it was asked for".into())
+    })
 }
 
 /// EAP-IG's gradient: the mean over k = 0 … steps − 1 of ∂m/∂x_v at the
@@ -225,7 +225,13 @@ async fn ig_input_gradients(
             .zip(e_clean)
             .map(|(c, k)| c + alpha * (k - c))
             .collect();
-        let run = host.graph_forward(&runs.pair.clean, &runs.pair.metric, Some(&embed), None, true)?;
+        let run = host.graph_forward(
+            &runs.pair.clean,
+            &runs.pair.metric,
+            Some(&embed),
+            None,
+            true,
+        )?;
         let g = grads(&run)?;
         if sum.is_empty() {
             sum = g.to_vec();
@@ -269,7 +275,15 @@ async fn exact_scores<E: Engine>(
     let mut kinds = Vec::new();
     for layer in 0..cfg.n_layers {
         for qkv in Qkv::ALL {
-            kinds.push((Slot::Head { layer, head: 0, qkv }, Start::Mid(layer), h));
+            kinds.push((
+                Slot::Head {
+                    layer,
+                    head: 0,
+                    qkv,
+                },
+                Start::Mid(layer),
+                h,
+            ));
         }
         kinds.push((Slot::Mlp { layer }, Start::Post(layer), 1));
     }
@@ -286,7 +300,11 @@ async fn exact_scores<E: Engine>(
             for (i, m) in ms.into_iter().enumerate() {
                 let (u, j) = (u0 + i / per_node, i % per_node);
                 let v = match slot {
-                    Slot::Head { layer, qkv, .. } => layout.backward_index(Slot::Head { layer, head: j, qkv }),
+                    Slot::Head { layer, qkv, .. } => layout.backward_index(Slot::Head {
+                        layer,
+                        head: j,
+                        qkv,
+                    }),
                     other => layout.backward_index(other),
                 };
                 out[u * nb + v] = m - m0;
@@ -310,7 +328,13 @@ pub fn faithfulness(
         .edges
         .iter()
         .enumerate()
-        .map(|(i, &inside)| if !inside && layout.is_edge(i / nb, i % nb) { 1.0 } else { 0.0 })
+        .map(|(i, &inside)| {
+            if !inside && layout.is_edge(i / nb, i % nb) {
+                1.0
+            } else {
+                0.0
+            }
+        })
         .collect();
     let (mut m, mut clean, mut corrupt) = (0f64, 0f64, 0f64);
     for r in runs {

@@ -87,9 +87,7 @@ impl PartialOrd for Candidate {
 }
 impl Ord for Candidate {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.key
-            .total_cmp(&o.key)
-            .then(o.index.cmp(&self.index))
+        self.key.total_cmp(&o.key).then(o.index.cmp(&self.index))
     }
 }
 

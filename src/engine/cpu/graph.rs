@@ -118,22 +118,21 @@ impl CpuEngine {
                 )))
             }
             Some(e) => Tensor::from_slice(e, (t, d), dev)?,
-            None => self
-                .wte
-                .index_select(&Tensor::new(tokens, dev)?, 0)?,
+            None => self.wte.index_select(&Tensor::new(tokens, dev)?, 0)?,
         };
         let mut outputs: Vec<Tensor> = vec![embed.clone()];
         // Σ_u patched[u, v] (values_u − output_u) for the slots `cols` (all
         // of them read nodes 0..prev): [cols, T, d], or None without a patch
-        let correction = |outputs: &[Tensor], prev: usize, cols: (usize, usize)| -> Result<Option<Tensor>> {
-            let Some((values, mask)) = &patch else {
-                return Ok(None);
+        let correction =
+            |outputs: &[Tensor], prev: usize, cols: (usize, usize)| -> Result<Option<Tensor>> {
+                let Some((values, mask)) = &patch else {
+                    return Ok(None);
+                };
+                let own = Tensor::stack(&outputs[..prev], 0)?.reshape((prev, t * d))?;
+                let diff = (values.narrow(0, 0, prev)? - own)?;
+                let m = mask.narrow(0, 0, prev)?.narrow(1, cols.0, cols.1)?;
+                Ok(Some(m.t()?.matmul(&diff)?.reshape((cols.1, t, d))?))
             };
-            let own = Tensor::stack(&outputs[..prev], 0)?.reshape((prev, t * d))?;
-            let diff = (values.narrow(0, 0, prev)? - own)?;
-            let m = mask.narrow(0, 0, prev)?.narrow(1, cols.0, cols.1)?;
-            Ok(Some(m.t()?.matmul(&diff)?.reshape((cols.1, t, d))?))
-        };
         let mask = causal_mask(t, 0, t)?;
         let scale = attn_scale(dh);
         let eps = self.eps();
@@ -183,7 +182,11 @@ impl CpuEngine {
             }
             let mid = (&x + result.sum(0)?.broadcast_add(&b.c_proj_b)?)?;
             let mlp_slot = Slot::Mlp { layer: l };
-            let mlp_in = match correction(&outputs, g.prev_index(mlp_slot), (g.backward_index(mlp_slot), 1))? {
+            let mlp_in = match correction(
+                &outputs,
+                g.prev_index(mlp_slot),
+                (g.backward_index(mlp_slot), 1),
+            )? {
                 Some(c) => (&mid + c.squeeze(0)?)?,
                 None => mid.clone(),
             };
@@ -223,7 +226,9 @@ impl CpuEngine {
             }
             None => None,
         };
-        let outputs = Tensor::stack(&outputs, 0)?.flatten_all()?.to_vec1::<f32>()?;
+        let outputs = Tensor::stack(&outputs, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         Ok(GraphRun {
             metric,
             outputs,
@@ -288,7 +293,9 @@ impl CpuEngine {
         }
         per_layer.reverse();
         per_layer.push(logits.unsqueeze(0)?);
-        Ok(Tensor::cat(&per_layer, 0)?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(Tensor::cat(&per_layer, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 
     /// For exact edge patching: the change of the residual stream, rows
@@ -311,7 +318,7 @@ impl CpuEngine {
     ) -> Result<Vec<f32>> {
         let (t, d, h, dh) = (run.t, self.cfg.d_model, self.cfg.n_heads, self.cfg.d_head);
         let n = t - fd;
-        if n == 0 || deltas.len() % (n * d) != 0 {
+        if n == 0 || !deltas.len().is_multiple_of(n * d) {
             return Err(Error::Input(format!(
                 "edge perturbations need [n_u, {n}, {d}] deltas (got {} values)",
                 deltas.len()
@@ -324,7 +331,12 @@ impl CpuEngine {
             Slot::Mlp { layer } => {
                 let acts = &self.layer_of(run, layer)?;
                 let x = acts.resid_mid.narrow(0, fd, n)?;
-                let (out, _) = mlp_branch(&self.blocks[layer], &dx.broadcast_add(&x)?, self.eps(), false)?;
+                let (out, _) = mlp_branch(
+                    &self.blocks[layer],
+                    &dx.broadcast_add(&x)?,
+                    self.eps(),
+                    false,
+                )?;
                 out.broadcast_sub(&acts.mlp_out.narrow(0, fd, n)?)?
             }
             Slot::Head { layer, qkv, .. } => {
@@ -334,19 +346,29 @@ impl CpuEngine {
                 let (ln, _) = layer_norm(&dx.broadcast_add(&x)?, &b.ln_1_w, &b.ln_1_b, self.eps())?;
                 let s = qkv as usize;
                 // the changed input's new q, k or v: [n_u, H, n, dh]
-                let new = linear(&ln, &b.c_attn_w.narrow(1, s * d, d)?, &b.c_attn_b.narrow(0, s * d, d)?)?
-                    .reshape((n_u, n, h, dh))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
+                let new = linear(
+                    &ln,
+                    &b.c_attn_w.narrow(1, s * d, d)?,
+                    &b.c_attn_b.narrow(0, s * d, d)?,
+                )?
+                .reshape((n_u, n, h, dh))?
+                .transpose(1, 2)?
+                .contiguous()?;
                 let every = |base: &Tensor| -> Result<Tensor> {
                     let rows = base.dim(1)?;
-                    Ok(base.unsqueeze(0)?.broadcast_as((n_u, h, rows, dh))?.contiguous()?)
+                    Ok(base
+                        .unsqueeze(0)?
+                        .broadcast_as((n_u, h, rows, dh))?
+                        .contiguous()?)
                 };
                 let with_new_rows = |base: &Tensor| -> Result<Tensor> {
                     if fd == 0 {
                         return Ok(new.clone());
                     }
-                    let prefix = base.narrow(1, 0, fd)?.unsqueeze(0)?.broadcast_as((n_u, h, fd, dh))?;
+                    let prefix = base
+                        .narrow(1, 0, fd)?
+                        .unsqueeze(0)?
+                        .broadcast_as((n_u, h, fd, dh))?;
                     Ok(Tensor::cat(&[&prefix.contiguous()?, &new], 2)?)
                 };
                 let (qr, kr, vr) = match qkv {
@@ -388,8 +410,14 @@ impl CpuEngine {
     /// s[u, v] = Σ_pos Σ_d Δ_u · g_v for every pair of a node and a slot:
     /// `deltas` [n_forward, T·d], `grads` [n_backward, T·d] → [n_forward, n_backward].
     pub fn edge_products(deltas: &[f32], grads: &[f32], nf: usize, nb: usize) -> Result<Vec<f32>> {
-        if nf == 0 || nb == 0 || deltas.len() % nf != 0 || grads.len() != nb * (deltas.len() / nf) {
-            return Err(Error::Input("edge products need [n_forward, k] and [n_backward, k]".into()));
+        if nf == 0
+            || nb == 0
+            || !deltas.len().is_multiple_of(nf)
+            || grads.len() != nb * (deltas.len() / nf)
+        {
+            return Err(Error::Input(
+                "edge products need [n_forward, k] and [n_backward, k]".into(),
+            ));
         }
         let k = deltas.len() / nf;
         let a = Tensor::from_slice(deltas, (nf, k), &Device::Cpu)?;
