@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// with their FLOP counts, then AtP and IG at the bundles.
     #[arg(long)]
     sites: bool,
+    /// Time the circuit methods instead: EAP, EAP-IG (5 steps) and exact edge patching of every
+    /// edge, with neuron AP in the same run for comparison.
+    #[arg(long, conflicts_with = "sites")]
+    circuit: bool,
     /// Rows of the plain matmul timed on each backend, [rows, 768]·[768, 3072] + bias
     /// (GPT-2 small's MLP-in; 3072 rows are one pass of a patch sweep).
     #[arg(long, default_value_t = 3072)]
@@ -168,6 +172,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             println!();
         }
         let l = load(&dir, backend)?;
+        if a.circuit {
+            let m = patchlab::model::Model::from_dir(&dir)?;
+            let host = patchlab::engine::cpu::CpuEngine::new(m.config, m.weights)?;
+            pollster::block_on(bench_circuit(&l.engine, &host, &l.tokenizer))?;
+            continue;
+        }
         bench_on(&a, &l.engine, &l.name, &l.tokenizer)?;
     }
     Ok(())
@@ -406,5 +416,127 @@ async fn bench_sites<E: Engine>(
         );
     }
     println!("(FLOPs: the matrix products of the tails; the host-side attention of q/k/v/pattern patches is not counted)");
+    Ok(())
+}
+
+/// FLOPs of one forward of the graph ([T, d] through every block, the last
+/// row's head): the matrix products only.
+fn forward_flops(cfg: &patchlab::model::Config, t: usize) -> f64 {
+    let (d, m, t) = (cfg.d_model as f64, cfg.d_mlp as f64, t as f64);
+    cfg.n_layers as f64 * (t * (2.0 * 4.0 * d * d + 2.0 * 2.0 * d * m) + 2.0 * 2.0 * t * t * d)
+}
+
+/// EAP, EAP-IG (5 steps) and exact edge patching of every edge of one
+/// pair, with neuron AP (clean → corrupt) in the same run.
+async fn bench_circuit<E: Engine>(
+    e: &E,
+    host: &patchlab::engine::cpu::CpuEngine,
+    tokenizer: &Tokenizer,
+) -> Result<()> {
+    use patchlab::attribution::circuit::{score_edges, EdgeMethod, EdgeOptions};
+    use patchlab::model::graph::{GraphLayout, Qkv, Slot};
+    let cfg = e.config().clone();
+    let pair = Pair::new(tokenizer, &cfg, CLEAN, CORRUPT, " Mary", " John", true)?;
+    let layout = GraphLayout::new(&cfg);
+    let (t, fd) = (pair.clean.len(), pair.first_diff);
+    let n = t - fd;
+    println!(
+        "patchlab bench --circuit — tails on {}, graph passes on the CPU; {} layers, {} heads, d_model {}; {t} tokens, rows from position {fd}; {} edges",
+        e.backend(), cfg.n_layers, cfg.n_heads, cfg.d_model, layout.n_edges()
+    );
+    let (d, m) = (cfg.d_model as f64, cfg.d_mlp as f64);
+    let fwd = forward_flops(&cfg, t);
+    // Σ Δ·g over every node and slot
+    let products = 2.0 * (layout.n_forward() * layout.n_backward() * t * cfg.d_model) as f64;
+    // exact: one tail per edge from its slot's layer, plus the host's recomputation of the
+    // slot's node (a head's q/k/v projection and W_O, or the MLP) for each edge
+    let (mut tails, mut tail_f, mut host_f) = (0usize, 0.0, 0.0);
+    for l in 0..cfg.n_layers {
+        for qkv in Qkv::ALL {
+            let k = layout.prev_index(Slot::Head {
+                layer: l,
+                head: 0,
+                qkv,
+            });
+            tails += k * cfg.n_heads;
+            tail_f += (k * cfg.n_heads) as f64 * tail_flops(&cfg, Start::Mid(l), n, t);
+            host_f += k as f64 * n as f64 * (2.0 * d * d + 2.0 * d * d);
+        }
+        let k = layout.prev_index(Slot::Mlp { layer: l });
+        tails += k;
+        tail_f += k as f64 * tail_flops(&cfg, Start::Post(l), n, t);
+        host_f += k as f64 * n as f64 * 2.0 * 2.0 * d * m;
+    }
+    let k = layout.n_forward();
+    tails += k;
+    tail_f += k as f64 * tail_flops(&cfg, Start::Post(cfg.n_layers - 1), n, t);
+    println!(
+        "{:<40} {:>9} {:>12} {:>9} {:>10}",
+        "method", "passes", "GFLOP", "s", "GFLOP/s"
+    );
+    let mut q = Quiet;
+    let rows: [(&str, EdgeMethod, String, f64); 3] = [
+        ("EAP", EdgeMethod::Eap, "3".into(), 3.0 * fwd + products),
+        (
+            "EAP-IG (5 steps)",
+            EdgeMethod::EapIg,
+            "12".into(),
+            (2.0 + 2.0 * 5.0) * fwd + products,
+        ),
+        (
+            "exact edge patching (every edge)",
+            EdgeMethod::Exact,
+            format!("{tails}"),
+            tail_f + host_f,
+        ),
+    ];
+    let mut exact_s = 0.0;
+    for (label, method, passes, flops) in rows {
+        let opts = EdgeOptions {
+            methods: vec![method],
+            steps: 5,
+        };
+        let t0 = now_ms();
+        score_edges(e, host, std::slice::from_ref(&pair), &opts, &mut q).await?;
+        let s = (now_ms() - t0) / 1e3;
+        if method == EdgeMethod::Exact {
+            exact_s = s;
+        }
+        println!(
+            "{label:<40} {passes:>9} {:>12.2} {s:>9.3} {:>10.1}",
+            flops / 1e9,
+            flops / s / 1e9
+        );
+    }
+    let clean = e.run(&pair.clean, &pair.metric).await?;
+    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
+    let sweep = [SweepPair {
+        base: &clean,
+        other: &corrupt,
+        from_pos: fd,
+    }];
+    let t0 = now_ms();
+    activation_patching(
+        e,
+        &sweep,
+        Component::Neurons,
+        Direction::CleanToCorrupt,
+        &mut Tracker::new(&mut q, 0),
+    )
+    .await?;
+    let ap = (now_ms() - t0) / 1e3;
+    let f = ap_sweep_flops(&cfg, Component::Neurons, n);
+    println!(
+        "{:<40} {:>9} {:>12.2} {ap:>9.3} {:>10.1}",
+        "neuron AP clean_to_corrupt (comparison)",
+        Component::Neurons.count(&cfg) * cfg.n_layers,
+        f / 1e9,
+        f / ap / 1e9
+    );
+    println!(
+        "exact edge patching / neuron AP, same run: {:.2}×",
+        exact_s / ap
+    );
+    println!("(GFLOP: matrix products; EAP and EAP-IG: forwards and backwards of the graph (a backward counted as a forward) and the Δ·g products; exact: the tails and the host's recomputation of each edge's node)");
     Ok(())
 }
