@@ -11,7 +11,7 @@ use patchlab::attribution::circuit::{
     faithfulness, score_edges, select, Circuit, EdgeMethod, EdgeOptions, PairRuns, Select,
 };
 use patchlab::attribution::{Pair, Quiet};
-use patchlab::engine::cpu::{CpuEngine, EdgePatch};
+use patchlab::engine::cpu::{CpuEngine, EdgePatch, GraphPass};
 use patchlab::model::graph::GraphLayout;
 use patchlab::model::random::random_weights;
 
@@ -58,12 +58,13 @@ fn exact_edge_patching_equals_the_naive_loop() {
             .graph_forward(
                 &p.clean,
                 &p.metric,
-                None,
-                Some(EdgePatch {
-                    values: &runs.corrupt.outputs,
-                    patched: &patched,
-                }),
-                false,
+                GraphPass {
+                    patch: Some(EdgePatch {
+                        values: &runs.corrupt.outputs,
+                        patched: &patched,
+                    }),
+                    ..GraphPass::default()
+                },
             )
             .unwrap()
             .metric;

@@ -21,6 +21,11 @@ pub enum EdgeMethod {
     /// from corrupt to clean (`EAP-IG-inputs`).
     #[serde(rename = "eap-ig")]
     EapIg,
+    /// The gradient averaged over runs with one node's output (the input,
+    /// a layer's heads, an MLP) held between corrupt and clean, for every
+    /// node and step (`EAP-IG-activations`).
+    #[serde(rename = "eap-ig-activations")]
+    EapIgActivations,
     /// The gradient averaged over the clean and the corrupt run (`clean-corrupted`).
     #[serde(rename = "clean-corrupted")]
     CleanCorrupted,
@@ -30,9 +35,10 @@ pub enum EdgeMethod {
 }
 
 impl EdgeMethod {
-    pub const ALL: [EdgeMethod; 4] = [
+    pub const ALL: [EdgeMethod; 5] = [
         EdgeMethod::Eap,
         EdgeMethod::EapIg,
+        EdgeMethod::EapIgActivations,
         EdgeMethod::CleanCorrupted,
         EdgeMethod::Exact,
     ];
@@ -41,6 +47,7 @@ impl EdgeMethod {
         match self {
             EdgeMethod::Eap => "eap",
             EdgeMethod::EapIg => "eap-ig",
+            EdgeMethod::EapIgActivations => "eap-ig-activations",
             EdgeMethod::CleanCorrupted => "clean-corrupted",
             EdgeMethod::Exact => "exact",
         }
@@ -55,7 +62,7 @@ impl EdgeMethod {
             .find(|m| m.name() == s)
             .ok_or_else(|| {
                 Error::Input(format!(
-                    "unknown edge method {s:?}; choose eap, eap-ig, clean-corrupted or exact"
+                    "unknown edge method {s:?}; choose eap, eap-ig, eap-ig-activations, clean-corrupted or exact"
                 ))
             })
     }

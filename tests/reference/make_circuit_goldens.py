@@ -16,7 +16,7 @@ needs two adaptations to run here, neither of which touches its arithmetic:
 
 Per case (one prompt pair) and per dataset (several pairs of one length, a
 batch of one pair each, as the reference averages) it writes:
-  scores      per method (EAP, EAP-IG-inputs with --steps, clean-corrupted,
+  scores      per method (EAP, EAP-IG-inputs and EAP-IG-activations with --steps, clean-corrupted,
               exact): the score of every edge, in Graph.edges order (names in
               `edges`)
   baseline    evaluate_baseline's clean and corrupt metrics (means)
@@ -80,8 +80,8 @@ def make_metric():
     return metric
 
 
-METHODS = ["EAP", "EAP-IG-inputs", "clean-corrupted", "exact"]
-NAMES = {"EAP": "eap", "EAP-IG-inputs": "eap-ig", "clean-corrupted": "clean-corrupted", "exact": "exact"}
+METHODS = ["EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact"]
+NAMES = {"EAP": "eap", "EAP-IG-inputs": "eap-ig", "EAP-IG-activations": "eap-ig-activations", "clean-corrupted": "clean-corrupted", "exact": "exact"}
 
 
 def run(model, attribute, evaluate, Graph, pairs, steps, sizes):
@@ -95,7 +95,7 @@ def run(model, attribute, evaluate, Graph, pairs, steps, sizes):
     graphs = {}
     for method in METHODS:
         g = Graph.from_model(model)
-        kw = {"ig_steps": steps} if method == "EAP-IG-inputs" else {}
+        kw = {"ig_steps": steps} if method.startswith("EAP-IG") else {}
         attribute.attribute(model, g, loader, metric, method, quiet=True, **kw)
         out["scores"][NAMES[method]] = [mg.f32(e.score) for e in g.edges.values()]
         out["edges"] = list(g.edges.keys())
@@ -171,7 +171,7 @@ def main():
     golden = {
         "generator": (
             f"tests/reference/make_circuit_goldens.py: hannamw/EAP-IG 795f560 (eap 2.0.0) attribute(method=EAP | "
-            f"EAP-IG-inputs (ig_steps={args.steps}) | clean-corrupted | exact, intervention='patching', "
+            f"EAP-IG-inputs | EAP-IG-activations (ig_steps={args.steps}) | clean-corrupted | exact, intervention='patching', "
             "aggregation='sum'), Graph.apply_topn / apply_greedy (absolute=True, prune), evaluate_graph, "
             f"evaluate_baseline, Graph.to_json; torch {torch.__version__}, transformer_lens "
             f"{mg._dist_version('transformer-lens')}, python {platform.python_version()}; model: make_goldens.load_tl "

@@ -12,7 +12,7 @@
 pub mod select;
 
 use super::{Observer, Pair, Tracker};
-use crate::engine::cpu::{CpuEngine, EdgePatch, GraphRun};
+use crate::engine::cpu::{CpuEngine, EdgePatch, GraphPass, GraphRun, Hold};
 use crate::engine::{Engine, Start};
 use crate::error::{Error, Result};
 use crate::model::graph::{GraphLayout, Qkv, Slot};
@@ -76,8 +76,22 @@ impl PairRuns {
     /// Both runs of a pair (with slot gradients when `grad`).
     pub fn new(host: &CpuEngine, pair: &Pair, grad: bool) -> Result<PairRuns> {
         Ok(PairRuns {
-            clean: host.graph_forward(&pair.clean, &pair.metric, None, None, grad)?,
-            corrupt: host.graph_forward(&pair.corrupt, &pair.metric, None, None, grad)?,
+            clean: host.graph_forward(
+                &pair.clean,
+                &pair.metric,
+                GraphPass {
+                    grad,
+                    ..GraphPass::default()
+                },
+            )?,
+            corrupt: host.graph_forward(
+                &pair.corrupt,
+                &pair.metric,
+                GraphPass {
+                    grad,
+                    ..GraphPass::default()
+                },
+            )?,
             pair: pair.clone(),
         })
     }
@@ -123,6 +137,7 @@ pub fn work(layout: &GraphLayout, opts: &EdgeOptions, pairs: usize) -> u64 {
     for m in &opts.methods {
         per += match m {
             EdgeMethod::EapIg => opts.steps as u64,
+            EdgeMethod::EapIgActivations => ((1 + 2 * layout.n_layers) * opts.steps) as u64,
             EdgeMethod::Exact => layout.n_edges() as u64 / 64,
             _ => 0,
         };
@@ -175,6 +190,10 @@ pub async fn score_edges<E: Engine>(
                     let g = ig_input_gradients(host, &runs, opts.steps, &mut tracker).await?;
                     CpuEngine::edge_products(&delta, &g, nf, nb)?
                 }
+                EdgeMethod::EapIgActivations => {
+                    let g = ig_activation_gradients(host, &runs, opts.steps, &mut tracker).await?;
+                    CpuEngine::edge_products(&delta, &g, nf, nb)?
+                }
                 EdgeMethod::Exact => {
                     exact_scores(engine, host, &runs, &delta, &mut tracker).await?
                 }
@@ -216,7 +235,7 @@ async fn ig_input_gradients(
 ) -> Result<Vec<f32>> {
     let td = runs.clean.len() * host.config().d_model;
     let (e_clean, e_corrupt) = (&runs.clean.outputs[..td], &runs.corrupt.outputs[..td]);
-    let mut sum: Vec<f32> = Vec::new();
+    let mut sum = GradSum::default();
     for k in 0..steps {
         tracker.pause().await?;
         let alpha = k as f32 / steps as f32;
@@ -225,23 +244,105 @@ async fn ig_input_gradients(
             .zip(e_clean)
             .map(|(c, k)| c + alpha * (k - c))
             .collect();
-        let run = host.graph_forward(
-            &runs.pair.clean,
-            &runs.pair.metric,
-            Some(&embed),
-            None,
-            true,
-        )?;
-        let g = grads(&run)?;
-        if sum.is_empty() {
-            sum = g.to_vec();
-        } else {
-            sum.iter_mut().zip(g).for_each(|(s, v)| *s += v);
-        }
+        let pass = GraphPass {
+            embed: Some(&embed),
+            grad: true,
+            ..GraphPass::default()
+        };
+        sum.add(&host.graph_forward(&runs.pair.clean, &runs.pair.metric, pass)?)?;
         tracker.advance("edges: EAP-IG steps", 1)?;
     }
-    let n = steps as f32;
-    Ok(sum.into_iter().map(|v| v / n).collect())
+    Ok(sum.mean())
+}
+
+/// EAP-IG-activations' gradient, as the reference computes it: for each
+/// node of [input, layer 0's heads, MLP 0, layer 1's heads, …] and each
+/// k = 1 … steps, the clean prompt with that node's output held at
+/// α·z(clean) + (1 − α)·z(corrupt), α = k / steps (no gradient through the
+/// held node); the mean of ∂m/∂x_v over all (1 + 2L)·steps passes.
+async fn ig_activation_gradients(
+    host: &CpuEngine,
+    runs: &PairRuns,
+    steps: usize,
+    tracker: &mut Tracker<'_>,
+) -> Result<Vec<f32>> {
+    let cfg = host.config();
+    let layout = GraphLayout::new(cfg);
+    let td = runs.clean.len() * cfg.d_model;
+    // the outputs of forward nodes i..j, [j − i, T, d]
+    let span = |o: &[f32], i: usize, j: usize| o[i * td..j * td].to_vec();
+    let mut nodes = vec![(0usize, 1usize, None)];
+    for layer in 0..cfg.n_layers {
+        let first = layout.forward_index(crate::model::graph::Node::Head { layer, head: 0 });
+        nodes.push((first, first + cfg.n_heads, Some((layer, true))));
+        let mlp = layout.forward_index(crate::model::graph::Node::Mlp { layer });
+        nodes.push((mlp, mlp + 1, Some((layer, false))));
+    }
+    let mut sum = GradSum::default();
+    for (i, j, which) in nodes {
+        let (clean, corrupt) = (
+            span(&runs.clean.outputs, i, j),
+            span(&runs.corrupt.outputs, i, j),
+        );
+        for k in 1..=steps {
+            tracker.pause().await?;
+            let alpha = k as f32 / steps as f32;
+            let values: Vec<f32> = clean
+                .iter()
+                .zip(&corrupt)
+                .map(|(c, k)| alpha * c + (1.0 - alpha) * k)
+                .collect();
+            let pass = match which {
+                None => GraphPass {
+                    embed: Some(&values),
+                    grad: true,
+                    ..GraphPass::default()
+                },
+                Some((layer, heads)) => GraphPass {
+                    hold: Some(if heads {
+                        Hold::Heads {
+                            layer,
+                            values: &values,
+                        }
+                    } else {
+                        Hold::Mlp {
+                            layer,
+                            values: &values,
+                        }
+                    }),
+                    grad: true,
+                    ..GraphPass::default()
+                },
+            };
+            sum.add(&host.graph_forward(&runs.pair.clean, &runs.pair.metric, pass)?)?;
+            tracker.advance("edges: EAP-IG-activations steps", 1)?;
+        }
+    }
+    Ok(sum.mean())
+}
+
+/// A running sum of slot gradients.
+#[derive(Default)]
+struct GradSum {
+    sum: Vec<f32>,
+    n: usize,
+}
+
+impl GradSum {
+    fn add(&mut self, run: &GraphRun) -> Result<()> {
+        let g = grads(run)?;
+        if self.sum.is_empty() {
+            self.sum = g.to_vec();
+        } else {
+            self.sum.iter_mut().zip(g).for_each(|(s, v)| *s += v);
+        }
+        self.n += 1;
+        Ok(())
+    }
+    fn mean(self) -> Vec<f32> {
+        let n = self.n.max(1) as f32;
+        self.sum.into_iter().map(|v| v / n).collect()
+    }
 }
 
 /// Perturbations per engine call: bounds the memory of a batch (each is
@@ -342,8 +443,12 @@ pub fn faithfulness(
             values: &r.corrupt.outputs,
             patched: &patched,
         };
+        let pass = GraphPass {
+            patch: Some(patch),
+            ..GraphPass::default()
+        };
         m += host
-            .graph_forward(&r.pair.clean, &r.pair.metric, None, Some(patch), false)?
+            .graph_forward(&r.pair.clean, &r.pair.metric, pass)?
             .metric as f64;
         clean += r.clean.metric as f64;
         corrupt += r.corrupt.metric as f64;

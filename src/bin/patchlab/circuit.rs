@@ -51,7 +51,8 @@ pub struct CircuitArgs {
     #[arg(long)]
     skip_bad: bool,
     /// The circuit's method: eap-ig (EAP with integrated gradients on the inputs), eap,
-    /// clean-corrupted, or exact (implies --exact). EAP and EAP-IG are always scored.
+    /// eap-ig-activations, clean-corrupted, or exact (implies --exact). EAP and EAP-IG are
+    /// always scored.
     #[arg(long, default_value = "eap-ig")]
     method: String,
     /// EAP-IG's steps (α = k / steps, k = 0 … steps − 1).

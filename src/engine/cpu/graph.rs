@@ -25,6 +25,30 @@ pub struct EdgePatch<'a> {
     pub patched: &'a [f32],
 }
 
+/// Outputs held at given values (EAP-IG-activations' interpolated nodes):
+/// downstream reads them, and no gradient flows back through them.
+#[derive(Debug, Clone, Copy)]
+pub enum Hold<'a> {
+    /// Every head of `layer`: [H, T, d_model] (their `hook_result`).
+    Heads { layer: usize, values: &'a [f32] },
+    /// The MLP of `layer`: [T, d_model] (`hook_mlp_out`).
+    Mlp { layer: usize, values: &'a [f32] },
+}
+
+/// What a graph pass changes and returns; the default is the plain forward.
+#[derive(Default)]
+pub struct GraphPass<'a> {
+    /// Replaces `hook_embed` ([T, d_model]): EAP-IG's interpolated inputs.
+    pub embed: Option<&'a [f32]>,
+    /// Patches edges (faithfulness, exact patching's reference loop).
+    pub patch: Option<EdgePatch<'a>>,
+    /// Holds one layer's heads or MLP at given outputs.
+    pub hold: Option<Hold<'a>>,
+    /// Also ∂m/∂(every slot's input); needs `patch` to be None (then all
+    /// slots of a layer read the same stream).
+    pub grad: bool,
+}
+
 /// One layer's activations of a graph run, heads first.
 struct LayerActs {
     resid_pre: Tensor,
@@ -55,6 +79,18 @@ pub struct GraphRun {
     t: usize,
 }
 
+/// `values` as a tensor of `shape`, or an error naming both sizes.
+fn sized(values: &[f32], shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    if values.len() != n {
+        return Err(Error::Input(format!(
+            "held outputs need {shape:?} = {n} values (got {})",
+            values.len()
+        )));
+    }
+    Ok(Tensor::from_slice(values, shape, &Device::Cpu)?)
+}
+
 impl GraphRun {
     pub fn len(&self) -> usize {
         self.t
@@ -65,19 +101,19 @@ impl GraphRun {
 }
 
 impl CpuEngine {
-    /// The forward pass of `tokens` over the edge graph. `embed` replaces
-    /// `hook_embed` ([T, d_model]; EAP-IG's interpolated inputs); `patch`
-    /// patches edges (faithfulness, exact patching's reference loop); `grad`
-    /// asks for ∂m/∂(every slot's input), which needs `patch` to be None
-    /// (then all slots of a layer read the same stream).
+    /// The forward pass of `tokens` over the edge graph, changed as `pass` says.
     pub fn graph_forward(
         &self,
         tokens: &[u32],
         metric: &Metric,
-        embed: Option<&[f32]>,
-        patch: Option<EdgePatch<'_>>,
-        grad: bool,
+        pass: GraphPass<'_>,
     ) -> Result<GraphRun> {
+        let GraphPass {
+            embed,
+            patch,
+            hold,
+            grad,
+        } = pass;
         check_tokens(&self.cfg, tokens)?;
         if grad && patch.is_some() {
             return Err(Error::Input(
@@ -119,6 +155,17 @@ impl CpuEngine {
             }
             Some(e) => Tensor::from_slice(e, (t, d), dev)?,
             None => self.wte.index_select(&Tensor::new(tokens, dev)?, 0)?,
+        };
+        let held = |want: usize, is_heads: bool| -> Result<Option<Tensor>> {
+            match hold {
+                Some(Hold::Heads { layer, values }) if is_heads && layer == want => {
+                    Ok(Some(sized(values, &[h, t, d])?))
+                }
+                Some(Hold::Mlp { layer, values }) if !is_heads && layer == want => {
+                    Ok(Some(sized(values, &[t, d])?))
+                }
+                _ => Ok(None),
+            }
         };
         let mut outputs: Vec<Tensor> = vec![embed.clone()];
         // Σ_u patched[u, v] (values_u − output_u) for the slots `cols` (all
@@ -176,7 +223,10 @@ impl CpuEngine {
             let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
             let pattern = softmax_last(&scores)?;
             let z = pattern.matmul(&v)?; // [H, T, dh]
-            let result = z.matmul(&b.w_o)?; // [H, T, d]
+            let result = match held(l, true)? {
+                Some(values) => values,
+                None => z.matmul(&b.w_o)?, // [H, T, d]
+            };
             for head in 0..h {
                 outputs.push(result.get(head)?);
             }
@@ -191,6 +241,7 @@ impl CpuEngine {
                 None => mid.clone(),
             };
             let (out, mlp_tape) = mlp_branch(b, &mlp_in, eps, grad)?;
+            let out = held(l, false)?.unwrap_or(out);
             outputs.push(out.clone());
             let post = (&mid + &out)?;
             if let Some(mlp) = mlp_tape {
@@ -222,7 +273,7 @@ impl CpuEngine {
         let grads = match d_norm {
             Some(d_norm) => {
                 let d_last = layer_norm_backward(&d_norm, &self.ln_f_w, &ln_f)?;
-                Some(self.graph_backward(&layers, &tapes, d_last, t)?)
+                Some(self.graph_backward(&layers, &tapes, d_last, t, hold)?)
             }
             None => None,
         };
@@ -239,13 +290,15 @@ impl CpuEngine {
     }
 
     /// From ∂m/∂(final residual at the last position) to ∂m/∂(every slot's
-    /// input), [n_backward, T, d] in the graph's backward order.
+    /// input), [n_backward, T, d] in the graph's backward order. Held
+    /// outputs pass no gradient to their inputs.
     fn graph_backward(
         &self,
         layers: &[LayerActs],
         tapes: &[LayerTape],
         d_last: Tensor,
         t: usize,
+        hold: Option<Hold<'_>>,
     ) -> Result<Vec<f32>> {
         let (d, h) = (self.cfg.d_model, self.cfg.n_heads);
         let scale = attn_scale(self.cfg.d_head);
@@ -253,8 +306,11 @@ impl CpuEngine {
         let mut g = d_last.pad_with_zeros(0, t - 1, 0)?;
         let logits = g.clone();
         let mut per_layer = Vec::with_capacity(layers.len());
-        for ((b, acts), tape) in self.blocks.iter().zip(layers).zip(tapes).rev() {
-            let d_mlp_in = mlp_branch_backward(&tape.mlp, &g)?;
+        for (l, ((b, acts), tape)) in self.blocks.iter().zip(layers).zip(tapes).enumerate().rev() {
+            let d_mlp_in = match hold {
+                Some(Hold::Mlp { layer, .. }) if layer == l => g.zeros_like()?,
+                _ => mlp_branch_backward(&tape.mlp, &g)?,
+            };
             let g_mid = (&g + &d_mlp_in)?;
             // every head's result is added to the stream: ∂m/∂z_h = g_mid · W_O[h]ᵀ
             let dz = g_mid
@@ -287,7 +343,10 @@ impl CpuEngine {
                 xhat: tape.ln1.xhat.broadcast_as((n, t, d))?.contiguous()?,
                 rstd: tape.ln1.rstd.broadcast_as((n, t, 1))?.contiguous()?,
             };
-            let d_slots = layer_norm_backward(&d_ln, &b.ln_1_w, &shared)?;
+            let d_slots = match hold {
+                Some(Hold::Heads { layer, .. }) if layer == l => d_ln.zeros_like()?,
+                _ => layer_norm_backward(&d_ln, &b.ln_1_w, &shared)?,
+            };
             g = (&g_mid + d_slots.sum(0)?)?;
             per_layer.push(Tensor::cat(&[d_slots, d_mlp_in.unsqueeze(0)?], 0)?);
         }

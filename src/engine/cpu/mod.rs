@@ -13,7 +13,7 @@ mod fused;
 mod graph;
 mod layers;
 
-pub use graph::{EdgePatch, GraphRun};
+pub use graph::{EdgePatch, GraphPass, GraphRun, Hold};
 
 use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
 use super::plan::{Start, Step, TailPlan, CPU_ROWS_PER_PASS};
