@@ -1,7 +1,8 @@
 //! Circuits against the EAP-IG reference implementation itself
 //! (hannamw/EAP-IG 795f560 on TransformerLens), from
 //! tests/golden/circuits_model_{a,b}.json (tests/reference/make_circuit_goldens.py):
-//! every edge's EAP, EAP-IG (5 steps), clean-corrupted and exact score,
+//! every edge's EAP, EAP-IG and EAP-IG-activations (5 steps), clean-corrupted
+//! and exact score,
 //! the top-n and greedy circuits at three sizes with their faithfulness,
 //! a dataset's mean scores, and the graph file's layout.
 

