@@ -953,3 +953,138 @@ fn dataset_prints_a_task_as_jsonl_or_csv() {
         "csv or jsonl",
     );
 }
+
+fn circuit(out: &Path, extra: &[&str]) -> Output {
+    let m = model().to_str().unwrap().to_string();
+    let o = out.to_str().unwrap().to_string();
+    let mut args = vec!["circuit", "--model", &m, "--out", &o, "--quiet"];
+    args.extend_from_slice(extra);
+    patchlab(&args)
+}
+
+const PAIR: [&str; 8] = [
+    "--clean",
+    CLEAN,
+    "--corrupt",
+    CORRUPT,
+    "--correct",
+    " Mary",
+    "--incorrect",
+    " John",
+];
+
+#[test]
+fn circuit_writes_the_report_the_reference_graph_file_and_the_curve() {
+    use patchlab::model::graph::GraphLayout;
+    use patchlab::report::circuit::{read_reference_graph_json, CircuitReport, EdgeMethod};
+    let dir = tempdir("cli-circuit");
+    let mut args = PAIR.to_vec();
+    args.extend([
+        "--method",
+        "eap-ig",
+        "--select",
+        "topn",
+        "--edges",
+        "40",
+        "--exact",
+        "--curve-points",
+        "5",
+    ]);
+    let stdout = ok(circuit(&dir, &args));
+    assert!(stdout.contains("circuit: eap-ig topn n=40"), "{stdout}");
+    assert!(stdout.contains("vs exact: eap-ig"), "{stdout}");
+    let r = CircuitReport::from_json(&std::fs::read_to_string(dir.join("circuit.json")).unwrap())
+        .unwrap();
+    assert_eq!(r.graph.n_edges, 110);
+    assert_eq!(r.edges.len(), 110);
+    assert_eq!(
+        r.scores.keys().copied().collect::<Vec<_>>(),
+        vec![EdgeMethod::Eap, EdgeMethod::EapIg, EdgeMethod::Exact]
+    );
+    assert!(r.circuit.edges.len() <= 40 && !r.circuit.edges.is_empty());
+    assert_eq!(r.curves[&EdgeMethod::Eap].len(), 5);
+    assert_eq!(r.curves[&EdgeMethod::Eap].last().unwrap().n, 110);
+    // every edge in: the clean run
+    let all = r.curves[&EdgeMethod::Exact].last().unwrap();
+    assert!((all.faithfulness - 1.0).abs() < 1e-4, "{all:?}");
+    // the graph file reads back as the reference's layout, with the circuit's edges in it
+    let layout = GraphLayout {
+        n_layers: 2,
+        n_heads: 4,
+    };
+    let text = std::fs::read_to_string(dir.join("graph.json")).unwrap();
+    let (scores, in_graph) = read_reference_graph_json(&layout, 64, &text).unwrap();
+    assert_eq!(scores, r.scores[&EdgeMethod::EapIg]);
+    let picked: Vec<usize> = (0..110).filter(|&i| in_graph[i]).collect();
+    assert_eq!(picked, r.circuit.edges);
+    let csv = std::fs::read_to_string(dir.join("faithfulness.csv")).unwrap();
+    assert!(
+        csv.starts_with("method,n,edges,nodes,metric,faithfulness\neap,10,"),
+        "{csv}"
+    );
+    // a graph file for another model is refused with both shapes
+    let other = GraphLayout {
+        n_layers: 3,
+        n_heads: 4,
+    };
+    let e = read_reference_graph_json(&other, 64, &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("another model: 2 layers, 4 heads, d_model 64; the loaded model has 3 layers"),
+        "{e}"
+    );
+}
+
+#[test]
+fn circuit_runs_a_dataset_and_refuses_bad_requests() {
+    let dir = tempdir("cli-circuit-bad");
+    let pairs = dir.join("pairs.csv");
+    std::fs::write(
+        &pairs,
+        "clean,corrupt,correct,incorrect\n\
+         Alice went to the park. Then Alice,Bob went to the park. Then Alice, went, was\n\
+         Mary went to the shop. Then Mary,John went to the shop. Then Mary, went, was\n",
+    )
+    .unwrap();
+    let p = pairs.to_str().unwrap();
+    let out = ok(circuit(
+        &dir.join("ds"),
+        &[
+            "--pairs",
+            p,
+            "--no-bos",
+            "--edges",
+            "20",
+            "--curve-points",
+            "0",
+        ],
+    ));
+    assert!(out.contains("2 pairs (means)"), "{out}");
+    let mut big = PAIR.to_vec();
+    big.extend(["--edges", "111"]);
+    fails_with(
+        circuit(&dir.join("x"), &big),
+        "a circuit of 111 edges was asked for, but this model's graph has only 110 edges",
+    );
+    let mut steps = PAIR.to_vec();
+    steps.extend(["--steps", "0"]);
+    fails_with(circuit(&dir.join("x"), &steps), "at least 1 step");
+    let mut method = PAIR.to_vec();
+    method.extend(["--method", "magic"]);
+    fails_with(
+        circuit(&dir.join("x"), &method),
+        "unknown edge method \"magic\"",
+    );
+    std::fs::write(
+        &pairs,
+        "clean,corrupt,correct,incorrect\n\
+         Alice went to the park. Then Alice,Bob went to the park. Then Alice, went, was\n\
+         Alice went to the big park. Then Alice,Bob went to the big park. Then Alice, went, was\n",
+    )
+    .unwrap();
+    fails_with(
+        circuit(&dir.join("x"), &["--pairs", p, "--no-bos"]),
+        "the pairs of one circuit must have the same number of tokens: pair 1 has 8 and pair 2 has 9",
+    );
+}

@@ -61,9 +61,9 @@ pub struct CircuitArgs {
     /// How edges are chosen: greedy (from the logits up) or topn (largest |score|); both pruned.
     #[arg(long, default_value = "greedy")]
     select: String,
-    /// The circuit's size in edges (before pruning).
-    #[arg(long, default_value_t = 200)]
-    edges: usize,
+    /// The circuit's size in edges, before pruning (default 200, or every edge of a smaller graph).
+    #[arg(long)]
+    edges: Option<usize>,
     /// Also score every edge by exact edge patching (one tail pass per edge: 32,491 on GPT-2
     /// small) and print each method's correlation with it.
     #[arg(long)]
@@ -173,7 +173,7 @@ pub fn circuit(a: CircuitArgs) -> Result<()> {
         method: Some(a.method.clone()),
         steps: Some(a.steps),
         select: Some(a.select.clone()),
-        edges: Some(a.edges),
+        edges: a.edges,
         exact: Some(a.exact || method == EdgeMethod::Exact),
         curve_points: Some(a.curve_points),
         backend: None,
