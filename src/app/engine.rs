@@ -13,8 +13,11 @@ use crate::model::Config;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::model::Weights;
 use std::cell::RefCell;
+use std::future::Future;
 use std::ops::Range;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 /// A requested backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -426,6 +429,8 @@ enum GpuState {
 pub struct Engines {
     cpu: Rc<CpuEngine>,
     gpu: RefCell<GpuState>,
+    /// Requests waiting for the GPU engine another request is starting.
+    waiting: RefCell<Vec<Waker>>,
     /// Whether the host offers a GPU (`navigator.gpu`): what `Auto` picks.
     has_gpu: bool,
 }
@@ -435,6 +440,7 @@ impl Engines {
         Engines {
             cpu: Rc::new(cpu),
             gpu: RefCell::new(GpuState::Untried),
+            waiting: RefCell::new(Vec::new()),
             has_gpu,
         }
     }
@@ -470,12 +476,15 @@ impl Engines {
     }
 
     /// The engine for a requested backend. When the GPU engine cannot
-    /// start (or is still starting for another request), the CPU engine
-    /// computes instead and the second value says why.
+    /// start, the CPU engine computes instead and the second value says
+    /// why. A request that finds the GPU engine starting for another one
+    /// (the page's predictions run beside its analyses) waits for it, so
+    /// that what computes never depends on which request came first.
     pub async fn get(&self, backend: Backend) -> (AnyEngine, Option<String>) {
         if self.resolve(backend) == Backend::Cpu {
             return (self.cpu(), None);
         }
+        UntilStarted(self).await;
         // a lost device (driver reset, the browser reclaiming it): start anew
         if matches!(&*self.gpu.borrow(), GpuState::Ready(e) if e.is_lost()) {
             *self.gpu.borrow_mut() = GpuState::Untried;
@@ -484,12 +493,9 @@ impl Engines {
         let (state, out) = match state {
             GpuState::Ready(e) => (GpuState::Ready(e.clone()), Ok(e)),
             GpuState::Failed(why) => (GpuState::Failed(why.clone()), Err(why)),
-            // another request is starting it: this one computes on the CPU
+            // UntilStarted returned: no other request is starting it
             GpuState::Starting => {
-                return (
-                    self.cpu(),
-                    Some("the WebGPU engine is still starting; computing on the CPU".into()),
-                )
+                unreachable!("the GPU engine is started by one request at a time")
             }
             // from the CPU engine's tensors, a tensor or a layer at a time
             // (no second host copy of the model)
@@ -508,6 +514,9 @@ impl Engines {
             }
         };
         *self.gpu.borrow_mut() = state;
+        for w in self.waiting.borrow_mut().drain(..) {
+            w.wake();
+        }
         match out {
             Ok(e) => (AnyEngine::Gpu(e), None),
             Err(why) => (
@@ -516,6 +525,21 @@ impl Engines {
                     "WebGPU is unavailable ({why}); computing on the CPU"
                 )),
             ),
+        }
+    }
+}
+
+/// Ready once no request is starting the GPU engine.
+struct UntilStarted<'a>(&'a Engines);
+
+impl Future for UntilStarted<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if matches!(*self.0.gpu.borrow(), GpuState::Starting) {
+            self.0.waiting.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
         }
     }
 }
@@ -534,6 +558,31 @@ mod tests {
             seed: 3,
         };
         (spec.config(), random_weights(&spec))
+    }
+
+    #[test]
+    fn a_request_that_finds_the_gpu_starting_waits_for_the_outcome() {
+        let (cfg, w) = tiny();
+        let engines = Engines::new(CpuEngine::new(cfg, w).unwrap(), true);
+        // another request is starting the GPU engine
+        *engines.gpu.borrow_mut() = GpuState::Starting;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut second = Box::pin(engines.get(Backend::Auto));
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        // the first request's start ends: the waiting one gets its outcome
+        *engines.gpu.borrow_mut() = GpuState::Failed("no adapter".into());
+        for w in engines.waiting.borrow_mut().drain(..) {
+            w.wake();
+        }
+        let Poll::Ready((engine, note)) = second.as_mut().poll(&mut cx) else {
+            panic!("still waiting after the start ended");
+        };
+        assert_eq!(engine.kind(), Backend::Cpu);
+        assert_eq!(
+            note.as_deref(),
+            Some("WebGPU is unavailable (no adapter); computing on the CPU")
+        );
     }
 
     #[test]
