@@ -16,8 +16,8 @@ use crate::model::graph::GraphLayout;
 use crate::model::Tokenizer;
 use crate::report::analysis::{pearson, spearman};
 use crate::report::circuit::{
-    dense, edge_list, reference_graph_json, Baseline, CircuitChoice, CircuitReport,
-    CircuitSettings, EdgeCorrelation, FaithPoint, GraphSizes, CIRCUIT_SCHEMA,
+    dense, edge_list, read_reference_graph_json, reference_graph_json, Baseline, CircuitChoice,
+    CircuitReport, CircuitSettings, EdgeCorrelation, FaithPoint, GraphSizes, CIRCUIT_SCHEMA,
 };
 use crate::report::{ModelInfo, Prompts, Tokens};
 use serde::Deserialize;
@@ -408,4 +408,32 @@ pub fn graph_file(r: &CircuitReport, method: EdgeMethod, picked: &[usize]) -> Re
         &kept,
         &c.nodes,
     ))
+}
+
+/// The faithfulness on `prompts` of the circuit a reference graph file
+/// (`Graph.to_json`, from the lab or from EAP-IG) marks in_graph, pruned
+/// as the reference's `evaluate_graph` prunes it. Refuses a file of another
+/// model shape.
+pub fn evaluate_graph_file(
+    host: &CpuEngine,
+    tok: &Tokenizer,
+    prompts: &[Prompts],
+    text: &str,
+) -> Result<FaithPoint> {
+    let cfg = host.config();
+    let layout = GraphLayout::new(cfg);
+    let (_, in_graph) = read_reference_graph_json(&layout, cfg.d_model, text)?;
+    let pairs = pairs(tok, cfg, prompts)?;
+    crate::attribution::circuit::check_pairs(&pairs)?;
+    let runs = pairs
+        .iter()
+        .map(|p| PairRuns::new(host, p, false))
+        .collect::<Result<Vec<_>>>()?;
+    let mut c = Circuit {
+        edges: dense(&layout, &in_graph, false),
+        nodes: vec![false; layout.n_forward()],
+    };
+    let n = c.n_edges();
+    crate::attribution::circuit::select::prune(&layout, &mut c);
+    faithfulness(host, &runs, &c, n)
 }

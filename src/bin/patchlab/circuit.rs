@@ -5,7 +5,7 @@ use super::batch::{load_pairs, Source};
 use super::progress_bar;
 use clap::Args;
 use indicatif::ProgressBar;
-use patchlab::app::circuit::{graph_file, run_circuit, CircuitRequest};
+use patchlab::app::circuit::{evaluate_graph_file, graph_file, run_circuit, CircuitRequest};
 use patchlab::app::{AnyEngine, Backend};
 use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::cpu::CpuEngine;
@@ -81,10 +81,14 @@ pub struct CircuitArgs {
     /// on the CPU).
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// Instead of scoring: the faithfulness on the pair(s) of the circuit that a graph file
+    /// (the reference's Graph.to_json layout, from this tool or from EAP-IG) marks in_graph.
+    #[arg(long)]
+    graph: Option<PathBuf>,
     /// Output directory: circuit.json (the report the page reads), graph.json (the reference's
     /// Graph.to_json layout, which EAP-IG tooling reads) and faithfulness.csv.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "graph")]
+    out: Option<PathBuf>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -167,6 +171,22 @@ pub fn circuit(a: CircuitArgs) -> Result<()> {
             load_pairs(&source, &tok)?.0
         }
     };
+    if let Some(path) = &a.graph {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        let f = evaluate_graph_file(&host, &tok, &pairs, &text)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        println!(
+            "{}: {} edges, {} nodes after pruning; m(C) {:.4}, faithfulness {:.4}",
+            path.display(),
+            f.edges,
+            f.nodes,
+            f.metric,
+            f.faithfulness
+        );
+        return Ok(());
+    }
+    let out = a.out.as_ref().expect("clap requires --out without --graph");
     let method = EdgeMethod::parse(&a.method)?;
     let req = CircuitRequest {
         pairs,
@@ -186,7 +206,7 @@ pub fn circuit(a: CircuitArgs) -> Result<()> {
     let mut obs = Bar(bar);
     let report = pollster::block_on(run_circuit(&engine, &host, &name, &tok, &req, &mut obs))?;
     obs.0.finish_and_clear();
-    write_outputs(&a.out, &report)?;
+    write_outputs(out, &report)?;
     print!("{}", summary(&report));
     Ok(())
 }
