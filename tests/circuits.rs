@@ -8,7 +8,7 @@ use pollster::block_on;
 use crate::common::golden::MODEL_B;
 use crate::common::*;
 use patchlab::attribution::circuit::{
-    faithfulness, score_edges, select, Circuit, EdgeMethod, EdgeOptions, PairRuns, Select,
+    faithfulness, score_edges, select, Ablation, Circuit, EdgeMethod, EdgeOptions, PairRuns, Select,
 };
 use patchlab::attribution::{Pair, Quiet};
 use patchlab::engine::cpu::{CpuEngine, EdgePatch, GraphPass};
@@ -86,13 +86,13 @@ fn the_full_circuit_is_the_clean_run_and_the_empty_one_the_corrupt_run() {
     for e in layout.edges() {
         all.edges[e.from * nb + e.to] = true;
     }
-    let f = faithfulness(&host, &runs, &all, layout.n_edges()).unwrap();
+    let f = faithfulness(&host, &runs, &all, layout.n_edges(), Ablation::Patching).unwrap();
     assert!((f.metric - runs[0].clean.metric).abs() < 1e-5, "{f:?}");
     let none = Circuit {
         edges: vec![false; layout.n_forward() * nb],
         nodes: vec![false; layout.n_forward()],
     };
-    let f = faithfulness(&host, &runs, &none, 0).unwrap();
+    let f = faithfulness(&host, &runs, &none, 0, Ablation::Patching).unwrap();
     assert!((f.metric - runs[0].corrupt.metric).abs() < 1e-4, "{f:?}");
     assert!(f.faithfulness.abs() < 1e-3, "{f:?}");
 }

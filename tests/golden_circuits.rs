@@ -4,7 +4,8 @@
 //! every edge's EAP, EAP-IG and EAP-IG-activations (5 steps), clean-corrupted
 //! and exact score,
 //! the top-n and greedy circuits at three sizes with their faithfulness,
-//! a dataset's mean scores, and the graph file's layout.
+//! a dataset's mean scores and its circuits under mean-positional ablation,
+//! and the graph file's layout.
 
 use pollster::block_on;
 use std::collections::BTreeSet;
@@ -12,7 +13,8 @@ use std::collections::BTreeSet;
 use crate::common::golden::{flat, load, MODEL_A, MODEL_B};
 use crate::common::*;
 use patchlab::attribution::circuit::{
-    faithfulness, score_edges, select, EdgeMethod, EdgeOptions, EdgeScores, PairRuns, Select,
+    faithfulness, score_edges, select, Ablation, EdgeMethod, EdgeOptions, EdgeScores, PairRuns,
+    Select,
 };
 use patchlab::attribution::{Pair, Quiet};
 use patchlab::engine::cpu::CpuEngine;
@@ -116,33 +118,44 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
         .iter()
         .map(|p| PairRuns::new(host, p, false).unwrap())
         .collect();
-    for (m, per_how) in entry["circuits"].as_object().unwrap() {
-        let m = EdgeMethod::parse(m).unwrap();
-        for (how, points) in per_how.as_object().unwrap() {
-            let how = Select::parse(how).unwrap();
-            for p in points.as_array().unwrap() {
-                let n = p["n"].as_u64().unwrap() as usize;
-                let c = select(layout, &ours.scores[&m], how, n).unwrap();
-                let at = format!("{what}: {} {} n={n}", m.name(), how.name());
-                assert_eq!(names(layout, &c.edges), strings(&p["edges"]), "{at}: edges");
-                assert_eq!(
-                    node_names(layout, &c.nodes),
-                    strings(&p["nodes"]),
-                    "{at}: nodes"
-                );
-                let f = faithfulness(host, &runs, &c, n).unwrap();
-                let want = p["metric"].as_f64().unwrap() as f32;
-                assert!(
-                    (f.metric - want).abs() < 1e-4,
-                    "{at}: m(C) {} vs {want}",
-                    f.metric
-                );
-                let wf = p["faithfulness"].as_f64().unwrap() as f32;
-                assert!(
-                    (f.faithfulness - wf).abs() < 1e-3,
-                    "{at}: faithfulness {} vs {wf}",
-                    f.faithfulness
-                );
+    let mut kinds = vec![("circuits", Ablation::Patching)];
+    if entry.get("circuits_mean").is_some() {
+        kinds.push(("circuits_mean", Ablation::MeanPositional));
+    }
+    for (key, ablation) in kinds {
+        for (m, per_how) in entry[key].as_object().unwrap() {
+            let m = EdgeMethod::parse(m).unwrap();
+            for (how, points) in per_how.as_object().unwrap() {
+                let how = Select::parse(how).unwrap();
+                for p in points.as_array().unwrap() {
+                    let n = p["n"].as_u64().unwrap() as usize;
+                    let c = select(layout, &ours.scores[&m], how, n).unwrap();
+                    let at = format!(
+                        "{what}: {} {} n={n} ({})",
+                        m.name(),
+                        how.name(),
+                        ablation.name()
+                    );
+                    assert_eq!(names(layout, &c.edges), strings(&p["edges"]), "{at}: edges");
+                    assert_eq!(
+                        node_names(layout, &c.nodes),
+                        strings(&p["nodes"]),
+                        "{at}: nodes"
+                    );
+                    let f = faithfulness(host, &runs, &c, n, ablation).unwrap();
+                    let want = p["metric"].as_f64().unwrap() as f32;
+                    assert!(
+                        (f.metric - want).abs() < 1e-4,
+                        "{at}: m(C) {} vs {want}",
+                        f.metric
+                    );
+                    let wf = p["faithfulness"].as_f64().unwrap() as f32;
+                    assert!(
+                        (f.faithfulness - wf).abs() < 1e-3,
+                        "{at}: faithfulness {} vs {wf}",
+                        f.faithfulness
+                    );
+                }
             }
         }
     }

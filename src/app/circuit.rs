@@ -4,8 +4,8 @@
 
 use super::request::{object, Fields};
 use crate::attribution::circuit::{
-    curve_sizes, faithfulness, score_edges, select, Circuit, EdgeMethod, EdgeOptions, EdgeScores,
-    PairRuns, Select,
+    curve_sizes, faithfulness, score_edges, select, Ablation, Circuit, EdgeMethod, EdgeOptions,
+    EdgeScores, PairRuns, Select,
 };
 use crate::attribution::{Observer, Pair, Progress};
 use crate::clock::now_ms;
@@ -47,6 +47,8 @@ pub struct CircuitRequest {
     pub exact: Option<bool>,
     /// Points of each faithfulness curve (12; 0 for none).
     pub curve_points: Option<usize>,
+    /// What edges outside the circuit carry: patching (default) or mean-positional.
+    pub ablation: Option<String>,
     pub backend: Option<String>,
 }
 
@@ -54,7 +56,7 @@ impl TryFrom<Value> for CircuitRequest {
     type Error = Error;
 
     /// The page's names: `pairs`, `method`, `steps`, `select`, `edges`,
-    /// `exact`, `curvePoints`, `backend`.
+    /// `exact`, `curvePoints`, `ablation`, `backend`.
     fn try_from(v: Value) -> Result<CircuitRequest> {
         let mut f = Fields::new("circuit", object("circuit", v)?);
         let r = CircuitRequest {
@@ -67,6 +69,7 @@ impl TryFrom<Value> for CircuitRequest {
             edges: f.get("edges")?,
             exact: f.get("exact")?,
             curve_points: f.get("curvePoints")?,
+            ablation: f.get("ablation")?,
             backend: f.get("backend")?,
         };
         f.end()?;
@@ -76,6 +79,7 @@ impl TryFrom<Value> for CircuitRequest {
 
 /// A request's settings, checked.
 struct Plan {
+    ablation: Ablation,
     method: EdgeMethod,
     select: Select,
     edges: usize,
@@ -108,6 +112,7 @@ impl CircuitRequest {
         };
         opts.check()?;
         Ok(Plan {
+            ablation: Ablation::parse(self.ablation.as_deref().unwrap_or("patching"))?,
             method,
             select,
             edges,
@@ -163,7 +168,8 @@ pub async fn run_circuit<E: Engine>(
         .iter()
         .map(|p| PairRuns::new(host, p, false))
         .collect::<Result<Vec<_>>>()?;
-    let (circuit, point) = pick(host, &runs, &scores, plan.method, plan.select, plan.edges)?;
+    let at = (plan.select, plan.ablation);
+    let (circuit, point) = pick(host, &runs, &scores, plan.method, at, plan.edges)?;
     let sizes = if plan.curve_points == 0 {
         vec![]
     } else {
@@ -175,7 +181,7 @@ pub async fn run_circuit<E: Engine>(
     for &m in scores.scores.keys() {
         let mut points = Vec::with_capacity(sizes.len());
         for &n in &sizes {
-            points.push(pick(host, &runs, &scores, m, plan.select, n)?.1);
+            points.push(pick(host, &runs, &scores, m, at, n)?.1);
             done += 1;
             if !obs.progress(&Progress {
                 stage: "circuit: faithfulness curves",
@@ -236,6 +242,7 @@ pub async fn run_circuit<E: Engine>(
             select: plan.select,
             edges: plan.edges,
             curve_points: plan.curve_points,
+            ablation: plan.ablation,
             backend: engine.backend().to_string(),
         },
         metric: Baseline {
@@ -266,7 +273,7 @@ fn pick(
     runs: &[PairRuns],
     scores: &EdgeScores,
     method: EdgeMethod,
-    how: Select,
+    (how, ablation): (Select, Ablation),
     n: usize,
 ) -> Result<(Circuit, FaithPoint)> {
     let s = scores
@@ -274,7 +281,7 @@ fn pick(
         .get(&method)
         .ok_or_else(|| Error::Input(format!("the {} scores were not computed", method.name())))?;
     let c = select(&scores.layout, s, how, n)?;
-    let f = faithfulness(host, runs, &c, n)?;
+    let f = faithfulness(host, runs, &c, n, ablation)?;
     Ok((c, f))
 }
 
@@ -370,7 +377,8 @@ pub fn reevaluate(
         .iter()
         .map(|p| PairRuns::new(host, p, false))
         .collect::<Result<Vec<_>>>()?;
-    let (c, point) = pick(host, &runs, &scores, method, Select::parse(how)?, n)?;
+    let at = (Select::parse(how)?, r.settings.ablation);
+    let (c, point) = pick(host, &runs, &scores, method, at, n)?;
     Ok(choice(&layout, &c, point))
 }
 
@@ -419,6 +427,7 @@ pub fn evaluate_graph_file(
     tok: &Tokenizer,
     prompts: &[Prompts],
     text: &str,
+    ablation: Ablation,
 ) -> Result<FaithPoint> {
     let cfg = host.config();
     let layout = GraphLayout::new(cfg);
@@ -435,5 +444,5 @@ pub fn evaluate_graph_file(
     };
     let n = c.n_edges();
     crate::attribution::circuit::select::prune(&layout, &mut c);
-    faithfulness(host, &runs, &c, n)
+    faithfulness(host, &runs, &c, n, ablation)
 }

@@ -97,6 +97,36 @@ impl Select {
     }
 }
 
+/// What the edges outside a circuit carry in a faithfulness run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ablation {
+    /// The corrupt prompt's outputs (the reference's `patching`).
+    #[default]
+    Patching,
+    /// Each node's output averaged, position by position, over the pairs'
+    /// clean prompts (the reference's `mean-positional`).
+    MeanPositional,
+}
+
+impl Ablation {
+    pub fn parse(s: &str) -> Result<Ablation> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "patching" => Ok(Ablation::Patching),
+            "mean-positional" | "mean" => Ok(Ablation::MeanPositional),
+            other => Err(Error::Input(format!(
+                "unknown ablation {other:?}; choose patching or mean-positional"
+            ))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Ablation::Patching => "patching",
+            Ablation::MeanPositional => "mean-positional",
+        }
+    }
+}
+
 /// One circuit's faithfulness (a point of a curve).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FaithPoint {
@@ -124,6 +154,9 @@ pub struct CircuitSettings {
     pub edges: usize,
     /// Points of each faithfulness curve.
     pub curve_points: usize,
+    /// What edges outside the circuit carry.
+    #[serde(default)]
+    pub ablation: Ablation,
     pub backend: String,
 }
 

@@ -23,6 +23,8 @@ batch of one pair each, as the reference averages) it writes:
   circuits    for topn and greedy, several n, per method: the edges and nodes
               in the graph after selection + prune, and evaluate_graph's
               metric (mean) with the normalised faithfulness
+  circuits_mean  (datasets) EAP-IG's circuits under evaluate_graph's 'mean-positional'
+              intervention, the means taken over the dataset's clean prompts
   graph_json  Graph.to_json of one selection, to pin the file layout
 
 Reference only: CI never runs this (it needs torch).
@@ -84,7 +86,7 @@ METHODS = ["EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exa
 NAMES = {"EAP": "eap", "EAP-IG-inputs": "eap-ig", "EAP-IG-activations": "eap-ig-activations", "clean-corrupted": "clean-corrupted", "exact": "exact"}
 
 
-def run(model, attribute, evaluate, Graph, pairs, steps, sizes):
+def run(model, attribute, evaluate, Graph, pairs, steps, sizes, mean=False):
     """pairs: [(clean ids, corrupt ids, (correct, incorrect))]"""
     metric = make_metric()
     loader = [([c], [k], [ans]) for c, k, ans in pairs]
@@ -110,6 +112,25 @@ def run(model, attribute, evaluate, Graph, pairs, steps, sizes):
                     g.apply_greedy(n, absolute=True)
                 m = evaluate.evaluate_graph(model, g, loader, metric, quiet=True).mean().item()
                 out["circuits"].setdefault(NAMES[method], {}).setdefault(how, []).append({
+                    "n": n,
+                    "edges": [name for name, e in g.edges.items() if e.in_graph],
+                    "nodes": [name for name, nd in g.nodes.items() if nd.in_graph],
+                    "metric": m,
+                    "faithfulness": (m - corrupt) / (clean - corrupt),
+                })
+    if mean:
+        # mean ablation: each node's output averaged per position over the pairs' clean prompts
+        # (the reference's 'mean-positional' with the same dataloader as the means' data)
+        g = graphs["EAP-IG-inputs"]
+        for how in ["topn", "greedy"]:
+            for n in sizes:
+                if how == "topn":
+                    g.apply_topn(n, absolute=True)
+                else:
+                    g.apply_greedy(n, absolute=True)
+                m = evaluate.evaluate_graph(model, g, loader, metric, quiet=True, intervention="mean-positional",
+                                            intervention_dataloader=loader).mean().item()
+                out.setdefault("circuits_mean", {}).setdefault("eap-ig", {}).setdefault(how, []).append({
                     "n": n,
                     "edges": [name for name, e in g.edges.items() if e.in_graph],
                     "nodes": [name for name, nd in g.nodes.items() if nd.in_graph],
@@ -164,7 +185,7 @@ def main():
         ps = [prep(c) for c in ds]
         if len({len(p[0]) for p in ps}) != 1:
             raise SystemExit(f"a dataset's pairs must tokenize to one length: {ds}")
-        r = run(model, attribute, evaluate, Graph, [(c, k, a) for c, k, _, a in ps], args.steps, sizes)
+        r = run(model, attribute, evaluate, Graph, [(c, k, a) for c, k, _, a in ps], args.steps, sizes, mean=True)
         datasets.append({"pairs": ds, **r})
         print(f"dataset of {len(ds)}: {time.time() - t0:.1f}s", flush=True)
     cfg = model.cfg

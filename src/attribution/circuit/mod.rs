@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::model::graph::{GraphLayout, Qkv, Slot};
 use std::collections::BTreeMap;
 
-pub use crate::report::circuit::{EdgeMethod, FaithPoint, Select};
+pub use crate::report::circuit::{Ablation, EdgeMethod, FaithPoint, Select};
 pub use select::{select, Circuit};
 
 /// What to score.
@@ -422,8 +422,13 @@ pub fn faithfulness(
     runs: &[PairRuns],
     circuit: &Circuit,
     n: usize,
+    ablation: Ablation,
 ) -> Result<FaithPoint> {
     let layout = GraphLayout::new(host.config());
+    let means = match ablation {
+        Ablation::Patching => None,
+        Ablation::MeanPositional => Some(mean_outputs(runs)?),
+    };
     let nb = layout.n_backward();
     let patched: Vec<f32> = circuit
         .edges
@@ -440,7 +445,7 @@ pub fn faithfulness(
     let (mut m, mut clean, mut corrupt) = (0f64, 0f64, 0f64);
     for r in runs {
         let patch = EdgePatch {
-            values: &r.corrupt.outputs,
+            values: means.as_deref().unwrap_or(&r.corrupt.outputs),
             patched: &patched,
         };
         let pass = GraphPass {
@@ -462,6 +467,27 @@ pub fn faithfulness(
         metric: m as f32,
         faithfulness: ((m - corrupt) / (clean - corrupt)) as f32,
     })
+}
+
+/// Every node's output averaged over the pairs' clean prompts, position by
+/// position (the pairs share one length); refused for a single pair, whose
+/// mean is its own clean run.
+fn mean_outputs(runs: &[PairRuns]) -> Result<Vec<f32>> {
+    if runs.len() < 2 {
+        return Err(Error::Input(
+            "mean ablation needs a dataset: the mean over one pair's clean prompt is that prompt itself, \
+             so every circuit would be fully faithful; use several pairs (--task / --pairs) or patching"
+                .into(),
+        ));
+    }
+    let mut sum = vec![0f64; runs[0].clean.outputs.len()];
+    for r in runs {
+        sum.iter_mut()
+            .zip(&r.clean.outputs)
+            .for_each(|(s, &v)| *s += v as f64);
+    }
+    let k = runs.len() as f64;
+    Ok(sum.into_iter().map(|v| (v / k) as f32).collect())
 }
 
 /// The circuit sizes of a faithfulness curve: 10 to every edge, log-spaced

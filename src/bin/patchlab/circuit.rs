@@ -11,7 +11,7 @@ use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::model::Model;
-use patchlab::report::circuit::{CircuitReport, EdgeMethod};
+use patchlab::report::circuit::{Ablation, CircuitReport, EdgeMethod};
 use patchlab::report::Prompts;
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -68,6 +68,11 @@ pub struct CircuitArgs {
     /// small) and print each method's correlation with it.
     #[arg(long)]
     exact: bool,
+    /// What edges outside the circuit carry in faithfulness runs: patching (the corrupt
+    /// prompt's outputs) or mean-positional (each node's output averaged, position by position,
+    /// over the dataset's clean prompts; needs --task or --pairs).
+    #[arg(long, default_value = "patching")]
+    ablation: String,
     /// Points of each faithfulness curve (0: none).
     #[arg(long, default_value_t = 12)]
     curve_points: usize,
@@ -174,7 +179,7 @@ pub fn circuit(a: CircuitArgs) -> Result<()> {
     if let Some(path) = &a.graph {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-        let f = evaluate_graph_file(&host, &tok, &pairs, &text)
+        let f = evaluate_graph_file(&host, &tok, &pairs, &text, Ablation::parse(&a.ablation)?)
             .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         println!(
             "{}: {} edges, {} nodes after pruning; m(C) {:.4}, faithfulness {:.4}",
@@ -196,6 +201,7 @@ pub fn circuit(a: CircuitArgs) -> Result<()> {
         edges: a.edges,
         exact: Some(a.exact || method == EdgeMethod::Exact),
         curve_points: Some(a.curve_points),
+        ablation: Some(a.ablation.clone()),
         backend: None,
     };
     let bar = progress_bar(
@@ -258,14 +264,15 @@ pub fn summary(r: &CircuitReport) -> String {
     ));
     let f = &r.circuit.faithfulness;
     s.push_str(&format!(
-        "circuit: {} {} n={} → {} edges, {} nodes after pruning; m(C) {:.4}, faithfulness {:.4}\n",
+        "circuit: {} {} n={} → {} edges, {} nodes after pruning; m(C) {:.4}, faithfulness {:.4} ({})\n",
         r.settings.method.name(),
         r.settings.select.name(),
         f.n,
         f.edges,
         f.nodes,
         f.metric,
-        f.faithfulness
+        f.faithfulness,
+        r.settings.ablation.name()
     ));
     let scores = &r.scores[&r.settings.method];
     let mut top: Vec<usize> = r.circuit.edges.clone();
