@@ -345,9 +345,11 @@ impl GradSum {
     }
 }
 
-/// Perturbations per engine call: bounds the memory of a batch (each is
-/// [T − fd, d_model] floats).
-const EDGES_PER_CALL: usize = 1024;
+/// Perturbations per engine call: up to 1024, fewer for long prompts, so
+/// that a batch of them ([k, T − fd, d_model] floats) stays under 64 MB.
+fn edges_per_call(rows: usize, d_model: usize) -> usize {
+    ((16 << 20) / (rows * d_model).max(1)).clamp(1, 1024)
+}
 
 /// Exact edge patching: for every edge u → v, m(clean with x_v += Δz_u) − m(clean).
 async fn exact_scores<E: Engine>(
@@ -391,7 +393,7 @@ async fn exact_scores<E: Engine>(
     kinds.push((Slot::Logits, Start::Post(cfg.n_layers - 1), 1));
     for (slot, start, per_node) in kinds {
         let prev = layout.prev_index(slot);
-        let chunk = (EDGES_PER_CALL / per_node).max(1);
+        let chunk = (edges_per_call(t - fd, d) / per_node).max(1);
         for u0 in (0..prev).step_by(chunk) {
             let u1 = (u0 + chunk).min(prev);
             tracker.pause().await?;
