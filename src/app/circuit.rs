@@ -19,7 +19,7 @@ use crate::report::circuit::{
     dense, edge_list, read_reference_graph_json, reference_graph_json, Baseline, CircuitChoice,
     CircuitReport, CircuitSettings, EdgeCorrelation, FaithPoint, GraphSizes, CIRCUIT_SCHEMA,
 };
-use crate::report::{ModelInfo, Prompts, Tokens};
+use crate::report::{ModelInfo, Prompts};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -215,26 +215,11 @@ pub async fn run_circuit<E: Engine>(
             .collect(),
         None => BTreeMap::new(),
     };
-    let first = &pairs[0];
     Ok(CircuitReport {
         schema: CIRCUIT_SCHEMA,
-        model: ModelInfo {
-            name: model_name.to_string(),
-            n_layers: cfg.n_layers,
-            n_heads: cfg.n_heads,
-            d_model: cfg.d_model,
-            d_mlp: cfg.d_mlp,
-            n_ctx: cfg.n_ctx,
-            d_vocab: cfg.d_vocab,
-        },
+        model: ModelInfo::of(model_name, &cfg),
         pairs: req.pairs.clone(),
-        tokens: Tokens {
-            clean: tok.tokens(&first.clean),
-            corrupt: tok.tokens(&first.corrupt),
-            first_diff: first.first_diff,
-            correct: tok.tokens(&[first.correct]).remove(0),
-            incorrect: tok.tokens(&[first.incorrect]).remove(0),
-        },
+        tokens: pairs[0].tokens(tok),
         settings: CircuitSettings {
             methods: plan.opts.methods.clone(),
             steps: plan.opts.steps,

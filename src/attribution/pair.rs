@@ -4,7 +4,7 @@
 use crate::engine::{check_tokens, Metric};
 use crate::error::{Error, Result};
 use crate::model::{Config, Token, Tokenizer};
-use crate::report::Prompts;
+use crate::report::{Prompts, Tokens};
 
 /// A checked prompt pair: equal lengths, single-token answers.
 #[derive(Debug, Clone)]
@@ -124,6 +124,17 @@ impl Pair {
             p.bos,
         )?
         .with_metric(tok, &p.metric)
+    }
+
+    /// The pair's tokens as reports show them.
+    pub fn tokens(&self, tok: &Tokenizer) -> Tokens {
+        Tokens {
+            clean: tok.tokens(&self.clean),
+            corrupt: tok.tokens(&self.corrupt),
+            first_diff: self.first_diff,
+            correct: tok.tokens(&[self.correct]).remove(0),
+            incorrect: tok.tokens(&[self.incorrect]).remove(0),
+        }
     }
 
     /// The pair measured with the metric `spec` names (see [`MetricSpec`]).

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
     derive, Analysis, Deltas, Dla, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Patterns,
-    Prediction, Prompts, Report, Settings, SiteMap, Tokens, SCHEMA,
+    Prediction, Prompts, Report, Settings, SiteMap, SCHEMA,
 };
 use std::collections::BTreeMap;
 
@@ -447,23 +447,9 @@ fn report<E: Engine>(
     let ids = [pair.correct, pair.incorrect];
     let mut r = Report {
         schema: SCHEMA,
-        model: ModelInfo {
-            name: model_name.to_string(),
-            n_layers: cfg.n_layers,
-            n_heads: cfg.n_heads,
-            d_model: cfg.d_model,
-            d_mlp: cfg.d_mlp,
-            n_ctx: cfg.n_ctx,
-            d_vocab: cfg.d_vocab,
-        },
+        model: ModelInfo::of(model_name, cfg),
         prompts: prompts.clone(),
-        tokens: Tokens {
-            clean: tok.tokens(&pair.clean),
-            corrupt: tok.tokens(&pair.corrupt),
-            first_diff: pair.first_diff,
-            correct: tok.tokens(&[pair.correct]).remove(0),
-            incorrect: tok.tokens(&[pair.incorrect]).remove(0),
-        },
+        tokens: pair.tokens(tok),
         metric: MetricValues {
             name: p.spec.name(),
             clean: e.metric(&p.clean),

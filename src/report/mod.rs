@@ -81,6 +81,21 @@ pub struct ModelInfo {
     pub d_vocab: usize,
 }
 
+impl ModelInfo {
+    /// A model's name and shape, as reports record them.
+    pub fn of(name: &str, cfg: &crate::model::Config) -> ModelInfo {
+        ModelInfo {
+            name: name.to_string(),
+            n_layers: cfg.n_layers,
+            n_heads: cfg.n_heads,
+            d_model: cfg.d_model,
+            d_mlp: cfg.d_mlp,
+            n_ctx: cfg.n_ctx,
+            d_vocab: cfg.d_vocab,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prompts {
     pub clean: String,

@@ -90,7 +90,7 @@ def run(model, attribute, evaluate, Graph, pairs, steps, sizes, mean=False):
     """pairs: [(clean ids, corrupt ids, (correct, incorrect))]"""
     metric = make_metric()
     loader = [([c], [k], [ans]) for c, k, ans in pairs]
-    out = {"scores": {}, "circuits": {}}
+    out = {"scores": {}}
     clean = evaluate.evaluate_baseline(model, loader, metric, quiet=True).mean().item()
     corrupt = evaluate.evaluate_baseline(model, loader, metric, run_corrupted=True, quiet=True).mean().item()
     out["baseline"] = {"clean": clean, "corrupt": corrupt}
@@ -102,41 +102,30 @@ def run(model, attribute, evaluate, Graph, pairs, steps, sizes, mean=False):
         out["scores"][NAMES[method]] = [mg.f32(e.score) for e in g.edges.values()]
         out["edges"] = list(g.edges.keys())
         graphs[method] = g
-    for method in ["EAP", "EAP-IG-inputs", "exact"]:
-        g = graphs[method]
+    def circuits(g, key, name, **intervention):
+        """topn and greedy circuits of each size, pruned, with evaluate_graph's faithfulness"""
         for how in ["topn", "greedy"]:
             for n in sizes:
                 if how == "topn":
                     g.apply_topn(n, absolute=True)
                 else:
                     g.apply_greedy(n, absolute=True)
-                m = evaluate.evaluate_graph(model, g, loader, metric, quiet=True).mean().item()
-                out["circuits"].setdefault(NAMES[method], {}).setdefault(how, []).append({
+                m = evaluate.evaluate_graph(model, g, loader, metric, quiet=True, **intervention).mean().item()
+                out.setdefault(key, {}).setdefault(name, {}).setdefault(how, []).append({
                     "n": n,
-                    "edges": [name for name, e in g.edges.items() if e.in_graph],
-                    "nodes": [name for name, nd in g.nodes.items() if nd.in_graph],
+                    "edges": [e_name for e_name, e in g.edges.items() if e.in_graph],
+                    "nodes": [n_name for n_name, nd in g.nodes.items() if nd.in_graph],
                     "metric": m,
                     "faithfulness": (m - corrupt) / (clean - corrupt),
                 })
+
+    for method in ["EAP", "EAP-IG-inputs", "exact"]:
+        circuits(graphs[method], "circuits", NAMES[method])
     if mean:
         # mean ablation: each node's output averaged per position over the pairs' clean prompts
         # (the reference's 'mean-positional' with the same dataloader as the means' data)
-        g = graphs["EAP-IG-inputs"]
-        for how in ["topn", "greedy"]:
-            for n in sizes:
-                if how == "topn":
-                    g.apply_topn(n, absolute=True)
-                else:
-                    g.apply_greedy(n, absolute=True)
-                m = evaluate.evaluate_graph(model, g, loader, metric, quiet=True, intervention="mean-positional",
-                                            intervention_dataloader=loader).mean().item()
-                out.setdefault("circuits_mean", {}).setdefault("eap-ig", {}).setdefault(how, []).append({
-                    "n": n,
-                    "edges": [name for name, e in g.edges.items() if e.in_graph],
-                    "nodes": [name for name, nd in g.nodes.items() if nd.in_graph],
-                    "metric": m,
-                    "faithfulness": (m - corrupt) / (clean - corrupt),
-                })
+        circuits(graphs["EAP-IG-inputs"], "circuits_mean", "eap-ig", intervention="mean-positional",
+                 intervention_dataloader=loader)
     g = graphs["EAP-IG-inputs"]
     g.apply_topn(sizes[1], absolute=True)
     with tempfile.TemporaryDirectory() as d:
