@@ -75,23 +75,26 @@ pub struct PairRuns {
 impl PairRuns {
     /// Both runs of a pair (with slot gradients when `grad`).
     pub fn new(host: &CpuEngine, pair: &Pair, grad: bool) -> Result<PairRuns> {
+        PairRuns::with_grads(host, pair, grad, grad)
+    }
+
+    /// Both runs, each with slot gradients or not.
+    pub fn with_grads(
+        host: &CpuEngine,
+        pair: &Pair,
+        clean: bool,
+        corrupt: bool,
+    ) -> Result<PairRuns> {
+        let run = |tokens: &[u32], grad: bool| {
+            let pass = GraphPass {
+                grad,
+                ..GraphPass::default()
+            };
+            host.graph_forward(tokens, &pair.metric, pass)
+        };
         Ok(PairRuns {
-            clean: host.graph_forward(
-                &pair.clean,
-                &pair.metric,
-                GraphPass {
-                    grad,
-                    ..GraphPass::default()
-                },
-            )?,
-            corrupt: host.graph_forward(
-                &pair.corrupt,
-                &pair.metric,
-                GraphPass {
-                    grad,
-                    ..GraphPass::default()
-                },
-            )?,
+            clean: run(&pair.clean, clean)?,
+            corrupt: run(&pair.corrupt, corrupt)?,
             pair: pair.clone(),
         })
     }
@@ -164,13 +167,13 @@ pub async fn score_edges<E: Engine>(
         .map(|&m| (m, vec![0.0; nf * nb]))
         .collect();
     let (mut clean, mut corrupt) = (0f64, 0f64);
-    let grad_at_runs = opts
-        .methods
-        .iter()
-        .any(|m| matches!(m, EdgeMethod::Eap | EdgeMethod::CleanCorrupted));
+    // EAP needs the clean run's slot gradients, clean-corrupted both runs'
+    let has = |m: EdgeMethod| opts.methods.contains(&m);
+    let grad_clean = has(EdgeMethod::Eap) || has(EdgeMethod::CleanCorrupted);
+    let grad_corrupt = has(EdgeMethod::CleanCorrupted);
     for pair in pairs {
         tracker.pause().await?;
-        let runs = PairRuns::new(host, pair, grad_at_runs)?;
+        let runs = PairRuns::with_grads(host, pair, grad_clean, grad_corrupt)?;
         tracker.advance("edges: clean and corrupt runs", 2)?;
         clean += runs.clean.metric as f64;
         corrupt += runs.corrupt.metric as f64;

@@ -204,22 +204,25 @@ impl CpuEngine {
                 None => x.unsqueeze(0)?,
             };
             let (ln, ln1) = layer_norm(&inputs, &b.ln_1_w, &b.ln_1_b, eps)?;
-            let proj = |s: usize| -> Result<Tensor> {
-                let w = b
-                    .c_attn_w
-                    .narrow(1, s * d, d)?
-                    .reshape((d, h, dh))?
-                    .transpose(0, 1)?
-                    .contiguous()?; // [H, d, dh]
-                let bias = b.c_attn_b.narrow(0, s * d, d)?.reshape((h, 1, dh))?;
-                let xs = if ln.dim(0)? == 1 {
-                    ln.broadcast_as((h, t, d))?.contiguous()?
-                } else {
-                    ln.narrow(0, s * h, h)?
+            let (q, k, v) = if ln.dim(0)? == 1 {
+                // one stream for every slot: the plain projection
+                let qkv = linear(&ln.squeeze(0)?, &b.c_attn_w, &b.c_attn_b)?;
+                let split = |s: usize| heads_first(&qkv.narrow(1, s * d, d)?.reshape((t, h, dh))?);
+                (split(0)?, split(1)?, split(2)?)
+            } else {
+                // head h's q, k, v from its own inputs: [H, T, d] · [H, d, dh]
+                let proj = |s: usize| -> Result<Tensor> {
+                    let w = b
+                        .c_attn_w
+                        .narrow(1, s * d, d)?
+                        .reshape((d, h, dh))?
+                        .transpose(0, 1)?
+                        .contiguous()?;
+                    let bias = b.c_attn_b.narrow(0, s * d, d)?.reshape((h, 1, dh))?;
+                    Ok(ln.narrow(0, s * h, h)?.matmul(&w)?.broadcast_add(&bias)?)
                 };
-                Ok(xs.matmul(&w)?.broadcast_add(&bias)?)
-            };
-            let (q, k, v) = (proj(0)?, proj(1)?, proj(2)?); // [H, T, dh]
+                (proj(0)?, proj(1)?, proj(2)?)
+            }; // [H, T, dh]
             let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
             let pattern = softmax_last(&scores)?;
             let z = pattern.matmul(&v)?; // [H, T, dh]
