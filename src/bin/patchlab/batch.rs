@@ -225,8 +225,34 @@ fn load_dataset(
     a: &BatchArgs,
     tok: &patchlab::model::Tokenizer,
 ) -> Result<(Vec<Prompts>, DatasetInfo)> {
-    let bos = !a.no_bos;
-    if let Some(task) = &a.task {
+    let source = Source {
+        task: a.task.as_deref(),
+        n: a.n,
+        seed: a.seed,
+        file: a.file.as_deref(),
+        skip_bad: a.skip_bad,
+        bos: !a.no_bos,
+    };
+    load_pairs(&source, tok)
+}
+
+/// Where a dataset's pairs come from: a generated task, or a file.
+pub(crate) struct Source<'a> {
+    pub task: Option<&'a str>,
+    pub n: usize,
+    pub seed: u64,
+    pub file: Option<&'a Path>,
+    pub skip_bad: bool,
+    pub bos: bool,
+}
+
+/// The pairs of a task or file, refusing a file with bad rows unless `skip_bad`.
+pub(crate) fn load_pairs(
+    a: &Source<'_>,
+    tok: &patchlab::model::Tokenizer,
+) -> Result<(Vec<Prompts>, DatasetInfo)> {
+    let bos = a.bos;
+    if let Some(task) = a.task {
         let task = Task::from_name(task)?;
         let pairs = task.generate(tok, a.n, a.seed, bos)?;
         let info = DatasetInfo {
@@ -236,7 +262,9 @@ fn load_dataset(
         };
         return Ok((pairs, info));
     }
-    let path = a.file.as_ref().expect("clap requires --task or --file");
+    let path = a
+        .file
+        .ok_or_else(|| Error::Input("give a task (--task) or a file of pairs".into()))?;
     let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
     let format = Format::from_path(&path.to_string_lossy())?;
     let imported = dataset::import(&text, format, tok, bos)?;

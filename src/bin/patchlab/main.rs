@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 mod batch;
 mod bench;
+mod circuit;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,9 @@ struct Cli {
 enum Command {
     /// Score every head and neuron of a clean/corrupt prompt pair.
     Analyze(Box<AnalyzeArgs>),
+    /// Score every edge of GPT-2's graph (EAP, EAP-IG, exact edge patching), pick a circuit and
+    /// measure its faithfulness, for a prompt pair or a dataset.
+    Circuit(Box<circuit::CircuitArgs>),
     /// Show how a text tokenizes (to build prompts of equal length).
     Tokenize(TokenizeArgs),
     /// Write a deterministic random-weight GPT-2 in the official layout.
@@ -593,6 +597,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::bench(a),
         Command::Serve(a) => serve(a),
         Command::Batch(a) => batch::batch(*a),
+        Command::Circuit(a) => circuit::circuit(*a),
         Command::Merge(a) => batch::merge(a),
         Command::Dataset(a) => batch::dataset(a),
         Command::Ablate(a) => batch::ablate(a),
