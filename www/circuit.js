@@ -880,8 +880,15 @@ export class CircuitTab {
 
   /** Shows a report (computed here, or saved: `source` names it). */
   show(report, source) {
-    const lab = this.host.lab();
+    let lab = this.host.lab();
     const ops = this.ops();
+    const m = report.model || {};
+    const i = lab?.info;
+    if (i && (m.n_layers !== i.n_layers || m.n_heads !== i.n_heads || m.d_model !== i.d_model)) {
+      // the loaded model cannot re-evaluate another model's circuit
+      this.error(`${source || "This report"} is a circuit report of another model (${m.name}: ${m.n_layers} layers, ${m.n_heads} heads, d_model ${m.d_model}); the loaded model has ${i.n_layers} layers, ${i.n_heads} heads, d_model ${i.d_model}. It is shown as saved: the slider re-selects its edges without faithfulness.`);
+      lab = null;
+    }
     if (lab) ops.reevaluate = (r, o) => lab.reevaluateCircuit(r, o);
     this.view.ops = ops;
     // a saved report opened by a link shows the link's choices; anything else its own
@@ -889,7 +896,7 @@ export class CircuitTab {
     this.view.want = source && this.urlWant ? this.urlWant : { method: s.method, select: s.select, n: s.edges };
     this.urlWant = null;
     $("circuit-results").hidden = false;
-    $("c-banner").textContent = source ? `${source}: a saved circuit report of ${report.model?.name}${lab ? "" : "; no model is loaded, so the slider re-selects without faithfulness"}.` : "";
+    $("c-banner").textContent = source ? `${source}: a saved circuit report of ${report.model?.name}${lab ? "" : this.host.lab() ? "" : "; no model is loaded, so the slider re-selects without faithfulness"}.` : "";
     $("c-banner").hidden = !source;
     this.view.update(report);
     this.host.onState();

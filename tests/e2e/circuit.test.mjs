@@ -293,5 +293,20 @@ describe("the Circuit tab", () => {
     await page.check("#c-use-dataset");
     assert.match(await page.textContent("#c-source"), /The Dataset tab's 2 pairs/);
     assert.match(await runCircuit(page), /same number of tokens/);
+
+    // a circuit report of another model: shown as saved, and said so
+    const bigger = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-other-model-"));
+    tmp.push(bigger);
+    execFileSync(BIN, ["random-model", "--layers", "3", "--heads", "2", "--d-model", "32", "--seed", "2", "--n-ctx", "64", "--out", bigger], { cwd: ROOT, stdio: "ignore" });
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-other-circuit-"));
+    tmp.push(out);
+    execFileSync(BIN, ["circuit", "--model", bigger, "--out", out, "--quiet", "--edges", "10", ...["clean", "corrupt", "correct", "incorrect"].flatMap((k) => [`--${k}`, IOI[k]])], { cwd: ROOT, stdio: "ignore" });
+    await page.setInputFiles("#c-file", path.join(out, "circuit.json"));
+    await page.waitForFunction(() => /circuit report of another model/.test(document.getElementById("c-error").textContent));
+    assert.match(await page.textContent("#c-error"), /3 layers, 2 heads, d_model 32\); the loaded model has 2 layers, 4 heads, d_model 64/);
+    await page.waitForFunction(() => document.getElementById("circuit-view").dataset.state === "ready");
+    const faith = await setN(page, 3);
+    assert.equal(faith.state, "ready");
+    assert.equal(faith.faithfulness, "");
   });
 });
