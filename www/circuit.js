@@ -840,6 +840,7 @@ export class CircuitTab {
       req = this.request();
     } catch (e) {
       this.error(e.message);
+      document.body.dataset.circuitErrors = String((Number(document.body.dataset.circuitErrors) || 0) + 1);
       return;
     }
     const ctrl = new AbortController();
