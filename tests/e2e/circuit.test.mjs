@@ -32,7 +32,7 @@ after(async () => {
 });
 
 const EDGES = 20;
-const SMALLER = 7;
+const SMALLER = 12;
 
 /** `patchlab circuit` for the IOI pair on the tiny model: {report, graph} (circuit.json, graph.json). */
 function cliCircuit(args) {
@@ -160,6 +160,33 @@ describe("the Circuit tab", () => {
     const f0 = Number(await page.getAttribute("#circuit-view", "data-faithfulness"));
     assert.ok(Math.abs(f0 - cli.report.circuit.faithfulness.faithfulness) < 1e-3);
 
+    // hover an edge: its score under every method of the report
+    const points = JSON.parse(await page.getAttribute("#circuit-view .circuit-graph canvas", "data-edge-points"));
+    assert.ok(points.length > 0);
+    const canvas = page.locator("#circuit-view .circuit-graph canvas");
+    await canvas.scrollIntoViewIfNeeded();
+    const box = await canvas.boundingBox();
+    // the strongest edges are drawn last; a midpoint may lie on a node, so the first that shows an edge
+    let tip = null;
+    for (const [, x, y] of points.reverse()) {
+      await page.mouse.move(box.x + x, box.y + y);
+      tip = await page.evaluate(() => {
+        const t = document.querySelector("#circuit-view .circuit-graph .tooltip");
+        return !t.hidden && t.dataset.edge !== undefined ? { text: t.innerText, edge: Number(t.dataset.edge) } : null;
+      });
+      if (tip) break;
+    }
+    assert.ok(tip, "no edge's tooltip at any drawn edge's midpoint");
+    const lines = tip.text.split("\n");
+    assert.equal(lines[0], got.edges[tip.edge]);
+    for (const [m, label] of [["eap", "EAP"], ["eap-ig", "EAP-IG"], ["exact", "exact"]]) {
+      const line = lines.find((l) => l.startsWith(`${label}: `));
+      assert.ok(line, `no ${label} line in ${tip.text}`);
+      const v = Number(line.slice(label.length + 2).replace("−", "-"));
+      assert.ok(Math.abs(v - got.scores[m][tip.edge]) <= 1e-3 * Math.max(1, Math.abs(got.scores[m][tip.edge])), `${line} vs ${got.scores[m][tip.edge]}`);
+    }
+    assert.equal(lines.at(-1), "in the circuit");
+
     // the slider: a smaller circuit, re-evaluated on the loaded model, is a second CLI run's
     const small = await setN(page, SMALLER);
     assert.equal(small.state, "ready", await page.textContent("#circuit-view .error"));
@@ -188,38 +215,14 @@ describe("the Circuit tab", () => {
     assert.equal(url.searchParams.get("circuit_method"), "eap-ig");
     assert.equal(url.searchParams.get("circuit_select"), "greedy");
 
-    // hover an edge: its score under every method of the report
-    const points = JSON.parse(await page.getAttribute("#circuit-view .circuit-graph canvas", "data-edge-points"));
-    assert.ok(points.length > 0);
-    const canvas = page.locator("#circuit-view .circuit-graph canvas");
-    await canvas.scrollIntoViewIfNeeded();
-    const box = await canvas.boundingBox();
-    // the strongest edges are drawn last; a midpoint may lie on a node, so the first that shows an edge
-    let tip = null;
-    for (const [, x, y] of points.reverse()) {
-      await page.mouse.move(box.x + x, box.y + y);
-      tip = await page.evaluate(() => {
-        const t = document.querySelector("#circuit-view .circuit-graph .tooltip");
-        return !t.hidden && t.dataset.edge !== undefined ? { text: t.innerText, edge: Number(t.dataset.edge) } : null;
-      });
-      if (tip) break;
-    }
-    assert.ok(tip, "no edge's tooltip at any drawn edge's midpoint");
-    const lines = tip.text.split("\n");
-    assert.equal(lines[0], got.edges[tip.edge]);
-    for (const [m, label] of [["eap", "EAP"], ["eap-ig", "EAP-IG"], ["exact", "exact"]]) {
-      const line = lines.find((l) => l.startsWith(`${label}: `));
-      assert.ok(line, `no ${label} line in ${tip.text}`);
-      const v = Number(line.slice(label.length + 2).replace("−", "-"));
-      assert.ok(Math.abs(v - got.scores[m][tip.edge]) <= 1e-3 * Math.max(1, Math.abs(got.scores[m][tip.edge])), `${line} vs ${got.scores[m][tip.edge]}`);
-    }
-    assert.equal(lines.at(-1), "in the circuit");
-
     // click a head of the circuit: the Single pair tab, the head selected after its run
+    await setN(page, EDGES);
     const nodes = JSON.parse(await page.getAttribute("#circuit-view .circuit-graph canvas", "data-node-points"));
     const head = Object.keys(nodes).find((n) => /^a\d+\.h\d+$/.test(n));
     if (head) {
-      await page.mouse.click(box.x + nodes[head][0], box.y + nodes[head][1]);
+      await canvas.scrollIntoViewIfNeeded();
+      const at = await canvas.boundingBox();
+      await page.mouse.click(at.x + nodes[head][0], at.y + nodes[head][1]);
       await page.waitForFunction((n) => document.body.dataset.openedNode === n, head);
       assert.equal(await page.isHidden("#pair-mode"), false);
       assert.equal(await page.inputValue("#clean"), IOI.clean);
@@ -233,11 +236,12 @@ describe("the Circuit tab", () => {
     fs.copyFileSync(path.join(cli.dir, "circuit.json"), path.join(modelDir, "circuit.json"));
     fs.writeFileSync(path.join(modelDir, "not-a-circuit.json"), cli.graphText);
     const page = await trackedPage(t, browser);
-    await page.goto(`${server.url}embed-demo.html?${new URLSearchParams({ view: "circuit", report: "/model/circuit.json", edges: "5" })}`);
+    const cli2 = cliCircuit(["--edges", String(SMALLER)]);
+    await page.goto(`${server.url}embed-demo.html?${new URLSearchParams({ view: "circuit", report: "/model/circuit.json", edges: String(SMALLER) })}`);
     await page.waitForFunction(() => ["report", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
     const state = await page.evaluate(() => document.querySelector("patch-lab").dataset.state);
     assert.equal(state, "report");
-    // n = 5 from the attribute: re-selected in a model-less worker
+    // n from the attribute: re-selected in a model-less worker, as the CLI selects
     await page.waitForFunction(() => {
       const v = document.querySelector("patch-lab").shadowRoot.querySelector(".circuit-view");
       return v.dataset.state === "ready" || v.dataset.state === "error";
@@ -248,10 +252,10 @@ describe("the Circuit tab", () => {
       return { ...v.dataset, faith: root.querySelector(".circuit-faith").textContent, edges: Number(root.querySelector(".circuit-graph canvas").dataset.edges), curves: root.querySelector(".circuit-curves canvas").dataset.methods };
     });
     assert.equal(view.state, "ready");
-    assert.equal(view.n, "5");
+    assert.equal(view.n, String(SMALLER));
     assert.equal(view.faithfulness, "");
     assert.match(view.faith, /faithfulness unknown \(no model loaded/);
-    assert.ok(view.edges >= 1 && view.edges <= 5);
+    assert.equal(view.edges, cli2.report.circuit.edges.length);
     assert.equal(view.curves, "eap,eap-ig");
 
     // the page itself, results-only
@@ -268,7 +272,7 @@ describe("the Circuit tab", () => {
 
   test("errors are shown, and markup in prompts stays text: steps < 1, n above the edge count, prompts of different lengths, a dataset of mixed lengths", async (t) => {
     const markup = { clean: "<img src=x onerror=\"window.pwned=1\"><b>When</b> Mary and John went", corrupt: "When John and Mary went", correct: " <i>x</i>", incorrect: " John" };
-    const page = await circuitPage(t, markup);
+    const page = await circuitPage(t, { ...markup, edges: "20" });
     // the prompts appear as text
     const source = await page.textContent("#c-source");
     assert.ok(source.includes("<img src=x onerror=") && source.includes("<b>When</b>") && source.includes("<i>x</i>"), source);
@@ -284,14 +288,18 @@ describe("the Circuit tab", () => {
     assert.equal(await page.isHidden("#circuit-results"), true);
 
     // n above the graph's edges
+    await page.click("#mode-tabs .tab[data-mode=pair]");
     for (const k of ["clean", "corrupt", "correct", "incorrect"]) await page.fill(`#${k}`, IOI[k]);
+    await page.click("#mode-tabs .tab[data-mode=circuit]");
+    assert.match(await page.textContent("#c-source"), /clean "When Mary and John went to the store, John gave a drink to"/);
     await page.fill("#c-edges", "100000");
     assert.match(await runCircuit(page), /a circuit of 100000 edges was asked for, but this model's graph has only \d+ edges/);
 
     // the Dataset tab's pairs of two token lengths
     await page.click("#mode-tabs .tab[data-mode=dataset]");
-    await page.setInputFiles("#ds-file", { name: "mixed.csv", mimeType: "text/csv", buffer: Buffer.from(`clean,corrupt,correct,incorrect\n${IOI.clean},${IOI.corrupt},${IOI.correct},${IOI.incorrect}\nWhen Mary and John went to the park,When John and Mary went to the park, Mary, John\n`) });
-    await page.waitForFunction(() => /2 pairs from mixed\.csv/.test(document.getElementById("ds-info").textContent));
+    const lines = [IOI, { clean: "When Mary and John went to the park", corrupt: "When John and Mary went to the park", correct: " Mary", incorrect: " John" }].map((p) => JSON.stringify(p));
+    await page.setInputFiles("#ds-file", { name: "mixed.jsonl", mimeType: "application/jsonl", buffer: Buffer.from(`${lines.join("\n")}\n`) });
+    await page.waitForFunction(() => /2 pairs from mixed\.jsonl/.test(document.getElementById("ds-info").textContent));
     await page.click("#mode-tabs .tab[data-mode=circuit]");
     await page.fill("#c-edges", "10");
     await page.check("#c-use-dataset");
