@@ -270,6 +270,43 @@ describe("the Circuit tab", () => {
     assert.match(await page.evaluate(() => document.querySelector("patch-lab").shadowRoot.querySelector(".error").textContent), /a graph file \(Graph\.to_json\), not a circuit report/);
   });
 
+  test("<patch-lab view=circuit> computes live with a model: the CLI's circuit", async (t) => {
+    const cli = cliCircuit(["--edges", String(EDGES), "--select", "topn"]);
+    const page = await trackedPage(t, browser);
+    await page.goto(`${server.url}embed-demo.html?${new URLSearchParams({ view: "circuit", model: "/model/", edges: String(EDGES), select: "topn" })}`);
+    await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
+    const got = await page.evaluate(() => {
+      const host = document.querySelector("patch-lab");
+      const root = host.shadowRoot;
+      return { state: host.dataset.state, error: root.querySelector(".error").textContent, report: host.report, faith: root.querySelector(".circuit-view").dataset.faithfulness };
+    });
+    assert.equal(got.state, "done", got.error);
+    assert.deepEqual(circuitDiffs(got.report, cli.report), []);
+    assert.ok(Math.abs(Number(got.faith) - cli.report.circuit.faithfulness.faithfulness) < 1e-3);
+  });
+
+  test("Cancel stops a long run (a dataset of 300 copies of one pair, with exact edge patching) and the tab runs again", async (t) => {
+    const page = await circuitPage(t, { edges: String(EDGES) });
+    await page.click("#mode-tabs .tab[data-mode=dataset]");
+    const line = JSON.stringify(IOI);
+    await page.setInputFiles("#ds-file", { name: "same.jsonl", mimeType: "application/jsonl", buffer: Buffer.from(`${Array(300).fill(line).join("\n")}\n`) });
+    await page.waitForFunction(() => /300 pairs from same\.jsonl/.test(document.getElementById("ds-info").textContent));
+    await page.click("#mode-tabs .tab[data-mode=circuit]");
+    await page.check("#c-use-dataset");
+    await page.check("#c-exact");
+    await page.click("#c-run");
+    // the first progress report, then Cancel
+    await page.waitForFunction(() => / % · .* elapsed · ETA /.test(document.getElementById("c-text").textContent));
+    assert.equal(await page.isEnabled("#c-cancel"), true);
+    await page.click("#c-cancel");
+    await page.waitForFunction(() => document.getElementById("c-text").textContent === "Cancelled.");
+    assert.equal(await page.isHidden("#c-error"), true);
+    assert.equal(await page.isHidden("#circuit-results"), true);
+    // the worker is free again: one pair runs
+    await page.uncheck("#c-use-dataset");
+    assert.equal(await runCircuit(page), "done");
+  });
+
   test("errors are shown, and markup in prompts stays text: steps < 1, n above the edge count, prompts of different lengths, a dataset of mixed lengths", async (t) => {
     const markup = { clean: "<img src=x onerror=\"window.pwned=1\"><b>When</b> Mary and John went", corrupt: "When John and Mary went", correct: " <i>x</i>", incorrect: " John" };
     const page = await circuitPage(t, { ...markup, edges: "20" });
