@@ -227,6 +227,25 @@ describe("the Circuit tab", () => {
       assert.equal(await page.isHidden("#pair-mode"), false);
       assert.equal(await page.inputValue("#clean"), IOI.clean);
       assert.match(await page.textContent("#run-text"), new RegExp(`Circuit node ${head.replace(".", "\\.")}: press Run`));
+      // its run selects the head (pinned in the Heads view)
+      const [l, h] = head.slice(1).split(".h");
+      await page.waitForFunction(() => !document.getElementById("run").disabled);
+      await page.click("#run");
+      await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
+      assert.equal(await page.isHidden("#run-error"), true);
+      assert.match(await page.textContent("#report-view .pinned"), new RegExp(`^Pinned L${l} H${h}`));
+      assert.equal(await page.getAttribute("#report-view .tab.active", "data-view"), "heads");
+      // with the pair's report shown, another click selects at once
+      await page.click("#mode-tabs .tab[data-mode=circuit]");
+      const mlp = Object.keys(nodes).find((n) => /^m\d+$/.test(n));
+      if (mlp) {
+        await canvas.scrollIntoViewIfNeeded();
+        const at2 = await canvas.boundingBox();
+        await page.mouse.click(at2.x + nodes[mlp][0], at2.y + nodes[mlp][1]);
+        await page.waitForFunction((n) => document.body.dataset.openedNode === n, mlp);
+        assert.equal(await page.getAttribute("#report-view .tab.active", "data-view"), "neurons");
+        assert.match(await page.textContent("#run-text"), /selected in the views below/);
+      }
     } else t.diagnostic("the circuit kept no head: the node click is not checked");
     t.diagnostic(`run, exports, slider and hover: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
