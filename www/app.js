@@ -683,6 +683,20 @@ async function main() {
     }
     setTimeout(() => setText("share", "Copy share link"), 2000);
   });
+  $("c-share").addEventListener("click", async () => {
+    syncUrl();
+    const url = location.href;
+    $("c-share-url").value = url;
+    show("c-share-url", true);
+    $("c-share-url").select();
+    try {
+      await navigator.clipboard.writeText(url);
+      setText("c-share", "Link copied");
+    } catch {
+      setText("c-share", "Copy the link below");
+    }
+    setTimeout(() => setText("c-share", "Copy share link"), 2000);
+  });
   $("recompute").addEventListener("click", async () => {
     show("report-banner", false);
     const m = $("model-input").value.trim() || (await defaultModel());

@@ -283,6 +283,18 @@ describe("the Circuit tab", () => {
     assert.equal(await page.isHidden("#circuit-mode"), false);
     assert.equal(await page.getAttribute("#circuit-view .circuit-graph canvas", "data-edges"), String(cli.report.circuit.edges.length));
     assert.match(await page.textContent("#c-banner"), /no model is loaded/);
+    // a link's n and selection are restored on a saved report too
+    await page.goto(`${server.url}?report=/model/circuit.json&circuit_select=topn&edges=${SMALLER}`);
+    await page.waitForFunction(() => document.body.dataset.ready === "1");
+    await page.waitForFunction(() => document.getElementById("circuit-view").dataset.state === "ready");
+    assert.equal(await page.inputValue("#circuit-view .circuit-n"), String(SMALLER));
+    assert.equal(await page.inputValue("#circuit-view select[aria-label=selection]"), "topn");
+    await page.click("#c-share");
+    const shared = new URL(await page.inputValue("#c-share-url"));
+    assert.equal(shared.searchParams.get("tab"), "circuit");
+    assert.equal(shared.searchParams.get("edges"), String(SMALLER));
+    assert.equal(shared.searchParams.get("circuit_select"), "topn");
+    assert.equal(shared.searchParams.get("report"), "/model/circuit.json");
     // a graph file is not a circuit report: said so
     await page.goto(`${server.url}embed-demo.html?${new URLSearchParams({ view: "circuit", report: "/model/not-a-circuit.json" })}`);
     await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "error");
