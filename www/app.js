@@ -1,10 +1,12 @@
 // The lab page: inputs with live tokenization, Run / Cancel with progress,
 // results views with click-to-ablate, export, share links, ?embed and
-// results-only (?report=URL); the Dataset tab (dataset.js).
+// results-only (?report=URL); the Dataset tab (dataset.js) and the Circuit
+// tab (circuit.js).
 // User text only ever reaches the page through textContent and .value.
 
+import { CircuitTab, isCircuitReport } from "./circuit.js";
 import { DatasetTab } from "./dataset.js";
-import { PatchLab } from "./patchlab.js";
+import { CircuitTools, PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
 import { ReportView, addPartial, checkReport, partialReport, reportCsv } from "./views.js";
 import { $, download, seconds, visibleText } from "./dom.js";
@@ -40,7 +42,11 @@ let running = null; // AbortController of the run in progress
 let valid = false;
 let view = null;
 let dataset = null;
-let mode = params.get("tab") === "dataset" && !embed && !reportUrl ? "dataset" : "pair";
+let circuit = null;
+let circuitTools = null;
+let pendingPin = null; // a circuit node clicked before the single pair had a report
+const MODES = ["pair", "dataset", "circuit"];
+let mode = MODES.includes(params.get("tab")) && !embed && (!reportUrl || params.get("tab") === "circuit") ? params.get("tab") : "pair";
 
 // for tests and the load-to-interactive figure
 const status = { readyMs: null, loadMs: null, state: "loading", analyses: 0 };
@@ -175,7 +181,10 @@ function stateUrl() {
   if (r.metric !== "logit_diff") p.set("metric", r.metric);
   if (r.igRule !== undefined) p.set("ig_rule", r.igRule);
   if (r.percentile !== undefined) p.set("percentile", String(r.percentile));
-  if (mode === "dataset") p.set("tab", "dataset");
+  if (mode !== "pair") p.set("tab", mode);
+  // a saved circuit report stays the page's subject until a model computes another
+  if (reportUrl && !lab && mode === "circuit") p.set("report", reportUrl);
+  if (mode === "circuit" && circuit) for (const [k, v] of Object.entries(circuit.urlState())) p.set(k, v);
   p.set("view", view ? view.view : params.get("view") || "heads");
   // the view's site, head, method and direction (those it uses)
   if (view) for (const [k, v] of Object.entries(view.urlState())) p.set(k, v);
@@ -213,6 +222,7 @@ async function loadModel(spec) {
   predictGen++;
   $("suggestion-list").replaceChildren();
   dataset?.modelChanged();
+  circuit?.describe();
   valid = false;
   updateRun();
   status.state = "loading";
@@ -259,6 +269,7 @@ async function loadModel(spec) {
   setText("env-note", note);
   show("env-note", true);
   dataset?.modelReady();
+  circuit?.describe();
   await validate();
   status.state = "ready";
   status.readyMs = performance.now();
@@ -377,13 +388,14 @@ const suggestSoon = debounce(suggest, 300);
 // ---------- running ----------
 
 function updateRun() {
-  $("run").disabled = !lab || !valid || !!running || !!dataset?.isRunning();
+  $("run").disabled = !lab || !valid || !!running || !!dataset?.isRunning() || !!circuit?.isRunning();
   $("cancel").disabled = !running;
   dataset?.update();
+  circuit?.describe();
 }
 
 async function run() {
-  if (!lab || running || !valid || dataset?.isRunning()) return;
+  if (!lab || running || !valid || dataset?.isRunning() || circuit?.isRunning()) return;
   const req = analyzeRequest(request());
   const ctrl = new AbortController();
   running = ctrl;
@@ -422,6 +434,10 @@ async function run() {
     });
     report = r;
     view.update(r);
+    if (pendingPin) {
+      openNodeViews(pendingPin);
+      pendingPin = null;
+    }
     setText("run-text", `Done in ${seconds(r.timings_ms.total)}.`);
     $("run-progress").value = 1;
     document.body.dataset.runs = String((Number(document.body.dataset.runs) || 0) + 1);
@@ -445,9 +461,11 @@ async function run() {
 // ---------- modes: single pair / dataset ----------
 
 function setMode(m, user = false) {
-  mode = m === "dataset" ? "dataset" : "pair";
+  mode = MODES.includes(m) ? m : "pair";
   show("pair-mode", mode === "pair");
   show("dataset-mode", mode === "dataset");
+  show("circuit-mode", mode === "circuit");
+  if (mode === "circuit") circuit?.describe();
   for (const b of document.querySelectorAll("#mode-tabs .tab")) {
     const on = b.dataset.mode === mode;
     b.classList.toggle("active", on);
@@ -456,6 +474,55 @@ function setMode(m, user = false) {
   // plots laid out while hidden have no size yet
   if (mode === "pair" && report) view.update(report);
   if (user) syncUrl();
+}
+
+// ---------- circuit nodes in the single-pair views ----------
+
+const samePrompts = (a, b) => !!a && !!b && ["clean", "corrupt", "correct", "incorrect"].every((k) => a[k] === b[k]) && (a.bos ?? true) === (b.bos ?? true);
+
+/** The single-pair views of a circuit node: a head pinned in the Heads view (its pin box opens its attention), an MLP's neurons. */
+function openNodeViews(name) {
+  let m = /^a(\d+)\.h(\d+)$/.exec(name);
+  if (m) {
+    const pin = { component: "heads", layer: Number(m[1]), index: Number(m[2]) };
+    view.state.head = `${pin.layer}.${pin.index}`;
+    view.setView("heads", true);
+    const p = view.selection.pinned;
+    if (!(p && p.component === "heads" && p.layer === pin.layer && p.index === pin.index)) view.selection.toggle(pin);
+    return;
+  }
+  m = /^m(\d+)$/.exec(name);
+  if (m) view.setView("neurons", true);
+}
+
+/** A click on a circuit node: the Single pair tab with the circuit's (first) pair, the head selected or the layer's neurons shown. */
+function openNode(name, circ) {
+  if (running || !/^(a\d+\.h\d+|m\d+)$/.test(name)) return;
+  const pair = circ?.pairs?.[0];
+  const shown = report && !report.partial && samePrompts(report.prompts, pair);
+  if (pair && !shown) {
+    for (const k of ["clean", "corrupt", "correct", "incorrect"]) $(k).value = pair[k];
+    $("bos").checked = pair.bos ?? true;
+    $("metric").value = pair.metric || "logit_diff";
+  }
+  setMode("pair", true);
+  document.body.dataset.openedNode = name;
+  if (shown) {
+    openNodeViews(name);
+    setText("run-text", `Circuit node ${name}, selected in the views below.`);
+  } else {
+    pendingPin = name;
+    setText("run-text", `Circuit node ${name}: press Run to compute this pair's views; ${name.startsWith("a") ? `head ${name.slice(1).replace(".h", ".")} will be selected` : `layer ${name.slice(1)}'s neurons will be shown`}.`);
+    validate();
+    suggest();
+  }
+  window.scrollTo(0, 0);
+}
+
+/** A worker without a model, for a saved circuit report's slider and graph file. */
+function tools() {
+  circuitTools ||= CircuitTools.create();
+  return circuitTools;
 }
 
 /** Shows a finished dataset pair in the single-pair views, with its report (nothing is recomputed). */
@@ -480,16 +547,27 @@ function openPair(r, index, data) {
 // ---------- results-only mode ----------
 
 async function showSavedReport(url) {
-  show("results", true);
   let r;
   try {
     const res = await fetch(new URL(url, location.href), { cache: "no-cache" });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    r = checkReport(JSON.parse(await res.text()));
+    const text = await res.text();
+    if (isCircuitReport(JSON.parse(text)) || mode === "circuit") {
+      // a circuit report: the Circuit tab, results only
+      setMode("circuit");
+      const ok = circuit.showText(text, url);
+      status.state = ok ? "report" : "error";
+      status.readyMs = performance.now();
+      document.body.dataset.ready = "1";
+      return ok;
+    }
+    show("results", true);
+    r = checkReport(JSON.parse(text));
     // an older patchlab's report gets IG* and the current analysis
     r = checkReport(await PatchLab.upgradeReport(r));
   } catch (e) {
-    errorBox("run-error", `Could not show the report ${url}: ${e.message}`);
+    show("results", true);
+    errorBox(mode === "circuit" ? "c-error" : "run-error", `Could not show the report ${url}: ${e.message}`);
     return false;
   }
   report = r;
@@ -521,10 +599,23 @@ async function main() {
   });
   dataset = new DatasetTab({
     lab: () => lab,
-    pairBusy: () => !!running,
+    pairBusy: () => !!running || !!circuit?.isRunning(),
     onBusy: () => updateRun(),
     openPair,
   });
+  circuit = new CircuitTab({
+    lab: () => lab,
+    tools,
+    pairPrompts: () => {
+      const r = request();
+      return { clean: r.clean, corrupt: r.corrupt, correct: r.correct, incorrect: r.incorrect, bos: r.bos, metric: r.metric };
+    },
+    datasetPairs: () => dataset?.data?.pairs || null,
+    busy: () => !!running || !!dataset?.isRunning(),
+    onBusy: () => updateRun(),
+    onState: () => syncUrl(),
+    openNode,
+  }, params);
   for (const b of document.querySelectorAll("#mode-tabs .tab")) b.addEventListener("click", () => setMode(b.dataset.mode, true));
   setMode(mode);
 
@@ -592,6 +683,20 @@ async function main() {
     }
     setTimeout(() => setText("share", "Copy share link"), 2000);
   });
+  $("c-share").addEventListener("click", async () => {
+    syncUrl();
+    const url = location.href;
+    $("c-share-url").value = url;
+    show("c-share-url", true);
+    $("c-share-url").select();
+    try {
+      await navigator.clipboard.writeText(url);
+      setText("c-share", "Link copied");
+    } catch {
+      setText("c-share", "Copy the link below");
+    }
+    setTimeout(() => setText("c-share", "Copy share link"), 2000);
+  });
   $("recompute").addEventListener("click", async () => {
     show("report-banner", false);
     const m = $("model-input").value.trim() || (await defaultModel());
@@ -609,7 +714,9 @@ async function main() {
   const m = params.get("model") || (await defaultModel());
   if (await loadModel(m)) {
     suggest();
-    if (autorun || embed) run();
+    if (mode === "circuit") {
+      if (autorun) circuit.run();
+    } else if (autorun || embed) run();
   }
 }
 

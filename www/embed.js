@@ -12,7 +12,12 @@
 // resid_mid), head ("layer.head": pattern's and dla's head), method and
 // direction (head_sites' and the pattern overlay's), model (Hub repo id or base URL), report (URL of a
 // report JSON: rendered without loading a model, with a "Recompute live"
-// button). `report` and `model` resolve against the page, like any HTML
+// button). view="circuit" shows a circuit report instead (the Circuit tab's
+// graph, slider, curves and exports): live from the prompts with method
+// (eap-ig | eap | clean-corrupted | exact), steps, select (greedy | topn),
+// edges (the circuit's n) and exact ("true": exact edge patching too), or
+// results-only from report (or src), a saved circuit.json. `report` and
+// `model` resolve against the page, like any HTML
 // attribute; everything else (the stylesheet, the worker, the wasm, the
 // default model ./model/) against this script's URL.
 //
@@ -25,7 +30,8 @@
 // and the model's host; style-src B. A saved report needs only script-src,
 // style-src and connect-src (the report's host).
 
-import { PatchLab } from "./patchlab.js";
+import { CircuitTools, PatchLab } from "./patchlab.js";
+import { CircuitView, checkCircuitReport } from "./circuit.js";
 import { ReportView, checkReport } from "./views.js";
 import { el } from "./dom.js";
 
@@ -33,7 +39,7 @@ const STYLE = new URL("./style.css", import.meta.url).href;
 
 class PatchLabElement extends HTMLElement {
   static get observedAttributes() {
-    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps"];
+    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps", "src", "edges", "select", "steps", "exact"];
   }
 
   connectedCallback() {
@@ -58,6 +64,19 @@ class PatchLabElement extends HTMLElement {
     const box = el("div", "patch-lab-embed");
     root.append(link, bar, this.errorLine, box);
     const a = (k) => this.getAttribute(k) || undefined;
+    if (a("view") === "circuit") {
+      this.circuitMode = true;
+      const edges = Number(a("edges"));
+      this.view = new CircuitView(box, {
+        method: a("method"),
+        select: a("select"),
+        edges: a("edges") !== undefined && Number.isInteger(edges) ? edges : undefined,
+        ops: this.circuitOps(),
+        filenamePrefix: "patchlab-circuit",
+      });
+      this.start();
+      return;
+    }
     this.view = new ReportView(box, { view: a("view") || "heads", site: a("site"), head: a("head"), method: a("method"), direction: a("direction"), filenamePrefix: "patchlab" });
     this.start();
   }
@@ -66,10 +85,38 @@ class PatchLabElement extends HTMLElement {
     this.abort?.abort();
     this.lab?.close();
     this.lab = null;
+    this.tools?.close();
+    this.tools = null;
+  }
+
+  /** The circuit view's engine calls: on the loaded model, else in a worker without one. */
+  circuitOps() {
+    const tools = () => this.lab || (this.tools ||= CircuitTools.create());
+    return {
+      reevaluate: this.lab ? (r, o) => this.lab.reevaluateCircuit(r, o) : null,
+      reselect: (r, o) => tools().reselectCircuit(r, o),
+      graph: (r, o) => tools().circuitGraph(r, o),
+    };
   }
 
   async start() {
-    const url = this.getAttribute("report");
+    const url = this.getAttribute("report") || (this.circuitMode ? this.getAttribute("src") : null);
+    if (url && this.circuitMode) {
+      try {
+        this.status("Loading the saved circuit report…");
+        const res = await fetch(new URL(url, document.baseURI));
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const report = checkCircuitReport(JSON.parse(await res.text()));
+        this.report = report;
+        this.view.update(report);
+        this.status(`Saved circuit report of ${report.model.name} (${report.settings.backend}); no model is loaded, so the slider re-selects without faithfulness.`);
+        this.recompute.hidden = false;
+        this.dataset.state = "report";
+      } catch (e) {
+        this.fail(`Could not show the circuit report ${url}: ${e.message}`);
+      }
+      return;
+    }
     if (url) {
       try {
         this.status("Loading the saved report…");
@@ -157,6 +204,7 @@ class PatchLabElement extends HTMLElement {
           },
         });
       }
+      if (this.circuitMode) return await this.liveCircuit();
       const req = this.request();
       for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
         if (typeof req[k] !== "string") throw new Error(`<patch-lab> needs the ${k} attribute (or a report)`);
@@ -180,6 +228,43 @@ class PatchLabElement extends HTMLElement {
     } catch (e) {
       this.fail(e.message);
     }
+  }
+
+  /** view="circuit", live: the attributes (else the shown report's pairs and settings) through PatchLab.circuit. */
+  async liveCircuit() {
+    const a = (k) => this.getAttribute(k);
+    const saved = this.report?.settings || {};
+    const first = this.report?.pairs?.[0] || {};
+    const attrPair = ["clean", "corrupt", "correct", "incorrect"].some((k) => a(k) !== null);
+    const pairs = attrPair || !this.report
+      ? [{ clean: a("clean") ?? first.clean, corrupt: a("corrupt") ?? first.corrupt, correct: a("correct") ?? first.correct, incorrect: a("incorrect") ?? first.incorrect, bos: a("bos") ? a("bos") !== "false" : first.bos ?? true, metric: first.metric }]
+      : this.report.pairs;
+    for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
+      if (typeof pairs[0][k] !== "string") throw new Error(`<patch-lab view="circuit"> needs the ${k} attribute (or a report)`);
+    }
+    const num = (k, fallback) => (a(k) !== null ? Number(a(k)) : fallback);
+    this.abort = new AbortController();
+    this.status("Computing the circuit…");
+    const report = await this.lab.circuit({
+      pairs,
+      method: a("method") ?? saved.method,
+      steps: num("steps", saved.steps),
+      select: a("select") ?? saved.select,
+      edges: num("edges", saved.edges),
+      exact: a("exact") !== null ? a("exact") === "true" : (saved.methods || []).includes("exact"),
+      signal: this.abort.signal,
+      onProgress: (p) => {
+        this.progress.value = p.fraction;
+        this.status(`${p.stage} — ${Math.round(p.fraction * 100)} %`);
+      },
+    });
+    this.report = report;
+    this.view.ops = this.circuitOps();
+    this.view.want = { method: report.settings.method, select: report.settings.select, n: report.settings.edges };
+    this.view.update(report);
+    this.progress.hidden = true;
+    this.status(`Computed live on ${report.settings.backend}.`);
+    this.dataset.state = "done";
   }
 }
 

@@ -12,6 +12,8 @@
 //   const summary = await lab.summarize(reports, { source: "task:ioi", seed: 0, total: 100 });
 //   const { metric_ablated } = await lab.ablate({ ...pair, heads: [[9, 6]] });
 //   const ablation = await lab.ablateDataset(reports, ["and:both", "h9.6"]);  // ablation.json
+//   const circuit = await lab.circuit({ pairs: [pair], method: "eap-ig", edges: 200 });  // circuit.json
+//   const c = await lab.reevaluateCircuit(circuit, { n: 50 });  // the slider: {edges, nodes, faithfulness}
 //
 // The report is the same JSON as `patchlab analyze --out -` writes; the
 // summary the same as `patchlab batch` writes to summary.json.
@@ -185,6 +187,52 @@ function withEta(onProgress) {
     const etaMs = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
     onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
   };
+}
+
+
+/** A circuit request as the engine reads it (CircuitRequest): undefined settings left out. */
+function circuitRequest({ pairs, method, steps, select, edges, exact, curvePoints, backend = "auto" }) {
+  if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", "circuit needs pairs (a non-empty array of prompt pairs)");
+  const request = {
+    pairs: pairs.map((p) => ({ clean: p.clean, corrupt: p.corrupt, correct: p.correct, incorrect: p.incorrect, bos: p.bos ?? true, metric: p.metric || "logit_diff" })),
+    backend,
+  };
+  for (const [k, v] of Object.entries({ method, steps, select, edges, exact, curvePoints })) if (v !== undefined) request[k] = v;
+  return request;
+}
+
+const reportText = (report) => (typeof report === "string" ? report : JSON.stringify(report));
+
+/** A circuit of a report's scores: {edges, nodes, faithfulness} (serde writes the unknown faithfulness of a model-less selection as null). */
+const parseChoice = (text) => JSON.parse(text);
+
+/**
+ * What a page without a model does with a saved circuit report: re-select
+ * its circuit and write the reference's graph file, in a worker with no
+ * model loaded. close() stops it.
+ */
+export class CircuitTools {
+  constructor(client) {
+    this.client = client;
+  }
+
+  static create({ workerUrl } = {}) {
+    return new CircuitTools(new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url)));
+  }
+
+  /** The circuit of n edges that `method`'s scores select ("greedy" or "topn"), pruned; faithfulness null (no model). */
+  async reselectCircuit(report, { method, select, n }) {
+    return parseChoice(await this.client.request("reselectCircuit", { report: reportText(report), method: String(method), select: String(select), n: Number(n) }));
+  }
+
+  /** The reference's graph file (hannamw/EAP-IG's Graph.to_json) of `method`'s scores with the circuit `edges` (indices into report.edges). */
+  circuitGraph(report, { method, edges }) {
+    return this.client.request("circuitGraph", { report: reportText(report), method: String(method), edges: [...edges].map(Number) });
+  }
+
+  close() {
+    this.client.terminate();
+  }
 }
 
 const pairsOf = (list) => [...list].map((p) => [Number(p[0]), Number(p[1])]);
@@ -467,6 +515,36 @@ export class PatchLab {
     const list = typeof sets === "string" ? [sets] : [...sets].map(String);
     const text = await this.client.request("ablateDataset", { reports: reportsJson(reports), sets: list, backend }, { onProgress: withEta(onProgress), signal });
     return JSON.parse(text);
+  }
+
+  /**
+   * Edge attribution patching over the model's edge graph (hannamw/EAP-IG):
+   * resolves to the circuit report (the circuit.json of `patchlab
+   * circuit`). pairs: [{clean, corrupt, correct, incorrect, bos, metric}]
+   * (one pair, or a dataset's pairs of one token length: scores averaged);
+   * method: "eap-ig" (default), "eap", "clean-corrupted" or "exact"; steps
+   * (EAP-IG's, 5); select: "greedy" (default) or "topn"; edges (200); exact:
+   * also score every edge by exact patching (one tail per edge); curvePoints
+   * (12); backend; onProgress and signal as in analyze().
+   */
+  async circuit({ onProgress, signal, ...options } = {}) {
+    const request = circuitRequest(options);
+    const text = await this.client.request("circuit", { request }, { onProgress: withEta(onProgress), signal });
+    return JSON.parse(text);
+  }
+
+  /** The slider: the circuit of n edges `method`'s scores select, pruned, with its faithfulness on this model: {edges, nodes, faithfulness}. */
+  async reevaluateCircuit(report, { method, select, n }) {
+    return parseChoice(await this.client.request("reevaluateCircuit", { report: reportText(report), method: String(method), select: String(select), n: Number(n) }));
+  }
+
+  /** As CircuitTools' (no model needed), in this lab's worker. */
+  reselectCircuit(report, opts) {
+    return CircuitTools.prototype.reselectCircuit.call(this, report, opts);
+  }
+
+  circuitGraph(report, opts) {
+    return CircuitTools.prototype.circuitGraph.call(this, report, opts);
   }
 
   /** Stops the worker and frees the model. */

@@ -4,12 +4,13 @@
 //
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
 //                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
-//                          | "upgradeReport" | "parseMetric"
+//                          | "upgradeReport" | "parseMetric" | "circuit" | "reevaluateCircuit"
+//                          | "reselectCircuit" | "circuitGraph"
 //                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
-import init, { Lab, WeightStream, check_config, pairs_csv, parse_metric_spec, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
+import init, { Lab, WeightStream, check_config, circuit_graph_json, pairs_csv, parse_metric_spec, reselect_circuit, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -436,6 +437,18 @@ async function handle(msg) {
       }));
     case "analyzeGroup":
       return inQueue(id, async (l) => ({ json: await l.analyze_group(msg.request, progressTo(id), pause) }));
+    case "circuit":
+      // the circuit report's JSON text (parsed by the page)
+      return inQueue(id, (l) => l.circuit(msg.request, progressTo(id), pause));
+    case "reevaluateCircuit":
+      // a few forwards on the CPU engine, after the queued computations
+      return inQueue(id, (l) => l.reevaluate_circuit(String(msg.report), String(msg.method), String(msg.select), msg.n));
+    case "reselectCircuit":
+      await ensureWasm();
+      return reselect_circuit(String(msg.report), String(msg.method), String(msg.select), msg.n);
+    case "circuitGraph":
+      await ensureWasm();
+      return circuit_graph_json(String(msg.report), String(msg.method), JSON.stringify(msg.edges));
     case "runDataset":
       return inQueue(id, async (l) =>
         JSON.parse(await l.run_dataset(msg.request, msg.group ?? undefined, msg.reports ?? undefined, progressTo(id), (kind, index, text) => post({ id, type: "event", kind, index, text }), pause)),
