@@ -316,7 +316,7 @@ describe("the Circuit tab", () => {
     assert.ok(Math.abs(Number(got.faith) - cli.report.circuit.faithfulness.faithfulness) < 1e-3);
   });
 
-  test("Cancel stops a long run (a dataset of 300 copies of one pair, with exact edge patching) and the tab runs again", async (t) => {
+  test("Cancel stops a long run (a dataset of 300 copies of one pair, with exact edge patching and 1000 EAP-IG steps) and the tab runs again", async (t) => {
     const page = await circuitPage(t, { edges: String(EDGES) });
     await page.click("#mode-tabs .tab[data-mode=dataset]");
     const line = JSON.stringify(IOI);
@@ -325,6 +325,8 @@ describe("the Circuit tab", () => {
     await page.click("#mode-tabs .tab[data-mode=circuit]");
     await page.check("#c-use-dataset");
     await page.check("#c-exact");
+    // 300 × 1000 graph passes: far more than any machine does between the first progress report and the click
+    await page.fill("#c-steps", "1000");
     await page.click("#c-run");
     // the first progress report, then Cancel
     await page.waitForFunction(() => / % · .* elapsed · ETA /.test(document.getElementById("c-text").textContent));
@@ -335,6 +337,7 @@ describe("the Circuit tab", () => {
     assert.equal(await page.isHidden("#circuit-results"), true);
     // the worker is free again: one pair runs
     await page.uncheck("#c-use-dataset");
+    await page.fill("#c-steps", "5");
     assert.equal(await runCircuit(page), "done");
   });
 
