@@ -8,7 +8,8 @@ use pollster::block_on;
 use crate::common::golden::MODEL_B;
 use crate::common::*;
 use patchlab::attribution::circuit::{
-    faithfulness, score_edges, select, Ablation, Circuit, EdgeMethod, EdgeOptions, PairRuns, Select,
+    faithfulness, score_edges, select, Ablation, Circuit, EdgeMethod, EdgeOptions, FaithRuns,
+    PairRuns, Select,
 };
 use patchlab::attribution::{Pair, Quiet};
 use patchlab::engine::cpu::{CpuEngine, EdgePatch, GraphPass};
@@ -61,6 +62,7 @@ fn exact_edge_patching_equals_the_naive_loop() {
                 GraphPass {
                     patch: Some(EdgePatch {
                         values: &runs.corrupt.outputs,
+                        from_row: 0,
                         patched: &patched,
                     }),
                     ..GraphPass::default()
@@ -77,7 +79,8 @@ fn exact_edge_patching_equals_the_naive_loop() {
 fn the_full_circuit_is_the_clean_run_and_the_empty_one_the_corrupt_run() {
     let (host, p) = setup();
     let layout = GraphLayout::new(&MODEL_B.1.config());
-    let runs = [PairRuns::new(&host, &p, false).unwrap()];
+    let runs = FaithRuns::new(&host, std::slice::from_ref(&p), Ablation::Patching).unwrap();
+    let own = PairRuns::new(&host, &p, false).unwrap();
     let nb = layout.n_backward();
     let mut all = Circuit {
         edges: vec![false; layout.n_forward() * nb],
@@ -86,14 +89,14 @@ fn the_full_circuit_is_the_clean_run_and_the_empty_one_the_corrupt_run() {
     for e in layout.edges() {
         all.edges[e.from * nb + e.to] = true;
     }
-    let f = faithfulness(&host, &runs, &all, layout.n_edges(), Ablation::Patching).unwrap();
-    assert!((f.metric - runs[0].clean.metric).abs() < 1e-5, "{f:?}");
+    let f = faithfulness(&host, &runs, &all, layout.n_edges()).unwrap();
+    assert!((f.metric - own.clean.metric).abs() < 1e-5, "{f:?}");
     let none = Circuit {
         edges: vec![false; layout.n_forward() * nb],
         nodes: vec![false; layout.n_forward()],
     };
-    let f = faithfulness(&host, &runs, &none, 0, Ablation::Patching).unwrap();
-    assert!((f.metric - runs[0].corrupt.metric).abs() < 1e-4, "{f:?}");
+    let f = faithfulness(&host, &runs, &none, 0).unwrap();
+    assert!((f.metric - own.corrupt.metric).abs() < 1e-4, "{f:?}");
     assert!(f.faithfulness.abs() < 1e-3, "{f:?}");
 }
 

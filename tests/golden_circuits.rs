@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use crate::common::golden::{flat, load, MODEL_A, MODEL_B};
 use crate::common::*;
 use patchlab::attribution::circuit::{
-    faithfulness, score_edges, select, Ablation, EdgeMethod, EdgeOptions, EdgeScores, PairRuns,
+    faithfulness, score_edges, select, Ablation, EdgeMethod, EdgeOptions, EdgeScores, FaithRuns,
     Select,
 };
 use patchlab::attribution::{Pair, Quiet};
@@ -114,15 +114,13 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
             m.name()
         );
     }
-    let runs: Vec<PairRuns> = pairs
-        .iter()
-        .map(|p| PairRuns::new(host, p, false).unwrap())
-        .collect();
+
     let mut kinds = vec![("circuits", Ablation::Patching)];
     if entry.get("circuits_mean").is_some() {
         kinds.push(("circuits_mean", Ablation::MeanPositional));
     }
     for (key, ablation) in kinds {
+        let runs = FaithRuns::new(host, pairs, ablation).unwrap();
         for (m, per_how) in entry[key].as_object().unwrap() {
             let m = EdgeMethod::parse(m).unwrap();
             for (how, points) in per_how.as_object().unwrap() {
@@ -142,7 +140,7 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
                         strings(&p["nodes"]),
                         "{at}: nodes"
                     );
-                    let f = faithfulness(host, &runs, &c, n, ablation).unwrap();
+                    let f = faithfulness(host, &runs, &c, n).unwrap();
                     let want = p["metric"].as_f64().unwrap() as f32;
                     assert!(
                         (f.metric - want).abs() < 1e-4,

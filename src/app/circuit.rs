@@ -5,7 +5,7 @@
 use super::request::{object, Fields};
 use crate::attribution::circuit::{
     curve_sizes, faithfulness, score_edges, select, Ablation, Circuit, EdgeMethod, EdgeOptions,
-    EdgeScores, PairRuns, Select,
+    EdgeScores, FaithRuns, Select,
 };
 use crate::attribution::{Observer, Pair, Progress};
 use crate::clock::now_ms;
@@ -164,12 +164,8 @@ pub async fn run_circuit<E: Engine>(
     let scores = score_edges(engine, host, &pairs, &plan.opts, obs).await?;
     timings.insert("scores".to_string(), now_ms() - t0);
     let t1 = now_ms();
-    let runs = pairs
-        .iter()
-        .map(|p| PairRuns::new(host, p, false))
-        .collect::<Result<Vec<_>>>()?;
-    let at = (plan.select, plan.ablation);
-    let (circuit, point) = pick(host, &runs, &scores, plan.method, at, plan.edges)?;
+    let runs = FaithRuns::new(host, &pairs, plan.ablation)?;
+    let (circuit, point) = pick(host, &runs, &scores, plan.method, plan.select, plan.edges)?;
     let sizes = if plan.curve_points == 0 {
         vec![]
     } else {
@@ -181,7 +177,7 @@ pub async fn run_circuit<E: Engine>(
     for &m in scores.scores.keys() {
         let mut points = Vec::with_capacity(sizes.len());
         for &n in &sizes {
-            points.push(pick(host, &runs, &scores, m, at, n)?.1);
+            points.push(pick(host, &runs, &scores, m, plan.select, n)?.1);
             done += 1;
             if !obs.progress(&Progress {
                 stage: "circuit: faithfulness curves",
@@ -255,10 +251,10 @@ pub async fn run_circuit<E: Engine>(
 /// Selects and evaluates one circuit.
 fn pick(
     host: &CpuEngine,
-    runs: &[PairRuns],
+    runs: &FaithRuns,
     scores: &EdgeScores,
     method: EdgeMethod,
-    (how, ablation): (Select, Ablation),
+    how: Select,
     n: usize,
 ) -> Result<(Circuit, FaithPoint)> {
     let s = scores
@@ -266,7 +262,7 @@ fn pick(
         .get(&method)
         .ok_or_else(|| Error::Input(format!("the {} scores were not computed", method.name())))?;
     let c = select(&scores.layout, s, how, n)?;
-    let f = faithfulness(host, runs, &c, n, ablation)?;
+    let f = faithfulness(host, runs, &c, n)?;
     Ok((c, f))
 }
 
@@ -358,12 +354,8 @@ pub fn reevaluate(
     let method = EdgeMethod::parse(method)?;
     let scores = report_scores(&layout, r, method)?;
     let pairs = pairs(tok, cfg, &r.pairs)?;
-    let runs = pairs
-        .iter()
-        .map(|p| PairRuns::new(host, p, false))
-        .collect::<Result<Vec<_>>>()?;
-    let at = (Select::parse(how)?, r.settings.ablation);
-    let (c, point) = pick(host, &runs, &scores, method, at, n)?;
+    let runs = FaithRuns::new(host, &pairs, r.settings.ablation)?;
+    let (c, point) = pick(host, &runs, &scores, method, Select::parse(how)?, n)?;
     Ok(choice(&layout, &c, point))
 }
 
@@ -418,16 +410,12 @@ pub fn evaluate_graph_file(
     let layout = GraphLayout::new(cfg);
     let (_, in_graph) = read_reference_graph_json(&layout, cfg.d_model, text)?;
     let pairs = pairs(tok, cfg, prompts)?;
-    crate::attribution::circuit::check_pairs(&pairs)?;
-    let runs = pairs
-        .iter()
-        .map(|p| PairRuns::new(host, p, false))
-        .collect::<Result<Vec<_>>>()?;
+    let runs = FaithRuns::new(host, &pairs, ablation)?;
     let mut c = Circuit {
         edges: dense(&layout, &in_graph, false),
         nodes: vec![false; layout.n_forward()],
     };
     let n = c.n_edges();
     crate::attribution::circuit::select::prune(&layout, &mut c);
-    faithfulness(host, &runs, &c, n, ablation)
+    faithfulness(host, &runs, &c, n)
 }

@@ -421,19 +421,80 @@ async fn exact_scores<E: Engine>(
     Ok(out)
 }
 
+/// What faithfulness runs need of a dataset, and no more (a dataset's
+/// full runs would not fit a browser tab): each pair's two metrics and the
+/// values the edges outside a circuit carry — its corrupt run's outputs
+/// from the first difference on (`patching`), or every node's mean output
+/// over the pairs' clean prompts (`mean-positional`, computed once).
+pub struct FaithRuns {
+    items: Vec<FaithPair>,
+    means: Option<Vec<f32>>,
+}
+
+struct FaithPair {
+    pair: Pair,
+    clean: f32,
+    corrupt: f32,
+    /// [n_forward, T − first_diff, d]; empty under mean ablation.
+    values: Vec<f32>,
+}
+
+impl FaithRuns {
+    pub fn new(host: &CpuEngine, pairs: &[Pair], ablation: Ablation) -> Result<FaithRuns> {
+        check_pairs(pairs)?;
+        if ablation == Ablation::MeanPositional && pairs.len() < 2 {
+            return Err(Error::Input(
+                "mean ablation needs a dataset: the mean over one pair's clean prompt is that prompt itself, \
+                 so every circuit would be fully faithful; use several pairs (--task / --pairs) or patching"
+                    .into(),
+            ));
+        }
+        let d = host.config().d_model;
+        let mut items = Vec::with_capacity(pairs.len());
+        let mut sum: Vec<f64> = Vec::new();
+        for pair in pairs {
+            let runs = PairRuns::new(host, pair, false)?;
+            let values = match ablation {
+                Ablation::Patching => {
+                    let (t, fd) = (runs.corrupt.len(), pair.first_diff);
+                    runs.corrupt
+                        .outputs
+                        .chunks(t * d)
+                        .flat_map(|node| node[fd * d..].iter().copied())
+                        .collect()
+                }
+                Ablation::MeanPositional => {
+                    if sum.is_empty() {
+                        sum = vec![0.0; runs.clean.outputs.len()];
+                    }
+                    sum.iter_mut()
+                        .zip(&runs.clean.outputs)
+                        .for_each(|(s, &v)| *s += v as f64);
+                    Vec::new()
+                }
+            };
+            items.push(FaithPair {
+                pair: pair.clone(),
+                clean: runs.clean.metric,
+                corrupt: runs.corrupt.metric,
+                values,
+            });
+        }
+        let k = pairs.len() as f64;
+        let means = (ablation == Ablation::MeanPositional)
+            .then(|| sum.into_iter().map(|v| (v / k) as f32).collect());
+        Ok(FaithRuns { items, means })
+    }
+}
+
 /// Runs the circuit's patched forward for every pair.
 pub fn faithfulness(
     host: &CpuEngine,
-    runs: &[PairRuns],
+    runs: &FaithRuns,
     circuit: &Circuit,
     n: usize,
-    ablation: Ablation,
 ) -> Result<FaithPoint> {
     let layout = GraphLayout::new(host.config());
-    let means = match ablation {
-        Ablation::Patching => None,
-        Ablation::MeanPositional => Some(mean_outputs(runs)?),
-    };
     let nb = layout.n_backward();
     let patched: Vec<f32> = circuit
         .edges
@@ -448,10 +509,18 @@ pub fn faithfulness(
         })
         .collect();
     let (mut m, mut clean, mut corrupt) = (0f64, 0f64, 0f64);
-    for r in runs {
-        let patch = EdgePatch {
-            values: means.as_deref().unwrap_or(&r.corrupt.outputs),
-            patched: &patched,
+    for r in &runs.items {
+        let patch = match &runs.means {
+            Some(means) => EdgePatch {
+                values: means,
+                from_row: 0,
+                patched: &patched,
+            },
+            None => EdgePatch {
+                values: &r.values,
+                from_row: r.pair.first_diff,
+                patched: &patched,
+            },
         };
         let pass = GraphPass {
             patch: Some(patch),
@@ -460,10 +529,10 @@ pub fn faithfulness(
         m += host
             .graph_forward(&r.pair.clean, &r.pair.metric, pass)?
             .metric as f64;
-        clean += r.clean.metric as f64;
-        corrupt += r.corrupt.metric as f64;
+        clean += r.clean as f64;
+        corrupt += r.corrupt as f64;
     }
-    let k = runs.len().max(1) as f64;
+    let k = runs.items.len().max(1) as f64;
     let (m, clean, corrupt) = (m / k, clean / k, corrupt / k);
     Ok(FaithPoint {
         n,
@@ -472,27 +541,6 @@ pub fn faithfulness(
         metric: m as f32,
         faithfulness: ((m - corrupt) / (clean - corrupt)) as f32,
     })
-}
-
-/// Every node's output averaged over the pairs' clean prompts, position by
-/// position (the pairs share one length); refused for a single pair, whose
-/// mean is its own clean run.
-fn mean_outputs(runs: &[PairRuns]) -> Result<Vec<f32>> {
-    if runs.len() < 2 {
-        return Err(Error::Input(
-            "mean ablation needs a dataset: the mean over one pair's clean prompt is that prompt itself, \
-             so every circuit would be fully faithful; use several pairs (--task / --pairs) or patching"
-                .into(),
-        ));
-    }
-    let mut sum = vec![0f64; runs[0].clean.outputs.len()];
-    for r in runs {
-        sum.iter_mut()
-            .zip(&r.clean.outputs)
-            .for_each(|(s, &v)| *s += v as f64);
-    }
-    let k = runs.len() as f64;
-    Ok(sum.into_iter().map(|v| (v / k) as f32).collect())
 }
 
 /// The circuit sizes of a faithfulness curve: 10 to every edge, log-spaced

@@ -17,9 +17,12 @@ use candle_core::{Device, Tensor};
 
 /// The edges whose source's output is replaced, in a [`CpuEngine::graph_forward`].
 pub struct EdgePatch<'a> {
-    /// [n_forward, T, d_model]: the outputs those edges carry instead (the
-    /// corrupt run's, for patching).
+    /// [n_forward, T − from_row, d_model]: the outputs those edges carry
+    /// instead at rows from_row.. (the corrupt run's, for patching).
     pub values: &'a [f32],
+    /// The first row `values` covers; earlier rows carry the run's own
+    /// outputs (before the prompts' first difference they are the same).
+    pub from_row: usize,
     /// [n_forward, n_backward] row-major: 1 where edge u → v is patched,
     /// so that slot v reads x_v + values_u − (u's output in this run).
     pub patched: &'a [f32],
@@ -132,16 +135,19 @@ impl CpuEngine {
         let dev = &Device::Cpu;
         let patch = match patch {
             Some(p) => {
-                if p.values.len() != nf * t * d || p.patched.len() != nf * nb {
+                let rows = t.saturating_sub(p.from_row);
+                if rows == 0 || p.values.len() != nf * rows * d || p.patched.len() != nf * nb {
                     return Err(Error::Input(format!(
-                        "an edge patch needs {nf}×{t}×{d} values and a {nf}×{nb} mask (got {} and {})",
+                        "an edge patch needs {nf}×{rows}×{d} values (rows {}..{t}) and a {nf}×{nb} mask (got {} and {})",
+                        p.from_row,
                         p.values.len(),
                         p.patched.len()
                     )));
                 }
                 Some((
-                    Tensor::from_slice(p.values, (nf, t * d), dev)?,
+                    Tensor::from_slice(p.values, (nf, rows * d), dev)?,
                     Tensor::from_slice(p.patched, (nf, nb), dev)?,
+                    p.from_row,
                 ))
             }
             None => None,
@@ -172,13 +178,16 @@ impl CpuEngine {
         // of them read nodes 0..prev): [cols, T, d], or None without a patch
         let correction =
             |outputs: &[Tensor], prev: usize, cols: (usize, usize)| -> Result<Option<Tensor>> {
-                let Some((values, mask)) = &patch else {
+                let Some((values, mask, r)) = &patch else {
                     return Ok(None);
                 };
-                let own = Tensor::stack(&outputs[..prev], 0)?.reshape((prev, t * d))?;
+                let own = Tensor::stack(&outputs[..prev], 0)?
+                    .narrow(1, *r, t - r)?
+                    .reshape((prev, (t - r) * d))?;
                 let diff = (values.narrow(0, 0, prev)? - own)?;
                 let m = mask.narrow(0, 0, prev)?.narrow(1, cols.0, cols.1)?;
-                Ok(Some(m.t()?.matmul(&diff)?.reshape((cols.1, t, d))?))
+                let c = m.t()?.matmul(&diff)?.reshape((cols.1, t - r, d))?;
+                Ok(Some(c.pad_with_zeros(1, *r, 0)?))
             };
         let mask = causal_mask(t, 0, t)?;
         let scale = attn_scale(dh);
