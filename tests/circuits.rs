@@ -40,14 +40,7 @@ fn exact_edge_patching_equals_the_naive_loop() {
         methods: vec![EdgeMethod::Exact],
         steps: 1,
     };
-    let fast = block_on(score_edges(
-        &host,
-        &host,
-        std::slice::from_ref(&p),
-        &opts,
-        &mut Quiet,
-    ))
-    .unwrap();
+    let fast = scores(&host, std::slice::from_ref(&p), &opts);
     let fast = &fast.scores[&EdgeMethod::Exact];
     let runs = PairRuns::new(&host, &p, false).unwrap();
     let nb = layout.n_backward();
@@ -114,7 +107,7 @@ fn eap_of_the_swapped_pair_is_minus_delta_times_the_corrupt_runs_gradient() {
         methods: vec![EdgeMethod::Eap],
         steps: 1,
     };
-    let b = block_on(score_edges(&host, &host, &[swapped], &opts, &mut Quiet)).unwrap();
+    let b = scores(&host, &[swapped], &opts);
     let layout = &b.layout;
     let (nf, nb) = (layout.n_forward(), layout.n_backward());
     let runs = PairRuns::new(&host, &p, true).unwrap();

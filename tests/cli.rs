@@ -19,22 +19,12 @@ fn model() -> &'static Path {
     })
 }
 
+/// The IOI pair's flags.
 fn analyze(extra: &[&str]) -> Output {
     let m = model().to_str().unwrap().to_string();
-    let mut args = vec![
-        "analyze",
-        "--model",
-        &m,
-        "--clean",
-        CLEAN,
-        "--corrupt",
-        CORRUPT,
-        "--correct",
-        " Mary",
-        "--incorrect",
-        " John",
-        "--quiet",
-    ];
+    let mut args = vec!["analyze", "--model", &m];
+    args.extend(PAIR);
+    args.push("--quiet");
     args.extend_from_slice(extra);
     patchlab(&args)
 }

@@ -173,14 +173,7 @@ fn check_model(file: &str, spec: &RandomSpec) {
             .map(|x| x.as_u64().unwrap() as u32)
             .collect();
         assert_eq!(p.clean, want, "{file} case {ci}");
-        let ours = block_on(score_edges(
-            &host,
-            &host,
-            std::slice::from_ref(&p),
-            &opts,
-            &mut Quiet,
-        ))
-        .unwrap();
+        let ours = scores(&host, std::slice::from_ref(&p), &opts);
         check_entry(&host, &format!("{file} case {ci}"), case, &[p], &ours);
         // the graph file: the reference's layout, read back by the reference's rules
         let layout = &ours.layout;
@@ -236,7 +229,7 @@ fn check_model(file: &str, spec: &RandomSpec) {
             .iter()
             .map(|c| pair(&cfg, c))
             .collect();
-        let ours = block_on(score_edges(&host, &host, &pairs, &opts, &mut Quiet)).unwrap();
+        let ours = scores(&host, &pairs, &opts);
         check_entry(&host, &format!("{file} dataset {di}"), ds, &pairs, &ours);
     }
 }

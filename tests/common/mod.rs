@@ -267,3 +267,19 @@ impl Rng {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// Every edge's scores of `pairs` with the CPU engine computing everything.
+pub fn scores(
+    host: &patchlab::engine::cpu::CpuEngine,
+    pairs: &[patchlab::attribution::Pair],
+    opts: &patchlab::attribution::circuit::EdgeOptions,
+) -> patchlab::attribution::circuit::EdgeScores {
+    pollster::block_on(patchlab::attribution::circuit::score_edges(
+        host,
+        host,
+        pairs,
+        opts,
+        &mut patchlab::attribution::Quiet,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
