@@ -324,12 +324,13 @@ impl CpuEngine {
                 _ => mlp_branch_backward(&tape.mlp, &g)?,
             };
             let g_mid = (&g + &d_mlp_in)?;
-            // every head's result is added to the stream: ∂m/∂z_h = g_mid · W_O[h]ᵀ
-            let dz = g_mid
-                .unsqueeze(0)?
-                .broadcast_as((h, t, d))?
-                .contiguous()?
-                .matmul(&b.w_o.transpose(1, 2)?.contiguous()?)?; // [H, T, dh]
+            // every head's result is added to the stream: ∂m/∂z_h = g_mid · W_O[h]ᵀ,
+            // columns h·dh.. of g_mid · c_projᵀ
+            let dz = heads_first(&matmul_rows_t(&g_mid, &b.c_proj_w)?.reshape((
+                t,
+                h,
+                self.cfg.d_head,
+            ))?)?; // [H, T, dh]
             let p = &tape.pattern;
             let dp = dz.matmul(&acts.v.t()?.contiguous()?)?;
             let dv = p.t()?.contiguous()?.matmul(&dz)?;
