@@ -81,8 +81,8 @@ async function download(page, selector) {
 }
 
 /** The Circuit tab of a fresh page with the model loaded and the IOI prompts in the form. */
-async function circuitPage(t, query = {}) {
-  const page = await trackedPage(t, browser);
+async function circuitPage(t, query = {}, inBrowser = browser) {
+  const page = await trackedPage(t, inBrowser);
   await page.goto(`${server.url}?${new URLSearchParams({ tab: "circuit", ...IOI, run: "0", ...query })}`);
   assert.equal((await waitReady(page)).state, "ready");
   assert.equal(await page.isHidden("#circuit-mode"), false);
@@ -391,5 +391,27 @@ describe("the Circuit tab", () => {
     const faith = await setN(page, 3);
     assert.equal(faith.state, "ready");
     assert.equal(faith.faithfulness, "");
+  });
+});
+
+describe("the Circuit tab on WebGPU", () => {
+  let gpuBrowser;
+  before(async () => {
+    gpuBrowser = await launch({ webgpu: true });
+  });
+  after(async () => {
+    await gpuBrowser?.close();
+  });
+
+  test("exact edge patching's tails on the WebGPU engine give patchlab circuit's CPU report", async (t) => {
+    const page = await circuitPage(t, { edges: String(EDGES), exact: "1" }, gpuBrowser);
+    await page.selectOption("#c-backend", "gpu");
+    assert.equal(await runCircuit(page), "done");
+    const got = JSON.parse(await download(page, "#circuit-view button[data-export=report]"));
+    assert.equal(got.settings.backend, "gpu");
+    const cli = cliCircuit(["--method", "eap-ig", "--steps", "5", "--select", "greedy", "--edges", String(EDGES), "--exact"]);
+    assert.equal(cli.report.settings.backend, "cpu");
+    const diffs = circuitDiffs({ ...got, settings: { ...got.settings, backend: "cpu" } }, cli.report);
+    assert.deepEqual(diffs, [], "the WebGPU run differs from the CLI's");
   });
 });
