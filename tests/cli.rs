@@ -20,6 +20,17 @@ fn model() -> &'static Path {
 }
 
 /// The IOI pair's flags.
+const PAIR: [&str; 8] = [
+    "--clean",
+    CLEAN,
+    "--corrupt",
+    CORRUPT,
+    "--correct",
+    " Mary",
+    "--incorrect",
+    " John",
+];
+
 fn analyze(extra: &[&str]) -> Output {
     let m = model().to_str().unwrap().to_string();
     let mut args = vec!["analyze", "--model", &m];
@@ -312,63 +323,16 @@ fn bad_inputs_get_clear_errors() {
             "answer is empty",
         ),
         (
-            vec![
-                "--clean",
-                CLEAN,
-                "--corrupt",
-                CORRUPT,
-                "--correct",
-                " Mary",
-                "--incorrect",
-                " John",
-                "--methods",
-                "ap,shap",
-            ],
+            [&PAIR[..], &["--methods", "ap,shap"]].concat(),
             "unknown method \"shap\"",
         ),
         (
-            vec![
-                "--clean",
-                CLEAN,
-                "--corrupt",
-                CORRUPT,
-                "--correct",
-                " Mary",
-                "--incorrect",
-                " John",
-                "--ig-steps",
-                "0",
-            ],
+            [&PAIR[..], &["--ig-steps", "0"]].concat(),
             "integration steps",
         ),
+        ([&PAIR[..], &["--percentile", "90"]].concat(), "percentile"),
         (
-            vec![
-                "--clean",
-                CLEAN,
-                "--corrupt",
-                CORRUPT,
-                "--correct",
-                " Mary",
-                "--incorrect",
-                " John",
-                "--percentile",
-                "90",
-            ],
-            "percentile",
-        ),
-        (
-            vec![
-                "--clean",
-                CLEAN,
-                "--corrupt",
-                CORRUPT,
-                "--correct",
-                " Mary",
-                "--incorrect",
-                " John",
-                "--directions",
-                "sideways",
-            ],
+            [&PAIR[..], &["--directions", "sideways"]].concat(),
             "unknown direction",
         ),
     ];
@@ -951,17 +915,6 @@ fn circuit(out: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     patchlab(&args)
 }
-
-const PAIR: [&str; 8] = [
-    "--clean",
-    CLEAN,
-    "--corrupt",
-    CORRUPT,
-    "--correct",
-    " Mary",
-    "--incorrect",
-    " John",
-];
 
 #[test]
 fn circuit_writes_the_report_the_reference_graph_file_and_the_curve() {
