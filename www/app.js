@@ -670,32 +670,23 @@ async function main() {
   $("export-npy").addEventListener("click", () => {
     if (report && !report.partial) download("patchlab-scores.zip", reportNpyZip(report));
   });
-  $("share").addEventListener("click", async () => {
-    const url = stateUrl();
-    $("share-url").value = url;
-    show("share-url", true);
-    $("share-url").select();
+  // a share button: the link in its text field, selected, and on the clipboard where allowed
+  const copyLink = async (button, field, url) => {
+    $(field).value = url;
+    show(field, true);
+    $(field).select();
     try {
       await navigator.clipboard.writeText(url);
-      setText("share", "Link copied");
+      setText(button, "Link copied");
     } catch {
-      setText("share", "Copy the link below");
+      setText(button, "Copy the link below");
     }
-    setTimeout(() => setText("share", "Copy share link"), 2000);
-  });
-  $("c-share").addEventListener("click", async () => {
+    setTimeout(() => setText(button, "Copy share link"), 2000);
+  };
+  $("share").addEventListener("click", () => copyLink("share", "share-url", stateUrl()));
+  $("c-share").addEventListener("click", () => {
     syncUrl();
-    const url = location.href;
-    $("c-share-url").value = url;
-    show("c-share-url", true);
-    $("c-share-url").select();
-    try {
-      await navigator.clipboard.writeText(url);
-      setText("c-share", "Link copied");
-    } catch {
-      setText("c-share", "Copy the link below");
-    }
-    setTimeout(() => setText("c-share", "Copy share link"), 2000);
+    return copyLink("c-share", "c-share-url", location.href);
   });
   $("recompute").addEventListener("click", async () => {
     show("report-banner", false);
