@@ -6,15 +6,15 @@ use super::progress_bar;
 use clap::Args;
 use indicatif::ProgressBar;
 use patchlab::app::circuit::{evaluate_graph_file, graph_file, run_circuit, CircuitRequest};
-use patchlab::app::{AnyEngine, Backend};
+use patchlab::app::{AnyEngine, Backend, Engines};
 use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::cpu::CpuEngine;
-use patchlab::engine::gpu::{GpuEngine, GpuOptions};
 use patchlab::model::Model;
 use patchlab::report::circuit::{Ablation, CircuitReport, EdgeMethod};
 use patchlab::report::Prompts;
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 #[derive(Args)]
 pub struct CircuitArgs {
@@ -110,41 +110,30 @@ impl Observer for Bar {
     }
 }
 
-/// The CPU engine (the graph's passes) and the engine for the tails.
+/// The CPU engine (the graph's passes) and the engine for the tails: the
+/// lab's `Engines`, so the tails share the CPU engine's weights or start
+/// the GPU engine from them. `--backend gpu` fails when the GPU does.
 fn engines(
     model: &Path,
     backend: &str,
-) -> Result<(String, patchlab::model::Tokenizer, CpuEngine, AnyEngine)> {
+) -> Result<(String, patchlab::model::Tokenizer, Rc<CpuEngine>, AnyEngine)> {
     let Model {
         name,
         config,
         weights,
         tokenizer,
     } = Model::from_dir(model)?;
-    let cpu = CpuEngine::new(config.clone(), weights)?;
-    let gpu = |cpu: &CpuEngine| {
-        pollster::block_on(GpuEngine::from_source(
-            config.clone(),
-            cpu,
-            GpuOptions::default(),
-        ))
-    };
-    let tails = match Backend::parse(backend)? {
-        Backend::Cpu => None,
-        Backend::Gpu => Some(AnyEngine::gpu(gpu(&cpu)?)),
-        Backend::Auto => match gpu(&cpu) {
-            Ok(g) => Some(AnyEngine::gpu(g)),
-            Err(why) => {
-                eprintln!("the GPU is unavailable ({why}); computing on the CPU");
-                None
-            }
-        },
-    };
-    let tails = match tails {
-        Some(t) => t,
-        None => AnyEngine::cpu(CpuEngine::new(config, cpu.weights()?)?),
-    };
-    Ok((name, tokenizer, cpu, tails))
+    let backend = Backend::parse(backend)?;
+    let engines = Engines::new(CpuEngine::new(config, weights)?, backend != Backend::Cpu);
+    let (tails, note) = pollster::block_on(engines.get(backend));
+    if let Some(note) = note {
+        if backend == Backend::Gpu {
+            let why = note.trim_end_matches("; computing on the CPU");
+            return Err(Error::Backend(why.to_string()));
+        }
+        eprintln!("{note}");
+    }
+    Ok((name, tokenizer, engines.cpu_engine(), tails))
 }
 
 pub fn circuit(a: CircuitArgs) -> Result<()> {
