@@ -10,7 +10,7 @@
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
-import init, { Lab, WeightStream, check_config, circuit_graph_json, pairs_csv, parse_metric_spec, reselect_circuit, summarize, task_names, upgrade_report } from "./pkg/patchlab.js";
+import init, { Lab, WeightStream, check_config, circuit_graph_json, pairs_csv, parse_metric_spec, reselect_circuit, summarize, task_names, upgrade_report, wasm_simd } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
 let wasm = null;
@@ -386,7 +386,10 @@ async function build(id, name, weights, tokenizer, vocab, merges, putting) {
 }
 
 async function environment() {
-  const env = { webgpu: false, adapter: null, simd: WebAssembly.validate(SIMD_PROBE) };
+  // simd: this build's kernels use WebAssembly SIMD (a browser without it
+  // cannot compile the module at all); threads: the CPU engine runs on one
+  // thread (no thread pool yet, with or without cross-origin isolation)
+  const env = { webgpu: false, adapter: null, simd: wasm_simd(), threads: 1, isolated: !!self.crossOriginIsolated };
   try {
     if (self.navigator && navigator.gpu) {
       const a = await navigator.gpu.requestAdapter();
@@ -401,9 +404,6 @@ async function environment() {
   }
   return env;
 }
-
-// (module (func (result v128) i32.const 0 i8x16.splat))
-const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 26, 11]);
 
 function needLab() {
   if (!lab) throw new Error("no model is loaded yet");

@@ -35,6 +35,13 @@ fn has_webgpu() -> bool {
         .is_ok_and(|g| !g.is_undefined() && !g.is_null())
 }
 
+/// Whether this build's CPU kernels use WebAssembly SIMD (`simd128`, set
+/// in .cargo/config.toml): the page reports it, the benchmark prints it.
+#[wasm_bindgen]
+pub fn wasm_simd() -> bool {
+    cfg!(target_feature = "simd128")
+}
+
 fn backend(name: Option<String>) -> Result<Backend, JsValue> {
     Backend::parse(name.as_deref().unwrap_or("auto")).map_err(js_err)
 }

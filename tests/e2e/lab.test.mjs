@@ -330,7 +330,8 @@ describe("the lab page", () => {
       await page.goto(`${server.url}?${new URLSearchParams({ ...IOI, methods: "ap,atp" })}`);
       await waitReady(page);
       await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
-      assert.match(await page.textContent("#env-note"), /no WebGPU: patchlab runs on the CPU/);
+      // the wasm is built with simd128 (.cargo/config.toml) and has no thread pool
+      assert.match(await page.textContent("#env-note"), /no WebGPU: patchlab runs on the CPU \(WebAssembly SIMD, single-threaded\)/);
       assert.match(await page.textContent(".summary"), /backend cpu/);
     } finally {
       await plain.close();
