@@ -1,5 +1,6 @@
 // ESLint for the browser lab (www/, ES modules in browsers and workers) and
-// the end-to-end tests (tests/e2e/, node). `npx eslint` checks both.
+// the end-to-end tests and the browser benchmark (tests/e2e/, scripts/*.mjs;
+// node). `npx eslint` checks all of them.
 import js from "@eslint/js";
 import globals from "globals";
 
@@ -28,7 +29,7 @@ export default [
     },
   },
   {
-    files: ["tests/e2e/**/*.mjs", "eslint.config.js"],
+    files: ["tests/e2e/**/*.mjs", "scripts/*.mjs", "eslint.config.js"],
     languageOptions: {
       ecmaVersion: 2024,
       sourceType: "module",
@@ -37,7 +38,7 @@ export default [
   },
   {
     // page.evaluate / waitForFunction bodies run in the browser
-    files: ["tests/e2e/**/*.mjs"],
+    files: ["tests/e2e/**/*.mjs", "scripts/*.mjs"],
     languageOptions: { globals: { ...globals.node, ...globals.browser } },
   },
 ];
