@@ -4,11 +4,10 @@
 // both directions) on both sides; prints the analysis report's own timings
 // (timings_ms) of each side and their ratio, and the page's model load time.
 //
-//   node scripts/bench-browser.mjs [--model DIR] [--bin target/release/patchlab]
-//                                 [--threads N] [--reps R]
+//   node scripts/bench-browser.mjs [--model DIR] [--bin target/release/patchlab] [--reps R]
 //
-// Native runs are pinned with taskset to as many cores as the page's worker
-// uses (1 for the single-threaded build), so the ratio compares equal
+// The page's worker computes on one thread (no thread pool yet), so native
+// runs are pinned with taskset to one core and the ratio compares equal
 // hardware. A figure is the best of --reps runs (default 1).
 
 import { execFileSync } from "node:child_process";
@@ -47,31 +46,30 @@ if (!fs.existsSync(path.join(MODEL, "model.safetensors"))) {
 }
 const modelBytes = fs.statSync(path.join(MODEL, "model.safetensors")).size;
 
-function native(cores) {
+function native() {
   const args = ["analyze", "--model", MODEL, ...["clean", "corrupt", "correct", "incorrect"].flatMap((k) => [`--${k}`, IOI[k]])];
   args.push("--methods", SETTINGS.methods.join(","), "--components", SETTINGS.components.join(","));
   args.push("--directions", SETTINGS.directions.join(","), "--ig-steps", String(SETTINGS.igSteps), "--backend", "cpu", "--out", "-", "-q");
-  const cpus = Array.from({ length: cores }, (_, i) => i).join(",");
-  const out = execFileSync("taskset", ["-c", cpus, BIN, ...args], { cwd: ROOT, maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "ignore"] });
+  const out = execFileSync("taskset", ["-c", "0", BIN, ...args], { cwd: ROOT, maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "ignore"] });
   return JSON.parse(out).timings_ms;
 }
 
-async function inBrowser(browser, url, threads) {
+async function inBrowser(browser, url) {
   const ctx = await newContext(browser);
   try {
     const page = await ctx.newPage();
     await page.goto(`${url}embed-demo.html?report=/model/none.json`); // a page that loads no model itself
     return await page.evaluate(
-      async ({ req, threads }) => {
+      async (req) => {
         const { PatchLab } = await import("/patchlab.js");
         const t0 = performance.now();
-        const lab = await PatchLab.load({ model: "/model/", cache: false, threads });
+        const lab = await PatchLab.load({ model: "/model/", cache: false });
         const loadMs = performance.now() - t0;
         const report = await lab.analyze({ ...req, backend: "cpu" });
         lab.close();
         return { loadMs, env: lab.env, timings: report.timings_ms };
       },
-      { req: { ...IOI, ...SETTINGS }, threads },
+      { ...IOI, ...SETTINGS },
     );
   } finally {
     await ctx.close();
@@ -84,34 +82,25 @@ const s = (ms) => (ms / 1e3).toFixed(1).padStart(8);
 const server = await serve({ modelDir: MODEL });
 const browser = await launch({ webgpu: false });
 try {
-  const rows = [];
-  const wanted = [1];
-  const threaded = Number(arg("threads", "0"));
-  if (threaded > 1) wanted.push(threaded);
-  for (const threads of wanted) {
-    const page = [];
-    const nat = [];
-    let loads = [];
-    let mode = "";
-    for (let r = 0; r < REPS; r++) {
-      nat.push(native(threads));
-      const b = await inBrowser(browser, server.url, threads);
-      page.push(b.timings);
-      loads.push(b.loadMs);
-      mode = `${b.env.threads || 1} thread${(b.env.threads || 1) > 1 ? "s" : ""}${b.env.simd ? ", SIMD" : ""}`;
-    }
-    rows.push({ threads, mode, native: best(nat), page: best(page), load: Math.min(...loads) });
+  const nat = [];
+  const page = [];
+  const loads = [];
+  let env = null;
+  for (let r = 0; r < REPS; r++) {
+    nat.push(native());
+    const b = await inBrowser(browser, server.url);
+    page.push(b.timings);
+    loads.push(b.loadMs);
+    env = b.env;
   }
+  const [n, p, load] = [best(nat), best(page), Math.min(...loads)];
   console.log(`patchlab bench-browser — random GPT-2-small-shaped model (${(modelBytes / 1e6).toFixed(0)} MB), the IOI pair, AP + IG (${SETTINGS.igSteps} steps) on heads, both directions; best of ${REPS}`);
-  console.log(`Chromium ${browser.version()} headless, backend "cpu" (wasm); native: ${path.relative(ROOT, BIN)} --backend cpu pinned to as many cores\n`);
-  for (const r of rows) {
-    console.log(`${r.threads === 1 ? "single-threaded" : `threaded (${r.threads} cores)`} — the page's worker ran with ${r.mode}`);
-    console.log(`${"".padEnd(10)} ${"native s".padStart(8)} ${"page s".padStart(8)} ${"page/native".padStart(12)}`);
-    for (const [label, k] of KEYS) {
-      console.log(`${label.padEnd(10)} ${s(r.native[k])} ${s(r.page[k])} ${(r.page[k] / r.native[k]).toFixed(2).padStart(11)}×`);
-    }
-    console.log(`model load in the page (local server, no cache): ${(r.load / 1e3).toFixed(1)} s for ${(modelBytes / 1e6).toFixed(0)} MB (${(modelBytes / 1e6 / (r.load / 1e3)).toFixed(0)} MB/s)\n`);
+  console.log(`Chromium ${browser.version()} headless, backend "cpu" (wasm${env.simd ? " SIMD" : ""}, ${env.threads} thread${env.threads > 1 ? "s" : ""}); native: ${path.relative(ROOT, BIN)} --backend cpu pinned to one core\n`);
+  console.log(`${"".padEnd(10)} ${"native s".padStart(8)} ${"page s".padStart(8)} ${"page/native".padStart(12)}`);
+  for (const [label, k] of KEYS) {
+    console.log(`${label.padEnd(10)} ${s(n[k])} ${s(p[k])} ${(p[k] / n[k]).toFixed(2).padStart(11)}×`);
   }
+  console.log(`model load in the page (local server, no cache): ${(load / 1e3).toFixed(1)} s for ${(modelBytes / 1e6).toFixed(0)} MB (${(modelBytes / 1e6 / (load / 1e3)).toFixed(0)} MB/s)`);
 } finally {
   await browser.close();
   server.close();

@@ -243,9 +243,9 @@ export class PatchLab {
     /** {name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, backends} */
     this.info = info;
     /**
-     * {webgpu: bool, adapter: string|null, simd: bool, threads: number, isolated: bool}
-     * of the worker: WebGPU and its adapter, whether the CPU engine's wasm uses SIMD,
-     * how many threads it computes on, whether the page is cross-origin isolated.
+     * {webgpu: bool, adapter: string|null, simd: bool, threads: number} of the
+     * worker: WebGPU and its adapter, whether the CPU engine's wasm uses SIMD,
+     * how many threads it computes on.
      */
     this.env = env;
     this.source = source;

@@ -389,7 +389,7 @@ async function environment() {
   // simd: this build's kernels use WebAssembly SIMD (a browser without it
   // cannot compile the module at all); threads: the CPU engine runs on one
   // thread (no thread pool yet, with or without cross-origin isolation)
-  const env = { webgpu: false, adapter: null, simd: wasm_simd(), threads: 1, isolated: !!self.crossOriginIsolated };
+  const env = { webgpu: false, adapter: null, simd: wasm_simd(), threads: 1 };
   try {
     if (self.navigator && navigator.gpu) {
       const a = await navigator.gpu.requestAdapter();

