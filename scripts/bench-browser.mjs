@@ -6,8 +6,10 @@
 //
 //   node scripts/bench-browser.mjs [--model DIR] [--bin target/release/patchlab] [--reps R]
 //
-// The page's worker computes on one thread (no thread pool yet), so native
-// runs are pinned with taskset to one core and the ratio compares equal
+// Both of the page's builds: single-threaded (a page that is not
+// cross-origin isolated) and threaded (an isolated one, a pool of
+// navigator.hardwareConcurrency workers). Native runs are pinned with taskset
+// to as many cores as the page computes on, so each ratio compares equal
 // hardware. A figure is the best of --reps runs (default 1).
 
 import { execFileSync } from "node:child_process";
@@ -45,12 +47,16 @@ if (!fs.existsSync(path.join(MODEL, "model.safetensors"))) {
   execFileSync(BIN, ["random-model", "--layers", "12", "--heads", "12", "--d-model", "768", "--n-ctx", "1024", "--seed", "0", "--out", MODEL], { stdio: ["ignore", "ignore", "inherit"] });
 }
 const modelBytes = fs.statSync(path.join(MODEL, "model.safetensors")).size;
+// Read the model once, so that no side's first run pays for the disk.
+for await (const chunk of fs.createReadStream(path.join(MODEL, "model.safetensors"), { highWaterMark: 1 << 24 })) void chunk;
 
-function native() {
+// The CLI on `cores` cores (taskset): candle's matmul and our element-wise
+// kernels take their thread count from the affinity mask.
+function native(cores) {
   const args = ["analyze", "--model", MODEL, ...["clean", "corrupt", "correct", "incorrect"].flatMap((k) => [`--${k}`, IOI[k]])];
   args.push("--methods", SETTINGS.methods.join(","), "--components", SETTINGS.components.join(","));
   args.push("--directions", SETTINGS.directions.join(","), "--ig-steps", String(SETTINGS.igSteps), "--backend", "cpu", "--out", "-", "-q");
-  const out = execFileSync("taskset", ["-c", "0", BIN, ...args], { cwd: ROOT, maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "ignore"] });
+  const out = execFileSync("taskset", ["-c", `0-${cores - 1}`, BIN, ...args], { cwd: ROOT, maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "ignore"] });
   return JSON.parse(out).timings_ms;
 }
 
@@ -79,29 +85,44 @@ async function inBrowser(browser, url) {
 const best = (runs) => Object.fromEntries(Object.keys(runs[0]).map((k) => [k, Math.min(...runs.map((r) => r[k] ?? Infinity))]));
 const s = (ms) => (ms / 1e3).toFixed(1).padStart(8);
 
-const server = await serve({ modelDir: MODEL });
+// Two pages: one not cross-origin isolated (the worker runs www/pkg on one
+// thread, as on most blogs) and one isolated (www/pkg-threads, a pool of
+// navigator.hardwareConcurrency workers). Each is compared with the CLI on
+// as many cores as the page computes on.
+const servers = { single: await serve({ modelDir: MODEL, isolate: false }), threaded: await serve({ modelDir: MODEL, isolate: true }) };
 const browser = await launch({ webgpu: false });
 try {
-  const nat = [];
-  const page = [];
-  const loads = [];
-  let env = null;
-  for (let r = 0; r < REPS; r++) {
-    nat.push(native());
-    const b = await inBrowser(browser, server.url);
-    page.push(b.timings);
-    loads.push(b.loadMs);
-    env = b.env;
+  const rows = [];
+  for (const [mode, server] of Object.entries(servers)) {
+    const nat = [];
+    const page = [];
+    const loads = [];
+    let env = null;
+    for (let r = 0; r < REPS; r++) {
+      const b = await inBrowser(browser, server.url);
+      page.push(b.timings);
+      loads.push(b.loadMs);
+      env = b.env;
+      nat.push(native(env.threads));
+    }
+    rows.push({ mode, env, n: best(nat), p: best(page), load: Math.min(...loads) });
   }
-  const [n, p, load] = [best(nat), best(page), Math.min(...loads)];
   console.log(`patchlab bench-browser — random GPT-2-small-shaped model (${(modelBytes / 1e6).toFixed(0)} MB), the IOI pair, AP + IG (${SETTINGS.igSteps} steps) on heads, both directions; best of ${REPS}`);
-  console.log(`Chromium ${browser.version()} headless, backend "cpu" (wasm${env.simd ? " SIMD" : ""}, ${env.threads} thread${env.threads > 1 ? "s" : ""}); native: ${path.relative(ROOT, BIN)} --backend cpu pinned to one core\n`);
-  console.log(`${"".padEnd(10)} ${"native s".padStart(8)} ${"page s".padStart(8)} ${"page/native".padStart(12)}`);
-  for (const [label, k] of KEYS) {
-    console.log(`${label.padEnd(10)} ${s(n[k])} ${s(p[k])} ${(p[k] / n[k]).toFixed(2).padStart(11)}×`);
+  console.log(`Chromium ${browser.version()} headless without WebGPU, backend "cpu"; native: ${path.relative(ROOT, BIN)} --backend cpu pinned (taskset) to as many cores as the page's threads\n`);
+  for (const { mode, env, n, p, load } of rows) {
+    const threads = `${env.threads} thread${env.threads > 1 ? "s" : ""}`;
+    console.log(`${mode === "threaded" ? "cross-origin isolated page (www/pkg-threads)" : "page not isolated (www/pkg)"}: wasm${env.simd ? " SIMD" : ""}, ${threads}${env.threadsNote ? ` (${env.threadsNote})` : ""}`);
+    console.log(`${"".padEnd(10)} ${"native s".padStart(8)} ${"page s".padStart(8)} ${"page/native".padStart(12)}`);
+    for (const [label, k] of KEYS) {
+      console.log(`${label.padEnd(10)} ${s(n[k])} ${s(p[k])} ${(p[k] / n[k]).toFixed(2).padStart(11)}×`);
+    }
+    console.log(`model load in the page (local server, no cache): ${(load / 1e3).toFixed(1)} s for ${(modelBytes / 1e6).toFixed(0)} MB (${(modelBytes / 1e6 / (load / 1e3)).toFixed(0)} MB/s)\n`);
   }
-  console.log(`model load in the page (local server, no cache): ${(load / 1e3).toFixed(1)} s for ${(modelBytes / 1e6).toFixed(0)} MB (${(modelBytes / 1e6 / (load / 1e3)).toFixed(0)} MB/s)`);
+  const [one, many] = rows;
+  if (many.env.threads > 1) {
+    console.log(`threads' speed-up (${many.env.threads} threads against 1): page ${(one.p.total / many.p.total).toFixed(2)}×, native ${(one.n.total / many.n.total).toFixed(2)}× (total)`);
+  }
 } finally {
   await browser.close();
-  server.close();
+  for (const server of Object.values(servers)) server.close();
 }

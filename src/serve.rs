@@ -11,6 +11,9 @@ pub struct ServeOptions {
     pub model_dir: Option<PathBuf>,
     pub host: String,
     pub port: u16,
+    /// Make the page cross-origin isolated (COOP + COEP), so that its worker
+    /// may use shared memory and run the threaded engine.
+    pub isolate: bool,
 }
 
 /// Content type by file extension; wasm must be `application/wasm` for
@@ -65,18 +68,39 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The headers that make a page cross-origin isolated (and so allowed
+/// SharedArrayBuffer, which the threaded engine's memory is): the page opens
+/// no cross-origin windows into its browsing context group, and loads only
+/// resources that agree to it (CORS, as the Hub's files, or a
+/// Cross-Origin-Resource-Policy header). A host must send both on the page,
+/// its scripts and its worker for the lab to compute on several threads.
+/// `patchlab serve` always sends the first; `--no-isolation` leaves out
+/// the second.
+pub const ISOLATION_HEADERS: [&str; 2] = [
+    "Cross-Origin-Opener-Policy: same-origin",
+    "Cross-Origin-Embedder-Policy: require-corp",
+];
+
 fn respond(
     mut s: &TcpStream,
     status: &str,
     ctype: &str,
     body: &[u8],
     head_only: bool,
+    isolate: bool,
 ) -> std::io::Result<()> {
-    // Access-Control-Allow-Origin: a blog on another origin may load the
-    // embed module, reports and model files, as from GitHub Pages
+    // Access-Control-Allow-Origin and Cross-Origin-Resource-Policy: a blog
+    // on another origin (isolated itself or not) may load the embed module,
+    // reports and model files, as from GitHub Pages
+    let [coop, coep] = ISOLATION_HEADERS;
+    let coep = if isolate {
+        format!("{coep}\r\n")
+    } else {
+        String::new()
+    };
     write!(
         s,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nCross-Origin-Opener-Policy: same-origin\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n{coop}\r\n{coep}Cross-Origin-Resource-Policy: cross-origin\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     if !head_only {
@@ -97,6 +121,7 @@ fn handle(stream: TcpStream, opts: &ServeOptions) -> std::io::Result<()> {
             "text/plain",
             b"only GET and HEAD\n",
             false,
+            opts.isolate,
         );
     }
     let head = method == "HEAD";
@@ -105,8 +130,15 @@ fn handle(stream: TcpStream, opts: &ServeOptions) -> std::io::Result<()> {
         _ => resolve(&opts.www, target),
     };
     match file.and_then(|f| std::fs::read(&f).ok().map(|b| (f, b))) {
-        Some((f, body)) => respond(&stream, "200 OK", mime(&f), &body, head),
-        None => respond(&stream, "404 Not Found", "text/plain", b"not found\n", head),
+        Some((f, body)) => respond(&stream, "200 OK", mime(&f), &body, head, opts.isolate),
+        None => respond(
+            &stream,
+            "404 Not Found",
+            "text/plain",
+            b"not found\n",
+            head,
+            opts.isolate,
+        ),
     }
 }
 
@@ -158,5 +190,43 @@ mod tests {
         assert_eq!(resolve(root, "/../etc/passwd"), None);
         assert_eq!(resolve(root, "/%2e%2e/etc/passwd"), None);
         assert_eq!(mime(Path::new("x.wasm")), "application/wasm");
+    }
+
+    /// The response headers of `GET /` from a server with `isolate`.
+    fn headers_of_served_page(isolate: bool) -> String {
+        let www =
+            std::env::temp_dir().join(format!("patchlab-serve-{}-{isolate}", std::process::id()));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), "<!doctype html>").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opts = ServeOptions {
+            www: www.clone(),
+            model_dir: None,
+            host: "127.0.0.1".into(),
+            port: 0,
+            isolate,
+        };
+        std::thread::spawn(move || serve(opts, |port| tx.send(port).unwrap()));
+        let port = rx.recv().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+        let _ = std::fs::remove_dir_all(&www);
+        answer.split("\r\n\r\n").next().unwrap().to_string()
+    }
+
+    #[test]
+    fn isolates_the_page_unless_told_not_to() {
+        let isolated = headers_of_served_page(true);
+        assert!(isolated.starts_with("HTTP/1.1 200 OK"), "{isolated}");
+        for h in ISOLATION_HEADERS {
+            assert!(isolated.contains(h), "{h} missing from:\n{isolated}");
+        }
+        // other origins may still load the embed module and the model files
+        assert!(isolated.contains("Cross-Origin-Resource-Policy: cross-origin"));
+        let plain = headers_of_served_page(false);
+        assert!(!plain.contains("Cross-Origin-Embedder-Policy"), "{plain}");
+        assert!(plain.contains("Access-Control-Allow-Origin: *"), "{plain}");
     }
 }

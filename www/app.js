@@ -263,7 +263,7 @@ async function loadModel(spec) {
   $("load-progress").value = 1;
   setText("load-text", `${i.name}: ${i.n_layers} layers × ${i.n_heads} heads, d_model ${i.d_model}, ${i.d_mlp} neurons per layer — loaded in ${(status.loadMs / 1000).toFixed(1)} s`);
   const env = lab.env;
-  const cpu = `WebAssembly${env.simd ? " SIMD" : ""}, ${env.threads > 1 ? `${env.threads} threads` : "single-threaded"}`;
+  const cpu = `WebAssembly${env.simd ? " SIMD" : ""}, ${env.threads > 1 ? `${env.threads} threads` : `single-threaded${env.threadsNote ? ` because ${env.threadsNote}` : ""}`}`;
   const note = env.webgpu
     ? `WebGPU is available (${env.adapter}): patchlab computes on the GPU (on the CPU, ${cpu}, if the GPU engine cannot start; the summary says which).`
     : `This browser has no WebGPU: patchlab runs on the CPU (${cpu}). The neuron sweep is slower there.`;

@@ -243,9 +243,11 @@ export class PatchLab {
     /** {name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, backends} */
     this.info = info;
     /**
-     * {webgpu: bool, adapter: string|null, simd: bool, threads: number} of the
-     * worker: WebGPU and its adapter, whether the CPU engine's wasm uses SIMD,
-     * how many threads it computes on.
+     * {webgpu: bool, adapter: string|null, simd: bool, threads: number,
+     * threadsNote: string|null} of the worker: WebGPU and its adapter,
+     * whether the CPU engine's wasm uses SIMD, how many threads it computes
+     * on (a pool of navigator.hardwareConcurrency when the page is
+     * cross-origin isolated) and, when one, why.
      */
     this.env = env;
     this.source = source;

@@ -10,10 +10,9 @@
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
-import init, { Lab, WeightStream, check_config, circuit_graph_json, pairs_csv, parse_metric_spec, reselect_circuit, summarize, task_names, upgrade_report, wasm_simd } from "./pkg/patchlab.js";
 
 const CACHE = "patchlab-models-v1";
-let wasm = null;
+let starting = null;
 let lab = null;
 const cancelled = new Set();
 let queue = Promise.resolve();
@@ -31,10 +30,40 @@ const pause = () =>
     channel.port2.postMessage(0);
   });
 
-async function ensureWasm() {
-  if (!wasm) wasm = await init();
-  return wasm;
+// The engine comes in two builds: pkg-threads/ (shared memory, a rayon
+// pool of Web Workers) and pkg/ (one thread). The threaded one needs a
+// cross-origin isolated page (COOP + COEP headers: shared memory is a
+// SharedArrayBuffer) and more than one core; without them, or when it
+// cannot start, the worker runs the plain one and `threadsNote` says why.
+let pkg = null;
+let threadsNote = null;
+
+async function startThreaded(cores) {
+  const p = await import("./pkg-threads/patchlab.js");
+  await p.default();
+  await p.initThreadPool(cores);
+  return p;
 }
+
+async function start() {
+  const cores = Math.max(1, navigator.hardwareConcurrency || 1);
+  if (!self.crossOriginIsolated) threadsNote = "the page is not cross-origin isolated";
+  else if (cores < 2) threadsNote = "the device reports one core";
+  else {
+    try {
+      pkg = await startThreaded(cores);
+      return;
+    } catch (e) {
+      threadsNote = `the threaded engine could not start: ${e.message}`;
+    }
+  }
+  const p = await import("./pkg/patchlab.js");
+  await p.default();
+  pkg = p;
+}
+
+// Loads the engine once, however many messages ask for it at the same time.
+const ensureWasm = () => (starting ??= start());
 
 async function openCache(use) {
   if (!use || typeof caches === "undefined") return null;
@@ -193,7 +222,7 @@ function headerSize(prefix, declared) {
   const refused = () => new LoadError(`model.safetensors is not a safetensors file (its first 8 bytes give a header of ${n} bytes): is this the right URL or file?`);
   let size;
   try {
-    size = WeightStream.headerSize(prefix);
+    size = pkg.WeightStream.headerSize(prefix);
   } catch {
     throw refused();
   }
@@ -241,7 +270,7 @@ async function readWeights(config, body, declared, onBytes, again = "clear the c
           // the crate checks the header (the safetensors layout, and every
           // tensor config.json needs) and allocates the tensors
           try {
-            stream = new WeightStream(config, head);
+            stream = new pkg.WeightStream(config, head);
           } catch (e) {
             throw new LoadError(e.message);
           }
@@ -368,7 +397,7 @@ async function loadFromFiles(id, files, name) {
 // crate's check), or a LoadError says why not.
 function checkConfig(config) {
   try {
-    check_config(config);
+    pkg.check_config(config);
   } catch (e) {
     throw new LoadError(e.message);
   }
@@ -380,16 +409,18 @@ async function build(id, name, weights, tokenizer, vocab, merges, putting) {
     lab = null;
   }
   // Lab.load_streamed consumes `weights` (the engine takes its tensors over)
-  lab = Lab.load_streamed(name, weights, tokenizer, vocab, merges);
+  lab = pkg.Lab.load_streamed(name, weights, tokenizer, vocab, merges);
   if (putting) await putting;
   return { info: lab.info(), env: await environment() };
 }
 
 async function environment() {
-  // simd: this build's kernels use WebAssembly SIMD (a browser without it
-  // cannot compile the module at all); threads: the CPU engine runs on one
-  // thread (no thread pool yet, with or without cross-origin isolation)
-  const env = { webgpu: false, adapter: null, simd: wasm_simd(), threads: 1 };
+  // simd: the build's kernels use WebAssembly SIMD (a browser without it
+  // cannot compile the module at all); threads: how many threads the CPU
+  // engine computes on, and threadsNote why only one
+  await ensureWasm();
+  const threads = pkg.wasm_threads();
+  const env = { webgpu: false, adapter: null, simd: pkg.wasm_simd(), threads, threadsNote: threads > 1 ? null : threadsNote };
   try {
     if (self.navigator && navigator.gpu) {
       const a = await navigator.gpu.requestAdapter();
@@ -445,10 +476,10 @@ async function handle(msg) {
       return inQueue(id, (l) => l.reevaluate_circuit(String(msg.report), String(msg.method), String(msg.select), msg.n));
     case "reselectCircuit":
       await ensureWasm();
-      return reselect_circuit(String(msg.report), String(msg.method), String(msg.select), msg.n);
+      return pkg.reselect_circuit(String(msg.report), String(msg.method), String(msg.select), msg.n);
     case "circuitGraph":
       await ensureWasm();
-      return circuit_graph_json(String(msg.report), String(msg.method), JSON.stringify(msg.edges));
+      return pkg.circuit_graph_json(String(msg.report), String(msg.method), JSON.stringify(msg.edges));
     case "runDataset":
       return inQueue(id, async (l) =>
         JSON.parse(await l.run_dataset(msg.request, msg.group ?? undefined, msg.reports ?? undefined, progressTo(id), (kind, index, text) => post({ id, type: "event", kind, index, text }), pause)),
@@ -465,19 +496,19 @@ async function handle(msg) {
       return needLab().import_pairs(String(msg.text), String(msg.filename), !!msg.bos);
     case "summarize":
       await ensureWasm();
-      return summarize(msg.reports, String(msg.source), msg.seed ?? undefined, msg.total, !!msg.includeSmallGap);
+      return pkg.summarize(msg.reports, String(msg.source), msg.seed ?? undefined, msg.total, !!msg.includeSmallGap);
     case "upgradeReport":
       await ensureWasm();
-      return upgrade_report(String(msg.json));
+      return pkg.upgrade_report(String(msg.json));
     case "pairsCsv":
       await ensureWasm();
-      return pairs_csv(msg.pairs);
+      return pkg.pairs_csv(msg.pairs);
     case "taskNames":
       await ensureWasm();
-      return task_names();
+      return pkg.task_names();
     case "parseMetric":
       await ensureWasm();
-      return parse_metric_spec(String(msg.spec));
+      return pkg.parse_metric_spec(String(msg.spec));
     case "clearCache":
       if (typeof caches !== "undefined") await caches.delete(CACHE);
       return true;

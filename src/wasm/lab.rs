@@ -42,6 +42,20 @@ pub fn wasm_simd() -> bool {
     cfg!(target_feature = "simd128")
 }
 
+/// How many threads the CPU backend computes on: in the threaded build
+/// (www/pkg-threads, shared memory) the size of the Web Worker pool that
+/// `initThreadPool(n)` started; in the plain build (www/pkg) 1.
+#[wasm_bindgen]
+pub fn wasm_threads() -> usize {
+    crate::engine::cpu::threads()
+}
+
+/// `initThreadPool(n)`: starts n Web Workers on this module's shared memory
+/// as the rayon pool the CPU backend splits its work over. Only in the
+/// threaded build; the worker calls it once, before any computation.
+#[cfg(target_feature = "atomics")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 fn backend(name: Option<String>) -> Result<Backend, JsValue> {
     Backend::parse(name.as_deref().unwrap_or("auto")).map_err(js_err)
 }

@@ -31,9 +31,15 @@ export function makeModel(dir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-
 }
 
 /** Starts `patchlab serve --port 0`; resolves to {url, close}. */
-export function serve({ modelDir } = {}) {
+/**
+ * `patchlab serve` on a free port. By default the page is cross-origin
+ * isolated (COOP + COEP), so the worker runs the threaded engine; `isolate:
+ * false` passes --no-isolation (single-threaded, as on most hosts).
+ */
+export function serve({ modelDir, isolate = true } = {}) {
   const args = ["serve", "--port", "0", "--www", path.join(ROOT, "www")];
   if (modelDir) args.push("--model-dir", modelDir);
+  if (!isolate) args.push("--no-isolation");
   const child = spawn(BIN, args, { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
@@ -76,7 +82,9 @@ export async function newContext(browser, options = {}) {
 
 /** What most e2e files start with: the tiny model, `patchlab serve` with it, and Chromium. */
 export async function startLab() {
-  if (!fs.existsSync(path.join(ROOT, "www/pkg/patchlab_bg.wasm"))) throw new Error("www/pkg is missing: run scripts/build-wasm");
+  for (const pkg of ["www/pkg", "www/pkg-threads"]) {
+    if (!fs.existsSync(path.join(ROOT, pkg, "patchlab_bg.wasm"))) throw new Error(`${pkg} is missing: run scripts/build-wasm`);
+  }
   const modelDir = makeModel();
   const server = await serve({ modelDir });
   const browser = await launch();

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { BIN, IOI, ROOT, canvasStats, cliReport, launch, newContext, reportDiffs, startLab, stopLab, trackedPage, unzipStored, waitReady } from "./helpers.mjs";
+import { BIN, IOI, ROOT, canvasStats, cliReport, launch, newContext, reportDiffs, serve, startLab, stopLab, trackedPage, unzipStored, waitReady } from "./helpers.mjs";
 
 let modelDir, server, browser;
 const dialogs = [];
@@ -323,17 +323,42 @@ describe("the lab page", () => {
     assert.match(csp, /script-src 'self' 'wasm-unsafe-eval'/);
   });
 
-  test("runs on the CPU without WebGPU and says so", async () => {
+  test("runs on the CPU without WebGPU and says so: a thread per core on the isolated page, one thread and why on a page that is not", async () => {
+    const REQ = { ...IOI, methods: ["ap", "ig"], components: ["heads", "neurons"], igSteps: 8 };
     const plain = await launch({ webgpu: false });
+    const notIsolated = await serve({ modelDir, isolate: false });
     try {
-      const page = await (await newContext(plain)).newPage();
-      await page.goto(`${server.url}?${new URLSearchParams({ ...IOI, methods: "ap,atp" })}`);
-      await waitReady(page);
-      await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
-      // the wasm is built with simd128 (.cargo/config.toml) and has no thread pool
-      assert.match(await page.textContent("#env-note"), /no WebGPU: patchlab runs on the CPU \(WebAssembly SIMD, single-threaded\)/);
-      assert.match(await page.textContent(".summary"), /backend cpu/);
+      const reports = [];
+      for (const [srv, isolated] of [[server, true], [notIsolated, false]]) {
+        const page = await (await newContext(plain)).newPage();
+        await page.goto(`${srv.url}?${new URLSearchParams({ ...IOI, methods: "ap,atp" })}`);
+        await waitReady(page);
+        await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
+        assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
+        const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+        assert.equal(await page.evaluate(() => self.crossOriginIsolated), isolated);
+        // both builds use simd128; the threaded one (www/pkg-threads) runs a
+        // pool of navigator.hardwareConcurrency workers on an isolated page
+        const mode = isolated && cores > 1 ? `${cores} threads` : `single-threaded because ${isolated ? "the device reports one core" : "the page is not cross-origin isolated"}`;
+        assert.match(await page.textContent("#env-note"), new RegExp(`no WebGPU: patchlab runs on the CPU \\(WebAssembly SIMD, ${mode}\\)`));
+        assert.match(await page.textContent(".summary"), /backend cpu/);
+        // the JS API's worker chooses its build the same way
+        const { report, env } = await page.evaluate(async (req) => {
+          const { PatchLab } = await import("/patchlab.js");
+          const lab = await PatchLab.load({ model: "/model/" });
+          return { report: await lab.analyze(req), env: lab.env };
+        }, { ...REQ, backend: "cpu" });
+        assert.equal(env.threads, isolated && cores > 1 ? cores : 1);
+        assert.equal(report.backend, "cpu");
+        reports.push(report);
+      }
+      // one thread or several: the same numbers (gemm splits the output, never
+      // a sum), and the CLI's
+      const want = cliReport(modelDir, REQ);
+      for (const got of reports) assert.deepEqual(reportDiffs(got, want), [], "differences from the CLI");
+      assert.deepEqual(reportDiffs(reports[0], reports[1], 0), [], "threaded and single-threaded differ");
     } finally {
+      notIsolated.close();
       await plain.close();
     }
   });

@@ -164,6 +164,13 @@ struct ServeArgs {
     /// The site to serve.
     #[arg(long, default_value = "www")]
     www: PathBuf,
+    /// Leave out Cross-Origin-Embedder-Policy, so the page is not
+    /// cross-origin isolated and computes on one thread without WebGPU, as
+    /// on most hosts. By default the page is isolated (COOP + COEP headers)
+    /// and its CPU engine runs a pool of navigator.hardwareConcurrency
+    /// threads.
+    #[arg(long)]
+    no_isolation: bool,
 }
 
 /// The items of a comma-separated flag, empty ones left out.
@@ -566,6 +573,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             model_dir: a.model_dir,
             host: a.host,
             port: a.port,
+            isolate: !a.no_isolation,
         },
         |port| println!("patchlab lab at http://{host}:{port}/  (Ctrl-C stops)"),
     )

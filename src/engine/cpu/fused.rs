@@ -3,20 +3,111 @@
 //! memory; gelu_new alone would be nine passes over [rows, d_mlp]. One pass
 //! each, split over the cores, roughly halves a tail pass's time.
 
-use crate::error::Result;
-use candle_core::{Device, Tensor};
+use crate::error::{Error, Result};
+use candle_core::{Device, Layout, Storage, Tensor};
 
-/// Runs `f(first_row, rows_out…)` over disjoint row ranges on every core.
+/// How many threads the CPU backend computes on. Natively: every core for
+/// the element-wise kernels, candle's own count (physical cores,
+/// `RAYON_NUM_THREADS`) for the matrix products. In the threaded browser
+/// build (`target_feature = "atomics"`): the rayon pool of Web Workers the
+/// page started (`initThreadPool`). In the plain browser build: 1.
+pub fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::thread::available_parallelism().map_or(1, |n| n.get());
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    return rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    return 1;
+}
+
+fn matmul_threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return candle_core::utils::get_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    return threads();
+}
+
+/// a [m, k] · b [k, n] with gemm, the kernels behind candle's own matmul,
+/// split over `matmul_threads()` threads (gemm's partitioning: blocks of the
+/// output, never of k, so every element sums in the same order whatever the
+/// thread count). Called directly because candle takes its thread count from
+/// num_cpus, which is 1 in the browser even when the page has a thread pool.
+pub(super) fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let ((m, k), (k2, n)) = (a.dims2()?, b.dims2()?);
+    if k != k2 {
+        return Err(Error::Backend(format!(
+            "matmul: [{m}, {k}] · [{k2}, {n}]: the inner dimensions differ"
+        )));
+    }
+    let mut dst = vec![0f32; m * n];
+    if m > 0 && n > 0 && k > 0 {
+        let (sa, la) = a.storage_and_layout();
+        let (sb, lb) = b.storage_and_layout();
+        let (pa, a_rs, a_cs) = operand(&sa, la)?;
+        let (pb, b_rs, b_cs) = operand(&sb, lb)?;
+        let threads = matmul_threads();
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: dst holds m·n elements written with row stride n; `operand`
+        // checked that a and b hold every element their strides reach, and
+        // the read guards sa, sb keep both storages alive until gemm returns.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                pa,
+                a_cs,
+                a_rs,
+                pb,
+                b_cs,
+                b_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    Ok(Tensor::from_vec(dst, (m, n), &Device::Cpu)?)
+}
+
+/// The first element, row stride and column stride of a 2-d f32 CPU tensor.
+fn operand(storage: &Storage, layout: &Layout) -> Result<(*const f32, isize, isize)> {
+    let Storage::Cpu(cpu) = storage else {
+        return Err(Error::Backend("matmul: a tensor is not on the CPU".into()));
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let (dims, st) = (layout.dims(), layout.stride());
+    let last = layout.start_offset() + (dims[0] - 1) * st[0] + (dims[1] - 1) * st[1];
+    if last >= data.len() {
+        return Err(Error::Backend(
+            "matmul: a tensor's layout runs past its storage".into(),
+        ));
+    }
+    Ok((
+        data[layout.start_offset()..].as_ptr(),
+        st[0] as isize,
+        st[1] as isize,
+    ))
+}
+
+/// Runs `f(first_row, rows_out…)` over disjoint row ranges on every thread
+/// (`threads()`).
 pub(super) fn par_rows<F>(rows: usize, cols: usize, outs: &mut [&mut [f32]], f: F)
 where
     F: Fn(usize, &mut [&mut [f32]]) + Sync,
 {
-    #[cfg(not(target_arch = "wasm32"))]
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(rows.max(1));
-    #[cfg(target_arch = "wasm32")]
-    let threads = 1;
+    let threads = threads().min(rows.max(1));
     if threads <= 1 || rows * cols < 1 << 15 {
         f(0, outs);
         return;
@@ -30,12 +121,28 @@ where
             chunks[i].push(c);
         }
     }
+    #[cfg(not(target_arch = "wasm32"))]
     std::thread::scope(|s| {
         for (i, mut c) in chunks.into_iter().enumerate() {
             let f = &f;
             s.spawn(move || f(i * per, &mut c));
         }
     });
+    // Web Workers cannot be spawned from Rust: the pool's threads take the chunks
+    #[cfg(target_arch = "wasm32")]
+    {
+        #[cfg(target_feature = "atomics")]
+        rayon::scope(|s| {
+            for (i, mut c) in chunks.into_iter().enumerate() {
+                let f = &f;
+                s.spawn(move |_| f(i * per, &mut c));
+            }
+        });
+        #[cfg(not(target_feature = "atomics"))]
+        for (i, mut c) in chunks.into_iter().enumerate() {
+            f(i * per, &mut c);
+        }
+    }
 }
 
 fn values(t: &Tensor) -> Result<Vec<f32>> {
@@ -150,4 +257,85 @@ pub(super) fn layer_norm_backward(
         }
     });
     tensor(dx, dy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1) (a xorshift; no rand dependency).
+    fn values_for(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The product in f64, one plain loop per element.
+    fn naive(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<f64> {
+        let (m, k, n) = (a.len(), b.len(), b[0].len());
+        let mut out = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|p| a[i][p] as f64 * b[p][j] as f64).sum();
+            }
+        }
+        out
+    }
+
+    fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+        t.to_vec2::<f32>().unwrap()
+    }
+
+    // Shapes big enough for gemm to split the output over threads, and odd
+    // enough to leave partial blocks; operands as the engine passes them: a
+    // row slice of a larger tensor, a transposed weight (`w.t()`, not copied).
+    #[test]
+    fn matmul_matches_a_plain_loop_for_every_layout_the_engine_uses() {
+        let (m, k, n) = (67, 301, 259);
+        let big = Tensor::from_vec(values_for((m + 5) * k, 1), (m + 5, k), &Device::Cpu).unwrap();
+        let a = big.narrow(0, 3, m).unwrap(); // starts at an offset
+        let b = Tensor::from_vec(values_for(k * n, 2), (k, n), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(values_for(n * k, 3), (n, k), &Device::Cpu).unwrap();
+        let wt = w.t().unwrap(); // [k, n], column-major
+        for (rhs, what) in [(&b, "contiguous"), (&wt, "transposed")] {
+            let got = matmul(&a, rhs).unwrap();
+            assert_eq!(got.dims(), &[m, n]);
+            let want = naive(&rows(&a), &rows(&rhs.contiguous().unwrap()));
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (*g as f64 - w).abs())
+                .fold(0f64, f64::max);
+            // sums of 301 products of values in [-1, 1): f32 rounding ~1e-5
+            assert!(worst < 1e-4, "{what}: largest difference {worst}");
+            // and bit for bit what candle's own matmul gives
+            let candle = a
+                .matmul(rhs)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(got, candle, "{what}: differs from candle's matmul");
+        }
+    }
+
+    #[test]
+    fn matmul_refuses_operands_that_do_not_fit() {
+        let a = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::zeros((4, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let e = matmul(&a, &b).unwrap_err().to_string();
+        assert!(e.contains("[2, 3] · [4, 5]"), "{e}");
+        // empty products are empty, not an error
+        let z = Tensor::zeros((0, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let c = Tensor::zeros((3, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(matmul(&z, &c).unwrap().dims(), &[0, 5]);
+    }
 }

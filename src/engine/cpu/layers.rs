@@ -30,12 +30,13 @@ pub(super) fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(y.broadcast_add(b)?)
 }
 
-/// x · W for x of shape [..., in].
+/// x · W for x of shape [..., in] and W [in, out] (any strides: `w.t()` is
+/// not copied).
 pub(super) fn matmul_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let mut dims = x.dims().to_vec();
     let k = dims.pop().expect("at least 1-d");
     let rows: usize = dims.iter().product();
-    let y = x.reshape((rows, k))?.matmul(w)?;
+    let y = fused::matmul(&x.reshape((rows, k))?, w)?;
     dims.push(w.dim(1)?);
     Ok(y.reshape(dims)?)
 }

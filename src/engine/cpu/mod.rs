@@ -13,6 +13,7 @@ mod fused;
 mod graph;
 mod layers;
 
+pub use fused::threads;
 pub use graph::{EdgePatch, GraphPass, GraphRun, Hold};
 
 use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
@@ -348,7 +349,7 @@ impl CpuEngine {
                 let mut d_norms = Vec::new();
                 for r0 in (0..batch).step_by(LOGIT_ROWS) {
                     let k = LOGIT_ROWS.min(batch - r0);
-                    let logits = norm.narrow(0, r0, k)?.matmul(&wte_t)?;
+                    let logits = layers::matmul_rows(&norm.narrow(0, r0, k)?, &wte_t)?;
                     let mut l = logits.flatten_all()?.to_vec1::<f32>()?;
                     let ms = &mut metrics[r0..r0 + k];
                     fused::par_rows(k, v, &mut [&mut l, ms], |first, out| {
@@ -361,7 +362,7 @@ impl CpuEngine {
                     if grad {
                         // ∂m/∂norm = ∂m/∂logits · wte
                         let dl = Tensor::from_vec(l, (k, v), &Device::Cpu)?;
-                        d_norms.push(dl.matmul(&self.wte)?);
+                        d_norms.push(layers::matmul_rows(&dl, &self.wte)?);
                     }
                 }
                 let metric = Tensor::from_vec(metrics, batch, &Device::Cpu)?;
@@ -622,7 +623,9 @@ impl Engine for CpuEngine {
         // ∂m/∂hook_post = ∂m/∂mlp_out · W_outᵀ; ∂m/∂hook_result[:, h] = ∂m/∂attn_out
         let grad = match site.component {
             Component::Heads => grad,
-            Component::Neurons => grad.matmul(&self.blocks[site.layer].mlp_proj_w.t()?)?,
+            Component::Neurons => {
+                layers::matmul_rows_t(&grad, &self.blocks[site.layer].mlp_proj_w)?
+            }
         };
         let grad = grad.pad_with_zeros(0, fd, 0)?;
         Ok(PathGrads {
@@ -665,7 +668,10 @@ impl Engine for CpuEngine {
             match (*step, tape) {
                 (Step::Mlp(layer), Tape::Mlp(tape)) => {
                     if component == Component::Neurons {
-                        grads[layer] = Some(pad(&dx)?.matmul(&self.blocks[layer].mlp_proj_w.t()?)?);
+                        grads[layer] = Some(layers::matmul_rows_t(
+                            &pad(&dx)?,
+                            &self.blocks[layer].mlp_proj_w,
+                        )?);
                     }
                     dx = mlp_backward(&tape, &dx)?;
                     if component == Component::Heads {
