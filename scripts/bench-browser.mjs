@@ -2,7 +2,8 @@
 // builds what it needs, then runs this). Same model (a random GPT-2-small-shaped
 // one), pair (the 15-token IOI pair) and settings (AP and IG, 50 steps, on heads,
 // both directions) on both sides; prints the analysis report's own timings
-// (timings_ms) of each side and their ratio, and the page's model load time.
+// (timings_ms) of each side and their ratio, the page's model load time, and the
+// plain matmul kernel's GFLOP/s on both sides (what the analysis ratio tracks).
 //
 //   node scripts/bench-browser.mjs [--model DIR] [--bin target/release/patchlab] [--reps R]
 //
@@ -60,22 +61,35 @@ function native(cores) {
   return JSON.parse(out).timings_ms;
 }
 
+// The plain product the analysis's time goes into (GPT-2 small's MLP-in on a
+// pass's 3072 rows, + bias): GFLOP/s of the CLI's kernel on `cores` cores.
+const MATMUL = { m: 3072, k: 768, n: 3072, reps: 3 };
+const gflops = (ms) => (2 * MATMUL.m * MATMUL.k * MATMUL.n) / ms / 1e6;
+function nativeMatmul(cores) {
+  const args = ["bench", "--model", MODEL, "--backends", "cpu", "--matmul-only", "--matmul-rows", String(MATMUL.m)];
+  const out = execFileSync("taskset", ["-c", `0-${cores - 1}`, BIN, ...args], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  const m = /: ([\d.]+) ms, [\d.]+ GFLOP\/s/.exec(out);
+  if (!m) throw new Error(`patchlab bench --matmul-only printed no rate:\n${out}`);
+  return gflops(Number(m[1]));
+}
+
 async function inBrowser(browser, url) {
   const ctx = await newContext(browser);
   try {
     const page = await ctx.newPage();
     await page.goto(`${url}embed-demo.html?report=/model/none.json`); // a page that loads no model itself
     return await page.evaluate(
-      async (req) => {
+      async ({ req, matmul }) => {
         const { PatchLab } = await import("/patchlab.js");
         const t0 = performance.now();
         const lab = await PatchLab.load({ model: "/model/", cache: false });
         const loadMs = performance.now() - t0;
         const report = await lab.analyze({ ...req, backend: "cpu" });
+        const matmulMs = await lab.cpuMatmulMs(matmul);
         lab.close();
-        return { loadMs, env: lab.env, timings: report.timings_ms };
+        return { loadMs, env: lab.env, timings: report.timings_ms, matmulMs };
       },
-      { ...IOI, ...SETTINGS },
+      { req: { ...IOI, ...SETTINGS }, matmul: MATMUL },
     );
   } finally {
     await ctx.close();
@@ -97,25 +111,29 @@ try {
     const nat = [];
     const page = [];
     const loads = [];
+    const rates = { n: [], p: [] };
     let env = null;
     for (let r = 0; r < REPS; r++) {
       const b = await inBrowser(browser, server.url);
       page.push(b.timings);
       loads.push(b.loadMs);
+      rates.p.push(gflops(b.matmulMs));
       env = b.env;
       nat.push(native(env.threads));
+      rates.n.push(nativeMatmul(env.threads));
     }
-    rows.push({ mode, env, n: best(nat), p: best(page), load: Math.min(...loads) });
+    rows.push({ mode, env, n: best(nat), p: best(page), load: Math.min(...loads), rate: { n: Math.max(...rates.n), p: Math.max(...rates.p) } });
   }
   console.log(`patchlab bench-browser — random GPT-2-small-shaped model (${(modelBytes / 1e6).toFixed(0)} MB), the IOI pair, AP + IG (${SETTINGS.igSteps} steps) on heads, both directions; best of ${REPS}`);
   console.log(`Chromium ${browser.version()} headless without WebGPU, backend "cpu"; native: ${path.relative(ROOT, BIN)} --backend cpu pinned (taskset) to as many cores as the page's threads\n`);
-  for (const { mode, env, n, p, load } of rows) {
+  for (const { mode, env, n, p, load, rate } of rows) {
     const threads = `${env.threads} thread${env.threads > 1 ? "s" : ""}`;
     console.log(`${mode === "threaded" ? "cross-origin isolated page (www/pkg-threads)" : "page not isolated (www/pkg)"}: wasm${env.simd ? " SIMD" : ""}, ${threads}${env.threadsNote ? ` (${env.threadsNote})` : ""}`);
     console.log(`${"".padEnd(10)} ${"native s".padStart(8)} ${"page s".padStart(8)} ${"page/native".padStart(12)}`);
     for (const [label, k] of KEYS) {
       console.log(`${label.padEnd(10)} ${s(n[k])} ${s(p[k])} ${(p[k] / n[k]).toFixed(2).padStart(11)}×`);
     }
+    console.log(`plain matmul [${MATMUL.m}, ${MATMUL.k}]·[${MATMUL.k}, ${MATMUL.n}] + bias: native ${rate.n.toFixed(1)} GFLOP/s, page ${rate.p.toFixed(1)} GFLOP/s, native/page ${(rate.n / rate.p).toFixed(2)}×`);
     console.log(`model load in the page (local server, no cache): ${(load / 1e3).toFixed(1)} s for ${(modelBytes / 1e6).toFixed(0)} MB (${(modelBytes / 1e6 / (load / 1e3)).toFixed(0)} MB/s)\n`);
   }
   const [one, many] = rows;

@@ -438,6 +438,16 @@ export class PatchLab {
   }
 
   /** The names of the generated tasks: ["ioi", "ioi-third", "greater-than", "capitals", "agreement"]. */
+  /**
+   * Milliseconds per plain product [m, k]·[k, n] + bias on the CPU engine's
+   * linear-layer kernel, on the worker's threads (the mean of `reps` after a
+   * warm-up): GFLOP/s = 2·m·k·n / (ms · 1e6). For benchmarks
+   * (scripts/bench-browser); `patchlab bench` prints the native rate.
+   */
+  cpuMatmulMs({ m = 256, k = 768, n = 3072, reps = 3 } = {}) {
+    return this.client.request("matmulMs", { m: Number(m), k: Number(k), n: Number(n), reps: Number(reps) });
+  }
+
   taskNames() {
     return this.client.request("taskNames");
   }

@@ -6,7 +6,7 @@
 //                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
 //                          | "upgradeReport" | "parseMetric" | "circuit" | "reevaluateCircuit"
 //                          | "reselectCircuit" | "circuitGraph"
-//                          | "taskNames" | "cancel" | "clearCache" | "env", ...}
+//                          | "taskNames" | "cancel" | "clearCache" | "env" | "matmulMs", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
@@ -446,6 +446,9 @@ async function handle(msg) {
   switch (type) {
     case "env":
       return environment();
+    case "matmulMs":
+      await ensureWasm();
+      return pkg.cpu_matmul_ms(msg.m, msg.k, msg.n, msg.reps);
     case "load":
       await ensureWasm();
       if (msg.files) return loadFromFiles(id, msg.files, msg.name);

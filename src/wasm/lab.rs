@@ -50,6 +50,20 @@ pub fn wasm_threads() -> usize {
     crate::engine::cpu::threads()
 }
 
+/// Milliseconds per plain product [m, k] · [k, n] + bias on the CPU engine's
+/// linear-layer kernel, on this build's threads (`patchlab bench`'s "plain
+/// matmul" line, in the browser): the rate `scripts/bench-browser` reads the
+/// page's timings against. m, k, n must be 1 to 4096.
+#[wasm_bindgen]
+pub fn cpu_matmul_ms(m: usize, k: usize, n: usize, reps: usize) -> Result<f64, JsValue> {
+    if ![m, k, n].iter().all(|d| (1..=4096).contains(d)) {
+        return Err(js_err(crate::error::Error::Input(format!(
+            "cpu_matmul_ms: [{m}, {k}] · [{k}, {n}]: each dimension must be 1 to 4096"
+        ))));
+    }
+    crate::engine::cpu::time_matmul(m, k, n, reps.clamp(1, 100)).map_err(js_err)
+}
+
 /// `initThreadPool(n)`: starts n Web Workers on this module's shared memory
 /// as the rayon pool the CPU backend splits its work over. Only in the
 /// threaded build; the worker calls it once, before any computation.

@@ -93,6 +93,25 @@ describe("the JS API (PatchLab in a worker)", () => {
     }, IOI);
     assert.match(msg, /same number of tokens/);
   });
+
+  test("cpuMatmulMs times the CPU kernel on the worker's threads and refuses sizes it cannot time", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/none.json`);
+    const got = await page.evaluate(async () => {
+      const { PatchLab } = await import("/patchlab.js");
+      const lab = await PatchLab.load({ model: "/model/" });
+      const ms = await lab.cpuMatmulMs({ m: 256, k: 256, n: 256, reps: 2 });
+      let error = "no error";
+      try {
+        await lab.cpuMatmulMs({ m: 0 });
+      } catch (e) {
+        error = e.message;
+      }
+      return { ms, error };
+    });
+    assert.ok(Number.isFinite(got.ms) && got.ms > 0, `ms: ${got.ms}`);
+    assert.match(got.error, /\[0, 768\] · \[768, 3072\]: each dimension must be 1 to 4096/);
+  });
 });
 
 describe("the lab page", () => {
