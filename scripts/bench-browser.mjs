@@ -66,8 +66,8 @@ function native(cores) {
 const MATMUL = { m: 3072, k: 768, n: 3072, reps: 3 };
 const gflops = (ms) => (2 * MATMUL.m * MATMUL.k * MATMUL.n) / ms / 1e6;
 function nativeMatmul(cores) {
-  const args = ["bench", "--model", MODEL, "--backends", "cpu", "--matmul-only", "--matmul-rows", String(MATMUL.m)];
-  const out = execFileSync("taskset", ["-c", `0-${cores - 1}`, BIN, ...args], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+  const args = ["bench", "--model", MODEL, "--backend", "cpu", "--matmul-only", "--matmul-rows", String(MATMUL.m)];
+  const out = execFileSync("taskset", ["-c", `0-${cores - 1}`, BIN, ...args], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   const m = /: ([\d.]+) ms, [\d.]+ GFLOP\/s/.exec(out);
   if (!m) throw new Error(`patchlab bench --matmul-only printed no rate:\n${out}`);
   return gflops(Number(m[1]));
