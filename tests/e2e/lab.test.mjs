@@ -381,6 +381,25 @@ describe("the lab page", () => {
       await plain.close();
     }
   });
+  test("when the threaded engine cannot start, the page computes on one thread and says why", async () => {
+    const plain = await launch({ webgpu: false });
+    try {
+      const ctx = await newContext(plain);
+      // the threaded build's files are missing (a host that copied only www/pkg)
+      await ctx.route("**/pkg-threads/**", (route) => route.fulfill({ status: 404, contentType: "text/plain", body: "not found\n" }));
+      const page = await ctx.newPage();
+      await page.goto(`${server.url}?${new URLSearchParams({ ...IOI, methods: "ap" })}`);
+      await waitReady(page);
+      await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
+      assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
+      assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
+      const why = (await page.evaluate(() => navigator.hardwareConcurrency)) > 1 ? "the threaded engine could not start: " : "the device reports one core";
+      assert.match(await page.textContent("#env-note"), new RegExp(`\\(WebAssembly SIMD, single-threaded because ${why}`));
+      assert.match(await page.textContent(".summary"), /backend cpu/);
+    } finally {
+      await plain.close();
+    }
+  });
 });
 
 // A Greater-Than pair saved with settings that are not the defaults.
