@@ -129,19 +129,18 @@ where
         }
     });
     // Web Workers cannot be spawned from Rust: the pool's threads take the chunks
-    #[cfg(target_arch = "wasm32")]
-    {
-        #[cfg(target_feature = "atomics")]
-        rayon::scope(|s| {
-            for (i, mut c) in chunks.into_iter().enumerate() {
-                let f = &f;
-                s.spawn(move |_| f(i * per, &mut c));
-            }
-        });
-        #[cfg(not(target_feature = "atomics"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    rayon::scope(|s| {
         for (i, mut c) in chunks.into_iter().enumerate() {
-            f(i * per, &mut c);
+            let f = &f;
+            s.spawn(move |_| f(i * per, &mut c));
         }
+    });
+    // the plain browser build has one thread, so the early return above is
+    // always taken; this only keeps the build's code paths whole
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    for (i, mut c) in chunks.into_iter().enumerate() {
+        f(i * per, &mut c);
     }
 }
 

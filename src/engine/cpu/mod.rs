@@ -14,27 +14,6 @@ mod graph;
 mod layers;
 
 pub use fused::threads;
-
-/// Times the plain product [m, k] · [k, n] + bias with the kernel behind
-/// every linear layer (`layers::linear`: gemm on `threads()` threads):
-/// milliseconds per product, the mean of `reps` products after one warm-up,
-/// for GFLOP/s = 2·m·k·n / (ms · 1e6). The CPU counterpart of
-/// `GpuEngine::time_matmul`; in the browser, `cpu_matmul_ms`.
-pub fn time_matmul(m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
-    let a = Tensor::full(0.5f32, (m, k), &Device::Cpu)?;
-    let b = Tensor::full(0.25f32, (k, n), &Device::Cpu)?;
-    let bias = Tensor::full(1.0f32, n, &Device::Cpu)?;
-    let mut ms = 0.0;
-    for round in [1, reps.max(1)] {
-        let t = crate::clock::now_ms();
-        for _ in 0..round {
-            // computed eagerly: the product is done when this returns
-            std::hint::black_box(layers::linear(&a, &b, &bias)?);
-        }
-        ms = (crate::clock::now_ms() - t) / round as f64;
-    }
-    Ok(ms)
-}
 pub use graph::{EdgePatch, GraphPass, GraphRun, Hold};
 
 use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
@@ -187,6 +166,27 @@ impl WeightSource for CpuEngine {
             mlp_proj_b: host_param(&b.mlp_proj_b)?,
         }))
     }
+}
+
+/// Times the plain product [m, k] · [k, n] + bias with the kernel behind
+/// every linear layer (`layers::linear`: gemm on `threads()` threads):
+/// milliseconds per product, the mean of `reps` products after one warm-up,
+/// for GFLOP/s = 2·m·k·n / (ms · 1e6). The CPU counterpart of
+/// `GpuEngine::time_matmul`; in the browser, `cpu_matmul_ms`.
+pub fn time_matmul(m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+    let a = Tensor::full(0.5f32, (m, k), &Device::Cpu)?;
+    let b = Tensor::full(0.25f32, (k, n), &Device::Cpu)?;
+    let bias = Tensor::full(1.0f32, n, &Device::Cpu)?;
+    let mut ms = 0.0;
+    for round in [1, reps.max(1)] {
+        let t = crate::clock::now_ms();
+        for _ in 0..round {
+            // computed eagerly: the product is done when this returns
+            std::hint::black_box(layers::linear(&a, &b, &bias)?);
+        }
+        ms = (crate::clock::now_ms() - t) / round as f64;
+    }
+    Ok(ms)
 }
 
 impl CpuEngine {
