@@ -51,13 +51,15 @@ const modelBytes = fs.statSync(path.join(MODEL, "model.safetensors")).size;
 // Read the model once, so that no side's first run pays for the disk.
 for await (const chunk of fs.createReadStream(path.join(MODEL, "model.safetensors"), { highWaterMark: 1 << 24 })) void chunk;
 
-// The CLI on `cores` cores (taskset): candle's matmul and our element-wise
-// kernels take their thread count from the affinity mask.
+// The CLI pinned to `cores` cores (taskset): candle's matmul and our
+// element-wise kernels take their thread count from the affinity mask.
+const pinned = (cores, args, options) => execFileSync("taskset", ["-c", `0-${cores - 1}`, BIN, ...args], { cwd: ROOT, ...options });
+
 function native(cores) {
   const args = ["analyze", "--model", MODEL, ...["clean", "corrupt", "correct", "incorrect"].flatMap((k) => [`--${k}`, IOI[k]])];
   args.push("--methods", SETTINGS.methods.join(","), "--components", SETTINGS.components.join(","));
   args.push("--directions", SETTINGS.directions.join(","), "--ig-steps", String(SETTINGS.igSteps), "--backend", "cpu", "--out", "-", "-q");
-  const out = execFileSync("taskset", ["-c", `0-${cores - 1}`, BIN, ...args], { cwd: ROOT, maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "ignore"] });
+  const out = pinned(cores, args, { maxBuffer: 1 << 28, stdio: ["ignore", "pipe", "ignore"] });
   return JSON.parse(out).timings_ms;
 }
 
@@ -67,7 +69,7 @@ const MATMUL = { m: 3072, k: 768, n: 3072, reps: 3 };
 const gflops = (ms) => (2 * MATMUL.m * MATMUL.k * MATMUL.n) / ms / 1e6;
 function nativeMatmul(cores) {
   const args = ["bench", "--model", MODEL, "--backend", "cpu", "--matmul-only", "--matmul-rows", String(MATMUL.m)];
-  const out = execFileSync("taskset", ["-c", `0-${cores - 1}`, BIN, ...args], { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const out = pinned(cores, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   const m = /: ([\d.]+) ms, [\d.]+ GFLOP\/s/.exec(out);
   if (!m) throw new Error(`patchlab bench --matmul-only printed no rate:\n${out}`);
   return gflops(Number(m[1]));

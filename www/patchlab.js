@@ -437,7 +437,6 @@ export class PatchLab {
     return this.client.request("runDataset", body, { onProgress: withEta(onProgress), onEvent, signal });
   }
 
-  /** The names of the generated tasks: ["ioi", "ioi-third", "greater-than", "capitals", "agreement"]. */
   /**
    * Milliseconds per plain product [m, k]·[k, n] + bias on the CPU engine's
    * linear-layer kernel, on the worker's threads (the mean of `reps` after a
@@ -448,6 +447,7 @@ export class PatchLab {
     return this.client.request("matmulMs", { m: Number(m), k: Number(k), n: Number(n), reps: Number(reps) });
   }
 
+  /** The names of the generated tasks: ["ioi", "ioi-third", "greater-than", "capitals", "agreement"]. */
   taskNames() {
     return this.client.request("taskNames");
   }

@@ -10,7 +10,6 @@
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
-
 const CACHE = "patchlab-models-v1";
 let starting = null;
 let lab = null;

@@ -381,6 +381,7 @@ describe("the lab page", () => {
       await plain.close();
     }
   });
+
   test("when the threaded engine cannot start, the page computes on one thread and says why", async () => {
     const plain = await launch({ webgpu: false });
     try {
