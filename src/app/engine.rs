@@ -6,11 +6,11 @@
 use crate::engine::cpu::{CpuEngine, CpuRun};
 use crate::engine::gpu::{GpuEngine, GpuOptions, GpuRun};
 use crate::engine::{
-    Array, Component, Engine, HeadWeights, Metric, PathGrads, Replacement, Site, Start, SweepPair,
+    Array, Component, Compute, HeadWeights, Metric, PathGrads, Replacement, RunInfo, Site, Start,
+    SweepPair,
 };
 use crate::error::{Error, Result};
 use crate::model::Config;
-#[cfg(not(target_arch = "wasm32"))]
 use crate::model::Weights;
 use std::cell::RefCell;
 use std::future::Future;
@@ -58,6 +58,27 @@ impl Backend {
     }
 }
 
+/// Why the CPU computes where the GPU was asked for (or `Auto` would have
+/// chosen it): the GPU engine could not start. Its text is the note the
+/// front ends show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuFallback {
+    /// Why the GPU engine could not start.
+    pub reason: String,
+    /// What was unavailable: "WebGPU" in the browser's lab, "the GPU" natively.
+    what: &'static str,
+}
+
+impl std::fmt::Display for GpuFallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is unavailable ({}); computing on the CPU",
+            self.what, self.reason
+        )
+    }
+}
+
 /// The CPU or the GPU engine. Shared (`Rc`), so that a long-lived host can
 /// keep its engines while a request computes on one of them.
 #[derive(Clone)]
@@ -74,14 +95,14 @@ pub enum AnyRun {
 
 impl AnyEngine {
     /// The engine of a loaded model on `backend`; `Auto` is the GPU when
-    /// one starts, else the CPU, with the second value saying why. Blocks
+    /// one starts, else the CPU, with the fallback saying why. Blocks
     /// while the GPU starts (native front ends; the browser uses [`Engines`]).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(
         config: Config,
         weights: Weights,
         backend: Backend,
-    ) -> Result<(AnyEngine, Option<String>)> {
+    ) -> Result<(AnyEngine, Option<GpuFallback>)> {
         match backend {
             Backend::Cpu => Ok((AnyEngine::cpu(CpuEngine::new(config, weights)?), None)),
             Backend::Gpu => Ok((
@@ -98,9 +119,10 @@ impl AnyEngine {
                     Ok(e) => Ok((AnyEngine::gpu(e), None)),
                     Err(why) => Ok((
                         AnyEngine::cpu(CpuEngine::new(config, weights)?),
-                        Some(format!(
-                            "the GPU is unavailable ({why}); computing on the CPU"
-                        )),
+                        Some(GpuFallback {
+                            reason: why.to_string(),
+                            what: "the GPU",
+                        }),
                     )),
                 }
             }
@@ -131,6 +153,19 @@ impl AnyEngine {
             AnyEngine::Gpu(e) => e.time_matmul(m, k, n, reps).await,
         }
     }
+}
+
+/// How many threads the CPU engine computes on: every core natively, the
+/// Web Worker pool in the threaded browser build, 1 in the plain one.
+pub fn cpu_threads() -> usize {
+    crate::engine::cpu::threads()
+}
+
+/// Milliseconds per plain [m, k] · [k, n] + bias product on the CPU
+/// engine's linear-layer kernel, no model needed (the page's
+/// `cpuMatmulMs`).
+pub fn time_cpu_matmul(m: usize, k: usize, n: usize, reps: usize) -> Result<f64> {
+    crate::engine::cpu::time_matmul(m, k, n, reps)
 }
 
 /// A run of the engine a call goes to: `AnyEngine` only makes runs of its
@@ -185,59 +220,68 @@ fn sweeps<'r, R: RunOf>(pairs: &[SweepPair<'r, AnyRun>]) -> Result<Vec<SweepPair
         .collect()
 }
 
-impl Engine for AnyEngine {
+/// `AnyEngine`'s calls go to the engine it holds, runs converted by `of`
+/// (each arm is its own expression, so `of` finds the run type from the
+/// engine's method). A new `Compute` method is one line here.
+macro_rules! dispatch {
+    ($self:ident, $e:ident => $call:expr) => {
+        match $self {
+            AnyEngine::Cpu($e) => $call,
+            AnyEngine::Gpu($e) => $call,
+        }
+    };
+}
+
+impl RunInfo for AnyRun {
+    fn tokens(&self) -> &[u32] {
+        match self {
+            AnyRun::Cpu(r) => r.tokens(),
+            AnyRun::Gpu(r) => r.tokens(),
+        }
+    }
+    fn metric_def(&self) -> &Metric {
+        match self {
+            AnyRun::Cpu(r) => r.metric_def(),
+            AnyRun::Gpu(r) => r.metric_def(),
+        }
+    }
+    fn metric(&self) -> f32 {
+        match self {
+            AnyRun::Cpu(r) => r.metric(),
+            AnyRun::Gpu(r) => r.metric(),
+        }
+    }
+}
+
+/// Unchecked delegation: `Engine`'s checks run once, in front of `AnyEngine`.
+impl Compute for AnyEngine {
     type Run = AnyRun;
 
     fn config(&self) -> &Config {
-        match self {
-            AnyEngine::Cpu(e) => e.config(),
-            AnyEngine::Gpu(e) => e.config(),
-        }
+        dispatch!(self, e => Compute::config(&**e))
     }
 
     fn backend(&self) -> &'static str {
-        match self {
-            AnyEngine::Cpu(e) => e.backend(),
-            AnyEngine::Gpu(e) => e.backend(),
-        }
+        dispatch!(self, e => Compute::backend(&**e))
     }
 
     fn device_counts(&self) -> Option<(u64, u64)> {
-        match self {
-            AnyEngine::Cpu(e) => e.device_counts(),
-            AnyEngine::Gpu(e) => e.device_counts(),
-        }
+        dispatch!(self, e => Compute::device_counts(&**e))
     }
 
     async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<AnyRun> {
         Ok(match self {
-            AnyEngine::Cpu(e) => AnyRun::Cpu(e.run(tokens, metric).await?),
-            AnyEngine::Gpu(e) => AnyRun::Gpu(e.run(tokens, metric).await?),
+            AnyEngine::Cpu(e) => AnyRun::Cpu(Compute::run(&**e, tokens, metric).await?),
+            AnyEngine::Gpu(e) => AnyRun::Gpu(Compute::run(&**e, tokens, metric).await?),
         })
     }
 
-    /// NaN for a run of the other engine: the trait gives this call no
-    /// error, and a NaN metric is flagged wherever it is used.
-    fn metric(&self, run: &AnyRun) -> f32 {
-        match (self, run) {
-            (AnyEngine::Cpu(e), AnyRun::Cpu(r)) => e.metric(r),
-            (AnyEngine::Gpu(e), AnyRun::Gpu(r)) => e.metric(r),
-            _ => f32::NAN,
-        }
-    }
-
     async fn last_logits(&self, run: &AnyRun) -> Result<Vec<f32>> {
-        match self {
-            AnyEngine::Cpu(e) => e.last_logits(of(run)?).await,
-            AnyEngine::Gpu(e) => e.last_logits(of(run)?).await,
-        }
+        dispatch!(self, e => Compute::last_logits(&**e, of(run)?).await)
     }
 
     async fn activation(&self, run: &AnyRun, hook: &str) -> Result<Array> {
-        match self {
-            AnyEngine::Cpu(e) => e.activation(of(run)?, hook).await,
-            AnyEngine::Gpu(e) => e.activation(of(run)?, hook).await,
-        }
+        dispatch!(self, e => Compute::activation(&**e, of(run)?, hook).await)
     }
 
     async fn patch_metrics(
@@ -248,16 +292,9 @@ impl Engine for AnyEngine {
         components: Range<usize>,
         from_pos: usize,
     ) -> Result<Vec<f32>> {
-        match self {
-            AnyEngine::Cpu(e) => {
-                e.patch_metrics(of(base)?, of(other)?, site, components, from_pos)
-                    .await
-            }
-            AnyEngine::Gpu(e) => {
-                e.patch_metrics(of(base)?, of(other)?, site, components, from_pos)
-                    .await
-            }
-        }
+        dispatch!(self, e => {
+            Compute::patch_metrics(&**e, of(base)?, of(other)?, site, components, from_pos).await
+        })
     }
 
     async fn path_gradients(
@@ -269,16 +306,9 @@ impl Engine for AnyEngine {
         weights: &[f32],
         from_pos: usize,
     ) -> Result<PathGrads> {
-        match self {
-            AnyEngine::Cpu(e) => {
-                e.path_gradients(of(base)?, of(other)?, site, alphas, weights, from_pos)
-                    .await
-            }
-            AnyEngine::Gpu(e) => {
-                e.path_gradients(of(base)?, of(other)?, site, alphas, weights, from_pos)
-                    .await
-            }
-        }
+        dispatch!(self, e => {
+            Compute::path_gradients(&**e, of(base)?, of(other)?, site, alphas, weights, from_pos).await
+        })
     }
 
     async fn patch_metrics_group(
@@ -287,16 +317,9 @@ impl Engine for AnyEngine {
         site: Site,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
-        match self {
-            AnyEngine::Cpu(e) => {
-                e.patch_metrics_group(&sweeps(pairs)?, site, components)
-                    .await
-            }
-            AnyEngine::Gpu(e) => {
-                e.patch_metrics_group(&sweeps(pairs)?, site, components)
-                    .await
-            }
-        }
+        dispatch!(self, e => {
+            Compute::patch_metrics_group(&**e, &sweeps(pairs)?, site, components).await
+        })
     }
 
     async fn path_gradients_group(
@@ -306,16 +329,9 @@ impl Engine for AnyEngine {
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
-        match self {
-            AnyEngine::Cpu(e) => {
-                e.path_gradients_group(&sweeps(pairs)?, site, alphas, weights)
-                    .await
-            }
-            AnyEngine::Gpu(e) => {
-                e.path_gradients_group(&sweeps(pairs)?, site, alphas, weights)
-                    .await
-            }
-        }
+        dispatch!(self, e => {
+            Compute::path_gradients_group(&**e, &sweeps(pairs)?, site, alphas, weights).await
+        })
     }
 
     async fn base_gradients(
@@ -325,16 +341,9 @@ impl Engine for AnyEngine {
         component: Component,
         from_pos: usize,
     ) -> Result<Vec<Array>> {
-        match self {
-            AnyEngine::Cpu(e) => {
-                e.base_gradients(of(base)?, of(other)?, component, from_pos)
-                    .await
-            }
-            AnyEngine::Gpu(e) => {
-                e.base_gradients(of(base)?, of(other)?, component, from_pos)
-                    .await
-            }
-        }
+        dispatch!(self, e => {
+            Compute::base_gradients(&**e, of(base)?, of(other)?, component, from_pos).await
+        })
     }
 
     async fn resid_metrics(
@@ -344,10 +353,7 @@ impl Engine for AnyEngine {
         from_pos: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
-        match self {
-            AnyEngine::Cpu(e) => e.resid_metrics(of(base)?, start, from_pos, deltas).await,
-            AnyEngine::Gpu(e) => e.resid_metrics(of(base)?, start, from_pos, deltas).await,
-        }
+        dispatch!(self, e => Compute::resid_metrics(&**e, of(base)?, start, from_pos, deltas).await)
     }
 
     async fn resid_gradients(
@@ -357,24 +363,17 @@ impl Engine for AnyEngine {
         from_pos: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        match self {
-            AnyEngine::Cpu(e) => e.resid_gradients(of(base)?, start, from_pos, deltas).await,
-            AnyEngine::Gpu(e) => e.resid_gradients(of(base)?, start, from_pos, deltas).await,
-        }
+        dispatch!(self, e => {
+            Compute::resid_gradients(&**e, of(base)?, start, from_pos, deltas).await
+        })
     }
 
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
-        match self {
-            AnyEngine::Cpu(e) => e.logit_diff_direction(correct, incorrect).await,
-            AnyEngine::Gpu(e) => e.logit_diff_direction(correct, incorrect).await,
-        }
+        dispatch!(self, e => Compute::logit_diff_direction(&**e, correct, incorrect).await)
     }
 
     async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
-        match self {
-            AnyEngine::Cpu(e) => e.head_weights(layer).await,
-            AnyEngine::Gpu(e) => e.head_weights(layer).await,
-        }
+        dispatch!(self, e => Compute::head_weights(&**e, layer).await)
     }
 
     async fn metric_with_replacements(
@@ -383,16 +382,9 @@ impl Engine for AnyEngine {
         metric: &Metric,
         replacements: &[Replacement],
     ) -> Result<f32> {
-        match self {
-            AnyEngine::Cpu(e) => {
-                e.metric_with_replacements(tokens, metric, replacements)
-                    .await
-            }
-            AnyEngine::Gpu(e) => {
-                e.metric_with_replacements(tokens, metric, replacements)
-                    .await
-            }
-        }
+        dispatch!(self, e => {
+            Compute::metric_with_replacements(&**e, tokens, metric, replacements).await
+        })
     }
 
     async fn metric_with_substitutions(
@@ -401,16 +393,9 @@ impl Engine for AnyEngine {
         metric: &Metric,
         substitutions: &[(String, Array)],
     ) -> Result<f32> {
-        match self {
-            AnyEngine::Cpu(e) => {
-                e.metric_with_substitutions(tokens, metric, substitutions)
-                    .await
-            }
-            AnyEngine::Gpu(e) => {
-                e.metric_with_substitutions(tokens, metric, substitutions)
-                    .await
-            }
-        }
+        dispatch!(self, e => {
+            Compute::metric_with_substitutions(&**e, tokens, metric, substitutions).await
+        })
     }
 }
 
@@ -436,6 +421,12 @@ pub struct Engines {
 }
 
 impl Engines {
+    /// The engines of a loaded model: its CPU engine now (it takes the
+    /// weights over), its GPU engine on first use where `has_gpu`.
+    pub fn load(config: Config, weights: Weights, has_gpu: bool) -> Result<Engines> {
+        Ok(Engines::new(CpuEngine::new(config, weights)?, has_gpu))
+    }
+
     pub fn new(cpu: CpuEngine, has_gpu: bool) -> Engines {
         Engines {
             cpu: Rc::new(cpu),
@@ -476,11 +467,11 @@ impl Engines {
     }
 
     /// The engine for a requested backend. When the GPU engine cannot
-    /// start, the CPU engine computes instead and the second value says
+    /// start, the CPU engine computes instead and the fallback says
     /// why. A request that finds the GPU engine starting for another one
     /// (the page's predictions run beside its analyses) waits for it, so
     /// that what computes never depends on which request came first.
-    pub async fn get(&self, backend: Backend) -> (AnyEngine, Option<String>) {
+    pub async fn get(&self, backend: Backend) -> (AnyEngine, Option<GpuFallback>) {
         if self.resolve(backend) == Backend::Cpu {
             return (self.cpu(), None);
         }
@@ -519,11 +510,12 @@ impl Engines {
         }
         match out {
             Ok(e) => (AnyEngine::Gpu(e), None),
-            Err(why) => (
+            Err(reason) => (
                 self.cpu(),
-                Some(format!(
-                    "WebGPU is unavailable ({why}); computing on the CPU"
-                )),
+                Some(GpuFallback {
+                    reason,
+                    what: "WebGPU",
+                }),
             ),
         }
     }
@@ -546,8 +538,15 @@ impl Future for UntilStarted<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    // not `super::*`: that brings `Compute` too, whose calls skip the checks
+    use super::{AnyEngine, Backend, Engines, GpuState, RunOf};
+    use crate::engine::cpu::CpuEngine;
+    use crate::engine::gpu::GpuRun;
+    use crate::engine::{Component, Engine, Metric, Site};
     use crate::model::random::{random_weights, RandomSpec};
+    use crate::model::{Config, Weights};
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
 
     fn tiny() -> (Config, Weights) {
         let spec = RandomSpec {
@@ -579,9 +578,11 @@ mod tests {
             panic!("still waiting after the start ended");
         };
         assert_eq!(engine.kind(), Backend::Cpu);
+        let note = note.expect("a fallback");
+        assert_eq!(note.reason, "no adapter");
         assert_eq!(
-            note.as_deref(),
-            Some("WebGPU is unavailable (no adapter); computing on the CPU")
+            note.to_string(),
+            "WebGPU is unavailable (no adapter); computing on the CPU"
         );
     }
 

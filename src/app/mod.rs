@@ -12,6 +12,6 @@ pub mod engine;
 pub mod request;
 pub mod session;
 
-pub use engine::{AnyEngine, AnyRun, Backend, Engines};
+pub use engine::{cpu_threads, time_cpu_matmul, AnyEngine, AnyRun, Backend, Engines, GpuFallback};
 pub use request::{AblateRequest, AnalyzeRequest};
 pub use session::Session;

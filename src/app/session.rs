@@ -49,7 +49,7 @@ impl Session {
         let (engine, note) = self.engines.get(backend).await;
         if let Some(note) = note {
             obs.progress(&Progress {
-                stage: &note,
+                stage: &note.to_string(),
                 done: 0,
                 total: 0,
             });
@@ -140,7 +140,8 @@ impl Session {
     pub async fn ablate(&self, req: &AblateRequest) -> Result<AblateOut> {
         let pair = Pair::from_prompts(&self.tokenizer, self.config(), &req.prompts)?;
         let components = req.components();
-        let (engine, mut note) = self.engines.get(req.backend).await;
+        let (engine, fallback) = self.engines.get(req.backend).await;
+        let mut note = fallback.map(|f| f.to_string());
         let (metrics, backend) = match ablate_pair(&engine, &pair, &components).await {
             Ok(m) => (m, engine.backend()),
             Err(err) if engine.kind() == Backend::Gpu => {

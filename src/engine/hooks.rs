@@ -130,7 +130,12 @@ pub fn check_substitutions(
 ) -> Result<()> {
     metric.check(cfg.d_vocab)?;
     check_tokens(cfg, tokens)?;
-    for (name, v) in subs {
+    for (i, (name, v)) in subs.iter().enumerate() {
+        if subs[..i].iter().any(|(n, _)| n == name) {
+            return Err(Error::Input(format!(
+                "`{name}` is substituted twice: give each hook one value"
+            )));
+        }
         let known = matches!(name.as_str(), "hook_embed" | "hook_pos_embed")
             || name.starts_with("ln_final.")
             || split_hook(name).is_some_and(|(l, _)| l < cfg.n_layers);
@@ -150,11 +155,15 @@ pub fn check_substitutions(
     Ok(())
 }
 
-/// After a forward with substitutions: every substitute was used (the
-/// forward met `used` of them).
+/// After a backend's forward with substitutions: it met every substitute
+/// (`used` of them). The names were checked against the hook table, so a
+/// miss is the backend's fault, not the input's.
 pub fn check_all_used(used: usize, subs: &[(String, super::Array)]) -> Result<()> {
     if used != subs.len() {
-        return Err(Error::Input("a substituted hook name was not found".into()));
+        return Err(Error::Backend(format!(
+            "the forward met {used} of {} substituted hooks: a hook of the table is missing from it",
+            subs.len()
+        )));
     }
     Ok(())
 }

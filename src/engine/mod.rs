@@ -12,6 +12,7 @@
 //! position in the final layer and, for the logit difference, only the two
 //! answer logits).
 
+pub mod checks;
 pub mod cpu;
 pub mod gpu;
 pub mod hooks;
@@ -21,7 +22,11 @@ use crate::error::{Error, Result};
 use crate::model::{Config, Param};
 use std::ops::Range;
 
-pub use hooks::split_hook;
+pub use checks::{
+    check_component, check_components, check_layer, check_path, check_replacements, check_resid,
+    check_sweep, check_tokens,
+};
+pub use hooks::{check_substitutions, split_hook};
 pub use plan::Start;
 
 /// A host array: row-major values and their shape.
@@ -207,8 +212,8 @@ pub enum Head<D, S = D> {
 }
 
 impl<D, S> Head<D, S> {
-    /// Checks `metric` against a vocabulary of `d_vocab` tokens and makes
-    /// its head: `dir(correct, incorrect)` for the logit difference,
+    /// The head of a checked `metric` (its ids are within the `d_vocab`
+    /// tokens): `dir(correct, incorrect)` for the logit difference,
     /// `signs(every token's sign)` for the probability difference.
     pub fn of(
         metric: &Metric,
@@ -216,7 +221,6 @@ impl<D, S> Head<D, S> {
         dir: impl FnOnce(u32, u32) -> Result<D>,
         signs: impl FnOnce(Vec<f32>) -> Result<S>,
     ) -> Result<Head<D, S>> {
-        metric.check(d_vocab)?;
         Ok(match *metric {
             Metric::LogitDiff { correct, incorrect } => Head::Dir(dir(correct, incorrect)?),
             Metric::ProbDiff { .. } => Head::Signs(signs(metric.signs(d_vocab))?),
@@ -261,14 +265,21 @@ pub struct PathGrads {
     /// `from_pos` are zero: the perturbation is zero there.
     pub weighted_grad: Array,
 }
-
-/// A GPT-2 backend. `Run` holds one prompt's forward pass (all activations
-/// the methods need, wherever the backend keeps them). Methods are async
-/// because a WebGPU backend in the browser may only wait for the GPU by
-/// yielding; the CPU backend's futures are ready at once.
+/// What a backend implements: GPT-2's forward, sweeps and gradients,
+/// computed only. Every argument has passed [`Engine`]'s checks
+/// ([`checks`]) before a method here is called, so a backend neither checks
+/// nor re-words bad input. The methods' meaning is documented here;
+/// [`Engine`] has the same calls, checked, and is what everything outside
+/// the backends calls.
+///
+/// `Run` holds one prompt's forward pass (all activations the methods need,
+/// wherever the backend keeps them). Methods are async because a WebGPU
+/// backend in the browser may only wait for the GPU by yielding; the CPU
+/// backend's futures are ready at once. The grouped sweeps' defaults run
+/// the pairs one after another; a backend may share passes among them.
 #[allow(async_fn_in_trait)]
-pub trait Engine {
-    type Run;
+pub trait Compute {
+    type Run: RunInfo;
 
     fn config(&self) -> &Config;
     /// "cpu" or "gpu".
@@ -282,8 +293,6 @@ pub trait Engine {
     /// Forward pass of one prompt, caching its activations; `metric` is the
     /// metric this run and every sweep from it (as the base) measure.
     async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<Self::Run>;
-    /// The metric of a run (e.g. logits[last, correct] − logits[last, incorrect]).
-    fn metric(&self, run: &Self::Run) -> f32;
     /// Logits at the last position (all of the vocabulary).
     async fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
     /// Any cached TransformerLens activation of a run, e.g. `blocks.0.attn.hook_z`.
@@ -436,6 +445,279 @@ pub trait Engine {
     ) -> Result<f32>;
 }
 
+/// What a run tells the engine's checks, whatever backend made it.
+pub trait RunInfo {
+    /// The prompt's token ids.
+    fn tokens(&self) -> &[u32];
+    /// The metric this run and every sweep from it (as the base) measure.
+    fn metric_def(&self) -> &Metric;
+    /// The metric's value on this run, computed by its forward pass.
+    fn metric(&self) -> f32;
+}
+
+/// The interface every attribution method is written against: the calls of
+/// [`Compute`] (documented there), each checked once here before it reaches
+/// a backend. It is implemented for every backend by the blanket impl
+/// below, so no backend can skip a check and no check is written twice.
+#[allow(async_fn_in_trait)]
+pub trait Engine {
+    type Run: RunInfo;
+
+    fn config(&self) -> &Config;
+    /// "cpu" or "gpu".
+    fn backend(&self) -> &'static str;
+    /// (command submissions, kernel dispatches) since the engine was made,
+    /// for backends that submit work to a device (None for the CPU).
+    fn device_counts(&self) -> Option<(u64, u64)>;
+    /// The metric of a run (e.g. logits[last, correct] − logits[last,
+    /// incorrect]): the run holds it, so it cannot be read wrongly.
+    fn metric(&self, run: &Self::Run) -> f32 {
+        run.metric()
+    }
+
+    async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<Self::Run>;
+    async fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
+    async fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array>;
+    async fn patch_metrics(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        site: Site,
+        components: Range<usize>,
+        from_pos: usize,
+    ) -> Result<Vec<f32>>;
+    async fn path_gradients(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        from_pos: usize,
+    ) -> Result<PathGrads>;
+    async fn patch_metrics_group(
+        &self,
+        pairs: &[SweepPair<'_, Self::Run>],
+        site: Site,
+        components: Range<usize>,
+    ) -> Result<Vec<Vec<f32>>>;
+    async fn path_gradients_group(
+        &self,
+        pairs: &[SweepPair<'_, Self::Run>],
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+    ) -> Result<Vec<PathGrads>>;
+    async fn base_gradients(
+        &self,
+        base: &Self::Run,
+        other: &Self::Run,
+        component: Component,
+        from_pos: usize,
+    ) -> Result<Vec<Array>>;
+    async fn resid_metrics(
+        &self,
+        base: &Self::Run,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>>;
+    async fn resid_gradients(
+        &self,
+        base: &Self::Run,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)>;
+    async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)>;
+    async fn head_weights(&self, layer: usize) -> Result<HeadWeights>;
+    async fn metric_with_replacements(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        replacements: &[Replacement],
+    ) -> Result<f32>;
+    async fn metric_with_substitutions(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        substitutions: &[(String, Array)],
+    ) -> Result<f32>;
+}
+
+/// The checks, in front of every backend.
+impl<B: Compute> Engine for B {
+    type Run = B::Run;
+
+    fn config(&self) -> &Config {
+        Compute::config(self)
+    }
+
+    fn backend(&self) -> &'static str {
+        Compute::backend(self)
+    }
+
+    fn device_counts(&self) -> Option<(u64, u64)> {
+        Compute::device_counts(self)
+    }
+
+    async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<B::Run> {
+        let cfg = Compute::config(self);
+        check_tokens(cfg, tokens)?;
+        metric.check(cfg.d_vocab)?;
+        Compute::run(self, tokens, metric).await
+    }
+
+    async fn last_logits(&self, run: &B::Run) -> Result<Vec<f32>> {
+        Compute::last_logits(self, run).await
+    }
+
+    async fn activation(&self, run: &B::Run, hook: &str) -> Result<Array> {
+        Compute::activation(self, run, hook).await
+    }
+
+    async fn patch_metrics(
+        &self,
+        base: &B::Run,
+        other: &B::Run,
+        site: Site,
+        components: Range<usize>,
+        from_pos: usize,
+    ) -> Result<Vec<f32>> {
+        let cfg = Compute::config(self);
+        check_sweep(cfg, base, other, site, from_pos)?;
+        check_components(cfg, site, &components)?;
+        Compute::patch_metrics(self, base, other, site, components, from_pos).await
+    }
+
+    async fn path_gradients(
+        &self,
+        base: &B::Run,
+        other: &B::Run,
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+        from_pos: usize,
+    ) -> Result<PathGrads> {
+        check_sweep(Compute::config(self), base, other, site, from_pos)?;
+        check_path(alphas, weights)?;
+        Compute::path_gradients(self, base, other, site, alphas, weights, from_pos).await
+    }
+
+    async fn patch_metrics_group(
+        &self,
+        pairs: &[SweepPair<'_, B::Run>],
+        site: Site,
+        components: Range<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let cfg = Compute::config(self);
+        for p in pairs {
+            check_sweep(cfg, p.base, p.other, site, p.from_pos)?;
+        }
+        check_components(cfg, site, &components)?;
+        Compute::patch_metrics_group(self, pairs, site, components).await
+    }
+
+    async fn path_gradients_group(
+        &self,
+        pairs: &[SweepPair<'_, B::Run>],
+        site: Site,
+        alphas: &[f32],
+        weights: &[f32],
+    ) -> Result<Vec<PathGrads>> {
+        for p in pairs {
+            check_sweep(Compute::config(self), p.base, p.other, site, p.from_pos)?;
+        }
+        check_path(alphas, weights)?;
+        Compute::path_gradients_group(self, pairs, site, alphas, weights).await
+    }
+
+    async fn base_gradients(
+        &self,
+        base: &B::Run,
+        other: &B::Run,
+        component: Component,
+        from_pos: usize,
+    ) -> Result<Vec<Array>> {
+        let site = Site {
+            layer: 0,
+            component,
+        };
+        check_sweep(Compute::config(self), base, other, site, from_pos)?;
+        Compute::base_gradients(self, base, other, component, from_pos).await
+    }
+
+    async fn resid_metrics(
+        &self,
+        base: &B::Run,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>> {
+        if check_resid(
+            Compute::config(self),
+            base.tokens(),
+            start,
+            from_pos,
+            deltas,
+        )? == 0
+        {
+            return Ok(vec![]);
+        }
+        Compute::resid_metrics(self, base, start, from_pos, deltas).await
+    }
+
+    async fn resid_gradients(
+        &self,
+        base: &B::Run,
+        start: Start,
+        from_pos: usize,
+        deltas: &[f32],
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        if check_resid(
+            Compute::config(self),
+            base.tokens(),
+            start,
+            from_pos,
+            deltas,
+        )? == 0
+        {
+            return Ok((vec![], vec![]));
+        }
+        Compute::resid_gradients(self, base, start, from_pos, deltas).await
+    }
+
+    async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
+        Metric::logit_diff(correct, incorrect).check(Compute::config(self).d_vocab)?;
+        Compute::logit_diff_direction(self, correct, incorrect).await
+    }
+
+    async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
+        check_layer(Compute::config(self), layer)?;
+        Compute::head_weights(self, layer).await
+    }
+
+    async fn metric_with_replacements(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        replacements: &[Replacement],
+    ) -> Result<f32> {
+        check_replacements(Compute::config(self), tokens, metric, replacements)?;
+        Compute::metric_with_replacements(self, tokens, metric, replacements).await
+    }
+
+    async fn metric_with_substitutions(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        substitutions: &[(String, Array)],
+    ) -> Result<f32> {
+        check_substitutions(Compute::config(self), tokens, metric, substitutions)?;
+        Compute::metric_with_substitutions(self, tokens, metric, substitutions).await
+    }
+}
+
 /// One prompt pair of a grouped sweep: the base run, the run whose
 /// activations are patched in, and the first position where they differ.
 pub struct SweepPair<'r, R> {
@@ -461,127 +743,6 @@ pub struct Replacement {
     pub index: usize,
     pub values: Vec<f32>,
 }
-
-/// Checks that head or neuron `layer.index` exists in the model.
-pub fn check_component(cfg: &Config, c: Component, layer: usize, index: usize) -> Result<()> {
-    if layer >= cfg.n_layers || index >= c.count(cfg) {
-        return Err(Error::Input(format!(
-            "{} {layer}.{index} does not exist: the model has {} layers of {} {}",
-            c.singular(),
-            cfg.n_layers,
-            c.count(cfg),
-            c.name()
-        )));
-    }
-    Ok(())
-}
-
-/// Checks the arguments of `metric_with_replacements`, for every backend.
-pub fn check_replacements(
-    cfg: &Config,
-    tokens: &[u32],
-    metric: &Metric,
-    reps: &[Replacement],
-) -> Result<()> {
-    metric.check(cfg.d_vocab)?;
-    check_tokens(cfg, tokens)?;
-    let t = tokens.len();
-    for r in reps {
-        check_component(cfg, r.component, r.layer, r.index)?;
-        let kind = r.component.singular();
-        let want = t * r.component.width(cfg);
-        if r.values.len() != want {
-            return Err(Error::Input(format!(
-                "the replacement of {kind} {}.{} has {} values; a {t}-token prompt needs {want}",
-                r.layer,
-                r.index,
-                r.values.len()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Checks a token sequence against the model before it reaches a backend.
-pub fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<()> {
-    if tokens.is_empty() {
-        return Err(Error::Input(
-            "the prompt has no tokens: type some text (or keep the BOS token)".into(),
-        ));
-    }
-    if tokens.len() > cfg.n_ctx {
-        return Err(Error::Input(format!(
-            "the prompt has {} tokens but the model's context holds {}: shorten it",
-            tokens.len(),
-            cfg.n_ctx
-        )));
-    }
-    if let Some(t) = tokens.iter().find(|&&t| t as usize >= cfg.d_vocab) {
-        return Err(Error::Input(format!(
-            "token id {t} is outside the model's vocabulary of {}",
-            cfg.d_vocab
-        )));
-    }
-    Ok(())
-}
-
-/// A run as the engine-level checks see it: its tokens and its metric.
-#[derive(Clone, Copy)]
-pub struct RunView<'a> {
-    pub tokens: &'a [u32],
-    pub metric: &'a Metric,
-}
-
-/// Checks the arguments of a sweep over two runs, for every backend: equal
-/// lengths, something to patch at `from_pos`, the site's layer, one metric.
-pub fn check_sweep(
-    cfg: &Config,
-    base: RunView,
-    other: RunView,
-    site: Site,
-    from_pos: usize,
-) -> Result<()> {
-    if base.tokens.len() != other.tokens.len() {
-        return Err(Error::Input("the two runs have different lengths".into()));
-    }
-    if from_pos >= base.tokens.len() {
-        return Err(Error::Input(
-            "the clean and corrupt prompts are identical: there is nothing to patch".into(),
-        ));
-    }
-    if site.layer >= cfg.n_layers {
-        return Err(Error::Input(format!("layer {} does not exist", site.layer)));
-    }
-    if base.metric != other.metric {
-        return Err(Error::Input(
-            "the two runs were made with different metrics: run both prompts with the same one"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks that `components` lie within one layer's components of the site's kind.
-pub fn check_components(cfg: &Config, site: Site, components: &Range<usize>) -> Result<()> {
-    let count = site.component.count(cfg);
-    if components.end > count {
-        return Err(Error::Input(format!(
-            "component {} does not exist ({} per layer)",
-            components.end - 1,
-            count
-        )));
-    }
-    Ok(())
-}
-
-/// Checks that path_gradients' α and weights pair up.
-pub fn check_path(alphas: &[f32], weights: &[f32]) -> Result<()> {
-    if alphas.len() != weights.len() {
-        return Err(Error::Input("alphas and weights differ in length".into()));
-    }
-    Ok(())
-}
-
 /// What the methods that change a head's z (its q, k, v or pattern) need of
 /// a layer's weights.
 #[derive(Debug, Clone)]
@@ -646,37 +807,4 @@ pub fn logit_diff_direction(
         .map(|(d, &b)| d * b as f64)
         .sum::<f64>() as f32;
     (u, c)
-}
-
-/// Checks the arguments of `resid_metrics` / `resid_gradients`, for every
-/// backend: the start point exists, something follows `from_pos`, and the
-/// perturbations are whole [T − from_pos, d_model] blocks. Returns k.
-pub fn check_resid(
-    cfg: &Config,
-    tokens: &[u32],
-    start: Start,
-    from_pos: usize,
-    deltas: &[f32],
-) -> Result<usize> {
-    let layer = match start {
-        Start::Mid(l) | Start::Post(l) => l,
-        Start::Embed => 0,
-    };
-    if layer >= cfg.n_layers {
-        return Err(Error::Input(format!("layer {layer} does not exist")));
-    }
-    if from_pos >= tokens.len() {
-        return Err(Error::Input(format!(
-            "position {from_pos} is past the {}-token prompt",
-            tokens.len()
-        )));
-    }
-    let block = (tokens.len() - from_pos) * cfg.d_model;
-    if !deltas.len().is_multiple_of(block) {
-        return Err(Error::Input(format!(
-            "{} perturbation values are not whole blocks of {block} (positions {from_pos}.. × d_model)",
-            deltas.len()
-        )));
-    }
-    Ok(deltas.len() / block)
 }

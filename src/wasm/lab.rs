@@ -5,7 +5,6 @@ use super::reports::parse_reports;
 use super::weights::WeightStreamJs;
 use super::{from_js, js_err, json, to_js};
 use crate::app::{AblateRequest, AnalyzeRequest, Backend, Engines, Session};
-use crate::engine::cpu::CpuEngine;
 use crate::model::Model;
 use crate::report::Report;
 use js_sys::{Function, Promise};
@@ -47,7 +46,7 @@ pub fn wasm_simd() -> bool {
 /// `initThreadPool(n)` started; in the plain build (www/pkg) 1.
 #[wasm_bindgen]
 pub fn wasm_threads() -> usize {
-    crate::engine::cpu::threads()
+    crate::app::cpu_threads()
 }
 
 /// Milliseconds per plain product [m, k] · [k, n] + bias on the CPU engine's
@@ -61,7 +60,7 @@ pub fn cpu_matmul_ms(m: usize, k: usize, n: usize, reps: usize) -> Result<f64, J
             "cpu_matmul_ms: [{m}, {k}] · [{k}, {n}]: each dimension must be 1 to 4096"
         ))));
     }
-    crate::engine::cpu::time_matmul(m, k, n, reps.clamp(1, 100)).map_err(js_err)
+    crate::app::time_cpu_matmul(m, k, n, reps.clamp(1, 100)).map_err(js_err)
 }
 
 /// `initThreadPool(n)`: starts n Web Workers on this module's shared memory
@@ -112,13 +111,13 @@ impl Lab {
             weights,
             tokenizer,
         } = model;
-        // the engine takes the tensors' memory over: still one copy
-        let cpu = CpuEngine::new(config, weights).map_err(js_err)?;
+        // the CPU engine takes the tensors' memory over: still one copy
+        let engines = Engines::load(config, weights, has_webgpu()).map_err(js_err)?;
         Ok(Lab {
             session: Rc::new(Session {
                 name,
                 tokenizer,
-                engines: Engines::new(cpu, has_webgpu()),
+                engines,
             }),
         })
     }

@@ -3,7 +3,7 @@
 
 use super::load;
 use clap::Args;
-use patchlab::app::AnyEngine;
+use patchlab::app::{AnyEngine, Engines};
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::sites::{site_scores, SiteAsk};
@@ -218,8 +218,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         let l = load(&dir, backend)?;
         if a.circuit {
             let m = patchlab::model::Model::from_dir(&dir)?;
-            let host = patchlab::engine::cpu::CpuEngine::new(m.config, m.weights)?;
-            pollster::block_on(bench_circuit(&l.engine, &host, &l.tokenizer))?;
+            let engines = Engines::load(m.config, m.weights, false)?;
+            pollster::block_on(bench_circuit(&l.engine, &engines, &l.tokenizer))?;
             continue;
         }
         bench_on(&a, &l.engine, &l.name, &l.tokenizer)?;
@@ -486,11 +486,9 @@ fn forward_flops(cfg: &patchlab::model::Config, t: usize) -> f64 {
 
 /// EAP, EAP-IG (5 steps) and exact edge patching of every edge of one
 /// pair, with neuron AP (clean → corrupt) in the same run.
-async fn bench_circuit<E: Engine>(
-    e: &E,
-    host: &patchlab::engine::cpu::CpuEngine,
-    tokenizer: &Tokenizer,
-) -> Result<()> {
+async fn bench_circuit<E: Engine>(e: &E, engines: &Engines, tokenizer: &Tokenizer) -> Result<()> {
+    // the graph's passes run on the CPU engine, the tails on `e`
+    let host = engines.cpu_engine();
     use patchlab::attribution::circuit::{score_edges, EdgeMethod, EdgeOptions};
     use patchlab::model::graph::{GraphLayout, Qkv, Slot};
     let cfg = e.config().clone();
@@ -555,7 +553,7 @@ async fn bench_circuit<E: Engine>(
             steps: 5,
         };
         let t0 = now_ms();
-        score_edges(e, host, std::slice::from_ref(&pair), &opts, &mut q).await?;
+        score_edges(e, &host, std::slice::from_ref(&pair), &opts, &mut q).await?;
         let s = (now_ms() - t0) / 1e3;
         if method == EdgeMethod::Exact {
             exact_s = s;

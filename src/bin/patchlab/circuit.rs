@@ -8,13 +8,11 @@ use indicatif::ProgressBar;
 use patchlab::app::circuit::{evaluate_graph_file, graph_file, run_circuit, CircuitRequest};
 use patchlab::app::{AnyEngine, Backend, Engines};
 use patchlab::attribution::{Observer, Progress};
-use patchlab::engine::cpu::CpuEngine;
 use patchlab::model::Model;
 use patchlab::report::circuit::{Ablation, CircuitReport, EdgeMethod};
 use patchlab::report::Prompts;
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 #[derive(Args)]
 pub struct CircuitArgs {
@@ -116,7 +114,7 @@ impl Observer for Bar {
 fn engines(
     model: &Path,
     backend: &str,
-) -> Result<(String, patchlab::model::Tokenizer, Rc<CpuEngine>, AnyEngine)> {
+) -> Result<(String, patchlab::model::Tokenizer, Engines, AnyEngine)> {
     let Model {
         name,
         config,
@@ -124,20 +122,23 @@ fn engines(
         tokenizer,
     } = Model::from_dir(model)?;
     let backend = Backend::parse(backend)?;
-    let engines = Engines::new(CpuEngine::new(config, weights)?, backend != Backend::Cpu);
+    let engines = Engines::load(config, weights, backend != Backend::Cpu)?;
     let (tails, note) = pollster::block_on(engines.get(backend));
-    if let Some(note) = note {
+    if let Some(fallback) = note {
         if backend == Backend::Gpu {
-            let why = note.trim_end_matches("; computing on the CPU");
-            return Err(Error::Backend(why.to_string()));
+            return Err(Error::Backend(format!(
+                "WebGPU is unavailable ({})",
+                fallback.reason
+            )));
         }
-        eprintln!("{note}");
+        eprintln!("{fallback}");
     }
-    Ok((name, tokenizer, engines.cpu_engine(), tails))
+    Ok((name, tokenizer, engines, tails))
 }
 
 pub fn circuit(a: CircuitArgs) -> Result<()> {
-    let (name, tok, host, engine) = engines(&a.model, &a.backend)?;
+    let (name, tok, engines, engine) = engines(&a.model, &a.backend)?;
+    let host = engines.cpu_engine();
     let pairs = match &a.clean {
         Some(clean) => {
             let need = |v: &Option<String>, flag: &str| {

@@ -117,7 +117,9 @@ impl CpuEngine {
             hold,
             grad,
         } = pass;
+        // the graph passes are not behind `Engine` yet: they check here
         check_tokens(&self.cfg, tokens)?;
+        metric.check(self.cfg.d_vocab)?;
         if grad && patch.is_some() {
             return Err(Error::Input(
                 "slot gradients are defined for the unpatched graph only".into(),

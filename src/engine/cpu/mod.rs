@@ -16,11 +16,10 @@ mod layers;
 pub use fused::threads;
 pub use graph::{EdgePatch, GraphPass, GraphRun, Hold};
 
-use super::hooks::{check_all_used, check_substitutions, split_hook, unknown_hook};
+use super::hooks::{check_all_used, split_hook, unknown_hook};
 use super::plan::{Start, Step, TailPlan, CPU_ROWS_PER_PASS};
 use super::{
-    check_components, check_path, check_replacements, check_resid, check_sweep, check_tokens,
-    prob_diff_row, Array, Component, Engine, HeadWeights, Metric, PathGrads, Replacement, RunView,
+    prob_diff_row, Array, Component, Compute, HeadWeights, Metric, PathGrads, Replacement, RunInfo,
     Site,
 };
 use crate::error::{Error, Result};
@@ -79,21 +78,20 @@ pub struct CpuRun {
 }
 
 impl CpuRun {
-    pub fn tokens(&self) -> &[u32] {
-        &self.tokens
-    }
-    /// The metric this run measures.
-    pub fn metric_def(&self) -> &Metric {
-        &self.def
-    }
     fn hook(&self, name: &str) -> Result<&Tensor> {
         self.hooks.get(name).ok_or_else(|| unknown_hook(name))
     }
-    fn view(&self) -> RunView<'_> {
-        RunView {
-            tokens: &self.tokens,
-            metric: &self.def,
-        }
+}
+
+impl RunInfo for CpuRun {
+    fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    fn metric_def(&self) -> &Metric {
+        &self.def
+    }
+    fn metric(&self) -> f32 {
+        self.metric
     }
 }
 
@@ -257,7 +255,6 @@ impl CpuEngine {
         tokens: &[u32],
         hook: &mut dyn FnMut(&str, Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        check_tokens(&self.cfg, tokens)?;
         let (t, h, dh, d) = (
             tokens.len(),
             self.cfg.n_heads,
@@ -496,13 +493,9 @@ impl CpuEngine {
         let t = a.dim(0)?;
         Ok((b.narrow(0, fd, t - fd)? - a.narrow(0, fd, t - fd)?)?)
     }
-
-    fn check_pair(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<()> {
-        check_sweep(&self.cfg, base.view(), other.view(), site, fd)
-    }
 }
 
-impl Engine for CpuEngine {
+impl Compute for CpuEngine {
     type Run = CpuRun;
 
     fn config(&self) -> &Config {
@@ -556,10 +549,6 @@ impl Engine for CpuEngine {
         })
     }
 
-    fn metric(&self, run: &CpuRun) -> f32 {
-        run.metric
-    }
-
     async fn last_logits(&self, run: &CpuRun) -> Result<Vec<f32>> {
         Ok(run.last_logits.clone())
     }
@@ -580,8 +569,6 @@ impl Engine for CpuEngine {
         components: Range<usize>,
         fd: usize,
     ) -> Result<Vec<f32>> {
-        self.check_pair(base, other, site, fd)?;
-        check_components(&self.cfg, site, &components)?;
         let n = base.tokens.len() - fd;
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let mut out = Vec::with_capacity(components.len());
@@ -606,8 +593,6 @@ impl Engine for CpuEngine {
         weights: &[f32],
         fd: usize,
     ) -> Result<PathGrads> {
-        self.check_pair(base, other, site, fd)?;
-        check_path(alphas, weights)?;
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
         let n = t - fd;
         let delta = self.site_delta(base, other, site, fd)?; // [n, d]
@@ -642,19 +627,10 @@ impl Engine for CpuEngine {
     async fn base_gradients(
         &self,
         base: &CpuRun,
-        other: &CpuRun,
+        _other: &CpuRun,
         component: Component,
         fd: usize,
     ) -> Result<Vec<Array>> {
-        self.check_pair(
-            base,
-            other,
-            Site {
-                layer: 0,
-                component,
-            },
-            fd,
-        )?;
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
         // one forward of the whole network over rows fd..T and one backward,
         // reading ∂m/∂resid_post (= ∂m/∂mlp_out) and ∂m/∂resid_mid
@@ -706,10 +682,9 @@ impl Engine for CpuEngine {
         fd: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
-        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
         let (n, d) = (base.tokens.len() - fd, self.cfg.d_model);
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
-        let mut out = Vec::with_capacity(k);
+        let mut out = Vec::with_capacity(deltas.len() / (n * d));
         for chunk in deltas.chunks(per_pass * n * d) {
             let delta = Tensor::from_slice(chunk, (chunk.len() / (n * d), n, d), &Device::Cpu)?;
             let x = self.start_rows(base, start, fd, &delta)?;
@@ -729,9 +704,9 @@ impl Engine for CpuEngine {
         fd: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
         let (n, d) = (base.tokens.len() - fd, self.cfg.d_model);
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
+        let k = deltas.len() / (n * d);
         let (mut metrics, mut grads) = (Vec::with_capacity(k), Vec::with_capacity(deltas.len()));
         for chunk in deltas.chunks(per_pass * n * d) {
             let delta = Tensor::from_slice(chunk, (chunk.len() / (n * d), n, d), &Device::Cpu)?;
@@ -748,7 +723,6 @@ impl Engine for CpuEngine {
     }
 
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
-        Metric::logit_diff(correct, incorrect).check(self.cfg.d_vocab)?;
         let row =
             |id: u32| -> Result<Vec<f32>> { Ok(self.wte.get(id as usize)?.to_vec1::<f32>()?) };
         Ok(super::logit_diff_direction(
@@ -776,7 +750,6 @@ impl Engine for CpuEngine {
         def: &Metric,
         reps: &[Replacement],
     ) -> Result<f32> {
-        check_replacements(&self.cfg, tokens, def, reps)?;
         let (h, d, dm) = (self.cfg.n_heads, self.cfg.d_model, self.cfg.d_mlp);
         let norm = self.forward(tokens, &mut |name, t| {
             let Some((layer, rest)) = split_hook(name) else {
@@ -819,7 +792,6 @@ impl Engine for CpuEngine {
         def: &Metric,
         subs: &[(String, Array)],
     ) -> Result<f32> {
-        check_substitutions(&self.cfg, tokens, def, subs)?;
         let mut used = 0;
         let norm = self.forward(
             tokens,

@@ -404,7 +404,7 @@ impl GpuEngine {
         Ok((head, value))
     }
 
-    /// Checks a metric and puts what reads it on the device: for the logit
+    /// Puts what reads a checked metric on the device: for the logit
     /// difference wte[correct] − wte[incorrect], for the probability
     /// difference every token's sign.
     pub(super) fn encode_head(&self, enc: &mut Enc, m: &Metric) -> Result<Head> {

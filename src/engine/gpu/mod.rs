@@ -17,10 +17,9 @@ mod ops;
 mod tail;
 mod unembed;
 
-use super::hooks::{check_all_used, check_substitutions, unknown_hook};
+use super::hooks::{check_all_used, unknown_hook};
 use super::{
-    check_components, check_path, check_replacements, check_resid, check_sweep, check_tokens,
-    Array, Component, Engine, HeadWeights, Metric, PathGrads, Replacement, RunView, Site, Start,
+    Array, Component, Compute, HeadWeights, Metric, PathGrads, Replacement, RunInfo, Site, Start,
     SweepPair,
 };
 use crate::error::{Error, Result};
@@ -93,19 +92,15 @@ pub struct GpuRun {
     fwd: Forward,
 }
 
-impl GpuRun {
-    pub fn tokens(&self) -> &[u32] {
+impl RunInfo for GpuRun {
+    fn tokens(&self) -> &[u32] {
         &self.tokens
     }
-    /// The metric this run measures.
-    pub fn metric_def(&self) -> &Metric {
+    fn metric_def(&self) -> &Metric {
         &self.def
     }
-    fn view(&self) -> RunView<'_> {
-        RunView {
-            tokens: &self.tokens,
-            metric: &self.def,
-        }
+    fn metric(&self) -> f32 {
+        self.metric
     }
 }
 
@@ -249,10 +244,6 @@ impl GpuEngine {
         self.gpu.profile_report()
     }
 
-    fn check_pair(&self, base: &GpuRun, other: &GpuRun, site: Site, fd: usize) -> Result<()> {
-        check_sweep(&self.cfg, base.view(), other.view(), site, fd)
-    }
-
     /// Encodes and submits a forward pass, then reads its metric.
     async fn forward(
         &self,
@@ -260,7 +251,6 @@ impl GpuEngine {
         metric: &Metric,
         opts: &ForwardOpts,
     ) -> Result<(Forward, f32, usize)> {
-        check_tokens(&self.cfg, tokens)?;
         let mut enc = Enc::new(&self.gpu);
         let (fwd, used) = self.encode_forward(&mut enc, tokens, metric, opts)?;
         enc.submit();
@@ -309,7 +299,7 @@ fn run_pairs<'a>(
     (group, tail::Window { t, fd })
 }
 
-impl Engine for GpuEngine {
+impl Compute for GpuEngine {
     type Run = GpuRun;
 
     fn config(&self) -> &Config {
@@ -336,10 +326,6 @@ impl Engine for GpuEngine {
             metric,
             fwd,
         })
-    }
-
-    fn metric(&self, run: &GpuRun) -> f32 {
-        run.metric
     }
 
     async fn last_logits(&self, run: &GpuRun) -> Result<Vec<f32>> {
@@ -414,10 +400,6 @@ impl Engine for GpuEngine {
         site: Site,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
-        for p in pairs {
-            self.check_pair(p.base, p.other, site, p.from_pos)?;
-        }
-        check_components(&self.cfg, site, &components)?;
         let mut out = vec![Vec::new(); pairs.len()];
         if components.is_empty() {
             return Ok(out);
@@ -461,10 +443,6 @@ impl Engine for GpuEngine {
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
-        for p in pairs {
-            self.check_pair(p.base, p.other, site, p.from_pos)?;
-        }
-        check_path(alphas, weights)?;
         let width = site.component.grad_width(&self.cfg);
         let path = tail::Path { alphas, weights };
         let mut out: Vec<Option<PathGrads>> = (0..pairs.len()).map(|_| None).collect();
@@ -497,15 +475,10 @@ impl Engine for GpuEngine {
     async fn base_gradients(
         &self,
         base: &GpuRun,
-        other: &GpuRun,
+        _other: &GpuRun,
         component: Component,
         fd: usize,
     ) -> Result<Vec<Array>> {
-        let site = Site {
-            layer: 0,
-            component,
-        };
-        self.check_pair(base, other, site, fd)?;
         let t = base.tokens.len();
         let width = component.grad_width(&self.cfg);
         let grads = self
@@ -528,10 +501,6 @@ impl Engine for GpuEngine {
         fd: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
-        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
-        if k == 0 {
-            return Ok(vec![]);
-        }
         let win = tail::Window {
             t: base.tokens.len(),
             fd,
@@ -549,10 +518,6 @@ impl Engine for GpuEngine {
         fd: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let k = check_resid(&self.cfg, &base.tokens, start, fd, deltas)?;
-        if k == 0 {
-            return Ok((vec![], vec![]));
-        }
         let win = tail::Window {
             t: base.tokens.len(),
             fd,
@@ -561,7 +526,6 @@ impl Engine for GpuEngine {
     }
 
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
-        Metric::logit_diff(correct, incorrect).check(self.cfg.d_vocab)?;
         let d = self.cfg.d_model;
         let rows = [self.w.wte_row(correct, d), self.w.wte_row(incorrect, d)];
         let r = self
@@ -586,11 +550,7 @@ impl Engine for GpuEngine {
 
     async fn head_weights(&self, layer: usize) -> Result<HeadWeights> {
         let d = self.cfg.d_model;
-        let b = self
-            .w
-            .blocks
-            .get(layer)
-            .ok_or_else(|| Error::Input(format!("layer {layer} does not exist")))?;
+        let b = &self.w.blocks[layer];
         let r = self
             .gpu
             .read(&[
@@ -613,7 +573,6 @@ impl Engine for GpuEngine {
         def: &Metric,
         reps: &[Replacement],
     ) -> Result<f32> {
-        check_replacements(&self.cfg, tokens, def, reps)?;
         let reps = ForwardOpts {
             reps: self.upload_replacements(tokens.len(), reps)?,
             ..Default::default()
@@ -628,7 +587,6 @@ impl Engine for GpuEngine {
         def: &Metric,
         subs: &[(String, Array)],
     ) -> Result<f32> {
-        check_substitutions(&self.cfg, tokens, def, subs)?;
         let mut bufs = HashMap::new();
         for (name, v) in subs {
             bufs.insert(name.clone(), self.gpu.upload(&v.data, name)?);
