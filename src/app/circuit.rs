@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The circuit's size when none is asked for (the example).
+/// The circuit's size when none is asked for (the `--edges 200` of docs/cli.md's examples).
 pub const DEFAULT_EDGES: usize = 200;
 /// Points of each faithfulness curve.
 pub const DEFAULT_CURVE_POINTS: usize = 12;

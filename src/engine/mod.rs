@@ -109,7 +109,8 @@ pub struct Site {
 /// The metric m of a run, read at the last position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Metric {
-    /// logits[last, correct] − logits[last, incorrect] (SPEC's metric).
+    /// logits[last, correct] − logits[last, incorrect] (docs/methods.md,
+    /// "The metric and the directions").
     LogitDiff { correct: u32, incorrect: u32 },
     /// Σ_{t ∈ above} p_t − Σ_{t ∈ below} p_t, with p = softmax over the whole
     /// vocabulary at the last position (the Greater-Than task's metric).

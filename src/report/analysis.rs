@@ -1,5 +1,5 @@
-//! Comparing score maps (SPEC "Analysis"): correlations, asymmetry, latent
-//! AND / OR components and their overlaps.
+//! Comparing score maps (docs/methods.md, "Analysis"): correlations,
+//! asymmetry, latent AND / OR components and their overlaps.
 
 use super::ScoreMap;
 
@@ -101,10 +101,11 @@ pub fn asymmetry(cc: &ScoreMap, ccl: &ScoreMap) -> ScoreMap {
         .collect()
 }
 
-/// A raw IG map (captum's means, SPEC "Integrated gradients") on AP's scale:
-/// IG* = Σ_{pos, d} attr / (m_base − m_other), i.e. IG × T × d_model / gap
-/// for heads (the means were over T positions and d_model) and IG × T / gap
-/// for neurons. In the linear regime IG* ≈ AP, whatever the gap's sign.
+/// A raw IG map (captum's means; docs/methods.md, "Gap-normalised IG (IG*)")
+/// on AP's scale: IG* = Σ_{pos, d} attr / (m_base − m_other), i.e.
+/// IG × T × d_model / gap for heads (the means were over T positions and
+/// d_model) and IG × T / gap for neurons. In the linear regime IG* ≈ AP,
+/// whatever the gap's sign.
 pub fn ig_norm(ig: &ScoreMap, averaged_over: usize, gap: f32) -> ScoreMap {
     let k = averaged_over as f64 / gap as f64;
     ig.iter()
@@ -133,8 +134,8 @@ pub fn quantile(values: &[f32], p: f64) -> Option<f64> {
 /// linear one) of |A| over the finite entries: AND = {c : A_c > 0, |A_c| ≥ q}
 /// (matters when noising — patching in the corrupt value breaks the
 /// behaviour — but restoring it alone does not help), OR = {c : A_c < 0,
-/// |A_c| ≥ q} (the reverse). AND ∪ OR is the notebook's `highlight(|A|)`;
-/// swapping clean and corrupt negates A and so swaps AND and OR.
+/// |A_c| ≥ q} (the reverse). AND ∪ OR is every c with |A_c| ≥ q
+/// and A_c ≠ 0; swapping clean and corrupt negates A and so swaps AND and OR.
 pub fn latent_sets(asym: &ScoreMap, p: f64) -> (Vec<[usize; 2]>, Vec<[usize; 2]>) {
     let abs: Vec<f32> = asym.iter().flatten().map(|x| x.abs()).collect();
     let Some(q) = quantile(&abs, p) else {

@@ -22,8 +22,9 @@ pub const SCALED_ORDER: [(MethodKey, Direction); 6] = [
     (MethodKey::Ap, Direction::CorruptToClean),
 ];
 
-/// The notebook's raw IG maps, correlated with every other map in
-/// `analysis.correlations_raw` (for IG vs AP, r_raw = r × sign(m_base − m_other)).
+/// The raw IG maps (captum's means, not on AP's scale), correlated with
+/// every other map in `analysis.correlations_raw` (for IG vs AP,
+/// r_raw = r × sign(m_base − m_other); docs/methods.md, "Analysis").
 pub const RAW_ORDER: [(MethodKey, Direction); 2] = [
     (MethodKey::Ig, Direction::CleanToCorrupt),
     (MethodKey::Ig, Direction::CorruptToClean),

@@ -257,8 +257,8 @@ pub struct Analysis {
     /// clean_to_corrupt / corrupt_to_clean; plus asym_ig_norm__vs__asym_ap,
     /// asym_atp__vs__asym_ap and asym_ig_norm__vs__asym_atp.
     pub correlations: BTreeMap<Component, BTreeMap<String, Option<f64>>>,
-    /// The notebook's convention: raw IG (`ig_…`) against raw IG, AtP and
-    /// AP. For raw IG vs AP, r_raw = r(IG*, AP) × sign(m_base − m_other).
+    /// Raw IG (`ig_…`, captum's means, not on AP's scale) against raw IG,
+    /// AtP and AP. For raw IG vs AP, r_raw = r(IG*, AP) × sign(m_base − m_other).
     #[serde(default)]
     pub correlations_raw: BTreeMap<Component, BTreeMap<String, Option<f64>>>,
     /// asymmetry[ig_norm|ap|atp][heads|neurons] = A = (S_ccl − S_cc) /

@@ -1,4 +1,5 @@
-//! The dataset summary: the notebook's tables over many prompt pairs,
+//! The dataset summary (docs/methods.md, "Datasets"): the analysis's
+//! correlations, overlaps and metrics over many prompt pairs,
 //! recomputed from the per-pair reports alone (so `merge` can rebuild it from
 //! any set of shards).
 //!
@@ -27,8 +28,8 @@ pub struct Stat {
     pub n: usize,
     pub mean: Option<f64>,
     pub std: Option<f64>,
-    /// The mean of |value| (for correlations: what the notebook's
-    /// `average_correlation` printed).
+    /// The mean of |value| (for correlations: the average strength of
+    /// agreement, whatever each pair's sign).
     pub mean_abs: Option<f64>,
     pub min: Option<f64>,
     /// numpy.median: the mean of the two middle values for an even count.
@@ -134,7 +135,7 @@ pub struct Summary {
     /// clean_to_corrupt / corrupt_to_clean, and asym_ig_norm__vs__asym_ap
     /// (and the AtP asymmetries): the reports' `analysis.correlations`.
     pub correlations: BTreeMap<String, BTreeMap<String, Stat>>,
-    /// The same for the notebook's raw IG maps (`analysis.correlations_raw`).
+    /// The same for the raw IG maps (`analysis.correlations_raw`).
     pub correlations_raw: BTreeMap<String, BTreeMap<String, Stat>>,
     /// overlap.{heads|neurons}.{and|or}: Jaccard of IG*'s and AP's latent sets.
     pub overlap: BTreeMap<String, BTreeMap<String, Stat>>,

@@ -33,7 +33,7 @@ pub struct MethodArgs {
     /// (layer × head × destination), pattern_dest_src (layer × head × destination × source), or
     /// the bundles block_every (resid_pre, attn_out, mlp_out), head_every (z, q, k, v, pattern)
     /// and head_every_by_pos; dla adds direct logit attribution (logit-difference metric).
-    /// docs/methods.md defines each one.
+    /// docs/methods.md ("Patching sites") defines each one.
     #[arg(long)]
     pub sites: Option<String>,
     /// Directions, comma-separated: clean_to_corrupt, corrupt_to_clean.
@@ -559,7 +559,7 @@ pub fn ablate(a: AblateArgs) -> Result<()> {
     run_ablation(&l, &a.dir, &reports, &a.sets, a.quiet)
 }
 
-/// The notebook's tables, one line each (summary.json has every pair of maps).
+/// The summary's main correlations, one line each (summary.json has every pair of maps).
 pub fn summary_table(s: &Summary) -> String {
     const KEYS: [(&str, &str); 8] = [
         (

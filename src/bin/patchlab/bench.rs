@@ -1,5 +1,5 @@
-//! `patchlab bench`: the fast paths against the notebook's per-component loop,
-//! on the same engine, in one run.
+//! `patchlab bench`: the fast paths against the plain per-component loop,
+//! on the same engine, in one run (docs/performance.md).
 
 use super::load;
 use clap::Args;

@@ -26,8 +26,9 @@ mod circuit;
     about = "Activation patching, integrated gradients and attribution patching for every head and neuron of GPT-2",
     long_about = "Activation patching, integrated gradients and attribution patching for every attention head \
 and MLP neuron of a GPT-2-family model, computed exactly as TransformerLens + captum define them \
-(see SPEC.md), only much faster.\n\nA model is a directory in the Hugging Face layout: config.json, \
-model.safetensors, and tokenizer.json (or vocab.json + merges.txt). `patchlab random-model` writes one."
+(docs/methods.md), only much faster.\n\nA model is a directory in the Hugging Face layout: config.json, \
+model.safetensors, and tokenizer.json (or vocab.json + merges.txt). `patchlab random-model` writes one.\n\n\
+Guide: docs/cli.md; the report: docs/report.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,7 +46,7 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Write a deterministic random-weight GPT-2 in the official layout.
     RandomModel(RandomArgs),
-    /// Time the fast paths against the notebook's per-component loop.
+    /// Time the fast paths against the plain per-component loop (docs/performance.md).
     Bench(bench::BenchArgs),
     /// Serve the browser lab (www/) locally.
     Serve(ServeArgs),

@@ -808,7 +808,7 @@ impl Compute for CpuEngine {
             },
         )?;
         check_all_used(used, subs)?;
-        // the notebook's model computes all logits; so does this reference path
+        // a plain GPT-2 forward computes all logits; so does this reference path
         let logits = norm.matmul(&self.wte.t()?)?;
         let last = logits.get(tokens.len() - 1)?;
         Ok(def.of_logits(&mut last.to_vec1::<f32>()?))
