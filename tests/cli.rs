@@ -450,7 +450,7 @@ fn tokenize_shows_ids_and_texts() {
         .iter()
         .map(|t| t["id"].as_u64().unwrap())
         .collect();
-    // NOTES.md's reference tokenization, after BOS
+    // GPT-2's tokenization of the IOI pair of docs/cli.md's example, after BOS
     assert_eq!(
         ids,
         vec![50256, 2215, 5335, 290, 1757, 1816, 284, 262, 3650, 11, 1757, 2921, 257, 4144, 284]

@@ -11,8 +11,8 @@ fn tok() -> &'static Tokenizer {
     TOK.get_or_init(crate::common::tokenizer)
 }
 
-/// The number of distinct valid pairs of each task with GPT-2 (README and
-/// the module documentation state these).
+/// The number of distinct valid pairs of each task with GPT-2 (the task table
+/// of docs/cli.md, rounded, and the module documentation state these).
 const MAXIMA: [(Task, usize); 5] = [
     (Task::Ioi, 11_550_720),
     (Task::IoiThird, 531_333_120),

@@ -8,7 +8,7 @@ use patchlab::attribution::patching::{activation_patching, activation_patching_n
 use patchlab::attribution::{Direction, Quiet, Tracker};
 use patchlab::engine::{Component, Engine, Metric, Site, SweepPair};
 
-/// AP from the fast sweep equals the notebook's loop to float noise.
+/// AP from the fast sweep equals the plain per-component loop to float noise.
 async fn check_ap(
     spec: &patchlab::model::random::RandomSpec,
     clean: &[u32],

@@ -1,8 +1,8 @@
 //! patchlab against TransformerLens + captum: goldens written by
 //! tests/reference/make_goldens.py on models from `patchlab random-model`,
-//! regenerated here bit for bit and compared with the tolerances of the issue
-//! (tests/common/golden.rs; tests/gpu_backend.rs runs the same check on the
-//! GPU backend).
+//! regenerated here bit for bit and compared with the tolerances of
+//! docs/testing.md, "How we know it is right" (tests/common/golden.rs;
+//! tests/gpu_backend.rs runs the same check on the GPU backend).
 
 use crate::common::golden::{check_golden, MODEL_A, MODEL_B};
 use patchlab::engine::cpu::CpuEngine;

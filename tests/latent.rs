@@ -213,7 +213,7 @@ fn a_necessary_only_and_a_sufficient_only_component_land_in_and_and_or() {
         assert_eq!(r.analysis.overlap[heads][&LatentKind::And], 1.0, "{what}");
         let corr = r.analysis.correlations[heads]["asym_ig_norm__vs__asym_ap"].unwrap();
         assert!((corr - 1.0).abs() < 1e-6, "{what}: {corr}");
-        // the notebook's raw IG-vs-AP r carries the gap's sign
+        // raw IG's r against AP carries the gap's sign (docs/methods.md, "Analysis")
         let raw_r = r.analysis.correlations_raw[heads]
             ["ig_clean_to_corrupt__vs__ap_clean_to_corrupt"]
             .unwrap();

@@ -1,7 +1,8 @@
 //! The report's JSON, byte for byte. The fixtures in tests/fixtures/reports
 //! pin the serialisation that patchlab produced at commit 384bd8c, before the
-//! report's keys were typed (issue 12; how they were made is in their
-//! README): a report written or read back now must have exactly those bytes.
+//! report's keys were typed (how they were made is in
+//! tests/fixtures/reports/README.md): a report written or read back now
+//! must have exactly those bytes.
 //!
 //! The reports computed here come from the CPU backend, whose arithmetic is
 //! deterministic for a given build and machine; the round trips and the

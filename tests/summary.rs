@@ -107,7 +107,7 @@ fn summary_matches_numpy_on_the_committed_reports() {
     for which in ["clean", "corrupt"] {
         check_stat(&s.metric[which], &numpy["metric"][which], which);
     }
-    // the tables the notebook reports are there
+    // the main correlation tables are there
     for key in [
         "ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt",
         "ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean",
@@ -120,7 +120,7 @@ fn summary_matches_numpy_on_the_committed_reports() {
     }
     for c in ["heads", "neurons"] {
         let raw = &s.correlations_raw[c]["ig_clean_to_corrupt__vs__ap_clean_to_corrupt"];
-        assert!(raw.mean_abs.is_some(), "{c}: the notebook's mean |r|");
+        assert!(raw.mean_abs.is_some(), "{c}: mean |r| of raw IG vs AP");
     }
     // a JSON round trip keeps the structure (floats to the last bit or two)
     let back = Summary::from_json(&s.to_json()).unwrap();

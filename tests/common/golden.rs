@@ -1,6 +1,7 @@
 //! The TransformerLens + captum goldens (tests/golden/*.json, written by
 //! tests/reference/make_goldens.py) and the one check every backend passes
-//! against them, with the issue's tolerances.
+//! against them, with the tolerances of docs/testing.md ("How we know it is
+//! right").
 
 use super::{max_abs, tokenizer};
 use patchlab::attribution::run::{analyze_pair, Options};

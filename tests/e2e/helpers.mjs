@@ -56,7 +56,10 @@ export function serve({ modelDir, isolate = true } = {}) {
   });
 }
 
-/** Debian's Chromium, headless, with the flags of NOTES.md (a fresh profile each launch). */
+/**
+ * Debian's Chromium, headless, offline and quiet (no background networking,
+ * component updates, sync or QUIC), with a fresh profile each launch.
+ */
 export function launch({ webgpu = true } = {}) {
   const args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"];
   if (webgpu) args.push("--enable-unsafe-webgpu");
@@ -139,7 +142,8 @@ export function cliReport(modelDir, req) {
  * Differences between two reports: numbers within `tol`; in score maps
  * within tol × the map's largest |value| (at least 1), and for AP, AtP and
  * IG* scores, which are divided by m_clean − m_corrupt, within tol / that gap
- * (README: on random models it can be tiny); top lists equal up to ties;
+ * (docs/testing.md, "How we know it is right": on random models it can be
+ * tiny); top lists equal up to ties;
  * everything else equal. Timings and the model's name (a directory or URL name) are skipped.
  */
 export function reportDiffs(got, want, tol = 1e-4) {

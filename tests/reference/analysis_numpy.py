@@ -5,7 +5,7 @@ independently of patchlab with numpy, from a pair's score maps alone:
 - IG* = Σ_{pos, d} attr / (m_base − m_other): raw IG × T × d_model / gap for
   heads, × T / gap for neurons;
 - Pearson r of every two maps on AP's scale (IG*, AtP, AP), and the raw-IG
-  correlations of the notebook (raw IG against raw IG, AtP and AP);
+  correlations (`correlations_raw`: raw IG against raw IG, AtP and AP);
 - asymmetry A = (S_ccl − S_cc) / max|S_ccl − S_cc| for IG*, AP and AtP, and
   the correlations of the asymmetries;
 - latent sets: AND = {A > 0, |A| ≥ q}, OR = {A < 0, |A| ≥ q}, q the

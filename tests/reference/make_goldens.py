@@ -11,7 +11,7 @@ and processed exactly as HookedTransformer.from_pretrained does (fold_ln,
 center_writing_weights, center_unembed, fold_value_biases). Then, per prompt
 pair of cases.json, it writes tokens, metrics, TL hook values, AP / IG / AtP
 scores in both directions and the latent-component analysis (see
-/work/shared/SPEC.md and tests/reference/README.md).
+docs/methods.md and tests/reference/README.md).
 
 --check runs self-checks (batched AP vs a plain hook loop, captum IG vs a
 hand-written Gauss-Legendre path integral, captum's convergence deltas, HF vs TL
@@ -71,7 +71,7 @@ NOTES = [
     "-> HookedTransformer.load_and_process_state_dict(fold_ln=True, center_writing_weights=True, "
     "center_unembed=True, fold_value_biases=True) with normalization_type 'LNPre', i.e. exactly "
     "what HookedTransformer.from_pretrained('gpt2') does; set_use_attn_result(True), set_use_hook_mlp_in(True).",
-    "hooks are TL's cached values as they are, which differ from SPEC's plain-GPT-2 definitions "
+    "hooks are TL's cached values as they are, which differ from the plain-GPT-2 definitions of docs/methods.md "
     "by TL's weight processing: (1) center_writing_weights mean-centres everything written to the "
     "residual stream, so hook_resid_pre and hook_mlp_in are centre(x) = x - mean_d(x) of the plain "
     "values and hook_result[pos,h,:] = centre(z_tl[pos,h,:] @ W_O[h]); "
@@ -104,7 +104,7 @@ NOTES = [
     "flattened maps ignoring pairs with a non-finite value; null when < 2 finite pairs or zero variance. "
     "asymmetry IG: (S_ccl + S_cc)/max(S_ccl + S_cc); AP: (S_ccl - S_cc)/max(S_ccl - S_cc); max is the "
     "signed maximum over the finite entries of the whole map of that component type. "
-    "latent AND = {A >= quantile_p(A)}, OR = {-A >= quantile_p(-A)} (signed, not SPEC's |A|, which would "
+    "latent AND = {A >= quantile_p(A)}, OR = {-A >= quantile_p(-A)} (signed: a rule on |A| alone for both sets would "
     "make AND and OR identical), numpy's default linear quantile over finite entries, "
     "entries [L, idx] sorted. overlap = Jaccard of the IG and AP sets, 1.0 when both are empty.",
 ]
@@ -541,7 +541,7 @@ class Checker:
 
 @torch.no_grad()
 def plain_ap(model, base_tokens, other_cache, hn, index, m_base, m_other, metric):
-    """The notebook's naive loop: one forward per component, TL hook, batch 1."""
+    """The plain per-component loop: one forward per component, TL hook, batch 1."""
 
     def hook(act, hook):
         if act.ndim == 4:
@@ -555,7 +555,7 @@ def plain_ap(model, base_tokens, other_cache, hn, index, m_base, m_other, metric
 
 
 def manual_ig(model, base_tokens, target, y_base, y_other, metric, n_steps):
-    """SPEC's formula: straight path in the target layer's space, Gauss-Legendre on [0, 1]."""
+    """IG as docs/methods.md defines it: straight path in the target layer's space, Gauss-Legendre on [0, 1]."""
     t, w = np.polynomial.legendre.leggauss(n_steps)
     alphas = torch.tensor((t + 1) / 2, dtype=torch.float32)
     weights = torch.tensor(w / 2, dtype=torch.float32)
@@ -645,7 +645,7 @@ def self_check(model, hf, tok, cases_out, ctxs, n_steps, p):
             # metric error ~1e-5 * scale, divided by the AP denominator
             ck.close(f"{direction}: batched AP vs plain TL hook loop ({len(picks)} comps)",
                      got, want, atol=5e-5 * scale / max(denom, 1e-12), rtol=1e-5)
-            # IG: captum vs SPEC's hand-written path integral, and convergence
+            # IG: captum vs the hand-written path integral (manual_ig), and convergence
             for comp, tgt_name, in_name in (("heads", "attn.hook_result", "attn.hook_z"),
                                              ("neurons", "mlp.hook_post", "hook_mlp_in")):
                 for L in range(cfg.n_layers):
@@ -654,7 +654,7 @@ def self_check(model, hf, tok, cases_out, ctxs, n_steps, p):
                     y_o = ctx["caches"][other][tn]
                     mine = manual_ig(model, ctx["toks"][base], tn, y_b, y_o, metric, n_steps)
                     theirs = raw["ig_attr"][comp][L]
-                    ck.close(f"{direction}: captum IG == SPEC formula, {comp} L{L}", theirs, mine,
+                    ck.close(f"{direction}: captum IG == hand-written formula, {comp} L{L}", theirs, mine,
                              atol=1e-5 * scale, rtol=1e-4)
                     # completeness target: base run with layer L's target replaced by y_o
                     with torch.no_grad():
