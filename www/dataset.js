@@ -37,7 +37,7 @@ const OVERLAP_ROWS = [
 ];
 const COMPONENT_NAMES = { heads: "Heads", neurons: "Neurons" };
 
-/** "mean ± std", mean of |value| (the notebook's average |r|), median, "min – max", n of a summary Stat. */
+/** "mean ± std", mean of |value| (the average |r|), median, "min – max", n of a summary Stat. */
 function statCells(s) {
   if (!s || !s.n) return ["undefined", "—", "—", "—", String(s ? s.n : 0)];
   const abs = s.mean_abs === undefined || s.mean_abs === null ? "—" : fmt(s.mean_abs, 4);
