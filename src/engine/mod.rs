@@ -204,7 +204,7 @@ impl Metric {
 /// How a backend reads the metric from ln_final's output at the last
 /// position, with its own types: `D` the answer direction, `S` the signs.
 #[derive(Clone)]
-pub enum Head<D, S = D> {
+pub enum Readout<D, S = D> {
     /// The logit difference: one dot product with wte[correct] − wte[incorrect].
     Dir(D),
     /// The probability difference: every token's sign (+1 above, −1 below,
@@ -212,7 +212,7 @@ pub enum Head<D, S = D> {
     Signs(S),
 }
 
-impl<D, S> Head<D, S> {
+impl<D, S> Readout<D, S> {
     /// The head of a checked `metric` (its ids are within the `d_vocab`
     /// tokens): `dir(correct, incorrect)` for the logit difference,
     /// `signs(every token's sign)` for the probability difference.
@@ -221,16 +221,16 @@ impl<D, S> Head<D, S> {
         d_vocab: usize,
         dir: impl FnOnce(u32, u32) -> Result<D>,
         signs: impl FnOnce(Vec<f32>) -> Result<S>,
-    ) -> Result<Head<D, S>> {
+    ) -> Result<Readout<D, S>> {
         Ok(match *metric {
-            Metric::LogitDiff { correct, incorrect } => Head::Dir(dir(correct, incorrect)?),
-            Metric::ProbDiff { .. } => Head::Signs(signs(metric.signs(d_vocab))?),
+            Metric::LogitDiff { correct, incorrect } => Readout::Dir(dir(correct, incorrect)?),
+            Metric::ProbDiff { .. } => Readout::Signs(signs(metric.signs(d_vocab))?),
         })
     }
 
     /// Whether the metric needs the full logits (the probability difference).
     pub fn is_signs(&self) -> bool {
-        matches!(self, Head::Signs(_))
+        matches!(self, Readout::Signs(_))
     }
 }
 

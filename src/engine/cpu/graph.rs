@@ -125,7 +125,7 @@ impl CpuEngine {
                 "slot gradients are defined for the unpatched graph only".into(),
             ));
         }
-        let head = self.head(metric)?;
+        let readout = self.readout(metric)?;
         let g = GraphLayout::new(&self.cfg);
         let (t, d, h, dh) = (
             tokens.len(),
@@ -282,7 +282,7 @@ impl CpuEngine {
         };
         let last = logits_in.narrow(0, t - 1, 1)?;
         let (norm, ln_f) = layer_norm(&last, &self.ln_f_w, &self.ln_f_b, eps)?;
-        let (m, d_norm) = self.head_forward(&head, &norm, grad)?;
+        let (m, d_norm) = self.readout_forward(&readout, &norm, grad)?;
         let metric = m.get(0)?.to_scalar::<f32>()?;
         let grads = match d_norm {
             Some(d_norm) => {

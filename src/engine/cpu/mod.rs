@@ -62,13 +62,13 @@ pub struct CpuEngine {
 
 /// How the metric is read from ln_final's output: the answer direction
 /// [d_model], or every token's sign.
-type Head = super::Head<Tensor, Vec<f32>>;
+type Readout = super::Readout<Tensor, Vec<f32>>;
 
 /// One prompt's forward pass on the CPU backend.
 pub struct CpuRun {
     tokens: Vec<u32>,
     def: Metric,
-    head: Head,
+    readout: Readout,
     metric: f32,
     last_logits: Vec<f32>,
     hooks: HashMap<String, Tensor>,
@@ -316,8 +316,8 @@ impl CpuEngine {
     }
 
     /// Checks a metric and prepares what reads it from ln_final's output.
-    fn head(&self, m: &Metric) -> Result<Head> {
-        Head::of(
+    fn readout(&self, m: &Metric) -> Result<Readout> {
+        Readout::of(
             m,
             self.cfg.d_vocab,
             |correct, incorrect| {
@@ -329,21 +329,21 @@ impl CpuEngine {
 
     /// The metric of each row of ln_final's output `norm` [batch, d_model]
     /// and, with `grad`, ∂m/∂norm [batch, d_model].
-    fn head_forward(
+    fn readout_forward(
         &self,
-        head: &Head,
+        head: &Readout,
         norm: &Tensor,
         grad: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
         match head {
-            Head::Dir(dir) => {
+            Readout::Dir(dir) => {
                 let metric = norm.broadcast_mul(dir)?.sum(D::Minus1)?;
                 let d_norm = grad
                     .then(|| dir.unsqueeze(0)?.broadcast_as(norm.dims()))
                     .transpose()?;
                 Ok((metric, d_norm))
             }
-            Head::Signs(signs) => {
+            Readout::Signs(signs) => {
                 // the full logits of a few rows at a time: [rows, d_vocab] · wte
                 let (batch, v) = (norm.dim(0)?, self.cfg.d_vocab);
                 let wte_t = self.wte.t()?;
@@ -424,7 +424,7 @@ impl CpuEngine {
         let rows = x.dim(1)?;
         let x_last = x.narrow(1, rows - 1, 1)?.squeeze(1)?;
         let (norm, ln_f) = layer_norm(&x_last, &self.ln_f_w, &self.ln_f_b, self.eps())?;
-        let (metric, d_norm) = self.head_forward(&base.head, &norm, record)?;
+        let (metric, d_norm) = self.readout_forward(&base.readout, &norm, record)?;
         Ok(TailRun {
             metric,
             tapes,
@@ -507,17 +507,17 @@ impl Compute for CpuEngine {
     }
 
     async fn run(&self, tokens: &[u32], def: &Metric) -> Result<CpuRun> {
-        let head = self.head(def)?;
+        let readout = self.readout(def)?;
         let mut hooks = HashMap::new();
         let norm = self.forward(tokens, &mut |name, t| {
             hooks.insert(name.to_string(), t.clone());
             Ok(t)
         })?;
         let last = norm.get(tokens.len() - 1)?;
-        let metric = match &head {
-            Head::Dir(dir) => (&last * dir)?.sum_all()?.to_scalar::<f32>()?,
-            Head::Signs(_) => {
-                let (m, _) = self.head_forward(&head, &last.unsqueeze(0)?, false)?;
+        let metric = match &readout {
+            Readout::Dir(dir) => (&last * dir)?.sum_all()?.to_scalar::<f32>()?,
+            Readout::Signs(_) => {
+                let (m, _) = self.readout_forward(&readout, &last.unsqueeze(0)?, false)?;
                 m.get(0)?.to_scalar::<f32>()?
             }
         };
@@ -540,7 +540,7 @@ impl Compute for CpuEngine {
         Ok(CpuRun {
             tokens: tokens.to_vec(),
             def: def.clone(),
-            head,
+            readout,
             metric,
             last_logits,
             hooks,

@@ -46,12 +46,12 @@ pub(super) struct LayerBufs {
 
 /// How the metric is read from ln_final's output: the answer direction
 /// [d_model], or every token's sign [d_vocab].
-pub(super) type Head = crate::engine::Head<Buffer>;
+pub(super) type Readout = crate::engine::Readout<Buffer>;
 
 pub(super) struct Forward {
     /// ln_final.hook_normalized [pos, d].
     pub norm: Buffer,
-    pub head: Head,
+    pub readout: Readout,
     /// The metric, one value.
     pub metric: Buffer,
     pub layers: Vec<LayerBufs>,
@@ -254,11 +254,11 @@ impl GpuEngine {
         }
         let ln_f = &self.w.ln_f;
         let norm = self.fwd_layer_norm(&mut p, &x, ln_f, "ln_final")?;
-        let (head, value) = self.fwd_metric(p.enc, &norm, t, metric)?;
+        let (readout, value) = self.fwd_metric(p.enc, &norm, t, metric)?;
         Ok((
             Forward {
                 norm,
-                head,
+                readout,
                 metric: value,
                 layers,
                 hooks: p.hk.hooks,
@@ -384,30 +384,30 @@ impl GpuEngine {
         norm: &Buffer,
         t: usize,
         metric: &Metric,
-    ) -> Result<(Head, Buffer)> {
-        let head = self.encode_head(enc, metric)?;
+    ) -> Result<(Readout, Buffer)> {
+        let readout = self.encode_readout(enc, metric)?;
         let value = self.gpu.buffer(1, "metric")?;
         let last = Rows::last_of(1, t);
-        match &head {
-            Head::Dir(dir) => enc.metric(
+        match &readout {
+            Readout::Dir(dir) => enc.metric(
                 norm,
                 last,
                 self.cfg.d_model,
                 Shared::each(dir),
                 At::start(&value),
             ),
-            Head::Signs(signs) => {
+            Readout::Signs(signs) => {
                 let u = self.unembed_work(1, false)?;
                 self.encode_prob_diff(enc, &u, norm, last, signs, At::start(&value));
             }
         }
-        Ok((head, value))
+        Ok((readout, value))
     }
 
     /// Puts what reads a checked metric on the device: for the logit
     /// difference wte[correct] − wte[incorrect], for the probability
     /// difference every token's sign.
-    pub(super) fn encode_head(&self, enc: &mut Enc, m: &Metric) -> Result<Head> {
+    pub(super) fn encode_readout(&self, enc: &mut Enc, m: &Metric) -> Result<Readout> {
         let d = self.cfg.d_model;
         let dir = |correct, incorrect| {
             let rows = self.gpu.buffer(2 * d, "answer rows")?;
@@ -419,6 +419,6 @@ impl GpuEngine {
             Ok(dir)
         };
         let signs = |signs: Vec<f32>| self.gpu.upload(&signs, "metric signs");
-        Head::of(m, self.cfg.d_vocab, dir, signs)
+        Readout::of(m, self.cfg.d_vocab, dir, signs)
     }
 }

@@ -6,7 +6,7 @@
 //! Runs the steps of `engine::plan::TailPlan`, as the CPU backend's `tail` does.
 
 use super::context::{is_oom, At, Enc, Slice};
-use super::forward::{Forward, Head, LayerBufs};
+use super::forward::{Forward, LayerBufs, Readout};
 use super::ops::{AttnGrads, AttnShape, Batch, LastRows, LnTape, Patched, Rows, Shared, SiteStack};
 use super::GpuEngine;
 use crate::engine::hooks::unknown_hook;
@@ -360,15 +360,15 @@ impl GpuEngine {
         let tape = ws.ln_f_tape();
         enc.layer_norm(x, Rows::last_of(b.batch, m), &self.w.ln_f, &ws.norm, tape);
         let rows = Rows::all(b.batch);
-        match &p.base.head {
-            Head::Dir(dir) => {
+        match &p.base.readout {
+            Readout::Dir(dir) => {
                 let dir = Shared {
                     buf: dir,
                     every: b.per,
                 };
                 enc.metric(&ws.norm, rows, self.cfg.d_model, dir, metrics);
             }
-            Head::Signs(signs) => {
+            Readout::Signs(signs) => {
                 let u = ws.unembed.as_ref().expect("a workspace with logits");
                 self.encode_prob_diff(enc, u, &ws.norm, rows, signs, metrics);
             }
@@ -441,12 +441,12 @@ impl GpuEngine {
     /// the ∂m/∂norm rows the probability difference's forward left.
     fn metric_backward(&self, enc: &mut Enc, p: &Pass, out: &Buffer) {
         let ws = p.ws;
-        let dy = match &p.base.head {
-            Head::Dir(dir) => Shared {
+        let dy = match &p.base.readout {
+            Readout::Dir(dir) => Shared {
                 buf: dir,
                 every: p.b.per,
             },
-            Head::Signs(_) => Shared::each(
+            Readout::Signs(_) => Shared::each(
                 self.prob_diff_grad(ws.unembed.as_ref().expect("a workspace with logits")),
             ),
         };
@@ -544,21 +544,21 @@ impl GpuEngine {
                 self.stack(enc, &bufs, t * 3 * d, "stacked qkv")
             })
             .collect::<Result<Vec<_>>>()?;
-        let head = match &group[0].base.head {
-            Head::Dir(_) => {
+        let readout = match &group[0].base.readout {
+            Readout::Dir(_) => {
                 let dirs: Vec<_> = group
                     .iter()
-                    .map(|g| match &g.base.head {
-                        Head::Dir(dir) => dir,
-                        Head::Signs(_) => unreachable!("a group shares one metric kind"),
+                    .map(|g| match &g.base.readout {
+                        Readout::Dir(dir) => dir,
+                        Readout::Signs(_) => unreachable!("a group shares one metric kind"),
                     })
                     .collect();
-                Head::Dir(self.stack(enc, &dirs, d, "answer directions")?)
+                Readout::Dir(self.stack(enc, &dirs, d, "answer directions")?)
             }
             // the caller groups only runs with the same signs
-            Head::Signs(signs) => Head::Signs(signs.clone()),
+            Readout::Signs(signs) => Readout::Signs(signs.clone()),
         };
-        Ok(Stacked { qkv, head })
+        Ok(Stacked { qkv, readout })
     }
 
     /// Where a group's tails at `site` start, stacked: the residual stream
@@ -622,7 +622,7 @@ impl GpuEngine {
             n: win.n(),
             t: win.t,
             record,
-            logits: group[0].base.head.is_signs(),
+            logits: group[0].base.readout.is_signs(),
         };
         let (key, ws) = self.take_work(key)?;
         let mut out = Vec::with_capacity(group.len());
@@ -801,7 +801,7 @@ impl GpuEngine {
             n,
             t: win.t,
             record: true,
-            logits: base.head.is_signs(),
+            logits: base.readout.is_signs(),
         };
         let (key, ws) = self.take_work(key)?;
         let b = Batch::new(1, 1, n, d, fd);
@@ -886,7 +886,7 @@ impl GpuEngine {
             n,
             t: win.t,
             record,
-            logits: base.head.is_signs(),
+            logits: base.readout.is_signs(),
         };
         let (key, ws) = self.take_work(key)?;
         let stacked = Stacked::of(base);
@@ -953,7 +953,7 @@ impl Work {
 /// one uses its run's own buffers.
 pub(super) struct Stacked {
     qkv: Vec<Buffer>,
-    head: Head,
+    readout: Readout,
 }
 
 impl Stacked {
@@ -961,7 +961,7 @@ impl Stacked {
     fn of(run: &Forward) -> Stacked {
         Stacked {
             qkv: run.layers.iter().map(|l| l.qkv.clone()).collect(),
-            head: run.head.clone(),
+            readout: run.readout.clone(),
         }
     }
 }
