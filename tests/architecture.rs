@@ -192,11 +192,6 @@ fn no_two_public_types_share_a_name() {
 /// else holds an `Engine` (an `app::AnyEngine`), checked once.
 const BACKEND_NAMES: &[&str] = &["CpuEngine", "GpuEngine", "CpuRun", "GpuRun", "Compute"];
 
-/// Files outside `engine` and `app` that still name a backend, and why.
-/// The circuits' graph passes (a forward in which every slot reads its own
-/// residual stream, and its backward) exist on the CPU engine only.
-const BACKEND_EXCEPTIONS: &[&str] = &["attribution/circuit/mod.rs"];
-
 /// The backend names a source text uses outside comments.
 fn backend_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -220,34 +215,20 @@ fn backend_names(text: &str) -> BTreeSet<String> {
 fn only_engine_and_app_name_a_backend() {
     let (src, files) = sources();
     let mut wrong = Vec::new();
-    let mut excepted = BTreeSet::new();
     for f in &files {
         let module = module_of(&src, f).unwrap_or_default();
         if module == "engine" || module == "app" {
             continue;
         }
-        let rel = f.strip_prefix(&src).unwrap().display().to_string();
         let names = backend_names(&std::fs::read_to_string(f).unwrap());
-        if names.is_empty() {
-            continue;
-        }
-        if BACKEND_EXCEPTIONS.contains(&rel.as_str()) {
-            excepted.insert(rel);
-        } else {
+        if !names.is_empty() {
             wrong.push(format!(
-                "src/{rel} names {names:?}: hold an Engine (app::AnyEngine) instead"
+                "src/{} names {names:?}: hold an Engine (app::AnyEngine) instead",
+                f.strip_prefix(&src).unwrap().display()
             ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    let stale: Vec<_> = BACKEND_EXCEPTIONS
-        .iter()
-        .filter(|e| !excepted.contains(**e))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "no longer names a backend, drop from BACKEND_EXCEPTIONS: {stale:?}"
-    );
     // the scanner sees what it is meant to see
     assert_eq!(
         backend_names(

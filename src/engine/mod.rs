@@ -15,6 +15,7 @@
 pub mod checks;
 pub mod cpu;
 pub mod gpu;
+pub mod graph;
 pub mod hooks;
 pub mod plan;
 

@@ -4,15 +4,15 @@
 //! defines them (docs/methods.md, "Circuits").
 //!
 //! The graph's small passes (one forward and backward per IG step, one
-//! patched forward per faithfulness point) run on the CPU engine's graph
-//! runs ([`CpuEngine::graph_forward`]); exact edge patching's tails — one
-//! per edge, 32,491 on GPT-2 small — run on the engine in use, batched
-//! like neuron patching (`Engine::resid_metrics`).
+//! patched forward per faithfulness point) run on an engine's graph passes
+//! ([`GraphPasses`], `host` below); exact edge patching's tails — one per
+//! edge, 32,491 on GPT-2 small — run on the engine in use, batched like
+//! neuron patching (`Engine::resid_metrics`).
 
 pub mod select;
 
 use super::{Observer, Pair, Tracker};
-use crate::engine::cpu::{CpuEngine, EdgePatch, GraphPass, GraphRun, Hold};
+use crate::engine::graph::{EdgePatch, GraphOutputs, GraphPass, GraphPasses, Hold};
 use crate::engine::{Engine, Start};
 use crate::error::{Error, Result};
 use crate::model::graph::{GraphLayout, Qkv, Slot};
@@ -65,26 +65,27 @@ pub struct EdgeScores {
     pub pairs: usize,
 }
 
-/// A pair's clean and corrupt graph runs, kept for faithfulness.
-pub struct PairRuns {
+/// A pair's clean and corrupt graph runs (`R`: the graph engine's runs).
+pub struct PairRuns<R> {
     pub pair: Pair,
-    pub clean: GraphRun,
-    pub corrupt: GraphRun,
+    pub clean: R,
+    pub corrupt: R,
 }
 
-impl PairRuns {
+impl<R: GraphOutputs> PairRuns<R> {
     /// Both runs of a pair (with slot gradients when `grad`).
-    pub fn new(host: &CpuEngine, pair: &Pair, grad: bool) -> Result<PairRuns> {
+    pub fn new<G>(host: &G, pair: &Pair, grad: bool) -> Result<PairRuns<R>>
+    where
+        G: GraphPasses<GraphRun = R>,
+    {
         PairRuns::with_grads(host, pair, grad, grad)
     }
 
     /// Both runs, each with slot gradients or not.
-    pub fn with_grads(
-        host: &CpuEngine,
-        pair: &Pair,
-        clean: bool,
-        corrupt: bool,
-    ) -> Result<PairRuns> {
+    pub fn with_grads<G>(host: &G, pair: &Pair, clean: bool, corrupt: bool) -> Result<PairRuns<R>>
+    where
+        G: GraphPasses<GraphRun = R>,
+    {
         let run = |tokens: &[u32], grad: bool| {
             let pass = GraphPass {
                 grad,
@@ -102,9 +103,9 @@ impl PairRuns {
     /// Δz = z(corrupt) − z(clean) of every node, [n_forward, T, d].
     pub fn deltas(&self) -> Vec<f32> {
         self.corrupt
-            .outputs
+            .outputs()
             .iter()
-            .zip(&self.clean.outputs)
+            .zip(self.clean.outputs())
             .map(|(c, k)| c - k)
             .collect()
     }
@@ -149,16 +150,16 @@ pub fn work(layout: &GraphLayout, opts: &EdgeOptions, pairs: usize) -> u64 {
 }
 
 /// Scores every edge of the graph for each pair and method; the mean over pairs.
-pub async fn score_edges<E: Engine>(
+pub async fn score_edges<E: Engine, G: GraphPasses>(
     engine: &E,
-    host: &CpuEngine,
+    host: &G,
     pairs: &[Pair],
     opts: &EdgeOptions,
     obs: &mut dyn Observer,
 ) -> Result<EdgeScores> {
     opts.check()?;
     check_pairs(pairs)?;
-    let layout = GraphLayout::new(host.config());
+    let layout = GraphLayout::new(host.graph_config());
     let (nf, nb) = (layout.n_forward(), layout.n_backward());
     let mut tracker = Tracker::new(obs, work(&layout, opts, pairs.len()));
     let mut sums: BTreeMap<EdgeMethod, Vec<f64>> = opts
@@ -175,27 +176,27 @@ pub async fn score_edges<E: Engine>(
         tracker.pause().await?;
         let runs = PairRuns::with_grads(host, pair, grad_clean, grad_corrupt)?;
         tracker.advance("edges: clean and corrupt runs", 2)?;
-        clean += runs.clean.metric as f64;
-        corrupt += runs.corrupt.metric as f64;
+        clean += runs.clean.metric() as f64;
+        corrupt += runs.corrupt.metric() as f64;
         let delta = runs.deltas();
         for &method in &opts.methods {
             let s = match method {
-                EdgeMethod::Eap => CpuEngine::edge_products(&delta, grads(&runs.clean)?, nf, nb)?,
+                EdgeMethod::Eap => host.edge_products(&delta, grads(&runs.clean)?, nf, nb)?,
                 EdgeMethod::CleanCorrupted => {
                     let mean: Vec<f32> = grads(&runs.clean)?
                         .iter()
                         .zip(grads(&runs.corrupt)?)
                         .map(|(a, b)| (a + b) / 2.0)
                         .collect();
-                    CpuEngine::edge_products(&delta, &mean, nf, nb)?
+                    host.edge_products(&delta, &mean, nf, nb)?
                 }
                 EdgeMethod::EapIg => {
                     let g = ig_input_gradients(host, &runs, opts.steps, &mut tracker).await?;
-                    CpuEngine::edge_products(&delta, &g, nf, nb)?
+                    host.edge_products(&delta, &g, nf, nb)?
                 }
                 EdgeMethod::EapIgActivations => {
                     let g = ig_activation_gradients(host, &runs, opts.steps, &mut tracker).await?;
-                    CpuEngine::edge_products(&delta, &g, nf, nb)?
+                    host.edge_products(&delta, &g, nf, nb)?
                 }
                 EdgeMethod::Exact => {
                     exact_scores(engine, host, &runs, &delta, &mut tracker).await?
@@ -222,22 +223,22 @@ pub async fn score_edges<E: Engine>(
     })
 }
 
-fn grads(run: &GraphRun) -> Result<&[f32]> {
-    run.grads.as_deref().ok_or_else(|| {
+fn grads(run: &impl GraphOutputs) -> Result<&[f32]> {
+    run.grads().ok_or_else(|| {
         Error::Backend("a graph run without the slot gradients it was asked for".into())
     })
 }
 
 /// EAP-IG's gradient: the mean over k = 0 … steps − 1 of ∂m/∂x_v at the
 /// clean prompt with `hook_embed` = e_corrupt + (k / steps)(e_clean − e_corrupt).
-async fn ig_input_gradients(
-    host: &CpuEngine,
-    runs: &PairRuns,
+async fn ig_input_gradients<G: GraphPasses>(
+    host: &G,
+    runs: &PairRuns<G::GraphRun>,
     steps: usize,
     tracker: &mut Tracker<'_>,
 ) -> Result<Vec<f32>> {
-    let td = runs.clean.len() * host.config().d_model;
-    let (e_clean, e_corrupt) = (&runs.clean.outputs[..td], &runs.corrupt.outputs[..td]);
+    let td = runs.clean.len() * host.graph_config().d_model;
+    let (e_clean, e_corrupt) = (&runs.clean.outputs()[..td], &runs.corrupt.outputs()[..td]);
     let mut sum = GradSum::default();
     for k in 0..steps {
         tracker.pause().await?;
@@ -263,13 +264,13 @@ async fn ig_input_gradients(
 /// k = 1 … steps, the clean prompt with that node's output held at
 /// α·z(clean) + (1 − α)·z(corrupt), α = k / steps (no gradient through the
 /// held node); the mean of ∂m/∂x_v over all (1 + 2L)·steps passes.
-async fn ig_activation_gradients(
-    host: &CpuEngine,
-    runs: &PairRuns,
+async fn ig_activation_gradients<G: GraphPasses>(
+    host: &G,
+    runs: &PairRuns<G::GraphRun>,
     steps: usize,
     tracker: &mut Tracker<'_>,
 ) -> Result<Vec<f32>> {
-    let cfg = host.config();
+    let cfg = host.graph_config();
     let layout = GraphLayout::new(cfg);
     let td = runs.clean.len() * cfg.d_model;
     // the outputs of forward nodes i..j, [j − i, T, d]
@@ -284,8 +285,8 @@ async fn ig_activation_gradients(
     let mut sum = GradSum::default();
     for (i, j, which) in nodes {
         let (clean, corrupt) = (
-            span(&runs.clean.outputs, i, j),
-            span(&runs.corrupt.outputs, i, j),
+            span(runs.clean.outputs(), i, j),
+            span(runs.corrupt.outputs(), i, j),
         );
         for k in 1..=steps {
             tracker.pause().await?;
@@ -332,7 +333,7 @@ struct GradSum {
 }
 
 impl GradSum {
-    fn add(&mut self, run: &GraphRun) -> Result<()> {
+    fn add(&mut self, run: &impl GraphOutputs) -> Result<()> {
         let g = grads(run)?;
         if self.sum.is_empty() {
             self.sum = g.to_vec();
@@ -355,14 +356,14 @@ fn edges_per_call(rows: usize, d_model: usize) -> usize {
 }
 
 /// Exact edge patching: for every edge u → v, m(clean with x_v += Δz_u) − m(clean).
-async fn exact_scores<E: Engine>(
+async fn exact_scores<E: Engine, G: GraphPasses>(
     engine: &E,
-    host: &CpuEngine,
-    runs: &PairRuns,
+    host: &G,
+    runs: &PairRuns<G::GraphRun>,
     delta: &[f32],
     tracker: &mut Tracker<'_>,
 ) -> Result<Vec<f32>> {
-    let cfg = host.config();
+    let cfg = host.graph_config();
     let layout = GraphLayout::new(cfg);
     let (t, d, h) = (runs.clean.len(), cfg.d_model, cfg.n_heads);
     let fd = runs.pair.first_diff;
@@ -440,7 +441,7 @@ struct FaithPair {
 }
 
 impl FaithRuns {
-    pub fn new(host: &CpuEngine, pairs: &[Pair], ablation: Ablation) -> Result<FaithRuns> {
+    pub fn new(host: &impl GraphPasses, pairs: &[Pair], ablation: Ablation) -> Result<FaithRuns> {
         check_pairs(pairs)?;
         if ablation == Ablation::MeanPositional && pairs.len() < 2 {
             return Err(Error::Input(
@@ -449,7 +450,7 @@ impl FaithRuns {
                     .into(),
             ));
         }
-        let d = host.config().d_model;
+        let d = host.graph_config().d_model;
         let mut items = Vec::with_capacity(pairs.len());
         let mut sum: Vec<f64> = Vec::new();
         for pair in pairs {
@@ -458,25 +459,25 @@ impl FaithRuns {
                 Ablation::Patching => {
                     let (t, fd) = (runs.corrupt.len(), pair.first_diff);
                     runs.corrupt
-                        .outputs
+                        .outputs()
                         .chunks(t * d)
                         .flat_map(|node| node[fd * d..].iter().copied())
                         .collect()
                 }
                 Ablation::MeanPositional => {
                     if sum.is_empty() {
-                        sum = vec![0.0; runs.clean.outputs.len()];
+                        sum = vec![0.0; runs.clean.outputs().len()];
                     }
                     sum.iter_mut()
-                        .zip(&runs.clean.outputs)
+                        .zip(runs.clean.outputs())
                         .for_each(|(s, &v)| *s += v as f64);
                     Vec::new()
                 }
             };
             items.push(FaithPair {
                 pair: pair.clone(),
-                clean: runs.clean.metric,
-                corrupt: runs.corrupt.metric,
+                clean: runs.clean.metric(),
+                corrupt: runs.corrupt.metric(),
                 values,
             });
         }
@@ -489,12 +490,12 @@ impl FaithRuns {
 
 /// Runs the circuit's patched forward for every pair.
 pub fn faithfulness(
-    host: &CpuEngine,
+    host: &impl GraphPasses,
     runs: &FaithRuns,
     circuit: &Circuit,
     n: usize,
 ) -> Result<FaithPoint> {
-    let layout = GraphLayout::new(host.config());
+    let layout = GraphLayout::new(host.graph_config());
     let nb = layout.n_backward();
     let patched: Vec<f32> = circuit
         .edges
@@ -528,7 +529,7 @@ pub fn faithfulness(
         };
         m += host
             .graph_forward(&r.pair.clean, &r.pair.metric, pass)?
-            .metric as f64;
+            .metric() as f64;
         clean += r.clean as f64;
         corrupt += r.corrupt as f64;
     }

@@ -553,7 +553,7 @@ async fn bench_circuit<E: Engine>(e: &E, engines: &Engines, tokenizer: &Tokenize
             steps: 5,
         };
         let t0 = now_ms();
-        score_edges(e, &host, std::slice::from_ref(&pair), &opts, &mut q).await?;
+        score_edges(e, &*host, std::slice::from_ref(&pair), &opts, &mut q).await?;
         let s = (now_ms() - t0) / 1e3;
         if method == EdgeMethod::Exact {
             exact_s = s;

@@ -1,56 +1,14 @@
-//! The edge graph's runs on the CPU ([`crate::model::graph`]): a forward in
-//! which every input slot (a head's q, k or v input, an MLP's input, the
-//! logits) may read its own residual stream, the gradient at every slot,
-//! and the change of a slot's node when one edge into it is patched.
-//!
-//! These are the few, small passes of edge attribution (one per IG step,
-//! one per faithfulness point); the 32,491 tails of exact edge patching run
-//! on the engine in use (`Engine::resid_metrics`), from the perturbations
-//! [`CpuEngine::edge_perturbations`] builds.
+//! The edge graph's passes on the CPU engine ([`crate::engine::graph`]
+//! says what they compute).
 
 use super::layers::*;
 use super::CpuEngine;
+use crate::engine::graph::{GraphOutputs, GraphPass, GraphPasses, Hold};
 use crate::engine::{check_tokens, Metric};
 use crate::error::{Error, Result};
 use crate::model::graph::{GraphLayout, Qkv, Slot};
+use crate::model::Config;
 use candle_core::{Device, Tensor};
-
-/// The edges whose source's output is replaced, in a [`CpuEngine::graph_forward`].
-pub struct EdgePatch<'a> {
-    /// [n_forward, T − from_row, d_model]: the outputs those edges carry
-    /// instead at rows from_row.. (the corrupt run's, for patching).
-    pub values: &'a [f32],
-    /// The first row `values` covers; earlier rows carry the run's own
-    /// outputs (before the prompts' first difference they are the same).
-    pub from_row: usize,
-    /// [n_forward, n_backward] row-major: 1 where edge u → v is patched,
-    /// so that slot v reads x_v + values_u − (u's output in this run).
-    pub patched: &'a [f32],
-}
-
-/// Outputs held at given values (EAP-IG-activations' interpolated nodes):
-/// downstream reads them, and no gradient flows back through them.
-#[derive(Debug, Clone, Copy)]
-pub enum Hold<'a> {
-    /// Every head of `layer`: [H, T, d_model] (their `hook_result`).
-    Heads { layer: usize, values: &'a [f32] },
-    /// The MLP of `layer`: [T, d_model] (`hook_mlp_out`).
-    Mlp { layer: usize, values: &'a [f32] },
-}
-
-/// What a graph pass changes and returns; the default is the plain forward.
-#[derive(Default)]
-pub struct GraphPass<'a> {
-    /// Replaces `hook_embed` ([T, d_model]): EAP-IG's interpolated inputs.
-    pub embed: Option<&'a [f32]>,
-    /// Patches edges (faithfulness, exact patching's reference loop).
-    pub patch: Option<EdgePatch<'a>>,
-    /// Holds one layer's heads or MLP at given outputs.
-    pub hold: Option<Hold<'a>>,
-    /// Also ∂m/∂(every slot's input); needs `patch` to be None (then all
-    /// slots of a layer read the same stream).
-    pub grad: bool,
-}
 
 /// One layer's activations of a graph run, heads first.
 struct LayerActs {
@@ -70,14 +28,11 @@ struct LayerTape {
     mlp: MlpTape,
 }
 
-/// A forward pass over the edge graph.
-pub struct GraphRun {
-    pub metric: f32,
-    /// [n_forward, T, d_model]: each node's output (the input node's is
-    /// `hook_embed`, as the reference reads it).
-    pub outputs: Vec<f32>,
-    /// [n_backward, T, d_model]: ∂m/∂(each slot's input), when asked for.
-    pub grads: Option<Vec<f32>>,
+/// A forward pass over the edge graph on the CPU.
+pub struct CpuGraphRun {
+    metric: f32,
+    outputs: Vec<f32>,
+    grads: Option<Vec<f32>>,
     layers: Vec<LayerActs>,
     t: usize,
 }
@@ -94,23 +49,34 @@ fn sized(values: &[f32], shape: &[usize]) -> Result<Tensor> {
     Ok(Tensor::from_slice(values, shape, &Device::Cpu)?)
 }
 
-impl GraphRun {
-    pub fn len(&self) -> usize {
-        self.t
+impl GraphOutputs for CpuGraphRun {
+    fn metric(&self) -> f32 {
+        self.metric
     }
-    pub fn is_empty(&self) -> bool {
-        self.t == 0
+    fn outputs(&self) -> &[f32] {
+        &self.outputs
+    }
+    fn grads(&self) -> Option<&[f32]> {
+        self.grads.as_deref()
+    }
+    fn len(&self) -> usize {
+        self.t
     }
 }
 
-impl CpuEngine {
-    /// The forward pass of `tokens` over the edge graph, changed as `pass` says.
-    pub fn graph_forward(
+impl GraphPasses for CpuEngine {
+    type GraphRun = CpuGraphRun;
+
+    fn graph_config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn graph_forward(
         &self,
         tokens: &[u32],
         metric: &Metric,
         pass: GraphPass<'_>,
-    ) -> Result<GraphRun> {
+    ) -> Result<CpuGraphRun> {
         let GraphPass {
             embed,
             patch,
@@ -294,7 +260,7 @@ impl CpuEngine {
         let outputs = Tensor::stack(&outputs, 0)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        Ok(GraphRun {
+        Ok(CpuGraphRun {
             metric,
             outputs,
             grads,
@@ -303,89 +269,9 @@ impl CpuEngine {
         })
     }
 
-    /// From ∂m/∂(final residual at the last position) to ∂m/∂(every slot's
-    /// input), [n_backward, T, d] in the graph's backward order. Held
-    /// outputs pass no gradient to their inputs.
-    fn graph_backward(
+    fn edge_perturbations(
         &self,
-        layers: &[LayerActs],
-        tapes: &[LayerTape],
-        d_last: Tensor,
-        t: usize,
-        hold: Option<Hold<'_>>,
-    ) -> Result<Vec<f32>> {
-        let (d, h) = (self.cfg.d_model, self.cfg.n_heads);
-        let scale = attn_scale(self.cfg.d_head);
-        // the logits read the final stream: its gradient is nonzero at the last row only
-        let mut g = d_last.pad_with_zeros(0, t - 1, 0)?;
-        let logits = g.clone();
-        let mut per_layer = Vec::with_capacity(layers.len());
-        for (l, ((b, acts), tape)) in self.blocks.iter().zip(layers).zip(tapes).enumerate().rev() {
-            let d_mlp_in = match hold {
-                Some(Hold::Mlp { layer, .. }) if layer == l => g.zeros_like()?,
-                _ => mlp_branch_backward(&tape.mlp, &g)?,
-            };
-            let g_mid = (&g + &d_mlp_in)?;
-            // every head's result is added to the stream: ∂m/∂z_h = g_mid · W_O[h]ᵀ,
-            // columns h·dh.. of g_mid · c_projᵀ
-            let dz = heads_first(&matmul_rows_t(&g_mid, &b.c_proj_w)?.reshape((
-                t,
-                h,
-                self.cfg.d_head,
-            ))?)?; // [H, T, dh]
-            let p = &tape.pattern;
-            let dp = dz.matmul(&acts.v.t()?.contiguous()?)?;
-            let dv = p.t()?.contiguous()?.matmul(&dz)?;
-            let ds = (softmax_backward(p, &dp)? * scale)?;
-            let dq = ds.matmul(&acts.k)?;
-            let dk = ds.t()?.contiguous()?.matmul(&acts.q)?;
-            let d_ln = [dq, dk, dv]
-                .iter()
-                .enumerate()
-                .map(|(s, ds)| {
-                    let w_t = b
-                        .c_attn_w
-                        .narrow(1, s * d, d)?
-                        .reshape((d, h, self.cfg.d_head))?
-                        .permute((1, 2, 0))?
-                        .contiguous()?; // [H, dh, d]
-                    Ok(ds.matmul(&w_t)?)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let d_ln = Tensor::cat(&d_ln, 0)?; // [3H, T, d]
-            let n = 3 * h;
-            let shared = LnTape {
-                xhat: tape.ln1.xhat.broadcast_as((n, t, d))?.contiguous()?,
-                rstd: tape.ln1.rstd.broadcast_as((n, t, 1))?.contiguous()?,
-            };
-            let d_slots = match hold {
-                Some(Hold::Heads { layer, .. }) if layer == l => d_ln.zeros_like()?,
-                _ => layer_norm_backward(&d_ln, &b.ln_1_w, &shared)?,
-            };
-            g = (&g_mid + d_slots.sum(0)?)?;
-            per_layer.push(Tensor::cat(&[d_slots, d_mlp_in.unsqueeze(0)?], 0)?);
-        }
-        per_layer.reverse();
-        per_layer.push(logits.unsqueeze(0)?);
-        Ok(Tensor::cat(&per_layer, 0)?
-            .flatten_all()?
-            .to_vec1::<f32>()?)
-    }
-
-    /// For exact edge patching: the change of the residual stream, rows
-    /// fd..T, that patching each edge u → `slot` causes when u's output
-    /// changes by `deltas`[u] ([n_u, T − fd, d], for u = 0..n_u), all other
-    /// inputs as in `run`:
-    ///
-    /// - a head's q/k/v input: the head recomputed with that input changed,
-    ///   (z′ − z)·W_O, [n_u, H, T − fd, d] for every head of the layer, to
-    ///   add to `hook_resid_mid` of the layer;
-    /// - an MLP's input: mlp(x + Δ) − mlp(x), [n_u, T − fd, d], to add to
-    ///   `hook_resid_post`;
-    /// - the logits: Δ itself, at the final `hook_resid_post`.
-    pub fn edge_perturbations(
-        &self,
-        run: &GraphRun,
+        run: &CpuGraphRun,
         slot: Slot,
         fd: usize,
         deltas: &[f32],
@@ -475,15 +361,13 @@ impl CpuEngine {
         Ok(out.flatten_all()?.to_vec1::<f32>()?)
     }
 
-    fn layer_of<'r>(&self, run: &'r GraphRun, layer: usize) -> Result<&'r LayerActs> {
-        run.layers
-            .get(layer)
-            .ok_or_else(|| Error::Input(format!("layer {layer} does not exist")))
-    }
-
-    /// s[u, v] = Σ_pos Σ_d Δ_u · g_v for every pair of a node and a slot:
-    /// `deltas` [n_forward, T·d], `grads` [n_backward, T·d] → [n_forward, n_backward].
-    pub fn edge_products(deltas: &[f32], grads: &[f32], nf: usize, nb: usize) -> Result<Vec<f32>> {
+    fn edge_products(
+        &self,
+        deltas: &[f32],
+        grads: &[f32],
+        nf: usize,
+        nb: usize,
+    ) -> Result<Vec<f32>> {
         if nf == 0
             || nb == 0
             || !deltas.len().is_multiple_of(nf)
@@ -497,5 +381,82 @@ impl CpuEngine {
         let a = Tensor::from_slice(deltas, (nf, k), &Device::Cpu)?;
         let g = Tensor::from_slice(grads, (nb, k), &Device::Cpu)?;
         Ok(a.matmul(&g.t()?)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+impl CpuEngine {
+    /// From ∂m/∂(final residual at the last position) to ∂m/∂(every slot's
+    /// input), [n_backward, T, d] in the graph's backward order. Held
+    /// outputs pass no gradient to their inputs.
+    fn graph_backward(
+        &self,
+        layers: &[LayerActs],
+        tapes: &[LayerTape],
+        d_last: Tensor,
+        t: usize,
+        hold: Option<Hold<'_>>,
+    ) -> Result<Vec<f32>> {
+        let (d, h) = (self.cfg.d_model, self.cfg.n_heads);
+        let scale = attn_scale(self.cfg.d_head);
+        // the logits read the final stream: its gradient is nonzero at the last row only
+        let mut g = d_last.pad_with_zeros(0, t - 1, 0)?;
+        let logits = g.clone();
+        let mut per_layer = Vec::with_capacity(layers.len());
+        for (l, ((b, acts), tape)) in self.blocks.iter().zip(layers).zip(tapes).enumerate().rev() {
+            let d_mlp_in = match hold {
+                Some(Hold::Mlp { layer, .. }) if layer == l => g.zeros_like()?,
+                _ => mlp_branch_backward(&tape.mlp, &g)?,
+            };
+            let g_mid = (&g + &d_mlp_in)?;
+            // every head's result is added to the stream: ∂m/∂z_h = g_mid · W_O[h]ᵀ,
+            // columns h·dh.. of g_mid · c_projᵀ
+            let dz = heads_first(&matmul_rows_t(&g_mid, &b.c_proj_w)?.reshape((
+                t,
+                h,
+                self.cfg.d_head,
+            ))?)?; // [H, T, dh]
+            let p = &tape.pattern;
+            let dp = dz.matmul(&acts.v.t()?.contiguous()?)?;
+            let dv = p.t()?.contiguous()?.matmul(&dz)?;
+            let ds = (softmax_backward(p, &dp)? * scale)?;
+            let dq = ds.matmul(&acts.k)?;
+            let dk = ds.t()?.contiguous()?.matmul(&acts.q)?;
+            let d_ln = [dq, dk, dv]
+                .iter()
+                .enumerate()
+                .map(|(s, ds)| {
+                    let w_t = b
+                        .c_attn_w
+                        .narrow(1, s * d, d)?
+                        .reshape((d, h, self.cfg.d_head))?
+                        .permute((1, 2, 0))?
+                        .contiguous()?; // [H, dh, d]
+                    Ok(ds.matmul(&w_t)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let d_ln = Tensor::cat(&d_ln, 0)?; // [3H, T, d]
+            let n = 3 * h;
+            let shared = LnTape {
+                xhat: tape.ln1.xhat.broadcast_as((n, t, d))?.contiguous()?,
+                rstd: tape.ln1.rstd.broadcast_as((n, t, 1))?.contiguous()?,
+            };
+            let d_slots = match hold {
+                Some(Hold::Heads { layer, .. }) if layer == l => d_ln.zeros_like()?,
+                _ => layer_norm_backward(&d_ln, &b.ln_1_w, &shared)?,
+            };
+            g = (&g_mid + d_slots.sum(0)?)?;
+            per_layer.push(Tensor::cat(&[d_slots, d_mlp_in.unsqueeze(0)?], 0)?);
+        }
+        per_layer.reverse();
+        per_layer.push(logits.unsqueeze(0)?);
+        Ok(Tensor::cat(&per_layer, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    }
+
+    fn layer_of<'r>(&self, run: &'r CpuGraphRun, layer: usize) -> Result<&'r LayerActs> {
+        run.layers
+            .get(layer)
+            .ok_or_else(|| Error::Input(format!("layer {layer} does not exist")))
     }
 }

@@ -14,7 +14,7 @@ mod graph;
 mod layers;
 
 pub use fused::threads;
-pub use graph::{EdgePatch, GraphPass, GraphRun, Hold};
+pub use graph::CpuGraphRun;
 
 use super::hooks::{check_all_used, split_hook, unknown_hook};
 use super::plan::{Start, Step, TailPlan, CPU_ROWS_PER_PASS};
