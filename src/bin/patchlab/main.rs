@@ -15,9 +15,13 @@ use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod ablate;
 mod batch;
 mod bench;
 mod circuit;
+mod dataset;
+mod merge;
+mod outputs;
 
 #[derive(Parser)]
 #[command(
@@ -54,12 +58,12 @@ enum Command {
     /// pair and the averaged tables (summary.json).
     Batch(Box<batch::BatchArgs>),
     /// Print a generated task dataset as CSV or JSONL (what `batch --task` runs).
-    Dataset(batch::DatasetArgs),
+    Dataset(dataset::DatasetArgs),
     /// Join the output directories of `batch --shard` runs and recompute the summary.
-    Merge(batch::MergeArgs),
+    Merge(merge::MergeArgs),
     /// Mean-ablate components found by a batch run (latent AND / OR sets, or chosen ones) and
     /// report how the metric moves, per pair and on average.
-    Ablate(batch::AblateArgs),
+    Ablate(ablate::AblateArgs),
 }
 
 #[derive(Args)]
@@ -607,9 +611,9 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Batch(a) => batch::batch(*a),
         Command::Circuit(a) => circuit::circuit(*a),
-        Command::Merge(a) => batch::merge(a),
-        Command::Dataset(a) => batch::dataset(a),
-        Command::Ablate(a) => batch::ablate(a),
+        Command::Merge(a) => merge::merge(a),
+        Command::Dataset(a) => dataset::dataset(a),
+        Command::Ablate(a) => ablate::ablate(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
