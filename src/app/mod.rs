@@ -13,5 +13,5 @@ pub mod request;
 pub mod session;
 
 pub use engine::{cpu_threads, time_cpu_matmul, AnyEngine, AnyRun, Backend, Engines, GpuFallback};
-pub use request::{AblateRequest, AnalyzeRequest};
+pub use request::{ablation_sets, AblateRequest, AnalyzeRequest};
 pub use session::Session;

@@ -6,6 +6,7 @@ use super::outputs::{read_pairs, write_atomic};
 use super::{load, progress_bar, Loaded};
 use clap::Args;
 use indicatif::ProgressBar;
+use patchlab::app::ablation_sets;
 use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
 use patchlab::attribution::{Observer, Progress};
 use patchlab::report::Report;
@@ -33,18 +34,15 @@ pub struct AblateArgs {
     quiet: bool,
 }
 
-/// Mean-ablates each set in every pair and writes `dir/ablation.json`.
+/// Mean-ablates each set (parsed by `app::ablation_sets`) in every pair
+/// and writes `dir/ablation.json`.
 pub(crate) fn run_ablation(
     l: &Loaded,
     dir: &Path,
     reports: &[(usize, Report)],
-    sets: &[String],
+    sets: &[(String, AblationSet)],
     quiet: bool,
 ) -> Result<()> {
-    let sets = sets
-        .iter()
-        .map(|s| Ok((s.clone(), AblationSet::parse(s)?)))
-        .collect::<Result<Vec<_>>>()?;
     let bar = progress_bar(
         quiet,
         ((sets.len() + 1) * reports.len()) as u64,
@@ -55,7 +53,7 @@ pub(crate) fn run_ablation(
         &l.engine,
         &l.tokenizer,
         reports,
-        &sets,
+        sets,
         &mut obs,
     ))?;
     obs.0.finish_and_clear();
@@ -95,9 +93,8 @@ impl Observer for StepBar {
 }
 
 pub fn ablate(a: AblateArgs) -> Result<()> {
-    for s in &a.sets {
-        AblationSet::parse(s)?;
-    }
+    // a bad set is refused before the model loads
+    let sets = ablation_sets(&a.sets)?;
     let l = load(&a.model, &a.backend)?;
     let reports = read_pairs(&a.dir)?;
     if reports.is_empty() {
@@ -106,5 +103,5 @@ pub fn ablate(a: AblateArgs) -> Result<()> {
             a.dir.display()
         )));
     }
-    run_ablation(&l, &a.dir, &reports, &a.sets, a.quiet)
+    run_ablation(&l, &a.dir, &reports, &sets, a.quiet)
 }

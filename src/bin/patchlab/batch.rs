@@ -9,7 +9,7 @@ use super::{load, progress_bar, split_list, Loaded};
 use clap::Args;
 use indicatif::ProgressBar;
 use patchlab::app::dataset::{DatasetObserver, PairOutcome, Plan, Runner};
-use patchlab::app::AnalyzeRequest;
+use patchlab::app::{ablation_sets, AnalyzeRequest};
 use patchlab::attribution::ablation::AblationSet;
 use patchlab::attribution::run::Options;
 use patchlab::attribution::{Observer, Progress};
@@ -223,6 +223,8 @@ impl DatasetObserver for BatchOut<'_> {
 struct Batch {
     args: BatchArgs,
     opts: Options,
+    /// The sets of --ablate.
+    ablate: Vec<(String, AblationSet)>,
 }
 
 impl Batch {
@@ -309,8 +311,8 @@ impl Batch {
             a.out_dir.display(),
             a.out_dir.display()
         );
-        if !a.ablate.is_empty() {
-            run_ablation(&l, &a.out_dir, &reports, &a.ablate, a.quiet)?;
+        if !self.ablate.is_empty() {
+            run_ablation(&l, &a.out_dir, &reports, &self.ablate, a.quiet)?;
         }
         if stats.bad.is_empty() {
             Ok(())
@@ -334,11 +336,15 @@ fn bad_pairs(bad: &[usize], of: usize) -> Error {
 
 pub fn batch(a: BatchArgs) -> Result<()> {
     let opts = a.methods.options()?;
-    for s in &a.ablate {
-        AblationSet::parse(s)?;
-    }
+    // a bad set is refused before the model loads
+    let ablate = ablation_sets(&a.ablate)?;
     let l = load(&a.model, &a.backend)?;
-    Batch { args: a, opts }.run(l)
+    Batch {
+        args: a,
+        opts,
+        ablate,
+    }
+    .run(l)
 }
 
 #[cfg(test)]
