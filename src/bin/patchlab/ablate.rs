@@ -3,10 +3,10 @@
 //! pair of an output directory, written to ablation.json.
 
 use super::outputs::{read_pairs, write_atomic};
-use super::{load, progress_bar, Loaded};
+use super::{load, progress_bar};
 use clap::Args;
 use indicatif::ProgressBar;
-use patchlab::app::ablation_sets;
+use patchlab::app::{ablation_sets, LoadedModel};
 use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
 use patchlab::attribution::{Observer, Progress};
 use patchlab::report::Report;
@@ -37,7 +37,7 @@ pub struct AblateArgs {
 /// Mean-ablates each set (parsed by `app::ablation_sets`) in every pair
 /// and writes `dir/ablation.json`.
 pub(crate) fn run_ablation(
-    l: &Loaded,
+    l: &LoadedModel,
     dir: &Path,
     reports: &[(usize, Report)],
     sets: &[(String, AblationSet)],

@@ -5,11 +5,11 @@
 use super::ablate::run_ablation;
 use super::dataset::{load_pairs, Source};
 use super::outputs::{io, pair_path, summary_table, write_atomic};
-use super::{load, progress_bar, split_list, Loaded};
+use super::{load, progress_bar, split_list};
 use clap::Args;
 use indicatif::ProgressBar;
 use patchlab::app::dataset::{DatasetObserver, PairOutcome, Plan, Runner};
-use patchlab::app::{ablation_sets, AnalyzeRequest};
+use patchlab::app::{ablation_sets, AnalyzeRequest, LoadedModel};
 use patchlab::attribution::ablation::AblationSet;
 use patchlab::attribution::run::Options;
 use patchlab::attribution::{Observer, Progress};
@@ -228,7 +228,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn run(self, l: Loaded) -> Result<()> {
+    fn run(self, l: LoadedModel) -> Result<()> {
         let a = &self.args;
         let (pairs, info) = load_dataset(a, &l.tokenizer)?;
         let (range, shard) = match &a.shard {

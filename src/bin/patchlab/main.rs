@@ -3,13 +3,13 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use patchlab::app::{AnalyzeRequest, AnyEngine, Backend};
+use patchlab::app::{AnalyzeRequest, Backend, LoadedModel};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::Component;
 use patchlab::model::published::{checkpoint_files, Repo};
 use patchlab::model::random::{random_weights, RandomSpec};
-use patchlab::model::{Model, Tokenizer};
+use patchlab::model::Tokenizer;
 use patchlab::report::{npy::report_npy_files, LatentKind, MethodKey, PatchSite, Prompts, Report};
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -198,30 +198,14 @@ impl Observer for Bar {
     }
 }
 
-/// A model directory's name and tokenizer, and its weights in an engine.
-pub(crate) struct Loaded {
-    pub name: String,
-    pub tokenizer: Tokenizer,
-    pub engine: AnyEngine,
-}
-
-/// Loads a model directory on the chosen backend ("cpu", "gpu" or "auto").
-pub(crate) fn load(dir: &Path, backend: &str) -> Result<Loaded> {
-    let Model {
-        name,
-        config,
-        weights,
-        tokenizer,
-    } = Model::from_dir(dir)?;
-    let (engine, note) = AnyEngine::load(config, weights, Backend::parse(backend)?)?;
+/// Loads a model directory on the chosen backend ("cpu", "gpu" or "auto"),
+/// saying on stderr why "auto" computes on the CPU when it does.
+pub(crate) fn load(dir: &Path, backend: &str) -> Result<LoadedModel> {
+    let (loaded, note) = LoadedModel::from_dir(dir, Backend::parse(backend)?)?;
     if let Some(note) = note {
         eprintln!("{note}");
     }
-    Ok(Loaded {
-        name,
-        tokenizer,
-        engine,
-    })
+    Ok(loaded)
 }
 
 /// A progress bar of `len` steps drawn with `template`, hidden when `quiet`.
@@ -237,7 +221,7 @@ pub(crate) fn progress_bar(quiet: bool, len: u64, template: &str) -> ProgressBar
 }
 
 /// The report of one pair, with a progress bar unless `quiet`.
-fn analysis(l: &Loaded, prompts: &Prompts, opts: &Options, quiet: bool) -> Result<Report> {
+fn analysis(l: &LoadedModel, prompts: &Prompts, opts: &Options, quiet: bool) -> Result<Report> {
     let bar = progress_bar(
         quiet,
         1,
