@@ -883,6 +883,45 @@ fn ablate_reports_the_metric_change_per_pair_and_on_average() {
     }
 }
 
+/// `patchlab ablate` and the app's `Session::ablate_dataset` (the page's
+/// Dataset tab) parse set specs in one place: a spec with surrounding spaces
+/// gets the same label, and the same numbers, from both.
+#[test]
+fn ablate_labels_and_scores_a_set_as_the_app_does() {
+    use patchlab::app::{Backend, Engines, Session};
+    let dir = tempdir("cli-ablate-app");
+    ok(batch(&dir, &["--task", "ioi", "--n", "2"]));
+    let m = model().to_str().unwrap().to_string();
+    let spec = "  h1.2, n0.5 ";
+    let d = dir.to_str().unwrap();
+    ok(patchlab(&[
+        "ablate", d, "--model", &m, "--set", spec, "--quiet",
+    ]));
+    let cli = json(&dir.join("ablation.json"));
+    assert_eq!(cli["sets"][0]["set"], "h1.2, n0.5");
+
+    let model = patchlab::model::Model::from_dir(model()).unwrap();
+    let session = Session {
+        name: model.name,
+        tokenizer: model.tokenizer,
+        engines: Engines::load(model.config, model.weights, false).unwrap(),
+    };
+    let reports: Vec<(usize, patchlab::report::Report)> = (0..2)
+        .map(|i| {
+            let text = std::fs::read_to_string(dir.join(format!("pairs/{i:04}.json"))).unwrap();
+            (i, patchlab::report::Report::from_json(&text).unwrap())
+        })
+        .collect();
+    let app = pollster::block_on(session.ablate_dataset(
+        &reports,
+        &[spec.to_string()],
+        Backend::Cpu,
+        &mut patchlab::attribution::Quiet,
+    ))
+    .unwrap();
+    same_json(&cli, &serde_json::to_value(&app).unwrap(), "ablation");
+}
+
 #[test]
 fn dataset_prints_a_task_as_jsonl_or_csv() {
     let m = model().to_str().unwrap().to_string();

@@ -1,10 +1,12 @@
 //! What a front end asks for: the analysis of a pair or a group of pairs
-//! ([`AnalyzeRequest`]) and the ablation of one pair ([`AblateRequest`]).
+//! ([`AnalyzeRequest`]), the ablation of one pair ([`AblateRequest`]) and the
+//! component sets of a dataset ablation ([`ablation_sets`]).
 //! The CLI fills them from its flags, the page sends them as JavaScript
 //! objects (`PatchLab.analyze`'s field names); a bad field is named in the
 //! error.
 
 use super::engine::Backend;
+use crate::attribution::ablation::AblationSet;
 use crate::attribution::quadrature::Rule;
 use crate::attribution::run::Options;
 use crate::attribution::{parse_component, Direction, Method};
@@ -282,6 +284,17 @@ impl AblateRequest {
             (Component::Neurons, self.neurons.clone()),
         ])
     }
+}
+
+/// The component sets of a dataset ablation, from the specs a front end
+/// was given ("and:both", "h9.6,n0.12", …; see `AblationSet::parse`), each
+/// with its label in the ablation report: the spec without surrounding
+/// spaces. Every front end parses sets here, so one spec gets one label.
+pub fn ablation_sets(specs: &[String]) -> Result<Vec<(String, AblationSet)>> {
+    specs
+        .iter()
+        .map(|s| Ok((s.trim().to_string(), AblationSet::parse(s)?)))
+        .collect()
 }
 
 #[cfg(test)]

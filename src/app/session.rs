@@ -4,8 +4,8 @@
 use super::circuit::{reevaluate, run_circuit, CircuitRequest};
 use super::dataset::{DatasetObserver, RunStats, Runner};
 use super::engine::{AnyEngine, Backend, Engines};
-use super::request::{AblateRequest, AnalyzeRequest};
-use crate::attribution::ablation::{ablate_dataset, ablate_pair, AblationReport, AblationSet};
+use super::request::{ablation_sets, AblateRequest, AnalyzeRequest};
+use crate::attribution::ablation::{ablate_dataset, ablate_pair, AblationReport};
 use crate::attribution::run::{analyze_group, predictions};
 use crate::attribution::{Observer, Pair, Progress};
 use crate::engine::{Engine, Metric};
@@ -180,10 +180,7 @@ impl Session {
                 "choose at least one set of components to ablate".into(),
             ));
         }
-        let sets = specs
-            .iter()
-            .map(|s| Ok((s.trim().to_string(), AblationSet::parse(s)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let sets = ablation_sets(specs)?;
         let (engine, _) = self.engines.get(backend).await;
         ablate_dataset(&engine, &self.tokenizer, reports, &sets, obs).await
     }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::Tokenizer;
 use crate::report::{
     derive, Analysis, Deltas, Dla, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Patterns,
-    Prediction, Prompts, Report, Settings, SiteMap, SCHEMA,
+    Prediction, Prompts, Report, ScoreMap, Settings, SiteMap, SCHEMA,
 };
 use std::collections::BTreeMap;
 
@@ -207,11 +207,42 @@ struct Prepared<R> {
     corrupt: R,
 }
 
+impl<R> Prepared<R> {
+    /// The pair as a sweep in direction `d`: its base run, the run patched
+    /// in, from its first differing position.
+    fn sweep(&self, d: Direction) -> SweepPair<'_, R> {
+        let (base, other) = d.order(&self.clean, &self.corrupt);
+        SweepPair {
+            base,
+            other,
+            from_pos: self.pair.first_diff,
+        }
+    }
+}
+
 /// One pair's scores, as the sweeps fill them in.
 #[derive(Clone, Default)]
 struct Scores {
     results: BTreeMap<MethodKey, BTreeMap<Direction, Maps>>,
     deltas: BTreeMap<Direction, Deltas>,
+}
+
+impl Scores {
+    /// Method `m`'s map of component kind `c` in direction `d`.
+    fn set_map(&mut self, m: Method, d: Direction, c: Component, map: ScoreMap) {
+        let by_dir = self.results.entry(m.into()).or_default();
+        by_dir.entry(d).or_default().set(c, map);
+    }
+
+    /// IG's convergence deltas (one per layer) of component kind `c` in
+    /// direction `d`.
+    fn set_delta(&mut self, d: Direction, c: Component, delta: Vec<f32>) {
+        let entry = self.deltas.entry(d).or_default();
+        match c {
+            Component::Heads => entry.heads = Some(delta),
+            Component::Neurons => entry.neurons = Some(delta),
+        }
+    }
 }
 
 /// What the reports of a group share.
@@ -245,9 +276,44 @@ pub async fn analyze_group<E: Engine>(
     let share = 1.0 / group.len() as f64;
     let mut timings = BTreeMap::new();
     let t0 = now_ms();
+    let prep = prepare_group(e, tok, &cfg, group, obs).await?;
+    timings.insert("forward".to_string(), (now_ms() - t0) * share / 2.0);
+
+    let t_pair = prep[0].pair.clean.len();
+    let mut track = Tracker::new(obs, opts.work(&cfg, t_pair) * group.len() as u64);
+    track.advance("forward", 0)?;
+    let mut scores = vec![Scores::default(); group.len()];
+    for (key, ms) in score_components(e, opts, &prep, &mut scores, &mut track).await? {
+        *timings.entry(key).or_insert(0.0) += ms * share;
+    }
+    if !opts.sites.is_empty() {
+        let t = now_ms();
+        score_sites(e, opts, &prep, &mut scores, &mut track).await?;
+        timings.insert("sites".to_string(), (now_ms() - t) * share);
+    }
+    let dlas = group_dla(e, opts, &prep, &mut track).await?;
+    timings.insert("total".to_string(), (now_ms() - t_start) * share);
+    let shared = Shared {
+        model_name,
+        tok,
+        opts,
+        timings,
+    };
+    group_reports(e, &shared, group, &prep, scores, dlas).await
+}
+
+/// Tokenizes, checks and runs every pair of a group (`prepare`); an input
+/// error names its pair when the group has several.
+async fn prepare_group<E: Engine>(
+    e: &E,
+    tok: &Tokenizer,
+    cfg: &crate::model::Config,
+    group: &[Prompts],
+    obs: &mut dyn Observer,
+) -> Result<Vec<Prepared<E::Run>>> {
     let mut prep = Vec::with_capacity(group.len());
     for (i, prompts) in group.iter().enumerate() {
-        let p = prepare(e, tok, &cfg, prompts, obs)
+        let p = prepare(e, tok, cfg, prompts, obs)
             .await
             .map_err(|err| match err {
                 Error::Input(m) if group.len() > 1 => {
@@ -257,12 +323,21 @@ pub async fn analyze_group<E: Engine>(
             })?;
         prep.push(p);
     }
-    timings.insert("forward".to_string(), (now_ms() - t0) * share / 2.0);
+    Ok(prep)
+}
 
-    let t_pair = prep[0].pair.clean.len();
-    let mut track = Tracker::new(obs, opts.work(&cfg, t_pair) * group.len() as u64);
-    track.advance("forward", 0)?;
-    let mut scores = vec![Scores::default(); group.len()];
+/// AP, IG and AtP of every requested component kind and direction into
+/// each pair's scores, every sweep one engine call for the whole group.
+/// Returns the milliseconds of each (method, component kind), keyed as the
+/// report's timings are, in the order they ran.
+async fn score_components<E: Engine>(
+    e: &E,
+    opts: &Options,
+    prep: &[Prepared<E::Run>],
+    scores: &mut [Scores],
+    track: &mut Tracker<'_>,
+) -> Result<Vec<(String, f64)>> {
+    let mut times = Vec::new();
     // heads first (cheap, shown first), then neurons; cheap methods first
     let mut comps = opts.components.clone();
     comps.sort_by_key(|c| *c == Component::Neurons);
@@ -273,82 +348,93 @@ pub async fn analyze_group<E: Engine>(
             }
             let t = now_ms();
             for &d in &opts.directions {
-                let sweeps: Vec<SweepPair<'_, E::Run>> = prep
-                    .iter()
-                    .map(|p| {
-                        let (base, other) = d.order(&p.clean, &p.corrupt);
-                        SweepPair {
-                            base,
-                            other,
-                            from_pos: p.pair.first_diff,
-                        }
-                    })
-                    .collect();
-                let maps = match m {
-                    Method::Ap => activation_patching(e, &sweeps, c, d, &mut track).await?,
-                    Method::Atp => attribution_patching(e, &sweeps, c, d, &mut track).await?,
-                    Method::Ig => {
-                        let rule = (opts.ig_steps, opts.ig_rule);
-                        let rs = integrated_gradients(e, &sweeps, c, rule, d, &mut track).await?;
-                        rs.into_iter()
-                            .zip(scores.iter_mut())
-                            .map(|(r, s)| {
-                                let entry = s.deltas.entry(d).or_default();
-                                match c {
-                                    Component::Heads => entry.heads = Some(r.convergence_delta),
-                                    Component::Neurons => entry.neurons = Some(r.convergence_delta),
-                                }
-                                r.scores
-                            })
-                            .collect()
-                    }
-                };
+                let sweeps: Vec<SweepPair<'_, E::Run>> = prep.iter().map(|p| p.sweep(d)).collect();
+                let (maps, deltas) = method_maps(e, m, &sweeps, c, d, opts, track).await?;
                 for (s, map) in scores.iter_mut().zip(maps) {
-                    let by_dir = s.results.entry(m.into()).or_default();
-                    by_dir.entry(d).or_default().set(c, map);
+                    s.set_map(m, d, c, map);
+                }
+                if let Some(deltas) = deltas {
+                    for (s, delta) in scores.iter_mut().zip(deltas) {
+                        s.set_delta(d, c, delta);
+                    }
                 }
             }
-            *timings
-                .entry(format!("{}_{}", m.name(), c.name()))
-                .or_insert(0.0) += (now_ms() - t) * share;
+            times.push((format!("{}_{}", m.name(), c.name()), now_ms() - t));
         }
     }
-    if !opts.sites.is_empty() {
-        let t = now_ms();
-        let ask = SiteAsk {
-            sites: &opts.sites,
-            methods: &opts.methods,
-            ig_steps: opts.ig_steps,
-            ig_rule: opts.ig_rule,
-        };
-        for (p, s) in prep.iter().zip(scores.iter_mut()) {
-            for &d in &opts.directions {
-                let (base, other) = d.order(&p.clean, &p.corrupt);
-                let pair = SweepPair {
-                    base,
-                    other,
-                    from_pos: p.pair.first_diff,
-                };
-                let maps = site_scores(e, pair, &ask, d, &mut track).await?;
-                for (m, by_site) in maps {
-                    let entry = s.results.entry(m).or_default().entry(d).or_default();
-                    entry.sites.extend(by_site);
-                }
+    Ok(times)
+}
+
+/// One method's maps of one component kind in direction `d`, one per pair
+/// of `sweeps`; for IG, each pair's convergence deltas beside them.
+async fn method_maps<E: Engine>(
+    e: &E,
+    m: Method,
+    sweeps: &[SweepPair<'_, E::Run>],
+    c: Component,
+    d: Direction,
+    opts: &Options,
+    track: &mut Tracker<'_>,
+) -> Result<(Vec<ScoreMap>, Option<Vec<Vec<f32>>>)> {
+    Ok(match m {
+        Method::Ap => (activation_patching(e, sweeps, c, d, track).await?, None),
+        Method::Atp => (attribution_patching(e, sweeps, c, d, track).await?, None),
+        Method::Ig => {
+            let rule = (opts.ig_steps, opts.ig_rule);
+            let rs = integrated_gradients(e, sweeps, c, rule, d, track).await?;
+            let (maps, deltas) = rs
+                .into_iter()
+                .map(|r| (r.scores, r.convergence_delta))
+                .unzip();
+            (maps, Some(deltas))
+        }
+    })
+}
+
+/// The requested methods at the requested patching sites, pair by pair and
+/// direction by direction, into each pair's scores.
+async fn score_sites<E: Engine>(
+    e: &E,
+    opts: &Options,
+    prep: &[Prepared<E::Run>],
+    scores: &mut [Scores],
+    track: &mut Tracker<'_>,
+) -> Result<()> {
+    let ask = SiteAsk {
+        sites: &opts.sites,
+        methods: &opts.methods,
+        ig_steps: opts.ig_steps,
+        ig_rule: opts.ig_rule,
+    };
+    for (p, s) in prep.iter().zip(scores.iter_mut()) {
+        for &d in &opts.directions {
+            let maps = site_scores(e, p.sweep(d), &ask, d, track).await?;
+            for (m, by_site) in maps {
+                let entry = s.results.entry(m).or_default().entry(d).or_default();
+                entry.sites.extend(by_site);
             }
         }
-        timings.insert("sites".to_string(), (now_ms() - t) * share);
     }
+    Ok(())
+}
+
+/// Each pair's direct logit attribution of its clean and corrupt runs, when
+/// asked for and the metric is a logit difference.
+async fn group_dla<E: Engine>(
+    e: &E,
+    opts: &Options,
+    prep: &[Prepared<E::Run>],
+    track: &mut Tracker<'_>,
+) -> Result<Vec<Option<Dla>>> {
     let mut dlas = Vec::with_capacity(prep.len());
-    for p in &prep {
+    for p in prep {
         let dla = match (&p.pair.metric, opts.dla) {
             (Metric::LogitDiff { correct, incorrect }, true) => {
                 let answers = (*correct, *incorrect);
-                let (clean, bias) =
-                    direct_logit_attribution(e, &p.clean, answers, &mut track).await?;
-                let (corrupt, _) =
-                    direct_logit_attribution(e, &p.corrupt, answers, &mut track).await?;
+                let (clean, bias) = direct_logit_attribution(e, &p.clean, answers, track).await?;
+                let (corrupt, _) = direct_logit_attribution(e, &p.corrupt, answers, track).await?;
                 Some(Dla {
-                    labels: layer_labels(cfg.n_layers),
+                    labels: layer_labels(e.config().n_layers),
                     bias,
                     clean,
                     corrupt,
@@ -358,20 +444,27 @@ pub async fn analyze_group<E: Engine>(
         };
         dlas.push(dla);
     }
-    timings.insert("total".to_string(), (now_ms() - t_start) * share);
-    let shared = Shared {
-        model_name,
-        tok,
-        opts,
-        timings,
-    };
+    Ok(dlas)
+}
+
+/// Every pair's report from its scores and DLA, with its last-position
+/// logits and, where DLA or sites were asked for, its attention patterns.
+async fn group_reports<E: Engine>(
+    e: &E,
+    shared: &Shared<'_>,
+    group: &[Prompts],
+    prep: &[Prepared<E::Run>],
+    scores: Vec<Scores>,
+    dlas: Vec<Option<Dla>>,
+) -> Result<Vec<Report>> {
+    let opts = shared.opts;
     let mut reports = Vec::with_capacity(group.len());
     for (((p, prompts), s), dla) in prep.iter().zip(group).zip(scores).zip(dlas) {
         let logits = (
             e.last_logits(&p.clean).await?,
             e.last_logits(&p.corrupt).await?,
         );
-        let mut r = report(e, &shared, prompts, p, logits, s);
+        let mut r = report(e, shared, prompts, p, logits, s);
         r.dla = dla;
         if opts.dla || !opts.sites.is_empty() {
             r.patterns = Some(Patterns {

@@ -382,6 +382,47 @@ pub fn summarize(
     reports: &[(usize, Report)],
     include_small_gap: bool,
 ) -> Result<Summary> {
+    let sorted = sorted_checked(reports)?;
+    let (_, first) = &reports[0];
+    let total = dataset
+        .total
+        .max(sorted.last().map(|(i, _)| i + 1).unwrap_or(0));
+    let excluded: Vec<usize> = sorted
+        .iter()
+        .filter(|(_, r)| !counts(r, include_small_gap))
+        .map(|(i, _)| *i)
+        .collect();
+    let tables = pair_tables(&sorted, include_small_gap);
+    let (site_maps, site_alignment) = site_summary(&sorted, include_small_gap);
+    Ok(Summary {
+        schema: SUMMARY_SCHEMA,
+        kind: SUMMARY_KIND.to_string(),
+        dataset: DatasetInfo { total, ..dataset },
+        model: first.model.clone(),
+        settings: first.settings.clone(),
+        backend: backends(&sorted),
+        n_pairs: sorted.len(),
+        missing: missing(&sorted, total),
+        include_small_gap,
+        excluded,
+        pairs: sorted.iter().map(|(i, r)| PairEntry::of(*i, r)).collect(),
+        metric: metric_stats(&sorted),
+        correlations: tables.correlations,
+        correlations_raw: tables.correlations_raw,
+        overlap: tables.overlap,
+        compute_s: sorted
+            .iter()
+            .map(|(_, r)| r.timings_ms.get("total").copied().unwrap_or(0.0))
+            .sum::<f64>()
+            / 1000.0,
+        site_maps,
+        site_alignment,
+    })
+}
+
+/// The reports sorted by dataset index, once checked: at least one, no
+/// index twice, all of one model and one set of settings.
+fn sorted_checked(reports: &[(usize, Report)]) -> Result<Vec<&(usize, Report)>> {
     let Some((_, first)) = reports.first() else {
         return Err(Error::Input(
             "there are no pair reports to summarise".into(),
@@ -400,18 +441,26 @@ pub fn summarize(
     for (_, r) in reports {
         compatible(first, r)?;
     }
-    let sorted: Vec<&(usize, Report)> = order.iter().map(|&i| &reports[i]).collect();
-    let present: std::collections::BTreeSet<usize> = sorted.iter().map(|(i, _)| *i).collect();
-    let total = dataset
-        .total
-        .max(sorted.last().map(|(i, _)| i + 1).unwrap_or(0));
-    let missing = (0..total).filter(|i| !present.contains(i)).collect();
+    Ok(order.iter().map(|&i| &reports[i]).collect())
+}
 
-    let excluded: Vec<usize> = sorted
-        .iter()
-        .filter(|(_, r)| !counts(r, include_small_gap))
-        .map(|(i, _)| *i)
-        .collect();
+/// Dataset indices below `total` that no report has.
+fn missing(sorted: &[&(usize, Report)], total: usize) -> Vec<usize> {
+    let present: std::collections::BTreeSet<usize> = sorted.iter().map(|(i, _)| *i).collect();
+    (0..total).filter(|i| !present.contains(i)).collect()
+}
+
+/// The summary's tables of per-pair values: correlations (on AP's scale
+/// and raw) and latent-set overlaps.
+struct PairTables {
+    correlations: BTreeMap<String, BTreeMap<String, Stat>>,
+    correlations_raw: BTreeMap<String, BTreeMap<String, Stat>>,
+    overlap: BTreeMap<String, BTreeMap<String, Stat>>,
+}
+
+/// The statistics of the reports' correlations and overlaps; a pair that
+/// does not count (`counts`) reads as undefined in every cell.
+fn pair_tables(sorted: &[&(usize, Report)], include_small_gap: bool) -> PairTables {
     // a left-out pair's values read as undefined
     let values = |r: &Report, t: &Table| -> Table {
         if counts(r, include_small_gap) {
@@ -421,13 +470,13 @@ pub fn summarize(
             .map(|(c, m)| (c.clone(), m.keys().map(|k| (k.clone(), None)).collect()))
             .collect()
     };
-    let correlations = table(&sorted, |r| {
+    let correlations = table(sorted, |r| {
         values(r, &correlation_table(&r.analysis.correlations))
     });
-    let correlations_raw = table(&sorted, |r| {
+    let correlations_raw = table(sorted, |r| {
         values(r, &correlation_table(&r.analysis.correlations_raw))
     });
-    let overlap = table(&sorted, |r| {
+    let overlap = table(sorted, |r| {
         let t: Table = r
             .analysis
             .overlap
@@ -443,7 +492,16 @@ pub fn summarize(
             .collect();
         values(r, &t)
     });
-    let metric = BTreeMap::from([
+    PairTables {
+        correlations,
+        correlations_raw,
+        overlap,
+    }
+}
+
+/// metric.{clean|corrupt}: the statistic of every pair's metric.
+fn metric_stats(sorted: &[&(usize, Report)]) -> BTreeMap<String, Stat> {
+    BTreeMap::from([
         (
             "clean".to_string(),
             Stat::of(
@@ -462,11 +520,14 @@ pub fn summarize(
                     .collect(),
             ),
         ),
-    ]);
-    let pairs = sorted
-        .iter()
-        .map(|(i, r)| PairEntry {
-            index: *i,
+    ])
+}
+
+impl PairEntry {
+    /// Pair `index`'s line, from its report.
+    fn of(index: usize, r: &Report) -> PairEntry {
+        PairEntry {
+            index,
             clean: r.prompts.clean.clone(),
             corrupt: r.prompts.corrupt.clone(),
             correct: r.prompts.correct.clone(),
@@ -475,45 +536,33 @@ pub fn summarize(
             metric_clean: r.metric.clean,
             metric_corrupt: r.metric.corrupt,
             warnings: r.warnings.iter().map(|w| w.code.clone()).collect(),
-        })
-        .collect();
+        }
+    }
+}
+
+/// The site maps' statistics over the pairs that count (none: no maps).
+fn site_summary(
+    sorted: &[&(usize, Report)],
+    include_small_gap: bool,
+) -> (SiteTable, Option<Alignment>) {
     let counted: Vec<&(usize, Report)> = sorted
         .iter()
         .copied()
         .filter(|(_, r)| counts(r, include_small_gap))
         .collect();
-    let (site_maps, site_alignment) = if counted.is_empty() {
+    if counted.is_empty() {
         (BTreeMap::new(), None)
     } else {
         site_maps(&counted)
-    };
+    }
+}
+
+/// The backends the reports were computed on, sorted, comma-separated.
+fn backends(sorted: &[&(usize, Report)]) -> String {
     let mut backends: Vec<&str> = sorted.iter().map(|(_, r)| r.backend.as_str()).collect();
     backends.sort();
     backends.dedup();
-    Ok(Summary {
-        schema: SUMMARY_SCHEMA,
-        kind: SUMMARY_KIND.to_string(),
-        dataset: DatasetInfo { total, ..dataset },
-        model: first.model.clone(),
-        settings: first.settings.clone(),
-        backend: backends.join(","),
-        n_pairs: sorted.len(),
-        missing,
-        include_small_gap,
-        excluded,
-        pairs,
-        metric,
-        correlations,
-        correlations_raw,
-        overlap,
-        compute_s: sorted
-            .iter()
-            .map(|(_, r)| r.timings_ms.get("total").copied().unwrap_or(0.0))
-            .sum::<f64>()
-            / 1000.0,
-        site_maps,
-        site_alignment,
-    })
+    backends.join(",")
 }
 
 #[cfg(test)]

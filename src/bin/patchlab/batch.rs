@@ -1,19 +1,21 @@
-//! `patchlab batch` and `patchlab merge`: a dataset of prompt pairs through
-//! the per-pair analysis, one report per pair plus the summary tables; shards
-//! of one dataset run anywhere and merge afterwards.
+//! `patchlab batch`: a dataset of prompt pairs through the per-pair
+//! analysis, one report per pair plus the summary tables; shards of one
+//! dataset run anywhere and `patchlab merge` joins them afterwards.
 
-use super::{load, progress_bar, split_list, Loaded};
+use super::ablate::run_ablation;
+use super::dataset::{load_pairs, Source};
+use super::outputs::{io, pair_path, summary_table, write_atomic};
+use super::{load, progress_bar, split_list};
 use clap::Args;
 use indicatif::ProgressBar;
 use patchlab::app::dataset::{DatasetObserver, PairOutcome, Plan, Runner};
-use patchlab::app::AnalyzeRequest;
-use patchlab::attribution::ablation::{ablate_dataset, AblationSet};
+use patchlab::app::{ablation_sets, AnalyzeRequest, LoadedModel};
+use patchlab::attribution::ablation::AblationSet;
 use patchlab::attribution::run::Options;
 use patchlab::attribution::{Observer, Progress};
 use patchlab::clock::now_ms;
-use patchlab::dataset::{self, Format, Task};
 use patchlab::engine::Engine;
-use patchlab::report::summary::{summarize, DatasetInfo, Summary};
+use patchlab::report::summary::{summarize, DatasetInfo};
 use patchlab::report::{Prompts, Report};
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -130,73 +132,6 @@ pub struct BatchArgs {
     quiet: bool,
 }
 
-#[derive(Args)]
-pub struct AblateArgs {
-    /// A `patchlab batch` or `patchlab merge` output directory; ablation.json is written into it.
-    dir: PathBuf,
-    /// The model directory the reports were computed with.
-    #[arg(long)]
-    model: PathBuf,
-    /// A set of components to hold at their mean corrupt activation (repeatable): and:X or or:X
-    /// with X = ig, ap, both (IG ∩ AP), either (IG ∪ AP), ig-only, ap-only — each pair's own
-    /// latent AND / OR components — or fixed components such as h9.6,h9.9,n0.1234
-    /// (h = head layer.head, n = neuron layer.index).
-    #[arg(long = "set", required = true)]
-    sets: Vec<String>,
-    /// Compute backend: cpu, gpu, or auto (the GPU where one starts, else the CPU).
-    #[arg(long, default_value = "cpu")]
-    backend: String,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
-}
-
-#[derive(Args)]
-pub struct DatasetArgs {
-    /// Model directory or cached Hub repo id (only its tokenizer is read, to check every pair).
-    #[arg(long)]
-    model: PathBuf,
-    /// ioi, ioi-third, greater-than, capitals, agreement.
-    #[arg(long)]
-    task: String,
-    #[arg(long, default_value_t = 100)]
-    n: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// csv or jsonl.
-    #[arg(long, default_value = "csv")]
-    format: String,
-}
-
-/// Prints a generated dataset, to inspect it or edit it into a --file.
-pub fn dataset(a: DatasetArgs) -> Result<()> {
-    let tok = super::load_tokenizer(&a.model)?;
-    let pairs = Task::from_name(&a.task)?.generate(&tok, a.n, a.seed, true)?;
-    match a.format.as_str() {
-        "csv" => print!("{}", dataset::to_csv(&pairs)),
-        "jsonl" => print!("{}", dataset::to_jsonl(&pairs)),
-        f => {
-            return Err(Error::Input(format!(
-                "unknown --format {f:?}: use csv or jsonl"
-            )))
-        }
-    }
-    Ok(())
-}
-
-#[derive(Args)]
-pub struct MergeArgs {
-    /// Output directories of `patchlab batch` runs (shards of one dataset).
-    #[arg(required = true)]
-    dirs: Vec<PathBuf>,
-    /// Where the merged pairs/ and summary.json go (may be one of the inputs).
-    #[arg(long)]
-    out_dir: PathBuf,
-    /// Count pairs with a `small_gap` warning in the correlations and overlaps (as batch's flag).
-    #[arg(long)]
-    include_small_gap: bool,
-}
-
 /// Parses "I/N" into the index range of slice I of a dataset of `total` pairs.
 pub fn shard_range(spec: &str, total: usize) -> Result<(usize, usize, std::ops::Range<usize>)> {
     let bad = || {
@@ -216,10 +151,6 @@ pub fn shard_range(spec: &str, total: usize) -> Result<(usize, usize, std::ops::
     Ok((i, n, i * total / n..(i + 1) * total / n))
 }
 
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io(format!("{}: {e}", path.display()))
-}
-
 /// The dataset of a batch run, and where it came from.
 fn load_dataset(
     a: &BatchArgs,
@@ -234,88 +165,6 @@ fn load_dataset(
         bos: !a.no_bos,
     };
     load_pairs(&source, tok)
-}
-
-/// Where a dataset's pairs come from: a generated task, or a file.
-pub(crate) struct Source<'a> {
-    pub task: Option<&'a str>,
-    pub n: usize,
-    pub seed: u64,
-    pub file: Option<&'a Path>,
-    pub skip_bad: bool,
-    pub bos: bool,
-}
-
-/// The pairs of a task or file, refusing a file with bad rows unless `skip_bad`.
-pub(crate) fn load_pairs(
-    a: &Source<'_>,
-    tok: &patchlab::model::Tokenizer,
-) -> Result<(Vec<Prompts>, DatasetInfo)> {
-    let bos = a.bos;
-    if let Some(task) = a.task {
-        let task = Task::from_name(task)?;
-        let pairs = task.generate(tok, a.n, a.seed, bos)?;
-        let info = DatasetInfo {
-            source: format!("task:{}", task.name()),
-            seed: Some(a.seed),
-            total: pairs.len(),
-        };
-        return Ok((pairs, info));
-    }
-    let path = a
-        .file
-        .ok_or_else(|| Error::Input("give a task (--task) or a file of pairs".into()))?;
-    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-    let format = Format::from_path(&path.to_string_lossy())?;
-    let imported = dataset::import(&text, format, tok, bos)?;
-    if !imported.bad.is_empty() {
-        let list: Vec<String> = imported
-            .bad
-            .iter()
-            .map(|b| format!("  line {}: {}", b.line, b.reason))
-            .collect();
-        if !a.skip_bad {
-            return Err(Error::Input(format!(
-                "{} has {} invalid row(s):\n{}\nfix them, or pass --skip-bad to run the {} valid pairs without them",
-                path.display(),
-                imported.bad.len(),
-                list.join("\n"),
-                imported.pairs.len()
-            )));
-        }
-        eprintln!(
-            "skipping {} invalid row(s) of {} (--skip-bad):\n{}",
-            imported.bad.len(),
-            path.display(),
-            list.join("\n")
-        );
-    }
-    if imported.pairs.is_empty() {
-        return Err(Error::Input(format!(
-            "{} has no valid pairs",
-            path.display()
-        )));
-    }
-    let info = DatasetInfo {
-        source: format!(
-            "file:{}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ),
-        seed: None,
-        total: imported.pairs.len(),
-    };
-    Ok((imported.pairs, info))
-}
-
-fn pair_path(dir: &Path, index: usize) -> PathBuf {
-    dir.join("pairs").join(format!("{index:04}.json"))
-}
-
-/// Writes through a temporary file so a killed run never leaves half a report.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
 /// Where a batch run's outcomes go: each computed report to its file as
@@ -374,10 +223,12 @@ impl DatasetObserver for BatchOut<'_> {
 struct Batch {
     args: BatchArgs,
     opts: Options,
+    /// The sets of --ablate.
+    ablate: Vec<(String, AblationSet)>,
 }
 
 impl Batch {
-    fn run(self, l: Loaded) -> Result<()> {
+    fn run(self, l: LoadedModel) -> Result<()> {
         let a = &self.args;
         let (pairs, info) = load_dataset(a, &l.tokenizer)?;
         let (range, shard) = match &a.shard {
@@ -460,8 +311,8 @@ impl Batch {
             a.out_dir.display(),
             a.out_dir.display()
         );
-        if !a.ablate.is_empty() {
-            run_ablation(&l, &a.out_dir, &reports, &a.ablate, a.quiet)?;
+        if !self.ablate.is_empty() {
+            run_ablation(&l, &a.out_dir, &reports, &self.ablate, a.quiet)?;
         }
         if stats.bad.is_empty() {
             Ok(())
@@ -483,271 +334,17 @@ fn bad_pairs(bad: &[usize], of: usize) -> Error {
     ))
 }
 
-/// Mean-ablates each set in every pair and writes `dir/ablation.json`.
-fn run_ablation(
-    l: &Loaded,
-    dir: &Path,
-    reports: &[(usize, Report)],
-    sets: &[String],
-    quiet: bool,
-) -> Result<()> {
-    let sets = sets
-        .iter()
-        .map(|s| Ok((s.clone(), AblationSet::parse(s)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let bar = progress_bar(
-        quiet,
-        ((sets.len() + 1) * reports.len()) as u64,
-        "{spinner} {msg:40} [{bar:30}] {percent:>3}% ETA {eta}",
-    );
-    let mut obs = StepBar(bar);
-    let abl = pollster::block_on(ablate_dataset(
-        &l.engine,
-        &l.tokenizer,
-        reports,
-        &sets,
-        &mut obs,
-    ))?;
-    obs.0.finish_and_clear();
-    let path = dir.join("ablation.json");
-    write_atomic(
-        &path,
-        &serde_json::to_string_pretty(&abl).expect("ablations serialise"),
-    )?;
-    let fmt = |st: &patchlab::report::summary::Stat| match (st.mean, st.std) {
-        (Some(m), Some(sd)) => format!("{m:+.4} ± {sd:.4}"),
-        _ => "undefined".to_string(),
-    };
-    for s in &abl.sets {
-        println!(
-            "ablate {:12} {} heads, {} neurons per pair: metric change {}, fraction retained {} (n {})",
-            s.set,
-            s.heads.mean.map_or("?".into(), |x| format!("{x:.1}")),
-            s.neurons.mean.map_or("?".into(), |x| format!("{x:.1}")),
-            fmt(&s.change),
-            fmt(&s.retained),
-            s.pairs.len()
-        );
-    }
-    println!("ablations in {}", path.display());
-    Ok(())
-}
-
-/// A bar that moves one step per step of the work.
-struct StepBar(ProgressBar);
-
-impl Observer for StepBar {
-    fn progress(&mut self, p: &Progress<'_>) -> bool {
-        self.0.inc(1);
-        self.0.set_message(p.stage.to_string());
-        true
-    }
-}
-
-pub fn ablate(a: AblateArgs) -> Result<()> {
-    for s in &a.sets {
-        AblationSet::parse(s)?;
-    }
-    let l = load(&a.model, &a.backend)?;
-    let reports = read_pairs(&a.dir)?;
-    if reports.is_empty() {
-        return Err(Error::Input(format!(
-            "{}/pairs/ holds no reports: run `patchlab batch` first",
-            a.dir.display()
-        )));
-    }
-    run_ablation(&l, &a.dir, &reports, &a.sets, a.quiet)
-}
-
-/// The summary's main correlations, one line each (summary.json has every pair of maps).
-pub fn summary_table(s: &Summary) -> String {
-    const KEYS: [(&str, &str); 8] = [
-        (
-            "ig_norm_clean_to_corrupt__vs__ap_clean_to_corrupt",
-            "IG* vs AP, clean→corrupt",
-        ),
-        (
-            "ig_norm_corrupt_to_clean__vs__ap_corrupt_to_clean",
-            "IG* vs AP, corrupt→clean",
-        ),
-        (
-            "ig_norm_clean_to_corrupt__vs__ap_corrupt_to_clean",
-            "IG* clean→corrupt vs AP corrupt→clean",
-        ),
-        (
-            "ig_norm_corrupt_to_clean__vs__ap_clean_to_corrupt",
-            "IG* corrupt→clean vs AP clean→corrupt",
-        ),
-        (
-            "atp_clean_to_corrupt__vs__ap_clean_to_corrupt",
-            "AtP vs AP, clean→corrupt",
-        ),
-        (
-            "atp_corrupt_to_clean__vs__ap_corrupt_to_clean",
-            "AtP vs AP, corrupt→clean",
-        ),
-        ("asym_ig_norm__vs__asym_ap", "IG* asymmetry vs AP asymmetry"),
-        ("asym_atp__vs__asym_ap", "AtP asymmetry vs AP asymmetry"),
-    ];
-    let fmt = |st: &patchlab::report::summary::Stat| match (st.mean, st.std, st.median) {
-        (Some(m), Some(sd), Some(med)) => format!(
-            "{m:+.4} ± {sd:.4}  median {med:+.4}  mean|r| {:.4}  (n {})",
-            st.mean_abs.unwrap_or(f64::NAN),
-            st.n
-        ),
-        _ => "undefined".to_string(),
-    };
-    let mut out = String::new();
-    for (which, m) in &s.metric {
-        out += &format!("metric  {which:7} {:46} {}\n", "", fmt(m));
-    }
-    for (c, corr) in &s.correlations {
-        for (key, label) in KEYS {
-            if let Some(st) = corr.get(key) {
-                out += &format!("pearson {c:7} {label:46} {}\n", fmt(st));
-            }
-        }
-    }
-    for (c, ov) in &s.overlap {
-        for (k, st) in ov {
-            let label = format!("Jaccard of IG*'s and AP's {} components", k.to_uppercase());
-            out += &format!("overlap {c:7} {label:46} {}\n", fmt(st));
-        }
-    }
-    if let Some(al) = &s.site_alignment {
-        out += &format!(
-            "sites   {} pairs of {} tokens (first difference at {}) averaged in the maps by position (summary.json site_maps: mean and std per cell)\n",
-            al.aligned.len(),
-            al.n_tokens,
-            al.first_diff
-        );
-        if !al.not_aligned.is_empty() {
-            let list: Vec<String> = al.not_aligned.iter().map(|i| i.to_string()).collect();
-            out += &format!(
-                "sites   {} pairs of another template left out of the maps by position (positions would not line up): {}\n",
-                al.not_aligned.len(),
-                list.join(", ")
-            );
-        }
-    }
-    if !s.excluded.is_empty() {
-        out += &format!(
-            "{} of {} pairs left out of the correlations, overlaps and site maps: their metric barely differs between the prompts (small_gap; --include-small-gap counts them)\n",
-            s.excluded.len(),
-            s.n_pairs
-        );
-    }
-    if !s.missing.is_empty() {
-        out += &format!(
-            "{} of {} pairs have no report yet (other shards?): merge the shards' directories with `patchlab merge`\n",
-            s.missing.len(),
-            s.dataset.total
-        );
-    }
-    out
-}
-
 pub fn batch(a: BatchArgs) -> Result<()> {
     let opts = a.methods.options()?;
-    for s in &a.ablate {
-        AblationSet::parse(s)?;
-    }
+    // a bad set is refused before the model loads
+    let ablate = ablation_sets(&a.ablate)?;
     let l = load(&a.model, &a.backend)?;
-    Batch { args: a, opts }.run(l)
-}
-
-/// Reads every per-pair report of a batch output directory.
-pub fn read_pairs(dir: &Path) -> Result<Vec<(usize, Report)>> {
-    let pdir = dir.join("pairs");
-    let entries = std::fs::read_dir(&pdir).map_err(|e| {
-        Error::Input(format!(
-            "{} is not a `patchlab batch` output directory (no pairs/ in it: {e})",
-            dir.display()
-        ))
-    })?;
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| io(&pdir, e))?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let Some(index) = name
-            .strip_suffix(".json")
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-        let report = Report::from_json(&text)
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-        out.push((index, report));
+    Batch {
+        args: a,
+        opts,
+        ablate,
     }
-    out.sort_by_key(|(i, _)| *i);
-    Ok(out)
-}
-
-pub fn merge(a: MergeArgs) -> Result<()> {
-    let mut info: Option<DatasetInfo> = None;
-    let mut all: Vec<(usize, Report)> = Vec::new();
-    for dir in &a.dirs {
-        let path = dir.join("summary.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::Input(format!(
-                "{} is not a finished `patchlab batch` output ({}: {e})",
-                dir.display(),
-                path.display()
-            ))
-        })?;
-        let dataset = Summary::dataset_of(&text)
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-        match &info {
-            None => info = Some(dataset.clone()),
-            Some(i) if *i != dataset => {
-                return Err(Error::Input(format!(
-                    "{} holds dataset {:?} (seed {:?}, {} pairs) but {} holds {:?} (seed {:?}, {} pairs): merge shards of one dataset only",
-                    a.dirs[0].display(),
-                    i.source,
-                    i.seed,
-                    i.total,
-                    dir.display(),
-                    dataset.source,
-                    dataset.seed,
-                    dataset.total
-                )))
-            }
-            Some(_) => {}
-        }
-        for (index, r) in read_pairs(dir)? {
-            match all.iter().find(|(i, _)| *i == index) {
-                Some((_, prev)) if prev.prompts != r.prompts => {
-                    return Err(Error::Input(format!(
-                        "pair {index} differs between the inputs ({} has another prompt pair): they are not shards of one dataset",
-                        dir.display()
-                    )))
-                }
-                Some(_) => {}
-                None => all.push((index, r)),
-            }
-        }
-    }
-    let info = info.expect("clap requires one directory");
-    all.sort_by_key(|(i, _)| *i);
-    let summary = summarize(info, &all, a.include_small_gap)?;
-    let pdir = a.out_dir.join("pairs");
-    std::fs::create_dir_all(&pdir).map_err(|e| io(&pdir, e))?;
-    for (index, r) in &all {
-        let path = pair_path(&a.out_dir, *index);
-        if !path.exists() {
-            write_atomic(&path, &r.to_json())?;
-        }
-    }
-    write_atomic(&a.out_dir.join("summary.json"), &summary.to_json())?;
-    println!(
-        "merged {} pairs from {} directories into {}",
-        all.len(),
-        a.dirs.len(),
-        a.out_dir.display()
-    );
-    print!("{}", summary_table(&summary));
-    Ok(())
+    .run(l)
 }
 
 #[cfg(test)]

@@ -258,21 +258,7 @@ async fn run_bench<E: Engine>(
         "patchlab bench — backend {}, model {} ({} layers, {} heads, d_model {}), {} tokens, prompts differ from position {}",
         e.backend(), name, cfg.n_layers, cfg.n_heads, cfg.d_model, pair.clean.len(), pair.first_diff
     );
-    let t = now_ms();
-    let clean = e.run(&pair.clean, &pair.metric).await?;
-    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
-    println!(
-        "cached forward (per prompt): {:.1} ms",
-        (now_ms() - t) / 2.0
-    );
-    let t = now_ms();
-    let reps = 3;
-    for _ in 0..reps {
-        e.metric_with_substitutions(&pair.clean, &pair.metric, &[])
-            .await?;
-    }
-    let fwd = (now_ms() - t) / reps as f64;
-    println!("plain hooked forward (the naive loop's unit): {fwd:.1} ms\n");
+    let (clean, corrupt, fwd) = time_forwards(e, &pair).await?;
     if a.sites {
         return bench_sites(
             e,
@@ -288,78 +274,180 @@ async fn run_bench<E: Engine>(
         "{:<24} {:<17} {:>10} {:>10} {:>9}",
         "method", "direction", "naive s", "fast s", "speed-up"
     );
+    let b = Bench {
+        a,
+        e,
+        pair: &pair,
+        fwd,
+        matmul_rate,
+    };
     let mut q = Quiet;
-    let (mut naive_total, mut fast_total) = (0.0, 0.0);
+    let mut total = Times::default();
     for d in Direction::ALL {
         let (base, other) = d.order(&clean, &corrupt);
-        let sweep = [SweepPair {
+        let sweep = SweepPair {
             base,
             other,
             from_pos: pair.first_diff,
-        }];
+        };
+        for c in [Component::Heads, Component::Neurons] {
+            total += b.ap(sweep, c, d).await?;
+        }
+        // IG and AtP of a direction follow one tracker
+        let mut tr = Tracker::new(&mut q, 0);
+        for c in [Component::Heads, Component::Neurons] {
+            total += b.ig(sweep, c, d, &mut tr).await?;
+        }
+        total += b.atp(sweep, d, &mut tr).await?;
+    }
+    println!(
+        "{:<24} {:<17} {} {} {:>8.1}×",
+        "all of the above",
+        "both",
+        secs(total.naive),
+        secs(total.fast),
+        total.naive / total.fast
+    );
+    if a.full {
+        bench_full(a, e, name, tokenizer).await?;
+    }
+    Ok(())
+}
+
+/// Runs both prompts, timing the cached forward, then times the plain
+/// hooked forward the naive loop repeats. Returns the runs and the plain
+/// forward's milliseconds.
+async fn time_forwards<E: Engine>(e: &E, pair: &Pair) -> Result<(E::Run, E::Run, f64)> {
+    let t = now_ms();
+    let clean = e.run(&pair.clean, &pair.metric).await?;
+    let corrupt = e.run(&pair.corrupt, &pair.metric).await?;
+    println!(
+        "cached forward (per prompt): {:.1} ms",
+        (now_ms() - t) / 2.0
+    );
+    let t = now_ms();
+    let reps = 3;
+    for _ in 0..reps {
+        e.metric_with_substitutions(&pair.clean, &pair.metric, &[])
+            .await?;
+    }
+    let fwd = (now_ms() - t) / reps as f64;
+    println!("plain hooked forward (the naive loop's unit): {fwd:.1} ms\n");
+    Ok((clean, corrupt, fwd))
+}
+
+/// Milliseconds of the naive loop (measured or estimated) and of the fast path.
+#[derive(Clone, Copy, Default)]
+struct Times {
+    naive: f64,
+    fast: f64,
+}
+
+impl std::ops::AddAssign for Times {
+    fn add_assign(&mut self, t: Times) {
+        self.naive += t.naive;
+        self.fast += t.fast;
+    }
+}
+
+/// What every row of `run_bench`'s table reads: the flags, the engine, the
+/// pair, the plain hooked forward's milliseconds and the plain matmul's
+/// GFLOP/s.
+struct Bench<'a, E> {
+    a: &'a BenchArgs,
+    e: &'a E,
+    pair: &'a Pair,
+    fwd: f64,
+    matmul_rate: f64,
+}
+
+impl<E: Engine> Bench<'_, E> {
+    /// AP of every component of a kind: the naive loop on a sample of
+    /// components, extrapolated, against the fast sweep.
+    async fn ap(&self, sweep: SweepPair<'_, E::Run>, c: Component, d: Direction) -> Result<Times> {
+        let (a, e, pair) = (self.a, self.e, self.pair);
+        let cfg = e.config();
         let base_tokens = if d == Direction::CleanToCorrupt {
             &pair.clean
         } else {
             &pair.corrupt
         };
-        for c in [Component::Heads, Component::Neurons] {
-            let per_layer = c.count(&cfg);
-            let total = cfg.n_layers * per_layer;
-            let n = a.naive_samples.clamp(1, total);
-            let sample: Vec<(usize, usize)> = (0..n)
-                .map(|i| (i * total / n) / per_layer)
-                .zip((0..n).map(|i| (i * total / n) % per_layer))
-                .collect();
-            let t = now_ms();
-            activation_patching_naive(e, base_tokens, &pair.metric, base, other, c, Some(&sample))
-                .await?;
-            let naive = (now_ms() - t) / n as f64 * total as f64;
-            let mut tr = Tracker::new(&mut q, 0);
-            let t = now_ms();
-            activation_patching(e, &sweep, c, d, &mut tr).await?;
-            let fast = now_ms() - t;
-            let gflops =
-                ap_sweep_flops(&cfg, c, pair.clean.len() - pair.first_diff) / (fast / 1e3) / 1e9;
-            println!(
-                "{:<24} {:<17} {} {} {:>8.1}×  ({gflops:.1} GFLOP/s of matrix products)",
-                format!("AP {} ({total})", c.name()),
-                d.name(),
-                secs(naive),
-                secs(fast),
-                naive / fast
-            );
-            naive_total += naive;
-            fast_total += fast;
-        }
+        let per_layer = c.count(cfg);
+        let total = cfg.n_layers * per_layer;
+        let n = a.naive_samples.clamp(1, total);
+        let sample: Vec<(usize, usize)> = (0..n)
+            .map(|i| (i * total / n) / per_layer)
+            .zip((0..n).map(|i| (i * total / n) % per_layer))
+            .collect();
+        let (base, other) = (sweep.base, sweep.other);
+        let t = now_ms();
+        activation_patching_naive(e, base_tokens, &pair.metric, base, other, c, Some(&sample))
+            .await?;
+        let naive = (now_ms() - t) / n as f64 * total as f64;
+        let mut q = Quiet;
+        let mut tr = Tracker::new(&mut q, 0);
+        let t = now_ms();
+        activation_patching(e, &[sweep], c, d, &mut tr).await?;
+        let fast = now_ms() - t;
+        let gflops =
+            ap_sweep_flops(cfg, c, pair.clean.len() - pair.first_diff) / (fast / 1e3) / 1e9;
+        println!(
+            "{:<24} {:<17} {} {} {:>8.1}×  ({gflops:.1} GFLOP/s of matrix products)",
+            format!("AP {} ({total})", c.name()),
+            d.name(),
+            secs(naive),
+            secs(fast),
+            naive / fast
+        );
+        Ok(Times { naive, fast })
+    }
+
+    /// IG of one component kind against captum's estimated cost.
+    async fn ig(
+        &self,
+        sweep: SweepPair<'_, E::Run>,
+        c: Component,
+        d: Direction,
+        tr: &mut Tracker<'_>,
+    ) -> Result<Times> {
+        let (a, e, pair) = (self.a, self.e, self.pair);
+        let cfg = e.config();
         // captum: per layer and component kind, a batch of `steps` forwards and a backward,
         // estimated as 3 × steps plain forwards
-        let naive_ig = cfg.n_layers as f64 * 3.0 * a.ig_steps as f64 * fwd;
-        let mut tr = Tracker::new(&mut q, 0);
-        for c in [Component::Heads, Component::Neurons] {
-            let t = now_ms();
-            integrated_gradients(e, &sweep, c, (a.ig_steps, Rule::GaussLegendre), d, &mut tr)
-                .await?;
-            let fast = now_ms() - t;
-            let flops = ig_flops(&cfg, c, a.ig_steps, pair.clean.len(), pair.first_diff);
-            let rate = flops / (fast / 1e3) / 1e9;
-            println!(
-                "{:<24} {:<17} {} {} {:>8.1}×  ({:.1} GFLOP, {rate:.1} GFLOP/s of matrix products = {:.0} % of the plain matmul; naive estimated: 3 × steps forwards per layer)",
-                format!("IG {} ({})", c.name(), a.ig_steps),
-                d.name(),
-                secs(naive_ig),
-                secs(fast),
-                naive_ig / fast,
-                flops / 1e9,
-                100.0 * rate / matmul_rate
-            );
-            naive_total += naive_ig;
-            fast_total += fast;
-        }
+        let naive_ig = cfg.n_layers as f64 * 3.0 * a.ig_steps as f64 * self.fwd;
+        let t = now_ms();
+        integrated_gradients(e, &[sweep], c, (a.ig_steps, Rule::GaussLegendre), d, tr).await?;
+        let fast = now_ms() - t;
+        let flops = ig_flops(cfg, c, a.ig_steps, pair.clean.len(), pair.first_diff);
+        let rate = flops / (fast / 1e3) / 1e9;
+        println!(
+            "{:<24} {:<17} {} {} {:>8.1}×  ({:.1} GFLOP, {rate:.1} GFLOP/s of matrix products = {:.0} % of the plain matmul; naive estimated: 3 × steps forwards per layer)",
+            format!("IG {} ({})", c.name(), a.ig_steps),
+            d.name(),
+            secs(naive_ig),
+            secs(fast),
+            naive_ig / fast,
+            flops / 1e9,
+            100.0 * rate / self.matmul_rate
+        );
+        Ok(Times {
+            naive: naive_ig,
+            fast,
+        })
+    }
+
+    /// AtP of heads and neurons against an estimated forward and backward.
+    async fn atp(
+        &self,
+        sweep: SweepPair<'_, E::Run>,
+        d: Direction,
+        tr: &mut Tracker<'_>,
+    ) -> Result<Times> {
         // AtP: one forward and one backward per direction (estimated as 3 forwards)
-        let naive_atp = 3.0 * fwd;
+        let naive_atp = 3.0 * self.fwd;
         let t = now_ms();
         for c in [Component::Heads, Component::Neurons] {
-            attribution_patching(e, &sweep, c, d, &mut tr).await?;
+            attribution_patching(self.e, &[sweep], c, d, tr).await?;
         }
         let fast = now_ms() - t;
         println!(
@@ -370,35 +458,36 @@ async fn run_bench<E: Engine>(
             secs(fast),
             naive_atp / fast
         );
-        naive_total += naive_atp;
-        fast_total += fast;
+        Ok(Times {
+            naive: naive_atp,
+            fast,
+        })
     }
-    println!(
-        "{:<24} {:<17} {} {} {:>8.1}×",
-        "all of the above",
-        "both",
-        secs(naive_total),
-        secs(fast_total),
-        naive_total / fast_total
-    );
-    if a.full {
-        let prompts = Prompts {
-            clean: CLEAN.into(),
-            corrupt: CORRUPT.into(),
-            correct: " Mary".into(),
-            incorrect: " John".into(),
-            bos: true,
-            metric: "logit_diff".into(),
-        };
-        let opts = Options {
-            ig_steps: a.ig_steps,
-            ..Options::default()
-        };
-        let t = now_ms();
-        analyze_pair(e, name, tokenizer, &prompts, &opts, &mut q).await?;
-        let full = now_ms() - t;
-        println!("\nfull analysis (patchlab analyze, all methods, both directions, heads + neurons): {:.1} s", full / 1e3);
-    }
+}
+
+/// The whole analysis, as `patchlab analyze` runs it.
+async fn bench_full<E: Engine>(
+    a: &BenchArgs,
+    e: &E,
+    name: &str,
+    tokenizer: &Tokenizer,
+) -> Result<()> {
+    let prompts = Prompts {
+        clean: CLEAN.into(),
+        corrupt: CORRUPT.into(),
+        correct: " Mary".into(),
+        incorrect: " John".into(),
+        bos: true,
+        metric: "logit_diff".into(),
+    };
+    let opts = Options {
+        ig_steps: a.ig_steps,
+        ..Options::default()
+    };
+    let t = now_ms();
+    analyze_pair(e, name, tokenizer, &prompts, &opts, &mut Quiet).await?;
+    let full = now_ms() - t;
+    println!("\nfull analysis (patchlab analyze, all methods, both directions, heads + neurons): {:.1} s", full / 1e3);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `patchlab circuit`: edge attribution (EAP, EAP-IG, exact edge patching),
 //! the circuit and its faithfulness, for a prompt pair or a dataset.
 
-use super::batch::{load_pairs, Source};
+use super::dataset::{load_pairs, Source};
 use super::progress_bar;
 use clap::Args;
 use indicatif::ProgressBar;

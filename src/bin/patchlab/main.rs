@@ -3,21 +3,25 @@
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use patchlab::app::{AnalyzeRequest, AnyEngine, Backend};
+use patchlab::app::{AnalyzeRequest, Backend, LoadedModel};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Observer, Progress};
 use patchlab::engine::Component;
 use patchlab::model::published::{checkpoint_files, Repo};
 use patchlab::model::random::{random_weights, RandomSpec};
-use patchlab::model::{Model, Tokenizer};
+use patchlab::model::Tokenizer;
 use patchlab::report::{npy::report_npy_files, LatentKind, MethodKey, PatchSite, Prompts, Report};
 use patchlab::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod ablate;
 mod batch;
 mod bench;
 mod circuit;
+mod dataset;
+mod merge;
+mod outputs;
 
 #[derive(Parser)]
 #[command(
@@ -54,12 +58,12 @@ enum Command {
     /// pair and the averaged tables (summary.json).
     Batch(Box<batch::BatchArgs>),
     /// Print a generated task dataset as CSV or JSONL (what `batch --task` runs).
-    Dataset(batch::DatasetArgs),
+    Dataset(dataset::DatasetArgs),
     /// Join the output directories of `batch --shard` runs and recompute the summary.
-    Merge(batch::MergeArgs),
+    Merge(merge::MergeArgs),
     /// Mean-ablate components found by a batch run (latent AND / OR sets, or chosen ones) and
     /// report how the metric moves, per pair and on average.
-    Ablate(batch::AblateArgs),
+    Ablate(ablate::AblateArgs),
 }
 
 #[derive(Args)]
@@ -194,30 +198,14 @@ impl Observer for Bar {
     }
 }
 
-/// A model directory's name and tokenizer, and its weights in an engine.
-pub(crate) struct Loaded {
-    pub name: String,
-    pub tokenizer: Tokenizer,
-    pub engine: AnyEngine,
-}
-
-/// Loads a model directory on the chosen backend ("cpu", "gpu" or "auto").
-pub(crate) fn load(dir: &Path, backend: &str) -> Result<Loaded> {
-    let Model {
-        name,
-        config,
-        weights,
-        tokenizer,
-    } = Model::from_dir(dir)?;
-    let (engine, note) = AnyEngine::load(config, weights, Backend::parse(backend)?)?;
+/// Loads a model directory on the chosen backend ("cpu", "gpu" or "auto"),
+/// saying on stderr why "auto" computes on the CPU when it does.
+pub(crate) fn load(dir: &Path, backend: &str) -> Result<LoadedModel> {
+    let (loaded, note) = LoadedModel::from_dir(dir, Backend::parse(backend)?)?;
     if let Some(note) = note {
         eprintln!("{note}");
     }
-    Ok(Loaded {
-        name,
-        tokenizer,
-        engine,
-    })
+    Ok(loaded)
 }
 
 /// A progress bar of `len` steps drawn with `template`, hidden when `quiet`.
@@ -233,7 +221,7 @@ pub(crate) fn progress_bar(quiet: bool, len: u64, template: &str) -> ProgressBar
 }
 
 /// The report of one pair, with a progress bar unless `quiet`.
-fn analysis(l: &Loaded, prompts: &Prompts, opts: &Options, quiet: bool) -> Result<Report> {
+fn analysis(l: &LoadedModel, prompts: &Prompts, opts: &Options, quiet: bool) -> Result<Report> {
     let bar = progress_bar(
         quiet,
         1,
@@ -607,9 +595,9 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Batch(a) => batch::batch(*a),
         Command::Circuit(a) => circuit::circuit(*a),
-        Command::Merge(a) => batch::merge(a),
-        Command::Dataset(a) => batch::dataset(a),
-        Command::Ablate(a) => batch::ablate(a),
+        Command::Merge(a) => merge::merge(a),
+        Command::Dataset(a) => dataset::dataset(a),
+        Command::Ablate(a) => ablate::ablate(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

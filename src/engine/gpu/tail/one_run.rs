@@ -1,0 +1,160 @@
+//! Sweeps over one base run: the gradient at every layer's components
+//! (`sweep_base_gradients`) and tails from perturbed residual rows
+//! (`sweep_resid`).
+
+use super::{Pass, Stacked, Window, WorkKey};
+use crate::engine::gpu::context::{At, Enc, Slice};
+use crate::engine::gpu::forward::Forward;
+use crate::engine::gpu::ops::Batch;
+use crate::engine::gpu::GpuEngine;
+use crate::engine::hooks::unknown_hook;
+use crate::engine::plan::{Start, TailPlan};
+use crate::engine::{Component, Site};
+use crate::error::Result;
+
+impl GpuEngine {
+    /// ∂m/∂(hook_result or hook_post) at the base run for every layer, rows
+    /// fd.. ([n, width] each): one tail from layer 0's MLP and one backward,
+    /// reading the gradient at every block boundary.
+    pub(in crate::engine::gpu) async fn sweep_base_gradients(
+        &self,
+        base: &Forward,
+        component: Component,
+        win: Window,
+    ) -> Result<Vec<Vec<f32>>> {
+        let c = &self.cfg;
+        let (d, dm, n, fd) = (c.d_model, c.d_mlp, win.n(), win.fd);
+        let g = &self.gpu;
+        let plan = TailPlan::new(Start::Mid(0), c.n_layers);
+        let key = WorkKey {
+            cap: 1,
+            n,
+            t: win.t,
+            record: true,
+            logits: base.readout.is_signs(),
+        };
+        let (key, ws) = self.take_work(key)?;
+        let b = Batch::new(1, 1, n, d, fd);
+        let metric = g.buffer(1, "metric")?;
+        let stacked = Stacked::of(base);
+        let one = g.upload(&[1.0], "one")?;
+        let acc = (0..c.n_layers)
+            .map(|_| g.buffer(n * d, "gradient"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut enc = Enc::new(g);
+        for a in &acc {
+            enc.clear(a);
+        }
+        let start = At::new(&base.layers[0].resid_mid, fd * d);
+        enc.copy(start, At::start(&ws.x[0]), n * d);
+        let pass = Pass {
+            ws: &ws,
+            base: &stacked,
+            plan: &plan,
+            b,
+        };
+        self.encode_tail(&mut enc, &pass, At::start(&metric));
+        // heads: ∂m/∂attn_out = ∂m/∂resid_mid (after the MLP's backward);
+        // neurons: ∂m/∂mlp_out = ∂m/∂resid_post (before it)
+        self.encode_tail_backward(&mut enc, &pass, &mut |enc, point, gx| {
+            let (Start::Mid(layer) | Start::Post(layer)) = point else {
+                return;
+            };
+            if point == Start::of(Site { layer, component }) {
+                enc.weighted_sum(gx, b, At::start(&one), &acc[layer]);
+            }
+        });
+        let out = match component {
+            Component::Heads => acc,
+            Component::Neurons => acc
+                .iter()
+                .enumerate()
+                .map(|(l, a)| {
+                    let gp = g.buffer(n * dm, "gradient")?;
+                    enc.linear_backward(a, n, &self.w.blocks[l].mlp_proj, &gp);
+                    Ok(gp)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        enc.submit();
+        let width = component.grad_width(c);
+        let ranges: Vec<_> = out.iter().map(|b| Slice::first(b, n * width)).collect();
+        let r = g.read(&ranges).await?;
+        self.put_work(key, ws);
+        Ok(r)
+    }
+}
+
+impl GpuEngine {
+    /// Tails from `start` of one base run for a batch of perturbations of
+    /// its residual rows there (`deltas`: k blocks of [n, d]): each element's
+    /// metric and, with `record`, ∂m/∂(its start rows) ([k, n, d]).
+    pub(in crate::engine::gpu) async fn sweep_resid(
+        &self,
+        base: &Forward,
+        start: Start,
+        win: Window,
+        deltas: &[f32],
+        record: bool,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let c = &self.cfg;
+        let (d, n, fd) = (c.d_model, win.n(), win.fd);
+        let block = n * d;
+        let k = deltas.len() / block;
+        let g = &self.gpu;
+        let plan = TailPlan::new(start, c.n_layers);
+        let resid = match start {
+            Start::Mid(l) => &base.layers[l].resid_mid,
+            Start::Post(l) => &base.layers[l].resid_post,
+            Start::Embed => {
+                let name = "blocks.0.hook_resid_pre";
+                &base.hooks.get(name).ok_or_else(|| unknown_hook(name))?.buf
+            }
+        };
+        let key = WorkKey {
+            cap: k.clamp(1, self.capacity(win, record)),
+            n,
+            t: win.t,
+            record,
+            logits: base.readout.is_signs(),
+        };
+        let (key, ws) = self.take_work(key)?;
+        let stacked = Stacked::of(base);
+        let metrics = g.buffer(k.max(1), "metrics")?;
+        let one = g.upload(&[1.0], "one")?;
+        let mut enc = Enc::new(g);
+        let mut grads = Vec::new();
+        for (ci, chunk) in deltas.chunks(key.cap * block).enumerate() {
+            let kk = chunk.len() / block;
+            let pert = g.upload(chunk, "perturbations")?;
+            // start rows: the base run's rows fd.. plus each perturbation
+            for e in 0..kk {
+                enc.copy(At::new(resid, fd * d), At::new(&ws.x[1], e * block), block);
+            }
+            enc.add(&ws.x[1], &pert, kk * block, &ws.x[0]);
+            let b = Batch::new(1, kk, n, d, fd);
+            let pass = Pass {
+                ws: &ws,
+                base: &stacked,
+                plan: &plan,
+                b,
+            };
+            self.encode_tail(&mut enc, &pass, At::new(&metrics, ci * key.cap));
+            if record {
+                let gx = self.encode_tail_backward(&mut enc, &pass, &mut |_, _, _| {});
+                let out = g.buffer(kk * block, "gradients")?;
+                enc.clear(&out);
+                // each element its own "pair" with weight 1: out[e] = g[e]
+                enc.weighted_sum(gx, Batch::new(kk, 1, n, d, fd), At::start(&one), &out);
+                grads.push((out, kk * block));
+            }
+        }
+        enc.submit();
+        let mut ranges = vec![Slice::first(&metrics, k)];
+        ranges.extend(grads.iter().map(|(b, len)| Slice::first(b, *len)));
+        let mut r = g.read(&ranges).await?;
+        self.put_work(key, ws);
+        let metrics = r.remove(0);
+        Ok((metrics, r.concat()))
+    }
+}
