@@ -8,12 +8,9 @@
 // page's Circuit form (CircuitTab). All user text (prompts, tokens, edge
 // names) goes through textContent or fillText.
 
-import { diverging, fmt, pearson } from "./plots.js";
+import { css, diverging, fmt, FONT, Scatter, sizeCanvas, SMALL_FONT, startDrawing, verticalLabel } from "./plots.js";
 import { $, download, el, seconds } from "./dom.js";
 
-const FONT = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
-const SMALL = "10px system-ui, -apple-system, 'Segoe UI', sans-serif";
-const css = (c) => `rgb(${c[0] | 0},${c[1] | 0},${c[2] | 0})`;
 const METHOD_COLOURS = { eap: "#1f77b4", "eap-ig": "#d62728", "clean-corrupted": "#2ca02c", exact: "#222" };
 const METHOD_LABELS = { eap: "EAP", "eap-ig": "EAP-IG", "clean-corrupted": "clean-corrupted", exact: "exact" };
 // q, k and v edges: their own dash (and port of the head)
@@ -74,17 +71,11 @@ export function edgesCsv(report, picked) {
   return `${rows.join("\n")}\n`;
 }
 
-function canvasSize(canvas, w, h) {
-  const dpr = window.devicePixelRatio || 1;
-  canvas.style.width = `${w}px`;
-  canvas.style.height = `${h}px`;
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(h * dpr);
+/** A canvas sized to w × h CSS pixels (crisp on HiDPI), cleared, text centred on its y. */
+function canvasContext(canvas, w, h) {
+  const dpr = sizeCanvas(canvas, w, h);
   const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, w, h);
-  ctx.font = FONT;
+  startDrawing(ctx, w, h, dpr);
   ctx.textBaseline = "middle";
   return ctx;
 }
@@ -393,7 +384,7 @@ export class CircuitView {
     const r = this.report;
     const g = this.geo;
     if (!r || !g) return;
-    const ctx = canvasSize(this.canvas, g.w, g.h);
+    const ctx = canvasContext(this.canvas, g.w, g.h);
     const { n_layers: L, n_heads: H } = r.model;
     const method = this.methodSel.value;
     const scores = r.scores[method] || [];
@@ -444,7 +435,7 @@ export class CircuitView {
       ctx.fillRect(b.x - b.w / 2, b.y - b.h / 2, b.w, b.h);
       ctx.strokeRect(b.x - b.w / 2, b.y - b.h / 2, b.w, b.h);
       if (b.w >= 28 || name === "input" || name === "logits" || name.startsWith("m")) {
-        ctx.font = SMALL;
+        ctx.font = SMALL_FONT;
         ctx.fillStyle = on ? "#111" : "#999";
         ctx.fillText(name, b.x, b.y, b.w - 2);
         ctx.font = FONT;
@@ -554,7 +545,7 @@ export class CircuitView {
     this.curvesTitle.hidden = this.curveFigure.hidden = !curves.length;
     if (!curves.length) return;
     const w = this.geo.w, h = 300;
-    const ctx = canvasSize(this.curveCanvas, w, h);
+    const ctx = canvasContext(this.curveCanvas, w, h);
     const left = 60, right = 130, top = 16, bottom = 40;
     const pw = w - left - right, ph = h - top - bottom;
     const total = r.edges.length;
@@ -584,11 +575,7 @@ export class CircuitView {
       ctx.fillText(String(d), X(d), top + ph + 12);
     }
     ctx.fillText(`edges (log scale, up to ${total})`, left + pw / 2, h - 10);
-    ctx.save();
-    ctx.translate(14, top + ph / 2);
-    ctx.rotate(-Math.PI / 2);
-    ctx.fillText("faithfulness", 0, 0);
-    ctx.restore();
+    verticalLabel(ctx, "faithfulness", 14, top + ph / 2);
     // the current n
     const n = this.current?.faithfulness?.n ?? Number(this.nInput.value);
     ctx.strokeStyle = "#888";
@@ -631,70 +618,47 @@ export class CircuitView {
     this.curveCanvas.dataset.drawn = String((Number(this.curveCanvas.dataset.drawn) || 0) + 1);
   }
 
+  /** EAP's and EAP-IG's scores against exact patching's, one point per edge, the circuit's edges in red. */
   drawScatter() {
     const r = this.report;
     if (!r || !this.geo) return;
-    const exact = r.scores.exact;
-    const others = exact ? ["eap", "eap-ig"].filter((m) => r.scores[m]) : [];
-    this.scatterTitle.hidden = this.scatterBox.hidden = !others.length;
-    if (!others.length) {
-      this.scatterBox.replaceChildren();
-      return;
+    if (this.scatterReport !== r) {
+      const exact = r.scores.exact;
+      const others = exact ? ["eap", "eap-ig"].filter((m) => r.scores[m]) : [];
+      this.scatterTitle.hidden = this.scatterBox.hidden = !others.length;
+      for (const p of this.scatters || []) p.destroy();
+      this.scatters = others.map((m) => this.edgeScatter(r, m));
+      this.scatterReport = r;
+      this.scatterCircuit = undefined;
     }
-    if (this.scatterBox.children.length !== others.length) {
-      this.scatterBox.replaceChildren(...others.map((m) => {
-        const f = el("figure", "plot");
-        const c = el("canvas");
-        c.dataset.method = m;
-        c.setAttribute("role", "img");
-        c.setAttribute("aria-label", `${m} against exact edge scores`);
-        f.append(c);
-        return f;
-      }));
-    }
+    if (this.scatterCircuit === this.current) return;
+    this.scatterCircuit = this.current;
     const inC = new Set(this.current?.edges || []);
-    const w = Math.max(280, Math.floor(this.scatterBox.clientWidth / others.length) - 12 || 360), h = 300;
-    others.forEach((m, k) => {
-      const c = this.scatterBox.children[k].firstChild;
-      const ctx = canvasSize(c, w, h);
-      const ys = r.scores[m];
-      const fin = (v) => v !== null && Number.isFinite(v);
-      let xlo = Infinity, xhi = -Infinity, ylo = Infinity, yhi = -Infinity;
-      for (let i = 0; i < exact.length; i++) {
-        if (!fin(exact[i]) || !fin(ys[i])) continue;
-        xlo = Math.min(xlo, exact[i]); xhi = Math.max(xhi, exact[i]);
-        ylo = Math.min(ylo, ys[i]); yhi = Math.max(yhi, ys[i]);
-      }
-      if (!(xhi > xlo)) { xlo -= 1; xhi += 1; }
-      if (!(yhi > ylo)) { ylo -= 1; yhi += 1; }
-      const left = 62, top = 26, pw = w - left - 12, ph = h - top - 36;
-      const X = (v) => left + ((v - xlo) / (xhi - xlo)) * pw;
-      const Y = (v) => top + ((yhi - v) / (yhi - ylo)) * ph;
-      ctx.strokeStyle = "#ddd";
-      ctx.strokeRect(left, top, pw, ph);
-      for (let i = 0; i < exact.length; i++) {
-        if (!fin(exact[i]) || !fin(ys[i])) continue;
-        ctx.fillStyle = inC.has(i) ? "rgba(178,24,43,0.8)" : "rgba(80,80,80,0.35)";
-        ctx.fillRect(X(exact[i]) - 1.5, Y(ys[i]) - 1.5, 3, 3);
-      }
-      const saved = r.correlations?.[m]?.pearson;
-      const rr = fin(saved) ? saved : pearson(exact, ys)?.r;
-      ctx.fillStyle = "#111";
-      ctx.textAlign = "left";
-      ctx.font = "600 13px system-ui, sans-serif";
-      ctx.fillText(`${METHOD_LABELS[m]} vs exact: Pearson r = ${fin(rr) ? rr.toFixed(4) : "undefined"}`, 6, 12);
-      ctx.font = FONT;
-      ctx.fillStyle = "#555";
-      ctx.textAlign = "center";
-      ctx.fillText(`exact score (${fmt(xlo, 2)} … ${fmt(xhi, 2)})`, left + pw / 2, h - 10);
-      ctx.save();
-      ctx.translate(12, top + ph / 2);
-      ctx.rotate(-Math.PI / 2);
-      ctx.fillText(`${METHOD_LABELS[m]} score (${fmt(ylo, 2)} … ${fmt(yhi, 2)})`, 0, 0);
-      ctx.restore();
-      c.dataset.r = fin(rr) ? String(rr) : "";
-      c.dataset.drawn = String((Number(c.dataset.drawn) || 0) + 1);
+    for (const p of this.scatters) p.setHighlight((_, i) => inC.has(i));
+  }
+
+  /** One method's scores against exact patching's; the report's Pearson r where it has one. */
+  edgeScatter(r, m) {
+    const fin = (v) => v !== null && Number.isFinite(v);
+    const saved = r.correlations?.[m]?.pearson;
+    const label = METHOD_LABELS[m];
+    const p = new Scatter(this.scatterBox, {
+      title: `${label} vs exact`,
+      x: [r.scores.exact],
+      y: [r.scores[m]],
+      xLabel: "exact score",
+      yLabel: `${label} score`,
+      r: fin(saved) ? saved : undefined,
+      fitLine: false,
+      label: (_, i) => r.edges[i],
+      highlight: () => false,
+      height: 300,
+      filename: `${this.prefix}-scatter-${m}`,
     });
+    const rr = fin(saved) ? saved : p.fit?.r;
+    p.canvas.dataset.method = m;
+    p.canvas.dataset.r = fin(rr) ? String(rr) : "";
+    return p;
   }
 
   async exportGraph() {
@@ -711,6 +675,7 @@ export class CircuitView {
   destroy() {
     this.resize.disconnect();
     clearTimeout(this.timer);
+    for (const p of this.scatters || []) p.destroy();
   }
 }
 
