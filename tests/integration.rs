@@ -30,3 +30,4 @@ mod report_bytes;
 mod sites;
 mod summary;
 mod weight_stream;
+mod www_sites;

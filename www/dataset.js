@@ -10,7 +10,7 @@
 // from files) only ever reaches the page through textContent.
 
 import { summaryInput } from "./patchlab.js";
-import { SITE_AXES } from "./views.js";
+import { isPositionAxis, SITE_AXES } from "./sites.js";
 import { Heatmap, Histogram, fmt } from "./plots.js";
 import { $, download, el, seconds, visibleText } from "./dom.js";
 
@@ -581,7 +581,8 @@ export class DatasetTab {
     const [m, d, site] = keep.split("/");
     const st = s.site_maps[m][d][site];
     const al = s.site_alignment;
-    const axes = SITE_AXES[site] || [];
+    // a destination or source axis is drawn like any positions
+    const axes = (SITE_AXES[site] || []).map((a) => (isPositionAxis(a) ? "pos" : a));
     const positional = axes.includes("pos");
     const others = positional && al?.not_aligned?.length ? ` ${al.not_aligned.length} pair${al.not_aligned.length === 1 ? "" : "s"} of another template left out: ${al.not_aligned.join(", ")}.` : "";
     $("ds-site-note").textContent = positional
