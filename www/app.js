@@ -8,7 +8,10 @@ import { CircuitTab, isCircuitReport } from "./circuit.js";
 import { DatasetTab } from "./dataset.js";
 import { CircuitTools, PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
-import { ReportView, addPartial, checkReport, partialReport, reportCsv } from "./views.js";
+import { BUNDLES, SITE_AXES } from "./sites.js";
+import { ReportView } from "./views.js";
+import { addPartial, checkReport, partialReport } from "./views/report.js";
+import { reportCsv } from "./views/exports.js";
 import { $, download, seconds, visibleText } from "./dom.js";
 
 const EXAMPLE = {
@@ -22,13 +25,7 @@ const ALL = {
   directions: ["clean_to_corrupt", "corrupt_to_clean"],
   components: ["heads", "neurons"],
   // the patching sites beyond heads and neurons (index.html's Sites boxes)
-  sites: ["resid_pre", "resid_mid", "attn_out", "mlp_out", "q", "k", "v", "pattern", "z", "q_by_pos", "k_by_pos", "v_by_pos", "z_by_pos", "pattern_by_dest", "pattern_dest_src", "dla"],
-};
-// the engine's bundles of sites, as a link may name them (and stateUrl writes them)
-const BUNDLES = {
-  block_every: ["resid_pre", "attn_out", "mlp_out"],
-  head_every: ["z", "q", "k", "v", "pattern"],
-  head_every_by_pos: ["z_by_pos", "q_by_pos", "k_by_pos", "v_by_pos", "pattern_by_dest"],
+  sites: [...Object.keys(SITE_AXES), "dla"],
 };
 
 const params = new URLSearchParams(location.search);
@@ -82,7 +79,7 @@ function listParam(name) {
   return items.length ? items : ALL[name];
 }
 
-/** The sites of a link (?sites=block_every,dla): bundles expanded, unknown names dropped; none by default. */
+/** The sites of a link (?sites=block_every,dla): the engine's bundles expanded, unknown names dropped; none by default. */
 function sitesParam() {
   const words = (params.get("sites") || "").split(",").map((s) => s.trim());
   return words.flatMap((w) => BUNDLES[w] || [w]).filter((w) => ALL.sites.includes(w));
