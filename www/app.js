@@ -581,10 +581,8 @@ async function showSavedReport(url) {
 
 // ---------- wiring ----------
 
-async function main() {
-  if (embed) document.body.classList.add("embed");
-  show("embed-link-wrap", embed);
-  initInputs();
+/** The results view, the Dataset and Circuit tabs, and the tabs between them. */
+function createTabs() {
   view = new ReportView($("report-view"), {
     view: params.get("view") || "heads",
     site: params.get("site"),
@@ -616,7 +614,10 @@ async function main() {
   }, params);
   for (const b of document.querySelectorAll("#mode-tabs .tab")) b.addEventListener("click", () => setMode(b.dataset.mode, true));
   setMode(mode);
+}
 
+/** The form: live tokenization and suggestions as the prompts change; Run (or Ctrl+Enter) and Cancel. */
+function wireForm() {
   for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
     $(k).addEventListener("input", () => {
       validateSoon();
@@ -638,6 +639,10 @@ async function main() {
       running.abort();
     }
   });
+}
+
+/** Loading a model: by name or URL, from local files (chosen or dropped), clearing the cache, Recompute live. */
+function wireModel() {
   $("model-load").addEventListener("click", async () => {
     const m = $("model-input").value.trim() || (await defaultModel());
     syncUrl();
@@ -659,6 +664,18 @@ async function main() {
     await PatchLab.clearCache();
     setText("load-text", "Cache cleared: the next load downloads the model again.");
   });
+  $("recompute").addEventListener("click", async () => {
+    show("report-banner", false);
+    const m = $("model-input").value.trim() || (await defaultModel());
+    if (await loadModel(m)) {
+      suggest();
+      run();
+    }
+  });
+}
+
+/** The report's downloads (JSON, CSV, npy) and the share links of both tabs. */
+function wireExports() {
   $("export-json").addEventListener("click", () => {
     if (report && !report.partial) download("patchlab-report.json", JSON.stringify(report, null, 1), "application/json");
   });
@@ -686,15 +703,10 @@ async function main() {
     syncUrl();
     return copyLink("c-share", "c-share-url", location.href);
   });
-  $("recompute").addEventListener("click", async () => {
-    show("report-banner", false);
-    const m = $("model-input").value.trim() || (await defaultModel());
-    if (await loadModel(m)) {
-      suggest();
-      run();
-    }
-  });
+}
 
+/** A saved report (?report=), or the link's model (or the default), then the link's run if it asks for one. */
+async function start() {
   if (reportUrl) {
     show("load-status", false);
     await showSavedReport(reportUrl);
@@ -707,6 +719,17 @@ async function main() {
       if (autorun) circuit.run();
     } else if (autorun || embed) run();
   }
+}
+
+async function main() {
+  if (embed) document.body.classList.add("embed");
+  show("embed-link-wrap", embed);
+  initInputs();
+  createTabs();
+  wireForm();
+  wireModel();
+  wireExports();
+  await start();
 }
 
 main();
