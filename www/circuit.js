@@ -107,9 +107,25 @@ export class CircuitView {
     this.current = null;
     this.gen = 0;
     this.evals = 0;
-
     this.summary = el("p", "summary");
     this.summary.setAttribute("aria-live", "polite");
+    const controls = this.buildControls();
+    this.error = el("p", "error");
+    this.error.setAttribute("role", "alert");
+    this.error.hidden = true;
+    this.buildFigures();
+    const exports = this.buildExports();
+    const h = (t) => el("h3", null, t);
+    this.curvesTitle = h("Faithfulness against circuit size");
+    this.scatterTitle = h("Edge scores against exact edge patching");
+    root.append(this.summary, controls, this.error, this.graphFigure, this.legend, exports, this.curvesTitle, this.curveFigure, this.scatterTitle, this.scatterBox);
+    root.classList.add("circuit-view");
+    this.listen();
+    this.root.dataset.state = "empty";
+  }
+
+  /** The method and selection selects, the size slider and its number, the faithfulness. */
+  buildControls() {
     const controls = el("div", "run-row circuit-controls");
     this.methodSel = el("select");
     this.methodSel.setAttribute("aria-label", "the circuit's method");
@@ -140,10 +156,11 @@ export class CircuitView {
       return l;
     };
     controls.append(lab("Scores", this.methodSel), lab("Selection", this.selectSel), lab("n", this.slider), this.nInput, this.faith);
-    this.error = el("p", "error");
-    this.error.setAttribute("role", "alert");
-    this.error.hidden = true;
+    return controls;
+  }
 
+  /** The graph's canvas with its tooltip and legend, the curves' canvas, the scatter plots' grid. */
+  buildFigures() {
     this.graphFigure = el("figure", "plot circuit-graph");
     this.canvas = el("canvas");
     this.canvas.setAttribute("role", "img");
@@ -159,7 +176,10 @@ export class CircuitView {
     this.curveFigure = el("figure", "plot circuit-curves");
     this.curveFigure.append(this.curveCanvas);
     this.scatterBox = el("div", "plot-grid circuit-scatter");
+  }
 
+  /** The export buttons: the reference's graph JSON, the report, the graph as PNG, the edges as CSV. */
+  buildExports() {
     const exports = el("div", "export");
     exports.append(el("span", null, "Export:"));
     this.exportButtons = {};
@@ -176,13 +196,11 @@ export class CircuitView {
       exports.append(b);
       this.exportButtons[key] = b;
     }
+    return exports;
+  }
 
-    const h = (t) => el("h3", null, t);
-    this.curvesTitle = h("Faithfulness against circuit size");
-    this.scatterTitle = h("Edge scores against exact edge patching");
-    root.append(this.summary, controls, this.error, this.graphFigure, this.legend, exports, this.curvesTitle, this.curveFigure, this.scatterTitle, this.scatterBox);
-    root.classList.add("circuit-view");
-
+  /** The controls, the graph's hover and clicks, and the view's size. */
+  listen() {
     this.methodSel.addEventListener("change", () => this.choose());
     this.selectSel.addEventListener("change", () => this.choose());
     this.slider.addEventListener("input", () => {
@@ -205,7 +223,6 @@ export class CircuitView {
     });
     this.resize = new ResizeObserver(() => this.layout());
     this.resize.observe(this.root);
-    this.root.dataset.state = "empty";
   }
 
   total() {
@@ -446,8 +463,18 @@ export class CircuitView {
         for (const dx of [-b.w / 3, 0, b.w / 3]) ctx.fillRect(b.x + dx - 1, b.y + b.h / 2 - 1, 2, 2);
       }
     }
-    // legend: q / k / v dashes and the colours
+    this.drawLegend(ctx, method, scale);
+    // where tests (and curious readers) can find edges and nodes
+    this.canvas.dataset.edges = String(this.drawn.length);
+    this.canvas.dataset.edgePoints = JSON.stringify(this.drawn.slice(-50).map(([i, x1, y1, x2, y2]) => [i, (x1 + x2) / 2, (y1 + y2) / 2]));
+    this.canvas.dataset.nodePoints = JSON.stringify(Object.fromEntries(names.filter((n) => inNodes.has(n)).map((n) => [n, [this.nodeBox(n).x, this.nodeBox(n).y]])));
+    this.canvas.dataset.drawn = String((Number(this.canvas.dataset.drawn) || 0) + 1);
+  }
+
+  /** Under the graph: the q / k / v dashes, the colours of the signs, the method and its scale. */
+  drawLegend(ctx, method, scale) {
     ctx.textAlign = "left";
+    const g = this.geo;
     let x = g.left;
     const y = g.h - 10;
     for (const [port, label] of [["q", "→ q"], ["k", "→ k"], ["v", "→ v"]]) {
@@ -471,11 +498,6 @@ export class CircuitView {
       x += 90;
     }
     ctx.fillText(`${METHOD_LABELS[method] || method} scores, |score| up to ${fmt(scale, 3)}`, x, y);
-    // where tests (and curious readers) can find edges and nodes
-    this.canvas.dataset.edges = String(this.drawn.length);
-    this.canvas.dataset.edgePoints = JSON.stringify(this.drawn.slice(-50).map(([i, x1, y1, x2, y2]) => [i, (x1 + x2) / 2, (y1 + y2) / 2]));
-    this.canvas.dataset.nodePoints = JSON.stringify(Object.fromEntries(names.filter((n) => inNodes.has(n)).map((n) => [n, [this.nodeBox(n).x, this.nodeBox(n).y]])));
-    this.canvas.dataset.drawn = String((Number(this.canvas.dataset.drawn) || 0) + 1);
   }
 
   hit(e) {
