@@ -66,7 +66,7 @@ struct LayerActs {
 /// What a graph run keeps for its backward pass.
 struct LayerTape {
     ln1: LnTape,
-    pattern: Tensor,
+    attn: AttentionTape,
     mlp: MlpTape,
 }
 
@@ -191,8 +191,6 @@ impl CpuEngine {
                 let c = m.t()?.matmul(&diff)?.reshape((cols.1, t - r, d))?;
                 Ok(Some(c.pad_with_zeros(1, *r, 0)?))
             };
-        let mask = causal_mask(t, 0, t)?;
-        let scale = attn_scale(dh);
         let eps = self.eps();
         let mut x = (embed + self.wpe.narrow(0, 0, t)?)?;
         let mut layers = Vec::with_capacity(self.cfg.n_layers);
@@ -234,9 +232,7 @@ impl CpuEngine {
                 };
                 (proj(0)?, proj(1)?, proj(2)?)
             }; // [H, T, dh]
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
-            let pattern = softmax_last(&scores)?;
-            let z = pattern.matmul(&v)?; // [H, T, dh]
+            let (z, attn) = attention(&q, &k, &v, 0, &mut unhooked)?; // [H, T, dh]
             let result = match held(l, true)? {
                 Some(values) => values,
                 None => z.matmul(&b.w_o)?, // [H, T, d]
@@ -259,11 +255,7 @@ impl CpuEngine {
             outputs.push(out.clone());
             let post = (&mid + &out)?;
             if let Some(mlp) = mlp_tape {
-                tapes.push(LayerTape {
-                    ln1,
-                    pattern: pattern.clone(),
-                    mlp,
-                });
+                tapes.push(LayerTape { ln1, attn, mlp });
             }
             layers.push(LayerActs {
                 resid_pre: x,
@@ -287,7 +279,7 @@ impl CpuEngine {
         let grads = match d_norm {
             Some(d_norm) => {
                 let d_last = layer_norm_backward(&d_norm, &self.ln_f_w, &ln_f)?;
-                Some(self.graph_backward(&layers, &tapes, d_last, t, hold)?)
+                Some(self.graph_backward(&tapes, d_last, t, hold)?)
             }
             None => None,
         };
@@ -308,19 +300,17 @@ impl CpuEngine {
     /// outputs pass no gradient to their inputs.
     fn graph_backward(
         &self,
-        layers: &[LayerActs],
         tapes: &[LayerTape],
         d_last: Tensor,
         t: usize,
         hold: Option<Hold<'_>>,
     ) -> Result<Vec<f32>> {
         let (d, h) = (self.cfg.d_model, self.cfg.n_heads);
-        let scale = attn_scale(self.cfg.d_head);
         // the logits read the final stream: its gradient is nonzero at the last row only
         let mut g = d_last.pad_with_zeros(0, t - 1, 0)?;
         let logits = g.clone();
-        let mut per_layer = Vec::with_capacity(layers.len());
-        for (l, ((b, acts), tape)) in self.blocks.iter().zip(layers).zip(tapes).enumerate().rev() {
+        let mut per_layer = Vec::with_capacity(tapes.len());
+        for (l, (b, tape)) in self.blocks.iter().zip(tapes).enumerate().rev() {
             let d_mlp_in = match hold {
                 Some(Hold::Mlp { layer, .. }) if layer == l => g.zeros_like()?,
                 _ => mlp_branch_backward(&tape.mlp, &g)?,
@@ -333,13 +323,8 @@ impl CpuEngine {
                 h,
                 self.cfg.d_head,
             ))?)?; // [H, T, dh]
-            let p = &tape.pattern;
-            let dp = dz.matmul(&acts.v.t()?.contiguous()?)?;
-            let dv = p.t()?.contiguous()?.matmul(&dz)?;
-            let ds = (softmax_backward(p, &dp)? * scale)?;
-            let dq = ds.matmul(&acts.k)?;
-            let dk = ds.t()?.contiguous()?.matmul(&acts.q)?;
-            let d_ln = [dq, dk, dv]
+            let da = attention_backward(&tape.attn, &dz)?;
+            let d_ln = [da.q, da.k, da.v]
                 .iter()
                 .enumerate()
                 .map(|(s, ds)| {
@@ -458,9 +443,8 @@ impl CpuEngine {
                         with_new_rows(&acts.v)?,
                     ),
                 };
-                let scores = (qr.matmul(&kr.transpose(2, 3)?.contiguous()?)? * attn_scale(dh))?
-                    .broadcast_add(&causal_mask(n, fd, t)?)?;
-                let z = softmax_last(&scores)?.matmul(&vr)?; // [n_u, H, n, dh]
+                // queries at positions fd..T
+                let (z, _) = attention(&qr, &kr, &vr, fd, &mut unhooked)?; // [n_u, H, n, dh]
                 let dz = z.broadcast_sub(&acts.z.narrow(1, fd, n)?.unsqueeze(0)?)?;
                 // per head (z′ − z)·W_O[h]: [H, n_u·n, dh] · [H, dh, d]
                 dz.transpose(0, 1)?

@@ -102,7 +102,7 @@ fn tensor(p: Param) -> Result<Tensor> {
 /// What one step of a tail keeps for the backward pass.
 enum Tape {
     Mlp(MlpTape),
-    Attn(AttnTape),
+    Attn(AttnTailTape),
 }
 
 /// What the backward of a tail starts from.
@@ -265,7 +265,6 @@ impl CpuEngine {
         let embed = hook("hook_embed", self.wte.index_select(&ids, 0)?)?;
         let pos = hook("hook_pos_embed", self.wpe.narrow(0, 0, t)?)?;
         let mut x = (embed + pos)?;
-        let mask = causal_mask(t, 0, t)?;
         for (l, b) in self.blocks.iter().enumerate() {
             let name = |s: &str| format!("blocks.{l}.{s}");
             x = hook(&name("hook_resid_pre"), x)?;
@@ -278,14 +277,9 @@ impl CpuEngine {
             let k = hook(&name("attn.hook_k"), split(1)?)?;
             let v = hook(&name("attn.hook_v"), split(2)?)?;
             let (q, k, v) = (heads_first(&q)?, heads_first(&k)?, heads_first(&v)?);
-            let scores =
-                (q.matmul(&k.t()?.contiguous()?)? * attn_scale(dh))?.broadcast_add(&mask)?;
-            let scores = hook(&name("attn.hook_attn_scores"), scores)?;
-            let pattern = hook(&name("attn.hook_pattern"), softmax_last(&scores)?)?;
-            let z = hook(
-                &name("attn.hook_z"),
-                pattern.matmul(&v)?.transpose(0, 1)?.contiguous()?,
-            )?;
+            // hook_attn_scores and hook_pattern are seen inside attention
+            let (z, _) = attention(&q, &k, &v, 0, &mut |s, a| hook(&name(s), a))?;
+            let z = hook(&name("attn.hook_z"), z.transpose(0, 1)?.contiguous()?)?;
             // each head's output z_h · W_O[h]: [heads, pos, d_model] → [pos, heads, d_model]
             let result = heads_first(&z)?
                 .matmul(&b.w_o)?
