@@ -135,16 +135,16 @@ pub(super) fn mlp_branch_backward(t: &MlpTape, dy: &Tensor) -> Result<Tensor> {
 
 /// A hook on an activation of attention (`attn.hook_attn_scores`,
 /// `attn.hook_pattern`): returns it, possibly replaced.
-pub(super) type Hook<'a> = &'a mut dyn FnMut(&str, Tensor) -> Result<Tensor>;
+pub(in crate::engine) type Hook<'a> = &'a mut dyn FnMut(&str, Tensor) -> Result<Tensor>;
 
 /// The hook that replaces nothing.
-pub(super) fn unhooked(_: &str, t: Tensor) -> Result<Tensor> {
+pub(in crate::engine) fn unhooked(_: &str, t: Tensor) -> Result<Tensor> {
     Ok(t)
 }
 
 /// What attention keeps for its backward pass: its inputs and the pattern
 /// it weighed v with.
-pub(super) struct AttentionTape {
+pub(in crate::engine) struct AttentionTape {
     q: Tensor,
     k: Tensor,
     v: Tensor,
@@ -163,7 +163,7 @@ pub(super) struct AttentionTape {
 /// [..., T, d_head] the keys and values of positions 0..T. `hook` sees the
 /// scores and the pattern and may replace them (a replaced pattern is what
 /// z weighs v with, and what the backward differentiates).
-pub(super) fn attention(
+pub(in crate::engine) fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -186,10 +186,11 @@ pub(super) fn attention(
 }
 
 /// ∂m/∂ of attention's inputs, each shaped like its input.
-pub(super) struct AttentionGrads {
+pub(in crate::engine) struct AttentionGrads {
     pub q: Tensor,
     pub k: Tensor,
     pub v: Tensor,
+    pub pattern: Tensor,
 }
 
 /// Backward of `attention` from ∂m/∂z [..., nq, d_head]:
@@ -201,7 +202,10 @@ pub(super) struct AttentionGrads {
 /// dq       = dscores k
 /// dk       = dscoresᵀ q
 /// ```
-pub(super) fn attention_backward(t: &AttentionTape, dz: &Tensor) -> Result<AttentionGrads> {
+pub(in crate::engine) fn attention_backward(
+    t: &AttentionTape,
+    dz: &Tensor,
+) -> Result<AttentionGrads> {
     let scale = attn_scale(t.q.dim(D::Minus1)?);
     let dpattern = dz.matmul(&t.v.t()?.contiguous()?)?;
     let dv = t.pattern.t()?.contiguous()?.matmul(dz)?;
@@ -212,6 +216,7 @@ pub(super) fn attention_backward(t: &AttentionTape, dz: &Tensor) -> Result<Atten
         q: dq,
         k: dk,
         v: dv,
+        pattern: dpattern,
     })
 }
 

@@ -11,7 +11,7 @@
 
 mod fused;
 mod graph;
-mod layers;
+pub(super) mod layers;
 
 pub use fused::threads;
 pub use graph::{EdgePatch, GraphPass, GraphRun, Hold};
