@@ -12,14 +12,16 @@
 //!   row of the stream changes by the other run's minus the base run's value;
 //! - a head's z: `attn_out` changes by Δz · W_O[h] (= Δ`hook_result`);
 //! - a head's q, k, v or pattern: the head's attention is recomputed here,
-//!   on the host, from the runs' cached q, k, v and pattern (one head of one
-//!   layer, T × T), and `attn_out` changes by Δz · W_O[h].
+//!   on the host (`engine::attention`), from the runs' cached q, k, v and
+//!   pattern (one head of one layer, T × T), and `attn_out` changes by
+//!   Δz · W_O[h].
 //!
 //! Nothing differs before the first differing token, so a perturbation that
 //! is zero everywhere scores exactly 0 and is never run.
 
 use super::quadrature::{nodes_and_weights, Rule};
 use super::{Direction, Tracker};
+use crate::engine::attention::{head_attention, head_attention_backward, HeadInputs};
 use crate::engine::{Engine, Start, SweepPair};
 use crate::error::Result;
 use crate::model::Config;
@@ -202,7 +204,7 @@ pub async fn site_scores<E: Engine>(
                             .find(|(s, _)| *s == start)
                             .expect("just added")
                             .1;
-                        cx.atp(site, &acts, (&w_o[..], &b_v[..]), g)
+                        cx.atp(site, &acts, (&w_o[..], &b_v[..]), g)?
                     }
                     Method::Ig => {
                         let key = ig_key(site);
@@ -284,7 +286,7 @@ impl<E: Engine> Ctx<'_, E> {
         &self,
         start: Start,
         count: usize,
-        mut fill: impl FnMut(usize, &mut [f32]),
+        mut fill: impl FnMut(usize, &mut [f32]) -> Result<()>,
     ) -> Result<Vec<f32>> {
         let block = self.n() * self.d();
         let mut scores = vec![0.0; count];
@@ -295,7 +297,7 @@ impl<E: Engine> Ctx<'_, E> {
             while i < count && which.len() < BATCH {
                 let from = batch.len();
                 batch.resize(from + block, 0.0);
-                fill(i, &mut batch[from..]);
+                fill(i, &mut batch[from..])?;
                 if batch[from..].iter().any(|&v| v != 0.0) {
                     which.push(i);
                 } else {
@@ -345,6 +347,7 @@ impl<E: Engine> Ctx<'_, E> {
                         let r = p - fd;
                         block[r * d..(r + 1) * d].copy_from_slice(&delta[p * d..(p + 1) * d]);
                     }
+                    Ok(())
                 })
                 .await;
         }
@@ -357,6 +360,7 @@ impl<E: Engine> Ctx<'_, E> {
                     for p in fd..t {
                         block[(p - fd) * d..(p - fd + 1) * d].copy_from_slice(row(p, hh));
                     }
+                    Ok(())
                 })
                 .await
             } else {
@@ -366,25 +370,35 @@ impl<E: Engine> Ctx<'_, E> {
                     if p >= fd {
                         block[(p - fd) * d..(p - fd + 1) * d].copy_from_slice(row(p, hh));
                     }
+                    Ok(())
                 })
                 .await
             };
         }
         let input = input_of(site).expect("a head input site");
-        let heads = HeadAttn::new(&self.cfg, t, acts, b_v);
+        let heads = HeadAttn::new(&self.cfg, t, acts, b_v, input)?;
         let count: usize = site.shape(&self.cfg, t)[1..].iter().product();
-        self.patch(start, count, |i, block| {
-            // the patched head, and which of its input's entries come from the other run
-            let (hh, pick): (usize, Pick) = match site {
+        // each cell's head, and which of its input's entries come from the other run
+        let cells: Vec<(usize, Pick)> = (0..count)
+            .map(|i| match site {
                 PatchSite::Q | PatchSite::K | PatchSite::V | PatchSite::Pattern => (i, Pick::All),
                 PatchSite::QByPos | PatchSite::KByPos | PatchSite::VByPos => {
                     (i % h, Pick::Row(i / h))
                 }
                 PatchSite::PatternByDest => (i / t, Pick::Row(i % t)),
                 _ => (i / (t * t), Pick::Entry((i / t) % t, i % t)),
-            };
-            let dz = heads.patched_dz(hh, input, pick);
-            add_head_output(block, &dz, w_o, hh, &self.cfg, t, fd);
+            })
+            .collect();
+        // the cells' Δz, HEADS_PER_CALL at a time: (first cell, Δz of each)
+        let mut dz: (usize, Vec<Vec<f32>>) = (0, Vec::new());
+        self.patch(start, count, |i, block| {
+            if !(dz.0..dz.0 + dz.1.len()).contains(&i) {
+                let end = count.min(i + HEADS_PER_CALL);
+                dz = (i, heads.patched_dz(&cells[i..end])?);
+            }
+            let hh = cells[i].0;
+            add_head_output(block, &dz.1[i - dz.0], w_o, hh, &self.cfg, t, fd);
+            Ok(())
         })
         .await
     }
@@ -397,20 +411,20 @@ impl<E: Engine> Ctx<'_, E> {
         acts: &Acts,
         (w_o, b_v): (&[f32], &[f32]),
         g: &[f32],
-    ) -> Vec<f32> {
+    ) -> Result<Vec<f32>> {
         let (t, fd, d, h) = (self.t, self.fd, self.d(), self.cfg.n_heads);
         let norm = |v: f64| (v / self.gap) as f32;
         let grow = |p: usize| &g[(p - fd) * d..(p - fd + 1) * d];
         if site.is_residual() {
             let delta = acts.delta(resid_hook(site));
-            return (0..t)
+            return Ok((0..t)
                 .map(|p| {
                     if p < fd {
                         return 0.0;
                     }
                     norm(dot(&delta[p * d..(p + 1) * d], grow(p)))
                 })
-                .collect();
+                .collect());
         }
         if matches!(site, PatchSite::Z | PatchSite::ZByPos) {
             let dr = acts.delta("attn.hook_result");
@@ -420,34 +434,33 @@ impl<E: Engine> Ctx<'_, E> {
                 }
                 dot(&dr[(p * h + hh) * d..(p * h + hh + 1) * d], grow(p))
             };
-            return if site == PatchSite::Z {
+            return Ok(if site == PatchSite::Z {
                 (0..h)
                     .map(|hh| norm((fd..t).map(|p| cell(p, hh)).sum()))
                     .collect()
             } else {
                 (0..t * h).map(|i| norm(cell(i / h, i % h))).collect()
-            };
+            });
         }
         let input = input_of(site).expect("a head input site");
-        let heads = HeadAttn::new(&self.cfg, t, acts, b_v);
-        let gz = heads.grad_z(g, w_o, fd);
+        let heads = HeadAttn::new(&self.cfg, t, acts, b_v, input)?;
+        let grads = heads.base_grads(&heads.grad_z(g, w_o, fd))?;
         // per head: Δx ⊙ ∂m/∂x at the base point, reduced like the site
         let mut per_head = Vec::with_capacity(h);
-        for (hh, gz) in gz.iter().enumerate() {
-            let (x_b, x_o) = heads.input(hh, input);
-            let grad = heads.base_grad(hh, input, gz);
+        for (hh, grad) in grads.iter().enumerate() {
+            let (x_b, x_o) = heads.input(hh);
             let prod: Vec<f64> = x_o
                 .iter()
-                .zip(&x_b)
-                .zip(&grad)
+                .zip(x_b)
+                .zip(grad)
                 .map(|((o, b), g)| (o - b) as f64 * *g as f64)
                 .collect();
             per_head.push(prod);
         }
-        reduce(site, &per_head, t, self.cfg.d_head, h)
+        Ok(reduce(site, &per_head, t, self.cfg.d_head, h)
             .into_iter()
             .map(norm)
-            .collect()
+            .collect())
     }
 
     /// One layer's IG path of the hook `site` lies on (captum
@@ -487,13 +500,12 @@ impl<E: Engine> Ctx<'_, E> {
             return Ok(IgPath::Resid(gsum.iter().map(|&v| v as f32).collect()));
         };
         // a head input of the layer (all heads, all positions) on the path
-        let heads = HeadAttn::new(&self.cfg, t, acts, b_v);
+        let heads = HeadAttn::new(&self.cfg, t, acts, b_v, input)?;
         let mut deltas = vec![0f32; k * n * d];
         for (ai, &a) in alphas.iter().enumerate() {
             let block = &mut deltas[ai * n * d..(ai + 1) * n * d];
-            for hh in 0..h {
-                let dz = heads.path_dz(hh, input, a);
-                add_head_output(block, &dz, w_o, hh, &self.cfg, t, fd);
+            for (hh, dz) in heads.path_dz(a)?.iter().enumerate() {
+                add_head_output(block, dz, w_o, hh, &self.cfg, t, fd);
             }
         }
         let (_, grads) = self
@@ -504,12 +516,11 @@ impl<E: Engine> Ctx<'_, E> {
         let mut sums: Vec<Vec<f64>> = Vec::with_capacity(h);
         for (ai, (&a, &w)) in alphas.iter().zip(weights).enumerate() {
             let gz = heads.grad_z(&grads[ai * n * d..(ai + 1) * n * d], w_o, fd);
-            for hh in 0..h {
-                let g = heads.path_grad(hh, input, a, &gz[hh]);
+            for (hh, g) in heads.path_grads(a, &gz)?.iter().enumerate() {
                 if ai == 0 {
                     sums.push(vec![0.0; g.len()]);
                 }
-                for (s, v) in sums[hh].iter_mut().zip(&g) {
+                for (s, v) in sums[hh].iter_mut().zip(g) {
                     *s += w as f64 * *v as f64;
                 }
             }
@@ -518,9 +529,9 @@ impl<E: Engine> Ctx<'_, E> {
             .iter()
             .enumerate()
             .map(|(hh, s)| {
-                let (x_b, x_o) = heads.input(hh, input);
+                let (x_b, x_o) = heads.input(hh);
                 x_o.iter()
-                    .zip(&x_b)
+                    .zip(x_b)
                     .zip(s)
                     .map(|((o, b), g)| (o - b) as f64 * (*g as f32) as f64)
                     .collect()
@@ -630,11 +641,14 @@ enum Pick {
     Entry(usize, usize),
 }
 
-/// One layer's attention, head by head, on the host: the runs' cached
-/// q, k, v ([T, d_head] per head) and patterns ([T, T] per head).
+/// One layer's heads recomputed with their `input` changed, from the runs'
+/// cached q, k, v ([T, d_head] per head) and patterns ([T, T] per head):
+/// many variants per call of `engine::attention`, the attention the
+/// engine's forward runs.
 struct HeadAttn {
     t: usize,
     dh: usize,
+    input: Input,
     q: [Vec<Vec<f32>>; 2],
     k: [Vec<Vec<f32>>; 2],
     v: [Vec<Vec<f32>>; 2],
@@ -645,11 +659,17 @@ struct HeadAttn {
     /// pattern entry patched alone (its row no longer sums to 1) does not
     /// scale it; for whole rows the two are the same.
     v_pat: Vec<Vec<f32>>,
-    scale: f32,
+    /// Every head's z at the base run, computed as the variants' are (for a
+    /// pattern, from `v_pat`), so that Δz compares like with like.
+    z_base: Vec<Vec<f32>>,
 }
 
+/// Head variants per call of `engine::attention`: enough to share a call's
+/// fixed cost, few enough to bound its memory.
+const HEADS_PER_CALL: usize = 64;
+
 impl HeadAttn {
-    fn new(cfg: &Config, t: usize, acts: &Acts, b_v: &[f32]) -> HeadAttn {
+    fn new(cfg: &Config, t: usize, acts: &Acts, b_v: &[f32], input: Input) -> Result<HeadAttn> {
         let (h, dh) = (cfg.n_heads, cfg.d_head);
         // [T, H, dh] → per head [T, dh]
         let split = |a: &[f32]| -> Vec<Vec<f32>> {
@@ -673,124 +693,152 @@ impl HeadAttn {
                 vh.iter().enumerate().map(|(i, x)| x - b[i % dh]).collect()
             })
             .collect();
-        HeadAttn {
+        let mut heads = HeadAttn {
             t,
             dh,
+            input,
             q: both("attn.hook_q", &split),
             k: both("attn.hook_k", &split),
             v,
             pattern: both("attn.hook_pattern", &heads),
             v_pat,
-            scale: 1.0 / (dh as f32).sqrt(),
-        }
+            z_base: Vec::new(),
+        };
+        let base: Vec<(usize, &[f32])> = (0..h).map(|hh| (hh, heads.input(hh).0)).collect();
+        heads.z_base = heads.z(&base)?;
+        Ok(heads)
     }
 
-    /// The base (0) and other (1) run's values of a head's input.
-    fn input(&self, hh: usize, input: Input) -> (Vec<f32>, Vec<f32>) {
-        let of = |a: &[Vec<Vec<f32>>; 2]| (a[0][hh].clone(), a[1][hh].clone());
-        match input {
-            Input::Q => of(&self.q),
-            Input::K => of(&self.k),
-            Input::V => of(&self.v),
-            Input::Pattern => of(&self.pattern),
-        }
+    /// The base (0) and other (1) run's values of head `hh`'s input.
+    fn input(&self, hh: usize) -> (&[f32], &[f32]) {
+        let runs = match self.input {
+            Input::Q => &self.q,
+            Input::K => &self.k,
+            Input::V => &self.v,
+            Input::Pattern => &self.pattern,
+        };
+        (&runs[0][hh], &runs[1][hh])
     }
 
-    /// Causal softmax(q kᵀ / √d_head), [T, T].
-    fn softmax(&self, q: &[f32], k: &[f32]) -> Vec<f32> {
-        let (t, dh) = (self.t, self.dh);
-        let mut p = vec![0f32; t * t];
-        for dst in 0..t {
-            let row = &mut p[dst * t..(dst + 1) * t];
-            let qd = &q[dst * dh..(dst + 1) * dh];
-            for (src, r) in row.iter_mut().enumerate().take(dst + 1) {
-                let ks = &k[src * dh..(src + 1) * dh];
-                *r = qd.iter().zip(ks).map(|(a, b)| a * b).sum::<f32>() * self.scale;
-            }
-            let max = row[..=dst]
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max);
-            let mut z = 0f32;
-            for r in row[..=dst].iter_mut() {
-                *r = (*r - max).exp();
-                z += *r;
-            }
-            for r in row[..=dst].iter_mut() {
-                *r /= z;
-            }
-        }
-        p
-    }
-
-    /// z = pattern · v, [T, d_head].
-    fn apply(&self, p: &[f32], v: &[f32]) -> Vec<f32> {
-        let (t, dh) = (self.t, self.dh);
-        let mut z = vec![0f32; t * dh];
-        for dst in 0..t {
-            for src in 0..=dst {
-                let w = p[dst * t + src];
-                if w != 0.0 {
-                    for j in 0..dh {
-                        z[dst * dh + j] += w * v[src * dh + j];
-                    }
+    /// Calls `f` with the inputs of `variants`: (head, x) is head `hh` of
+    /// the base run with x as its input. A pattern replaces the computed
+    /// one and weighs v without its bias (`v_pat`); a q, k or v leaves the
+    /// pattern to be computed.
+    fn with_inputs<R>(
+        &self,
+        variants: &[(usize, &[f32])],
+        f: impl FnOnce(HeadInputs) -> Result<R>,
+    ) -> Result<R> {
+        let (mut q, mut k, mut v, mut pattern) = (vec![], vec![], vec![], vec![]);
+        for &(hh, x) in variants {
+            let (mut qh, mut kh, mut vh) =
+                (&self.q[0][hh][..], &self.k[0][hh][..], &self.v[0][hh][..]);
+            match self.input {
+                Input::Q => qh = x,
+                Input::K => kh = x,
+                Input::V => vh = x,
+                Input::Pattern => {
+                    vh = &self.v_pat[hh];
+                    pattern.extend_from_slice(x);
                 }
             }
+            q.extend_from_slice(qh);
+            k.extend_from_slice(kh);
+            v.extend_from_slice(vh);
         }
-        z
+        f(HeadInputs {
+            heads: variants.len(),
+            t: self.t,
+            q: &q,
+            k: &k,
+            v: &v,
+            pattern: (self.input == Input::Pattern).then_some(&pattern[..]),
+        })
     }
 
-    /// z of head `hh` from the given q, k, v (the pattern recomputed) or
-    /// from the given pattern and v.
-    fn z(&self, input: Input, q: &[f32], k: &[f32], v: &[f32], p: &[f32]) -> Vec<f32> {
-        match input {
-            Input::Pattern => self.apply(p, v),
-            _ => self.apply(&self.softmax(q, k), v),
-        }
+    /// z of each variant, [T, d_head] each.
+    fn z(&self, variants: &[(usize, &[f32])]) -> Result<Vec<Vec<f32>>> {
+        let z = self.with_inputs(variants, head_attention)?;
+        Ok(z.chunks(self.t * self.dh).map(<[f32]>::to_vec).collect())
     }
 
-    /// The head's inputs with `x` in place of `input`'s base values.
-    fn z_with(&self, hh: usize, input: Input, x: &[f32]) -> Vec<f32> {
-        let (q, k, v, p) = (
-            &self.q[0][hh],
-            &self.k[0][hh],
-            &self.v[0][hh],
-            &self.pattern[0][hh],
-        );
-        match input {
-            Input::Q => self.z(input, x, k, v, p),
-            Input::K => self.z(input, q, x, v, p),
-            Input::V => self.z(input, q, k, x, p),
-            Input::Pattern => self.z(input, q, k, &self.v_pat[hh], x),
-        }
+    /// z′ − z of each variant.
+    fn dz(&self, variants: &[(usize, &[f32])]) -> Result<Vec<Vec<f32>>> {
+        let z = self.z(variants)?;
+        Ok(z.iter()
+            .zip(variants)
+            .map(|(z1, &(hh, _))| {
+                z1.iter()
+                    .zip(&self.z_base[hh])
+                    .map(|(a, b)| a - b)
+                    .collect()
+            })
+            .collect())
     }
 
-    /// Δz of head `hh` when the `pick`ed entries of `input` come from the
-    /// other run, [T, d_head].
-    fn patched_dz(&self, hh: usize, input: Input, pick: Pick) -> Vec<f32> {
-        let (b, o) = self.input(hh, input);
-        let width = b.len() / self.t;
-        let mut x = b.clone();
-        match pick {
-            Pick::All => x.copy_from_slice(&o),
-            Pick::Row(r) => {
-                x[r * width..(r + 1) * width].copy_from_slice(&o[r * width..(r + 1) * width])
+    /// ∂m/∂(input) of each variant, given its ∂m/∂z.
+    fn grads(&self, variants: &[(usize, &[f32])], gz: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let gz: Vec<f32> = gz.concat();
+        let g = self.with_inputs(variants, |x| head_attention_backward(x, &gz))?;
+        let g = match self.input {
+            Input::Q => g.q,
+            Input::K => g.k,
+            Input::V => g.v,
+            Input::Pattern => g.pattern,
+        };
+        Ok(g.chunks(g.len() / variants.len())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    /// Δz of each cell (a head, and which entries of its input come from
+    /// the other run), [T, d_head] each; a cell whose entries are the same
+    /// in both runs is 0, computed by no call.
+    fn patched_dz(&self, cells: &[(usize, Pick)]) -> Result<Vec<Vec<f32>>> {
+        let mut out = vec![vec![0.0; self.t * self.dh]; cells.len()];
+        let mut changed = Vec::with_capacity(cells.len());
+        let mut xs = Vec::with_capacity(cells.len());
+        for (i, &(hh, pick)) in cells.iter().enumerate() {
+            let (b, o) = self.input(hh);
+            let width = b.len() / self.t;
+            let mut x = b.to_vec();
+            match pick {
+                Pick::All => x.copy_from_slice(o),
+                Pick::Row(r) => {
+                    x[r * width..(r + 1) * width].copy_from_slice(&o[r * width..(r + 1) * width])
+                }
+                Pick::Entry(r, c) => x[r * width + c] = o[r * width + c],
             }
-            Pick::Entry(r, c) => x[r * width + c] = o[r * width + c],
+            if x != b {
+                changed.push(i);
+                xs.push((hh, x));
+            }
         }
-        if x == b {
-            return vec![0.0; self.t * self.dh];
+        if changed.is_empty() {
+            return Ok(out);
         }
-        let (z0, z1) = (self.z_with(hh, input, &b), self.z_with(hh, input, &x));
-        z1.iter().zip(&z0).map(|(a, b)| a - b).collect()
+        let variants: Vec<(usize, &[f32])> = xs.iter().map(|(hh, x)| (*hh, &x[..])).collect();
+        for (i, dz) in changed.into_iter().zip(self.dz(&variants)?) {
+            out[i] = dz;
+        }
+        Ok(out)
     }
 
-    /// Δz of head `hh` at α on the straight path of `input`.
-    fn path_dz(&self, hh: usize, input: Input, a: f32) -> Vec<f32> {
-        let (b, o) = self.input(hh, input);
-        let x: Vec<f32> = b.iter().zip(&o).map(|(b, o)| b + a * (o - b)).collect();
-        let (z0, z1) = (self.z_with(hh, input, &b), self.z_with(hh, input, &x));
-        z1.iter().zip(&z0).map(|(a, b)| a - b).collect()
+    /// Every head's input at α on its straight path from the base run's
+    /// value to the other run's.
+    fn on_path(&self, a: f32) -> Vec<Vec<f32>> {
+        (0..self.z_base.len())
+            .map(|hh| {
+                let (b, o) = self.input(hh);
+                b.iter().zip(o).map(|(b, o)| b + a * (o - b)).collect()
+            })
+            .collect()
+    }
+
+    /// Δz of every head at α on the input's straight path.
+    fn path_dz(&self, a: f32) -> Result<Vec<Vec<f32>>> {
+        let xs = self.on_path(a);
+        self.dz(&xs.iter().map(Vec::as_slice).enumerate().collect::<Vec<_>>())
     }
 
     /// ∂m/∂z per head, [T, d_head] (rows before `fd` zero), from ∂m/∂attn_out
@@ -814,100 +862,20 @@ impl HeadAttn {
             .collect()
     }
 
-    /// ∂m/∂(input) of head `hh` at the base run, given ∂m/∂z.
-    fn base_grad(&self, hh: usize, input: Input, gz: &[f32]) -> Vec<f32> {
-        let (q, k, v) = (&self.q[0][hh], &self.k[0][hh], &self.v[0][hh]);
-        match input {
-            Input::Pattern => {
-                let p = &self.pattern[0][hh];
-                self.backward(input, q, k, &self.v_pat[hh], p, gz)
-            }
-            _ => self.backward(input, q, k, v, &self.softmax(q, k), gz),
-        }
+    /// ∂m/∂(input) of every head at the base run, given each head's ∂m/∂z.
+    fn base_grads(&self, gz: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let base: Vec<(usize, &[f32])> = (0..gz.len()).map(|hh| (hh, self.input(hh).0)).collect();
+        self.grads(&base, gz)
     }
 
-    /// ∂m/∂(input) of head `hh` at α on `input`'s straight path, given ∂m/∂z there.
-    fn path_grad(&self, hh: usize, input: Input, a: f32, gz: &[f32]) -> Vec<f32> {
-        let (b, o) = self.input(hh, input);
-        let x: Vec<f32> = b.iter().zip(&o).map(|(b, o)| b + a * (o - b)).collect();
-        let (mut q, mut k, mut v) = (
-            self.q[0][hh].clone(),
-            self.k[0][hh].clone(),
-            self.v[0][hh].clone(),
-        );
-        let mut p = self.pattern[0][hh].clone();
-        match input {
-            Input::Q => q = x,
-            Input::K => k = x,
-            Input::V => v = x,
-            Input::Pattern => p = x,
-        }
-        if input == Input::Pattern {
-            return self.backward(input, &q, &k, &self.v_pat[hh], &p, gz);
-        }
-        p = self.softmax(&q, &k);
-        self.backward(input, &q, &k, &v, &p, gz)
-    }
-
-    /// The backward of one head's attention from ∂m/∂z to ∂m/∂(input).
-    fn backward(
-        &self,
-        input: Input,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        p: &[f32],
-        gz: &[f32],
-    ) -> Vec<f32> {
-        let (t, dh) = (self.t, self.dh);
-        // ∂m/∂pattern[dst, src] = gz[dst] · v[src]
-        let mut dp = vec![0f32; t * t];
-        for dst in 0..t {
-            for src in 0..=dst {
-                dp[dst * t + src] = (0..dh).map(|j| gz[dst * dh + j] * v[src * dh + j]).sum();
-            }
-        }
-        match input {
-            Input::Pattern => dp,
-            Input::V => {
-                // ∂m/∂v[src] = Σ_dst pattern[dst, src] gz[dst]
-                let mut dv = vec![0f32; t * dh];
-                for dst in 0..t {
-                    for src in 0..=dst {
-                        let w = p[dst * t + src];
-                        for j in 0..dh {
-                            dv[src * dh + j] += w * gz[dst * dh + j];
-                        }
-                    }
-                }
-                dv
-            }
-            Input::Q | Input::K => {
-                // softmax backward, then the scaled dot products
-                let mut ds = vec![0f32; t * t];
-                for dst in 0..t {
-                    let row = dst * t;
-                    let s: f32 = (0..=dst).map(|src| p[row + src] * dp[row + src]).sum();
-                    for src in 0..=dst {
-                        ds[row + src] = p[row + src] * (dp[row + src] - s);
-                    }
-                }
-                let mut out = vec![0f32; t * dh];
-                for dst in 0..t {
-                    for src in 0..=dst {
-                        let g = ds[dst * t + src] * self.scale;
-                        for j in 0..dh {
-                            if input == Input::Q {
-                                out[dst * dh + j] += g * k[src * dh + j];
-                            } else {
-                                out[src * dh + j] += g * q[dst * dh + j];
-                            }
-                        }
-                    }
-                }
-                out
-            }
-        }
+    /// ∂m/∂(input) of every head at α on the input's straight path, given
+    /// each head's ∂m/∂z there.
+    fn path_grads(&self, a: f32, gz: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        let xs = self.on_path(a);
+        self.grads(
+            &xs.iter().map(Vec::as_slice).enumerate().collect::<Vec<_>>(),
+            gz,
+        )
     }
 }
 

@@ -12,6 +12,7 @@
 //! position in the final layer and, for the logit difference, only the two
 //! answer logits).
 
+pub mod attention;
 pub mod checks;
 pub mod cpu;
 pub mod gpu;

@@ -2,8 +2,8 @@
 //! says what they compute).
 
 use super::layers::*;
-use super::CpuEngine;
-use crate::engine::graph::{GraphOutputs, GraphPass, GraphPasses, Hold};
+use super::{CpuBlock, CpuEngine};
+use crate::engine::graph::{EdgePatch, GraphOutputs, GraphPass, GraphPasses, Hold};
 use crate::engine::{check_tokens, Metric};
 use crate::error::{Error, Result};
 use crate::model::graph::{GraphLayout, Qkv, Slot};
@@ -24,7 +24,7 @@ struct LayerActs {
 /// What a graph run keeps for its backward pass.
 struct LayerTape {
     ln1: LnTape,
-    pattern: Tensor,
+    attn: AttentionTape,
     mlp: MlpTape,
 }
 
@@ -64,6 +64,72 @@ impl GraphOutputs for CpuGraphRun {
     }
 }
 
+/// An edge patch as tensors.
+struct Patch {
+    /// [n_forward, (T − from_row)·d]: what each node's patched edges carry.
+    values: Tensor,
+    /// [n_forward, n_backward]: 1 where edge u → v is patched.
+    mask: Tensor,
+    from_row: usize,
+}
+
+impl Patch {
+    /// Σ_u mask[u, v] (values_u − output_u) for the slots `cols` (first
+    /// index, count), all of which read nodes 0..prev: what the patch adds
+    /// to their inputs, [cols, T, d].
+    fn correction(&self, outputs: &[Tensor], prev: usize, cols: (usize, usize)) -> Result<Tensor> {
+        let (t, d) = outputs[0].dims2()?;
+        let r = self.from_row;
+        let own = Tensor::stack(&outputs[..prev], 0)?
+            .narrow(1, r, t - r)?
+            .reshape((prev, (t - r) * d))?;
+        let diff = (self.values.narrow(0, 0, prev)? - own)?;
+        let m = self.mask.narrow(0, 0, prev)?.narrow(1, cols.0, cols.1)?;
+        let c = m.t()?.matmul(&diff)?.reshape((cols.1, t - r, d))?;
+        Ok(c.pad_with_zeros(1, r, 0)?)
+    }
+}
+
+/// What every block of one graph pass reads besides its residual stream.
+struct PassCtx<'a> {
+    layout: GraphLayout,
+    t: usize,
+    patch: Option<Patch>,
+    hold: Option<Hold<'a>>,
+    grad: bool,
+}
+
+impl PassCtx<'_> {
+    /// What the patch adds to the inputs of the `count` slots from `slot`
+    /// on (in the backward order; all of them read the nodes before
+    /// `slot`), [count, T, d]; None without a patch.
+    fn correction(&self, outputs: &[Tensor], slot: Slot, count: usize) -> Result<Option<Tensor>> {
+        let (prev, first) = (
+            self.layout.prev_index(slot),
+            self.layout.backward_index(slot),
+        );
+        self.patch
+            .as_ref()
+            .map(|p| p.correction(outputs, prev, (first, count)))
+            .transpose()
+    }
+
+    /// The outputs `hold` fixes for layer `layer`'s heads ([H, T, d]) or
+    /// MLP ([T, d]), if it holds them.
+    fn held(&self, layer: usize, heads: bool, d: usize) -> Result<Option<Tensor>> {
+        let (h, t) = (self.layout.n_heads, self.t);
+        match self.hold {
+            Some(Hold::Heads { layer: l, values }) if heads && l == layer => {
+                Ok(Some(sized(values, &[h, t, d])?))
+            }
+            Some(Hold::Mlp { layer: l, values }) if !heads && l == layer => {
+                Ok(Some(sized(values, &[t, d])?))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 impl GraphPasses for CpuEngine {
     type GraphRun = CpuGraphRun;
 
@@ -92,168 +158,37 @@ impl GraphPasses for CpuEngine {
             ));
         }
         let readout = self.readout(metric)?;
-        let g = GraphLayout::new(&self.cfg);
-        let (t, d, h, dh) = (
-            tokens.len(),
-            self.cfg.d_model,
-            self.cfg.n_heads,
-            self.cfg.d_head,
-        );
-        let (nf, nb) = (g.n_forward(), g.n_backward());
-        let dev = &Device::Cpu;
-        let patch = match patch {
-            Some(p) => {
-                let rows = t.saturating_sub(p.from_row);
-                if rows == 0 || p.values.len() != nf * rows * d || p.patched.len() != nf * nb {
-                    return Err(Error::Input(format!(
-                        "an edge patch needs {nf}×{rows}×{d} values (rows {}..{t}) and a {nf}×{nb} mask (got {} and {})",
-                        p.from_row,
-                        p.values.len(),
-                        p.patched.len()
-                    )));
-                }
-                Some((
-                    Tensor::from_slice(p.values, (nf, rows * d), dev)?,
-                    Tensor::from_slice(p.patched, (nf, nb), dev)?,
-                    p.from_row,
-                ))
-            }
-            None => None,
+        let t = tokens.len();
+        let cx = PassCtx {
+            layout: GraphLayout::new(&self.cfg),
+            t,
+            patch: patch.map(|p| self.patch_tensors(p, t)).transpose()?,
+            hold,
+            grad,
         };
-        let embed = match embed {
-            Some(e) if e.len() != t * d => {
-                return Err(Error::Input(format!(
-                    "an embedding override needs {t}×{d} values (got {})",
-                    e.len()
-                )))
-            }
-            Some(e) => Tensor::from_slice(e, (t, d), dev)?,
-            None => self.wte.index_select(&Tensor::new(tokens, dev)?, 0)?,
-        };
-        let held = |want: usize, is_heads: bool| -> Result<Option<Tensor>> {
-            match hold {
-                Some(Hold::Heads { layer, values }) if is_heads && layer == want => {
-                    Ok(Some(sized(values, &[h, t, d])?))
-                }
-                Some(Hold::Mlp { layer, values }) if !is_heads && layer == want => {
-                    Ok(Some(sized(values, &[t, d])?))
-                }
-                _ => Ok(None),
-            }
-        };
+        let embed = self.graph_embed(tokens, embed)?;
         let mut outputs: Vec<Tensor> = vec![embed.clone()];
-        // Σ_u patched[u, v] (values_u − output_u) for the slots `cols` (all
-        // of them read nodes 0..prev): [cols, T, d], or None without a patch
-        let correction =
-            |outputs: &[Tensor], prev: usize, cols: (usize, usize)| -> Result<Option<Tensor>> {
-                let Some((values, mask, r)) = &patch else {
-                    return Ok(None);
-                };
-                let own = Tensor::stack(&outputs[..prev], 0)?
-                    .narrow(1, *r, t - r)?
-                    .reshape((prev, (t - r) * d))?;
-                let diff = (values.narrow(0, 0, prev)? - own)?;
-                let m = mask.narrow(0, 0, prev)?.narrow(1, cols.0, cols.1)?;
-                let c = m.t()?.matmul(&diff)?.reshape((cols.1, t - r, d))?;
-                Ok(Some(c.pad_with_zeros(1, *r, 0)?))
-            };
-        let mask = causal_mask(t, 0, t)?;
-        let scale = attn_scale(dh);
-        let eps = self.eps();
         let mut x = (embed + self.wpe.narrow(0, 0, t)?)?;
         let mut layers = Vec::with_capacity(self.cfg.n_layers);
         let mut tapes = Vec::new();
-        for (l, b) in self.blocks.iter().enumerate() {
-            let first = g.backward_index(Slot::Head {
-                layer: l,
-                head: 0,
-                qkv: Qkv::Q,
-            });
-            let prev = g.prev_index(Slot::Head {
-                layer: l,
-                head: 0,
-                qkv: Qkv::Q,
-            });
-            // each slot's input: [3H, T, d] (q heads, k heads, v heads), or
-            // the shared stream [1, T, d]
-            let inputs = match correction(&outputs, prev, (first, 3 * h))? {
-                Some(c) => c.broadcast_add(&x)?,
-                None => x.unsqueeze(0)?,
-            };
-            let (ln, ln1) = layer_norm(&inputs, &b.ln_1_w, &b.ln_1_b, eps)?;
-            let (q, k, v) = if ln.dim(0)? == 1 {
-                // one stream for every slot: the plain projection
-                let qkv = linear(&ln.squeeze(0)?, &b.c_attn_w, &b.c_attn_b)?;
-                let split = |s: usize| heads_first(&qkv.narrow(1, s * d, d)?.reshape((t, h, dh))?);
-                (split(0)?, split(1)?, split(2)?)
-            } else {
-                // head h's q, k, v from its own inputs: [H, T, d] · [H, d, dh]
-                let proj = |s: usize| -> Result<Tensor> {
-                    let w = b
-                        .c_attn_w
-                        .narrow(1, s * d, d)?
-                        .reshape((d, h, dh))?
-                        .transpose(0, 1)?
-                        .contiguous()?;
-                    let bias = b.c_attn_b.narrow(0, s * d, d)?.reshape((h, 1, dh))?;
-                    Ok(ln.narrow(0, s * h, h)?.matmul(&w)?.broadcast_add(&bias)?)
-                };
-                (proj(0)?, proj(1)?, proj(2)?)
-            }; // [H, T, dh]
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
-            let pattern = softmax_last(&scores)?;
-            let z = pattern.matmul(&v)?; // [H, T, dh]
-            let result = match held(l, true)? {
-                Some(values) => values,
-                None => z.matmul(&b.w_o)?, // [H, T, d]
-            };
-            for head in 0..h {
-                outputs.push(result.get(head)?);
-            }
-            let mid = (&x + result.sum(0)?.broadcast_add(&b.c_proj_b)?)?;
-            let mlp_slot = Slot::Mlp { layer: l };
-            let mlp_in = match correction(
-                &outputs,
-                g.prev_index(mlp_slot),
-                (g.backward_index(mlp_slot), 1),
-            )? {
-                Some(c) => (&mid + c.squeeze(0)?)?,
-                None => mid.clone(),
-            };
-            let (out, mlp_tape) = mlp_branch(b, &mlp_in, eps, grad)?;
-            let out = held(l, false)?.unwrap_or(out);
-            outputs.push(out.clone());
-            let post = (&mid + &out)?;
-            if let Some(mlp) = mlp_tape {
-                tapes.push(LayerTape {
-                    ln1,
-                    pattern: pattern.clone(),
-                    mlp,
-                });
-            }
-            layers.push(LayerActs {
-                resid_pre: x,
-                q,
-                k,
-                v,
-                z,
-                resid_mid: mid,
-                mlp_out: out,
-            });
+        for l in 0..self.cfg.n_layers {
+            let (post, acts, tape) = self.graph_block(l, x, &mut outputs, &cx)?;
+            layers.push(acts);
+            tapes.extend(tape);
             x = post;
         }
-        let logits_in = match correction(&outputs, nf, (nb - 1, 1))? {
+        let logits_in = match cx.correction(&outputs, Slot::Logits, 1)? {
             Some(c) => (&x + c.squeeze(0)?)?,
             None => x,
         };
         let last = logits_in.narrow(0, t - 1, 1)?;
-        let (norm, ln_f) = layer_norm(&last, &self.ln_f_w, &self.ln_f_b, eps)?;
+        let (norm, ln_f) = layer_norm(&last, &self.ln_f_w, &self.ln_f_b, self.eps())?;
         let (m, d_norm) = self.readout_forward(&readout, &norm, grad)?;
         let metric = m.get(0)?.to_scalar::<f32>()?;
         let grads = match d_norm {
             Some(d_norm) => {
                 let d_last = layer_norm_backward(&d_norm, &self.ln_f_w, &ln_f)?;
-                Some(self.graph_backward(&layers, &tapes, d_last, t, hold)?)
+                Some(self.graph_backward(&tapes, d_last, t, hold)?)
             }
             None => None,
         };
@@ -344,9 +279,8 @@ impl GraphPasses for CpuEngine {
                         with_new_rows(&acts.v)?,
                     ),
                 };
-                let scores = (qr.matmul(&kr.transpose(2, 3)?.contiguous()?)? * attn_scale(dh))?
-                    .broadcast_add(&causal_mask(n, fd, t)?)?;
-                let z = softmax_last(&scores)?.matmul(&vr)?; // [n_u, H, n, dh]
+                // queries at positions fd..T
+                let (z, _) = attention(&qr, &kr, &vr, fd, &mut unhooked)?; // [n_u, H, n, dh]
                 let dz = z.broadcast_sub(&acts.z.narrow(1, fd, n)?.unsqueeze(0)?)?;
                 // per head (z′ − z)·W_O[h]: [H, n_u·n, dh] · [H, dh, d]
                 dz.transpose(0, 1)?
@@ -385,24 +319,142 @@ impl GraphPasses for CpuEngine {
 }
 
 impl CpuEngine {
+    /// An edge patch's values and mask as tensors, their sizes checked.
+    fn patch_tensors(&self, p: EdgePatch<'_>, t: usize) -> Result<Patch> {
+        let g = GraphLayout::new(&self.cfg);
+        let (nf, nb, d) = (g.n_forward(), g.n_backward(), self.cfg.d_model);
+        let rows = t.saturating_sub(p.from_row);
+        if rows == 0 || p.values.len() != nf * rows * d || p.patched.len() != nf * nb {
+            return Err(Error::Input(format!(
+                "an edge patch needs {nf}×{rows}×{d} values (rows {}..{t}) and a {nf}×{nb} mask (got {} and {})",
+                p.from_row,
+                p.values.len(),
+                p.patched.len()
+            )));
+        }
+        Ok(Patch {
+            values: Tensor::from_slice(p.values, (nf, rows * d), &Device::Cpu)?,
+            mask: Tensor::from_slice(p.patched, (nf, nb), &Device::Cpu)?,
+            from_row: p.from_row,
+        })
+    }
+
+    /// The input node's output (`hook_embed`): the tokens' embeddings, or
+    /// the pass's override.
+    fn graph_embed(&self, tokens: &[u32], embed: Option<&[f32]>) -> Result<Tensor> {
+        let (t, d) = (tokens.len(), self.cfg.d_model);
+        match embed {
+            Some(e) if e.len() != t * d => Err(Error::Input(format!(
+                "an embedding override needs {t}×{d} values (got {})",
+                e.len()
+            ))),
+            Some(e) => Ok(Tensor::from_slice(e, (t, d), &Device::Cpu)?),
+            None => Ok(self
+                .wte
+                .index_select(&Tensor::new(tokens, &Device::Cpu)?, 0)?),
+        }
+    }
+
+    /// Block `l` of a graph pass on the residual stream `x` [T, d]: each
+    /// head's q, k and v input and the MLP's input read `x` plus what the
+    /// patch changes on their edges; held outputs replace the computed ones.
+    /// Appends the block's node outputs (its heads, then its MLP) to
+    /// `outputs`; returns the stream after the block, the block's
+    /// activations and, for a gradient pass, its tape.
+    fn graph_block(
+        &self,
+        l: usize,
+        x: Tensor,
+        outputs: &mut Vec<Tensor>,
+        cx: &PassCtx,
+    ) -> Result<(Tensor, LayerActs, Option<LayerTape>)> {
+        let (h, d, eps) = (self.cfg.n_heads, self.cfg.d_model, self.eps());
+        let b = &self.blocks[l];
+        let q_slot = Slot::Head {
+            layer: l,
+            head: 0,
+            qkv: Qkv::Q,
+        };
+        // each slot's input: [3H, T, d] (q heads, k heads, v heads), or
+        // the shared stream [1, T, d]
+        let inputs = match cx.correction(outputs, q_slot, 3 * h)? {
+            Some(c) => c.broadcast_add(&x)?,
+            None => x.unsqueeze(0)?,
+        };
+        let (ln, ln1) = layer_norm(&inputs, &b.ln_1_w, &b.ln_1_b, eps)?;
+        let (q, k, v) = self.slot_qkv(b, &ln)?; // [H, T, dh]
+        let (z, attn) = attention(&q, &k, &v, 0, &mut unhooked)?; // [H, T, dh]
+        let result = match cx.held(l, true, d)? {
+            Some(values) => values,
+            None => z.matmul(&b.w_o)?, // [H, T, d]
+        };
+        for head in 0..h {
+            outputs.push(result.get(head)?);
+        }
+        let mid = (&x + result.sum(0)?.broadcast_add(&b.c_proj_b)?)?;
+        let mlp_in = match cx.correction(outputs, Slot::Mlp { layer: l }, 1)? {
+            Some(c) => (&mid + c.squeeze(0)?)?,
+            None => mid.clone(),
+        };
+        let (out, mlp_tape) = mlp_branch(b, &mlp_in, eps, cx.grad)?;
+        let out = cx.held(l, false, d)?.unwrap_or(out);
+        outputs.push(out.clone());
+        let post = (&mid + &out)?;
+        let tape = mlp_tape.map(|mlp| LayerTape { ln1, attn, mlp });
+        let acts = LayerActs {
+            resid_pre: x,
+            q,
+            k,
+            v,
+            z,
+            resid_mid: mid,
+            mlp_out: out,
+        };
+        Ok((post, acts, tape))
+    }
+
+    /// Every head's q, k and v [H, T, d_head] from ln_1's output: one
+    /// stream for every slot ([1, T, d]) through the plain projection, or
+    /// each slot's own ([3H, T, d]: q heads, k heads, v heads) through its
+    /// head's columns of W_Q, W_K or W_V.
+    fn slot_qkv(&self, b: &CpuBlock, ln: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (h, dh, d) = (self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model);
+        let t = ln.dim(1)?;
+        if ln.dim(0)? == 1 {
+            let qkv = linear(&ln.squeeze(0)?, &b.c_attn_w, &b.c_attn_b)?;
+            let split = |s: usize| heads_first(&qkv.narrow(1, s * d, d)?.reshape((t, h, dh))?);
+            return Ok((split(0)?, split(1)?, split(2)?));
+        }
+        // head h's q, k, v from its own inputs: [H, T, d] · [H, d, dh]
+        let proj = |s: usize| -> Result<Tensor> {
+            let w = b
+                .c_attn_w
+                .narrow(1, s * d, d)?
+                .reshape((d, h, dh))?
+                .transpose(0, 1)?
+                .contiguous()?;
+            let bias = b.c_attn_b.narrow(0, s * d, d)?.reshape((h, 1, dh))?;
+            Ok(ln.narrow(0, s * h, h)?.matmul(&w)?.broadcast_add(&bias)?)
+        };
+        Ok((proj(0)?, proj(1)?, proj(2)?))
+    }
+
     /// From ∂m/∂(final residual at the last position) to ∂m/∂(every slot's
     /// input), [n_backward, T, d] in the graph's backward order. Held
     /// outputs pass no gradient to their inputs.
     fn graph_backward(
         &self,
-        layers: &[LayerActs],
         tapes: &[LayerTape],
         d_last: Tensor,
         t: usize,
         hold: Option<Hold<'_>>,
     ) -> Result<Vec<f32>> {
         let (d, h) = (self.cfg.d_model, self.cfg.n_heads);
-        let scale = attn_scale(self.cfg.d_head);
         // the logits read the final stream: its gradient is nonzero at the last row only
         let mut g = d_last.pad_with_zeros(0, t - 1, 0)?;
         let logits = g.clone();
-        let mut per_layer = Vec::with_capacity(layers.len());
-        for (l, ((b, acts), tape)) in self.blocks.iter().zip(layers).zip(tapes).enumerate().rev() {
+        let mut per_layer = Vec::with_capacity(tapes.len());
+        for (l, (b, tape)) in self.blocks.iter().zip(tapes).enumerate().rev() {
             let d_mlp_in = match hold {
                 Some(Hold::Mlp { layer, .. }) if layer == l => g.zeros_like()?,
                 _ => mlp_branch_backward(&tape.mlp, &g)?,
@@ -415,13 +467,8 @@ impl CpuEngine {
                 h,
                 self.cfg.d_head,
             ))?)?; // [H, T, dh]
-            let p = &tape.pattern;
-            let dp = dz.matmul(&acts.v.t()?.contiguous()?)?;
-            let dv = p.t()?.contiguous()?.matmul(&dz)?;
-            let ds = (softmax_backward(p, &dp)? * scale)?;
-            let dq = ds.matmul(&acts.k)?;
-            let dk = ds.t()?.contiguous()?.matmul(&acts.q)?;
-            let d_ln = [dq, dk, dv]
+            let da = attention_backward(&tape.attn, &dz)?;
+            let d_ln = [da.q, da.k, da.v]
                 .iter()
                 .enumerate()
                 .map(|(s, ds)| {

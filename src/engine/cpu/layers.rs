@@ -52,27 +52,27 @@ pub(super) fn gelu_new(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Softmax over the last dimension (masked entries are −inf and become 0).
-pub(super) fn softmax_last(s: &Tensor) -> Result<Tensor> {
+fn softmax_last(s: &Tensor) -> Result<Tensor> {
     let m = s.max_keepdim(D::Minus1)?;
     let e = s.broadcast_sub(&m)?.exp()?;
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
 /// dS = P ⊙ (dP − Σ_j dP ⊙ P).
-pub(super) fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
+fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
     let s = (dp * p)?.sum_keepdim(D::Minus1)?;
     Ok((dp.broadcast_sub(&s)? * p)?)
 }
 
 /// Additive causal mask [rows, keys] for query positions q0..q0+rows.
-pub(super) fn causal_mask(rows: usize, q0: usize, keys: usize) -> Result<Tensor> {
+fn causal_mask(rows: usize, q0: usize, keys: usize) -> Result<Tensor> {
     let m: Vec<f32> = (0..rows)
         .flat_map(|i| (0..keys).map(move |j| if j <= q0 + i { 0.0 } else { f32::NEG_INFINITY }))
         .collect();
     Ok(Tensor::from_vec(m, (rows, keys), &Device::Cpu)?)
 }
 
-pub(super) fn attn_scale(d_head: usize) -> f64 {
+fn attn_scale(d_head: usize) -> f64 {
     1.0 / (d_head as f64).sqrt()
 }
 
@@ -133,20 +133,103 @@ pub(super) fn mlp_branch_backward(t: &MlpTape, dy: &Tensor) -> Result<Tensor> {
     layer_norm_backward(&dh, &t.ln_2_w, &t.ln)
 }
 
-/// What attention keeps for its backward pass.
-pub(super) struct AttnTape {
+/// A hook on an activation of attention (`attn.hook_attn_scores`,
+/// `attn.hook_pattern`): returns it, possibly replaced.
+pub(in crate::engine) type Hook<'a> = &'a mut dyn FnMut(&str, Tensor) -> Result<Tensor>;
+
+/// The hook that replaces nothing.
+pub(in crate::engine) fn unhooked(_: &str, t: Tensor) -> Result<Tensor> {
+    Ok(t)
+}
+
+/// What attention keeps for its backward pass: its inputs and the pattern
+/// it weighed v with.
+pub(in crate::engine) struct AttentionTape {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    pattern: Tensor,
+}
+
+/// Causal attention, for any leading dimensions (heads, a batch):
+///
+/// ```text
+/// scores  = q kᵀ / √d_head, −∞ where the key comes after the query
+/// pattern = softmax(scores) over the keys
+/// z       = pattern · v
+/// ```
+///
+/// q [..., nq, d_head] holds the queries of positions q0..q0 + nq, k and v
+/// [..., T, d_head] the keys and values of positions 0..T. `hook` sees the
+/// scores and the pattern and may replace them (a replaced pattern is what
+/// z weighs v with, and what the backward differentiates).
+pub(in crate::engine) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    q0: usize,
+    hook: Hook,
+) -> Result<(Tensor, AttentionTape)> {
+    let (nq, t, d_head) = (q.dim(D::Minus2)?, k.dim(D::Minus2)?, q.dim(D::Minus1)?);
+    let scores = (q.matmul(&k.t()?.contiguous()?)? * attn_scale(d_head))?
+        .broadcast_add(&causal_mask(nq, q0, t)?)?;
+    let scores = hook("attn.hook_attn_scores", scores)?;
+    let pattern = hook("attn.hook_pattern", softmax_last(&scores)?)?;
+    let z = pattern.matmul(v)?;
+    let tape = AttentionTape {
+        q: q.clone(),
+        k: k.clone(),
+        v: v.clone(),
+        pattern,
+    };
+    Ok((z, tape))
+}
+
+/// ∂m/∂ of attention's inputs, each shaped like its input.
+pub(in crate::engine) struct AttentionGrads {
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+    pub pattern: Tensor,
+}
+
+/// Backward of `attention` from ∂m/∂z [..., nq, d_head]:
+///
+/// ```text
+/// dpattern = dz vᵀ
+/// dv       = patternᵀ dz
+/// dscores  = pattern ⊙ (dpattern − Σ_keys dpattern ⊙ pattern) / √d_head
+/// dq       = dscores k
+/// dk       = dscoresᵀ q
+/// ```
+pub(in crate::engine) fn attention_backward(
+    t: &AttentionTape,
+    dz: &Tensor,
+) -> Result<AttentionGrads> {
+    let scale = attn_scale(t.q.dim(D::Minus1)?);
+    let dpattern = dz.matmul(&t.v.t()?.contiguous()?)?;
+    let dv = t.pattern.t()?.contiguous()?.matmul(dz)?;
+    let dscores = (softmax_backward(&t.pattern, &dpattern)? * scale)?;
+    let dq = dscores.matmul(&t.k)?;
+    let dk = dscores.t()?.contiguous()?.matmul(&t.q)?;
+    Ok(AttentionGrads {
+        q: dq,
+        k: dk,
+        v: dv,
+        pattern: dpattern,
+    })
+}
+
+/// What the attention sublayer of a tail keeps for its backward pass.
+pub(super) struct AttnTailTape {
     ln_1_w: Tensor,
     ln: LnTape,
     c_attn_w: Tensor,
     c_proj_w: Tensor,
-    q: Tensor,
-    k_all: Tensor,
-    v_all: Tensor,
-    p: Tensor,
+    attn: AttentionTape,
     fd: usize,
     n: usize,
     last_only: bool,
-    scale: f64,
 }
 
 /// The positions before a tail's rows: the base run's keys and values
@@ -169,7 +252,7 @@ pub(super) fn attention_tail(
     last_only: bool,
     record: bool,
     cfg: &Config,
-) -> Result<(Tensor, Option<AttnTape>)> {
+) -> Result<(Tensor, Option<AttnTailTape>)> {
     let (bs, n, d) = x.dims3()?;
     let fd = prefix.fd;
     let (h, dh, t) = (cfg.n_heads, cfg.d_head, fd + n);
@@ -193,22 +276,15 @@ pub(super) fn attention_tail(
             .broadcast_as((bs, h, fd, dh))?;
         Ok(Tensor::cat(&[&prefix, &new], 2)?.contiguous()?)
     };
-    let k_all = with_prefix(prefix.keys, split(1)?)?; // [bs, h, t, dh]
-    let v_all = with_prefix(prefix.values, split(2)?)?;
+    let k = with_prefix(prefix.keys, split(1)?)?; // [bs, h, t, dh]
+    let v = with_prefix(prefix.values, split(2)?)?;
     let (q, q0, nq) = if last_only {
         (split(0)?.narrow(2, n - 1, 1)?.contiguous()?, t - 1, 1)
     } else {
         (split(0)?, fd, n)
     };
-    let scale = attn_scale(dh);
-    let scores = (q.matmul(&k_all.transpose(2, 3)?.contiguous()?)? * scale)?
-        .broadcast_add(&causal_mask(nq, q0, t)?)?;
-    let p = softmax_last(&scores)?;
-    let z = p
-        .matmul(&v_all)?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((bs, nq, d))?;
+    let (z, attn) = attention(&q, &k, &v, q0, &mut unhooked)?;
+    let z = z.transpose(1, 2)?.contiguous()?.reshape((bs, nq, d))?;
     let attn_out = linear(&z, &b.c_proj_w, &b.c_proj_b)?;
     let x_rows = if last_only {
         x.narrow(1, n - 1, 1)?
@@ -216,43 +292,36 @@ pub(super) fn attention_tail(
         x.clone()
     };
     let y = (x_rows + attn_out)?;
-    let tape = record.then(|| AttnTape {
+    let tape = record.then(|| AttnTailTape {
         ln_1_w: b.ln_1_w.clone(),
         ln,
         c_attn_w: b.c_attn_w.clone(),
         c_proj_w: b.c_proj_w.clone(),
-        q,
-        k_all,
-        v_all,
-        p,
+        attn,
         fd,
         n,
         last_only,
-        scale,
     });
     Ok((y, tape))
 }
 
 /// Backward of `attention_tail`: from ∂m/∂y [batch, nq, d] to ∂m/∂x [batch, n, d].
-pub(super) fn attention_tail_backward(t: &AttnTape, dy: &Tensor) -> Result<Tensor> {
+pub(super) fn attention_tail_backward(t: &AttnTailTape, dy: &Tensor) -> Result<Tensor> {
     let (bs, nq, d) = dy.dims3()?;
-    let (_, h, _, dh) = t.k_all.dims4()?;
+    let (_, h, _, dh) = t.attn.k.dims4()?;
     let n = t.n;
     let dz = matmul_rows_t(dy, &t.c_proj_w)?
         .reshape((bs, nq, h, dh))?
         .transpose(1, 2)?
         .contiguous()?; // [bs, h, nq, dh]
-    let dp = dz.matmul(&t.v_all.transpose(2, 3)?.contiguous()?)?;
-    let dv_all = t.p.transpose(2, 3)?.contiguous()?.matmul(&dz)?;
-    let ds = (softmax_backward(&t.p, &dp)? * t.scale)?;
-    let dq = ds.matmul(&t.k_all)?;
-    let dk_all = ds.transpose(2, 3)?.contiguous()?.matmul(&t.q)?;
-    let dk = dk_all.narrow(2, t.fd, n)?;
-    let dv = dv_all.narrow(2, t.fd, n)?;
+    let g = attention_backward(&t.attn, &dz)?;
+    // the prefix's keys and values are the base run's: no gradient reaches x
+    let dk = g.k.narrow(2, t.fd, n)?;
+    let dv = g.v.narrow(2, t.fd, n)?;
     let dq = if t.last_only {
-        dq.pad_with_zeros(2, n - 1, 0)?
+        g.q.pad_with_zeros(2, n - 1, 0)?
     } else {
-        dq
+        g.q
     };
     let rows =
         |x: Tensor| -> Result<Tensor> { Ok(x.transpose(1, 2)?.contiguous()?.reshape((bs, n, d))?) };
