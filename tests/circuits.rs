@@ -56,7 +56,7 @@ fn exact_edge_patching_equals_the_naive_loop() {
                 GraphPass {
                     patch: Some(EdgePatch {
                         values: runs.corrupt.outputs(),
-                        from_row: 0,
+                        first_diff: 0,
                         patched: &patched,
                     }),
                     ..GraphPass::default()

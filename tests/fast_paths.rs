@@ -6,7 +6,7 @@ use pollster::block_on;
 use crate::common::*;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::{Direction, Quiet, Tracker};
-use patchlab::engine::{Component, Engine, Metric, Site, SweepPair};
+use patchlab::engine::{Component, Engine, LayerComponents, Metric, SweepPair};
 
 /// AP from the fast sweep equals the plain per-component loop to float noise.
 async fn check_ap(
@@ -17,7 +17,7 @@ async fn check_ap(
 ) {
     let e = engine(spec);
     let cfg = e.config().clone();
-    let fd = clean.iter().zip(corrupt).position(|(a, b)| a != b).unwrap();
+    let first_diff = clean.iter().zip(corrupt).position(|(a, b)| a != b).unwrap();
     let c = e.run(clean, answers).await.unwrap();
     let k = e.run(corrupt, answers).await.unwrap();
     for d in Direction::ALL {
@@ -29,7 +29,7 @@ async fn check_ap(
             let sweep = [SweepPair {
                 base,
                 other,
-                from_pos: fd,
+                first_diff,
             }];
             let fast = activation_patching(&e, &sweep, comp, d, &mut Tracker::new(&mut q, 0))
                 .await
@@ -119,15 +119,15 @@ fn gradients_match_finite_differences() {
         let (clean, corrupt) = ioi_ids();
         let c = e.run(&clean, &ANSWERS).await.unwrap();
         let k = e.run(&corrupt, &ANSWERS).await.unwrap();
-        let fd = 10;
+        let first_diff = 10;
         for comp in [Component::Heads, Component::Neurons] {
             for layer in 0..2 {
-                let site = Site {
+                let site = LayerComponents {
                     layer,
                     component: comp,
                 };
                 let g = e
-                    .path_gradients(&c, &k, site, &[0.0], &[1.0], fd)
+                    .path_gradients(&c, &k, site, &[0.0], &[1.0], first_diff)
                     .await
                     .unwrap()
                     .weighted_grad;
@@ -149,7 +149,7 @@ fn gradients_match_finite_differences() {
                     );
                 }
                 // rows before the first difference carry no gradient (their Δ is zero)
-                assert!(g.data[..fd * width].iter().all(|&x| x == 0.0));
+                assert!(g.data[..first_diff * width].iter().all(|&x| x == 0.0));
             }
         }
     })
@@ -167,7 +167,7 @@ fn path_end_is_the_whole_layer_substitution() {
         let k = e.run(&corrupt, &ANSWERS).await.unwrap();
         for comp in [Component::Heads, Component::Neurons] {
             for layer in 0..2 {
-                let site = Site {
+                let site = LayerComponents {
                     layer,
                     component: comp,
                 };
@@ -210,7 +210,7 @@ fn input_hook_substitution_reaches_the_path_end() {
             (Component::Neurons, "hook_mlp_in"),
         ] {
             for layer in 0..3 {
-                let site = Site {
+                let site = LayerComponents {
                     layer,
                     component: comp,
                 };
@@ -249,7 +249,7 @@ fn one_pass_base_gradients_equal_per_layer_tails() {
         for comp in [Component::Heads, Component::Neurons] {
             let all = e.base_gradients(&c, &k, comp, 10).await.unwrap();
             for (layer, g) in all.iter().enumerate() {
-                let site = Site {
+                let site = LayerComponents {
                     layer,
                     component: comp,
                 };

@@ -75,8 +75,8 @@ async fn check<E: Engine>(e: &E, file: &str, g: &Value) {
             .map(|x| x.as_u64().unwrap())
             .collect();
         assert_eq!(ids, want, "{file} case {ci}");
-        let fd = c["first_diff"].as_u64().unwrap() as usize;
-        assert_eq!(r.tokens.first_diff, fd);
+        let first_diff = c["first_diff"].as_u64().unwrap() as usize;
+        assert_eq!(r.tokens.first_diff, first_diff);
         let (mc, mk) = (r.metric.clean, r.metric.corrupt);
         for d in Direction::ALL {
             let (mb, mo) = d.order(mc, mk);
@@ -98,7 +98,7 @@ async fn check<E: Engine>(e: &E, file: &str, g: &Value) {
                 if site.is_residual() {
                     let t = gshape[1];
                     for l in 0..gshape[0] {
-                        for p in 0..fd {
+                        for p in 0..first_diff {
                             assert_eq!(ours.values[l * t + p], 0.0, "{what} L{l} pos {p}");
                         }
                     }

@@ -7,7 +7,7 @@
 use crate::common::*;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
-use patchlab::engine::{Array, Component, Engine, Metric, Site};
+use patchlab::engine::{Array, Component, Engine, LayerComponents, Metric};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::report::analysis::flatten;
 use patchlab::report::{Direction, MethodKey};
@@ -46,12 +46,12 @@ fn tokens(len: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// A pair of prompts of length t that first differ at fd (and at the end).
-fn pair(t: usize, fd: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+/// A pair of prompts of length t that first differ at first_diff (and at the end).
+fn pair(t: usize, first_diff: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
     let a = tokens(t, seed);
     let mut b = a.clone();
-    for (i, x) in b.iter_mut().enumerate().skip(fd) {
-        if i == fd || i == t - 1 || i % 3 == 0 {
+    for (i, x) in b.iter_mut().enumerate().skip(first_diff) {
+        if i == first_diff || i == t - 1 || i % 3 == 0 {
             *x = (*x + 7919) % 50257;
         }
     }
@@ -122,7 +122,7 @@ async fn check_sweeps(
     gpu: &GpuEngine,
     a: &[u32],
     b: &[u32],
-    fd: usize,
+    first_diff: usize,
     what: &str,
 ) -> f32 {
     let (cb, co) = (
@@ -137,8 +137,14 @@ async fn check_sweeps(
     let mut worst: f32 = 0.0;
     // AtP's gradients of every layer in one backward pass
     for component in [Component::Heads, Component::Neurons] {
-        let c = cpu.base_gradients(&cb, &co, component, fd).await.unwrap();
-        let g = gpu.base_gradients(&gb, &go, component, fd).await.unwrap();
+        let c = cpu
+            .base_gradients(&cb, &co, component, first_diff)
+            .await
+            .unwrap();
+        let g = gpu
+            .base_gradients(&gb, &go, component, first_diff)
+            .await
+            .unwrap();
         assert_eq!(g.len(), cfg.n_layers);
         for (layer, (g, c)) in g.iter().zip(&c).enumerate() {
             assert_eq!(g.shape, c.shape);
@@ -150,25 +156,28 @@ async fn check_sweeps(
     let weights: Vec<f32> = (0..7).map(|k| 0.1 + 0.01 * k as f32).collect();
     for layer in 0..cfg.n_layers {
         for component in [Component::Heads, Component::Neurons] {
-            let site = Site { layer, component };
+            let site = LayerComponents { layer, component };
             let comps = match component {
                 Component::Heads => 0..cfg.n_heads,
                 // a sample that is not a multiple of any tile
                 Component::Neurons => 3..(3 + 71).min(cfg.d_mlp),
             };
             let c = cpu
-                .patch_metrics(&cb, &co, site, comps.clone(), fd)
+                .patch_metrics(&cb, &co, site, comps.clone(), first_diff)
                 .await
                 .unwrap();
-            let g = gpu.patch_metrics(&gb, &go, site, comps, fd).await.unwrap();
+            let g = gpu
+                .patch_metrics(&gb, &go, site, comps, first_diff)
+                .await
+                .unwrap();
             worst = worst.max(close(&g, &c, &format!("{what} AP L{layer} {component:?}")));
             for (al, we) in [(&alphas[..], &weights[..]), (&[0.0][..], &[1.0][..])] {
                 let c = cpu
-                    .path_gradients(&cb, &co, site, al, we, fd)
+                    .path_gradients(&cb, &co, site, al, we, first_diff)
                     .await
                     .unwrap();
                 let g = gpu
-                    .path_gradients(&gb, &go, site, al, we, fd)
+                    .path_gradients(&gb, &go, site, al, we, first_diff)
                     .await
                     .unwrap();
                 let label = format!("{what} path L{layer} {component:?} ({} α)", al.len());
@@ -227,20 +236,38 @@ fn sweeps_match_cpu_for_odd_shapes() {
         let mut worst: f32 = 0.0;
         // (length, first difference): a single token; differences from the
         // first position; in the middle; at the last position only
-        for (t, fd) in [(1, 0), (7, 0), (7, 3), (7, 6), (33, 20), (33, 32)] {
-            let (a, b) = pair(t, fd, 100 + t as u64);
-            if fd == t - 1 {
-                assert_eq!(a[..fd], b[..fd]);
+        for (t, first_diff) in [(1, 0), (7, 0), (7, 3), (7, 6), (33, 20), (33, 32)] {
+            let (a, b) = pair(t, first_diff, 100 + t as u64);
+            if first_diff == t - 1 {
+                assert_eq!(a[..first_diff], b[..first_diff]);
             }
-            worst =
-                worst.max(check_sweeps(&cpu, &gpu, &a, &b, fd, &format!("T={t} fd={fd}")).await);
+            worst = worst.max(
+                check_sweeps(
+                    &cpu,
+                    &gpu,
+                    &a,
+                    &b,
+                    first_diff,
+                    &format!("T={t} first_diff={first_diff}"),
+                )
+                .await,
+            );
         }
         // a single block: the tail from the MLP is also the final block
         let (cpu, gpu) = engines(&spec(1, 2, 32, 17));
-        for (t, fd) in [(7, 3), (5, 4)] {
-            let (a, b) = pair(t, fd, 200 + t as u64);
-            worst = worst
-                .max(check_sweeps(&cpu, &gpu, &a, &b, fd, &format!("1 layer T={t} fd={fd}")).await);
+        for (t, first_diff) in [(7, 3), (5, 4)] {
+            let (a, b) = pair(t, first_diff, 200 + t as u64);
+            worst = worst.max(
+                check_sweeps(
+                    &cpu,
+                    &gpu,
+                    &a,
+                    &b,
+                    first_diff,
+                    &format!("1 layer T={t} first_diff={first_diff}"),
+                )
+                .await,
+            );
         }
         eprintln!("sweeps: worst relative difference {worst:e}");
     })
@@ -255,7 +282,7 @@ fn large_batches_span_several_passes() {
         let (a, b) = pair(33, 2, 7);
         let (cb, co) = runs(&cpu, &a, &b, &ANSWERS).await;
         let (gb, go) = runs(&gpu, &a, &b, &ANSWERS).await;
-        let site = Site {
+        let site = LayerComponents {
             layer: 0,
             component: Component::Neurons,
         };
@@ -266,7 +293,7 @@ fn large_batches_span_several_passes() {
         let alphas: Vec<f32> = (0..150).map(|k| k as f32 / 149.0).collect();
         let weights = vec![1.0 / 150.0; 150];
         for component in [Component::Heads, Component::Neurons] {
-            let site = Site {
+            let site = LayerComponents {
                 layer: 0,
                 component,
             };
@@ -323,7 +350,7 @@ fn small_buffers_split_the_embedding_and_the_passes() {
         assert_eq!(e.0.data, e.1.data, "embedding rows from every chunk");
         let m = cpu.metric(&cb).abs().max(cpu.metric(&co).abs()).max(1.0);
         for component in [Component::Heads, Component::Neurons] {
-            let site = Site {
+            let site = LayerComponents {
                 layer: 0,
                 component,
             };
@@ -432,7 +459,7 @@ fn bad_inputs_are_errors_and_the_engine_recovers() {
         assert!(gpu.run(&[1, 2], &bad).await.is_err());
         let (a, b) = pair(5, 1, 3);
         let (ra, rb) = runs(&gpu, &a, &b, &ANSWERS).await;
-        let site = Site {
+        let site = LayerComponents {
             layer: 0,
             component: Component::Heads,
         };
@@ -563,7 +590,7 @@ fn timing_gpt2_small_shape() {
             t.elapsed().as_secs_f64()
         );
         let (a, b) = ioi_ids();
-        let fd = 10;
+        let first_diff = 10;
         let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
         for m in [16, 1024] {
             let t = gpu.time_matmul(m, 768, 3072, 3).await.unwrap();
@@ -608,11 +635,15 @@ fn timing_gpt2_small_shape() {
         let (g, c) = both!("AP heads (144, one direction)", |e, base, other| {
             let mut v = vec![];
             for layer in 0..12 {
-                let site = Site {
+                let site = LayerComponents {
                     layer,
                     component: Component::Heads,
                 };
-                v.extend(e.patch_metrics(base, other, site, 0..12, fd).await.unwrap());
+                v.extend(
+                    e.patch_metrics(base, other, site, 0..12, first_diff)
+                        .await
+                        .unwrap(),
+                );
             }
             v
         });
@@ -621,11 +652,11 @@ fn timing_gpt2_small_shape() {
             let (g, c) = both!(
                 format!("AP neurons, layer {layer}, 256 of 3072"),
                 |e, base, other| {
-                    let site = Site {
+                    let site = LayerComponents {
                         layer,
                         component: Component::Neurons,
                     };
-                    e.patch_metrics(base, other, site, 0..256, fd)
+                    e.patch_metrics(base, other, site, 0..256, first_diff)
                         .await
                         .unwrap()
                 }
@@ -636,7 +667,10 @@ fn timing_gpt2_small_shape() {
         for component in [Component::Heads, Component::Neurons] {
             let (g, c) = both!(
                 format!("AtP gradients {component:?}, 12 layers"),
-                |e, base, other| e.base_gradients(base, other, component, fd).await.unwrap()
+                |e, base, other| e
+                    .base_gradients(base, other, component, first_diff)
+                    .await
+                    .unwrap()
             );
             for (g, c) in g.iter().zip(&c) {
                 close(&g.data, &c.data, "AtP gradients");
@@ -648,11 +682,11 @@ fn timing_gpt2_small_shape() {
             let (g, c) = both!(
                 format!("IG {component:?}, layer 0, 50 steps"),
                 |e, base, other| {
-                    let site = Site {
+                    let site = LayerComponents {
                         layer: 0,
                         component,
                     };
-                    e.path_gradients(base, other, site, &alphas, &weights, fd)
+                    e.path_gradients(base, other, site, &alphas, &weights, first_diff)
                         .await
                         .unwrap()
                         .weighted_grad

@@ -5,7 +5,7 @@
 use crate::common::*;
 use patchlab::engine::cpu::CpuEngine;
 use patchlab::engine::gpu::GpuEngine;
-use patchlab::engine::{Component, Engine, Site};
+use patchlab::engine::{Component, Engine, LayerComponents};
 use patchlab::model::random::random_weights;
 use pollster::block_on;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ fn agree(gpu: &[f32], cpu: &[f32], what: &str) {
 /// AP over some heads on both engines, compared.
 async fn check_ap(cpu: &CpuEngine, gpu: &GpuEngine, what: &str) {
     let (a, b) = ioi_ids();
-    let site = Site {
+    let site = LayerComponents {
         layer: 0,
         component: Component::Heads,
     };
@@ -49,7 +49,7 @@ fn a_lost_device_fails_every_call_at_once_and_a_new_engine_works() {
         gpu.simulate_device_loss();
         assert!(gpu.is_lost());
         let t = Instant::now();
-        let site = Site {
+        let site = LayerComponents {
             layer: 1,
             component: Component::Neurons,
         };
@@ -114,7 +114,7 @@ fn a_sweep_out_of_memory_retries_with_half_the_batch_then_fails_clearly() {
         }
         let (ca, cb) = runs(&cpu, &a, &b, &ANSWERS).await;
         let (ga, gb) = runs(&gpu, &a, &b, &ANSWERS).await;
-        let site = Site {
+        let site = LayerComponents {
             layer: 0,
             component: Component::Neurons,
         };

@@ -8,7 +8,7 @@ use crate::common::*;
 use patchlab::attribution::run::{analyze_group, analyze_pair, Options};
 use patchlab::attribution::{Direction, Method, Quiet};
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
-use patchlab::engine::{Component, Engine, Metric, Site, SweepPair};
+use patchlab::engine::{Component, Engine, LayerComponents, Metric, SweepPair};
 use patchlab::model::random::random_weights;
 use patchlab::report::{MethodKey, Prompts, Report};
 use pollster::block_on;
@@ -17,19 +17,24 @@ use pollster::block_on;
 const TOL: f32 = 2e-5;
 
 /// (clean, corrupt, first differing position, metric) of a random pair of
-/// `len` tokens that differ from `fd` on.
-fn pair(rng: &mut Rng, len: usize, fd: usize) -> (Vec<u32>, Vec<u32>, usize, Metric) {
+/// `len` tokens that differ from `first_diff` on.
+fn pair(rng: &mut Rng, len: usize, first_diff: usize) -> (Vec<u32>, Vec<u32>, usize, Metric) {
     let clean: Vec<u32> = (0..len).map(|_| rng.below(50257) as u32).collect();
     let mut corrupt = clean.clone();
-    corrupt[fd] = (clean[fd] + 1 + rng.below(1000) as u32) % 50257;
-    for t in corrupt.iter_mut().skip(fd + 1) {
+    corrupt[first_diff] = (clean[first_diff] + 1 + rng.below(1000) as u32) % 50257;
+    for t in corrupt.iter_mut().skip(first_diff + 1) {
         if rng.below(2) == 0 {
             *t = rng.below(50257) as u32;
         }
     }
     let correct = rng.below(50257) as u32;
     let incorrect = (correct + 1 + rng.below(100) as u32) % 50257;
-    (clean, corrupt, fd, Metric::logit_diff(correct, incorrect))
+    (
+        clean,
+        corrupt,
+        first_diff,
+        Metric::logit_diff(correct, incorrect),
+    )
 }
 
 /// Runs of every pair (base = clean, other = corrupt).
@@ -38,19 +43,19 @@ async fn all_runs<E: Engine>(
     pairs: &[(Vec<u32>, Vec<u32>, usize, Metric)],
 ) -> Vec<(E::Run, E::Run, usize)> {
     let mut out = Vec::new();
-    for (c, k, fd, m) in pairs {
+    for (c, k, first_diff, m) in pairs {
         let (rc, rk) = runs(e, c, k, m).await;
-        out.push((rc, rk, *fd));
+        out.push((rc, rk, *first_diff));
     }
     out
 }
 
 fn sweeps<R>(runs: &[(R, R, usize)]) -> Vec<SweepPair<'_, R>> {
     runs.iter()
-        .map(|(b, o, fd)| SweepPair {
+        .map(|(b, o, first_diff)| SweepPair {
             base: b,
             other: o,
-            from_pos: *fd,
+            first_diff: *first_diff,
         })
         .collect()
 }
@@ -65,7 +70,7 @@ async fn check_group(gpu: &GpuEngine, pairs: &[(Vec<u32>, Vec<u32>, usize, Metri
     let weights = [0.1, 0.4, 0.4, 0.1];
     for component in [Component::Heads, Component::Neurons] {
         for layer in 0..cfg.n_layers {
-            let site = Site { layer, component };
+            let site = LayerComponents { layer, component };
             let n = component.count(&cfg);
             // an odd component range: the group's chunks need not align
             let comps = 1..n;
@@ -79,17 +84,17 @@ async fn check_group(gpu: &GpuEngine, pairs: &[(Vec<u32>, Vec<u32>, usize, Metri
                 .unwrap();
             assert_eq!(grouped.len(), pairs.len());
             assert_eq!(paths.len(), pairs.len());
-            for (i, (b, o, fd)) in runs.iter().enumerate() {
+            for (i, (b, o, first_diff)) in runs.iter().enumerate() {
                 let what = format!("pair {i} {} layer {layer}", component.name());
                 let scale = gpu.metric(b).abs().max(gpu.metric(o).abs()).max(1.0);
                 let own = gpu
-                    .patch_metrics(b, o, site, comps.clone(), *fd)
+                    .patch_metrics(b, o, site, comps.clone(), *first_diff)
                     .await
                     .unwrap();
                 let e = max_diff_over(&grouped[i], &own, scale);
                 assert!(e <= TOL, "{what}: AP metrics differ by {e:e}");
                 let own = gpu
-                    .path_gradients(b, o, site, &alphas, &weights, *fd)
+                    .path_gradients(b, o, site, &alphas, &weights, *first_diff)
                     .await
                     .unwrap();
                 let e = max_diff_over(&paths[i].metrics, &own.metrics, scale);
@@ -98,7 +103,7 @@ async fn check_group(gpu: &GpuEngine, pairs: &[(Vec<u32>, Vec<u32>, usize, Metri
                 assert_eq!(g.shape, own.weighted_grad.shape, "{what}");
                 let width = g.shape[1];
                 assert!(
-                    g.data[..fd * width].iter().all(|&x| x == 0.0),
+                    g.data[..first_diff * width].iter().all(|&x| x == 0.0),
                     "{what}: gradient rows before the first difference must be zero"
                 );
                 let gs = max_abs(&own.weighted_grad.data).max(1e-6);
@@ -177,13 +182,16 @@ fn cpu_groups_equal_each_pair_on_its_own() {
     block_on(async {
         let runs = all_runs(&cpu, &pairs).await;
         let group = sweeps(&runs);
-        let site = Site {
+        let site = LayerComponents {
             layer: 1,
             component: Component::Heads,
         };
         let grouped = cpu.patch_metrics_group(&group, site, 0..3).await.unwrap();
-        for (i, (b, o, fd)) in runs.iter().enumerate() {
-            let own = cpu.patch_metrics(b, o, site, 0..3, *fd).await.unwrap();
+        for (i, (b, o, first_diff)) in runs.iter().enumerate() {
+            let own = cpu
+                .patch_metrics(b, o, site, 0..3, *first_diff)
+                .await
+                .unwrap();
             assert_eq!(grouped[i], own, "pair {i}");
         }
     });

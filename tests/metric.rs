@@ -8,7 +8,7 @@ use patchlab::attribution::pair::{parse_metric, MetricSpec};
 use patchlab::attribution::patching::replace_component;
 use patchlab::engine::cpu::{CpuEngine, CpuRun};
 use patchlab::engine::gpu::{GpuEngine, GpuOptions};
-use patchlab::engine::{Component, Engine, Metric, Site};
+use patchlab::engine::{Component, Engine, LayerComponents, Metric};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Tokenizer;
 use patchlab::report::{Direction, MethodKey};
@@ -22,8 +22,8 @@ fn greater_than_ids(tok: &Tokenizer) -> (Vec<u32>, Vec<u32>, usize) {
     let c = tok.encode(CLEAN, true).unwrap();
     let k = tok.encode(CORRUPT, true).unwrap();
     assert_eq!(c.len(), k.len());
-    let fd = c.iter().zip(&k).position(|(a, b)| a != b).unwrap();
-    (c, k, fd)
+    let first_diff = c.iter().zip(&k).position(|(a, b)| a != b).unwrap();
+    (c, k, first_diff)
 }
 
 /// The metric of `greater_than:42` as the analysis builds it.
@@ -57,7 +57,13 @@ fn mass(m: &Metric, logits: &[f32]) -> f32 {
 
 /// Patched metrics of every head and a spread of neurons, fast sweep
 /// against one plain hooked forward each.
-async fn check_patching(e: &CpuEngine, metric: &Metric, clean: &[u32], corrupt: &[u32], fd: usize) {
+async fn check_patching(
+    e: &CpuEngine,
+    metric: &Metric,
+    clean: &[u32],
+    corrupt: &[u32],
+    first_diff: usize,
+) {
     let cfg = e.config().clone();
     let c = e.run(clean, metric).await.unwrap();
     let k = e.run(corrupt, metric).await.unwrap();
@@ -74,9 +80,9 @@ async fn check_patching(e: &CpuEngine, metric: &Metric, clean: &[u32], corrupt: 
                 vec![0, 1, per / 3, per / 2 + 1, per - 1]
             };
             for layer in 0..cfg.n_layers {
-                let site = Site { layer, component };
+                let site = LayerComponents { layer, component };
                 let fast = e
-                    .patch_metrics(base, other, site, 0..per, fd)
+                    .patch_metrics(base, other, site, 0..per, first_diff)
                     .await
                     .unwrap();
                 assert_eq!(fast.len(), per);
@@ -110,11 +116,11 @@ async fn check_patching(e: &CpuEngine, metric: &Metric, clean: &[u32], corrupt: 
 fn prob_diff_fast_patching_equals_the_naive_loop() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt, fd) = greater_than_ids(&tok);
+        let (clean, corrupt, first_diff) = greater_than_ids(&tok);
         let e = engine(&spec(2, 4, 64, 21));
-        check_patching(&e, &greater_than_42(&tok), &clean, &corrupt, fd).await;
+        check_patching(&e, &greater_than_42(&tok), &clean, &corrupt, first_diff).await;
         let hot = hot_metric(&e, &clean).await;
-        check_patching(&e, &hot, &clean, &corrupt, fd).await;
+        check_patching(&e, &hot, &clean, &corrupt, first_diff).await;
         // odd shapes: d_model 48, three layers, prompts differing at the last token only
         let e = engine(&spec(3, 3, 48, 22));
         let mut late = clean.clone();
@@ -158,7 +164,7 @@ fn prob_diff_is_the_probability_difference_of_the_last_logits() {
 fn prob_diff_path_gradients_match_finite_differences() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt, fd) = greater_than_ids(&tok);
+        let (clean, corrupt, first_diff) = greater_than_ids(&tok);
         let s = spec(2, 4, 64, 24);
         let e = engine(&s);
         let metric = hot_metric(&e, &clean).await;
@@ -167,7 +173,7 @@ fn prob_diff_path_gradients_match_finite_differences() {
         let t = clean.len();
         for component in [Component::Heads, Component::Neurons] {
             for layer in 0..s.n_layers {
-                let site = Site { layer, component };
+                let site = LayerComponents { layer, component };
                 let hook = component.hook(layer);
                 let (yb, yo) = (
                     e.activation(&c, &hook).await.unwrap(),
@@ -175,7 +181,7 @@ fn prob_diff_path_gradients_match_finite_differences() {
                 );
                 for alpha in [0.0f32, 0.7] {
                     let pg = e
-                        .path_gradients(&c, &k, site, &[alpha], &[1.0], fd)
+                        .path_gradients(&c, &k, site, &[alpha], &[1.0], first_diff)
                         .await
                         .unwrap();
                     let g = &pg.weighted_grad;
@@ -199,7 +205,12 @@ fn prob_diff_path_gradients_match_finite_differences() {
                     let top = (0..width)
                         .max_by(|&a, &b| last[a].abs().total_cmp(&last[b].abs()))
                         .unwrap();
-                    for (pos, j) in [(t - 1, top), (t - 1, 3), (fd, 5), (fd + 1, width - 1)] {
+                    for (pos, j) in [
+                        (t - 1, top),
+                        (t - 1, 3),
+                        (first_diff, 5),
+                        (first_diff + 1, width - 1),
+                    ] {
                         // heads: head 1's output along d_model coordinate j
                         let idx = match component {
                             Component::Heads => (pos * s.n_heads + 1) * s.d_model + j,
@@ -213,7 +224,7 @@ fn prob_diff_path_gradients_match_finite_differences() {
                             "{component:?} L{layer} α {alpha} pos {pos} #{j}: numeric {numeric} analytic {analytic} (max |g| {gmax})"
                         );
                     }
-                    assert!(g.data[..fd * width].iter().all(|&x| x == 0.0));
+                    assert!(g.data[..first_diff * width].iter().all(|&x| x == 0.0));
                 }
             }
         }
@@ -226,18 +237,21 @@ fn prob_diff_path_gradients_match_finite_differences() {
 fn prob_diff_base_gradients_equal_path_gradients_at_zero() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt, fd) = greater_than_ids(&tok);
+        let (clean, corrupt, first_diff) = greater_than_ids(&tok);
         let e = engine(&spec(3, 3, 48, 25));
         let metric = hot_metric(&e, &clean).await;
         let c = e.run(&clean, &metric).await.unwrap();
         let k = e.run(&corrupt, &metric).await.unwrap();
         for component in [Component::Heads, Component::Neurons] {
-            let all = e.base_gradients(&c, &k, component, fd).await.unwrap();
+            let all = e
+                .base_gradients(&c, &k, component, first_diff)
+                .await
+                .unwrap();
             assert_eq!(all.len(), 3);
             for (layer, g) in all.iter().enumerate() {
-                let site = Site { layer, component };
+                let site = LayerComponents { layer, component };
                 let one = e
-                    .path_gradients(&c, &k, site, &[0.0], &[1.0], fd)
+                    .path_gradients(&c, &k, site, &[0.0], &[1.0], first_diff)
                     .await
                     .unwrap()
                     .weighted_grad;
@@ -262,7 +276,7 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
     let gpu = GpuEngine::with_options(s.config(), w, opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let (clean, corrupt, fd) = greater_than_ids(tok);
+    let (clean, corrupt, first_diff) = greater_than_ids(tok);
     for metric in [greater_than_42(tok), hot_metric(&cpu, &clean).await] {
         let (cc, ck): (CpuRun, CpuRun) = (
             cpu.run(&clean, &metric).await.unwrap(),
@@ -289,20 +303,24 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
         for component in [Component::Heads, Component::Neurons] {
             let n = component.count(cpu.config());
             for layer in 0..s.n_layers {
-                let site = Site { layer, component };
+                let site = LayerComponents { layer, component };
                 let (a, b) = (
-                    gpu.patch_metrics(&gc, &gk, site, 0..n, fd).await.unwrap(),
-                    cpu.patch_metrics(&cc, &ck, site, 0..n, fd).await.unwrap(),
+                    gpu.patch_metrics(&gc, &gk, site, 0..n, first_diff)
+                        .await
+                        .unwrap(),
+                    cpu.patch_metrics(&cc, &ck, site, 0..n, first_diff)
+                        .await
+                        .unwrap(),
                 );
                 let e = max_diff_over(&a, &b, scale);
                 assert!(e <= tol, "{component:?} L{layer} patch metrics: {e:e}");
                 let alphas = [0.0, 0.3, 0.6, 1.0];
                 let weights = [0.1, 0.2, 0.3, 0.4];
                 let (a, b) = (
-                    gpu.path_gradients(&gk, &gc, site, &alphas, &weights, fd)
+                    gpu.path_gradients(&gk, &gc, site, &alphas, &weights, first_diff)
                         .await
                         .unwrap(),
-                    cpu.path_gradients(&ck, &cc, site, &alphas, &weights, fd)
+                    cpu.path_gradients(&ck, &cc, site, &alphas, &weights, first_diff)
                         .await
                         .unwrap(),
                 );
@@ -314,8 +332,12 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
                 assert!(e <= 2e-5, "{component:?} L{layer} path gradient: {e:e}");
             }
             let (a, b) = (
-                gpu.base_gradients(&gc, &gk, component, fd).await.unwrap(),
-                cpu.base_gradients(&cc, &ck, component, fd).await.unwrap(),
+                gpu.base_gradients(&gc, &gk, component, first_diff)
+                    .await
+                    .unwrap(),
+                cpu.base_gradients(&cc, &ck, component, first_diff)
+                    .await
+                    .unwrap(),
             );
             for (l, (a, b)) in a.iter().zip(&b).enumerate() {
                 let gscale = max_abs(&b.data);
@@ -384,7 +406,7 @@ fn bad_metrics_are_errors_on_both_backends() {
         // the two runs of a sweep must measure the same metric
         let good = pd(vec![1, 2], vec![3]);
         let other = [50256, 464, 1176];
-        let site = Site {
+        let site = LayerComponents {
             layer: 0,
             component: Component::Heads,
         };

@@ -90,7 +90,7 @@ async fn scores<E: Engine>(
     e: &E,
     base: &E::Run,
     other: &E::Run,
-    fd: usize,
+    first_diff: usize,
     methods: &[Method],
 ) -> SiteResults {
     let ask = SiteAsk {
@@ -102,7 +102,7 @@ async fn scores<E: Engine>(
     let pair = SweepPair {
         base,
         other,
-        from_pos: fd,
+        first_diff,
     };
     let mut q = Quiet;
     site_scores(
@@ -159,7 +159,7 @@ fn ap_at_every_site_equals_the_hooked_forward() {
             let e = engine(&case.spec);
             let folded = value_biases_folded(&case.spec);
             let cfg = e.config().clone();
-            let fd = case.first_diff();
+            let first_diff = case.first_diff();
             for d in Direction::ALL {
                 let (bt, ot) = d.order(&case.clean, &case.corrupt);
                 let (base, other) = runs(&e, bt, ot, &ANSWERS).await;
@@ -173,7 +173,7 @@ fn ap_at_every_site_equals_the_hooked_forward() {
                 let pair = SweepPair {
                     base: &base,
                     other: &other,
-                    from_pos: fd,
+                    first_diff,
                 };
                 let mut q = Quiet;
                 let got = site_scores(&e, pair, &ask, d, &mut Tracker::new(&mut q, 0))
@@ -231,10 +231,10 @@ fn ig_is_complete_and_atp_is_the_first_order_term() {
         let case = &cases()[0];
         let e = engine(&case.spec);
         let cfg = e.config().clone();
-        let fd = case.first_diff();
+        let first_diff = case.first_diff();
         let (base, other) = runs(&e, &case.clean, &case.corrupt, &ANSWERS).await;
         let (mb, mo) = (e.metric(&base), e.metric(&other));
-        let got = scores(&e, &base, &other, fd, &[Method::Ig, Method::Atp]).await;
+        let got = scores(&e, &base, &other, first_diff, &[Method::Ig, Method::Atp]).await;
         for site in PatchSite::ALL {
             let ig = &got[&MethodKey::Ig][&site];
             let atp = &got[&MethodKey::Atp][&site];
@@ -288,7 +288,7 @@ fn gpu_site_scores_equal_cpu() {
     block_on(async {
         for (case, prob) in cases().iter().zip([false, true, false]) {
             let (cpu, gpu) = engines(&case.spec);
-            let fd = case.first_diff();
+            let first_diff = case.first_diff();
             let metric: Metric = if prob {
                 hot_metric(&cpu, &case.clean).await
             } else {
@@ -297,8 +297,8 @@ fn gpu_site_scores_equal_cpu() {
             let (cb, co) = runs(&cpu, &case.clean, &case.corrupt, &metric).await;
             let (gb, go) = runs(&gpu, &case.clean, &case.corrupt, &metric).await;
             let all = [Method::Ap, Method::Atp, Method::Ig];
-            let c = scores(&cpu, &cb, &co, fd, &all).await;
-            let g = scores(&gpu, &gb, &go, fd, &all).await;
+            let c = scores(&cpu, &cb, &co, first_diff, &all).await;
+            let g = scores(&gpu, &gb, &go, first_diff, &all).await;
             for (m, sites) in &c {
                 for (site, map) in sites {
                     let other = &g[m][site];

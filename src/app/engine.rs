@@ -6,8 +6,8 @@
 use crate::engine::cpu::{CpuEngine, CpuRun};
 use crate::engine::gpu::{GpuEngine, GpuOptions, GpuRun};
 use crate::engine::{
-    Array, Component, Compute, HeadWeights, Metric, PathGrads, Replacement, RunInfo, Site, Start,
-    SweepPair,
+    Array, Component, Compute, HeadWeights, LayerComponents, Metric, PathGrads, Replacement,
+    RunInfo, Start, SweepPair,
 };
 use crate::error::{Error, Result};
 use crate::model::Config;
@@ -214,7 +214,7 @@ fn sweeps<'r, R: RunOf>(pairs: &[SweepPair<'r, AnyRun>]) -> Result<Vec<SweepPair
             Ok(SweepPair {
                 base: R::of(p.base)?,
                 other: R::of(p.other)?,
-                from_pos: p.from_pos,
+                first_diff: p.first_diff,
             })
         })
         .collect()
@@ -288,12 +288,12 @@ impl Compute for AnyEngine {
         &self,
         base: &AnyRun,
         other: &AnyRun,
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<f32>> {
         dispatch!(self, e => {
-            Compute::patch_metrics(&**e, of(base)?, of(other)?, site, components, from_pos).await
+            Compute::patch_metrics(&**e, of(base)?, of(other)?, site, components, first_diff).await
         })
     }
 
@@ -301,20 +301,20 @@ impl Compute for AnyEngine {
         &self,
         base: &AnyRun,
         other: &AnyRun,
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<PathGrads> {
         dispatch!(self, e => {
-            Compute::path_gradients(&**e, of(base)?, of(other)?, site, alphas, weights, from_pos).await
+            Compute::path_gradients(&**e, of(base)?, of(other)?, site, alphas, weights, first_diff).await
         })
     }
 
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, AnyRun>],
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         dispatch!(self, e => {
@@ -325,7 +325,7 @@ impl Compute for AnyEngine {
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, AnyRun>],
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
@@ -339,10 +339,10 @@ impl Compute for AnyEngine {
         base: &AnyRun,
         other: &AnyRun,
         component: Component,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<Array>> {
         dispatch!(self, e => {
-            Compute::base_gradients(&**e, of(base)?, of(other)?, component, from_pos).await
+            Compute::base_gradients(&**e, of(base)?, of(other)?, component, first_diff).await
         })
     }
 
@@ -350,21 +350,21 @@ impl Compute for AnyEngine {
         &self,
         base: &AnyRun,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
-        dispatch!(self, e => Compute::resid_metrics(&**e, of(base)?, start, from_pos, deltas).await)
+        dispatch!(self, e => Compute::resid_metrics(&**e, of(base)?, start, first_diff, deltas).await)
     }
 
     async fn resid_gradients(
         &self,
         base: &AnyRun,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         dispatch!(self, e => {
-            Compute::resid_gradients(&**e, of(base)?, start, from_pos, deltas).await
+            Compute::resid_gradients(&**e, of(base)?, start, first_diff, deltas).await
         })
     }
 
@@ -542,7 +542,7 @@ mod tests {
     use super::{AnyEngine, Backend, Engines, GpuState, RunOf};
     use crate::engine::cpu::CpuEngine;
     use crate::engine::gpu::GpuRun;
-    use crate::engine::{Component, Engine, Metric, Site};
+    use crate::engine::{Component, Engine, LayerComponents, Metric};
     use crate::model::random::{random_weights, RandomSpec};
     use crate::model::{Config, Weights};
     use std::future::Future;
@@ -611,7 +611,7 @@ mod tests {
         let run = pollster::block_on(any.run(&tokens, &metric)).unwrap();
         let want = pollster::block_on(direct.run(&tokens, &metric)).unwrap();
         assert_eq!(any.metric(&run).to_bits(), direct.metric(&want).to_bits());
-        let site = Site {
+        let site = LayerComponents {
             layer: 0,
             component: Component::Heads,
         };

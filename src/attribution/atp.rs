@@ -24,7 +24,7 @@ pub async fn attribution_patching<E: Engine>(
         // one forward and one backward for all layers
         track.pause().await?;
         let grads = e
-            .base_gradients(p.base, p.other, component, p.from_pos)
+            .base_gradients(p.base, p.other, component, p.first_diff)
             .await?;
         for (layer, g) in grads.iter().enumerate() {
             let hook = component.hook(layer);

@@ -5,7 +5,7 @@
 
 use super::quadrature::{nodes_and_weights, Rule};
 use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
-use crate::engine::{Array, Component, Engine, Site, SweepPair};
+use crate::engine::{Array, Component, Engine, LayerComponents, SweepPair};
 use crate::error::Result;
 
 /// IG scores of one component kind and the convergence delta per layer:
@@ -41,7 +41,7 @@ pub async fn integrated_gradients<E: Engine>(
         })
         .collect();
     for layer in 0..cfg.n_layers {
-        let site = Site { layer, component };
+        let site = LayerComponents { layer, component };
         track.pause().await?;
         let grads = e
             .path_gradients_group(pairs, site, &alphas, &weights)

@@ -2,7 +2,7 @@
 //! fast sweep and the plain per-component loop it is checked against.
 
 use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
-use crate::engine::{Array, Component, Engine, Metric, Site, SweepPair};
+use crate::engine::{Array, Component, Engine, LayerComponents, Metric, SweepPair};
 use crate::error::Result;
 
 /// Components per engine call: bounds latency between progress updates.
@@ -30,7 +30,7 @@ pub async fn activation_patching<E: Engine>(
     let stage = format!("AP {} {}", dir.name(), component.name());
     let mut maps = vec![Vec::with_capacity(cfg.n_layers); pairs.len()];
     for layer in 0..cfg.n_layers {
-        let site = Site { layer, component };
+        let site = LayerComponents { layer, component };
         let mut rows = vec![Vec::with_capacity(count); pairs.len()];
         let mut c = 0;
         while c < count {

@@ -215,7 +215,7 @@ impl<R> Prepared<R> {
         SweepPair {
             base,
             other,
-            from_pos: self.pair.first_diff,
+            first_diff: self.pair.first_diff,
         }
     }
 }

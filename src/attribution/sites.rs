@@ -61,7 +61,7 @@ struct Ctx<'a, E: Engine> {
     other: &'a E::Run,
     cfg: Config,
     t: usize,
-    fd: usize,
+    first_diff: usize,
     m_base: f32,
     /// m_base − m_other.
     gap: f64,
@@ -153,7 +153,7 @@ pub async fn site_scores<E: Engine>(
     let SweepPair {
         base,
         other,
-        from_pos,
+        first_diff,
     } = pair;
     let (sites, methods) = (ask.sites, ask.methods);
     let cfg = e.config().clone();
@@ -164,7 +164,7 @@ pub async fn site_scores<E: Engine>(
         base,
         other,
         t,
-        fd: from_pos,
+        first_diff,
         m_base,
         gap: m_base as f64 - m_other as f64,
         cfg,
@@ -242,7 +242,7 @@ pub async fn site_scores<E: Engine>(
 
 impl<E: Engine> Ctx<'_, E> {
     fn n(&self) -> usize {
-        self.t - self.fd
+        self.t - self.first_diff
     }
     fn d(&self) -> usize {
         self.cfg.d_model
@@ -310,7 +310,7 @@ impl<E: Engine> Ctx<'_, E> {
             }
             let ms = self
                 .e
-                .resid_metrics(self.base, start, self.fd, &batch)
+                .resid_metrics(self.base, start, self.first_diff, &batch)
                 .await?;
             for (&j, m) in which.iter().zip(ms) {
                 scores[j] = self.normalise(m);
@@ -324,7 +324,7 @@ impl<E: Engine> Ctx<'_, E> {
         let zero = vec![0.0; self.n() * self.d()];
         Ok(self
             .e
-            .resid_gradients(self.base, start, self.fd, &zero)
+            .resid_gradients(self.base, start, self.first_diff, &zero)
             .await?
             .1)
     }
@@ -337,14 +337,14 @@ impl<E: Engine> Ctx<'_, E> {
         acts: &Acts,
         (w_o, b_v): (&[f32], &[f32]),
     ) -> Result<Vec<f32>> {
-        let (t, fd, d, h) = (self.t, self.fd, self.d(), self.cfg.n_heads);
+        let (t, first_diff, d, h) = (self.t, self.first_diff, self.d(), self.cfg.n_heads);
         let start = start_of(site, l);
         if site.is_residual() {
             let delta = acts.delta(resid_hook(site));
             return self
                 .patch(start, t, |p, block| {
-                    if p >= fd {
-                        let r = p - fd;
+                    if p >= first_diff {
+                        let r = p - first_diff;
                         block[r * d..(r + 1) * d].copy_from_slice(&delta[p * d..(p + 1) * d]);
                     }
                     Ok(())
@@ -357,8 +357,9 @@ impl<E: Engine> Ctx<'_, E> {
             let row = |p: usize, hh: usize| &dr[(p * h + hh) * d..(p * h + hh + 1) * d];
             return if site == PatchSite::Z {
                 self.patch(start, h, |hh, block| {
-                    for p in fd..t {
-                        block[(p - fd) * d..(p - fd + 1) * d].copy_from_slice(row(p, hh));
+                    for p in first_diff..t {
+                        block[(p - first_diff) * d..(p - first_diff + 1) * d]
+                            .copy_from_slice(row(p, hh));
                     }
                     Ok(())
                 })
@@ -367,8 +368,9 @@ impl<E: Engine> Ctx<'_, E> {
                 // [pos, head]
                 self.patch(start, t * h, |i, block| {
                     let (p, hh) = (i / h, i % h);
-                    if p >= fd {
-                        block[(p - fd) * d..(p - fd + 1) * d].copy_from_slice(row(p, hh));
+                    if p >= first_diff {
+                        block[(p - first_diff) * d..(p - first_diff + 1) * d]
+                            .copy_from_slice(row(p, hh));
                     }
                     Ok(())
                 })
@@ -397,7 +399,7 @@ impl<E: Engine> Ctx<'_, E> {
                 dz = (i, heads.patched_dz(&cells[i..end])?);
             }
             let hh = cells[i].0;
-            add_head_output(block, &dz.1[i - dz.0], w_o, hh, &self.cfg, t, fd);
+            add_head_output(block, &dz.1[i - dz.0], w_o, hh, &self.cfg, t, first_diff);
             Ok(())
         })
         .await
@@ -412,14 +414,14 @@ impl<E: Engine> Ctx<'_, E> {
         (w_o, b_v): (&[f32], &[f32]),
         g: &[f32],
     ) -> Result<Vec<f32>> {
-        let (t, fd, d, h) = (self.t, self.fd, self.d(), self.cfg.n_heads);
+        let (t, first_diff, d, h) = (self.t, self.first_diff, self.d(), self.cfg.n_heads);
         let norm = |v: f64| (v / self.gap) as f32;
-        let grow = |p: usize| &g[(p - fd) * d..(p - fd + 1) * d];
+        let grow = |p: usize| &g[(p - first_diff) * d..(p - first_diff + 1) * d];
         if site.is_residual() {
             let delta = acts.delta(resid_hook(site));
             return Ok((0..t)
                 .map(|p| {
-                    if p < fd {
+                    if p < first_diff {
                         return 0.0;
                     }
                     norm(dot(&delta[p * d..(p + 1) * d], grow(p)))
@@ -429,14 +431,14 @@ impl<E: Engine> Ctx<'_, E> {
         if matches!(site, PatchSite::Z | PatchSite::ZByPos) {
             let dr = acts.delta("attn.hook_result");
             let cell = |p: usize, hh: usize| {
-                if p < fd {
+                if p < first_diff {
                     return 0.0;
                 }
                 dot(&dr[(p * h + hh) * d..(p * h + hh + 1) * d], grow(p))
             };
             return Ok(if site == PatchSite::Z {
                 (0..h)
-                    .map(|hh| norm((fd..t).map(|p| cell(p, hh)).sum()))
+                    .map(|hh| norm((first_diff..t).map(|p| cell(p, hh)).sum()))
                     .collect()
             } else {
                 (0..t * h).map(|i| norm(cell(i / h, i % h))).collect()
@@ -444,7 +446,7 @@ impl<E: Engine> Ctx<'_, E> {
         }
         let input = input_of(site).expect("a head input site");
         let heads = HeadAttn::new(&self.cfg, t, acts, b_v, input)?;
-        let grads = heads.base_grads(&heads.grad_z(g, w_o, fd))?;
+        let grads = heads.base_grads(&heads.grad_z(g, w_o, first_diff))?;
         // per head: Δx ⊙ ∂m/∂x at the base point, reduced like the site
         let mut per_head = Vec::with_capacity(h);
         for (hh, grad) in grads.iter().enumerate() {
@@ -476,19 +478,19 @@ impl<E: Engine> Ctx<'_, E> {
         (w_o, b_v): (&[f32], &[f32]),
         (alphas, weights): &(Vec<f32>, Vec<f32>),
     ) -> Result<IgPath> {
-        let (t, fd, d, h) = (self.t, self.fd, self.d(), self.cfg.n_heads);
+        let (t, first_diff, d, h) = (self.t, self.first_diff, self.d(), self.cfg.n_heads);
         let (n, k) = (self.n(), alphas.len());
         let start = start_of(site, l);
         let Some(input) = input_of(site) else {
             let delta = acts.delta(ig_key(site));
-            let rows = &delta[fd * d..];
+            let rows = &delta[first_diff * d..];
             let deltas: Vec<f32> = alphas
                 .iter()
                 .flat_map(|&a| rows.iter().map(move |&v| a * v))
                 .collect();
             let (_, grads) = self
                 .e
-                .resid_gradients(self.base, start, fd, &deltas)
+                .resid_gradients(self.base, start, first_diff, &deltas)
                 .await?;
             // G = Σ_k w_k ∂m/∂x at α_k, [n, d]
             let mut gsum = vec![0f64; n * d];
@@ -505,17 +507,17 @@ impl<E: Engine> Ctx<'_, E> {
         for (ai, &a) in alphas.iter().enumerate() {
             let block = &mut deltas[ai * n * d..(ai + 1) * n * d];
             for (hh, dz) in heads.path_dz(a)?.iter().enumerate() {
-                add_head_output(block, dz, w_o, hh, &self.cfg, t, fd);
+                add_head_output(block, dz, w_o, hh, &self.cfg, t, first_diff);
             }
         }
         let (_, grads) = self
             .e
-            .resid_gradients(self.base, start, fd, &deltas)
+            .resid_gradients(self.base, start, first_diff, &deltas)
             .await?;
         // Σ_k w_k ∂m/∂x(α_k), per head, then Δx ⊙ it
         let mut sums: Vec<Vec<f64>> = Vec::with_capacity(h);
         for (ai, (&a, &w)) in alphas.iter().zip(weights).enumerate() {
-            let gz = heads.grad_z(&grads[ai * n * d..(ai + 1) * n * d], w_o, fd);
+            let gz = heads.grad_z(&grads[ai * n * d..(ai + 1) * n * d], w_o, first_diff);
             for (hh, g) in heads.path_grads(a, &gz)?.iter().enumerate() {
                 if ai == 0 {
                     sums.push(vec![0.0; g.len()]);
@@ -543,16 +545,18 @@ impl<E: Engine> Ctx<'_, E> {
     /// Raw layer IG of one layer of `site` from its hook's path: the
     /// attributions summed over each cell.
     fn ig_cells(&self, site: PatchSite, acts: &Acts, path: &IgPath) -> Vec<f32> {
-        let (t, fd, d, h) = (self.t, self.fd, self.d(), self.cfg.n_heads);
+        let (t, first_diff, d, h) = (self.t, self.first_diff, self.d(), self.cfg.n_heads);
         let per_head = match path {
             IgPath::Heads(per_head) => per_head,
             IgPath::Resid(g) => {
-                let at = |a: &[f32], p: usize| dot(a, &g[(p - fd) * d..(p - fd + 1) * d]) as f32;
+                let at = |a: &[f32], p: usize| {
+                    dot(a, &g[(p - first_diff) * d..(p - first_diff + 1) * d]) as f32
+                };
                 return match site {
                     PatchSite::Z | PatchSite::ZByPos => {
                         let dr = acts.delta("attn.hook_result");
                         let cell = |p: usize, hh: usize| {
-                            if p < fd {
+                            if p < first_diff {
                                 0.0
                             } else {
                                 at(&dr[(p * h + hh) * d..(p * h + hh + 1) * d], p)
@@ -560,7 +564,9 @@ impl<E: Engine> Ctx<'_, E> {
                         };
                         if site == PatchSite::Z {
                             (0..h)
-                                .map(|hh| (fd..t).map(|p| cell(p, hh) as f64).sum::<f64>() as f32)
+                                .map(|hh| {
+                                    (first_diff..t).map(|p| cell(p, hh) as f64).sum::<f64>() as f32
+                                })
                                 .collect()
                         } else {
                             (0..t * h).map(|i| cell(i / h, i % h)).collect()
@@ -570,7 +576,7 @@ impl<E: Engine> Ctx<'_, E> {
                         let delta = acts.delta(resid_hook(site));
                         (0..t)
                             .map(|p| {
-                                if p < fd {
+                                if p < first_diff {
                                     0.0
                                 } else {
                                     at(&delta[p * d..(p + 1) * d], p)
@@ -841,17 +847,17 @@ impl HeadAttn {
         self.dz(&xs.iter().map(Vec::as_slice).enumerate().collect::<Vec<_>>())
     }
 
-    /// ∂m/∂z per head, [T, d_head] (rows before `fd` zero), from ∂m/∂attn_out
-    /// rows fd.. ([n, d]): ∂m/∂z[p, h] = W_O[h] ∂m/∂attn_out[p].
-    fn grad_z(&self, g: &[f32], w_o: &[f32], fd: usize) -> Vec<Vec<f32>> {
+    /// ∂m/∂z per head, [T, d_head] (rows before `first_diff` zero), from ∂m/∂attn_out
+    /// rows first_diff.. ([n, d]): ∂m/∂z[p, h] = W_O[h] ∂m/∂attn_out[p].
+    fn grad_z(&self, g: &[f32], w_o: &[f32], first_diff: usize) -> Vec<Vec<f32>> {
         let (t, dh) = (self.t, self.dh);
-        let d = g.len() / (t - fd);
+        let d = g.len() / (t - first_diff);
         let h = w_o.len() / (dh * d);
         (0..h)
             .map(|hh| {
                 let mut gz = vec![0f32; t * dh];
-                for p in fd..t {
-                    let gp = &g[(p - fd) * d..(p - fd + 1) * d];
+                for p in first_diff..t {
+                    let gp = &g[(p - first_diff) * d..(p - first_diff + 1) * d];
                     for j in 0..dh {
                         let w = &w_o[(hh * dh + j) * d..(hh * dh + j + 1) * d];
                         gz[p * dh + j] = w.iter().zip(gp).map(|(a, b)| a * b).sum();
@@ -879,7 +885,7 @@ impl HeadAttn {
     }
 }
 
-/// Adds head `hh`'s Δz · W_O[hh] to the perturbation rows (positions fd..).
+/// Adds head `hh`'s Δz · W_O[hh] to the perturbation rows (positions first_diff..).
 fn add_head_output(
     block: &mut [f32],
     dz: &[f32],
@@ -887,11 +893,11 @@ fn add_head_output(
     hh: usize,
     cfg: &Config,
     t: usize,
-    fd: usize,
+    first_diff: usize,
 ) {
     let (d, dh) = (cfg.d_model, cfg.d_head);
-    for p in fd..t {
-        let row = &mut block[(p - fd) * d..(p - fd + 1) * d];
+    for p in first_diff..t {
+        let row = &mut block[(p - first_diff) * d..(p - first_diff + 1) * d];
         for j in 0..dh {
             let z = dz[p * dh + j];
             if z != 0.0 {

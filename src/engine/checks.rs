@@ -2,7 +2,7 @@
 //! call is checked here, in front of the backends, once; a backend's
 //! [`Compute`](super::Compute) methods only compute.
 
-use super::{Component, Metric, Replacement, RunInfo, Site, Start};
+use super::{Component, LayerComponents, Metric, Replacement, RunInfo, Start};
 use crate::error::{Error, Result};
 use crate::model::Config;
 use std::ops::Range;
@@ -82,18 +82,18 @@ pub fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<()> {
 }
 
 /// Checks the arguments of a sweep over two runs, for every backend: equal
-/// lengths, something to patch at `from_pos`, the site's layer, one metric.
+/// lengths, something to patch at `first_diff`, the site's layer, one metric.
 pub fn check_sweep(
     cfg: &Config,
     base: &impl RunInfo,
     other: &impl RunInfo,
-    site: Site,
-    from_pos: usize,
+    site: LayerComponents,
+    first_diff: usize,
 ) -> Result<()> {
     if base.tokens().len() != other.tokens().len() {
         return Err(Error::Input("the two runs have different lengths".into()));
     }
-    if from_pos >= base.tokens().len() {
+    if first_diff >= base.tokens().len() {
         return Err(Error::Input(
             "the clean and corrupt prompts are identical: there is nothing to patch".into(),
         ));
@@ -109,7 +109,11 @@ pub fn check_sweep(
 }
 
 /// Checks that `components` lie within one layer's components of the site's kind.
-pub fn check_components(cfg: &Config, site: Site, components: &Range<usize>) -> Result<()> {
+pub fn check_components(
+    cfg: &Config,
+    site: LayerComponents,
+    components: &Range<usize>,
+) -> Result<()> {
     let count = site.component.count(cfg);
     if components.end > count {
         return Err(Error::Input(format!(
@@ -130,13 +134,13 @@ pub fn check_path(alphas: &[f32], weights: &[f32]) -> Result<()> {
 }
 
 /// Checks the arguments of `resid_metrics` / `resid_gradients`, for every
-/// backend: the start point exists, something follows `from_pos`, and the
-/// perturbations are whole [T − from_pos, d_model] blocks. Returns k.
+/// backend: the start point exists, something follows `first_diff`, and the
+/// perturbations are whole [T − first_diff, d_model] blocks. Returns k.
 pub fn check_resid(
     cfg: &Config,
     tokens: &[u32],
     start: Start,
-    from_pos: usize,
+    first_diff: usize,
     deltas: &[f32],
 ) -> Result<usize> {
     let layer = match start {
@@ -144,16 +148,16 @@ pub fn check_resid(
         Start::Embed => 0,
     };
     check_layer(cfg, layer)?;
-    if from_pos >= tokens.len() {
+    if first_diff >= tokens.len() {
         return Err(Error::Input(format!(
-            "position {from_pos} is past the {}-token prompt",
+            "position {first_diff} is past the {}-token prompt",
             tokens.len()
         )));
     }
-    let block = (tokens.len() - from_pos) * cfg.d_model;
+    let block = (tokens.len() - first_diff) * cfg.d_model;
     if !deltas.len().is_multiple_of(block) {
         return Err(Error::Input(format!(
-            "{} perturbation values are not whole blocks of {block} (positions {from_pos}.. × d_model)",
+            "{} perturbation values are not whole blocks of {block} (positions {first_diff}.. × d_model)",
             deltas.len()
         )));
     }

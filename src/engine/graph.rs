@@ -18,12 +18,12 @@ use crate::model::Config;
 
 /// The edges whose source's output is replaced, in a [`GraphPasses::graph_forward`].
 pub struct EdgePatch<'a> {
-    /// [n_forward, T − from_row, d_model]: the outputs those edges carry
-    /// instead at rows from_row.. (the corrupt run's, for patching).
+    /// [n_forward, T − first_diff, d_model]: the outputs those edges carry
+    /// instead at rows first_diff.. (the corrupt run's, for patching).
     pub values: &'a [f32],
     /// The first row `values` covers; earlier rows carry the run's own
     /// outputs (before the prompts' first difference they are the same).
-    pub from_row: usize,
+    pub first_diff: usize,
     /// [n_forward, n_backward] row-major: 1 where edge u → v is patched,
     /// so that slot v reads x_v + values_u − (u's output in this run).
     pub patched: &'a [f32],

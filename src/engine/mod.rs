@@ -101,9 +101,11 @@ impl Component {
     }
 }
 
-/// One layer's components of one kind.
+/// One layer's components of one kind: the heads or the neurons a sweep
+/// runs over. (A TransformerLens patching site, where a perturbation is
+/// made, is `report::PatchSite`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Site {
+pub struct LayerComponents {
     pub layer: usize,
     pub component: Component,
 }
@@ -265,7 +267,7 @@ pub struct PathGrads {
     /// Σ_k weight_k · ∂m/∂y at y(α_k), where y is the site's hook
     /// (`hook_result`: the gradient is the same for every head, so one
     /// [pos, d_model] array; `hook_post`: [pos, d_mlp]). Rows before
-    /// `from_pos` are zero: the perturbation is zero there.
+    /// `first_diff` are zero: the perturbation is zero there.
     pub weighted_grad: Array,
 }
 /// What a backend implements: GPT-2's forward, sweeps and gradients,
@@ -303,14 +305,14 @@ pub trait Compute {
 
     /// Activation patching: for each component c in `components` of `site`,
     /// the metric of the base run with c's activation replaced by the other
-    /// run's at positions ≥ `from_pos` (earlier positions are equal in both).
+    /// run's at positions ≥ `first_diff` (earlier positions are equal in both).
     async fn patch_metrics(
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<f32>>;
 
     /// Gradients along the straight path y(α) = y_base + α (y_other − y_base)
@@ -319,10 +321,10 @@ pub trait Compute {
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<PathGrads>;
 
     /// `patch_metrics` for several prompt pairs at once (one result per pair,
@@ -332,13 +334,13 @@ pub trait Compute {
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(pairs.len());
         for p in pairs {
             out.push(
-                self.patch_metrics(p.base, p.other, site, components.clone(), p.from_pos)
+                self.patch_metrics(p.base, p.other, site, components.clone(), p.first_diff)
                     .await?,
             );
         }
@@ -350,14 +352,14 @@ pub trait Compute {
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
         let mut out = Vec::with_capacity(pairs.len());
         for p in pairs {
             out.push(
-                self.path_gradients(p.base, p.other, site, alphas, weights, p.from_pos)
+                self.path_gradients(p.base, p.other, site, alphas, weights, p.first_diff)
                     .await?,
             );
         }
@@ -373,13 +375,13 @@ pub trait Compute {
         base: &Self::Run,
         other: &Self::Run,
         component: Component,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<Array>> {
         let mut out = Vec::with_capacity(self.config().n_layers);
         for layer in 0..self.config().n_layers {
-            let site = Site { layer, component };
+            let site = LayerComponents { layer, component };
             out.push(
-                self.path_gradients(base, other, site, &[0.0], &[1.0], from_pos)
+                self.path_gradients(base, other, site, &[0.0], &[1.0], first_diff)
                     .await?
                     .weighted_grad,
             );
@@ -388,9 +390,9 @@ pub trait Compute {
     }
 
     /// Residual-stream patching: the metric of the base run with its
-    /// residual stream at `start` (rows `from_pos`..T) changed by each of a
+    /// residual stream at `start` (rows `first_diff`..T) changed by each of a
     /// batch of perturbations. `deltas` holds k of them, each
-    /// [T − from_pos, d_model], one after another; rows before `from_pos`
+    /// [T − first_diff, d_model], one after another; rows before `first_diff`
     /// stay the base run's. Every site of TransformerLens's patching module
     /// acts on the rest of the network through such a change (a position of
     /// `resid_pre`, of `attn_out`, a head's `z`, a recomputed attention
@@ -400,18 +402,18 @@ pub trait Compute {
         &self,
         base: &Self::Run,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>>;
 
     /// `resid_metrics` with gradients: the metric of each perturbation and
-    /// ∂m/∂(the residual rows at `start`) at that point, [k, T − from_pos,
+    /// ∂m/∂(the residual rows at `start`) at that point, [k, T − first_diff,
     /// d_model] one after another.
     async fn resid_gradients(
         &self,
         base: &Self::Run,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)>;
 
@@ -485,29 +487,29 @@ pub trait Engine {
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<f32>>;
     async fn path_gradients(
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<PathGrads>;
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>>;
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>>;
@@ -516,20 +518,20 @@ pub trait Engine {
         base: &Self::Run,
         other: &Self::Run,
         component: Component,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<Array>>;
     async fn resid_metrics(
         &self,
         base: &Self::Run,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>>;
     async fn resid_gradients(
         &self,
         base: &Self::Run,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)>;
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)>;
@@ -583,39 +585,39 @@ impl<B: Compute> Engine for B {
         &self,
         base: &B::Run,
         other: &B::Run,
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<f32>> {
         let cfg = Compute::config(self);
-        check_sweep(cfg, base, other, site, from_pos)?;
+        check_sweep(cfg, base, other, site, first_diff)?;
         check_components(cfg, site, &components)?;
-        Compute::patch_metrics(self, base, other, site, components, from_pos).await
+        Compute::patch_metrics(self, base, other, site, components, first_diff).await
     }
 
     async fn path_gradients(
         &self,
         base: &B::Run,
         other: &B::Run,
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<PathGrads> {
-        check_sweep(Compute::config(self), base, other, site, from_pos)?;
+        check_sweep(Compute::config(self), base, other, site, first_diff)?;
         check_path(alphas, weights)?;
-        Compute::path_gradients(self, base, other, site, alphas, weights, from_pos).await
+        Compute::path_gradients(self, base, other, site, alphas, weights, first_diff).await
     }
 
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, B::Run>],
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         let cfg = Compute::config(self);
         for p in pairs {
-            check_sweep(cfg, p.base, p.other, site, p.from_pos)?;
+            check_sweep(cfg, p.base, p.other, site, p.first_diff)?;
         }
         check_components(cfg, site, &components)?;
         Compute::patch_metrics_group(self, pairs, site, components).await
@@ -624,12 +626,12 @@ impl<B: Compute> Engine for B {
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, B::Run>],
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
         for p in pairs {
-            check_sweep(Compute::config(self), p.base, p.other, site, p.from_pos)?;
+            check_sweep(Compute::config(self), p.base, p.other, site, p.first_diff)?;
         }
         check_path(alphas, weights)?;
         Compute::path_gradients_group(self, pairs, site, alphas, weights).await
@@ -640,54 +642,54 @@ impl<B: Compute> Engine for B {
         base: &B::Run,
         other: &B::Run,
         component: Component,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<Array>> {
-        let site = Site {
+        let site = LayerComponents {
             layer: 0,
             component,
         };
-        check_sweep(Compute::config(self), base, other, site, from_pos)?;
-        Compute::base_gradients(self, base, other, component, from_pos).await
+        check_sweep(Compute::config(self), base, other, site, first_diff)?;
+        Compute::base_gradients(self, base, other, component, first_diff).await
     }
 
     async fn resid_metrics(
         &self,
         base: &B::Run,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
         if check_resid(
             Compute::config(self),
             base.tokens(),
             start,
-            from_pos,
+            first_diff,
             deltas,
         )? == 0
         {
             return Ok(vec![]);
         }
-        Compute::resid_metrics(self, base, start, from_pos, deltas).await
+        Compute::resid_metrics(self, base, start, first_diff, deltas).await
     }
 
     async fn resid_gradients(
         &self,
         base: &B::Run,
         start: Start,
-        from_pos: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         if check_resid(
             Compute::config(self),
             base.tokens(),
             start,
-            from_pos,
+            first_diff,
             deltas,
         )? == 0
         {
             return Ok((vec![], vec![]));
         }
-        Compute::resid_gradients(self, base, start, from_pos, deltas).await
+        Compute::resid_gradients(self, base, start, first_diff, deltas).await
     }
 
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
@@ -726,7 +728,7 @@ impl<B: Compute> Engine for B {
 pub struct SweepPair<'r, R> {
     pub base: &'r R,
     pub other: &'r R,
-    pub from_pos: usize,
+    pub first_diff: usize,
 }
 
 impl<R> Clone for SweepPair<'_, R> {

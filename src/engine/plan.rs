@@ -7,7 +7,7 @@
 //! runs every later sublayer on the rows from the first differing position
 //! on, and the final block only at the last position.
 
-use super::{Component, Site};
+use super::{Component, LayerComponents};
 
 // The pass sizes decide only how a sweep's batch is split into passes: each
 // batch element's tail is the same maths in any pass. They are not
@@ -49,7 +49,7 @@ pub enum Start {
 impl Start {
     /// The residual stream a site adds to: heads add `attn_out` to
     /// resid_mid, neurons (through W_out) `mlp_out` to resid_post.
-    pub fn of(site: Site) -> Start {
+    pub fn of(site: LayerComponents) -> Start {
         match site.component {
             Component::Heads => Start::Mid(site.layer),
             Component::Neurons => Start::Post(site.layer),

@@ -350,7 +350,7 @@ impl GradSum {
 }
 
 /// Perturbations per engine call: up to 1024, fewer for long prompts, so
-/// that a batch of them ([k, T − fd, d_model] floats) stays under 64 MB.
+/// that a batch of them ([k, T − first_diff, d_model] floats) stays under 64 MB.
 fn edges_per_call(rows: usize, d_model: usize) -> usize {
     ((16 << 20) / (rows * d_model).max(1)).clamp(1, 1024)
 }
@@ -366,15 +366,19 @@ async fn exact_scores<E: Engine, G: GraphPasses>(
     let cfg = host.graph_config();
     let layout = GraphLayout::new(cfg);
     let (t, d, h) = (runs.clean.len(), cfg.d_model, cfg.n_heads);
-    let fd = runs.pair.first_diff;
+    let first_diff = runs.pair.first_diff;
     let nb = layout.n_backward();
     tracker.pause().await?;
     let base = engine.run(&runs.pair.clean, &runs.pair.metric).await?;
     let m0 = engine.metric(&base);
-    // Δz_u at rows fd..T, nodes 0..k, [k, n, d]
+    // Δz_u at rows first_diff..T, nodes 0..k, [k, n, d]
     let rows = |from: usize, to: usize| -> Vec<f32> {
         (from..to)
-            .flat_map(|u| delta[(u * t + fd) * d..(u + 1) * t * d].iter().copied())
+            .flat_map(|u| {
+                delta[(u * t + first_diff) * d..(u + 1) * t * d]
+                    .iter()
+                    .copied()
+            })
             .collect()
     };
     let mut out = vec![0f32; layout.n_forward() * nb];
@@ -397,12 +401,12 @@ async fn exact_scores<E: Engine, G: GraphPasses>(
     kinds.push((Slot::Logits, Start::Post(cfg.n_layers - 1), 1));
     for (slot, start, per_node) in kinds {
         let prev = layout.prev_index(slot);
-        let chunk = (edges_per_call(t - fd, d) / per_node).max(1);
+        let chunk = (edges_per_call(t - first_diff, d) / per_node).max(1);
         for u0 in (0..prev).step_by(chunk) {
             let u1 = (u0 + chunk).min(prev);
             tracker.pause().await?;
-            let p = host.edge_perturbations(&runs.clean, slot, fd, &rows(u0, u1))?;
-            let ms = engine.resid_metrics(&base, start, fd, &p).await?;
+            let p = host.edge_perturbations(&runs.clean, slot, first_diff, &rows(u0, u1))?;
+            let ms = engine.resid_metrics(&base, start, first_diff, &p).await?;
             debug_assert_eq!(ms.len(), (u1 - u0) * per_node);
             for (i, m) in ms.into_iter().enumerate() {
                 let (u, j) = (u0 + i / per_node, i % per_node);
@@ -457,11 +461,11 @@ impl FaithRuns {
             let runs = PairRuns::new(host, pair, false)?;
             let values = match ablation {
                 Ablation::Patching => {
-                    let (t, fd) = (runs.corrupt.len(), pair.first_diff);
+                    let (t, first_diff) = (runs.corrupt.len(), pair.first_diff);
                     runs.corrupt
                         .outputs()
                         .chunks(t * d)
-                        .flat_map(|node| node[fd * d..].iter().copied())
+                        .flat_map(|node| node[first_diff * d..].iter().copied())
                         .collect()
                 }
                 Ablation::MeanPositional => {
@@ -514,12 +518,12 @@ pub fn faithfulness(
         let patch = match &runs.means {
             Some(means) => EdgePatch {
                 values: means,
-                from_row: 0,
+                first_diff: 0,
                 patched: &patched,
             },
             None => EdgePatch {
                 values: &r.values,
-                from_row: r.pair.first_diff,
+                first_diff: r.pair.first_diff,
                 patched: &patched,
             },
         };

@@ -131,12 +131,18 @@ fn tail_backward_flops(cfg: &patchlab::model::Config, start: Start, n: usize, t:
 /// and backward at every α (the steps, plus α = 1 for the convergence
 /// delta), on the rows from the first difference; neurons add ∂m/∂post =
 /// ∂m/∂mlp_out·W_outᵀ.
-fn ig_flops(cfg: &patchlab::model::Config, c: Component, steps: usize, t: usize, fd: usize) -> f64 {
-    let n = t - fd;
+fn ig_flops(
+    cfg: &patchlab::model::Config,
+    c: Component,
+    steps: usize,
+    t: usize,
+    first_diff: usize,
+) -> f64 {
+    let n = t - first_diff;
     let alphas = (steps + 1) as f64;
     (0..cfg.n_layers)
         .map(|layer| {
-            let start = Start::of(patchlab::engine::Site {
+            let start = Start::of(patchlab::engine::LayerComponents {
                 layer,
                 component: c,
             });
@@ -156,9 +162,9 @@ fn site_ap_flops(
     cfg: &patchlab::model::Config,
     site: PatchSite,
     t: usize,
-    fd: usize,
+    first_diff: usize,
 ) -> (usize, f64) {
-    let (h, n) = (cfg.n_heads, t - fd);
+    let (h, n) = (cfg.n_heads, t - first_diff);
     let (mut tails, mut flops) = (0, 0.0);
     for l in 0..cfg.n_layers {
         let start = match site {
@@ -170,7 +176,7 @@ fn site_ap_flops(
         let k = match site {
             PatchSite::ResidPre | PatchSite::ResidMid | PatchSite::AttnOut | PatchSite::MlpOut => n,
             PatchSite::Z | PatchSite::Q | PatchSite::K | PatchSite::V | PatchSite::Pattern => h,
-            PatchSite::PatternDestSrc => h * (fd..t).map(|d| d + 1).sum::<usize>(),
+            PatchSite::PatternDestSrc => h * (first_diff..t).map(|d| d + 1).sum::<usize>(),
             _ => h * n,
         };
         tails += k;
@@ -288,7 +294,7 @@ async fn run_bench<E: Engine>(
         let sweep = SweepPair {
             base,
             other,
-            from_pos: pair.first_diff,
+            first_diff: pair.first_diff,
         };
         for c in [Component::Heads, Component::Neurons] {
             total += b.ap(sweep, c, d).await?;
@@ -518,7 +524,7 @@ async fn bench_sites<E: Engine>(
     e: &E,
     clean: &E::Run,
     corrupt: &E::Run,
-    fd: usize,
+    first_diff: usize,
     t: usize,
     ig_steps: usize,
 ) -> Result<()> {
@@ -528,9 +534,9 @@ async fn bench_sites<E: Engine>(
     let pair = SweepPair {
         base: clean,
         other: corrupt,
-        from_pos: fd,
+        first_diff,
     };
-    println!("patching sites, AP clean_to_corrupt ({t} tokens, rows from position {fd}):");
+    println!("patching sites, AP clean_to_corrupt ({t} tokens, rows from position {first_diff}):");
     println!(
         "{:<44} {:>7} {:>12} {:>9} {:>10}",
         "sites", "tails", "GFLOP", "s", "GFLOP/s"
@@ -544,7 +550,7 @@ async fn bench_sites<E: Engine>(
     ] {
         let (tails, flops) = sites
             .iter()
-            .map(|&s| site_ap_flops(&cfg, s, t, fd))
+            .map(|&s| site_ap_flops(&cfg, s, t, first_diff))
             .fold((0, 0.0), |(a, b), (c, d)| (a + c, b + d));
         let s = time_sites(e, pair, &sites, Method::Ap, ig_steps).await?;
         println!(
@@ -583,10 +589,10 @@ async fn bench_circuit<E: Engine>(e: &E, engines: &Engines, tokenizer: &Tokenize
     let cfg = e.config().clone();
     let pair = Pair::new(tokenizer, &cfg, CLEAN, CORRUPT, " Mary", " John", true)?;
     let layout = GraphLayout::new(&cfg);
-    let (t, fd) = (pair.clean.len(), pair.first_diff);
-    let n = t - fd;
+    let (t, first_diff) = (pair.clean.len(), pair.first_diff);
+    let n = t - first_diff;
     println!(
-        "patchlab bench --circuit — tails on {}, graph passes on the CPU; {} layers, {} heads, d_model {}; {t} tokens, rows from position {fd}; {} edges",
+        "patchlab bench --circuit — tails on {}, graph passes on the CPU; {} layers, {} heads, d_model {}; {t} tokens, rows from position {first_diff}; {} edges",
         e.backend(), cfg.n_layers, cfg.n_heads, cfg.d_model, layout.n_edges()
     );
     let (d, m) = (cfg.d_model as f64, cfg.d_mlp as f64);
@@ -658,7 +664,7 @@ async fn bench_circuit<E: Engine>(e: &E, engines: &Engines, tokenizer: &Tokenize
     let sweep = [SweepPair {
         base: &clean,
         other: &corrupt,
-        from_pos: fd,
+        first_diff,
     }];
     let t0 = now_ms();
     activation_patching(

@@ -66,11 +66,11 @@ impl GraphOutputs for CpuGraphRun {
 
 /// An edge patch as tensors.
 struct Patch {
-    /// [n_forward, (T − from_row)·d]: what each node's patched edges carry.
+    /// [n_forward, (T − first_diff)·d]: what each node's patched edges carry.
     values: Tensor,
     /// [n_forward, n_backward]: 1 where edge u → v is patched.
     mask: Tensor,
-    from_row: usize,
+    first_diff: usize,
 }
 
 impl Patch {
@@ -79,7 +79,7 @@ impl Patch {
     /// to their inputs, [cols, T, d].
     fn correction(&self, outputs: &[Tensor], prev: usize, cols: (usize, usize)) -> Result<Tensor> {
         let (t, d) = outputs[0].dims2()?;
-        let r = self.from_row;
+        let r = self.first_diff;
         let own = Tensor::stack(&outputs[..prev], 0)?
             .narrow(1, r, t - r)?
             .reshape((prev, (t - r) * d))?;
@@ -208,11 +208,11 @@ impl GraphPasses for CpuEngine {
         &self,
         run: &CpuGraphRun,
         slot: Slot,
-        fd: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
         let (t, d, h, dh) = (run.t, self.cfg.d_model, self.cfg.n_heads, self.cfg.d_head);
-        let n = t - fd;
+        let n = t - first_diff;
         if n == 0 || !deltas.len().is_multiple_of(n * d) {
             return Err(Error::Input(format!(
                 "edge perturbations need [n_u, {n}, {d}] deltas (got {} values)",
@@ -225,19 +225,19 @@ impl GraphPasses for CpuEngine {
             Slot::Logits => dx,
             Slot::Mlp { layer } => {
                 let acts = &self.layer_of(run, layer)?;
-                let x = acts.resid_mid.narrow(0, fd, n)?;
+                let x = acts.resid_mid.narrow(0, first_diff, n)?;
                 let (out, _) = mlp_branch(
                     &self.blocks[layer],
                     &dx.broadcast_add(&x)?,
                     self.eps(),
                     false,
                 )?;
-                out.broadcast_sub(&acts.mlp_out.narrow(0, fd, n)?)?
+                out.broadcast_sub(&acts.mlp_out.narrow(0, first_diff, n)?)?
             }
             Slot::Head { layer, qkv, .. } => {
                 let acts = &self.layer_of(run, layer)?;
                 let b = &self.blocks[layer];
-                let x = acts.resid_pre.narrow(0, fd, n)?;
+                let x = acts.resid_pre.narrow(0, first_diff, n)?;
                 let (ln, _) = layer_norm(&dx.broadcast_add(&x)?, &b.ln_1_w, &b.ln_1_b, self.eps())?;
                 let s = qkv as usize;
                 // the changed input's new q, k or v: [n_u, H, n, dh]
@@ -257,31 +257,31 @@ impl GraphPasses for CpuEngine {
                         .contiguous()?)
                 };
                 let with_new_rows = |base: &Tensor| -> Result<Tensor> {
-                    if fd == 0 {
+                    if first_diff == 0 {
                         return Ok(new.clone());
                     }
                     let prefix = base
-                        .narrow(1, 0, fd)?
+                        .narrow(1, 0, first_diff)?
                         .unsqueeze(0)?
-                        .broadcast_as((n_u, h, fd, dh))?;
+                        .broadcast_as((n_u, h, first_diff, dh))?;
                     Ok(Tensor::cat(&[&prefix.contiguous()?, &new], 2)?)
                 };
                 let (qr, kr, vr) = match qkv {
                     Qkv::Q => (new.clone(), every(&acts.k)?, every(&acts.v)?),
                     Qkv::K => (
-                        every(&acts.q.narrow(1, fd, n)?.contiguous()?)?,
+                        every(&acts.q.narrow(1, first_diff, n)?.contiguous()?)?,
                         with_new_rows(&acts.k)?,
                         every(&acts.v)?,
                     ),
                     Qkv::V => (
-                        every(&acts.q.narrow(1, fd, n)?.contiguous()?)?,
+                        every(&acts.q.narrow(1, first_diff, n)?.contiguous()?)?,
                         every(&acts.k)?,
                         with_new_rows(&acts.v)?,
                     ),
                 };
-                // queries at positions fd..T
-                let (z, _) = attention(&qr, &kr, &vr, fd, &mut unhooked)?; // [n_u, H, n, dh]
-                let dz = z.broadcast_sub(&acts.z.narrow(1, fd, n)?.unsqueeze(0)?)?;
+                // queries at positions first_diff..T
+                let (z, _) = attention(&qr, &kr, &vr, first_diff, &mut unhooked)?; // [n_u, H, n, dh]
+                let dz = z.broadcast_sub(&acts.z.narrow(1, first_diff, n)?.unsqueeze(0)?)?;
                 // per head (z′ − z)·W_O[h]: [H, n_u·n, dh] · [H, dh, d]
                 dz.transpose(0, 1)?
                     .contiguous()?
@@ -323,11 +323,11 @@ impl CpuEngine {
     fn patch_tensors(&self, p: EdgePatch<'_>, t: usize) -> Result<Patch> {
         let g = GraphLayout::new(&self.cfg);
         let (nf, nb, d) = (g.n_forward(), g.n_backward(), self.cfg.d_model);
-        let rows = t.saturating_sub(p.from_row);
+        let rows = t.saturating_sub(p.first_diff);
         if rows == 0 || p.values.len() != nf * rows * d || p.patched.len() != nf * nb {
             return Err(Error::Input(format!(
                 "an edge patch needs {nf}×{rows}×{d} values (rows {}..{t}) and a {nf}×{nb} mask (got {} and {})",
-                p.from_row,
+                p.first_diff,
                 p.values.len(),
                 p.patched.len()
             )));
@@ -335,7 +335,7 @@ impl CpuEngine {
         Ok(Patch {
             values: Tensor::from_slice(p.values, (nf, rows * d), &Device::Cpu)?,
             mask: Tensor::from_slice(p.patched, (nf, nb), &Device::Cpu)?,
-            from_row: p.from_row,
+            first_diff: p.first_diff,
         })
     }
 

@@ -227,22 +227,22 @@ pub(super) struct AttnTailTape {
     c_attn_w: Tensor,
     c_proj_w: Tensor,
     attn: AttentionTape,
-    fd: usize,
+    first_diff: usize,
     n: usize,
     last_only: bool,
 }
 
 /// The positions before a tail's rows: the base run's keys and values
-/// ([heads, pos, d_head]), of which positions < `fd` are read (they are the
+/// ([heads, pos, d_head]), of which positions < `first_diff` are read (they are the
 /// same for every perturbation).
 pub(super) struct Prefix<'a> {
     pub keys: &'a Tensor,
     pub values: &'a Tensor,
-    pub fd: usize,
+    pub first_diff: usize,
 }
 
-/// Attention sublayer plus residual on the rows fd..T of a batch
-/// x [batch, n, d]: keys and values of positions < fd come from the base run.
+/// Attention sublayer plus residual on the rows first_diff..T of a batch
+/// x [batch, n, d]: keys and values of positions < first_diff come from the base run.
 /// With `last_only`, only the last position's output is computed (the final
 /// block needs nothing else); with `record`, the tape is kept.
 pub(super) fn attention_tail(
@@ -254,8 +254,8 @@ pub(super) fn attention_tail(
     cfg: &Config,
 ) -> Result<(Tensor, Option<AttnTailTape>)> {
     let (bs, n, d) = x.dims3()?;
-    let fd = prefix.fd;
-    let (h, dh, t) = (cfg.n_heads, cfg.d_head, fd + n);
+    let first_diff = prefix.first_diff;
+    let (h, dh, t) = (cfg.n_heads, cfg.d_head, first_diff + n);
     let eps = cfg.layer_norm_eps as f64;
     let (ln_x, ln) = layer_norm(x, &b.ln_1_w, &b.ln_1_b, eps)?;
     let qkv = linear(&ln_x, &b.c_attn_w, &b.c_attn_b)?;
@@ -267,13 +267,13 @@ pub(super) fn attention_tail(
             .contiguous()?)
     };
     let with_prefix = |base: &Tensor, new: Tensor| -> Result<Tensor> {
-        if fd == 0 {
+        if first_diff == 0 {
             return Ok(new);
         }
         let prefix = base
-            .narrow(1, 0, fd)?
+            .narrow(1, 0, first_diff)?
             .unsqueeze(0)?
-            .broadcast_as((bs, h, fd, dh))?;
+            .broadcast_as((bs, h, first_diff, dh))?;
         Ok(Tensor::cat(&[&prefix, &new], 2)?.contiguous()?)
     };
     let k = with_prefix(prefix.keys, split(1)?)?; // [bs, h, t, dh]
@@ -281,7 +281,7 @@ pub(super) fn attention_tail(
     let (q, q0, nq) = if last_only {
         (split(0)?.narrow(2, n - 1, 1)?.contiguous()?, t - 1, 1)
     } else {
-        (split(0)?, fd, n)
+        (split(0)?, first_diff, n)
     };
     let (z, attn) = attention(&q, &k, &v, q0, &mut unhooked)?;
     let z = z.transpose(1, 2)?.contiguous()?.reshape((bs, nq, d))?;
@@ -298,7 +298,7 @@ pub(super) fn attention_tail(
         c_attn_w: b.c_attn_w.clone(),
         c_proj_w: b.c_proj_w.clone(),
         attn,
-        fd,
+        first_diff,
         n,
         last_only,
     });
@@ -316,8 +316,8 @@ pub(super) fn attention_tail_backward(t: &AttnTailTape, dy: &Tensor) -> Result<T
         .contiguous()?; // [bs, h, nq, dh]
     let g = attention_backward(&t.attn, &dz)?;
     // the prefix's keys and values are the base run's: no gradient reaches x
-    let dk = g.k.narrow(2, t.fd, n)?;
-    let dv = g.v.narrow(2, t.fd, n)?;
+    let dk = g.k.narrow(2, t.first_diff, n)?;
+    let dv = g.v.narrow(2, t.first_diff, n)?;
     let dq = if t.last_only {
         g.q.pad_with_zeros(2, n - 1, 0)?
     } else {

@@ -22,7 +22,8 @@ pub use graph::CpuGraphRun;
 use super::hooks::{check_all_used, split_hook, unknown_hook};
 use super::plan::Start;
 use super::{
-    Array, Component, Compute, HeadWeights, Metric, PathGrads, Replacement, RunInfo, Site,
+    Array, Component, Compute, HeadWeights, LayerComponents, Metric, PathGrads, Replacement,
+    RunInfo,
 };
 use crate::error::{Error, Result};
 use crate::model::weights::{Block, WeightSource};
@@ -293,23 +294,23 @@ impl Compute for CpuEngine {
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
-        fd: usize,
+        first_diff: usize,
     ) -> Result<Vec<f32>> {
-        self.sweep_patches(base, other, site, components, fd)
+        self.sweep_patches(base, other, site, components, first_diff)
     }
 
     async fn path_gradients(
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
-        fd: usize,
+        first_diff: usize,
     ) -> Result<PathGrads> {
-        self.sweep_path(base, other, site, alphas, weights, fd)
+        self.sweep_path(base, other, site, alphas, weights, first_diff)
     }
 
     async fn base_gradients(
@@ -317,29 +318,29 @@ impl Compute for CpuEngine {
         base: &CpuRun,
         _other: &CpuRun,
         component: Component,
-        fd: usize,
+        first_diff: usize,
     ) -> Result<Vec<Array>> {
-        self.sweep_base_gradients(base, component, fd)
+        self.sweep_base_gradients(base, component, first_diff)
     }
 
     async fn resid_metrics(
         &self,
         base: &CpuRun,
         start: Start,
-        fd: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
-        self.sweep_resid_metrics(base, start, fd, deltas)
+        self.sweep_resid_metrics(base, start, first_diff, deltas)
     }
 
     async fn resid_gradients(
         &self,
         base: &CpuRun,
         start: Start,
-        fd: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        self.sweep_resid_gradients(base, start, fd, deltas)
+        self.sweep_resid_gradients(base, start, first_diff, deltas)
     }
 
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {

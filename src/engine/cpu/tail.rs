@@ -7,7 +7,7 @@
 use super::layers::*;
 use super::{CpuEngine, CpuRun};
 use crate::engine::plan::{Start, Step, TailPlan, CPU_ROWS_PER_PASS};
-use crate::engine::{Array, Component, PathGrads, Site};
+use crate::engine::{Array, Component, LayerComponents, PathGrads};
 use crate::error::Result;
 use crate::model::Param;
 use candle_core::{DType, Device, Tensor};
@@ -40,20 +40,26 @@ struct TailRun {
 impl CpuEngine {
     /// The start rows of a tail pass for each perturbation: the base run's
     /// residual at the start point plus `delta` ([batch, rows, d_model]).
-    fn start_rows(&self, base: &CpuRun, start: Start, fd: usize, delta: &Tensor) -> Result<Tensor> {
+    fn start_rows(
+        &self,
+        base: &CpuRun,
+        start: Start,
+        first_diff: usize,
+        delta: &Tensor,
+    ) -> Result<Tensor> {
         let r = base.hook(&start.hook())?;
-        let rows = r.narrow(0, fd, r.dim(0)? - fd)?;
+        let rows = r.narrow(0, first_diff, r.dim(0)? - first_diff)?;
         Ok(delta.broadcast_add(&rows)?)
     }
 
     /// Runs the model tail for a batch of start rows x [batch, n, d_model]
-    /// (positions fd..T): the steps of `TailPlan::new(start)`, then the metric.
+    /// (positions first_diff..T): the steps of `TailPlan::new(start)`, then the metric.
     /// With `record`, keeps the tapes for the backward pass.
     fn tail(
         &self,
         base: &CpuRun,
         start: Start,
-        fd: usize,
+        first_diff: usize,
         x: Tensor,
         record: bool,
     ) -> Result<TailRun> {
@@ -76,7 +82,7 @@ impl CpuEngine {
                     let prefix = Prefix {
                         keys: &base.keys[layer],
                         values: &base.values[layer],
-                        fd,
+                        first_diff,
                     };
                     let b = &self.blocks[layer];
                     let (y, tape) = attention_tail(b, &x, prefix, last_only, record, &self.cfg)?;
@@ -119,20 +125,21 @@ impl CpuEngine {
         Ok(dx)
     }
 
-    /// Δ of the site's residual contribution for each component (rows fd..T):
+    /// Δ of the site's residual contribution for each component (rows first_diff..T):
     /// heads: other's hook_result[:, h] − base's; neurons: Δhook_post[:, n] · W_out[n].
     fn component_deltas(
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: Site,
+        site: LayerComponents,
         comps: Range<usize>,
-        fd: usize,
+        first_diff: usize,
     ) -> Result<Tensor> {
         let hook = site.component.hook(site.layer);
         let (a, b) = (base.hook(&hook)?, other.hook(&hook)?);
         let t = a.dim(0)?;
-        let diff = (b.narrow(0, fd, t - fd)? - a.narrow(0, fd, t - fd)?)?;
+        let diff = (b.narrow(0, first_diff, t - first_diff)?
+            - a.narrow(0, first_diff, t - first_diff)?)?;
         let k = comps.len();
         match site.component {
             // [n, heads, d] → [k, n, d]
@@ -151,11 +158,20 @@ impl CpuEngine {
     }
 
     /// Δ of the site's whole residual contribution (attn_out or mlp_out), [n, d].
-    fn site_delta(&self, base: &CpuRun, other: &CpuRun, site: Site, fd: usize) -> Result<Tensor> {
+    fn site_delta(
+        &self,
+        base: &CpuRun,
+        other: &CpuRun,
+        site: LayerComponents,
+        first_diff: usize,
+    ) -> Result<Tensor> {
         let hook = site.component.out_hook(site.layer);
         let (a, b) = (base.hook(&hook)?, other.hook(&hook)?);
         let t = a.dim(0)?;
-        Ok((b.narrow(0, fd, t - fd)? - a.narrow(0, fd, t - fd)?)?)
+        Ok(
+            (b.narrow(0, first_diff, t - first_diff)?
+                - a.narrow(0, first_diff, t - first_diff)?)?,
+        )
     }
 
     /// `Compute::patch_metrics`: the tails of `components` patched at `site`,
@@ -164,19 +180,19 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
-        fd: usize,
+        first_diff: usize,
     ) -> Result<Vec<f32>> {
-        let n = base.tokens.len() - fd;
+        let n = base.tokens.len() - first_diff;
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let mut out = Vec::with_capacity(components.len());
         let mut c = components.start;
         while c < components.end {
             let k = per_pass.min(components.end - c);
-            let delta = self.component_deltas(base, other, site, c..c + k, fd)?;
-            let x = self.start_rows(base, Start::of(site), fd, &delta)?;
-            let run = self.tail(base, Start::of(site), fd, x, false)?;
+            let delta = self.component_deltas(base, other, site, c..c + k, first_diff)?;
+            let x = self.start_rows(base, Start::of(site), first_diff, &delta)?;
+            let run = self.tail(base, Start::of(site), first_diff, x, false)?;
             out.extend(run.metric.to_vec1::<f32>()?);
             c += k;
         }
@@ -189,14 +205,14 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
-        fd: usize,
+        first_diff: usize,
     ) -> Result<PathGrads> {
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
-        let n = t - fd;
-        let delta = self.site_delta(base, other, site, fd)?; // [n, d]
+        let n = t - first_diff;
+        let delta = self.site_delta(base, other, site, first_diff)?; // [n, d]
         let start = Start::of(site);
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let mut metrics = Vec::with_capacity(alphas.len());
@@ -204,8 +220,13 @@ impl CpuEngine {
         for (a_chunk, w_chunk) in alphas.chunks(per_pass).zip(weights.chunks(per_pass)) {
             let k = a_chunk.len();
             let a = Tensor::new(a_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
-            let x = self.start_rows(base, start, fd, &delta.unsqueeze(0)?.broadcast_mul(&a)?)?;
-            let run = self.tail(base, start, fd, x, true)?;
+            let x = self.start_rows(
+                base,
+                start,
+                first_diff,
+                &delta.unsqueeze(0)?.broadcast_mul(&a)?,
+            )?;
+            let run = self.tail(base, start, first_diff, x, true)?;
             metrics.extend(run.metric.to_vec1::<f32>()?);
             let g = self.tail_backward(run, n)?; // [k, n, d]
             let w = Tensor::new(w_chunk, &Device::Cpu)?.reshape((k, 1, 1))?;
@@ -216,7 +237,7 @@ impl CpuEngine {
             Component::Heads => grad,
             Component::Neurons => matmul_rows_t(&grad, &self.blocks[site.layer].mlp_proj_w)?,
         };
-        let grad = grad.pad_with_zeros(0, fd, 0)?;
+        let grad = grad.pad_with_zeros(0, first_diff, 0)?;
         Ok(PathGrads {
             metrics,
             weighted_grad: Param::new(grad.dims().to_vec(), grad.flatten_all()?.to_vec1::<f32>()?),
@@ -229,17 +250,17 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         component: Component,
-        fd: usize,
+        first_diff: usize,
     ) -> Result<Vec<Array>> {
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
-        // one forward of the whole network over rows fd..T and one backward,
+        // one forward of the whole network over rows first_diff..T and one backward,
         // reading ∂m/∂resid_post (= ∂m/∂mlp_out) and ∂m/∂resid_mid
         // (= ∂m/∂attn_out) at every block boundary
-        let zero = Tensor::zeros((1, t - fd, d), DType::F32, &Device::Cpu)?;
-        let x = self.start_rows(base, Start::Embed, fd, &zero)?;
-        let run = self.tail(base, Start::Embed, fd, x, true)?;
+        let zero = Tensor::zeros((1, t - first_diff, d), DType::F32, &Device::Cpu)?;
+        let x = self.start_rows(base, Start::Embed, first_diff, &zero)?;
+        let run = self.tail(base, Start::Embed, first_diff, x, true)?;
         let mut dx = self.metric_backward(run.metric_tape.as_ref().expect("a recorded tail"))?;
-        // [1, rows, d] → [t, d], zero before fd (and before the last row in the final block)
+        // [1, rows, d] → [t, d], zero before first_diff (and before the last row in the final block)
         let pad = |g: &Tensor| -> Result<Tensor> {
             Ok(g.squeeze(0)?.pad_with_zeros(0, t - g.dim(1)?, 0)?)
         };
@@ -278,17 +299,17 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         start: Start,
-        fd: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
-        let (n, d) = (base.tokens.len() - fd, self.cfg.d_model);
+        let (n, d) = (base.tokens.len() - first_diff, self.cfg.d_model);
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let mut out = Vec::with_capacity(deltas.len() / (n * d));
         for chunk in deltas.chunks(per_pass * n * d) {
             let delta = Tensor::from_slice(chunk, (chunk.len() / (n * d), n, d), &Device::Cpu)?;
-            let x = self.start_rows(base, start, fd, &delta)?;
+            let x = self.start_rows(base, start, first_diff, &delta)?;
             out.extend(
-                self.tail(base, start, fd, x, false)?
+                self.tail(base, start, first_diff, x, false)?
                     .metric
                     .to_vec1::<f32>()?,
             );
@@ -302,17 +323,17 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         start: Start,
-        fd: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (n, d) = (base.tokens.len() - fd, self.cfg.d_model);
+        let (n, d) = (base.tokens.len() - first_diff, self.cfg.d_model);
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let k = deltas.len() / (n * d);
         let (mut metrics, mut grads) = (Vec::with_capacity(k), Vec::with_capacity(deltas.len()));
         for chunk in deltas.chunks(per_pass * n * d) {
             let delta = Tensor::from_slice(chunk, (chunk.len() / (n * d), n, d), &Device::Cpu)?;
-            let x = self.start_rows(base, start, fd, &delta)?;
-            let run = self.tail(base, start, fd, x, true)?;
+            let x = self.start_rows(base, start, first_diff, &delta)?;
+            let run = self.tail(base, start, first_diff, x, true)?;
             metrics.extend(run.metric.to_vec1::<f32>()?);
             grads.extend(
                 self.tail_backward(run, n)?

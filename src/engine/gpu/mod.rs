@@ -19,8 +19,8 @@ mod unembed;
 
 use super::hooks::{check_all_used, unknown_hook};
 use super::{
-    Array, Component, Compute, HeadWeights, Metric, PathGrads, Replacement, RunInfo, Site, Start,
-    SweepPair,
+    Array, Component, Compute, HeadWeights, LayerComponents, Metric, PathGrads, Replacement,
+    RunInfo, Start, SweepPair,
 };
 use crate::error::{Error, Result};
 use crate::model::weights::WeightSource;
@@ -295,8 +295,8 @@ fn run_pairs<'a>(
         })
         .collect();
     let t = pairs[set[0]].base.tokens.len();
-    let fd = set.iter().map(|&i| pairs[i].from_pos).min().unwrap_or(0);
-    (group, tail::Window { t, fd })
+    let first_diff = set.iter().map(|&i| pairs[i].first_diff).min().unwrap_or(0);
+    (group, tail::Window { t, first_diff })
 }
 
 impl Compute for GpuEngine {
@@ -381,14 +381,14 @@ impl Compute for GpuEngine {
         &self,
         base: &GpuRun,
         other: &GpuRun,
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<Vec<f32>> {
         let pair = SweepPair {
             base,
             other,
-            from_pos,
+            first_diff,
         };
         let mut r = self.patch_metrics_group(&[pair], site, components).await?;
         Ok(r.pop().expect("one pair"))
@@ -397,7 +397,7 @@ impl Compute for GpuEngine {
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, GpuRun>],
-        site: Site,
+        site: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); pairs.len()];
@@ -420,15 +420,15 @@ impl Compute for GpuEngine {
         &self,
         base: &GpuRun,
         other: &GpuRun,
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
-        from_pos: usize,
+        first_diff: usize,
     ) -> Result<PathGrads> {
         let pair = SweepPair {
             base,
             other,
-            from_pos,
+            first_diff,
         };
         let mut r = self
             .path_gradients_group(&[pair], site, alphas, weights)
@@ -439,7 +439,7 @@ impl Compute for GpuEngine {
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, GpuRun>],
-        site: Site,
+        site: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
@@ -448,18 +448,18 @@ impl Compute for GpuEngine {
         let mut out: Vec<Option<PathGrads>> = (0..pairs.len()).map(|_| None).collect();
         for set in share_passes(pairs) {
             let (group, win) = run_pairs(pairs, &set);
-            let (t, fd) = (win.t, win.fd);
+            let (t, first_diff) = (win.t, win.first_diff);
             let r = if alphas.is_empty() {
                 vec![(vec![], vec![0.0; win.n() * width]); set.len()]
             } else {
                 self.sweep_path(&group, site, path, win).await?
             };
             for (&i, (metrics, grad)) in set.iter().zip(r) {
-                let mut data = vec![0.0; fd * width];
+                let mut data = vec![0.0; first_diff * width];
                 data.extend(grad);
                 // the group starts at its earliest first difference; this
                 // pair's rows before its own are zero by definition
-                data[..pairs[i].from_pos * width].fill(0.0);
+                data[..pairs[i].first_diff * width].fill(0.0);
                 out[i] = Some(PathGrads {
                     metrics,
                     weighted_grad: Param::new(vec![t, width], data),
@@ -477,17 +477,17 @@ impl Compute for GpuEngine {
         base: &GpuRun,
         _other: &GpuRun,
         component: Component,
-        fd: usize,
+        first_diff: usize,
     ) -> Result<Vec<Array>> {
         let t = base.tokens.len();
         let width = component.grad_width(&self.cfg);
         let grads = self
-            .sweep_base_gradients(&base.fwd, component, tail::Window { t, fd })
+            .sweep_base_gradients(&base.fwd, component, tail::Window { t, first_diff })
             .await?;
         Ok(grads
             .into_iter()
             .map(|g| {
-                let mut data = vec![0.0; fd * width];
+                let mut data = vec![0.0; first_diff * width];
                 data.extend(g);
                 Param::new(vec![t, width], data)
             })
@@ -498,12 +498,12 @@ impl Compute for GpuEngine {
         &self,
         base: &GpuRun,
         start: Start,
-        fd: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
         let win = tail::Window {
             t: base.tokens.len(),
-            fd,
+            first_diff,
         };
         Ok(self
             .sweep_resid(&base.fwd, start, win, deltas, false)
@@ -515,12 +515,12 @@ impl Compute for GpuEngine {
         &self,
         base: &GpuRun,
         start: Start,
-        fd: usize,
+        first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let win = tail::Window {
             t: base.tokens.len(),
-            fd,
+            first_diff,
         };
         self.sweep_resid(&base.fwd, start, win, deltas, true).await
     }

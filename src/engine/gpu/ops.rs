@@ -324,7 +324,7 @@ impl Enc<'_> {
 }
 
 /// Shape of a batch of tail rows: `batch` elements of `n` rows (positions
-/// fd..fd+n), queries on the last `nq` of them; element b belongs to prompt
+/// first_diff..first_diff+n), queries on the last `nq` of them; element b belongs to prompt
 /// pair b / per (whose base keys and values are row block b / per of the
 /// stacked base qkv).
 #[derive(Clone, Copy)]
@@ -333,7 +333,7 @@ pub(super) struct AttnShape {
     pub per: usize,
     pub n: usize,
     pub nq: usize,
-    pub fd: usize,
+    pub first_diff: usize,
     pub heads: usize,
     pub dh: usize,
     pub d: usize,
@@ -344,7 +344,7 @@ impl AttnShape {
         [
             u(self.n),
             u(self.nq),
-            u(self.fd),
+            u(self.first_diff),
             u(self.heads),
             u(self.dh),
             u(self.d),
@@ -387,7 +387,7 @@ pub(super) struct AttnGrads<'a> {
     /// q | k | v [batch·n, 3d].
     pub pattern: &'a Buffer,
     pub qkv: &'a Buffer,
-    /// The stacked base q | k | v (keys and values of the positions < fd).
+    /// The stacked base q | k | v (keys and values of the positions < first_diff).
     pub base_qkv: &'a Buffer,
     /// Scratch: ∂m/∂scores [batch, heads, nq, T].
     pub ds: &'a Buffer,
@@ -555,27 +555,27 @@ impl Enc<'_> {
 }
 
 /// Where the perturbed rows of a sweep come from: `batch` elements of `n`
-/// rows (positions fd..), rows of width d. The elements are `per` consecutive
+/// rows (positions first_diff..), rows of width d. The elements are `per` consecutive
 /// ones for each prompt pair of a group (batch = pairs · per), and the base
-/// arrays they read are stacked [pair, fd + n, …].
+/// arrays they read are stacked [pair, first_diff + n, …].
 #[derive(Clone, Copy)]
 pub(super) struct Batch {
     pub batch: usize,
     pub per: usize,
     pub n: usize,
     pub d: usize,
-    pub fd: usize,
+    pub first_diff: usize,
 }
 
 impl Batch {
     /// `per` elements for each of `pairs` prompt pairs.
-    pub fn new(pairs: usize, per: usize, n: usize, d: usize, fd: usize) -> Batch {
+    pub fn new(pairs: usize, per: usize, n: usize, d: usize, first_diff: usize) -> Batch {
         Batch {
             batch: pairs * per,
             per,
             n,
             d,
-            fd,
+            first_diff,
         }
     }
     fn count(&self) -> usize {
@@ -613,7 +613,7 @@ impl Enc<'_> {
             u(b.n),
             u(b.d),
             u(heads.per_layer),
-            u(b.fd),
+            u(b.first_diff),
             u(heads.first),
             u(b.per),
             0,
@@ -636,7 +636,7 @@ impl Enc<'_> {
             u(b.n),
             u(b.d),
             u(neurons.per_layer),
-            u(b.fd),
+            u(b.first_diff),
             u(neurons.first),
             u(b.per),
             0,
@@ -652,7 +652,7 @@ impl Enc<'_> {
             u(b.count()),
             u(b.n),
             u(b.d),
-            u(b.fd),
+            u(b.first_diff),
             u(alpha.off),
             u(b.per),
             0,

@@ -56,7 +56,7 @@ impl GpuEngine {
     }
 
     /// x + attn(ln_1(x)) · W_O + b_O on the n rows of each batch element,
-    /// keys and values of positions < fd from the base run; with
+    /// keys and values of positions < first_diff from the base run; with
     /// `last_only`, queries (and output rows) at the last position only.
     /// Returns the rows per batch element it leaves.
     fn tail_attn(&self, enc: &mut Enc, p: &Pass, s: StepIo, last_only: bool) -> usize {
@@ -110,7 +110,7 @@ impl GpuEngine {
             per: b.per,
             n: b.n,
             nq,
-            fd: b.fd,
+            first_diff: b.first_diff,
             heads: self.cfg.n_heads,
             dh: self.cfg.d_head,
             d: self.cfg.d_model,

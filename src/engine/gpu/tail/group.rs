@@ -8,7 +8,7 @@ use crate::engine::gpu::forward::{Forward, LayerBufs, Readout};
 use crate::engine::gpu::ops::{Batch, Patched, SiteStack};
 use crate::engine::gpu::GpuEngine;
 use crate::engine::plan::{Start, TailPlan};
-use crate::engine::{Component, Site};
+use crate::engine::{Component, LayerComponents};
 use crate::error::Result;
 use std::ops::Range;
 use wgpu::Buffer;
@@ -82,7 +82,7 @@ impl GpuEngine {
         &self,
         enc: &mut Enc,
         group: &[RunPair<'a>],
-        site: Site,
+        site: LayerComponents,
         t: usize,
         act: SiteAct,
     ) -> Result<SiteStack> {
@@ -104,12 +104,12 @@ impl GpuEngine {
 
     /// Metrics of every pair's base run with each component of `site` in
     /// `comps` patched from its other run, one tail per (pair, component).
-    /// The pairs (all of token length t) share passes; rows start at fd, the
+    /// The pairs (all of token length t) share passes; rows start at first_diff, the
     /// earliest first differing position of the group.
     pub(in crate::engine::gpu) async fn sweep_patches(
         &self,
         group: &[RunPair<'_>],
-        site: Site,
+        site: LayerComponents,
         comps: Range<usize>,
         win: Window,
     ) -> Result<Vec<Vec<f32>>> {
@@ -155,7 +155,7 @@ impl GpuEngine {
     async fn patch_part(
         &self,
         part: Part<'_, '_>,
-        site: Site,
+        site: LayerComponents,
         comps: Range<usize>,
         win: Window,
     ) -> Result<Vec<Vec<f32>>> {
@@ -181,7 +181,7 @@ impl GpuEngine {
         let x = &part.ws.x[0];
         let chunks = chunks(comps.len(), per);
         for ch in &chunks {
-            let b = Batch::new(pairs, ch.len, n, d, win.fd);
+            let b = Batch::new(pairs, ch.len, n, d, win.first_diff);
             let patched = Patched {
                 first: comps.start + ch.first,
                 per_layer: site.component.count(c),
@@ -211,12 +211,12 @@ impl GpuEngine {
 
     /// For every pair (all of token length t): the metrics along the
     /// straight path of the site's whole contribution and
-    /// Σ_k w_k ∂m/∂(attn_out or mlp_out) over rows fd.. ([n, d], or [n, d_mlp]
+    /// Σ_k w_k ∂m/∂(attn_out or mlp_out) over rows first_diff.. ([n, d], or [n, d_mlp]
     /// for neurons: ∂m/∂hook_post).
     pub(in crate::engine::gpu) async fn sweep_path(
         &self,
         group: &[RunPair<'_>],
-        site: Site,
+        site: LayerComponents,
         path: Path<'_>,
         win: Window,
     ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
@@ -229,7 +229,7 @@ impl GpuEngine {
     async fn path_part(
         &self,
         part: Part<'_, '_>,
-        site: Site,
+        site: LayerComponents,
         path: Path<'_>,
         win: Window,
     ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
@@ -258,7 +258,7 @@ impl GpuEngine {
         let stack = self.stack_site(&mut enc, part.group, site, win.t, act)?;
         let chunks = chunks(items, per);
         for ch in &chunks {
-            let b = Batch::new(pairs, ch.len, n, d, win.fd);
+            let b = Batch::new(pairs, ch.len, n, d, win.first_diff);
             enc.patch_path(b, &stack, At::new(&alpha_buf, ch.first), &part.ws.x[0]);
             let pass = Pass {
                 ws: part.ws,

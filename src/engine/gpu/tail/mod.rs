@@ -47,7 +47,7 @@ impl Tape {
 pub(super) struct WorkKey {
     /// Batch elements per pass.
     pub cap: usize,
-    /// Rows per batch element (positions fd..T).
+    /// Rows per batch element (positions first_diff..T).
     pub n: usize,
     /// Tokens of the prompts.
     pub t: usize,
@@ -85,17 +85,17 @@ struct GradWork {
     ds: Buffer,
 }
 
-/// The rows a group's tails run on: prompts of t tokens, positions fd..t.
+/// The rows a group's tails run on: prompts of t tokens, positions first_diff..t.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Window {
     pub t: usize,
-    pub fd: usize,
+    pub first_diff: usize,
 }
 
 impl Window {
     /// Rows per tail.
     pub fn n(self) -> usize {
-        self.t - self.fd
+        self.t - self.first_diff
     }
 }
 

@@ -9,12 +9,12 @@ use crate::engine::gpu::ops::Batch;
 use crate::engine::gpu::GpuEngine;
 use crate::engine::hooks::unknown_hook;
 use crate::engine::plan::{Start, TailPlan};
-use crate::engine::{Component, Site};
+use crate::engine::{Component, LayerComponents};
 use crate::error::Result;
 
 impl GpuEngine {
     /// ∂m/∂(hook_result or hook_post) at the base run for every layer, rows
-    /// fd.. ([n, width] each): one tail from layer 0's MLP and one backward,
+    /// first_diff.. ([n, width] each): one tail from layer 0's MLP and one backward,
     /// reading the gradient at every block boundary.
     pub(in crate::engine::gpu) async fn sweep_base_gradients(
         &self,
@@ -23,7 +23,7 @@ impl GpuEngine {
         win: Window,
     ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
-        let (d, dm, n, fd) = (c.d_model, c.d_mlp, win.n(), win.fd);
+        let (d, dm, n, first_diff) = (c.d_model, c.d_mlp, win.n(), win.first_diff);
         let g = &self.gpu;
         let plan = TailPlan::new(Start::Mid(0), c.n_layers);
         let key = WorkKey {
@@ -34,7 +34,7 @@ impl GpuEngine {
             logits: base.readout.is_signs(),
         };
         let (key, ws) = self.take_work(key)?;
-        let b = Batch::new(1, 1, n, d, fd);
+        let b = Batch::new(1, 1, n, d, first_diff);
         let metric = g.buffer(1, "metric")?;
         let stacked = Stacked::of(base);
         let one = g.upload(&[1.0], "one")?;
@@ -45,7 +45,7 @@ impl GpuEngine {
         for a in &acc {
             enc.clear(a);
         }
-        let start = At::new(&base.layers[0].resid_mid, fd * d);
+        let start = At::new(&base.layers[0].resid_mid, first_diff * d);
         enc.copy(start, At::start(&ws.x[0]), n * d);
         let pass = Pass {
             ws: &ws,
@@ -60,7 +60,7 @@ impl GpuEngine {
             let (Start::Mid(layer) | Start::Post(layer)) = point else {
                 return;
             };
-            if point == Start::of(Site { layer, component }) {
+            if point == Start::of(LayerComponents { layer, component }) {
                 enc.weighted_sum(gx, b, At::start(&one), &acc[layer]);
             }
         });
@@ -98,7 +98,7 @@ impl GpuEngine {
         record: bool,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let c = &self.cfg;
-        let (d, n, fd) = (c.d_model, win.n(), win.fd);
+        let (d, n, first_diff) = (c.d_model, win.n(), win.first_diff);
         let block = n * d;
         let k = deltas.len() / block;
         let g = &self.gpu;
@@ -127,12 +127,16 @@ impl GpuEngine {
         for (ci, chunk) in deltas.chunks(key.cap * block).enumerate() {
             let kk = chunk.len() / block;
             let pert = g.upload(chunk, "perturbations")?;
-            // start rows: the base run's rows fd.. plus each perturbation
+            // start rows: the base run's rows first_diff.. plus each perturbation
             for e in 0..kk {
-                enc.copy(At::new(resid, fd * d), At::new(&ws.x[1], e * block), block);
+                enc.copy(
+                    At::new(resid, first_diff * d),
+                    At::new(&ws.x[1], e * block),
+                    block,
+                );
             }
             enc.add(&ws.x[1], &pert, kk * block, &ws.x[0]);
-            let b = Batch::new(1, kk, n, d, fd);
+            let b = Batch::new(1, kk, n, d, first_diff);
             let pass = Pass {
                 ws: &ws,
                 base: &stacked,
@@ -145,7 +149,12 @@ impl GpuEngine {
                 let out = g.buffer(kk * block, "gradients")?;
                 enc.clear(&out);
                 // each element its own "pair" with weight 1: out[e] = g[e]
-                enc.weighted_sum(gx, Batch::new(kk, 1, n, d, fd), At::start(&one), &out);
+                enc.weighted_sum(
+                    gx,
+                    Batch::new(kk, 1, n, d, first_diff),
+                    At::start(&one),
+                    &out,
+                );
                 grads.push((out, kk * block));
             }
         }
