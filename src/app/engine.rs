@@ -69,13 +69,17 @@ pub struct GpuFallback {
     what: &'static str,
 }
 
+impl GpuFallback {
+    /// What failed, without the fallback: "WebGPU is unavailable (why)",
+    /// the error of a request that asked for the GPU and nothing else.
+    pub fn unavailable(&self) -> String {
+        format!("{} is unavailable ({})", self.what, self.reason)
+    }
+}
+
 impl std::fmt::Display for GpuFallback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} is unavailable ({}); computing on the CPU",
-            self.what, self.reason
-        )
+        write!(f, "{}; computing on the CPU", self.unavailable())
     }
 }
 

@@ -126,10 +126,7 @@ fn engines(
     let (tails, note) = pollster::block_on(engines.get(backend));
     if let Some(fallback) = note {
         if backend == Backend::Gpu {
-            return Err(Error::Backend(format!(
-                "WebGPU is unavailable ({})",
-                fallback.reason
-            )));
+            return Err(Error::Backend(fallback.unavailable()));
         }
         eprintln!("{fallback}");
     }
