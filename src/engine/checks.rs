@@ -87,7 +87,7 @@ pub fn check_sweep(
     cfg: &Config,
     base: &impl RunInfo,
     other: &impl RunInfo,
-    site: LayerComponents,
+    which: LayerComponents,
     first_diff: usize,
 ) -> Result<()> {
     if base.tokens().len() != other.tokens().len() {
@@ -98,7 +98,7 @@ pub fn check_sweep(
             "the clean and corrupt prompts are identical: there is nothing to patch".into(),
         ));
     }
-    check_layer(cfg, site.layer)?;
+    check_layer(cfg, which.layer)?;
     if base.metric_def() != other.metric_def() {
         return Err(Error::Input(
             "the two runs were made with different metrics: run both prompts with the same one"
@@ -111,10 +111,10 @@ pub fn check_sweep(
 /// Checks that `components` lie within one layer's components of the site's kind.
 pub fn check_components(
     cfg: &Config,
-    site: LayerComponents,
+    which: LayerComponents,
     components: &Range<usize>,
 ) -> Result<()> {
-    let count = site.component.count(cfg);
+    let count = which.component.count(cfg);
     if components.end > count {
         return Err(Error::Input(format!(
             "component {} does not exist ({} per layer)",

@@ -303,14 +303,14 @@ pub trait Compute {
     /// Any cached TransformerLens activation of a run, e.g. `blocks.0.attn.hook_z`.
     async fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array>;
 
-    /// Activation patching: for each component c in `components` of `site`,
+    /// Activation patching: for each component c in `components` of `which`,
     /// the metric of the base run with c's activation replaced by the other
     /// run's at positions ≥ `first_diff` (earlier positions are equal in both).
     async fn patch_metrics(
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
         first_diff: usize,
     ) -> Result<Vec<f32>>;
@@ -321,7 +321,7 @@ pub trait Compute {
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
         first_diff: usize,
@@ -334,13 +334,13 @@ pub trait Compute {
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(pairs.len());
         for p in pairs {
             out.push(
-                self.patch_metrics(p.base, p.other, site, components.clone(), p.first_diff)
+                self.patch_metrics(p.base, p.other, which, components.clone(), p.first_diff)
                     .await?,
             );
         }
@@ -352,14 +352,14 @@ pub trait Compute {
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
         let mut out = Vec::with_capacity(pairs.len());
         for p in pairs {
             out.push(
-                self.path_gradients(p.base, p.other, site, alphas, weights, p.first_diff)
+                self.path_gradients(p.base, p.other, which, alphas, weights, p.first_diff)
                     .await?,
             );
         }
@@ -379,9 +379,9 @@ pub trait Compute {
     ) -> Result<Vec<Array>> {
         let mut out = Vec::with_capacity(self.config().n_layers);
         for layer in 0..self.config().n_layers {
-            let site = LayerComponents { layer, component };
+            let which = LayerComponents { layer, component };
             out.push(
-                self.path_gradients(base, other, site, &[0.0], &[1.0], first_diff)
+                self.path_gradients(base, other, which, &[0.0], &[1.0], first_diff)
                     .await?
                     .weighted_grad,
             );
@@ -487,7 +487,7 @@ pub trait Engine {
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
         first_diff: usize,
     ) -> Result<Vec<f32>>;
@@ -495,7 +495,7 @@ pub trait Engine {
         &self,
         base: &Self::Run,
         other: &Self::Run,
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
         first_diff: usize,
@@ -503,13 +503,13 @@ pub trait Engine {
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>>;
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, Self::Run>],
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>>;
@@ -585,56 +585,56 @@ impl<B: Compute> Engine for B {
         &self,
         base: &B::Run,
         other: &B::Run,
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
         first_diff: usize,
     ) -> Result<Vec<f32>> {
         let cfg = Compute::config(self);
-        check_sweep(cfg, base, other, site, first_diff)?;
-        check_components(cfg, site, &components)?;
-        Compute::patch_metrics(self, base, other, site, components, first_diff).await
+        check_sweep(cfg, base, other, which, first_diff)?;
+        check_components(cfg, which, &components)?;
+        Compute::patch_metrics(self, base, other, which, components, first_diff).await
     }
 
     async fn path_gradients(
         &self,
         base: &B::Run,
         other: &B::Run,
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
         first_diff: usize,
     ) -> Result<PathGrads> {
-        check_sweep(Compute::config(self), base, other, site, first_diff)?;
+        check_sweep(Compute::config(self), base, other, which, first_diff)?;
         check_path(alphas, weights)?;
-        Compute::path_gradients(self, base, other, site, alphas, weights, first_diff).await
+        Compute::path_gradients(self, base, other, which, alphas, weights, first_diff).await
     }
 
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, B::Run>],
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         let cfg = Compute::config(self);
         for p in pairs {
-            check_sweep(cfg, p.base, p.other, site, p.first_diff)?;
+            check_sweep(cfg, p.base, p.other, which, p.first_diff)?;
         }
-        check_components(cfg, site, &components)?;
-        Compute::patch_metrics_group(self, pairs, site, components).await
+        check_components(cfg, which, &components)?;
+        Compute::patch_metrics_group(self, pairs, which, components).await
     }
 
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, B::Run>],
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
         for p in pairs {
-            check_sweep(Compute::config(self), p.base, p.other, site, p.first_diff)?;
+            check_sweep(Compute::config(self), p.base, p.other, which, p.first_diff)?;
         }
         check_path(alphas, weights)?;
-        Compute::path_gradients_group(self, pairs, site, alphas, weights).await
+        Compute::path_gradients_group(self, pairs, which, alphas, weights).await
     }
 
     async fn base_gradients(
@@ -644,11 +644,11 @@ impl<B: Compute> Engine for B {
         component: Component,
         first_diff: usize,
     ) -> Result<Vec<Array>> {
-        let site = LayerComponents {
+        let which = LayerComponents {
             layer: 0,
             component,
         };
-        check_sweep(Compute::config(self), base, other, site, first_diff)?;
+        check_sweep(Compute::config(self), base, other, which, first_diff)?;
         Compute::base_gradients(self, base, other, component, first_diff).await
     }
 

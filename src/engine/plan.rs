@@ -49,10 +49,10 @@ pub enum Start {
 impl Start {
     /// The residual stream a site adds to: heads add `attn_out` to
     /// resid_mid, neurons (through W_out) `mlp_out` to resid_post.
-    pub fn of(site: LayerComponents) -> Start {
-        match site.component {
-            Component::Heads => Start::Mid(site.layer),
-            Component::Neurons => Start::Post(site.layer),
+    pub fn of(which: LayerComponents) -> Start {
+        match which.component {
+            Component::Heads => Start::Mid(which.layer),
+            Component::Neurons => Start::Post(which.layer),
         }
     }
 

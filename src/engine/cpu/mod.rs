@@ -294,23 +294,23 @@ impl Compute for CpuEngine {
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
         first_diff: usize,
     ) -> Result<Vec<f32>> {
-        self.sweep_patches(base, other, site, components, first_diff)
+        self.sweep_patches(base, other, which, components, first_diff)
     }
 
     async fn path_gradients(
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
         first_diff: usize,
     ) -> Result<PathGrads> {
-        self.sweep_path(base, other, site, alphas, weights, first_diff)
+        self.sweep_path(base, other, which, alphas, weights, first_diff)
     }
 
     async fn base_gradients(

@@ -131,24 +131,24 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         comps: Range<usize>,
         first_diff: usize,
     ) -> Result<Tensor> {
-        let hook = site.component.hook(site.layer);
+        let hook = which.component.hook(which.layer);
         let (a, b) = (base.hook(&hook)?, other.hook(&hook)?);
         let t = a.dim(0)?;
         let diff = (b.narrow(0, first_diff, t - first_diff)?
             - a.narrow(0, first_diff, t - first_diff)?)?;
         let k = comps.len();
-        match site.component {
+        match which.component {
             // [n, heads, d] → [k, n, d]
             Component::Heads => Ok(diff
                 .narrow(1, comps.start, k)?
                 .transpose(0, 1)?
                 .contiguous()?),
             Component::Neurons => {
-                let w = self.blocks[site.layer]
+                let w = self.blocks[which.layer]
                     .mlp_proj_w
                     .narrow(0, comps.start, k)?; // [k, d]
                 let dpost = diff.narrow(1, comps.start, k)?.t()?.contiguous()?; // [k, n]
@@ -162,10 +162,10 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         first_diff: usize,
     ) -> Result<Tensor> {
-        let hook = site.component.out_hook(site.layer);
+        let hook = which.component.out_hook(which.layer);
         let (a, b) = (base.hook(&hook)?, other.hook(&hook)?);
         let t = a.dim(0)?;
         Ok(
@@ -174,13 +174,13 @@ impl CpuEngine {
         )
     }
 
-    /// `Compute::patch_metrics`: the tails of `components` patched at `site`,
+    /// `Compute::patch_metrics`: the tails of `components` patched at `which`,
     /// `CPU_ROWS_PER_PASS` rows a pass.
     pub(super) fn sweep_patches(
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
         first_diff: usize,
     ) -> Result<Vec<f32>> {
@@ -190,9 +190,9 @@ impl CpuEngine {
         let mut c = components.start;
         while c < components.end {
             let k = per_pass.min(components.end - c);
-            let delta = self.component_deltas(base, other, site, c..c + k, first_diff)?;
-            let x = self.start_rows(base, Start::of(site), first_diff, &delta)?;
-            let run = self.tail(base, Start::of(site), first_diff, x, false)?;
+            let delta = self.component_deltas(base, other, which, c..c + k, first_diff)?;
+            let x = self.start_rows(base, Start::of(which), first_diff, &delta)?;
+            let run = self.tail(base, Start::of(which), first_diff, x, false)?;
             out.extend(run.metric.to_vec1::<f32>()?);
             c += k;
         }
@@ -205,15 +205,15 @@ impl CpuEngine {
         &self,
         base: &CpuRun,
         other: &CpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
         first_diff: usize,
     ) -> Result<PathGrads> {
         let (t, d) = (base.tokens.len(), self.cfg.d_model);
         let n = t - first_diff;
-        let delta = self.site_delta(base, other, site, first_diff)?; // [n, d]
-        let start = Start::of(site);
+        let delta = self.site_delta(base, other, which, first_diff)?; // [n, d]
+        let start = Start::of(which);
         let per_pass = (CPU_ROWS_PER_PASS / n).max(1);
         let mut metrics = Vec::with_capacity(alphas.len());
         let mut grad = Tensor::zeros((n, d), DType::F32, &Device::Cpu)?;
@@ -233,9 +233,9 @@ impl CpuEngine {
             grad = (grad + g.broadcast_mul(&w)?.sum(0)?)?;
         }
         // ∂m/∂hook_post = ∂m/∂mlp_out · W_outᵀ; ∂m/∂hook_result[:, h] = ∂m/∂attn_out
-        let grad = match site.component {
+        let grad = match which.component {
             Component::Heads => grad,
-            Component::Neurons => matmul_rows_t(&grad, &self.blocks[site.layer].mlp_proj_w)?,
+            Component::Neurons => matmul_rows_t(&grad, &self.blocks[which.layer].mlp_proj_w)?,
         };
         let grad = grad.pad_with_zeros(0, first_diff, 0)?;
         Ok(PathGrads {

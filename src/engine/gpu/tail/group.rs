@@ -75,19 +75,19 @@ impl GpuEngine {
         Ok(Stacked { qkv, readout })
     }
 
-    /// Where a group's tails at `site` start, stacked: the residual stream
+    /// Where a group's tails at `which` start, stacked: the residual stream
     /// the site adds to (resid_mid for heads, resid_post for neurons), and
     /// the base and the other runs' activation `act`.
     fn stack_site<'a>(
         &self,
         enc: &mut Enc,
         group: &[RunPair<'a>],
-        site: LayerComponents,
+        which: LayerComponents,
         t: usize,
         act: SiteAct,
     ) -> Result<SiteStack> {
-        let l = site.layer;
-        let resid: Act = match site.component {
+        let l = which.layer;
+        let resid: Act = match which.component {
             Component::Heads => |b| &b.resid_mid,
             Component::Neurons => |b| &b.resid_post,
         };
@@ -102,19 +102,19 @@ impl GpuEngine {
         })
     }
 
-    /// Metrics of every pair's base run with each component of `site` in
+    /// Metrics of every pair's base run with each component of `which` in
     /// `comps` patched from its other run, one tail per (pair, component).
     /// The pairs (all of token length t) share passes; rows start at first_diff, the
     /// earliest first differing position of the group.
     pub(in crate::engine::gpu) async fn sweep_patches(
         &self,
         group: &[RunPair<'_>],
-        site: LayerComponents,
+        which: LayerComponents,
         comps: Range<usize>,
         win: Window,
     ) -> Result<Vec<Vec<f32>>> {
         self.in_parts(group, comps.len(), win, false, async |part| {
-            self.patch_part(part, site, comps.clone(), win).await
+            self.patch_part(part, which, comps.clone(), win).await
         })
         .await
     }
@@ -155,19 +155,19 @@ impl GpuEngine {
     async fn patch_part(
         &self,
         part: Part<'_, '_>,
-        site: LayerComponents,
+        which: LayerComponents,
         comps: Range<usize>,
         win: Window,
     ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
         let (d, n, pairs) = (c.d_model, win.n(), part.group.len());
-        let plan = TailPlan::new(Start::of(site), c.n_layers);
+        let plan = TailPlan::new(Start::of(which), c.n_layers);
         let per = (part.cap / pairs).min(comps.len()).max(1);
         let metrics = self.gpu.buffer(pairs * comps.len(), "metrics")?;
         let mut enc = Enc::new(&self.gpu);
-        let base = self.stacked(&mut enc, part.group, win.t, site.layer + 1)?;
+        let base = self.stacked(&mut enc, part.group, win.t, which.layer + 1)?;
         // the components' own activations: hook_result or hook_post
-        let act = match site.component {
+        let act = match which.component {
             Component::Heads => SiteAct {
                 get: |b| &b.result,
                 len: win.t * c.n_heads * d,
@@ -177,19 +177,19 @@ impl GpuEngine {
                 len: win.t * c.d_mlp,
             },
         };
-        let stack = self.stack_site(&mut enc, part.group, site, win.t, act)?;
+        let stack = self.stack_site(&mut enc, part.group, which, win.t, act)?;
         let x = &part.ws.x[0];
         let chunks = chunks(comps.len(), per);
         for ch in &chunks {
             let b = Batch::new(pairs, ch.len, n, d, win.first_diff);
             let patched = Patched {
                 first: comps.start + ch.first,
-                per_layer: site.component.count(c),
+                per_layer: which.component.count(c),
             };
-            match site.component {
+            match which.component {
                 Component::Heads => enc.patch_heads(b, patched, &stack, x),
                 Component::Neurons => {
-                    let w_out = &self.w.blocks[site.layer].mlp_proj.w;
+                    let w_out = &self.w.blocks[which.layer].mlp_proj.w;
                     enc.patch_neurons(b, patched, &stack, w_out, x)
                 }
             }
@@ -216,12 +216,12 @@ impl GpuEngine {
     pub(in crate::engine::gpu) async fn sweep_path(
         &self,
         group: &[RunPair<'_>],
-        site: LayerComponents,
+        which: LayerComponents,
         path: Path<'_>,
         win: Window,
     ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
         self.in_parts(group, path.alphas.len(), win, true, async |part| {
-            self.path_part(part, site, path, win).await
+            self.path_part(part, which, path, win).await
         })
         .await
     }
@@ -229,14 +229,14 @@ impl GpuEngine {
     async fn path_part(
         &self,
         part: Part<'_, '_>,
-        site: LayerComponents,
+        which: LayerComponents,
         path: Path<'_>,
         win: Window,
     ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
         let c = &self.cfg;
         let (d, n, pairs) = (c.d_model, win.n(), part.group.len());
         let items = path.alphas.len();
-        let plan = TailPlan::new(Start::of(site), c.n_layers);
+        let plan = TailPlan::new(Start::of(which), c.n_layers);
         let per = (part.cap / pairs).min(items).max(1);
         let g = &self.gpu;
         let metrics = g.buffer(pairs * items, "metrics")?;
@@ -245,9 +245,9 @@ impl GpuEngine {
         let grad = g.buffer(pairs * n * d, "weighted gradient")?;
         let mut enc = Enc::new(g);
         enc.clear(&grad);
-        let base = self.stacked(&mut enc, part.group, win.t, site.layer + 1)?;
+        let base = self.stacked(&mut enc, part.group, win.t, which.layer + 1)?;
         // the site's whole contribution: attn_out or mlp_out
-        let get: Act = match site.component {
+        let get: Act = match which.component {
             Component::Heads => |b| &b.attn_out,
             Component::Neurons => |b| &b.mlp_out,
         };
@@ -255,7 +255,7 @@ impl GpuEngine {
             get,
             len: win.t * d,
         };
-        let stack = self.stack_site(&mut enc, part.group, site, win.t, act)?;
+        let stack = self.stack_site(&mut enc, part.group, which, win.t, act)?;
         let chunks = chunks(items, per);
         for ch in &chunks {
             let b = Batch::new(pairs, ch.len, n, d, win.first_diff);
@@ -270,12 +270,12 @@ impl GpuEngine {
             let gx = self.encode_tail_backward(&mut enc, &pass, &mut |_, _, _| {});
             enc.weighted_sum(gx, b, At::new(&weight_buf, ch.first), &grad);
         }
-        let (out, width) = match site.component {
+        let (out, width) = match which.component {
             Component::Heads => (grad, d),
             Component::Neurons => {
                 // ∂m/∂hook_post = ∂m/∂mlp_out · W_outᵀ
                 let gp = g.buffer(pairs * n * c.d_mlp, "weighted gradient")?;
-                let w_out = &self.w.blocks[site.layer].mlp_proj;
+                let w_out = &self.w.blocks[which.layer].mlp_proj;
                 enc.linear_backward(&grad, pairs * n, w_out, &gp);
                 (gp, c.d_mlp)
             }
