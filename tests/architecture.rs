@@ -188,9 +188,19 @@ fn no_two_public_types_share_a_name() {
 }
 
 /// The names only `engine` and `app` may use: the backends' modules and
-/// types, and `Compute`, whose calls skip the engine's checks. Everything
-/// else holds an `Engine` (an `app::AnyEngine`), checked once.
-const BACKEND_NAMES: &[&str] = &["CpuEngine", "GpuEngine", "CpuRun", "GpuRun", "Compute"];
+/// types (their runs and graph runs), and `Compute` and `GraphCompute`,
+/// whose calls skip the engine's checks. Everything else holds an `Engine`
+/// and `GraphPasses` (an `app::AnyEngine`), checked once.
+const BACKEND_NAMES: &[&str] = &[
+    "CpuEngine",
+    "GpuEngine",
+    "CpuRun",
+    "GpuRun",
+    "CpuGraphRun",
+    "GpuGraphRun",
+    "Compute",
+    "GraphCompute",
+];
 
 /// The backend names a source text uses outside comments.
 fn backend_names(text: &str) -> BTreeSet<String> {
@@ -232,9 +242,9 @@ fn only_engine_and_app_name_a_backend() {
     // the scanner sees what it is meant to see
     assert_eq!(
         backend_names(
-            "use crate::engine::cpu::{CpuEngine, X}; // GpuEngine\nfn f(e: &impl Compute) {}"
+            "use crate::engine::cpu::{CpuEngine, X}; // GpuEngine\nfn f(e: &impl Compute, g: &impl GraphCompute) {}"
         ),
-        ["CpuEngine", "Compute", "engine::cpu"]
+        ["CpuEngine", "Compute", "GraphCompute", "engine::cpu"]
             .iter()
             .map(|s| s.to_string())
             .collect()

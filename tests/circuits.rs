@@ -43,25 +43,21 @@ fn exact_edge_patching_equals_the_naive_loop() {
     };
     let fast = scores(&host, std::slice::from_ref(&p), &opts);
     let fast = &fast.scores[&EdgeMethod::Exact];
-    let runs = PairRuns::new(&host, &p, false).unwrap();
+    let runs = block_on(PairRuns::new(&host, &p, false)).unwrap();
     let nb = layout.n_backward();
     let mut worst = 0f32;
     for e in layout.edges() {
         let mut patched = vec![0f32; layout.n_forward() * nb];
         patched[e.from * nb + e.to] = 1.0;
-        let m = host
-            .graph_forward(
-                &p.clean,
-                &p.metric,
-                GraphPass {
-                    patch: Some(EdgePatch {
-                        values: runs.corrupt.outputs(),
-                        first_diff: 0,
-                        patched: &patched,
-                    }),
-                    ..GraphPass::default()
-                },
-            )
+        let pass = GraphPass {
+            patch: Some(EdgePatch {
+                values: runs.corrupt.outputs(),
+                first_diff: 0,
+                patched: &patched,
+            }),
+            ..GraphPass::default()
+        };
+        let m = block_on(host.graph_forward(&p.clean, &p.metric, pass))
             .unwrap()
             .metric();
         worst = worst.max((fast[e.from * nb + e.to] - (m - runs.clean.metric())).abs());
@@ -73,8 +69,13 @@ fn exact_edge_patching_equals_the_naive_loop() {
 fn the_full_circuit_is_the_clean_run_and_the_empty_one_the_corrupt_run() {
     let (host, p) = setup();
     let layout = GraphLayout::new(&MODEL_B.1.config());
-    let runs = FaithRuns::new(&host, std::slice::from_ref(&p), Ablation::Patching).unwrap();
-    let own = PairRuns::new(&host, &p, false).unwrap();
+    let runs = block_on(FaithRuns::new(
+        &host,
+        std::slice::from_ref(&p),
+        Ablation::Patching,
+    ))
+    .unwrap();
+    let own = block_on(PairRuns::new(&host, &p, false)).unwrap();
     let nb = layout.n_backward();
     let mut all = Circuit {
         edges: vec![false; layout.n_forward() * nb],
@@ -83,13 +84,13 @@ fn the_full_circuit_is_the_clean_run_and_the_empty_one_the_corrupt_run() {
     for e in layout.edges() {
         all.edges[e.from * nb + e.to] = true;
     }
-    let f = faithfulness(&host, &runs, &all, layout.n_edges()).unwrap();
+    let f = block_on(faithfulness(&host, &runs, &all, layout.n_edges())).unwrap();
     assert!((f.metric - own.clean.metric()).abs() < 1e-5, "{f:?}");
     let none = Circuit {
         edges: vec![false; layout.n_forward() * nb],
         nodes: vec![false; layout.n_forward()],
     };
-    let f = faithfulness(&host, &runs, &none, 0).unwrap();
+    let f = block_on(faithfulness(&host, &runs, &none, 0)).unwrap();
     assert!((f.metric - own.corrupt.metric()).abs() < 1e-4, "{f:?}");
     assert!(f.faithfulness.abs() < 1e-3, "{f:?}");
 }
@@ -111,14 +112,14 @@ fn eap_of_the_swapped_pair_is_minus_delta_times_the_corrupt_runs_gradient() {
     let b = scores(&host, &[swapped], &opts);
     let layout = &b.layout;
     let (nf, nb) = (layout.n_forward(), layout.n_backward());
-    let runs = PairRuns::new(&host, &p, true).unwrap();
+    let runs = block_on(PairRuns::new(&host, &p, true)).unwrap();
     assert!(
         (b.clean - runs.corrupt.metric()).abs() < 1e-6
             && (b.corrupt - runs.clean.metric()).abs() < 1e-6
     );
-    let at_corrupt = host
-        .edge_products(&runs.deltas(), runs.corrupt.grads().unwrap(), nf, nb)
-        .unwrap();
+    let at_corrupt =
+        block_on(host.edge_products(&runs.deltas(), runs.corrupt.grads().unwrap(), nf, nb))
+            .unwrap();
     let eap = &b.scores[&EdgeMethod::Eap];
     for e in layout.edges() {
         let i = e.from * nb + e.to;

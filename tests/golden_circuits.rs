@@ -18,6 +18,7 @@ use patchlab::attribution::circuit::{
 };
 use patchlab::attribution::{Pair, Quiet};
 use patchlab::engine::cpu::CpuEngine;
+use patchlab::engine::graph::GraphPasses;
 use patchlab::engine::Engine;
 use patchlab::model::graph::GraphLayout;
 use patchlab::model::random::{random_weights, RandomSpec};
@@ -81,7 +82,13 @@ fn strings(v: &Value) -> BTreeSet<String> {
 }
 
 /// One golden entry (a case or a dataset) against scores computed here.
-fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours: &EdgeScores) {
+fn check_entry(
+    host: &impl GraphPasses,
+    what: &str,
+    entry: &Value,
+    pairs: &[Pair],
+    ours: &EdgeScores,
+) {
     let layout = &ours.layout;
     let golden_names: Vec<String> = entry["edges"]
         .as_array()
@@ -120,7 +127,7 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
         kinds.push(("circuits_mean", Ablation::MeanPositional));
     }
     for (key, ablation) in kinds {
-        let runs = FaithRuns::new(host, pairs, ablation).unwrap();
+        let runs = block_on(FaithRuns::new(host, pairs, ablation)).unwrap();
         for (m, per_how) in entry[key].as_object().unwrap() {
             let m = EdgeMethod::parse(m).unwrap();
             for (how, points) in per_how.as_object().unwrap() {
@@ -140,7 +147,7 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
                         strings(&p["nodes"]),
                         "{at}: nodes"
                     );
-                    let f = faithfulness(host, &runs, &c, n).unwrap();
+                    let f = block_on(faithfulness(host, &runs, &c, n)).unwrap();
                     let want = p["metric"].as_f64().unwrap() as f32;
                     assert!(
                         (f.metric - want).abs() < 1e-4,
@@ -160,8 +167,14 @@ fn check_entry(host: &CpuEngine, what: &str, entry: &Value, pairs: &[Pair], ours
 }
 
 fn check_model(file: &str, spec: &RandomSpec) {
-    let g = load(file);
     let host = CpuEngine::new(spec.config(), random_weights(spec)).unwrap();
+    check_model_on(&host, file, spec);
+}
+
+/// Every golden case and dataset of `file`, computed wholly on `host`
+/// (the graph's passes and exact patching's tails).
+fn check_model_on<E: Engine + GraphPasses>(host: &E, file: &str, spec: &RandomSpec) {
+    let g = load(file);
     let cfg = spec.config();
     let opts = all_methods(&g);
     for (ci, case) in g["cases"].as_array().unwrap().iter().enumerate() {
@@ -173,8 +186,8 @@ fn check_model(file: &str, spec: &RandomSpec) {
             .map(|x| x.as_u64().unwrap() as u32)
             .collect();
         assert_eq!(p.clean, want, "{file} case {ci}");
-        let ours = scores(&host, std::slice::from_ref(&p), &opts);
-        check_entry(&host, &format!("{file} case {ci}"), case, &[p], &ours);
+        let ours = scores(host, std::slice::from_ref(&p), &opts);
+        check_entry(host, &format!("{file} case {ci}"), case, &[p], &ours);
         // the graph file: the reference's layout, read back by the reference's rules
         let layout = &ours.layout;
         let n = case["graph_json_n"].as_u64().unwrap() as usize;
@@ -229,8 +242,8 @@ fn check_model(file: &str, spec: &RandomSpec) {
             .iter()
             .map(|c| pair(&cfg, c))
             .collect();
-        let ours = scores(&host, &pairs, &opts);
-        check_entry(&host, &format!("{file} dataset {di}"), ds, &pairs, &ours);
+        let ours = scores(host, &pairs, &opts);
+        check_entry(host, &format!("{file} dataset {di}"), ds, &pairs, &ours);
     }
 }
 
@@ -242,6 +255,14 @@ fn circuits_match_the_eap_ig_reference_model_a() {
 #[test]
 fn circuits_match_the_eap_ig_reference_model_b() {
     check_model("circuits_model_b.json", &MODEL_B.1);
+}
+
+/// Every method, circuit and faithfulness point wholly on the GPU engine
+/// (its graph passes and tails; lavapipe in CI) against the reference.
+#[test]
+fn gpu_circuits_match_the_eap_ig_reference_model_a() {
+    let (_, gpu) = engines(&MODEL_A.1);
+    check_model_on(&gpu, "circuits_model_a.json", &MODEL_A.1);
 }
 
 /// Exact edge patching's tails on the GPU engine (lavapipe in CI) against the reference.

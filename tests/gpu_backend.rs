@@ -697,3 +697,194 @@ fn timing_gpt2_small_shape() {
         }
     })
 }
+
+/// The edge graph's passes on the GPU against the CPU engine's: the plain
+/// forward with slot gradients, an embedding override, held heads and a
+/// held MLP (no gradient through them), an edge patch from a first
+/// difference > 0, the probability difference's gradient, every kind of
+/// edge perturbation and the edge products.
+#[test]
+fn graph_passes_agree_with_the_cpu() {
+    use patchlab::engine::graph::{EdgePatch, GraphOutputs, GraphPass, GraphPasses, Hold};
+    use patchlab::model::graph::{GraphLayout, Qkv, Slot};
+    let spec = crate::common::golden::MODEL_B.1;
+    let (cpu, gpu) = engines(&spec);
+    let cfg = spec.config();
+    let layout = GraphLayout::new(&cfg);
+    let (nf, nb) = (layout.n_forward(), layout.n_backward());
+    let (t, first_diff) = (9, 3);
+    let (clean, corrupt) = pair(t, first_diff, 11);
+    let d = cfg.d_model;
+    let td = t * d;
+    let metrics = [
+        Metric::logit_diff(clean[1], corrupt[2]),
+        Metric::ProbDiff {
+            above: vec![5, 17, 300],
+            below: vec![9, 40_000],
+        },
+    ];
+    block_on(async {
+        for metric in &metrics {
+            let plain = |grad| GraphPass {
+                grad,
+                ..GraphPass::default()
+            };
+            let c0 = cpu
+                .graph_forward(&clean, metric, plain(true))
+                .await
+                .unwrap();
+            let g0 = gpu
+                .graph_forward(&clean, metric, plain(true))
+                .await
+                .unwrap();
+            let other = cpu
+                .graph_forward(&corrupt, metric, plain(false))
+                .await
+                .unwrap();
+            let check = |what: &str, g: &dyn GraphOutputs, c: &dyn GraphOutputs| {
+                let scale = c.metric().abs().max(1e-3);
+                assert!(
+                    (g.metric() - c.metric()).abs() <= 2e-5 * scale.max(1.0),
+                    "{what}: metric {} vs {}",
+                    g.metric(),
+                    c.metric()
+                );
+                close(g.outputs(), c.outputs(), &format!("{what}: node outputs"));
+                match (g.grads(), c.grads()) {
+                    (Some(a), Some(b)) => {
+                        close(a, b, &format!("{what}: slot gradients"));
+                    }
+                    (None, None) => {}
+                    _ => panic!("{what}: gradients on one engine only"),
+                }
+            };
+            check("plain", &g0, &c0);
+            // EAP-IG's interpolated embedding
+            let embed: Vec<f32> = c0.outputs()[..td]
+                .iter()
+                .zip(&other.outputs()[..td])
+                .map(|(a, b)| 0.3 * a + 0.7 * b)
+                .collect();
+            let with_embed = |embed| GraphPass {
+                embed: Some(embed),
+                grad: true,
+                ..GraphPass::default()
+            };
+            check(
+                "embedding override",
+                &gpu.graph_forward(&clean, metric, with_embed(&embed))
+                    .await
+                    .unwrap(),
+                &cpu.graph_forward(&clean, metric, with_embed(&embed))
+                    .await
+                    .unwrap(),
+            );
+            // EAP-IG-activations' held nodes
+            let heads =
+                layout.forward_index(patchlab::model::graph::Node::Head { layer: 1, head: 0 });
+            let held: Vec<f32> = other.outputs()[heads * td..(heads + cfg.n_heads) * td].to_vec();
+            let mlp = layout.forward_index(patchlab::model::graph::Node::Mlp { layer: 2 });
+            let held_mlp: Vec<f32> = other.outputs()[mlp * td..(mlp + 1) * td].to_vec();
+            for (what, hold) in [
+                (
+                    "held heads",
+                    Hold::Heads {
+                        layer: 1,
+                        values: &held,
+                    },
+                ),
+                (
+                    "held MLP",
+                    Hold::Mlp {
+                        layer: 2,
+                        values: &held_mlp,
+                    },
+                ),
+            ] {
+                let pass = || GraphPass {
+                    hold: Some(hold),
+                    grad: true,
+                    ..GraphPass::default()
+                };
+                check(
+                    what,
+                    &gpu.graph_forward(&clean, metric, pass()).await.unwrap(),
+                    &cpu.graph_forward(&clean, metric, pass()).await.unwrap(),
+                );
+            }
+            // faithfulness: every other edge patched from the first difference on
+            let values: Vec<f32> = other
+                .outputs()
+                .chunks(td)
+                .flat_map(|node| node[first_diff * d..].iter().copied())
+                .collect();
+            let mut patched = vec![0f32; nf * nb];
+            for (i, e) in layout.edges().into_iter().enumerate() {
+                if i % 2 == 0 {
+                    patched[e.from * nb + e.to] = 1.0;
+                }
+            }
+            let pass = || GraphPass {
+                patch: Some(EdgePatch {
+                    values: &values,
+                    first_diff,
+                    patched: &patched,
+                }),
+                ..GraphPass::default()
+            };
+            check(
+                "edge patch",
+                &gpu.graph_forward(&clean, metric, pass()).await.unwrap(),
+                &cpu.graph_forward(&clean, metric, pass()).await.unwrap(),
+            );
+            // exact patching's perturbations of every slot kind
+            let n_u = 4;
+            let deltas: Vec<f32> = (0..n_u * (t - first_diff) * d)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.5)
+                .collect();
+            let mut slots = vec![Slot::Logits, Slot::Mlp { layer: 0 }, Slot::Mlp { layer: 2 }];
+            for qkv in Qkv::ALL {
+                slots.push(Slot::Head {
+                    layer: 1,
+                    head: 0,
+                    qkv,
+                });
+            }
+            for slot in slots {
+                let a = gpu
+                    .edge_perturbations(&g0, slot, first_diff, &deltas)
+                    .await
+                    .unwrap();
+                let b = cpu
+                    .edge_perturbations(&c0, slot, first_diff, &deltas)
+                    .await
+                    .unwrap();
+                close(&a, &b, &format!("perturbations of {slot:?}"));
+            }
+            // EAP's products
+            let delta: Vec<f32> = other
+                .outputs()
+                .iter()
+                .zip(c0.outputs())
+                .map(|(a, b)| a - b)
+                .collect();
+            let grads = c0.grads().unwrap();
+            close(
+                &gpu.edge_products(&delta, grads, nf, nb).await.unwrap(),
+                &cpu.edge_products(&delta, grads, nf, nb).await.unwrap(),
+                "edge products",
+            );
+        }
+        // checked in front of both engines alike
+        let bad = GraphPass {
+            embed: Some(&[1.0; 3]),
+            ..GraphPass::default()
+        };
+        let e = gpu
+            .graph_forward(&clean, &metrics[0], bad)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("embedding override needs"), "{e}");
+    });
+}

@@ -9,7 +9,7 @@ use crate::attribution::circuit::{
 };
 use crate::attribution::{Observer, Pair, Progress};
 use crate::clock::now_ms;
-use crate::engine::cpu::CpuEngine;
+use crate::engine::graph::GraphPasses;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::graph::GraphLayout;
@@ -146,16 +146,17 @@ fn pairs(tok: &Tokenizer, cfg: &crate::model::Config, prompts: &[Prompts]) -> Re
 
 /// Scores the request's pairs, picks the circuit, measures its
 /// faithfulness and every method's curve: the circuit report. `engine`
-/// runs exact patching's tails; `host` the graph's own passes.
-pub async fn run_circuit<E: Engine>(
+/// runs exact patching's tails; `host` the graph's own passes (the front
+/// ends give the same engine for both).
+pub async fn run_circuit<E: Engine, G: GraphPasses>(
     engine: &E,
-    host: &CpuEngine,
+    host: &G,
     model_name: &str,
     tok: &Tokenizer,
     req: &CircuitRequest,
     obs: &mut dyn Observer,
 ) -> Result<CircuitReport> {
-    let cfg = host.config().clone();
+    let cfg = host.graph_config().clone();
     let layout = GraphLayout::new(&cfg);
     let plan = req.plan(&layout)?;
     let pairs = pairs(tok, &cfg, &req.pairs)?;
@@ -164,8 +165,8 @@ pub async fn run_circuit<E: Engine>(
     let scores = score_edges(engine, host, &pairs, &plan.opts, obs).await?;
     timings.insert("scores".to_string(), now_ms() - t0);
     let t1 = now_ms();
-    let runs = FaithRuns::new(host, &pairs, plan.ablation)?;
-    let (circuit, point) = pick(host, &runs, &scores, plan.method, plan.select, plan.edges)?;
+    let runs = FaithRuns::new(host, &pairs, plan.ablation).await?;
+    let (circuit, point) = pick(host, &runs, &scores, plan.method, plan.select, plan.edges).await?;
     let sizes = if plan.curve_points == 0 {
         vec![]
     } else {
@@ -177,7 +178,7 @@ pub async fn run_circuit<E: Engine>(
     for &m in scores.scores.keys() {
         let mut points = Vec::with_capacity(sizes.len());
         for &n in &sizes {
-            points.push(pick(host, &runs, &scores, m, plan.select, n)?.1);
+            points.push(pick(host, &runs, &scores, m, plan.select, n).await?.1);
             done += 1;
             if !obs.progress(&Progress {
                 stage: "circuit: faithfulness curves",
@@ -249,8 +250,8 @@ pub async fn run_circuit<E: Engine>(
 }
 
 /// Selects and evaluates one circuit.
-fn pick(
-    host: &CpuEngine,
+async fn pick(
+    host: &impl GraphPasses,
     runs: &FaithRuns,
     scores: &EdgeScores,
     method: EdgeMethod,
@@ -262,7 +263,7 @@ fn pick(
         .get(&method)
         .ok_or_else(|| Error::Input(format!("the {} scores were not computed", method.name())))?;
     let c = select(&scores.layout, s, how, n)?;
-    let f = faithfulness(host, runs, &c, n)?;
+    let f = faithfulness(host, runs, &c, n).await?;
     Ok((c, f))
 }
 
@@ -341,21 +342,21 @@ pub fn reselect(r: &CircuitReport, method: &str, how: &str, n: usize) -> Result<
 
 /// [`reselect`] with the faithfulness of the new circuit, on the loaded
 /// model (the Circuit tab's slider).
-pub fn reevaluate(
-    host: &CpuEngine,
+pub async fn reevaluate(
+    host: &impl GraphPasses,
     tok: &Tokenizer,
     r: &CircuitReport,
     method: &str,
     how: &str,
     n: usize,
 ) -> Result<CircuitChoice> {
-    let cfg = host.config();
+    let cfg = host.graph_config();
     let layout = GraphLayout::new(cfg);
     let method = EdgeMethod::parse(method)?;
     let scores = report_scores(&layout, r, method)?;
     let pairs = pairs(tok, cfg, &r.pairs)?;
-    let runs = FaithRuns::new(host, &pairs, r.settings.ablation)?;
-    let (c, point) = pick(host, &runs, &scores, method, Select::parse(how)?, n)?;
+    let runs = FaithRuns::new(host, &pairs, r.settings.ablation).await?;
+    let (c, point) = pick(host, &runs, &scores, method, Select::parse(how)?, n).await?;
     Ok(choice(&layout, &c, point))
 }
 
@@ -399,23 +400,23 @@ pub fn graph_file(r: &CircuitReport, method: EdgeMethod, picked: &[usize]) -> Re
 /// (`Graph.to_json`, from the lab or from EAP-IG) marks in_graph, pruned
 /// as the reference's `evaluate_graph` prunes it. Refuses a file of another
 /// model shape.
-pub fn evaluate_graph_file(
-    host: &CpuEngine,
+pub async fn evaluate_graph_file(
+    host: &impl GraphPasses,
     tok: &Tokenizer,
     prompts: &[Prompts],
     text: &str,
     ablation: Ablation,
 ) -> Result<FaithPoint> {
-    let cfg = host.config();
+    let cfg = host.graph_config();
     let layout = GraphLayout::new(cfg);
     let (_, in_graph) = read_reference_graph_json(&layout, cfg.d_model, text)?;
     let pairs = pairs(tok, cfg, prompts)?;
-    let runs = FaithRuns::new(host, &pairs, ablation)?;
+    let runs = FaithRuns::new(host, &pairs, ablation).await?;
     let mut c = Circuit {
         edges: dense(&layout, &in_graph, false),
         nodes: vec![false; layout.n_forward()],
     };
     let n = c.n_edges();
     crate::attribution::circuit::select::prune(&layout, &mut c);
-    faithfulness(host, &runs, &c, n)
+    faithfulness(host, &runs, &c, n).await
 }

@@ -3,13 +3,15 @@
 //! `Engine` interface) and [`Engines`] (the browser lab's CPU engine with a
 //! WebGPU engine started on first use, and its fallbacks).
 
-use crate::engine::cpu::{CpuEngine, CpuRun};
-use crate::engine::gpu::{GpuEngine, GpuOptions, GpuRun};
+use crate::engine::cpu::{CpuEngine, CpuGraphRun, CpuRun};
+use crate::engine::gpu::{GpuEngine, GpuGraphRun, GpuOptions, GpuRun};
+use crate::engine::graph::{GraphCompute, GraphOutputs, GraphPass};
 use crate::engine::{
     Array, Component, Compute, HeadWeights, LayerComponents, Metric, PathGrads, Replacement,
     RunInfo, Start, SweepPair,
 };
 use crate::error::{Error, Result};
+use crate::model::graph::Slot;
 use crate::model::Config;
 use crate::model::Weights;
 use std::cell::RefCell;
@@ -257,6 +259,96 @@ impl RunInfo for AnyRun {
     }
 }
 
+/// A graph run of an [`AnyEngine`]: always of the engine that made it.
+pub enum AnyGraphRun {
+    Cpu(CpuGraphRun),
+    Gpu(GpuGraphRun),
+}
+
+impl GraphOutputs for AnyGraphRun {
+    fn metric(&self) -> f32 {
+        match self {
+            AnyGraphRun::Cpu(r) => r.metric(),
+            AnyGraphRun::Gpu(r) => r.metric(),
+        }
+    }
+    fn outputs(&self) -> &[f32] {
+        match self {
+            AnyGraphRun::Cpu(r) => r.outputs(),
+            AnyGraphRun::Gpu(r) => r.outputs(),
+        }
+    }
+    fn grads(&self) -> Option<&[f32]> {
+        match self {
+            AnyGraphRun::Cpu(r) => r.grads(),
+            AnyGraphRun::Gpu(r) => r.grads(),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            AnyGraphRun::Cpu(r) => r.len(),
+            AnyGraphRun::Gpu(r) => r.len(),
+        }
+    }
+}
+
+/// The graph's passes on the engine held; checked once in front
+/// (`GraphPasses`), as `Compute`'s calls are.
+impl GraphCompute for AnyEngine {
+    type GraphRun = AnyGraphRun;
+
+    fn graph_config(&self) -> &Config {
+        dispatch!(self, e => GraphCompute::graph_config(&**e))
+    }
+
+    async fn graph_forward(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        pass: GraphPass<'_>,
+    ) -> Result<AnyGraphRun> {
+        Ok(match self {
+            AnyEngine::Cpu(e) => {
+                AnyGraphRun::Cpu(GraphCompute::graph_forward(&**e, tokens, metric, pass).await?)
+            }
+            AnyEngine::Gpu(e) => {
+                AnyGraphRun::Gpu(GraphCompute::graph_forward(&**e, tokens, metric, pass).await?)
+            }
+        })
+    }
+
+    async fn edge_perturbations(
+        &self,
+        run: &AnyGraphRun,
+        slot: Slot,
+        first_diff: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>> {
+        match (self, run) {
+            (AnyEngine::Cpu(e), AnyGraphRun::Cpu(r)) => {
+                GraphCompute::edge_perturbations(&**e, r, slot, first_diff, deltas).await
+            }
+            (AnyEngine::Gpu(e), AnyGraphRun::Gpu(r)) => {
+                GraphCompute::edge_perturbations(&**e, r, slot, first_diff, deltas).await
+            }
+            _ => Err(Error::Backend(
+                "a graph run of one engine was given to the other: runs of two engines were mixed"
+                    .into(),
+            )),
+        }
+    }
+
+    async fn edge_products(
+        &self,
+        deltas: &[f32],
+        grads: &[f32],
+        nf: usize,
+        nb: usize,
+    ) -> Result<Vec<f32>> {
+        dispatch!(self, e => GraphCompute::edge_products(&**e, deltas, grads, nf, nb).await)
+    }
+}
+
 /// Unchecked delegation: `Engine`'s checks run once, in front of `AnyEngine`.
 impl Compute for AnyEngine {
     type Run = AnyRun;
@@ -292,12 +384,12 @@ impl Compute for AnyEngine {
         &self,
         base: &AnyRun,
         other: &AnyRun,
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
         first_diff: usize,
     ) -> Result<Vec<f32>> {
         dispatch!(self, e => {
-            Compute::patch_metrics(&**e, of(base)?, of(other)?, site, components, first_diff).await
+            Compute::patch_metrics(&**e, of(base)?, of(other)?, which, components, first_diff).await
         })
     }
 
@@ -305,36 +397,36 @@ impl Compute for AnyEngine {
         &self,
         base: &AnyRun,
         other: &AnyRun,
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
         first_diff: usize,
     ) -> Result<PathGrads> {
         dispatch!(self, e => {
-            Compute::path_gradients(&**e, of(base)?, of(other)?, site, alphas, weights, first_diff).await
+            Compute::path_gradients(&**e, of(base)?, of(other)?, which, alphas, weights, first_diff).await
         })
     }
 
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, AnyRun>],
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         dispatch!(self, e => {
-            Compute::patch_metrics_group(&**e, &sweeps(pairs)?, site, components).await
+            Compute::patch_metrics_group(&**e, &sweeps(pairs)?, which, components).await
         })
     }
 
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, AnyRun>],
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
         dispatch!(self, e => {
-            Compute::path_gradients_group(&**e, &sweeps(pairs)?, site, alphas, weights).await
+            Compute::path_gradients_group(&**e, &sweeps(pairs)?, which, alphas, weights).await
         })
     }
 
@@ -465,7 +557,8 @@ impl Engines {
         AnyEngine::Cpu(self.cpu.clone())
     }
 
-    /// The CPU engine itself (the circuits' graph passes run on it).
+    /// The CPU engine itself (the Circuit tab's slider re-evaluates
+    /// faithfulness on it).
     pub fn cpu_engine(&self) -> Rc<CpuEngine> {
         self.cpu.clone()
     }
@@ -615,12 +708,12 @@ mod tests {
         let run = pollster::block_on(any.run(&tokens, &metric)).unwrap();
         let want = pollster::block_on(direct.run(&tokens, &metric)).unwrap();
         assert_eq!(any.metric(&run).to_bits(), direct.metric(&want).to_bits());
-        let site = LayerComponents {
+        let which = LayerComponents {
             layer: 0,
             component: Component::Heads,
         };
-        let got = pollster::block_on(any.patch_metrics(&run, &run, site, 0..2, 0)).unwrap();
-        let want = pollster::block_on(direct.patch_metrics(&want, &want, site, 0..2, 0)).unwrap();
+        let got = pollster::block_on(any.patch_metrics(&run, &run, which, 0..2, 0)).unwrap();
+        let want = pollster::block_on(direct.patch_metrics(&want, &want, which, 0..2, 0)).unwrap();
         assert_eq!(got, want);
     }
 

@@ -57,8 +57,8 @@ impl Session {
         engine
     }
 
-    /// The circuit report of the request's pairs: exact patching's tails on
-    /// the request's engine, the graph's own passes on the CPU engine.
+    /// The circuit report of the request's pairs on the request's engine
+    /// (exact patching's tails and the graph's own passes).
     pub async fn circuit(
         &self,
         req: &CircuitRequest,
@@ -66,13 +66,12 @@ impl Session {
     ) -> Result<CircuitReport> {
         let backend = Backend::parse(req.backend.as_deref().unwrap_or("auto"))?;
         let engine = self.engine(backend, obs).await;
-        let host = self.engines.cpu_engine();
-        run_circuit(&engine, &host, &self.name, &self.tokenizer, req, obs).await
+        run_circuit(&engine, &engine, &self.name, &self.tokenizer, req, obs).await
     }
 
     /// The circuit of `n` edges that a circuit report's `method` scores
     /// select, with its faithfulness on this model (the Circuit tab's slider).
-    pub fn reevaluate_circuit(
+    pub async fn reevaluate_circuit(
         &self,
         report: &CircuitReport,
         method: &str,
@@ -80,7 +79,7 @@ impl Session {
         n: usize,
     ) -> Result<CircuitChoice> {
         let host = self.engines.cpu_engine();
-        reevaluate(&host, &self.tokenizer, report, method, select, n)
+        reevaluate(&*host, &self.tokenizer, report, method, select, n).await
     }
 
     /// The report of the request's one pair.

@@ -10,10 +10,15 @@
 //! that runs them. The 32,491 tails of exact edge patching run on any
 //! [`Engine`](super::Engine) (`resid_metrics`), from the perturbations
 //! [`GraphPasses::edge_perturbations`] builds.
+//!
+//! As with [`Engine`](super::Engine) and [`Compute`](super::Compute), a
+//! backend implements [`GraphCompute`] (it only computes) and everything
+//! else calls [`GraphPasses`], whose blanket impl checks each call once.
 
+use super::checks::{check_layer, check_tokens};
 use super::Metric;
-use crate::error::Result;
-use crate::model::graph::Slot;
+use crate::error::{Error, Result};
+use crate::model::graph::{GraphLayout, Slot};
 use crate::model::Config;
 
 /// The edges whose source's output is replaced, in a [`GraphPasses::graph_forward`].
@@ -70,9 +75,40 @@ pub trait GraphOutputs {
     }
 }
 
-/// An engine that runs the edge graph's passes. Synchronous: only the CPU
-/// engine implements it so far (a WebGPU implementation would make these
-/// async, as [`Engine`](super::Engine)'s calls are).
+/// What a backend implements for the graph's passes; the methods' meaning
+/// is documented on [`GraphPasses`], which checks every call before it
+/// reaches a backend. Async because the WebGPU backend in the browser may
+/// only wait for the GPU by yielding; the CPU backend's futures are ready
+/// at once.
+#[allow(async_fn_in_trait)]
+pub trait GraphCompute {
+    type GraphRun: GraphOutputs;
+
+    fn graph_config(&self) -> &Config;
+    async fn graph_forward(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        pass: GraphPass<'_>,
+    ) -> Result<Self::GraphRun>;
+    async fn edge_perturbations(
+        &self,
+        run: &Self::GraphRun,
+        slot: Slot,
+        first_diff: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>>;
+    async fn edge_products(
+        &self,
+        deltas: &[f32],
+        grads: &[f32],
+        nf: usize,
+        nb: usize,
+    ) -> Result<Vec<f32>>;
+}
+
+/// The edge graph's passes, checked: what the circuit methods call.
+#[allow(async_fn_in_trait)]
 pub trait GraphPasses {
     type GraphRun: GraphOutputs;
 
@@ -80,8 +116,8 @@ pub trait GraphPasses {
     fn graph_config(&self) -> &Config;
 
     /// The forward pass of `tokens` over the edge graph, changed as `pass`
-    /// says; checks its own arguments.
-    fn graph_forward(
+    /// says.
+    async fn graph_forward(
         &self,
         tokens: &[u32],
         metric: &Metric,
@@ -99,7 +135,7 @@ pub trait GraphPasses {
     /// - an MLP's input: mlp(x + Δ) − mlp(x), [n_u, T − first_diff, d], to
     ///   add to `hook_resid_post`;
     /// - the logits: Δ itself, at the final `hook_resid_post`.
-    fn edge_perturbations(
+    async fn edge_perturbations(
         &self,
         run: &Self::GraphRun,
         slot: Slot,
@@ -110,11 +146,148 @@ pub trait GraphPasses {
     /// s[u, v] = Σ_pos Σ_d Δ_u · g_v for every pair of a node and a slot:
     /// `deltas` [n_forward, T·d], `grads` [n_backward, T·d] → [n_forward,
     /// n_backward].
-    fn edge_products(
+    async fn edge_products(
         &self,
         deltas: &[f32],
         grads: &[f32],
         nf: usize,
         nb: usize,
     ) -> Result<Vec<f32>>;
+}
+
+impl<B: GraphCompute> GraphPasses for B {
+    type GraphRun = B::GraphRun;
+
+    fn graph_config(&self) -> &Config {
+        GraphCompute::graph_config(self)
+    }
+
+    async fn graph_forward(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        pass: GraphPass<'_>,
+    ) -> Result<B::GraphRun> {
+        check_pass(GraphCompute::graph_config(self), tokens, metric, &pass)?;
+        GraphCompute::graph_forward(self, tokens, metric, pass).await
+    }
+
+    async fn edge_perturbations(
+        &self,
+        run: &B::GraphRun,
+        slot: Slot,
+        first_diff: usize,
+        deltas: &[f32],
+    ) -> Result<Vec<f32>> {
+        let cfg = GraphCompute::graph_config(self);
+        check_perturbations(cfg, run.len(), slot, first_diff, deltas)?;
+        GraphCompute::edge_perturbations(self, run, slot, first_diff, deltas).await
+    }
+
+    async fn edge_products(
+        &self,
+        deltas: &[f32],
+        grads: &[f32],
+        nf: usize,
+        nb: usize,
+    ) -> Result<Vec<f32>> {
+        check_products(deltas, grads, nf, nb)?;
+        GraphCompute::edge_products(self, deltas, grads, nf, nb).await
+    }
+}
+
+/// A graph pass's arguments: the prompt, the metric, and the sizes of
+/// everything the pass replaces.
+fn check_pass(cfg: &Config, tokens: &[u32], metric: &Metric, pass: &GraphPass) -> Result<()> {
+    check_tokens(cfg, tokens)?;
+    metric.check(cfg.d_vocab)?;
+    let g = GraphLayout::new(cfg);
+    let (t, d, h) = (tokens.len(), cfg.d_model, cfg.n_heads);
+    if pass.grad && pass.patch.is_some() {
+        return Err(Error::Input(
+            "slot gradients are defined for the unpatched graph only".into(),
+        ));
+    }
+    if let Some(e) = pass.embed {
+        if e.len() != t * d {
+            return Err(Error::Input(format!(
+                "an embedding override needs {t}×{d} values (got {})",
+                e.len()
+            )));
+        }
+    }
+    if let Some(p) = &pass.patch {
+        let (nf, nb) = (g.n_forward(), g.n_backward());
+        let rows = t.saturating_sub(p.first_diff);
+        if rows == 0 || p.values.len() != nf * rows * d || p.patched.len() != nf * nb {
+            return Err(Error::Input(format!(
+                "an edge patch needs {nf}×{rows}×{d} values (rows {}..{t}) and a {nf}×{nb} mask (got {} and {})",
+                p.first_diff,
+                p.values.len(),
+                p.patched.len()
+            )));
+        }
+    }
+    if let Some(hold) = pass.hold {
+        let (layer, values, shape) = match hold {
+            Hold::Heads { layer, values } => (layer, values, vec![h, t, d]),
+            Hold::Mlp { layer, values } => (layer, values, vec![t, d]),
+        };
+        check_layer(cfg, layer)?;
+        let n: usize = shape.iter().product();
+        if values.len() != n {
+            return Err(Error::Input(format!(
+                "held outputs need {shape:?} = {n} values (got {})",
+                values.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Edge perturbations' arguments: a slot of the model, rows to perturb,
+/// whole [n_u, T − first_diff, d] deltas.
+fn check_perturbations(
+    cfg: &Config,
+    t: usize,
+    slot: Slot,
+    first_diff: usize,
+    deltas: &[f32],
+) -> Result<()> {
+    match slot {
+        Slot::Head { layer, head, .. } => {
+            check_layer(cfg, layer)?;
+            if head >= cfg.n_heads {
+                return Err(Error::Input(format!(
+                    "head {head} does not exist (the model has {} heads)",
+                    cfg.n_heads
+                )));
+            }
+        }
+        Slot::Mlp { layer } => check_layer(cfg, layer)?,
+        Slot::Logits => {}
+    }
+    let (n, d) = (t.saturating_sub(first_diff), cfg.d_model);
+    if n == 0 || deltas.is_empty() || !deltas.len().is_multiple_of(n * d) {
+        return Err(Error::Input(format!(
+            "edge perturbations need [n_u, {n}, {d}] deltas (got {} values)",
+            deltas.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Edge products' arguments: [n_forward, k] and [n_backward, k].
+fn check_products(deltas: &[f32], grads: &[f32], nf: usize, nb: usize) -> Result<()> {
+    if nf == 0
+        || nb == 0
+        || deltas.is_empty()
+        || !deltas.len().is_multiple_of(nf)
+        || grads.len() != nb * (deltas.len() / nf)
+    {
+        return Err(Error::Input(
+            "edge products need [n_forward, k] and [n_backward, k]".into(),
+        ));
+    }
+    Ok(())
 }

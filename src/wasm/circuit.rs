@@ -37,20 +37,24 @@ impl Lab {
     /// The circuit of `n` edges that the report's `method` scores select
     /// with `select` ("greedy" or "topn"), pruned, with its faithfulness on
     /// this model: JSON `{edges, nodes, faithfulness: {n, edges, nodes,
-    /// metric, faithfulness}}` (edges index the report's `edges`).
+    /// metric, faithfulness}}` (edges index the report's `edges`), resolved
+    /// by the returned promise.
     pub fn reevaluate_circuit(
         &self,
-        report_json: &str,
-        method: &str,
-        select: &str,
+        report_json: String,
+        method: String,
+        select: String,
         n: usize,
-    ) -> Result<String, JsValue> {
-        let r = CircuitReport::from_json(report_json).map_err(js_err)?;
-        let c = self
-            .session
-            .reevaluate_circuit(&r, method, select, n)
-            .map_err(js_err)?;
-        Ok(json(&c))
+    ) -> Promise {
+        let session = self.session.clone();
+        future_to_promise(async move {
+            let r = CircuitReport::from_json(&report_json).map_err(js_err)?;
+            let c = session
+                .reevaluate_circuit(&r, &method, &select, n)
+                .await
+                .map_err(js_err)?;
+            Ok(JsValue::from_str(&json(&c)))
+        })
     }
 }
 

@@ -270,9 +270,9 @@ impl Rng {
     }
 }
 
-/// Every edge's scores of `pairs` with the CPU engine computing everything.
-pub fn scores(
-    host: &patchlab::engine::cpu::CpuEngine,
+/// Every edge's scores of `pairs` with one engine computing everything.
+pub fn scores<E: patchlab::engine::Engine + patchlab::engine::graph::GraphPasses>(
+    host: &E,
     pairs: &[patchlab::attribution::Pair],
     opts: &patchlab::attribution::circuit::EdgeOptions,
 ) -> patchlab::attribution::circuit::EdgeScores {

@@ -5,7 +5,7 @@
 //!
 //! The graph's small passes (one forward and backward per IG step, one
 //! patched forward per faithfulness point) run on an engine's graph passes
-//! ([`GraphPasses`], `host` below); exact edge patching's tails — one per
+//! ([`GraphPasses`], `host` below, the CPU or the GPU engine); exact edge patching's tails — one per
 //! edge, 32,491 on GPT-2 small — run on the engine in use, batched like
 //! neuron patching (`Engine::resid_metrics`).
 
@@ -74,28 +74,34 @@ pub struct PairRuns<R> {
 
 impl<R: GraphOutputs> PairRuns<R> {
     /// Both runs of a pair (with slot gradients when `grad`).
-    pub fn new<G>(host: &G, pair: &Pair, grad: bool) -> Result<PairRuns<R>>
+    pub async fn new<G>(host: &G, pair: &Pair, grad: bool) -> Result<PairRuns<R>>
     where
         G: GraphPasses<GraphRun = R>,
     {
-        PairRuns::with_grads(host, pair, grad, grad)
+        PairRuns::with_grads(host, pair, grad, grad).await
     }
 
     /// Both runs, each with slot gradients or not.
-    pub fn with_grads<G>(host: &G, pair: &Pair, clean: bool, corrupt: bool) -> Result<PairRuns<R>>
+    pub async fn with_grads<G>(
+        host: &G,
+        pair: &Pair,
+        clean: bool,
+        corrupt: bool,
+    ) -> Result<PairRuns<R>>
     where
         G: GraphPasses<GraphRun = R>,
     {
-        let run = |tokens: &[u32], grad: bool| {
-            let pass = GraphPass {
-                grad,
-                ..GraphPass::default()
-            };
-            host.graph_forward(tokens, &pair.metric, pass)
+        let pass = |grad| GraphPass {
+            grad,
+            ..GraphPass::default()
         };
         Ok(PairRuns {
-            clean: run(&pair.clean, clean)?,
-            corrupt: run(&pair.corrupt, corrupt)?,
+            clean: host
+                .graph_forward(&pair.clean, &pair.metric, pass(clean))
+                .await?,
+            corrupt: host
+                .graph_forward(&pair.corrupt, &pair.metric, pass(corrupt))
+                .await?,
             pair: pair.clone(),
         })
     }
@@ -174,29 +180,32 @@ pub async fn score_edges<E: Engine, G: GraphPasses>(
     let grad_corrupt = has(EdgeMethod::CleanCorrupted);
     for pair in pairs {
         tracker.pause().await?;
-        let runs = PairRuns::with_grads(host, pair, grad_clean, grad_corrupt)?;
+        let runs = PairRuns::with_grads(host, pair, grad_clean, grad_corrupt).await?;
         tracker.advance("edges: clean and corrupt runs", 2)?;
         clean += runs.clean.metric() as f64;
         corrupt += runs.corrupt.metric() as f64;
         let delta = runs.deltas();
         for &method in &opts.methods {
             let s = match method {
-                EdgeMethod::Eap => host.edge_products(&delta, grads(&runs.clean)?, nf, nb)?,
+                EdgeMethod::Eap => {
+                    host.edge_products(&delta, grads(&runs.clean)?, nf, nb)
+                        .await?
+                }
                 EdgeMethod::CleanCorrupted => {
                     let mean: Vec<f32> = grads(&runs.clean)?
                         .iter()
                         .zip(grads(&runs.corrupt)?)
                         .map(|(a, b)| (a + b) / 2.0)
                         .collect();
-                    host.edge_products(&delta, &mean, nf, nb)?
+                    host.edge_products(&delta, &mean, nf, nb).await?
                 }
                 EdgeMethod::EapIg => {
                     let g = ig_input_gradients(host, &runs, opts.steps, &mut tracker).await?;
-                    host.edge_products(&delta, &g, nf, nb)?
+                    host.edge_products(&delta, &g, nf, nb).await?
                 }
                 EdgeMethod::EapIgActivations => {
                     let g = ig_activation_gradients(host, &runs, opts.steps, &mut tracker).await?;
-                    host.edge_products(&delta, &g, nf, nb)?
+                    host.edge_products(&delta, &g, nf, nb).await?
                 }
                 EdgeMethod::Exact => {
                     exact_scores(engine, host, &runs, &delta, &mut tracker).await?
@@ -253,7 +262,11 @@ async fn ig_input_gradients<G: GraphPasses>(
             grad: true,
             ..GraphPass::default()
         };
-        sum.add(&host.graph_forward(&runs.pair.clean, &runs.pair.metric, pass)?)?;
+        sum.add(
+            &host
+                .graph_forward(&runs.pair.clean, &runs.pair.metric, pass)
+                .await?,
+        )?;
         tracker.advance("edges: EAP-IG steps", 1)?;
     }
     Ok(sum.mean())
@@ -318,7 +331,11 @@ async fn ig_activation_gradients<G: GraphPasses>(
                     ..GraphPass::default()
                 },
             };
-            sum.add(&host.graph_forward(&runs.pair.clean, &runs.pair.metric, pass)?)?;
+            sum.add(
+                &host
+                    .graph_forward(&runs.pair.clean, &runs.pair.metric, pass)
+                    .await?,
+            )?;
             tracker.advance("edges: EAP-IG-activations steps", 1)?;
         }
     }
@@ -405,7 +422,9 @@ async fn exact_scores<E: Engine, G: GraphPasses>(
         for u0 in (0..prev).step_by(chunk) {
             let u1 = (u0 + chunk).min(prev);
             tracker.pause().await?;
-            let p = host.edge_perturbations(&runs.clean, slot, first_diff, &rows(u0, u1))?;
+            let p = host
+                .edge_perturbations(&runs.clean, slot, first_diff, &rows(u0, u1))
+                .await?;
             let ms = engine.resid_metrics(&base, start, first_diff, &p).await?;
             debug_assert_eq!(ms.len(), (u1 - u0) * per_node);
             for (i, m) in ms.into_iter().enumerate() {
@@ -445,7 +464,11 @@ struct FaithPair {
 }
 
 impl FaithRuns {
-    pub fn new(host: &impl GraphPasses, pairs: &[Pair], ablation: Ablation) -> Result<FaithRuns> {
+    pub async fn new(
+        host: &impl GraphPasses,
+        pairs: &[Pair],
+        ablation: Ablation,
+    ) -> Result<FaithRuns> {
         check_pairs(pairs)?;
         if ablation == Ablation::MeanPositional && pairs.len() < 2 {
             return Err(Error::Input(
@@ -458,7 +481,7 @@ impl FaithRuns {
         let mut items = Vec::with_capacity(pairs.len());
         let mut sum: Vec<f64> = Vec::new();
         for pair in pairs {
-            let runs = PairRuns::new(host, pair, false)?;
+            let runs = PairRuns::new(host, pair, false).await?;
             let values = match ablation {
                 Ablation::Patching => {
                     let (t, first_diff) = (runs.corrupt.len(), pair.first_diff);
@@ -493,7 +516,7 @@ impl FaithRuns {
 }
 
 /// Runs the circuit's patched forward for every pair.
-pub fn faithfulness(
+pub async fn faithfulness(
     host: &impl GraphPasses,
     runs: &FaithRuns,
     circuit: &Circuit,
@@ -532,7 +555,8 @@ pub fn faithfulness(
             ..GraphPass::default()
         };
         m += host
-            .graph_forward(&r.pair.clean, &r.pair.metric, pass)?
+            .graph_forward(&r.pair.clean, &r.pair.metric, pass)
+            .await?
             .metric() as f64;
         clean += r.clean as f64;
         corrupt += r.corrupt as f64;

@@ -108,13 +108,9 @@ impl Observer for Bar {
     }
 }
 
-/// The CPU engine (the graph's passes) and the engine for the tails: the
-/// lab's `Engines`, so the tails share the CPU engine's weights or start
-/// the GPU engine from them. `--backend gpu` fails when the GPU does.
-fn engines(
-    model: &Path,
-    backend: &str,
-) -> Result<(String, patchlab::model::Tokenizer, Engines, AnyEngine)> {
+/// The engine the circuit computes on (the graph's passes and exact
+/// patching's tails). `--backend gpu` fails when the GPU does.
+fn engine(model: &Path, backend: &str) -> Result<(String, patchlab::model::Tokenizer, AnyEngine)> {
     let Model {
         name,
         config,
@@ -123,19 +119,18 @@ fn engines(
     } = Model::from_dir(model)?;
     let backend = Backend::parse(backend)?;
     let engines = Engines::load(config, weights, backend != Backend::Cpu)?;
-    let (tails, note) = pollster::block_on(engines.get(backend));
+    let (engine, note) = pollster::block_on(engines.get(backend));
     if let Some(fallback) = note {
         if backend == Backend::Gpu {
             return Err(Error::Backend(fallback.unavailable()));
         }
         eprintln!("{fallback}");
     }
-    Ok((name, tokenizer, engines, tails))
+    Ok((name, tokenizer, engine))
 }
 
 pub fn circuit(a: CircuitArgs) -> Result<()> {
-    let (name, tok, engines, engine) = engines(&a.model, &a.backend)?;
-    let host = engines.cpu_engine();
+    let (name, tok, engine) = engine(&a.model, &a.backend)?;
     let pairs = match &a.clean {
         Some(clean) => {
             let need = |v: &Option<String>, flag: &str| {
@@ -166,7 +161,8 @@ pub fn circuit(a: CircuitArgs) -> Result<()> {
     if let Some(path) = &a.graph {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-        let f = evaluate_graph_file(&host, &tok, &pairs, &text, Ablation::parse(&a.ablation)?)
+        let ablation = Ablation::parse(&a.ablation)?;
+        let f = pollster::block_on(evaluate_graph_file(&engine, &tok, &pairs, &text, ablation))
             .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         println!(
             "{}: {} edges, {} nodes after pruning; m(C) {:.4}, faithfulness {:.4}",
@@ -197,7 +193,7 @@ pub fn circuit(a: CircuitArgs) -> Result<()> {
         "{spinner} {msg:32} [{bar:30}] {percent:>3}% elapsed {elapsed} ETA {eta}",
     );
     let mut obs = Bar(bar);
-    let report = pollster::block_on(run_circuit(&engine, &host, &name, &tok, &req, &mut obs))?;
+    let report = pollster::block_on(run_circuit(&engine, &engine, &name, &tok, &req, &mut obs))?;
     obs.0.finish_and_clear();
     write_outputs(out, &report)?;
     print!("{}", summary(&report));

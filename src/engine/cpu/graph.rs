@@ -3,8 +3,8 @@
 
 use super::layers::*;
 use super::{CpuBlock, CpuEngine};
-use crate::engine::graph::{EdgePatch, GraphOutputs, GraphPass, GraphPasses, Hold};
-use crate::engine::{check_tokens, Metric};
+use crate::engine::graph::{EdgePatch, GraphCompute, GraphOutputs, GraphPass, Hold};
+use crate::engine::Metric;
 use crate::error::{Error, Result};
 use crate::model::graph::{GraphLayout, Qkv, Slot};
 use crate::model::Config;
@@ -37,15 +37,8 @@ pub struct CpuGraphRun {
     t: usize,
 }
 
-/// `values` as a tensor of `shape`, or an error naming both sizes.
+/// `values` (checked in front of the backend) as a tensor of `shape`.
 fn sized(values: &[f32], shape: &[usize]) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
-    if values.len() != n {
-        return Err(Error::Input(format!(
-            "held outputs need {shape:?} = {n} values (got {})",
-            values.len()
-        )));
-    }
     Ok(Tensor::from_slice(values, shape, &Device::Cpu)?)
 }
 
@@ -130,14 +123,14 @@ impl PassCtx<'_> {
     }
 }
 
-impl GraphPasses for CpuEngine {
+impl GraphCompute for CpuEngine {
     type GraphRun = CpuGraphRun;
 
     fn graph_config(&self) -> &Config {
         &self.cfg
     }
 
-    fn graph_forward(
+    async fn graph_forward(
         &self,
         tokens: &[u32],
         metric: &Metric,
@@ -149,14 +142,6 @@ impl GraphPasses for CpuEngine {
             hold,
             grad,
         } = pass;
-        // the graph passes are not behind `Engine` yet: they check here
-        check_tokens(&self.cfg, tokens)?;
-        metric.check(self.cfg.d_vocab)?;
-        if grad && patch.is_some() {
-            return Err(Error::Input(
-                "slot gradients are defined for the unpatched graph only".into(),
-            ));
-        }
         let readout = self.readout(metric)?;
         let t = tokens.len();
         let cx = PassCtx {
@@ -204,7 +189,7 @@ impl GraphPasses for CpuEngine {
         })
     }
 
-    fn edge_perturbations(
+    async fn edge_perturbations(
         &self,
         run: &CpuGraphRun,
         slot: Slot,
@@ -213,12 +198,6 @@ impl GraphPasses for CpuEngine {
     ) -> Result<Vec<f32>> {
         let (t, d, h, dh) = (run.t, self.cfg.d_model, self.cfg.n_heads, self.cfg.d_head);
         let n = t - first_diff;
-        if n == 0 || !deltas.len().is_multiple_of(n * d) {
-            return Err(Error::Input(format!(
-                "edge perturbations need [n_u, {n}, {d}] deltas (got {} values)",
-                deltas.len()
-            )));
-        }
         let n_u = deltas.len() / (n * d);
         let dx = Tensor::from_slice(deltas, (n_u, n, d), &Device::Cpu)?;
         let out = match slot {
@@ -295,22 +274,13 @@ impl GraphPasses for CpuEngine {
         Ok(out.flatten_all()?.to_vec1::<f32>()?)
     }
 
-    fn edge_products(
+    async fn edge_products(
         &self,
         deltas: &[f32],
         grads: &[f32],
         nf: usize,
         nb: usize,
     ) -> Result<Vec<f32>> {
-        if nf == 0
-            || nb == 0
-            || !deltas.len().is_multiple_of(nf)
-            || grads.len() != nb * (deltas.len() / nf)
-        {
-            return Err(Error::Input(
-                "edge products need [n_forward, k] and [n_backward, k]".into(),
-            ));
-        }
         let k = deltas.len() / nf;
         let a = Tensor::from_slice(deltas, (nf, k), &Device::Cpu)?;
         let g = Tensor::from_slice(grads, (nb, k), &Device::Cpu)?;
@@ -319,19 +289,12 @@ impl GraphPasses for CpuEngine {
 }
 
 impl CpuEngine {
-    /// An edge patch's values and mask as tensors, their sizes checked.
+    /// An edge patch's values and mask (their sizes checked in front of
+    /// the backend) as tensors.
     fn patch_tensors(&self, p: EdgePatch<'_>, t: usize) -> Result<Patch> {
         let g = GraphLayout::new(&self.cfg);
         let (nf, nb, d) = (g.n_forward(), g.n_backward(), self.cfg.d_model);
-        let rows = t.saturating_sub(p.first_diff);
-        if rows == 0 || p.values.len() != nf * rows * d || p.patched.len() != nf * nb {
-            return Err(Error::Input(format!(
-                "an edge patch needs {nf}×{rows}×{d} values (rows {}..{t}) and a {nf}×{nb} mask (got {} and {})",
-                p.first_diff,
-                p.values.len(),
-                p.patched.len()
-            )));
-        }
+        let rows = t - p.first_diff;
         Ok(Patch {
             values: Tensor::from_slice(p.values, (nf, rows * d), &Device::Cpu)?,
             mask: Tensor::from_slice(p.patched, (nf, nb), &Device::Cpu)?,
@@ -344,10 +307,6 @@ impl CpuEngine {
     fn graph_embed(&self, tokens: &[u32], embed: Option<&[f32]>) -> Result<Tensor> {
         let (t, d) = (tokens.len(), self.cfg.d_model);
         match embed {
-            Some(e) if e.len() != t * d => Err(Error::Input(format!(
-                "an embedding override needs {t}×{d} values (got {})",
-                e.len()
-            ))),
             Some(e) => Ok(Tensor::from_slice(e, (t, d), &Device::Cpu)?),
             None => Ok(self
                 .wte

@@ -13,6 +13,7 @@
 mod context;
 mod faults;
 mod forward;
+mod graph;
 mod ops;
 mod tail;
 mod unembed;
@@ -32,6 +33,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 use wgpu::Buffer;
+
+pub use graph::GpuGraphRun;
 
 /// The largest d_head the attention kernels are compiled for.
 const MAX_D_HEAD: usize = 256;
@@ -381,7 +384,7 @@ impl Compute for GpuEngine {
         &self,
         base: &GpuRun,
         other: &GpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
         first_diff: usize,
     ) -> Result<Vec<f32>> {
@@ -390,14 +393,14 @@ impl Compute for GpuEngine {
             other,
             first_diff,
         };
-        let mut r = self.patch_metrics_group(&[pair], site, components).await?;
+        let mut r = self.patch_metrics_group(&[pair], which, components).await?;
         Ok(r.pop().expect("one pair"))
     }
 
     async fn patch_metrics_group(
         &self,
         pairs: &[SweepPair<'_, GpuRun>],
-        site: LayerComponents,
+        which: LayerComponents,
         components: Range<usize>,
     ) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); pairs.len()];
@@ -407,7 +410,7 @@ impl Compute for GpuEngine {
         for set in share_passes(pairs) {
             let (group, win) = run_pairs(pairs, &set);
             let r = self
-                .sweep_patches(&group, site, components.clone(), win)
+                .sweep_patches(&group, which, components.clone(), win)
                 .await?;
             for (&i, m) in set.iter().zip(r) {
                 out[i] = m;
@@ -420,7 +423,7 @@ impl Compute for GpuEngine {
         &self,
         base: &GpuRun,
         other: &GpuRun,
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
         first_diff: usize,
@@ -431,7 +434,7 @@ impl Compute for GpuEngine {
             first_diff,
         };
         let mut r = self
-            .path_gradients_group(&[pair], site, alphas, weights)
+            .path_gradients_group(&[pair], which, alphas, weights)
             .await?;
         Ok(r.pop().expect("one pair"))
     }
@@ -439,11 +442,11 @@ impl Compute for GpuEngine {
     async fn path_gradients_group(
         &self,
         pairs: &[SweepPair<'_, GpuRun>],
-        site: LayerComponents,
+        which: LayerComponents,
         alphas: &[f32],
         weights: &[f32],
     ) -> Result<Vec<PathGrads>> {
-        let width = site.component.grad_width(&self.cfg);
+        let width = which.component.grad_width(&self.cfg);
         let path = tail::Path { alphas, weights };
         let mut out: Vec<Option<PathGrads>> = (0..pairs.len()).map(|_| None).collect();
         for set in share_passes(pairs) {
@@ -452,7 +455,7 @@ impl Compute for GpuEngine {
             let r = if alphas.is_empty() {
                 vec![(vec![], vec![0.0; win.n() * width]); set.len()]
             } else {
-                self.sweep_path(&group, site, path, win).await?
+                self.sweep_path(&group, which, path, win).await?
             };
             for (&i, (metrics, grad)) in set.iter().zip(r) {
                 let mut data = vec![0.0; first_diff * width];

@@ -25,6 +25,9 @@ pub(super) struct Mm {
     pub c_bs: usize,
     /// B is stored as [n, k] (C = A · Bᵀ of the stored matrix).
     pub trans_b: bool,
+    /// Where the bias starts, and how far it advances per batch element.
+    pub bias_off: usize,
+    pub bias_bs: usize,
 }
 
 impl Mm {
@@ -45,6 +48,8 @@ impl Mm {
             b_bs: 0,
             c_bs: 0,
             trans_b: false,
+            bias_off: 0,
+            bias_bs: 0,
         }
     }
 }
@@ -160,11 +165,11 @@ impl Enc<'_> {
             u(mm.lda),
             u(mm.ldb),
             u(mm.ldc),
-            0,
+            u(mm.bias_off),
             u(mm.a_off),
             u(mm.b_off),
             u(mm.c_off),
-            0,
+            u(mm.bias_bs),
             u(mm.a_bs),
             u(mm.b_bs),
             u(mm.c_bs),
@@ -232,6 +237,23 @@ impl Enc<'_> {
         res: Option<LastRows>,
         out: &Buffer,
     ) {
+        self.layer_norm_backward_rows(dy, rows, ln, tape, 1, res, out);
+    }
+
+    /// `layer_norm_backward` where each group of `tape_div` consecutive
+    /// rows went through one forward row (its tape row r / tape_div): the
+    /// gradients of several slots that read one layer norm's input.
+    #[allow(clippy::too_many_arguments)]
+    pub fn layer_norm_backward_rows(
+        &mut self,
+        dy: Shared,
+        rows: usize,
+        ln: &Norm,
+        tape: LnTape,
+        tape_div: usize,
+        res: Option<LastRows>,
+        out: &Buffer,
+    ) {
         let dummy = self.dummy();
         let (rb, n, m) = match res {
             Some(r) => (r.buf, r.of, r.last),
@@ -248,6 +270,10 @@ impl Enc<'_> {
             u(m),
             res.is_some() as u32,
             u(dy.every),
+            u(tape_div),
+            0,
+            0,
+            0,
         ];
         self.run_groups(
             K::LayerNormBackward,
@@ -520,7 +546,7 @@ impl Enc<'_> {
             a_bs: s.dh,
             b_bs: s.dh * d,
             c_bs: d,
-            trans_b: false,
+            ..Mm::plain(s.t, s.dh, d)
         };
         self.matmul(mm, z, w_o, None, None, out);
     }
@@ -678,5 +704,80 @@ impl Enc<'_> {
             0,
         ];
         self.run_elems(K::WeightedSum, &params, &[g.buf, w.buf, acc], count);
+    }
+}
+
+/// Arrays added to a residual stream in [`Enc::graph_sum`]: `n` of them,
+/// element (h, t, c) at off + h·hs + t·ts + c.
+#[derive(Clone, Copy)]
+pub(super) struct Strided<'a> {
+    pub buf: &'a Buffer,
+    pub n: usize,
+    pub off: usize,
+    pub hs: usize,
+    pub ts: usize,
+}
+
+impl Enc<'_> {
+    /// out[s, j] = x[j] + corr[s, j − first_diff·d] for j ≥ first_diff·d
+    /// (x[j] before), for `slots` streams of t rows of width d.
+    pub fn graph_inputs(
+        &mut self,
+        x: &Buffer,
+        corr: &Buffer,
+        slots: usize,
+        t: usize,
+        d: usize,
+        first_diff: usize,
+        out: &Buffer,
+    ) {
+        let count = slots * t * d;
+        let params = [
+            u(count),
+            u(t * d),
+            u(first_diff * d),
+            u((t - first_diff) * d),
+        ];
+        self.run_elems(K::GraphInputs, &params, &[x, corr, out], count);
+    }
+
+    /// out[t, c] = a[t, c] + Σ_h src(h, t, c) (+ bias[c]) for t·d values
+    /// (rows of width d).
+    pub fn graph_sum(
+        &mut self,
+        a: &Buffer,
+        src: Strided,
+        bias: Option<&Buffer>,
+        count: usize,
+        d: usize,
+        out: &Buffer,
+    ) {
+        let dummy = self.dummy();
+        let params = [
+            u(count),
+            u(d),
+            u(src.n),
+            u(src.hs),
+            u(src.ts),
+            u(src.off),
+            bias.is_some() as u32,
+            0,
+        ];
+        let bufs = [a, src.buf, bias.unwrap_or(&dummy), out];
+        self.run_elems(K::GraphSum, &params, &bufs, count);
+    }
+
+    /// out[i] = a[i] + sign · b[b.off + i % period], for `count` values.
+    pub fn bcast_add(
+        &mut self,
+        a: &Buffer,
+        b: At,
+        sign: f32,
+        period: usize,
+        count: usize,
+        out: &Buffer,
+    ) {
+        let params = [u(count), u(period), u(b.off), sign.to_bits()];
+        self.run_elems(K::BcastAdd, &params, &[a, b.buf, out], count);
     }
 }

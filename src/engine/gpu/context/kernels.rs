@@ -31,10 +31,13 @@ pub(in crate::engine::gpu) enum K {
     Logits,
     ProbDiff,
     Scatter,
+    GraphInputs,
+    GraphSum,
+    BcastAdd,
 }
 
 impl K {
-    pub(super) const ALL: [K; 24] = [
+    pub(super) const ALL: [K; 27] = [
         K::Matmul,
         K::MatmulSkinny,
         K::LayerNorm,
@@ -59,6 +62,9 @@ impl K {
         K::Logits,
         K::ProbDiff,
         K::Scatter,
+        K::GraphInputs,
+        K::GraphSum,
+        K::BcastAdd,
     ];
 
     pub(super) fn source(self) -> (&'static str, &'static str) {
@@ -105,6 +111,9 @@ impl K {
             K::Logits => ("logits", include_str!("../shaders/logits.wgsl")),
             K::ProbDiff => ("prob_diff", include_str!("../shaders/prob_diff.wgsl")),
             K::Scatter => ("scatter", include_str!("../shaders/scatter.wgsl")),
+            K::GraphInputs => ("graph_inputs", include_str!("../shaders/graph_inputs.wgsl")),
+            K::GraphSum => ("graph_sum", include_str!("../shaders/graph_sum.wgsl")),
+            K::BcastAdd => ("bcast_add", include_str!("../shaders/bcast_add.wgsl")),
         }
     }
 }

@@ -2,12 +2,16 @@
 // dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂)), dx̂ = dy ⊙ w.
 // Row r reads dy row (r / dy_div)·dy_step + dy_first (step 0 broadcasts one
 // row; dy_div > 1 gives each group of dy_div rows one dy row).
+// Row r reads the tape (x̂, rstd) of row r / tape_div: tape_div > 1 gives
+// each group of tape_div rows one forward row (several gradients through
+// one layer norm).
 // flags & 1: out = res + dx, where the residual holds only the last res_m of
 // every n rows (the rows a last-position-only layer produced); others get dx.
 
 struct P {
     rows: u32, d: u32, dy_step: u32, dy_first: u32,
     n: u32, res_m: u32, flags: u32, dy_div: u32,
+    tape_div: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -33,7 +37,8 @@ fn main(
     }
     let d = p.d;
     let g0 = ((r / p.dy_div) * p.dy_step + p.dy_first) * d;
-    let x0 = r * d;
+    let x0 = (r / p.tape_div) * d;
+    let o0 = r * d;
     var s1 = 0.0;
     var s2 = 0.0;
     for (var c = lid; c < d; c += WG) {
@@ -53,7 +58,7 @@ fn main(
     }
     let m1 = red1[0] / f32(d);
     let m2 = red2[0] / f32(d);
-    let rs = rstd[r];
+    let rs = rstd[r / p.tape_div];
     let b = r / p.n;
     let i = r % p.n;
     let has_res = (p.flags & 1u) != 0u && i + p.res_m >= p.n;
@@ -64,6 +69,6 @@ fn main(
         if (has_res) {
             v = res[r0 + c] + v;
         }
-        dx[x0 + c] = v;
+        dx[o0 + c] = v;
     }
 }

@@ -3,12 +3,13 @@
 // (four rows × one vec4 of columns) in f32.
 // flags: 1 = add bias[col], 2 = C = residual + (A·B + bias) (residual indexed
 // like C), 4 = B is stored transposed ([n, k] with row stride ldb).
-// z of the dispatch is a batch index (offsets advance by a_bs, b_bs, c_bs).
+// z of the dispatch is a batch index (offsets advance by a_bs, b_bs, c_bs,
+// and the bias's by bias_bs).
 
 struct P {
     m: u32, n: u32, k: u32, flags: u32,
     lda: u32, ldb: u32, ldc: u32, bias_off: u32,
-    a_off: u32, b_off: u32, c_off: u32, pad0: u32,
+    a_off: u32, b_off: u32, c_off: u32, bias_bs: u32,
     a_bs: u32, b_bs: u32, c_bs: u32, pad1: u32,
 }
 
@@ -18,6 +19,9 @@ struct P {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+
+// where this batch element's bias starts (bias_off + z · bias_bs)
+var<private> bias0: u32;
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -48,7 +52,7 @@ fn store(c0: u32, r: u32, col: u32, acc: f32) {
     if (r < p.m && col < p.n) {
         var v = acc;
         if ((p.flags & 1u) != 0u) {
-            v = v + bias[p.bias_off + col];
+            v = v + bias[bias0 + col];
         }
         let o = c0 + r * p.ldc + col;
         if ((p.flags & 2u) != 0u) {
@@ -72,6 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let a0 = p.a_off + wid.z * p.a_bs;
     let b0 = p.b_off + wid.z * p.b_bs;
     let c0 = p.c_off + wid.z * p.c_bs;
+    bias0 = p.bias_off + wid.z * p.bias_bs;
     let tx = lid % 16u; // columns 4·tx ..
     let ty = lid / 16u; // rows 4·ty ..
     let trans_b = (p.flags & 4u) != 0u;

@@ -6,7 +6,7 @@
 struct P {
     m: u32, n: u32, k: u32, flags: u32,
     lda: u32, ldb: u32, ldc: u32, bias_off: u32,
-    a_off: u32, b_off: u32, c_off: u32, pad0: u32,
+    a_off: u32, b_off: u32, c_off: u32, bias_bs: u32,
     a_bs: u32, b_bs: u32, c_bs: u32, pad1: u32,
 }
 
@@ -17,11 +17,14 @@ struct P {
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
+// where this batch element's bias starts (bias_off + z · bias_bs)
+var<private> bias0: u32;
+
 fn store(c0: u32, r: u32, col: u32, acc: f32) {
     if (r < p.m) {
         var v = acc;
         if ((p.flags & 1u) != 0u) {
-            v = v + bias[p.bias_off + col];
+            v = v + bias[bias0 + col];
         }
         let o = c0 + r * p.ldc + col;
         if ((p.flags & 2u) != 0u) {
@@ -49,6 +52,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let a0 = p.a_off + wid.z * p.a_bs;
     let b0 = p.b_off + wid.z * p.b_bs;
     let c0 = p.c_off + wid.z * p.c_bs;
+    bias0 = p.bias_off + wid.z * p.bias_bs;
     var bk = b0 + col;
     var step = p.ldb;
     if ((p.flags & 4u) != 0u) {
