@@ -9,7 +9,7 @@
 
 use super::context::{At, Enc, Slice};
 use super::forward::Readout;
-use super::ops::{AttnGrads, AttnShape, LnTape, Mm, Norm, Rows, Shared, Strided};
+use super::ops::{AttnGrads, AttnShape, LnTape, Mm, Norm, Rows, Shared, Streams, Strided};
 use super::{GpuBlock, GpuEngine};
 use crate::engine::graph::{EdgePatch, GraphCompute, GraphOutputs, GraphPass, Hold};
 use crate::engine::Metric;
@@ -176,8 +176,13 @@ impl GpuEngine {
         p.enc
             .matmul(mm, &patch.neg_mask_t, &p.outs, None, Some(&part), &corr);
         let inputs = self.buf(count * t * d, "slot inputs")?;
-        p.enc
-            .graph_inputs(x, &corr, count, t, d, patch.first_diff, &inputs);
+        let streams = Streams {
+            slots: count,
+            t,
+            d,
+            first_diff: patch.first_diff,
+        };
+        p.enc.graph_inputs(x, &corr, streams, &inputs);
         Ok(Some(inputs))
     }
 

@@ -718,20 +718,22 @@ pub(super) struct Strided<'a> {
     pub ts: usize,
 }
 
+/// `slots` residual streams of t rows of width d, each changed from row
+/// `first_diff` on.
+#[derive(Clone, Copy)]
+pub(super) struct Streams {
+    pub slots: usize,
+    pub t: usize,
+    pub d: usize,
+    pub first_diff: usize,
+}
+
 impl Enc<'_> {
     /// out[s, j] = x[j] + corr[s, j − first_diff·d] for j ≥ first_diff·d
-    /// (x[j] before), for `slots` streams of t rows of width d.
-    pub fn graph_inputs(
-        &mut self,
-        x: &Buffer,
-        corr: &Buffer,
-        slots: usize,
-        t: usize,
-        d: usize,
-        first_diff: usize,
-        out: &Buffer,
-    ) {
-        let count = slots * t * d;
+    /// (x[j] before), for every stream s.
+    pub fn graph_inputs(&mut self, x: &Buffer, corr: &Buffer, s: Streams, out: &Buffer) {
+        let (t, d, first_diff) = (s.t, s.d, s.first_diff);
+        let count = s.slots * t * d;
         let params = [
             u(count),
             u(t * d),
