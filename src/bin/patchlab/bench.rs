@@ -583,31 +583,17 @@ fn forward_flops(cfg: &patchlab::model::Config, t: usize) -> f64 {
     cfg.n_layers as f64 * (t * (2.0 * 4.0 * d * d + 2.0 * 2.0 * d * m) + 2.0 * 2.0 * t * t * d)
 }
 
-/// EAP, EAP-IG (5 steps) and exact edge patching of every edge of one
-/// pair, with neuron AP (clean → corrupt) in the same run, all on `e`
-/// (the graph's passes and the tails).
-async fn bench_circuit<E: Engine + GraphPasses>(
-    e: &E,
-    tokenizer: &Tokenizer,
-    exact: bool,
-) -> Result<()> {
-    use patchlab::attribution::circuit::{score_edges, EdgeMethod, EdgeOptions};
-    use patchlab::model::graph::{GraphLayout, Qkv, Slot};
-    let cfg = e.config().clone();
-    let pair = Pair::new(tokenizer, &cfg, CLEAN, CORRUPT, " Mary", " John", true)?;
-    let layout = GraphLayout::new(&cfg);
-    let (t, first_diff) = (pair.clean.len(), pair.first_diff);
-    let n = t - first_diff;
-    println!(
-        "patchlab bench --circuit — on {}; {} layers, {} heads, d_model {}; {t} tokens, rows from position {first_diff}; {} edges",
-        e.backend(), cfg.n_layers, cfg.n_heads, cfg.d_model, layout.n_edges()
-    );
+/// Exact edge patching of every edge: one tail per edge from its slot's
+/// layer, plus the recomputation of the slot's node (a head's q/k/v
+/// projection and W_O, or the MLP) for each edge: (tails, FLOPs).
+fn exact_flops(
+    cfg: &patchlab::model::Config,
+    layout: &patchlab::model::graph::GraphLayout,
+    n: usize,
+    t: usize,
+) -> (usize, f64) {
+    use patchlab::model::graph::{Qkv, Slot};
     let (d, m) = (cfg.d_model as f64, cfg.d_mlp as f64);
-    let fwd = forward_flops(&cfg, t);
-    // Σ Δ·g over every node and slot
-    let products = 2.0 * (layout.n_forward() * layout.n_backward() * t * cfg.d_model) as f64;
-    // exact: one tail per edge from its slot's layer, plus the recomputation of the
-    // slot's node (a head's q/k/v projection and W_O, or the MLP) for each edge
     let (mut tails, mut tail_f, mut node_f) = (0usize, 0.0, 0.0);
     for l in 0..cfg.n_layers {
         for qkv in Qkv::ALL {
@@ -617,17 +603,43 @@ async fn bench_circuit<E: Engine + GraphPasses>(
                 qkv,
             });
             tails += k * cfg.n_heads;
-            tail_f += (k * cfg.n_heads) as f64 * tail_flops(&cfg, Start::Mid(l), n, t);
+            tail_f += (k * cfg.n_heads) as f64 * tail_flops(cfg, Start::Mid(l), n, t);
             node_f += k as f64 * n as f64 * (2.0 * d * d + 2.0 * d * d);
         }
         let k = layout.prev_index(Slot::Mlp { layer: l });
         tails += k;
-        tail_f += k as f64 * tail_flops(&cfg, Start::Post(l), n, t);
+        tail_f += k as f64 * tail_flops(cfg, Start::Post(l), n, t);
         node_f += k as f64 * n as f64 * 2.0 * 2.0 * d * m;
     }
     let k = layout.n_forward();
     tails += k;
-    tail_f += k as f64 * tail_flops(&cfg, Start::Post(cfg.n_layers - 1), n, t);
+    tail_f += k as f64 * tail_flops(cfg, Start::Post(cfg.n_layers - 1), n, t);
+    (tails, tail_f + node_f)
+}
+
+/// EAP, EAP-IG (5 steps) and exact edge patching of every edge of one
+/// pair, with neuron AP (clean → corrupt) in the same run, all on `e`
+/// (the graph's passes and the tails).
+async fn bench_circuit<E: Engine + GraphPasses>(
+    e: &E,
+    tokenizer: &Tokenizer,
+    exact: bool,
+) -> Result<()> {
+    use patchlab::attribution::circuit::{score_edges, EdgeMethod, EdgeOptions};
+    use patchlab::model::graph::GraphLayout;
+    let cfg = e.config().clone();
+    let pair = Pair::new(tokenizer, &cfg, CLEAN, CORRUPT, " Mary", " John", true)?;
+    let layout = GraphLayout::new(&cfg);
+    let (t, first_diff) = (pair.clean.len(), pair.first_diff);
+    let n = t - first_diff;
+    println!(
+        "patchlab bench --circuit — on {}; {} layers, {} heads, d_model {}; {t} tokens, rows from position {first_diff}; {} edges",
+        e.backend(), cfg.n_layers, cfg.n_heads, cfg.d_model, layout.n_edges()
+    );
+    let fwd = forward_flops(&cfg, t);
+    // Σ Δ·g over every node and slot
+    let products = 2.0 * (layout.n_forward() * layout.n_backward() * t * cfg.d_model) as f64;
+    let (tails, exact_f) = exact_flops(&cfg, &layout, n, t);
     println!(
         "{:<40} {:>9} {:>12} {:>9} {:>10}",
         "method", "passes", "GFLOP", "s", "GFLOP/s"
@@ -645,7 +657,7 @@ async fn bench_circuit<E: Engine + GraphPasses>(
             "exact edge patching (every edge)",
             EdgeMethod::Exact,
             format!("{tails}"),
-            tail_f + node_f,
+            exact_f,
         ),
     ];
     let mut exact_s = 0.0;

@@ -77,6 +77,16 @@ struct Patch {
     first_diff: usize,
 }
 
+/// What a layer's attention leaves: ln_1's tape, q | k | v, hook_z, the
+/// pattern (a gradient pass's tape) and resid_mid.
+struct GraphAttn {
+    ln1: (Buffer, Buffer),
+    qkv: Buffer,
+    z: Buffer,
+    pattern: Option<Buffer>,
+    mid: Buffer,
+}
+
 /// One graph pass being recorded.
 struct Pass<'e, 'h> {
     enc: Enc<'e>,
@@ -205,6 +215,27 @@ impl GpuEngine {
         l: usize,
         x: Buffer,
     ) -> Result<(Buffer, LayerBufs, Option<LayerTape>)> {
+        let attn = self.graph_attention(p, l, &x)?;
+        let (next, ln2, pre) = self.graph_mlp(p, l, &attn.mid)?;
+        let tape = attn.pattern.map(|pattern| LayerTape {
+            ln1: attn.ln1,
+            pattern,
+            ln2,
+            pre,
+        });
+        let bufs = LayerBufs {
+            resid_pre: x,
+            qkv: attn.qkv,
+            z: attn.z,
+            resid_mid: attn.mid,
+        };
+        Ok((next, bufs, tape))
+    }
+
+    /// Layer l's heads, each q, k and v reading its own slot's input:
+    /// hook_result of every head into the node outputs (or the held
+    /// values), and resid_mid = x + Σ_h hook_result + b_O.
+    fn graph_attention(&self, p: &mut Pass, l: usize, x: &Buffer) -> Result<GraphAttn> {
         let c = &self.cfg;
         let (t, d, h, dh) = (p.t, c.d_model, c.n_heads, c.d_head);
         let b: &GpuBlock = &self.w.blocks[l];
@@ -214,46 +245,19 @@ impl GpuEngine {
             qkv: crate::model::graph::Qkv::Q,
         };
         // ln_1 of the shared stream, or of each slot's own
-        let slots = self.slot_inputs(p, &x, q_slot, 3 * h)?;
+        let slots = self.slot_inputs(p, x, q_slot, 3 * h)?;
         let rows = if slots.is_some() { 3 * h * t } else { t };
-        let (ln, ln1) = self.graph_norm(
-            &mut p.enc,
-            slots.as_ref().unwrap_or(&x),
-            Rows::all(rows),
-            &b.ln_1,
-        )?;
-        let qkv = self.buf(t * 3 * d, "graph qkv")?;
-        if slots.is_none() {
-            p.enc.linear(&ln, t, &b.c_attn, None, &qkv);
-        } else {
-            // head h's q, k or v from its own slot's input: columns s·d + h·dh..
-            for s in 0..3 {
-                let mm = Mm {
-                    batch: h,
-                    a_off: s * h * t * d,
-                    a_bs: t * d,
-                    ldb: 3 * d,
-                    b_off: s * d,
-                    b_bs: dh,
-                    ldc: 3 * d,
-                    c_off: s * d,
-                    c_bs: dh,
-                    bias_off: s * d,
-                    bias_bs: dh,
-                    ..Mm::plain(t, d, dh)
-                };
-                p.enc
-                    .matmul(mm, &ln, &b.c_attn.w, Some(&b.c_attn.b), None, &qkv);
-            }
-        }
+        let input = slots.as_ref().unwrap_or(x);
+        let (ln, ln1) = self.graph_norm(&mut p.enc, input, Rows::all(rows), &b.ln_1)?;
+        let qkv = self.slot_qkv(p, b, &ln, slots.is_some())?;
         let z = self.buf(t * d, "graph z")?;
         let pattern = if p.grad {
             Some(self.buf(h * t * t, "graph pattern")?)
         } else {
             None
         };
-        p.enc
-            .attn_tail(self.full_attention(t), &qkv, &qkv, &z, pattern.as_ref());
+        let shape = self.full_attention(t);
+        p.enc.attn_tail(shape, &qkv, &qkv, &z, pattern.as_ref());
         // hook_result of every head, [H, T, d] at the heads' nodes
         let heads = p.layout.forward_index(Node::Head { layer: l, head: 0 });
         match p.hold {
@@ -282,16 +286,64 @@ impl GpuEngine {
             ts: d,
         };
         p.enc
-            .graph_sum(&x, results, Some(&b.c_proj.b), t * d, d, &mid);
-        // the MLP on its slot's input
-        let mlp_in = self.slot_inputs(p, &mid, Slot::Mlp { layer: l }, 1)?;
-        let (ln2_out, ln2) = self.graph_norm(
-            &mut p.enc,
-            mlp_in.as_ref().unwrap_or(&mid),
-            Rows::all(t),
-            &b.ln_2,
-        )?;
-        let dm = c.d_mlp;
+            .graph_sum(x, results, Some(&b.c_proj.b), t * d, d, &mid);
+        Ok(GraphAttn {
+            ln1,
+            qkv,
+            z,
+            pattern,
+            mid,
+        })
+    }
+
+    /// q | k | v [T, 3d] from ln_1's output: of the one shared stream
+    /// through the plain projection, or with `per_slot` of each slot's own
+    /// ([3H, T, d]: q heads, k heads, v heads) through its head's columns.
+    fn slot_qkv(&self, p: &mut Pass, b: &GpuBlock, ln: &Buffer, per_slot: bool) -> Result<Buffer> {
+        let c = &self.cfg;
+        let (t, d, h, dh) = (p.t, c.d_model, c.n_heads, c.d_head);
+        let qkv = self.buf(t * 3 * d, "graph qkv")?;
+        if !per_slot {
+            p.enc.linear(ln, t, &b.c_attn, None, &qkv);
+            return Ok(qkv);
+        }
+        // head h's q, k or v from its own slot's input: columns s·d + h·dh..
+        for s in 0..3 {
+            let mm = Mm {
+                batch: h,
+                a_off: s * h * t * d,
+                a_bs: t * d,
+                ldb: 3 * d,
+                b_off: s * d,
+                b_bs: dh,
+                ldc: 3 * d,
+                c_off: s * d,
+                c_bs: dh,
+                bias_off: s * d,
+                bias_bs: dh,
+                ..Mm::plain(t, d, dh)
+            };
+            p.enc
+                .matmul(mm, ln, &b.c_attn.w, Some(&b.c_attn.b), None, &qkv);
+        }
+        Ok(qkv)
+    }
+
+    /// Layer l's MLP on its slot's input: its output into the node outputs
+    /// (or the held values); returns resid_post = mid + the output, ln_2's
+    /// tape and hook_pre.
+    fn graph_mlp(
+        &self,
+        p: &mut Pass,
+        l: usize,
+        mid: &Buffer,
+    ) -> Result<(Buffer, (Buffer, Buffer), Buffer)> {
+        let c = &self.cfg;
+        let (t, d, dm) = (p.t, c.d_model, c.d_mlp);
+        let b: &GpuBlock = &self.w.blocks[l];
+        let mlp_in = self.slot_inputs(p, mid, Slot::Mlp { layer: l }, 1)?;
+        let input = mlp_in.as_ref().unwrap_or(mid);
+        let (ln2_out, ln2) = self.graph_norm(&mut p.enc, input, Rows::all(t), &b.ln_2)?;
         let pre = self.buf(t * dm, "graph pre")?;
         p.enc.linear(&ln2_out, t, &b.c_fc, None, &pre);
         let post = self.buf(t * dm, "graph post")?;
@@ -316,20 +368,8 @@ impl GpuEngine {
             hs: 0,
             ts: d,
         };
-        p.enc.graph_sum(&mid, out, None, t * d, d, &next);
-        let tape = pattern.map(|pattern| LayerTape {
-            ln1,
-            pattern,
-            ln2,
-            pre,
-        });
-        let bufs = LayerBufs {
-            resid_pre: x,
-            qkv,
-            z,
-            resid_mid: mid,
-        };
-        Ok((next, bufs, tape))
+        p.enc.graph_sum(mid, out, None, t * d, d, &next);
+        Ok((next, ln2, pre))
     }
 
     /// One prompt's causal attention over all its t positions, as a tail
@@ -449,6 +489,187 @@ impl GpuEngine {
     }
 }
 
+impl GpuEngine {
+    /// The metric of a graph pass from its final stream `x` (the logits'
+    /// slot reads it plus its own patched edges) and, for a gradient pass,
+    /// ∂m/∂(final stream) [T, d] (nonzero at the last row only).
+    fn graph_readout(
+        &self,
+        p: &mut Pass,
+        x: &Buffer,
+        metric: &Metric,
+    ) -> Result<(Buffer, Option<Buffer>)> {
+        let (t, d) = (p.t, self.cfg.d_model);
+        let logits_in = self.slot_inputs(p, x, Slot::Logits, 1)?;
+        let input = logits_in.as_ref().unwrap_or(x);
+        let (norm, ln_f) = self.graph_norm(&mut p.enc, input, Rows::last_of(1, t), &self.w.ln_f)?;
+        let readout = self.encode_readout(&mut p.enc, metric)?;
+        let value = self.buf(1, "graph metric")?;
+        // ∂m/∂norm: the answer direction, or what the probability difference leaves
+        let dy = match &readout {
+            Readout::Dir(dir) => {
+                let at = At::start(&value);
+                p.enc.metric(&norm, Rows::all(1), d, Shared::each(dir), at);
+                dir.clone()
+            }
+            Readout::Signs(signs) => {
+                let u = self.unembed_work(1, p.grad)?;
+                let at = At::start(&value);
+                self.encode_prob_diff(&mut p.enc, &u, &norm, Rows::all(1), signs, at);
+                if !p.grad {
+                    return Ok((value, None));
+                }
+                self.prob_diff_grad(&u).clone()
+            }
+        };
+        if !p.grad {
+            return Ok((value, None));
+        }
+        let d_last = self.buf(d, "graph d final")?;
+        let dy = Shared::each(&dy);
+        p.enc
+            .layer_norm_backward(dy, 1, &self.w.ln_f, tape(&ln_f), None, &d_last);
+        let top = self.buf(t * d, "graph d logits")?;
+        p.enc.clear(&top);
+        p.enc
+            .copy(At::start(&d_last), At::new(&top, (t - 1) * d), d);
+        Ok((value, Some(top)))
+    }
+
+    /// The read-back slot gradients in the graph's backward order,
+    /// [n_backward, T, d]: per layer its 3H slots (read as [T, 3H, d]) and
+    /// its MLP, then the logits.
+    fn slot_order(&self, read: &mut impl Iterator<Item = Vec<f32>>, t: usize) -> Vec<f32> {
+        let (d, h) = (self.cfg.d_model, self.cfg.n_heads);
+        let mut all = Vec::with_capacity(GraphLayout::new(&self.cfg).n_backward() * t * d);
+        for _ in 0..self.cfg.n_layers {
+            let slots = read.next().expect("slot gradients");
+            for s in 0..3 * h {
+                for pos in 0..t {
+                    all.extend_from_slice(&slots[(pos * 3 * h + s) * d..][..d]);
+                }
+            }
+            all.extend(read.next().expect("MLP input gradients"));
+        }
+        all.extend(read.next().expect("logits gradients"));
+        all
+    }
+}
+
+/// The edges of one call of `edge_perturbations`: n_u upstream nodes'
+/// changes, each over the n rows from the first difference on.
+#[derive(Clone, Copy)]
+struct Edges {
+    n_u: usize,
+    n: usize,
+    first_diff: usize,
+}
+
+impl Edges {
+    fn rows(&self) -> usize {
+        self.n_u * self.n
+    }
+}
+
+impl GpuEngine {
+    /// mlp(x + Δ_u) − mlp(x) for every u, x = resid_mid of `layer` at rows
+    /// first_diff.. : [n_u, n, d].
+    fn mlp_perturbations(
+        &self,
+        enc: &mut Enc,
+        run: &GpuGraphRun,
+        layer: usize,
+        dx: &Buffer,
+        e: Edges,
+    ) -> Result<Buffer> {
+        let c = &self.cfg;
+        let (t, d, dm) = (run.t, c.d_model, c.d_mlp);
+        let (lb, b) = (&run.layers[layer], &self.w.blocks[layer]);
+        let rows = e.rows();
+        let inp = self.buf(rows * d, "edge mlp input")?;
+        let mid = At::new(&lb.resid_mid, e.first_diff * d);
+        enc.bcast_add(dx, mid, 1.0, e.n * d, rows * d, &inp);
+        let (ln, _) = self.graph_norm(enc, &inp, Rows::all(rows), &b.ln_2)?;
+        let pre = self.buf(rows * dm, "edge mlp pre")?;
+        enc.linear(&ln, rows, &b.c_fc, None, &pre);
+        let post = self.buf(rows * dm, "edge mlp post")?;
+        enc.gelu(&pre, rows * dm, &post);
+        let y = self.buf(rows * d, "edge mlp out")?;
+        enc.linear(&post, rows, &b.mlp_proj, None, &y);
+        let node = GraphLayout::new(c).forward_index(Node::Mlp { layer });
+        let own = At::new(&run.outs, (node * t + e.first_diff) * d);
+        let out = self.buf(rows * d, "edge perturbations")?;
+        enc.bcast_add(&y, own, -1.0, e.n * d, rows * d, &out);
+        Ok(out)
+    }
+
+    /// Every head of `layer` recomputed with its `qkv` input changed by
+    /// Δ_u, (z′ − z)·W_O per head: [H, n_u, n, d].
+    fn head_perturbations(
+        &self,
+        enc: &mut Enc,
+        run: &GpuGraphRun,
+        layer: usize,
+        qkv: crate::model::graph::Qkv,
+        dx: &Buffer,
+        e: Edges,
+    ) -> Result<Buffer> {
+        let c = &self.cfg;
+        let (d, h, dh) = (c.d_model, c.n_heads, c.d_head);
+        let (lb, b) = (&run.layers[layer], &self.w.blocks[layer]);
+        let (rows, n, first_diff) = (e.rows(), e.n, e.first_diff);
+        let inp = self.buf(rows * d, "edge head input")?;
+        let pre = At::new(&lb.resid_pre, first_diff * d);
+        enc.bcast_add(dx, pre, 1.0, n * d, rows * d, &inp);
+        let (ln, _) = self.graph_norm(enc, &inp, Rows::all(rows), &b.ln_1)?;
+        // each element's q | k | v: the run's rows first_diff.., the
+        // changed input's q, k or v written over its third
+        let elems = self.buf(rows * 3 * d, "edge qkv")?;
+        for u in 0..e.n_u {
+            let from = At::new(&lb.qkv, first_diff * 3 * d);
+            enc.copy(from, At::new(&elems, u * n * 3 * d), n * 3 * d);
+        }
+        let s = qkv as usize;
+        let mm = Mm {
+            ldb: 3 * d,
+            b_off: s * d,
+            ldc: 3 * d,
+            c_off: s * d,
+            bias_off: s * d,
+            ..Mm::plain(rows, d, d)
+        };
+        enc.matmul(mm, &ln, &b.c_attn.w, Some(&b.c_attn.b), None, &elems);
+        // queries at first_diff..; keys and values before it from the run
+        let shape = AttnShape {
+            batch: e.n_u,
+            per: e.n_u,
+            n,
+            nq: n,
+            first_diff,
+            heads: h,
+            dh,
+            d,
+        };
+        let z = self.buf(rows * d, "edge z")?;
+        enc.attn_tail(shape, &elems, &lb.qkv, &z, None);
+        let dz = self.buf(rows * d, "edge dz")?;
+        let own = At::new(&lb.z, first_diff * d);
+        enc.bcast_add(&z, own, -1.0, n * d, rows * d, &dz);
+        // per head (z′ − z)·W_O[h]: [H, n_u·n, d]
+        let out = self.buf(h * rows * d, "edge perturbations")?;
+        let mm = Mm {
+            batch: h,
+            lda: d,
+            a_bs: dh,
+            b_bs: dh * d,
+            c_bs: rows * d,
+            ..Mm::plain(rows, dh, d)
+        };
+        enc.matmul(mm, &dz, &b.c_proj.w, None, None, &out);
+        Ok(out)
+    }
+}
+
 impl GraphCompute for GpuEngine {
     type GraphRun = GpuGraphRun;
 
@@ -503,48 +724,14 @@ impl GraphCompute for GpuEngine {
             tapes.extend(tape_l);
             x = next;
         }
-        // the logits read the final stream (plus their own patched edges)
-        let logits_in = self.slot_inputs(&mut p, &x, Slot::Logits, 1)?;
-        let (norm, ln_f) = self.graph_norm(
-            &mut p.enc,
-            logits_in.as_ref().unwrap_or(&x),
-            Rows::last_of(1, t),
-            &self.w.ln_f,
-        )?;
-        let readout = self.encode_readout(&mut p.enc, metric)?;
-        let value = self.buf(1, "graph metric")?;
-        let unembed = match &readout {
-            Readout::Signs(_) => Some(self.unembed_work(1, p.grad)?),
-            Readout::Dir(_) => None,
-        };
-        match (&readout, &unembed) {
-            (Readout::Dir(dir), _) => {
-                p.enc
-                    .metric(&norm, Rows::all(1), d, Shared::each(dir), At::start(&value))
-            }
-            (Readout::Signs(signs), Some(u)) => {
-                self.encode_prob_diff(&mut p.enc, u, &norm, Rows::all(1), signs, At::start(&value))
-            }
-            (Readout::Signs(_), None) => unreachable!("the probability difference has its logits"),
-        }
-        // the gradient: ∂m/∂(final residual) at the last row, then every slot's
-        let grads = if p.grad {
-            let dy = match (&readout, &unembed) {
-                (Readout::Dir(dir), _) => Shared::each(dir),
-                (_, Some(u)) => Shared::each(self.prob_diff_grad(u)),
-                (_, None) => unreachable!("the probability difference has its logits"),
-            };
-            let d_last = self.buf(d, "graph d final")?;
-            p.enc
-                .layer_norm_backward(dy, 1, &self.w.ln_f, tape(&ln_f), None, &d_last);
-            let top = self.buf(t * d, "graph d logits")?;
-            p.enc.clear(&top);
-            p.enc
-                .copy(At::start(&d_last), At::new(&top, (t - 1) * d), d);
-            let per_layer = self.graph_backward(&mut p, &layers, &tapes, top.clone())?;
-            Some((per_layer, top))
-        } else {
-            None
+        let (value, top) = self.graph_readout(&mut p, &x, metric)?;
+        // the gradient: from ∂m/∂(final residual) to every slot's
+        let grads = match top {
+            Some(top) => Some((
+                self.graph_backward(&mut p, &layers, &tapes, top.clone())?,
+                top,
+            )),
+            None => None,
         };
         let Pass { enc, outs, .. } = p;
         enc.submit();
@@ -559,21 +746,7 @@ impl GraphCompute for GpuEngine {
         let mut read = self.gpu.read(&slices).await?.into_iter();
         let metric = read.next().expect("the metric")[0];
         let outputs = read.next().expect("the node outputs");
-        let grads = grads.map(|(per_layer, _)| {
-            // [n_backward, T, d]: per layer its 3H slots (from [T, 3H, d]) and its MLP, then the logits
-            let mut all = Vec::with_capacity(GraphLayout::new(c).n_backward() * t * d);
-            for _ in &per_layer {
-                let slots = read.next().expect("slot gradients");
-                for s in 0..3 * h {
-                    for pos in 0..t {
-                        all.extend_from_slice(&slots[(pos * 3 * h + s) * d..][..d]);
-                    }
-                }
-                all.extend(read.next().expect("MLP input gradients"));
-            }
-            all.extend(read.next().expect("logits gradients"));
-            all
-        });
+        let grads = grads.map(|_| self.slot_order(&mut read, t));
         Ok(GpuGraphRun {
             metric,
             outputs,
@@ -592,114 +765,45 @@ impl GraphCompute for GpuEngine {
         deltas: &[f32],
     ) -> Result<Vec<f32>> {
         let c = &self.cfg;
-        let (t, d, h, dh) = (run.t, c.d_model, c.n_heads, c.d_head);
+        let (t, d, h) = (run.t, c.d_model, c.n_heads);
         let n = t - first_diff;
-        let n_u = deltas.len() / (n * d);
-        let rows = n_u * n;
-        let layer = match slot {
-            Slot::Logits => return Ok(deltas.to_vec()),
-            Slot::Mlp { layer } | Slot::Head { layer, .. } => layer,
+        let e = Edges {
+            n_u: deltas.len() / (n * d),
+            n,
+            first_diff,
         };
-        let (lb, b) = (&run.layers[layer], &self.w.blocks[layer]);
         let mut enc = Enc::new(&self.gpu);
         let dx = self.gpu.upload(deltas, "edge deltas")?;
-        let out = match slot {
-            Slot::Mlp { .. } => {
-                // mlp(x + Δ) − mlp(x), x = resid_mid at rows first_diff..
-                let inp = self.buf(rows * d, "edge mlp input")?;
-                let mid = At::new(&lb.resid_mid, first_diff * d);
-                enc.bcast_add(&dx, mid, 1.0, n * d, rows * d, &inp);
-                let (ln, _) = self.graph_norm(&mut enc, &inp, Rows::all(rows), &b.ln_2)?;
-                let pre = self.buf(rows * c.d_mlp, "edge mlp pre")?;
-                enc.linear(&ln, rows, &b.c_fc, None, &pre);
-                let post = self.buf(rows * c.d_mlp, "edge mlp post")?;
-                enc.gelu(&pre, rows * c.d_mlp, &post);
-                let y = self.buf(rows * d, "edge mlp out")?;
-                enc.linear(&post, rows, &b.mlp_proj, None, &y);
-                let node = GraphLayout::new(c).forward_index(Node::Mlp { layer });
-                let own = At::new(&run.outs, (node * t + first_diff) * d);
-                let out = self.buf(rows * d, "edge perturbations")?;
-                enc.bcast_add(&y, own, -1.0, n * d, rows * d, &out);
-                out
-            }
-            Slot::Head { qkv, .. } => {
-                // each element's q | k | v: the run's rows first_diff.., the
-                // changed input's q, k or v written over its third
-                let inp = self.buf(rows * d, "edge head input")?;
-                let pre = At::new(&lb.resid_pre, first_diff * d);
-                enc.bcast_add(&dx, pre, 1.0, n * d, rows * d, &inp);
-                let (ln, _) = self.graph_norm(&mut enc, &inp, Rows::all(rows), &b.ln_1)?;
-                let elems = self.buf(rows * 3 * d, "edge qkv")?;
-                for u in 0..n_u {
-                    let from = At::new(&lb.qkv, first_diff * 3 * d);
-                    enc.copy(from, At::new(&elems, u * n * 3 * d), n * 3 * d);
-                }
-                let s = qkv as usize;
-                let mm = Mm {
-                    ldb: 3 * d,
-                    b_off: s * d,
-                    ldc: 3 * d,
-                    c_off: s * d,
-                    bias_off: s * d,
-                    ..Mm::plain(rows, d, d)
-                };
-                enc.matmul(mm, &ln, &b.c_attn.w, Some(&b.c_attn.b), None, &elems);
-                // queries at first_diff..; keys and values before it from the run
-                let shape = AttnShape {
-                    batch: n_u,
-                    per: n_u,
-                    n,
-                    nq: n,
-                    first_diff,
-                    heads: h,
-                    dh,
-                    d,
-                };
-                let z = self.buf(rows * d, "edge z")?;
-                enc.attn_tail(shape, &elems, &lb.qkv, &z, None);
-                let dz = self.buf(rows * d, "edge dz")?;
-                let own = At::new(&lb.z, first_diff * d);
-                enc.bcast_add(&z, own, -1.0, n * d, rows * d, &dz);
-                // per head (z′ − z)·W_O[h]: [H, n_u·n, d]
-                let out = self.buf(h * rows * d, "edge perturbations")?;
-                let mm = Mm {
-                    batch: h,
-                    lda: d,
-                    a_bs: dh,
-                    b_bs: dh * d,
-                    c_bs: rows * d,
-                    ..Mm::plain(rows, dh, d)
-                };
-                enc.matmul(mm, &dz, &b.c_proj.w, None, None, &out);
-                out
-            }
-            Slot::Logits => unreachable!("returned above"),
+        let (out, len) = match slot {
+            Slot::Logits => return Ok(deltas.to_vec()),
+            Slot::Mlp { layer } => (
+                self.mlp_perturbations(&mut enc, run, layer, &dx, e)?,
+                e.rows() * d,
+            ),
+            Slot::Head { layer, qkv, .. } => (
+                self.head_perturbations(&mut enc, run, layer, qkv, &dx, e)?,
+                h * e.rows() * d,
+            ),
         };
         enc.submit();
-        let len = match slot {
-            Slot::Head { .. } => h * rows * d,
-            _ => rows * d,
-        };
         let v = self
             .gpu
             .read(&[Slice::first(&out, len)])
             .await?
             .pop()
             .expect("one slice");
-        Ok(match slot {
-            // [H, n_u, n, d] → [n_u, H, n, d]
-            Slot::Head { .. } => {
-                let block = n * d;
-                let mut o = Vec::with_capacity(len);
-                for u in 0..n_u {
-                    for head in 0..h {
-                        o.extend_from_slice(&v[(head * n_u + u) * block..][..block]);
-                    }
-                }
-                o
+        if !matches!(slot, Slot::Head { .. }) {
+            return Ok(v);
+        }
+        // [H, n_u, n, d] → [n_u, H, n, d]
+        let block = n * d;
+        let mut o = Vec::with_capacity(len);
+        for u in 0..e.n_u {
+            for head in 0..h {
+                o.extend_from_slice(&v[(head * e.n_u + u) * block..][..block]);
             }
-            _ => v,
-        })
+        }
+        Ok(o)
     }
 
     async fn edge_products(
