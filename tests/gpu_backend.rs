@@ -888,3 +888,119 @@ fn graph_passes_agree_with_the_cpu() {
         assert!(e.to_string().contains("embedding override needs"), "{e}");
     });
 }
+
+/// The GPU engine's device work, counted per dispatch: every phase's
+/// dispatch count is pinned (a change to the passes shows here first and
+/// must be deliberate: update the numbers and docs/performance.md's
+/// profile), and a forward's matrix-product FLOPs equal the model's
+/// arithmetic (24·T·L·d² for the linear layers and W_O).
+#[test]
+fn device_work_is_counted_per_phase() {
+    use patchlab::attribution::atp::attribution_patching;
+    use patchlab::attribution::integrated_gradients::integrated_gradients;
+    use patchlab::attribution::patching::activation_patching;
+    use patchlab::attribution::quadrature::Rule;
+    use patchlab::attribution::{Quiet, Tracker};
+    use patchlab::engine::graph::{GraphPass, GraphPasses};
+    use patchlab::engine::profile::DeviceProfile;
+    use patchlab::engine::SweepPair;
+    let spec = crate::common::golden::MODEL_A.1;
+    let (_, gpu) = engines(&spec);
+    let cfg = spec.config();
+    let (t, first_diff) = (9, 3);
+    let (a, b) = pair(t, first_diff, 5);
+    let m = Metric::logit_diff(a[1], b[2]);
+    let snap = || {
+        gpu.device_profile()
+            .expect("the GPU engine counts its work")
+    };
+    let kernel = |p: &DeviceProfile, name: &str| {
+        p.kernels
+            .iter()
+            .find(|k| k.name == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    block_on(async {
+        let mut got = Vec::new();
+        let s0 = snap();
+        let (ra, rb) = runs(&gpu, &a, &b, &m).await;
+        let fwd = snap().since(&s0);
+        got.push((
+            "forward ×2",
+            fwd.total().dispatches,
+            fwd.submits,
+            fwd.readbacks,
+        ));
+        let l = cfg.n_layers as f64;
+        let d = cfg.d_model as f64;
+        let mm = kernel(&fwd, "matmul").flops + kernel(&fwd, "matmul_skinny").flops;
+        let want = 2.0 * 24.0 * t as f64 * l * d * d;
+        assert!(
+            (mm - want).abs() <= 1e-9 * want,
+            "a forward's matrix products: {mm} FLOPs counted, {want} expected"
+        );
+        let sweep = SweepPair {
+            base: &ra,
+            other: &rb,
+            first_diff,
+        };
+        let dir = Direction::CleanToCorrupt;
+        let mut q = Quiet;
+        let mut phase = |name: &'static str, before: DeviceProfile| {
+            let w = snap().since(&before);
+            got.push((name, w.total().dispatches, w.submits, w.readbacks));
+        };
+        let s = snap();
+        activation_patching(
+            &gpu,
+            &[sweep],
+            Component::Heads,
+            dir,
+            &mut Tracker::new(&mut q, 0),
+        )
+        .await
+        .unwrap();
+        phase("AP heads", s);
+        let s = snap();
+        let rule = (8, Rule::GaussLegendre);
+        integrated_gradients(
+            &gpu,
+            &[sweep],
+            Component::Neurons,
+            rule,
+            dir,
+            &mut Tracker::new(&mut q, 0),
+        )
+        .await
+        .unwrap();
+        phase("IG neurons", s);
+        let s = snap();
+        attribution_patching(
+            &gpu,
+            &[sweep],
+            Component::Heads,
+            dir,
+            &mut Tracker::new(&mut q, 0),
+        )
+        .await
+        .unwrap();
+        phase("AtP heads", s);
+        let s = snap();
+        let pass = GraphPass {
+            grad: true,
+            ..GraphPass::default()
+        };
+        gpu.graph_forward(&a, &m, pass).await.unwrap();
+        phase("graph pass with gradients", s);
+        // (phase, dispatches, submissions, read-backs)
+        let pinned = vec![
+            ("forward ×2", 60, 2, 2),
+            ("AP heads", 24, 2, 2),
+            ("IG neurons", 30, 2, 6),
+            ("AtP heads", 31, 1, 5),
+            ("graph pass with gradients", 51, 1, 1),
+        ];
+        assert_eq!(got, pinned, "device work per phase changed");
+    });
+}

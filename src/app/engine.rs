@@ -365,6 +365,10 @@ impl Compute for AnyEngine {
         dispatch!(self, e => Compute::device_counts(&**e))
     }
 
+    fn device_profile(&self) -> Option<crate::engine::profile::DeviceProfile> {
+        dispatch!(self, e => Compute::device_profile(&**e))
+    }
+
     async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<AnyRun> {
         Ok(match self {
             AnyEngine::Cpu(e) => AnyRun::Cpu(Compute::run(&**e, tokens, metric).await?),

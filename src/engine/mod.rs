@@ -19,6 +19,7 @@ pub mod gpu;
 pub mod graph;
 pub mod hooks;
 pub mod plan;
+pub mod profile;
 
 use crate::error::{Error, Result};
 use crate::model::{Config, Param};
@@ -294,6 +295,10 @@ pub trait Compute {
     fn device_counts(&self) -> Option<(u64, u64)> {
         None
     }
+    /// Every kernel's work since the engine was made (None for the CPU).
+    fn device_profile(&self) -> Option<profile::DeviceProfile> {
+        None
+    }
 
     /// Forward pass of one prompt, caching its activations; `metric` is the
     /// metric this run and every sweep from it (as the base) measure.
@@ -474,6 +479,9 @@ pub trait Engine {
     /// (command submissions, kernel dispatches) since the engine was made,
     /// for backends that submit work to a device (None for the CPU).
     fn device_counts(&self) -> Option<(u64, u64)>;
+    /// Every kernel's work since the engine was made: dispatches,
+    /// workgroups, FLOPs, bytes, submissions, read-backs (None for the CPU).
+    fn device_profile(&self) -> Option<profile::DeviceProfile>;
     /// The metric of a run (e.g. logits[last, correct] − logits[last,
     /// incorrect]): the run holds it, so it cannot be read wrongly.
     fn metric(&self, run: &Self::Run) -> f32 {
@@ -564,6 +572,10 @@ impl<B: Compute> Engine for B {
 
     fn device_counts(&self) -> Option<(u64, u64)> {
         Compute::device_counts(self)
+    }
+
+    fn device_profile(&self) -> Option<profile::DeviceProfile> {
+        Compute::device_profile(self)
     }
 
     async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<B::Run> {

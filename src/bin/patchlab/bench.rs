@@ -56,6 +56,21 @@ pub struct BenchArgs {
     /// (GPT-2 small's MLP-in; 3072 rows are one pass of a patch sweep).
     #[arg(long, default_value_t = 3072)]
     matmul_rows: usize,
+    /// Count the device work of each phase of one pair's analysis (forward, AP, IG, AtP,
+    /// sites, circuit passes), per kernel: dispatches, workgroups, FLOPs, bytes, submissions,
+    /// read-backs (and each kernel's time with PATCHLAB_GPU_PROFILE=1), then project it onto
+    /// named GPUs. Needs --backend gpu; any adapter, a software one included.
+    #[arg(long, conflicts_with_all = ["sites", "circuit", "full", "matmul_only"])]
+    profile: bool,
+    /// With --profile: also write the phases' counts as JSON to this file.
+    #[arg(long, requires = "profile")]
+    profile_json: Option<PathBuf>,
+    /// With --profile: the projection's cost of one dispatch or read-back natively, µs.
+    #[arg(long, default_value_t = 5.0, requires = "profile")]
+    dispatch_us: f64,
+    /// With --profile: the projection's cost of one dispatch or read-back in a browser, µs.
+    #[arg(long, default_value_t = 25.0, requires = "profile")]
+    browser_dispatch_us: f64,
     /// Only time the plain matmul: the backend's kernel rate, in a few seconds.
     #[arg(long, conflicts_with_all = ["sites", "circuit", "full"])]
     matmul_only: bool,
@@ -228,6 +243,25 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             println!();
         }
         let l = load(&dir, backend)?;
+        if a.profile {
+            let cfg = l.engine.config().clone();
+            let pair = Pair::new(&l.tokenizer, &cfg, CLEAN, CORRUPT, " Mary", " John", true)?;
+            let phases =
+                pollster::block_on(super::profile::profile_phases(&l.engine, &pair, a.ig_steps))?;
+            let costs = super::profile::DispatchCosts {
+                native_us: a.dispatch_us,
+                browser_us: a.browser_dispatch_us,
+            };
+            println!(
+                "patchlab bench --profile — {} layers, {} heads, d_model {}; {} tokens, rows from position {}; IG {} steps",
+                cfg.n_layers, cfg.n_heads, cfg.d_model, pair.clean.len(), pair.first_diff, a.ig_steps
+            );
+            super::profile::print_profile(&phases, &costs);
+            if let Some(path) = &a.profile_json {
+                super::profile::write_json(path, &phases, &cfg, &pair)?;
+            }
+            continue;
+        }
         if a.circuit {
             pollster::block_on(bench_circuit(&l.engine, &l.tokenizer, !a.no_exact))?;
             continue;

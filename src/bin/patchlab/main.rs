@@ -22,6 +22,7 @@ mod circuit;
 mod dataset;
 mod merge;
 mod outputs;
+mod profile;
 
 #[derive(Parser)]
 #[command(

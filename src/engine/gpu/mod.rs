@@ -317,6 +317,10 @@ impl Compute for GpuEngine {
         Some(self.gpu.counts())
     }
 
+    fn device_profile(&self) -> Option<super::profile::DeviceProfile> {
+        Some(self.gpu.profile(self.adapter()))
+    }
+
     async fn run(&self, tokens: &[u32], def: &Metric) -> Result<GpuRun> {
         let keep = ForwardOpts {
             keep: true,

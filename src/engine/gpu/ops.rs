@@ -144,6 +144,10 @@ fn u(x: usize) -> u32 {
     x as u32
 }
 
+fn f(x: usize) -> f64 {
+    x as f64
+}
+
 impl Enc<'_> {
     /// C = A · B (+ bias) (+ residual, indexed like C).
     pub fn matmul(
@@ -176,6 +180,11 @@ impl Enc<'_> {
             0,
         ];
         let bufs = [a, b, bias.unwrap_or(&dummy), res.unwrap_or(&dummy), c];
+        let mnk = f(mm.m * mm.n * mm.k * mm.batch);
+        let moved = mm.batch
+            * (mm.m * mm.k + mm.k * mm.n + mm.m * mm.n * (1 + res.is_some() as usize))
+            + bias.map_or(0, |_| mm.n);
+        self.cost(2.0 * mnk, 4.0 * f(moved));
         if mm.m <= 16 {
             let groups = [mm.n.div_ceil(64), mm.m.div_ceil(4), mm.batch];
             self.run(K::MatmulSkinny, &params, &bufs, groups);
@@ -222,6 +231,10 @@ impl Enc<'_> {
             0,
         ];
         let bufs = [x, &ln.w, &ln.b, y, tape.xhat, tape.rstd];
+        self.cost(
+            8.0 * f(rows.count * ln.d),
+            4.0 * f(3 * rows.count * ln.d + rows.count + 2 * ln.d),
+        );
         self.run_groups(K::LayerNorm, &params, &bufs, rows.count);
     }
 
@@ -275,6 +288,10 @@ impl Enc<'_> {
             0,
             0,
         ];
+        self.cost(
+            10.0 * f(rows * ln.d),
+            4.0 * f(rows * ln.d * (3 + res.is_some() as usize) + rows + ln.d),
+        );
         self.run_groups(
             K::LayerNormBackward,
             &params,
@@ -284,14 +301,17 @@ impl Enc<'_> {
     }
 
     pub fn gelu(&mut self, x: &Buffer, count: usize, y: &Buffer) {
+        self.cost(10.0 * f(count), 8.0 * f(count));
         self.run_elems(K::Gelu, &[u(count)], &[x, y], count);
     }
 
     pub fn gelu_backward(&mut self, pre: &Buffer, dpost: &Buffer, count: usize, dpre: &Buffer) {
+        self.cost(15.0 * f(count), 12.0 * f(count));
         self.run_elems(K::GeluBackward, &[u(count)], &[pre, dpost, dpre], count);
     }
 
     pub fn add(&mut self, a: &Buffer, b: &Buffer, count: usize, out: &Buffer) {
+        self.cost(f(count), 12.0 * f(count));
         self.run_elems(K::Add, &[u(count)], &[a, b, out], count);
     }
 
@@ -300,6 +320,7 @@ impl Enc<'_> {
     pub fn gather_last(&mut self, x: &Buffer, b: Batch, out: &Buffer) {
         let m = 1;
         let count = b.batch * m * b.d;
+        self.cost(0.0, 8.0 * f(count));
         self.run_elems(
             K::GatherLast,
             &[u(count), u(b.d), u(b.n), u(m)],
@@ -321,6 +342,10 @@ impl Enc<'_> {
             0,
             0,
         ];
+        self.cost(
+            2.0 * f(rows.count * d),
+            4.0 * f(2 * rows.count * d + rows.count),
+        );
         self.run_groups(K::Metric, &params, &[y, dir.buf, out.buf], rows.count);
     }
 
@@ -330,12 +355,17 @@ impl Enc<'_> {
     pub fn prob_diff(&mut self, logits: Matrix, signs: &Buffer, grad: bool, out: At) {
         let params = [u(logits.rows), u(logits.cols), u(out.off), grad as u32];
         let bufs = [signs, logits.buf, out.buf];
+        self.cost(
+            4.0 * f(logits.rows * logits.cols),
+            4.0 * f(logits.rows * logits.cols * (1 + grad as usize) + logits.cols),
+        );
         self.run_groups(K::ProbDiff, &params, &bufs, logits.rows);
     }
 
     /// Overwrites the components `src.idx` of `dst` with `src`'s values.
     pub fn scatter(&mut self, src: &Scatter, dst: ComponentRows) {
         let count = dst.t * src.k * dst.width;
+        self.cost(0.0, 8.0 * f(count));
         self.run_elems(
             K::Scatter,
             &[u(count), u(src.k), u(dst.width), u(dst.count)],
@@ -433,6 +463,12 @@ impl Enc<'_> {
     ) {
         let out = self.gpu().dummy_out().clone();
         let params = s.params(pat.is_some() as u32, s.scale());
+        self.cost(
+            4.0 * f(s.batch * s.heads * s.nq * (s.first_diff + s.n) * s.dh),
+            4.0 * f(s.batch * (s.n * 3 * s.d + s.nq * s.d)
+                + s.first_diff * 2 * s.d
+                + pat.map_or(0, |_| s.batch * s.heads * s.nq * (s.first_diff + s.n))),
+        );
         self.run(
             K::AttnTail,
             &params,
@@ -446,11 +482,27 @@ impl Enc<'_> {
         if s.nq < s.n {
             self.clear(g.dqkv);
         }
+        self.cost(
+            4.0 * f(s.batch * s.heads * s.nq * (s.first_diff + s.n) * s.dh),
+            4.0 * f(s.batch
+                * (s.nq * s.d
+                    + 2 * s.heads * s.nq * (s.first_diff + s.n)
+                    + s.n * 3 * s.d
+                    + s.nq * s.d)),
+        );
         self.run(
             K::AttnTailBackwardQ,
             &s.params(0, s.scale()),
             &[g.dz, g.pattern, g.qkv, g.base_qkv, g.ds, g.dqkv],
             [s.nq, s.heads, s.batch],
+        );
+        self.cost(
+            4.0 * f(s.batch * s.heads * s.nq * s.n * s.dh),
+            4.0 * f(s.batch
+                * (2 * s.heads * s.nq * (s.first_diff + s.n)
+                    + s.nq * s.d
+                    + s.n * 3 * s.d
+                    + s.n * 2 * s.d)),
         );
         self.run(
             K::AttnTailBackwardKv,
@@ -504,12 +556,14 @@ impl Enc<'_> {
             0,
             0,
         ];
+        self.cost(2.0 * f(count * s.dh), 4.0 * f(2 * s.t * s.d() + count));
         self.run_elems(K::AttnScores, &params, &[&q.buf, &k.buf, out], count);
     }
 
     /// hook_pattern from hook_attn_scores.
     pub fn attn_softmax(&mut self, s: Heads, scores: &Buffer, out: &Buffer) {
         let rows = s.heads * s.t;
+        self.cost(5.0 * f(rows * s.t), 8.0 * f(rows * s.t));
         self.run_groups(K::AttnSoftmax, &[u(rows), u(s.t)], &[scores, out], rows);
     }
 
@@ -526,6 +580,10 @@ impl Enc<'_> {
             0,
             0,
         ];
+        self.cost(
+            2.0 * f(count * s.t),
+            4.0 * f(s.heads * s.t * s.t + 2 * count),
+        );
         self.run_elems(K::AttnPv, &params, &[pattern, &v.buf, out], count);
     }
 
@@ -555,6 +613,7 @@ impl Enc<'_> {
     pub fn heads_sum(&mut self, s: Heads, result: &Buffer, bias: &Buffer, out: &Buffer) {
         let d = s.d();
         let count = s.t * d;
+        self.cost(f(count * s.heads), 4.0 * f(count * (s.heads + 1) + d));
         self.run_elems(
             K::HeadsSum,
             &[u(count), u(d), u(s.heads)],
@@ -565,12 +624,17 @@ impl Enc<'_> {
 
     /// dir = rows[0] − rows[1].
     pub fn answer_dir(&mut self, rows: &Buffer, d: usize, dir: &Buffer) {
+        self.cost(f(d), 12.0 * f(d));
         self.run_elems(K::AnswerDir, &[u(d)], &[rows, dir], d);
     }
 
     /// out[off + v] = x · w[v] for every row v of w [rows, d] (x: the d
     /// floats from x.off).
     pub fn logits(&mut self, x: At, w: Matrix, out: At) {
+        self.cost(
+            2.0 * f(w.rows * w.cols),
+            4.0 * f(w.rows * w.cols + w.cols + w.rows),
+        );
         self.run_elems(
             K::Logits,
             &[u(w.rows), u(w.cols), u(x.off), u(out.off)],
@@ -645,6 +709,7 @@ impl Enc<'_> {
             0,
         ];
         let bufs = [&site.resid, &site.base, &site.other, out];
+        self.cost(3.0 * f(b.count()), 16.0 * f(b.count()));
         self.run_elems(K::PatchHeads, &params, &bufs, b.count());
     }
 
@@ -668,6 +733,7 @@ impl Enc<'_> {
             0,
         ];
         let bufs = [&site.resid, &site.base, &site.other, w_out, out];
+        self.cost(4.0 * f(b.count()), 20.0 * f(b.count()));
         self.run_elems(K::PatchNeurons, &params, &bufs, b.count());
     }
 
@@ -685,6 +751,7 @@ impl Enc<'_> {
             0,
         ];
         let bufs = [&site.resid, &site.base, &site.other, alpha.buf, out];
+        self.cost(4.0 * f(b.count()), 16.0 * f(b.count()));
         self.run_elems(K::PatchPath, &params, &bufs, b.count());
     }
 
@@ -703,6 +770,10 @@ impl Enc<'_> {
             0,
             0,
         ];
+        self.cost(
+            2.0 * f(count * g.last / g.of.max(1) * b.per),
+            4.0 * f(count * g.last / g.of.max(1) * b.per + 2 * count),
+        );
         self.run_elems(K::WeightedSum, &params, &[g.buf, w.buf, acc], count);
     }
 }
@@ -740,6 +811,7 @@ impl Enc<'_> {
             u(first_diff * d),
             u((t - first_diff) * d),
         ];
+        self.cost(f(count), 4.0 * f(2 * count + t * d));
         self.run_elems(K::GraphInputs, &params, &[x, corr, out], count);
     }
 
@@ -766,6 +838,7 @@ impl Enc<'_> {
             0,
         ];
         let bufs = [a, src.buf, bias.unwrap_or(&dummy), out];
+        self.cost(f(count * src.n), 4.0 * f(count * (src.n + 2)));
         self.run_elems(K::GraphSum, &params, &bufs, count);
     }
 
@@ -780,6 +853,7 @@ impl Enc<'_> {
         out: &Buffer,
     ) {
         let params = [u(count), u(period), u(b.off), sign.to_bits()];
+        self.cost(2.0 * f(count), 4.0 * f(2 * count + period));
         self.run_elems(K::BcastAdd, &params, &[a, b.buf, out], count);
     }
 }

@@ -3,6 +3,7 @@
 //! and buffers.
 
 use super::kernels::{compile_kernels, ShaderSizes, K};
+use crate::engine::profile::{DeviceProfile, KernelCounts};
 use crate::error::{Error, Result};
 use std::future::Future;
 use std::pin::Pin;
@@ -87,9 +88,14 @@ pub(in crate::engine::gpu) struct Gpu {
     /// Test hook: buffers above this many bytes fail as out of memory
     /// (u64::MAX: no limit but the device's).
     alloc_limit: AtomicU64,
-    /// Per kernel (milliseconds, dispatches) when PATCHLAB_GPU_PROFILE is set
-    /// (native only): every dispatch is then submitted and waited for alone.
-    pub(super) profile: Option<Mutex<Vec<(f64, u64)>>>,
+    /// Per kernel (K::ALL's order): dispatches, workgroups, FLOPs and bytes
+    /// of every dispatch recorded, and its time when `timed`.
+    pub(super) stats: Mutex<Vec<KernelCounts>>,
+    /// PATCHLAB_GPU_PROFILE is set (native only): every dispatch is then
+    /// submitted and waited for alone, and its elapsed time kept.
+    pub(super) timed: bool,
+    /// Read-backs since the device opened.
+    pub(super) readbacks: AtomicU64,
     /// Command submissions and kernel dispatches since the device opened.
     pub(super) submits: AtomicU64,
     pub(super) dispatches: AtomicU64,
@@ -207,9 +213,18 @@ impl Gpu {
             alloc_limit: AtomicU64::new(u64::MAX),
             submits: AtomicU64::new(0),
             dispatches: AtomicU64::new(0),
-            profile: (cfg!(not(target_arch = "wasm32"))
-                && std::env::var_os("PATCHLAB_GPU_PROFILE").is_some())
-            .then(|| Mutex::new(vec![(0.0, 0); K::ALL.len()])),
+            stats: Mutex::new(
+                K::ALL
+                    .iter()
+                    .map(|k| KernelCounts {
+                        name: k.source().0,
+                        ..KernelCounts::default()
+                    })
+                    .collect(),
+            ),
+            timed: cfg!(not(target_arch = "wasm32"))
+                && std::env::var_os("PATCHLAB_GPU_PROFILE").is_some(),
+            readbacks: AtomicU64::new(0),
         })
     }
 
@@ -221,19 +236,34 @@ impl Gpu {
         )
     }
 
-    /// Time per kernel since the engine started, when profiling (see `profile`).
+    /// Every kernel's work since the device opened, with the submissions
+    /// and read-backs.
+    pub fn profile(&self, adapter: &str) -> DeviceProfile {
+        let kernels = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        DeviceProfile {
+            adapter: adapter.to_string(),
+            kernels,
+            submits: self.submits.load(Ordering::Relaxed),
+            readbacks: self.readbacks.load(Ordering::Relaxed),
+            timed: self.timed,
+        }
+    }
+
+    /// Time per kernel since the engine started, when timed (see `timed`).
     pub fn profile_report(&self) -> Option<String> {
-        let p = self.profile.as_ref()?.lock().ok()?;
-        let mut rows: Vec<_> = K::ALL
-            .iter()
-            .zip(p.iter())
-            .filter(|(_, t)| t.1 > 0)
-            .collect();
-        rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+        if !self.timed {
+            return None;
+        }
+        let p = self.profile("");
+        let mut rows: Vec<_> = p.kernels.iter().filter(|k| k.dispatches > 0).collect();
+        rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         Some(
             rows.iter()
-                .map(|(k, (ms, n))| {
-                    format!("{:<24} {:>10.1} ms {:>8} dispatches\n", k.source().0, ms, n)
+                .map(|k| {
+                    format!(
+                        "{:<24} {:>10.1} ms {:>8} dispatches\n",
+                        k.name, k.ms, k.dispatches
+                    )
                 })
                 .collect(),
         )

@@ -91,6 +91,8 @@ pub(in crate::engine::gpu) struct Enc<'g> {
     gpu: &'g Gpu,
     ops: Vec<Op>,
     params: Vec<u32>,
+    /// The next dispatch's (FLOPs, bytes), set by the op that records it.
+    cost: (f64, f64),
 }
 
 impl<'g> Enc<'g> {
@@ -99,6 +101,7 @@ impl<'g> Enc<'g> {
             gpu,
             ops: Vec::new(),
             params: Vec::new(),
+            cost: (0.0, 0.0),
         }
     }
 
@@ -106,10 +109,25 @@ impl<'g> Enc<'g> {
         self.gpu
     }
 
+    /// The FLOPs and bytes of the next dispatch (what `DeviceProfile`
+    /// counts): its op knows its shapes.
+    pub fn cost(&mut self, flops: f64, bytes: f64) {
+        self.cost = (flops, bytes);
+    }
+
     /// Dispatches `groups` workgroups of kernel `k`; `bufs` bind to 1, 2, …
     pub fn run(&mut self, k: K, params: &[u32], bufs: &[&wgpu::Buffer], groups: [usize; 3]) {
+        let (flops, bytes) = std::mem::take(&mut self.cost);
         if groups.contains(&0) {
             return;
+        }
+        {
+            let mut stats = self.gpu.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let s = &mut stats[k as usize];
+            s.dispatches += 1;
+            s.workgroups += groups.iter().product::<usize>() as u64;
+            s.flops += flops;
+            s.bytes += bytes;
         }
         debug_assert!(groups.iter().all(|&g| g <= MAX_GROUPS), "{k:?} {groups:?}");
         // each block starts at the device's uniform offset alignment
@@ -221,7 +239,7 @@ impl<'g> Enc<'g> {
                         gpu.dispatches.fetch_add(1, Ordering::Relaxed);
                         last = Some(k);
                         next = None;
-                        if gpu.profile.is_some() {
+                        if gpu.timed {
                             break;
                         }
                         if matches!(ops.peek(), Some(Op::Dispatch { .. })) {
@@ -232,16 +250,15 @@ impl<'g> Enc<'g> {
                     #[cfg(target_arch = "wasm32")]
                     let _ = last;
                     #[cfg(not(target_arch = "wasm32"))]
-                    if let Some(p) = &gpu.profile {
+                    if gpu.timed {
                         // each dispatch submitted and waited for on its own
                         let done = std::mem::replace(&mut enc, new_encoder());
                         let t = std::time::Instant::now();
                         gpu.queue.submit([done.finish()]);
                         let _ = gpu.device.poll(wgpu::PollType::wait_indefinitely());
                         let ms = t.elapsed().as_secs_f64() * 1e3;
-                        if let (Ok(mut p), Some(k)) = (p.lock(), last) {
-                            p[k as usize].0 += ms;
-                            p[k as usize].1 += 1;
+                        if let (Ok(mut p), Some(k)) = (gpu.stats.lock(), last) {
+                            p[k as usize].ms += ms;
                         }
                     }
                 }

@@ -29,6 +29,8 @@ impl Gpu {
     /// mapping.
     pub async fn read(&self, ranges: &[Slice<'_>]) -> Result<Vec<Vec<f32>>> {
         let total: usize = ranges.iter().map(|r| r.len).sum();
+        self.readbacks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let staging = self.scoped(
             || {
                 format!(
