@@ -5,7 +5,7 @@ import js from "@eslint/js";
 import globals from "globals";
 
 export default [
-  { ignores: ["www/pkg/**", "www/pkg-threads/**", "target/**", "node_modules/**", "fuzz/**"] },
+  { ignores: ["www/pkg/**", "www/pkg-threads/**", "dist/**", "target/**", "node_modules/**", "fuzz/**"] },
   js.configs.recommended,
   {
     files: ["www/**/*.js"],

@@ -24,6 +24,7 @@ mod gpu_faults;
 mod groups;
 mod latent;
 mod metric;
+mod package;
 mod published_files;
 mod replacements;
 mod report_bytes;

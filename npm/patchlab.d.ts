@@ -1,0 +1,197 @@
+// patchlab's JavaScript API (patchlab.js): activation patching, integrated
+// gradients and attribution patching for GPT-2, computed in a module Web
+// Worker (wasm). Written by hand from patchlab.js and docs/embedding.md; the
+// report's shape is in report.d.ts (docs/report.md).
+
+import type { Ablation, CircuitChoice, CircuitReport, Component, Direction, Method, MetricName, Report, SiteOrBundle, Summary, Token, Prediction } from "./report.js";
+
+export type * from "./report.js";
+
+export declare const DEFAULT_HUB_MODEL: "openai-community/gpt2";
+
+/** A Hugging Face repo id ("openai-community/gpt2"), a base URL ("/model/", "https://mirror.example/gpt2/"), or local files. */
+export type ModelSource = string | FileList | File[];
+
+export type Backend = "auto" | "cpu" | "gpu";
+
+/** A prompt pair, as datasets hold them. */
+export interface Pair {
+  clean: string;
+  corrupt: string;
+  correct: string;
+  incorrect: string;
+  bos?: boolean;
+  metric?: MetricName;
+}
+
+export interface LoadProgress {
+  /** "config", "tokenizer", "weights" (bytes), "resume" (a broken download asked for again from `loaded`) or "building". */
+  phase: "config" | "tokenizer" | "weights" | "resume" | "building";
+  loaded?: number;
+  total?: number;
+  cached?: boolean;
+  attempt?: number;
+}
+
+export interface Progress {
+  stage: string;
+  done: number;
+  total: number;
+  fraction: number;
+  elapsedMs: number;
+  etaMs: number | null;
+}
+
+export interface PartialScores {
+  method: Method;
+  direction: Direction;
+  component: Component;
+  layer: number;
+  scores: Float32Array;
+}
+
+export interface AnalysisOptions {
+  methods?: Method[] | string;
+  directions?: Direction[] | string;
+  components?: Component[] | string;
+  /** Instead of components: patching sites or bundles (heads, neurons, resid_pre, …, dla, block_every, head_every, head_every_by_pos). */
+  sites?: SiteOrBundle[] | string;
+  igSteps?: number;
+  igRule?: string;
+  percentile?: number;
+  backend?: Backend;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+}
+
+export interface AnalyzeOptions extends AnalysisOptions, Pair {
+  onPartial?: (p: PartialScores) => void;
+}
+
+/** The worker's environment. */
+export interface LabEnv {
+  webgpu: boolean;
+  adapter: string | null;
+  /** Whether the CPU engine's wasm uses SIMD. */
+  simd: boolean;
+  /** Threads the CPU engine computes on (more than 1 only on a cross-origin isolated page). */
+  threads: number;
+  threadsNote: string | null;
+}
+
+export interface LabInfo {
+  name: string;
+  n_layers: number;
+  n_heads: number;
+  d_model: number;
+  d_head: number;
+  d_mlp: number;
+  n_ctx: number;
+  d_vocab: number;
+  backends: string[];
+}
+
+export interface DatasetPlan {
+  groups: number;
+  kept: number;
+  bad: number;
+  group_size: number;
+  backend: string;
+  note?: string;
+}
+
+export interface PairOutcome {
+  index: number;
+  status: "done" | "kept" | "error";
+  report?: Report;
+  error?: string;
+}
+
+export interface CircuitOptions {
+  pairs: Pair[];
+  method?: "eap-ig" | "eap" | "clean-corrupted" | "exact";
+  steps?: number;
+  select?: "greedy" | "topn";
+  edges?: number;
+  exact?: boolean;
+  curvePoints?: number;
+  backend?: Backend;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+}
+
+export interface CircuitSelection {
+  method: string;
+  select: "greedy" | "topn";
+  n: number;
+}
+
+/** Where a model comes from: {base, name, cache} for a URL or repo id, {files, name, cache} for local files. */
+export declare function resolveModel(model?: ModelSource, baseHref?: string): { base: string; name: string; cache: boolean } | { files: File[]; name: string; cache: false };
+
+/** How a worker script at `url` is started (a cross-origin one from a blob: module that imports it). */
+export declare function workerScript(url: string | URL, pageHref?: string): { href: string; crossOrigin: boolean; script: string | null };
+
+/** A report as summarize() needs it, as JSON. */
+export declare function summaryInput(report: Report | null | undefined): string;
+
+/** Circuit tools that need no model: re-selecting a saved circuit report's circuit and writing the reference's graph file. */
+export declare class CircuitTools {
+  static create(options?: { workerUrl?: string | URL }): CircuitTools;
+  reselectCircuit(report: CircuitReport | string, selection: CircuitSelection): Promise<CircuitChoice>;
+  /** hannamw/EAP-IG's Graph.to_json of `method`'s scores with the circuit `edges`. */
+  circuitGraph(report: CircuitReport | string, options: { method: string; edges: number[] }): Promise<string>;
+  close(): void;
+}
+
+export declare class PatchLab {
+  /** Loads a model in a new worker. A config.json that is not GPT-2's, or a model too large for a tab, rejects with a LoadError. */
+  static load(options?: { model?: ModelSource; name?: string; onProgress?: (p: LoadProgress) => void; cache?: boolean; workerUrl?: string | URL }): Promise<PatchLab>;
+  /** ./model/ next to patchlab.js when it has a config.json (`patchlab serve --model-dir`), else GPT-2 small from the Hub. */
+  static defaultModel(): Promise<string>;
+  /** A schema-1 report as the current schema; newer reports come back as they are. */
+  static upgradeReport(report: Report, options?: { workerUrl?: string | URL }): Promise<Report>;
+  /** Deletes every cached model file. */
+  static clearCache(): Promise<void>;
+
+  readonly info: LabInfo;
+  readonly env: LabEnv;
+
+  tokenize(text: string, options?: { bos?: boolean }): Promise<Token[]>;
+  predict(text: string, options?: { bos?: boolean; k?: number; backend?: Backend }): Promise<Prediction[]>;
+  /** The same report as `patchlab analyze --out -`. */
+  analyze(options: AnalyzeOptions): Promise<Report>;
+  groupPairs(pairs: Pair[], size?: number): Promise<{ groups: number[][]; bad: { index: number; error: string }[] }>;
+  analyzeGroup(options: AnalysisOptions & { pairs: Pair[] }): Promise<Report[]>;
+  runDataset(
+    options: AnalysisOptions & {
+      pairs: Pair[];
+      group?: number;
+      reports?: (Report | null)[] | string;
+      onPlan?: (plan: DatasetPlan) => void;
+      onGroup?: (indices: number[]) => void;
+      onPair?: (outcome: PairOutcome) => void;
+    },
+  ): Promise<{ computed: number; kept: number; bad: number[]; backend: string }>;
+  cpuMatmulMs(options?: { m?: number; k?: number; n?: number; reps?: number }): Promise<number>;
+  taskNames(): Promise<string[]>;
+  /** The metric spec's normalised name, or a rejection saying what is wrong. */
+  parseMetric(spec: string): Promise<string>;
+  generateDataset(options?: { task?: string; n?: number; seed?: number; bos?: boolean }): Promise<Required<Pair>[]>;
+  importPairs(text: string, options?: { filename?: string; bos?: boolean }): Promise<{ pairs: Required<Pair>[]; bad: { line: number; reason: string }[] }>;
+  /** `patchlab batch`'s summary.json. */
+  summarize(reports: (Report | null)[] | string, options?: { source?: string; seed?: number; total?: number; includeSmallGap?: boolean }): Promise<Summary>;
+  pairsCsv(pairs: Pair[]): Promise<string>;
+  ablate(
+    options: Pair & { heads?: [number, number][]; neurons?: [number, number][]; backend?: Backend; signal?: AbortSignal },
+  ): Promise<{ metric_clean: number; metric_corrupt: number; metric_ablated: number; backend: string; note?: string }>;
+  /** `patchlab ablate`'s ablation.json. */
+  ablateDataset(reports: (Report | null)[] | string, sets: string | string[], options?: { backend?: Backend; onProgress?: (p: Progress) => void; signal?: AbortSignal }): Promise<Ablation>;
+  /** `patchlab circuit`'s circuit.json. */
+  circuit(options: CircuitOptions): Promise<CircuitReport>;
+  reevaluateCircuit(report: CircuitReport | string, selection: CircuitSelection): Promise<CircuitChoice>;
+  reselectCircuit(report: CircuitReport | string, selection: CircuitSelection): Promise<CircuitChoice>;
+  circuitGraph(report: CircuitReport | string, options: { method: string; edges: number[] }): Promise<string>;
+  /** Stops the worker and frees the model. */
+  close(): void;
+}
