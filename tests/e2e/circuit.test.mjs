@@ -403,7 +403,7 @@ describe("the Circuit tab on WebGPU", () => {
     await gpuBrowser?.close();
   });
 
-  test("exact edge patching's tails on the WebGPU engine give patchlab circuit's CPU report", async (t) => {
+  test("the graph passes (EAP, EAP-IG, faithfulness) and exact edge patching's tails all on the WebGPU engine give patchlab circuit's CPU report", async (t) => {
     const page = await circuitPage(t, { edges: String(EDGES), exact: "1" }, gpuBrowser);
     await page.selectOption("#c-backend", "gpu");
     assert.equal(await runCircuit(page), "done");
