@@ -9,7 +9,7 @@
 //! re-derived analyses use no engine at all.
 
 use crate::common::golden::{load, MODEL_A, MODEL_B};
-use crate::common::{ok, patchlab, random_model, tempdir};
+use crate::common::{fails_with, ok, patchlab, random_model, tempdir};
 use patchlab::model::random::RandomSpec;
 use patchlab::report::Report;
 use std::path::{Path, PathBuf};
@@ -214,4 +214,78 @@ fn unknown_report_keys_are_refused_by_name() {
             "{e}"
         );
     }
+}
+
+/// `patchlab slim`: the maps it keeps, every score within its rounding of
+/// the full report's, marked with `precision`; idempotent; bad lists and
+/// digit counts refused. The full report stays unmarked.
+#[test]
+fn slim_reports_keep_what_they_say_rounded_and_marked() {
+    let full_path = fixtures().join("model_b_0.json");
+    let full = Report::from_json(&read(&full_path)).unwrap();
+    assert!(full.precision.is_none() && !full.to_json().contains("\"precision\""));
+    let dir = tempdir("slim");
+    let out = dir.join("slim.json");
+    let (fp, op) = (full_path.to_str().unwrap(), out.to_str().unwrap());
+    let said = ok(patchlab(&[
+        "slim", fp, "--keep", "heads", "--digits", "4", "--out", op,
+    ]));
+    assert!(said.contains("bytes"), "{said}");
+    let text = read(&out);
+    let slim = Report::from_json(&text).unwrap();
+    let p = slim.precision.as_ref().expect("a slim report says so");
+    assert_eq!(
+        (p.significant_digits, p.kept.clone()),
+        (4, vec!["heads".to_string()])
+    );
+    assert!(
+        text.len() * 2 < full.to_json().len(),
+        "{} vs {}",
+        text.len(),
+        full.to_json().len()
+    );
+    let mut checked = 0;
+    for (m, per_dir) in &full.results {
+        for (d, maps) in per_dir {
+            let got = &slim.results[m][d];
+            assert!(got.neurons.is_none(), "{m:?} {d:?} kept neurons");
+            let (a, b) = (got.heads.as_ref().unwrap(), maps.heads.as_ref().unwrap());
+            for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+                assert!(
+                    (x - y).abs() <= 5e-4 * y.abs() + 1e-30 || (x.is_nan() && y.is_nan()),
+                    "{m:?} {d:?}: {x} is not {y} to 4 digits"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+    assert!(!slim
+        .analysis
+        .correlations
+        .contains_key(&patchlab::engine::Component::Neurons));
+    assert_eq!(slim.tokens, full.tokens, "token ids are not rounded");
+    // slimming a slim report again changes nothing
+    let again = dir.join("again.json");
+    ok(patchlab(&[
+        "slim",
+        op,
+        "--keep",
+        "heads",
+        "--out",
+        again.to_str().unwrap(),
+    ]));
+    assert_eq!(read(&again), text);
+    fails_with(
+        patchlab(&["slim", fp, "--keep", "headz", "--out", op]),
+        "headz",
+    );
+    fails_with(
+        patchlab(&["slim", fp, "--keep", "patterns", "--out", op]),
+        "at least one map",
+    );
+    fails_with(
+        patchlab(&["slim", fp, "--digits", "0", "--out", op]),
+        "significant digits",
+    );
 }

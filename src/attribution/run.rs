@@ -566,6 +566,7 @@ fn report<E: Engine>(
         timings_ms: shared.timings.clone(),
         backend: e.backend().to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        precision: None,
     };
     derive(&mut r, opts.top);
     r

@@ -16,6 +16,7 @@ pub mod derive;
 pub mod keys;
 pub mod npy;
 pub mod sites;
+pub mod slim;
 pub mod summary;
 
 pub use derive::derive;
@@ -68,6 +69,19 @@ pub struct Report {
     pub timings_ms: BTreeMap<String, f64>,
     pub backend: String,
     pub version: String,
+    /// Set in a slim report ([`slim::slim`]): the scores are rounded and
+    /// only the maps named here are kept. Absent from a full report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
+}
+
+/// What a slim report kept and how precisely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Precision {
+    /// Every score is rounded to this many significant digits.
+    pub significant_digits: u32,
+    /// The maps kept: `heads`, `neurons`, `patterns`, `dla`, site names.
+    pub kept: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! Reports read back: the dataset summary and schema upgrades.
+//! Reports read back: the dataset summary, schema upgrades and slim reports.
 
 use super::{js_err, seed_of};
 use crate::error::{Error, Result};
@@ -45,6 +45,21 @@ pub fn summarize(
 #[wasm_bindgen]
 pub fn upgrade_report(report_json: &str) -> std::result::Result<String, JsValue> {
     Ok(Report::from_json(report_json).map_err(js_err)?.to_json())
+}
+
+/// A report cut down for a figure in a post (`patchlab slim`): only the
+/// maps `keep` names ("heads", "neurons", "patterns", "dla", sites;
+/// comma-separated), every score rounded to `digits` significant digits,
+/// marked with `precision`. Needs no model.
+#[wasm_bindgen]
+pub fn slim_report(
+    report_json: &str,
+    keep: &str,
+    digits: u32,
+) -> std::result::Result<String, JsValue> {
+    let r = Report::from_json(report_json).map_err(js_err)?;
+    let keep = crate::report::slim::Keep::parse(keep).map_err(js_err)?;
+    crate::report::slim::slim(&r, &keep, digits).map_err(js_err)
 }
 
 /// (dataset index, report) of a JSON array of reports in dataset order, where

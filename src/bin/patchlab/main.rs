@@ -23,6 +23,7 @@ mod dataset;
 mod merge;
 mod outputs;
 mod profile;
+mod slim;
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +63,9 @@ enum Command {
     Dataset(dataset::DatasetArgs),
     /// Join the output directories of `batch --shard` runs and recompute the summary.
     Merge(merge::MergeArgs),
+    /// Cut a report down for a figure in a post: only the maps it shows (--keep heads), scores
+    /// rounded to --digits significant digits, marked as such in the report (`precision`).
+    Slim(slim::SlimArgs),
     /// Mean-ablate components found by a batch run (latent AND / OR sets, or chosen ones) and
     /// report how the metric moves, per pair and on average.
     Ablate(ablate::AblateArgs),
@@ -597,6 +601,7 @@ fn main() -> ExitCode {
         Command::Batch(a) => batch::batch(*a),
         Command::Circuit(a) => circuit::circuit(*a),
         Command::Merge(a) => merge::merge(a),
+        Command::Slim(a) => slim::slim_report(a),
         Command::Dataset(a) => dataset::dataset(a),
         Command::Ablate(a) => ablate::ablate(a),
     };
