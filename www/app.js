@@ -187,6 +187,7 @@ function stateUrl() {
   if (view) for (const [k, v] of Object.entries(view.urlState())) p.set(k, v);
   const model = $("model-input").value.trim();
   if (model) p.set("model", model);
+  if (softwareGpu) p.set("gpu", "software");
   if (embed) p.set("embed", "");
   return `${location.origin}${location.pathname}?${p.toString().replace(/embed=(&|$)/, "embed$1")}`;
 }
@@ -205,6 +206,10 @@ function syncUrl() {
 
 const defaultModel = () => PatchLab.defaultModel();
 
+function modelLine(i, ms) {
+  return `${i.name}: ${i.n_layers} layers × ${i.n_heads} heads, d_model ${i.d_model}, ${i.d_mlp} neurons per layer${ms === null ? "" : ` — loaded in ${(ms / 1000).toFixed(1)} s`}`;
+}
+
 function bytes(n) {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
@@ -212,16 +217,26 @@ function bytes(n) {
   return `${n} B`;
 }
 
+// ?gpu=software: compute on a software WebGPU adapter (SwiftShader,
+// lavapipe) anyway; by default such an adapter is not used
+const softwareGpu = params.get("gpu") === "software";
+
+/** The note under the model: which engine "auto" computes on, and why. */
+function engineNote(env) {
+  const cpu = `WebAssembly${env.simd ? " SIMD" : ""}, ${env.threads > 1 ? `${env.threads} threads` : `single-threaded${env.threadsNote ? ` because ${env.threadsNote}` : ""}`}`;
+  if (env.webgpu && env.software) {
+    return `WebGPU's adapter here (${env.adapter}) is a software renderer, not a GPU: patchlab computes on it because the link asks for it (gpu=software), though WebAssembly on the CPU (${cpu}) is usually much faster. Remove gpu=software from the link to compute on the CPU.`;
+  }
+  if (env.webgpu) return `WebGPU is available (${env.adapter}): patchlab computes on the GPU (on the CPU, ${cpu}, if the GPU engine cannot start; the summary says which).`;
+  if (env.software) {
+    return `WebGPU's only adapter here (${env.adapter}) is a software renderer, not a GPU, and slower than WebAssembly: patchlab computes on the CPU (${cpu}). Add gpu=software to the link to use that adapter anyway.`;
+  }
+  return `This browser has no WebGPU: patchlab runs on the CPU (${cpu}). The neuron sweep is slower there.`;
+}
+
 async function loadModel(spec) {
-  lab?.close();
-  lab = null;
-  // the previous model's top 10 (shown, or still computing) are not this model's
-  predictGen++;
-  $("suggestion-list").replaceChildren();
-  dataset?.modelChanged();
-  circuit?.describe();
-  valid = false;
-  updateRun();
+  // the working model stays until another one has loaded: a failed load keeps it
+  const previous = lab;
   status.state = "loading";
   errorBox("load-error", "");
   show("load-status", true);
@@ -229,9 +244,11 @@ async function loadModel(spec) {
   const label = typeof spec === "string" ? spec : "local files";
   setText("load-text", `Loading ${label}…`);
   $("load-progress").removeAttribute("value");
+  let next;
   try {
-    lab = await PatchLab.load({
+    next = await PatchLab.load({
       model: spec,
+      softwareGpu,
       onProgress: (p) => {
         if (p.phase === "weights") {
           $("load-progress").value = p.total ? p.loaded / p.total : 0;
@@ -247,24 +264,34 @@ async function loadModel(spec) {
       },
     });
   } catch (e) {
-    status.state = "error";
-    show("load-status", false);
     errorBox("load-error", `Could not load the model: ${e.message}`, [
       ["Clear cache and retry", async () => { await PatchLab.clearCache(); loadModel(spec); }],
       ["Retry", () => loadModel(spec)],
     ]);
+    if (previous) {
+      status.state = "ready";
+      setText("load-text", `${modelLine(previous.info, null)} — still loaded: the model asked for did not load (below), so the one you were using stays.`);
+      $("load-progress").value = 1;
+    } else {
+      status.state = "error";
+      show("load-status", false);
+    }
     return false;
   }
+  previous?.close();
+  lab = next;
+  // the previous model's top 10 (shown, or still computing) are not this model's
+  predictGen++;
+  $("suggestion-list").replaceChildren();
+  dataset?.modelChanged();
+  circuit?.describe();
+  valid = false;
+  updateRun();
   const i = lab.info;
   status.loadMs = performance.now() - t0;
   $("load-progress").value = 1;
-  setText("load-text", `${i.name}: ${i.n_layers} layers × ${i.n_heads} heads, d_model ${i.d_model}, ${i.d_mlp} neurons per layer — loaded in ${(status.loadMs / 1000).toFixed(1)} s`);
-  const env = lab.env;
-  const cpu = `WebAssembly${env.simd ? " SIMD" : ""}, ${env.threads > 1 ? `${env.threads} threads` : `single-threaded${env.threadsNote ? ` because ${env.threadsNote}` : ""}`}`;
-  const note = env.webgpu
-    ? `WebGPU is available (${env.adapter}): patchlab computes on the GPU (on the CPU, ${cpu}, if the GPU engine cannot start; the summary says which).`
-    : `This browser has no WebGPU: patchlab runs on the CPU (${cpu}). The neuron sweep is slower there.`;
-  setText("env-note", note);
+  setText("load-text", modelLine(i, status.loadMs));
+  setText("env-note", engineNote(lab.env));
   show("env-note", true);
   dataset?.modelReady();
   circuit?.describe();

@@ -277,7 +277,8 @@ describe("the Dataset tab", () => {
 
   test("with WebGPU, pairs of equal length run together (analyzeGroup) and give patchlab batch --backend gpu's tables", async (t) => {
     const page = await newPage(t);
-    await page.goto(`${server.url}?tab=dataset`);
+    // headless Chromium's WebGPU is SwiftShader, a software adapter: chosen explicitly
+    await page.goto(`${server.url}?tab=dataset&gpu=software`);
     assert.equal((await waitReady(page)).state, "ready");
     await page.selectOption("#ds-task", "ioi");
     await page.fill("#ds-n", "8");

@@ -118,7 +118,8 @@ describe("the lab page", () => {
   test("loads, runs, matches the CLI via Export, draws every canvas", async (t) => {
     const page = await newPage(t);
     const t0 = Date.now();
-    await page.goto(server.url);
+    // headless Chromium's only WebGPU adapter is SwiftShader, a software one: the GPU path is chosen explicitly
+    await page.goto(`${server.url}?gpu=software`);
     const st = await waitReady(page);
     assert.equal(st.state, "ready");
     t.diagnostic(`load-to-interactive on the tiny model: ${Math.round(st.readyMs)} ms after navigation (${Date.now() - t0} ms wall), model load ${Math.round(st.loadMs)} ms`);
@@ -134,7 +135,7 @@ describe("the lab page", () => {
     assert.equal(await page.locator("#suggestion-list .suggestion").count(), 10);
 
     await runInPage(page);
-    // this browser has WebGPU: the page ("auto") computes on the GPU
+    // with gpu=software the page ("auto") computes on WebGPU
     assert.match(await page.textContent(".summary"), /backend gpu/);
     const download = page.waitForEvent("download");
     await page.click("#export-json");
