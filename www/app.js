@@ -12,7 +12,8 @@ import { BUNDLES, SITE_AXES } from "./sites.js";
 import { ReportView } from "./views.js";
 import { addPartial, checkReport, partialReport } from "./views/report.js";
 import { reportCsv } from "./views/exports.js";
-import { $, download, seconds, visibleText } from "./dom.js";
+import { $, download, fetchFailure, seconds, visibleText } from "./dom.js";
+import { livePlan, sameShape, shapeText } from "./live-model.js";
 
 const EXAMPLE = {
   clean: "When Mary and John went to the store, John gave a drink to",
@@ -574,7 +575,12 @@ function openPair(r, index, data) {
 async function showSavedReport(url) {
   let r;
   try {
-    const res = await fetch(new URL(url, location.href), { cache: "no-cache" });
+    let res;
+    try {
+      res = await fetch(new URL(url, location.href), { cache: "no-cache" });
+    } catch (e) {
+      throw new Error(fetchFailure(url, e), { cause: e });
+    }
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const text = await res.text();
     if (isCircuitReport(JSON.parse(text)) || mode === "circuit") {
@@ -691,12 +697,36 @@ function wireModel() {
     await PatchLab.clearCache();
     setText("load-text", "Cache cleared: the next load downloads the model again.");
   });
-  $("recompute").addEventListener("click", async () => {
+  // a saved report's "Recompute live": which model it loads (the report's
+  // own where it can be named) and how much that downloads, asked first
+  let plan = null;
+  $("recompute").addEventListener("click", () => {
+    if (!report?.model) return;
+    plan = livePlan(report, $("model-input").value.trim() || null);
+    setText("recompute-plan", plan.text);
+    show("recompute", false);
+    show("recompute-confirm", true);
+  });
+  $("recompute-cancel").addEventListener("click", () => {
+    show("recompute-confirm", false);
+    show("recompute", true);
+  });
+  $("recompute-go").addEventListener("click", async () => {
+    const saved = report;
+    show("recompute-confirm", false);
+    show("recompute", true);
     show("report-banner", false);
-    const m = $("model-input").value.trim() || (await defaultModel());
-    if (await loadModel(m)) {
-      suggest();
-      run();
+    if (plan.spec) $("model-input").value = plan.spec;
+    const m = plan.spec || (await defaultModel());
+    if (!(await loadModel(m))) return;
+    suggest();
+    if (!sameShape(lab.info, saved.model)) {
+      errorBox("run-error", `The model loaded, ${lab.info.name} (${shapeText(lab.info)}), is not the report's ${saved.model.name} (${shapeText(saved.model)}): not recomputed, the views still show the saved report.`);
+      return;
+    }
+    await run();
+    if (lab.info.name !== saved.model.name && report && !report.partial) {
+      setText("run-text", `${$("run-text").textContent} Computed with ${lab.info.name}, not the report's ${saved.model.name} (same shape; the weights may differ).`);
     }
   });
 }

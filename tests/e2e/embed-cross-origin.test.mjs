@@ -163,6 +163,9 @@ describe("<patch-lab> embedded from another origin", () => {
 
     // "Recompute live": without a `model` attribute the default model is B's /model/ (next to embed.js), not A's
     await page.click("patch-lab button:has-text('Recompute live')");
+    // it says first what it will download (the report names a local directory: B's default model instead)
+    assert.match(await page.locator("patch-lab .confirm .note").textContent(), /cannot be downloaded by that name\. Recompute live loads this site's default model instead/);
+    await page.click("patch-lab button:has-text('Download and recompute')");
     const live = await liveReport(page, seen);
     assert.ok(seen.requests.includes(`${B}model/model.safetensors`), `the model should come from B (requests: ${seen.requests.join(", ")})`);
     const saved = JSON.parse(fs.readFileSync(path.join(modelDir, "report.json"), "utf8"));

@@ -435,8 +435,9 @@ describe("embedding", () => {
     await page.waitForFunction(() => document.querySelectorAll("#report-view canvas").length === 6);
     for (const s of await canvasStats(page, "#report-view canvas")) assert.ok(s.colours > 12, s.key);
     assert.equal(requested.filter((u) => u.endsWith("model.safetensors")).length, 0);
-    // and recompute live
+    // and recompute live (after saying what it downloads)
     await page.click("#recompute");
+    await page.click("#recompute-go");
     await page.waitForFunction(() => document.body.dataset.runs === "1");
   });
 
@@ -504,6 +505,7 @@ describe("embedding", () => {
     await page.goto(`${server.url}embed-demo.html?report=/model/gt-report.json`);
     await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
     await page.getByRole("button", { name: "Recompute live" }).click();
+    await page.getByRole("button", { name: "Download and recompute" }).click();
     await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
     const got = await page.evaluate(() => {
       const e = document.querySelector("patch-lab");
@@ -522,6 +524,7 @@ describe("embedding", () => {
     await page.goto(`${server.url}?report=/model/gt-report.json`);
     assert.equal((await waitReady(page)).state, "report");
     await page.click("#recompute");
+    await page.click("#recompute-go");
     await page.waitForFunction(() => Number(document.body.dataset.runs || 0) > 0 || !document.getElementById("run-error").hidden);
     assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
     const download = page.waitForEvent("download");

@@ -77,3 +77,61 @@ describe("1. a software WebGPU adapter is not a GPU", () => {
   });
 });
 
+describe("4. Recompute live never changes the model silently", () => {
+  test("<patch-lab>: Recompute live names the report's model and its size and fetches nothing until agreed", async (t) => {
+    const page = await newPage(t);
+    const requests = [];
+    page.context().on("request", (r) => requests.push(r.url()));
+    await page.goto(`${server.url}embed-demo.html?report=/model/hub-report.json`);
+    await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
+    const seen = requests.length;
+    await page.getByRole("button", { name: "Recompute live" }).click();
+    await page.waitForFunction(() => document.querySelector("patch-lab").dataset.state === "confirm");
+    const question = await page.locator("patch-lab .confirm .note").textContent();
+    // the tiny model's f32 weights (its shape, from the report): about 13 MB
+    assert.match(question, /^Recompute live downloads the report's model, openai-community\/gpt2 \(2 layers × 4 heads, d_model 64\), from the Hugging Face Hub: about \d+ MB of weights/);
+    assert.deepEqual(requests.slice(seen), [], "nothing is fetched before the reader agrees");
+    await page.getByRole("button", { name: "Cancel" }).click();
+    assert.equal(await page.evaluate(() => document.querySelector("patch-lab").dataset.state), "report", "Cancel keeps the saved figure");
+    assert.equal(await page.getByRole("button", { name: "Recompute live" }).isVisible(), true);
+    assert.deepEqual(requests.slice(seen), [], "nothing is fetched after Cancel");
+    assert.ok(!requests.some((u) => /huggingface|model\.safetensors|patchlab_bg\.wasm/.test(u)));
+  });
+
+  test("<patch-lab>: a report whose model cannot be fetched by name says the live model may differ; agreed, it computes and says which model it used", async (t) => {
+    const page = await newPage(t);
+    const requests = [];
+    page.context().on("request", (r) => requests.push(r.url()));
+    await page.goto(`${server.url}embed-demo.html?report=/model/report.json`);
+    await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
+    const saved = JSON.parse(fs.readFileSync(path.join(modelDir, "report.json"), "utf8"));
+    await page.getByRole("button", { name: "Recompute live" }).click();
+    const question = await page.locator("patch-lab .confirm .note").textContent();
+    assert.ok(question.startsWith(`The report names its model “${saved.model.name}” (2 layers × 4 heads, d_model 64), which cannot be downloaded by that name. Recompute live loads this site's default model instead (about `), question);
+    assert.match(question, /its numbers differ from the figure's/);
+    assert.ok(!requests.some((u) => /model\.safetensors/.test(u)));
+    await page.getByRole("button", { name: "Download and recompute" }).click();
+    await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab").dataset.state));
+    const status = await page.locator("patch-lab p.note").first().textContent();
+    assert.equal(await page.evaluate(() => document.querySelector("patch-lab").dataset.state), "done", await page.locator("patch-lab .error").textContent());
+    assert.match(status, new RegExp(`^Computed live with model, not the report's ${saved.model.name} \\(same shape; the weights may differ\\) on `));
+    assert.ok(requests.some((u) => u.endsWith("/model/model.safetensors")));
+  });
+
+  test("the lab page's Recompute live asks the same question first", async (t) => {
+    const page = await newPage(t);
+    const requests = [];
+    page.context().on("request", (r) => requests.push(r.url()));
+    await page.goto(`${server.url}?report=/model/hub-report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    await page.click("#recompute");
+    await page.waitForSelector("#recompute-confirm", { state: "visible" });
+    assert.match(await page.textContent("#recompute-plan"), /^Recompute live downloads the report's model, openai-community\/gpt2 .*from the Hugging Face Hub: about \d+ MB of weights/);
+    assert.ok(!requests.some((u) => /huggingface|model\.safetensors|config\.json/.test(u)), "nothing is fetched before the reader agrees");
+    await page.click("#recompute-cancel");
+    assert.equal(await page.isHidden("#recompute-confirm"), true);
+    assert.equal(await page.isVisible("#recompute"), true);
+    assert.equal(await page.evaluate(() => window.patchlabPage.state), "report");
+  });
+});
+
