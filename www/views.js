@@ -74,6 +74,7 @@ export class ReportView {
     this.plots = new Map();
     this.state = { site: site || null, head: head || null, method: method || null, direction: direction || null, overlay: !!overlay };
     this.build(root);
+    this.ablation?.on(() => this.renderPin());
     if (this.ablation) this.ablationPanel = new AblationPanel(this.ablationBox, this.ablation, ablate, () => this.report);
     this.view = viewName(view) || "heads";
     if (!viewName(view)) this.say(`There is no view ${JSON.stringify(String(view))}: showing Heads. The views: ${VIEWS.map(([k]) => k).join(", ")}.`);
@@ -362,6 +363,15 @@ export class ReportView {
     unpin.type = "button";
     unpin.addEventListener("click", () => this.selection.toggle(null));
     this.pinBox.replaceChildren(head, el("span", null, ` — ${items.join(" · ")} `), unpin);
+    // the touch equivalent of shift-click: a tap pins, this button ablates
+    if (this.ablation && !r.partial && r.prompts && (p.component === "heads" || p.component === "neurons")) {
+      const on = this.ablation.has(p.component, p.layer, p.index);
+      const b = el("button", "small", on ? "Take out of the ablation set" : "Add to the ablation set");
+      b.type = "button";
+      b.dataset.action = "ablate-pinned";
+      b.addEventListener("click", () => this.ablation.toggle(p));
+      this.pinBox.append(" ", b);
+    }
     if (p.component === "heads" && r.patterns) {
       const open = el("button", "small", "Attention pattern");
       open.type = "button";

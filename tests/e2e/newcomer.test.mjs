@@ -135,3 +135,42 @@ describe("4. Recompute live never changes the model silently", () => {
   });
 });
 
+describe("6. a phone", () => {
+  test("at 390 × 844 nothing runs off-screen, and a tap pins a head that a visible button adds to the ablation set", async (t) => {
+    const context = await newContext(browser, { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    t.after(() => context.close());
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${server.url}?${new URLSearchParams({ ...IOI, methods: "ap,ig", sites: "resid_pre,z,dla" })}`);
+    await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
+    const width = () => page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok((await width()) <= 390, `the page is ${await width()} px wide`);
+    // every view with data, opened by a tap
+    const views = await page.$$eval("#report-view .tabs .tab:not([hidden])", (bs) => bs.map((b) => b.dataset.view));
+    assert.ok(views.length >= 6, views.join(","));
+    for (const v of views) {
+      await page.tap(`#report-view .tabs .tab[data-view="${v}"]`);
+      await page.waitForFunction((k) => document.querySelector(`#report-view .tab[data-view="${k}"]`).classList.contains("active"), v);
+      assert.ok((await width()) <= 390, `view ${v}: the page is ${await width()} px wide`);
+    }
+    for (const mode of ["dataset", "circuit", "pair"]) {
+      await page.tap(`#mode-tabs .tab[data-mode="${mode}"]`);
+      assert.ok((await width()) <= 390, `the ${mode} tab: the page is ${await width()} px wide`);
+    }
+    // tap a head: it is pinned; the pin box's button adds it to the ablation set
+    await page.tap('#report-view .tab[data-view="heads"]');
+    const [x, y] = await cellPoint(page, "ap-clean_to_corrupt-heads", 1, 2);
+    await page.touchscreen.tap(x, y);
+    await page.waitForSelector(".pinned:not([hidden]) button[data-action=ablate-pinned]");
+    assert.match(await page.textContent(".pinned strong"), /^Pinned L1 H2$/);
+    assert.equal(await page.textContent("button[data-action=ablate-pinned]"), "Add to the ablation set");
+    await page.tap("button[data-action=ablate-pinned]");
+    await page.waitForFunction(() => document.querySelector(".ablation")?.dataset.state === "done");
+    assert.deepEqual(await page.$$eval(".ablate-set .ablate-item", (bs) => bs.map((b) => b.textContent)), ["L1 H2 ✕"]);
+    assert.equal(await page.textContent("button[data-action=ablate-pinned]"), "Take out of the ablation set");
+    assert.ok((await width()) <= 390);
+    assert.deepEqual(errors, []);
+  });
+});
+
