@@ -10,7 +10,7 @@ import { CircuitTools, PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
 import { BUNDLES, SITE_AXES } from "./sites.js";
 import { ReportView } from "./views.js";
-import { addPartial, checkReport, partialReport } from "./views/report.js";
+import { addPartial, checkReport, partialReport, stageText } from "./views/report.js";
 import { reportCsv } from "./views/exports.js";
 import { $, download, fetchFailure, seconds, visibleText } from "./dom.js";
 import { livePlan, sameShape, shapeText } from "./live-model.js";
@@ -451,7 +451,7 @@ async function run() {
       signal: ctrl.signal,
       onProgress: (p) => {
         $("run-progress").value = p.fraction;
-        setText("run-text", `${p.stage} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`);
+        setText("run-text", `${stageText(p.stage)} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`);
       },
       onPartial: (msg) => {
         addPartial(partial, msg);

@@ -10,6 +10,7 @@
 
 import { css, diverging, fmt, FONT, Scatter, sizeCanvas, SMALL_FONT, startDrawing, verticalLabel } from "./plots.js";
 import { $, download, el, seconds } from "./dom.js";
+import { stageText } from "./views/report.js";
 
 const METHOD_COLOURS = { eap: "#1f77b4", "eap-ig": "#d62728", "clean-corrupted": "#2ca02c", exact: "#222" };
 const METHOD_LABELS = { eap: "EAP", "eap-ig": "EAP-IG", "clean-corrupted": "clean-corrupted", exact: "exact" };
@@ -843,7 +844,7 @@ export class CircuitTab {
         signal: ctrl.signal,
         onProgress: (p) => {
           $("c-progress").value = p.fraction;
-          $("c-text").textContent = `${p.stage} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`;
+          $("c-text").textContent = `${stageText(p.stage)} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`;
         },
       });
       $("c-progress").value = 1;

@@ -13,6 +13,7 @@ import { summaryInput } from "./patchlab.js";
 import { isPositionAxis, SITE_AXES } from "./sites.js";
 import { Heatmap, Histogram, fmt } from "./plots.js";
 import { $, download, el, seconds, visibleText } from "./dom.js";
+import { stageText } from "./views/report.js";
 
 /**
  * The summary's main correlation rows: [key, label, histogram title or null].
@@ -354,7 +355,7 @@ export class DatasetTab {
         },
         onProgress: (pr) => {
           $("ds-progress").value = pr.fraction;
-          $("ds-text").textContent = `${label}: ${pr.stage} — ${Math.round(pr.fraction * 100)} % · ${seconds(pr.elapsedMs)} elapsed · ETA ${seconds(pr.etaMs)}`;
+          $("ds-text").textContent = `${label}: ${stageText(pr.stage)} — ${Math.round(pr.fraction * 100)} % · ${seconds(pr.elapsedMs)} elapsed · ETA ${seconds(pr.etaMs)}`;
         },
         onPair: ({ index: k, status, report, error }) => {
           if (status === "done") {
@@ -439,7 +440,7 @@ export class DatasetTab {
       const out = await lab.ablateDataset(this.inputsJson(), [spec], {
         signal: ctrl.signal,
         onProgress: (p) => {
-          $("ds-abl-text").textContent = `${p.stage}: ${p.done} of ${p.total} pairs`;
+          $("ds-abl-text").textContent = `${stageText(p.stage)}: ${p.done} of ${p.total} pairs`;
         },
       });
       const sets = (this.ablation?.sets || []).filter((x) => x.set !== out.sets[0].set);

@@ -32,6 +32,7 @@
 
 import { CircuitTools, PatchLab } from "./patchlab.js";
 import { ReportView, checkReport } from "./views.js";
+import { stageText } from "./views/report.js";
 import { livePlan, sameShape, shapeText } from "./live-model.js";
 import { el, fetchFailure } from "./dom.js";
 
@@ -266,7 +267,7 @@ class PatchLabElement extends HTMLElement {
         signal: this.abort.signal,
         onProgress: (p) => {
           this.progress.value = p.fraction;
-          this.status(`${p.stage} — ${Math.round(p.fraction * 100)} %`);
+          this.status(`${stageText(p.stage)} — ${Math.round(p.fraction * 100)} %`);
         },
       });
       this.report = report;
@@ -304,7 +305,7 @@ class PatchLabElement extends HTMLElement {
       signal: this.abort.signal,
       onProgress: (p) => {
         this.progress.value = p.fraction;
-        this.status(`${p.stage} — ${Math.round(p.fraction * 100)} %`);
+        this.status(`${stageText(p.stage)} — ${Math.round(p.fraction * 100)} %`);
       },
     });
     this.report = report;

@@ -44,6 +44,10 @@ const PANELS = {
 };
 // the views that show partial results (or say when they will); the others wait for the whole report
 const LIVE = new Set(["heads", "neurons", "scatter", "latent"]);
+// the views where heads and neurons are clicked into the mean-ablation set (the panel shows only there)
+const ABLATION_VIEWS = new Set(["heads", "neurons", "latent"]);
+// the views with a "one colour scale" choice
+const SHARED_SCALE = new Set(["heads", "neurons", "resid", "head_sites"]);
 // other names a link or an embed may use for a view
 const VIEW_ALIASES = { heads_by_pos: "head_sites", sites: "head_sites", attention: "pattern", residual: "resid" };
 /** The view a name (from a URL or an attribute) means, or null. */
@@ -64,7 +68,7 @@ export class ReportView {
    * Promise<{metric_clean, metric_corrupt, metric_ablated}> (PatchLab.ablate)
    * turns on click-to-ablate.
    */
-  constructor(root, { view = "heads", site, head, method, direction, overlay, onView, filenamePrefix = "patchlab", ablate } = {}) {
+  constructor(root, { view = "heads", site, head, method, direction, overlay, shared, onView, filenamePrefix = "patchlab", ablate } = {}) {
     this.root = root;
     this.onView = onView;
     this.prefix = filenamePrefix;
@@ -72,10 +76,10 @@ export class ReportView {
     this.ablation = ablate ? new Ablation() : null;
     this.report = null;
     this.plots = new Map();
-    this.state = { site: site || null, head: head || null, method: method || null, direction: direction || null, overlay: !!overlay };
+    this.state = { site: site || null, head: head || null, method: method || null, direction: direction || null, overlay: !!overlay, shared: !!shared };
     this.build(root);
     this.ablation?.on(() => this.renderPin());
-    if (this.ablation) this.ablationPanel = new AblationPanel(this.ablationBox, this.ablation, ablate, () => this.report);
+    if (this.ablation) this.ablationPanel = new AblationPanel(this.ablationBox, this.ablation, ablate, () => this.report, () => ABLATION_VIEWS.has(this.view));
     this.view = viewName(view) || "heads";
     if (!viewName(view)) this.say(`There is no view ${JSON.stringify(String(view))}: showing Heads. The views: ${VIEWS.map(([k]) => k).join(", ")}.`);
     this.selection.on((p) => {
@@ -137,6 +141,7 @@ export class ReportView {
       if (s.direction) out.direction = s.direction;
     }
     if (v === "pattern" && s.overlay) out.overlay = "1";
+    if (s.shared && SHARED_SCALE.has(v)) out.shared = "1";
     return out;
   }
 
@@ -162,6 +167,7 @@ export class ReportView {
     this.markTabs();
     this.clearPlots();
     this.render();
+    this.ablationPanel?.render();
     if (user) this.onView?.(view);
   }
 
@@ -216,7 +222,10 @@ export class ReportView {
   /** The heatmap of this key: its rows updated in place, or a new one in parent. */
   heatmap(key, parent, opts) {
     let p = this.plots.get(key);
-    if (p) p.setRows(opts.rows, opts.marks);
+    if (p) {
+      if (opts.scale !== undefined) p.fixedScale = opts.scale || null;
+      p.setRows(opts.rows, opts.marks);
+    }
     else {
       p = new Heatmap(parent, { selection: this.selection, ablation: this.ablation, ...opts, filename: `${this.prefix}-${key}` });
       p.figure.dataset.key = key;

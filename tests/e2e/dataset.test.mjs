@@ -51,7 +51,8 @@ async function headCell(page, key, layer, head, { layers = 2, heads = 4 } = {}) 
   const canvas = page.locator(`figure[data-key='${key}'] canvas`);
   await canvas.scrollIntoViewIfNeeded();
   const box = await canvas.boundingBox();
-  const left = 44, top = 30, pw = box.width - 44 - 84, ph = box.height - 30 - 34;
+  // the plot area the heatmap draws (left, top, width, height in CSS pixels)
+  const [left, top, pw, ph] = (await canvas.getAttribute("data-plot")).split(",").map(Number);
   return { x: box.x + left + ((head + 0.5) * pw) / heads, y: box.y + top + ((layer + 0.5) * ph) / layers };
 }
 

@@ -250,8 +250,8 @@ describe("the lab page", () => {
     }
     // the asymmetries of IG* and AP agree in sign and size whichever prompt is clean
     assert.ok(Math.abs(a.asym - b.asym) < 1e-6, `${a.asym} vs ${b.asym}`);
-    assert.match(a.legend, /AND \(A > 0\): matters when noising/);
-    assert.match(a.legend, /OR \(A < 0\): restoring it alone helps/);
+    assert.match(a.legend, /▲ AND \(filled triangle, A > 0\): matters when noising/);
+    assert.match(a.legend, /○ OR \(hollow circle, A < 0\): restoring it alone brings the behaviour back/);
   });
 
   test("unequal lengths and multi-token answers show messages and leave the page usable", async (t) => {

@@ -174,3 +174,70 @@ describe("6. a phone", () => {
   });
 });
 
+describe("5. plots that explain themselves", () => {
+  test("every colour bar names its unit; IG and IG* are explained correctly; one scale on request; the latent legend matches its marks; the ablation panel only where it is used", async (t) => {
+    const page = await newPage(t, { width: 1280 });
+    await page.goto(`${server.url}?report=/model/sites-report.json&view=heads`);
+    assert.equal((await waitReady(page)).state, "report");
+    const units = () => page.$$eval("#report-view canvas[data-colorbar]", (cs) => cs.map((c) => [c.closest("figure").dataset.key, c.dataset.unit]));
+    for (const v of ["heads", "neurons", "latent", "resid", "head_sites", "pattern", "dla"]) {
+      await page.click(`#report-view .tab[data-view="${v}"]`);
+      const u = await units();
+      assert.ok(u.length > 0, v);
+      for (const [key, unit] of u) assert.ok(unit, `${v}: ${key}'s colour bar has no unit`);
+      if (v === "heads") {
+        for (const [key, unit] of u) assert.equal(unit, key.startsWith("ig-") ? "raw IG (mean)" : "fraction of gap", key);
+        const note = await page.textContent("#report-view .plot-section .note");
+        assert.match(note, /IG is captum's raw attribution reduced to one number per component by means .*a mean per element/);
+        assert.match(note, /IG\* \(IG star\) is the same attribution summed instead .*IG × positions × d_model.* divided by the gap/);
+        assert.equal(await page.isVisible(".ablation"), true, "the ablation panel belongs to Heads");
+        // one colour scale: the fraction-of-gap panels share the largest |value|
+        const scales = () => page.$$eval("#report-view canvas[data-colorbar]", (cs) => cs.filter((c) => c.dataset.unit === "fraction of gap").map((c) => c.dataset.scale));
+        assert.ok(new Set(await scales()).size > 1, "separate scales by default");
+        await page.check("#report-view input[data-control=shared]");
+        await page.waitForFunction(() => [...document.querySelectorAll("#report-view canvas[data-colorbar]")].filter((c) => c.dataset.unit === "fraction of gap").every((c, _, all) => c.dataset.scale === all[0].dataset.scale));
+        assert.equal(new Set(await scales()).size, 1);
+        await page.uncheck("#report-view input[data-control=shared]");
+      }
+      if (v === "latent") {
+        const note = await page.textContent("#report-view .plot-section .note");
+        assert.match(note, /S_cc is a component's score clean → corrupt .*S_ccl its score corrupt → clean/);
+        assert.match(note, /○ OR \(hollow circle, A < 0\)/);
+        assert.doesNotMatch(note, /●/);
+        // an OR mark is hollow: its centre keeps the cell's colour
+        const centre = await page.evaluate(() => {
+          const c = [...document.querySelectorAll("#report-view figure[data-key^='latent-'] canvas")].find((x) => x.dataset.marksOr);
+          if (!c) return null;
+          const [l, i] = c.dataset.marksOr.split(" ")[0].split(".").map(Number);
+          const [left, top, pw, ph] = c.dataset.plot.split(",").map(Number);
+          const s = c.width / parseFloat(c.style.width);
+          const x = left + ((i + 0.5) * pw) / Number(c.dataset.cols), y = top + ((l + 0.5) * ph) / Number(c.dataset.rows);
+          return Array.from(c.getContext("2d").getImageData(Math.round(x * s), Math.round(y * s), 1, 1).data);
+        });
+        assert.ok(centre, "no OR component marked");
+        assert.notDeepEqual(centre.slice(0, 3), [255, 255, 255], "the OR circle is filled white");
+      }
+      if (v === "resid") assert.equal(await page.isHidden(".ablation"), true, "no ablation panel atop the residual stream");
+    }
+    await page.click('#report-view .tab[data-view="scatter"]');
+    const scatter = await page.textContent("#report-view .plot-section .note");
+    assert.doesNotMatch(scatter, /IG\* is IG divided by the metric gap/);
+    assert.match(scatter, /Raw IG, a mean per element, is not on this scale: IG\* = IG × positions × d_model \/ gap for heads, IG × positions \/ gap for neurons/);
+    assert.equal(await page.isHidden(".ablation"), true, "no ablation panel atop Scatter");
+  });
+
+  test("the progress line names the stages in words", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?${new URLSearchParams({ ...IOI, methods: "ap,ig", run: "0" })}`);
+    assert.equal((await waitReady(page)).state, "ready");
+    await page.evaluate(() => {
+      window.__stages = [];
+      new MutationObserver(() => window.__stages.push(document.getElementById("run-text").textContent)).observe(document.getElementById("run-text"), { childList: true, characterData: true, subtree: true });
+    });
+    await runInPage(page);
+    const seen = await page.evaluate(() => window.__stages);
+    assert.ok(seen.some((s) => s.startsWith("activation patching (AP), clean → corrupt, heads — ")), seen.join("\n"));
+    assert.ok(!seen.some((s) => /_to_/.test(s)), seen.filter((s) => /_to_/.test(s)).join("\n"));
+  });
+});
+
