@@ -39,7 +39,8 @@ let threadsNote = null;
 
 async function startThreaded(cores) {
   const p = await import("./pkg-threads/patchlab.js");
-  await p.default();
+  // wasm-bindgen's init takes one object (positional arguments are deprecated)
+  await p.default({ module_or_path: new URL("./pkg-threads/patchlab_bg.wasm", import.meta.url) });
   await p.initThreadPool(cores);
   return p;
 }
@@ -57,7 +58,7 @@ async function start() {
     }
   }
   const p = await import("./pkg/patchlab.js");
-  await p.default();
+  await p.default({ module_or_path: new URL("./pkg/patchlab_bg.wasm", import.meta.url) });
   pkg = p;
 }
 
