@@ -138,6 +138,26 @@ function fillFromReport(r) {
   carried = { igRule: r.settings?.ig_rule, percentile: r.settings?.percentile };
 }
 
+/** Every input of the single-pair form, to put back later (a dataset pair opened over them). */
+function formValues() {
+  const out = {};
+  for (const e of document.querySelectorAll("#inputs input, #inputs textarea")) {
+    if (!e.id && !e.name) continue;
+    const key = e.id || `${e.name}:${e.value}`;
+    out[key] = e.type === "checkbox" ? e.checked : e.value;
+  }
+  return out;
+}
+
+function setFormValues(values) {
+  for (const e of document.querySelectorAll("#inputs input, #inputs textarea")) {
+    const key = e.id || `${e.name}:${e.value}`;
+    if (!(key in values)) continue;
+    if (e.type === "checkbox") e.checked = values[key];
+    else e.value = values[key];
+  }
+}
+
 function checked(name) {
   return [...document.querySelectorAll(`input[name=${name}]`)].filter((b) => b.checked).map((b) => b.value);
 }
@@ -153,7 +173,8 @@ function request() {
     components: checked("components"),
     sites: checked("sites"),
     bos: $("bos").checked,
-    igSteps: Number($("ig-steps").value) || 50,
+    // checked by validate(): 0, empty or a fraction is refused, never replaced
+    igSteps: $("ig-steps").value.trim() === "" ? NaN : Number($("ig-steps").value),
     metric: $("metric").value.trim() || "logit_diff",
     ...carried,
   };
@@ -162,6 +183,8 @@ function request() {
 /** What PatchLab.analyze gets: `sites` (with heads / neurons among them) when any site is on, else `components`. */
 function analyzeRequest(r) {
   const { sites, components, ...rest } = r;
+  // IG steps matter only with IG, where validate() refused a bad value
+  if (!Number.isInteger(rest.igSteps)) delete rest.igSteps;
   return sites.length ? { ...rest, sites: [...components, ...sites] } : { ...rest, components };
 }
 
@@ -175,7 +198,7 @@ function stateUrl() {
   if (r.components.length !== 2) p.set("components", r.components.join(","));
   if (r.sites.length) p.set("sites", compactSites(r.sites));
   if (!r.bos) p.set("bos", "0");
-  if (r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
+  if (Number.isInteger(r.igSteps) && r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
   if (r.metric !== "logit_diff") p.set("metric", r.metric);
   if (r.igRule !== undefined) p.set("ig_rule", r.igRule);
   if (r.percentile !== undefined) p.set("percentile", String(r.percentile));
@@ -351,7 +374,10 @@ async function validate() {
   renderChips("incorrect-chips", b);
   const errors = [];
   const n = lab.info.n_ctx;
-  if (c.length === 0 || k.length === 0) errors.push("Type both prompts (or keep the BOS token).");
+  const empty = ["clean", "corrupt"].filter((name) => r[name] === "");
+  if (empty.length === 2) errors.push("Both prompts are empty: type a clean and a corrupt prompt.");
+  else if (empty.length === 1) errors.push(`The ${empty[0]} prompt is empty: type it (the ${empty[0] === "clean" ? "corrupt" : "clean"} prompt with one or a few words changed).`);
+  else if (c.length === 0 || k.length === 0) errors.push("Type both prompts (or keep the BOS token).");
   else if (c.length !== k.length) errors.push(`The prompts must have the same number of tokens, but clean has ${c.length} and corrupt ${k.length}: change words so that both tokenize to the same length.`);
   else if (diffs.size === 0) errors.push("The prompts are identical: change at least one token of the corrupt prompt.");
   if (c.length > n || k.length > n) errors.push(`The model's context holds ${n} tokens: shorten the prompts.`);
@@ -365,6 +391,9 @@ async function validate() {
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
   if (r.methods.length === 0 || r.directions.length === 0 || r.components.length + r.sites.length === 0) errors.push("Choose at least one method, one direction and one component kind or site.");
   if (metric) errors.push(`The metric cannot be used: ${metric}.`);
+  if (r.methods.includes("ig") && !(Number.isInteger(r.igSteps) && r.igSteps >= 1 && r.igSteps <= 1000)) {
+    errors.push(`IG steps must be a whole number from 1 to 1000 (50 is usual), not ${$("ig-steps").value.trim() === "" ? "empty" : JSON.stringify($("ig-steps").value)}: integrated gradients needs at least one point on its path.`);
+  }
   if (r.percentile !== undefined && !Number.isFinite(r.percentile)) errors.push(`The link's percentile is not a number: use e.g. percentile=0.9 (the top 10 % form the latent sets).`);
   valid = errors.length === 0;
   errorBox("input-error", errors.join(" "));
@@ -554,7 +583,10 @@ function tools() {
 /** Shows a finished dataset pair in the single-pair views, with its report (nothing is recomputed). */
 function openPair(r, index, data) {
   if (running) return;
+  const before = request();
+  const mine = { form: formValues(), carried: { ...carried } };
   fillFromReport(r);
+  const replaced = ["clean", "corrupt", "correct", "incorrect"].some((k) => before[k] !== $(k).value);
   errorBox("run-error", "");
   show("run-progress", false);
   show("report-banner", false);
@@ -563,6 +595,23 @@ function openPair(r, index, data) {
   show("results", true);
   view.update(r);
   setText("run-text", `Pair ${index} of the dataset (${data.source}${data.seed !== null && data.seed !== undefined ? `, seed ${data.seed}` : ""}), computed in the Dataset tab.`);
+  // the form now holds the pair's prompts: say so, and offer the ones typed before back
+  if (replaced) {
+    const back = document.createElement("button");
+    back.type = "button";
+    back.className = "small";
+    back.dataset.action = "restore-prompts";
+    back.textContent = "Restore my prompts";
+    back.addEventListener("click", () => {
+      setFormValues(mine.form);
+      carried = mine.carried;
+      back.remove();
+      setText("run-text", "Your prompts and settings are back in the form (the views still show the dataset pair until you press Run).");
+      validate();
+      suggest();
+    });
+    $("run-text").append(` The prompts and settings above are now this pair's; the ones you had typed are kept: `, back);
+  }
   status.opened = (status.opened || 0) + 1;
   document.body.dataset.opened = String(status.opened);
   validate();
@@ -659,6 +708,7 @@ function wireForm() {
   }
   $("bos").addEventListener("change", () => { validate(); suggest(); });
   $("metric").addEventListener("input", validateSoon);
+  $("ig-steps").addEventListener("input", validateSoon);
   for (const box of document.querySelectorAll("input[name], #ig-steps")) box.addEventListener("change", validate);
   for (const k of ["clean", "corrupt"]) {
     $(k).addEventListener("keydown", (e) => {
@@ -734,7 +784,7 @@ function wireModel() {
 /** The report's downloads (JSON, CSV, npy) and the share links of both tabs. */
 function wireExports() {
   $("export-json").addEventListener("click", () => {
-    if (report && !report.partial) download("patchlab-report.json", JSON.stringify(report, null, 1), "application/json");
+    if (report && !report.partial) download("patchlab-report.json", JSON.stringify(report), "application/json");
   });
   $("export-csv").addEventListener("click", () => {
     if (report) download("patchlab-scores.csv", reportCsv(report), "text/csv");

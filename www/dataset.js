@@ -136,8 +136,14 @@ export class DatasetTab {
       directions: this.checked("directions"),
       // sites replace components in a request (and may name heads and neurons)
       ...(sites.length ? { sites: [...components, ...sites] } : { components }),
-      igSteps: Number($("ds-ig-steps").value) || 50,
+      igSteps: Number($("ds-ig-steps").value),
     };
+  }
+
+  /** Why the IG steps cannot be used (IG needs at least one point on its path), or "". */
+  static stepsProblem(o) {
+    if (!o.methods.includes("ig") || (Number.isInteger(o.igSteps) && o.igSteps >= 1 && o.igSteps <= 1000)) return "";
+    return `IG steps must be a whole number from 1 to 1000 (50 is usual), not ${JSON.stringify($("ds-ig-steps").value)}: integrated gradients needs at least one point on its path.`;
   }
 
   /** Whether the options ask for something to compute. */
@@ -153,7 +159,8 @@ export class DatasetTab {
   update() {
     const lab = this.lab();
     const o = this.options();
-    const choices = DatasetTab.hasWork(o);
+    const steps = DatasetTab.stepsProblem(o);
+    const choices = DatasetTab.hasWork(o) && !steps;
     $("ds-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !choices;
     $("ds-cancel").disabled = !this.running && !this.ablating;
     $("ds-abl-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !this.inputs.some(Boolean);
@@ -162,8 +169,9 @@ export class DatasetTab {
     $("ds-upload").disabled = !lab || !!this.running;
     $("ds-export-summary").disabled = !this.summary;
     $("ds-export-csv").disabled = !this.data;
-    if (!choices && !this.running) this.error("Choose at least one method, one direction and one component kind.");
-    else if (/^Choose at least/.test($("ds-error").textContent)) this.error("");
+    if (steps && !this.running) this.error(steps);
+    else if (!choices && !this.running) this.error("Choose at least one method, one direction and one component kind.");
+    else if (/^Choose at least|^IG steps must/.test($("ds-error").textContent)) this.error("");
   }
 
   /** Offers the page's tasks once a model is loaded. */

@@ -14,7 +14,7 @@ import { Ablation, Bars, Heatmap, Scatter, Selection, componentLabel, fmt } from
 import { el, visibleText } from "./dom.js";
 import { AblationPanel } from "./views/ablation.js";
 import { renderDla, renderDlaHead } from "./views/dla.js";
-import { DIR_NAMES, DIR_ORDER, get, METHOD_NAMES, METHOD_ORDER, SITES_LATER, summaryText } from "./views/report.js";
+import { DIR_NAMES, DIR_ORDER, get, hasSite, METHOD_NAMES, METHOD_ORDER, SITES_LATER, summaryText } from "./views/report.js";
 import { renderLatent, renderScatter, renderScores } from "./views/scores.js";
 import { renderHeadSites, renderPattern, renderResid } from "./views/site-maps.js";
 
@@ -54,6 +54,40 @@ const VIEW_ALIASES = { heads_by_pos: "head_sites", sites: "head_sites", attentio
 export function viewName(name) {
   const v = VIEW_ALIASES[name] || name;
   return VIEWS.some(([k]) => k === v) ? v : null;
+}
+
+const RESID = ["resid_pre", "resid_mid", "attn_out", "mlp_out"];
+const HEAD_SITES = ["q", "k", "v", "pattern", "z", "q_by_pos", "k_by_pos", "v_by_pos", "z_by_pos", "pattern_by_dest"];
+
+/**
+ * The views a report has something for: a finished report by its data, a
+ * running one by what it was asked for.
+ */
+export function viewsWithData(r) {
+  if (!r) return new Set(VIEWS.map(([k]) => k));
+  const comps = (c) => METHOD_ORDER.some((x) => DIR_ORDER.some((d) => get(r, x, d, c)));
+  const out = new Set();
+  if (r.partial) {
+    const s = r.settings || {};
+    for (const c of s.components || []) out.add(c);
+    if ((s.components || []).length && (s.methods || []).includes("ap") && (s.methods || []).some((x) => x === "ig" || x === "atp")) out.add("scatter");
+    if ((s.components || []).length && (s.directions || []).length === 2) out.add("latent");
+    const sites = s.sites || [];
+    if (sites.some((x) => RESID.includes(x))) out.add("resid");
+    if (sites.some((x) => HEAD_SITES.includes(x))) out.add("head_sites");
+    if (sites.length || s.dla) out.add("pattern");
+    if (s.dla) out.add("dla");
+    return out;
+  }
+  for (const c of ["heads", "neurons"]) if (comps(c)) out.add(c);
+  const hasAp = ["heads", "neurons"].some((c) => DIR_ORDER.some((d) => get(r, "ap", d, c)));
+  if (hasAp && ["ig_norm", "ig", "atp"].some((x) => ["heads", "neurons"].some((c) => DIR_ORDER.some((d) => get(r, x, d, c))))) out.add("scatter");
+  if (r.analysis?.asymmetry && Object.values(r.analysis.asymmetry).some((m) => m && (m.heads || m.neurons))) out.add("latent");
+  if (RESID.some((x) => hasSite(r, x))) out.add("resid");
+  if (HEAD_SITES.some((x) => hasSite(r, x))) out.add("head_sites");
+  if (r.patterns) out.add("pattern");
+  if (r.dla) out.add("dla");
+  return out;
 }
 
 export class ReportView {
@@ -172,7 +206,10 @@ export class ReportView {
   }
 
   markTabs() {
+    // only the views this report has something for (and the one asked for, which says what it lacks)
+    const has = viewsWithData(this.report);
     for (const [k, b] of this.tabButtons) {
+      b.hidden = !has.has(k) && k !== this.view;
       b.setAttribute("aria-selected", String(k === this.view));
       b.classList.toggle("active", k === this.view);
     }
@@ -193,6 +230,7 @@ export class ReportView {
     this.report = report;
     if (fresh) this.ablationPanel?.reset();
     this.summary.textContent = summaryText(report);
+    this.markTabs();
     const warnings = (report && !report.partial && report.warnings) || [];
     this.warnings.textContent = warnings.map((w) => `⚠ ${w.message}`).join(" ");
     this.warnings.hidden = !warnings.length;

@@ -241,3 +241,192 @@ describe("5. plots that explain themselves", () => {
   });
 });
 
+describe("7. smaller things", () => {
+  test("the prompts' messages say when one is empty; IG steps 0 is refused by name", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?${new URLSearchParams({ ...QUICK, methods: "ap,ig", run: "0" })}`);
+    assert.equal((await waitReady(page)).state, "ready");
+    const error = async () => {
+      await page.waitForFunction(() => !document.getElementById("input-error").hidden);
+      return page.textContent("#input-error");
+    };
+    await page.fill("#clean", "");
+    await page.waitForFunction(() => /empty/.test(document.getElementById("input-error").textContent));
+    assert.match(await error(), /^The clean prompt is empty: type it/);
+    assert.doesNotMatch(await error(), /clean has 1/);
+    await page.fill("#corrupt", "");
+    await page.waitForFunction(() => /Both prompts/.test(document.getElementById("input-error").textContent));
+    assert.match(await error(), /^Both prompts are empty/);
+    assert.doesNotMatch(await error(), /identical/);
+    assert.equal(await page.isDisabled("#run"), true);
+    await page.fill("#clean", IOI.clean);
+    await page.fill("#corrupt", IOI.corrupt);
+    await page.waitForFunction(() => document.getElementById("input-error").hidden);
+    // IG steps 0: refused, never silently 50
+    await page.fill("#ig-steps", "0");
+    await page.waitForFunction(() => /IG steps/.test(document.getElementById("input-error").textContent));
+    assert.match(await error(), /^IG steps must be a whole number from 1 to 1000 \(50 is usual\), not "0"/);
+    assert.equal(await page.isDisabled("#run"), true);
+    await page.fill("#ig-steps", "3");
+    await page.waitForFunction(() => document.getElementById("input-error").hidden && !document.getElementById("run").disabled);
+  });
+
+  test("the Metric box shows logit_diff whole", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?run=0`);
+    assert.equal((await waitReady(page)).state, "ready");
+    const fit = await page.evaluate(() => {
+      const box = document.getElementById("metric");
+      const cs = getComputedStyle(box);
+      const ctx = document.createElement("canvas").getContext("2d");
+      ctx.font = `${cs.fontSize} ${cs.fontFamily}`;
+      const m = ctx.measureText("logit_diff");
+      const inner = box.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom);
+      // the line box is centred in the content box; the underscore hangs below the baseline, and must end inside it
+      const baseline = (inner - (m.fontBoundingBoxAscent + m.fontBoundingBoxDescent)) / 2 + m.fontBoundingBoxAscent;
+      return { bottom: baseline + m.actualBoundingBoxDescent, inner, width: m.width, innerW: box.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight), lineHeight: cs.lineHeight };
+    });
+    assert.ok(fit.bottom + 1 <= fit.inner, `the underscore ends ${fit.bottom.toFixed(1)} px below the content's top, which is ${fit.inner} px high (line-height ${fit.lineHeight})`);
+    assert.ok(fit.innerW >= fit.width, `the box is ${fit.innerW} px wide inside, logit_diff ${fit.width} px`);
+  });
+
+  test("a failed model load keeps the model that works", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?${new URLSearchParams({ ...QUICK, run: "0" })}`);
+    assert.equal((await waitReady(page)).state, "ready");
+    await page.fill("#model-input", "/no-such-model/");
+    await page.click("#model-load");
+    await page.waitForSelector("#load-error:not([hidden])");
+    assert.match(await page.textContent("#load-error"), /Could not load the model: could not download config\.json: HTTP 404/);
+    assert.match(await page.textContent("#load-text"), /still loaded: the model asked for did not load \(below\), so the one you were using stays\.$/);
+    assert.equal(await page.evaluate(() => window.patchlabPage.state), "ready");
+    await runInPage(page);
+    assert.match(await page.textContent(".summary"), /backend cpu/);
+  });
+
+  test("opening a dataset pair says it replaced the typed prompts, and gives them back", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?${new URLSearchParams({ ...QUICK, run: "0" })}`);
+    assert.equal((await waitReady(page)).state, "ready");
+    const mine = "When Alice and Bob went to the park, Bob gave a ball to";
+    await page.fill("#clean", mine);
+    await page.click('#mode-tabs .tab[data-mode="dataset"]');
+    await page.selectOption("#ds-task", "ioi");
+    await page.fill("#ds-n", "2");
+    await page.dispatchEvent("#ds-n", "change");
+    await page.waitForFunction(() => !document.getElementById("ds-run").disabled);
+    await page.click("#ds-run");
+    await page.waitForFunction(() => document.querySelectorAll("#ds-pairs tr.done").length === 2 || !document.getElementById("ds-error").hidden);
+    await page.click("#ds-pairs tbody tr[data-index='0']");
+    await page.waitForFunction(() => document.body.dataset.opened === "1");
+    assert.notEqual(await page.inputValue("#clean"), mine);
+    assert.match(await page.textContent("#run-text"), /The prompts and settings above are now this pair's; the ones you had typed are kept:/);
+    await page.click("button[data-action=restore-prompts]");
+    assert.equal(await page.inputValue("#clean"), mine);
+    assert.match(await page.textContent("#run-text"), /^Your prompts and settings are back in the form/);
+  });
+
+  test("a circuit shrunk to no edges: no tooltip left open still says an edge is in the circuit", async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-circuit-"));
+    tmp.push(dir);
+    const a = ["circuit", "--model", modelDir, "--out", dir, "--quiet", "--backend", "cpu", "--edges", "20"];
+    for (const k of ["clean", "corrupt", "correct", "incorrect"]) a.push(`--${k}`, IOI[k]);
+    execFileSync(BIN, a, { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    fs.copyFileSync(path.join(dir, "circuit.json"), path.join(modelDir, "circuit.json"));
+    const page = await newPage(t, { height: 2000 });
+    await page.goto(`${server.url}?report=/model/circuit.json&tab=circuit`);
+    await page.waitForFunction(() => document.getElementById("circuit-view")?.dataset.state === "ready");
+    const points = JSON.parse(await page.getAttribute("#circuit-view .circuit-graph canvas", "data-edge-points"));
+    const box = await page.locator("#circuit-view .circuit-graph canvas").boundingBox();
+    const tipText = () => page.evaluate(() => {
+      const el = document.querySelector("#circuit-view .circuit-graph .tooltip");
+      return el.hidden ? null : el.innerText;
+    });
+    // the mouse rests on one of the circuit's weaker edges
+    let tip = null;
+    for (const [, x, y] of points) {
+      await page.mouse.move(box.x + x, box.y + y);
+      tip = await tipText();
+      if (tip && /\nin the circuit$/.test(tip)) break;
+    }
+    assert.match(tip, /\nin the circuit$/);
+    // the keyboard takes the slider to its smallest circuit: the tooltip, still open, says what holds now
+    await page.evaluate(() => document.querySelector("#circuit-view .circuit-slider").focus({ preventScroll: true }));
+    const evals = await page.evaluate(() => Number(document.getElementById("circuit-view").dataset.evals || 0));
+    await page.keyboard.press("Home");
+    await page.waitForFunction((k) => Number(document.getElementById("circuit-view").dataset.evals || 0) > k && document.getElementById("circuit-view").dataset.state === "ready", evals);
+    const kept = Number(await page.getAttribute("#circuit-view .circuit-graph canvas", "data-edges"));
+    assert.ok(kept <= 1, `${kept} edges at the slider's start`);
+    // the edge is no longer in the circuit (nor, with no edges, drawn): the tooltip closes or says so
+    const after = await tipText();
+    assert.ok(after === null || /\nnot in the circuit( \(it has no edges\))?$/.test(after), `the tooltip still says: ${after}`);
+    // n = 0, typed: no circuit at all; nothing drawn, no tooltip about one
+    await page.mouse.move(box.x + points[0][1], box.y + points[0][2]);
+    await page.evaluate(() => document.querySelector("#circuit-view .circuit-n").focus({ preventScroll: true }));
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type("0");
+    await page.evaluate(() => document.querySelector("#circuit-view .circuit-n").dispatchEvent(new Event("change")));
+    await page.waitForFunction(() => document.getElementById("circuit-view").dataset.state === "error");
+    assert.equal(await page.getAttribute("#circuit-view .circuit-graph canvas", "data-edges"), "0");
+    assert.equal(await tipText(), null);
+  });
+
+  test("a report without patching sites shows only the view tabs that have data", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?report=/model/report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    assert.deepEqual(await page.$$eval("#report-view .tabs .tab:not([hidden])", (bs) => bs.map((b) => b.dataset.view)), ["heads", "neurons", "scatter", "latent"]);
+    await page.goto(`${server.url}?report=/model/sites-report.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    assert.equal(await page.locator("#report-view .tabs .tab:not([hidden])").count(), 8);
+  });
+
+  test("a results-only <patch-lab> does not load the circuit module; a view=circuit one does", async (t) => {
+    const page = await newPage(t);
+    const requests = [];
+    page.context().on("request", (r) => requests.push(new URL(r.url()).pathname));
+    await page.goto(`${server.url}embed-demo.html?report=/model/report.json`);
+    await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
+    assert.ok(!requests.includes("/circuit.js"), requests.join(" "));
+    await page.goto(`${server.url}embed-demo.html?view=circuit&report=/model/circuit.json`);
+    await page.waitForFunction(() => ["report", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
+    assert.ok(requests.includes("/circuit.js"));
+  });
+
+  test("?report= on another origin that cannot be fetched says what failed and hints at CORS and CSP", async (t) => {
+    // a server on another origin that sends no Access-Control-Allow-Origin
+    const other = http.createServer((req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end("{}");
+    });
+    await new Promise((r) => other.listen(0, r));
+    t.after(() => other.close());
+    const url = `http://localhost:${other.address().port}/report.json`;
+    const page = await newPage(t);
+    await page.goto(`${server.url}?report=${encodeURIComponent(url)}`);
+    await page.waitForSelector("#run-error:not([hidden])");
+    const msg = await page.textContent("#run-error");
+    assert.ok(msg.startsWith(`Could not show the report ${url}: the browser could not fetch it (`), msg);
+    assert.match(msg, /another origin \(http:\/\/localhost:\d+\), which must send Access-Control-Allow-Origin \(CORS\), and this page's Content-Security-Policy must allow it in connect-src/);
+    // the element: the same words, and no "Loading…" left behind
+    await page.goto(`${server.url}embed-demo.html?report=${encodeURIComponent(url)}`);
+    await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "error");
+    assert.match(await page.locator("patch-lab .error").textContent(), /Access-Control-Allow-Origin \(CORS\).*Content-Security-Policy/);
+    assert.doesNotMatch(await page.locator("patch-lab p.note").first().textContent(), /Loading/);
+  });
+
+  test("the engine starts without wasm-bindgen's deprecation warning, and the exported report is compact JSON", async (t) => {
+    const page = await newPage(t);
+    const warnings = [];
+    page.on("console", (m) => warnings.push(m.text()));
+    page.on("worker", (w) => w.on?.("console", (m) => warnings.push(m.text())));
+    await page.goto(`${server.url}?${new URLSearchParams({ ...QUICK })}`);
+    await page.waitForFunction(() => document.body.dataset.runs === "1" || !document.getElementById("run-error").hidden);
+    assert.deepEqual(warnings.filter((w) => /deprecated/.test(w)), []);
+    const download = page.waitForEvent("download");
+    await page.click("#export-json");
+    const text = fs.readFileSync(await (await download).path(), "utf8");
+    assert.ok(!text.includes("\n"), "the report is pretty-printed");
+    assert.equal(JSON.parse(text).prompts.clean, IOI.clean);
+  });
+});
