@@ -10,7 +10,8 @@
 // bos ("false" to drop BOS), ig-steps, view (heads | neurons | scatter |
 // latent | resid | head_sites | pattern | dla), site (resid's site, e.g.
 // resid_mid), head ("layer.head": pattern's and dla's head), method and
-// direction (head_sites' and the pattern overlay's), model (Hub repo id or base URL), report (URL of a
+// direction (head_sites' and the pattern overlay's), model (Hub repo id or base URL), gpu ("software":
+// compute on a software WebGPU adapter such as SwiftShader, which is otherwise not used), report (URL of a
 // report JSON: rendered without loading a model, with a "Recompute live"
 // button). view="circuit" shows a circuit report instead (the Circuit tab's
 // graph, slider, curves and exports): live from the prompts with method
@@ -43,7 +44,7 @@ const STYLE = new URL("./style.css", import.meta.url).href;
 
 class PatchLabElement extends HTMLElement {
   static get observedAttributes() {
-    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps", "src", "edges", "select", "steps", "exact"];
+    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps", "src", "edges", "select", "steps", "exact", "gpu"];
   }
 
   connectedCallback() {
@@ -236,6 +237,8 @@ class PatchLabElement extends HTMLElement {
         this.status("Loading the model…");
         this.lab = await PatchLab.load({
           model: (plan ? plan.spec : this.getAttribute("model")) || (await PatchLab.defaultModel()),
+          // gpu="software": compute on a software WebGPU adapter (SwiftShader) anyway
+          softwareGpu: this.getAttribute("gpu") === "software",
           onProgress: (p) => {
             if (p.phase === "weights" && p.total) {
               this.progress.value = p.loaded / p.total;

@@ -136,7 +136,7 @@ describe("<patch-lab> embedded from another origin", () => {
     for (const s of stats) assert.ok(s.colours > 12 && s.bar, s.key);
 
     const cli = cliReport(modelDir, { ...IOI, methods: METHODS });
-    // the element runs on WebGPU (SwiftShader) when it can: as lab.test.mjs, the backend is compared apart
+    // the element leaves SwiftShader (a software adapter) for WebAssembly unless gpu="software": the backend is compared apart
     assert.equal(report.backend, sameOrigin?.backend ?? report.backend);
     assert.deepEqual(reportDiffs({ ...report, backend: cli.backend }, cli), [], "cross-origin embed vs CLI");
     if (sameOrigin) assert.deepEqual(reportDiffs(report, sameOrigin), [], "cross-origin vs same-origin embed");

@@ -75,6 +75,17 @@ describe("1. a software WebGPU adapter is not a GPU", () => {
     assert.match(await page.textContent(".summary"), /backend gpu/);
     assert.equal(new URL(page.url()).searchParams.get("gpu"), "software", "the choice stays in the link");
   });
+
+  test("<patch-lab> computes with WebAssembly too, unless gpu=\"software\" asks for the adapter", async (t) => {
+    const page = await newPage(t);
+    const backend = async (extra) => {
+      await page.goto(`${server.url}embed-demo.html?${new URLSearchParams({ ...QUICK, model: "/model/", ...extra })}`);
+      await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
+      return page.evaluate(() => document.querySelector("patch-lab").report?.backend);
+    };
+    assert.equal(await backend({}), "cpu");
+    assert.equal(await backend({ gpu: "software" }), "gpu");
+  });
 });
 
 describe("4. Recompute live never changes the model silently", () => {
