@@ -13,7 +13,7 @@ import { summaryInput } from "./patchlab.js";
 import { isPositionAxis, SITE_AXES } from "./sites.js";
 import { Heatmap, Histogram, fmt } from "./plots.js";
 import { $, download, el, seconds, visibleText } from "./dom.js";
-import { stageText } from "./views/report.js";
+import { stageText, unitOf } from "./views/report.js";
 
 /**
  * The summary's main correlation rows: [key, label, histogram title or null].
@@ -630,6 +630,7 @@ export class DatasetTab {
       xLabel: tokens ? "position (clean tokens of the first aligned pair)" : across,
       firstDiff: tokens ? al.first_diff : null,
       valueName: `mean ${m}`,
+      unit: unitOf(m, site),
       filename: `patchlab-dataset-${m}-${d}-${site}`,
       info: (row, col, v) => [`${rowLabels[row]} · ${across} ${col}${tokens ? ` ${JSON.stringify(first.tokens.clean[col].text)}` : ""}`, `mean ${fmt(v, 6)} ± ${fmt(std[row][col], 6)} (std over ${st.n} pairs)`],
     });

@@ -98,6 +98,7 @@ describe("the Dataset tab", () => {
     assert.equal(await canvas.getAttribute("data-rows"), String(map.mean.length));
     assert.equal(await canvas.getAttribute("data-cols"), String(map.mean[0].length));
     assert.equal(JSON.parse(await canvas.getAttribute("data-col-labels")).length, got.site_alignment.n_tokens);
+    assert.equal(await canvas.getAttribute("data-unit"), "fraction of gap", "the colour bar names its unit");
     assert.match(await page.textContent("#ds-site-note"), new RegExp(`^${map.n} pairs? of ${got.site_alignment.n_tokens} tokens`));
   });
 
