@@ -144,6 +144,24 @@ describe("4. Recompute live never changes the model silently", () => {
     assert.equal(await page.isVisible("#recompute"), true);
     assert.equal(await page.evaluate(() => window.patchlabPage.state), "report");
   });
+
+  test("a model of another shape than the report's is loaded but not used: the saved views stay", async (t) => {
+    // a report of a 3-layer model; the site's default model has 2
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-e2e-other-"));
+    tmp.push(other);
+    execFileSync(BIN, ["random-model", "--layers", "3", "--heads", "4", "--d-model", "64", "--seed", "2", "--n-ctx", "64", "--out", other], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+    fs.writeFileSync(path.join(modelDir, "other-shape.json"), JSON.stringify(cliReport(other, { ...IOI, methods: ["ap"], components: ["heads"] })));
+    const page = await newPage(t);
+    await page.goto(`${server.url}?report=/model/other-shape.json`);
+    assert.equal((await waitReady(page)).state, "report");
+    await page.click("#recompute");
+    assert.match(await page.textContent("#recompute-plan"), /\(3 layers × 4 heads, d_model 64\), which cannot be downloaded by that name.*a model of another shape is not used/);
+    await page.click("#recompute-go");
+    await page.waitForSelector("#run-error:not([hidden])");
+    assert.match(await page.textContent("#run-error"), /^The model loaded, model \(2 layers × 4 heads, d_model 64\), is not the report's .+ \(3 layers × 4 heads, d_model 64\): not recomputed, the views still show the saved report\.$/);
+    assert.equal(await page.evaluate(() => window.patchlabPage.analyses), 0, "nothing was computed");
+    assert.equal(await page.evaluate(() => window.patchlabPage.report.model.n_layers), 3);
+  });
 });
 
 describe("6. a phone", () => {
