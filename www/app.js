@@ -10,9 +10,10 @@ import { CircuitTools, PatchLab } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
 import { BUNDLES, SITE_AXES } from "./sites.js";
 import { ReportView } from "./views.js";
-import { addPartial, checkReport, partialReport } from "./views/report.js";
+import { addPartial, checkReport, partialReport, stageText } from "./views/report.js";
 import { reportCsv } from "./views/exports.js";
-import { $, download, seconds, visibleText } from "./dom.js";
+import { $, download, fetchFailure, seconds, visibleText } from "./dom.js";
+import { livePlan, sameShape, shapeText } from "./live-model.js";
 
 const EXAMPLE = {
   clean: "When Mary and John went to the store, John gave a drink to",
@@ -137,6 +138,26 @@ function fillFromReport(r) {
   carried = { igRule: r.settings?.ig_rule, percentile: r.settings?.percentile };
 }
 
+/** Every input of the single-pair form, to put back later (a dataset pair opened over them). */
+function formValues() {
+  const out = {};
+  for (const e of document.querySelectorAll("#inputs input, #inputs textarea")) {
+    if (!e.id && !e.name) continue;
+    const key = e.id || `${e.name}:${e.value}`;
+    out[key] = e.type === "checkbox" ? e.checked : e.value;
+  }
+  return out;
+}
+
+function setFormValues(values) {
+  for (const e of document.querySelectorAll("#inputs input, #inputs textarea")) {
+    const key = e.id || `${e.name}:${e.value}`;
+    if (!(key in values)) continue;
+    if (e.type === "checkbox") e.checked = values[key];
+    else e.value = values[key];
+  }
+}
+
 function checked(name) {
   return [...document.querySelectorAll(`input[name=${name}]`)].filter((b) => b.checked).map((b) => b.value);
 }
@@ -152,7 +173,8 @@ function request() {
     components: checked("components"),
     sites: checked("sites"),
     bos: $("bos").checked,
-    igSteps: Number($("ig-steps").value) || 50,
+    // checked by validate(): 0, empty or a fraction is refused, never replaced
+    igSteps: $("ig-steps").value.trim() === "" ? NaN : Number($("ig-steps").value),
     metric: $("metric").value.trim() || "logit_diff",
     ...carried,
   };
@@ -161,6 +183,8 @@ function request() {
 /** What PatchLab.analyze gets: `sites` (with heads / neurons among them) when any site is on, else `components`. */
 function analyzeRequest(r) {
   const { sites, components, ...rest } = r;
+  // IG steps matter only with IG, where validate() refused a bad value
+  if (!Number.isInteger(rest.igSteps)) delete rest.igSteps;
   return sites.length ? { ...rest, sites: [...components, ...sites] } : { ...rest, components };
 }
 
@@ -174,7 +198,7 @@ function stateUrl() {
   if (r.components.length !== 2) p.set("components", r.components.join(","));
   if (r.sites.length) p.set("sites", compactSites(r.sites));
   if (!r.bos) p.set("bos", "0");
-  if (r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
+  if (Number.isInteger(r.igSteps) && r.igSteps !== 50) p.set("ig_steps", String(r.igSteps));
   if (r.metric !== "logit_diff") p.set("metric", r.metric);
   if (r.igRule !== undefined) p.set("ig_rule", r.igRule);
   if (r.percentile !== undefined) p.set("percentile", String(r.percentile));
@@ -187,6 +211,7 @@ function stateUrl() {
   if (view) for (const [k, v] of Object.entries(view.urlState())) p.set(k, v);
   const model = $("model-input").value.trim();
   if (model) p.set("model", model);
+  if (softwareGpu) p.set("gpu", "software");
   if (embed) p.set("embed", "");
   return `${location.origin}${location.pathname}?${p.toString().replace(/embed=(&|$)/, "embed$1")}`;
 }
@@ -205,6 +230,10 @@ function syncUrl() {
 
 const defaultModel = () => PatchLab.defaultModel();
 
+function modelLine(i, ms) {
+  return `${i.name}: ${i.n_layers} layers × ${i.n_heads} heads, d_model ${i.d_model}, ${i.d_mlp} neurons per layer${ms === null ? "" : ` — loaded in ${(ms / 1000).toFixed(1)} s`}`;
+}
+
 function bytes(n) {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
@@ -212,16 +241,26 @@ function bytes(n) {
   return `${n} B`;
 }
 
+// ?gpu=software: compute on a software WebGPU adapter (SwiftShader,
+// lavapipe) anyway; by default such an adapter is not used
+const softwareGpu = params.get("gpu") === "software";
+
+/** The note under the model: which engine "auto" computes on, and why. */
+function engineNote(env) {
+  const cpu = `WebAssembly${env.simd ? " SIMD" : ""}, ${env.threads > 1 ? `${env.threads} threads` : `single-threaded${env.threadsNote ? ` because ${env.threadsNote}` : ""}`}`;
+  if (env.webgpu && env.software) {
+    return `WebGPU's adapter here (${env.adapter}) is a software renderer, not a GPU: patchlab computes on it because the link asks for it (gpu=software), though WebAssembly on the CPU (${cpu}) is usually much faster. Remove gpu=software from the link to compute on the CPU.`;
+  }
+  if (env.webgpu) return `WebGPU is available (${env.adapter}): patchlab computes on the GPU (on the CPU, ${cpu}, if the GPU engine cannot start; the summary says which).`;
+  if (env.software) {
+    return `WebGPU's only adapter here (${env.adapter}) is a software renderer, not a GPU, and slower than WebAssembly: patchlab computes on the CPU (${cpu}). Add gpu=software to the link to use that adapter anyway.`;
+  }
+  return `This browser has no WebGPU: patchlab runs on the CPU (${cpu}). The neuron sweep is slower there.`;
+}
+
 async function loadModel(spec) {
-  lab?.close();
-  lab = null;
-  // the previous model's top 10 (shown, or still computing) are not this model's
-  predictGen++;
-  $("suggestion-list").replaceChildren();
-  dataset?.modelChanged();
-  circuit?.describe();
-  valid = false;
-  updateRun();
+  // the working model stays until another one has loaded: a failed load keeps it
+  const previous = lab;
   status.state = "loading";
   errorBox("load-error", "");
   show("load-status", true);
@@ -229,9 +268,11 @@ async function loadModel(spec) {
   const label = typeof spec === "string" ? spec : "local files";
   setText("load-text", `Loading ${label}…`);
   $("load-progress").removeAttribute("value");
+  let next;
   try {
-    lab = await PatchLab.load({
+    next = await PatchLab.load({
       model: spec,
+      softwareGpu,
       onProgress: (p) => {
         if (p.phase === "weights") {
           $("load-progress").value = p.total ? p.loaded / p.total : 0;
@@ -247,24 +288,34 @@ async function loadModel(spec) {
       },
     });
   } catch (e) {
-    status.state = "error";
-    show("load-status", false);
     errorBox("load-error", `Could not load the model: ${e.message}`, [
       ["Clear cache and retry", async () => { await PatchLab.clearCache(); loadModel(spec); }],
       ["Retry", () => loadModel(spec)],
     ]);
+    if (previous) {
+      status.state = "ready";
+      setText("load-text", `${modelLine(previous.info, null)} — still loaded: the model asked for did not load (below), so the one you were using stays.`);
+      $("load-progress").value = 1;
+    } else {
+      status.state = "error";
+      show("load-status", false);
+    }
     return false;
   }
+  previous?.close();
+  lab = next;
+  // the previous model's top 10 (shown, or still computing) are not this model's
+  predictGen++;
+  $("suggestion-list").replaceChildren();
+  dataset?.modelChanged();
+  circuit?.describe();
+  valid = false;
+  updateRun();
   const i = lab.info;
   status.loadMs = performance.now() - t0;
   $("load-progress").value = 1;
-  setText("load-text", `${i.name}: ${i.n_layers} layers × ${i.n_heads} heads, d_model ${i.d_model}, ${i.d_mlp} neurons per layer — loaded in ${(status.loadMs / 1000).toFixed(1)} s`);
-  const env = lab.env;
-  const cpu = `WebAssembly${env.simd ? " SIMD" : ""}, ${env.threads > 1 ? `${env.threads} threads` : `single-threaded${env.threadsNote ? ` because ${env.threadsNote}` : ""}`}`;
-  const note = env.webgpu
-    ? `WebGPU is available (${env.adapter}): patchlab computes on the GPU (on the CPU, ${cpu}, if the GPU engine cannot start; the summary says which).`
-    : `This browser has no WebGPU: patchlab runs on the CPU (${cpu}). The neuron sweep is slower there.`;
-  setText("env-note", note);
+  setText("load-text", modelLine(i, status.loadMs));
+  setText("env-note", engineNote(lab.env));
   show("env-note", true);
   dataset?.modelReady();
   circuit?.describe();
@@ -323,7 +374,10 @@ async function validate() {
   renderChips("incorrect-chips", b);
   const errors = [];
   const n = lab.info.n_ctx;
-  if (c.length === 0 || k.length === 0) errors.push("Type both prompts (or keep the BOS token).");
+  const empty = ["clean", "corrupt"].filter((name) => r[name] === "");
+  if (empty.length === 2) errors.push("Both prompts are empty: type a clean and a corrupt prompt.");
+  else if (empty.length === 1) errors.push(`The ${empty[0]} prompt is empty: type it (the ${empty[0] === "clean" ? "corrupt" : "clean"} prompt with one or a few words changed).`);
+  else if (c.length === 0 || k.length === 0) errors.push("Type both prompts (or keep the BOS token).");
   else if (c.length !== k.length) errors.push(`The prompts must have the same number of tokens, but clean has ${c.length} and corrupt ${k.length}: change words so that both tokenize to the same length.`);
   else if (diffs.size === 0) errors.push("The prompts are identical: change at least one token of the corrupt prompt.");
   if (c.length > n || k.length > n) errors.push(`The model's context holds ${n} tokens: shorten the prompts.`);
@@ -337,6 +391,9 @@ async function validate() {
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
   if (r.methods.length === 0 || r.directions.length === 0 || r.components.length + r.sites.length === 0) errors.push("Choose at least one method, one direction and one component kind or site.");
   if (metric) errors.push(`The metric cannot be used: ${metric}.`);
+  if (r.methods.includes("ig") && !(Number.isInteger(r.igSteps) && r.igSteps >= 1 && r.igSteps <= 1000)) {
+    errors.push(`IG steps must be a whole number from 1 to 1000 (50 is usual), not ${$("ig-steps").value.trim() === "" ? "empty" : JSON.stringify($("ig-steps").value)}: integrated gradients needs at least one point on its path.`);
+  }
   if (r.percentile !== undefined && !Number.isFinite(r.percentile)) errors.push(`The link's percentile is not a number: use e.g. percentile=0.9 (the top 10 % form the latent sets).`);
   valid = errors.length === 0;
   errorBox("input-error", errors.join(" "));
@@ -423,7 +480,7 @@ async function run() {
       signal: ctrl.signal,
       onProgress: (p) => {
         $("run-progress").value = p.fraction;
-        setText("run-text", `${p.stage} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`);
+        setText("run-text", `${stageText(p.stage)} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`);
       },
       onPartial: (msg) => {
         addPartial(partial, msg);
@@ -526,7 +583,10 @@ function tools() {
 /** Shows a finished dataset pair in the single-pair views, with its report (nothing is recomputed). */
 function openPair(r, index, data) {
   if (running) return;
+  const before = request();
+  const mine = { form: formValues(), carried: { ...carried } };
   fillFromReport(r);
+  const replaced = ["clean", "corrupt", "correct", "incorrect"].some((k) => before[k] !== $(k).value);
   errorBox("run-error", "");
   show("run-progress", false);
   show("report-banner", false);
@@ -535,6 +595,23 @@ function openPair(r, index, data) {
   show("results", true);
   view.update(r);
   setText("run-text", `Pair ${index} of the dataset (${data.source}${data.seed !== null && data.seed !== undefined ? `, seed ${data.seed}` : ""}), computed in the Dataset tab.`);
+  // the form now holds the pair's prompts: say so, and offer the ones typed before back
+  if (replaced) {
+    const back = document.createElement("button");
+    back.type = "button";
+    back.className = "small";
+    back.dataset.action = "restore-prompts";
+    back.textContent = "Restore my prompts";
+    back.addEventListener("click", () => {
+      setFormValues(mine.form);
+      carried = mine.carried;
+      back.remove();
+      setText("run-text", "Your prompts and settings are back in the form (the views still show the dataset pair until you press Run).");
+      validate();
+      suggest();
+    });
+    $("run-text").append(` The prompts and settings above are now this pair's; the ones you had typed are kept: `, back);
+  }
   status.opened = (status.opened || 0) + 1;
   document.body.dataset.opened = String(status.opened);
   validate();
@@ -547,7 +624,12 @@ function openPair(r, index, data) {
 async function showSavedReport(url) {
   let r;
   try {
-    const res = await fetch(new URL(url, location.href), { cache: "no-cache" });
+    let res;
+    try {
+      res = await fetch(new URL(url, location.href), { cache: "no-cache" });
+    } catch (e) {
+      throw new Error(fetchFailure(url, e), { cause: e });
+    }
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const text = await res.text();
     if (isCircuitReport(JSON.parse(text)) || mode === "circuit") {
@@ -626,6 +708,7 @@ function wireForm() {
   }
   $("bos").addEventListener("change", () => { validate(); suggest(); });
   $("metric").addEventListener("input", validateSoon);
+  $("ig-steps").addEventListener("input", validateSoon);
   for (const box of document.querySelectorAll("input[name], #ig-steps")) box.addEventListener("change", validate);
   for (const k of ["clean", "corrupt"]) {
     $(k).addEventListener("keydown", (e) => {
@@ -664,12 +747,36 @@ function wireModel() {
     await PatchLab.clearCache();
     setText("load-text", "Cache cleared: the next load downloads the model again.");
   });
-  $("recompute").addEventListener("click", async () => {
+  // a saved report's "Recompute live": which model it loads (the report's
+  // own where it can be named) and how much that downloads, asked first
+  let plan = null;
+  $("recompute").addEventListener("click", () => {
+    if (!report?.model) return;
+    plan = livePlan(report, $("model-input").value.trim() || null);
+    setText("recompute-plan", plan.text);
+    show("recompute", false);
+    show("recompute-confirm", true);
+  });
+  $("recompute-cancel").addEventListener("click", () => {
+    show("recompute-confirm", false);
+    show("recompute", true);
+  });
+  $("recompute-go").addEventListener("click", async () => {
+    const saved = report;
+    show("recompute-confirm", false);
+    show("recompute", true);
     show("report-banner", false);
-    const m = $("model-input").value.trim() || (await defaultModel());
-    if (await loadModel(m)) {
-      suggest();
-      run();
+    if (plan.spec) $("model-input").value = plan.spec;
+    const m = plan.spec || (await defaultModel());
+    if (!(await loadModel(m))) return;
+    suggest();
+    if (!sameShape(lab.info, saved.model)) {
+      errorBox("run-error", `The model loaded, ${lab.info.name} (${shapeText(lab.info)}), is not the report's ${saved.model.name} (${shapeText(saved.model)}): not recomputed, the views still show the saved report.`);
+      return;
+    }
+    await run();
+    if (lab.info.name !== saved.model.name && report && !report.partial) {
+      setText("run-text", `${$("run-text").textContent} Computed with ${lab.info.name}, not the report's ${saved.model.name} (same shape; the weights may differ).`);
     }
   });
 }
@@ -677,7 +784,7 @@ function wireModel() {
 /** The report's downloads (JSON, CSV, npy) and the share links of both tabs. */
 function wireExports() {
   $("export-json").addEventListener("click", () => {
-    if (report && !report.partial) download("patchlab-report.json", JSON.stringify(report, null, 1), "application/json");
+    if (report && !report.partial) download("patchlab-report.json", JSON.stringify(report), "application/json");
   });
   $("export-csv").addEventListener("click", () => {
     if (report) download("patchlab-scores.csv", reportCsv(report), "text/csv");

@@ -10,6 +10,7 @@
 
 import { css, diverging, fmt, FONT, Scatter, sizeCanvas, SMALL_FONT, startDrawing, verticalLabel } from "./plots.js";
 import { $, download, el, seconds } from "./dom.js";
+import { stageText } from "./views/report.js";
 
 const METHOD_COLOURS = { eap: "#1f77b4", "eap-ig": "#d62728", "clean-corrupted": "#2ca02c", exact: "#222" };
 const METHOD_LABELS = { eap: "EAP", "eap-ig": "EAP-IG", "clean-corrupted": "clean-corrupted", exact: "exact" };
@@ -185,7 +186,7 @@ export class CircuitView {
     this.exportButtons = {};
     for (const [key, label, f] of [
       ["graph", "Graph JSON", () => this.exportGraph()],
-      ["report", "Circuit report JSON", () => this.report && download(`${this.prefix}.json`, JSON.stringify(this.report, null, 1), "application/json")],
+      ["report", "Circuit report JSON", () => this.report && download(`${this.prefix}.json`, JSON.stringify(this.report), "application/json")],
       ["png", "Graph PNG", () => this.canvas.toBlob((b) => b && download(`${this.prefix}-graph.png`, b), "image/png")],
       ["csv", "Edges CSV", () => this.report && download(`${this.prefix}-edges.csv`, edgesCsv(this.report, this.current?.edges || []), "text/csv")],
     ]) {
@@ -303,6 +304,12 @@ export class CircuitView {
     if (user) this.onState?.();
     if (!Number.isInteger(n) || n < 1 || n > total) {
       this.say(`n must be a whole number of edges from 1 to ${total} (this graph's edges), not ${this.nInput.value || "empty"}.`);
+      // no circuit is selected now: the graph and its tooltips must not show the last one as current
+      this.gen++;
+      this.current = null;
+      this.showFaith();
+      this.drawGraph();
+      this.refreshTooltip();
       this.root.dataset.state = "error";
       return;
     }
@@ -334,10 +341,16 @@ export class CircuitView {
     this.evals++;
     this.showFaith();
     this.drawGraph();
+    this.refreshTooltip();
     this.drawCurves();
     this.drawScatter();
     this.root.dataset.evals = String(this.evals);
     this.root.dataset.state = "ready";
+  }
+
+  /** A tooltip left open (the mouse still over the graph while n changes) says what holds for the new circuit. */
+  refreshTooltip() {
+    if (!this.tooltip.hidden && this.lastHover) this.hover(this.lastHover);
   }
 
   showFaith() {
@@ -526,6 +539,7 @@ export class CircuitView {
   }
 
   hover(e) {
+    this.lastHover = { clientX: e.clientX, clientY: e.clientY };
     const h = this.hit(e);
     const rect = this.canvas.getBoundingClientRect();
     const x = e.clientX - rect.left, y = e.clientY - rect.top;
@@ -542,7 +556,7 @@ export class CircuitView {
       } else {
         lines.push(r.edges[h.edge]);
         for (const [m, s] of Object.entries(r.scores)) lines.push(`${METHOD_LABELS[m] || m}: ${fmt(s[h.edge])}`);
-        lines.push(this.current?.edges.includes(h.edge) ? "in the circuit" : "not in the circuit");
+        lines.push(!this.current ? "no circuit selected" : this.current.edges.includes(h.edge) ? "in the circuit" : this.current.edges.length ? "not in the circuit" : "not in the circuit (it has no edges)");
       }
       this.tooltip.replaceChildren(...lines.filter(Boolean).map((l, i) => el(i === 0 ? "strong" : "div", null, l)));
       if (h.edge !== undefined) this.tooltip.dataset.edge = String(h.edge);
@@ -843,7 +857,7 @@ export class CircuitTab {
         signal: ctrl.signal,
         onProgress: (p) => {
           $("c-progress").value = p.fraction;
-          $("c-text").textContent = `${p.stage} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`;
+          $("c-text").textContent = `${stageText(p.stage)} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`;
         },
       });
       $("c-progress").value = 1;

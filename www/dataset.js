@@ -13,6 +13,7 @@ import { summaryInput } from "./patchlab.js";
 import { isPositionAxis, SITE_AXES } from "./sites.js";
 import { Heatmap, Histogram, fmt } from "./plots.js";
 import { $, download, el, seconds, visibleText } from "./dom.js";
+import { stageText, unitOf } from "./views/report.js";
 
 /**
  * The summary's main correlation rows: [key, label, histogram title or null].
@@ -135,8 +136,14 @@ export class DatasetTab {
       directions: this.checked("directions"),
       // sites replace components in a request (and may name heads and neurons)
       ...(sites.length ? { sites: [...components, ...sites] } : { components }),
-      igSteps: Number($("ds-ig-steps").value) || 50,
+      igSteps: Number($("ds-ig-steps").value),
     };
+  }
+
+  /** Why the IG steps cannot be used (IG needs at least one point on its path), or "". */
+  static stepsProblem(o) {
+    if (!o.methods.includes("ig") || (Number.isInteger(o.igSteps) && o.igSteps >= 1 && o.igSteps <= 1000)) return "";
+    return `IG steps must be a whole number from 1 to 1000 (50 is usual), not ${JSON.stringify($("ds-ig-steps").value)}: integrated gradients needs at least one point on its path.`;
   }
 
   /** Whether the options ask for something to compute. */
@@ -152,7 +159,8 @@ export class DatasetTab {
   update() {
     const lab = this.lab();
     const o = this.options();
-    const choices = DatasetTab.hasWork(o);
+    const steps = DatasetTab.stepsProblem(o);
+    const choices = DatasetTab.hasWork(o) && !steps;
     $("ds-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !choices;
     $("ds-cancel").disabled = !this.running && !this.ablating;
     $("ds-abl-run").disabled = !lab || !!this.running || !!this.ablating || this.pairBusy() || !this.inputs.some(Boolean);
@@ -161,8 +169,9 @@ export class DatasetTab {
     $("ds-upload").disabled = !lab || !!this.running;
     $("ds-export-summary").disabled = !this.summary;
     $("ds-export-csv").disabled = !this.data;
-    if (!choices && !this.running) this.error("Choose at least one method, one direction and one component kind.");
-    else if (/^Choose at least/.test($("ds-error").textContent)) this.error("");
+    if (steps && !this.running) this.error(steps);
+    else if (!choices && !this.running) this.error("Choose at least one method, one direction and one component kind.");
+    else if (/^Choose at least|^IG steps must/.test($("ds-error").textContent)) this.error("");
   }
 
   /** Offers the page's tasks once a model is loaded. */
@@ -354,7 +363,7 @@ export class DatasetTab {
         },
         onProgress: (pr) => {
           $("ds-progress").value = pr.fraction;
-          $("ds-text").textContent = `${label}: ${pr.stage} — ${Math.round(pr.fraction * 100)} % · ${seconds(pr.elapsedMs)} elapsed · ETA ${seconds(pr.etaMs)}`;
+          $("ds-text").textContent = `${label}: ${stageText(pr.stage)} — ${Math.round(pr.fraction * 100)} % · ${seconds(pr.elapsedMs)} elapsed · ETA ${seconds(pr.etaMs)}`;
         },
         onPair: ({ index: k, status, report, error }) => {
           if (status === "done") {
@@ -439,7 +448,7 @@ export class DatasetTab {
       const out = await lab.ablateDataset(this.inputsJson(), [spec], {
         signal: ctrl.signal,
         onProgress: (p) => {
-          $("ds-abl-text").textContent = `${p.stage}: ${p.done} of ${p.total} pairs`;
+          $("ds-abl-text").textContent = `${stageText(p.stage)}: ${p.done} of ${p.total} pairs`;
         },
       });
       const sets = (this.ablation?.sets || []).filter((x) => x.set !== out.sets[0].set);
@@ -621,6 +630,7 @@ export class DatasetTab {
       xLabel: tokens ? "position (clean tokens of the first aligned pair)" : across,
       firstDiff: tokens ? al.first_diff : null,
       valueName: `mean ${m}`,
+      unit: unitOf(m, site),
       filename: `patchlab-dataset-${m}-${d}-${site}`,
       info: (row, col, v) => [`${rowLabels[row]} · ${across} ${col}${tokens ? ` ${JSON.stringify(first.tokens.clean[col].text)}` : ""}`, `mean ${fmt(v, 6)} ± ${fmt(std[row][col], 6)} (std over ${st.n} pairs)`],
     });

@@ -35,3 +35,13 @@ export function download(name, data, type = "application/octet-stream") {
   a.remove();
   setTimeout(() => URL.revokeObjectURL(a.href), 5000);
 }
+
+/** A failed fetch of `url`, in words: the browser gives only "Failed to fetch" when CORS or a CSP refused it. */
+export function fetchFailure(url, e) {
+  if (e instanceof TypeError) {
+    const where = new URL(url, document.baseURI);
+    const other = where.origin !== location.origin;
+    return `the browser could not fetch it (${e.message})${other ? `: it is on another origin (${where.origin}), which must send Access-Control-Allow-Origin (CORS), and this page's Content-Security-Policy must allow it in connect-src` : ": the server is unreachable, or this page's Content-Security-Policy (connect-src) blocks it"}`;
+  }
+  return e.message;
+}

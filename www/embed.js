@@ -10,7 +10,8 @@
 // bos ("false" to drop BOS), ig-steps, view (heads | neurons | scatter |
 // latent | resid | head_sites | pattern | dla), site (resid's site, e.g.
 // resid_mid), head ("layer.head": pattern's and dla's head), method and
-// direction (head_sites' and the pattern overlay's), model (Hub repo id or base URL), report (URL of a
+// direction (head_sites' and the pattern overlay's), model (Hub repo id or base URL), gpu ("software":
+// compute on a software WebGPU adapter such as SwiftShader, which is otherwise not used), report (URL of a
 // report JSON: rendered without loading a model, with a "Recompute live"
 // button). view="circuit" shows a circuit report instead (the Circuit tab's
 // graph, slider, curves and exports): live from the prompts with method
@@ -31,15 +32,19 @@
 // style-src and connect-src (the report's host).
 
 import { CircuitTools, PatchLab } from "./patchlab.js";
-import { CircuitView, checkCircuitReport } from "./circuit.js";
 import { ReportView, checkReport } from "./views.js";
-import { el } from "./dom.js";
+import { stageText } from "./views/report.js";
+import { livePlan, sameShape, shapeText } from "./live-model.js";
+import { el, fetchFailure } from "./dom.js";
+
+// the Circuit view's module loads only for view="circuit"
+const circuitModule = () => import("./circuit.js");
 
 const STYLE = new URL("./style.css", import.meta.url).href;
 
 class PatchLabElement extends HTMLElement {
   static get observedAttributes() {
-    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps", "src", "edges", "select", "steps", "exact"];
+    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps", "src", "edges", "select", "steps", "exact", "gpu"];
   }
 
   connectedCallback() {
@@ -58,27 +63,62 @@ class PatchLabElement extends HTMLElement {
     this.recompute = el("button", "small", "Recompute live");
     this.recompute.type = "button";
     this.recompute.hidden = true;
-    this.recompute.addEventListener("click", () => this.live());
+    this.recompute.addEventListener("click", () => (this.report ? this.askLive() : this.live()));
+    // the question before a saved report's model is downloaded
+    this.confirmBox = el("div", "confirm");
+    this.confirmBox.hidden = true;
+    this.confirmText = el("p", "note");
+    const yes = el("button", "small", "Download and recompute");
+    yes.type = "button";
+    yes.dataset.action = "confirm-live";
+    yes.addEventListener("click", () => {
+      this.confirmBox.hidden = true;
+      this.live(this.plan);
+    });
+    const no = el("button", "small", "Cancel");
+    no.type = "button";
+    no.dataset.action = "cancel-live";
+    no.addEventListener("click", () => {
+      this.confirmBox.hidden = true;
+      this.recompute.hidden = false;
+      this.dataset.state = "report";
+    });
+    this.confirmBox.append(this.confirmText, yes, " ", no);
     const bar = el("div", "run-row");
     bar.append(this.progress, this.statusLine, this.recompute);
     const box = el("div", "patch-lab-embed");
-    root.append(link, bar, this.errorLine, box);
+    root.append(link, bar, this.confirmBox, this.errorLine, box);
     const a = (k) => this.getAttribute(k) || undefined;
     if (a("view") === "circuit") {
       this.circuitMode = true;
-      const edges = Number(a("edges"));
-      this.view = new CircuitView(box, {
-        method: a("method"),
-        select: a("select"),
-        edges: a("edges") !== undefined && Number.isInteger(edges) ? edges : undefined,
-        ops: this.circuitOps(),
-        filenamePrefix: "patchlab-circuit",
-      });
-      this.start();
+      circuitModule().then(
+        ({ CircuitView, checkCircuitReport }) => {
+          this.checkCircuitReport = checkCircuitReport;
+          const edges = Number(a("edges"));
+          this.view = new CircuitView(box, {
+            method: a("method"),
+            select: a("select"),
+            edges: a("edges") !== undefined && Number.isInteger(edges) ? edges : undefined,
+            ops: this.circuitOps(),
+            filenamePrefix: "patchlab-circuit",
+          });
+          this.start();
+        },
+        (e) => this.fail(`Could not load the circuit view: ${e.message}`),
+      );
       return;
     }
     this.view = new ReportView(box, { view: a("view") || "heads", site: a("site"), head: a("head"), method: a("method"), direction: a("direction"), filenamePrefix: "patchlab" });
     this.start();
+  }
+
+  /** "Recompute live" of a saved report: which model it loads and how much that downloads, asked before anything is fetched. */
+  askLive() {
+    this.plan = livePlan(this.report, this.getAttribute("model") || null);
+    this.confirmText.textContent = this.plan.text;
+    this.recompute.hidden = true;
+    this.confirmBox.hidden = false;
+    this.dataset.state = "confirm";
   }
 
   disconnectedCallback() {
@@ -104,9 +144,8 @@ class PatchLabElement extends HTMLElement {
     if (url && this.circuitMode) {
       try {
         this.status("Loading the saved circuit report…");
-        const res = await fetch(new URL(url, document.baseURI));
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const report = checkCircuitReport(JSON.parse(await res.text()));
+        const res = await fetchReport(url);
+        const report = this.checkCircuitReport(JSON.parse(await res.text()));
         this.report = report;
         this.view.update(report);
         this.status(`Saved circuit report of ${report.model.name} (${report.settings.backend}); no model is loaded, so the slider re-selects without faithfulness.`);
@@ -120,8 +159,7 @@ class PatchLabElement extends HTMLElement {
     if (url) {
       try {
         this.status("Loading the saved report…");
-        const res = await fetch(new URL(url, document.baseURI));
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const res = await fetchReport(url);
         let report = checkReport(JSON.parse(await res.text()));
         if (report.schema === 1) {
           // an older patchlab's report: derive IG* and the current analysis in
@@ -151,6 +189,7 @@ class PatchLabElement extends HTMLElement {
   }
 
   fail(message) {
+    this.status("");
     this.errorLine.textContent = message;
     this.errorLine.hidden = false;
     this.progress.hidden = true;
@@ -186,16 +225,20 @@ class PatchLabElement extends HTMLElement {
     };
   }
 
-  async live() {
+  /** Computes live; `plan` (livePlan) when it recomputes a saved report, which the reader agreed to. */
+  async live(plan = null) {
     this.recompute.hidden = true;
     this.errorLine.hidden = true;
     this.progress.hidden = false;
     this.progress.removeAttribute("value");
+    const saved = plan ? this.report : null;
     try {
       if (!this.lab) {
         this.status("Loading the model…");
         this.lab = await PatchLab.load({
-          model: this.getAttribute("model") || (await PatchLab.defaultModel()),
+          model: (plan ? plan.spec : this.getAttribute("model")) || (await PatchLab.defaultModel()),
+          // gpu="software": compute on a software WebGPU adapter (SwiftShader) anyway
+          softwareGpu: this.getAttribute("gpu") === "software",
           onProgress: (p) => {
             if (p.phase === "weights" && p.total) {
               this.progress.value = p.loaded / p.total;
@@ -204,7 +247,17 @@ class PatchLabElement extends HTMLElement {
           },
         });
       }
-      if (this.circuitMode) return await this.liveCircuit();
+      if (saved && !sameShape(this.lab.info, saved.model)) {
+        // another model's numbers would replace the figure's silently
+        this.progress.hidden = true;
+        this.recompute.hidden = false;
+        this.fail(`The model loaded, ${this.lab.info.name} (${shapeText(this.lab.info)}), is not the report's ${saved.model.name} (${shapeText(saved.model)}): not recomputed, the figure still shows the saved report.`);
+        this.lab.close();
+        this.lab = null;
+        return;
+      }
+      const other = saved && this.lab.info.name !== saved.model.name ? ` with ${this.lab.info.name}, not the report's ${saved.model.name} (same shape; the weights may differ)` : "";
+      if (this.circuitMode) return await this.liveCircuit(other);
       const req = this.request();
       for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
         if (typeof req[k] !== "string") throw new Error(`<patch-lab> needs the ${k} attribute (or a report)`);
@@ -217,13 +270,13 @@ class PatchLabElement extends HTMLElement {
         signal: this.abort.signal,
         onProgress: (p) => {
           this.progress.value = p.fraction;
-          this.status(`${p.stage} — ${Math.round(p.fraction * 100)} %`);
+          this.status(`${stageText(p.stage)} — ${Math.round(p.fraction * 100)} %`);
         },
       });
       this.report = report;
       this.view.update(report);
       this.progress.hidden = true;
-      this.status(`Computed live on ${report.backend} in ${(report.timings_ms.total / 1000).toFixed(1)} s.`);
+      this.status(`Computed live${other} on ${report.backend} in ${(report.timings_ms.total / 1000).toFixed(1)} s.`);
       this.dataset.state = "done";
     } catch (e) {
       this.fail(e.message);
@@ -231,7 +284,7 @@ class PatchLabElement extends HTMLElement {
   }
 
   /** view="circuit", live: the attributes (else the shown report's pairs and settings) through PatchLab.circuit. */
-  async liveCircuit() {
+  async liveCircuit(other = "") {
     const a = (k) => this.getAttribute(k);
     const saved = this.report?.settings || {};
     const first = this.report?.pairs?.[0] || {};
@@ -255,7 +308,7 @@ class PatchLabElement extends HTMLElement {
       signal: this.abort.signal,
       onProgress: (p) => {
         this.progress.value = p.fraction;
-        this.status(`${p.stage} — ${Math.round(p.fraction * 100)} %`);
+        this.status(`${stageText(p.stage)} — ${Math.round(p.fraction * 100)} %`);
       },
     });
     this.report = report;
@@ -263,9 +316,21 @@ class PatchLabElement extends HTMLElement {
     this.view.want = { method: report.settings.method, select: report.settings.select, n: report.settings.edges };
     this.view.update(report);
     this.progress.hidden = true;
-    this.status(`Computed live on ${report.settings.backend}.`);
+    this.status(`Computed live${other} on ${report.settings.backend}.`);
     this.dataset.state = "done";
   }
+}
+
+/** The saved report at `url` (against the page, like any attribute), or an error that says what failed. */
+async function fetchReport(url) {
+  let res;
+  try {
+    res = await fetch(new URL(url, document.baseURI));
+  } catch (e) {
+    throw new Error(fetchFailure(url, e), { cause: e });
+  }
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  return res;
 }
 
 if (!customElements.get("patch-lab")) customElements.define("patch-lab", PatchLabElement);

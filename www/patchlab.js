@@ -243,8 +243,10 @@ export class PatchLab {
     /** {name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, backends} */
     this.info = info;
     /**
-     * {webgpu: bool, adapter: string|null, simd: bool, threads: number,
-     * threadsNote: string|null} of the worker: WebGPU and its adapter,
+     * {webgpu: bool, adapter: string|null, software: bool, softwareChosen: bool,
+     * simd: bool, threads: number, threadsNote: string|null} of the worker:
+     * whether "auto" computes on WebGPU, its adapter's name, whether that
+     * adapter is a software one (not used unless load's softwareGpu),
      * whether the CPU engine's wasm uses SIMD, how many threads it computes
      * on (a pool of navigator.hardwareConcurrency when the page is
      * cross-origin isolated) and, when one, why.
@@ -264,14 +266,17 @@ export class PatchLab {
    *   or "building". A config.json that is not GPT-2's, or a model too large
    *   for a browser tab, is refused (LoadError) before the weights download.
    * - cache: keep the files in Cache Storage (default: for other origins).
+   * - softwareGpu: compute on WebGPU ("auto") even where its adapter is a
+   *   software one (SwiftShader, lavapipe: far slower than WebAssembly,
+   *   so by default such an adapter is not used; env.software says so).
    */
-  static async load({ model, name, onProgress, cache, workerUrl } = {}) {
+  static async load({ model, name, onProgress, cache, workerUrl, softwareGpu = false } = {}) {
     const src = resolveModel(model);
     const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
     try {
       const body = src.files
-        ? { files: src.files, name: name || src.name }
-        : { base: src.base, name: name || src.name, cache: cache ?? src.cache };
+        ? { files: src.files, name: name || src.name, softwareGpu: !!softwareGpu }
+        : { base: src.base, name: name || src.name, cache: cache ?? src.cache, softwareGpu: !!softwareGpu };
       const { info, env } = await client.request("load", body, { onProgress });
       return new PatchLab(client, info, env, src);
     } catch (e) {

@@ -14,7 +14,7 @@ import { Ablation, Bars, Heatmap, Scatter, Selection, componentLabel, fmt } from
 import { el, visibleText } from "./dom.js";
 import { AblationPanel } from "./views/ablation.js";
 import { renderDla, renderDlaHead } from "./views/dla.js";
-import { DIR_NAMES, DIR_ORDER, get, METHOD_NAMES, METHOD_ORDER, SITES_LATER, summaryText } from "./views/report.js";
+import { DIR_NAMES, DIR_ORDER, get, hasSite, METHOD_NAMES, METHOD_ORDER, SITES_LATER, summaryText } from "./views/report.js";
 import { renderLatent, renderScatter, renderScores } from "./views/scores.js";
 import { renderHeadSites, renderPattern, renderResid } from "./views/site-maps.js";
 
@@ -44,12 +44,50 @@ const PANELS = {
 };
 // the views that show partial results (or say when they will); the others wait for the whole report
 const LIVE = new Set(["heads", "neurons", "scatter", "latent"]);
+// the views where heads and neurons are clicked into the mean-ablation set (the panel shows only there)
+const ABLATION_VIEWS = new Set(["heads", "neurons", "latent"]);
+// the views with a "one colour scale" choice
+const SHARED_SCALE = new Set(["heads", "neurons", "resid", "head_sites"]);
 // other names a link or an embed may use for a view
 const VIEW_ALIASES = { heads_by_pos: "head_sites", sites: "head_sites", attention: "pattern", residual: "resid" };
 /** The view a name (from a URL or an attribute) means, or null. */
 export function viewName(name) {
   const v = VIEW_ALIASES[name] || name;
   return VIEWS.some(([k]) => k === v) ? v : null;
+}
+
+const RESID = ["resid_pre", "resid_mid", "attn_out", "mlp_out"];
+const HEAD_SITES = ["q", "k", "v", "pattern", "z", "q_by_pos", "k_by_pos", "v_by_pos", "z_by_pos", "pattern_by_dest"];
+
+/**
+ * The views a report has something for: a finished report by its data, a
+ * running one by what it was asked for.
+ */
+export function viewsWithData(r) {
+  if (!r) return new Set(VIEWS.map(([k]) => k));
+  const comps = (c) => METHOD_ORDER.some((x) => DIR_ORDER.some((d) => get(r, x, d, c)));
+  const out = new Set();
+  if (r.partial) {
+    const s = r.settings || {};
+    for (const c of s.components || []) out.add(c);
+    if ((s.components || []).length && (s.methods || []).includes("ap") && (s.methods || []).some((x) => x === "ig" || x === "atp")) out.add("scatter");
+    if ((s.components || []).length && (s.directions || []).length === 2) out.add("latent");
+    const sites = s.sites || [];
+    if (sites.some((x) => RESID.includes(x))) out.add("resid");
+    if (sites.some((x) => HEAD_SITES.includes(x))) out.add("head_sites");
+    if (sites.length || s.dla) out.add("pattern");
+    if (s.dla) out.add("dla");
+    return out;
+  }
+  for (const c of ["heads", "neurons"]) if (comps(c)) out.add(c);
+  const hasAp = ["heads", "neurons"].some((c) => DIR_ORDER.some((d) => get(r, "ap", d, c)));
+  if (hasAp && ["ig_norm", "ig", "atp"].some((x) => ["heads", "neurons"].some((c) => DIR_ORDER.some((d) => get(r, x, d, c))))) out.add("scatter");
+  if (r.analysis?.asymmetry && Object.values(r.analysis.asymmetry).some((m) => m && (m.heads || m.neurons))) out.add("latent");
+  if (RESID.some((x) => hasSite(r, x))) out.add("resid");
+  if (HEAD_SITES.some((x) => hasSite(r, x))) out.add("head_sites");
+  if (r.patterns) out.add("pattern");
+  if (r.dla) out.add("dla");
+  return out;
 }
 
 export class ReportView {
@@ -64,7 +102,7 @@ export class ReportView {
    * Promise<{metric_clean, metric_corrupt, metric_ablated}> (PatchLab.ablate)
    * turns on click-to-ablate.
    */
-  constructor(root, { view = "heads", site, head, method, direction, overlay, onView, filenamePrefix = "patchlab", ablate } = {}) {
+  constructor(root, { view = "heads", site, head, method, direction, overlay, shared, onView, filenamePrefix = "patchlab", ablate } = {}) {
     this.root = root;
     this.onView = onView;
     this.prefix = filenamePrefix;
@@ -72,9 +110,10 @@ export class ReportView {
     this.ablation = ablate ? new Ablation() : null;
     this.report = null;
     this.plots = new Map();
-    this.state = { site: site || null, head: head || null, method: method || null, direction: direction || null, overlay: !!overlay };
+    this.state = { site: site || null, head: head || null, method: method || null, direction: direction || null, overlay: !!overlay, shared: !!shared };
     this.build(root);
-    if (this.ablation) this.ablationPanel = new AblationPanel(this.ablationBox, this.ablation, ablate, () => this.report);
+    this.ablation?.on(() => this.renderPin());
+    if (this.ablation) this.ablationPanel = new AblationPanel(this.ablationBox, this.ablation, ablate, () => this.report, () => ABLATION_VIEWS.has(this.view));
     this.view = viewName(view) || "heads";
     if (!viewName(view)) this.say(`There is no view ${JSON.stringify(String(view))}: showing Heads. The views: ${VIEWS.map(([k]) => k).join(", ")}.`);
     this.selection.on((p) => {
@@ -136,6 +175,7 @@ export class ReportView {
       if (s.direction) out.direction = s.direction;
     }
     if (v === "pattern" && s.overlay) out.overlay = "1";
+    if (s.shared && SHARED_SCALE.has(v)) out.shared = "1";
     return out;
   }
 
@@ -161,11 +201,15 @@ export class ReportView {
     this.markTabs();
     this.clearPlots();
     this.render();
+    this.ablationPanel?.render();
     if (user) this.onView?.(view);
   }
 
   markTabs() {
+    // only the views this report has something for (and the one asked for, which says what it lacks)
+    const has = viewsWithData(this.report);
     for (const [k, b] of this.tabButtons) {
+      b.hidden = !has.has(k) && k !== this.view;
       b.setAttribute("aria-selected", String(k === this.view));
       b.classList.toggle("active", k === this.view);
     }
@@ -186,6 +230,7 @@ export class ReportView {
     this.report = report;
     if (fresh) this.ablationPanel?.reset();
     this.summary.textContent = summaryText(report);
+    this.markTabs();
     const warnings = (report && !report.partial && report.warnings) || [];
     this.warnings.textContent = warnings.map((w) => `⚠ ${w.message}`).join(" ");
     this.warnings.hidden = !warnings.length;
@@ -215,7 +260,10 @@ export class ReportView {
   /** The heatmap of this key: its rows updated in place, or a new one in parent. */
   heatmap(key, parent, opts) {
     let p = this.plots.get(key);
-    if (p) p.setRows(opts.rows, opts.marks);
+    if (p) {
+      if (opts.scale !== undefined) p.fixedScale = opts.scale || null;
+      p.setRows(opts.rows, opts.marks);
+    }
     else {
       p = new Heatmap(parent, { selection: this.selection, ablation: this.ablation, ...opts, filename: `${this.prefix}-${key}` });
       p.figure.dataset.key = key;
@@ -362,6 +410,15 @@ export class ReportView {
     unpin.type = "button";
     unpin.addEventListener("click", () => this.selection.toggle(null));
     this.pinBox.replaceChildren(head, el("span", null, ` — ${items.join(" · ")} `), unpin);
+    // the touch equivalent of shift-click: a tap pins, this button ablates
+    if (this.ablation && !r.partial && r.prompts && (p.component === "heads" || p.component === "neurons")) {
+      const on = this.ablation.has(p.component, p.layer, p.index);
+      const b = el("button", "small", on ? "Take out of the ablation set" : "Add to the ablation set");
+      b.type = "button";
+      b.dataset.action = "ablate-pinned";
+      b.addEventListener("click", () => this.ablation.toggle(p));
+      this.pinBox.append(" ", b);
+    }
     if (p.component === "heads" && r.patterns) {
       const open = el("button", "small", "Attention pattern");
       open.type = "button";

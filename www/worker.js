@@ -39,7 +39,8 @@ let threadsNote = null;
 
 async function startThreaded(cores) {
   const p = await import("./pkg-threads/patchlab.js");
-  await p.default();
+  // wasm-bindgen's init takes one object (positional arguments are deprecated)
+  await p.default({ module_or_path: new URL("./pkg-threads/patchlab_bg.wasm", import.meta.url) });
   await p.initThreadPool(cores);
   return p;
 }
@@ -57,7 +58,7 @@ async function start() {
     }
   }
   const p = await import("./pkg/patchlab.js");
-  await p.default();
+  await p.default({ module_or_path: new URL("./pkg/patchlab_bg.wasm", import.meta.url) });
   pkg = p;
 }
 
@@ -407,10 +408,30 @@ async function build(id, name, weights, tokenizer, vocab, merges, putting) {
     lab.free();
     lab = null;
   }
-  // Lab.load_streamed consumes `weights` (the engine takes its tensors over)
-  lab = pkg.Lab.load_streamed(name, weights, tokenizer, vocab, merges);
+  // "auto" computes on WebGPU only where the adapter is a real GPU (or the
+  // page chose a software one); Lab.load_streamed consumes `weights` (the
+  // engine takes its tensors over)
+  const env = await environment();
+  lab = pkg.Lab.load_streamed(name, weights, tokenizer, vocab, merges, env.webgpu);
   if (putting) await putting;
-  return { info: lab.info(), env: await environment() };
+  return { info: lab.info(), env };
+}
+
+// Whether the page chose to compute on a software WebGPU adapter
+// (?gpu=software, PatchLab.load({softwareGpu: true})).
+let allowSoftwareGpu = false;
+
+// A software rasterizer behind WebGPU (Chromium's SwiftShader, Mesa's
+// lavapipe / llvmpipe, WARP) runs the GPU engine far slower than the
+// WebAssembly engine: it is not a GPU.
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|software|basic render|warp\b|\bcpu\b/i;
+
+/** Whether a WebGPU adapter is a software (fallback) one, and its name. */
+function describeAdapter(a) {
+  const info = a.info || {};
+  const name = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") || "unknown";
+  const software = info.isFallbackAdapter === true || a.isFallbackAdapter === true || SOFTWARE_ADAPTER.test(name);
+  return { name, software };
 }
 
 async function environment() {
@@ -419,14 +440,17 @@ async function environment() {
   // engine computes on, and threadsNote why only one
   await ensureWasm();
   const threads = pkg.wasm_threads();
-  const env = { webgpu: false, adapter: null, simd: pkg.wasm_simd(), threads, threadsNote: threads > 1 ? null : threadsNote };
+  // webgpu: "auto" computes on WebGPU; adapter: its name; software: the
+  // adapter is a software one (then webgpu only when the page chose it)
+  const env = { webgpu: false, adapter: null, software: false, softwareChosen: allowSoftwareGpu, simd: pkg.wasm_simd(), threads, threadsNote: threads > 1 ? null : threadsNote };
   try {
     if (self.navigator && navigator.gpu) {
       const a = await navigator.gpu.requestAdapter();
       if (a) {
-        env.webgpu = true;
-        const info = a.info || {};
-        env.adapter = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unknown";
+        const { name, software } = describeAdapter(a);
+        env.adapter = name;
+        env.software = software;
+        env.webgpu = !software || allowSoftwareGpu;
       }
     }
   } catch {
@@ -449,6 +473,7 @@ async function handle(msg) {
       await ensureWasm();
       return pkg.cpu_matmul_ms(msg.m, msg.k, msg.n, msg.reps);
     case "load":
+      allowSoftwareGpu = !!msg.softwareGpu;
       await ensureWasm();
       if (msg.files) return loadFromFiles(id, msg.files, msg.name);
       return loadFromUrl(id, msg.base, msg.name, msg.cache);

@@ -91,13 +91,16 @@ impl Lab {
     /// Loads a checkpoint whose `model.safetensors` went through `weights`
     /// (made with its `config.json`; consumed), with either `tokenizer.json`
     /// or `vocab.json` + `merges.txt`. Fails if the stream did not receive
-    /// the whole file.
+    /// the whole file. `gpu`: whether "auto" computes on WebGPU (the page
+    /// says no where the only adapter is a software one, such as
+    /// SwiftShader); by default, wherever the browser offers WebGPU.
     pub fn load_streamed(
         name: &str,
         weights: WeightStreamJs,
         tokenizer_json: Option<String>,
         vocab_json: Option<String>,
         merges_txt: Option<String>,
+        gpu: Option<bool>,
     ) -> Result<Lab, JsValue> {
         let vm = match (vocab_json.as_deref(), merges_txt.as_deref()) {
             (Some(v), Some(m)) => Some((v, m)),
@@ -112,7 +115,8 @@ impl Lab {
             tokenizer,
         } = model;
         // the CPU engine takes the tensors' memory over: still one copy
-        let engines = Engines::load(config, weights, has_webgpu()).map_err(js_err)?;
+        let engines =
+            Engines::load(config, weights, gpu.unwrap_or_else(has_webgpu)).map_err(js_err)?;
         Ok(Lab {
             session: Rc::new(Session {
                 name,

@@ -51,7 +51,8 @@ async function headCell(page, key, layer, head, { layers = 2, heads = 4 } = {}) 
   const canvas = page.locator(`figure[data-key='${key}'] canvas`);
   await canvas.scrollIntoViewIfNeeded();
   const box = await canvas.boundingBox();
-  const left = 44, top = 30, pw = box.width - 44 - 84, ph = box.height - 30 - 34;
+  // the plot area the heatmap draws (left, top, width, height in CSS pixels)
+  const [left, top, pw, ph] = (await canvas.getAttribute("data-plot")).split(",").map(Number);
   return { x: box.x + left + ((head + 0.5) * pw) / heads, y: box.y + top + ((layer + 0.5) * ph) / layers };
 }
 
@@ -97,6 +98,7 @@ describe("the Dataset tab", () => {
     assert.equal(await canvas.getAttribute("data-rows"), String(map.mean.length));
     assert.equal(await canvas.getAttribute("data-cols"), String(map.mean[0].length));
     assert.equal(JSON.parse(await canvas.getAttribute("data-col-labels")).length, got.site_alignment.n_tokens);
+    assert.equal(await canvas.getAttribute("data-unit"), "fraction of gap", "the colour bar names its unit");
     assert.match(await page.textContent("#ds-site-note"), new RegExp(`^${map.n} pairs? of ${got.site_alignment.n_tokens} tokens`));
   });
 
@@ -277,7 +279,8 @@ describe("the Dataset tab", () => {
 
   test("with WebGPU, pairs of equal length run together (analyzeGroup) and give patchlab batch --backend gpu's tables", async (t) => {
     const page = await newPage(t);
-    await page.goto(`${server.url}?tab=dataset`);
+    // headless Chromium's WebGPU is SwiftShader, a software adapter: chosen explicitly
+    await page.goto(`${server.url}?tab=dataset&gpu=software`);
     assert.equal((await waitReady(page)).state, "ready");
     await page.selectOption("#ds-task", "ioi");
     await page.fill("#ds-n", "8");

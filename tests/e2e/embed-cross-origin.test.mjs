@@ -136,7 +136,7 @@ describe("<patch-lab> embedded from another origin", () => {
     for (const s of stats) assert.ok(s.colours > 12 && s.bar, s.key);
 
     const cli = cliReport(modelDir, { ...IOI, methods: METHODS });
-    // the element runs on WebGPU (SwiftShader) when it can: as lab.test.mjs, the backend is compared apart
+    // the element leaves SwiftShader (a software adapter) for WebAssembly unless gpu="software": the backend is compared apart
     assert.equal(report.backend, sameOrigin?.backend ?? report.backend);
     assert.deepEqual(reportDiffs({ ...report, backend: cli.backend }, cli), [], "cross-origin embed vs CLI");
     if (sameOrigin) assert.deepEqual(reportDiffs(report, sameOrigin), [], "cross-origin vs same-origin embed");
@@ -163,6 +163,9 @@ describe("<patch-lab> embedded from another origin", () => {
 
     // "Recompute live": without a `model` attribute the default model is B's /model/ (next to embed.js), not A's
     await page.click("patch-lab button:has-text('Recompute live')");
+    // it says first what it will download (the report names a local directory: B's default model instead)
+    assert.match(await page.locator("patch-lab .confirm .note").textContent(), /cannot be downloaded by that name\. Recompute live loads this site's default model instead/);
+    await page.click("patch-lab button:has-text('Download and recompute')");
     const live = await liveReport(page, seen);
     assert.ok(seen.requests.includes(`${B}model/model.safetensors`), `the model should come from B (requests: ${seen.requests.join(", ")})`);
     const saved = JSON.parse(fs.readFileSync(path.join(modelDir, "report.json"), "utf8"));

@@ -118,7 +118,8 @@ describe("the lab page", () => {
   test("loads, runs, matches the CLI via Export, draws every canvas", async (t) => {
     const page = await newPage(t);
     const t0 = Date.now();
-    await page.goto(server.url);
+    // headless Chromium's only WebGPU adapter is SwiftShader, a software one: the GPU path is chosen explicitly
+    await page.goto(`${server.url}?gpu=software`);
     const st = await waitReady(page);
     assert.equal(st.state, "ready");
     t.diagnostic(`load-to-interactive on the tiny model: ${Math.round(st.readyMs)} ms after navigation (${Date.now() - t0} ms wall), model load ${Math.round(st.loadMs)} ms`);
@@ -134,7 +135,7 @@ describe("the lab page", () => {
     assert.equal(await page.locator("#suggestion-list .suggestion").count(), 10);
 
     await runInPage(page);
-    // this browser has WebGPU: the page ("auto") computes on the GPU
+    // with gpu=software the page ("auto") computes on WebGPU
     assert.match(await page.textContent(".summary"), /backend gpu/);
     const download = page.waitForEvent("download");
     await page.click("#export-json");
@@ -249,8 +250,8 @@ describe("the lab page", () => {
     }
     // the asymmetries of IG* and AP agree in sign and size whichever prompt is clean
     assert.ok(Math.abs(a.asym - b.asym) < 1e-6, `${a.asym} vs ${b.asym}`);
-    assert.match(a.legend, /AND \(A > 0\): matters when noising/);
-    assert.match(a.legend, /OR \(A < 0\): restoring it alone helps/);
+    assert.match(a.legend, /▲ AND \(filled triangle, A > 0\): matters when noising/);
+    assert.match(a.legend, /○ OR \(hollow circle, A < 0\): restoring it alone brings the behaviour back/);
   });
 
   test("unequal lengths and multi-token answers show messages and leave the page usable", async (t) => {
@@ -434,8 +435,9 @@ describe("embedding", () => {
     await page.waitForFunction(() => document.querySelectorAll("#report-view canvas").length === 6);
     for (const s of await canvasStats(page, "#report-view canvas")) assert.ok(s.colours > 12, s.key);
     assert.equal(requested.filter((u) => u.endsWith("model.safetensors")).length, 0);
-    // and recompute live
+    // and recompute live (after saying what it downloads)
     await page.click("#recompute");
+    await page.click("#recompute-go");
     await page.waitForFunction(() => document.body.dataset.runs === "1");
   });
 
@@ -503,6 +505,7 @@ describe("embedding", () => {
     await page.goto(`${server.url}embed-demo.html?report=/model/gt-report.json`);
     await page.waitForFunction(() => document.querySelector("patch-lab")?.dataset.state === "report");
     await page.getByRole("button", { name: "Recompute live" }).click();
+    await page.getByRole("button", { name: "Download and recompute" }).click();
     await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
     const got = await page.evaluate(() => {
       const e = document.querySelector("patch-lab");
@@ -521,6 +524,7 @@ describe("embedding", () => {
     await page.goto(`${server.url}?report=/model/gt-report.json`);
     assert.equal((await waitReady(page)).state, "report");
     await page.click("#recompute");
+    await page.click("#recompute-go");
     await page.waitForFunction(() => Number(document.body.dataset.runs || 0) > 0 || !document.getElementById("run-error").hidden);
     assert.equal(await page.isHidden("#run-error"), true, await page.textContent("#run-error"));
     const download = page.waitForEvent("download");

@@ -282,11 +282,13 @@ describe("loading the model from local files", () => {
     for (const c of cases) {
       const bad = [file("config.json"), file("tokenizer.json"), file(WEIGHTS, c.bytes)];
       const st = await loadWith(page, () => c.via(page, bad));
-      assert.equal(st.state, "error", c.what);
+      // the model that was loaded stays (a failed load throws nothing away)
+      assert.equal(st.state, "ready", c.what);
+      assert.match(st.text, /still loaded: the model asked for did not load/, c.what);
       if (c.message instanceof RegExp) assert.match(st.error.replace(/^Could not load the model: /, ""), c.message, c.what);
       else assert.equal(st.error, `Could not load the model: ${c.message}`, c.what);
       assert.ok(st.actions.includes("Retry"), `${c.what}: ${st.actions}`);
-      assert.equal(await page.isDisabled("#run"), true, `${c.what}: Run must wait for a model`);
+      assert.equal(await page.isDisabled("#run"), false, `${c.what}: the model that works still runs`);
       // the page still works: the right files load
       const ok = await loadWith(page, () => pick(page, modelFiles()));
       assert.equal(ok.error, null, `${c.what}, then the right files`);
@@ -313,7 +315,7 @@ describe("loading the model from local files", () => {
     ];
     for (const c of cases) {
       const st = await loadWith(page, () => c.via(page, c.files));
-      assert.equal(st.state, "error", c.what);
+      assert.equal(st.state, "ready", `${c.what}: the model that was loaded stays`);
       assert.equal(st.error, `Could not load the model: ${c.message}`, c.what);
     }
     const ok = await loadWith(page, () => drop(page, modelFiles()));

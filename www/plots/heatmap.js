@@ -36,6 +36,8 @@ export class Heatmap extends Plot {
     this.blank = opts.blank || null;
     this.sequential = !!opts.sequential;
     this.fixedScale = opts.scale || null;
+    // what the colour bar's numbers are (e.g. "fraction of the metric gap")
+    this.unit = opts.unit || "";
     this.info = opts.info || null;
     this.pinFor = opts.pinFor || null;
     this.onOpen = opts.onOpen || null;
@@ -73,7 +75,7 @@ export class Heatmap extends Plot {
     return {
       left: this.rowLabels ? Math.max(44, 26 + this.rowLabelW) : 44,
       top: 30,
-      right: 84,
+      right: this.unit ? 92 : 84,
       bottom: this.colLabels ? 22 + this.colLabelW : 34,
     };
   }
@@ -151,7 +153,7 @@ export class Heatmap extends Plot {
     this.paintAblated(ctx, g);
     this.paintRowAxis(ctx, g);
     this.paintColAxis(ctx, g);
-    colourBar(ctx, g.left + g.pw + 12, g.top, 14, Math.max(40, g.ph), this.scale, this.canvas, this.sequential);
+    colourBar(ctx, g.left + g.pw + 12, g.top, 14, Math.max(40, g.ph), this.scale, this.canvas, this.sequential, this.unit);
     this.paintOutlines(ctx, g);
   }
 
@@ -209,7 +211,7 @@ export class Heatmap extends Plot {
     return Math.max(3, Math.min(most, Math.min(g.rowH, g.pw / Math.max(1, b - a)) * share));
   }
 
-  /** Latent components: ▲ AND, ● OR (the drawn ones are listed on the canvas, "L.i L.i …"). */
+  /** Latent components: ▲ AND, ○ OR (the drawn ones are listed on the canvas, "L.i L.i …"). */
   paintLatent(ctx, g) {
     const [a, b] = this.view;
     const drawn = { and: [], or: [] };
@@ -221,12 +223,23 @@ export class Heatmap extends Plot {
         const r = this.markSize(g, 8, 0.3);
         ctx.lineWidth = 1.5;
         ctx.beginPath();
-        if (kind === "and") { ctx.moveTo(x, y - r); ctx.lineTo(x + r, y + r); ctx.lineTo(x - r, y + r); ctx.closePath(); }
-        else ctx.arc(x, y, r, 0, Math.PI * 2);
-        ctx.fillStyle = kind === "and" ? "#111" : "#fff";
-        ctx.strokeStyle = kind === "and" ? "#fff" : "#111";
-        ctx.fill();
-        ctx.stroke();
+        if (kind === "and") {
+          // ▲ a filled triangle, outlined in white
+          ctx.moveTo(x, y - r); ctx.lineTo(x + r, y + r); ctx.lineTo(x - r, y + r); ctx.closePath();
+          ctx.fillStyle = "#111";
+          ctx.strokeStyle = "#fff";
+          ctx.fill();
+          ctx.stroke();
+        } else {
+          // ○ a hollow circle: a dark ring with a white halo, the cell's colour inside
+          ctx.arc(x, y, r, 0, Math.PI * 2);
+          ctx.strokeStyle = "#fff";
+          ctx.lineWidth = 3;
+          ctx.stroke();
+          ctx.strokeStyle = "#111";
+          ctx.lineWidth = 1.5;
+          ctx.stroke();
+        }
       }
     }
     this.canvas.dataset.marksAnd = drawn.and.join(" ");

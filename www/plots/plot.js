@@ -227,7 +227,7 @@ export class Plot {
 }
 
 /** A diverging (or, for maps ≥ 0, sequential) colour bar with ticks, drawn at (x, y, w, h). */
-export function colourBar(ctx, x, y, w, h, scale, canvas, sequential = false) {
+export function colourBar(ctx, x, y, w, h, scale, canvas, sequential = false, unit = "") {
   for (let i = 0; i < h; i++) {
     const t = 1 - i / (h - 1);
     ctx.fillStyle = css(diverging(sequential ? t : 2 * t - 1));
@@ -247,6 +247,20 @@ export function colourBar(ctx, x, y, w, h, scale, canvas, sequential = false) {
     ctx.fillText(label, x + w + 5, ty);
   }
   canvas.dataset.colorbar = [x, y, w, h].map(Math.round).join(",");
+  // the unit, written upwards beside the ticks; the scale (|value| at the ends), for tests
+  canvas.dataset.unit = unit;
+  canvas.dataset.scale = String(scale);
+  if (unit) {
+    ctx.save();
+    ctx.font = SMALL_FONT;
+    ctx.fillStyle = "#555";
+    ctx.translate(x + w + 54, y + h / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(unit, 0, 0, Math.max(40, h));
+    ctx.restore();
+  }
 }
 
 /**

@@ -10,10 +10,12 @@ export class AblationPanel {
   /**
    * box: the panel's element; ablation: the report's Ablation set;
    * ablate(request) → Promise<{metric_clean, metric_corrupt,
-   * metric_ablated}> (PatchLab.ablate); report() → the report shown.
+   * metric_ablated}> (PatchLab.ablate); report() → the report shown;
+   * visible() → whether the view shown uses the panel (Heads, Neurons, Latent).
    */
-  constructor(box, ablation, ablate, report) {
+  constructor(box, ablation, ablate, report, visible = () => true) {
     this.box = box;
+    this.visible = visible;
     this.ablation = ablation;
     this.ablate = ablate;
     this.report = report;
@@ -129,7 +131,7 @@ export class AblationPanel {
   /** Shown for a finished report with prompts: the mode, the fill buttons, the set and the metrics. */
   render() {
     const r = this.report();
-    if (!r || r.partial || !r.prompts) {
+    if (!r || r.partial || !r.prompts || !this.visible()) {
       this.box.hidden = true;
       return;
     }

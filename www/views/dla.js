@@ -42,7 +42,7 @@ function renderLastPosition(view, r) {
   const heads = view.section("dla-heads", "Heads' direct logit attribution at the last position", `Click a head for its DLA at every position (below)${r.patterns ? "; double-click for its attention pattern" : ""}.`);
   for (const run of ["clean", "corrupt"]) {
     const rows = dla[run].heads.map((l) => l.map((h) => h[last]));
-    view.heatmap(`dla-heads-${run}`, heads, { title: `Heads' DLA, ${run}`, component: "heads", rows, layers: m.n_layers, cols: m.n_heads, valueName: `DLA (${run})`, ablation: null, onOpen: r.patterns ? (l, h) => view.openHead(l, h) : undefined, exports: mapExports(rows, [LAYER, HEAD], "dla") });
+    view.heatmap(`dla-heads-${run}`, heads, { title: `Heads' DLA, ${run}`, component: "heads", rows, layers: m.n_layers, cols: m.n_heads, valueName: `DLA (${run})`, unit: "logit difference", ablation: null, onOpen: r.patterns ? (l, h) => view.openHead(l, h) : undefined, exports: mapExports(rows, [LAYER, HEAD], "dla") });
   }
 }
 
@@ -53,7 +53,7 @@ function renderPositions(view, r) {
   comps.classList.add("positions");
   for (const run of ["clean", "corrupt"]) {
     const rows = dla[run].layers;
-    view.posMap(`dla-layers-${run}`, comps, { title: `Components' DLA, ${run}`, rows, run, rowLabels: dla.labels, rowName: (k) => dla.labels[k], yLabel: "component", valueName: `DLA (${run})`, exports: mapExports(rows, [{ name: "component", labels: dla.labels, labelName: "label" }, view.posAxis("pos", run)], "dla") });
+    view.posMap(`dla-layers-${run}`, comps, { title: `Components' DLA, ${run}`, rows, run, rowLabels: dla.labels, rowName: (k) => dla.labels[k], yLabel: "component", valueName: `DLA (${run})`, unit: "logit difference", exports: mapExports(rows, [{ name: "component", labels: dla.labels, labelName: "label" }, view.posAxis("pos", run)], "dla") });
   }
 }
 

@@ -12,7 +12,31 @@ export const METHOD_ORDER = ["ap", "ig_norm", "ig", "atp"];
 export const DIR_ORDER = ["clean_to_corrupt", "corrupt_to_clean"];
 // the methods with an asymmetry and latent sets (all on AP's scale)
 export const ASYM_ORDER = ["ig_norm", "ap", "atp"];
+/**
+ * What a map's numbers are, for its colour bar: AP, AtP and IG* are
+ * fractions of the metric gap m_base − m_other; raw IG is a mean per element
+ * for heads and neurons and a sum over the piece for patching sites
+ * (docs/methods.md).
+ */
+export function unitOf(method, site = "heads") {
+  if (method !== "ig") return "fraction of gap";
+  return site === "heads" || site === "neurons" ? "raw IG (mean)" : "raw IG (sum)";
+}
 export const SITES_LATER = "Site maps, attention patterns and DLA appear when the analysis finishes (heads and neurons stream in while it runs).";
+
+const STAGE_METHODS = { AP: "activation patching (AP)", IG: "integrated gradients (IG)", AtP: "attribution patching (AtP)" };
+/**
+ * The engine's progress stage in words: "AP clean_to_corrupt heads" is
+ * "activation patching (AP), clean → corrupt, heads"; "forward" the clean
+ * and corrupt runs.
+ */
+export function stageText(stage) {
+  const s = String(stage ?? "");
+  if (s === "forward") return "clean and corrupt runs";
+  const m = /^(AP|IG|AtP) (\S+) (.+)$/.exec(s);
+  if (m && DIR_NAMES[m[2]]) return `${STAGE_METHODS[m[1]]}, ${DIR_NAMES[m[2]]}, ${m[3]}`;
+  return s.replace(/clean_to_corrupt|corrupt_to_clean/g, (d) => DIR_NAMES[d]).replace(/_/g, " ");
+}
 
 /** A report's map of method m, direction d, component or site c (undefined: none). */
 export const get = (r, m, d, c) => r?.results?.[m]?.[d]?.[c];

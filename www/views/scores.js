@@ -3,12 +3,21 @@
 // and AtP against AP) and Latent (the asymmetry across directions, with
 // the AND and OR components marked).
 
-import { ASYM_ORDER, DIR_NAMES, DIR_ORDER, get, METHOD_NAMES, METHOD_ORDER } from "./report.js";
+import { maxAbs } from "../plots.js";
+import { el } from "../dom.js";
+import { ASYM_ORDER, DIR_NAMES, DIR_ORDER, get, METHOD_NAMES, METHOD_ORDER, unitOf } from "./report.js";
 
 // what AND and OR mean, for the Latent view's legend (docs/methods.md)
 const LATENT_LEGEND =
-  "▲ AND (A > 0): matters when noising — patching in the corrupt value breaks the behaviour — but restoring it alone does not help. " +
-  "● OR (A < 0): restoring it alone helps, but noising it alone does not break the behaviour.";
+  "S_cc is a component's score clean → corrupt (noising: the clean run with its corrupt activation patched in), S_ccl its score corrupt → clean (denoising: the corrupt run with its clean activation restored). " +
+  "▲ AND (filled triangle, A > 0): matters when noising — patching in the corrupt value breaks the behaviour (S_cc ≈ −1) — but restoring it alone does not help (S_ccl ≈ 0). " +
+  "○ OR (hollow circle, A < 0): restoring it alone brings the behaviour back (S_ccl ≈ −1), but noising it alone does not break it (S_cc ≈ 0).";
+
+// what the Heads and Neurons maps' numbers are (docs/methods.md)
+const SCORES_NOTE =
+  "AP, AtP and IG* are fractions of the metric gap m_base − m_other: −1 moves the metric all the way to the other run's value, 0 leaves it. " +
+  "IG is captum's raw attribution reduced to one number per component by means (over positions, and over d_model for a head): a mean per element, not on AP's scale, so its numbers are far smaller. " +
+  "IG* (IG star) is the same attribution summed instead — over positions and d_model for a head (IG × positions × d_model), over positions for a neuron (IG × positions) — and divided by the gap, on AP's scale.";
 
 const title = (c) => (c === "heads" ? "Heads" : "Neurons");
 
@@ -20,19 +29,51 @@ function shown(r) {
   return { methods, dirs, comps };
 }
 
+/**
+ * The view's "one colour scale" checkbox: panels of the same unit share the
+ * largest |value| among them (fractions of the gap apart from raw IG), so
+ * that colours compare across panels. Returns the scale of each unit, or
+ * null when each panel has its own.
+ */
+export function sharedScaleToggle(view, maps) {
+  if (!view.controls.querySelector("[data-control=shared]")) {
+    const toggle = el("label", "view-select");
+    const box = el("input");
+    box.type = "checkbox";
+    box.dataset.control = "shared";
+    box.checked = view.state.shared;
+    box.addEventListener("change", () => {
+      view.state.shared = box.checked;
+      view.changed();
+    });
+    toggle.append(box, document.createTextNode(" one colour scale for the panels of each unit"));
+    toggle.title = "Off: each panel's colours span its own largest |value|. On: panels with the same unit (fraction of the gap; raw IG apart) share one scale, so equal colours mean equal numbers.";
+    view.controls.append(toggle);
+  }
+  if (!view.state.shared) return null;
+  const scales = {};
+  for (const { unit, rows } of maps) scales[unit] = Math.max(scales[unit] || 0, maxAbs(rows.filter(Boolean)) || 0);
+  return scales;
+}
+
 /** Heads or Neurons (view.view): a heatmap per method, a row of them per direction. */
 export function renderScores(view, r) {
   const c = view.view;
   const m = r.model;
   const { methods, dirs, comps } = shown(r);
   if (!comps.includes(c)) return view.empty(`No ${c} in this run: turn on “${c}” and run again.`);
+  const maps = [];
+  for (const d of dirs) for (const x of methods) if (get(r, x, d, c)) maps.push({ unit: unitOf(x, c), rows: get(r, x, d, c) });
+  const scales = sharedScaleToggle(view, maps);
   for (const d of dirs) {
-    const grid = view.section(`${c}-${d}`, `${title(c)}, ${DIR_NAMES[d]}`);
+    const grid = view.section(`${c}-${d}`, `${title(c)}, ${DIR_NAMES[d]}`, d === dirs[0] ? SCORES_NOTE : undefined);
     grid.classList.toggle("wide", c === "neurons");
     for (const x of methods) {
       const rows = get(r, x, d, c) || (r.partial ? new Array(m.n_layers).fill(null) : null);
       if (!rows) continue;
       view.heatmap(`${x}-${d}-${c}`, grid, {
+        unit: unitOf(x, c),
+        scale: scales ? scales[unitOf(x, c)] || 1 : null,
         title: `${METHOD_NAMES[x]} ${DIR_NAMES[d]}`,
         component: c,
         rows,
@@ -54,7 +95,7 @@ export function renderScatter(view, r) {
     const grid = view.section(
       `scatter-${c}`,
       `${title(c)}: IG* and AtP against AP`,
-      "Each point is one component. The red line is the least-squares fit; the dotted line is y = x, where the two methods agree exactly (IG* is IG divided by the metric gap, on AP's scale, so points on the diagonal are where IG's straight-line path agrees with patching).",
+      "Each point is one component. The red line is the least-squares fit; the dotted line is y = x, where the two methods agree exactly. All three axes are fractions of the metric gap m_base − m_other: AP and AtP are, and IG* is IG's attribution summed over the component's elements (positions × d_model for a head, positions for a neuron) and divided by the gap. Raw IG, a mean per element, is not on this scale: IG* = IG × positions × d_model / gap for heads, IG × positions / gap for neurons. Points on the diagonal are where IG's straight-line path agrees with patching.",
     );
     for (const other of ["ig_norm", "atp"]) {
       for (const d of dirs) {
@@ -102,6 +143,7 @@ export function renderLatent(view, r) {
         cols: c === "heads" ? m.n_heads : m.d_mlp,
         marks: a.latent?.[x]?.[c] || null,
         valueName: "A",
+        unit: "A (scaled to ±1)",
       });
     }
   }

@@ -6,12 +6,13 @@
 import { componentLabel } from "../plots.js";
 import { el, visibleText } from "../dom.js";
 import { HEAD, LAYER, mapExports } from "./exports.js";
-import { DIR_NAMES, DIR_ORDER, get, hasSite, METHOD_NAMES, METHOD_ORDER } from "./report.js";
+import { sharedScaleToggle } from "./scores.js";
+import { DIR_NAMES, DIR_ORDER, get, hasSite, METHOD_NAMES, METHOD_ORDER, unitOf } from "./report.js";
 
 const RESID_SITES = ["resid_pre", "resid_mid", "attn_out", "mlp_out"];
 const HEAD_GRID_SITES = ["q", "k", "v", "pattern", "z"];
 const BY_POS_SITES = ["q_by_pos", "k_by_pos", "v_by_pos", "z_by_pos"];
-const SCALE_NOTE = "AP, AtP and IG* are on AP's scale, (m_patched − m_base) / (m_base − m_other): −1 moves the metric all the way to the other run's value; IG is raw. Positions before the first differing token (red, dashed line) are exactly 0.";
+const SCALE_NOTE = "AP, AtP and IG* are fractions of the metric gap, (m_patched − m_base) / (m_base − m_other): −1 moves the metric all the way to the other run's value; IG is raw, captum's attribution summed over the site's piece (IG* is that sum divided by the gap). Positions before the first differing token (red, dashed line) are exactly 0.";
 
 /** The chosen residual-stream site's map, per direction and method. */
 export function renderResid(view, r) {
@@ -19,6 +20,9 @@ export function renderResid(view, r) {
   if (!sites.length) return view.empty("No residual-stream maps in this report: tick resid_pre, resid_mid, attn_out or mlp_out under Sites and run again.");
   const site = view.pick("site", sites, "site");
   view.select("site", "Site", sites.map((x) => [x, x]), site, (v) => { view.state.site = v; });
+  const maps = [];
+  for (const d of DIR_ORDER) for (const x of METHOD_ORDER) if (Array.isArray(get(r, x, d, site))) maps.push({ unit: unitOf(x, site), rows: get(r, x, d, site) });
+  const scales = sharedScaleToggle(view, maps);
   for (const d of DIR_ORDER) {
     const methods = METHOD_ORDER.filter((x) => Array.isArray(get(r, x, d, site)));
     if (!methods.length) continue;
@@ -26,7 +30,7 @@ export function renderResid(view, r) {
     grid.classList.add("positions");
     for (const x of methods) {
       const rows = get(r, x, d, site);
-      view.posMap(`${x}-${d}-${site}`, grid, { title: `${METHOD_NAMES[x]} ${site}, ${DIR_NAMES[d]}`, rows, valueName: METHOD_NAMES[x], exports: mapExports(rows, [LAYER, view.posAxis()], x) });
+      view.posMap(`${x}-${d}-${site}`, grid, { title: `${METHOD_NAMES[x]} ${site}, ${DIR_NAMES[d]}`, rows, valueName: METHOD_NAMES[x], unit: unitOf(x, site), scale: scales ? scales[unitOf(x, site)] || 1 : null, exports: mapExports(rows, [LAYER, view.posAxis()], x) });
     }
   }
 }
@@ -42,11 +46,12 @@ export function renderHeadSites(view, r) {
   const name = `${METHOD_NAMES[x]} ${DIR_NAMES[d]}`;
   const open = r.patterns ? (l, h) => view.openHead(l, h) : undefined;
   const have = (list) => list.filter((site) => Array.isArray(get(r, x, d, site)));
+  const gridScales = sharedScaleToggle(view, have(grids).map((site) => ({ unit: unitOf(x, site), rows: get(r, x, d, site) })));
   if (have(grids).length) {
     const grid = view.section(`hs-grid-${x}-${d}`, `Heads, every position patched: ${name}`, `Each head's query, key, value, pattern and z patched at all positions at once. ${open ? "Double-click a head for its attention pattern." : ""}`);
     for (const site of have(grids)) {
       const rows = get(r, x, d, site);
-      view.heatmap(`${x}-${d}-${site}`, grid, { title: `${site}: ${name}`, component: "heads", rows, layers: m.n_layers, cols: m.n_heads, valueName: `${METHOD_NAMES[x]} ${site}`, ablation: null, onOpen: open, exports: mapExports(rows, [LAYER, HEAD], x) });
+      view.heatmap(`${x}-${d}-${site}`, grid, { title: `${site}: ${name}`, component: "heads", rows, layers: m.n_layers, cols: m.n_heads, valueName: `${METHOD_NAMES[x]} ${site}`, unit: unitOf(x, site), scale: gridScales ? gridScales[unitOf(x, site)] || 1 : null, ablation: null, onOpen: open, exports: mapExports(rows, [LAYER, HEAD], x) });
     }
   }
   if (have(byPos).length) {
@@ -56,13 +61,13 @@ export function renderHeadSites(view, r) {
       const map = get(r, x, d, site); // [layer][pos][head]
       const rows = [];
       for (const layer of map) for (let h = 0; h < m.n_heads; h++) rows.push(layer.map((pos) => pos[h]));
-      view.posMap(`${x}-${d}-${site}`, grid, { title: `${site}: ${name}`, ...headRows(view, r, rows, site), valueName: `${METHOD_NAMES[x]} ${site}`, exports: mapExports(map, [LAYER, view.posAxis(), HEAD], x) });
+      view.posMap(`${x}-${d}-${site}`, grid, { title: `${site}: ${name}`, ...headRows(view, r, rows, site), valueName: `${METHOD_NAMES[x]} ${site}`, unit: unitOf(x, site), exports: mapExports(map, [LAYER, view.posAxis(), HEAD], x) });
     }
   }
   if (have(dest).length) {
     const grid = view.section(`hs-dest-${x}-${d}`, `Attention pattern by destination: ${name}`, "Each head's pattern patched at one destination (query) position: a row per head, a column per destination.");
     const map = get(r, x, d, "pattern_by_dest"); // [layer][head][dest]
-    view.posMap(`${x}-${d}-pattern_by_dest`, grid, { title: `pattern_by_dest: ${name}`, ...headRows(view, r, map.flat(1), "pattern_by_dest"), valueName: `${METHOD_NAMES[x]} pattern`, exports: mapExports(map, [LAYER, HEAD, view.posAxis("dest")], x) });
+    view.posMap(`${x}-${d}-pattern_by_dest`, grid, { title: `pattern_by_dest: ${name}`, ...headRows(view, r, map.flat(1), "pattern_by_dest"), valueName: `${METHOD_NAMES[x]} pattern`, unit: unitOf(x, "pattern_by_dest"), exports: mapExports(map, [LAYER, HEAD, view.posAxis("dest")], x) });
   }
 }
 
@@ -109,9 +114,9 @@ export function renderPattern(view, r) {
   const clean = r.patterns.clean[l][h], corrupt = r.patterns.corrupt[l][h];
   const diff = clean.map((row, i) => row.map((v, j) => (v === null || corrupt[i][j] === null ? null : v - corrupt[i][j])));
   const grid = view.section(`pattern-${l}-${h}`, `Attention pattern of ${label}`, "Rows: destination (query) positions; columns: source (key) positions; the masked upper triangle is blank. Hover a cell for its weight (click keeps the tooltip).");
-  destSrc(view, `pattern-clean-${l}-${h}`, grid, { run: "clean", rows: clean, title: `${label} clean pattern`, valueName: "attention (clean)", sequential: true, scale: 1 });
-  destSrc(view, `pattern-corrupt-${l}-${h}`, grid, { run: "corrupt", rows: corrupt, title: `${label} corrupt pattern`, valueName: "attention (corrupt)", sequential: true, scale: 1 });
-  destSrc(view, `pattern-diff-${l}-${h}`, grid, { run: "clean", rows: diff, title: `${label} clean − corrupt`, valueName: "clean − corrupt" });
+  destSrc(view, `pattern-clean-${l}-${h}`, grid, { run: "clean", rows: clean, title: `${label} clean pattern`, valueName: "attention (clean)", unit: "attention weight", sequential: true, scale: 1 });
+  destSrc(view, `pattern-corrupt-${l}-${h}`, grid, { run: "corrupt", rows: corrupt, title: `${label} corrupt pattern`, valueName: "attention (corrupt)", unit: "attention weight", sequential: true, scale: 1 });
+  destSrc(view, `pattern-diff-${l}-${h}`, grid, { run: "clean", rows: diff, title: `${label} clean − corrupt`, valueName: "clean − corrupt", unit: "weight difference" });
   if (hasSite(r, "pattern_dest_src")) renderPatternEffect(view, r, l, h, label);
 }
 
@@ -132,5 +137,5 @@ function renderPatternEffect(view, r, l, h, label) {
   const [x, d] = view.pickMethodDir(r, ["pattern_dest_src"]);
   const rows = get(r, x, d, "pattern_dest_src")[l][h];
   const effect = view.section(`pattern-effect-${x}-${d}-${l}-${h}`, `Patching effect of each attention weight of ${label}: ${METHOD_NAMES[x]} ${DIR_NAMES[d]}`, `The metric's change when this one weight (destination, source) is patched. ${SCALE_NOTE}`);
-  destSrc(view, `pattern-effect-${x}-${d}-${l}-${h}`, effect, { run: "clean", rows, title: `${label} ${METHOD_NAMES[x]} ${DIR_NAMES[d]}`, valueName: `${METHOD_NAMES[x]} pattern_dest_src` });
+  destSrc(view, `pattern-effect-${x}-${d}-${l}-${h}`, effect, { run: "clean", rows, title: `${label} ${METHOD_NAMES[x]} ${DIR_NAMES[d]}`, valueName: `${METHOD_NAMES[x]} pattern_dest_src`, unit: unitOf(x, "pattern_dest_src") });
 }
