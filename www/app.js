@@ -786,6 +786,19 @@ function wireExports() {
   $("export-json").addEventListener("click", () => {
     if (report && !report.partial) download("patchlab-report.json", JSON.stringify(report), "application/json");
   });
+  $("export-slim").addEventListener("click", async () => {
+    if (!report || report.partial) return;
+    // the maps of the view shown, or every map the report has
+    const shown = view?.view;
+    const keep = shown === "heads" || shown === "neurons" ? [shown] : [...(report.settings?.components || []), ...(report.settings?.sites || [])];
+    try {
+      const text = await PatchLab.slimReport(report, { keep: keep.join(","), digits: 4 });
+      download("patchlab-report-slim.json", text, "application/json");
+      setText("run-text", `Slim report: ${keep.join(", ")}, 4 significant digits, ${(text.length / 1024).toFixed(0)} KB (the full one is ${(JSON.stringify(report).length / 1024).toFixed(0)} KB).`);
+    } catch (e) {
+      setText("run-text", `Could not slim the report: ${e.message}`);
+    }
+  });
   $("export-csv").addEventListener("click", () => {
     if (report) download("patchlab-scores.csv", reportCsv(report), "text/csv");
   });

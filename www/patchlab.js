@@ -317,6 +317,22 @@ export class PatchLab {
     }
   }
 
+  /**
+   * A report cut down for a figure in a post, as JSON text (what `patchlab
+   * slim` writes): only the maps `keep` names ("heads", "neurons",
+   * "patterns", "dla", site names; comma-separated), every score rounded to
+   * `digits` significant digits, marked with `precision`. In a short-lived
+   * worker; no model is loaded.
+   */
+  static async slimReport(report, { keep = "heads", digits = 4, workerUrl } = {}) {
+    const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
+    try {
+      return await client.request("slimReport", { json: JSON.stringify(report), keep: String(keep), digits: Number(digits) });
+    } finally {
+      client.terminate();
+    }
+  }
+
   /** Deletes every cached model file. */
   static async clearCache() {
     if (typeof caches !== "undefined") await caches.delete("patchlab-models-v1");

@@ -4,7 +4,7 @@
 //
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
 //                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
-//                          | "upgradeReport" | "parseMetric" | "circuit" | "reevaluateCircuit"
+//                          | "upgradeReport" | "slimReport" | "parseMetric" | "circuit" | "reevaluateCircuit"
 //                          | "reselectCircuit" | "circuitGraph"
 //                          | "taskNames" | "cancel" | "clearCache" | "env" | "matmulMs", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
@@ -527,6 +527,9 @@ async function handle(msg) {
     case "upgradeReport":
       await ensureWasm();
       return pkg.upgrade_report(String(msg.json));
+    case "slimReport":
+      await ensureWasm();
+      return pkg.slim_report(String(msg.json), String(msg.keep), Number(msg.digits));
     case "pairsCsv":
       await ensureWasm();
       return pkg.pairs_csv(msg.pairs);

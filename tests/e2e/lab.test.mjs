@@ -164,6 +164,18 @@ describe("the lab page", () => {
       const same = src.every((v, i) => (v === null ? Number.isNaN(a[i]) : a[i] === Math.fround(v)));
       assert.ok(same, `${name}: values differ from the exported report`);
     }
+    // the slim export for a post (the Heads view is shown): patchlab slim's bytes of the same report
+    const slimDl = page.waitForEvent("download");
+    await page.click("#export-slim");
+    const slimText = fs.readFileSync(await (await slimDl).path(), "utf8");
+    const slim = JSON.parse(slimText);
+    assert.deepEqual(slim.precision, { significant_digits: 4, kept: ["heads"] });
+    assert.ok(!("neurons" in slim.results.ap.clean_to_corrupt) && Array.isArray(slim.results.ap.clean_to_corrupt.heads));
+    const slimCli = path.join(npyDir, "slim-cli.json");
+    const r = spawnSync(BIN, ["slim", file, "--keep", "heads", "--digits", "4", "--out", slimCli], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(slimText, fs.readFileSync(slimCli, "utf8"), "the page's slim report is patchlab slim's");
+    assert.match(await page.textContent("#run-text"), /Slim report: heads, 4 significant digits/);
     const csv = page.waitForEvent("download");
     await page.click("#export-csv");
     const lines = fs.readFileSync(await (await csv).path(), "utf8").trim().split("\n");
