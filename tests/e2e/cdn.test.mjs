@@ -187,6 +187,12 @@ describe("<patch-lab> from a CDN (the npm package on another origin)", () => {
     assert.equal(seen.workers, 0, "no worker for a saved report");
     assert.ok(cdnServed.includes(`/npm/patchlab@${version}/embed.js`) && cdnServed.includes(`/npm/patchlab@${version}/style.css`));
     assert.deepEqual(cspReports(seen), [], "script-src, style-src and connect-src 'self' must be enough for a saved report");
+    // what a reader downloads before the figure draws, besides the report: JS and CSS only
+    const files = [...new Set(cdnServed.map((u) => decodeURIComponent(u.split("?")[0]).replace(`/npm/patchlab@${version}/`, "")))];
+    const bytes = files.reduce((n, f) => n + fs.statSync(path.join(pkgDir, f)).size, 0);
+    t.diagnostic(`a results-only <patch-lab> downloads ${bytes} bytes of JS and CSS (${files.length} files) before it draws, besides the report`);
+    assert.ok(files.every((f) => /\.(js|css)$/.test(f)), `only JS and CSS: ${files.join(", ")}`);
+    assert.ok(bytes < 1_000_000, `${bytes} bytes of JS and CSS for a saved report`);
   });
 
   test("live on the CPU, single-threaded: worker and wasm from the CDN, the model from the blog; the CLI's report", async (t) => {
