@@ -118,6 +118,9 @@ before(async () => {
     pages: {
       "/results.html": () => post({ report: "report.json", view: "heads" }, { live: false }),
       "/live.html": () => post({ ...IOI, model: "/model/", methods: METHODS.join(","), view: "heads" }, { live: true }),
+      // headless Chromium's only WebGPU adapter is SwiftShader, which the element leaves for
+      // WebAssembly unless the page asks for it
+      "/live-gpu.html": () => post({ ...IOI, model: "/model/", methods: METHODS.join(","), view: "heads", gpu: "software" }, { live: true }),
     },
   });
   browser = await launch({ webgpu: false });
@@ -132,8 +135,8 @@ after(async () => {
 });
 
 /** A page that records uncaught errors, console errors (CSP reports among them), requests and workers. */
-async function newPage(t) {
-  const context = await newContext(browser, { viewport: { width: 1100, height: 900 } });
+async function newPage(t, inBrowser = browser) {
+  const context = await newContext(inBrowser, { viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
   const seen = { errors: [], console: [], requests: [], workers: 0 };
   page.on("pageerror", (e) => seen.errors.push(e.message));
@@ -215,5 +218,23 @@ describe("<patch-lab> from a CDN (the npm package on another origin)", () => {
     assert.ok(!cdnServed.some((p) => p.includes("pkg-threads/")), "no threaded build without COOP/COEP");
     assert.ok(seen.requests.includes(`${blog.url}model/model.safetensors`), "the model comes from the blog");
     assert.deepEqual(cspReports(seen), [], "docs/embedding.md's CDN policy must be enough");
+  });
+
+  test("live on WebGPU: the same embed computes on the GPU engine from the CDN's worker and wasm; the CLI's report", async (t) => {
+    const gpuBrowser = await launch({ webgpu: true });
+    t.after(() => gpuBrowser.close());
+    const { page, seen } = await newPage(t, gpuBrowser);
+    cdnServed.length = 0;
+    await page.goto(`${blog.url}live-gpu.html`);
+    await page.waitForFunction(() => ["done", "error"].includes(document.querySelector("patch-lab")?.dataset.state));
+    assert.equal(await state(page), "done", `the element failed: ${await errorText(page)}\nconsole: ${seen.console.join("\n")}`);
+    assert.match(await page.evaluate(() => document.querySelector("patch-lab").shadowRoot.querySelector(".note").textContent), /Computed live on gpu/);
+    const report = await page.evaluate(() => document.querySelector("patch-lab").report);
+    assert.equal(report.backend, "gpu");
+    assert.deepEqual(reportDiffs({ ...report, backend: "cpu" }, cliReport(modelDir, { ...IOI, methods: METHODS }), 1e-3), [], "CDN embed on WebGPU vs CLI");
+    for (const f of ["embed.js", "patchlab.js", "worker.js", "pkg/patchlab.js", "pkg/patchlab_bg.wasm"]) {
+      assert.ok(cdnServed.includes(`/npm/patchlab@${version}/${f}`), `${f} should come from the CDN`);
+    }
+    assert.deepEqual(cspReports(seen), [], "docs/embedding.md's CDN policy must be enough on WebGPU too");
   });
 });
