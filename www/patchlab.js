@@ -339,6 +339,17 @@ export class PatchLab {
   }
 
   /** Tokens of a text: [{id, text}], BOS first unless bos is false. */
+  /**
+   * What the WebGPU engine has done since it started, as `patchlab bench
+   * --profile` counts it: {adapter, kernels: [{name, dispatches,
+   * workgroups, flops, bytes, ms}], submits, readbacks, timed}; null before
+   * anything ran on WebGPU. A visitor's real GPU can report its work this
+   * way (compare `performance.now()` around an analysis with the counts).
+   */
+  gpuProfile() {
+    return this.client.request("gpuProfile");
+  }
+
   tokenize(text, { bos = true } = {}) {
     return this.client.request("tokenize", { text: String(text), bos: !!bos });
   }

@@ -6,7 +6,7 @@
 //                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
 //                          | "upgradeReport" | "slimReport" | "parseMetric" | "circuit" | "reevaluateCircuit"
 //                          | "reselectCircuit" | "circuitGraph"
-//                          | "taskNames" | "cancel" | "clearCache" | "env" | "matmulMs", ...}
+//                          | "taskNames" | "cancel" | "clearCache" | "env" | "matmulMs" | "gpuProfile", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
@@ -479,6 +479,8 @@ async function handle(msg) {
       return loadFromUrl(id, msg.base, msg.name, msg.cache);
     case "tokenize":
       return needLab().tokenize(msg.text, msg.bos);
+    case "gpuProfile":
+      return needLab().gpu_profile();
     case "predict":
       return JSON.parse(await needLab().predict(msg.text, msg.bos, msg.k, msg.backend || null));
     case "analyze":

@@ -561,6 +561,15 @@ impl Engines {
         AnyEngine::Cpu(self.cpu.clone())
     }
 
+    /// The GPU engine's work since it started (per kernel: dispatches,
+    /// workgroups, FLOPs, bytes; submissions, read-backs), if it has.
+    pub fn gpu_profile(&self) -> Option<crate::engine::profile::DeviceProfile> {
+        match &*self.gpu.borrow() {
+            GpuState::Ready(g) => Compute::device_profile(&**g),
+            _ => None,
+        }
+    }
+
     /// The CPU engine itself (the Circuit tab's slider re-evaluates
     /// faithfulness on it).
     pub fn cpu_engine(&self) -> Rc<CpuEngine> {

@@ -3,8 +3,10 @@
 //! the command submissions and read-backs; and a projection of that work
 //! onto named GPUs (a model, labelled as one, never a measurement).
 
+use serde::Serialize;
+
 /// One kernel's work.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct KernelCounts {
     /// The kernel's WGSL file name (`matmul`, `attn_tail`, …).
     pub name: &'static str,
@@ -22,7 +24,7 @@ pub struct KernelCounts {
 
 /// A device backend's work since it started (or between two snapshots, see
 /// [`DeviceProfile::since`]).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeviceProfile {
     /// The adapter's name.
     pub adapter: String,

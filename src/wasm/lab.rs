@@ -143,6 +143,19 @@ impl Lab {
         })
     }
 
+    /// The WebGPU engine's work since it started, per kernel (dispatches,
+    /// workgroups, FLOPs, bytes) with the submissions and read-backs, as
+    /// `patchlab bench --profile` counts it: `{adapter, kernels: [{name,
+    /// dispatches, workgroups, flops, bytes, ms}], submits, readbacks,
+    /// timed}`, or null before anything ran on WebGPU. Kernel times are not
+    /// taken in the browser (`timed` is false).
+    pub fn gpu_profile(&self) -> Result<JsValue, JsValue> {
+        match self.session.engines.gpu_profile() {
+            Some(p) => to_js(&p),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
     /// Tokens of `text` as `[{id, text}]`, BOS first when `bos`.
     pub fn tokenize(&self, text: &str, bos: bool) -> Result<JsValue, JsValue> {
         let t = &self.session.tokenizer;

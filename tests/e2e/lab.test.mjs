@@ -66,11 +66,18 @@ describe("the JS API (PatchLab in a worker)", () => {
     const got = await page.evaluate(async (req) => {
       const { PatchLab } = await import("/patchlab.js");
       const lab = await PatchLab.load({ model: "/model/" });
+      const before = await lab.gpuProfile();
       const stages = new Set();
       const report = await lab.analyze({ ...req, backend: "gpu", onProgress: (p) => stages.add(p.stage) });
-      return { report, stages: [...stages] };
+      return { report, stages: [...stages], before, profile: await lab.gpuProfile() };
     }, req);
     stages.push(...got.stages);
+    // the JS API reports the GPU's work as patchlab bench --profile counts it
+    assert.equal(got.before, null, "no GPU work before the first GPU analysis");
+    const kernels = Object.fromEntries(got.profile.kernels.map((k) => [k.name, k]));
+    assert.ok(kernels.matmul_skinny.dispatches > 0 && kernels.matmul_skinny.flops > 0 && kernels.attn_tail.bytes > 0, JSON.stringify(got.profile.kernels));
+    assert.ok(got.profile.submits > 0 && got.profile.readbacks > 0 && got.profile.timed === false, JSON.stringify(got.profile));
+    assert.match(got.profile.adapter, /\S/);
     assert.equal(got.report.backend, "gpu", `stages: ${stages.join(" | ")}`);
     const want = cliReport(modelDir, req);
     assert.deepEqual(Object.keys(got.report.results.ap).sort(), ["clean_to_corrupt", "corrupt_to_clean"]);
