@@ -14,10 +14,14 @@
 // threaded build there (the headers of `patchlab serve`, src/serve.rs), and
 // `.nojekyll`, so GitHub Pages serves the files as they are. GitHub Pages
 // sends no such headers: the page then runs single-threaded and says why.
+// `--sw` adds a service-worker shim instead for hosts without headers
+// (scripts/site-shim/: coi.js, loaded by index.html before app.js, registers
+// coi-sw.js, which adds COOP/COEP to the site's own responses, and reloads
+// the page once).
 // No model ships: with no ./model/ next to the page, it loads GPT-2 small
 // from the Hugging Face Hub (PatchLab.defaultModel in www/patchlab.js).
 //
-//   node scripts/site.mjs [--out DIR]     (default dist/site; replaced whole)
+//   node scripts/site.mjs [--out DIR] [--sw]     (default dist/site; replaced whole)
 
 import fs from "node:fs";
 import path from "node:path";
@@ -97,7 +101,14 @@ ${Object.entries(HEADERS)
 `;
 }
 
-export function writeSite(out = path.join(ROOT, "dist/site")) {
+/** index.html with the shim's script before the lab's module. */
+function withShim(html) {
+  const app = '<script type="module" src="app.js"></script>';
+  if (!html.includes(app)) throw new Error(`www/index.html has no ${app} to put the shim before`);
+  return html.replace(app, `<script src="coi.js"></script>\n${app}`);
+}
+
+export function writeSite(out = path.join(ROOT, "dist/site"), { sw = false } = {}) {
   const { files, wasm } = siteFiles();
   if (!wasm.includes("pkg")) throw new Error("no module imports ./pkg/patchlab.js: where does the engine come from?");
   fs.rmSync(out, { recursive: true, force: true });
@@ -113,6 +124,10 @@ export function writeSite(out = path.join(ROOT, "dist/site")) {
     // .stamp is build-wasm's up-to-date check
     for (const f of walk(dir).filter((f) => path.basename(f) !== ".stamp")) copy(path.join(dir, f), path.join(out, d, f));
   }
+  if (sw) {
+    for (const f of ["coi.js", "coi-sw.js"]) copy(path.join(ROOT, "scripts/site-shim", f), path.join(out, f));
+    fs.writeFileSync(path.join(out, "index.html"), withShim(fs.readFileSync(path.join(out, "index.html"), "utf8")));
+  }
   fs.writeFileSync(path.join(out, "_headers"), headersFile());
   fs.writeFileSync(path.join(out, ".nojekyll"), "");
   return { out, files, wasm };
@@ -120,6 +135,7 @@ export function writeSite(out = path.join(ROOT, "dist/site")) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const i = process.argv.indexOf("--out");
-  const { out, files, wasm } = writeSite(i > 0 ? path.resolve(process.argv[i + 1]) : undefined);
-  console.log(`[site] ${path.relative(process.cwd(), out) || "."}: ${files.length} files from www/, wasm builds ${wasm.join(", ")}, _headers, .nojekyll`);
+  const sw = process.argv.includes("--sw");
+  const { out, files, wasm } = writeSite(i > 0 ? path.resolve(process.argv[i + 1]) : undefined, { sw });
+  console.log(`[site] ${path.relative(process.cwd(), out) || "."}: ${files.length} files from www/, wasm builds ${wasm.join(", ")}, _headers, .nojekyll${sw ? ", the service-worker shim" : ""}`);
 }

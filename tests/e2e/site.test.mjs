@@ -10,12 +10,15 @@
 // Run and exports the report, which must equal `patchlab analyze`'s; every
 // request must stay under /lab/ (the site's links are all relative). Without
 // a ./model/ the page asks the Hugging Face Hub for GPT-2 small (answered
-// here with a 404: the test never goes online).
+// here with a 404: the test never goes online). `scripts/site --sw`'s
+// service-worker shim is checked too: with no headers, the page reloads once
+// under its service worker and runs the threaded build.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { IOI, ROOT, cliReport, launch, makeModel, reportDiffs, trackedPage, waitReady } from "./helpers.mjs";
@@ -31,7 +34,7 @@ const MIME = {
   ".safetensors": "application/octet-stream",
 };
 
-let modelDir, browser;
+let modelDir, shimDir, browser;
 const servers = {};
 
 /**
@@ -93,6 +96,10 @@ before(async () => {
   servers.plain = await staticServer({ mounts: withModel, log: [] });
   servers.headers = await staticServer({ mounts: withModel, rules, log: [] });
   servers.bare = await staticServer({ mounts: { [BASE]: SITE }, log: [] });
+  // the site with the service-worker shim (scripts/site --sw), beside dist/site
+  shimDir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-site-sw-"));
+  execFileSync("node", [path.join(ROOT, "scripts/site.mjs"), "--out", shimDir, "--sw"], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+  servers.shim = await staticServer({ mounts: { [BASE]: shimDir, [`${BASE}model/`]: modelDir }, log: [] });
   // no WebGPU: the CPU engine computes, on one thread or several
   browser = await launch({ webgpu: false });
 });
@@ -100,16 +107,18 @@ before(async () => {
 after(async () => {
   await browser?.close();
   for (const s of Object.values(servers)) s.close();
-  if (modelDir) fs.rmSync(modelDir, { recursive: true, force: true });
+  for (const d of [modelDir, shimDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
 });
 
 /** Loads the site's page, types the prompts, runs, exports the report JSON; returns what a test checks. */
-async function runAsUser(t, server) {
+async function runAsUser(t, server, { reloads = false } = {}) {
   const page = await trackedPage(t, browser);
   const requests = [];
   page.context().on("request", (r) => requests.push(r.url()));
   server.log.length = 0;
   await page.goto(server.url);
+  // the shim's reload: wait for the isolated page (a wait that outlives navigations)
+  if (reloads) await page.waitForFunction(() => self.crossOriginIsolated);
   const st = await waitReady(page);
   assert.equal(st.state, "ready", await page.textContent("#load-error"));
   for (const k of ["clean", "corrupt", "correct", "incorrect"]) await page.fill(`#${k}`, IOI[k]);
@@ -153,7 +162,8 @@ describe("the static site (scripts/site)", () => {
       assert.ok(fs.existsSync(path.join(SITE, f)), `${f} is not in dist/site`);
     }
     assert.ok(fs.readdirSync(path.join(SITE, "views")).length && fs.readdirSync(path.join(SITE, "plots")).length, "views/ and plots/");
-    for (const f of ["model", "pkg/.stamp", "screenshot.png"]) assert.ok(!fs.existsSync(path.join(SITE, f)), `${f} should not be in dist/site`);
+    // the service-worker shim only with --sw
+    for (const f of ["model", "pkg/.stamp", "screenshot.png", "coi.js", "coi-sw.js"]) assert.ok(!fs.existsSync(path.join(SITE, f)), `${f} should not be in dist/site`);
     const html = fs.readFileSync(path.join(SITE, "index.html"), "utf8");
     assert.deepEqual([...html.matchAll(/\s(?:src|href)="(\/[^"]*)"/g)].map((m) => m[1]), [], "links absolute to the server's root");
     const rules = parseHeaders(fs.readFileSync(path.join(SITE, "_headers"), "utf8"));
@@ -191,6 +201,20 @@ describe("the static site (scripts/site)", () => {
     assert.deepEqual(reportDiffs(got.report, cliReport(modelDir, IOI)), [], "the site's report vs the CLI's");
     assertRelative(servers.headers, got.requests);
     t.diagnostic(`analysis on the tiny model, ${got.cores} cores: ${JSON.stringify(got.report.timings_ms)}`);
+  });
+
+  test("with the service-worker shim (scripts/site --sw) and no headers: the page reloads once isolated, the threaded build; the CLI's report", async (t) => {
+    const got = await runAsUser(t, servers.shim, { reloads: true });
+    assert.equal(got.isolated, true);
+    assert.ok(servers.shim.log.includes(`${BASE}coi-sw.js`), "the service worker");
+    assert.equal(servers.shim.log.filter((p) => p === BASE).length, 2, "the page once, then once more under its service worker");
+    if (got.cores > 1) {
+      assert.match(got.note, new RegExp(`\\(WebAssembly SIMD, ${got.cores} threads\\)`));
+      assert.ok(servers.shim.log.includes(`${BASE}pkg-threads/patchlab_bg.wasm`), "the threaded build's wasm");
+    }
+    assert.equal(got.report.backend, "cpu");
+    assert.deepEqual(reportDiffs(got.report, cliReport(modelDir, IOI)), [], "the site's report vs the CLI's");
+    assertRelative(servers.shim, got.requests);
   });
 
   test("with no ./model/ next to it, the page asks the Hugging Face Hub for GPT-2 small", async (t) => {
