@@ -1,4 +1,5 @@
-// ESLint for the browser lab (www/, ES modules in browsers and workers) and
+// ESLint for the browser lab (www/, ES modules in browsers and workers; the
+// static site's service-worker shim, scripts/site-shim/) and
 // the end-to-end tests and the browser benchmark (tests/e2e/, scripts/*.mjs;
 // node). `npx eslint` checks all of them.
 import js from "@eslint/js";
@@ -26,6 +27,15 @@ export default [
       "no-eval": "error",
       "no-implied-eval": "error",
       "no-new-func": "error",
+    },
+  },
+  {
+    // scripts/site --sw's shim: a classic page script and a service worker
+    files: ["scripts/site-shim/*.js"],
+    languageOptions: {
+      ecmaVersion: 2024,
+      sourceType: "script",
+      globals: { ...globals.browser, ...globals.serviceworker },
     },
   },
   {

@@ -22,7 +22,7 @@ const WWW = path.join(ROOT, "www");
 /** The npm name, checked free on the registry (`npm view patchlab`: 404) on 2026-12-06. */
 export const NPM_NAME = "patchlab";
 const ENTRIES = ["embed.js", "patchlab.js", "worker.js"];
-const WASM_DIRS = ["pkg", "pkg-threads"];
+export const WASM_DIRS = ["pkg", "pkg-threads"];
 
 /** The [package] table's `key = "value"` of Cargo.toml. */
 function cargoField(toml, key) {
@@ -33,7 +33,7 @@ function cargoField(toml, key) {
 }
 
 /** The relative module specifiers a file imports (static, re-exports and dynamic `import("…")`). */
-function relativeImports(source) {
+export function relativeImports(source) {
   const out = [];
   const re = /(?:\bimport\s*(?:[\w*{}\s,$]+\s*from\s*)?|\bexport\s*(?:[\w*{}\s,$]+)\s*from\s*|\bimport\s*\(\s*)["'](\.{1,2}\/[^"']+)["']/g;
   for (const m of source.matchAll(re)) out.push(m[1]);
@@ -60,13 +60,13 @@ function moduleClosure() {
   return [...seen].sort();
 }
 
-function copy(from, to) {
+export function copy(from, to) {
   fs.mkdirSync(path.dirname(to), { recursive: true });
   fs.copyFileSync(from, to);
 }
 
 /** Every file below `dir`, relative to it. */
-function walk(dir, base = dir) {
+export function walk(dir, base = dir) {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = path.join(dir, e.name);
     return e.isDirectory() ? walk(p, base) : [path.relative(base, p)];
