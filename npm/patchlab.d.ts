@@ -144,19 +144,33 @@ export declare class CircuitTools {
   close(): void;
 }
 
+/** A device's work: per kernel dispatches, workgroups, FLOPs and bytes; submissions and read-backs. */
+export interface GpuProfile {
+  adapter: string;
+  kernels: { name: string; dispatches: number; workgroups: number; flops: number; bytes: number; ms: number }[];
+  submits: number;
+  readbacks: number;
+  /** Kernel times are taken natively with PATCHLAB_GPU_PROFILE only; false in the browser. */
+  timed: boolean;
+}
+
 export declare class PatchLab {
   /** Loads a model in a new worker. A config.json that is not GPT-2's, or a model too large for a tab, rejects with a LoadError. */
-  static load(options?: { model?: ModelSource; name?: string; onProgress?: (p: LoadProgress) => void; cache?: boolean; workerUrl?: string | URL }): Promise<PatchLab>;
+  static load(options?: { model?: ModelSource; name?: string; onProgress?: (p: LoadProgress) => void; cache?: boolean; workerUrl?: string | URL; softwareGpu?: boolean }): Promise<PatchLab>;
   /** ./model/ next to patchlab.js when it has a config.json (`patchlab serve --model-dir`), else GPT-2 small from the Hub. */
   static defaultModel(): Promise<string>;
   /** A schema-1 report as the current schema; newer reports come back as they are. */
   static upgradeReport(report: Report, options?: { workerUrl?: string | URL }): Promise<Report>;
+  /** A report cut down for a figure (`patchlab slim`): the maps `keep` names, scores rounded to `digits` significant digits; JSON text. */
+  static slimReport(report: Report, options?: { keep?: string; digits?: number; workerUrl?: string | URL }): Promise<string>;
   /** Deletes every cached model file. */
   static clearCache(): Promise<void>;
 
   readonly info: LabInfo;
   readonly env: LabEnv;
 
+  /** The WebGPU engine's work so far, per kernel (as `patchlab bench --profile` counts it); null before any. */
+  gpuProfile(): Promise<GpuProfile | null>;
   tokenize(text: string, options?: { bos?: boolean }): Promise<Token[]>;
   predict(text: string, options?: { bos?: boolean; k?: number; backend?: Backend }): Promise<Prediction[]>;
   /** The same report as `patchlab analyze --out -`. */

@@ -157,6 +157,8 @@ export interface Report {
   backend: "cpu" | "gpu";
   /** The patchlab version that wrote it. */
   version: string;
+  /** Only in a slim report (`patchlab slim`, PatchLab.slimReport): its scores are rounded and only these maps kept. */
+  precision?: { significant_digits: number; kept: string[] };
 }
 
 /** `patchlab batch`'s summary.json (docs/cli.md, "summary.json"): distributions over pairs. */
