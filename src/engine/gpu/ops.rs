@@ -310,9 +310,10 @@ impl Enc<'_> {
         self.run_elems(K::GeluBackward, &[u(count)], &[pre, dpost, dpre], count);
     }
 
+    /// out = a + b, elementwise (`bcast_add`'s kernel with one block).
     pub fn add(&mut self, a: &Buffer, b: &Buffer, count: usize, out: &Buffer) {
         self.cost(f(count), 12.0 * f(count));
-        self.run_elems(K::Add, &[u(count)], &[a, b, out], count);
+        self.bcast(a, At::start(b), 1.0, count, count, out);
     }
 
     /// The last row of each of b's batch elements: out[e] = x[e·n + n − 1]
@@ -609,17 +610,20 @@ impl Enc<'_> {
         self.matmul(mm, z, w_o, None, None, out);
     }
 
-    /// hook_attn_out = Σ_h hook_result[:, h] + b_O.
+    /// hook_attn_out = Σ_h hook_result[:, h] + b_O (`graph_sum`'s kernel
+    /// with no stream to add to).
     pub fn heads_sum(&mut self, s: Heads, result: &Buffer, bias: &Buffer, out: &Buffer) {
         let d = s.d();
         let count = s.t * d;
         self.cost(f(count * s.heads), 4.0 * f(count * (s.heads + 1) + d));
-        self.run_elems(
-            K::HeadsSum,
-            &[u(count), u(d), u(s.heads)],
-            &[result, bias, out],
-            count,
-        );
+        let heads = Strided {
+            buf: result,
+            n: s.heads,
+            off: 0,
+            hs: d,
+            ts: s.heads * d,
+        };
+        self.strided_sum(None, heads, Some(bias), count, d, out);
     }
 
     /// dir = rows[0] − rows[1].
@@ -826,7 +830,23 @@ impl Enc<'_> {
         d: usize,
         out: &Buffer,
     ) {
+        self.cost(f(count * src.n), 4.0 * f(count * (src.n + 2)));
+        self.strided_sum(Some(a), src, bias, count, d, out);
+    }
+
+    /// The graph_sum kernel; without `a` the sum starts from 0. The caller
+    /// sets the dispatch's cost.
+    fn strided_sum(
+        &mut self,
+        a: Option<&Buffer>,
+        src: Strided,
+        bias: Option<&Buffer>,
+        count: usize,
+        d: usize,
+        out: &Buffer,
+    ) {
         let dummy = self.dummy();
+        let flags = bias.is_some() as u32 | (a.is_none() as u32) << 1;
         let params = [
             u(count),
             u(d),
@@ -834,11 +854,10 @@ impl Enc<'_> {
             u(src.hs),
             u(src.ts),
             u(src.off),
-            bias.is_some() as u32,
+            flags,
             0,
         ];
-        let bufs = [a, src.buf, bias.unwrap_or(&dummy), out];
-        self.cost(f(count * src.n), 4.0 * f(count * (src.n + 2)));
+        let bufs = [a.unwrap_or(&dummy), src.buf, bias.unwrap_or(&dummy), out];
         self.run_elems(K::GraphSum, &params, &bufs, count);
     }
 
@@ -852,8 +871,13 @@ impl Enc<'_> {
         count: usize,
         out: &Buffer,
     ) {
-        let params = [u(count), u(period), u(b.off), sign.to_bits()];
         self.cost(2.0 * f(count), 4.0 * f(2 * count + period));
+        self.bcast(a, b, sign, period, count, out);
+    }
+
+    /// The bcast_add kernel; the caller sets the dispatch's cost.
+    fn bcast(&mut self, a: &Buffer, b: At, sign: f32, period: usize, count: usize, out: &Buffer) {
+        let params = [u(count), u(period), u(b.off), sign.to_bits()];
         self.run_elems(K::BcastAdd, &params, &[a, b.buf, out], count);
     }
 }

@@ -13,8 +13,6 @@ pub(in crate::engine::gpu) enum K {
     LayerNormBackward,
     Gelu,
     GeluBackward,
-    Add,
-    HeadsSum,
     GatherLast,
     AttnScores,
     AttnSoftmax,
@@ -37,15 +35,13 @@ pub(in crate::engine::gpu) enum K {
 }
 
 impl K {
-    pub(super) const ALL: [K; 27] = [
+    pub(super) const ALL: [K; 25] = [
         K::Matmul,
         K::MatmulSkinny,
         K::LayerNorm,
         K::LayerNormBackward,
         K::Gelu,
         K::GeluBackward,
-        K::Add,
-        K::HeadsSum,
         K::GatherLast,
         K::AttnScores,
         K::AttnSoftmax,
@@ -84,8 +80,6 @@ impl K {
                 "gelu_backward",
                 include_str!("../shaders/gelu_backward.wgsl"),
             ),
-            K::Add => ("add", include_str!("../shaders/add.wgsl")),
-            K::HeadsSum => ("heads_sum", include_str!("../shaders/heads_sum.wgsl")),
             K::GatherLast => ("gather_last", include_str!("../shaders/gather_last.wgsl")),
             K::AttnScores => ("attn_scores", include_str!("../shaders/attn_scores.wgsl")),
             K::AttnSoftmax => ("attn_softmax", include_str!("../shaders/attn_softmax.wgsl")),

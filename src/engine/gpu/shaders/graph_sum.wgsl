@@ -1,6 +1,7 @@
 // A residual stream plus n arrays added to it (a layer's heads, or a
 // gradient's slots): out[t, c] = a[t, c] + Σ_{h < n} src[off + h·hs + t·ts + c]
-// (+ bias[c] when flags & 1).
+// (+ bias[c] when flags & 1). flags & 2: no stream, the sum starts from 0
+// (hook_attn_out = Σ_h hook_result[:, h] + b_O).
 
 struct P {
     count: u32, d: u32, n: u32, hs: u32,
@@ -25,7 +26,10 @@ fn main(
     }
     let t = i / p.d;
     let c = i % p.d;
-    var s = a[i];
+    var s = 0.0;
+    if ((p.flags & 2u) == 0u) {
+        s = a[i];
+    }
     for (var h = 0u; h < p.n; h++) {
         s += src[p.off + h * p.hs + t * p.ts + c];
     }
