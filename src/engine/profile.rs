@@ -22,6 +22,17 @@ pub struct KernelCounts {
     pub ms: f64,
 }
 
+impl std::ops::AddAssign<&KernelCounts> for KernelCounts {
+    /// Adds another count of the same kernel (or of all of them, for a total).
+    fn add_assign(&mut self, k: &KernelCounts) {
+        self.dispatches += k.dispatches;
+        self.workgroups += k.workgroups;
+        self.flops += k.flops;
+        self.bytes += k.bytes;
+        self.ms += k.ms;
+    }
+}
+
 /// A device backend's work since it started (or between two snapshots, see
 /// [`DeviceProfile::since`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -71,13 +82,18 @@ impl DeviceProfile {
         self.kernels
             .iter()
             .fold(KernelCounts::default(), |mut t, k| {
-                t.dispatches += k.dispatches;
-                t.workgroups += k.workgroups;
-                t.flops += k.flops;
-                t.bytes += k.bytes;
-                t.ms += k.ms;
+                t += k;
                 t
             })
+    }
+
+    /// Adds the work of `other` (a later phase of the same engine).
+    pub fn add(&mut self, other: &DeviceProfile) {
+        for (a, k) in self.kernels.iter_mut().zip(&other.kernels) {
+            *a += k;
+        }
+        self.submits += other.submits;
+        self.readbacks += other.readbacks;
     }
 
     /// The kernels that ran, the most FLOPs first.

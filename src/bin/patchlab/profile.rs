@@ -177,15 +177,7 @@ pub fn print_profile(phases: &[Phase], costs: &DispatchCosts) {
             }
         );
         if i > 0 {
-            for (a, k) in all.kernels.iter_mut().zip(&p.work.kernels) {
-                a.dispatches += k.dispatches;
-                a.workgroups += k.workgroups;
-                a.flops += k.flops;
-                a.bytes += k.bytes;
-                a.ms += k.ms;
-            }
-            all.submits += p.work.submits;
-            all.readbacks += p.work.readbacks;
+            all.add(&p.work);
         }
     }
     if !timed {
