@@ -140,6 +140,16 @@ class WorkerClient {
   }
 }
 
+/** One request to a worker started for it and ended after it (no model is loaded). */
+async function oneRequest(workerUrl, type, body) {
+  const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
+  try {
+    return await client.request(type, body);
+  } finally {
+    client.terminate();
+  }
+}
+
 /**
  * A report as summarize() needs it, as JSON: the score maps are not needed
  * (only the analysis is), except in a schema-1 report, whose analysis is
@@ -309,12 +319,7 @@ export class PatchLab {
    */
   static async upgradeReport(report, { workerUrl } = {}) {
     if (report?.schema !== 1) return report;
-    const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
-    try {
-      return JSON.parse(await client.request("upgradeReport", { json: JSON.stringify(report) }));
-    } finally {
-      client.terminate();
-    }
+    return JSON.parse(await oneRequest(workerUrl, "upgradeReport", { json: JSON.stringify(report) }));
   }
 
   /**
@@ -325,12 +330,7 @@ export class PatchLab {
    * worker; no model is loaded.
    */
   static async slimReport(report, { keep = "heads", digits = 4, workerUrl } = {}) {
-    const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
-    try {
-      return await client.request("slimReport", { json: JSON.stringify(report), keep: String(keep), digits: Number(digits) });
-    } finally {
-      client.terminate();
-    }
+    return oneRequest(workerUrl, "slimReport", { json: JSON.stringify(report), keep: String(keep), digits: Number(digits) });
   }
 
   /** Deletes every cached model file. */
