@@ -15,7 +15,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { IOI, ROOT, canvasStats, cliReport, launch, makeModel, newContext, reportDiffs } from "./helpers.mjs";
+import { IOI, ROOT, blogPost, canvasStats, cliReport, launch, makeModel, newContext, reportDiffs } from "./helpers.mjs";
 
 const METHODS = ["ap", "ig"];
 const MIME = {
@@ -33,7 +33,6 @@ const MIME = {
 let tmp, pkgDir, modelDir, version, cdn, blog, browser;
 const cdnServed = [];
 
-const attr = (s) => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 
 /** A static file server for `dir` on 127.0.0.1 or localhost; `headers` added to every answer; `log` gets each path. */
 function staticServer({ dir, host, headers = {}, log, pages = {} }) {
@@ -77,17 +76,7 @@ function csp(c, { live }) {
 
 /** A blog post with the <script> line docs/embedding.md gives, pointing at the test's CDN. */
 function post(attrs, { live }) {
-  const c = cdn.url.slice(0, -1);
-  const a = Object.entries(attrs)
-    .map(([k, v]) => ` ${k}="${attr(v)}"`)
-    .join("");
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="${attr(csp(c, { live }))}">
-<link rel="icon" href="data:,">
-<title>a blog post</title>
-<script type="module" src="${attr(cdn.url)}npm/patchlab@${version}/embed.js"></script>
-</head><body><article><h1>A post</h1><patch-lab${a}></patch-lab></article></body></html>`;
+  return blogPost({ csp: csp(cdn.url.slice(0, -1), { live }), embed: `${cdn.url}npm/patchlab@${version}/embed.js`, attrs });
 }
 
 before(async () => {

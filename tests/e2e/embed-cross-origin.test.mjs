@@ -11,13 +11,12 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { IOI, ROOT, canvasStats, cliReport, launch, makeModel, newContext, reportDiffs, serve } from "./helpers.mjs";
+import { IOI, ROOT, blogPost, canvasStats, cliReport, launch, makeModel, newContext, reportDiffs, serve } from "./helpers.mjs";
 
 const METHODS = ["ap", "ig"];
 let modelDir, server, host, browser, B;
 const served = []; // paths origin A was asked for
 
-const attr = (s) => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
 
 /** docs/embedding.md's Content-Security-Policy for a page that embeds patchlab from origin `b`. */
 const hostCsp = (b) =>
@@ -34,16 +33,7 @@ const hostCsp = (b) =>
 
 /** A blog post on origin A with one <patch-lab> element (attributes: name → value). */
 function hostPage(attrs) {
-  const a = Object.entries(attrs)
-    .map(([k, v]) => ` ${k}="${attr(v)}"`)
-    .join("");
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="${attr(hostCsp(B.slice(0, -1)))}">
-<link rel="icon" href="data:,">
-<title>a blog post</title>
-<script type="module" src="${attr(B)}embed.js"></script>
-</head><body><article><h1>A post</h1><patch-lab${a}></patch-lab></article></body></html>`;
+  return blogPost({ csp: hostCsp(B.slice(0, -1)), embed: `${B}embed.js`, attrs });
 }
 
 const PAGES = {

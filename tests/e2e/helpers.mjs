@@ -22,6 +22,27 @@ export const IOI = {
 };
 
 /** Writes the tiny random model the tests use (2 layers, 4 heads, d_model 64). */
+/** Text escaped for an HTML attribute value. */
+export const attr = (s) => String(s).replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+
+/**
+ * A blog post as an author writes it: a Content-Security-Policy, the one
+ * <script> line that loads embed.js from `embed`, and one <patch-lab>
+ * element with `attrs` (name → value).
+ */
+export function blogPost({ csp, embed, attrs }) {
+  const a = Object.entries(attrs)
+    .map(([k, v]) => ` ${k}="${attr(v)}"`)
+    .join("");
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="${attr(csp)}">
+<link rel="icon" href="data:,">
+<title>a blog post</title>
+<script type="module" src="${attr(embed)}"></script>
+</head><body><article><h1>A post</h1><patch-lab${a}></patch-lab></article></body></html>`;
+}
+
 export function makeModel(dir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-e2e-"))) {
   execFileSync(BIN, ["random-model", "--layers", "2", "--heads", "4", "--d-model", "64", "--seed", "1", "--n-ctx", "64", "--out", dir], {
     cwd: ROOT,
