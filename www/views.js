@@ -329,6 +329,23 @@ export class ReportView {
     return s;
   }
 
+  /** A labelled checkbox in the view's controls, bound to state[name]. */
+  checkbox(name, text, title) {
+    const wrap = el("label", "view-select");
+    const box = el("input");
+    box.type = "checkbox";
+    box.dataset.control = name;
+    box.checked = !!this.state[name];
+    box.addEventListener("change", () => {
+      this.state[name] = box.checked;
+      this.changed();
+    });
+    wrap.append(box, document.createTextNode(` ${text}`));
+    if (title) wrap.title = title;
+    this.controls.append(wrap);
+    return box;
+  }
+
   /** The clean tokens as an axis (labels: their texts), for exports. */
   posAxis(name = "pos", run = "clean") {
     return { name, labels: this.report.tokens[run].map((t) => t.text), labelName: name === "pos" ? "token" : `${name}_token` };

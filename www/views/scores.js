@@ -4,7 +4,6 @@
 // the AND and OR components marked).
 
 import { maxAbs } from "../plots.js";
-import { el } from "../dom.js";
 import { ASYM_ORDER, DIR_NAMES, DIR_ORDER, get, METHOD_NAMES, METHOD_ORDER, unitOf } from "./report.js";
 
 // what AND and OR mean, for the Latent view's legend (docs/methods.md)
@@ -37,18 +36,11 @@ function shown(r) {
  */
 export function sharedScaleToggle(view, maps) {
   if (!view.controls.querySelector("[data-control=shared]")) {
-    const toggle = el("label", "view-select");
-    const box = el("input");
-    box.type = "checkbox";
-    box.dataset.control = "shared";
-    box.checked = view.state.shared;
-    box.addEventListener("change", () => {
-      view.state.shared = box.checked;
-      view.changed();
-    });
-    toggle.append(box, document.createTextNode(" one colour scale for the panels of each unit"));
-    toggle.title = "Off: each panel's colours span its own largest |value|. On: panels with the same unit (fraction of the gap; raw IG apart) share one scale, so equal colours mean equal numbers.";
-    view.controls.append(toggle);
+    view.checkbox(
+      "shared",
+      "one colour scale for the panels of each unit",
+      "Off: each panel's colours span its own largest |value|. On: panels with the same unit (fraction of the gap; raw IG apart) share one scale, so equal colours mean equal numbers.",
+    );
   }
   if (!view.state.shared) return null;
   const scales = {};

@@ -4,7 +4,7 @@
 // patterns, with pattern_dest_src's patching effect as an overlay).
 
 import { componentLabel } from "../plots.js";
-import { el, visibleText } from "../dom.js";
+import { visibleText } from "../dom.js";
 import { HEAD, LAYER, mapExports } from "./exports.js";
 import { sharedScaleToggle } from "./scores.js";
 import { DIR_NAMES, DIR_ORDER, get, hasSite, METHOD_NAMES, METHOD_ORDER, unitOf } from "./report.js";
@@ -122,17 +122,7 @@ export function renderPattern(view, r) {
 
 /** A checkbox for pattern_dest_src's map of the head; when on, that map (method and direction selects). */
 function renderPatternEffect(view, r, l, h, label) {
-  const toggle = el("label", "view-select");
-  const box = el("input");
-  box.type = "checkbox";
-  box.dataset.control = "overlay";
-  box.checked = view.state.overlay;
-  box.addEventListener("change", () => {
-    view.state.overlay = box.checked;
-    view.changed();
-  });
-  toggle.append(box, document.createTextNode(" patching effect (pattern_dest_src)"));
-  view.controls.append(toggle);
+  view.checkbox("overlay", "patching effect (pattern_dest_src)");
   if (!view.state.overlay) return;
   const [x, d] = view.pickMethodDir(r, ["pattern_dest_src"]);
   const rows = get(r, x, d, "pattern_dest_src")[l][h];
