@@ -11,6 +11,7 @@ mod ablation;
 mod app;
 mod architecture;
 mod circuits;
+mod cost;
 mod cli;
 mod dataset_runner;
 mod datasets;

@@ -190,13 +190,15 @@ impl<'a, E: Engine> Runner<'a, E> {
 
         // a group's pairs share their token length (`share_groups`)
         let cfg = self.engine.config();
-        let tokens = |i: usize| {
-            Pair::from_prompts(self.tokenizer, cfg, &pairs[i]).map_or(1, |p| p.clean.len())
+        let work = |g: &[usize]| -> u64 {
+            let shapes: Vec<(usize, usize)> = g
+                .iter()
+                .filter_map(|&i| Pair::from_prompts(self.tokenizer, cfg, &pairs[i]).ok())
+                .map(|p| (p.clean.len(), p.first_diff))
+                .collect();
+            self.opts.work(cfg, &shapes)
         };
-        let total: u64 = groups
-            .iter()
-            .map(|g| self.opts.work(cfg, tokens(g[0])) * g.len() as u64)
-            .sum();
+        let total: u64 = groups.iter().map(|g| work(g)).sum();
         let mut done = 0;
         for g in &groups {
             // the cancel check between groups
@@ -242,7 +244,7 @@ impl<'a, E: Engine> Runner<'a, E> {
                 }
                 Err(e) => return Err(e),
             }
-            done += self.opts.work(cfg, tokens(g[0])) * g.len() as u64;
+            done += work(g);
         }
         Ok(stats)
     }

@@ -3,8 +3,8 @@
 //! at the base run, normalised like AP.
 
 use super::integrated_gradients::attribution_sums;
-use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
-use crate::engine::{Component, Engine, SweepPair};
+use super::{cost, Direction, LayerScores, Method, ScoreMap, Tracker};
+use crate::engine::{Component, Engine, RunInfo, SweepPair};
 use crate::error::Result;
 
 /// AtP of one component kind for each pair of a group (one map per pair).
@@ -26,6 +26,8 @@ pub async fn attribution_patching<E: Engine>(
         let grads = e
             .base_gradients(p.base, p.other, component, p.first_diff)
             .await?;
+        let t = p.base.tokens().len();
+        let per_layer = cost::atp_flops(cfg, component, t - p.first_diff, t) / cfg.n_layers as f64;
         for (layer, g) in grads.iter().enumerate() {
             let hook = component.hook(layer);
             let (yb, yo) = (
@@ -43,7 +45,7 @@ pub async fn attribution_patching<E: Engine>(
                 scores: &row,
             });
             map.push(row);
-            track.advance(&stage, 3)?;
+            track.advance(&stage, cost::units(per_layer))?;
         }
         maps.push(map);
     }

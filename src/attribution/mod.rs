@@ -10,6 +10,7 @@
 pub mod ablation;
 pub mod atp;
 pub mod circuit;
+pub mod cost;
 pub mod dla;
 pub mod integrated_gradients;
 pub mod pair;
@@ -30,7 +31,9 @@ pub use pair::Pair;
 #[derive(Debug, Clone)]
 pub struct Progress<'a> {
     pub stage: &'a str,
-    /// Work done and total, in units of roughly one patched tail pass.
+    /// Work done and total: an analysis counts matrix-product FLOPs
+    /// (`cost`), so the fraction moves with the time; circuits and ablations
+    /// count their passes.
     pub done: u64,
     pub total: u64,
 }
@@ -53,6 +56,14 @@ pub trait Observer {
     }
     /// One layer's scores are ready.
     fn partial(&mut self, _scores: &LayerScores<'_>) {}
+    /// The most matrix-product FLOPs one engine call should do (AP's
+    /// patches and IG's path points are split to fit; `cost`): a host that
+    /// must answer Cancel within a second passes what its engine does in
+    /// about half a second. `None` (the default) lets each call be as
+    /// large as the engine's passes allow.
+    fn work_per_call(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// One layer's scores of one pair, method, direction and component kind.
@@ -108,9 +119,19 @@ impl<'o> Tracker<'o> {
             Err(Error::Cancelled)
         }
     }
+    /// Reports all the work done: the counts of `cost` are rounded, so the
+    /// last step snaps to the total.
+    pub fn finish(&mut self, stage: &str) -> Result<()> {
+        self.done = self.total;
+        self.advance(stage, 0)
+    }
     /// Awaits the observer's pause before an engine call.
     pub async fn pause(&mut self) -> Result<()> {
         pause(self.obs).await
+    }
+    /// The observer's work budget of one engine call, in FLOPs.
+    pub fn work_per_call(&self) -> Option<f64> {
+        self.obs.work_per_call()
     }
     pub fn partial(&mut self, scores: &LayerScores<'_>) {
         self.obs.partial(scores);

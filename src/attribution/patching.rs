@@ -1,11 +1,12 @@
 //! Activation patching (docs/methods.md, "Activation patching (AP)"): the
 //! fast sweep and the plain per-component loop it is checked against.
 
-use super::{Direction, LayerScores, Method, ScoreMap, Tracker};
-use crate::engine::{Array, Component, Engine, LayerComponents, Metric, SweepPair};
+use super::{cost, Direction, LayerScores, Method, ScoreMap, Tracker};
+use crate::engine::{Array, Component, Engine, LayerComponents, Metric, RunInfo, SweepPair};
 use crate::error::Result;
 
-/// Components per engine call: bounds latency between progress updates.
+/// Components per engine call at most; the observer's work budget may ask
+/// for fewer (`cost::items_per_call`).
 const CHUNK: usize = 512;
 
 /// AP(L, c) = (m_patched − m_base) / (m_base − m_other) for every component
@@ -31,16 +32,25 @@ pub async fn activation_patching<E: Engine>(
     let mut maps = vec![Vec::with_capacity(cfg.n_layers); pairs.len()];
     for layer in 0..cfg.n_layers {
         let site = LayerComponents { layer, component };
+        // one patch of every pair: the work of a component in this call
+        let per_patch: f64 = pairs
+            .iter()
+            .map(|p| {
+                let t = p.base.tokens().len();
+                cost::ap_patch_flops(cfg, site, t - p.first_diff, t)
+            })
+            .sum();
+        let per_call = cost::items_per_call(per_patch, track.work_per_call(), CHUNK);
         let mut rows = vec![Vec::with_capacity(count); pairs.len()];
         let mut c = 0;
         while c < count {
-            let end = (c + CHUNK).min(count);
+            let end = (c + per_call).min(count);
             track.pause().await?;
             let ms = e.patch_metrics_group(pairs, site, c..end).await?;
             for ((row, m), &(m_base, denom)) in rows.iter_mut().zip(ms).zip(&norm) {
                 row.extend(m.into_iter().map(|m| (m - m_base) / denom));
             }
-            track.advance(&stage, (pairs.len() * (end - c)) as u64)?;
+            track.advance(&stage, cost::units(per_patch * (end - c) as f64))?;
             c = end;
         }
         for (i, (map, row)) in maps.iter_mut().zip(rows).enumerate() {

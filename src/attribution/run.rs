@@ -1,6 +1,7 @@
 //! The whole analysis of one prompt pair, as the report describes it.
 
 use super::atp::attribution_patching;
+use super::cost::{self, Estimate};
 use super::dla::{direct_logit_attribution, layer_labels};
 use super::integrated_gradients::integrated_gradients;
 use super::pair::MetricSpec;
@@ -97,25 +98,16 @@ impl Options {
         }
     }
 
-    /// Work units of the whole analysis of a pair of `t` tokens, for
-    /// progress and ETA.
-    pub fn work(&self, cfg: &crate::model::Config, t: usize) -> u64 {
-        let dirs = self.directions.len() as u64;
-        let layers = cfg.n_layers as u64;
-        let mut total = 0;
-        for &c in &self.components {
-            for &m in &self.methods {
-                total += dirs
-                    * layers
-                    * match m {
-                        Method::Ap => c.count(cfg) as u64,
-                        Method::Ig => 3 * (self.ig_steps as u64 + 1),
-                        Method::Atp => 3,
-                    };
-            }
-        }
-        let steps = self.ig_steps;
-        total + dirs * super::sites::work(cfg, t, &self.sites, &self.methods, steps)
+    /// What analysing pairs of these (tokens, first differing position)
+    /// will cost, phase by phase (`cost`).
+    pub fn estimate(&self, cfg: &crate::model::Config, pairs: &[(usize, usize)]) -> Estimate {
+        cost::estimate(cfg, self, pairs)
+    }
+
+    /// Progress units of analysing pairs of these (tokens, first differing
+    /// position): the FLOPs after the forwards.
+    pub fn work(&self, cfg: &crate::model::Config, pairs: &[(usize, usize)]) -> u64 {
+        cost::units(self.estimate(cfg, pairs).tracked_flops())
     }
 }
 
@@ -279,8 +271,11 @@ pub async fn analyze_group<E: Engine>(
     let prep = prepare_group(e, tok, &cfg, group, obs).await?;
     timings.insert("forward".to_string(), (now_ms() - t0) * share / 2.0);
 
-    let t_pair = prep[0].pair.clean.len();
-    let mut track = Tracker::new(obs, opts.work(&cfg, t_pair) * group.len() as u64);
+    let shapes: Vec<(usize, usize)> = prep
+        .iter()
+        .map(|p| (p.pair.clean.len(), p.pair.first_diff))
+        .collect();
+    let mut track = Tracker::new(obs, opts.work(&cfg, &shapes));
     track.advance("forward", 0)?;
     let mut scores = vec![Scores::default(); group.len()];
     for (key, ms) in score_components(e, opts, &prep, &mut scores, &mut track).await? {
@@ -292,6 +287,7 @@ pub async fn analyze_group<E: Engine>(
         timings.insert("sites".to_string(), (now_ms() - t) * share);
     }
     let dlas = group_dla(e, opts, &prep, &mut track).await?;
+    track.finish("reports")?;
     timings.insert("total".to_string(), (now_ms() - t_start) * share);
     let shared = Shared {
         model_name,

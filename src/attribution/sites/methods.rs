@@ -101,7 +101,7 @@ impl<E: Engine> Ctx<'_, E> {
         (w_o, b_v): (&[f32], &[f32]),
     ) -> Result<Vec<f32>> {
         let (t, first_diff, d, h) = (self.t, self.first_diff, self.d(), self.cfg.n_heads);
-        let start = start_of(site, l);
+        let start = site_start(site, l);
         if site.is_residual() {
             let delta = acts.delta(resid_hook(site));
             return self
@@ -243,7 +243,7 @@ impl<E: Engine> Ctx<'_, E> {
     ) -> Result<IgPath> {
         let (t, first_diff, d, h) = (self.t, self.first_diff, self.d(), self.cfg.n_heads);
         let (n, k) = (self.n(), alphas.len());
-        let start = start_of(site, l);
+        let start = site_start(site, l);
         let Some(input) = input_of(site) else {
             let delta = acts.delta(ig_key(site));
             let rows = &delta[first_diff * d..];

@@ -19,6 +19,7 @@
 //! Nothing differs before the first differing token, so a perturbation that
 //! is zero everywhere scores exactly 0 and is never run.
 
+use super::cost::{self, site_start};
 use super::quadrature::{nodes_and_weights, Rule};
 use super::{Direction, Tracker};
 use crate::engine::attention::{head_attention, head_attention_backward, HeadInputs};
@@ -39,25 +40,6 @@ const BATCH: usize = 256;
 
 /// The maps of one pair and direction: results[method][site].
 pub type SiteResults = BTreeMap<MethodKey, BTreeMap<PatchSite, SiteMap>>;
-
-/// Work units of the site maps of one pair and direction, for progress.
-pub fn work(cfg: &Config, t: usize, sites: &[PatchSite], methods: &[Method], steps: usize) -> u64 {
-    let per_layer: usize = sites
-        .iter()
-        .map(|s| {
-            let cells: usize = s.shape(cfg, t)[1..].iter().product();
-            methods
-                .iter()
-                .map(|m| match m {
-                    Method::Ap => cells,
-                    Method::Atp => 1,
-                    Method::Ig => steps + 1,
-                })
-                .sum::<usize>()
-        })
-        .sum();
-    (per_layer * cfg.n_layers) as u64
-}
 
 /// One pair's runs in one direction, with what every site needs.
 struct Ctx<'a, E: Engine> {
@@ -91,16 +73,6 @@ impl Acts {
             .zip(self.b(name))
             .map(|(o, b)| o - b)
             .collect()
-    }
-}
-
-/// The residual stream point a residual site of layer `l` perturbs.
-fn start_of(site: PatchSite, l: usize) -> Start {
-    match site {
-        PatchSite::ResidPre if l == 0 => Start::Embed,
-        PatchSite::ResidPre => Start::Post(l - 1),
-        PatchSite::MlpOut => Start::Post(l),
-        _ => Start::Mid(l),
     }
 }
 
@@ -199,7 +171,7 @@ pub async fn site_scores<E: Engine>(
                 let cells = match m {
                     Method::Ap => cx.ap(site, l, &acts, (&w_o[..], &b_v[..])).await?,
                     Method::Atp => {
-                        let start = start_of(site, l);
+                        let start = site_start(site, l);
                         if !base_grads.iter().any(|(s, _)| *s == start) {
                             let g = cx.base_gradient(start).await?;
                             base_grads.push((start, g));
@@ -233,12 +205,14 @@ pub async fn site_scores<E: Engine>(
                     .or_insert_with(|| SiteMap::zeros(site.shape(&cx.cfg, t)));
                 let per_layer = cells.len();
                 map.values[l * per_layer..(l + 1) * per_layer].copy_from_slice(&cells);
-                let units = match m {
-                    Method::Ap => per_layer as u64,
-                    Method::Atp => 1,
-                    Method::Ig => path.0.len() as u64 + 1,
+                let at = cost::SiteLayer {
+                    site,
+                    method: m,
+                    layer: l,
+                    ig_steps: ask.ig_steps,
                 };
-                track.advance(&stage, units)?;
+                let work = cost::site_layer_flops(&cx.cfg, at, t, first_diff);
+                track.advance(&stage, cost::units(work))?;
             }
         }
     }

@@ -7,14 +7,13 @@ use patchlab::app::AnyEngine;
 use patchlab::attribution::patching::{activation_patching, activation_patching_naive};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::sites::{site_scores, SiteAsk};
-use patchlab::attribution::Method;
 use patchlab::attribution::{
     atp::attribution_patching, integrated_gradients::integrated_gradients,
 };
+use patchlab::attribution::{cost, Method};
 use patchlab::attribution::{quadrature::Rule, Direction, Pair, Quiet, Tracker};
 use patchlab::clock::now_ms;
 use patchlab::engine::graph::GraphPasses;
-use patchlab::engine::plan::{Step, TailPlan};
 use patchlab::engine::{Component, Engine, Start, SweepPair};
 use patchlab::model::random::RandomSpec;
 use patchlab::model::Tokenizer;
@@ -81,130 +80,6 @@ pub struct BenchArgs {
 
 const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
 const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
-
-/// Matrix-product FLOPs of a fast AP sweep over every component of a kind:
-/// each patch runs the tail from its layer on `n` rows, the final block's
-/// keys and values on `n` rows and the rest of it on the last row only.
-fn ap_sweep_flops(cfg: &patchlab::model::Config, c: Component, n: usize) -> f64 {
-    let (d, m) = (cfg.d_model as f64, cfg.d_mlp as f64);
-    let (attn, mlp) = (2.0 * 4.0 * d * d, 2.0 * 2.0 * d * m);
-    let kv = 2.0 * 2.0 * d * d;
-    let n = n as f64;
-    let last = cfg.n_layers - 1;
-    let mut per_layer_patch = 0.0;
-    for l in 0..cfg.n_layers {
-        let mut f = 0.0;
-        if c == Component::Heads {
-            f += if l == last { mlp } else { n * mlp };
-        }
-        for _ in l + 1..last {
-            f += n * (attn + mlp);
-        }
-        if l < last {
-            f += n * kv + (attn - kv) + mlp;
-        }
-        per_layer_patch += f;
-    }
-    per_layer_patch * c.count(cfg) as f64
-}
-
-/// Matrix-product FLOPs of one tail from `start` on `n` rows of a
-/// `t`-token prompt: the plan's sublayers (attention: q, k, v and output
-/// projections, scores and weighted values; MLP: both projections), the
-/// final block's attention at the last row only.
-fn tail_flops(cfg: &patchlab::model::Config, start: Start, n: usize, t: usize) -> f64 {
-    let (d, m, t) = (cfg.d_model as f64, cfg.d_mlp as f64, t as f64);
-    let plan = TailPlan::new(start, cfg.n_layers);
-    let mut f = 0.0;
-    for (step, rows) in plan.steps.iter().zip(plan.step_rows(n)) {
-        let rows = rows as f64;
-        f += match *step {
-            Step::Mlp(_) => rows * 2.0 * 2.0 * d * m,
-            // keys and values of every row, queries and output of those kept
-            Step::Attn { last_only, .. } => {
-                let q = if last_only { 1.0 } else { rows };
-                rows * 2.0 * 2.0 * d * d + q * (2.0 * 2.0 * d * d + 2.0 * 2.0 * t * d)
-            }
-        };
-    }
-    f
-}
-
-/// Matrix-product FLOPs of the backward of one tail (`tail_flops`'s
-/// shape): only ∂m/∂input is needed, so every linear layer costs what its
-/// forward does (dY·Wᵀ), and attention's two products with the scores
-/// become four (∂P, ∂V, ∂Q, ∂K).
-fn tail_backward_flops(cfg: &patchlab::model::Config, start: Start, n: usize, t: usize) -> f64 {
-    let (d, t) = (cfg.d_model as f64, t as f64);
-    let plan = TailPlan::new(start, cfg.n_layers);
-    let mut scores = 0.0;
-    for (step, rows) in plan.steps.iter().zip(plan.step_rows(n)) {
-        if let Step::Attn { last_only, .. } = *step {
-            let q = if last_only { 1.0 } else { rows as f64 };
-            scores += q * 2.0 * 2.0 * t * d;
-        }
-    }
-    tail_flops(cfg, start, n, t as usize) + scores
-}
-
-/// Matrix-product FLOPs of integrated gradients of one component kind
-/// (one direction): per layer, the tail from the site's start point forward
-/// and backward at every α (the steps, plus α = 1 for the convergence
-/// delta), on the rows from the first difference; neurons add ∂m/∂post =
-/// ∂m/∂mlp_out·W_outᵀ.
-fn ig_flops(
-    cfg: &patchlab::model::Config,
-    c: Component,
-    steps: usize,
-    t: usize,
-    first_diff: usize,
-) -> f64 {
-    let n = t - first_diff;
-    let alphas = (steps + 1) as f64;
-    (0..cfg.n_layers)
-        .map(|layer| {
-            let start = Start::of(patchlab::engine::LayerComponents {
-                layer,
-                component: c,
-            });
-            let tail = tail_flops(cfg, start, n, t) + tail_backward_flops(cfg, start, n, t);
-            let out = match c {
-                Component::Heads => 0.0,
-                Component::Neurons => 2.0 * n as f64 * cfg.d_model as f64 * cfg.d_mlp as f64,
-            };
-            alphas * tail + out
-        })
-        .sum()
-}
-
-/// Tails a site's AP runs (perturbations that are not zero: cells at or
-/// after the first differing position) and their matrix-product FLOPs.
-fn site_ap_flops(
-    cfg: &patchlab::model::Config,
-    site: PatchSite,
-    t: usize,
-    first_diff: usize,
-) -> (usize, f64) {
-    let (h, n) = (cfg.n_heads, t - first_diff);
-    let (mut tails, mut flops) = (0, 0.0);
-    for l in 0..cfg.n_layers {
-        let start = match site {
-            PatchSite::ResidPre if l == 0 => Start::Embed,
-            PatchSite::ResidPre => Start::Post(l - 1),
-            PatchSite::MlpOut => Start::Post(l),
-            _ => Start::Mid(l),
-        };
-        let k = match site {
-            PatchSite::ResidPre | PatchSite::ResidMid | PatchSite::AttnOut | PatchSite::MlpOut => n,
-            PatchSite::Z | PatchSite::Q | PatchSite::K | PatchSite::V | PatchSite::Pattern => h,
-            PatchSite::PatternDestSrc => h * (first_diff..t).map(|d| d + 1).sum::<usize>(),
-            _ => h * n,
-        };
-        tails += k;
-        flops += k as f64 * tail_flops(cfg, start, n, t);
-    }
-    (tails, flops)
-}
 
 fn secs(ms: f64) -> String {
     format!("{:>10.3}", ms / 1e3)
@@ -433,8 +308,9 @@ impl<E: Engine> Bench<'_, E> {
         let t = now_ms();
         activation_patching(e, &[sweep], c, d, &mut tr).await?;
         let fast = now_ms() - t;
-        let gflops =
-            ap_sweep_flops(cfg, c, pair.clean.len() - pair.first_diff) / (fast / 1e3) / 1e9;
+        let (t, fd) = (pair.clean.len(), pair.first_diff);
+        let flops = cost::method_flops(cfg, Method::Ap, c, 0, t, fd);
+        let gflops = flops / (fast / 1e3) / 1e9;
         println!(
             "{:<24} {:<17} {} {} {:>8.1}×  ({gflops:.1} GFLOP/s of matrix products)",
             format!("AP {} ({total})", c.name()),
@@ -462,7 +338,8 @@ impl<E: Engine> Bench<'_, E> {
         let t = now_ms();
         integrated_gradients(e, &[sweep], c, (a.ig_steps, Rule::GaussLegendre), d, tr).await?;
         let fast = now_ms() - t;
-        let flops = ig_flops(cfg, c, a.ig_steps, pair.clean.len(), pair.first_diff);
+        let (t, fd) = (pair.clean.len(), pair.first_diff);
+        let flops = cost::method_flops(cfg, Method::Ig, c, a.ig_steps, t, fd);
         let rate = flops / (fast / 1e3) / 1e9;
         println!(
             "{:<24} {:<17} {} {} {:>8.1}×  ({:.1} GFLOP, {rate:.1} GFLOP/s of matrix products = {:.0} % of the plain matmul; naive estimated: 3 × steps forwards per layer)",
@@ -588,7 +465,22 @@ async fn bench_sites<E: Engine>(
     ] {
         let (tails, flops) = sites
             .iter()
-            .map(|&s| site_ap_flops(&cfg, s, t, first_diff))
+            .map(|&site| {
+                let layers = 0..cfg.n_layers;
+                let tails = cfg.n_layers * cost::site_ap_tails(&cfg, site, t, first_diff);
+                let flops = layers
+                    .map(|layer| {
+                        let at = cost::SiteLayer {
+                            site,
+                            method: Method::Ap,
+                            layer,
+                            ig_steps: 0,
+                        };
+                        cost::site_layer_flops(&cfg, at, t, first_diff)
+                    })
+                    .sum::<f64>();
+                (tails, flops)
+            })
             .fold((0, 0.0), |(a, b), (c, d)| (a + c, b + d));
         let s = time_sites(e, pair, &sites, Method::Ap, ig_steps).await?;
         println!(
@@ -608,13 +500,6 @@ async fn bench_sites<E: Engine>(
     }
     println!("(FLOPs: the matrix products of the tails; the host-side attention of q/k/v/pattern patches is not counted)");
     Ok(())
-}
-
-/// FLOPs of one forward of the graph ([T, d] through every block, the last
-/// row's head): the matrix products only.
-fn forward_flops(cfg: &patchlab::model::Config, t: usize) -> f64 {
-    let (d, m, t) = (cfg.d_model as f64, cfg.d_mlp as f64, t as f64);
-    cfg.n_layers as f64 * (t * (2.0 * 4.0 * d * d + 2.0 * 2.0 * d * m) + 2.0 * 2.0 * t * t * d)
 }
 
 /// Exact edge patching of every edge: one tail per edge from its slot's
@@ -637,17 +522,17 @@ fn exact_flops(
                 qkv,
             });
             tails += k * cfg.n_heads;
-            tail_f += (k * cfg.n_heads) as f64 * tail_flops(cfg, Start::Mid(l), n, t);
+            tail_f += (k * cfg.n_heads) as f64 * cost::tail_flops(cfg, Start::Mid(l), n, t);
             node_f += k as f64 * n as f64 * (2.0 * d * d + 2.0 * d * d);
         }
         let k = layout.prev_index(Slot::Mlp { layer: l });
         tails += k;
-        tail_f += k as f64 * tail_flops(cfg, Start::Post(l), n, t);
+        tail_f += k as f64 * cost::tail_flops(cfg, Start::Post(l), n, t);
         node_f += k as f64 * n as f64 * 2.0 * 2.0 * d * m;
     }
     let k = layout.n_forward();
     tails += k;
-    tail_f += k as f64 * tail_flops(cfg, Start::Post(cfg.n_layers - 1), n, t);
+    tail_f += k as f64 * cost::tail_flops(cfg, Start::Post(cfg.n_layers - 1), n, t);
     (tails, tail_f + node_f)
 }
 
@@ -670,7 +555,7 @@ async fn bench_circuit<E: Engine + GraphPasses>(
         "patchlab bench --circuit — on {}; {} layers, {} heads, d_model {}; {t} tokens, rows from position {first_diff}; {} edges",
         e.backend(), cfg.n_layers, cfg.n_heads, cfg.d_model, layout.n_edges()
     );
-    let fwd = forward_flops(&cfg, t);
+    let fwd = cost::forward_flops(&cfg, t);
     // Σ Δ·g over every node and slot
     let products = 2.0 * (layout.n_forward() * layout.n_backward() * t * cfg.d_model) as f64;
     let (tails, exact_f) = exact_flops(&cfg, &layout, n, t);
@@ -736,7 +621,7 @@ async fn bench_circuit<E: Engine + GraphPasses>(
     )
     .await?;
     let ap = (now_ms() - t0) / 1e3;
-    let f = ap_sweep_flops(&cfg, Component::Neurons, n);
+    let f = cost::method_flops(&cfg, Method::Ap, Component::Neurons, 0, t, t - n);
     println!(
         "{:<40} {:>9} {:>12.2} {ap:>9.3} {:>10.1}",
         "neuron AP clean_to_corrupt (comparison)",
