@@ -4,6 +4,7 @@
 //! number beyond float noise.
 
 use crate::common::*;
+use patchlab::app::{AnalyzeRequest, Backend, Engines, Session};
 use patchlab::attribution::cost;
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Method, Observer, Pair, Pause, Progress};
@@ -30,10 +31,9 @@ fn opts() -> Options {
     }
 }
 
-/// What an analysis told its observer; with a budget, what it asked for.
+/// What an analysis told its observer.
 #[derive(Default)]
 struct Record {
-    budget: Option<f64>,
     progress: Vec<(String, u64, u64)>,
     pauses: usize,
 }
@@ -46,9 +46,6 @@ impl Observer for Record {
     fn pause(&mut self) -> Option<Pause<'_>> {
         self.pauses += 1;
         None
-    }
-    fn work_per_call(&self) -> Option<f64> {
-        self.budget
     }
 }
 
@@ -69,7 +66,10 @@ fn progress_counts_the_estimated_flops_and_ends_at_the_total() {
     let total = o.work(&cfg, &shape);
     assert_eq!(total, cost::units(est.tracked_flops()));
     assert!(rec.progress.iter().all(|p| p.2 == total));
-    assert!(rec.progress.windows(2).all(|w| w[0].1 <= w[1].1), "monotone");
+    assert!(
+        rec.progress.windows(2).all(|w| w[0].1 <= w[1].1),
+        "monotone"
+    );
     assert_eq!(rec.progress.last().unwrap().1, total);
     // before the reports' snap to the total, the steps added up to it (rounding apart)
     let before = rec.progress[rec.progress.len() - 2].1;
@@ -91,7 +91,10 @@ fn progress_counts_the_estimated_flops_and_ends_at_the_total() {
     };
     let ratio = ap("neurons") / ap("heads");
     let counts = (cfg.d_mlp / cfg.n_heads) as f64;
-    assert!(ratio < counts && ratio > 0.5 * counts, "{ratio} vs {counts}");
+    assert!(
+        ratio < counts && ratio > 0.5 * counts,
+        "{ratio} vs {counts}"
+    );
 }
 
 #[test]
@@ -112,11 +115,12 @@ fn a_work_budget_splits_engine_calls_and_changes_no_number() {
         component: Component::Heads,
     };
     let budget = 3.0 * cost::ig_point_flops(&cfg, first, t - fd, t);
-    let mut split = Record {
-        budget: Some(budget),
-        ..Record::default()
+    let mut split = Record::default();
+    let held = Options {
+        work_per_call: Some(budget),
+        ..o.clone()
     };
-    let b = analyse(&e, &o, &mut split);
+    let b = analyse(&e, &held, &mut split);
     assert!(
         split.pauses > whole.pauses + 2 * cfg.n_layers,
         "{} calls with the budget, {} without",
@@ -128,7 +132,11 @@ fn a_work_budget_splits_engine_calls_and_changes_no_number() {
     for w in split.progress.windows(2) {
         let step = (w[1].1 - w[0].1) as f64;
         if w[1].0.starts_with("AP") || w[1].0.starts_with("IG") {
-            assert!(step <= budget + mlp_out + 1.0, "{}: {step} > {budget}", w[1].0);
+            assert!(
+                step <= budget + mlp_out + 1.0,
+                "{}: {step} > {budget}",
+                w[1].0
+            );
         }
     }
     // AP and AtP: the same bits; IG: the same sums, added in another order
@@ -151,7 +159,11 @@ fn a_work_budget_splits_engine_calls_and_changes_no_number() {
             };
             let (x, y) = (map(&a), map(&b));
             let (x, y) = (x.concat(), y.concat());
-            assert!(rel_err(&x, &y) < 1e-5, "IG {d:?} {c:?}: {}", rel_err(&x, &y));
+            assert!(
+                rel_err(&x, &y) < 1e-5,
+                "IG {d:?} {c:?}: {}",
+                rel_err(&x, &y)
+            );
         }
     }
     assert_eq!(a.analysis.latent, b.analysis.latent);
@@ -165,7 +177,12 @@ fn the_estimate_grows_with_the_prompt_and_names_the_memory_of_long_ones() {
     let long = o.estimate(&cfg, &[(512, 8)]);
     // the tails run on the rows from the first difference: 63× the rows (the final
     // block's queries are one row whatever the prompt)
-    assert!(long.flops > 32.0 * short.flops, "{} vs {}", long.flops, short.flops);
+    assert!(
+        long.flops > 32.0 * short.flops,
+        "{} vs {}",
+        long.flops,
+        short.flops
+    );
     // attention's scores and pattern grow with t²: beyond linear
     assert!(long.run_bytes > 32.0 * short.run_bytes);
     // a method left out costs nothing
@@ -174,6 +191,83 @@ fn the_estimate_grows_with_the_prompt_and_names_the_memory_of_long_ones() {
         ..Options::default()
     };
     let e = ap_only.estimate(&cfg, &[(16, 8)]);
-    assert!(e.phases.iter().all(|p| p.method == "ap" || p.method == "forward"));
+    assert!(e
+        .phases
+        .iter()
+        .all(|p| p.method == "ap" || p.method == "forward"));
     assert!(e.flops < short.flops);
+}
+
+fn session() -> Session {
+    Session {
+        name: "m".into(),
+        tokenizer: tokenizer(),
+        engines: Engines::new(engine(&spec(3, 4, 64, 7)), false),
+    }
+}
+
+fn request(extra: serde_json::Value) -> AnalyzeRequest {
+    let p = ioi();
+    let mut v = serde_json::json!({
+        "clean": p.clean, "corrupt": p.corrupt, "correct": p.correct,
+        "incorrect": p.incorrect, "igSteps": 6,
+    });
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn a_session_estimates_in_seconds_once_calibrated_and_then_holds_calls_to_half_a_second() {
+    let s = session();
+    let req = request(serde_json::json!({}));
+    let before = s.estimate(&req).unwrap();
+    assert_eq!(before.backend, "cpu");
+    assert!(before.seconds.is_none(), "no rate before calibration");
+    assert_eq!(before.pairs, [[15, 10]]);
+    // the progress of the run it estimates counts the same FLOPs
+    let mut rec = Record::default();
+    let r = block_on(s.analyze(&req, &mut rec)).unwrap();
+    let total = cost::units(before.estimate.tracked_flops());
+    assert_eq!(rec.progress.last().unwrap().1, total);
+
+    let c = block_on(s.calibrate(Backend::Cpu)).unwrap();
+    assert_eq!(c.backend, "cpu");
+    assert!(c.flops > 0.0 && c.ms > 0.0 && c.flops_per_s > 0.0, "{c:?}");
+    let after = s.estimate(&req).unwrap();
+    let secs = after.seconds.unwrap();
+    assert!((secs - after.estimate.flops / c.flops_per_s).abs() <= 1e-9 * secs);
+    // a calibrated engine's calls are held to its rate's half second: the same numbers
+    let mut held = Record::default();
+    let again = block_on(s.analyze(&req, &mut held)).unwrap();
+    assert_eq!(
+        json(&again.results[&MethodKey::Ap]),
+        json(&r.results[&MethodKey::Ap])
+    );
+    // a bad request is refused by the estimate as by the analysis
+    let bad = request(serde_json::json!({"correct": " Mary Mary"}));
+    let e = s.estimate(&bad).unwrap_err().to_string();
+    assert!(e.contains("exactly one token"), "{e}");
+}
+
+#[test]
+fn a_pair_too_long_for_webassembly_is_refused_with_the_length_that_fits() {
+    let s = session();
+    let cfg = s.config().clone();
+    let req = request(serde_json::json!({}));
+    let mut cost = s.estimate(&req).unwrap();
+    // natively there is no limit
+    assert!(cost.memory_limit.is_none());
+    cost.check_memory(&cfg).unwrap();
+    // a limit between the model with runs of 10 tokens and of 11
+    let at = |t: usize| cfg.weight_bytes() as f64 + 2.0 * cost::run_bytes(&cfg, t);
+    cost.memory_limit = Some(0.5 * (at(10) + at(11)));
+    let e = cost.check_memory(&cfg).unwrap_err().to_string();
+    assert!(e.contains("at most 10 tokens"), "{e}");
+    assert!(e.contains("patchlab analyze"), "{e}");
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap()
 }

@@ -518,6 +518,8 @@ pub struct Engines {
     waiting: RefCell<Vec<Waker>>,
     /// Whether the host offers a GPU (`navigator.gpu`): what `Auto` picks.
     has_gpu: bool,
+    /// Each engine's calibrated rate, FLOPs per second (`estimate::calibrate`).
+    rates: RefCell<Vec<(&'static str, f64)>>,
 }
 
 impl Engines {
@@ -533,7 +535,24 @@ impl Engines {
             gpu: RefCell::new(GpuState::Untried),
             waiting: RefCell::new(Vec::new()),
             has_gpu,
+            rates: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The rate `set_rate` recorded for a backend ("cpu", "gpu").
+    pub fn rate(&self, backend: &str) -> Option<f64> {
+        self.rates
+            .borrow()
+            .iter()
+            .find(|(b, _)| *b == backend)
+            .map(|r| r.1)
+    }
+
+    /// Records a backend's measured rate, FLOPs per second.
+    pub fn set_rate(&self, backend: &'static str, flops_per_s: f64) {
+        let mut rates = self.rates.borrow_mut();
+        rates.retain(|(b, _)| *b != backend);
+        rates.push((backend, flops_per_s));
     }
 
     pub fn config(&self) -> &Config {

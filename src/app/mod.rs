@@ -4,12 +4,14 @@
 //! requests the front ends fill in ([`request`]), a model directory loaded
 //! for the CLI (`load`, native only) and the calls of a long-lived lab
 //! ([`session`]), the dataset runner of `patchlab batch` and
-//! the page's Dataset tab ([`dataset`]). The front ends only convert arguments and
+//! the page's Dataset tab ([`dataset`]), and what a run will cost on the
+//! engine at hand ([`estimate`]). The front ends only convert arguments and
 //! results.
 
 pub mod circuit;
 pub mod dataset;
 pub mod engine;
+pub mod estimate;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod load;
 pub mod request;

@@ -4,9 +4,10 @@
 use super::circuit::{reevaluate, run_circuit, CircuitRequest};
 use super::dataset::{DatasetObserver, RunStats, Runner};
 use super::engine::{AnyEngine, Backend, Engines};
+use super::estimate::{analysis_cost, calibrate, AnalysisCost, Calibration, SECONDS_PER_CALL};
 use super::request::{ablation_sets, AblateRequest, AnalyzeRequest};
 use crate::attribution::ablation::{ablate_dataset, ablate_pair, AblationReport};
-use crate::attribution::run::{analyze_group, predictions};
+use crate::attribution::run::{analyze_group, predictions, Options};
 use crate::attribution::{Observer, Pair, Progress};
 use crate::engine::{Engine, Metric};
 use crate::error::{Error, Result};
@@ -114,8 +115,8 @@ impl Session {
         obs: &mut dyn DatasetObserver,
     ) -> Result<RunStats> {
         let pairs = req.pairs()?;
-        let opts = req.options()?;
         let engine = self.engine(req.backend()?, obs).await;
+        let opts = self.options_for(req, &engine)?;
         let runner = Runner::new(&engine, &self.name, &self.tokenizer, &opts, group)?;
         let take = |i: usize| earlier.get_mut(i).and_then(Option::take);
         runner.run(pairs, 0..pairs.len(), take, obs).await
@@ -127,9 +128,57 @@ impl Session {
         pairs: &[Prompts],
         obs: &mut dyn Observer,
     ) -> Result<Vec<Report>> {
-        let opts = req.options()?;
         let engine = self.engine(req.backend()?, obs).await;
+        let opts = self.options_for(req, &engine)?;
+        let backend = engine.backend();
+        let cost = analysis_cost(self.config(), &self.tokenizer, pairs, &opts, backend, None);
+        // a pair that does not tokenize is refused by the analysis, in its words
+        if let Ok(cost) = cost {
+            cost.check_memory(self.config())?;
+        }
         analyze_group(&engine, &self.name, &self.tokenizer, pairs, &opts, obs).await
+    }
+
+    /// The request's options, each engine call held to about
+    /// `SECONDS_PER_CALL` of work where the engine was calibrated.
+    fn options_for(&self, req: &AnalyzeRequest, engine: &AnyEngine) -> Result<Options> {
+        let mut opts = req.options()?;
+        opts.work_per_call = self
+            .engines
+            .rate(engine.backend())
+            .map(|r| r * SECONDS_PER_CALL);
+        Ok(opts)
+    }
+
+    /// Times a small real workload on the engine for `backend` and keeps
+    /// its rate: estimates then say seconds, and analyses on that engine
+    /// pause about every `SECONDS_PER_CALL`.
+    pub async fn calibrate(&self, backend: Backend) -> Result<Calibration> {
+        let (engine, _) = self.engines.get(backend).await;
+        let c = calibrate(&engine).await?;
+        self.engines.set_rate(c.backend, c.flops_per_s);
+        Ok(c)
+    }
+
+    /// What the request's analysis will cost on the engine it would run
+    /// on (a GPU not yet started counts as the GPU), in FLOPs per phase,
+    /// in seconds where that engine was calibrated, and in memory.
+    pub fn estimate(&self, req: &AnalyzeRequest) -> Result<AnalysisCost> {
+        let one;
+        let pairs = match &req.pairs {
+            Some(_) => req.pairs()?,
+            None => {
+                one = [req.prompts()?];
+                &one[..]
+            }
+        };
+        let backend = match self.engines.resolve(req.backend()?) {
+            Backend::Gpu => "gpu",
+            _ => "cpu",
+        };
+        let rate = self.engines.rate(backend);
+        let opts = req.options()?;
+        analysis_cost(self.config(), &self.tokenizer, pairs, &opts, backend, rate)
     }
 
     /// The clean metric with the request's heads and neurons held at the

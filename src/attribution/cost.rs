@@ -4,8 +4,8 @@
 //!
 //! The same counts are the units of progress, so a bar and its ETA move
 //! with the work (a patch at layer 0 runs twelve blocks, one at layer 11
-//! one), and `benchmark` prints them beside measured times. An engine call
-//! can be held to a work budget (`Observer::work_per_call`): AP's patches
+//! one), and `patchlab bench --estimate` prints them beside measured times. An engine call
+//! can be held to a work budget (`run::Options::work_per_call`): AP's patches
 //! and IG's path points are then split into calls of at most that many
 //! FLOPs, so a host's pause (and with it Cancel) comes that often.
 

@@ -56,14 +56,6 @@ pub trait Observer {
     }
     /// One layer's scores are ready.
     fn partial(&mut self, _scores: &LayerScores<'_>) {}
-    /// The most matrix-product FLOPs one engine call should do (AP's
-    /// patches and IG's path points are split to fit; `cost`): a host that
-    /// must answer Cancel within a second passes what its engine does in
-    /// about half a second. `None` (the default) lets each call be as
-    /// large as the engine's passes allow.
-    fn work_per_call(&self) -> Option<f64> {
-        None
-    }
 }
 
 /// One layer's scores of one pair, method, direction and component kind.
@@ -95,6 +87,7 @@ pub struct Tracker<'o> {
     obs: &'o mut dyn Observer,
     done: u64,
     total: u64,
+    budget: Option<f64>,
 }
 
 impl<'o> Tracker<'o> {
@@ -103,7 +96,13 @@ impl<'o> Tracker<'o> {
             obs,
             done: 0,
             total,
+            budget: None,
         }
+    }
+    /// Holds each engine call to `flops` of work (`run::Options::work_per_call`).
+    pub fn with_budget(mut self, flops: Option<f64>) -> Tracker<'o> {
+        self.budget = flops;
+        self
     }
     /// Records `units` of finished work; Err(Cancelled) if the observer says stop.
     pub fn advance(&mut self, stage: &str, units: u64) -> Result<()> {
@@ -129,9 +128,9 @@ impl<'o> Tracker<'o> {
     pub async fn pause(&mut self) -> Result<()> {
         pause(self.obs).await
     }
-    /// The observer's work budget of one engine call, in FLOPs.
+    /// The work budget of one engine call, in FLOPs.
     pub fn work_per_call(&self) -> Option<f64> {
-        self.obs.work_per_call()
+        self.budget
     }
     pub fn partial(&mut self, scores: &LayerScores<'_>) {
         self.obs.partial(scores);

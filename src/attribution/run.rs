@@ -35,6 +35,12 @@ pub struct Options {
     pub sites: Vec<PatchSite>,
     /// Direct logit attribution of both runs (logit-difference metric only).
     pub dla: bool,
+    /// The most matrix-product FLOPs one engine call should do: AP's
+    /// patches and IG's path points are split to fit (`cost`), so a host
+    /// that must answer Cancel within a second can pause that often. `None`
+    /// lets each call be as large as the engine's passes allow. Not a
+    /// setting of the report: it changes no number beyond float noise.
+    pub work_per_call: Option<f64>,
 }
 
 impl Default for Options {
@@ -49,6 +55,7 @@ impl Default for Options {
             top: 10,
             sites: vec![],
             dla: false,
+            work_per_call: None,
         }
     }
 }
@@ -275,7 +282,7 @@ pub async fn analyze_group<E: Engine>(
         .iter()
         .map(|p| (p.pair.clean.len(), p.pair.first_diff))
         .collect();
-    let mut track = Tracker::new(obs, opts.work(&cfg, &shapes));
+    let mut track = Tracker::new(obs, opts.work(&cfg, &shapes)).with_budget(opts.work_per_call);
     track.advance("forward", 0)?;
     let mut scores = vec![Scores::default(); group.len()];
     for (key, ms) in score_components(e, opts, &prep, &mut scores, &mut track).await? {

@@ -156,6 +156,32 @@ impl Lab {
         }
     }
 
+    /// Times a small real workload (two forwards and the head patches of
+    /// the last layers) on the engine for `backend` ("auto", "cpu", "gpu")
+    /// and keeps its rate: `estimate` then says seconds, and analyses on
+    /// that engine pause about every half second so that Cancel answers.
+    /// Resolves to JSON `{backend, flops_per_s, flops, ms}`.
+    pub fn calibrate(&self, backend: Option<String>) -> Promise {
+        let session = self.session.clone();
+        future_to_promise(async move {
+            let b = self::backend(backend)?;
+            let c = session.calibrate(b).await.map_err(js_err)?;
+            Ok(JsValue::from_str(&json(&c)))
+        })
+    }
+
+    /// What `analyze` (or `analyze_group`, with `pairs`) of `request` will
+    /// cost on the engine it would run on: JSON `{backend, pairs: [[tokens,
+    /// first_diff]], phases: [{method, component?, direction?, flops}],
+    /// flops, run_bytes, memory_bytes, memory_limit?, flops_per_s?,
+    /// seconds?}` (seconds once that engine was calibrated). A request the
+    /// analysis would refuse is refused here in the same words.
+    pub fn estimate(&self, request: JsValue) -> Result<String, JsValue> {
+        let req: AnalyzeRequest = from_js(request, "bad analyze request")?;
+        let cost = self.session.estimate(&req).map_err(js_err)?;
+        Ok(json(&cost))
+    }
+
     /// Tokens of `text` as `[{id, text}]`, BOS first when `bos`.
     pub fn tokenize(&self, text: &str, bos: bool) -> Result<JsValue, JsValue> {
         let t = &self.session.tokenizer;

@@ -1,0 +1,163 @@
+//! What an analysis will cost on the engine at hand, before it starts
+//! (docs/performance.md, "Cost model"): its FLOPs per phase
+//! (`attribution::cost`) at a rate measured on that engine
+//! ([`calibrate`]), the memory its runs keep, and the work budget of one
+//! engine call that keeps Cancel within about a second.
+
+use super::engine::AnyEngine;
+use crate::attribution::cost::{self, Estimate};
+use crate::attribution::run::Options;
+use crate::attribution::Pair;
+use crate::clock::now_ms;
+use crate::engine::{Component, Engine, LayerComponents, Metric, SweepPair};
+use crate::error::{Error, Result};
+use crate::model::{Config, Tokenizer};
+use crate::report::Prompts;
+use serde::Serialize;
+
+/// Seconds of work between two pauses of a budgeted run: half of the
+/// second Cancel may take, the other half for the call that is running.
+pub const SECONDS_PER_CALL: f64 = 0.5;
+
+/// The engine's measured rate: a small real workload (two forwards and AP
+/// of every head in the last layers) timed on it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Calibration {
+    pub backend: &'static str,
+    /// Matrix-product FLOPs per second of the workload (as `cost` counts them).
+    pub flops_per_s: f64,
+    pub flops: f64,
+    pub ms: f64,
+}
+
+/// Tokens of the calibration pair, and where its prompts differ.
+const CAL_TOKENS: usize = 16;
+const CAL_FIRST_DIFF: usize = 8;
+
+/// Times the calibration workload on `e`. The CPU runs the last two
+/// layers' head patches (a fraction of a second in WebAssembly), a GPU every
+/// layer's (small work there is all dispatch and read-back).
+pub async fn calibrate(e: &AnyEngine) -> Result<Calibration> {
+    let cfg = e.config().clone();
+    let t = CAL_TOKENS.min(cfg.n_ctx);
+    let fd = CAL_FIRST_DIFF.min(t - 1);
+    let vocab = cfg.d_vocab as u32;
+    // fixed token ids, the same for every model of a vocabulary
+    let a: Vec<u32> = (0..t as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let mut b = a.clone();
+    b[fd] = (b[fd] + 1) % vocab;
+    let metric = Metric::logit_diff(a[1], a[2]);
+    let layers = match e.backend() {
+        "cpu" => cfg.n_layers.saturating_sub(2)..cfg.n_layers,
+        _ => 0..cfg.n_layers,
+    };
+    let start = now_ms();
+    let (ra, rb) = (e.run(&a, &metric).await?, e.run(&b, &metric).await?);
+    let sweep = SweepPair {
+        base: &ra,
+        other: &rb,
+        first_diff: fd,
+    };
+    let mut flops = 2.0 * cost::forward_flops(&cfg, t);
+    for layer in layers {
+        let which = LayerComponents {
+            layer,
+            component: Component::Heads,
+        };
+        e.patch_metrics_group(&[sweep], which, 0..cfg.n_heads)
+            .await?;
+        flops += cfg.n_heads as f64 * cost::ap_patch_flops(&cfg, which, t - fd, t);
+    }
+    // a GPU engine's reads are asynchronous: the metrics above were read back
+    let ms = (now_ms() - start).max(1e-3);
+    Ok(Calibration {
+        backend: e.backend(),
+        flops_per_s: flops / (ms / 1e3),
+        flops,
+        ms,
+    })
+}
+
+/// An analysis's cost on one engine, for the page to show before Run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalysisCost {
+    pub backend: &'static str,
+    /// Tokens and first differing position of each pair.
+    pub pairs: Vec<[usize; 2]>,
+    #[serde(flatten)]
+    pub estimate: Estimate,
+    /// The calibrated rate, FLOPs per second, if the engine was calibrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops_per_s: Option<f64>,
+    /// `flops / flops_per_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// The weights and the runs together, bytes.
+    pub memory_bytes: f64,
+    /// What this build can hold (WebAssembly's 4 GiB address space); none natively.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<f64>,
+}
+
+/// WebAssembly's 32-bit address space, less room for the allocator, the
+/// tokenizer and the engine's passes.
+pub const WASM_MEMORY_LIMIT: f64 = 3.5 * (1u64 << 30) as f64;
+
+/// The memory this build can give an analysis, if it is bounded.
+pub fn memory_limit() -> Option<f64> {
+    cfg!(target_arch = "wasm32").then_some(WASM_MEMORY_LIMIT)
+}
+
+/// The cost of analysing `prompts` with `opts` on `backend`, at `rate`.
+pub fn analysis_cost(
+    cfg: &Config,
+    tok: &Tokenizer,
+    prompts: &[Prompts],
+    opts: &Options,
+    backend: &'static str,
+    rate: Option<f64>,
+) -> Result<AnalysisCost> {
+    let mut shapes = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let pair = Pair::from_prompts(tok, cfg, p)?;
+        shapes.push((pair.clean.len(), pair.first_diff));
+    }
+    let estimate = opts.estimate(cfg, &shapes);
+    Ok(AnalysisCost {
+        backend,
+        pairs: shapes.iter().map(|&(t, fd)| [t, fd]).collect(),
+        flops_per_s: rate,
+        seconds: rate.map(|r| estimate.flops / r),
+        memory_bytes: cfg.weight_bytes() as f64 + estimate.run_bytes,
+        memory_limit: memory_limit(),
+        estimate,
+    })
+}
+
+impl AnalysisCost {
+    /// Refuses an analysis whose runs cannot fit this build's memory,
+    /// saying how long a prompt can be.
+    pub fn check_memory(&self, cfg: &Config) -> Result<()> {
+        let Some(limit) = self.memory_limit else {
+            return Ok(());
+        };
+        if self.memory_bytes <= limit {
+            return Ok(());
+        }
+        let room = limit - cfg.weight_bytes() as f64;
+        let pairs = self.pairs.len().max(1) as f64;
+        let fits = (1..=cfg.n_ctx)
+            .take_while(|&t| 2.0 * pairs * cost::run_bytes(cfg, t) <= room)
+            .last()
+            .unwrap_or(0);
+        let gb = |b: f64| b / 1e9;
+        Err(Error::Input(format!(
+            "this analysis would keep {:.1} GB (the model {:.1} GB, each prompt's run its \
+             activations), more than the {:.1} GB WebAssembly can address: shorten the prompts \
+             to at most {fits} tokens, or run the native CLI (`patchlab analyze`)",
+            gb(self.memory_bytes),
+            gb(cfg.weight_bytes() as f64),
+            gb(limit),
+        )))
+    }
+}
