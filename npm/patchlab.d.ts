@@ -66,6 +66,35 @@ export interface AnalysisOptions {
 
 export interface AnalyzeOptions extends AnalysisOptions, Pair {
   onPartial?: (p: PartialScores) => void;
+  /** estimate()'s seconds × 1000: the ETA starts from it and hands over to the measured pace. */
+  estimateMs?: number;
+}
+
+/** What an analysis will cost, before it runs (estimate()). */
+export interface CostEstimate {
+  backend: "cpu" | "gpu";
+  /** Each pair's [tokens, first differing position]. */
+  pairs: [number, number][];
+  /** Matrix-product FLOPs per phase, in the order the analysis runs them. */
+  phases: { method: "forward" | "ap" | "ig" | "atp" | "sites"; component?: "heads" | "neurons"; direction?: Direction; flops: number }[];
+  flops: number;
+  /** Bytes the pairs' two cached runs keep. */
+  run_bytes: number;
+  /** The weights and the runs. */
+  memory_bytes: number;
+  /** What WebAssembly can hold; an analysis over it is refused. */
+  memory_limit?: number;
+  /** Once calibrate() measured the engine: its rate and the estimate in seconds. */
+  flops_per_s?: number;
+  seconds?: number;
+}
+
+/** An engine's measured rate (calibrate()). */
+export interface Calibration {
+  backend: "cpu" | "gpu";
+  flops_per_s: number;
+  flops: number;
+  ms: number;
 }
 
 /** The worker's environment. */
@@ -171,6 +200,10 @@ export declare class PatchLab {
 
   /** The WebGPU engine's work so far, per kernel (as `patchlab bench --profile` counts it); null before any. */
   gpuProfile(): Promise<GpuProfile | null>;
+  /** Times a small real workload on the engine; later estimates say seconds and analyses pause every ~0.5 s of work. */
+  calibrate(options?: { backend?: Backend }): Promise<Calibration>;
+  /** What analyze() (or analyzeGroup(), given pairs) of these options will cost on the engine it would use. */
+  estimate(options: (AnalysisOptions & Pair) | (AnalysisOptions & { pairs: Pair[] })): Promise<CostEstimate>;
   tokenize(text: string, options?: { bos?: boolean }): Promise<Token[]>;
   predict(text: string, options?: { bos?: boolean; k?: number; backend?: Backend }): Promise<Prediction[]>;
   /** The same report as `patchlab analyze --out -`. */

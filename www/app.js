@@ -13,6 +13,7 @@ import { ReportView } from "./views.js";
 import { addPartial, checkReport, partialReport, stageText } from "./views/report.js";
 import { reportCsv } from "./views/exports.js";
 import { $, download, fetchFailure, seconds, visibleText } from "./dom.js";
+import { costLine } from "./cost.js";
 import { livePlan, sameShape, shapeText } from "./live-model.js";
 
 const EXAMPLE = {
@@ -320,6 +321,7 @@ async function loadModel(spec) {
   dataset?.modelReady();
   circuit?.describe();
   await validate();
+  calibrate();
   status.state = "ready";
   status.readyMs = performance.now();
   document.body.dataset.ready = "1";
@@ -399,6 +401,40 @@ async function validate() {
   errorBox("input-error", errors.join(" "));
   updateRun();
   syncUrl();
+  showCostSoon();
+}
+
+// ---------- cost before Run ----------
+
+let costGen = 0;
+
+/** The estimate of the form's run on the engine it would use, next to Run; hidden while the form is not valid. */
+async function showCost() {
+  const gen = ++costGen;
+  let est = null;
+  if (lab && valid) est = await lab.estimate(analyzeRequest(request())).catch(() => null);
+  if (gen !== costGen) return;
+  if (!est) {
+    show("run-cost", false);
+    return;
+  }
+  const line = costLine(est);
+  setText("run-cost-text", line.text);
+  show("heads-first", line.headsFirst);
+  show("run-cost", true);
+  document.body.dataset.estimate = Number.isFinite(est.seconds) ? "seconds" : "flops";
+}
+const showCostSoon = debounce(showCost, 150);
+
+/** Measures the engine "auto" computes on (a fraction of a second of real work), then says the cost in seconds. */
+async function calibrate() {
+  const l = lab;
+  try {
+    await l.calibrate({ backend: "auto" });
+  } catch {
+    return; // estimates stay in FLOPs
+  }
+  if (l === lab) showCost();
 }
 
 let predictGen = 0;
@@ -461,6 +497,7 @@ async function run() {
   setText("run-text", "Starting…");
   show("results", true);
   show("report-banner", false);
+  const est = await lab.estimate(req).catch(() => null);
   const partial = partialReport(lab.info, req);
   report = partial;
   view.update(partial);
@@ -478,6 +515,7 @@ async function run() {
     const r = await lab.analyze({
       ...req,
       signal: ctrl.signal,
+      estimateMs: Number.isFinite(est?.seconds) ? est.seconds * 1000 : undefined,
       onProgress: (p) => {
         $("run-progress").value = p.fraction;
         setText("run-text", `${stageText(p.stage)} — ${Math.round(p.fraction * 100)} % · ${seconds(p.elapsedMs)} elapsed · ETA ${seconds(p.etaMs)}`);
@@ -716,6 +754,10 @@ function wireForm() {
     });
   }
   $("run").addEventListener("click", run);
+  $("heads-first").addEventListener("click", () => {
+    for (const b of document.querySelectorAll("input[name=components][value=neurons]")) b.checked = false;
+    validate();
+  });
   $("cancel").addEventListener("click", () => {
     if (running) {
       setText("run-text", "Cancelling…");

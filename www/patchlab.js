@@ -187,14 +187,35 @@ function analysisOptions({ methods, directions, components, sites, igSteps, igRu
   return out;
 }
 
-/** The worker's progress messages as onProgress gets them: with fraction, elapsed time and ETA. */
-function withEta(onProgress) {
+/** One pair's request, as analyze() and estimate() send it. */
+function onePair(what, { clean, corrupt, correct, incorrect, bos, backend, metric, ...options }) {
+  const request = { clean, corrupt, correct, incorrect, bos, backend, ...analysisOptions(options) };
+  if (metric !== undefined) request.metric = String(metric);
+  for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
+    if (typeof request[k] !== "string") throw makeError("TypeError", `${what} needs ${k} (a string)`);
+  }
+  return request;
+}
+
+/**
+ * The worker's progress messages as onProgress gets them: with fraction,
+ * elapsed time and ETA. An analysis counts its work in FLOPs, so the pace so
+ * far predicts the rest; `estimateMs` (from estimate()) carries the ETA
+ * until a fifth of the work is done, handing over to the pace gradually.
+ */
+function withEta(onProgress, estimateMs) {
   const t0 = performance.now();
   return (p) => {
     if (!onProgress) return;
     const fraction = p.total ? p.done / p.total : 0;
     const elapsedMs = performance.now() - t0;
-    const etaMs = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
+    const paced = fraction > 0.01 ? (elapsedMs * (1 - fraction)) / fraction : null;
+    let etaMs = paced;
+    if (Number.isFinite(estimateMs) && estimateMs > 0) {
+      const planned = Math.max(0, estimateMs * (1 - fraction));
+      const w = paced === null ? 0 : Math.min(1, fraction / 0.2);
+      etaMs = (1 - w) * planned + w * (paced ?? 0);
+    }
     onProgress({ stage: p.stage, done: p.done, total: p.total, fraction, elapsedMs, etaMs });
   };
 }
@@ -390,14 +411,39 @@ export class PatchLab {
     onProgress,
     onPartial,
     signal,
+    estimateMs,
   } = {}) {
-    const request = { clean, corrupt, correct, incorrect, bos, backend, ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }) };
-    if (metric !== undefined) request.metric = String(metric);
-    for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
-      if (typeof request[k] !== "string") throw makeError("TypeError", `analyze needs ${k} (a string)`);
-    }
-    const { json } = await this.client.request("analyze", { request }, { onProgress: withEta(onProgress), onPartial, signal });
+    const request = onePair("analyze", { clean, corrupt, correct, incorrect, bos, backend, metric, methods, directions, components, sites, igSteps, igRule, percentile });
+    const { json } = await this.client.request("analyze", { request }, { onProgress: withEta(onProgress, estimateMs), onPartial, signal });
     return JSON.parse(json);
+  }
+
+  /**
+   * What analyze() of these options (or analyzeGroup(), given `pairs`)
+   * will cost on the engine it would run on, before it runs: {backend,
+   * pairs: [[tokens, first_diff]], phases: [{method, component?,
+   * direction?, flops}], flops, run_bytes, memory_bytes, memory_limit?,
+   * flops_per_s?, seconds?}. `seconds` appears once calibrate() has
+   * measured that engine; `memory_limit` where WebAssembly bounds the
+   * memory (an analysis over it is refused). Rejects, in the analysis's
+   * words, a request the analysis would refuse.
+   */
+  async estimate({ pairs, clean, corrupt, correct, incorrect, bos = true, metric, methods, directions, components, sites, igSteps, igRule, percentile, backend = "auto" } = {}) {
+    const request = pairs
+      ? { pairs: [...pairs], backend, ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }) }
+      : onePair("estimate", { clean, corrupt, correct, incorrect, bos, backend, metric, methods, directions, components, sites, igSteps, igRule, percentile });
+    return this.client.request("estimate", { request });
+  }
+
+  /**
+   * Times a small real workload (two forwards and the head patches of the
+   * last layers) on the engine for `backend` and keeps its rate: {backend,
+   * flops_per_s, flops, ms}. Afterwards estimate() says seconds, and
+   * analyses on that engine pause about every half second of work, so that
+   * a cancel answers within about a second.
+   */
+  calibrate({ backend = "auto" } = {}) {
+    return this.client.request("calibrate", { backend });
   }
 
   /**

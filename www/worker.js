@@ -6,7 +6,7 @@
 //                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
 //                          | "upgradeReport" | "slimReport" | "parseMetric" | "circuit" | "reevaluateCircuit"
 //                          | "reselectCircuit" | "circuitGraph"
-//                          | "taskNames" | "cancel" | "clearCache" | "env" | "matmulMs" | "gpuProfile", ...}
+//                          | "taskNames" | "cancel" | "clearCache" | "env" | "matmulMs" | "gpuProfile" | "calibrate" | "estimate", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
 
@@ -481,6 +481,11 @@ async function handle(msg) {
       return needLab().tokenize(msg.text, msg.bos);
     case "gpuProfile":
       return needLab().gpu_profile();
+    case "calibrate":
+      // real engine work: it waits its turn like an analysis
+      return inQueue(id, async (l) => JSON.parse(await l.calibrate(msg.backend || null)));
+    case "estimate":
+      return JSON.parse(needLab().estimate(msg.request));
     case "predict":
       return JSON.parse(await needLab().predict(msg.text, msg.bos, msg.k, msg.backend || null));
     case "analyze":

@@ -270,6 +270,57 @@ describe("5. plots that explain themselves", () => {
   });
 });
 
+describe("2. the cost before Run, 3. a Cancel that stops", () => {
+  test("before Run the page says how long the run will take on this device and what the neurons cost; Heads only and unticking Neurons lower it", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}?${new URLSearchParams({ ...IOI, run: "0" })}`);
+    assert.equal((await waitReady(page)).state, "ready");
+    // the engine is measured after the load, then the estimate is in seconds
+    await page.waitForFunction(() => document.body.dataset.estimate === "seconds");
+    const text = () => page.textContent("#run-cost-text");
+    const full = await text();
+    assert.match(full, /^Estimate: (under a second|about [\d.]+ (s|min|h)) on this CPU \(WebAssembly\); the neurons take (under a second|about [\d.]+ (s|min|h)) of it/, full);
+    await page.uncheck("input[name=components][value=neurons]");
+    await page.waitForFunction((before) => document.getElementById("run-cost-text").textContent !== before, full);
+    assert.doesNotMatch(await text(), /neurons/);
+    // an invalid form has no estimate
+    await page.fill("#correct", "");
+    await page.waitForSelector("#run-cost", { state: "hidden" });
+  });
+
+  test("calibrate() measures the engine; estimate() then says seconds, and the analysis's progress counts the estimated work to its end", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/none.json`);
+    const r = await page.evaluate(async (req) => {
+      const { PatchLab } = await import("/patchlab.js");
+      const lab = await PatchLab.load({ model: "/model/", cache: false });
+      const before = await lab.estimate(req);
+      const rate = await lab.calibrate({ backend: "cpu" });
+      const est = await lab.estimate({ ...req, backend: "cpu" });
+      const steps = [];
+      const report = await lab.analyze({ ...req, backend: "cpu", estimateMs: est.seconds * 1000, onProgress: (p) => steps.push([p.done, p.total, p.etaMs]) });
+      let refused = null;
+      await lab.estimate({ ...req, correct: " Mary Mary" }).catch((e) => (refused = e.message));
+      lab.close();
+      return { before, rate, est, steps, backend: report.backend, refused };
+    }, { ...IOI, methods: ["ap", "ig", "atp"], igSteps: 8 });
+    assert.equal(r.before.seconds, undefined, "no seconds before the engine is measured");
+    assert.equal(r.rate.backend, "cpu");
+    assert.ok(r.rate.flops_per_s > 0 && r.rate.ms > 0, JSON.stringify(r.rate));
+    assert.ok(Math.abs(r.est.seconds - r.est.flops / r.rate.flops_per_s) <= 1e-9 * r.est.seconds);
+    assert.deepEqual(r.est.phases.map((p) => p.method), ["forward", "atp", "atp", "ig", "ig", "ap", "ap", "atp", "atp", "ig", "ig", "ap", "ap"]);
+    assert.equal(r.backend, "cpu");
+    // progress: FLOPs after the forwards, to the estimate's total, never backwards, with an ETA throughout
+    const tracked = r.est.flops - r.est.phases[0].flops;
+    const [done, total] = r.steps.at(-1);
+    assert.ok(Math.abs(total - tracked) <= 1, `${total} vs ${tracked}`);
+    assert.equal(done, total);
+    assert.ok(r.steps.every((s, i) => i === 0 || s[0] >= r.steps[i - 1][0]));
+    assert.ok(r.steps.every((s) => Number.isFinite(s[2])), "the estimate gives an ETA from the first step");
+    assert.match(r.refused, /exactly one token/);
+  });
+});
+
 describe("7. smaller things", () => {
   test("the prompts' messages say when one is empty; IG steps 0 is refused by name", async (t) => {
     const page = await newPage(t);
