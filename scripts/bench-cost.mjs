@@ -44,7 +44,7 @@ if (!fs.existsSync(path.join(MODEL, "model.safetensors"))) {
 }
 
 /** In the page: load, calibrate "auto", the estimates, one measured run of heads, and Cancel in AP and in IG. */
-async function inPage(page, { req, cancelAfterMs }) {
+async function inPage({ req, cancelAfterMs }) {
   const { PatchLab } = await import("/patchlab.js");
   const lab = await PatchLab.load({ model: "/model/", cache: false });
   const rate = await lab.calibrate({ backend: "auto" });

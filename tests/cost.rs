@@ -170,6 +170,39 @@ fn a_work_budget_splits_engine_calls_and_changes_no_number() {
 }
 
 #[test]
+fn on_the_gpu_a_work_budget_splits_calls_and_changes_no_number_beyond_float_noise() {
+    let (_, gpu) = engines(&spec(3, 4, 64, 7));
+    let cfg = gpu.config().clone();
+    let pair = Pair::from_prompts(&tokenizer(), &cfg, &ioi()).unwrap();
+    let (t, fd) = (pair.clean.len(), pair.first_diff);
+    let o = Options {
+        sites: vec![],
+        ..opts()
+    };
+    let (mut whole, mut split) = (Record::default(), Record::default());
+    let a = analyse(&gpu, &o, &mut whole);
+    let first = LayerComponents {
+        layer: 0,
+        component: Component::Neurons,
+    };
+    let held = Options {
+        work_per_call: Some(2.0 * cost::ig_point_flops(&cfg, first, t - fd, t)),
+        ..o.clone()
+    };
+    let b = analyse(&gpu, &held, &mut split);
+    assert!(split.pauses > whole.pauses + 2 * cfg.n_layers);
+    for key in [MethodKey::Ap, MethodKey::Ig, MethodKey::Atp] {
+        for d in Direction::ALL {
+            let (x, y) = (&a.results[&key][&d], &b.results[&key][&d]);
+            for (x, y) in [(&x.heads, &y.heads), (&x.neurons, &y.neurons)] {
+                let (x, y) = (x.clone().unwrap().concat(), y.clone().unwrap().concat());
+                assert!(rel_err(&x, &y) < 1e-5, "{key:?} {d:?}: {}", rel_err(&x, &y));
+            }
+        }
+    }
+}
+
+#[test]
 fn the_estimate_grows_with_the_prompt_and_names_the_memory_of_long_ones() {
     let cfg = engine(&spec(2, 4, 64, 1)).config().clone();
     let o = Options::default();

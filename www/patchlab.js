@@ -436,8 +436,8 @@ export class PatchLab {
   }
 
   /**
-   * Times a small real workload (two forwards and the head patches of the
-   * last layers) on the engine for `backend` and keeps its rate: {backend,
+   * Times a small real workload (the heads' IG path at the next-to-last
+   * layer; every layer on a GPU) on the engine for `backend` and keeps its rate: {backend,
    * flops_per_s, flops, ms}. Afterwards estimate() says seconds, and
    * analyses on that engine pause about every half second of work, so that
    * a cancel answers within about a second.

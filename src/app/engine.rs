@@ -539,6 +539,16 @@ impl Engines {
         }
     }
 
+    /// The backend a request for `backend` computes on, as far as is known
+    /// without starting anything: "cpu", or "gpu" unless the GPU engine
+    /// already failed to start (then requests fall back to the CPU).
+    pub fn would_use(&self, backend: Backend) -> &'static str {
+        match self.resolve(backend) {
+            Backend::Gpu if !matches!(&*self.gpu.borrow(), GpuState::Failed(_)) => "gpu",
+            _ => "cpu",
+        }
+    }
+
     /// The rate `set_rate` recorded for a backend ("cpu", "gpu").
     pub fn rate(&self, backend: &str) -> Option<f64> {
         self.rates

@@ -19,8 +19,8 @@ use serde::Serialize;
 /// second Cancel may take, the other half for the call that is running.
 pub const SECONDS_PER_CALL: f64 = 0.5;
 
-/// The engine's measured rate: a small real workload (two forwards and AP
-/// of every head in the last layers) timed on it.
+/// The engine's measured rate: a small real workload (IG's path, the
+/// phase most of an analysis's time goes to) timed on it.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Calibration {
     pub backend: &'static str,
@@ -30,31 +30,20 @@ pub struct Calibration {
     pub ms: f64,
 }
 
-/// Tokens of the calibration pair, and where its prompts differ.
+/// Tokens of the calibration pair, where its prompts differ, and the
+/// points of its IG path: 24 points of 8 rows make passes of 192 rows, the
+/// size of an analysis's (a 15-token pair's 51 points of 5 rows are 255).
 const CAL_TOKENS: usize = 16;
 const CAL_FIRST_DIFF: usize = 8;
+const CAL_POINTS: usize = 24;
 
-/// Times the calibration workload on `e`. The CPU runs the last two
-/// layers' head patches (a fraction of a second in WebAssembly), a GPU every
-/// layer's (small work there is all dispatch and read-back), once untimed
-/// first: its first passes build their pipelines.
+/// Times the calibration workload on `e`: the heads' IG path at the
+/// next-to-last layer on the CPU (about half a second of GPT-2 small in
+/// WebAssembly; the last layer's tail is one row), at every layer on a
+/// GPU (small work there is all dispatch and read-back), once untimed
+/// first on a GPU, whose first passes build their pipelines. The two
+/// forwards it needs are not timed.
 pub async fn calibrate(e: &AnyEngine) -> Result<Calibration> {
-    if e.backend() != "cpu" {
-        workload(e).await?;
-    }
-    let start = now_ms();
-    let flops = workload(e).await?;
-    let ms = (now_ms() - start).max(1e-3);
-    Ok(Calibration {
-        backend: e.backend(),
-        flops_per_s: flops / (ms / 1e3),
-        flops,
-        ms,
-    })
-}
-
-/// The calibration workload; returns its FLOPs.
-async fn workload(e: &AnyEngine) -> Result<f64> {
     let cfg = e.config().clone();
     let t = CAL_TOKENS.min(cfg.n_ctx);
     let fd = CAL_FIRST_DIFF.min(t - 1);
@@ -64,28 +53,52 @@ async fn workload(e: &AnyEngine) -> Result<f64> {
     let mut b = a.clone();
     b[fd] = (b[fd] + 1) % vocab;
     let metric = Metric::logit_diff(a[1], a[2]);
-    let layers = match e.backend() {
-        "cpu" => cfg.n_layers.saturating_sub(2)..cfg.n_layers,
-        _ => 0..cfg.n_layers,
-    };
     let (ra, rb) = (e.run(&a, &metric).await?, e.run(&b, &metric).await?);
     let sweep = SweepPair {
         base: &ra,
         other: &rb,
         first_diff: fd,
     };
-    let mut flops = 2.0 * cost::forward_flops(&cfg, t);
-    for layer in layers {
+    // the last layer's tail is its last row only: the one before it
+    let next_to_last = cfg.n_layers.saturating_sub(2);
+    let layers = match e.backend() {
+        "cpu" => next_to_last..next_to_last + 1,
+        _ => 0..cfg.n_layers,
+    };
+    let alphas: Vec<f32> = (0..CAL_POINTS)
+        .map(|k| (k as f32 + 0.5) / CAL_POINTS as f32)
+        .collect();
+    let weights = vec![1.0 / CAL_POINTS as f32; CAL_POINTS];
+    let path = |layer| {
         let which = LayerComponents {
             layer,
             component: Component::Heads,
         };
-        e.patch_metrics_group(&[sweep], which, 0..cfg.n_heads)
-            .await?;
-        flops += cfg.n_heads as f64 * cost::ap_patch_flops(&cfg, which, t - fd, t);
+        let flops = CAL_POINTS as f64 * cost::ig_point_flops(&cfg, which, t - fd, t);
+        (which, flops)
+    };
+    if e.backend() != "cpu" {
+        for layer in layers.clone() {
+            e.path_gradients_group(&[sweep], path(layer).0, &alphas, &weights)
+                .await?;
+        }
     }
-    // the metrics were read back: the GPU's work is done
-    Ok(flops)
+    let start = now_ms();
+    let mut flops = 0.0;
+    for layer in layers {
+        let (which, f) = path(layer);
+        // the gradients come back to the host: the device's work is done
+        e.path_gradients_group(&[sweep], which, &alphas, &weights)
+            .await?;
+        flops += f;
+    }
+    let ms = (now_ms() - start).max(1e-3);
+    Ok(Calibration {
+        backend: e.backend(),
+        flops_per_s: flops / (ms / 1e3),
+        flops,
+        ms,
+    })
 }
 
 /// An analysis's cost on one engine, for the page to show before Run.

@@ -161,7 +161,8 @@ impl Session {
     }
 
     /// What the request's analysis will cost on the engine it would run
-    /// on (a GPU not yet started counts as the GPU), in FLOPs per phase,
+    /// on (a GPU not yet started counts as the GPU, one that failed to
+    /// start as the CPU), in FLOPs per phase,
     /// in seconds where that engine was calibrated, and in memory.
     pub fn estimate(&self, req: &AnalyzeRequest) -> Result<AnalysisCost> {
         let one;
@@ -172,10 +173,7 @@ impl Session {
                 &one[..]
             }
         };
-        let backend = match self.engines.resolve(req.backend()?) {
-            Backend::Gpu => "gpu",
-            _ => "cpu",
-        };
+        let backend = self.engines.would_use(req.backend()?);
         let rate = self.engines.rate(backend);
         let opts = req.options()?;
         analysis_cost(self.config(), &self.tokenizer, pairs, &opts, backend, rate)

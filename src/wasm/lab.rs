@@ -156,8 +156,8 @@ impl Lab {
         }
     }
 
-    /// Times a small real workload (two forwards and the head patches of
-    /// the last layers) on the engine for `backend` ("auto", "cpu", "gpu")
+    /// Times a small real workload (the heads' IG path at the
+    /// next-to-last layer; every layer on a GPU) on the engine for `backend` ("auto", "cpu", "gpu")
     /// and keeps its rate: `estimate` then says seconds, and analyses on
     /// that engine pause about every half second so that Cancel answers.
     /// Resolves to JSON `{backend, flops_per_s, flops, ms}`.
