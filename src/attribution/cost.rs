@@ -164,7 +164,7 @@ pub fn run_bytes(cfg: &Config, t: usize) -> f64 {
 /// The cost of one phase of an analysis: a method of a component kind (or
 /// the patching sites, or the two cached forwards) in one direction.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Phase {
+pub struct PhaseCost {
     /// "forward", "ap", "ig", "atp" or "sites".
     pub method: &'static str,
     /// "heads" or "neurons"; absent for the forwards and the sites.
@@ -179,7 +179,7 @@ pub struct Phase {
 /// What the analysis of a group of pairs will cost, before it runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Estimate {
-    pub phases: Vec<Phase>,
+    pub phases: Vec<PhaseCost>,
     /// Σ of the phases' FLOPs.
     pub flops: f64,
     /// Bytes the pairs' cached runs keep (two a pair) on the CPU engine.
@@ -201,7 +201,7 @@ impl Estimate {
 /// The analysis's work for one pair: the component phases in the order
 /// `run` runs them, the sites, and the forwards first.
 pub fn estimate(cfg: &Config, opts: &super::run::Options, pairs: &[(usize, usize)]) -> Estimate {
-    let mut phases = vec![Phase {
+    let mut phases = vec![PhaseCost {
         method: "forward",
         component: None,
         direction: None,
@@ -222,7 +222,7 @@ pub fn estimate(cfg: &Config, opts: &super::run::Options, pairs: &[(usize, usize
                     .iter()
                     .map(|&(t, fd)| method_flops(cfg, m, c, opts.ig_steps, t, fd))
                     .sum();
-                phases.push(Phase {
+                phases.push(PhaseCost {
                     method: m.name(),
                     component: Some(c.name()),
                     direction: Some(d.name()),
@@ -237,7 +237,7 @@ pub fn estimate(cfg: &Config, opts: &super::run::Options, pairs: &[(usize, usize
                 .iter()
                 .map(|&(t, fd)| sites_flops(cfg, opts, t, fd))
                 .sum();
-            phases.push(Phase {
+            phases.push(PhaseCost {
                 method: "sites",
                 component: None,
                 direction: Some(d.name()),
