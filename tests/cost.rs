@@ -9,19 +9,8 @@ use patchlab::attribution::cost;
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Method, Observer, Pair, Pause, Progress};
 use patchlab::engine::{Component, Engine, LayerComponents};
-use patchlab::report::{Direction, MethodKey, PatchSite, Prompts, Report};
+use patchlab::report::{Direction, MethodKey, PatchSite, Report};
 use pollster::block_on;
-
-fn ioi() -> Prompts {
-    Prompts {
-        clean: "When Mary and John went to the store, John gave a drink to".into(),
-        corrupt: "When Mary and John went to the store, Mary gave a drink to".into(),
-        correct: " Mary".into(),
-        incorrect: " John".into(),
-        bos: true,
-        metric: "logit_diff".into(),
-    }
-}
 
 fn opts() -> Options {
     Options {
@@ -29,6 +18,19 @@ fn opts() -> Options {
         sites: vec![PatchSite::ResidPre, PatchSite::Z],
         ..Options::default()
     }
+}
+
+fn opts_without_sites() -> Options {
+    Options {
+        sites: vec![],
+        ..opts()
+    }
+}
+
+/// The IOI pair's tokens and first differing position.
+fn pair_shape(cfg: &patchlab::model::Config) -> (usize, usize) {
+    let pair = Pair::from_prompts(&tokenizer(), cfg, &ioi_prompts()).unwrap();
+    (pair.clean.len(), pair.first_diff)
 }
 
 /// What an analysis told its observer.
@@ -50,15 +52,14 @@ impl Observer for Record {
 }
 
 fn analyse(e: &impl Engine, o: &Options, rec: &mut Record) -> Report {
-    block_on(analyze_pair(e, "m", &tokenizer(), &ioi(), o, rec)).unwrap()
+    block_on(analyze_pair(e, "m", &tokenizer(), &ioi_prompts(), o, rec)).unwrap()
 }
 
 #[test]
 fn progress_counts_the_estimated_flops_and_ends_at_the_total() {
     let e = engine(&spec(3, 4, 64, 7));
     let cfg = e.config().clone();
-    let pair = Pair::from_prompts(&tokenizer(), &cfg, &ioi()).unwrap();
-    let shape = [(pair.clean.len(), pair.first_diff)];
+    let shape = [pair_shape(&cfg)];
     let o = opts();
     let mut rec = Record::default();
     analyse(&e, &o, &mut rec);
@@ -101,12 +102,7 @@ fn progress_counts_the_estimated_flops_and_ends_at_the_total() {
 fn a_work_budget_splits_engine_calls_and_changes_no_number() {
     let e = engine(&spec(3, 4, 64, 7));
     let cfg = e.config().clone();
-    let pair = Pair::from_prompts(&tokenizer(), &cfg, &ioi()).unwrap();
-    let (t, fd) = (pair.clean.len(), pair.first_diff);
-    let o = Options {
-        sites: vec![],
-        ..opts()
-    };
+    let ((t, fd), o) = (pair_shape(&cfg), opts_without_sites());
     let mut whole = Record::default();
     let a = analyse(&e, &o, &mut whole);
     // room for three IG points at layer 0 (the dearest), so every layer splits
@@ -172,25 +168,20 @@ fn a_work_budget_splits_engine_calls_and_changes_no_number() {
 #[test]
 fn on_the_gpu_a_work_budget_splits_calls_and_changes_no_number_beyond_float_noise() {
     let (_, gpu) = engines(&spec(3, 4, 64, 7));
-    let cfg = gpu.config().clone();
-    let pair = Pair::from_prompts(&tokenizer(), &cfg, &ioi()).unwrap();
-    let (t, fd) = (pair.clean.len(), pair.first_diff);
-    let o = Options {
-        sites: vec![],
-        ..opts()
-    };
+    let (shape, o) = (pair_shape(gpu.config()), opts_without_sites());
     let (mut whole, mut split) = (Record::default(), Record::default());
     let a = analyse(&gpu, &o, &mut whole);
     let first = LayerComponents {
         layer: 0,
         component: Component::Neurons,
     };
+    let (t, fd) = shape;
     let held = Options {
-        work_per_call: Some(2.0 * cost::ig_point_flops(&cfg, first, t - fd, t)),
+        work_per_call: Some(2.0 * cost::ig_point_flops(gpu.config(), first, t - fd, t)),
         ..o.clone()
     };
     let b = analyse(&gpu, &held, &mut split);
-    assert!(split.pauses > whole.pauses + 2 * cfg.n_layers);
+    assert!(split.pauses > whole.pauses + 2 * gpu.config().n_layers);
     for key in [MethodKey::Ap, MethodKey::Ig, MethodKey::Atp] {
         for d in Direction::ALL {
             let (x, y) = (&a.results[&key][&d], &b.results[&key][&d]);
@@ -240,7 +231,7 @@ fn session() -> Session {
 }
 
 fn request(extra: serde_json::Value) -> AnalyzeRequest {
-    let p = ioi();
+    let p = ioi_prompts();
     let mut v = serde_json::json!({
         "clean": p.clean, "corrupt": p.corrupt, "correct": p.correct,
         "incorrect": p.incorrect, "igSteps": 6,

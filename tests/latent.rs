@@ -5,7 +5,7 @@
 //! swaps the directions and negates the asymmetry) and a hand-built case
 //! whose answer is known.
 
-use crate::common::{engines, spec, tokenizer};
+use crate::common::{engines, ioi_prompts, spec, tokenizer};
 use patchlab::attribution::run::{analyze_pair, Options};
 use patchlab::attribution::{Direction, Method, Quiet};
 use patchlab::engine::{Component, Engine};
@@ -13,18 +13,15 @@ use patchlab::report::{derive, LatentKind, Maps, MethodKey, Prompts, Report};
 use std::collections::BTreeMap;
 
 fn ioi(swapped: bool) -> Prompts {
-    let (a, b) = (
-        "When Mary and John went to the store, John gave a drink to",
-        "When Mary and John went to the store, Mary gave a drink to",
-    );
-    let (clean, corrupt) = if swapped { (b, a) } else { (a, b) };
-    Prompts {
-        clean: clean.into(),
-        corrupt: corrupt.into(),
-        correct: " Mary".into(),
-        incorrect: " John".into(),
-        bos: true,
-        metric: "logit_diff".into(),
+    let p = ioi_prompts();
+    if swapped {
+        Prompts {
+            clean: p.corrupt,
+            corrupt: p.clean,
+            ..p
+        }
+    } else {
+        p
     }
 }
 

@@ -210,25 +210,18 @@ pub fn estimate(cfg: &Config, opts: &super::run::Options, pairs: &[(usize, usize
             .map(|&(t, _)| 2.0 * forward_flops(cfg, t))
             .sum(),
     }];
-    let mut comps = opts.components.clone();
-    comps.sort_by_key(|c| *c == Component::Neurons);
-    for &c in &comps {
-        for m in [Method::Atp, Method::Ig, Method::Ap] {
-            if !opts.methods.contains(&m) {
-                continue;
-            }
-            for &d in &opts.directions {
-                let flops = pairs
-                    .iter()
-                    .map(|&(t, fd)| method_flops(cfg, m, c, opts.ig_steps, t, fd))
-                    .sum();
-                phases.push(PhaseCost {
-                    method: m.name(),
-                    component: Some(c.name()),
-                    direction: Some(d.name()),
-                    flops,
-                });
-            }
+    for (c, m) in opts.component_phases() {
+        for &d in &opts.directions {
+            let flops = pairs
+                .iter()
+                .map(|&(t, fd)| method_flops(cfg, m, c, opts.ig_steps, t, fd))
+                .sum();
+            phases.push(PhaseCost {
+                method: m.name(),
+                component: Some(c.name()),
+                direction: Some(d.name()),
+                flops,
+            });
         }
     }
     if !opts.sites.is_empty() {

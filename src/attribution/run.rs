@@ -105,6 +105,18 @@ impl Options {
         }
     }
 
+    /// The (component kind, method) phases in the order they run: heads
+    /// first (cheap, shown first), then neurons; cheap methods first.
+    pub fn component_phases(&self) -> Vec<(Component, Method)> {
+        let mut comps = self.components.clone();
+        comps.sort_by_key(|c| *c == Component::Neurons);
+        comps
+            .into_iter()
+            .flat_map(|c| [Method::Atp, Method::Ig, Method::Ap].map(|m| (c, m)))
+            .filter(|(_, m)| self.methods.contains(m))
+            .collect()
+    }
+
     /// What analysing pairs of these (tokens, first differing position)
     /// will cost, phase by phase (`cost`).
     pub fn estimate(&self, cfg: &crate::model::Config, pairs: &[(usize, usize)]) -> Estimate {
@@ -341,29 +353,21 @@ async fn score_components<E: Engine>(
     track: &mut Tracker<'_>,
 ) -> Result<Vec<(String, f64)>> {
     let mut times = Vec::new();
-    // heads first (cheap, shown first), then neurons; cheap methods first
-    let mut comps = opts.components.clone();
-    comps.sort_by_key(|c| *c == Component::Neurons);
-    for &c in &comps {
-        for m in [Method::Atp, Method::Ig, Method::Ap] {
-            if !opts.methods.contains(&m) {
-                continue;
+    for (c, m) in opts.component_phases() {
+        let t = now_ms();
+        for &d in &opts.directions {
+            let sweeps: Vec<SweepPair<'_, E::Run>> = prep.iter().map(|p| p.sweep(d)).collect();
+            let (maps, deltas) = method_maps(e, m, &sweeps, c, d, opts, track).await?;
+            for (s, map) in scores.iter_mut().zip(maps) {
+                s.set_map(m, d, c, map);
             }
-            let t = now_ms();
-            for &d in &opts.directions {
-                let sweeps: Vec<SweepPair<'_, E::Run>> = prep.iter().map(|p| p.sweep(d)).collect();
-                let (maps, deltas) = method_maps(e, m, &sweeps, c, d, opts, track).await?;
-                for (s, map) in scores.iter_mut().zip(maps) {
-                    s.set_map(m, d, c, map);
-                }
-                if let Some(deltas) = deltas {
-                    for (s, delta) in scores.iter_mut().zip(deltas) {
-                        s.set_delta(d, c, delta);
-                    }
+            if let Some(deltas) = deltas {
+                for (s, delta) in scores.iter_mut().zip(deltas) {
+                    s.set_delta(d, c, delta);
                 }
             }
-            times.push((format!("{}_{}", m.name(), c.name()), now_ms() - t));
         }
+        times.push((format!("{}_{}", m.name(), c.name()), now_ms() - t));
     }
     Ok(times)
 }

@@ -8,7 +8,7 @@ use patchlab::engine::gpu::GpuEngine;
 use patchlab::engine::{Array, Engine, Metric};
 use patchlab::model::random::{random_weights, RandomSpec};
 use patchlab::model::Tokenizer;
-use patchlab::report::Report;
+use patchlab::report::{Prompts, Report};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -78,6 +78,18 @@ pub fn ioi_ids() -> (Vec<u32>, Vec<u32>) {
     let mut corrupt = clean.clone();
     corrupt[10] = 5335;
     (clean, corrupt)
+}
+
+/// The same IOI pair as prompts, with " Mary" the correct answer.
+pub fn ioi_prompts() -> Prompts {
+    Prompts {
+        clean: "When Mary and John went to the store, John gave a drink to".into(),
+        corrupt: "When Mary and John went to the store, Mary gave a drink to".into(),
+        correct: " Mary".into(),
+        incorrect: " John".into(),
+        bos: true,
+        metric: "logit_diff".into(),
+    }
 }
 
 /// A fresh temporary directory.
