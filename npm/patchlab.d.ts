@@ -200,7 +200,7 @@ export declare class PatchLab {
 
   /** The WebGPU engine's work so far, per kernel (as `patchlab bench --profile` counts it); null before any. */
   gpuProfile(): Promise<GpuProfile | null>;
-  /** Times a small real workload on the engine; later estimates say seconds and analyses pause every ~0.5 s of work. */
+  /** Times a small real workload on the engine; later estimates say seconds and analyses pause every ~0.3 s of work. */
   calibrate(options?: { backend?: Backend }): Promise<Calibration>;
   /** What analyze() (or analyzeGroup(), given pairs) of these options will cost on the engine it would use. */
   estimate(options: (AnalysisOptions & Pair) | (AnalysisOptions & { pairs: Pair[] })): Promise<CostEstimate>;

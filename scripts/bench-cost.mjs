@@ -10,7 +10,7 @@
 //    timings_ms) and their ratio;
 //  - Cancel: the time from abort() to the analysis's rejection, pressed a
 //    few seconds into AP and into IG (the phases whose engine calls are
-//    held to half a second of work once calibrated).
+//    held to 0.3 s of work once calibrated).
 //
 //   node scripts/bench-cost.mjs [--model DIR] [--threads] [--cancel-after-ms MS]
 //

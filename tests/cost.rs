@@ -243,7 +243,7 @@ fn request(extra: serde_json::Value) -> AnalyzeRequest {
 }
 
 #[test]
-fn a_session_estimates_in_seconds_once_calibrated_and_then_holds_calls_to_half_a_second() {
+fn a_session_estimates_in_seconds_once_calibrated_and_then_holds_calls_to_its_rate() {
     let s = session();
     let req = request(serde_json::json!({}));
     let before = s.estimate(&req).unwrap();
@@ -262,7 +262,7 @@ fn a_session_estimates_in_seconds_once_calibrated_and_then_holds_calls_to_half_a
     let after = s.estimate(&req).unwrap();
     let secs = after.seconds.unwrap();
     assert!((secs - after.estimate.flops / c.flops_per_s).abs() <= 1e-9 * secs);
-    // a calibrated engine's calls are held to its rate's half second: the same numbers
+    // a calibrated engine's calls are held to 0.3 s at its rate: the same numbers
     let mut held = Record::default();
     let again = block_on(s.analyze(&req, &mut held)).unwrap();
     assert_eq!(

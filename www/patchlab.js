@@ -439,7 +439,7 @@ export class PatchLab {
    * Times a small real workload (the heads' IG path at the next-to-last
    * layer; every layer on a GPU) on the engine for `backend` and keeps its rate: {backend,
    * flops_per_s, flops, ms}. Afterwards estimate() says seconds, and
-   * analyses on that engine pause about every half second of work, so that
+   * analyses on that engine pause about every 0.3 s of work, so that
    * a cancel answers within about a second.
    */
   calibrate({ backend = "auto" } = {}) {

@@ -15,9 +15,11 @@ use crate::model::{Config, Tokenizer};
 use crate::report::Prompts;
 use serde::Serialize;
 
-/// Seconds of work between two pauses of a budgeted run: half of the
-/// second Cancel may take, the other half for the call that is running.
-pub const SECONDS_PER_CALL: f64 = 0.5;
+/// Seconds of work (at the calibrated rate) of one engine call of a
+/// budgeted run. Cancel waits for the call in flight, and a phase may run
+/// slower than the calibration did: a third of a second keeps Cancel
+/// within a second (`scripts/bench-cost` measures it).
+pub const SECONDS_PER_CALL: f64 = 0.3;
 
 /// The engine's measured rate: a small real workload (IG's path, the
 /// phase most of an analysis's time goes to) timed on it.
@@ -38,7 +40,7 @@ const CAL_FIRST_DIFF: usize = 8;
 const CAL_POINTS: usize = 24;
 
 /// Times the calibration workload on `e`: the heads' IG path at the
-/// next-to-last layer on the CPU (about half a second of GPT-2 small in
+/// next-to-last layer on the CPU (a quarter of a second of GPT-2 small in
 /// WebAssembly; the last layer's tail is one row), at every layer on a
 /// GPU (small work there is all dispatch and read-back), once untimed
 /// first on a GPU, whose first passes build their pipelines. The two

@@ -159,7 +159,7 @@ impl Lab {
     /// Times a small real workload (the heads' IG path at the
     /// next-to-last layer; every layer on a GPU) on the engine for `backend` ("auto", "cpu", "gpu")
     /// and keeps its rate: `estimate` then says seconds, and analyses on
-    /// that engine pause about every half second so that Cancel answers.
+    /// that engine pause about every 0.3 s of work so that Cancel answers.
     /// Resolves to JSON `{backend, flops_per_s, flops, ms}`.
     pub fn calibrate(&self, backend: Option<String>) -> Promise {
         let session = self.session.clone();
