@@ -163,26 +163,34 @@ impl AnalysisCost {
     /// Refuses an analysis whose runs cannot fit this build's memory,
     /// saying how long a prompt can be.
     pub fn check_memory(&self, cfg: &Config) -> Result<()> {
-        let Some(limit) = self.memory_limit else {
-            return Ok(());
-        };
-        if self.memory_bytes <= limit {
-            return Ok(());
-        }
-        let room = limit - cfg.weight_bytes() as f64;
-        let pairs = self.pairs.len().max(1) as f64;
-        let fits = (1..=cfg.n_ctx)
-            .take_while(|&t| 2.0 * pairs * cost::run_bytes(cfg, t) <= room)
-            .last()
-            .unwrap_or(0);
-        let gb = |b: f64| b / 1e9;
-        Err(Error::Input(format!(
-            "this analysis would keep {:.1} GB (the model {:.1} GB, each prompt's run its \
-             activations), more than the {:.1} GB WebAssembly can address: shorten the prompts \
-             to at most {fits} tokens, or run the native CLI (`patchlab analyze`)",
-            gb(self.memory_bytes),
-            gb(cfg.weight_bytes() as f64),
-            gb(limit),
-        )))
+        let runs: Vec<usize> = self.pairs.iter().flat_map(|&[t, _]| [t, t]).collect();
+        runs_fit(cfg, &runs, self.memory_limit, "this analysis")
     }
+}
+
+/// Refuses runs of these token lengths that cannot fit beside the model
+/// in `limit` bytes (none: no bound), saying how long a prompt can be.
+pub fn runs_fit(cfg: &Config, runs: &[usize], limit: Option<f64>, what: &str) -> Result<()> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let weights = cfg.weight_bytes() as f64;
+    let need = weights + runs.iter().map(|&t| cost::run_bytes(cfg, t)).sum::<f64>();
+    if need <= limit {
+        return Ok(());
+    }
+    let n = runs.len().max(1) as f64;
+    let fits = (1..=cfg.n_ctx)
+        .take_while(|&t| weights + n * cost::run_bytes(cfg, t) <= limit)
+        .last()
+        .unwrap_or(0);
+    let gb = |b: f64| b / 1e9;
+    Err(Error::Input(format!(
+        "{what} would keep {:.1} GB (the model {:.1} GB, each prompt's run its activations), \
+         more than the {:.1} GB WebAssembly can address: shorten the prompts to at most {fits} \
+         tokens, or run the native CLI (`patchlab analyze`)",
+        gb(need),
+        gb(weights),
+        gb(limit),
+    )))
 }

@@ -4,7 +4,9 @@
 use super::circuit::{reevaluate, run_circuit, CircuitRequest};
 use super::dataset::{DatasetObserver, RunStats, Runner};
 use super::engine::{AnyEngine, Backend, Engines};
-use super::estimate::{analysis_cost, calibrate, AnalysisCost, Calibration, SECONDS_PER_CALL};
+use super::estimate::{
+    analysis_cost, calibrate, memory_limit, runs_fit, AnalysisCost, Calibration, SECONDS_PER_CALL,
+};
 use super::request::{ablation_sets, AblateRequest, AnalyzeRequest};
 use crate::attribution::ablation::{ablate_dataset, ablate_pair, AblationReport};
 use crate::attribution::run::{analyze_group, predictions, Options};
@@ -240,6 +242,12 @@ impl Session {
         backend: Backend,
     ) -> Result<Vec<Prediction>> {
         let ids = self.tokenizer.encode(text, bos)?;
+        runs_fit(
+            self.config(),
+            &[ids.len()],
+            memory_limit(),
+            "the prompt's run",
+        )?;
         let (engine, _) = self.engines.get(backend).await;
         let run = engine.run(&ids, &Metric::logit_diff(0, 0)).await?;
         let logits = engine.last_logits(&run).await?;

@@ -13,7 +13,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { BIN, IOI, ROOT, cliReport, newContext, startLab, stopLab, trackedPage, waitReady } from "./helpers.mjs";
+import { BIN, IOI, ROOT, cliReport, newContext, serve, startLab, stopLab, trackedPage, waitReady } from "./helpers.mjs";
 
 let modelDir, server, browser;
 const tmp = [];
@@ -318,6 +318,28 @@ describe("2. the cost before Run, 3. a Cancel that stops", () => {
     assert.ok(r.steps.every((s, i) => i === 0 || s[0] >= r.steps[i - 1][0]));
     assert.ok(r.steps.every((s) => Number.isFinite(s[2])), "the estimate gives an ETA from the first step");
     assert.match(r.refused, /exactly one token/);
+  });
+});
+
+describe("3. work that cannot fit", () => {
+  test("a pair too long for WebAssembly's memory is refused before anything runs, with the length that fits", async (t) => {
+    // a small model with a long context: its attention maps grow with t², 6,000 tokens need gigabytes
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "patchlab-e2e-long-"));
+    tmp.push(dir);
+    execFileSync(BIN, ["random-model", "--layers", "2", "--heads", "4", "--d-model", "64", "--seed", "1", "--n-ctx", "8192", "--out", dir], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+    const long = await serve({ modelDir: dir });
+    t.after(() => long.close());
+    const page = await newPage(t);
+    const filler = " a".repeat(6000);
+    await page.goto(`${long.url}?${new URLSearchParams({ ...IOI, clean: filler + IOI.clean, corrupt: filler + IOI.corrupt, run: "0" })}`);
+    assert.equal((await waitReady(page)).state, "ready");
+    await page.waitForFunction(() => /^Too long for this tab/.test(document.getElementById("run-cost-text").textContent));
+    assert.match(await page.textContent("#run-cost-text"), /more than the 3\.8 GB WebAssembly can hold\. Shorten the prompts, or run the native CLI/);
+    // the top-10 next tokens (a run of the clean prompt) were refused the same way, not computed until memory ran out: the worker still answers
+    await page.click("#run");
+    await page.waitForSelector("#run-error:not([hidden])");
+    assert.match(await page.textContent("#run-error"), /this analysis would keep \d+\.\d GB .* shorten the prompts to at most \d+ tokens, or run the native CLI/);
+    assert.equal(await page.evaluate(() => document.body.dataset.runs), undefined, "nothing ran");
   });
 });
 
