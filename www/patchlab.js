@@ -197,6 +197,16 @@ function onePair(what, { clean, corrupt, correct, incorrect, bos, backend, metri
   return request;
 }
 
+/** Several pairs' request, as analyzeGroup(), runDataset() and estimate() send it. */
+function pairsRequest(what, { pairs, backend, ...options }) {
+  if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", `${what} needs pairs (a non-empty array)`);
+  return {
+    pairs: pairs.map((p) => ({ clean: p.clean, corrupt: p.corrupt, correct: p.correct, incorrect: p.incorrect, bos: p.bos ?? true, metric: p.metric || "logit_diff" })),
+    backend,
+    ...analysisOptions(options),
+  };
+}
+
 /**
  * The worker's progress messages as onProgress gets them: with fraction,
  * elapsed time and ETA. An analysis counts its work in FLOPs, so the pace so
@@ -430,7 +440,7 @@ export class PatchLab {
    */
   async estimate({ pairs, clean, corrupt, correct, incorrect, bos = true, metric, methods, directions, components, sites, igSteps, igRule, percentile, backend = "auto" } = {}) {
     const request = pairs
-      ? { pairs: [...pairs], backend, ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }) }
+      ? pairsRequest("estimate", { pairs, backend, methods, directions, components, sites, igSteps, igRule, percentile })
       : onePair("estimate", { clean, corrupt, correct, incorrect, bos, backend, metric, methods, directions, components, sites, igSteps, igRule, percentile });
     return this.client.request("estimate", { request });
   }
@@ -464,19 +474,7 @@ export class PatchLab {
    * analyze() (progress covers the whole group; no partial results).
    */
   async analyzeGroup({ pairs, methods, directions, components, sites, igSteps, igRule, percentile, backend = "auto", onProgress, signal } = {}) {
-    if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", "analyzeGroup needs pairs (a non-empty array)");
-    const request = {
-      pairs: pairs.map((p) => ({
-        clean: p.clean,
-        corrupt: p.corrupt,
-        correct: p.correct,
-        incorrect: p.incorrect,
-        bos: p.bos ?? true,
-        metric: p.metric || "logit_diff",
-      })),
-      backend,
-      ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }),
-    };
+    const request = pairsRequest("analyzeGroup", { pairs, backend, methods, directions, components, sites, igSteps, igRule, percentile });
     const { json } = await this.client.request("analyzeGroup", { request }, { onProgress: withEta(onProgress), signal });
     return JSON.parse(json);
   }
@@ -498,12 +496,7 @@ export class PatchLab {
    * pairs already delivered stand.
    */
   async runDataset({ pairs, methods, directions, components, sites, igSteps, igRule, percentile, group, reports, backend = "auto", onPlan, onGroup, onPair, onProgress, signal } = {}) {
-    if (!Array.isArray(pairs) || !pairs.length) throw makeError("TypeError", "runDataset needs pairs (a non-empty array)");
-    const request = {
-      pairs: pairs.map((p) => ({ clean: p.clean, corrupt: p.corrupt, correct: p.correct, incorrect: p.incorrect, bos: p.bos ?? true, metric: p.metric || "logit_diff" })),
-      backend,
-      ...analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }),
-    };
+    const request = pairsRequest("runDataset", { pairs, backend, methods, directions, components, sites, igSteps, igRule, percentile });
     const onEvent = ({ kind, index, text }) => {
       if (kind === "plan") onPlan?.(JSON.parse(text));
       else if (kind === "group") onGroup?.(JSON.parse(text));
