@@ -4,7 +4,7 @@
 //! ([`calibrate`]), the memory its runs keep, and the work budget of one
 //! engine call that keeps Cancel within about a second.
 
-use super::engine::AnyEngine;
+use super::engine::{AnyEngine, AnyRun};
 use crate::attribution::cost::{self, Estimate};
 use crate::attribution::run::Options;
 use crate::attribution::Pair;
@@ -67,33 +67,12 @@ pub async fn calibrate(e: &AnyEngine) -> Result<Calibration> {
         "cpu" => next_to_last..next_to_last + 1,
         _ => 0..cfg.n_layers,
     };
-    let alphas: Vec<f32> = (0..CAL_POINTS)
-        .map(|k| (k as f32 + 0.5) / CAL_POINTS as f32)
-        .collect();
-    let weights = vec![1.0 / CAL_POINTS as f32; CAL_POINTS];
-    let path = |layer| {
-        let which = LayerComponents {
-            layer,
-            component: Component::Heads,
-        };
-        let flops = CAL_POINTS as f64 * cost::ig_point_flops(&cfg, which, t - fd, t);
-        (which, flops)
-    };
+    let paths = || heads_paths(e, sweep, layers.clone(), (t, fd));
     if e.backend() != "cpu" {
-        for layer in layers.clone() {
-            e.path_gradients_group(&[sweep], path(layer).0, &alphas, &weights)
-                .await?;
-        }
+        paths().await?;
     }
     let start = now_ms();
-    let mut flops = 0.0;
-    for layer in layers {
-        let (which, f) = path(layer);
-        // the gradients come back to the host: the device's work is done
-        e.path_gradients_group(&[sweep], which, &alphas, &weights)
-            .await?;
-        flops += f;
-    }
+    let flops = paths().await?;
     let ms = (now_ms() - start).max(1e-3);
     Ok(Calibration {
         backend: e.backend(),
@@ -101,6 +80,31 @@ pub async fn calibrate(e: &AnyEngine) -> Result<Calibration> {
         flops,
         ms,
     })
+}
+
+/// The heads' IG path (`CAL_POINTS` points) at each of `layers`; returns
+/// its FLOPs. The gradients come back to the host: a device's work is done.
+async fn heads_paths(
+    e: &AnyEngine,
+    sweep: SweepPair<'_, AnyRun>,
+    layers: std::ops::Range<usize>,
+    (t, fd): (usize, usize),
+) -> Result<f64> {
+    let alphas: Vec<f32> = (0..CAL_POINTS)
+        .map(|k| (k as f32 + 0.5) / CAL_POINTS as f32)
+        .collect();
+    let weights = vec![1.0 / CAL_POINTS as f32; CAL_POINTS];
+    let mut flops = 0.0;
+    for layer in layers {
+        let which = LayerComponents {
+            layer,
+            component: Component::Heads,
+        };
+        e.path_gradients_group(&[sweep], which, &alphas, &weights)
+            .await?;
+        flops += CAL_POINTS as f64 * cost::ig_point_flops(e.config(), which, t - fd, t);
+    }
+    Ok(flops)
 }
 
 /// An analysis's cost on one engine, for the page to show before Run.

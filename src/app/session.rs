@@ -132,11 +132,15 @@ impl Session {
     ) -> Result<Vec<Report>> {
         let engine = self.engine(req.backend()?, obs).await;
         let opts = self.options_for(req, &engine)?;
-        let backend = engine.backend();
-        let cost = analysis_cost(self.config(), &self.tokenizer, pairs, &opts, backend, None);
-        // a pair that does not tokenize is refused by the analysis, in its words
-        if let Ok(cost) = cost {
-            cost.check_memory(self.config())?;
+        if let Some(limit) = memory_limit() {
+            // two runs a pair; a pair that does not tokenize is refused by
+            // the analysis, in its words
+            let runs: Vec<usize> = pairs
+                .iter()
+                .filter_map(|p| Pair::from_prompts(&self.tokenizer, self.config(), p).ok())
+                .flat_map(|p| [p.clean.len(); 2])
+                .collect();
+            runs_fit(self.config(), &runs, Some(limit), "this analysis")?;
         }
         analyze_group(&engine, &self.name, &self.tokenizer, pairs, &opts, obs).await
     }

@@ -104,8 +104,13 @@ async fn path_in_calls<E: Engine>(
     let per_point = work(cost::ig_point_flops);
     let after = work(|cfg, site, n, _| cost::ig_layer_flops(cfg, site, n));
     let per_call = cost::items_per_call(per_point, track.work_per_call(), alphas.len());
+    let calls = alphas.len().div_ceil(per_call);
     let mut sums: Option<Vec<PathGrads>> = None;
-    for (a, w) in alphas.chunks(per_call).zip(weights.chunks(per_call)) {
+    for (i, (a, w)) in alphas
+        .chunks(per_call)
+        .zip(weights.chunks(per_call))
+        .enumerate()
+    {
         track.pause().await?;
         let part = e.path_gradients_group(pairs, site, a, w).await?;
         sums = Some(match sums {
@@ -120,8 +125,7 @@ async fn path_in_calls<E: Engine>(
                 acc
             }
         });
-        let last = a.as_ptr_range().end == alphas.as_ptr_range().end;
-        let done = per_point * a.len() as f64 + if last { after } else { 0.0 };
+        let done = per_point * a.len() as f64 + if i + 1 == calls { after } else { 0.0 };
         track.advance(stage, cost::units(done))?;
     }
     Ok(sums.unwrap_or_default())
