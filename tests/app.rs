@@ -139,6 +139,7 @@ fn session(seed: u64) -> Session {
         name: "m".into(),
         tokenizer: tokenizer(),
         engines: Engines::new(engine(&spec(2, 4, 32, seed)), false),
+        saes: Default::default(),
     }
 }
 

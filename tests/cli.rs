@@ -84,7 +84,7 @@ fn analyze_writes_the_report_to_stdout_and_npy_files() {
             r.model.n_layers,
             r.model.n_heads
         ),
-        (3, "cpu", 2, 4)
+        (4, "cpu", 2, 4)
     );
     assert_eq!(r.tokens.first_diff, 10);
     assert_eq!(r.tokens.clean.len(), 15);
@@ -905,6 +905,7 @@ fn ablate_labels_and_scores_a_set_as_the_app_does() {
         name: model.name,
         tokenizer: model.tokenizer,
         engines: Engines::load(model.config, model.weights, false).unwrap(),
+        saes: Default::default(),
     };
     let reports: Vec<(usize, patchlab::report::Report)> = (0..2)
         .map(|i| {

@@ -227,6 +227,7 @@ fn session() -> Session {
         name: "m".into(),
         tokenizer: tokenizer(),
         engines: Engines::new(engine(&spec(3, 4, 64, 7)), false),
+        saes: Default::default(),
     }
 }
 

@@ -245,7 +245,7 @@ fn schema_1_reports_are_upgraded_from_their_scores() {
     patchlab::report::derive(&mut again, 10);
     assert_eq!(again.to_json(), r.to_json());
     // a schema this build does not know is refused with a reason
-    let future = text.replacen("\"schema\":1", "\"schema\":4", 1);
+    let future = text.replacen("\"schema\":1", "\"schema\":5", 1);
     let e = Report::from_json(&future).unwrap_err().to_string();
-    assert!(e.contains("report schema 4 is not supported"), "{e}");
+    assert!(e.contains("report schema 5 is not supported"), "{e}");
 }

@@ -104,6 +104,9 @@ pub struct AnalyzeRequest {
     pub ig_rule: Option<String>,
     pub percentile: Option<f64>,
     pub backend: Option<String>,
+    /// The loaded SAEs whose features to score, by hook name (`all`: every
+    /// one loaded).
+    pub saes: Option<Vec<String>>,
 }
 
 impl TryFrom<Value> for AnalyzeRequest {
@@ -128,6 +131,7 @@ impl TryFrom<Value> for AnalyzeRequest {
             ig_rule: f.get("igRule")?,
             percentile: f.get("percentile")?,
             backend: f.get("backend")?,
+            saes: f.get("saes")?,
         };
         f.end()?;
         Ok(r)

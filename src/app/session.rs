@@ -13,15 +13,22 @@ use crate::attribution::run::{analyze_group, predictions, Options};
 use crate::attribution::{Observer, Pair, Progress};
 use crate::engine::{Engine, Metric};
 use crate::error::{Error, Result};
+use crate::model::sae::Sae;
 use crate::model::{Config, Tokenizer};
 use crate::report::circuit::{CircuitChoice, CircuitReport};
+use crate::report::SaeInfo;
 use crate::report::{Prediction, Prompts, Report};
 use serde::Serialize;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 pub struct Session {
     pub name: String,
     pub tokenizer: Tokenizer,
     pub engines: Engines,
+    /// The sparse autoencoders loaded for this model, at most one per hook
+    /// (`add_sae`); an analysis scores the ones its request names.
+    pub saes: RefCell<Vec<Arc<Sae>>>,
 }
 
 /// The metrics of [`Session::ablate`] and where they were computed.
@@ -140,20 +147,108 @@ impl Session {
                 .filter_map(|p| Pair::from_prompts(&self.tokenizer, self.config(), p).ok())
                 .flat_map(|p| [p.clean.len(); 2])
                 .collect();
-            runs_fit(self.config(), &runs, Some(limit), "this analysis")?;
+            // the loaded SAEs' weights take their share of the memory
+            let saes: usize = self.saes.borrow().iter().map(|s| s.bytes()).sum();
+            runs_fit(
+                self.config(),
+                &runs,
+                Some(limit - saes as f64),
+                "this analysis",
+            )?;
         }
         analyze_group(&engine, &self.name, &self.tokenizer, pairs, &opts, obs).await
+    }
+
+    /// Adds an SAE (replacing the one on its hook, if any) once it fits
+    /// the model and, in WebAssembly, the memory left beside the model and
+    /// the other SAEs; returns what reports will record of it.
+    pub fn add_sae(&self, sae: Sae) -> Result<SaeInfo> {
+        sae.check_model(self.config())?;
+        if let Some(limit) = memory_limit() {
+            let model = self.config().weight_bytes() as f64;
+            let others: usize = self
+                .saes
+                .borrow()
+                .iter()
+                .filter(|s| s.hook_name != sae.hook_name)
+                .map(|s| s.bytes())
+                .sum();
+            let need = model + (others + sae.bytes()) as f64;
+            // the runs of a modest pair need room too
+            if need + 256e6 > limit {
+                let mb = |b: f64| (b / 1e6).round();
+                return Err(Error::Input(format!(
+                    "SAE {} ({} MB) does not fit beside the model ({} MB) and the other SAEs ({} MB) in this tab's {} MB: remove an SAE first",
+                    sae.name,
+                    mb(sae.bytes() as f64),
+                    mb(model),
+                    mb(others as f64),
+                    mb(limit)
+                )));
+            }
+        }
+        let info = sae_info(&sae);
+        let mut saes = self.saes.borrow_mut();
+        saes.retain(|s| s.hook_name != sae.hook_name);
+        saes.push(Arc::new(sae));
+        saes.sort_by_key(|s| (s.layer, s.hook_name.clone()));
+        Ok(info)
+    }
+
+    /// Removes the SAE on `hook_name`; false if none was loaded there.
+    pub fn remove_sae(&self, hook_name: &str) -> bool {
+        let mut saes = self.saes.borrow_mut();
+        let before = saes.len();
+        saes.retain(|s| s.hook_name != hook_name);
+        saes.len() != before
+    }
+
+    /// The loaded SAEs, in layer order.
+    pub fn sae_infos(&self) -> Vec<SaeInfo> {
+        self.saes.borrow().iter().map(|s| sae_info(s)).collect()
     }
 
     /// The request's options, each engine call held to about
     /// `SECONDS_PER_CALL` of work where the engine was calibrated.
     fn options_for(&self, req: &AnalyzeRequest, engine: &AnyEngine) -> Result<Options> {
         let mut opts = req.options()?;
+        opts.saes = self.requested_saes(req)?;
         opts.work_per_call = self
             .engines
             .rate(engine.backend())
             .map(|r| r * SECONDS_PER_CALL);
         Ok(opts)
+    }
+
+    /// The loaded SAEs a request names (`saes`: hook names, or `all`).
+    fn requested_saes(&self, req: &AnalyzeRequest) -> Result<Vec<Arc<Sae>>> {
+        let Some(names) = &req.saes else {
+            return Ok(vec![]);
+        };
+        let loaded = self.saes.borrow();
+        let mut out = Vec::new();
+        for n in names {
+            if n == "all" {
+                out.extend(loaded.iter().cloned());
+                continue;
+            }
+            match loaded.iter().find(|s| &s.hook_name == n) {
+                Some(s) => out.push(s.clone()),
+                None => {
+                    let have: Vec<&str> = loaded.iter().map(|s| s.hook_name.as_str()).collect();
+                    return Err(Error::Input(format!(
+                        "no SAE is loaded for {n}; loaded: {}",
+                        if have.is_empty() {
+                            "none (load one first)".to_string()
+                        } else {
+                            have.join(", ")
+                        }
+                    )));
+                }
+            }
+        }
+        out.dedup_by(|a, b| a.hook_name == b.hook_name);
+        Ok(out)
     }
 
     /// Times a small real workload on the engine for `backend` and keeps
@@ -181,7 +276,8 @@ impl Session {
         };
         let backend = self.engines.would_use(req.backend()?);
         let rate = self.engines.rate(backend);
-        let opts = req.options()?;
+        let mut opts = req.options()?;
+        opts.saes = self.requested_saes(req)?;
         analysis_cost(self.config(), &self.tokenizer, pairs, &opts, backend, rate)
     }
 
@@ -256,5 +352,17 @@ impl Session {
         let run = engine.run(&ids, &Metric::logit_diff(0, 0)).await?;
         let logits = engine.last_logits(&run).await?;
         Ok(predictions(&self.tokenizer, &logits, k))
+    }
+}
+
+/// What reports record of an SAE.
+pub fn sae_info(s: &Sae) -> SaeInfo {
+    SaeInfo {
+        name: s.name.clone(),
+        hook_name: s.hook_name.clone(),
+        architecture: s.architecture.name().to_string(),
+        d_in: s.d_in,
+        d_sae: s.d_sae,
+        neuronpedia_id: s.neuronpedia_id.clone(),
     }
 }

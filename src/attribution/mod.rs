@@ -12,6 +12,7 @@ pub mod atp;
 pub mod circuit;
 pub mod cost;
 pub mod dla;
+pub mod features;
 pub mod integrated_gradients;
 pub mod pair;
 pub mod patching;
@@ -117,6 +118,11 @@ impl<'o> Tracker<'o> {
         } else {
             Err(Error::Cancelled)
         }
+    }
+    /// Adds work found only while running (an SAE's changed features are
+    /// known once both runs are encoded).
+    pub fn grow(&mut self, units: u64) {
+        self.total += units;
     }
     /// Reports all the work done: the counts of `cost` are rounded, so the
     /// last step snaps to the total.

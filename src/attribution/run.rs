@@ -3,6 +3,7 @@
 use super::atp::attribution_patching;
 use super::cost::{self, Estimate};
 use super::dla::{direct_logit_attribution, layer_labels};
+use super::features::{feature_flops, feature_scores, sae_features, FeatureAsk};
 use super::integrated_gradients::integrated_gradients;
 use super::pair::MetricSpec;
 use super::patching::activation_patching;
@@ -12,12 +13,15 @@ use super::{Direction, Method, Observer, Pair, Tracker};
 use crate::clock::now_ms;
 use crate::engine::{Component, Engine, Metric, SweepPair};
 use crate::error::{Error, Result};
+use crate::model::sae::Sae;
 use crate::model::Tokenizer;
 use crate::report::{
     derive, Analysis, Deltas, Dla, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Patterns,
     Prediction, Prompts, Report, ScoreMap, Settings, SiteMap, SCHEMA,
 };
+use crate::report::{features::feature_key, FeatureRuns};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What to compute.
 #[derive(Debug, Clone)]
@@ -41,6 +45,8 @@ pub struct Options {
     /// lets each call be as large as the engine's passes allow. Not a
     /// setting of the report: it changes no number beyond float noise.
     pub work_per_call: Option<f64>,
+    /// Sparse autoencoders whose features to score (one per hook).
+    pub saes: Vec<Arc<Sae>>,
 }
 
 impl Default for Options {
@@ -56,6 +62,7 @@ impl Default for Options {
             sites: vec![],
             dla: false,
             work_per_call: None,
+            saes: vec![],
         }
     }
 }
@@ -65,11 +72,23 @@ impl Options {
     pub fn check(&self) -> Result<()> {
         if self.methods.is_empty()
             || self.directions.is_empty()
-            || (self.components.is_empty() && self.sites.is_empty() && !self.dla)
+            || (self.components.is_empty()
+                && self.sites.is_empty()
+                && !self.dla
+                && self.saes.is_empty())
         {
             return Err(Error::Input(
-                "choose at least one method, one direction and one component kind or site".into(),
+                "choose at least one method, one direction and one component kind, site or SAE"
+                    .into(),
             ));
+        }
+        for (i, a) in self.saes.iter().enumerate() {
+            if let Some(b) = self.saes[..i].iter().find(|b| b.hook_name == a.hook_name) {
+                return Err(Error::Input(format!(
+                    "two SAEs read {}: {} and {}; give one SAE per hook",
+                    a.hook_name, b.name, a.name
+                )));
+            }
         }
         if !(0.0..=1.0).contains(&self.percentile) {
             return Err(Error::Input(format!(
@@ -102,6 +121,11 @@ impl Options {
             percentile: self.percentile,
             sites: self.sites.clone(),
             dla: self.dla,
+            saes: self
+                .saes
+                .iter()
+                .map(|s| crate::app::session::sae_info(s))
+                .collect(),
         }
     }
 
@@ -236,6 +260,8 @@ impl<R> Prepared<R> {
 struct Scores {
     results: BTreeMap<MethodKey, BTreeMap<Direction, Maps>>,
     deltas: BTreeMap<Direction, Deltas>,
+    /// Each SAE's active features of both runs, by hook name.
+    features: BTreeMap<String, FeatureRuns>,
 }
 
 impl Scores {
@@ -284,6 +310,9 @@ pub async fn analyze_group<E: Engine>(
     }
     let t_start = now_ms();
     let cfg = e.config().clone();
+    for sae in &opts.saes {
+        sae.check_model(&cfg)?;
+    }
     let share = 1.0 / group.len() as f64;
     let mut timings = BTreeMap::new();
     let t0 = now_ms();
@@ -304,6 +333,11 @@ pub async fn analyze_group<E: Engine>(
         let t = now_ms();
         score_sites(e, opts, &prep, &mut scores, &mut track).await?;
         timings.insert("sites".to_string(), (now_ms() - t) * share);
+    }
+    if !opts.saes.is_empty() {
+        let t = now_ms();
+        score_features(e, opts, &prep, &mut scores, &mut track).await?;
+        timings.insert("features".to_string(), (now_ms() - t) * share);
     }
     let dlas = group_dla(e, opts, &prep, &mut track).await?;
     track.finish("reports")?;
@@ -420,6 +454,54 @@ async fn score_sites<E: Engine>(
                 let entry = s.results.entry(m).or_default().entry(d).or_default();
                 entry.sites.extend(by_site);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every SAE's features, pair by pair and direction by direction, into each
+/// pair's scores, with both runs' active features.
+async fn score_features<E: Engine>(
+    e: &E,
+    opts: &Options,
+    prep: &[Prepared<E::Run>],
+    scores: &mut [Scores],
+    track: &mut Tracker<'_>,
+) -> Result<()> {
+    let ask = FeatureAsk {
+        methods: &opts.methods,
+        ig_steps: opts.ig_steps,
+        ig_rule: opts.ig_rule,
+    };
+    let cfg = e.config();
+    for (p, s) in prep.iter().zip(scores.iter_mut()) {
+        for sae in &opts.saes {
+            track.pause().await?;
+            let clean = sae_features(e, &p.clean, sae).await?;
+            let corrupt = sae_features(e, &p.corrupt, sae).await?;
+            let shape = (p.pair.clean.len(), p.pair.first_diff);
+            for &d in &opts.directions {
+                let runs = d.order(&clean[..], &corrupt[..]);
+                let work = feature_flops(cfg, sae, &opts.methods, opts.ig_steps, shape, runs);
+                track.grow(super::cost::units(work));
+                let maps = feature_scores(e, p.sweep(d), sae, runs, &ask, d, track).await?;
+                for (m, fm) in maps {
+                    let entry = s.results.entry(m).or_default().entry(d).or_default();
+                    entry
+                        .features
+                        .insert(feature_key(&sae.hook_name, false), fm.all);
+                    entry
+                        .features
+                        .insert(feature_key(&sae.hook_name, true), fm.by_pos);
+                }
+            }
+            s.features.insert(
+                sae.hook_name.clone(),
+                FeatureRuns {
+                    clean: crate::report::ActiveFeatures::of(&clean, sae.d_sae),
+                    corrupt: crate::report::ActiveFeatures::of(&corrupt, sae.d_sae),
+                },
+            );
         }
     }
     Ok(())
@@ -569,6 +651,7 @@ fn report<E: Engine>(
         analysis: Analysis::default(),
         dla: None,
         patterns: None,
+        features: scores.features,
         warnings: Vec::new(),
         timings_ms: shared.timings.clone(),
         backend: e.backend().to_string(),

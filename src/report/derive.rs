@@ -79,6 +79,12 @@ pub fn derive(r: &mut Report, top: usize) {
                         .iter()
                         .map(|(&s, m)| (s, m.map(|v| (v as f64 / gap as f64) as f32)))
                         .collect(),
+                    // so is a feature map's
+                    features: maps
+                        .features
+                        .iter()
+                        .map(|(k, m)| (k.clone(), m.map(|v| (v as f64 / gap as f64) as f32)))
+                        .collect(),
                 },
             );
         }
@@ -91,6 +97,7 @@ pub fn derive(r: &mut Report, top: usize) {
         .filter_map(|c| parse_component(c).ok())
         .collect();
     r.analysis = analyse(&r.results, &components, r.settings.percentile, top);
+    r.analysis.features = super::features::analyse_features(&r.results, r.settings.percentile, top);
     r.warnings.clear();
     let gap = (mc as f64 - mk as f64).abs();
     let min = small_gap_threshold(mc, mk);

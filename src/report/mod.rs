@@ -13,6 +13,7 @@
 pub mod analysis;
 pub mod circuit;
 pub mod derive;
+pub mod features;
 pub mod keys;
 pub mod npy;
 pub mod sites;
@@ -20,6 +21,7 @@ pub mod slim;
 pub mod summary;
 
 pub use derive::derive;
+pub use features::{ActiveFeatures, FeatureAnalysis, FeatureRuns, SaeInfo};
 pub use keys::{parse_component, Direction, LatentKind, Method, MethodKey, ScoreMap};
 pub use sites::{PatchSite, SiteMap};
 
@@ -34,8 +36,11 @@ use std::collections::BTreeMap;
 /// patching sites' maps (`results.<method>.<direction>.<site>`,
 /// `settings.sites`). Schema-1 reports are read and brought up to 3
 /// (everything new derives from their scores); schema-2 reports have no
-/// site maps and are read as they are.
-pub const SCHEMA: u32 = 3;
+/// site maps and are read as they are. 4: sparse-autoencoder features
+/// (`results.<method>.<direction>.sae:<hook>` and `sae_by_pos:<hook>`,
+/// `settings.saes`, `features`, `analysis.features`); schema-3 reports
+/// have none and are read as they are.
+pub const SCHEMA: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -62,6 +67,10 @@ pub struct Report {
     /// site or DLA (schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patterns: Option<Patterns>,
+    /// features[hook_name]: each run's active features of the SAE on that
+    /// hook (schema 4; `settings.saes` lists the SAEs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, FeatureRuns>,
     /// What makes this pair's scores doubtful (`small_gap`: the metric
     /// barely differs between the prompts).
     #[serde(default)]
@@ -171,27 +180,88 @@ pub struct Settings {
     /// Whether direct logit attribution was asked for (schema 3).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dla: bool,
+    /// The sparse autoencoders whose features were scored (schema 4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saes: Vec<SaeInfo>,
 }
 
 /// Score maps of one method and direction: [layer][head] and [layer][neuron].
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Maps {
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_map"
-    )]
     pub heads: Option<ScoreMap>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "opt_map"
-    )]
     pub neurons: Option<ScoreMap>,
     /// TransformerLens's patching sites (`resid_pre`, `q_by_pos`, …), each
     /// an n-dimensional map of its own shape (schema 3).
-    #[serde(flatten)]
     pub sites: BTreeMap<PatchSite, SiteMap>,
+    /// SAE feature maps keyed `sae:<hook_name>` ([d_sae]) and
+    /// `sae_by_pos:<hook_name>` ([T, d_sae]) (schema 4; [`features`]).
+    pub features: BTreeMap<String, SiteMap>,
+}
+
+// In JSON a `Maps` is one object: `heads`, `neurons`, then each site by its
+// name and each feature map by its key (sparse where that is smaller).
+impl Serialize for Maps {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if let Some(h) = &self.heads {
+            m.serialize_entry("heads", h)?;
+        }
+        if let Some(n) = &self.neurons {
+            m.serialize_entry("neurons", n)?;
+        }
+        for (site, map) in &self.sites {
+            m.serialize_entry(site.name(), map)?;
+        }
+        for (key, map) in &self.features {
+            m.serialize_entry(key, &features::FeatureMapOut(map))?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Maps {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Maps, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Maps;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of score maps")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Maps, A::Error> {
+                let mut maps = Maps::default();
+                let nested = |v: Option<Vec<Vec<Option<f32>>>>| {
+                    v.map(|v| {
+                        v.into_iter()
+                            .map(|r| r.into_iter().map(nan).collect())
+                            .collect()
+                    })
+                };
+                while let Some(key) = a.next_key::<String>()? {
+                    match key.as_str() {
+                        "heads" => maps.heads = nested(a.next_value()?),
+                        "neurons" => maps.neurons = nested(a.next_value()?),
+                        k if features::parse_feature_key(k).is_some() => {
+                            let m: features::FeatureMapIn = a.next_value()?;
+                            maps.features.insert(key, m.0);
+                        }
+                        k => match PatchSite::ALL.into_iter().find(|s| s.name() == k) {
+                            Some(site) => {
+                                maps.sites.insert(site, a.next_value()?);
+                            }
+                            None => {
+                                return Err(serde::de::Error::custom(format!(
+                                    "unknown score map `{k}` (expected heads, neurons, a patching site or sae:<hook>)"
+                                )))
+                            }
+                        },
+                    }
+                }
+                Ok(maps)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl Maps {
@@ -285,6 +355,10 @@ pub struct Analysis {
     pub overlap: BTreeMap<Component, BTreeMap<LatentKind, f64>>,
     /// top[method][direction][heads|neurons]: largest |score| first.
     pub top: BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<Component, Vec<TopEntry>>>>,
+    /// features[hook_name]: the same analysis of each SAE's feature maps
+    /// over all positions (schema 4).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, FeatureAnalysis>,
 }
 
 /// A single score map wrapped so that nulls read back as NaN.
@@ -326,15 +400,6 @@ fn map<'de, D: Deserializer<'de>>(d: D) -> Result<ScoreMap, D::Error> {
         .collect())
 }
 
-fn opt_map<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ScoreMap>, D::Error> {
-    let v: Option<Vec<Vec<Option<f32>>>> = Deserialize::deserialize(d)?;
-    Ok(v.map(|v| {
-        v.into_iter()
-            .map(|r| r.into_iter().map(nan).collect())
-            .collect()
-    }))
-}
-
 fn opt_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<f32>>, D::Error> {
     let v: Option<Vec<Option<f32>>> = Deserialize::deserialize(d)?;
     Ok(v.map(|v| v.into_iter().map(nan).collect()))
@@ -351,7 +416,7 @@ impl Report {
             .map_err(|e| crate::Error::Input(format!("not a patchlab report: {e}")))?;
         match r.schema {
             SCHEMA => {}
-            2 => r.schema = SCHEMA,
+            2 | 3 => r.schema = SCHEMA,
             1 => {
                 let top = r
                     .analysis

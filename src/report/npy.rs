@@ -38,7 +38,9 @@ fn map_npy(m: &ScoreMap) -> Vec<u8> {
 }
 
 /// Every score map of a report as (file name, bytes):
-/// `<method>_<direction>_<heads|neurons>.npy`, shape [layers, components].
+/// `<method>_<direction>_<heads|neurons>.npy`, shape [layers, components];
+/// sites as `<method>_<direction>_<site>.npy` and SAE features as
+/// `<method>_<direction>_sae_<hook>.npy` / `…_sae_by_pos_<hook>.npy`.
 pub fn report_npy_files(r: &Report) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for (method, dirs) in &r.results {
@@ -52,6 +54,13 @@ pub fn report_npy_files(r: &Report) -> Vec<(String, Vec<u8>)> {
             for (site, m) in &maps.sites {
                 out.push((
                     format!("{method}_{dir}_{site}.npy"),
+                    npy_bytes(&m.shape, &m.values),
+                ));
+            }
+            // SAE feature maps: `sae:<hook>` as `sae_<hook>` ([d_sae], [T, d_sae])
+            for (key, m) in &maps.features {
+                out.push((
+                    format!("{method}_{dir}_{}.npy", key.replace(':', "_")),
                     npy_bytes(&m.shape, &m.values),
                 ));
             }

@@ -5,6 +5,7 @@ use super::reports::parse_reports;
 use super::weights::WeightStreamJs;
 use super::{from_js, js_err, json, to_js};
 use crate::app::{AblateRequest, AnalyzeRequest, Backend, Engines, Session};
+use crate::model::sae::Sae;
 use crate::model::Model;
 use crate::report::Report;
 use js_sys::{Function, Promise};
@@ -122,8 +123,31 @@ impl Lab {
                 name,
                 tokenizer,
                 engines,
+                saes: Default::default(),
             }),
         })
+    }
+
+    /// Loads a sparse autoencoder from SAELens's files (`cfg.json` text and
+    /// `sae_weights.safetensors` bytes) for this model, replacing the one on
+    /// its hook; `name` labels it in reports. Resolves nothing: returns JSON
+    /// `{name, hook_name, architecture, d_in, d_sae, neuronpedia_id?}`, or
+    /// throws saying why the SAE does not fit (its size, its hook, its
+    /// layout, the memory left).
+    pub fn load_sae(&self, name: &str, cfg_json: &str, weights: &[u8]) -> Result<String, JsValue> {
+        let sae = Sae::from_files(name, cfg_json, weights).map_err(js_err)?;
+        let info = self.session.add_sae(sae).map_err(js_err)?;
+        Ok(json(&info))
+    }
+
+    /// Removes the SAE on `hook_name`; false if none was loaded there.
+    pub fn remove_sae(&self, hook_name: &str) -> bool {
+        self.session.remove_sae(hook_name)
+    }
+
+    /// The loaded SAEs as JSON `[{name, hook_name, architecture, d_in, d_sae, neuronpedia_id?}]`.
+    pub fn saes(&self) -> String {
+        json(&self.session.sae_infos())
     }
 
     /// The model's name and shape, and the backends this build offers.

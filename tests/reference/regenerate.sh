@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates tests/golden/model_{a,b}.json and tests/golden/sites_model_{a,b}.json from random-weight
+# Regenerates tests/golden/model_{a,b}.json, tests/golden/sites_model_{a,b}.json (and circuits_*, sae_model_a.json) from random-weight
 # GPT-2 checkpoints written by `patchlab random-model`, with TransformerLens + captum.
 # Reference only: CI never runs this. See tests/reference/README.md.
 #
@@ -73,6 +73,13 @@ for shape in "${SHAPES[@]}"; do
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_site_goldens.py" \
     --model "$dir" --tokenizer "$vocab" --cases "$REF/site_cases.json" \
     --out "$ROOT/tests/golden/sites_model_$name.json" --seed "$seed"
+  # SAE goldens (SAELens; shape A only) from the committed SAE fixtures in tests/fixtures/sae
+  # (add --write-fixtures to recreate those first)
+  if [ "$name" = a ]; then
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_sae_goldens.py" \
+      --model "$dir" --tokenizer "$vocab" --cases "$REF/site_cases.json" \
+      --fixtures "$ROOT/tests/fixtures/sae" --out "$ROOT/tests/golden/sae_model_a.json" --seed "$seed"
+  fi
   # circuit goldens from the EAP-IG reference implementation itself (PATCHLAB_EAP_SRC: its src/ folder,
   # hannamw/EAP-IG at 795f560; fetched here when unset)
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$REF/make_circuit_goldens.py" --eap-src "$(eap_src)" \

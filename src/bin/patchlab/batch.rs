@@ -50,6 +50,12 @@ pub struct MethodArgs {
     /// Quantile that marks latent (AND / OR) components: 0.9 = top 10 %.
     #[arg(long, default_value_t = 0.9)]
     pub percentile: f64,
+    /// Also score every feature of this sparse autoencoder: a SAELens folder (cfg.json +
+    /// sae_weights.safetensors, the layout of SAELens's releases for GPT-2 small, e.g. a layer
+    /// folder of jbloom/GPT2-Small-SAEs-Reformatted). Repeat for several hooks. With
+    /// --components none only the features are scored. docs/methods.md ("SAE features").
+    #[arg(long = "sae", value_name = "DIR")]
+    pub saes: Vec<PathBuf>,
 }
 
 impl MethodArgs {
@@ -60,6 +66,7 @@ impl MethodArgs {
             directions: Some(split_list(&self.directions)),
             components: match self.sites {
                 Some(_) => None,
+                None if self.components.trim() == "none" => Some(vec![]),
                 None => Some(split_list(&self.components)),
             },
             sites: self.sites.as_deref().map(split_list),
@@ -71,7 +78,17 @@ impl MethodArgs {
     }
 
     pub fn options(&self) -> Result<Options> {
-        self.request().options()
+        let mut opts = self.request().options()?;
+        opts.saes = self.load_saes()?;
+        Ok(opts)
+    }
+
+    /// The `--sae` folders, loaded and checked.
+    pub fn load_saes(&self) -> Result<Vec<std::sync::Arc<patchlab::model::sae::Sae>>> {
+        self.saes
+            .iter()
+            .map(|dir| patchlab::model::sae::Sae::load_dir(dir).map(std::sync::Arc::new))
+            .collect()
     }
 }
 

@@ -255,7 +255,8 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         metric: Some(a.metric),
         ..a.methods.request()
     };
-    let opts = req.options()?;
+    let mut opts = req.options()?;
+    opts.saes = a.methods.load_saes()?;
     let prompts = req.prompts()?;
     let report = analysis(&load(&a.model, &a.backend)?, &prompts, &opts, a.quiet)?;
     let to_stdout = a.out.as_deref() == Some("-");
@@ -334,6 +335,7 @@ fn summary(r: &Report) -> String {
         }
     }
     s += &site_lines(r);
+    s += &feature_lines(r);
     s += &dla_lines(r);
     for (c, corr) in &r.analysis.correlations {
         let c = c.name();
@@ -413,6 +415,55 @@ fn site_lines(r: &Report) -> String {
                 .map(|&i| format!("{} {:+.3}", cell_name(r, site, i, &m.shape), m.values[i]))
                 .collect();
             s += &format!("top ap  {d:16} {site:16} {}\n", items.join("  "));
+        }
+    }
+    s
+}
+
+/// Each SAE: how many features each run has active, and the three largest
+/// |AP| features over all positions per direction, with IG*'s r against AP.
+fn feature_lines(r: &Report) -> String {
+    let mut s = String::new();
+    for sae in &r.settings.saes {
+        let h = &sae.hook_name;
+        if let Some(runs) = r.features.get(h) {
+            s += &format!(
+                "sae      {h} ({}, {} features): {} active (position, feature) cells clean, {} corrupt\n",
+                sae.architecture,
+                sae.d_sae,
+                runs.clean.values.len(),
+                runs.corrupt.values.len()
+            );
+        }
+        let key = patchlab::report::features::feature_key(h, false);
+        for (d, maps) in r.results.get(&MethodKey::Ap).into_iter().flatten() {
+            let Some(m) = maps.features.get(&key) else {
+                continue;
+            };
+            let mut order: Vec<usize> = (0..m.values.len())
+                .filter(|&i| m.values[i].is_finite() && m.values[i] != 0.0)
+                .collect();
+            order.sort_by(|&a, &b| m.values[b].abs().total_cmp(&m.values[a].abs()));
+            let items: Vec<String> = order
+                .iter()
+                .take(3)
+                .map(|&i| format!("#{i} {:+.3}", m.values[i]))
+                .collect();
+            s += &format!("top ap  {d:16} features {}\n", items.join("  "));
+        }
+        if let Some(a) = r.analysis.features.get(h) {
+            for (k, v) in &a.correlations {
+                if k.starts_with("ig_norm_") && k.contains("__vs__ap_") {
+                    let (x, y) = k.split_once("__vs__").unwrap_or((k, ""));
+                    if x.trim_start_matches("ig_norm_") == y.trim_start_matches("ap_") {
+                        let r = v.map_or("n/a".to_string(), |v| format!("{v:+.3}"));
+                        s += &format!(
+                            "r(IG*, AP) features {:16} {r}\n",
+                            x.trim_start_matches("ig_norm_")
+                        );
+                    }
+                }
+            }
         }
     }
     s
