@@ -18,6 +18,7 @@ use patchlab::engine::{Array, Engine};
 use patchlab::model::sae::SaeSite;
 use patchlab::report::features::feature_key;
 use patchlab::report::{Direction, MethodKey, Prompts, Report};
+use serde::Deserialize;
 use std::sync::Arc;
 
 fn feature_report<E: Engine>(e: &E, prompts: &Prompts, names: &[&str]) -> Report {
@@ -377,4 +378,70 @@ fn cli_scores_features_and_writes_them() {
         "tests/fixtures/sae",
     ]);
     fails_with(bad, "holds several SAEs");
+}
+
+#[test]
+fn batch_averages_feature_maps_over_the_pairs() {
+    let d = tempdir("sae-batch");
+    random_model(&d.join("m"), (2, 4, 64, 1), &["--n-ctx", "64"]);
+    let out = d.join("out");
+    ok(patchlab(&[
+        "batch",
+        "--model",
+        d.join("m").to_str().unwrap(),
+        "--task",
+        "ioi",
+        "--n",
+        "4",
+        "--seed",
+        "3",
+        "--components",
+        "none",
+        "--sae",
+        "tests/fixtures/sae/standard_resid_post_1",
+        "--methods",
+        "ap,atp",
+        "--out-dir",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--include-small-gap",
+    ]));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let reports: Vec<Report> = (0..4)
+        .map(|i| {
+            Report::from_json(
+                &std::fs::read_to_string(out.join(format!("pairs/{i:04}.json"))).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let key = "sae:blocks.1.hook_resid_post";
+    let stats = &summary["feature_maps"]["ap"]["clean_to_corrupt"][key];
+    assert_eq!(stats["n"], 4, "{stats}");
+    let mean = patchlab::report::features::FeatureMapIn::deserialize(&stats["mean"])
+        .unwrap()
+        .0;
+    for i in 0..mean.values.len() {
+        let want: f64 = reports
+            .iter()
+            .map(|r| {
+                r.results[&MethodKey::Ap][&Direction::CleanToCorrupt].features[key].values[i] as f64
+            })
+            .sum::<f64>()
+            / 4.0;
+        assert!(
+            (mean.values[i] as f64 - want).abs() < 1e-6,
+            "feature {i}: {} vs {want}",
+            mean.values[i]
+        );
+    }
+    // by position: only the pairs whose positions align
+    let by_pos =
+        &summary["feature_maps"]["ap"]["clean_to_corrupt"]["sae_by_pos:blocks.1.hook_resid_post"];
+    let aligned = summary["site_alignment"]["aligned"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(by_pos["n"].as_u64().unwrap() as usize, aligned);
 }

@@ -164,26 +164,18 @@ impl Session {
     /// the other SAEs; returns what reports will record of it.
     pub fn add_sae(&self, sae: Sae) -> Result<SaeInfo> {
         sae.check_model(self.config())?;
-        if let Some(limit) = memory_limit() {
-            let model = self.config().weight_bytes() as f64;
-            let others: usize = self
-                .saes
-                .borrow()
-                .iter()
-                .filter(|s| s.hook_name != sae.hook_name)
-                .map(|s| s.bytes())
-                .sum();
-            let need = model + (others + sae.bytes()) as f64;
-            // the runs of a modest pair need room too
-            if need + 256e6 > limit {
+        if let Some(room) = self.sae_room(Some(&sae.hook_name)) {
+            if sae.bytes() as f64 > room {
                 let mb = |b: f64| (b / 1e6).round();
+                let limit = memory_limit().unwrap_or(0.0);
                 return Err(Error::Input(format!(
-                    "SAE {} ({} MB) does not fit beside the model ({} MB) and the other SAEs ({} MB) in this tab's {} MB: remove an SAE first",
+                    "SAE {} ({} MB) does not fit: this tab holds {} MB, the model takes {} MB and the runs need {} MB, which leaves {} MB for SAEs; remove an SAE first",
                     sae.name,
                     mb(sae.bytes() as f64),
-                    mb(model),
-                    mb(others as f64),
-                    mb(limit)
+                    mb(limit),
+                    mb(self.config().weight_bytes() as f64),
+                    mb(SAE_RUN_RESERVE),
+                    mb(room)
                 )));
             }
         }
@@ -193,6 +185,23 @@ impl Session {
         saes.push(Arc::new(sae));
         saes.sort_by_key(|s| (s.layer, s.hook_name.clone()));
         Ok(info)
+    }
+
+    /// Bytes of SAE weights that still fit beside the model and the loaded
+    /// SAEs (those on `replacing`, which a new one would replace, freed), or
+    /// None where nothing bounds memory: what the page checks before it
+    /// downloads an SAE.
+    pub fn sae_room(&self, replacing: Option<&str>) -> Option<f64> {
+        let limit = memory_limit()?;
+        let model = self.config().weight_bytes() as f64;
+        let others: usize = self
+            .saes
+            .borrow()
+            .iter()
+            .filter(|s| Some(s.hook_name.as_str()) != replacing)
+            .map(|s| s.bytes())
+            .sum();
+        Some((limit - SAE_RUN_RESERVE - model - others as f64).max(0.0))
     }
 
     /// Removes the SAE on `hook_name`; false if none was loaded there.
@@ -354,6 +363,10 @@ impl Session {
         Ok(predictions(&self.tokenizer, &logits, k))
     }
 }
+
+/// Memory kept free for a pair's runs when SAEs are loaded (GPT-2 small's
+/// runs of a 100-token pair take about 150 MB).
+pub const SAE_RUN_RESERVE: f64 = 256e6;
 
 /// What reports record of an SAE.
 pub fn sae_info(s: &Sae) -> SaeInfo {

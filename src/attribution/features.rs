@@ -9,7 +9,9 @@
 //! to the residual stream at one point (`resid_*` are the stream itself;
 //! `attn_out` and `mlp_out` add to it; `hook_z` does through W_O), so a
 //! feature's change is the perturbation Δf[p, i] · rᵢ of the stream's row p,
-//! with rᵢ = W_dec[i] (for `hook_z`: Σ_h W_dec[i, h] · W_O[h]), and the
+//! with rᵢ = W_dec[i] (divided by its norm for a TopK SAE with
+//! `rescale_acts_by_decoder_norm`, as SAELens decodes it; for `hook_z`:
+//! Σ_h W_dec[i, h] · W_O[h]), and the
 //! engine's residual tails (`resid_metrics`, `resid_gradients`) run it on
 //! either backend. ∂m/∂f[p, i] = rᵢ · ∂m/∂(row p).
 //!
@@ -50,12 +52,23 @@ pub fn sae_start(sae: &Sae) -> Start {
 /// The activation the SAE reads of a run, [T, d_in], in TransformerLens's
 /// processed values (module docs).
 pub async fn sae_input<E: Engine>(e: &E, run: &E::Run, sae: &Sae) -> Result<Vec<f32>> {
+    hook_input(e, run, sae.site, sae.layer).await
+}
+
+/// The activation an SAE on `site` of `layer` would read of a run, [T,
+/// d_in], in TransformerLens's processed values (module docs).
+pub async fn hook_input<E: Engine>(
+    e: &E,
+    run: &E::Run,
+    site: SaeSite,
+    layer: usize,
+) -> Result<Vec<f32>> {
     let cfg = e.config();
-    if sae.site == SaeSite::Z {
+    if site == SaeSite::Z {
         let z = e
-            .activation(run, &format!("blocks.{}.attn.hook_z", sae.layer))
+            .activation(run, &format!("blocks.{layer}.attn.hook_z"))
             .await?;
-        let b_v = e.head_weights(sae.layer).await?.b_v;
+        let b_v = e.head_weights(layer).await?.b_v;
         let w = cfg.n_heads * cfg.d_head;
         return Ok(z
             .data
@@ -64,7 +77,7 @@ pub async fn sae_input<E: Engine>(e: &E, run: &E::Run, sae: &Sae) -> Result<Vec<
             .map(|(k, &v)| v - b_v[k % w])
             .collect());
     }
-    let a = e.activation(run, &sae.hook_name).await?;
+    let a = e.activation(run, &site.hook_name(layer)).await?;
     let d = cfg.d_model;
     let mut x = a.data;
     for row in x.chunks_mut(d) {
@@ -211,9 +224,16 @@ pub async fn feature_scores<E: Engine>(
 
 /// rᵢ: feature i's decoder row as a change of the residual stream.
 fn resid_direction(sae: &Sae, cfg: &Config, i: usize, w_o: &[f32]) -> Vec<f32> {
-    let row = &sae.w_dec[i * sae.d_in..(i + 1) * sae.d_in];
+    let mut row = sae.w_dec[i * sae.d_in..(i + 1) * sae.d_in].to_vec();
+    if sae.rescale_acts_by_decoder_norm {
+        // SAELens's TopK decodes f / ‖W_dec[i]‖ · W_dec[i] then
+        let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v = (*v as f64 / norm) as f32);
+        }
+    }
     if sae.site != SaeSite::Z {
-        return row.to_vec();
+        return row;
     }
     // hook_z is [pos, head, d_head] flattened head-major; W_O is [head, d_head, d_model]
     let d = cfg.d_model;
@@ -240,21 +260,22 @@ pub fn feature_flops(
     (f_base, f_other): (&[f32], &[f32]),
 ) -> f64 {
     let ds = sae.d_sae;
-    let (mut cells, mut changed) = (0usize, vec![false; ds]);
+    let (start, n) = (sae_start(sae), t - first_diff);
+    let (mut cell_flops, mut changed) = (0.0, vec![false; ds]);
     for k in first_diff * ds..(t * ds).min(f_base.len()) {
         if f_other[k] != f_base[k] {
-            cells += 1;
+            // a cell's tail starts at its position
+            cell_flops += tail_flops(cfg, start, t - k / ds, t);
             changed[k % ds] = true;
         }
     }
     let feats = changed.iter().filter(|&&c| c).count();
-    let (start, n) = (sae_start(sae), t - first_diff);
     let fwd = tail_flops(cfg, start, n, t);
     let grad = fwd + tail_backward_flops(cfg, start, n, t);
     methods
         .iter()
         .map(|m| match m {
-            Method::Ap => (cells + feats) as f64 * fwd,
+            Method::Ap => feats as f64 * fwd + cell_flops,
             Method::Atp => grad,
             Method::Ig => ig_steps as f64 * grad,
         })
@@ -279,42 +300,60 @@ impl<E: Engine> Ctx<'_, E> {
     }
 
     /// AP: every changed feature over all positions, then every changed
-    /// (position, feature) cell, batched; everything else scores 0 unrun.
+    /// (position, feature) cell, batched; everything else scores 0 unrun. A
+    /// cell at position p changes nothing before p, so its tail starts
+    /// there (the rows before are the base run's).
     async fn ap(&self, track: &mut Tracker<'_>, stage: &str) -> Result<FeatureMaps> {
-        let (t, fd, d, ds) = (self.t, self.first_diff, self.d, self.d_sae);
-        let block = self.n() * d;
-        let per_tail = tail_flops(&self.cfg, self.start, self.n(), t);
-        // (cell of the map, is it by position) and how to fill its block
-        enum Patch {
-            All(usize),
-            Cell(usize, usize),
-        }
-        let mut patches: Vec<(usize, Patch)> = Vec::new();
-        for (a, (i, _)) in self.active.iter().enumerate() {
-            patches.push((a, Patch::All(*i)));
-        }
+        let (t, fd, ds) = (self.t, self.first_diff, self.d_sae);
+        let mut all = SiteMap::zeros(vec![ds]);
+        let mut by_pos = SiteMap::zeros(vec![t, ds]);
+        // (first patched row, the active features patched there, all positions?)
+        let mut groups: Vec<(usize, Vec<usize>, bool)> =
+            vec![(fd, (0..self.active.len()).collect(), true)];
         for p in fd..t {
-            for (a, (i, _)) in self.active.iter().enumerate() {
-                if self.df[p * ds + i] != 0.0 {
-                    patches.push((a, Patch::Cell(p, *i)));
+            let here: Vec<usize> = (0..self.active.len())
+                .filter(|&a| self.df[p * ds + self.active[a].0] != 0.0)
+                .collect();
+            groups.push((p, here, false));
+        }
+        for (from, feats, whole) in groups {
+            let rows: Vec<usize> = if whole { (fd..t).collect() } else { vec![from] };
+            let scores = self.patch_rows(from, &feats, &rows, track, stage).await?;
+            for (&a, m) in feats.iter().zip(scores) {
+                let i = self.active[a].0;
+                if whole {
+                    all.values[i] = m;
+                } else {
+                    by_pos.values[from * ds + i] = m;
                 }
             }
         }
-        let mut all = SiteMap::zeros(vec![ds]);
-        let mut by_pos = SiteMap::zeros(vec![t, ds]);
+        Ok(FeatureMaps { all, by_pos })
+    }
+
+    /// The normalised metric of each active feature `feats[j]` changed by
+    /// Δf at `rows`, the tails starting at row `from`, batched.
+    async fn patch_rows(
+        &self,
+        from: usize,
+        feats: &[usize],
+        rows: &[usize],
+        track: &mut Tracker<'_>,
+        stage: &str,
+    ) -> Result<Vec<f32>> {
+        let (t, d, ds) = (self.t, self.d, self.d_sae);
+        let block = (t - from) * d;
+        let per_tail = tail_flops(&self.cfg, self.start, t - from, t);
         let per_call = cost::items_per_call(per_tail, track.work_per_call(), BATCH);
-        for chunk in patches.chunks(per_call) {
+        let mut out = Vec::with_capacity(feats.len());
+        for chunk in feats.chunks(per_call) {
             let mut deltas = vec![0f32; chunk.len() * block];
-            for ((a, patch), out) in chunk.iter().zip(deltas.chunks_mut(block)) {
-                let r = &self.active[*a].1;
-                let rows: Vec<(usize, usize)> = match patch {
-                    Patch::All(i) => (fd..t).map(|p| (p, *i)).collect(),
-                    Patch::Cell(p, i) => vec![(*p, *i)],
-                };
-                for (p, i) in rows {
+            for (&a, blk) in chunk.iter().zip(deltas.chunks_mut(block)) {
+                let (i, r) = (self.active[a].0, &self.active[a].1);
+                for &p in rows {
                     let v = self.df[p * ds + i];
                     if v != 0.0 {
-                        let row = &mut out[(p - fd) * d..(p - fd + 1) * d];
+                        let row = &mut blk[(p - from) * d..(p - from + 1) * d];
                         for (o, &x) in row.iter_mut().zip(r) {
                             *o = v * x;
                         }
@@ -324,17 +363,12 @@ impl<E: Engine> Ctx<'_, E> {
             track.pause().await?;
             let ms = self
                 .e
-                .resid_metrics(self.base, self.start, fd, &deltas)
+                .resid_metrics(self.base, self.start, from, &deltas)
                 .await?;
-            for ((_, patch), m) in chunk.iter().zip(ms) {
-                match *patch {
-                    Patch::All(i) => all.values[i] = self.normalise(m),
-                    Patch::Cell(p, i) => by_pos.values[p * ds + i] = self.normalise(m),
-                }
-            }
+            out.extend(ms.into_iter().map(|m| self.normalise(m)));
             track.advance(stage, cost::units(chunk.len() as f64 * per_tail))?;
         }
-        Ok(FeatureMaps { all, by_pos })
+        Ok(out)
     }
 
     /// Σ_k w_k ∂m/∂(the stream's rows at the start) along the straight path

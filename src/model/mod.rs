@@ -4,6 +4,7 @@ pub mod config;
 pub mod graph;
 pub mod published;
 pub mod random;
+pub mod random_sae;
 pub mod sae;
 pub mod tokenizer;
 pub mod weights;

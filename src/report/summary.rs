@@ -150,6 +150,34 @@ pub struct Summary {
     pub site_maps: SiteTable,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_alignment: Option<Alignment>,
+    /// feature_maps.<method>.<direction>."sae:<hook>" (and
+    /// "sae_by_pos:<hook>"): each SAE feature's mean and std over the pairs
+    /// that count, written sparse like the reports' feature maps. By-position
+    /// maps average only the pairs whose positions align (the alignment of
+    /// `site_alignment`, computed the same way), the others every pair.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feature_maps: FeatureTable,
+}
+
+/// feature_maps.<method>.<direction>.<key>.
+pub type FeatureTable = BTreeMap<MethodKey, BTreeMap<Direction, BTreeMap<String, FeatureStats>>>;
+
+/// An SAE feature map's cells over the pairs (as [`SiteStats`], sparse in JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureStats {
+    pub n: usize,
+    #[serde(serialize_with = "sparse_out", deserialize_with = "sparse_in")]
+    pub mean: SiteMap,
+    #[serde(serialize_with = "sparse_out", deserialize_with = "sparse_in")]
+    pub std: SiteMap,
+}
+
+fn sparse_out<S: serde::Serializer>(m: &SiteMap, s: S) -> std::result::Result<S::Ok, S::Error> {
+    super::features::FeatureMapOut(m).serialize(s)
+}
+
+fn sparse_in<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SiteMap, D::Error> {
+    Ok(super::features::FeatureMapIn::deserialize(d)?.0)
 }
 
 /// site_maps.<method>.<direction>.<site>.
@@ -211,16 +239,20 @@ fn cell_stats(maps: &[&SiteMap]) -> Option<SiteStats> {
     })
 }
 
-/// The sites' per-cell statistics of the counted pairs, and which of them align.
-fn site_maps(counted: &[&(usize, Report)]) -> (SiteTable, Option<Alignment>) {
-    let has_sites = counted.iter().any(|(_, r)| {
-        r.results
-            .values()
-            .flat_map(|d| d.values())
-            .any(|m| !m.sites.is_empty())
-    });
-    if !has_sites {
-        return (BTreeMap::new(), None);
+/// The sites' and features' per-cell statistics of the counted pairs, and
+/// which of them align.
+fn site_maps(counted: &[&(usize, Report)]) -> (SiteTable, FeatureTable, Option<Alignment>) {
+    let has = |f: fn(&super::Maps) -> bool| {
+        counted
+            .iter()
+            .any(|(_, r)| r.results.values().flat_map(|d| d.values()).any(f))
+    };
+    let (has_sites, has_features) = (
+        has(|m| !m.sites.is_empty()),
+        has(|m| !m.features.is_empty()),
+    );
+    if !has_sites && !has_features {
+        return (BTreeMap::new(), BTreeMap::new(), None);
     }
     // the most common (token count, first difference); ties: the earliest pair's
     let mut groups: Vec<((usize, usize), Vec<usize>)> = Vec::new();
@@ -263,13 +295,39 @@ fn site_maps(counted: &[&(usize, Report)]) -> (SiteTable, Option<Alignment>) {
             }
         }
     }
+    let mut features = FeatureTable::new();
+    for (&m, dirs) in &first.results {
+        for (&d, maps) in dirs {
+            for key in maps.features.keys() {
+                let positional = key.starts_with(super::features::BY_POS);
+                let these: Vec<&SiteMap> = counted
+                    .iter()
+                    .filter(|(i, _)| !positional || aligned.contains(i))
+                    .filter_map(|(_, r)| r.results.get(&m)?.get(&d)?.features.get(key))
+                    .collect();
+                if let Some(st) = cell_stats(&these) {
+                    let stats = FeatureStats {
+                        n: st.n,
+                        mean: st.mean,
+                        std: st.std,
+                    };
+                    features
+                        .entry(m)
+                        .or_default()
+                        .entry(d)
+                        .or_default()
+                        .insert(key.clone(), stats);
+                }
+            }
+        }
+    }
     let alignment = Alignment {
         n_tokens,
         first_diff,
         aligned,
         not_aligned,
     };
-    (out, Some(alignment))
+    (out, features, Some(alignment))
 }
 
 impl Summary {
@@ -393,7 +451,7 @@ pub fn summarize(
         .map(|(i, _)| *i)
         .collect();
     let tables = pair_tables(&sorted, include_small_gap);
-    let (site_maps, site_alignment) = site_summary(&sorted, include_small_gap);
+    let (site_maps, feature_maps, site_alignment) = site_summary(&sorted, include_small_gap);
     Ok(Summary {
         schema: SUMMARY_SCHEMA,
         kind: SUMMARY_KIND.to_string(),
@@ -417,6 +475,7 @@ pub fn summarize(
             / 1000.0,
         site_maps,
         site_alignment,
+        feature_maps,
     })
 }
 
@@ -544,14 +603,14 @@ impl PairEntry {
 fn site_summary(
     sorted: &[&(usize, Report)],
     include_small_gap: bool,
-) -> (SiteTable, Option<Alignment>) {
+) -> (SiteTable, FeatureTable, Option<Alignment>) {
     let counted: Vec<&(usize, Report)> = sorted
         .iter()
         .copied()
         .filter(|(_, r)| counts(r, include_small_gap))
         .collect();
     if counted.is_empty() {
-        (BTreeMap::new(), None)
+        (BTreeMap::new(), BTreeMap::new(), None)
     } else {
         site_maps(&counted)
     }

