@@ -445,3 +445,44 @@ fn batch_averages_feature_maps_over_the_pairs() {
         .len();
     assert_eq!(by_pos["n"].as_u64().unwrap() as usize, aligned);
 }
+
+#[test]
+fn slim_reports_keep_features_only_when_asked() {
+    let e = engine(&MODEL_A.1);
+    let r = feature_report(&e, &ioi_prompts(), &["topk_mlp_out_0"]);
+    let keep = patchlab::report::slim::Keep::parse("features").unwrap();
+    let s = Report::from_json(&patchlab::report::slim::slim(&r, &keep, 4).unwrap()).unwrap();
+    assert_eq!(s.settings.saes, r.settings.saes);
+    assert!(!s.analysis.features.is_empty());
+    let k = feature_key("blocks.0.hook_mlp_out", true);
+    let (a, b) = (
+        &r.results[&MethodKey::Ap][&Direction::CleanToCorrupt].features[&k],
+        &s.results[&MethodKey::Ap][&Direction::CleanToCorrupt].features[&k],
+    );
+    for (x, y) in a.values.iter().zip(&b.values) {
+        assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-6), "{x} vs {y}");
+    }
+    let keep = patchlab::report::slim::Keep::parse("heads").unwrap();
+    let r2 = {
+        let opts = Options {
+            components: vec![patchlab::engine::Component::Heads],
+            saes: vec![Arc::new(fixture("topk_mlp_out_0"))],
+            ig_steps: 5,
+            ..Options::default()
+        };
+        block_on(analyze_pair(
+            &e,
+            "m",
+            &tokenizer(),
+            &ioi_prompts(),
+            &opts,
+            &mut Quiet,
+        ))
+        .unwrap()
+    };
+    let s = Report::from_json(&patchlab::report::slim::slim(&r2, &keep, 4).unwrap()).unwrap();
+    assert!(s.features.is_empty() && s.settings.saes.is_empty() && s.analysis.features.is_empty());
+    assert!(s.results[&MethodKey::Ap][&Direction::CleanToCorrupt]
+        .features
+        .is_empty());
+}

@@ -19,6 +19,8 @@ pub struct Keep {
     pub patterns: bool,
     /// Direct logit attribution.
     pub dla: bool,
+    /// SAE features: their maps, active features and analysis.
+    pub features: bool,
 }
 
 impl Keep {
@@ -31,6 +33,7 @@ impl Keep {
             sites: Vec::new(),
             patterns: false,
             dla: false,
+            features: false,
         };
         let mut rest = Vec::new();
         for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -39,17 +42,18 @@ impl Keep {
                 "neurons" => keep.neurons = true,
                 "patterns" => keep.patterns = true,
                 "dla" => keep.dla = true,
+                "features" => keep.features = true,
                 other => rest.push(other),
             }
         }
         keep.sites = PatchSite::parse_list(&rest.join(",")).map_err(|e| {
             Error::Input(format!(
-                "{e} (a slim report keeps heads, neurons, patterns, dla and patching sites)"
+                "{e} (a slim report keeps heads, neurons, patterns, dla, features and patching sites)"
             ))
         })?;
-        if !keep.heads && !keep.neurons && keep.sites.is_empty() {
+        if !keep.heads && !keep.neurons && keep.sites.is_empty() && !keep.features {
             return Err(Error::Input(
-                "a slim report needs at least one map to keep: heads, neurons or a patching site (e.g. --keep heads)"
+                "a slim report needs at least one map to keep: heads, neurons, features or a patching site (e.g. --keep heads)"
                     .into(),
             ));
         }
@@ -63,6 +67,7 @@ impl Keep {
             (self.neurons, "neurons"),
             (self.patterns, "patterns"),
             (self.dla, "dla"),
+            (self.features, "features"),
         ] {
             if on {
                 v.push(name.into());
@@ -126,7 +131,15 @@ pub fn slim(r: &Report, keep: &Keep, digits: u32) -> Result<String> {
                 maps.neurons = None;
             }
             maps.sites.retain(|site, _| keep.sites.contains(site));
+            if !keep.features {
+                maps.features.clear();
+            }
         }
+    }
+    if !keep.features {
+        s.features.clear();
+        s.settings.saes.clear();
+        s.analysis.features.clear();
     }
     s.settings.sites.retain(|site| keep.sites.contains(site));
     let a = &mut s.analysis;

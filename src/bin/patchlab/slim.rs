@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub struct SlimArgs {
     /// A report written by `patchlab analyze` (or exported by the lab).
     report: PathBuf,
-    /// The maps to keep, comma-separated: heads, neurons, patterns, dla, and patching sites or
+    /// The maps to keep, comma-separated: heads, neurons, patterns, dla, features (SAE features), and patching sites or
     /// bundles (as --sites takes them).
     #[arg(long, default_value = "heads")]
     keep: String,
