@@ -486,3 +486,60 @@ fn slim_reports_keep_features_only_when_asked() {
         .features
         .is_empty());
 }
+
+/// Records every progress report.
+struct Record(Vec<(String, u64, u64)>);
+impl patchlab::attribution::Observer for Record {
+    fn progress(&mut self, p: &patchlab::attribution::Progress<'_>) -> bool {
+        self.0.push((p.stage.to_string(), p.done, p.total));
+        true
+    }
+}
+
+#[test]
+fn the_estimate_assumes_a_typical_count_and_progress_ends_at_the_work_done() {
+    let e = engine(&MODEL_A.1);
+    let prompts = ioi_prompts();
+    let pair = Pair::from_prompts(&tokenizer(), e.config(), &prompts).unwrap();
+    let opts = Options {
+        components: vec![],
+        saes: vec![Arc::new(fixture("legacy_standard_resid_pre_1"))],
+        ig_steps: 10,
+        ..Options::default()
+    };
+    let shapes = [(pair.clean.len(), pair.first_diff)];
+    let est = opts.estimate(e.config(), &shapes);
+    let features: Vec<_> = est
+        .phases
+        .iter()
+        .filter(|p| p.method == "features")
+        .collect();
+    assert_eq!(features.len(), 2, "{:?}", est.phases);
+    assert!(features.iter().all(|p| p.flops > 0.0));
+    let mut rec = Record(vec![]);
+    block_on(analyze_pair(
+        &e,
+        "m",
+        &tokenizer(),
+        &prompts,
+        &opts,
+        &mut rec,
+    ))
+    .unwrap();
+    let first_total = rec.0.first().unwrap().2;
+    assert_eq!(first_total, opts.work(e.config(), &shapes));
+    let (_, done, total) = rec.0.last().unwrap().clone();
+    assert_eq!(done, total);
+    for w in rec.0.windows(2) {
+        assert!(
+            w[1].1 >= w[0].1,
+            "progress went back: {:?} → {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    assert!(rec
+        .0
+        .iter()
+        .any(|(s, _, _)| s.contains("features of blocks.1.hook_resid_pre")));
+}

@@ -238,6 +238,32 @@ pub fn estimate(cfg: &Config, opts: &super::run::Options, pairs: &[(usize, usize
             });
         }
     }
+    if !opts.saes.is_empty() {
+        // the changed features are known only once both runs are encoded:
+        // AP assumes a typical count (`features::ASSUMED_CELLS_PER_POSITION`)
+        for &d in &opts.directions {
+            let flops = pairs
+                .iter()
+                .flat_map(|&shape| {
+                    opts.saes.iter().map(move |sae| {
+                        super::features::assumed_feature_flops(
+                            cfg,
+                            sae,
+                            &opts.methods,
+                            opts.ig_steps,
+                            shape,
+                        )
+                    })
+                })
+                .sum();
+            phases.push(PhaseCost {
+                method: "features",
+                component: None,
+                direction: Some(d.name()),
+                flops,
+            });
+        }
+    }
     Estimate {
         flops: phases.iter().map(|p| p.flops).sum(),
         phases,

@@ -249,6 +249,41 @@ fn resid_direction(sae: &Sae, cfg: &Config, i: usize, w_o: &[f32]) -> Vec<f32> {
     r.into_iter().map(|v| v as f32).collect()
 }
 
+/// Changed (position, feature) cells per differing position that an
+/// estimate before the runs assumes: what a `gpt2-small-res-jb`-shaped SAE
+/// with about 60 active features per token gives on the IOI pair
+/// (docs/performance.md, "SAE features"). The run's own count replaces it
+/// once both runs are encoded.
+pub const ASSUMED_CELLS_PER_POSITION: usize = 100;
+
+/// The work of a [`feature_scores`] call before the runs exist, in FLOPs:
+/// AtP and IG exactly, AP for [`ASSUMED_CELLS_PER_POSITION`] changed cells
+/// per differing position (as many changed features, at most d_sae).
+pub fn assumed_feature_flops(
+    cfg: &Config,
+    sae: &Sae,
+    methods: &[Method],
+    ig_steps: usize,
+    (t, first_diff): (usize, usize),
+) -> f64 {
+    let (start, n) = (sae_start(sae), t - first_diff);
+    let per_row = ASSUMED_CELLS_PER_POSITION.min(sae.d_sae);
+    let cells: f64 = (first_diff..t)
+        .map(|p| per_row as f64 * tail_flops(cfg, start, t - p, t))
+        .sum();
+    let feats = (per_row * n).min(sae.d_sae) as f64;
+    let fwd = tail_flops(cfg, start, n, t);
+    let grad = fwd + tail_backward_flops(cfg, start, n, t);
+    methods
+        .iter()
+        .map(|m| match m {
+            Method::Ap => feats * fwd + cells,
+            Method::Atp => grad,
+            Method::Ig => ig_steps as f64 * grad,
+        })
+        .sum()
+}
+
 /// The work AP of a [`feature_scores`] call will do, in FLOPs, from the
 /// runs' features: one tail per changed feature and one per changed cell.
 pub fn feature_flops(

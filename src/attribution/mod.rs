@@ -119,10 +119,12 @@ impl<'o> Tracker<'o> {
             Err(Error::Cancelled)
         }
     }
-    /// Adds work found only while running (an SAE's changed features are
-    /// known once both runs are encoded).
-    pub fn grow(&mut self, units: u64) {
-        self.total += units;
+    /// Replaces an estimate in the total by the work found while running
+    /// (an SAE's changed features are known once both runs are encoded).
+    pub fn revise(&mut self, estimated: u64, actual: u64) {
+        self.total = (self.total + actual)
+            .saturating_sub(estimated)
+            .max(self.done);
     }
     /// Reports all the work done: the counts of `cost` are rounded, so the
     /// last step snaps to the total.

@@ -3,7 +3,9 @@
 use super::atp::attribution_patching;
 use super::cost::{self, Estimate};
 use super::dla::{direct_logit_attribution, layer_labels};
-use super::features::{feature_flops, feature_scores, sae_features, FeatureAsk};
+use super::features::{
+    assumed_feature_flops, feature_flops, feature_scores, sae_features, FeatureAsk,
+};
 use super::integrated_gradients::integrated_gradients;
 use super::pair::MetricSpec;
 use super::patching::activation_patching;
@@ -483,7 +485,8 @@ async fn score_features<E: Engine>(
             for &d in &opts.directions {
                 let runs = d.order(&clean[..], &corrupt[..]);
                 let work = feature_flops(cfg, sae, &opts.methods, opts.ig_steps, shape, runs);
-                track.grow(super::cost::units(work));
+                let assumed = assumed_feature_flops(cfg, sae, &opts.methods, opts.ig_steps, shape);
+                track.revise(super::cost::units(assumed), super::cost::units(work));
                 let maps = feature_scores(e, p.sweep(d), sae, runs, &ask, d, track).await?;
                 for (m, fm) in maps {
                     let entry = s.results.entry(m).or_default().entry(d).or_default();
