@@ -543,3 +543,44 @@ fn the_estimate_assumes_a_typical_count_and_progress_ends_at_the_work_done() {
         .iter()
         .any(|(s, _, _)| s.contains("features of blocks.1.hook_resid_pre")));
 }
+
+#[test]
+fn a_work_budget_splits_feature_calls_and_changes_no_number() {
+    let e = engine(&MODEL_A.1);
+    let names = ["jumprelu_z_0"];
+    let whole = feature_report(&e, &ioi_prompts(), &names);
+    let opts = Options {
+        components: vec![],
+        saes: vec![Arc::new(fixture(names[0]))],
+        ig_steps: 20,
+        // a few tails per call
+        work_per_call: Some(2e6),
+        ..Options::default()
+    };
+    let split = block_on(analyze_pair(
+        &e,
+        "m",
+        &tokenizer(),
+        &ioi_prompts(),
+        &opts,
+        &mut Quiet,
+    ))
+    .unwrap();
+    for (m, dirs) in &whole.results {
+        for (d, maps) in dirs {
+            for (k, a) in &maps.features {
+                let b = &split.results[m][d].features[k];
+                for (x, y) in a.values.iter().zip(&b.values) {
+                    if *m == MethodKey::Ap {
+                        assert_eq!(x, y, "{m:?} {k}: AP keeps its bits");
+                    } else {
+                        assert!(
+                            (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
+                            "{m:?} {d:?} {k}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

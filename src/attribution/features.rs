@@ -197,23 +197,23 @@ pub async fn feature_scores<E: Engine>(
         active,
         cfg,
     };
+    let (alphas, weights) = nodes_and_weights(ask.ig_rule, ask.ig_steps)?;
     let mut out = BTreeMap::new();
     for &m in ask.methods {
         let stage = format!("{} {} features of {}", m.name(), dir.name(), sae.hook_name);
-        track.pause().await?;
+        if cx.active.is_empty() {
+            // no feature differs between the runs: every score is 0
+            out.insert(m.into(), cx.attribute(&[], true));
+            continue;
+        }
         let maps = match m {
             Method::Ap => cx.ap(track, &stage).await?,
             Method::Atp => {
-                let g = cx.gradients(&[0.0], &[1.0]).await?;
-                track.advance(&stage, cost::units(cx.grad_flops(1)))?;
+                let g = cx.gradients(&[0.0], &[1.0], track, &stage).await?;
                 cx.attribute(&g, true)
             }
             Method::Ig => {
-                let (alphas, weights) = nodes_and_weights(ask.ig_rule, ask.ig_steps)?;
-                let alphas: Vec<f32> = alphas.iter().map(|&a| a as f32).collect();
-                let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
-                let g = cx.gradients(&alphas, &weights).await?;
-                track.advance(&stage, cost::units(cx.grad_flops(alphas.len())))?;
+                let g = cx.gradients(&alphas, &weights, track, &stage).await?;
                 cx.attribute(&g, false)
             }
         };
@@ -409,7 +409,13 @@ impl<E: Engine> Ctx<'_, E> {
     /// Σ_k w_k ∂m/∂(the stream's rows at the start) along the straight path
     /// base + α_k R, R = Σᵢ Δf[:, i] rᵢ (all features moving together, the
     /// error term fixed), [n, d_model] f64.
-    async fn gradients(&self, alphas: &[f32], weights: &[f32]) -> Result<Vec<f64>> {
+    async fn gradients(
+        &self,
+        alphas: &[f64],
+        weights: &[f64],
+        track: &mut Tracker<'_>,
+        stage: &str,
+    ) -> Result<Vec<f64>> {
         let (fd, d, ds) = (self.first_diff, self.d, self.d_sae);
         let block = self.n() * d;
         let mut full = vec![0f64; block];
@@ -424,19 +430,27 @@ impl<E: Engine> Ctx<'_, E> {
                 }
             }
         }
-        let mut deltas = Vec::with_capacity(alphas.len() * block);
-        for &a in alphas {
-            deltas.extend(full.iter().map(|&v| (a as f64 * v) as f32));
-        }
-        let (_, grads) = self
-            .e
-            .resid_gradients(self.base, self.start, fd, &deltas)
-            .await?;
+        // the path's points in calls of the work budget, their weighted
+        // gradients summed in order
+        let per_call =
+            cost::items_per_call(self.grad_flops(1), track.work_per_call(), alphas.len());
         let mut g = vec![0f64; block];
-        for (k, w) in weights.iter().enumerate() {
-            for (acc, &x) in g.iter_mut().zip(&grads[k * block..(k + 1) * block]) {
-                *acc += *w as f64 * x as f64;
+        for (a_chunk, w_chunk) in alphas.chunks(per_call).zip(weights.chunks(per_call)) {
+            let mut deltas = Vec::with_capacity(a_chunk.len() * block);
+            for &a in a_chunk {
+                deltas.extend(full.iter().map(|&v| (a as f32 as f64 * v) as f32));
             }
+            track.pause().await?;
+            let (_, grads) = self
+                .e
+                .resid_gradients(self.base, self.start, fd, &deltas)
+                .await?;
+            for (k, &w) in w_chunk.iter().enumerate() {
+                for (acc, &x) in g.iter_mut().zip(&grads[k * block..(k + 1) * block]) {
+                    *acc += w as f32 as f64 * x as f64;
+                }
+            }
+            track.advance(stage, cost::units(self.grad_flops(a_chunk.len())))?;
         }
         Ok(g)
     }
@@ -464,7 +478,11 @@ impl<E: Engine> Ctx<'_, E> {
         FeatureMaps {
             all: SiteMap {
                 shape: vec![ds],
-                values: all.into_iter().map(|v| (v * scale) as f32).collect(),
+                // a feature that never changed is exactly 0, whatever the gap
+                values: all
+                    .into_iter()
+                    .map(|v| if v == 0.0 { 0.0 } else { (v * scale) as f32 })
+                    .collect(),
             },
             by_pos,
         }
