@@ -179,7 +179,7 @@ impl Session {
                 )));
             }
         }
-        let info = sae_info(&sae);
+        let info = SaeInfo::of(&sae);
         let mut saes = self.saes.borrow_mut();
         saes.retain(|s| s.hook_name != sae.hook_name);
         saes.push(Arc::new(sae));
@@ -214,7 +214,7 @@ impl Session {
 
     /// The loaded SAEs, in layer order.
     pub fn sae_infos(&self) -> Vec<SaeInfo> {
-        self.saes.borrow().iter().map(|s| sae_info(s)).collect()
+        self.saes.borrow().iter().map(|s| SaeInfo::of(s)).collect()
     }
 
     /// The request's options, each engine call held to about
@@ -367,15 +367,3 @@ impl Session {
 /// Memory kept free for a pair's runs when SAEs are loaded (GPT-2 small's
 /// runs of a 100-token pair take about 150 MB).
 pub const SAE_RUN_RESERVE: f64 = 256e6;
-
-/// What reports record of an SAE.
-pub fn sae_info(s: &Sae) -> SaeInfo {
-    SaeInfo {
-        name: s.name.clone(),
-        hook_name: s.hook_name.clone(),
-        architecture: s.architecture.name().to_string(),
-        d_in: s.d_in,
-        d_sae: s.d_sae,
-        neuronpedia_id: s.neuronpedia_id.clone(),
-    }
-}

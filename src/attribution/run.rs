@@ -21,7 +21,7 @@ use crate::report::{
     derive, Analysis, Deltas, Dla, Maps, MethodKey, MetricValues, ModelInfo, PatchSite, Patterns,
     Prediction, Prompts, Report, ScoreMap, Settings, SiteMap, SCHEMA,
 };
-use crate::report::{features::feature_key, FeatureRuns};
+use crate::report::{features::feature_key, FeatureRuns, SaeInfo};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -123,11 +123,7 @@ impl Options {
             percentile: self.percentile,
             sites: self.sites.clone(),
             dla: self.dla,
-            saes: self
-                .saes
-                .iter()
-                .map(|s| crate::app::session::sae_info(s))
-                .collect(),
+            saes: self.saes.iter().map(|s| SaeInfo::of(s)).collect(),
         }
     }
 

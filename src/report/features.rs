@@ -52,6 +52,20 @@ pub struct SaeInfo {
     pub neuronpedia_id: Option<String>,
 }
 
+impl SaeInfo {
+    /// What a report records of a loaded SAE.
+    pub fn of(s: &crate::model::sae::Sae) -> SaeInfo {
+        SaeInfo {
+            name: s.name.clone(),
+            hook_name: s.hook_name.clone(),
+            architecture: s.architecture.name().to_string(),
+            d_in: s.d_in,
+            d_sae: s.d_sae,
+            neuronpedia_id: s.neuronpedia_id.clone(),
+        }
+    }
+}
+
 /// One run's active features: every (position, feature) with a non-zero
 /// `hook_sae_acts_post`, position-major, and its activation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
