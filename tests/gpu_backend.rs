@@ -892,8 +892,9 @@ fn graph_passes_agree_with_the_cpu() {
 /// The GPU engine's device work, counted per dispatch: every phase's
 /// dispatch count is pinned (a change to the passes shows here first and
 /// must be deliberate: update the numbers and docs/performance.md's
-/// profile), and a forward's matrix-product FLOPs equal the model's
-/// arithmetic (24·T·L·d² for the linear layers and W_O).
+/// profile), with how many of them are the register-tiled matrix product
+/// (`matmul_tiled`, m and n ≥ 128), and a forward's matrix-product FLOPs
+/// equal the model's arithmetic (24·T·L·d² for the linear layers and W_O).
 #[test]
 fn device_work_is_counted_per_phase() {
     use patchlab::attribution::atp::attribution_patching;
@@ -931,10 +932,14 @@ fn device_work_is_counted_per_phase() {
             fwd.total().dispatches,
             fwd.submits,
             fwd.readbacks,
+            kernel(&fwd, "matmul_tiled").dispatches,
         ));
         let l = cfg.n_layers as f64;
         let d = cfg.d_model as f64;
-        let mm = kernel(&fwd, "matmul").flops + kernel(&fwd, "matmul_skinny").flops;
+        let mm = ["matmul", "matmul_skinny", "matmul_tiled"]
+            .iter()
+            .map(|k| kernel(&fwd, k).flops)
+            .sum::<f64>();
         let want = 2.0 * 24.0 * t as f64 * l * d * d;
         assert!(
             (mm - want).abs() <= 1e-9 * want,
@@ -949,7 +954,8 @@ fn device_work_is_counted_per_phase() {
         let mut q = Quiet;
         let mut phase = |name: &'static str, before: DeviceProfile| {
             let w = snap().since(&before);
-            got.push((name, w.total().dispatches, w.submits, w.readbacks));
+            let tiled = kernel(&w, "matmul_tiled").dispatches;
+            got.push((name, w.total().dispatches, w.submits, w.readbacks, tiled));
         };
         let s = snap();
         activation_patching(
@@ -993,14 +999,215 @@ fn device_work_is_counted_per_phase() {
         };
         gpu.graph_forward(&a, &m, pass).await.unwrap();
         phase("graph pass with gradients", s);
-        // (phase, dispatches, submissions, read-backs)
+        // enough rows (steps × positions) for the register-tiled kernel
+        let s = snap();
+        integrated_gradients(
+            &gpu,
+            &[sweep],
+            Component::Neurons,
+            (32, Rule::GaussLegendre),
+            dir,
+            &mut Tracker::new(&mut q, 0),
+        )
+        .await
+        .unwrap();
+        phase("IG neurons, 32 steps", s);
+        // (phase, dispatches, submissions, read-backs, of the dispatches
+        // those of the register-tiled matrix product)
         let pinned = vec![
-            ("forward ×2", 60, 2, 2),
-            ("AP heads", 24, 2, 2),
-            ("IG neurons", 30, 2, 6),
-            ("AtP heads", 31, 1, 5),
-            ("graph pass with gradients", 51, 1, 1),
+            ("forward ×2", 60, 2, 2, 0),
+            ("AP heads", 24, 2, 2, 0),
+            ("IG neurons", 30, 2, 6, 0),
+            ("AtP heads", 31, 1, 5, 0),
+            ("graph pass with gradients", 51, 1, 1, 0),
+            ("IG neurons, 32 steps", 30, 2, 6, 1),
         ];
         assert_eq!(got, pinned, "device work per phase changed");
     });
+}
+
+/// The matrix-product kernels (`matmul_tiled` for m, n ≥ 128 where A and B
+/// are vec4-aligned, `matmul` otherwise, `matmul_skinny` for m ≤ 16) against
+/// an f64 reference on shapes with ragged edges (m, n, k not multiples of
+/// the tiles), transposed B, bias and residual, batches and offsets; C's
+/// elements outside the product are left as they were.
+#[test]
+fn matmul_kernels_match_an_f64_reference() {
+    use patchlab::engine::gpu::MatmulLayout as Mm;
+    let (_, gpu) = engines(&spec(1, 2, 32, 41));
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut rand = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    };
+    struct Case {
+        mm: Mm,
+        bias: bool,
+        res: bool,
+        tiled: bool,
+        kernel: &'static str,
+    }
+    let plain = |m, k, n| Mm::plain(m, k, n);
+    let cases = [
+        // plain, tile-sized rows, bias
+        Case {
+            mm: plain(256, 64, 128),
+            bias: true,
+            res: false,
+            tiled: true,
+            kernel: "matmul_tiled",
+        },
+        // ragged m, n and k (row strides padded to vec4s), bias + residual
+        Case {
+            mm: Mm {
+                lda: 40,
+                ldb: 136,
+                ldc: 135,
+                ..plain(130, 37, 133)
+            },
+            bias: true,
+            res: true,
+            tiled: true,
+            kernel: "matmul_tiled",
+        },
+        // the same by the 64×64 kernel
+        Case {
+            mm: Mm {
+                lda: 40,
+                ldb: 136,
+                ldc: 135,
+                ..plain(130, 37, 133)
+            },
+            bias: true,
+            res: true,
+            tiled: false,
+            kernel: "matmul",
+        },
+        // transposed B, a batch with offsets and a bias per element, long k
+        Case {
+            mm: Mm {
+                lda: 304,
+                ldb: 300,
+                ldc: 131,
+                a_off: 8,
+                b_off: 4,
+                c_off: 3,
+                batch: 3,
+                a_bs: 150 * 304 + 4,
+                b_bs: 129 * 300 + 8,
+                c_bs: 150 * 131 + 5,
+                trans_b: true,
+                bias_off: 2,
+                bias_bs: 131,
+                ..plain(150, 299, 129)
+            },
+            bias: true,
+            res: true,
+            tiled: true,
+            kernel: "matmul_tiled",
+        },
+        // A not vec4-aligned: the 64×64 kernel
+        Case {
+            mm: Mm {
+                a_off: 1,
+                ..plain(200, 45, 160)
+            },
+            bias: false,
+            res: true,
+            tiled: true,
+            kernel: "matmul",
+        },
+        // too few rows for the register tiles
+        Case {
+            mm: Mm {
+                trans_b: true,
+                ldb: 70,
+                ..plain(100, 70, 300)
+            },
+            bias: true,
+            res: false,
+            tiled: true,
+            kernel: "matmul",
+        },
+        // one prompt's rows
+        Case {
+            mm: plain(13, 96, 200),
+            bias: true,
+            res: true,
+            tiled: true,
+            kernel: "matmul_skinny",
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let mm = case.mm;
+        let last = mm.batch - 1;
+        let a_len = mm.a_off + last * mm.a_bs + (mm.m - 1) * mm.lda + mm.k;
+        let b_len = mm.b_off
+            + last * mm.b_bs
+            + if mm.trans_b {
+                (mm.n - 1) * mm.ldb + mm.k
+            } else {
+                (mm.k - 1) * mm.ldb + mm.n
+            };
+        let c_len = mm.c_off + last * mm.c_bs + (mm.m - 1) * mm.ldc + mm.n;
+        let bias_len = mm.bias_off + last * mm.bias_bs + mm.n;
+        let (a, b, bias, res) = (rand(a_len), rand(b_len), rand(bias_len), rand(c_len));
+        let c0 = vec![7.0f32; c_len];
+        gpu.set_matmul_tiled(case.tiled);
+        let (got, kernel) = block_on(gpu.run_matmul(
+            mm,
+            &a,
+            &b,
+            case.bias.then_some(&bias[..]),
+            case.res.then_some(&res[..]),
+            &c0,
+        ))
+        .unwrap();
+        gpu.set_matmul_tiled(true);
+        assert_eq!(kernel, case.kernel, "case {i}: {mm:?}");
+        let mut want: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
+        for z in 0..mm.batch {
+            for r in 0..mm.m {
+                for col in 0..mm.n {
+                    let mut s = 0.0f64;
+                    for k in 0..mm.k {
+                        let av = a[mm.a_off + z * mm.a_bs + r * mm.lda + k] as f64;
+                        let bi = mm.b_off
+                            + z * mm.b_bs
+                            + if mm.trans_b {
+                                col * mm.ldb + k
+                            } else {
+                                k * mm.ldb + col
+                            };
+                        s += av * b[bi] as f64;
+                    }
+                    if case.bias {
+                        s += bias[mm.bias_off + z * mm.bias_bs + col] as f64;
+                    }
+                    let o = mm.c_off + z * mm.c_bs + r * mm.ldc + col;
+                    if case.res {
+                        s += res[o] as f64;
+                    }
+                    want[o] = s;
+                }
+            }
+        }
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(&g, &w)| (g as f64 - w).abs())
+            .fold(0.0, f64::max)
+            / scale;
+        assert!(
+            err <= 1e-5,
+            "case {i} ({kernel}): GPU differs from the f64 reference by {err:e} (relative)"
+        );
+    }
 }

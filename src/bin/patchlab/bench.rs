@@ -168,6 +168,17 @@ fn bench_on(a: &BenchArgs, e: &AnyEngine, name: &str, tokenizer: &Tokenizer) -> 
             "plain matmul [{m}, {k}]·[{k}, {n}] + bias (the linear-layer kernel, mean of 3 after a warm-up): {ms:.2} ms, {rate:.1} GFLOP/s"
         );
         if a.matmul_only {
+            if let AnyEngine::Gpu(g) = e {
+                // the same product by the 64×64 kernel the register-tiled one replaced
+                g.set_matmul_tiled(false);
+                let old = g.time_matmul(m, k, n, 3).await;
+                g.set_matmul_tiled(true);
+                let ms = old?;
+                let rate = 2.0 * m as f64 * k as f64 * n as f64 / ms / 1e6;
+                println!(
+                    "the same by the 64×64 kernel (`matmul`, without register tiling): {ms:.2} ms, {rate:.1} GFLOP/s"
+                );
+            }
             return Ok(());
         }
         run_bench(a, e, name, tokenizer, rate).await

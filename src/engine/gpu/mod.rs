@@ -35,6 +35,9 @@ use std::sync::Mutex;
 use wgpu::Buffer;
 
 pub use graph::GpuGraphRun;
+/// A matrix product's layout, for [`GpuEngine::run_matmul`] (tests).
+#[doc(hidden)]
+pub use ops::Mm as MatmulLayout;
 
 /// The largest d_head the attention kernels are compiled for.
 const MAX_D_HEAD: usize = 256;
@@ -233,6 +236,47 @@ impl GpuEngine {
             ms = (crate::clock::now_ms() - t) / round as f64;
         }
         Ok(ms)
+    }
+
+    /// Whether large products (m and n ≥ 128, vec4-aligned) use the
+    /// register-tiled kernel `matmul_tiled` (the default) or `matmul`: a
+    /// switch for `patchlab bench --matmul-only` to time both.
+    #[doc(hidden)]
+    pub fn set_matmul_tiled(&self, on: bool) {
+        self.gpu
+            .matmul_tiled
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Test hook: C = A · B (+ bias) (+ residual) in the layout `mm` on host
+    /// arrays (C starts as `c`), by the kernel the engine picks for it: C
+    /// after the product, and that kernel's name.
+    #[doc(hidden)]
+    pub async fn run_matmul(
+        &self,
+        mm: MatmulLayout,
+        a: &[f32],
+        b: &[f32],
+        bias: Option<&[f32]>,
+        res: Option<&[f32]>,
+        c: &[f32],
+    ) -> Result<(Vec<f32>, &'static str)> {
+        let g = &self.gpu;
+        let (ab, bb, cb) = (g.upload(a, "a")?, g.upload(b, "b")?, g.upload(c, "c")?);
+        let bias = bias.map(|x| g.upload(x, "bias")).transpose()?;
+        let res = res.map(|x| g.upload(x, "res")).transpose()?;
+        let before = g.profile(self.adapter());
+        let mut enc = Enc::new(g);
+        enc.matmul(mm, &ab, &bb, bias.as_ref(), res.as_ref(), &cb);
+        enc.submit();
+        let out = g.read(&[Slice::first(&cb, c.len())]).await?;
+        let ran = g.profile(self.adapter()).since(&before);
+        let kernel = ran
+            .kernels
+            .iter()
+            .find(|k| k.dispatches > 0)
+            .map_or("none", |k| k.name);
+        Ok((out.into_iter().next().unwrap_or_default(), kernel))
     }
 
     /// Frees the workspace the last sweep left for the next one.

@@ -7,9 +7,10 @@
 use super::context::{At, Enc, K};
 use wgpu::Buffer;
 
-/// Operand layout of one (batched) matrix product C = A · B.
-#[derive(Clone, Copy)]
-pub(super) struct Mm {
+/// Operand layout of one (batched) matrix product C = A · B (offsets,
+/// strides and batch strides in f32).
+#[derive(Clone, Copy, Debug)]
+pub struct Mm {
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -188,10 +189,36 @@ impl Enc<'_> {
         if mm.m <= 16 {
             let groups = [mm.n.div_ceil(64), mm.m.div_ceil(4), mm.batch];
             self.run(K::MatmulSkinny, &params, &bufs, groups);
+        } else if mm.m >= 128 && mm.n >= 128 && self.tiled_fits(&mm, a, b) {
+            let groups = [mm.n.div_ceil(128), mm.m.div_ceil(128), mm.batch];
+            self.run(K::MatmulTiled, &params, &bufs, groups);
         } else {
             let groups = [mm.n.div_ceil(64), mm.m.div_ceil(64), mm.batch];
             self.run(K::Matmul, &params, &bufs, groups);
         }
+    }
+
+    /// Whether `matmul_tiled` may run `mm`: it reads A and B as vec4, so
+    /// their offsets, row strides and batch strides must be multiples of 4
+    /// and both buffers whole vec4s (every buffer is, where the binding limit
+    /// allows).
+    fn tiled_fits(&self, mm: &Mm, a: &Buffer, b: &Buffer) -> bool {
+        let batched = |bs: usize| if mm.batch > 1 { bs } else { 0 };
+        self.gpu()
+            .matmul_tiled
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && [
+                mm.a_off,
+                mm.lda,
+                batched(mm.a_bs),
+                mm.b_off,
+                mm.ldb,
+                batched(mm.b_bs),
+            ]
+            .iter()
+            .all(|x| x.is_multiple_of(4))
+            && a.size().is_multiple_of(16)
+            && b.size().is_multiple_of(16)
     }
 
     /// out[rows, n] = x[rows, k] · w + b (+ res).

@@ -7,7 +7,7 @@ use crate::engine::profile::{DeviceProfile, KernelCounts};
 use crate::error::{Error, Result};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -99,6 +99,9 @@ pub(in crate::engine::gpu) struct Gpu {
     /// Command submissions and kernel dispatches since the device opened.
     pub(super) submits: AtomicU64,
     pub(super) dispatches: AtomicU64,
+    /// Whether large products may use the register-tiled kernel
+    /// (`matmul_tiled`); off only to compare it with `matmul` (bench).
+    pub(in crate::engine::gpu) matmul_tiled: AtomicBool,
 }
 
 pub(super) fn backend_err(what: impl std::fmt::Display) -> Error {
@@ -225,6 +228,7 @@ impl Gpu {
             timed: cfg!(not(target_arch = "wasm32"))
                 && std::env::var_os("PATCHLAB_GPU_PROFILE").is_some(),
             readbacks: AtomicU64::new(0),
+            matmul_tiled: AtomicBool::new(true),
         })
     }
 
@@ -408,7 +412,14 @@ impl Gpu {
                 size(self.max_floats() as u64 * 4)
             )));
         }
-        Ok((len.max(4) * 4) as u64)
+        // whole vec4s where the limit allows (matmul_tiled reads A and B as vec4)
+        let len = len.max(4);
+        let whole = len.next_multiple_of(4);
+        Ok((if whole <= self.max_floats() {
+            whole
+        } else {
+            len
+        } * 4) as u64)
     }
 
     /// An uninitialised storage buffer of `len` f32.

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 pub(in crate::engine::gpu) enum K {
     Matmul,
     MatmulSkinny,
+    MatmulTiled,
     LayerNorm,
     LayerNormBackward,
     Gelu,
@@ -35,9 +36,10 @@ pub(in crate::engine::gpu) enum K {
 }
 
 impl K {
-    pub(super) const ALL: [K; 25] = [
+    pub(super) const ALL: [K; 26] = [
         K::Matmul,
         K::MatmulSkinny,
+        K::MatmulTiled,
         K::LayerNorm,
         K::LayerNormBackward,
         K::Gelu,
@@ -70,6 +72,7 @@ impl K {
                 "matmul_skinny",
                 include_str!("../shaders/matmul_skinny.wgsl"),
             ),
+            K::MatmulTiled => ("matmul_tiled", include_str!("../shaders/matmul_tiled.wgsl")),
             K::LayerNorm => ("layer_norm", include_str!("../shaders/layer_norm.wgsl")),
             K::LayerNormBackward => (
                 "layer_norm_backward",
