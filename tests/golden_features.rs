@@ -1,8 +1,10 @@
 //! SAE features against SAELens itself (tests/golden/sae_model_a.json,
-//! tests/reference/make_sae_goldens.py): six random SAEs in the layouts
+//! tests/reference/make_sae_goldens.py): seven random SAEs in the layouts
 //! users load (the legacy pre-6.0 cfg of the published GPT-2 small SAEs and
 //! SAELens 6's `save_model` folders; standard, JumpReLU and TopK; on
-//! resid_pre / resid_mid / resid_post, attn_out, mlp_out and hook_z), read
+//! resid_pre / resid_mid / resid_post, attn_out, mlp_out and hook_z; one
+//! `expected_average_only_in` SAE with its norm_scaling_factor folded in as
+//! `SAE.from_pretrained` folds it), read
 //! by SAELens's `SAE.load_from_disk` and spliced into TransformerLens 2.18's
 //! `HookedSAETransformer` with the error term. Per SAE, four pairs (the
 //! first difference mid-prompt, at 0, at the last token, at 1), both
@@ -54,6 +56,15 @@ pub fn fixture(name: &str) -> Sae {
     Sae::load_dir(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// A fixture SAE read from its files with a `norm_scaling_factor` (what
+/// the page passes for a release whose yaml gives one).
+fn fixture_scaled(name: &str, factor: f64) -> Sae {
+    let dir = format!("{}/tests/fixtures/sae/{name}", env!("CARGO_MANIFEST_DIR"));
+    let cfg = std::fs::read_to_string(format!("{dir}/cfg.json")).unwrap();
+    let w = std::fs::read(format!("{dir}/sae_weights.safetensors")).unwrap();
+    Sae::from_files_scaled(name, &cfg, &w, Some(factor)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 fn close(ours: &[f32], want: &[f32], tol: f32, what: &str) {
     assert_eq!(ours.len(), want.len(), "{what}: length");
     for (i, (&a, &b)) in ours.iter().zip(want).enumerate() {
@@ -66,7 +77,11 @@ async fn check<E: Engine>(e: &E) {
     let steps = g["ig_steps"].as_u64().unwrap() as usize;
     for s in g["saes"].as_array().unwrap() {
         let name = s["name"].as_str().unwrap();
-        let sae = Arc::new(fixture(name));
+        let sae = Arc::new(match s["norm_scaling_factor"].as_f64() {
+            // expected_average_only_in, folded as SAE.from_pretrained folds it
+            Some(f) => fixture_scaled(name, f),
+            None => fixture(name),
+        });
         assert_eq!(sae.hook_name, s["hook_name"].as_str().unwrap(), "{name}");
         assert_eq!(sae.architecture.name(), s["architecture"].as_str().unwrap());
         let ds = sae.d_sae;

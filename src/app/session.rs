@@ -204,6 +204,31 @@ impl Session {
         Some((limit - SAE_RUN_RESERVE - model - others as f64).max(0.0))
     }
 
+    /// Checks an SAE's `cfg.json` against this model and the memory left,
+    /// before its weights are fetched: what [`Session::add_sae`] would
+    /// refuse from the config alone. Returns the SAE (without weights) and
+    /// the bytes its weights will take.
+    pub fn check_sae(
+        &self,
+        name: &str,
+        cfg_json: &str,
+        norm_scaling_factor: Option<f64>,
+    ) -> Result<(SaeInfo, usize)> {
+        let sae = Sae::from_config(name, cfg_json, norm_scaling_factor)?;
+        sae.check_model(self.config())?;
+        let bytes = sae.weight_bytes();
+        if let Some(room) = self.sae_room(Some(&sae.hook_name)) {
+            if bytes as f64 > room {
+                return Err(Error::Input(format!(
+                    "SAE {name} ({} MB of weights) does not fit: {} MB are left for SAEs beside the model in this tab; remove an SAE first",
+                    (bytes as f64 / 1e6).round(),
+                    (room / 1e6).round()
+                )));
+            }
+        }
+        Ok((SaeInfo::of(&sae), bytes))
+    }
+
     /// Removes the SAE on `hook_name`; false if none was loaded there.
     pub fn remove_sae(&self, hook_name: &str) -> bool {
         let mut saes = self.saes.borrow_mut();
@@ -256,6 +281,8 @@ impl Session {
                 }
             }
         }
+        // each SAE once, in layer order, whatever the request's order
+        out.sort_by_key(|s| (s.layer, s.hook_name.clone()));
         out.dedup_by(|a, b| a.hook_name == b.hook_name);
         Ok(out)
     }

@@ -213,6 +213,32 @@ struct Resolved<'a> {
     finetuning_scaling_factor: bool,
 }
 
+/// The factor to fold into an `"expected_average_only_in"` SAE (which then
+/// reads activations as they are), or None for any other SAE; a factor
+/// that is not a positive finite number is refused.
+fn scaling(name: &str, r: &mut Resolved<'_>, factor: Option<f64>) -> Result<Option<f64>> {
+    match factor {
+        Some(s) if !(s.is_finite() && s > 0.0) => Err(Error::Input(format!(
+            "SAE {name}: norm_scaling_factor {s} is not a positive number"
+        ))),
+        Some(s) if r.normalize_activations == "expected_average_only_in" => {
+            r.normalize_activations = "none".into();
+            Ok(Some(s))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `cfg.json` parsed as a JSON object.
+fn parse_cfg(name: &str, cfg_json: &str) -> Result<Map<String, Value>> {
+    let refuse = |m: String| Error::Input(format!("SAE {name}: {m}"));
+    match serde_json::from_str(cfg_json) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err(refuse(format!("{SAE_CFG_FILE} is not a JSON object"))),
+        Err(e) => Err(refuse(format!("{SAE_CFG_FILE} is not valid JSON ({e})"))),
+    }
+}
+
 /// A field's value, with JSON null read as absent (as SAELens's
 /// `cfg.get(...)` and its metadata's attribute defaults read it).
 fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -223,22 +249,70 @@ impl Sae {
     /// An SAE from its raw files (as the browser hands them over): the text
     /// of `cfg.json` and the bytes of `sae_weights.safetensors`.
     pub fn from_files(name: &str, cfg_json: &str, safetensors: &[u8]) -> Result<Sae> {
+        Sae::from_files_scaled(name, cfg_json, safetensors, None)
+    }
+
+    /// [`Sae::from_files`] of an SAE whose `normalize_activations` is
+    /// `"expected_average_only_in"`, with the `norm_scaling_factor` that
+    /// SAELens's `pretrained_saes.yaml` gives it: folded in as
+    /// `SAE.from_pretrained` folds it (`fold_activation_norm_scaling_factor`:
+    /// W_enc · s, W_dec / s, b_dec / s), after which the SAE reads the
+    /// activations as they are. The factor is ignored for any other SAE, as
+    /// SAELens ignores it.
+    pub fn from_files_scaled(
+        name: &str,
+        cfg_json: &str,
+        safetensors: &[u8],
+        norm_scaling_factor: Option<f64>,
+    ) -> Result<Sae> {
         let refuse = |m: String| Error::Input(format!("SAE {name}: {m}"));
-        let cfg: Value = serde_json::from_str(cfg_json)
-            .map_err(|e| refuse(format!("{SAE_CFG_FILE} is not valid JSON ({e})")))?;
-        let Some(obj) = cfg.as_object() else {
-            return Err(refuse(format!("{SAE_CFG_FILE} is not a JSON object")));
-        };
-        let r = resolve(obj).map_err(refuse)?;
-        let (layer, site) = check_config(&r).map_err(refuse)?;
+        let cfg = parse_cfg(name, cfg_json)?;
+        let mut r = resolve(&cfg).map_err(refuse)?;
+        let fold = scaling(name, &mut r, norm_scaling_factor)?;
+        let mut sae = Sae::header(name, &r)?;
+        let precision = precision_of(&r.dtype).expect("check_config checked the dtype");
+        let arch = sae.architecture;
+        let mut t = read_tensors(safetensors, &r, arch, precision).map_err(refuse)?;
+        sae.w_enc = t.take("W_enc");
+        sae.w_dec = t.take("W_dec");
+        sae.b_enc = t.take("b_enc");
+        sae.b_dec = t.take("b_dec");
+        sae.threshold = (arch == SaeArchitecture::JumpRelu).then(|| t.take("threshold"));
+        if let Some(s) = fold {
+            // in f32, as torch's in-place products on the float32 tensors
+            let s = s as f32;
+            sae.w_enc.iter_mut().for_each(|w| *w *= s);
+            sae.w_dec.iter_mut().for_each(|w| *w /= s);
+            sae.b_dec.iter_mut().for_each(|b| *b /= s);
+        }
+        Ok(sae)
+    }
+
+    /// An SAE's `cfg.json` checked exactly as [`Sae::from_files`] checks
+    /// it, without its weights: the hook, sizes and architecture of an SAE
+    /// whose weight vectors are empty (what a page checks before it
+    /// downloads the weights; [`Sae::weight_bytes`] says how large they are).
+    pub fn from_config(
+        name: &str,
+        cfg_json: &str,
+        norm_scaling_factor: Option<f64>,
+    ) -> Result<Sae> {
+        let cfg = parse_cfg(name, cfg_json)?;
+        let mut r = resolve(&cfg).map_err(|m| Error::Input(format!("SAE {name}: {m}")))?;
+        scaling(name, &mut r, norm_scaling_factor)?;
+        Sae::header(name, &r)
+    }
+
+    /// Everything but the weights, from a resolved and checked cfg.
+    fn header(name: &str, r: &Resolved<'_>) -> Result<Sae> {
+        let (layer, site) =
+            check_config(r).map_err(|m| Error::Input(format!("SAE {name}: {m}")))?;
         let arch = match r.architecture.as_str() {
             "standard" => SaeArchitecture::Standard,
             "jumprelu" => SaeArchitecture::JumpRelu,
             "topk" => SaeArchitecture::TopK,
             _ => unreachable!("check_config admits only these"),
         };
-        let precision = precision_of(&r.dtype).expect("check_config checked the dtype");
-        let mut t = read_tensors(safetensors, &r, arch, precision).map_err(refuse)?;
         Ok(Sae {
             hook_name: r.hook_name.clone(),
             layer,
@@ -246,11 +320,11 @@ impl Sae {
             architecture: arch,
             d_in: r.d_in,
             d_sae: r.d_sae,
-            w_enc: t.take("W_enc"),
-            w_dec: t.take("W_dec"),
-            b_enc: t.take("b_enc"),
-            b_dec: t.take("b_dec"),
-            threshold: (arch == SaeArchitecture::JumpRelu).then(|| t.take("threshold")),
+            w_enc: vec![],
+            w_dec: vec![],
+            b_enc: vec![],
+            b_dec: vec![],
+            threshold: None,
             k: if arch == SaeArchitecture::TopK {
                 r.k
             } else {
@@ -260,10 +334,20 @@ impl Sae {
                 && r.rescale_acts_by_decoder_norm,
             apply_b_dec_to_input: r.apply_b_dec_to_input,
             layout: r.layout,
-            neuronpedia_id: r.neuronpedia_id,
-            model_name: r.model_name,
+            neuronpedia_id: r.neuronpedia_id.clone(),
+            model_name: r.model_name.clone(),
             name: name.to_string(),
         })
+    }
+
+    /// Bytes the weights take in f32 once loaded, from the sizes alone.
+    pub fn weight_bytes(&self) -> usize {
+        let threshold = if self.architecture == SaeArchitecture::JumpRelu {
+            self.d_sae
+        } else {
+            0
+        };
+        4 * (2 * self.d_in * self.d_sae + self.d_sae + self.d_in + threshold)
     }
 
     /// An SAE from a folder holding `cfg.json` and
@@ -794,9 +878,9 @@ fn check_config(r: &Resolved<'_>) -> std::result::Result<(usize, SaeSite), Strin
             return Err(
                 "its normalize_activations is \"expected_average_only_in\": it expects activations \
                  scaled by a constant (norm_scaling_factor) that its folder does not hold (SAELens \
-                 folds it in from pretrained_saes.yaml in SAE.from_pretrained only). Fold it with \
-                 SAELens (SAE.from_pretrained(release, sae_id).save_model(DIR), or \
-                 sae.fold_activation_norm_scaling_factor(s)) and load the saved folder"
+                 folds it in from pretrained_saes.yaml in SAE.from_pretrained only). Load it from its \
+                 release (the page passes the yaml's factor), or fold it with SAELens \
+                 (SAE.from_pretrained(release, sae_id).save_model(DIR)) and load the saved folder"
                     .into(),
             )
         }
@@ -1760,6 +1844,21 @@ mod tests {
                 continue;
             }
             let name = e.file_name().to_string_lossy().to_string();
+            if let Some(rest) = name.strip_prefix("scaled_") {
+                // expected_average_only_in: refused without its factor, loaded with it
+                let err = Sae::load_dir(&dir).unwrap_err().to_string();
+                assert!(err.contains("expected_average_only_in"), "{name}: {err}");
+                let cfg = std::fs::read_to_string(dir.join(SAE_CFG_FILE)).unwrap();
+                let w = std::fs::read(dir.join(SAE_WEIGHTS_FILE)).unwrap();
+                let plain = Sae::from_files_scaled(&name, &cfg, &w, Some(1.0)).unwrap();
+                let folded = Sae::from_files_scaled(&name, &cfg, &w, Some(2.0)).unwrap();
+                assert!(rest.starts_with(folded.architecture.name()), "{name}");
+                // W_enc · s, W_dec / s, b_dec / s
+                assert_eq!(folded.w_enc[5], plain.w_enc[5] * 2.0);
+                assert_eq!(folded.w_dec[5], plain.w_dec[5] / 2.0);
+                assert_eq!(folded.b_dec[3], plain.b_dec[3] / 2.0);
+                continue;
+            }
             let sae = Sae::load_dir(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
             let legacy = name.starts_with("legacy_");
             assert_eq!(

@@ -134,8 +134,20 @@ impl Lab {
     /// `{name, hook_name, architecture, d_in, d_sae, neuronpedia_id?}`, or
     /// throws saying why the SAE does not fit (its size, its hook, its
     /// layout, the memory left).
-    pub fn load_sae(&self, name: &str, cfg_json: &str, weights: &[u8]) -> Result<String, JsValue> {
-        let sae = Sae::from_files(name, cfg_json, weights).map_err(js_err)?;
+    ///
+    /// `norm_scaling_factor`: the factor SAELens's `pretrained_saes.yaml`
+    /// gives an SAE whose `normalize_activations` is
+    /// `"expected_average_only_in"` (folded in as `SAE.from_pretrained`
+    /// does; ignored for other SAEs).
+    pub fn load_sae(
+        &self,
+        name: &str,
+        cfg_json: &str,
+        weights: &[u8],
+        norm_scaling_factor: Option<f64>,
+    ) -> Result<String, JsValue> {
+        let sae =
+            Sae::from_files_scaled(name, cfg_json, weights, norm_scaling_factor).map_err(js_err)?;
         let info = self.session.add_sae(sae).map_err(js_err)?;
         Ok(json(&info))
     }
@@ -147,6 +159,24 @@ impl Lab {
         self.session
             .sae_room(replacing.as_deref())
             .unwrap_or(f64::INFINITY)
+    }
+
+    /// Checks an SAE's `cfg.json` for this model and the memory left,
+    /// before its weights download: throws what `load_sae` would refuse
+    /// from the config alone; returns JSON `{sae: {name, hook_name,
+    /// architecture, d_in, d_sae, neuronpedia_id?}, bytes}` (the weights'
+    /// size in memory).
+    pub fn check_sae(
+        &self,
+        name: &str,
+        cfg_json: &str,
+        norm_scaling_factor: Option<f64>,
+    ) -> Result<String, JsValue> {
+        let (sae, bytes) = self
+            .session
+            .check_sae(name, cfg_json, norm_scaling_factor)
+            .map_err(js_err)?;
+        Ok(json(&serde_json::json!({ "sae": sae, "bytes": bytes })))
     }
 
     /// Removes the SAE on `hook_name`; false if none was loaded there.

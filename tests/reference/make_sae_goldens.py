@@ -92,6 +92,10 @@ FIXTURES = [
     ("standard_resid_post_1", "v6", "standard", "blocks.1.hook_resid_post", 64, {"apply_b_dec_to_input": False}, 104),
     ("standard_attn_out_1", "v6", "standard", "blocks.1.hook_attn_out", 48, {}, 105),
     ("jumprelu_resid_mid_0", "v6", "jumprelu", "blocks.0.hook_resid_mid", 64, {}, 106),
+    # normalize_activations "expected_average_only_in", as gpt2-small-mlp-tm's SAEs: trained on
+    # activations scaled by norm_scaling_factor, which SAE.from_pretrained folds in from the yaml
+    ("scaled_standard_mlp_out_1", "v6", "standard", "blocks.1.hook_mlp_out", 56,
+     {"normalize_activations": "expected_average_only_in", "norm_scaling_factor": 1.7}, 107),
 ]
 
 
@@ -253,6 +257,8 @@ def write_fixtures(model, toks_all, folder):
         caches = [model.run_with_cache(t)[1] for t in toks_all]
     for name, layout, arch, hook_name, d_sae, extra, seed in FIXTURES:
         X = torch.cat([plain_hook_value(c, hook_name) for c in caches])
+        # an expected_average_only_in SAE was trained on activations times its factor
+        X = X * extra.get("norm_scaling_factor", 1.0)
         d_in = X.shape[1]
         state = make_fixture_weights(arch, X, d_sae, extra, seed)
         out = os.path.join(folder, name)
@@ -272,7 +278,7 @@ def write_fixtures(model, toks_all, folder):
         else:
             cfg = {"architecture": arch, "d_in": d_in, "d_sae": d_sae, "dtype": "float32", "device": "cpu",
                    "apply_b_dec_to_input": extra.get("apply_b_dec_to_input", True),
-                   "normalize_activations": "none",
+                   "normalize_activations": extra.get("normalize_activations", "none"),
                    "reshape_activations": extra.get("reshape_activations", "none")}
             if arch == "topk":
                 cfg["k"] = extra["k"]
@@ -546,6 +552,9 @@ def main():
     saes = []
     for spec in FIXTURES:
         sae = SAE.load_from_disk(os.path.join(args.fixtures, spec[0]), device="cpu")
+        if "norm_scaling_factor" in spec[5]:
+            # what SAE.from_pretrained does with the yaml's norm_scaling_factor
+            sae.fold_activation_norm_scaling_factor(spec[5]["norm_scaling_factor"])
         sae.eval()
         for p in sae.parameters():
             p.requires_grad_(False)
@@ -584,8 +593,11 @@ def main():
                   + " ".join(f"{d}: ap {a:.1f}s ({n} by_pos) atp {b:.2f}s ig {c:.1f}s" for d, (a, b, c, n) in tm.items()),
                   flush=True)
         model.reset_saes()
-        out_saes.append({"name": name, "layout": spec[1], "hook_name": sae.cfg.metadata.hook_name,
-                         "architecture": sae.cfg.architecture(), "d_sae": sae.cfg.d_sae, "cases": cases_out})
+        entry = {"name": name, "layout": spec[1], "hook_name": sae.cfg.metadata.hook_name,
+                 "architecture": sae.cfg.architecture(), "d_sae": sae.cfg.d_sae, "cases": cases_out}
+        if "norm_scaling_factor" in spec[5]:
+            entry["norm_scaling_factor"] = spec[5]["norm_scaling_factor"]
+        out_saes.append(entry)
 
     generator = (
         f"tests/reference/make_sae_goldens.py: torch {torch.__version__}, transformer_lens "
