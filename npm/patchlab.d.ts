@@ -3,7 +3,7 @@
 // Worker (wasm). Written by hand from patchlab.js and docs/embedding.md; the
 // report's shape is in report.d.ts (docs/report.md).
 
-import type { Ablation, CircuitChoice, CircuitReport, Component, Direction, Method, MetricName, Report, SiteOrBundle, Summary, Token, Prediction } from "./report.js";
+import type { Ablation, CircuitChoice, CircuitReport, Component, Direction, Method, MetricName, Report, SaeInfo, SiteOrBundle, Summary, Token, Prediction } from "./report.js";
 
 export type * from "./report.js";
 
@@ -56,12 +56,33 @@ export interface AnalysisOptions {
   components?: Component[] | string;
   /** Instead of components: patching sites or bundles (heads, neurons, resid_pre, …, dla, block_every, head_every, head_every_by_pos). */
   sites?: SiteOrBundle[] | string;
+  /** The loaded SAEs whose features to score, by hook name ("blocks.8.hook_resid_pre"), or ["all"]; with components: [] only the features. */
+  saes?: string[] | string;
   igSteps?: number;
   igRule?: string;
   percentile?: number;
   backend?: Backend;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
+}
+
+/** An SAE download's progress: cfg.json, the weights' bytes, a resumed download, building. */
+export interface SaeProgress {
+  phase: "sae-config" | "sae-weights" | "resume" | "sae-building";
+  loaded?: number;
+  total?: number;
+  cached?: boolean;
+  attempt?: number;
+  ms?: number;
+}
+
+export interface SaeDownloadOptions {
+  onProgress?: (p: SaeProgress) => void;
+  signal?: AbortSignal;
+  /** Keep the files in Cache Storage (from the Hub: default true; a URL: default for other origins). */
+  cache?: boolean;
+  /** What reports call it (default: "release/id", or the folder's name). */
+  name?: string;
 }
 
 export interface AnalyzeOptions extends AnalysisOptions, Pair {
@@ -76,7 +97,7 @@ export interface CostEstimate {
   /** Each pair's [tokens, first differing position]. */
   pairs: [number, number][];
   /** Matrix-product FLOPs per phase, in the order the analysis runs them. */
-  phases: { method: "forward" | "ap" | "ig" | "atp" | "sites"; component?: "heads" | "neurons"; direction?: Direction; flops: number }[];
+  phases: { method: "forward" | "ap" | "ig" | "atp" | "sites" | "features"; component?: "heads" | "neurons"; direction?: Direction; flops: number }[];
   flops: number;
   /** Bytes the pairs' two cached runs keep. */
   run_bytes: number;
@@ -161,6 +182,15 @@ export declare function resolveModel(model?: ModelSource, baseHref?: string): { 
 /** How a worker script at `url` is started (a cross-origin one from a blob: module that imports it). */
 export declare function workerScript(url: string | URL, pageHref?: string): { href: string; crossOrigin: boolean; script: string | null };
 
+/** An SAE folder URL: {base, name, cache}. */
+export declare function resolveSaeUrl(url: string | URL, baseHref?: string): { base: string; name: string; cache: boolean };
+
+/** The Hugging Face Hub's URL of a folder of a repo ("https://huggingface.co/<repo>/resolve/main/<folder>/"). */
+export declare function hubFolderUrl(repo: string, folder: string): string;
+
+/** An SAE named in one string: "release/id" → {release, id}; a folder URL → {url}; null for anything else. */
+export declare function parseSaeSpec(spec: string): { release: string; id: string } | { url: string } | null;
+
 /** A report as summarize() needs it, as JSON. */
 export declare function summaryInput(report: Report | null | undefined): string;
 
@@ -239,6 +269,30 @@ export declare class PatchLab {
   reevaluateCircuit(report: CircuitReport | string, selection: CircuitSelection): Promise<CircuitChoice>;
   reselectCircuit(report: CircuitReport | string, selection: CircuitSelection): Promise<CircuitChoice>;
   circuitGraph(report: CircuitReport | string, options: { method: string; edges: number[] }): Promise<string>;
+  /**
+   * Loads an SAE from SAELens's files (cfg.json: text, an object or a File;
+   * sae_weights.safetensors: bytes or a File) on this model, replacing the
+   * one on its hook. Rejects (LoadError) with the engine's reason when it
+   * does not fit (its d_in, hook, architecture, layout, normalisation, or
+   * the memory left).
+   */
+  loadSae(options: { name?: string; cfg: string | Record<string, unknown> | Blob; weights: ArrayBuffer | Uint8Array | Blob; configOverrides?: Record<string, unknown>; normScalingFactor?: number }): Promise<SaeInfo>;
+  /**
+   * One SAE of a SAELens release from the Hugging Face Hub
+   * ("gpt2-small-res-jb", "blocks.8.hook_resid_pre"), as
+   * SAE.from_pretrained finds it (an unknown release is a repo id, the id a
+   * folder); a release the lab cannot encode is refused before anything
+   * downloads.
+   */
+  loadSaeFromHub(release: string, id: string, options?: SaeDownloadOptions): Promise<SaeInfo>;
+  /** An SAE from a folder URL holding cfg.json and sae_weights.safetensors. */
+  loadSaeFromUrl(url: string | URL, options?: SaeDownloadOptions & { configOverrides?: Record<string, unknown>; normScalingFactor?: number }): Promise<SaeInfo>;
+  /** "release/id" or a folder URL (parseSaeSpec), from the Hub or that URL. */
+  loadSaeSpec(spec: string, options?: SaeDownloadOptions): Promise<SaeInfo>;
+  /** Removes the SAE on this hook; false if none was loaded there. */
+  removeSae(hook: string): Promise<boolean>;
+  /** The loaded SAEs, in layer order. */
+  saes(): Promise<SaeInfo[]>;
   /** Stops the worker and frees the model. */
   close(): void;
 }

@@ -61,11 +61,61 @@ export interface Prompts {
   metric: MetricName;
 }
 
-/** One direction's maps: heads [L][H], neurons [L][d_mlp], and the sites asked for (e.g. resid_pre [L][T], q_by_pos [L][T][H]). */
+/**
+ * A map written sparse (most SAE feature maps): its shape, the row-major
+ * flat indices of its non-zero cells and their values; every other cell is 0.
+ */
+export interface SparseMap {
+  shape: number[];
+  indices: number[];
+  values: Score[];
+}
+
+/** An SAE feature map: "sae:<hook>" [d_sae] or "sae_by_pos:<hook>" [T][d_sae], dense or sparse. */
+export type FeatureMap = Score[] | Score[][] | SparseMap;
+
+/**
+ * One direction's maps: heads [L][H], neurons [L][d_mlp], the sites asked
+ * for (e.g. resid_pre [L][T], q_by_pos [L][T][H]) and the SAE features'
+ * maps (`sae:<hook>` [d_sae], `sae_by_pos:<hook>` [T][d_sae]; schema 4).
+ */
 export interface DirectionMaps {
   heads?: Score[][];
   neurons?: Score[][];
-  [site: string]: Score[][] | Score[][][] | Score[][][][] | undefined;
+  [site: string]: Score[] | Score[][] | Score[][][] | Score[][][][] | SparseMap | undefined;
+}
+
+/** An SAE as a report records it (settings.saes) and PatchLab.saes() lists it. */
+export interface SaeInfo {
+  /** What it was called: "gpt2-small-res-jb/blocks.8.hook_resid_pre" from the Hub, its folder's name, … */
+  name: string;
+  /** The TransformerLens hook it reads: "blocks.8.hook_resid_pre", "blocks.0.attn.hook_z", … */
+  hook_name: string;
+  architecture: "standard" | "jumprelu" | "topk";
+  d_in: number;
+  d_sae: number;
+  /** Neuronpedia's id of the SAE ("gpt2-small/8-res-jb"): a feature's page is https://www.neuronpedia.org/<id>/<feature>. */
+  neuronpedia_id?: string;
+}
+
+/** One run's active SAE features: every (position, feature) with a non-zero activation, and that activation. */
+export interface ActiveFeatures {
+  indices: [number, number][];
+  values: number[];
+}
+
+/** The analysis of one SAE's feature maps over all positions (analysis.features[hook]). */
+export interface FeatureAnalysis {
+  /** The features that can score (a non-zero cell in some map), ascending; asymmetry is over these. */
+  features: number[];
+  correlations: Record<string, Score>;
+  correlations_raw: Record<string, Score>;
+  asymmetry: Partial<Record<"ig_norm" | "ap" | "atp", Score[]>>;
+  /** Latent sets: feature indices. */
+  latent: Partial<Record<"ig_norm" | "ap" | "atp", { and: number[]; or: number[] }>>;
+  overlap: { and?: Score; or?: Score };
+  /** [feature, score], largest |score| first. */
+  top: Partial<Record<Method, Partial<Record<Direction, [number, number][]>>>>;
 }
 
 export type Results = Partial<Record<Method, Partial<Record<Direction, DirectionMaps>>>>;
@@ -89,6 +139,8 @@ export interface Analysis {
   /** Jaccard overlap of IG*'s and AP's sets. */
   overlap: Partial<Record<Component, { and: Score; or: Score }>>;
   top: Partial<Record<Method, Partial<Record<Direction, Partial<Record<Component, TopEntry[]>>>>>>;
+  /** Per SAE hook (schema 4, with saes). */
+  features?: Record<string, FeatureAnalysis>;
 }
 
 export interface DlaRun {
@@ -113,7 +165,7 @@ export interface Warning {
 }
 
 export interface Report {
-  /** 3 today; schema-2 reports load as they are, schema-1 ones are upgraded (PatchLab.upgradeReport). */
+  /** 4 today; schema-2 and -3 reports load as they are, schema-1 ones are upgraded (PatchLab.upgradeReport). */
   schema: number;
   model: ModelInfo;
   prompts: Prompts;
@@ -143,6 +195,8 @@ export interface Report {
     percentile: number;
     sites?: Site[];
     dla?: boolean;
+    /** The SAEs whose features were scored (schema 4). */
+    saes?: SaeInfo[];
   };
   results: Results;
   /** Captum's completeness gap per layer: {direction: {heads: [L], neurons: [L]}}. */
@@ -152,6 +206,8 @@ export interface Report {
   dla?: Dla;
   /** [L][H][T][T] per run, with any site or dla. */
   patterns?: { clean: number[][][][]; corrupt: number[][][][] };
+  /** Each SAE's active features in both runs, by hook (schema 4, with saes). */
+  features?: Record<string, { clean: ActiveFeatures; corrupt: ActiveFeatures }>;
   warnings: Warning[];
   timings_ms: Record<string, number>;
   backend: "cpu" | "gpu";

@@ -1,12 +1,13 @@
 // The lab page: inputs with live tokenization, Run / Cancel with progress,
 // results views with click-to-ablate, export, share links, ?embed and
 // results-only (?report=URL); the Dataset tab (dataset.js) and the Circuit
-// tab (circuit.js).
+// tab (circuit.js); the SAE features box (sae.js).
 // User text only ever reaches the page through textContent and .value.
 
 import { CircuitTab, isCircuitReport } from "./circuit.js";
 import { DatasetTab } from "./dataset.js";
-import { CircuitTools, PatchLab } from "./patchlab.js";
+import { SaeBox } from "./sae.js";
+import { CircuitTools, PatchLab, parseSaeSpec } from "./patchlab.js";
 import { reportNpyZip } from "./npy.js";
 import { BUNDLES, SITE_AXES } from "./sites.js";
 import { ReportView } from "./views.js";
@@ -43,6 +44,7 @@ let view = null;
 let dataset = null;
 let circuit = null;
 let circuitTools = null;
+let saeBox = null;
 let pendingPin = null; // a circuit node clicked before the single pair had a report
 const MODES = ["pair", "dataset", "circuit"];
 let mode = MODES.includes(params.get("tab")) && !embed && (!reportUrl || params.get("tab") === "circuit") ? params.get("tab") : "pair";
@@ -113,6 +115,8 @@ function initInputs() {
   const steps = Number(params.get("ig_steps"));
   if (Number.isInteger(steps) && steps > 0 && steps <= 1000) $("ig-steps").value = String(steps);
   $("model-input").value = params.get("model") || "";
+  // features=1: score the loaded SAEs' features (sae= names the SAEs a link loads)
+  saeBox.setWanted(params.get("features") === "1" || params.has("sae"));
   // a bad value is not dropped: the engine refuses it by name at Run
   carried = {
     igRule: params.get("ig_rule") ?? undefined,
@@ -136,6 +140,7 @@ function fillFromReport(r) {
   }
   setChecked("sites", [...(Array.isArray(r.settings?.sites) ? r.settings.sites : []), ...(r.settings?.dla ? ["dla"] : [])]);
   if (Number.isInteger(r.settings?.ig_steps)) $("ig-steps").value = String(r.settings.ig_steps);
+  saeBox.setWanted(Array.isArray(r.settings?.saes) && r.settings.saes.length > 0);
   carried = { igRule: r.settings?.ig_rule, percentile: r.settings?.percentile };
 }
 
@@ -177,6 +182,8 @@ function request() {
     // checked by validate(): 0, empty or a fraction is refused, never replaced
     igSteps: $("ig-steps").value.trim() === "" ? NaN : Number($("ig-steps").value),
     metric: $("metric").value.trim() || "logit_diff",
+    // the loaded SAEs' features, when "Score SAE features" is ticked
+    saes: saeBox?.request(),
     ...carried,
   };
 }
@@ -186,6 +193,7 @@ function analyzeRequest(r) {
   const { sites, components, ...rest } = r;
   // IG steps matter only with IG, where validate() refused a bad value
   if (!Number.isInteger(rest.igSteps)) delete rest.igSteps;
+  if (!rest.saes) delete rest.saes;
   return sites.length ? { ...rest, sites: [...components, ...sites] } : { ...rest, components };
 }
 
@@ -203,6 +211,9 @@ function stateUrl() {
   if (r.metric !== "logit_diff") p.set("metric", r.metric);
   if (r.igRule !== undefined) p.set("ig_rule", r.igRule);
   if (r.percentile !== undefined) p.set("percentile", String(r.percentile));
+  if (saeBox?.wanted()) p.set("features", "1");
+  const saes = saeBox?.hubSpecs() || [];
+  if (saes.length) p.set("sae", saes.join(","));
   if (mode !== "pair") p.set("tab", mode);
   // a saved circuit report stays the page's subject until a model computes another
   if (reportUrl && !lab && mode === "circuit") p.set("report", reportUrl);
@@ -305,6 +316,7 @@ async function loadModel(spec) {
   }
   previous?.close();
   lab = next;
+  saeBox?.modelChanged();
   // the previous model's top 10 (shown, or still computing) are not this model's
   predictGen++;
   $("suggestion-list").replaceChildren();
@@ -391,7 +403,8 @@ async function validate() {
     }
   }
   if (a.length === 1 && b.length === 1 && a[0].id === b[0].id) errors.push("The correct and incorrect answers are the same token.");
-  if (r.methods.length === 0 || r.directions.length === 0 || r.components.length + r.sites.length === 0) errors.push("Choose at least one method, one direction and one component kind or site.");
+  if (r.methods.length === 0 || r.directions.length === 0 || (r.components.length + r.sites.length === 0 && !r.saes)) errors.push("Choose at least one method, one direction and one component kind, site or SAE.");
+  if (saeBox.wanted() && !r.saes) errors.push("“Score SAE features” is ticked but no SAE is loaded: load one under “SAE features” (or untick it).");
   if (metric) errors.push(`The metric cannot be used: ${metric}.`);
   if (r.methods.includes("ig") && !(Number.isInteger(r.igSteps) && r.igSteps >= 1 && r.igSteps <= 1000)) {
     errors.push(`IG steps must be a whole number from 1 to 1000 (50 is usual), not ${$("ig-steps").value.trim() === "" ? "empty" : JSON.stringify($("ig-steps").value)}: integrated gradients needs at least one point on its path.`);
@@ -710,6 +723,7 @@ function createTabs() {
     method: params.get("method"),
     direction: params.get("direction"),
     overlay: params.get("overlay") === "1",
+    hook: params.get("hook"),
     onView: () => syncUrl(),
     ablate: (req) => (lab ? lab.ablate(req) : Promise.reject(new Error("no model is loaded: press Recompute live or Load to ablate"))),
   });
@@ -812,6 +826,10 @@ function wireModel() {
     const m = plan.spec || (await defaultModel());
     if (!(await loadModel(m))) return;
     suggest();
+    // the saved report's SAEs that came from a SAELens release ("release/id"), loaded again
+    const specs = (saved.settings?.saes || []).map((x) => x.name).filter((n) => typeof n === "string" && !!parseSaeSpec(n)?.release);
+    for (const spec of specs) await loadSaeSpec(spec);
+    if (specs.length) await validate();
     if (!sameShape(lab.info, saved.model)) {
       errorBox("run-error", `The model loaded, ${lab.info.name} (${shapeText(lab.info)}), is not the report's ${saved.model.name} (${shapeText(saved.model)}): not recomputed, the views still show the saved report.`);
       return;
@@ -832,7 +850,8 @@ function wireExports() {
     if (!report || report.partial) return;
     // the maps of the view shown, or every map the report has
     const shown = view?.view;
-    const keep = shown === "heads" || shown === "neurons" ? [shown] : [...(report.settings?.components || []), ...(report.settings?.sites || [])];
+    const features = report.settings?.saes?.length ? ["features"] : [];
+    const keep = shown === "heads" || shown === "neurons" ? [shown] : shown === "features" ? features : [...(report.settings?.components || []), ...(report.settings?.sites || []), ...features];
     try {
       const text = await PatchLab.slimReport(report, { keep: keep.join(","), digits: 4 });
       download("patchlab-report-slim.json", text, "application/json");
@@ -877,15 +896,32 @@ async function start() {
   const m = params.get("model") || (await defaultModel());
   if (await loadModel(m)) {
     suggest();
+    // the link's SAEs (sae=release/id,…), before its run
+    const saes = (params.get("sae") || "").split(",").map((x) => x.trim()).filter(Boolean);
+    for (const spec of saes) await loadSaeSpec(spec);
+    if (saes.length) await validate();
     if (mode === "circuit") {
       if (autorun) circuit.run();
     } else if (autorun || embed) run();
   }
 }
 
+/** An SAE a link names (release/id of sae-releases.js, or a folder URL), through the SAE box. */
+async function loadSaeSpec(spec) {
+  const p = parseSaeSpec(spec);
+  if (p?.release) {
+    // the selects show the SAE the link loads (when it is one of the list's)
+    $("sae-release").value = p.release;
+    saeBox.fillIds(p.id);
+    return saeBox.loadHub(p.release, p.id);
+  }
+  return saeBox.run(spec, (signal, onProgress) => lab.loadSaeSpec(spec, { signal, onProgress }), null);
+}
+
 async function main() {
   if (embed) document.body.classList.add("embed");
   show("embed-link-wrap", embed);
+  saeBox = new SaeBox({ lab: () => lab, onChange: () => validate() });
   initInputs();
   createTabs();
   wireForm();

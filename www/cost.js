@@ -53,5 +53,8 @@ export function costLine(est) {
     headsFirst = total > 60000 && share > 0.5;
     if (headsFirst) text += `, the heads alone ${roughly((1 - share) * total)}`;
   }
+  // SAE features (their AP assumes a typical number of changed features: the estimate is rougher)
+  const features = est.phases.filter((p) => p.method === "features").reduce((n, p) => n + p.flops, 0);
+  if (features > 0 && features < est.flops) text += `; the SAE features ${roughly((features / est.flops) * total)} of it`;
   return { text: `${text}.${memory}`, headsFirst, tooLong: false };
 }

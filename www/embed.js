@@ -10,10 +10,15 @@
 // bos ("false" to drop BOS), ig-steps, view (heads | neurons | scatter |
 // latent | resid | head_sites | pattern | dla), site (resid's site, e.g.
 // resid_mid), head ("layer.head": pattern's and dla's head), method and
-// direction (head_sites' and the pattern overlay's), model (Hub repo id or base URL), gpu ("software":
+// direction (head_sites', the pattern overlay's and features'), model (Hub repo id or base URL), gpu ("software":
 // compute on a software WebGPU adapter such as SwiftShader, which is otherwise not used), report (URL of a
 // report JSON: rendered without loading a model, with a "Recompute live"
-// button). view="circuit" shows a circuit report instead (the Circuit tab's
+// button). view="features" shows SAE features (hook: which SAE's, by its
+// hook name); live, sae names the SAEs to load and score, comma-separated:
+// "release/id" of SAELens's GPT-2 small releases (sae-releases.js, e.g.
+// gpt2-small-res-jb/blocks.8.hook_resid_pre, from the Hugging Face Hub) or
+// the URL of a folder with cfg.json and sae_weights.safetensors (without
+// components, only the features are scored then). view="circuit" shows a circuit report instead (the Circuit tab's
 // graph, slider, curves and exports): live from the prompts with method
 // (eap-ig | eap | clean-corrupted | exact), steps, select (greedy | topn),
 // edges (the circuit's n) and exact ("true": exact edge patching too), or
@@ -31,7 +36,7 @@
 // and the model's host; style-src B. A saved report needs only script-src,
 // style-src and connect-src (the report's host).
 
-import { CircuitTools, PatchLab } from "./patchlab.js";
+import { CircuitTools, PatchLab, parseSaeSpec } from "./patchlab.js";
 import { ReportView, checkReport } from "./views.js";
 import { stageText } from "./views/report.js";
 import { livePlan, sameShape, shapeText } from "./live-model.js";
@@ -44,7 +49,7 @@ const STYLE = new URL("./style.css", import.meta.url).href;
 
 class PatchLabElement extends HTMLElement {
   static get observedAttributes() {
-    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps", "src", "edges", "select", "steps", "exact", "gpu"];
+    return ["report", "clean", "corrupt", "correct", "incorrect", "methods", "directions", "components", "sites", "view", "site", "head", "method", "direction", "model", "bos", "ig-steps", "src", "edges", "select", "steps", "exact", "gpu", "sae", "hook"];
   }
 
   connectedCallback() {
@@ -108,7 +113,7 @@ class PatchLabElement extends HTMLElement {
       );
       return;
     }
-    this.view = new ReportView(box, { view: a("view") || "heads", site: a("site"), head: a("head"), method: a("method"), direction: a("direction"), filenamePrefix: "patchlab" });
+    this.view = new ReportView(box, { view: a("view") || "heads", site: a("site"), head: a("head"), method: a("method"), direction: a("direction"), hook: a("hook"), filenamePrefix: "patchlab" });
     this.start();
   }
 
@@ -196,6 +201,17 @@ class PatchLabElement extends HTMLElement {
     this.dataset.state = "error";
   }
 
+  /**
+   * The SAEs to load and score: the sae attribute's (comma-separated
+   * "release/id" or folder URLs), else those of the report shown that were
+   * loaded from the Hub (loadSaeFromHub names them "release/id").
+   */
+  saeSpecs() {
+    const attr = this.getAttribute("sae");
+    if (attr) return attr.split(",").map((x) => x.trim()).filter(Boolean);
+    return (this.report?.settings?.saes || []).map((s) => s.name).filter((n) => typeof n === "string" && !!parseSaeSpec(n)?.release);
+  }
+
   // What "Recompute live" computes: the attributes, else every setting of
   // the report shown (its metric, IG rule and percentile too, so that a
   // saved report is recomputed as it was computed).
@@ -204,7 +220,9 @@ class PatchLabElement extends HTMLElement {
     const r = this.report?.prompts || {};
     const saved = this.report?.settings || {};
     const list = (k, fallback) => (a(k) ? a(k).split(",").map((s) => s.trim()).filter(Boolean) : fallback);
-    const components = list("components", saved.components);
+    const saes = this.saeSpecs();
+    // a live features figure scores only the features unless components say otherwise
+    const components = list("components", saved.components ?? (saes.length && a("view") === "features" ? [] : undefined));
     // sites (heads and neurons among them) replace components
     const savedSites = saved.sites?.length || saved.dla ? [...(saved.components || []), ...(saved.sites || []), ...(saved.dla ? ["dla"] : [])] : undefined;
     const sites = a("sites") ? [...(a("components") ? components : []), ...list("sites")] : savedSites;
@@ -222,7 +240,26 @@ class PatchLabElement extends HTMLElement {
       igSteps: a("ig-steps") ? Number(a("ig-steps")) : saved.ig_steps,
       igRule: saved.ig_rule,
       percentile: saved.percentile,
+      saes: saes.length ? ["all"] : undefined,
     };
+  }
+
+  /** Loads the SAEs the element names (once each), with their download's progress. */
+  async loadSaes() {
+    this.saesLoaded ||= new Set();
+    for (const spec of this.saeSpecs()) {
+      if (this.saesLoaded.has(spec)) continue;
+      this.status(`Loading the SAE ${spec}…`);
+      await this.lab.loadSaeSpec(spec, {
+        onProgress: (p) => {
+          if (p.phase === "sae-weights" && p.total) {
+            this.progress.value = p.loaded / p.total;
+            this.status(`Loading the SAE ${spec}: ${Math.round((100 * p.loaded) / p.total)} %`);
+          }
+        },
+      });
+      this.saesLoaded.add(spec);
+    }
   }
 
   /** Computes live; `plan` (livePlan) when it recomputes a saved report, which the reader agreed to. */
@@ -234,6 +271,7 @@ class PatchLabElement extends HTMLElement {
     const saved = plan ? this.report : null;
     try {
       if (!this.lab) {
+        this.saesLoaded = new Set(); // a new model has none
         this.status("Loading the model…");
         this.lab = await PatchLab.load({
           model: (plan ? plan.spec : this.getAttribute("model")) || (await PatchLab.defaultModel()),
@@ -258,6 +296,7 @@ class PatchLabElement extends HTMLElement {
       }
       const other = saved && this.lab.info.name !== saved.model.name ? ` with ${this.lab.info.name}, not the report's ${saved.model.name} (same shape; the weights may differ)` : "";
       if (this.circuitMode) return await this.liveCircuit(other);
+      await this.loadSaes();
       const req = this.request();
       for (const k of ["clean", "corrupt", "correct", "incorrect"]) {
         if (typeof req[k] !== "string") throw new Error(`<patch-lab> needs the ${k} attribute (or a report)`);

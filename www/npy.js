@@ -2,7 +2,10 @@
 // the same files `patchlab analyze --npy DIR` writes
 // (<method>_<direction>_<heads|neurons>.npy, shape [layers, components], float32;
 // <method>_<direction>_<site>.npy in the site's shape, e.g. [layers, positions];
-// ig_convergence_delta_<direction>_<kind>.npy, shape [layers]).
+// ig_convergence_delta_<direction>_<kind>.npy, shape [layers]; SAE features
+// <method>_<direction>_sae_<hook>.npy [d_sae] and …_sae_by_pos_<hook>.npy [T, d_sae]).
+
+import { featureNpyEntries, parseFeatureKey } from "./views/feature-maps.js";
 
 /** One float32 .npy file (format 1.0, header padded to 64 bytes). */
 export function npyBytes(shape, values) {
@@ -94,10 +97,11 @@ export function reportNpyZip(r) {
         if (rows) entries.push([`${m}_${d}_${c}.npy`, npyBytes([rows.length, rows[0]?.length || 0], rows.flat())]);
       }
       for (const [site, map] of Object.entries(maps)) {
-        if (site !== "heads" && site !== "neurons" && Array.isArray(map)) entries.push([`${m}_${d}_${site}.npy`, npyBytes(nestedShape(map), map.flat(Infinity))]);
+        if (site !== "heads" && site !== "neurons" && !parseFeatureKey(site) && Array.isArray(map)) entries.push([`${m}_${d}_${site}.npy`, npyBytes(nestedShape(map), map.flat(Infinity))]);
       }
     }
   }
+  entries.push(...featureNpyEntries(r, npyBytes));
   for (const [d, deltas] of Object.entries(r.ig_convergence_delta || {})) {
     for (const c of ["heads", "neurons"]) {
       if (deltas[c]) entries.push([`ig_convergence_delta_${d}_${c}.npy`, npyBytes([deltas[c].length], deltas[c])]);

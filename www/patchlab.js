@@ -14,6 +14,8 @@
 //   const ablation = await lab.ablateDataset(reports, ["and:both", "h9.6"]);  // ablation.json
 //   const circuit = await lab.circuit({ pairs: [pair], method: "eap-ig", edges: 200 });  // circuit.json
 //   const c = await lab.reevaluateCircuit(circuit, { n: 50 });  // the slider: {edges, nodes, faithfulness}
+//   await lab.loadSaeFromHub("gpt2-small-res-jb", "blocks.8.hook_resid_pre", { onProgress });  // an SAE (SAELens's files)
+//   const withFeatures = await lab.analyze({ ...pair, components: [], saes: ["all"] });   // its features' AP, IG, AtP
 //
 // The report is the same JSON as `patchlab analyze --out -` writes; the
 // summary the same as `patchlab batch` writes to summary.json.
@@ -49,6 +51,47 @@ export function resolveModel(model, baseHref = globalThis.location ? globalThis.
   const parts = url.pathname.split("/").filter(Boolean);
   const sameOrigin = globalThis.location && url.origin === globalThis.location.origin;
   return { base: url.href, name: parts[parts.length - 1] || url.host, cache: !sameOrigin };
+}
+
+/**
+ * Where an SAE folder is: a base URL (ending in "/") with cfg.json and
+ * sae_weights.safetensors in it, its name (the folder's) and whether its
+ * files go to Cache Storage (another origin's).
+ */
+export function resolveSaeUrl(url, baseHref = globalThis.location ? globalThis.location.href : undefined) {
+  const u = new URL(String(url).endsWith("/") ? String(url) : `${url}/`, baseHref);
+  if (u.protocol !== "https:" && u.protocol !== "http:") {
+    throw makeError("LoadError", `SAE folder ${JSON.stringify(String(url))} is not an http(s) URL`);
+  }
+  const parts = u.pathname.split("/").filter(Boolean);
+  const sameOrigin = globalThis.location && u.origin === globalThis.location.origin;
+  return { base: u.href, name: decodeURIComponent(parts[parts.length - 1] || u.host), cache: !sameOrigin };
+}
+
+/** The Hub's URL of a folder of a repo (each segment escaped). */
+export function hubFolderUrl(repo, folder) {
+  const path = String(folder).split("/").filter(Boolean).map(encodeURIComponent).join("/");
+  return `${HUB}/${repo}/resolve/main/${path ? `${path}/` : ""}`;
+}
+
+/**
+ * Where an SAE named in one string comes from (what loadSaeFromHub names an
+ * SAE, so a report's SAE names load again): a folder URL ("https://…/",
+ * "/saes/x/", "./x/") → {url}; "release/id" (two parts: a SAELens release
+ * has no "/" in its name, nor an SAE id of the GPT-2 releases:
+ * "gpt2-small-res-jb/blocks.8.hook_resid_pre") → {release, id};
+ * "owner/repo/folder/…" (three parts or more: a Hub repo and a folder in
+ * it, as SAELens reads a release it does not list) → {release:
+ * "owner/repo", id: "folder/…"}. null for anything else.
+ */
+export function parseSaeSpec(spec) {
+  const s = String(spec || "").trim();
+  if (!s) return null;
+  if (/^(https?:\/\/|\/|\.\.?\/)/.test(s)) return { url: s };
+  const parts = s.split("/");
+  if (parts.some((x) => !x) || parts.length < 2) return null;
+  if (parts.length === 2) return { release: parts[0], id: parts[1] };
+  return { release: `${parts[0]}/${parts[1]}`, id: parts.slice(2).join("/") };
 }
 
 /**
@@ -176,9 +219,9 @@ function reportsJson(reports) {
 }
 
 /** The analysis options of a request, as the wasm engine reads them (undefined ones left out). */
-function analysisOptions({ methods, directions, components, sites, igSteps, igRule, percentile }) {
+function analysisOptions({ methods, directions, components, sites, saes, igSteps, igRule, percentile }) {
   const out = {};
-  for (const [k, v] of Object.entries({ methods, directions, components, sites })) {
+  for (const [k, v] of Object.entries({ methods, directions, components, sites, saes })) {
     if (v !== undefined) out[k] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...v];
   }
   if (igSteps !== undefined) out.igSteps = Number(igSteps);
@@ -343,10 +386,10 @@ export class PatchLab {
   }
 
   /**
-   * A saved report as the current schema (2): a schema-1 report, written by
+   * A saved report as the current schema (4): a schema-1 report, written by
    * an older patchlab, gets its IG*, analysis and warnings derived from its
    * scores by the crate's own code, in a short-lived worker (no model is
-   * loaded). A schema-2 report comes back as it is.
+   * loaded). A newer report (schema 2 to 4) comes back as it is.
    */
   static async upgradeReport(report, { workerUrl } = {}) {
     if (report?.schema !== 1) return report;
@@ -402,6 +445,12 @@ export class PatchLab {
    * k, v, pattern, *_by_pos, pattern_by_dest, pattern_dest_src, dla,
    * block_every, head_every, head_every_by_pos); their maps, the attention
    * patterns and DLA arrive with the report, not as partial results.
+   * saes: the loaded SAEs whose features to score, by hook name, or
+   * ["all"] (loadSae first); with components: [] only the features are
+   * scored. Their maps (results.<method>.<direction>["sae:<hook>"] and
+   * ["sae_by_pos:<hook>"], often sparse: {shape, indices, values}), each
+   * run's active features (features[hook]) and their analysis
+   * (analysis.features[hook]) arrive with the report.
    */
   async analyze({
     clean,
@@ -412,6 +461,7 @@ export class PatchLab {
     directions,
     components,
     sites,
+    saes,
     bos = true,
     igSteps,
     igRule,
@@ -423,7 +473,7 @@ export class PatchLab {
     signal,
     estimateMs,
   } = {}) {
-    const request = onePair("analyze", { clean, corrupt, correct, incorrect, bos, backend, metric, methods, directions, components, sites, igSteps, igRule, percentile });
+    const request = onePair("analyze", { clean, corrupt, correct, incorrect, bos, backend, metric, methods, directions, components, sites, saes, igSteps, igRule, percentile });
     const { json } = await this.client.request("analyze", { request }, { onProgress: withEta(onProgress, estimateMs), onPartial, signal });
     return JSON.parse(json);
   }
@@ -438,10 +488,10 @@ export class PatchLab {
    * memory (an analysis over it is refused). Rejects, in the analysis's
    * words, a request the analysis would refuse.
    */
-  async estimate({ pairs, clean, corrupt, correct, incorrect, bos = true, metric, methods, directions, components, sites, igSteps, igRule, percentile, backend = "auto" } = {}) {
+  async estimate({ pairs, clean, corrupt, correct, incorrect, bos = true, metric, methods, directions, components, sites, saes, igSteps, igRule, percentile, backend = "auto" } = {}) {
     const request = pairs
-      ? pairsRequest("estimate", { pairs, backend, methods, directions, components, sites, igSteps, igRule, percentile })
-      : onePair("estimate", { clean, corrupt, correct, incorrect, bos, backend, metric, methods, directions, components, sites, igSteps, igRule, percentile });
+      ? pairsRequest("estimate", { pairs, backend, methods, directions, components, sites, saes, igSteps, igRule, percentile })
+      : onePair("estimate", { clean, corrupt, correct, incorrect, bos, backend, metric, methods, directions, components, sites, saes, igSteps, igRule, percentile });
     return this.client.request("estimate", { request });
   }
 
@@ -473,8 +523,8 @@ export class PatchLab {
    * incorrect, bos, metric}]; the options, onProgress and signal as in
    * analyze() (progress covers the whole group; no partial results).
    */
-  async analyzeGroup({ pairs, methods, directions, components, sites, igSteps, igRule, percentile, backend = "auto", onProgress, signal } = {}) {
-    const request = pairsRequest("analyzeGroup", { pairs, backend, methods, directions, components, sites, igSteps, igRule, percentile });
+  async analyzeGroup({ pairs, methods, directions, components, sites, saes, igSteps, igRule, percentile, backend = "auto", onProgress, signal } = {}) {
+    const request = pairsRequest("analyzeGroup", { pairs, backend, methods, directions, components, sites, saes, igSteps, igRule, percentile });
     const { json } = await this.client.request("analyzeGroup", { request }, { onProgress: withEta(onProgress), signal });
     return JSON.parse(json);
   }
@@ -495,8 +545,8 @@ export class PatchLab {
    * kept, bad: [index], backend}; a cancel rejects with an AbortError and the
    * pairs already delivered stand.
    */
-  async runDataset({ pairs, methods, directions, components, sites, igSteps, igRule, percentile, group, reports, backend = "auto", onPlan, onGroup, onPair, onProgress, signal } = {}) {
-    const request = pairsRequest("runDataset", { pairs, backend, methods, directions, components, sites, igSteps, igRule, percentile });
+  async runDataset({ pairs, methods, directions, components, sites, saes, igSteps, igRule, percentile, group, reports, backend = "auto", onPlan, onGroup, onPair, onProgress, signal } = {}) {
+    const request = pairsRequest("runDataset", { pairs, backend, methods, directions, components, sites, saes, igSteps, igRule, percentile });
     const onEvent = ({ kind, index, text }) => {
       if (kind === "plan") onPlan?.(JSON.parse(text));
       else if (kind === "group") onGroup?.(JSON.parse(text));
@@ -632,6 +682,78 @@ export class PatchLab {
 
   circuitGraph(report, opts) {
     return CircuitTools.prototype.circuitGraph.call(this, report, opts);
+  }
+
+  /**
+   * Loads a sparse autoencoder for this model from SAELens's files: `cfg`
+   * (cfg.json's text, the parsed object, or a Blob / File) and `weights`
+   * (sae_weights.safetensors: an ArrayBuffer, a Uint8Array or a Blob /
+   * File). It replaces the SAE on the same hook; `name` labels it in reports
+   * (default: "SAE <hook>"). configOverrides: keys set on cfg.json first, as
+   * SAELens's config_overrides. Resolves to {name, hook_name, architecture,
+   * d_in, d_sae, neuronpedia_id?}; rejects (LoadError) with the engine's
+   * reason when the SAE does not fit: another d_in than the hook's width, an
+   * architecture, hook, layout or run-time normalisation it does not encode,
+   * or more memory than the tab has left.
+   */
+  async loadSae({ name, cfg, weights, configOverrides, normScalingFactor } = {}) {
+    if (cfg === undefined || cfg === null) throw makeError("TypeError", "loadSae needs cfg (cfg.json: text, an object or a File)");
+    if (weights === undefined || weights === null) throw makeError("TypeError", "loadSae needs weights (sae_weights.safetensors: an ArrayBuffer, a Uint8Array or a File)");
+    const text = typeof cfg === "string" || cfg instanceof Blob ? cfg : JSON.stringify(cfg);
+    // without a name, the worker names it after the hook its cfg.json reads
+    return this.client.request("loadSae", { name: name ? String(name) : null, cfg: text, weights, overrides: configOverrides || null, normScalingFactor: normScalingFactor ?? null });
+  }
+
+  /**
+   * Loads one SAE of a SAELens release from the Hugging Face Hub (its
+   * folder's cfg.json, then sae_weights.safetensors), as
+   * `SAE.from_pretrained(release, id)` finds it: the release's repo and the
+   * SAE's folder from sae-releases.js (SAELens's pretrained_saes.yaml), its
+   * config_overrides and Neuronpedia id applied to cfg.json; a release the
+   * list does not know is read as a repo id and `id` as a folder in it.
+   * Byte progress, resumed downloads and Cache Storage as for the model
+   * (cache: default true). onProgress({phase: "sae-config" | "sae-weights" |
+   * "resume" | "sae-building", loaded, total, cached}); signal cancels.
+   * A release the lab cannot encode is refused before anything downloads,
+   * with the reason; a cfg.json the engine refuses before the weights
+   * download. Resolves as loadSae.
+   */
+  async loadSaeFromHub(release, id, { onProgress, signal, cache = true, name } = {}) {
+    // the release list loads only when an SAE is loaded from the Hub (a results-only embed never needs it)
+    const { saeSource } = await import("./sae-releases.js");
+    const src = saeSource(String(release), String(id));
+    if (!src) throw makeError("LoadError", `the SAE release ${release} has no SAE ${JSON.stringify(String(id))}`);
+    if (!src.loadable) throw makeError("LoadError", `${release} cannot be loaded here: ${src.reason}`);
+    const base = hubFolderUrl(src.repo, src.folder);
+    const label = name || `${release}/${id}`;
+    return this.client.request("loadSaeUrl", { base, name: label, cache: !!cache, overrides: src.overrides, normScalingFactor: src.normScalingFactor }, { onProgress, signal });
+  }
+
+  /**
+   * Loads an SAE from a folder URL that holds cfg.json and
+   * sae_weights.safetensors (a mirror, "/saes/blocks.8.hook_resid_pre/"),
+   * as loadSaeFromHub downloads it (cache: default for other origins).
+   */
+  async loadSaeFromUrl(url, { onProgress, signal, cache, name, configOverrides, normScalingFactor } = {}) {
+    const src = resolveSaeUrl(url);
+    return this.client.request("loadSaeUrl", { base: src.base, name: name || src.name, cache: cache ?? src.cache, overrides: configOverrides || null, normScalingFactor: normScalingFactor ?? null }, { onProgress, signal });
+  }
+
+  /** An SAE named in one string (parseSaeSpec: "release/id", or a folder URL), loaded with loadSaeFromHub or loadSaeFromUrl. */
+  loadSaeSpec(spec, options = {}) {
+    const p = parseSaeSpec(spec);
+    if (!p) return Promise.reject(makeError("LoadError", `${JSON.stringify(String(spec))} names no SAE: write release/id (e.g. gpt2-small-res-jb/blocks.8.hook_resid_pre) or the URL of a folder with cfg.json and sae_weights.safetensors`));
+    return p.url ? this.loadSaeFromUrl(p.url, options) : this.loadSaeFromHub(p.release, p.id, options);
+  }
+
+  /** Removes the SAE on `hook` (e.g. "blocks.8.hook_resid_pre"); false if none was loaded there. */
+  removeSae(hook) {
+    return this.client.request("removeSae", { hook: String(hook) });
+  }
+
+  /** The loaded SAEs, in layer order: [{name, hook_name, architecture, d_in, d_sae, neuronpedia_id?}]. */
+  saes() {
+    return this.client.request("saes");
   }
 
   /** Stops the worker and frees the model. */

@@ -7,14 +7,17 @@
 // ReportView is the frame (tabs, choices, the plots it keeps, the pinned
 // component); each view's panels are in views/: scores.js (heads, neurons,
 // scatter, latent), site-maps.js (residual stream, head sites, attention),
-// dla.js, ablation.js (click-to-ablate); what they read from a report is
-// views/report.js, the exports views/exports.js.
+// dla.js, ablation.js (click-to-ablate), features.js (SAE features); what
+// they read from a report is views/report.js (the SAE parts
+// views/feature-maps.js), the exports views/exports.js.
 
 import { Ablation, Bars, Heatmap, Scatter, Selection, componentLabel, fmt } from "./plots.js";
 import { el, visibleText } from "./dom.js";
 import { AblationPanel } from "./views/ablation.js";
 import { renderDla, renderDlaHead } from "./views/dla.js";
-import { DIR_NAMES, DIR_ORDER, get, hasSite, METHOD_NAMES, METHOD_ORDER, SITES_LATER, summaryText } from "./views/report.js";
+import { DIR_NAMES, DIR_ORDER, FEATURES_LATER, get, hasSite, METHOD_NAMES, METHOD_ORDER, SITES_LATER, summaryText } from "./views/report.js";
+import { featurePinItems, renderFeatures } from "./views/features.js";
+import { parseFeatureKey, saeHooks } from "./views/feature-maps.js";
 import { renderLatent, renderScatter, renderScores } from "./views/scores.js";
 import { renderHeadSites, renderPattern, renderResid } from "./views/site-maps.js";
 
@@ -30,6 +33,7 @@ export const VIEWS = [
   ["head_sites", "Head sites"],
   ["pattern", "Attention"],
   ["dla", "DLA"],
+  ["features", "Features"],
 ];
 // each view's panels: render(view, report)
 const PANELS = {
@@ -41,6 +45,7 @@ const PANELS = {
   head_sites: renderHeadSites,
   pattern: renderPattern,
   dla: renderDla,
+  features: renderFeatures,
 };
 // the views that show partial results (or say when they will); the others wait for the whole report
 const LIVE = new Set(["heads", "neurons", "scatter", "latent"]);
@@ -49,7 +54,7 @@ const ABLATION_VIEWS = new Set(["heads", "neurons", "latent"]);
 // the views with a "one colour scale" choice
 const SHARED_SCALE = new Set(["heads", "neurons", "resid", "head_sites"]);
 // other names a link or an embed may use for a view
-const VIEW_ALIASES = { heads_by_pos: "head_sites", sites: "head_sites", attention: "pattern", residual: "resid" };
+const VIEW_ALIASES = { heads_by_pos: "head_sites", sites: "head_sites", attention: "pattern", residual: "resid", sae: "features", saes: "features" };
 /** The view a name (from a URL or an attribute) means, or null. */
 export function viewName(name) {
   const v = VIEW_ALIASES[name] || name;
@@ -77,6 +82,7 @@ export function viewsWithData(r) {
     if (sites.some((x) => HEAD_SITES.includes(x))) out.add("head_sites");
     if (sites.length || s.dla) out.add("pattern");
     if (s.dla) out.add("dla");
+    if ((s.saes || []).length) out.add("features");
     return out;
   }
   for (const c of ["heads", "neurons"]) if (comps(c)) out.add(c);
@@ -87,6 +93,7 @@ export function viewsWithData(r) {
   if (HEAD_SITES.some((x) => hasSite(r, x))) out.add("head_sites");
   if (r.patterns) out.add("pattern");
   if (r.dla) out.add("dla");
+  if (saeHooks(r).length) out.add("features");
   return out;
 }
 
@@ -95,14 +102,15 @@ export class ReportView {
    * root: element to render into. opts.view: the first tab; opts.site (the
    * residual-stream view's site), opts.head ("layer.head": the attention
    * and DLA views' head), opts.method and opts.direction (the head-site
-   * maps' and the patching-effect overlay's), opts.overlay (the attention
-   * view's patching effect); opts.onView(name) is called when the user
+   * maps', the patching-effect overlay's and the Features view's),
+   * opts.overlay (the attention view's patching effect), opts.hook (the
+   * Features view's SAE, by its hook name); opts.onView(name) is called when the user
    * switches tabs or changes one of these (urlState() has them);
    * opts.filenamePrefix for exported files; opts.ablate(request) →
    * Promise<{metric_clean, metric_corrupt, metric_ablated}> (PatchLab.ablate)
    * turns on click-to-ablate.
    */
-  constructor(root, { view = "heads", site, head, method, direction, overlay, shared, onView, filenamePrefix = "patchlab", ablate } = {}) {
+  constructor(root, { view = "heads", site, head, method, direction, overlay, shared, hook, onView, filenamePrefix = "patchlab", ablate } = {}) {
     this.root = root;
     this.onView = onView;
     this.prefix = filenamePrefix;
@@ -110,7 +118,7 @@ export class ReportView {
     this.ablation = ablate ? new Ablation() : null;
     this.report = null;
     this.plots = new Map();
-    this.state = { site: site || null, head: head || null, method: method || null, direction: direction || null, overlay: !!overlay, shared: !!shared };
+    this.state = { site: site || null, head: head || null, method: method || null, direction: direction || null, overlay: !!overlay, shared: !!shared, hook: hook || null };
     this.build(root);
     this.ablation?.on(() => this.renderPin());
     if (this.ablation) this.ablationPanel = new AblationPanel(this.ablationBox, this.ablation, ablate, () => this.report, () => ABLATION_VIEWS.has(this.view));
@@ -164,7 +172,7 @@ export class ReportView {
     this.notice.hidden = !text;
   }
 
-  /** The view's choices for the URL: {site, head, method, direction, overlay}, those it uses. */
+  /** The view's choices for the URL: {site, head, method, direction, overlay, hook}, those it uses. */
   urlState() {
     const s = this.state, v = this.view;
     const out = {};
@@ -175,6 +183,11 @@ export class ReportView {
       if (s.direction) out.direction = s.direction;
     }
     if (v === "pattern" && s.overlay) out.overlay = "1";
+    if (v === "features") {
+      if (s.hook) out.hook = s.hook;
+      if (s.method) out.method = s.method;
+      if (s.direction) out.direction = s.direction;
+    }
     if (s.shared && SHARED_SCALE.has(v)) out.shared = "1";
     return out;
   }
@@ -302,7 +315,7 @@ export class ReportView {
   render() {
     const r = this.report;
     if (!r) return;
-    if (r.partial && !LIVE.has(this.view)) return this.empty(SITES_LATER);
+    if (r.partial && !LIVE.has(this.view)) return this.empty(this.view === "features" ? FEATURES_LATER : SITES_LATER);
     PANELS[this.view](this, r);
   }
 
@@ -415,6 +428,8 @@ export class ReportView {
       this.pinBox.hidden = true;
       return;
     }
+    const feature = parseFeatureKey(p.component);
+    if (feature) return this.renderFeaturePin(r, feature.hook, p);
     const items = [];
     for (const x of METHOD_ORDER) {
       for (const d of DIR_ORDER) {
@@ -443,6 +458,16 @@ export class ReportView {
       open.addEventListener("click", () => this.openHead(p.layer, p.index));
       this.pinBox.append(" ", open);
     }
+    this.pinBox.hidden = false;
+  }
+
+  /** The pinned SAE feature's scores. */
+  renderFeaturePin(r, hook, p) {
+    const head = el("strong", null, `Pinned feature ${p.index} of ${hook}`);
+    const unpin = el("button", "small", "Unpin");
+    unpin.type = "button";
+    unpin.addEventListener("click", () => this.selection.toggle(null));
+    this.pinBox.replaceChildren(head, el("span", null, ` — ${featurePinItems(r, hook, p.index).join(" · ")} `), unpin);
     this.pinBox.hidden = false;
   }
 }

@@ -5,7 +5,7 @@
 // Messages in:  {id, type: "load" | "tokenize" | "predict" | "analyze" | "analyzeGroup" | "groupPairs"
 //                          | "runDataset" | "ablate" | "ablateDataset" | "generateDataset" | "importPairs" | "summarize" | "pairsCsv"
 //                          | "upgradeReport" | "slimReport" | "parseMetric" | "circuit" | "reevaluateCircuit"
-//                          | "reselectCircuit" | "circuitGraph"
+//                          | "reselectCircuit" | "circuitGraph" | "loadSae" | "loadSaeUrl" | "removeSae" | "saes"
 //                          | "taskNames" | "cancel" | "clearCache" | "env" | "matmulMs" | "gpuProfile" | "calibrate" | "estimate", ...}
 // Messages out: {id, type: "result", value} | {id, type: "error", message, name}
 //               | {id, type: "progress", ...} | {id, type: "partial", ...} | {id, type: "event", kind, index, text}
@@ -393,6 +393,161 @@ async function loadFromFiles(id, files, name) {
   return build(id, name, weights, tokenizer, vocab, merges, null);
 }
 
+// ---------- sparse autoencoders (SAELens's cfg.json + sae_weights.safetensors) ----------
+
+const SAE_CFG = "cfg.json";
+const SAE_WEIGHTS = "sae_weights.safetensors";
+
+/**
+ * cfg.json's text with SAELens's config_overrides applied (a top-level
+ * update, as `get_sae_lens_config_from_disk` does: `cfg_dict.update(overrides)`).
+ */
+function withOverrides(cfg, overrides) {
+  if (!overrides || !Object.keys(overrides).length) return cfg;
+  let obj;
+  try {
+    obj = JSON.parse(cfg);
+  } catch {
+    return cfg; // the engine says what is wrong with it
+  }
+  if (!obj || typeof obj !== "object" || Array.isArray(obj)) return cfg;
+  return JSON.stringify({ ...obj, ...overrides });
+}
+
+/** Throws the engine's refusal of a cfg.json for this model and the memory left (before the weights download). */
+function checkSaeConfig(l, name, cfg, factor) {
+  try {
+    l.check_sae(name, cfg, factor ?? undefined);
+  } catch (e) {
+    throw new LoadError(e && e.message ? e.message : String(e));
+  }
+}
+
+/** Loads an SAE on the lab's model, after the computations queued before it. */
+function addSae(id, name, cfg, bytes, factor) {
+  return inQueue(id, (l) => {
+    try {
+      return JSON.parse(l.load_sae(name, cfg, bytes, factor ?? undefined));
+    } catch (e) {
+      throw new LoadError(e && e.message ? e.message : String(e));
+    }
+  });
+}
+
+/** The whole body of a download as bytes, `onBytes(got)` as they come; refuses a short one; checks `cancelled` between chunks. */
+async function readAll(id, body, declared, name, onBytes) {
+  const reader = body.getReader();
+  let buf = new Uint8Array(declared || 1 << 20);
+  let got = 0;
+  try {
+    for (;;) {
+      if (cancelled.has(id)) throw cancelError();
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (got + value.length > buf.length) {
+        if (declared) throw new LoadError(`${name} goes on past the ${declared} bytes its server announced: the file is corrupt or changed while downloading; load it again`);
+        const bigger = new Uint8Array(Math.max(buf.length * 2, got + value.length));
+        bigger.set(buf.subarray(0, got));
+        buf = bigger;
+      }
+      buf.set(value, got);
+      got += value.length;
+      onBytes(got);
+    }
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    throw e;
+  }
+  if (declared && got < declared) throw new LoadError(`${name} is truncated: got ${got} of ${declared} bytes; load it again`);
+  return got === buf.length ? buf : buf.subarray(0, got);
+}
+
+/**
+ * An SAE folder at `base` (the Hub's resolve/main/<folder>/, or any URL):
+ * cfg.json first (config_overrides applied; an SAE the engine refuses is
+ * refused before its weights download), then sae_weights.safetensors with
+ * byte progress, a broken connection resumed as for the model, both kept
+ * in Cache Storage when `useCache`.
+ */
+async function loadSaeFromUrl(id, { base, name, cache: useCache, overrides, normScalingFactor }) {
+  const l = needLab();
+  const cache = await openCache(useCache);
+  const url = (f) => new URL(f, base).href;
+  const curl = url(SAE_CFG);
+  const wurl = url(SAE_WEIGHTS);
+  let putting = null;
+  const stopPut = new AbortController();
+  try {
+    post({ id, type: "progress", phase: "sae-config", loaded: 0, total: 0 });
+    const raw = await readText(cache, curl, SAE_CFG, false);
+    const cfg = withOverrides(raw, overrides);
+    // the engine checks cfg.json against the model and the memory left before the weights download
+    checkSaeConfig(l, name, cfg, normScalingFactor);
+    if (cancelled.has(id)) throw cancelError();
+    const f = await getFile(cache, wurl, SAE_WEIGHTS, false);
+    const declared = Number(f.res.headers.get("content-length")) || 0;
+    const t0 = performance.now();
+    let last = 0;
+    const onBytes = (loaded) => {
+      const now = performance.now();
+      if (now - last > 50 || loaded === declared) {
+        last = now;
+        post({ id, type: "progress", phase: "sae-weights", loaded, total: declared, cached: f.cached, ms: now - t0 });
+      }
+    };
+    let body = f.res.body;
+    if (!f.cached) {
+      body = resumableBody(wurl, f.res, declared, SAE_WEIGHTS, (got, attempt) => {
+        post({ id, type: "progress", phase: "resume", loaded: got, total: declared, attempt });
+      });
+    }
+    if (cache && !f.cached) {
+      const [a, b] = body.tee();
+      body = a;
+      const copy = b.pipeThrough(new TransformStream(), { signal: stopPut.signal });
+      putting = cache.put(wurl, new Response(copy, { headers: f.res.headers })).catch(() => {});
+    }
+    const bytes = await readAll(id, body, declared, SAE_WEIGHTS, onBytes);
+    post({ id, type: "progress", phase: "sae-building", loaded: bytes.length, total: bytes.length });
+    const info = await addSae(id, name, cfg, bytes, normScalingFactor);
+    if (putting) await putting;
+    return info;
+  } catch (e) {
+    // a bad or refused file must not stay cached
+    stopPut.abort();
+    await putting;
+    if (cache) await Promise.all([curl, wurl].map((u) => cache.delete(u).catch(() => {})));
+    throw e;
+  } finally {
+    cancelled.delete(id);
+  }
+}
+
+/** The hook a cfg.json names (either layout), for a default name; null when it names none. */
+function saeHook(cfg) {
+  try {
+    const c = JSON.parse(cfg);
+    const h = c?.metadata?.hook_name || c?.hook_name || c?.hook_point;
+    return typeof h === "string" ? h : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An SAE from files the page holds: cfg (text or a Blob) and the weights (bytes or a Blob); named after its hook unless `name` is given. */
+async function loadSaeFromBytes(id, { name, cfg, weights, overrides, normScalingFactor }) {
+  const l = needLab();
+  const text = typeof cfg === "string" ? cfg : await cfg.text();
+  name ||= `SAE ${saeHook(text) || ""}`.trim();
+  // refused from its cfg.json before the weights are read into memory
+  checkSaeConfig(l, name, withOverrides(text, overrides), normScalingFactor);
+  let bytes;
+  if (weights instanceof Blob) bytes = new Uint8Array(await weights.arrayBuffer());
+  else if (ArrayBuffer.isView(weights)) bytes = new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength);
+  else bytes = new Uint8Array(weights);
+  return addSae(id, name, withOverrides(text, overrides), bytes, normScalingFactor);
+}
+
 // config.json describes a GPT-2-family model that fits in this tab (the
 // crate's check), or a LoadError says why not.
 function checkConfig(config) {
@@ -479,6 +634,15 @@ async function handle(msg) {
       return loadFromUrl(id, msg.base, msg.name, msg.cache);
     case "tokenize":
       return needLab().tokenize(msg.text, msg.bos);
+    case "loadSae":
+      return loadSaeFromBytes(id, msg);
+    case "loadSaeUrl":
+      return loadSaeFromUrl(id, msg);
+    case "removeSae":
+      // after the computations queued before it (they may use it)
+      return inQueue(id, (l) => l.remove_sae(String(msg.hook)));
+    case "saes":
+      return JSON.parse(needLab().saes());
     case "gpuProfile":
       return needLab().gpu_profile();
     case "calibrate":

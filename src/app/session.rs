@@ -213,14 +213,14 @@ impl Session {
         name: &str,
         cfg_json: &str,
         norm_scaling_factor: Option<f64>,
-    ) -> Result<(SaeInfo, usize)> {
+    ) -> Result<(SaeInfo, u64)> {
         let sae = Sae::from_config(name, cfg_json, norm_scaling_factor)?;
         sae.check_model(self.config())?;
         let bytes = sae.weight_bytes();
         if let Some(room) = self.sae_room(Some(&sae.hook_name)) {
             if bytes as f64 > room {
                 return Err(Error::Input(format!(
-                    "SAE {name} ({} MB of weights) does not fit: {} MB are left for SAEs beside the model in this tab; remove an SAE first",
+                    "SAE {name} ({} MB of weights as f32) does not fit: {} MB are left in this tab beside the model, the other SAEs and room for the runs; remove an SAE first",
                     (bytes as f64 / 1e6).round(),
                     (room / 1e6).round()
                 )));

@@ -340,14 +340,16 @@ impl Sae {
         })
     }
 
-    /// Bytes the weights take in f32 once loaded, from the sizes alone.
-    pub fn weight_bytes(&self) -> usize {
+    /// Bytes the weights take in f32 once loaded, from the sizes alone (in
+    /// u64: a cfg.json may claim more than a 32-bit address space holds).
+    pub fn weight_bytes(&self) -> u64 {
+        let (d_in, d_sae) = (self.d_in as u64, self.d_sae as u64);
         let threshold = if self.architecture == SaeArchitecture::JumpRelu {
-            self.d_sae
+            d_sae
         } else {
             0
         };
-        4 * (2 * self.d_in * self.d_sae + self.d_sae + self.d_in + threshold)
+        4 * (2 * d_in * d_sae + d_sae + d_in + threshold)
     }
 
     /// An SAE from a folder holding `cfg.json` and

@@ -469,7 +469,7 @@ describe("embedding", () => {
     await page.goto(`${server.url}?report=/model/old-report.json&view=latent`);
     assert.equal((await waitReady(page)).state, "report");
     const r = await page.evaluate(() => window.patchlabPage.report);
-    assert.equal(r.schema, 3);
+    assert.equal(r.schema, 4);
     assert.ok(r.results.ig_norm && r.analysis.latent.ig_norm, "no IG* derived");
     await page.waitForFunction(() => document.querySelectorAll("#report-view figure[data-key^='latent-'] canvas").length === 6);
     // where no worker can start (an embed under a strict policy), the report

@@ -3,6 +3,7 @@
 
 import { nestedShape } from "../npy.js";
 import { SITE_AXES } from "../sites.js";
+import { denseFeatureMap, hookLayer, parseFeatureKey } from "./feature-maps.js";
 
 /** A CSV field: quoted when it holds a comma, quote, newline or outer space. */
 export function csvField(v) {
@@ -41,12 +42,27 @@ export function mapExports(map, axes, valueName = "value") {
  * score. A patching site's map has one line per entry too: its component
  * is the site's name and its index the rest of the entry's indices joined
  * by ":" (resid_pre: pos; z_by_pos: pos:head; pattern_dest_src: head:dest:src).
+ * An SAE's feature map (sae:<hook>, sae_by_pos:<hook>) has one line per
+ * non-zero cell (a feature equal in both runs scores exactly 0): its layer
+ * is the hook's, its index the feature (pos:feature by position).
  */
 export function reportCsv(r) {
   const lines = ["method,direction,component,layer,index,score"];
   for (const [m, dirs] of Object.entries(r.results || {})) {
     for (const [d, maps] of Object.entries(dirs)) {
       for (const [c, rows] of Object.entries(maps)) {
+        const feature = parseFeatureKey(c);
+        if (feature) {
+          const { shape, values } = denseFeatureMap(rows);
+          const ds = shape[shape.length - 1];
+          const layer = hookLayer(feature.hook) ?? "";
+          values.forEach((v, i) => {
+            if (v === 0) return;
+            const index = feature.byPos ? `${Math.floor(i / ds)}:${i % ds}` : String(i);
+            lines.push(`${m},${d},${csvField(c)},${layer},${index},${Number.isFinite(v) ? v : ""}`);
+          });
+          continue;
+        }
         if (c !== "heads" && c !== "neurons" && !SITE_AXES[c]) continue;
         const walk = (x, idx) => {
           if (Array.isArray(x)) x.forEach((y, i) => walk(y, [...idx, i]));

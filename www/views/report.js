@@ -4,6 +4,7 @@
 
 import { componentLabel, fmt } from "../plots.js";
 import { SITE_AXES } from "../sites.js";
+import { checkFeatureParts } from "./feature-maps.js";
 
 // ig_norm is IG* (gap-normalised IG, on AP's scale), derived from ig
 export const METHOD_NAMES = { ap: "AP", ig: "IG", ig_norm: "IG*", atp: "AtP" };
@@ -23,6 +24,7 @@ export function unitOf(method, site = "heads") {
   return site === "heads" || site === "neurons" ? "raw IG (mean)" : "raw IG (sum)";
 }
 export const SITES_LATER = "Site maps, attention patterns and DLA appear when the analysis finishes (heads and neurons stream in while it runs).";
+export const FEATURES_LATER = "SAE features appear when the analysis finishes (heads and neurons stream in while it runs).";
 
 const STAGE_METHODS = { AP: "activation patching (AP)", IG: "integrated gradients (IG)", AtP: "attribution patching (AtP)" };
 /**
@@ -61,13 +63,14 @@ const bad = (what) => {
  */
 export function checkReport(r) {
   if (!r || typeof r !== "object") bad("not a JSON object");
-  if (![1, 2, 3].includes(r.schema)) bad(`schema ${JSON.stringify(r.schema)} is not supported (this page reads schemas 1 to 3)`);
+  if (![1, 2, 3, 4].includes(r.schema)) bad(`schema ${JSON.stringify(r.schema)} is not supported (this page reads schemas 1 to 4)`);
   const m = r.model || {};
   for (const k of ["n_layers", "n_heads", "d_mlp"]) if (!Number.isInteger(m[k]) || m[k] < 1 || m[k] > 1e6) bad(`model.${k}`);
   if (!r.results || typeof r.results !== "object") bad("no results");
   const n = Array.isArray(r.tokens?.clean) ? r.tokens.clean.length : null;
   if (n !== null && !r.tokens.clean.every((t) => t && typeof t.text === "string")) bad("tokens.clean");
   checkResults(r, n);
+  checkFeatureParts(r, n, bad);
   if (r.dla !== undefined || r.patterns !== undefined) checkDlaAndPatterns(r, n);
   return r;
 }
@@ -123,6 +126,8 @@ export function partialReport(info, request) {
       components: request.components || (request.sites ? request.sites.filter((s) => s === "heads" || s === "neurons") : ["heads", "neurons"]),
       sites: (request.sites || []).filter((s) => s !== "heads" && s !== "neurons" && s !== "dla"),
       dla: (request.sites || []).includes("dla"),
+      // the SAEs asked for (hook names or "all"); the report lists them as SAEs
+      saes: request.saes || [],
     },
     results: {},
   };
