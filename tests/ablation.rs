@@ -29,7 +29,7 @@ fn reports(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let r = pollster::block_on(analyze_pair(e, "m", &tok, p, &opts, &mut Quiet)).unwrap();
+            let r = pollster::block_on(analyze_pair(e, "m", tok, p, &opts, &mut Quiet)).unwrap();
             (i, r)
         })
         .collect()
@@ -38,7 +38,7 @@ fn reports(
 /// IOI pairs that all have the same number of tokens, so one mean covers them.
 fn same_length_pairs(k: usize) -> Vec<Prompts> {
     let tok = tokenizer();
-    let all = Task::Ioi.generate(&tok, 60, 0, true).unwrap();
+    let all = Task::Ioi.generate(tok, 60, 0, true).unwrap();
     let len = |p: &Prompts| tok.encode(&p.clean, true).unwrap().len();
     let target = len(&all[0]);
     let same: Vec<Prompts> = all
@@ -65,7 +65,7 @@ fn one_layer_ablation_equals_full_substitution_with_the_mean() {
         ),
         ("neurons".to_string(), AblationSet::parse("n0.7").unwrap()),
     ];
-    let out = pollster::block_on(ablate_dataset(&e, &tok, &reps, &sets, &mut Quiet)).unwrap();
+    let out = pollster::block_on(ablate_dataset(&e, tok, &reps, &sets, &mut Quiet)).unwrap();
     let (head_rows, neuron_rows) = (&out.sets[0].pairs, &out.sets[1].pairs);
     assert_eq!((head_rows.len(), neuron_rows.len()), (3, 3));
 
@@ -96,7 +96,7 @@ fn one_layer_ablation_equals_full_substitution_with_the_mean() {
     for (k, p) in pairs.iter().enumerate() {
         let ids = tok.encode(&p.clean, true).unwrap();
         let metric = patchlab::attribution::Pair::new(
-            &tok,
+            tok,
             e.config(),
             &p.clean,
             &p.corrupt,
@@ -192,7 +192,7 @@ fn latent_sets_combine_ig_and_ap_as_documented() {
     // out-of-range fixed components are refused with the model's shape
     let bad = pollster::block_on(ablate_dataset(
         &e,
-        &tok,
+        tok,
         &reps,
         &[("x".into(), AblationSet::parse("h7.0").unwrap())],
         &mut Quiet,

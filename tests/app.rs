@@ -40,7 +40,7 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 
 fn ioi_pair() -> Prompts {
     Task::Ioi
-        .generate(&tokenizer(), 1, 0, true)
+        .generate(tokenizer(), 1, 0, true)
         .unwrap()
         .remove(0)
 }
@@ -63,7 +63,7 @@ fn the_observer_pauses_before_every_heavy_engine_call() {
         count: 0,
         stop_at: None,
     };
-    pollster::block_on(analyze_pair(&e, "m", &tok, &pair, &heads_only(), &mut obs)).unwrap();
+    pollster::block_on(analyze_pair(&e, "m", tok, &pair, &heads_only(), &mut obs)).unwrap();
     // two forwards, then per direction: AtP one backward for all layers,
     // IG and AP one call per layer (4 heads fit one AP chunk)
     let layers = s.n_layers;
@@ -74,7 +74,7 @@ fn the_observer_pauses_before_every_heavy_engine_call() {
         count: 0,
         stop_at: Some(5),
     };
-    let r = pollster::block_on(analyze_pair(&e, "m", &tok, &pair, &heads_only(), &mut obs));
+    let r = pollster::block_on(analyze_pair(&e, "m", tok, &pair, &heads_only(), &mut obs));
     assert!(matches!(r, Err(Error::Cancelled)), "{:?}", r.err());
     assert_eq!(obs.count, 5);
 }
@@ -83,7 +83,7 @@ fn the_observer_pauses_before_every_heavy_engine_call() {
 fn ablating_a_dataset_pauses_before_every_forward() {
     let e = engine(&spec(2, 4, 32, 5));
     let tok = tokenizer();
-    let pairs = Task::Ioi.generate(&tok, 3, 1, true).unwrap();
+    let pairs = Task::Ioi.generate(tok, 3, 1, true).unwrap();
     let opts = Options {
         methods: vec![Method::Atp],
         ..heads_only()
@@ -92,7 +92,7 @@ fn ablating_a_dataset_pauses_before_every_forward() {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let r = pollster::block_on(analyze_pair(&e, "m", &tok, p, &opts, &mut Quiet));
+            let r = pollster::block_on(analyze_pair(&e, "m", tok, p, &opts, &mut Quiet));
             (i, r.unwrap())
         })
         .collect();
@@ -104,8 +104,8 @@ fn ablating_a_dataset_pauses_before_every_forward() {
         count: 0,
         stop_at: None,
     };
-    let quiet = pollster::block_on(ablate_dataset(&e, &tok, &reports, &sets, &mut Quiet)).unwrap();
-    let paused = pollster::block_on(ablate_dataset(&e, &tok, &reports, &sets, &mut obs)).unwrap();
+    let quiet = pollster::block_on(ablate_dataset(&e, tok, &reports, &sets, &mut Quiet)).unwrap();
+    let paused = pollster::block_on(ablate_dataset(&e, tok, &reports, &sets, &mut obs)).unwrap();
     assert_eq!(paused, quiet);
     // one corrupt forward per pair, then one ablated forward per pair and set
     assert_eq!(obs.count, 3 + 3 * 2);
@@ -120,13 +120,13 @@ fn the_engine_enum_gives_the_cpu_engines_report() {
     let direct = pollster::block_on(analyze_pair(
         &engine(&s),
         "m",
-        &tok,
+        tok,
         &pair,
         &opts,
         &mut Quiet,
     ));
     let any = AnyEngine::cpu(engine(&s));
-    let via = pollster::block_on(analyze_pair(&any, "m", &tok, &pair, &opts, &mut Quiet));
+    let via = pollster::block_on(analyze_pair(&any, "m", tok, &pair, &opts, &mut Quiet));
     let (direct, via) = (direct.unwrap(), via.unwrap());
     assert_eq!(via.backend, "cpu");
     assert_eq!(json(&via.results), json(&direct.results));
@@ -137,7 +137,7 @@ fn the_engine_enum_gives_the_cpu_engines_report() {
 fn session(seed: u64) -> Session {
     Session {
         name: "m".into(),
-        tokenizer: tokenizer(),
+        tokenizer: load_tokenizer(),
         engines: Engines::new(engine(&spec(2, 4, 32, seed)), false),
         saes: Default::default(),
     }
@@ -157,7 +157,7 @@ fn a_session_answers_requests_as_the_methods_do() {
     let want = pollster::block_on(analyze_pair(
         &engine(&spec(2, 4, 32, 11)),
         "m",
-        &tokenizer(),
+        tokenizer(),
         &pair,
         &heads_only(),
         &mut Quiet,

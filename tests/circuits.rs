@@ -21,7 +21,7 @@ fn setup() -> (CpuEngine, Pair) {
     let spec = MODEL_B.1;
     let host = CpuEngine::new(spec.config(), random_weights(&spec)).unwrap();
     let p = Pair::new(
-        &tokenizer(),
+        tokenizer(),
         &spec.config(),
         "When Mary and John went to the store, John gave a drink to",
         "When Mary and John went to the store, Mary gave a drink to",
@@ -155,7 +155,7 @@ fn bad_requests_get_clear_errors() {
     .to_string();
     assert!(e.contains("at least 1 step"), "{e}");
     let short = Pair::new(
-        &tokenizer(),
+        tokenizer(),
         &MODEL_B.1.config(),
         "Alice went to the park. Then Alice",
         "Bob went to the park. Then Alice",

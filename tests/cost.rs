@@ -29,7 +29,7 @@ fn opts_without_sites() -> Options {
 
 /// The IOI pair's tokens and first differing position.
 fn pair_shape(cfg: &patchlab::model::Config) -> (usize, usize) {
-    let pair = Pair::from_prompts(&tokenizer(), cfg, &ioi_prompts()).unwrap();
+    let pair = Pair::from_prompts(tokenizer(), cfg, &ioi_prompts()).unwrap();
     (pair.clean.len(), pair.first_diff)
 }
 
@@ -52,7 +52,7 @@ impl Observer for Record {
 }
 
 fn analyse(e: &impl Engine, o: &Options, rec: &mut Record) -> Report {
-    block_on(analyze_pair(e, "m", &tokenizer(), &ioi_prompts(), o, rec)).unwrap()
+    block_on(analyze_pair(e, "m", tokenizer(), &ioi_prompts(), o, rec)).unwrap()
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn the_estimate_grows_with_the_prompt_and_names_the_memory_of_long_ones() {
 fn session() -> Session {
     Session {
         name: "m".into(),
-        tokenizer: tokenizer(),
+        tokenizer: load_tokenizer(),
         engines: Engines::new(engine(&spec(3, 4, 64, 7)), false),
         saes: Default::default(),
     }

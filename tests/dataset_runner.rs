@@ -87,7 +87,7 @@ struct Setup {
 }
 
 fn setup(n: usize) -> Setup {
-    let tok = tokenizer();
+    let tok = load_tokenizer();
     // the pairs of tests/cli.rs's grouped run: fewer (length, first difference) than pairs
     let pairs = Task::Ioi.generate(&tok, n, 5, true).unwrap();
     Setup {

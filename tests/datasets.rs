@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 fn tok() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(crate::common::tokenizer)
+    TOK.get_or_init(crate::common::load_tokenizer)
 }
 
 /// The number of distinct valid pairs of each task with GPT-2 (the task table

@@ -21,6 +21,12 @@ use patchlab::report::{Direction, MethodKey, Prompts, Report};
 use serde::Deserialize;
 use std::sync::Arc;
 
+/// GPT-2's tokenizer, parsed once for this file's tests.
+fn tok() -> &'static patchlab::model::Tokenizer {
+    static TOK: std::sync::OnceLock<patchlab::model::Tokenizer> = std::sync::OnceLock::new();
+    TOK.get_or_init(load_tokenizer)
+}
+
 fn feature_report<E: Engine>(e: &E, prompts: &Prompts, names: &[&str]) -> Report {
     let opts = Options {
         components: vec![],
@@ -28,15 +34,8 @@ fn feature_report<E: Engine>(e: &E, prompts: &Prompts, names: &[&str]) -> Report
         ig_steps: 20,
         ..Options::default()
     };
-    block_on(analyze_pair(
-        e,
-        "m",
-        &tokenizer(),
-        prompts,
-        &opts,
-        &mut Quiet,
-    ))
-    .unwrap_or_else(|err| panic!("{err}"))
+    block_on(analyze_pair(e, "m", tok(), prompts, &opts, &mut Quiet))
+        .unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// The hook's plain activation of the base run with `delta` ([T, d_in], in
@@ -59,7 +58,7 @@ fn patched(base: &Array, delta: &[f64]) -> Array {
 fn every_cell_equals_the_hooked_forward_and_ig_is_complete() {
     let e = engine(&MODEL_A.1);
     let prompts = ioi_prompts();
-    let pair = Pair::from_prompts(&tokenizer(), e.config(), &prompts).unwrap();
+    let pair = Pair::from_prompts(tok(), e.config(), &prompts).unwrap();
     let (clean, corrupt) = block_on(runs(&e, &pair.clean, &pair.corrupt, &pair.metric));
     for name in [
         "legacy_standard_resid_pre_1",
@@ -277,7 +276,7 @@ fn mismatched_or_duplicate_saes_are_refused_before_anything_runs() {
     let err = block_on(analyze_pair(
         &e,
         "m",
-        &tokenizer(),
+        tok(),
         &ioi_prompts(),
         &opts,
         &mut Quiet,
@@ -296,7 +295,7 @@ fn mismatched_or_duplicate_saes_are_refused_before_anything_runs() {
     let err = block_on(analyze_pair(
         &e,
         "m",
-        &tokenizer(),
+        tok(),
         &ioi_prompts(),
         &opts,
         &mut Quiet,
@@ -473,7 +472,7 @@ fn slim_reports_keep_features_only_when_asked() {
         block_on(analyze_pair(
             &e,
             "m",
-            &tokenizer(),
+            tok(),
             &ioi_prompts(),
             &opts,
             &mut Quiet,
@@ -500,7 +499,7 @@ impl patchlab::attribution::Observer for Record {
 fn the_estimate_assumes_a_typical_count_and_progress_ends_at_the_work_done() {
     let e = engine(&MODEL_A.1);
     let prompts = ioi_prompts();
-    let pair = Pair::from_prompts(&tokenizer(), e.config(), &prompts).unwrap();
+    let pair = Pair::from_prompts(tok(), e.config(), &prompts).unwrap();
     let opts = Options {
         components: vec![],
         saes: vec![Arc::new(fixture("legacy_standard_resid_pre_1"))],
@@ -517,15 +516,7 @@ fn the_estimate_assumes_a_typical_count_and_progress_ends_at_the_work_done() {
     assert_eq!(features.len(), 2, "{:?}", est.phases);
     assert!(features.iter().all(|p| p.flops > 0.0));
     let mut rec = Record(vec![]);
-    block_on(analyze_pair(
-        &e,
-        "m",
-        &tokenizer(),
-        &prompts,
-        &opts,
-        &mut rec,
-    ))
-    .unwrap();
+    block_on(analyze_pair(&e, "m", tok(), &prompts, &opts, &mut rec)).unwrap();
     let first_total = rec.0.first().unwrap().2;
     assert_eq!(first_total, opts.work(e.config(), &shapes));
     let (_, done, total) = rec.0.last().unwrap().clone();
@@ -560,7 +551,7 @@ fn a_work_budget_splits_feature_calls_and_changes_no_number() {
     let split = block_on(analyze_pair(
         &e,
         "m",
-        &tokenizer(),
+        tok(),
         &ioi_prompts(),
         &opts,
         &mut Quiet,

@@ -28,7 +28,7 @@ use serde_json::Value;
 fn pair(cfg: &patchlab::model::Config, case: &Value) -> Pair {
     let s = |k: &str| case[k].as_str().unwrap();
     Pair::new(
-        &tokenizer(),
+        tokenizer(),
         cfg,
         s("clean"),
         s("corrupt"),

@@ -1,10 +1,11 @@
 //! SAE features against SAELens itself (tests/golden/sae_model_a.json,
-//! tests/reference/make_sae_goldens.py): seven random SAEs in the layouts
+//! tests/reference/make_sae_goldens.py): eight random SAEs in the layouts
 //! users load (the legacy pre-6.0 cfg of the published GPT-2 small SAEs and
 //! SAELens 6's `save_model` folders; standard, JumpReLU and TopK; on
 //! resid_pre / resid_mid / resid_post, attn_out, mlp_out and hook_z; one
 //! `expected_average_only_in` SAE with its norm_scaling_factor folded in as
-//! `SAE.from_pretrained` folds it), read
+//! `SAE.from_pretrained` folds it; a TopK SAE with
+//! `rescale_acts_by_decoder_norm`), read
 //! by SAELens's `SAE.load_from_disk` and spliced into TransformerLens 2.18's
 //! `HookedSAETransformer` with the error term. Per SAE, four pairs (the
 //! first difference mid-prompt, at 0, at the last token, at 1), both
@@ -74,6 +75,8 @@ fn close(ours: &[f32], want: &[f32], tol: f32, what: &str) {
 
 async fn check<E: Engine>(e: &E) {
     let g = golden();
+    // the BPE tables load once (each load parses GPT-2's whole vocabulary)
+    let tok = tokenizer();
     let steps = g["ig_steps"].as_u64().unwrap() as usize;
     for s in g["saes"].as_array().unwrap() {
         let name = s["name"].as_str().unwrap();
@@ -93,7 +96,7 @@ async fn check<E: Engine>(e: &E) {
                 ig_steps: steps,
                 ..Options::default()
             };
-            let r = analyze_pair(e, "golden", &tokenizer(), &prompts(c), &opts, &mut Quiet)
+            let r = analyze_pair(e, "golden", tok, &prompts(c), &opts, &mut Quiet)
                 .await
                 .unwrap_or_else(|err| panic!("{what}: {err}"));
             let fd = c["first_diff"].as_u64().unwrap() as usize;
@@ -101,12 +104,8 @@ async fn check<E: Engine>(e: &E) {
             let t = r.tokens.clean.len();
             // the hook's activation (TransformerLens's processed values) and the features
             let (clean, corrupt) = {
-                let p = patchlab::attribution::Pair::from_prompts(
-                    &tokenizer(),
-                    e.config(),
-                    &prompts(c),
-                )
-                .unwrap();
+                let p = patchlab::attribution::Pair::from_prompts(tok, e.config(), &prompts(c))
+                    .unwrap();
                 runs(e, &p.clean, &p.corrupt, &p.metric).await
             };
             for (run, handle) in [("clean", &clean), ("corrupt", &corrupt)] {

@@ -55,7 +55,7 @@ async fn site_report<E: Engine>(e: &E, g: &Value, case: &Value) -> Report {
         ig_steps: g["ig_steps"].as_u64().unwrap() as usize,
         ..Options::default()
     };
-    analyze_pair(e, "golden", &tokenizer(), &prompts(case), &opts, &mut Quiet)
+    analyze_pair(e, "golden", tokenizer(), &prompts(case), &opts, &mut Quiet)
         .await
         .unwrap()
 }
@@ -161,7 +161,7 @@ async fn check_dla<E: Engine>(e: &E, file: &str, g: &Value) {
             dla: true,
             ..Options::default()
         };
-        let r = analyze_pair(e, "golden", &tokenizer(), &prompts(c), &opts, &mut Quiet)
+        let r = analyze_pair(e, "golden", tokenizer(), &prompts(c), &opts, &mut Quiet)
             .await
             .unwrap();
         let dla = r.dla.as_ref().expect("DLA was asked for");

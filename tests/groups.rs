@@ -259,9 +259,9 @@ fn a_group_analysis_equals_each_pair_analysed_alone() {
     block_on(async {
         for backend in ["cpu", "gpu"] {
             let (grouped, alone) = if backend == "cpu" {
-                group_and_alone(&cpu, &tok, &group, &opts).await
+                group_and_alone(&cpu, tok, &group, &opts).await
             } else {
-                group_and_alone(&gpu, &tok, &group, &opts).await
+                group_and_alone(&gpu, tok, &group, &opts).await
             };
             assert_eq!(grouped.len(), 3);
             for (i, (g, a)) in grouped.iter().zip(&alone).enumerate() {
@@ -295,7 +295,7 @@ fn a_group_analysis_equals_each_pair_analysed_alone() {
         // a bad pair in a group is named
         let mut bad = group.clone();
         bad[1].corrupt = bad[1].clean.clone();
-        let err = analyze_group(&cpu, "m", &tok, &bad, &opts, &mut Quiet)
+        let err = analyze_group(&cpu, "m", tok, &bad, &opts, &mut Quiet)
             .await
             .unwrap_err()
             .to_string();

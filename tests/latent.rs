@@ -49,10 +49,10 @@ fn close(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
 async fn swap_invariance<E: Engine>(e: &E) {
     let tok = tokenizer();
     let o = opts();
-    let r = analyze_pair(e, "m", &tok, &ioi(false), &o, &mut Quiet)
+    let r = analyze_pair(e, "m", tok, &ioi(false), &o, &mut Quiet)
         .await
         .unwrap();
-    let s = analyze_pair(e, "m", &tok, &ioi(true), &o, &mut Quiet)
+    let s = analyze_pair(e, "m", tok, &ioi(true), &o, &mut Quiet)
         .await
         .unwrap();
     let what = format!("{} backend", e.backend());
@@ -133,7 +133,7 @@ fn synthetic(m_clean: f32, m_corrupt: f32) -> Report {
     let mut r = pollster::block_on(analyze_pair(
         &cpu,
         "m",
-        &tok,
+        tok,
         &ioi(false),
         &Options {
             components: vec![Component::Heads],

@@ -116,9 +116,9 @@ async fn check_patching(
 fn prob_diff_fast_patching_equals_the_naive_loop() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt, first_diff) = greater_than_ids(&tok);
+        let (clean, corrupt, first_diff) = greater_than_ids(tok);
         let e = engine(&spec(2, 4, 64, 21));
-        check_patching(&e, &greater_than_42(&tok), &clean, &corrupt, first_diff).await;
+        check_patching(&e, &greater_than_42(tok), &clean, &corrupt, first_diff).await;
         let hot = hot_metric(&e, &clean).await;
         check_patching(&e, &hot, &clean, &corrupt, first_diff).await;
         // odd shapes: d_model 48, three layers, prompts differing at the last token only
@@ -136,9 +136,9 @@ fn prob_diff_fast_patching_equals_the_naive_loop() {
 fn prob_diff_is_the_probability_difference_of_the_last_logits() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, _, _) = greater_than_ids(&tok);
+        let (clean, _, _) = greater_than_ids(tok);
         let e = engine(&spec(2, 4, 64, 23));
-        for metric in [greater_than_42(&tok), hot_metric(&e, &clean).await] {
+        for metric in [greater_than_42(tok), hot_metric(&e, &clean).await] {
             let run = e.run(&clean, &metric).await.unwrap();
             let logits = e.last_logits(&run).await.unwrap();
             let p = softmax(&logits);
@@ -164,7 +164,7 @@ fn prob_diff_is_the_probability_difference_of_the_last_logits() {
 fn prob_diff_path_gradients_match_finite_differences() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt, first_diff) = greater_than_ids(&tok);
+        let (clean, corrupt, first_diff) = greater_than_ids(tok);
         let s = spec(2, 4, 64, 24);
         let e = engine(&s);
         let metric = hot_metric(&e, &clean).await;
@@ -237,7 +237,7 @@ fn prob_diff_path_gradients_match_finite_differences() {
 fn prob_diff_base_gradients_equal_path_gradients_at_zero() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt, first_diff) = greater_than_ids(&tok);
+        let (clean, corrupt, first_diff) = greater_than_ids(tok);
         let e = engine(&spec(3, 3, 48, 25));
         let metric = hot_metric(&e, &clean).await;
         let c = e.run(&clean, &metric).await.unwrap();
@@ -352,7 +352,7 @@ async fn check_gpu_against_cpu(s: &RandomSpec, opts: GpuOptions, tok: &Tokenizer
 fn prob_diff_gpu_agrees_with_cpu() {
     block_on(async {
         let tok = tokenizer();
-        check_gpu_against_cpu(&spec(2, 4, 64, 26), GpuOptions::default(), &tok).await;
+        check_gpu_against_cpu(&spec(2, 4, 64, 26), GpuOptions::default(), tok).await;
     })
 }
 
@@ -366,7 +366,7 @@ fn prob_diff_gpu_agrees_with_cpu_in_small_buffers() {
         let opts = GpuOptions {
             max_buffer_bytes: Some(1 << 20),
         };
-        check_gpu_against_cpu(&spec(2, 3, 48, 27), opts, &tok).await;
+        check_gpu_against_cpu(&spec(2, 3, 48, 27), opts, tok).await;
     })
 }
 
@@ -449,12 +449,12 @@ fn metric_specs_parse_or_say_what_is_wrong() {
     assert_eq!(MetricSpec::GreaterThan(42).name(), "greater_than:42");
     assert_eq!(MetricSpec::LogitDiff.name(), "logit_diff");
     assert_eq!(
-        parse_metric("logit_diff", &tok, 5335, 1757).unwrap(),
+        parse_metric("logit_diff", tok, 5335, 1757).unwrap(),
         Metric::logit_diff(5335, 1757)
     );
     // greater_than:42: "43".."99" above, "00".."42" below, as GPT-2 tokens
     let Metric::ProbDiff { above, below } =
-        parse_metric("greater_than:42", &tok, 5335, 1757).unwrap()
+        parse_metric("greater_than:42", tok, 5335, 1757).unwrap()
     else {
         panic!("greater_than is a probability difference")
     };
@@ -464,17 +464,13 @@ fn metric_specs_parse_or_say_what_is_wrong() {
     assert_eq!(text(&above[56..]), ["99"]);
     assert_eq!(text(&below[..2]), ["00", "01"]);
     assert_eq!(text(&below[42..]), ["42"]);
-    let Metric::ProbDiff { above, below } = parse_metric("greater_than:00", &tok, 1, 2).unwrap()
+    let Metric::ProbDiff { above, below } = parse_metric("greater_than:00", tok, 1, 2).unwrap()
     else {
         panic!()
     };
     assert_eq!((above.len(), below.len()), (99, 1));
     // errors
-    let err = |spec: &str| {
-        parse_metric(spec, &tok, 5335, 1757)
-            .unwrap_err()
-            .to_string()
-    };
+    let err = |spec: &str| parse_metric(spec, tok, 5335, 1757).unwrap_err().to_string();
     assert_eq!(
         err("foo"),
         "unknown metric `foo`: use logit_diff or greater_than:YY"

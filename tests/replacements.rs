@@ -64,9 +64,9 @@ fn rel1(a: f32, b: f32) -> f32 {
 fn replacing_every_component_equals_substituting_the_hook() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt) = ioi(&tok);
+        let (clean, corrupt) = ioi(tok);
         let e = engine(&spec(3, 4, 64, 41));
-        for metric in [logit_diff(&tok), hot_metric(&e, &clean).await] {
+        for metric in [logit_diff(tok), hot_metric(&e, &clean).await] {
             let c = e.run(&clean, &metric).await.unwrap();
             let k = e.run(&corrupt, &metric).await.unwrap();
             let m_clean = e.metric(&c);
@@ -118,9 +118,9 @@ fn replacing_every_component_equals_substituting_the_hook() {
 fn replacements_recompute_later_layers() {
     block_on(async {
         let tok = tokenizer();
-        let (clean, corrupt) = ioi(&tok);
+        let (clean, corrupt) = ioi(tok);
         let e = engine(&spec(2, 4, 64, 42));
-        let metric = logit_diff(&tok);
+        let metric = logit_diff(tok);
         let c = e.run(&clean, &metric).await.unwrap();
         let k = e.run(&corrupt, &metric).await.unwrap();
         let h0 = Component::Heads.hook(0);
@@ -240,8 +240,8 @@ fn gpu_replacements_agree_with_cpu() {
         let tok = tokenizer();
         let s = spec(3, 4, 64, 43);
         let (cpu, gpu) = engines(&s);
-        let (clean, corrupt) = ioi(&tok);
-        for metric in [logit_diff(&tok), hot_metric(&cpu, &clean).await] {
+        let (clean, corrupt) = ioi(tok);
+        for metric in [logit_diff(tok), hot_metric(&cpu, &clean).await] {
             let run = cpu.run(&clean, &metric).await.unwrap();
             let m_clean = cpu.metric(&run);
             // the scale of the metric's rounding: logits, or probability mass
@@ -305,8 +305,8 @@ fn bad_replacements_are_errors_on_both_backends() {
         let tok = tokenizer();
         let s = spec(2, 2, 32, 44);
         let (cpu, gpu) = engines(&s);
-        let (clean, _) = ioi(&tok);
-        let metric = logit_diff(&tok);
+        let (clean, _) = ioi(tok);
+        let metric = logit_diff(tok);
         let (t, d, dm) = (clean.len(), s.d_model, 4 * s.d_model);
         let rep = |layer, component, index, len| Replacement {
             layer,

@@ -359,7 +359,7 @@ fn dataset_site_maps_average_aligned_pairs_only() {
         };
         let mut reports = vec![];
         for (i, p) in pairs.iter().enumerate() {
-            let r = analyze_pair(&e, "m", &tok, p, &opts, &mut Quiet)
+            let r = analyze_pair(&e, "m", tok, p, &opts, &mut Quiet)
                 .await
                 .unwrap();
             reports.push((i, r));

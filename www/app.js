@@ -729,6 +729,7 @@ function createTabs() {
   });
   dataset = new DatasetTab({
     lab: () => lab,
+    saes: () => saeBox?.request(),
     pairBusy: () => !!running || !!circuit?.isRunning(),
     onBusy: () => updateRun(),
     openPair,

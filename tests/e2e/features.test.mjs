@@ -332,6 +332,23 @@ describe("the page's SAE box and Features view", () => {
     // the page's report CSV and npy zip hold the feature maps too
     const all = await downloadText(page, "#export-csv");
     assert.ok(all.split("\n").some((l) => l.startsWith(`ap,clean_to_corrupt,sae:${hook},1,${rows[0].feature},`)), "report CSV: the feature's line");
+    // the Dataset tab scores the loaded SAE too and averages its features over the pairs
+    await page.click('#mode-tabs .tab[data-mode="dataset"]');
+    await page.selectOption("#ds-task", "ioi");
+    await page.fill("#ds-n", "3");
+    await page.uncheck("input[name=ds-methods][value=ig]");
+    await page.waitForFunction(() => !document.getElementById("ds-run").disabled);
+    await page.click("#ds-run");
+    await page.waitForFunction(() => Number(document.body.dataset.datasetRuns || 0) >= 1 || !document.getElementById("ds-error").hidden);
+    assert.equal(await page.isHidden("#ds-error"), true, await page.textContent("#ds-error"));
+    await page.waitForSelector("#ds-features:not([hidden]) #ds-feature-table tbody tr");
+    const summary = JSON.parse(await downloadText(page, "#ds-export-summary"));
+    const means = summary.feature_maps.ap.clean_to_corrupt[`sae:${hook}`];
+    assert.equal(means.n, 3);
+    const dsRows = await page.$$eval("#ds-feature-table tbody tr", (trs) => trs.map((tr) => ({ f: Number(tr.dataset.feature), cells: [...tr.querySelectorAll("td")].map((td) => td.textContent), href: tr.querySelector("td.neuronpedia a")?.getAttribute("href") })));
+    assert.deepEqual(dsRows.map((r) => r.f), ranked(means.mean, 25), "features by mean |AP| over the pairs");
+    assert.equal(dsRows[0].href, `https://www.neuronpedia.org/gpt2-small/1-res-jb/${dsRows[0].f}`);
+    await page.click('#mode-tabs .tab[data-mode="pair"]');
     // removing the SAE: none is left, and the run asks for one
     await page.click(`#sae-list li[data-hook="${hook}"] button`);
     await page.waitForFunction(() => document.querySelectorAll("#sae-list li").length === 0);

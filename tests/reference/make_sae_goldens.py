@@ -50,7 +50,7 @@ Self-checks (printed, exit 1 on failure):
       alone and all six at once) equal load_tl's HookedTransformer logits, and its
       log-probs equal HF GPT-2's;
   (e) x equals the plain model's cached hook value and f equals the encode written out
-      by hand (standard / jumprelu / topk);
+      by hand (standard / jumprelu / topk, with rescale_acts_by_decoder_norm);
   and the file round-trips through JSON.
 
 Reference only: CI never runs this (it needs torch, ~GBs).
@@ -96,6 +96,9 @@ FIXTURES = [
     # activations scaled by norm_scaling_factor, which SAE.from_pretrained folds in from the yaml
     ("scaled_standard_mlp_out_1", "v6", "standard", "blocks.1.hook_mlp_out", 56,
      {"normalize_activations": "expected_average_only_in", "norm_scaling_factor": 1.7}, 107),
+    # TopK choosing and decoding by the decoder rows' norms (rescale_acts_by_decoder_norm)
+    ("topk_rescaled_resid_post_0", "v6", "topk", "blocks.0.hook_resid_post", 40,
+     {"k": 6, "rescale_acts_by_decoder_norm": True}, 108),
 ]
 
 
@@ -282,6 +285,7 @@ def write_fixtures(model, toks_all, folder):
                    "reshape_activations": extra.get("reshape_activations", "none")}
             if arch == "topk":
                 cfg["k"] = extra["k"]
+                cfg["rescale_acts_by_decoder_norm"] = extra.get("rescale_acts_by_decoder_norm", False)
             sae = SAE.from_dict(cfg)
             sae.cfg.metadata = v6_metadata(hook_name)
             sae.load_state_dict(state, strict=True)
@@ -324,6 +328,9 @@ def manual_encode(sae, x):
     if arch == "jumprelu":
         return torch.relu(pre) * (pre > sae.threshold).to(pre.dtype)
     if arch == "topk":
+        if getattr(cfg, "rescale_acts_by_decoder_norm", False):
+            # chosen and kept scaled by the decoder rows' norms
+            pre = pre * sae.W_dec.norm(dim=-1)
         vals, idx = torch.topk(pre, k=cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, idx, vals.relu())
     raise ValueError(arch)
