@@ -330,28 +330,9 @@ async function loadFromUrl(id, base, name, useCache) {
     const wurl = url("model.safetensors");
     const f = await getFile(cache, wurl, "model.safetensors", false);
     const declared = Number(f.res.headers.get("content-length")) || 0;
-    const t0 = performance.now();
-    let last = 0;
-    const onBytes = (loaded) => {
-      const now = performance.now();
-      if (now - last > 50 || loaded === declared) {
-        last = now;
-        post({ id, type: "progress", phase: "weights", loaded, total: declared, cached: f.cached, ms: now - t0 });
-      }
-    };
-    let body = f.res.body;
-    if (!f.cached) {
-      body = resumableBody(wurl, f.res, declared, "model.safetensors", (got, attempt) => {
-        post({ id, type: "progress", phase: "resume", loaded: got, total: declared, attempt });
-      });
-    }
-    if (cache && !f.cached) {
-      const [a, b] = body.tee();
-      body = a;
-      // the copy for the cache stops (and is not stored) if the load fails
-      const copy = b.pipeThrough(new TransformStream(), { signal: stopPut.signal });
-      putting = cache.put(wurl, new Response(copy, { headers: f.res.headers })).catch(() => {});
-    }
+    const onBytes = byteProgress(id, "weights", declared, f.cached);
+    let body;
+    [body, putting] = teeToCache(cache, wurl, f, downloadBody(id, wurl, f, declared, "model.safetensors"), stopPut.signal);
     const weights = await readWeights(config, body, declared, onBytes);
     post({ id, type: "progress", phase: "building", loaded: weights.received, total: weights.expected });
     return await build(id, name, weights, tokenizer, vocab, merges, putting);
@@ -412,6 +393,40 @@ function withOverrides(cfg, overrides) {
   }
   if (!obj || typeof obj !== "object" || Array.isArray(obj)) return cfg;
   return JSON.stringify({ ...obj, ...overrides });
+}
+
+/** A download's byte progress as `phase` messages: at most every 50 ms, and at its last byte. */
+function byteProgress(id, phase, declared, cached) {
+  const t0 = performance.now();
+  let last = 0;
+  return (loaded) => {
+    const now = performance.now();
+    if (now - last > 50 || loaded === declared) {
+      last = now;
+      post({ id, type: "progress", phase, loaded, total: declared, cached, ms: now - t0 });
+    }
+  };
+}
+
+/** The body of a fetched file (`getFile`), resumed after a broken connection unless it came from the cache. */
+function downloadBody(id, url, f, declared, name) {
+  if (f.cached) return f.res.body;
+  return resumableBody(url, f.res, declared, name, (got, attempt) => {
+    post({ id, type: "progress", phase: "resume", loaded: got, total: declared, attempt });
+  });
+}
+
+/**
+ * A download's body teed into Cache Storage when `cache` is open and the
+ * file is not cached yet: [the body to read, the cache's put (null when
+ * none)]. The copy stops, and is not stored, when `stop` aborts (the load
+ * failed).
+ */
+function teeToCache(cache, url, f, body, stop) {
+  if (!cache || f.cached) return [body, null];
+  const [a, b] = body.tee();
+  const copy = b.pipeThrough(new TransformStream(), { signal: stop });
+  return [a, cache.put(url, new Response(copy, { headers: f.res.headers })).catch(() => {})];
 }
 
 /** Throws the engine's refusal of a cfg.json for this model and the memory left (before the weights download). */
@@ -486,27 +501,9 @@ async function loadSaeFromUrl(id, { base, name, cache: useCache, overrides, norm
     if (cancelled.has(id)) throw cancelError();
     const f = await getFile(cache, wurl, SAE_WEIGHTS, false);
     const declared = Number(f.res.headers.get("content-length")) || 0;
-    const t0 = performance.now();
-    let last = 0;
-    const onBytes = (loaded) => {
-      const now = performance.now();
-      if (now - last > 50 || loaded === declared) {
-        last = now;
-        post({ id, type: "progress", phase: "sae-weights", loaded, total: declared, cached: f.cached, ms: now - t0 });
-      }
-    };
-    let body = f.res.body;
-    if (!f.cached) {
-      body = resumableBody(wurl, f.res, declared, SAE_WEIGHTS, (got, attempt) => {
-        post({ id, type: "progress", phase: "resume", loaded: got, total: declared, attempt });
-      });
-    }
-    if (cache && !f.cached) {
-      const [a, b] = body.tee();
-      body = a;
-      const copy = b.pipeThrough(new TransformStream(), { signal: stopPut.signal });
-      putting = cache.put(wurl, new Response(copy, { headers: f.res.headers })).catch(() => {});
-    }
+    const onBytes = byteProgress(id, "sae-weights", declared, f.cached);
+    let body;
+    [body, putting] = teeToCache(cache, wurl, f, downloadBody(id, wurl, f, declared, SAE_WEIGHTS), stopPut.signal);
     const bytes = await readAll(id, body, declared, SAE_WEIGHTS, onBytes);
     post({ id, type: "progress", phase: "sae-building", loaded: bytes.length, total: bytes.length });
     const info = await addSae(id, name, cfg, bytes, normScalingFactor);
