@@ -164,21 +164,7 @@ impl Session {
     /// the other SAEs; returns what reports will record of it.
     pub fn add_sae(&self, sae: Sae) -> Result<SaeInfo> {
         sae.check_model(self.config())?;
-        if let Some(room) = self.sae_room(Some(&sae.hook_name)) {
-            if sae.bytes() as f64 > room {
-                let mb = |b: f64| (b / 1e6).round();
-                let limit = memory_limit().unwrap_or(0.0);
-                return Err(Error::Input(format!(
-                    "SAE {} ({} MB) does not fit: this tab holds {} MB, the model takes {} MB and the runs need {} MB, which leaves {} MB for SAEs; remove an SAE first",
-                    sae.name,
-                    mb(sae.bytes() as f64),
-                    mb(limit),
-                    mb(self.config().weight_bytes() as f64),
-                    mb(SAE_RUN_RESERVE),
-                    mb(room)
-                )));
-            }
-        }
+        self.check_room(&sae.name, &sae.hook_name, sae.bytes() as f64)?;
         let info = SaeInfo::of(&sae);
         let mut saes = self.saes.borrow_mut();
         saes.retain(|s| s.hook_name != sae.hook_name);
@@ -217,16 +203,22 @@ impl Session {
         let sae = Sae::from_config(name, cfg_json, norm_scaling_factor)?;
         sae.check_model(self.config())?;
         let bytes = sae.weight_bytes();
-        if let Some(room) = self.sae_room(Some(&sae.hook_name)) {
-            if bytes as f64 > room {
-                return Err(Error::Input(format!(
-                    "SAE {name} ({} MB of weights as f32) does not fit: {} MB are left in this tab beside the model, the other SAEs and room for the runs; remove an SAE first",
-                    (bytes as f64 / 1e6).round(),
-                    (room / 1e6).round()
-                )));
-            }
-        }
+        self.check_room(name, &sae.hook_name, bytes as f64)?;
         Ok((SaeInfo::of(&sae), bytes))
+    }
+
+    /// Refuses SAE weights of `bytes` on `hook` that do not fit beside the
+    /// model and the other SAEs (`sae_room`), with the sizes.
+    fn check_room(&self, name: &str, hook: &str, bytes: f64) -> Result<()> {
+        match self.sae_room(Some(hook)) {
+            Some(room) if bytes > room => Err(Error::Input(format!(
+                "SAE {name} ({} MB of weights as f32) does not fit: {} MB are left in this tab beside the model, the other SAEs and room for the runs ({} MB); remove an SAE first",
+                (bytes / 1e6).round(),
+                (room / 1e6).round(),
+                (SAE_RUN_RESERVE / 1e6).round()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Removes the SAE on `hook_name`; false if none was loaded there.

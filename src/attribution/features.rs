@@ -266,18 +266,33 @@ pub fn assumed_feature_flops(
     ig_steps: usize,
     (t, first_diff): (usize, usize),
 ) -> f64 {
-    let (start, n) = (sae_start(sae), t - first_diff);
+    let start = sae_start(sae);
     let per_row = ASSUMED_CELLS_PER_POSITION.min(sae.d_sae);
     let cells: f64 = (first_diff..t)
         .map(|p| per_row as f64 * tail_flops(cfg, start, t - p, t))
         .sum();
-    let feats = (per_row * n).min(sae.d_sae) as f64;
+    let feats = (per_row * (t - first_diff)).min(sae.d_sae);
+    methods_flops(cfg, sae, methods, ig_steps, (t, first_diff), (feats, cells))
+}
+
+/// The FLOPs of `methods` on one SAE's features, given AP's work: `feats`
+/// tails over all positions and `cell_flops` for the by-position cells;
+/// AtP is one backward, IG one per path point.
+fn methods_flops(
+    cfg: &Config,
+    sae: &Sae,
+    methods: &[Method],
+    ig_steps: usize,
+    (t, first_diff): (usize, usize),
+    (feats, cell_flops): (usize, f64),
+) -> f64 {
+    let (start, n) = (sae_start(sae), t - first_diff);
     let fwd = tail_flops(cfg, start, n, t);
     let grad = fwd + tail_backward_flops(cfg, start, n, t);
     methods
         .iter()
         .map(|m| match m {
-            Method::Ap => feats * fwd + cells,
+            Method::Ap => feats as f64 * fwd + cell_flops,
             Method::Atp => grad,
             Method::Ig => ig_steps as f64 * grad,
         })
@@ -295,7 +310,7 @@ pub fn feature_flops(
     (f_base, f_other): (&[f32], &[f32]),
 ) -> f64 {
     let ds = sae.d_sae;
-    let (start, n) = (sae_start(sae), t - first_diff);
+    let start = sae_start(sae);
     let (mut cell_flops, mut changed) = (0.0, vec![false; ds]);
     for k in first_diff * ds..(t * ds).min(f_base.len()) {
         if f_other[k] != f_base[k] {
@@ -305,16 +320,14 @@ pub fn feature_flops(
         }
     }
     let feats = changed.iter().filter(|&&c| c).count();
-    let fwd = tail_flops(cfg, start, n, t);
-    let grad = fwd + tail_backward_flops(cfg, start, n, t);
-    methods
-        .iter()
-        .map(|m| match m {
-            Method::Ap => feats as f64 * fwd + cell_flops,
-            Method::Atp => grad,
-            Method::Ig => ig_steps as f64 * grad,
-        })
-        .sum()
+    methods_flops(
+        cfg,
+        sae,
+        methods,
+        ig_steps,
+        (t, first_diff),
+        (feats, cell_flops),
+    )
 }
 
 impl<E: Engine> Ctx<'_, E> {
