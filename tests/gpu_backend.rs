@@ -901,10 +901,12 @@ fn device_work_is_counted_per_phase() {
     use patchlab::attribution::integrated_gradients::integrated_gradients;
     use patchlab::attribution::patching::activation_patching;
     use patchlab::attribution::quadrature::Rule;
-    use patchlab::attribution::{Quiet, Tracker};
+    use patchlab::attribution::sites::{site_scores, SiteAsk};
+    use patchlab::attribution::{Method, Quiet, Tracker};
     use patchlab::engine::graph::{GraphPass, GraphPasses};
     use patchlab::engine::profile::DeviceProfile;
     use patchlab::engine::SweepPair;
+    use patchlab::report::PatchSite;
     let spec = crate::common::golden::MODEL_A.1;
     let (_, gpu) = engines(&spec);
     let cfg = spec.config();
@@ -1012,15 +1014,34 @@ fn device_work_is_counted_per_phase() {
         .await
         .unwrap();
         phase("IG neurons, 32 steps", s);
+        // the sites share passes by the point where they enter the stream
+        let s = snap();
+        let sites = [
+            PatchSite::ResidPre,
+            PatchSite::AttnOut,
+            PatchSite::MlpOut,
+            PatchSite::Z,
+        ];
+        let ask = SiteAsk {
+            sites: &sites,
+            methods: &[Method::Ap, Method::Atp],
+            ig_steps: 1,
+            ig_rule: Rule::GaussLegendre,
+        };
+        site_scores(&gpu, sweep, &ask, dir, &mut Tracker::new(&mut q, 0))
+            .await
+            .unwrap();
+        phase("sites AP + AtP", s);
         // (phase, dispatches, submissions, read-backs, of the dispatches
         // those of the register-tiled matrix product)
         let pinned = vec![
             ("forward ×2", 60, 2, 2, 0),
             ("AP heads", 24, 2, 2, 0),
-            ("IG neurons", 30, 2, 6, 0),
-            ("AtP heads", 31, 1, 5, 0),
+            ("IG neurons", 30, 2, 4, 0),
+            ("AtP heads", 31, 1, 2, 0),
             ("graph pass with gradients", 51, 1, 1, 0),
-            ("IG neurons, 32 steps", 30, 2, 6, 1),
+            ("IG neurons, 32 steps", 30, 2, 4, 1),
+            ("sites AP + AtP", 172, 10, 15, 0),
         ];
         assert_eq!(got, pinned, "device work per phase changed");
     });

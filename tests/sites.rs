@@ -59,6 +59,14 @@ impl Case {
     }
 }
 
+fn sweep<'a, R>(base: &'a R, other: &'a R, first_diff: usize) -> SweepPair<'a, R> {
+    SweepPair {
+        base,
+        other,
+        first_diff,
+    }
+}
+
 fn cases() -> Vec<Case> {
     let (clean, corrupt) = ioi_ids();
     // the first token differs (no BOS), and only the last one
@@ -308,6 +316,57 @@ fn gpu_site_scores_equal_cpu() {
                     assert!(
                         diff <= 2e-4,
                         "{m:?} {site}: GPU differs from CPU by {diff} of the map's scale {scale}"
+                    );
+                }
+            }
+        }
+    })
+}
+
+/// Sites that enter the residual stream at the same point share the
+/// engine's passes (every site of a layer but resid_pre and mlp_out at its
+/// resid_mid; mlp_out of layer l with resid_pre of layer l + 1): each site
+/// asked alone, run in passes of its own, gives the map it gets among all
+/// the others, on both engines.
+#[test]
+fn sites_sharing_passes_score_as_each_site_alone() {
+    block_on(async {
+        let case = &cases()[0];
+        let (cpu, gpu) = engines(&case.spec);
+        let first_diff = case.first_diff();
+        let methods = [Method::Ap, Method::Atp];
+        let (cb, co) = runs(&cpu, &case.clean, &case.corrupt, &ANSWERS).await;
+        let (gb, go) = runs(&gpu, &case.clean, &case.corrupt, &ANSWERS).await;
+        let together = [
+            scores(&cpu, &cb, &co, first_diff, &methods).await,
+            scores(&gpu, &gb, &go, first_diff, &methods).await,
+        ];
+        for site in PatchSite::ALL {
+            let ask = SiteAsk {
+                sites: &[site],
+                methods: &methods,
+                ig_steps: 1,
+                ig_rule: Rule::GaussLegendre,
+            };
+            let mut q = Quiet;
+            let mut tr = Tracker::new(&mut q, 0);
+            let dir = Direction::CleanToCorrupt;
+            let alone = [
+                site_scores(&cpu, sweep(&cb, &co, first_diff), &ask, dir, &mut tr)
+                    .await
+                    .unwrap(),
+                site_scores(&gpu, sweep(&gb, &go, first_diff), &ask, dir, &mut tr)
+                    .await
+                    .unwrap(),
+            ];
+            for (engine, (a, t)) in ["cpu", "gpu"].iter().zip(alone.iter().zip(&together)) {
+                for m in [MethodKey::Ap, MethodKey::Atp] {
+                    let (a, t) = (&a[&m][&site].values, &t[&m][&site].values);
+                    let scale = max_abs(t).max(1e-3);
+                    let diff = max_diff_over(a, t, scale);
+                    assert!(
+                        diff <= 1e-5,
+                        "{engine} {m:?} {site}: alone and among the others differ by {diff} of {scale}"
                     );
                 }
             }

@@ -384,6 +384,16 @@ impl Compute for AnyEngine {
         dispatch!(self, e => Compute::activation(&**e, of(run)?, hook).await)
     }
 
+    async fn activations(&self, reads: &[(&AnyRun, &str)]) -> Result<Vec<Array>> {
+        dispatch!(self, e => {
+            let reads = reads
+                .iter()
+                .map(|&(run, hook)| Ok((of(run)?, hook)))
+                .collect::<Result<Vec<_>>>()?;
+            Compute::activations(&**e, &reads).await
+        })
+    }
+
     async fn patch_metrics(
         &self,
         base: &AnyRun,

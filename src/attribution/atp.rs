@@ -3,7 +3,9 @@
 //! at the base run, normalised like AP.
 
 use super::integrated_gradients::attribution_sums;
-use super::{cost, Direction, LayerScores, Method, ScoreMap, Tracker};
+use super::{
+    cost, layer_activations, layers_per_read, Direction, LayerScores, Method, ScoreMap, Tracker,
+};
 use crate::engine::{Component, Engine, RunInfo, SweepPair};
 use crate::error::Result;
 
@@ -28,12 +30,17 @@ pub async fn attribution_patching<E: Engine>(
             .await?;
         let t = p.base.tokens().len();
         let per_layer = cost::atp_flops(cfg, component, t - p.first_diff, t) / cfg.n_layers as f64;
+        // both runs' activations, as many layers per read-back as fit
+        let chunk = layers_per_read(cfg, component, 2, t);
+        let mut acts = Vec::new().into_iter();
         for (layer, g) in grads.iter().enumerate() {
-            let hook = component.hook(layer);
-            let (yb, yo) = (
-                e.activation(p.base, &hook).await?,
-                e.activation(p.other, &hook).await?,
-            );
+            if layer % chunk == 0 {
+                let layers = layer..(layer + chunk).min(cfg.n_layers);
+                acts = layer_activations(e, p.base, p.other, component, layers)
+                    .await?
+                    .into_iter();
+            }
+            let (yb, yo) = acts.next().expect("read with its chunk");
             let (sums, _) = attribution_sums(&yb, &yo, g, component);
             let row: Vec<f32> = sums.iter().map(|s| (s / denom) as f32).collect();
             track.partial(&LayerScores {

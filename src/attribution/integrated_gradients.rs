@@ -45,11 +45,16 @@ pub async fn integrated_gradients<E: Engine>(
         let site = LayerComponents { layer, component };
         let grads = path_in_calls(e, pairs, site, (&alphas, &weights), &stage, track).await?;
         let hook = component.hook(layer);
+        // every pair's two activations with one read-back
+        let reads: Vec<(&E::Run, &str)> = pairs
+            .iter()
+            .flat_map(|p| [(p.base, hook.as_str()), (p.other, hook.as_str())])
+            .collect();
+        let mut acts = e.activations(&reads).await?.into_iter();
         for (i, (p, g)) in pairs.iter().zip(grads).enumerate() {
-            let (yb, yo) = (
-                e.activation(p.base, &hook).await?,
-                e.activation(p.other, &hook).await?,
-            );
+            let (Some(yb), Some(yo)) = (acts.next(), acts.next()) else {
+                unreachable!("two activations read per pair");
+            };
             let (sums, total) = attribution_sums(&yb, &yo, &g.weighted_grad, component);
             // captum's reduction, kept by the report: mean over positions (and d_model for heads)
             let per_pos = yb.shape[0]

@@ -28,6 +28,44 @@ use std::pin::Pin;
 pub use crate::report::{parse_component, Direction, Method, ScoreMap};
 pub use pair::Pair;
 
+/// Floats of activations one read-back brings to the host at most (64 MiB):
+/// the layers whose activations fit share one wait for the device.
+const READ_FLOATS: usize = 16 << 20;
+
+/// How many layers' activations of `component`, for `runs` runs of `t`
+/// tokens, one read-back fetches (at least one).
+pub(crate) fn layers_per_read(
+    cfg: &crate::model::Config,
+    component: Component,
+    runs: usize,
+    t: usize,
+) -> usize {
+    let per_layer = runs * t * component.count(cfg) * component.width(cfg);
+    (READ_FLOATS / per_layer.max(1)).clamp(1, cfg.n_layers.max(1))
+}
+
+/// The activations of `component` at `layers` of the base and the other
+/// run, (base, other) per layer, with one read-back.
+pub(crate) async fn layer_activations<E: crate::engine::Engine>(
+    e: &E,
+    base: &E::Run,
+    other: &E::Run,
+    component: Component,
+    layers: std::ops::Range<usize>,
+) -> Result<Vec<(crate::engine::Array, crate::engine::Array)>> {
+    let hooks: Vec<String> = layers.map(|l| component.hook(l)).collect();
+    let reads: Vec<(&E::Run, &str)> = hooks
+        .iter()
+        .flat_map(|h| [(base, h.as_str()), (other, h.as_str())])
+        .collect();
+    let mut acts = e.activations(&reads).await?.into_iter();
+    let mut out = Vec::with_capacity(hooks.len());
+    while let (Some(b), Some(o)) = (acts.next(), acts.next()) {
+        out.push((b, o));
+    }
+    Ok(out)
+}
+
 /// Progress of a long computation, for bars, ETAs and cancellation.
 #[derive(Debug, Clone)]
 pub struct Progress<'a> {

@@ -307,6 +307,16 @@ pub trait Compute {
     async fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
     /// Any cached TransformerLens activation of a run, e.g. `blocks.0.attn.hook_z`.
     async fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array>;
+    /// Several activations, of one run or of several, in the order asked:
+    /// a device backend brings them back with one read-back (one wait for
+    /// the device instead of one per activation).
+    async fn activations(&self, reads: &[(&Self::Run, &str)]) -> Result<Vec<Array>> {
+        let mut out = Vec::with_capacity(reads.len());
+        for &(run, hook) in reads {
+            out.push(self.activation(run, hook).await?);
+        }
+        Ok(out)
+    }
 
     /// Activation patching: for each component c in `components` of `which`,
     /// the metric of the base run with c's activation replaced by the other
@@ -491,6 +501,7 @@ pub trait Engine {
     async fn run(&self, tokens: &[u32], metric: &Metric) -> Result<Self::Run>;
     async fn last_logits(&self, run: &Self::Run) -> Result<Vec<f32>>;
     async fn activation(&self, run: &Self::Run, hook: &str) -> Result<Array>;
+    async fn activations(&self, reads: &[(&Self::Run, &str)]) -> Result<Vec<Array>>;
     async fn patch_metrics(
         &self,
         base: &Self::Run,
@@ -591,6 +602,10 @@ impl<B: Compute> Engine for B {
 
     async fn activation(&self, run: &B::Run, hook: &str) -> Result<Array> {
         Compute::activation(self, run, hook).await
+    }
+
+    async fn activations(&self, reads: &[(&B::Run, &str)]) -> Result<Vec<Array>> {
+        Compute::activations(self, reads).await
     }
 
     async fn patch_metrics(

@@ -23,16 +23,22 @@ impl<E: Engine> Ctx<'_, E> {
             "attn.hook_v",
             "attn.hook_pattern",
         ];
+        let hooks = NAMES.map(|name| format!("blocks.{l}.{name}"));
+        // both runs' activations with one read-back
+        let reads: Vec<(&E::Run, &str)> = hooks
+            .iter()
+            .flat_map(|h| [(self.base, h.as_str()), (self.other, h.as_str())])
+            .collect();
+        let mut read = self.e.activations(&reads).await?.into_iter();
         let mut acts = Acts {
             base: BTreeMap::new(),
             other: BTreeMap::new(),
         };
         for name in NAMES {
-            let hook = format!("blocks.{l}.{name}");
-            acts.base
-                .insert(name, self.e.activation(self.base, &hook).await?.data);
-            acts.other
-                .insert(name, self.e.activation(self.other, &hook).await?.data);
+            if let (Some(b), Some(o)) = (read.next(), read.next()) {
+                acts.base.insert(name, b.data);
+                acts.other.insert(name, o.data);
+            }
         }
         Ok(acts)
     }
@@ -40,46 +46,6 @@ impl<E: Engine> Ctx<'_, E> {
     /// (m − m_base) / (m_base − m_other), in f64 as AP's maps are.
     pub(super) fn normalise(&self, m: f32) -> f32 {
         ((m as f64 - self.m_base as f64) / self.gap) as f32
-    }
-
-    /// The metrics of perturbations at `start`, each filled in by `fill(i,
-    /// block)` ([n, d] rows from the first differing position, zeroed
-    /// first), normalised; a perturbation that stays zero scores 0 unrun.
-    pub(super) async fn patch(
-        &self,
-        start: Start,
-        count: usize,
-        mut fill: impl FnMut(usize, &mut [f32]) -> Result<()>,
-    ) -> Result<Vec<f32>> {
-        let block = self.n() * self.d();
-        let mut scores = vec![0.0; count];
-        let mut i = 0;
-        while i < count {
-            let mut batch = Vec::with_capacity(BATCH * block);
-            let mut which = Vec::with_capacity(BATCH);
-            while i < count && which.len() < BATCH {
-                let from = batch.len();
-                batch.resize(from + block, 0.0);
-                fill(i, &mut batch[from..])?;
-                if batch[from..].iter().any(|&v| v != 0.0) {
-                    which.push(i);
-                } else {
-                    batch.truncate(from);
-                }
-                i += 1;
-            }
-            if which.is_empty() {
-                continue;
-            }
-            let ms = self
-                .e
-                .resid_metrics(self.base, start, self.first_diff, &batch)
-                .await?;
-            for (&j, m) in which.iter().zip(ms) {
-                scores[j] = self.normalise(m);
-            }
-        }
-        Ok(scores)
     }
 
     /// ∂m/∂(the residual rows at `start`) at the base run, [n, d].
@@ -92,20 +58,35 @@ impl<E: Engine> Ctx<'_, E> {
             .1)
     }
 
-    /// AP of one layer of `site`: the layer's cells, row-major.
+    /// AP of one layer of `site` (its cells, row-major), queued in `q`
+    /// with the perturbations of the sites that start where it does; `q`
+    /// writes the scores into `out` and advances `track` by `units` once
+    /// they have all run.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn ap(
         &self,
-        site: PatchSite,
-        l: usize,
+        (site, l): (PatchSite, usize),
         acts: &Acts,
         (w_o, b_v): (&[f32], &[f32]),
-    ) -> Result<Vec<f32>> {
+        (units, stage): (u64, &str),
+        q: &mut ApQueue,
+        out: &mut SiteResults,
+        track: &mut Tracker<'_>,
+    ) -> Result<()> {
         let (t, first_diff, d, h) = (self.t, self.first_diff, self.d(), self.cfg.n_heads);
         let start = site_start(site, l);
+        let job = |count: usize| ApCells {
+            site,
+            layer: l,
+            start,
+            count,
+            units,
+            stage: stage.to_string(),
+        };
         if site.is_residual() {
             let delta = acts.delta(resid_hook(site));
-            return self
-                .patch(start, t, |p, block| {
+            return q
+                .add(self, job(t), out, track, |p, block| {
                     if p >= first_diff {
                         let r = p - first_diff;
                         block[r * d..(r + 1) * d].copy_from_slice(&delta[p * d..(p + 1) * d]);
@@ -119,7 +100,7 @@ impl<E: Engine> Ctx<'_, E> {
             let dr = acts.delta("attn.hook_result");
             let row = |p: usize, hh: usize| &dr[(p * h + hh) * d..(p * h + hh + 1) * d];
             return if site == PatchSite::Z {
-                self.patch(start, h, |hh, block| {
+                q.add(self, job(h), out, track, |hh, block| {
                     for p in first_diff..t {
                         block[(p - first_diff) * d..(p - first_diff + 1) * d]
                             .copy_from_slice(row(p, hh));
@@ -129,7 +110,7 @@ impl<E: Engine> Ctx<'_, E> {
                 .await
             } else {
                 // [pos, head]
-                self.patch(start, t * h, |i, block| {
+                q.add(self, job(t * h), out, track, |i, block| {
                     let (p, hh) = (i / h, i % h);
                     if p >= first_diff {
                         block[(p - first_diff) * d..(p - first_diff + 1) * d]
@@ -156,7 +137,7 @@ impl<E: Engine> Ctx<'_, E> {
             .collect();
         // the cells' Δz, HEADS_PER_CALL at a time: (first cell, Δz of each)
         let mut dz: (usize, Vec<Vec<f32>>) = (0, Vec::new());
-        self.patch(start, count, |i, block| {
+        q.add(self, job(count), out, track, |i, block| {
             if !(dz.0..dz.0 + dz.1.len()).contains(&i) {
                 let end = count.min(i + HEADS_PER_CALL);
                 dz = (i, heads.patched_dz(&cells[i..end])?);

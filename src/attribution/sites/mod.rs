@@ -31,8 +31,10 @@ use std::collections::BTreeMap;
 
 mod heads;
 mod methods;
+mod queue;
 
 use heads::{add_head_output, HeadAttn, Pick, HEADS_PER_CALL};
+use queue::{ApCells, ApQueue};
 
 /// Perturbations per engine call: bounds the host memory of one batch
 /// (each is [T − first_diff, d_model]); the engine splits it into passes.
@@ -152,6 +154,11 @@ pub async fn site_scores<E: Engine>(
         alphas.iter().map(|&a| a as f32).collect::<Vec<_>>(),
         weights.iter().map(|&w| w as f32).collect::<Vec<_>>(),
     );
+    // the gradients at the base run, one backward per start point (mlp_out
+    // at layer l starts where resid_pre at layer l + 1 does)
+    let mut base_grads: Vec<(Start, Vec<f32>)> = Vec::new();
+    // AP's perturbations, run by start point (queue.rs)
+    let mut queue = ApQueue::default();
     for l in 0..cx.cfg.n_layers {
         let acts = cx.acts(l).await?;
         let (w_o, b_v) = if sites.iter().any(|s| !s.is_residual()) {
@@ -162,14 +169,25 @@ pub async fn site_scores<E: Engine>(
         };
         for &m in methods {
             let stage = format!("{} {} sites, layer {l}", m.name(), dir.name());
-            // the gradients at the base run, one backward per start point
-            let mut base_grads: Vec<(Start, Vec<f32>)> = Vec::new();
             // IG's paths, one per hook, shared by the sites on it
             let mut ig_paths: Vec<(&str, IgPath)> = Vec::new();
             for &site in sites {
                 track.pause().await?;
+                let at = cost::SiteLayer {
+                    site,
+                    method: m,
+                    layer: l,
+                    ig_steps: ask.ig_steps,
+                };
+                let units = cost::units(cost::site_layer_flops(&cx.cfg, at, t, first_diff));
                 let cells = match m {
-                    Method::Ap => cx.ap(site, l, &acts, (&w_o[..], &b_v[..])).await?,
+                    Method::Ap => {
+                        let weights = (&w_o[..], &b_v[..]);
+                        let todo = (units, stage.as_str());
+                        cx.ap((site, l), &acts, weights, todo, &mut queue, &mut out, track)
+                            .await?;
+                        continue;
+                    }
                     Method::Atp => {
                         let start = site_start(site, l);
                         if !base_grads.iter().any(|(s, _)| *s == start) {
@@ -205,17 +223,15 @@ pub async fn site_scores<E: Engine>(
                     .or_insert_with(|| SiteMap::zeros(site.shape(&cx.cfg, t)));
                 let per_layer = cells.len();
                 map.values[l * per_layer..(l + 1) * per_layer].copy_from_slice(&cells);
-                let at = cost::SiteLayer {
-                    site,
-                    method: m,
-                    layer: l,
-                    ig_steps: ask.ig_steps,
-                };
-                let work = cost::site_layer_flops(&cx.cfg, at, t, first_diff);
-                track.advance(&stage, cost::units(work))?;
+                track.advance(&stage, units)?;
             }
         }
+        // only layer l + 1's resid_pre starts where one of this layer's did
+        base_grads.retain(|(s, _)| *s == Start::Post(l));
+        let later = |s: Start| s == Start::Post(l);
+        queue.flush(&cx, |s| !later(s), &mut out, track).await?;
     }
+    queue.flush(&cx, |_| true, &mut out, track).await?;
     Ok(out)
 }
 

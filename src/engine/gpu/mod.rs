@@ -400,32 +400,39 @@ impl Compute for GpuEngine {
     }
 
     async fn activation(&self, run: &GpuRun, hook: &str) -> Result<Array> {
-        let h = run.fwd.hooks.get(hook).ok_or_else(|| unknown_hook(hook))?;
-        let len: usize = h.shape.iter().product();
-        let t = run.tokens.len();
-        let data = match h.view {
-            View::Full => self.gpu.read(&[Slice::first(&h.buf, len)]).await?.remove(0),
-            View::Recip => self
-                .gpu
-                .read(&[Slice::first(&h.buf, len)])
-                .await?
-                .remove(0)
-                .into_iter()
-                .map(|r| r.recip())
-                .collect(),
-            View::Cols { off, ld } => {
-                let width = len / t;
-                let all = self
-                    .gpu
-                    .read(&[Slice::first(&h.buf, t * ld)])
-                    .await?
-                    .remove(0);
-                all.chunks(ld)
-                    .flat_map(|row| row[off..off + width].iter().copied())
-                    .collect()
-            }
-        };
-        Ok(Param::new(h.shape.clone(), data))
+        Ok(self.activations(&[(run, hook)]).await?.remove(0))
+    }
+
+    async fn activations(&self, reads: &[(&GpuRun, &str)]) -> Result<Vec<Array>> {
+        let mut hooks = Vec::with_capacity(reads.len());
+        let mut slices = Vec::with_capacity(reads.len());
+        for &(run, hook) in reads {
+            let h = run.fwd.hooks.get(hook).ok_or_else(|| unknown_hook(hook))?;
+            let len: usize = h.shape.iter().product();
+            let t = run.tokens.len();
+            slices.push(match h.view {
+                View::Full | View::Recip => Slice::first(&h.buf, len),
+                View::Cols { ld, .. } => Slice::first(&h.buf, t * ld),
+            });
+            hooks.push((h, len / t));
+        }
+        // one read-back for all of them
+        let data = self.gpu.read(&slices).await?;
+        Ok(hooks
+            .into_iter()
+            .zip(data)
+            .map(|((h, width), all)| {
+                let data = match h.view {
+                    View::Full => all,
+                    View::Recip => all.into_iter().map(|r| r.recip()).collect(),
+                    View::Cols { off, ld } => all
+                        .chunks(ld)
+                        .flat_map(|row| row[off..off + width].iter().copied())
+                        .collect(),
+                };
+                Param::new(h.shape.clone(), data)
+            })
+            .collect())
     }
 
     async fn patch_metrics(
