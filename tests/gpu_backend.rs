@@ -779,6 +779,37 @@ fn graph_passes_agree_with_the_cpu() {
                     .await
                     .unwrap(),
             );
+            // EAP-IG's path, its points' passes side by side on the GPU:
+            // each as its own pass gives, on either engine
+            let alphas = [0.0f32, 0.2, 0.45, 0.7, 0.95];
+            let embeds: Vec<f32> = alphas
+                .iter()
+                .flat_map(|&a| {
+                    let (c, o) = (&c0.outputs()[..td], &other.outputs()[..td]);
+                    c.iter().zip(o).map(move |(c, o)| o + a * (c - o))
+                })
+                .collect();
+            assert!(gpu.graph_batch(t) >= alphas.len(), "one batched pass");
+            let batched = gpu.graph_gradients(&clean, metric, &embeds).await.unwrap();
+            let on_cpu = cpu.graph_gradients(&clean, metric, &embeds).await.unwrap();
+            assert_eq!((batched.len(), on_cpu.len()), (alphas.len(), alphas.len()));
+            for (i, e) in embeds.chunks(td).enumerate() {
+                let one = gpu
+                    .graph_forward(&clean, metric, with_embed(e))
+                    .await
+                    .unwrap();
+                let one = one.grads().unwrap();
+                close(
+                    &batched[i],
+                    one,
+                    &format!("batched pass {i} vs its own pass"),
+                );
+                close(
+                    &batched[i],
+                    &on_cpu[i],
+                    &format!("batched pass {i} vs the CPU"),
+                );
+            }
             // EAP-IG-activations' held nodes
             let heads =
                 layout.forward_index(patchlab::model::graph::Node::Head { layer: 1, head: 0 });
@@ -1001,6 +1032,12 @@ fn device_work_is_counted_per_phase() {
         };
         gpu.graph_forward(&a, &m, pass).await.unwrap();
         phase("graph pass with gradients", s);
+        // EAP-IG's 5 path points in one pass
+        let s = snap();
+        let embeds = vec![0.01f32; 5 * t * cfg.d_model];
+        let g = gpu.graph_gradients(&a, &m, &embeds).await.unwrap();
+        assert_eq!(g.len(), 5);
+        phase("graph gradients, 5 embeddings", s);
         // enough rows (steps × positions) for the register-tiled kernel
         let s = snap();
         integrated_gradients(
@@ -1040,6 +1077,7 @@ fn device_work_is_counted_per_phase() {
             ("IG neurons", 30, 2, 4, 0),
             ("AtP heads", 31, 1, 2, 0),
             ("graph pass with gradients", 51, 1, 1, 0),
+            ("graph gradients, 5 embeddings", 51, 1, 1, 0),
             ("IG neurons, 32 steps", 30, 2, 4, 1),
             ("sites AP + AtP", 172, 10, 15, 0),
         ];

@@ -347,6 +347,19 @@ impl GraphCompute for AnyEngine {
     ) -> Result<Vec<f32>> {
         dispatch!(self, e => GraphCompute::edge_products(&**e, deltas, grads, nf, nb).await)
     }
+
+    async fn graph_gradients(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        embeds: &[f32],
+    ) -> Result<Vec<Vec<f32>>> {
+        dispatch!(self, e => GraphCompute::graph_gradients(&**e, tokens, metric, embeds).await)
+    }
+
+    fn graph_batch(&self, t: usize) -> usize {
+        dispatch!(self, e => GraphCompute::graph_batch(&**e, t))
+    }
 }
 
 /// Unchecked delegation: `Engine`'s checks run once, in front of `AnyEngine`.

@@ -105,6 +105,36 @@ pub trait GraphCompute {
         nf: usize,
         nb: usize,
     ) -> Result<Vec<f32>>;
+    /// One gradient pass per embedding, one after another; a device
+    /// backend runs them as one batch.
+    async fn graph_gradients(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        embeds: &[f32],
+    ) -> Result<Vec<Vec<f32>>> {
+        let td = tokens.len() * GraphCompute::graph_config(self).d_model;
+        let mut out = Vec::with_capacity(embeds.len() / td.max(1));
+        for embed in embeds.chunks(td.max(1)) {
+            let pass = GraphPass {
+                embed: Some(embed),
+                grad: true,
+                ..GraphPass::default()
+            };
+            let run = self.graph_forward(tokens, metric, pass).await?;
+            let g = run.grads().ok_or_else(|| {
+                Error::Backend("a graph run without the slot gradients it was asked for".into())
+            })?;
+            out.push(g.to_vec());
+        }
+        Ok(out)
+    }
+    /// How many embeddings one `graph_gradients` call should take for a
+    /// prompt of `t` tokens: 1 where passes cost nothing to launch (the
+    /// CPU), as many as memory allows on a device.
+    fn graph_batch(&self, _t: usize) -> usize {
+        1
+    }
 }
 
 /// The edge graph's passes, checked: what the circuit methods call.
@@ -153,6 +183,22 @@ pub trait GraphPasses {
         nf: usize,
         nb: usize,
     ) -> Result<Vec<f32>>;
+
+    /// ∂m/∂(every slot's input), [n_backward, T, d], of one gradient pass
+    /// of `tokens` per embedding override in `embeds` ([k, T, d]: k passes,
+    /// EAP-IG's path points), in order: what k `graph_forward` calls with
+    /// `embed` and `grad` set return, in as few passes as the engine can.
+    async fn graph_gradients(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        embeds: &[f32],
+    ) -> Result<Vec<Vec<f32>>>;
+
+    /// How many embeddings one `graph_gradients` call should take for a
+    /// prompt of `t` tokens (callers split longer paths into such calls, to
+    /// report progress and answer Cancel in between).
+    fn graph_batch(&self, t: usize) -> usize;
 }
 
 impl<B: GraphCompute> GraphPasses for B {
@@ -193,6 +239,31 @@ impl<B: GraphCompute> GraphPasses for B {
     ) -> Result<Vec<f32>> {
         check_products(deltas, grads, nf, nb)?;
         GraphCompute::edge_products(self, deltas, grads, nf, nb).await
+    }
+
+    async fn graph_gradients(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        embeds: &[f32],
+    ) -> Result<Vec<Vec<f32>>> {
+        let cfg = GraphCompute::graph_config(self);
+        check_tokens(cfg, tokens)?;
+        metric.check(cfg.d_vocab)?;
+        let td = tokens.len() * cfg.d_model;
+        if embeds.is_empty() || !embeds.len().is_multiple_of(td) {
+            return Err(Error::Input(format!(
+                "embedding overrides need [k, {}, {}] values (got {})",
+                tokens.len(),
+                cfg.d_model,
+                embeds.len()
+            )));
+        }
+        GraphCompute::graph_gradients(self, tokens, metric, embeds).await
+    }
+
+    fn graph_batch(&self, t: usize) -> usize {
+        GraphCompute::graph_batch(self, t).max(1)
     }
 }
 

@@ -246,28 +246,32 @@ async fn ig_input_gradients<G: GraphPasses>(
     steps: usize,
     tracker: &mut Tracker<'_>,
 ) -> Result<Vec<f32>> {
-    let td = runs.clean.len() * host.graph_config().d_model;
+    let t = runs.clean.len();
+    let td = t * host.graph_config().d_model;
     let (e_clean, e_corrupt) = (&runs.clean.outputs()[..td], &runs.corrupt.outputs()[..td]);
     let mut sum = GradSum::default();
-    for k in 0..steps {
+    // as many steps per call as the engine batches into one pass
+    let per_call = host.graph_batch(t);
+    let all: Vec<usize> = (0..steps).collect();
+    for ks in all.chunks(per_call) {
         tracker.pause().await?;
-        let alpha = k as f32 / steps as f32;
-        let embed: Vec<f32> = e_corrupt
+        let embeds: Vec<f32> = ks
             .iter()
-            .zip(e_clean)
-            .map(|(c, k)| c + alpha * (k - c))
+            .flat_map(|&k| {
+                let alpha = k as f32 / steps as f32;
+                e_corrupt
+                    .iter()
+                    .zip(e_clean)
+                    .map(move |(c, k)| c + alpha * (k - c))
+            })
             .collect();
-        let pass = GraphPass {
-            embed: Some(&embed),
-            grad: true,
-            ..GraphPass::default()
-        };
-        sum.add(
-            &host
-                .graph_forward(&runs.pair.clean, &runs.pair.metric, pass)
-                .await?,
-        )?;
-        tracker.advance("edges: EAP-IG steps", 1)?;
+        let grads = host
+            .graph_gradients(&runs.pair.clean, &runs.pair.metric, &embeds)
+            .await?;
+        for g in &grads {
+            sum.add_grads(g);
+        }
+        tracker.advance("edges: EAP-IG steps", ks.len() as u64)?;
     }
     Ok(sum.mean())
 }
@@ -351,14 +355,16 @@ struct GradSum {
 
 impl GradSum {
     fn add(&mut self, run: &impl GraphOutputs) -> Result<()> {
-        let g = grads(run)?;
+        self.add_grads(grads(run)?);
+        Ok(())
+    }
+    fn add_grads(&mut self, g: &[f32]) {
         if self.sum.is_empty() {
             self.sum = g.to_vec();
         } else {
             self.sum.iter_mut().zip(g).for_each(|(s, v)| *s += v);
         }
         self.n += 1;
-        Ok(())
     }
     fn mean(self) -> Vec<f32> {
         let n = self.n.max(1) as f32;

@@ -92,11 +92,22 @@ struct Pass<'e, 'h> {
     enc: Enc<'e>,
     layout: GraphLayout,
     t: usize,
+    /// Passes run side by side (embedding overrides of one prompt): each
+    /// array holds their rows one pass after another, [b·T, ..]; patches
+    /// and held outputs come one pass at a time (b = 1).
+    b: usize,
     patch: Option<Patch>,
     hold: Option<Hold<'h>>,
     grad: bool,
-    /// The node outputs [n_forward, T, d].
+    /// The node outputs [n_forward, b·T, d].
     outs: Buffer,
+}
+
+impl Pass<'_, '_> {
+    /// Rows of a residual stream: b passes of T.
+    fn rows(&self) -> usize {
+        self.b * self.t
+    }
 }
 
 /// A layer norm's tape buffers: x̂ [rows, d] and rstd [rows].
@@ -199,7 +210,7 @@ impl GpuEngine {
     /// Copies held outputs of `count` nodes into the node outputs at `node`.
     fn hold_nodes(&self, p: &mut Pass, values: &[f32], node: usize) -> Result<()> {
         let held = self.gpu.upload(values, "held outputs")?;
-        let td = p.t * self.cfg.d_model;
+        let td = p.rows() * self.cfg.d_model;
         p.enc
             .copy(At::start(&held), At::new(&p.outs, node * td), values.len());
         Ok(())
@@ -238,6 +249,7 @@ impl GpuEngine {
     fn graph_attention(&self, p: &mut Pass, l: usize, x: &Buffer) -> Result<GraphAttn> {
         let c = &self.cfg;
         let (t, d, h, dh) = (p.t, c.d_model, c.n_heads, c.d_head);
+        let bt = p.rows();
         let b: &GpuBlock = &self.w.blocks[l];
         let q_slot = Slot::Head {
             layer: l,
@@ -246,17 +258,17 @@ impl GpuEngine {
         };
         // ln_1 of the shared stream, or of each slot's own
         let slots = self.slot_inputs(p, x, q_slot, 3 * h)?;
-        let rows = if slots.is_some() { 3 * h * t } else { t };
+        let rows = if slots.is_some() { 3 * h * t } else { bt };
         let input = slots.as_ref().unwrap_or(x);
         let (ln, ln1) = self.graph_norm(&mut p.enc, input, Rows::all(rows), &b.ln_1)?;
         let qkv = self.slot_qkv(p, b, &ln, slots.is_some())?;
-        let z = self.buf(t * d, "graph z")?;
+        let z = self.buf(bt * d, "graph z")?;
         let pattern = if p.grad {
-            Some(self.buf(h * t * t, "graph pattern")?)
+            Some(self.buf(p.b * h * t * t, "graph pattern")?)
         } else {
             None
         };
-        let shape = self.full_attention(t);
+        let shape = self.full_attention(p.b, t);
         p.enc.attn_tail(shape, &qkv, &qkv, &z, pattern.as_ref());
         // hook_result of every head, [H, T, d] at the heads' nodes
         let heads = p.layout.forward_index(Node::Head { layer: l, head: 0 });
@@ -270,23 +282,23 @@ impl GpuEngine {
                     a_bs: dh,
                     lda: d,
                     b_bs: dh * d,
-                    c_off: heads * t * d,
-                    c_bs: t * d,
-                    ..Mm::plain(t, dh, d)
+                    c_off: heads * bt * d,
+                    c_bs: bt * d,
+                    ..Mm::plain(bt, dh, d)
                 };
                 p.enc.matmul(mm, &z, &b.c_proj.w, None, None, &p.outs);
             }
         }
-        let mid = self.buf(t * d, "graph resid_mid")?;
+        let mid = self.buf(bt * d, "graph resid_mid")?;
         let results = Strided {
             buf: &p.outs,
             n: h,
-            off: heads * t * d,
-            hs: t * d,
+            off: heads * bt * d,
+            hs: bt * d,
             ts: d,
         };
         p.enc
-            .graph_sum(x, results, Some(&b.c_proj.b), t * d, d, &mid);
+            .graph_sum(x, results, Some(&b.c_proj.b), bt * d, d, &mid);
         Ok(GraphAttn {
             ln1,
             qkv,
@@ -302,9 +314,9 @@ impl GpuEngine {
     fn slot_qkv(&self, p: &mut Pass, b: &GpuBlock, ln: &Buffer, per_slot: bool) -> Result<Buffer> {
         let c = &self.cfg;
         let (t, d, h, dh) = (p.t, c.d_model, c.n_heads, c.d_head);
-        let qkv = self.buf(t * 3 * d, "graph qkv")?;
+        let qkv = self.buf(p.rows() * 3 * d, "graph qkv")?;
         if !per_slot {
-            p.enc.linear(ln, t, &b.c_attn, None, &qkv);
+            p.enc.linear(ln, p.rows(), &b.c_attn, None, &qkv);
             return Ok(qkv);
         }
         // head h's q, k or v from its own slot's input: columns s·d + h·dh..
@@ -339,7 +351,7 @@ impl GpuEngine {
         mid: &Buffer,
     ) -> Result<(Buffer, (Buffer, Buffer), Buffer)> {
         let c = &self.cfg;
-        let (t, d, dm) = (p.t, c.d_model, c.d_mlp);
+        let (t, d, dm) = (p.rows(), c.d_model, c.d_mlp);
         let b: &GpuBlock = &self.w.blocks[l];
         let mlp_in = self.slot_inputs(p, mid, Slot::Mlp { layer: l }, 1)?;
         let input = mlp_in.as_ref().unwrap_or(mid);
@@ -372,11 +384,11 @@ impl GpuEngine {
         Ok((next, ln2, pre))
     }
 
-    /// One prompt's causal attention over all its t positions, as a tail
-    /// of one element from position 0.
-    fn full_attention(&self, t: usize) -> AttnShape {
+    /// The causal attention of `b` passes over all their t positions each,
+    /// as a tail of b elements from position 0 (each its own base).
+    fn full_attention(&self, b: usize, t: usize) -> AttnShape {
         AttnShape {
-            batch: 1,
+            batch: b,
             per: 1,
             n: t,
             nq: t,
@@ -398,7 +410,8 @@ impl GpuEngine {
         mut g: Buffer,
     ) -> Result<Vec<(Buffer, Buffer)>> {
         let c = &self.cfg;
-        let (t, d, h, dh, dm) = (p.t, c.d_model, c.n_heads, c.d_head, c.d_mlp);
+        let (t, d, h, dh, dm) = (p.rows(), c.d_model, c.n_heads, c.d_head, c.d_mlp);
+        let (b_, tt) = (p.b, p.t);
         let mut out = Vec::with_capacity(tapes.len());
         for (l, (tape_l, bufs)) in tapes.iter().zip(layers).enumerate().rev() {
             let b = &self.w.blocks[l];
@@ -431,7 +444,7 @@ impl GpuEngine {
                     // ∂m/∂z = g_mid · W_Oᵀ, then through attention to q | k | v
                     let dz = self.buf(t * d, "graph dz")?;
                     p.enc.linear_backward(&g_mid, t, &b.c_proj, &dz);
-                    let ds = self.buf(h * t * t, "graph d scores")?;
+                    let ds = self.buf(b_ * h * tt * tt, "graph d scores")?;
                     let dqkv = self.buf(t * 3 * d, "graph d qkv")?;
                     let grads = AttnGrads {
                         dz: &dz,
@@ -441,7 +454,7 @@ impl GpuEngine {
                         ds: &ds,
                         dqkv: &dqkv,
                     };
-                    p.enc.attn_tail_backward(self.full_attention(t), grads);
+                    p.enc.attn_tail_backward(self.full_attention(b_, tt), grads);
                     // slot (s, head)'s ∂m/∂ln_1 = dqkv[:, s·d + head·dh..] · W[:, same]ᵀ
                     let dln = self.buf(t * 3 * h * d, "graph d ln1")?;
                     for s in 0..3 {
@@ -490,49 +503,54 @@ impl GpuEngine {
 }
 
 impl GpuEngine {
-    /// The metric of a graph pass from its final stream `x` (the logits'
-    /// slot reads it plus its own patched edges) and, for a gradient pass,
-    /// ∂m/∂(final stream) [T, d] (nonzero at the last row only).
+    /// The metric of each of the b passes from its final stream `x` (the
+    /// logits' slot reads it plus its own patched edges) and, for a gradient
+    /// pass, ∂m/∂(final stream) [b·T, d] (nonzero at each pass's last row
+    /// only).
     fn graph_readout(
         &self,
         p: &mut Pass,
         x: &Buffer,
         metric: &Metric,
     ) -> Result<(Buffer, Option<Buffer>)> {
-        let (t, d) = (p.t, self.cfg.d_model);
+        let (t, b, d) = (p.t, p.b, self.cfg.d_model);
         let logits_in = self.slot_inputs(p, x, Slot::Logits, 1)?;
         let input = logits_in.as_ref().unwrap_or(x);
-        let (norm, ln_f) = self.graph_norm(&mut p.enc, input, Rows::last_of(1, t), &self.w.ln_f)?;
+        let (norm, ln_f) = self.graph_norm(&mut p.enc, input, Rows::last_of(b, t), &self.w.ln_f)?;
         let readout = self.encode_readout(&mut p.enc, metric)?;
-        let value = self.buf(1, "graph metric")?;
-        // ∂m/∂norm: the answer direction, or what the probability difference leaves
-        let dy = match &readout {
+        let value = self.buf(b, "graph metric")?;
+        // ∂m/∂norm: the answer direction (one for all b rows), or what the
+        // probability difference leaves (one row each)
+        let (dy, every) = match &readout {
             Readout::Dir(dir) => {
                 let at = At::start(&value);
-                p.enc.metric(&norm, Rows::all(1), d, Shared::each(dir), at);
-                dir.clone()
+                let shared = Shared { buf: dir, every: b };
+                p.enc.metric(&norm, Rows::all(b), d, shared, at);
+                (dir.clone(), b)
             }
             Readout::Signs(signs) => {
-                let u = self.unembed_work(1, p.grad)?;
+                let u = self.unembed_work(b, p.grad)?;
                 let at = At::start(&value);
-                self.encode_prob_diff(&mut p.enc, &u, &norm, Rows::all(1), signs, at);
+                self.encode_prob_diff(&mut p.enc, &u, &norm, Rows::all(b), signs, at);
                 if !p.grad {
                     return Ok((value, None));
                 }
-                self.prob_diff_grad(&u).clone()
+                (self.prob_diff_grad(&u).clone(), 1)
             }
         };
         if !p.grad {
             return Ok((value, None));
         }
-        let d_last = self.buf(d, "graph d final")?;
-        let dy = Shared::each(&dy);
+        let d_last = self.buf(b * d, "graph d final")?;
+        let dy = Shared { buf: &dy, every };
         p.enc
-            .layer_norm_backward(dy, 1, &self.w.ln_f, tape(&ln_f), None, &d_last);
-        let top = self.buf(t * d, "graph d logits")?;
+            .layer_norm_backward(dy, b, &self.w.ln_f, tape(&ln_f), None, &d_last);
+        let top = self.buf(b * t * d, "graph d logits")?;
         p.enc.clear(&top);
-        p.enc
-            .copy(At::start(&d_last), At::new(&top, (t - 1) * d), d);
+        for i in 0..b {
+            let last = At::new(&top, (i * t + t - 1) * d);
+            p.enc.copy(At::new(&d_last, i * d), last, d);
+        }
         Ok((value, Some(top)))
     }
 
@@ -670,21 +688,37 @@ impl GpuEngine {
     }
 }
 
-impl GraphCompute for GpuEngine {
-    type GraphRun = GpuGraphRun;
+/// Floats of device memory the side-by-side passes of `graph_gradients`
+/// may take (256 MiB, about).
+const GRAPH_BATCH_FLOATS: usize = 64 << 20;
 
-    fn graph_config(&self) -> &Config {
-        &self.cfg
-    }
+/// What `graph_passes` brings back.
+struct PassesDone {
+    /// Each pass's metric.
+    metrics: Vec<f32>,
+    /// The node outputs [n_forward, T, d] (one pass), when asked for.
+    outputs: Option<Vec<f32>>,
+    /// Each pass's slot gradients [n_backward, T, d], for a gradient pass.
+    grads: Option<Vec<Vec<f32>>>,
+    outs: Buffer,
+    layers: Vec<LayerBufs>,
+}
 
-    async fn graph_forward(
+impl GpuEngine {
+    /// `b` graph passes of `tokens` side by side (b > 1: the embedding
+    /// overrides in `pass.embed`, [b, T, d], and nothing else changed), with
+    /// one submission and one read-back.
+    async fn graph_passes(
         &self,
         tokens: &[u32],
         metric: &Metric,
         pass: GraphPass<'_>,
-    ) -> Result<GpuGraphRun> {
+        b: usize,
+        read_outputs: bool,
+    ) -> Result<PassesDone> {
         let c = &self.cfg;
         let (t, d, h) = (tokens.len(), c.d_model, c.n_heads);
+        debug_assert!(b == 1 || (pass.patch.is_none() && pass.hold.is_none()));
         let layout = GraphLayout::new(c);
         let nf = layout.n_forward();
         let patch = pass
@@ -695,27 +729,29 @@ impl GraphCompute for GpuEngine {
             enc: Enc::new(&self.gpu),
             layout,
             t,
+            b,
             patch,
             hold: pass.hold,
             grad: pass.grad,
-            outs: self.buf(nf * t * d, "graph node outputs")?,
+            outs: self.buf(nf * b * t * d, "graph node outputs")?,
         };
+        let bt = p.rows();
         // the input node's output: hook_embed, or the pass's override
         match pass.embed {
             Some(e) => {
                 let e = self.gpu.upload(e, "embedding override")?;
-                p.enc.copy(At::start(&e), At::start(&p.outs), t * d);
+                p.enc.copy(At::start(&e), At::start(&p.outs), bt * d);
             }
             None => {
-                for (i, &tok) in tokens.iter().enumerate() {
+                for (i, &tok) in tokens.iter().cycle().take(bt).enumerate() {
                     p.enc
                         .copy(self.w.wte_row(tok, d), At::new(&p.outs, i * d), d);
                 }
             }
         }
-        let mut x = self.buf(t * d, "graph resid")?;
+        let mut x = self.buf(bt * d, "graph resid")?;
         p.enc
-            .bcast_add(&p.outs, At::start(&self.w.wpe), 1.0, t * d, t * d, &x);
+            .bcast_add(&p.outs, At::start(&self.w.wpe), 1.0, t * d, bt * d, &x);
         let mut layers = Vec::with_capacity(c.n_layers);
         let mut tapes = Vec::new();
         for l in 0..c.n_layers {
@@ -735,28 +771,102 @@ impl GraphCompute for GpuEngine {
         };
         let Pass { enc, outs, .. } = p;
         enc.submit();
-        let mut slices = vec![Slice::first(&value, 1), Slice::first(&outs, nf * t * d)];
+        let mut slices = vec![Slice::first(&value, b)];
+        if read_outputs {
+            slices.push(Slice::first(&outs, nf * bt * d));
+        }
         if let Some((per_layer, top)) = &grads {
             for (slots, mlp) in per_layer {
-                slices.push(Slice::first(slots, t * 3 * h * d));
-                slices.push(Slice::first(mlp, t * d));
+                slices.push(Slice::first(slots, bt * 3 * h * d));
+                slices.push(Slice::first(mlp, bt * d));
             }
-            slices.push(Slice::first(top, t * d));
+            slices.push(Slice::first(top, bt * d));
         }
         let mut read = self.gpu.read(&slices).await?.into_iter();
-        let metric = read.next().expect("the metric")[0];
-        let outputs = read.next().expect("the node outputs");
-        let grads = grads.map(|_| self.slot_order(&mut read, t));
-        Ok(GpuGraphRun {
-            metric,
+        let metrics = read.next().expect("the metrics");
+        let outputs = read_outputs.then(|| read.next().expect("the node outputs"));
+        let grads = grads.map(|_| {
+            // each array holds the b passes' rows one after another
+            let arrays: Vec<Vec<f32>> = read.collect();
+            (0..b)
+                .map(|i| {
+                    let mut own = arrays.iter().map(|a| {
+                        let per = a.len() / b;
+                        a[i * per..(i + 1) * per].to_vec()
+                    });
+                    self.slot_order(&mut own, t)
+                })
+                .collect()
+        });
+        Ok(PassesDone {
+            metrics,
             outputs,
             grads,
             outs,
             layers,
+        })
+    }
+}
+
+impl GraphCompute for GpuEngine {
+    type GraphRun = GpuGraphRun;
+
+    fn graph_config(&self) -> &Config {
+        &self.cfg
+    }
+
+    async fn graph_forward(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        pass: GraphPass<'_>,
+    ) -> Result<GpuGraphRun> {
+        let t = tokens.len();
+        let done = self.graph_passes(tokens, metric, pass, 1, true).await?;
+        Ok(GpuGraphRun {
+            metric: done.metrics[0],
+            outputs: done.outputs.unwrap_or_default(),
+            grads: done.grads.map(|mut g| g.remove(0)),
+            outs: done.outs,
+            layers: done.layers,
             t,
         })
     }
 
+    async fn graph_gradients(
+        &self,
+        tokens: &[u32],
+        metric: &Metric,
+        embeds: &[f32],
+    ) -> Result<Vec<Vec<f32>>> {
+        let td = tokens.len() * self.cfg.d_model;
+        let mut out = Vec::with_capacity(embeds.len() / td);
+        for chunk in embeds.chunks(td * self.graph_batch(tokens.len())) {
+            let pass = GraphPass {
+                embed: Some(chunk),
+                grad: true,
+                ..GraphPass::default()
+            };
+            let b = chunk.len() / td;
+            let done = self.graph_passes(tokens, metric, pass, b, false).await?;
+            out.extend(done.grads.unwrap_or_default());
+        }
+        Ok(out)
+    }
+
+    fn graph_batch(&self, t: usize) -> usize {
+        let c = &self.cfg;
+        let (d, h, nf) = (c.d_model, c.n_heads, GraphLayout::new(c).n_forward());
+        // one pass's largest array and all of its arrays (node outputs, and
+        // per layer the stream, ln, q | k | v, pattern, MLP and their
+        // gradients and tapes, about): as many passes as fit one binding
+        // and GRAPH_BATCH_FLOATS
+        let largest = (nf * t * d).max(3 * h * t * d).max(t * c.d_mlp);
+        let all = nf * t * d + c.n_layers * (t * (24 * d + 4 * c.d_mlp) + 3 * h * t * t);
+        (self.gpu.max_floats() / largest.max(1))
+            .min(GRAPH_BATCH_FLOATS / all.max(1))
+            .clamp(1, 64)
+    }
     async fn edge_perturbations(
         &self,
         run: &GpuGraphRun,
