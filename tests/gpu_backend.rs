@@ -1079,10 +1079,72 @@ fn device_work_is_counted_per_phase() {
             ("graph pass with gradients", 51, 1, 1, 0),
             ("graph gradients, 5 embeddings", 51, 1, 1, 0),
             ("IG neurons, 32 steps", 30, 2, 4, 1),
-            ("sites AP + AtP", 172, 10, 15, 0),
+            ("sites AP + AtP", 102, 6, 11, 0),
         ];
         assert_eq!(got, pinned, "device work per phase changed");
     });
+}
+
+/// The gradient at every residual point from one backward
+/// (`resid_base_gradients`, asked in no particular order) equals one
+/// `resid_gradients` tail per point, on the GPU and against the CPU, for
+/// both metrics.
+#[test]
+fn residual_gradients_at_every_point_from_one_backward() {
+    use patchlab::engine::Start;
+    let spec = crate::common::golden::MODEL_A.1;
+    let (cpu, gpu) = engines(&spec);
+    let layers = spec.config().n_layers;
+    let (t, first_diff) = (9, 3);
+    let (a, b) = pair(t, first_diff, 13);
+    let mut starts = vec![Start::Embed];
+    for l in (0..layers).rev() {
+        starts.extend([Start::Post(l), Start::Mid(l)]);
+    }
+    let zero = vec![0.0; (t - first_diff) * spec.config().d_model];
+    let metrics = [
+        Metric::logit_diff(a[1], b[2]),
+        Metric::ProbDiff {
+            above: vec![5, 17],
+            below: vec![9],
+        },
+    ];
+    block_on(async {
+        for metric in &metrics {
+            let (ga, _) = runs(&gpu, &a, &b, metric).await;
+            let (ca, _) = runs(&cpu, &a, &b, metric).await;
+            let before = gpu.device_counts().unwrap().0;
+            let all = gpu
+                .resid_base_gradients(&ga, first_diff, &starts)
+                .await
+                .unwrap();
+            assert_eq!(gpu.device_counts().unwrap().0 - before, 1, "one submission");
+            let on_cpu = cpu
+                .resid_base_gradients(&ca, first_diff, &starts)
+                .await
+                .unwrap();
+            for (i, &start) in starts.iter().enumerate() {
+                let (_, one) = gpu
+                    .resid_gradients(&ga, start, first_diff, &zero)
+                    .await
+                    .unwrap();
+                let what = format!("{metric:?} {start:?}");
+                close(
+                    &all[i],
+                    &one,
+                    &format!("{what}: one backward vs its own tail"),
+                );
+                close(&all[i], &on_cpu[i], &format!("{what}: GPU vs CPU"));
+            }
+        }
+        // a point past the model is refused before any work
+        let (ga, _) = runs(&gpu, &a, &b, &metrics[0]).await;
+        let err = gpu
+            .resid_base_gradients(&ga, first_diff, &[Start::Mid(layers)])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("layer"), "{err}");
+    })
 }
 
 /// The matrix-product kernels (`matmul_tiled` for m, n ≥ 128 where A and B

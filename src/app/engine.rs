@@ -491,6 +491,17 @@ impl Compute for AnyEngine {
         })
     }
 
+    async fn resid_base_gradients(
+        &self,
+        base: &AnyRun,
+        first_diff: usize,
+        starts: &[Start],
+    ) -> Result<Vec<Vec<f32>>> {
+        dispatch!(self, e => {
+            Compute::resid_base_gradients(&**e, of(base)?, first_diff, starts).await
+        })
+    }
+
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
         dispatch!(self, e => Compute::logit_diff_direction(&**e, correct, incorrect).await)
     }

@@ -432,6 +432,28 @@ pub trait Compute {
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)>;
 
+    /// ∂m/∂(the residual rows first_diff.. at each of `starts`) at the base
+    /// run, [T − first_diff, d_model] each, in the order asked: what
+    /// `resid_gradients` of a zero perturbation gives at each start. A
+    /// backend that can read the gradient on its way down (the GPU) runs
+    /// one tail from the earliest start and one backward for all of them;
+    /// the default runs one per start.
+    async fn resid_base_gradients(
+        &self,
+        base: &Self::Run,
+        first_diff: usize,
+        starts: &[Start],
+    ) -> Result<Vec<Vec<f32>>> {
+        let n = (base.tokens().len() - first_diff) * self.config().d_model;
+        let zero = vec![0.0; n];
+        let mut out = Vec::with_capacity(starts.len());
+        for &start in starts {
+            let (_, g) = self.resid_gradients(base, start, first_diff, &zero).await?;
+            out.push(g);
+        }
+        Ok(out)
+    }
+
     /// The logit difference as read from the final residual stream at a
     /// position: u = w_f ⊙ (wte[correct] − wte[incorrect]) and c = b_f ·
     /// (wte[correct] − wte[incorrect]) (ln_final's weight and bias), so that
@@ -553,6 +575,12 @@ pub trait Engine {
         first_diff: usize,
         deltas: &[f32],
     ) -> Result<(Vec<f32>, Vec<f32>)>;
+    async fn resid_base_gradients(
+        &self,
+        base: &Self::Run,
+        first_diff: usize,
+        starts: &[Start],
+    ) -> Result<Vec<Vec<f32>>>;
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)>;
     async fn head_weights(&self, layer: usize) -> Result<HeadWeights>;
     async fn metric_with_replacements(
@@ -717,6 +745,22 @@ impl<B: Compute> Engine for B {
             return Ok((vec![], vec![]));
         }
         Compute::resid_gradients(self, base, start, first_diff, deltas).await
+    }
+
+    async fn resid_base_gradients(
+        &self,
+        base: &B::Run,
+        first_diff: usize,
+        starts: &[Start],
+    ) -> Result<Vec<Vec<f32>>> {
+        let cfg = Compute::config(self);
+        for &start in starts {
+            check_resid(cfg, base.tokens(), start, first_diff, &[])?;
+        }
+        if starts.is_empty() {
+            return Ok(vec![]);
+        }
+        Compute::resid_base_gradients(self, base, first_diff, starts).await
     }
 
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {

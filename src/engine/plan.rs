@@ -56,6 +56,16 @@ impl Start {
         }
     }
 
+    /// Where the point lies in the forward pass: earlier points have
+    /// smaller orders (`blocks.0.hook_resid_pre` first).
+    pub fn order(self) -> usize {
+        match self {
+            Start::Embed => 0,
+            Start::Mid(l) => 2 * l + 1,
+            Start::Post(l) => 2 * l + 2,
+        }
+    }
+
     /// The TransformerLens hook of this point.
     pub fn hook(self) -> String {
         match self {

@@ -48,16 +48,6 @@ impl<E: Engine> Ctx<'_, E> {
         ((m as f64 - self.m_base as f64) / self.gap) as f32
     }
 
-    /// ∂m/∂(the residual rows at `start`) at the base run, [n, d].
-    pub(super) async fn base_gradient(&self, start: Start) -> Result<Vec<f32>> {
-        let zero = vec![0.0; self.n() * self.d()];
-        Ok(self
-            .e
-            .resid_gradients(self.base, start, self.first_diff, &zero)
-            .await?
-            .1)
-    }
-
     /// AP of one layer of `site` (its cells, row-major), queued in `q`
     /// with the perturbations of the sites that start where it does; `q`
     /// writes the scores into `out` and advances `track` by `units` once

@@ -154,9 +154,24 @@ pub async fn site_scores<E: Engine>(
         alphas.iter().map(|&a| a as f32).collect::<Vec<_>>(),
         weights.iter().map(|&w| w as f32).collect::<Vec<_>>(),
     );
-    // the gradients at the base run, one backward per start point (mlp_out
-    // at layer l starts where resid_pre at layer l + 1 does)
+    // AtP's gradients at the base run, at every point where a site starts,
+    // from one backward (mlp_out at layer l starts where resid_pre at
+    // layer l + 1 does)
     let mut base_grads: Vec<(Start, Vec<f32>)> = Vec::new();
+    if methods.contains(&Method::Atp) {
+        let mut starts: Vec<Start> = Vec::new();
+        for l in 0..cx.cfg.n_layers {
+            for &site in sites {
+                let start = site_start(site, l);
+                if !starts.contains(&start) {
+                    starts.push(start);
+                }
+            }
+        }
+        track.pause().await?;
+        let grads = e.resid_base_gradients(base, first_diff, &starts).await?;
+        base_grads = starts.into_iter().zip(grads).collect();
+    }
     // AP's perturbations, run by start point (queue.rs)
     let mut queue = ApQueue::default();
     for l in 0..cx.cfg.n_layers {
@@ -190,14 +205,10 @@ pub async fn site_scores<E: Engine>(
                     }
                     Method::Atp => {
                         let start = site_start(site, l);
-                        if !base_grads.iter().any(|(s, _)| *s == start) {
-                            let g = cx.base_gradient(start).await?;
-                            base_grads.push((start, g));
-                        }
                         let g = &base_grads
                             .iter()
                             .find(|(s, _)| *s == start)
-                            .expect("just added")
+                            .expect("every site's start point")
                             .1;
                         cx.atp(site, &acts, (&w_o[..], &b_v[..]), g)?
                     }
@@ -226,8 +237,8 @@ pub async fn site_scores<E: Engine>(
                 track.advance(&stage, units)?;
             }
         }
-        // only layer l + 1's resid_pre starts where one of this layer's did
-        base_grads.retain(|(s, _)| *s == Start::Post(l));
+        // the points of this layer's sites are done with
+        base_grads.retain(|(s, _)| s.order() > Start::Mid(l).order());
         let later = |s: Start| s == Start::Post(l);
         queue.flush(&cx, |s| !later(s), &mut out, track).await?;
     }

@@ -583,6 +583,20 @@ impl Compute for GpuEngine {
         self.sweep_resid(&base.fwd, start, win, deltas, true).await
     }
 
+    async fn resid_base_gradients(
+        &self,
+        base: &GpuRun,
+        first_diff: usize,
+        starts: &[Start],
+    ) -> Result<Vec<Vec<f32>>> {
+        let win = tail::Window {
+            t: base.tokens.len(),
+            first_diff,
+        };
+        self.sweep_resid_base_gradients(&base.fwd, starts, win)
+            .await
+    }
+
     async fn logit_diff_direction(&self, correct: u32, incorrect: u32) -> Result<(Vec<f32>, f32)> {
         let d = self.cfg.d_model;
         let rows = [self.w.wte_row(correct, d), self.w.wte_row(incorrect, d)];

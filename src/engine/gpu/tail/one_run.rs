@@ -1,5 +1,6 @@
 //! Sweeps over one base run: the gradient at every layer's components
-//! (`sweep_base_gradients`) and tails from perturbed residual rows
+//! (`sweep_base_gradients`) or at chosen residual points
+//! (`sweep_resid_base_gradients`), and tails from perturbed residual rows
 //! (`sweep_resid`).
 
 use super::{Pass, Stacked, Window, WorkKey};
@@ -86,6 +87,78 @@ impl GpuEngine {
 }
 
 impl GpuEngine {
+    /// ∂m/∂(the residual rows first_diff.. at each of `starts`) at the base
+    /// run, [n, d] each: one tail from the earliest start and one backward,
+    /// reading the gradient at every other start on its way down.
+    pub(in crate::engine::gpu) async fn sweep_resid_base_gradients(
+        &self,
+        base: &Forward,
+        starts: &[Start],
+        win: Window,
+    ) -> Result<Vec<Vec<f32>>> {
+        let c = &self.cfg;
+        let (d, n, first_diff) = (c.d_model, win.n(), win.first_diff);
+        let g = &self.gpu;
+        let Some(&first) = starts.iter().min_by_key(|s| s.order()) else {
+            return Ok(vec![]);
+        };
+        let plan = TailPlan::new(first, c.n_layers);
+        let resid = match first {
+            Start::Mid(l) => &base.layers[l].resid_mid,
+            Start::Post(l) => &base.layers[l].resid_post,
+            Start::Embed => {
+                let name = "blocks.0.hook_resid_pre";
+                &base.hooks.get(name).ok_or_else(|| unknown_hook(name))?.buf
+            }
+        };
+        let key = WorkKey {
+            cap: 1,
+            n,
+            t: win.t,
+            record: true,
+            logits: base.readout.is_signs(),
+        };
+        let (key, ws) = self.take_work(key)?;
+        let b = Batch::new(1, 1, n, d, first_diff);
+        let metric = g.buffer(1, "metric")?;
+        let stacked = Stacked::of(base);
+        let one = g.upload(&[1.0], "one")?;
+        let acc = starts
+            .iter()
+            .map(|_| g.buffer(n * d, "gradient"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut enc = Enc::new(g);
+        for a in &acc {
+            enc.clear(a);
+        }
+        enc.copy(At::new(resid, first_diff * d), At::start(&ws.x[0]), n * d);
+        let pass = Pass {
+            ws: &ws,
+            base: &stacked,
+            plan: &plan,
+            b,
+        };
+        self.encode_tail(&mut enc, &pass, At::start(&metric));
+        let gx = self.encode_tail_backward(&mut enc, &pass, &mut |enc, point, gx| {
+            for (s, a) in starts.iter().zip(&acc) {
+                if *s == point && point != first {
+                    enc.weighted_sum(gx, b, At::start(&one), a);
+                }
+            }
+        });
+        // the earliest start's is where the backward ends
+        for (s, a) in starts.iter().zip(&acc) {
+            if *s == first {
+                enc.weighted_sum(gx, b, At::start(&one), a);
+            }
+        }
+        enc.submit();
+        let ranges: Vec<_> = acc.iter().map(|a| Slice::first(a, n * d)).collect();
+        let r = g.read(&ranges).await?;
+        self.put_work(key, ws);
+        Ok(r)
+    }
+
     /// Tails from `start` of one base run for a batch of perturbations of
     /// its residual rows there (`deltas`: k blocks of [n, d]): each element's
     /// metric and, with `record`, ∂m/∂(its start rows) ([k, n, d]).
