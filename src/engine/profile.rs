@@ -72,9 +72,11 @@ impl Timing {
     /// What the times are, for a table's footnote.
     pub fn describe(self) -> &'static str {
         match self {
-            Timing::Timestamps => "GPU timestamp queries around each dispatch (its own compute pass)",
+            Timing::Timestamps => {
+                "the GPU's timestamp queries at the start and end of each dispatch (each in a compute pass of its own)"
+            }
             Timing::Elapsed => {
-                "elapsed time per dispatch, each submitted alone (the adapter has no timestamp queries)"
+                "the host's elapsed time per dispatch, each submitted and waited for alone (not timestamp queries)"
             }
         }
     }
