@@ -289,7 +289,9 @@ impl Gpu {
     }
 
     /// Every kernel's work since the device opened, with the submissions
-    /// and read-backs.
+    /// and read-backs. Timestamp times count as of the last read-back
+    /// (`read` adds them; every computation ends with one, so a snapshot
+    /// after it has all of its times).
     pub fn profile(&self, adapter: &str) -> DeviceProfile {
         let kernels = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         DeviceProfile {
