@@ -512,3 +512,18 @@ impl Gpu {
         &self.dummy_out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn timestamps_where_offered_else_elapsed_time() {
+        let (ts, el) = (Some(Timing::Timestamps), Some(Timing::Elapsed));
+        assert_eq!(pick_timing(ts, true), ts);
+        assert_eq!(pick_timing(ts, false), el);
+        assert_eq!(pick_timing(el, true), el);
+        assert_eq!(pick_timing(None, true), None);
+    }
+}
