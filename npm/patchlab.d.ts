@@ -209,13 +209,15 @@ export interface GpuProfile {
   kernels: { name: string; dispatches: number; workgroups: number; flops: number; bytes: number; ms: number }[];
   submits: number;
   readbacks: number;
-  /** Kernel times are taken natively with PATCHLAB_GPU_PROFILE only; false in the browser. */
+  /** Whether `ms` holds each kernel's time (`timing` is not null). */
   timed: boolean;
+  /** How the kernel times were taken: the adapter's timestamp queries (in the browser after `PatchLab.load({ timeKernels: true })`, where it offers "timestamp-query"), elapsed time per dispatch (native only), or not at all. */
+  timing: "timestamps" | "elapsed" | null;
 }
 
 export declare class PatchLab {
   /** Loads a model in a new worker. A config.json that is not GPT-2's, or a model too large for a tab, rejects with a LoadError. */
-  static load(options?: { model?: ModelSource; name?: string; onProgress?: (p: LoadProgress) => void; cache?: boolean; workerUrl?: string | URL; softwareGpu?: boolean }): Promise<PatchLab>;
+  static load(options?: { model?: ModelSource; name?: string; onProgress?: (p: LoadProgress) => void; cache?: boolean; workerUrl?: string | URL; softwareGpu?: boolean; timeKernels?: boolean }): Promise<PatchLab>;
   /** ./model/ next to patchlab.js when it has a config.json (`patchlab serve --model-dir`), else GPT-2 small from the Hub. */
   static defaultModel(): Promise<string>;
   /** A schema-1 report as the current schema; newer reports come back as they are. */

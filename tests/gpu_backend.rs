@@ -325,6 +325,7 @@ fn small_buffers_split_the_embedding_and_the_passes() {
         let cpu = CpuEngine::new(s.config(), w.clone()).unwrap();
         let opts = GpuOptions {
             max_buffer_bytes: Some(1 << 20),
+            ..GpuOptions::default()
         };
         let gpu = GpuEngine::with_options(s.config(), w, opts).await.unwrap();
         let answers = Metric::LogitDiff {
@@ -1330,5 +1331,92 @@ fn matmul_kernels_match_an_f64_reference() {
             err <= 1e-5,
             "case {i} ({kernel}): GPU differs from the f64 reference by {err:e} (relative)"
         );
+    }
+}
+
+/// Kernel times (`GpuOptions::timing`): with timestamps asked for, the
+/// adapter's timestamp queries where it offers TIMESTAMP_QUERY (Mesa's
+/// lavapipe does), else elapsed time per dispatch; with elapsed time asked
+/// for, that. Either way every kernel that ran has a time (≥ 0, finite)
+/// and their sum is positive, as of the read-back that ended the work;
+/// `since` keeps the timing. More dispatches than one query set holds
+/// (2048 pairs) in one submission are timed too. No speed is assumed.
+#[test]
+fn kernels_are_timed_with_timestamps_where_the_adapter_offers_them() {
+    use patchlab::engine::profile::Timing;
+    let s = spec(2, 4, 48, 13);
+    let cpu = CpuEngine::new(s.config(), random_weights(&s)).unwrap();
+    let offered = block_on(async {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .expect("a WebGPU adapter");
+        adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    });
+    eprintln!("the adapter offers timestamp queries: {offered}");
+    let (a, b) = pair(9, 3, 7);
+    let m = Metric::logit_diff(a[1], b[2]);
+    for wanted in [Timing::Timestamps, Timing::Elapsed] {
+        let opts = GpuOptions {
+            timing: Some(wanted),
+            ..GpuOptions::default()
+        };
+        let gpu = block_on(GpuEngine::from_source(s.config(), &cpu, opts)).unwrap();
+        let expect = if wanted == Timing::Timestamps && offered {
+            Timing::Timestamps
+        } else {
+            Timing::Elapsed
+        };
+        let p0 = gpu.device_profile().unwrap();
+        assert_eq!((p0.timing, p0.timed), (Some(expect), true));
+        block_on(runs(&gpu, &a, &b, &m));
+        let p = gpu.device_profile().unwrap().since(&p0);
+        assert_eq!(p.timing, Some(expect), "since keeps the timing");
+        let ran: Vec<_> = p.kernels.iter().filter(|k| k.dispatches > 0).collect();
+        assert!(ran.len() > 3, "{ran:?}");
+        for k in &ran {
+            assert!(k.ms.is_finite() && k.ms >= 0.0, "{wanted:?}: {k:?}");
+        }
+        assert!(p.total().ms > 0.0, "{wanted:?}: {ran:?}");
+        let idle: f64 = p
+            .kernels
+            .iter()
+            .filter(|k| k.dispatches == 0)
+            .map(|k| k.ms)
+            .sum();
+        assert_eq!(idle, 0.0, "kernels that did not run have no time");
+        eprintln!(
+            "{wanted:?} → {expect:?}: two forwards, {} dispatches, {:.3} ms of kernels ({} kernels)",
+            p.total().dispatches,
+            p.total().ms,
+            ran.len()
+        );
+        if expect == Timing::Timestamps {
+            // 2100 products in one submission: two query sets
+            let before = gpu.device_profile().unwrap();
+            block_on(gpu.time_matmul(4, 8, 4, 2100)).unwrap();
+            let p = gpu.device_profile().unwrap().since(&before);
+            let t = p.total();
+            assert_eq!(t.dispatches, 2101);
+            assert!(t.ms > 0.0, "{t:?}");
+            eprintln!("2101 small products: {:.3} ms of kernels", t.ms);
+        }
+    }
+    // not asked for: no times (unless PATCHLAB_GPU_PROFILE asks for them)
+    if std::env::var_os("PATCHLAB_GPU_PROFILE").is_none() {
+        let gpu = block_on(GpuEngine::from_source(
+            s.config(),
+            &cpu,
+            GpuOptions::default(),
+        ))
+        .unwrap();
+        block_on(runs(&gpu, &a, &b, &m));
+        let p = gpu.device_profile().unwrap();
+        assert_eq!((p.timing, p.timed, p.total().ms), (None, false, 0.0));
     }
 }

@@ -144,6 +144,7 @@ fn gpu_groups_larger_than_a_pass_are_taken_in_parts() {
         random_weights(&s),
         GpuOptions {
             max_buffer_bytes: Some(1 << 16),
+            ..GpuOptions::default()
         },
     ))
     .unwrap();

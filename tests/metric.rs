@@ -365,6 +365,7 @@ fn prob_diff_gpu_agrees_with_cpu_in_small_buffers() {
         let tok = tokenizer();
         let opts = GpuOptions {
             max_buffer_bytes: Some(1 << 20),
+            ..GpuOptions::default()
         };
         check_gpu_against_cpu(&spec(2, 3, 48, 27), opts, tok).await;
     })

@@ -353,14 +353,19 @@ export class PatchLab {
    * - softwareGpu: compute on WebGPU ("auto") even where its adapter is a
    *   software one (SwiftShader, lavapipe: far slower than WebAssembly,
    *   so by default such an adapter is not used; env.software says so).
+   * - timeKernels: the WebGPU engine times each kernel with the adapter's
+   *   timestamp queries where it offers "timestamp-query" (gpuProfile's
+   *   `ms`, `timing` "timestamps"; each dispatch then runs in a compute pass
+   *   of its own). Off by default; without timestamp queries no times.
    */
-  static async load({ model, name, onProgress, cache, workerUrl, softwareGpu = false } = {}) {
+  static async load({ model, name, onProgress, cache, workerUrl, softwareGpu = false, timeKernels = false } = {}) {
     const src = resolveModel(model);
     const client = new WorkerClient(workerUrl || new URL("./worker.js", import.meta.url));
     try {
+      const opts = { softwareGpu: !!softwareGpu, timeKernels: !!timeKernels };
       const body = src.files
-        ? { files: src.files, name: name || src.name, softwareGpu: !!softwareGpu }
-        : { base: src.base, name: name || src.name, cache: cache ?? src.cache, softwareGpu: !!softwareGpu };
+        ? { files: src.files, name: name || src.name, ...opts }
+        : { base: src.base, name: name || src.name, cache: cache ?? src.cache, ...opts };
       const { info, env } = await client.request("load", body, { onProgress });
       return new PatchLab(client, info, env, src);
     } catch (e) {
@@ -416,9 +421,12 @@ export class PatchLab {
   /**
    * What the WebGPU engine has done since it started, as `patchlab bench
    * --profile` counts it: {adapter, kernels: [{name, dispatches,
-   * workgroups, flops, bytes, ms}], submits, readbacks, timed}; null before
-   * anything ran on WebGPU. A visitor's real GPU can report its work this
-   * way (compare `performance.now()` around an analysis with the counts).
+   * workgroups, flops, bytes, ms}], submits, readbacks, timed, timing}; null
+   * before anything ran on WebGPU. A visitor's real GPU can report its work
+   * this way (compare `performance.now()` around an analysis with the
+   * counts), and its kernels' times when loaded with `timeKernels: true`
+   * and the adapter offers timestamp queries (`timing` "timestamps"; else
+   * null, `timed` false and every `ms` 0).
    */
   gpuProfile() {
     return this.client.request("gpuProfile");

@@ -565,6 +565,8 @@ async function build(id, name, weights, tokenizer, vocab, merges, putting) {
   // engine takes its tensors over)
   const env = await environment();
   lab = pkg.Lab.load_streamed(name, weights, tokenizer, vocab, merges, env.webgpu);
+  // before anything runs on WebGPU (its engine starts on first use)
+  if (timeKernels) lab.time_gpu_kernels(true);
   if (putting) await putting;
   return { info: lab.info(), env };
 }
@@ -572,6 +574,8 @@ async function build(id, name, weights, tokenizer, vocab, merges, putting) {
 // Whether the page chose to compute on a software WebGPU adapter
 // (?gpu=software, PatchLab.load({softwareGpu: true})).
 let allowSoftwareGpu = false;
+// Whether the page asked for kernel times (PatchLab.load({timeKernels: true})).
+let timeKernels = false;
 
 // A software rasterizer behind WebGPU (Chromium's SwiftShader, Mesa's
 // lavapipe / llvmpipe, WARP) runs the GPU engine far slower than the
@@ -626,6 +630,7 @@ async function handle(msg) {
       return pkg.cpu_matmul_ms(msg.m, msg.k, msg.n, msg.reps);
     case "load":
       allowSoftwareGpu = !!msg.softwareGpu;
+      timeKernels = !!msg.timeKernels;
       await ensureWasm();
       if (msg.files) return loadFromFiles(id, msg.files, msg.name);
       return loadFromUrl(id, msg.base, msg.name, msg.cache);

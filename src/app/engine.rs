@@ -554,6 +554,9 @@ pub struct Engines {
     has_gpu: bool,
     /// Each engine's calibrated rate, FLOPs per second (`estimate::calibrate`).
     rates: RefCell<Vec<(&'static str, f64)>>,
+    /// How the GPU engine times its kernels, if at all
+    /// ([`Engines::set_gpu_timing`]).
+    gpu_timing: std::cell::Cell<Option<crate::engine::profile::Timing>>,
 }
 
 impl Engines {
@@ -570,7 +573,18 @@ impl Engines {
             waiting: RefCell::new(Vec::new()),
             has_gpu,
             rates: RefCell::new(Vec::new()),
+            gpu_timing: std::cell::Cell::new(None),
         }
+    }
+
+    /// Times the GPU engine's kernels (`GpuOptions::timing`; in the browser
+    /// only with timestamp queries, where the adapter offers them) from
+    /// when it starts: true where it has not started yet (the setting
+    /// then applies), false where it has (the setting applies only to an
+    /// engine started anew after a lost device).
+    pub fn set_gpu_timing(&self, timing: Option<crate::engine::profile::Timing>) -> bool {
+        self.gpu_timing.set(timing);
+        matches!(&*self.gpu.borrow(), GpuState::Untried)
     }
 
     /// The backend a request for `backend` computes on, as far as is known
@@ -665,7 +679,11 @@ impl Engines {
             // (no second host copy of the model)
             GpuState::Untried => {
                 let cfg = self.cpu.config().clone();
-                match GpuEngine::from_source(cfg, &*self.cpu, GpuOptions::default()).await {
+                let opts = GpuOptions {
+                    timing: self.gpu_timing.get(),
+                    ..GpuOptions::default()
+                };
+                match GpuEngine::from_source(cfg, &*self.cpu, opts).await {
                     Ok(e) => {
                         let e = Rc::new(e);
                         (GpuState::Ready(e.clone()), Ok(e))

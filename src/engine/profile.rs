@@ -18,7 +18,8 @@ pub struct KernelCounts {
     /// written once (a lower bound; re-reads that caches absorb are not
     /// counted).
     pub bytes: f64,
-    /// Milliseconds, when the backend times each dispatch ([`DeviceProfile::timed`]).
+    /// Milliseconds, when the backend times its dispatches
+    /// ([`DeviceProfile::timing`] says how).
     pub ms: f64,
 }
 
@@ -45,11 +46,40 @@ pub struct DeviceProfile {
     pub submits: u64,
     /// Read-backs (each one submission and one mapping the host waits for).
     pub readbacks: u64,
-    /// Whether `ms` holds each kernel's time: natively with
-    /// `PATCHLAB_GPU_PROFILE` set, every dispatch is submitted and waited
-    /// for alone and its elapsed time taken (the adapter's timestamp
-    /// queries are not used).
+    /// Whether `ms` holds each kernel's time (`timing` is not None).
     pub timed: bool,
+    /// How the kernels' `ms` were taken (null: they were not; see
+    /// [`Timing`]). Timing is asked for with `GpuOptions::timing`, natively
+    /// also with the environment variable `PATCHLAB_GPU_PROFILE`.
+    pub timing: Option<Timing>,
+}
+
+/// How a device backend times its kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Timing {
+    /// The adapter's timestamp queries: every dispatch runs in a compute
+    /// pass of its own whose start and end the GPU writes, in one
+    /// submission as usual; the times are read back with the next read-back.
+    Timestamps,
+    /// Where the adapter has no timestamp queries (native only): every
+    /// dispatch is submitted and waited for alone and the host's elapsed
+    /// time around it is taken (submission and wake-up included).
+    Elapsed,
+}
+
+impl Timing {
+    /// What the times are, for a table's footnote.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Timing::Timestamps => {
+                "the GPU's timestamp queries at the start and end of each dispatch (each in a compute pass of its own)"
+            }
+            Timing::Elapsed => {
+                "the host's elapsed time per dispatch, each submitted and waited for alone (not timestamp queries)"
+            }
+        }
+    }
 }
 
 impl DeviceProfile {
@@ -74,6 +104,7 @@ impl DeviceProfile {
             submits: self.submits - earlier.submits,
             readbacks: self.readbacks - earlier.readbacks,
             timed: self.timed,
+            timing: self.timing,
         }
     }
 

@@ -210,13 +210,26 @@ impl Lab {
     /// workgroups, FLOPs, bytes) with the submissions and read-backs, as
     /// `patchlab bench --profile` counts it: `{adapter, kernels: [{name,
     /// dispatches, workgroups, flops, bytes, ms}], submits, readbacks,
-    /// timed}`, or null before anything ran on WebGPU. Kernel times are not
-    /// taken in the browser (`timed` is false).
+    /// timed, timing}`, or null before anything ran on WebGPU. Kernel times
+    /// (`ms`) are taken after `time_gpu_kernels(true)` where the adapter
+    /// offers timestamp queries (`timing` "timestamps"); else `timing` is
+    /// null, `timed` false and every `ms` 0. The times are those of the
+    /// work up to its last read-back (every computation ends with one).
     pub fn gpu_profile(&self) -> Result<JsValue, JsValue> {
         match self.session.engines.gpu_profile() {
             Some(p) => to_js(&p),
             None => Ok(JsValue::NULL),
         }
+    }
+
+    /// Whether the WebGPU engine times its kernels with the adapter's
+    /// timestamp queries (where it offers them; `gpu_profile`'s `ms`): call
+    /// it before anything runs on WebGPU (the engine starts on first use).
+    /// Returns false where the engine has already started (then the setting
+    /// applies only to an engine started anew after a lost device).
+    pub fn time_gpu_kernels(&self, on: bool) -> bool {
+        let timing = on.then_some(crate::engine::profile::Timing::Timestamps);
+        self.session.engines.set_gpu_timing(timing)
     }
 
     /// Times a small real workload (the heads' IG path at the

@@ -76,7 +76,7 @@ describe("the JS API (PatchLab in a worker)", () => {
     assert.equal(got.before, null, "no GPU work before the first GPU analysis");
     const kernels = Object.fromEntries(got.profile.kernels.map((k) => [k.name, k]));
     assert.ok(kernels.matmul_skinny.dispatches > 0 && kernels.matmul_skinny.flops > 0 && kernels.attn_tail.bytes > 0, JSON.stringify(got.profile.kernels));
-    assert.ok(got.profile.submits > 0 && got.profile.readbacks > 0 && got.profile.timed === false, JSON.stringify(got.profile));
+    assert.ok(got.profile.submits > 0 && got.profile.readbacks > 0 && got.profile.timed === false && got.profile.timing === null, JSON.stringify(got.profile));
     assert.match(got.profile.adapter, /\S/);
     assert.equal(got.report.backend, "gpu", `stages: ${stages.join(" | ")}`);
     const want = cliReport(modelDir, req);

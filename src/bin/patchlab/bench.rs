@@ -57,7 +57,8 @@ pub struct BenchArgs {
     matmul_rows: usize,
     /// Count the device work of each phase of one pair's analysis (forward, AP, IG, AtP,
     /// sites, circuit passes), per kernel: dispatches, workgroups, FLOPs, bytes, submissions,
-    /// read-backs (and each kernel's time with PATCHLAB_GPU_PROFILE=1), then project it onto
+    /// read-backs (and each kernel's time with PATCHLAB_GPU_PROFILE=1: the adapter's timestamp
+    /// queries where it offers them, else elapsed time per dispatch), then project it onto
     /// named GPUs. Needs --backend gpu; any adapter, a software one included.
     #[arg(long, conflicts_with_all = ["sites", "circuit", "full", "matmul_only"])]
     profile: bool,

@@ -1,6 +1,7 @@
 //! `patchlab bench --backend gpu --profile`: each phase of one pair's
 //! analysis once, with the device work it took (dispatches, workgroups,
-//! FLOPs, bytes, submissions, read-backs; kernel times where timed), the
+//! FLOPs, bytes, submissions, read-backs; kernel times where timed, from
+//! timestamp queries where the adapter offers them), the
 //! kernels that did it, and a projection of that work onto named GPUs.
 
 use patchlab::attribution::circuit::{score_edges, EdgeMethod, EdgeOptions};
@@ -12,7 +13,7 @@ use patchlab::attribution::{
 use patchlab::attribution::{quadrature::Rule, Direction, Method, Pair, Quiet, Tracker};
 use patchlab::clock::now_ms;
 use patchlab::engine::graph::GraphPasses;
-use patchlab::engine::profile::{project, DeviceProfile, GPUS};
+use patchlab::engine::profile::{project, DeviceProfile, Timing, GPUS};
 use patchlab::engine::{Component, Engine, SweepPair};
 use patchlab::report::PatchSite;
 use patchlab::{Error, Result};
@@ -140,7 +141,8 @@ pub fn print_profile(phases: &[Phase], costs: &DispatchCosts) {
     let Some(first) = phases.first() else {
         return;
     };
-    let timed = first.work.timed;
+    let timing = first.work.timing;
+    let timed = timing.is_some();
     println!(
         "device work per phase on {} (counted from each dispatch's shapes; bytes: each operand read once, each result written once)",
         first.work.adapter
@@ -180,8 +182,19 @@ pub fn print_profile(phases: &[Phase], costs: &DispatchCosts) {
             all.add(&p.work);
         }
     }
-    if !timed {
-        println!("(kernel s: set PATCHLAB_GPU_PROFILE=1 to time each dispatch alone; the wall times then include those waits)");
+    match timing {
+        Some(t @ Timing::Timestamps) => println!(
+            "(kernel s: {}; the wall times include that split)",
+            t.describe()
+        ),
+        Some(t @ Timing::Elapsed) => println!(
+            "(kernel s: {}; the wall times include those waits)",
+            t.describe()
+        ),
+        None => println!(
+            "(kernel s: set PATCHLAB_GPU_PROFILE=1 to time each kernel, with the adapter's timestamp queries where it \
+             offers them, else the elapsed time of each dispatch submitted alone; PATCHLAB_GPU_PROFILE=elapsed for the latter)"
+        ),
     }
     println!("\nkernels over all phases, most FLOPs first");
     println!(
@@ -270,6 +283,8 @@ pub fn write_json(
         "tokens": pair.clean.len(),
         "first_diff": pair.first_diff,
         "timed": phases.first().is_some_and(|p| p.work.timed),
+        // "timestamps", "elapsed" or null (see Timing)
+        "timing": phases.first().and_then(|p| p.work.timing),
         "phases": phases.iter().map(|p| serde_json::json!({
             "phase": p.name,
             "wall_ms": p.wall_ms,

@@ -80,6 +80,12 @@ pub struct GpuOptions {
     /// more (the token embedding is then split into more chunks, sweeps into
     /// smaller passes). None: the device's max_storage_buffer_binding_size.
     pub max_buffer_bytes: Option<u64>,
+    /// Time every kernel ([`DeviceProfile::timing`](crate::engine::profile::DeviceProfile::timing)):
+    /// `Timing::Timestamps` uses the adapter's timestamp queries where it
+    /// offers them, else (natively) elapsed time per dispatch, each
+    /// submitted alone; `Timing::Elapsed` the latter always (native only).
+    /// None: no times, unless natively PATCHLAB_GPU_PROFILE is set.
+    pub timing: Option<crate::engine::profile::Timing>,
 }
 
 pub struct GpuEngine {
@@ -141,6 +147,7 @@ impl GpuEngine {
                 max_dh: cfg.d_head.next_power_of_two().max(16),
             },
             opts.max_buffer_bytes,
+            opts.timing,
         )
         .await?;
         let up = |p: &Param, name: &str| gpu.upload(&p.data, name);
@@ -284,9 +291,10 @@ impl GpuEngine {
         *self.work.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// With the environment variable PATCHLAB_GPU_PROFILE set (native only),
-    /// every dispatch is timed on its own: milliseconds and dispatches per
-    /// kernel since the engine was made. None when not profiling.
+    /// When the kernels are timed (`GpuOptions::timing`, or natively the
+    /// environment variable PATCHLAB_GPU_PROFILE): milliseconds and
+    /// dispatches per kernel since the engine was made, as of the last
+    /// read-back. None when not timed.
     pub fn kernel_profile(&self) -> Option<String> {
         self.gpu.profile_report()
     }

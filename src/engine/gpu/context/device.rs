@@ -3,7 +3,8 @@
 //! and buffers.
 
 use super::kernels::{compile_kernels, ShaderSizes, K};
-use crate::engine::profile::{DeviceProfile, KernelCounts};
+use super::readback::Stamps;
+use crate::engine::profile::{DeviceProfile, KernelCounts, Timing};
 use crate::error::{Error, Result};
 use std::future::Future;
 use std::pin::Pin;
@@ -89,11 +90,16 @@ pub(in crate::engine::gpu) struct Gpu {
     /// (u64::MAX: no limit but the device's).
     alloc_limit: AtomicU64,
     /// Per kernel (K::ALL's order): dispatches, workgroups, FLOPs and bytes
-    /// of every dispatch recorded, and its time when `timed`.
+    /// of every dispatch recorded, and its time when `timing`.
     pub(super) stats: Mutex<Vec<KernelCounts>>,
-    /// PATCHLAB_GPU_PROFILE is set (native only): every dispatch is then
-    /// submitted and waited for alone, and its elapsed time kept.
-    pub(super) timed: bool,
+    /// How dispatches are timed, if they are: with timestamp queries every
+    /// dispatch gets a compute pass of its own and the submission resolves
+    /// its queries into `stamps`; elapsed (native only), every dispatch is
+    /// submitted and waited for alone.
+    pub(super) timing: Option<Timing>,
+    /// Timestamp queries resolved and being mapped, not yet added to
+    /// `stats` (`read` adds them: every submission is followed by one).
+    pub(super) stamps: Mutex<Vec<Stamps>>,
     /// Read-backs since the device opened.
     pub(super) readbacks: AtomicU64,
     /// Command submissions and kernel dispatches since the device opened.
@@ -151,10 +157,44 @@ fn watch_faults(device: &wgpu::Device, faults: &Arc<Mutex<Faults>>) {
     });
 }
 
+/// The timing PATCHLAB_GPU_PROFILE asks for (native only): "elapsed", or
+/// timestamps for any other value.
+fn timing_from_env() -> Option<Timing> {
+    if cfg!(target_arch = "wasm32") {
+        return None;
+    }
+    let v = std::env::var_os("PATCHLAB_GPU_PROFILE")?;
+    Some(if v == "elapsed" {
+        Timing::Elapsed
+    } else {
+        Timing::Timestamps
+    })
+}
+
+/// The timing used for the timing `wanted` where the adapter does (or does
+/// not) offer timestamp queries: timestamps where asked for and offered,
+/// else elapsed time natively, none in the browser (it cannot wait for one
+/// dispatch).
+fn pick_timing(wanted: Option<Timing>, timestamps: bool) -> Option<Timing> {
+    match wanted? {
+        Timing::Timestamps if timestamps => Some(Timing::Timestamps),
+        _ if cfg!(target_arch = "wasm32") => None,
+        _ => Some(Timing::Elapsed),
+    }
+}
+
 impl Gpu {
     /// Opens the adapter; `max_binding` (bytes) caps the buffer size we use
-    /// below the device's own limit.
-    pub async fn new(sizes: ShaderSizes, max_binding: Option<u64>) -> Result<Gpu> {
+    /// below the device's own limit. `timing`: how to time the kernels, if
+    /// at all (natively PATCHLAB_GPU_PROFILE also asks for it: "elapsed"
+    /// for elapsed time, any other value for timestamps); timestamps fall
+    /// back to elapsed time natively where the adapter lacks
+    /// TIMESTAMP_QUERY, and to no timing in the browser (which cannot wait).
+    pub async fn new(
+        sizes: ShaderSizes,
+        max_binding: Option<u64>,
+        timing: Option<Timing>,
+    ) -> Result<Gpu> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
@@ -183,10 +223,18 @@ impl Gpu {
                 )));
             }
         }
+        let timing = pick_timing(
+            timing.or_else(timing_from_env),
+            adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        );
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("patchlab"),
-                required_features: wgpu::Features::empty(),
+                required_features: if timing == Some(Timing::Timestamps) {
+                    wgpu::Features::TIMESTAMP_QUERY
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -225,8 +273,8 @@ impl Gpu {
                     })
                     .collect(),
             ),
-            timed: cfg!(not(target_arch = "wasm32"))
-                && std::env::var_os("PATCHLAB_GPU_PROFILE").is_some(),
+            timing,
+            stamps: Mutex::new(Vec::new()),
             readbacks: AtomicU64::new(0),
             matmul_tiled: AtomicBool::new(true),
         })
@@ -241,7 +289,9 @@ impl Gpu {
     }
 
     /// Every kernel's work since the device opened, with the submissions
-    /// and read-backs.
+    /// and read-backs. Timestamp times count as of the last read-back
+    /// (`read` adds them; every computation ends with one, so a snapshot
+    /// after it has all of its times).
     pub fn profile(&self, adapter: &str) -> DeviceProfile {
         let kernels = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         DeviceProfile {
@@ -249,15 +299,15 @@ impl Gpu {
             kernels,
             submits: self.submits.load(Ordering::Relaxed),
             readbacks: self.readbacks.load(Ordering::Relaxed),
-            timed: self.timed,
+            timed: self.timing.is_some(),
+            timing: self.timing,
         }
     }
 
-    /// Time per kernel since the engine started, when timed (see `timed`).
+    /// Time per kernel since the engine started, when timed (see `timing`),
+    /// as of the last read-back.
     pub fn profile_report(&self) -> Option<String> {
-        if !self.timed {
-            return None;
-        }
+        self.timing?;
         let p = self.profile("");
         let mut rows: Vec<_> = p.kernels.iter().filter(|k| k.dispatches > 0).collect();
         rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
@@ -460,5 +510,20 @@ impl Gpu {
 
     pub fn dummy_out(&self) -> &wgpu::Buffer {
         &self.dummy_out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn timestamps_where_offered_else_elapsed_time() {
+        let (ts, el) = (Some(Timing::Timestamps), Some(Timing::Elapsed));
+        assert_eq!(pick_timing(ts, true), ts);
+        assert_eq!(pick_timing(ts, false), el);
+        assert_eq!(pick_timing(el, true), el);
+        assert_eq!(pick_timing(None, true), None);
     }
 }

@@ -4,6 +4,8 @@
 
 use super::device::Gpu;
 use super::kernels::K;
+use super::readback::{oneshot, Stamps};
+use crate::engine::profile::Timing;
 use crate::error::Error;
 use std::sync::atomic::Ordering;
 
@@ -206,6 +208,15 @@ impl<'g> Enc<'g> {
                     label: Some("patchlab"),
                 })
         };
+        // timed: every dispatch in a compute pass of its own
+        let alone = gpu.timing.is_some();
+        let n = self
+            .ops
+            .iter()
+            .filter(|o| matches!(o, Op::Dispatch { .. }))
+            .count();
+        let mut stamps =
+            (gpu.timing == Some(Timing::Timestamps) && n > 0).then(|| StampSets::new(gpu, n));
         let mut enc = new_encoder();
         let mut ops = self.ops.into_iter().peekable();
         while let Some(op) = ops.next() {
@@ -218,10 +229,10 @@ impl<'g> Enc<'g> {
                     bytes,
                 } => enc.copy_buffer_to_buffer(&src, so, &dst, d_o, Some(bytes)),
                 Op::Clear(b) => enc.clear_buffer(&b, 0, None),
-                Op::Dispatch { .. } => {
+                Op::Dispatch { k, .. } => {
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
-                        timestamp_writes: None,
+                        timestamp_writes: stamps.as_mut().map(|s| s.next(k)),
                     });
                     let mut next = Some(op);
                     let mut last = None;
@@ -239,7 +250,7 @@ impl<'g> Enc<'g> {
                         gpu.dispatches.fetch_add(1, Ordering::Relaxed);
                         last = Some(k);
                         next = None;
-                        if gpu.timed {
+                        if alone {
                             break;
                         }
                         if matches!(ops.peek(), Some(Op::Dispatch { .. })) {
@@ -250,7 +261,7 @@ impl<'g> Enc<'g> {
                     #[cfg(target_arch = "wasm32")]
                     let _ = last;
                     #[cfg(not(target_arch = "wasm32"))]
-                    if gpu.timed {
+                    if gpu.timing == Some(Timing::Elapsed) {
                         // each dispatch submitted and waited for on its own
                         let done = std::mem::replace(&mut enc, new_encoder());
                         let t = std::time::Instant::now();
@@ -264,7 +275,96 @@ impl<'g> Enc<'g> {
                 }
             }
         }
+        let read = stamps.map(|s| s.resolve(gpu, &mut enc));
         gpu.queue.submit([enc.finish()]);
         gpu.submits.fetch_add(1, Ordering::Relaxed);
+        if let Some((kernels, buf)) = read {
+            let (tx, rx) = oneshot();
+            buf.map_async(wgpu::MapMode::Read, .., move |r| tx.send(r));
+            gpu.stamps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Stamps {
+                    kernels,
+                    buf,
+                    mapped: rx,
+                });
+        }
+    }
+}
+
+/// A submission's timestamp query sets (`Timing::Timestamps`): a start and
+/// an end query per dispatch, in sets of at most QUERY_SET_MAX_QUERIES.
+struct StampSets {
+    sets: Vec<wgpu::QuerySet>,
+    /// Each dispatch's kernel, in order.
+    kernels: Vec<K>,
+    /// Queries of the whole submission (2 per dispatch).
+    queries: u32,
+}
+
+/// Dispatches per query set.
+const PAIRS_PER_SET: u32 = wgpu::QUERY_SET_MAX_QUERIES / 2;
+
+impl StampSets {
+    fn new(gpu: &Gpu, dispatches: usize) -> StampSets {
+        let queries = 2 * dispatches as u32;
+        let sets = (0..queries.div_ceil(2 * PAIRS_PER_SET))
+            .map(|i| {
+                let count = (queries - i * 2 * PAIRS_PER_SET).min(2 * PAIRS_PER_SET);
+                gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("kernel times"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                })
+            })
+            .collect();
+        StampSets {
+            sets,
+            kernels: Vec::with_capacity(dispatches),
+            queries,
+        }
+    }
+
+    /// The start and end queries of the next dispatch, of kernel `k`.
+    fn next(&mut self, k: K) -> wgpu::ComputePassTimestampWrites<'_> {
+        let i = self.kernels.len() as u32;
+        self.kernels.push(k);
+        let at = (i % PAIRS_PER_SET) * 2;
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.sets[(i / PAIRS_PER_SET) as usize],
+            beginning_of_pass_write_index: Some(at),
+            end_of_pass_write_index: Some(at + 1),
+        }
+    }
+
+    /// Resolves every query set (each at an offset the resolve allows) and
+    /// copies the ticks, 2 per dispatch in order, into a buffer to map:
+    /// each dispatch's kernel and that buffer.
+    fn resolve(self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder) -> (Vec<K>, wgpu::Buffer) {
+        let bytes = |q: u32| q as u64 * wgpu::QUERY_SIZE as u64;
+        let set_bytes =
+            bytes(2 * PAIRS_PER_SET).next_multiple_of(wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT);
+        let total = bytes(self.queries).max(8);
+        let resolved = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel times (resolved)"),
+            size: set_bytes * (self.sets.len() as u64).max(1),
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel times"),
+            size: total,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        for (i, set) in self.sets.iter().enumerate() {
+            let first = i as u32 * 2 * PAIRS_PER_SET;
+            let count = (self.queries - first).min(2 * PAIRS_PER_SET);
+            let at = i as u64 * set_bytes;
+            enc.resolve_query_set(set, 0..count, &resolved, at);
+            enc.copy_buffer_to_buffer(&resolved, at, &read, bytes(first), Some(bytes(count)));
+        }
+        (self.kernels, read)
     }
 }

@@ -3,6 +3,7 @@
 //! the browser).
 
 use super::device::{backend_err, size, Gpu};
+use super::kernels::K;
 use crate::error::Result;
 use std::future::Future;
 use std::pin::Pin;
@@ -88,6 +89,7 @@ impl Gpu {
         #[cfg(target_arch = "wasm32")]
         let mapped = rx.await;
         self.settle().await;
+        self.add_stamps().await;
         self.check()?;
         mapped.map_err(|e| backend_err(format!("reading results back: {e}")))?;
         let out = {
@@ -110,16 +112,78 @@ impl Gpu {
     }
 }
 
+/// One submission's timestamp queries (`Timing::Timestamps`), resolved and
+/// copied into a buffer being mapped: a (start, end) pair of ticks per
+/// dispatch, in the order of `kernels`.
+pub(in crate::engine::gpu) struct Stamps {
+    /// Each dispatch's kernel.
+    pub kernels: Vec<K>,
+    /// 2 × 8 bytes per dispatch, mapped for reading once `mapped` has sent.
+    pub buf: wgpu::Buffer,
+    pub mapped: Receiver<std::result::Result<(), wgpu::BufferAsyncError>>,
+}
+
+impl Gpu {
+    /// Adds the timestamps of earlier submissions to their kernels' times.
+    /// Called by `read`, which follows every submission: natively after the
+    /// device was waited for (every earlier mapping is then done), in the
+    /// browser awaiting each mapping. A kernel's time is end − start, 0
+    /// where a driver writes an end before the start.
+    pub(super) async fn add_stamps(&self) {
+        let pending = std::mem::take(&mut *self.stamps.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        // nanoseconds per tick
+        let period = self.queue.get_timestamp_period() as f64;
+        let mut left = Vec::new();
+        for mut s in pending {
+            #[cfg(not(target_arch = "wasm32"))]
+            let mapped = match super::device::poll_now(Pin::new(&mut s.mapped)) {
+                Some(m) => m,
+                None => {
+                    // not done yet (the device was lost, or a later read
+                    // comes first): the next read tries again
+                    left.push(s);
+                    continue;
+                }
+            };
+            #[cfg(target_arch = "wasm32")]
+            let mapped = (&mut s.mapped).await;
+            // an error (the submission failed) is reported by `check`
+            if mapped.is_err() {
+                continue;
+            }
+            if let Ok(view) = s.buf.get_mapped_range(..) {
+                let ticks: Vec<u64> = view
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect();
+                let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+                for (k, t) in s.kernels.iter().zip(ticks.chunks_exact(2)) {
+                    stats[*k as usize].ms += t[1].saturating_sub(t[0]) as f64 * period / 1e6;
+                }
+            }
+            s.buf.unmap();
+        }
+        if !left.is_empty() {
+            let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+            left.append(&mut stamps);
+            *stamps = left;
+        }
+    }
+}
+
 /// A single-value channel: wgpu's map callback sends, the caller awaits.
 struct Slot<T> {
     value: Option<T>,
     waker: Option<Waker>,
 }
 
-struct Sender<T>(Arc<Mutex<Slot<T>>>);
-struct Receiver<T>(Arc<Mutex<Slot<T>>>);
+pub(super) struct Sender<T>(Arc<Mutex<Slot<T>>>);
+pub(in crate::engine::gpu) struct Receiver<T>(Arc<Mutex<Slot<T>>>);
 
-fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
+pub(super) fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
     let s = Arc::new(Mutex::new(Slot {
         value: None,
         waker: None,
@@ -128,7 +192,7 @@ fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
 }
 
 impl<T> Sender<T> {
-    fn send(self, v: T) {
+    pub(super) fn send(self, v: T) {
         let waker = {
             let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
             s.value = Some(v);
