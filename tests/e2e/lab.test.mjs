@@ -85,6 +85,38 @@ describe("the JS API (PatchLab in a worker)", () => {
     assert.deepEqual(reportDiffs({ ...got.report, backend: want.backend }, want, 1e-3), [], "differences from the CLI");
   });
 
+  test("times the WebGPU engine's kernels with timestamp queries where the adapter offers them", async (t) => {
+    const page = await newPage(t);
+    await page.goto(`${server.url}embed-demo.html?report=/model/none.json`);
+    const req = { ...IOI, methods: ["ap"], components: ["heads"], directions: ["clean_to_corrupt"] };
+    const got = await page.evaluate(async (req) => {
+      const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+      const offered = adapter.features.has("timestamp-query");
+      const { PatchLab } = await import("/patchlab.js");
+      const timed = await PatchLab.load({ model: "/model/", timeKernels: true });
+      const report = await timed.analyze({ ...req, backend: "gpu" });
+      const profile = await timed.gpuProfile();
+      const plain = await PatchLab.load({ model: "/model/" });
+      const untimed = await plain.analyze({ ...req, backend: "gpu" });
+      return { offered, report, profile, untimed };
+    }, req);
+    const ran = got.profile.kernels.filter((k) => k.dispatches > 0);
+    assert.ok(ran.length > 0, JSON.stringify(got.profile));
+    if (got.offered) {
+      assert.equal(got.profile.timing, "timestamps", JSON.stringify(got.profile));
+      assert.equal(got.profile.timed, true);
+      assert.ok(ran.every((k) => Number.isFinite(k.ms) && k.ms >= 0), JSON.stringify(ran));
+      assert.ok(ran.reduce((s, k) => s + k.ms, 0) > 0, "some kernel time");
+    } else {
+      // no timestamp queries: no times, said so
+      assert.equal(got.profile.timing, null, JSON.stringify(got.profile));
+      assert.ok(got.profile.kernels.every((k) => k.ms === 0));
+    }
+    // timing changes no number
+    assert.deepEqual(got.report.results, got.untimed.results);
+    t.diagnostic(`timestamp-query offered: ${got.offered}; kernel ms: ${ran.reduce((s, k) => s + k.ms, 0).toFixed(1)}`);
+  });
+
   test("errors carry the engine's message", async (t) => {
     const page = await newPage(t);
     await page.goto(`${server.url}embed-demo.html?report=/model/none.json`);
