@@ -13,10 +13,23 @@ use crate::engine::plan::{Start, TailPlan};
 use crate::engine::{Component, LayerComponents};
 use crate::error::Result;
 
+/// The base run's residual stream at `start` (every position).
+fn resid_at(base: &Forward, start: Start) -> Result<&wgpu::Buffer> {
+    Ok(match start {
+        Start::Mid(l) => &base.layers[l].resid_mid,
+        Start::Post(l) => &base.layers[l].resid_post,
+        Start::Embed => {
+            let name = "blocks.0.hook_resid_pre";
+            &base.hooks.get(name).ok_or_else(|| unknown_hook(name))?.buf
+        }
+    })
+}
+
 impl GpuEngine {
     /// ∂m/∂(hook_result or hook_post) at the base run for every layer, rows
-    /// first_diff.. ([n, width] each): one tail from layer 0's MLP and one backward,
-    /// reading the gradient at every block boundary.
+    /// first_diff.. ([n, width] each): the gradient at every layer's
+    /// resid_mid (heads) or resid_post (neurons) from one tail and one
+    /// backward, through W_out for the neurons.
     pub(in crate::engine::gpu) async fn sweep_base_gradients(
         &self,
         base: &Forward,
@@ -24,47 +37,14 @@ impl GpuEngine {
         win: Window,
     ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
-        let (d, dm, n, first_diff) = (c.d_model, c.d_mlp, win.n(), win.first_diff);
+        let (dm, n) = (c.d_mlp, win.n());
         let g = &self.gpu;
-        let plan = TailPlan::new(Start::Mid(0), c.n_layers);
-        let key = WorkKey {
-            cap: 1,
-            n,
-            t: win.t,
-            record: true,
-            logits: base.readout.is_signs(),
-        };
-        let (key, ws) = self.take_work(key)?;
-        let b = Batch::new(1, 1, n, d, first_diff);
-        let metric = g.buffer(1, "metric")?;
-        let stacked = Stacked::of(base);
-        let one = g.upload(&[1.0], "one")?;
-        let acc = (0..c.n_layers)
-            .map(|_| g.buffer(n * d, "gradient"))
-            .collect::<Result<Vec<_>>>()?;
+        // heads: ∂m/∂attn_out = ∂m/∂resid_mid; neurons: ∂m/∂mlp_out = ∂m/∂resid_post
+        let starts: Vec<Start> = (0..c.n_layers)
+            .map(|layer| Start::of(LayerComponents { layer, component }))
+            .collect();
         let mut enc = Enc::new(g);
-        for a in &acc {
-            enc.clear(a);
-        }
-        let start = At::new(&base.layers[0].resid_mid, first_diff * d);
-        enc.copy(start, At::start(&ws.x[0]), n * d);
-        let pass = Pass {
-            ws: &ws,
-            base: &stacked,
-            plan: &plan,
-            b,
-        };
-        self.encode_tail(&mut enc, &pass, At::start(&metric));
-        // heads: ∂m/∂attn_out = ∂m/∂resid_mid (after the MLP's backward);
-        // neurons: ∂m/∂mlp_out = ∂m/∂resid_post (before it)
-        self.encode_tail_backward(&mut enc, &pass, &mut |enc, point, gx| {
-            let (Start::Mid(layer) | Start::Post(layer)) = point else {
-                return;
-            };
-            if point == Start::of(LayerComponents { layer, component }) {
-                enc.weighted_sum(gx, b, At::start(&one), &acc[layer]);
-            }
-        });
+        let (acc, key, ws) = self.encode_gradients_at(&mut enc, base, &starts, win)?;
         let out = match component {
             Component::Heads => acc,
             Component::Neurons => acc
@@ -84,33 +64,46 @@ impl GpuEngine {
         self.put_work(key, ws);
         Ok(r)
     }
-}
 
-impl GpuEngine {
     /// ∂m/∂(the residual rows first_diff.. at each of `starts`) at the base
-    /// run, [n, d] each: one tail from the earliest start and one backward,
-    /// reading the gradient at every other start on its way down.
+    /// run, [n, d] each.
     pub(in crate::engine::gpu) async fn sweep_resid_base_gradients(
         &self,
         base: &Forward,
         starts: &[Start],
         win: Window,
     ) -> Result<Vec<Vec<f32>>> {
+        let n = win.n() * self.cfg.d_model;
+        let mut enc = Enc::new(&self.gpu);
+        let (acc, key, ws) = self.encode_gradients_at(&mut enc, base, starts, win)?;
+        enc.submit();
+        let ranges: Vec<_> = acc.iter().map(|a| Slice::first(a, n)).collect();
+        let r = self.gpu.read(&ranges).await?;
+        self.put_work(key, ws);
+        Ok(r)
+    }
+
+    /// Records one tail of the base run from the earliest of `starts` and
+    /// its backward, reading the gradient at every other start on its way
+    /// down: ∂m/∂(the residual rows first_diff.. at each start) in its own
+    /// [n, d] buffer, with the workspace to give back once read.
+    fn encode_gradients_at(
+        &self,
+        enc: &mut Enc,
+        base: &Forward,
+        starts: &[Start],
+        win: Window,
+    ) -> Result<(Vec<wgpu::Buffer>, WorkKey, super::Work)> {
         let c = &self.cfg;
         let (d, n, first_diff) = (c.d_model, win.n(), win.first_diff);
         let g = &self.gpu;
-        let Some(&first) = starts.iter().min_by_key(|s| s.order()) else {
-            return Ok(vec![]);
-        };
+        let first = starts
+            .iter()
+            .copied()
+            .min_by_key(|s| s.order())
+            .unwrap_or(Start::Embed);
         let plan = TailPlan::new(first, c.n_layers);
-        let resid = match first {
-            Start::Mid(l) => &base.layers[l].resid_mid,
-            Start::Post(l) => &base.layers[l].resid_post,
-            Start::Embed => {
-                let name = "blocks.0.hook_resid_pre";
-                &base.hooks.get(name).ok_or_else(|| unknown_hook(name))?.buf
-            }
-        };
+        let resid = resid_at(base, first)?;
         let key = WorkKey {
             cap: 1,
             n,
@@ -127,7 +120,6 @@ impl GpuEngine {
             .iter()
             .map(|_| g.buffer(n * d, "gradient"))
             .collect::<Result<Vec<_>>>()?;
-        let mut enc = Enc::new(g);
         for a in &acc {
             enc.clear(a);
         }
@@ -138,8 +130,8 @@ impl GpuEngine {
             plan: &plan,
             b,
         };
-        self.encode_tail(&mut enc, &pass, At::start(&metric));
-        let gx = self.encode_tail_backward(&mut enc, &pass, &mut |enc, point, gx| {
+        self.encode_tail(enc, &pass, At::start(&metric));
+        let gx = self.encode_tail_backward(enc, &pass, &mut |enc, point, gx| {
             for (s, a) in starts.iter().zip(&acc) {
                 if *s == point && point != first {
                     enc.weighted_sum(gx, b, At::start(&one), a);
@@ -152,13 +144,11 @@ impl GpuEngine {
                 enc.weighted_sum(gx, b, At::start(&one), a);
             }
         }
-        enc.submit();
-        let ranges: Vec<_> = acc.iter().map(|a| Slice::first(a, n * d)).collect();
-        let r = g.read(&ranges).await?;
-        self.put_work(key, ws);
-        Ok(r)
+        Ok((acc, key, ws))
     }
+}
 
+impl GpuEngine {
     /// Tails from `start` of one base run for a batch of perturbations of
     /// its residual rows there (`deltas`: k blocks of [n, d]): each element's
     /// metric and, with `record`, ∂m/∂(its start rows) ([k, n, d]).
@@ -176,14 +166,7 @@ impl GpuEngine {
         let k = deltas.len() / block;
         let g = &self.gpu;
         let plan = TailPlan::new(start, c.n_layers);
-        let resid = match start {
-            Start::Mid(l) => &base.layers[l].resid_mid,
-            Start::Post(l) => &base.layers[l].resid_post,
-            Start::Embed => {
-                let name = "blocks.0.hook_resid_pre";
-                &base.hooks.get(name).ok_or_else(|| unknown_hook(name))?.buf
-            }
-        };
+        let resid = resid_at(base, start)?;
         let key = WorkKey {
             cap: k.clamp(1, self.capacity(win, record)),
             n,
