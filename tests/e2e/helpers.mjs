@@ -64,7 +64,8 @@ export function serve({ modelDir, isolate = true } = {}) {
   const child = spawn(BIN, args, { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let out = "";
-    const timer = setTimeout(() => reject(new Error(`patchlab serve did not start: ${out}`)), 15000);
+    // a guard against a server that never starts, not a speed limit
+    const timer = setTimeout(() => reject(new Error(`patchlab serve did not start: ${out}`)), HANG_MS);
     child.on("exit", (code) => reject(new Error(`patchlab serve exited with ${code}: ${out}`)));
     child.stdout.on("data", (d) => {
       out += d;
